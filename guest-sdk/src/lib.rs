@@ -1,0 +1,144 @@
+//! The Guise guest SDK.
+//!
+//! A guest module implements [`Handler`] against the [`Services`] trait and exports it with
+//! [`export_protocol_handler!`]. Guest authors never touch generated bindings:
+//!
+//! * compiled for `wasm32`, the services are the host's WIT imports (`wasm::WasmServices`);
+//! * compiled natively, [`stub::StubServices`] is an in-memory host, so the same handler code
+//!   unit-tests with plain `cargo test`.
+
+mod types;
+pub use types::*;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod stub;
+
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub mod wasm;
+
+pub use bytes::Bytes;
+
+/// Host bytes: a request frame or stored record batches. Reading copies into guest memory;
+/// slicing does not.
+pub trait HostBuffer: Sized {
+    fn len(&self) -> u32;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Copy `len` bytes from `offset` (clamped to the end).
+    fn read(&self, offset: u32, len: u32) -> Vec<u8>;
+    /// A view of `len` bytes from `offset`, without copying.
+    fn slice(&self, offset: u32, len: u32) -> Result<Self, ErrorCode>;
+}
+
+/// The host services a protocol handler calls. Every call is short; none waits.
+pub trait Services {
+    type Buffer: HostBuffer;
+
+    // --- topics (of the connection's tenant) ---
+    fn list_topics(&self) -> Vec<TopicInfo>;
+    fn describe_topic(&self, name: &str) -> Option<TopicInfo>;
+    fn topic_by_id(&self, id: u128) -> Option<TopicInfo>;
+    fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &[(String, String)],
+        validate_only: bool,
+    ) -> Result<TopicInfo, ErrorCode>;
+    fn delete_topic(&self, name: &str) -> Result<(), ErrorCode>;
+    fn create_partitions(&self, name: &str, total: i32, validate_only: bool) -> Result<(), ErrorCode>;
+    fn topic_configs(&self, name: &str) -> Result<Vec<ConfigEntry>, ErrorCode>;
+    fn broker_configs(&self) -> Vec<ConfigEntry>;
+
+    // --- records ---
+    /// Validate and append the batches in `records` (a slice of a host buffer).
+    fn append(&self, tp: &TopicPartition, records: &Self::Buffer) -> Result<AppendInfo, ErrorCode>;
+    fn read(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: u32,
+        min_one: bool,
+    ) -> Result<Fetched<Self::Buffer>, ErrorCode>;
+    fn list_offset(
+        &self,
+        tp: &TopicPartition,
+        timestamp: i64,
+    ) -> Result<Option<OffsetAndTimestamp>, ErrorCode>;
+
+    // --- cluster and connection ---
+    fn self_broker(&self) -> Broker;
+    fn brokers(&self) -> Vec<Broker>;
+    fn settings(&self) -> Settings;
+    fn tenant(&self) -> String;
+    fn connection_id(&self) -> u64;
+    fn log(&self, level: Level, message: &str);
+}
+
+/// One request as the guest sees it: its bytes (a copy in guest memory, to decode from) and the
+/// host's frame buffer, of which [`Request::host_slice`] names parts without copying.
+pub struct Request<'a, B> {
+    pub bytes: Bytes,
+    pub frame: &'a B,
+}
+
+impl<B: HostBuffer> Request<'_, B> {
+    /// The host-buffer slice holding `part`, which must be a sub-slice of `self.bytes`
+    /// (decoding from `Bytes` keeps record batches as such sub-slices).
+    pub fn host_slice(&self, part: &Bytes) -> Result<B, ErrorCode> {
+        let base = self.bytes.as_ptr() as usize;
+        let start = part.as_ptr() as usize;
+        if part.is_empty() {
+            return self.frame.slice(0, 0);
+        }
+        if start < base || start + part.len() > base + self.bytes.len() {
+            return Err(error::CORRUPT_MESSAGE);
+        }
+        let offset = u32::try_from(start - base).map_err(|_| error::MESSAGE_TOO_LARGE)?;
+        let len = u32::try_from(part.len()).map_err(|_| error::MESSAGE_TOO_LARGE)?;
+        self.frame.slice(offset, len)
+    }
+}
+
+/// A protocol handler: the logic of a translator module.
+pub trait Handler {
+    /// Handle one request frame (without its size prefix). When `final_` is set the request was
+    /// parked and its deadline has passed: answer now.
+    fn handle<S: Services>(svc: &S, req: &Request<'_, S::Buffer>, final_: bool) -> Outcome<S::Buffer>;
+
+    /// A response carrying `code` for this request, used when a guest call for it failed.
+    /// `None` makes the host close the connection.
+    fn error_response<S: Services>(
+        svc: &S,
+        req: &Request<'_, S::Buffer>,
+        code: ErrorCode,
+    ) -> Option<Vec<Segment<S::Buffer>>>;
+}
+
+/// Export a [`Handler`] as the module's `protocol-handler` world. Does nothing natively.
+#[macro_export]
+macro_rules! export_protocol_handler {
+    ($handler:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct GuiseExport;
+            impl $crate::wasm::bindings::Guest for GuiseExport {
+                fn handle(
+                    frame: &$crate::wasm::bindings::guise::runtime::types::Buffer,
+                    final_: bool,
+                ) -> $crate::wasm::bindings::Outcome {
+                    $crate::wasm::run_handle::<$handler>(frame, final_)
+                }
+                fn error_response(
+                    frame: &$crate::wasm::bindings::guise::runtime::types::Buffer,
+                    code: i16,
+                ) -> Option<Vec<$crate::wasm::bindings::Segment>> {
+                    $crate::wasm::run_error_response::<$handler>(frame, code)
+                }
+            }
+    $crate::wasm::bindings::export!(GuiseExport with_types_in $crate::wasm::bindings);
+        };
+    };
+}

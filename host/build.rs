@@ -1,0 +1,104 @@
+//! Builds the guest modules to `wasm32-wasip2` as part of the ordinary `cargo build`, so the
+//! default Kafka translator is embedded in the `guise` binary with no manual step.
+//!
+//! rustup installs the targets listed in `rust-toolchain.toml` only when it installs the
+//! toolchain itself; when the target is missing here, this script adds it.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Guest crates embedded in the host: (package, wasm file name produced by cargo).
+const GUESTS: &[(&str, &str)] = &[("guise-kafka", "guise_kafka.wasm")];
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let workspace = manifest_dir.parent().unwrap().to_path_buf();
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    for dir in ["wit", "guest-sdk/src", "guest-sdk/Cargo.toml", "modules", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+    println!("cargo:rerun-if-env-changed=GUISE_GUEST_TARGET_DIR");
+
+    ensure_target();
+
+    let target_dir = env::var_os("GUISE_GUEST_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| outer_target_dir(&workspace, &out_dir).join("guests"));
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args(["build", "--target", TARGET, "--profile", "guest"])
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir);
+    for (package, _) in GUESTS {
+        cmd.args(["-p", package]);
+    }
+    // The outer build's flags, wrappers and jobserver are not meant for the guest build.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_PROFILE_DEV_DEBUG",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("failed to run cargo for the guest modules");
+    if !status.success() {
+        panic!("building the guest modules for {TARGET} failed (see the output above)");
+    }
+    for (_, file) in GUESTS {
+        let built = target_dir.join(TARGET).join("guest").join(file);
+        let dest = out_dir.join(file);
+        std::fs::copy(&built, &dest)
+            .unwrap_or_else(|e| panic!("copying {} to {}: {e}", built.display(), dest.display()));
+    }
+}
+
+/// `rustup target add wasm32-wasip2` when the toolchain's sysroot lacks it.
+fn ensure_target() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let installed = sysroot.as_ref().is_some_and(|s| s.join("lib/rustlib").join(TARGET).join("lib").is_dir());
+    if installed {
+        return;
+    }
+    println!("cargo:warning=adding the {TARGET} target with rustup (first build on this machine)");
+    let status = Command::new("rustup").args(["target", "add", TARGET]).status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!("`rustup target add {TARGET}` failed with {s}; install the target and build again"),
+        Err(e) => panic!(
+            "the {TARGET} target is missing and rustup could not be run ({e}); install the target and build again"
+        ),
+    }
+}
+
+/// The outer build's target directory: `CARGO_TARGET_DIR`, or the ancestor of OUT_DIR that
+/// holds the profile directories (OUT_DIR is `<target>/[<triple>/]<profile>/build/<pkg>/out`).
+fn outer_target_dir(workspace: &Path, out_dir: &Path) -> PathBuf {
+    if let Some(dir) = env::var_os("CARGO_TARGET_DIR") {
+        let dir = PathBuf::from(dir);
+        return if dir.is_absolute() { dir } else { workspace.join(dir) };
+    }
+    out_dir
+        .ancestors()
+        .find(|p| p.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| workspace.join("target"))
+}

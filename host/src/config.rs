@@ -1,0 +1,239 @@
+//! Configuration: defaults, then a TOML file, then `GUISE_*` environment variables, then
+//! command-line flags (each later source wins). Unknown keys are rejected with a clear message.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(thiserror::Error, Debug)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("invalid environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Every setting, with its default. In a file and in `GUISE_<UPPER_NAME>` variables the names
+/// are these field names.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded log keeps its segments.
+    pub data_dir: PathBuf,
+    /// Kafka listener bind address.
+    pub kafka_addr: String,
+    /// The address Metadata returns to clients (default: the bound Kafka address).
+    pub advertised_kafka_addr: Option<String>,
+    /// Admin HTTP bind address (health, metrics).
+    pub admin_addr: String,
+    /// This broker's node id in Metadata.
+    pub node_id: i32,
+    pub cluster_id: String,
+    /// The tenant and namespace of the Kafka listener's connections (as in Pulsar/KoP).
+    pub tenant: String,
+    pub namespace: String,
+    /// Kafka's auto.create.topics.enable.
+    pub auto_create_topics: bool,
+    /// Kafka's num.partitions, for auto-created topics and CreateTopics with -1.
+    pub default_partitions: i32,
+    /// Kafka's socket.request.max.bytes: larger request frames close the connection.
+    pub max_frame_bytes: u32,
+    /// Kafka's message.max.bytes: the largest record batch accepted (per-topic max.message.bytes overrides).
+    pub message_max_bytes: u32,
+    /// Kafka's log.segment.bytes.
+    pub segment_bytes: u64,
+    /// CPU deadline of one guest call, in milliseconds.
+    pub guest_timeout_ms: u64,
+    /// Linear-memory cap of a translator instance (default: max_frame_bytes + 64 MiB).
+    pub guest_memory_bytes: Option<u64>,
+    /// Requests read ahead of the one executing, per connection.
+    pub read_ahead: usize,
+    /// On shutdown, how long open connections get to finish.
+    pub shutdown_drain_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            kafka_addr: "127.0.0.1:9092".into(),
+            advertised_kafka_addr: None,
+            admin_addr: "127.0.0.1:8080".into(),
+            node_id: 0,
+            cluster_id: "guise-cluster".into(),
+            tenant: "public".into(),
+            namespace: "default".into(),
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_frame_bytes: 100 * 1024 * 1024,
+            message_max_bytes: 1_048_588,
+            segment_bytes: 1 << 30,
+            guest_timeout_ms: 1000,
+            guest_memory_bytes: None,
+            read_ahead: 16,
+            shutdown_drain_ms: 5000,
+        }
+    }
+}
+
+const ENV_PREFIX: &str = "GUISE_";
+
+impl Config {
+    /// Defaults, overlaid by `file` (if any) and by `GUISE_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::File { path: path.to_path_buf(), message: e.to_string() })?
+            }
+            None => toml::Table::new(),
+        };
+        if let Some(path) = file {
+            // Check the file alone first, so an unknown key names the file.
+            toml::Value::Table(table.clone())
+                .try_into::<Config>()
+                .map_err(|e| ConfigError::File { path: path.to_path_buf(), message: e.to_string() })?;
+        }
+        for (var, value) in env {
+            let Some(key) = var.strip_prefix(ENV_PREFIX) else { continue };
+            let key = key.to_ascii_lowercase();
+            if !Self::is_key(&key) {
+                // Build-time variables share the prefix; only warn.
+                tracing::debug!("ignoring {var}: not a setting");
+                continue;
+            }
+            // A TOML literal when it parses as one (numbers, booleans), else a string.
+            let parsed = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value.clone()));
+            table.insert(key, parsed);
+            toml::Value::Table(table.clone())
+                .try_into::<Config>()
+                .map_err(|e| ConfigError::Env { var: var.clone(), message: e.to_string() })?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| ConfigError::File { path: PathBuf::from("<merged>"), message: e.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn is_key(key: &str) -> bool {
+        const KEYS: &[&str] = &[
+            "data_dir",
+            "kafka_addr",
+            "advertised_kafka_addr",
+            "admin_addr",
+            "node_id",
+            "cluster_id",
+            "tenant",
+            "namespace",
+            "auto_create_topics",
+            "default_partitions",
+            "max_frame_bytes",
+            "message_max_bytes",
+            "segment_bytes",
+            "guest_timeout_ms",
+            "guest_memory_bytes",
+            "read_ahead",
+            "shutdown_drain_ms",
+        ];
+        KEYS.contains(&key)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.to_string() });
+        if self.default_partitions < 1 {
+            return invalid("default_partitions", "must be at least 1");
+        }
+        if self.max_frame_bytes < 1024 || self.max_frame_bytes > i32::MAX as u32 {
+            return invalid("max_frame_bytes", "must be between 1 KiB and 2 GiB");
+        }
+        if self.message_max_bytes < 64 || self.message_max_bytes > self.max_frame_bytes {
+            return invalid("message_max_bytes", "must be at least 64 and at most max_frame_bytes");
+        }
+        if self.segment_bytes < 1024 {
+            return invalid("segment_bytes", "must be at least 1024");
+        }
+        if self.guest_timeout_ms == 0 {
+            return invalid("guest_timeout_ms", "must be positive");
+        }
+        if self.guest_memory_bytes.is_some_and(|m| m < u64::from(self.max_frame_bytes)) {
+            return invalid(
+                "guest_memory_bytes",
+                "must be at least max_frame_bytes (the translator reads whole requests)",
+            );
+        }
+        if self.tenant.is_empty() || self.namespace.is_empty() {
+            return invalid("tenant", "tenant and namespace must not be empty");
+        }
+        Ok(())
+    }
+
+    /// The translator's memory cap: at least the maximum frame plus working room.
+    pub fn guest_memory(&self) -> u64 {
+        self.guest_memory_bytes.unwrap_or(u64::from(self.max_frame_bytes) + (64 << 20))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn defaults_match_kafka() {
+        let c = Config::load(None, []).unwrap();
+        assert_eq!(c.kafka_addr, "127.0.0.1:9092");
+        assert_eq!(c.admin_addr, "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.max_frame_bytes, 104_857_600);
+        assert!(c.auto_create_topics);
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "default_partitions = 3\nkafka_addr = \"127.0.0.1:1234\"").unwrap();
+        let env = vec![
+            ("GUISE_DEFAULT_PARTITIONS".to_string(), "5".to_string()),
+            ("GUISE_AUTO_CREATE_TOPICS".to_string(), "false".to_string()),
+            ("GUISE_DATA_DIR".to_string(), "/tmp/x y".to_string()),
+            ("GUISE_GUEST_TARGET_DIR".to_string(), "ignored".to_string()),
+            ("OTHER".to_string(), "ignored".to_string()),
+        ];
+        let c = Config::load(Some(f.path()), env).unwrap();
+        assert_eq!(c.default_partitions, 5);
+        assert_eq!(c.kafka_addr, "127.0.0.1:1234");
+        assert!(!c.auto_create_topics);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x y"));
+    }
+
+    #[test]
+    fn unknown_file_key_is_rejected_with_its_name() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "kafka_adr = \"x\"").unwrap();
+        let err = Config::load(Some(f.path()), []).unwrap_err().to_string();
+        assert!(err.contains("kafka_adr"), "{err}");
+        assert!(err.contains(&f.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let env = vec![("GUISE_DEFAULT_PARTITIONS".to_string(), "lots".to_string())];
+        let err = Config::load(None, env).unwrap_err().to_string();
+        assert!(err.contains("GUISE_DEFAULT_PARTITIONS"), "{err}");
+        let env = vec![("GUISE_DEFAULT_PARTITIONS".to_string(), "0".to_string())];
+        assert!(Config::load(None, env).is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! Wiring: open the log, load the translator, bind the listeners, and shut down cleanly.
+
+use crate::admin;
+use crate::config::Config;
+use crate::net::connection::ConnConfig;
+use crate::net::{Listener, NetConfig};
+use crate::storage::embedded::EmbeddedLog;
+use crate::storage::{Log, LogDefaults, StorageError};
+use crate::wasm::{DEFAULT_TRANSLATOR, GuestLimits, HostContext, Runtime, WasmError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(thiserror::Error, Debug)]
+pub enum ServerError {
+    #[error("opening the log in {dir}: {source}")]
+    Storage { dir: String, source: StorageError },
+    #[error("loading the translator: {0}")]
+    Wasm(#[from] WasmError),
+    #[error("binding {what} on {addr}: {source}")]
+    Bind { what: &'static str, addr: String, source: std::io::Error },
+    #[error("invalid advertised address {0:?}: expected HOST:PORT")]
+    Advertised(String),
+}
+
+/// A running host.
+pub struct Server {
+    pub kafka_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub log: Arc<dyn Log>,
+    pub runtime: Arc<Runtime>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Start serving with `config` (the embedded log and the embedded translator).
+    pub async fn start(config: &Config) -> Result<Server, ServerError> {
+        let defaults = LogDefaults {
+            segment_bytes: config.segment_bytes,
+            max_message_bytes: config.message_max_bytes,
+            ..LogDefaults::default()
+        };
+        let log: Arc<dyn Log> =
+            Arc::new(EmbeddedLog::open(&config.data_dir, defaults).map_err(|source| {
+                ServerError::Storage { dir: config.data_dir.display().to_string(), source }
+            })?);
+
+        let kafka = TcpListener::bind(&config.kafka_addr).await.map_err(|source| ServerError::Bind {
+            what: "the Kafka listener",
+            addr: config.kafka_addr.clone(),
+            source,
+        })?;
+        let kafka_addr = kafka.local_addr().map_err(|source| ServerError::Bind {
+            what: "the Kafka listener",
+            addr: config.kafka_addr.clone(),
+            source,
+        })?;
+        let (advertised_host, advertised_port) = advertised(config, kafka_addr)?;
+
+        let ctx = Arc::new(HostContext {
+            log: log.clone(),
+            namespace: config.namespace.clone(),
+            node_id: config.node_id,
+            advertised_host,
+            advertised_port,
+            cluster_id: config.cluster_id.clone(),
+            auto_create_topics: config.auto_create_topics,
+            default_partitions: config.default_partitions,
+            max_frame_bytes: config.max_frame_bytes,
+        });
+        let limits = GuestLimits {
+            memory_bytes: usize::try_from(config.guest_memory()).unwrap_or(usize::MAX),
+            call_timeout: Duration::from_millis(config.guest_timeout_ms),
+            max_instances: 128,
+            max_response_bytes: config.max_frame_bytes as usize,
+        };
+        let started = std::time::Instant::now();
+        let runtime = Arc::new(Runtime::new(DEFAULT_TRANSLATOR, ctx, limits)?);
+        tracing::info!(
+            bytes = DEFAULT_TRANSLATOR.len(),
+            elapsed = ?started.elapsed(),
+            "compiled the embedded Kafka translator"
+        );
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let listener = Listener::new(
+            kafka,
+            runtime.clone(),
+            NetConfig {
+                conn: ConnConfig { max_frame_bytes: config.max_frame_bytes, read_ahead: config.read_ahead },
+                tenant: config.tenant.clone(),
+            },
+        );
+        let drain = Duration::from_millis(config.shutdown_drain_ms);
+        tasks.push(tokio::spawn(listener.run(shutdown_rx.clone(), drain)));
+
+        let admin = TcpListener::bind(&config.admin_addr).await.map_err(|source| ServerError::Bind {
+            what: "the admin listener",
+            addr: config.admin_addr.clone(),
+            source,
+        })?;
+        let admin_addr = admin.local_addr().map_err(|source| ServerError::Bind {
+            what: "the admin listener",
+            addr: config.admin_addr.clone(),
+            source,
+        })?;
+        tasks.push(tokio::spawn(admin::serve(admin, runtime.clone(), shutdown_rx)));
+
+        tracing::info!(%kafka_addr, %admin_addr, data_dir = %config.data_dir.display(), "guise is serving Kafka");
+        Ok(Server { kafka_addr, admin_addr, log, runtime, shutdown, tasks })
+    }
+
+    /// Stop accepting, answer parked requests, close connections, and flush the log.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        match self.log.flush() {
+            Ok(()) => tracing::info!("log flushed; stopped"),
+            Err(e) => tracing::error!("flushing the log on shutdown failed: {e}"),
+        }
+    }
+}
+
+fn advertised(config: &Config, bound: SocketAddr) -> Result<(String, i32), ServerError> {
+    match &config.advertised_kafka_addr {
+        Some(addr) => {
+            let (host, port) = addr.rsplit_once(':').ok_or_else(|| ServerError::Advertised(addr.clone()))?;
+            let port: u16 = port.parse().map_err(|_| ServerError::Advertised(addr.clone()))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() {
+                return Err(ServerError::Advertised(addr.clone()));
+            }
+            Ok((host.to_string(), i32::from(port)))
+        }
+        None => {
+            let host = if bound.ip().is_unspecified() {
+                tracing::warn!(
+                    "Kafka listener bound to {bound}; advertising 127.0.0.1 — set advertised_kafka_addr for remote clients"
+                );
+                "127.0.0.1".to_string()
+            } else {
+                bound.ip().to_string()
+            };
+            Ok((host, i32::from(bound.port())))
+        }
+    }
+}

@@ -1,0 +1,472 @@
+//! Kafka record batches (magic v2): header parsing and the checks the host makes before it
+//! stores a batch.
+//!
+//! Layout of the 61-byte header, big-endian: baseOffset i64 @0, batchLength i32 @8 (bytes after
+//! this field), partitionLeaderEpoch i32 @12, magic i8 @16, crc u32 @17 (CRC-32C of bytes
+//! `[21..end]`), attributes i16 @21, lastOffsetDelta i32 @23, baseTimestamp i64 @27,
+//! maxTimestamp i64 @35, producerId i64 @43, producerEpoch i16 @51, baseSequence i32 @53,
+//! recordsCount i32 @57. The base offset is outside the CRC, so the host can patch it in place.
+
+use super::StorageError;
+
+/// Size of the v2 batch header.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before the part that batchLength counts: baseOffset and batchLength.
+pub const LOG_OVERHEAD: usize = 12;
+/// The only supported batch format.
+pub const MAGIC_V2: i8 = 2;
+/// Where the CRC-covered part of a batch starts.
+pub const CRC_START: usize = 21;
+
+const COMPRESSION_MASK: i16 = 0x07;
+const TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
+const TRANSACTIONAL: i16 = 0x10;
+const CONTROL: i16 = 0x20;
+
+/// The parsed header of one v2 record batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+impl BatchHeader {
+    /// Parse the header at the start of `buf`. Checks that the header is complete, that the
+    /// magic is 2 and that batchLength covers at least the header; it does not check that the
+    /// whole batch is in `buf` (see [`validate`]).
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, StorageError> {
+        let Some(h) = buf.get(..HEADER_LEN) else {
+            return Err(StorageError::CorruptMessage(format!(
+                "{} bytes is too short for a record batch header ({HEADER_LEN} bytes)",
+                buf.len()
+            )));
+        };
+        let header = BatchHeader {
+            base_offset: i64::from_be_bytes(array(h, 0)),
+            batch_length: i32::from_be_bytes(array(h, 8)),
+            partition_leader_epoch: i32::from_be_bytes(array(h, 12)),
+            magic: h[16] as i8,
+            crc: u32::from_be_bytes(array(h, 17)),
+            attributes: i16::from_be_bytes(array(h, 21)),
+            last_offset_delta: i32::from_be_bytes(array(h, 23)),
+            base_timestamp: i64::from_be_bytes(array(h, 27)),
+            max_timestamp: i64::from_be_bytes(array(h, 35)),
+            producer_id: i64::from_be_bytes(array(h, 43)),
+            producer_epoch: i16::from_be_bytes(array(h, 51)),
+            base_sequence: i32::from_be_bytes(array(h, 53)),
+            records_count: i32::from_be_bytes(array(h, 57)),
+        };
+        if header.magic != MAGIC_V2 {
+            return Err(StorageError::CorruptMessage(format!(
+                "unsupported record batch magic {} (only v2 is accepted)",
+                header.magic
+            )));
+        }
+        if (header.batch_length as i64) < (HEADER_LEN - LOG_OVERHEAD) as i64 {
+            return Err(StorageError::CorruptMessage(format!(
+                "batch length {} is shorter than the batch header",
+                header.batch_length
+            )));
+        }
+        Ok(header)
+    }
+
+    /// Total size of the batch in bytes, header included. Always at least [`HEADER_LEN`] for a
+    /// parsed header.
+    pub fn size(&self) -> usize {
+        self.batch_length.max(0) as usize + LOG_OVERHEAD
+    }
+
+    /// The offset of the last record (base offset + lastOffsetDelta).
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
+    }
+
+    /// The offset after this batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset().saturating_add(1)
+    }
+
+    /// The compression codec (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
+    pub fn compression(&self) -> u8 {
+        (self.attributes & COMPRESSION_MASK) as u8
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        self.compression() != 0
+    }
+
+    /// Whether the record timestamps are LogAppendTime (all equal to the max timestamp).
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & TIMESTAMP_TYPE_LOG_APPEND != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL != 0
+    }
+
+    /// recordsCount >= 1 and lastOffsetDelta == recordsCount - 1.
+    pub fn check_counts(&self) -> Result<(), StorageError> {
+        if self.records_count < 1 {
+            return Err(StorageError::CorruptMessage(format!(
+                "record batch holds {} records",
+                self.records_count
+            )));
+        }
+        if i64::from(self.last_offset_delta) != i64::from(self.records_count) - 1 {
+            return Err(StorageError::CorruptMessage(format!(
+                "lastOffsetDelta {} does not match recordsCount {}",
+                self.last_offset_delta, self.records_count
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A batch that passed [`validate`], with its place in the buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct ValidBatch {
+    /// Where the batch starts in the validated buffer.
+    pub position: usize,
+    pub header: BatchHeader,
+}
+
+impl ValidBatch {
+    /// Total size of the batch in bytes.
+    pub fn size(&self) -> usize {
+        self.header.size()
+    }
+}
+
+/// Walk the concatenated batches of `records` and check each: a complete header, a batchLength
+/// within the buffer, magic 2, sane record counts, at most `max_message_bytes` bytes and a
+/// matching CRC-32C. Empty input is CorruptMessage. Nothing is allocated from a length field.
+pub fn validate(records: &[u8], max_message_bytes: u32) -> Result<Vec<ValidBatch>, StorageError> {
+    if records.is_empty() {
+        return Err(StorageError::CorruptMessage("no record batches".into()));
+    }
+    let mut batches = Vec::new();
+    let mut position = 0;
+    while position < records.len() {
+        let rest = &records[position..];
+        let header = BatchHeader::parse(rest)?;
+        let size = header.size();
+        if size > rest.len() {
+            return Err(StorageError::CorruptMessage(format!(
+                "batch of {size} bytes at position {position} overruns the {} bytes left",
+                rest.len()
+            )));
+        }
+        if size > max_message_bytes as usize {
+            return Err(StorageError::MessageTooLarge { size, max: max_message_bytes });
+        }
+        header.check_counts()?;
+        if !crc_matches(&rest[..size], header.crc) {
+            return Err(StorageError::CorruptMessage(format!(
+                "CRC mismatch in the batch at position {position}"
+            )));
+        }
+        batches.push(ValidBatch { position, header });
+        position += size;
+    }
+    Ok(batches)
+}
+
+/// Whether the CRC-32C of `batch[CRC_START..]` is `crc`. `batch` is one whole batch.
+pub fn crc_matches(batch: &[u8], crc: u32) -> bool {
+    batch.get(CRC_START..).is_some_and(|covered| crc32c::crc32c(covered) == crc)
+}
+
+/// The offset and timestamp of one record, as found by [`record_stamps`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordStamp {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// Iterate over the (offset, timestamp) of each record of one whole uncompressed batch. None
+/// for a compressed batch (its records are not readable without decompressing).
+pub fn record_stamps(batch: &[u8]) -> Result<Option<RecordStamps<'_>>, StorageError> {
+    let header = BatchHeader::parse(batch)?;
+    if header.is_compressed() {
+        return Ok(None);
+    }
+    let end = header.size().min(batch.len());
+    Ok(Some(RecordStamps { header, buf: &batch[HEADER_LEN..end], left: header.records_count.max(0) }))
+}
+
+/// See [`record_stamps`]. Yields an error and stops at a malformed record.
+pub struct RecordStamps<'a> {
+    header: BatchHeader,
+    buf: &'a [u8],
+    left: i32,
+}
+
+impl RecordStamps<'_> {
+    fn next_record(&mut self) -> Result<RecordStamp, StorageError> {
+        let bad = || StorageError::CorruptMessage("malformed record in batch".into());
+        let mut cursor = self.buf;
+        let length = read_varint(&mut cursor).ok_or_else(bad)?;
+        let length = usize::try_from(length).map_err(|_| bad())?;
+        let body = cursor.get(..length).ok_or_else(bad)?;
+        self.buf = &cursor[length..];
+        let mut body = body.get(1..).ok_or_else(bad)?; // attributes
+        let timestamp_delta = read_varlong(&mut body).ok_or_else(bad)?;
+        let offset_delta = read_varint(&mut body).ok_or_else(bad)?;
+        let timestamp = if self.header.is_log_append_time() {
+            self.header.max_timestamp
+        } else {
+            self.header.base_timestamp.wrapping_add(timestamp_delta)
+        };
+        Ok(RecordStamp { offset: self.header.base_offset.wrapping_add(i64::from(offset_delta)), timestamp })
+    }
+}
+
+impl Iterator for RecordStamps<'_> {
+    type Item = Result<RecordStamp, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left <= 0 {
+            return None;
+        }
+        self.left -= 1;
+        let record = self.next_record();
+        if record.is_err() {
+            self.left = 0;
+        }
+        Some(record)
+    }
+}
+
+fn array<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&buf[at..at + N]);
+    out
+}
+
+/// An unsigned LEB128 of at most `max_bytes` bytes.
+fn read_uvarint(buf: &mut &[u8], max_bytes: usize) -> Option<u64> {
+    let mut value = 0u64;
+    for i in 0..max_bytes {
+        let (&byte, rest) = buf.split_first()?;
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// A zigzag varint (Kafka `varint`, an i32).
+fn read_varint(buf: &mut &[u8]) -> Option<i32> {
+    let raw = u32::try_from(read_uvarint(buf, 5)?).ok()?;
+    Some(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+}
+
+/// A zigzag varlong (Kafka `varlong`, an i64).
+fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
+    let raw = read_uvarint(buf, 10)?;
+    Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Build real v2 batches for tests.
+
+    /// A zigzag varint.
+    fn put_varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            let b = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    /// An uncompressed batch with one record per value; record i has timestamp
+    /// `base_ts + ts_deltas[i]` (or `base_ts + i` when `ts_deltas` is shorter).
+    pub fn batch_with_timestamps(values: &[&[u8]], base_ts: i64, ts_deltas: &[i64]) -> Vec<u8> {
+        let mut records = Vec::new();
+        let mut max_ts = base_ts;
+        for (i, value) in values.iter().enumerate() {
+            let delta = ts_deltas.get(i).copied().unwrap_or(i as i64);
+            max_ts = max_ts.max(base_ts + delta);
+            let mut body = vec![0u8]; // attributes
+            put_varint(&mut body, delta);
+            put_varint(&mut body, i as i64);
+            put_varint(&mut body, -1); // null key
+            put_varint(&mut body, value.len() as i64);
+            body.extend_from_slice(value);
+            put_varint(&mut body, 0); // no headers
+            put_varint(&mut records, body.len() as i64);
+            records.extend_from_slice(&body);
+        }
+        let count = values.len() as i32;
+        let mut b = Vec::with_capacity(61 + records.len());
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.push(2);
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&(count - 1).to_be_bytes());
+        b.extend_from_slice(&base_ts.to_be_bytes());
+        b.extend_from_slice(&max_ts.to_be_bytes());
+        b.extend_from_slice(&(-1i64).to_be_bytes());
+        b.extend_from_slice(&(-1i16).to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&count.to_be_bytes());
+        b.extend_from_slice(&records);
+        fix_crc(&mut b);
+        b
+    }
+
+    /// An uncompressed batch of `n` records of `value_len` bytes, timestamps `base_ts + i`.
+    pub fn batch(n: usize, value_len: usize, base_ts: i64) -> Vec<u8> {
+        let value = vec![b'x'; value_len];
+        let values: Vec<&[u8]> = (0..n).map(|_| value.as_slice()).collect();
+        batch_with_timestamps(&values, base_ts, &[])
+    }
+
+    /// Recompute the CRC after editing the covered bytes.
+    pub fn fix_crc(b: &mut [u8]) {
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{batch, batch_with_timestamps, fix_crc};
+    use super::*;
+
+    #[test]
+    fn parses_and_validates_a_batch() {
+        let b = batch(3, 10, 1000);
+        let h = BatchHeader::parse(&b).unwrap();
+        assert_eq!(h.size(), b.len());
+        assert_eq!(h.records_count, 3);
+        assert_eq!(h.last_offset_delta, 2);
+        assert_eq!(h.base_timestamp, 1000);
+        assert_eq!(h.max_timestamp, 1002);
+        assert!(!h.is_compressed());
+        let valid = validate(&b, 1 << 20).unwrap();
+        assert_eq!(valid.len(), 1);
+        assert_eq!(valid[0].position, 0);
+    }
+
+    #[test]
+    fn validates_concatenated_batches() {
+        let mut buf = batch(1, 5, 1);
+        let second = batch(4, 7, 2);
+        buf.extend_from_slice(&second);
+        let valid = validate(&buf, 1 << 20).unwrap();
+        assert_eq!(valid.len(), 2);
+        assert_eq!(valid[1].position, buf.len() - second.len());
+        assert_eq!(valid[1].size(), second.len());
+    }
+
+    #[test]
+    fn rejects_bad_batches() {
+        let good = batch(2, 10, 0);
+        let corrupt = |buf: &[u8]| matches!(validate(buf, 1 << 20), Err(StorageError::CorruptMessage(_)));
+
+        assert!(corrupt(&[]));
+        assert!(corrupt(&good[..40]), "short header");
+        assert!(corrupt(&good[..good.len() - 1]), "truncated batch");
+        let mut trailing = good.clone();
+        trailing.extend_from_slice(&[0; 10]);
+        assert!(corrupt(&trailing), "trailing garbage");
+
+        let mut bad_crc = good.clone();
+        let last = bad_crc.len() - 1;
+        bad_crc[last] ^= 1;
+        assert!(corrupt(&bad_crc), "crc");
+
+        let mut magic = good.clone();
+        magic[16] = 1;
+        assert!(corrupt(&magic), "magic");
+
+        let mut negative_len = good.clone();
+        negative_len[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(corrupt(&negative_len), "negative length");
+
+        let mut huge_len = good.clone();
+        huge_len[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(corrupt(&huge_len), "length beyond buffer");
+
+        let mut counts = good.clone();
+        counts[57..61].copy_from_slice(&5i32.to_be_bytes());
+        fix_crc(&mut counts);
+        assert!(corrupt(&counts), "records count");
+
+        let mut zero = good.clone();
+        zero[57..61].copy_from_slice(&0i32.to_be_bytes());
+        zero[23..27].copy_from_slice(&(-1i32).to_be_bytes());
+        fix_crc(&mut zero);
+        assert!(corrupt(&zero), "zero records");
+    }
+
+    #[test]
+    fn message_too_large() {
+        let b = batch(1, 100, 0);
+        match validate(&b, 100) {
+            Err(StorageError::MessageTooLarge { size, max }) => {
+                assert_eq!(size, b.len());
+                assert_eq!(max, 100);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(validate(&b, b.len() as u32).is_ok());
+    }
+
+    #[test]
+    fn base_offset_is_outside_the_crc() {
+        let mut b = batch(1, 3, 0);
+        b[0..8].copy_from_slice(&12345i64.to_be_bytes());
+        assert!(validate(&b, 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn record_stamps_of_an_uncompressed_batch() {
+        let values: [&[u8]; 3] = [b"a", b"bb", b"ccc"];
+        let mut b = batch_with_timestamps(&values, 1000, &[5, -3, 300]);
+        b[0..8].copy_from_slice(&40i64.to_be_bytes());
+        let stamps: Vec<_> = record_stamps(&b).unwrap().unwrap().map(Result::unwrap).collect();
+        assert_eq!(
+            stamps,
+            vec![
+                RecordStamp { offset: 40, timestamp: 1005 },
+                RecordStamp { offset: 41, timestamp: 997 },
+                RecordStamp { offset: 42, timestamp: 1300 },
+            ]
+        );
+        let mut compressed = b.clone();
+        compressed[22] |= 1;
+        assert!(record_stamps(&compressed).unwrap().is_none());
+        let mut garbage = b.clone();
+        garbage.truncate(70);
+        garbage[61] = 0xff;
+        assert!(record_stamps(&garbage).unwrap().unwrap().any(|r| r.is_err()));
+    }
+}

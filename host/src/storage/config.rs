@@ -1,0 +1,233 @@
+//! Topic configuration: the Kafka configs that exist here and take effect, with validation.
+
+use super::StorageError;
+use std::collections::BTreeMap;
+
+const SEGMENT_BYTES: &str = "segment.bytes";
+const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
+const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
+const CLEANUP_POLICY: &str = "cleanup.policy";
+const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+
+/// The only cleanup policy: segments are never compacted.
+const CLEANUP_POLICY_VALUE: &str = "delete";
+/// The only timestamp type: the producer's timestamps are stored as sent.
+const TIMESTAMP_TYPE_VALUE: &str = "CreateTime";
+
+/// Kafka 4.x's lower bound for segment.bytes (KIP-1030): smaller segments only cost files.
+const MIN_SEGMENT_BYTES: i64 = 1024 * 1024;
+
+/// Broker-wide defaults, used for every topic config that the topic does not override.
+#[derive(Clone, Debug)]
+pub struct LogDefaults {
+    /// log.segment.bytes: roll a new segment when the active one would exceed this.
+    pub segment_bytes: u64,
+    /// message.max.bytes: the largest record batch accepted.
+    pub max_message_bytes: u32,
+    /// log.index.interval.bytes: bytes between two entries of the sparse offset index.
+    pub index_interval_bytes: u32,
+}
+
+impl Default for LogDefaults {
+    fn default() -> Self {
+        LogDefaults {
+            segment_bytes: 1024 * 1024 * 1024,
+            max_message_bytes: 1_048_588,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+/// One entry of DescribeConfigs.
+#[derive(Clone, Debug)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    pub read_only: bool,
+    pub is_default: bool,
+    pub sensitive: bool,
+}
+
+/// A topic's effective configuration.
+#[derive(Clone, Debug)]
+pub struct TopicConfig {
+    /// segment.bytes
+    pub segment_bytes: u64,
+    /// max.message.bytes
+    pub max_message_bytes: u32,
+    /// index.interval.bytes
+    pub index_interval_bytes: u32,
+    /// The settable configs this topic overrides, normalized (name -> value). They are what is
+    /// persisted: the other values follow the broker defaults, also after a restart.
+    pub overrides: BTreeMap<String, String>,
+}
+
+impl TopicConfig {
+    /// Validate Kafka config pairs (e.g. `("segment.bytes", "1048576")`) over `defaults`. An
+    /// unknown key, a repeated key or a bad value is InvalidConfig. `cleanup.policy=delete` and
+    /// `message.timestamp.type=CreateTime` are accepted (they are the only values) but not
+    /// recorded as overrides.
+    pub fn from_pairs(defaults: &LogDefaults, pairs: &[(String, String)]) -> Result<Self, StorageError> {
+        let mut config = TopicConfig {
+            segment_bytes: defaults.segment_bytes,
+            max_message_bytes: defaults.max_message_bytes,
+            index_interval_bytes: defaults.index_interval_bytes,
+            overrides: BTreeMap::new(),
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, value) in pairs {
+            if !seen.insert(key.as_str()) {
+                return Err(StorageError::InvalidConfig(format!("config '{key}' is given more than once")));
+            }
+            let value = value.trim();
+            match key.as_str() {
+                SEGMENT_BYTES => {
+                    let v = parse_int(key, value, MIN_SEGMENT_BYTES)?;
+                    config.segment_bytes = v as u64;
+                    config.overrides.insert(key.clone(), v.to_string());
+                }
+                MAX_MESSAGE_BYTES => {
+                    let v = parse_int(key, value, 0)?;
+                    config.max_message_bytes = v as u32;
+                    config.overrides.insert(key.clone(), v.to_string());
+                }
+                INDEX_INTERVAL_BYTES => {
+                    let v = parse_int(key, value, 0)?;
+                    config.index_interval_bytes = v as u32;
+                    config.overrides.insert(key.clone(), v.to_string());
+                }
+                CLEANUP_POLICY => fixed(key, value, CLEANUP_POLICY_VALUE)?,
+                MESSAGE_TIMESTAMP_TYPE => fixed(key, value, TIMESTAMP_TYPE_VALUE)?,
+                _ => {
+                    return Err(StorageError::InvalidConfig(format!(
+                        "unknown or unsupported topic config '{key}'"
+                    )));
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// The configs that exist and take effect, with their values, sorted by name.
+    pub fn entries(&self, defaults: &LogDefaults) -> Vec<ConfigEntry> {
+        let settable = |name: &str, value: String, default: String| {
+            let overridden = self.overrides.contains_key(name);
+            ConfigEntry {
+                name: name.to_string(),
+                value: Some(if overridden { value } else { default }),
+                read_only: false,
+                is_default: !overridden,
+                sensitive: false,
+            }
+        };
+        let fixed = |name: &str, value: &str| ConfigEntry {
+            name: name.to_string(),
+            value: Some(value.to_string()),
+            read_only: true,
+            is_default: true,
+            sensitive: false,
+        };
+        vec![
+            fixed(CLEANUP_POLICY, CLEANUP_POLICY_VALUE),
+            settable(
+                INDEX_INTERVAL_BYTES,
+                self.index_interval_bytes.to_string(),
+                defaults.index_interval_bytes.to_string(),
+            ),
+            settable(
+                MAX_MESSAGE_BYTES,
+                self.max_message_bytes.to_string(),
+                defaults.max_message_bytes.to_string(),
+            ),
+            fixed(MESSAGE_TIMESTAMP_TYPE, TIMESTAMP_TYPE_VALUE),
+            settable(SEGMENT_BYTES, self.segment_bytes.to_string(), defaults.segment_bytes.to_string()),
+        ]
+    }
+}
+
+/// A Kafka INT config: an i32 in `[min, i32::MAX]`.
+fn parse_int(key: &str, value: &str, min: i64) -> Result<i64, StorageError> {
+    let v: i32 = value
+        .parse()
+        .map_err(|_| StorageError::InvalidConfig(format!("config '{key}': '{value}' is not an int")))?;
+    let v = i64::from(v);
+    if v < min {
+        return Err(StorageError::InvalidConfig(format!("config '{key}': {v} is below the minimum {min}")));
+    }
+    Ok(v)
+}
+
+/// A read-only config: only its one value is accepted.
+fn fixed(key: &str, value: &str, only: &str) -> Result<(), StorageError> {
+    if value == only {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidConfig(format!("config '{key}': only '{only}' is supported, not '{value}'")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_overrides() {
+        let d = LogDefaults::default();
+        let c = TopicConfig::from_pairs(&d, &[]).unwrap();
+        assert_eq!(c.segment_bytes, 1 << 30);
+        assert_eq!(c.max_message_bytes, 1_048_588);
+        assert!(c.entries(&d).iter().all(|e| e.is_default));
+    }
+
+    #[test]
+    fn overrides_take_effect_and_show() {
+        let d = LogDefaults::default();
+        let c = TopicConfig::from_pairs(
+            &d,
+            &pairs(&[
+                ("segment.bytes", " 2097152 "),
+                ("max.message.bytes", "1000"),
+                ("cleanup.policy", "delete"),
+                ("message.timestamp.type", "CreateTime"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.segment_bytes, 2_097_152);
+        assert_eq!(c.max_message_bytes, 1000);
+        assert_eq!(c.overrides.len(), 2);
+        let entries = c.entries(&d);
+        let seg = entries.iter().find(|e| e.name == "segment.bytes").unwrap();
+        assert_eq!(seg.value.as_deref(), Some("2097152"));
+        assert!(!seg.is_default && !seg.read_only);
+        let policy = entries.iter().find(|e| e.name == "cleanup.policy").unwrap();
+        assert!(policy.read_only && policy.is_default);
+        assert_eq!(policy.value.as_deref(), Some("delete"));
+        let names: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn bad_configs_are_rejected() {
+        let d = LogDefaults::default();
+        for bad in [
+            ("retention.ms", "1000"),
+            ("segment.bytes", "abc"),
+            ("segment.bytes", "100"),
+            ("segment.bytes", "4294967296"),
+            ("max.message.bytes", "-1"),
+            ("cleanup.policy", "compact"),
+            ("message.timestamp.type", "LogAppendTime"),
+        ] {
+            let err = TopicConfig::from_pairs(&d, &pairs(&[bad])).unwrap_err();
+            assert!(matches!(err, StorageError::InvalidConfig(_)), "{bad:?}: {err}");
+        }
+        let dup = pairs(&[("max.message.bytes", "1"), ("max.message.bytes", "2")]);
+        assert!(matches!(TopicConfig::from_pairs(&d, &dup), Err(StorageError::InvalidConfig(_))));
+    }
+}

@@ -1,0 +1,313 @@
+//! The embedded log: per-partition segment files of Kafka record batches on local disk.
+//!
+//! Layout: `<data_dir>/topics/<tenant>/<namespace>/<topic>/topic.json` (id, partition count,
+//! config overrides) and `<topic>/<partition>/<20-digit base offset>.log`. Batches are stored as
+//! received, with their base offset patched in. The sparse offset index is kept in memory and
+//! rebuilt at open by scanning batch headers; the last segment of each partition is also
+//! CRC-checked and a torn or corrupt tail is cut off.
+//!
+//! Appends are not fsynced (flush() syncs what was written); there is no retention yet, so the
+//! log start offset is the base of the first segment.
+
+mod partition;
+mod segment;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use crate::storage::batch;
+use crate::storage::names::{collides, validate_full_name, validate_partitions};
+use crate::storage::{
+    AppendInfo, Log, LogDefaults, ReadResult, StorageError, TopicConfig, TopicMeta, TopicName,
+};
+use parking_lot::{Mutex, RwLock};
+use partition::{Partition, PartitionConfig};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use store::{Layout, TopicFile};
+
+/// The embedded implementation of the [`Log`] port.
+pub struct EmbeddedLog {
+    layout: Layout,
+    defaults: LogDefaults,
+    topics: RwLock<BTreeMap<TopicName, Arc<Topic>>>,
+    /// Serializes create, delete and create-partitions (directory changes).
+    admin: Mutex<()>,
+}
+
+/// A loaded topic. Replaced as a whole when its partition count changes.
+struct Topic {
+    meta: TopicMeta,
+    dir: PathBuf,
+    partitions: Vec<Arc<Partition>>,
+}
+
+impl Topic {
+    fn file(&self) -> TopicFile {
+        TopicFile {
+            id: self.meta.id.to_string(),
+            partitions: self.meta.partitions,
+            config: self.meta.config.overrides.clone(),
+        }
+    }
+}
+
+fn partition_config(config: &TopicConfig) -> PartitionConfig {
+    PartitionConfig { segment_bytes: config.segment_bytes, index_interval_bytes: config.index_interval_bytes }
+}
+
+impl EmbeddedLog {
+    /// Open (or create) the log under `data_dir` and load every topic: each partition's last
+    /// segment is CRC-checked and a torn tail is truncated.
+    pub fn open(data_dir: &Path, defaults: LogDefaults) -> Result<EmbeddedLog, StorageError> {
+        let layout = Layout::open(data_dir)?;
+        let mut topics = BTreeMap::new();
+        let mut partitions = 0usize;
+        for (name, dir) in layout.topic_dirs()? {
+            let Some(file) = store::read_topic_file(&dir)? else {
+                tracing::warn!(dir = %dir.display(), "skipping a topic directory without topic.json (an unfinished creation)");
+                continue;
+            };
+            let topic = load_topic(&defaults, name.clone(), dir, file)?;
+            partitions += topic.partitions.len();
+            topics.insert(name, Arc::new(topic));
+        }
+        tracing::info!(dir = %data_dir.display(), topics = topics.len(), partitions, "opened the embedded log");
+        Ok(EmbeddedLog { layout, defaults, topics: RwLock::new(topics), admin: Mutex::new(()) })
+    }
+
+    fn get(&self, name: &TopicName) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    fn partition(
+        &self,
+        name: &TopicName,
+        partition: i32,
+    ) -> Result<(Arc<Topic>, Arc<Partition>), StorageError> {
+        let topic = self.get(name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        let p = usize::try_from(partition)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+            .cloned()
+            .ok_or(StorageError::UnknownTopicOrPartition)?;
+        Ok((topic, p))
+    }
+
+    /// The topics of one tenant and namespace, in name order.
+    fn in_namespace(&self, tenant: &str, namespace: &str) -> Vec<Arc<Topic>> {
+        let from = TopicName::new(tenant, namespace, "");
+        self.topics
+            .read()
+            .range(from..)
+            .take_while(|(n, _)| n.tenant == tenant && n.namespace == namespace)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
+    fn open_partitions(
+        dir: &Path,
+        config: &TopicConfig,
+        range: std::ops::Range<i32>,
+    ) -> io::Result<Vec<Arc<Partition>>> {
+        range
+            .map(|p| {
+                let pdir = store::partition_dir(dir, p);
+                store::prepare_partition_dir(&pdir)?;
+                Partition::open(&pdir, partition_config(config)).map(Arc::new)
+            })
+            .collect()
+    }
+}
+
+fn load_topic(
+    defaults: &LogDefaults,
+    name: TopicName,
+    dir: PathBuf,
+    file: TopicFile,
+) -> Result<Topic, StorageError> {
+    let invalid =
+        |what: String| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {what}", dir.display()));
+    let id = uuid::Uuid::parse_str(&file.id).map_err(|e| invalid(format!("bad topic id: {e}")))?;
+    validate_partitions(file.partitions).map_err(|e| invalid(e.to_string()))?;
+    let pairs: Vec<(String, String)> = file.config.into_iter().collect();
+    let config = TopicConfig::from_pairs(defaults, &pairs).map_err(|e| invalid(e.to_string()))?;
+    let partitions = (0..file.partitions)
+        .map(|p| Partition::open(&store::partition_dir(&dir, p), partition_config(&config)).map(Arc::new))
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok(Topic { meta: TopicMeta { name, id, partitions: file.partitions, config }, dir, partitions })
+}
+
+impl Log for EmbeddedLog {
+    fn create_topic(
+        &self,
+        name: &TopicName,
+        partitions: i32,
+        config: &[(String, String)],
+        validate_only: bool,
+    ) -> Result<TopicMeta, StorageError> {
+        validate_full_name(name)?;
+        validate_partitions(partitions)?;
+        let config = TopicConfig::from_pairs(&self.defaults, config)?;
+        let _admin = self.admin.lock();
+        if self.topics.read().contains_key(name) {
+            return Err(StorageError::TopicAlreadyExists(name.topic.clone()));
+        }
+        if let Some(other) = self
+            .in_namespace(&name.tenant, &name.namespace)
+            .iter()
+            .find(|t| collides(&t.meta.name.topic, &name.topic))
+        {
+            return Err(StorageError::InvalidTopic(format!(
+                "topic '{}' collides with existing topic '{}' ('.' and '_' are the same in metric names)",
+                name.topic, other.meta.name.topic
+            )));
+        }
+        let mut meta = TopicMeta { name: name.clone(), id: uuid::Uuid::nil(), partitions, config };
+        if validate_only {
+            return Ok(meta);
+        }
+        meta.id = uuid::Uuid::new_v4();
+
+        let dir = self.layout.topic_dir(name);
+        store::prepare_topic_dir(&dir)?;
+        let created = Self::open_partitions(&dir, &meta.config, 0..partitions).and_then(|parts| {
+            let topic = Topic { meta: meta.clone(), dir: dir.clone(), partitions: parts };
+            store::write_topic_file(&dir, &topic.file())?;
+            Ok(topic)
+        });
+        match created {
+            Ok(topic) => {
+                self.topics.write().insert(name.clone(), Arc::new(topic));
+                Ok(meta)
+            }
+            Err(e) => {
+                if let Err(cleanup) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), "cannot clean up after a failed topic creation: {cleanup}");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    fn delete_topic(&self, name: &TopicName) -> Result<(), StorageError> {
+        let _admin = self.admin.lock();
+        let topic = self.get(name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        self.layout.remove_topic_dir(&topic.dir)?;
+        self.topics.write().remove(name);
+        for p in &topic.partitions {
+            p.close();
+        }
+        Ok(())
+    }
+
+    fn create_partitions(
+        &self,
+        name: &TopicName,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<(), StorageError> {
+        let _admin = self.admin.lock();
+        let topic = self.get(name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        let current = topic.meta.partitions;
+        if total <= current {
+            return Err(StorageError::InvalidPartitions(format!(
+                "topic currently has {current} partitions, which is higher than or equal to the requested {total}"
+            )));
+        }
+        validate_partitions(total)?;
+        if validate_only {
+            return Ok(());
+        }
+        let added = Self::open_partitions(&topic.dir, &topic.meta.config, current..total)?;
+        let mut partitions = topic.partitions.clone();
+        partitions.extend(added);
+        let mut meta = topic.meta.clone();
+        meta.partitions = total;
+        let grown = Topic { meta, dir: topic.dir.clone(), partitions };
+        store::write_topic_file(&grown.dir, &grown.file())?;
+        self.topics.write().insert(name.clone(), Arc::new(grown));
+        Ok(())
+    }
+
+    fn topic(&self, name: &TopicName) -> Option<TopicMeta> {
+        self.get(name).map(|t| t.meta.clone())
+    }
+
+    fn topic_by_id(&self, tenant: &str, namespace: &str, id: uuid::Uuid) -> Option<TopicMeta> {
+        self.in_namespace(tenant, namespace).into_iter().find(|t| t.meta.id == id).map(|t| t.meta.clone())
+    }
+
+    fn topics(&self, tenant: &str, namespace: &str) -> Vec<TopicMeta> {
+        self.in_namespace(tenant, namespace).into_iter().map(|t| t.meta.clone()).collect()
+    }
+
+    fn defaults(&self) -> &LogDefaults {
+        &self.defaults
+    }
+
+    fn append(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+    ) -> Result<AppendInfo, StorageError> {
+        let (topic, p) = self.partition(name, partition)?;
+        let batches = batch::validate(&records, topic.meta.config.max_message_bytes)?;
+        p.append(&records, &batches)
+    }
+
+    fn read(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, StorageError> {
+        self.partition(name, partition)?.1.read(offset, max_bytes, min_one)
+    }
+
+    fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError> {
+        Ok(self.partition(name, partition)?.1.offsets())
+    }
+
+    fn offset_for_timestamp(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        ts: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        self.partition(name, partition)?.1.offset_for_timestamp(ts)
+    }
+
+    fn max_timestamp(&self, name: &TopicName, partition: i32) -> Result<Option<(i64, i64)>, StorageError> {
+        self.partition(name, partition)?.1.max_timestamp()
+    }
+
+    fn subscribe(
+        &self,
+        name: &TopicName,
+        partition: i32,
+    ) -> Result<tokio::sync::watch::Receiver<i64>, StorageError> {
+        Ok(self.partition(name, partition)?.1.subscribe())
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        let partitions: Vec<Arc<Partition>> =
+            self.topics.read().values().flat_map(|t| t.partitions.iter().cloned()).collect();
+        let mut first_error = None;
+        for p in partitions {
+            if let Err(e) = p.flush() {
+                tracing::error!("flushing the log: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+}

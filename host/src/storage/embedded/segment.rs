@@ -1,0 +1,276 @@
+//! One segment file: its in-memory sparse index, header walking for reads, and the recovery
+//! scan at open.
+
+use crate::storage::batch::{BatchHeader, CRC_START, HEADER_LEN};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Segment files are named after their base offset, zero-padded to 20 digits.
+const LOG_SUFFIX: &str = ".log";
+/// How much a header walk reads per positional read.
+const WALK_CHUNK: usize = 16 * 1024;
+/// Buffer size of the sequential recovery scan.
+const SCAN_BUFFER: usize = 64 * 1024;
+
+/// One entry of the sparse index.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct IndexEntry {
+    /// Base offset of the batch at `position`.
+    pub offset: i64,
+    pub position: u64,
+    /// The largest batch max timestamp before `position` in this segment (i64::MIN if none):
+    /// a timestamp lookup for `ts` can start at the last entry where this is below `ts`.
+    pub max_timestamp_before: i64,
+}
+
+/// Where a batch is, with what a timestamp lookup needs.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct BatchRef {
+    pub position: u64,
+    pub size: u64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub compressed: bool,
+}
+
+/// A segment as the partition sees it. `size` is the committed length: every byte below it is
+/// whole, validated batches, and readers never look past it.
+pub(super) struct Segment {
+    pub base_offset: i64,
+    pub path: PathBuf,
+    pub file: Arc<File>,
+    pub size: u64,
+    pub next_offset: i64,
+    /// The batch with the largest max timestamp (the first one on ties).
+    pub max_batch: Option<BatchRef>,
+    index: Vec<IndexEntry>,
+    bytes_since_index: u64,
+}
+
+impl Segment {
+    pub fn file_name(base_offset: i64) -> String {
+        format!("{base_offset:020}{LOG_SUFFIX}")
+    }
+
+    /// The base offset named by a segment file name, if it is one.
+    pub fn parse_file_name(name: &str) -> Option<i64> {
+        let digits = name.strip_suffix(LOG_SUFFIX)?;
+        if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    }
+
+    /// Create (or empty) the segment file for `base_offset` in `dir`.
+    pub fn create(dir: &Path, base_offset: i64) -> io::Result<Segment> {
+        let path = dir.join(Self::file_name(base_offset));
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        Ok(Segment::empty(base_offset, path, file))
+    }
+
+    fn empty(base_offset: i64, path: PathBuf, file: File) -> Segment {
+        Segment {
+            base_offset,
+            path,
+            file: Arc::new(file),
+            size: 0,
+            next_offset: base_offset,
+            max_batch: None,
+            index: Vec::new(),
+            bytes_since_index: 0,
+        }
+    }
+
+    /// The largest batch max timestamp in the segment, i64::MIN when empty.
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_batch.map_or(i64::MIN, |b| b.max_timestamp)
+    }
+
+    /// Record a batch just written at the end of the segment (`header` carries its assigned base
+    /// offset). Adds an index entry for the first batch and then every `index_interval` bytes.
+    pub fn note_batch(&mut self, header: &BatchHeader, index_interval: u32) {
+        let size = header.size() as u64;
+        if self.index.is_empty() || self.bytes_since_index >= u64::from(index_interval) {
+            self.index.push(IndexEntry {
+                offset: header.base_offset,
+                position: self.size,
+                max_timestamp_before: self.max_timestamp(),
+            });
+            self.bytes_since_index = 0;
+        }
+        if self.max_batch.is_none_or(|b| header.max_timestamp > b.max_timestamp) {
+            self.max_batch = Some(BatchRef {
+                position: self.size,
+                size,
+                last_offset: header.last_offset(),
+                max_timestamp: header.max_timestamp,
+                compressed: header.is_compressed(),
+            });
+        }
+        self.bytes_since_index += size;
+        self.size += size;
+        self.next_offset = header.next_offset();
+    }
+
+    /// Where to start looking for the batch that holds `offset`: the last indexed batch whose
+    /// base offset is at or below it.
+    pub fn position_for_offset(&self, offset: i64) -> u64 {
+        let i = self.index.partition_point(|e| e.offset <= offset);
+        i.checked_sub(1).map_or(0, |i| self.index[i].position)
+    }
+
+    /// Where to start looking for the first batch whose max timestamp is at or above `ts`: no
+    /// batch before the returned position qualifies.
+    pub fn position_for_timestamp(&self, ts: i64) -> u64 {
+        let i = self.index.partition_point(|e| e.max_timestamp_before < ts);
+        i.checked_sub(1).map_or(0, |i| self.index[i].position)
+    }
+
+    /// Number of index entries (for tests and diagnostics).
+    #[cfg(test)]
+    pub fn index_len(&self) -> usize {
+        self.index.len()
+    }
+}
+
+/// Walk the batch headers of `file` in `[start, end)` and return the first one for which
+/// `wanted` holds, with its position. `end` must be a batch boundary (a committed length).
+pub(super) fn find_batch(
+    file: &File,
+    start: u64,
+    end: u64,
+    mut wanted: impl FnMut(&BatchHeader) -> bool,
+) -> io::Result<Option<(u64, BatchHeader)>> {
+    let mut chunk = vec![0u8; WALK_CHUNK];
+    let mut pos = start;
+    while pos < end {
+        let n = usize::try_from(end - pos).map_or(WALK_CHUNK, |left| left.min(WALK_CHUNK));
+        if n < HEADER_LEN {
+            return Err(on_disk_corruption(pos, "a partial batch header"));
+        }
+        file.read_exact_at(&mut chunk[..n], pos)?;
+        let mut at = 0;
+        while at + HEADER_LEN <= n {
+            let header = BatchHeader::parse(&chunk[at..n])
+                .map_err(|e| on_disk_corruption(pos + at as u64, &e.to_string()))?;
+            if wanted(&header) {
+                return Ok(Some((pos + at as u64, header)));
+            }
+            at += header.size();
+        }
+        pos += at as u64;
+    }
+    Ok(None)
+}
+
+/// Bytes below a committed length that do not parse: the file changed under us.
+pub(super) fn on_disk_corruption(position: u64, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("stored log is corrupt at position {position}: {what}"),
+    )
+}
+
+/// What the recovery scan found.
+pub(super) struct Recovered {
+    pub segment: Segment,
+    /// Bytes cut off the end of the file (a torn or corrupt tail), with the reason.
+    pub truncated: Option<(u64, String)>,
+}
+
+/// Open an existing segment and scan it: every header is checked (magic, length within the
+/// file, record counts, contiguous offsets from `base_offset`) and, with `verify_crc`, every
+/// CRC. The file is truncated after the last good batch.
+pub(super) fn recover(
+    path: &Path,
+    base_offset: i64,
+    verify_crc: bool,
+    index_interval: u32,
+) -> io::Result<Recovered> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = file.metadata()?.len();
+    let mut segment = Segment::empty(base_offset, path.to_path_buf(), file);
+    let file = segment.file.clone();
+    let problem =
+        scan(&file, len, base_offset, verify_crc, |header| segment.note_batch(header, index_interval))
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let mut truncated = None;
+    if let Some(reason) = problem {
+        let good = segment.size;
+        file.set_len(good)?;
+        truncated = Some((len - good, reason));
+    }
+    Ok(Recovered { segment, truncated })
+}
+
+/// Scan batches from the start of `file` (of length `len`), calling `found` for each good one
+/// in order. Returns why the scan stopped early, or None if it reached the end cleanly. A first
+/// batch that does not start at `base_offset` is an error, not a tail to cut: the file does not
+/// belong under its name, and nothing is thrown away.
+fn scan(
+    file: &File,
+    len: u64,
+    base_offset: i64,
+    verify_crc: bool,
+    mut found: impl FnMut(&BatchHeader),
+) -> io::Result<Option<String>> {
+    let mut reader = BufReader::with_capacity(SCAN_BUFFER, file);
+    let mut body = if verify_crc { vec![0u8; SCAN_BUFFER] } else { Vec::new() };
+    let mut header_bytes = [0u8; HEADER_LEN];
+    let mut pos = 0u64;
+    let mut expected = base_offset;
+    loop {
+        let left = len - pos;
+        if left == 0 {
+            return Ok(None);
+        }
+        if left < HEADER_LEN as u64 {
+            return Ok(Some(format!("{left} bytes at the end are too short for a batch header")));
+        }
+        reader.read_exact(&mut header_bytes)?;
+        let header = match BatchHeader::parse(&header_bytes) {
+            Ok(h) => h,
+            Err(e) => return Ok(Some(e.to_string())),
+        };
+        let size = header.size() as u64;
+        if size > left {
+            return Ok(Some(format!("a batch of {size} bytes with only {left} bytes left")));
+        }
+        if let Err(e) = header.check_counts() {
+            return Ok(Some(e.to_string()));
+        }
+        if header.base_offset != expected {
+            if pos == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the segment's first batch has offset {}, not {expected}", header.base_offset),
+                ));
+            }
+            return Ok(Some(format!("batch at offset {} where {expected} was expected", header.base_offset)));
+        }
+        let rest = size - HEADER_LEN as u64;
+        if verify_crc {
+            let mut crc = crc32c::crc32c(&header_bytes[CRC_START..]);
+            let mut remaining = rest;
+            while remaining > 0 {
+                let n = usize::try_from(remaining).map_or(body.len(), |r| r.min(body.len()));
+                reader.read_exact(&mut body[..n])?;
+                crc = crc32c::crc32c_append(crc, &body[..n]);
+                remaining -= n as u64;
+            }
+            if crc != header.crc {
+                return Ok(Some(format!("CRC mismatch in the batch at offset {}", header.base_offset)));
+            }
+        } else {
+            let skip =
+                i64::try_from(rest).map_err(|_| on_disk_corruption(pos, "a batch too large to skip"))?;
+            reader.seek_relative(skip)?;
+        }
+        found(&header);
+        expected = header.next_offset();
+        pos += size;
+    }
+}

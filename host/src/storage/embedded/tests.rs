@@ -1,0 +1,554 @@
+use super::EmbeddedLog;
+use crate::storage::batch::testing::{batch, batch_with_timestamps};
+use crate::storage::batch::{BatchHeader, validate};
+use crate::storage::{Log, LogDefaults, StorageError, TopicName};
+use bytes::Bytes;
+use std::io::Write;
+use std::path::Path;
+
+fn name(topic: &str) -> TopicName {
+    TopicName::new("public", "default", topic)
+}
+
+fn open(dir: &Path) -> EmbeddedLog {
+    EmbeddedLog::open(dir, LogDefaults::default()).unwrap()
+}
+
+fn open_with(dir: &Path, segment_bytes: u64, index_interval_bytes: u32) -> EmbeddedLog {
+    let defaults = LogDefaults { segment_bytes, index_interval_bytes, ..LogDefaults::default() };
+    EmbeddedLog::open(dir, defaults).unwrap()
+}
+
+fn create(log: &EmbeddedLog, topic: &str, partitions: i32) {
+    log.create_topic(&name(topic), partitions, &[], false).unwrap();
+}
+
+/// (base offset, last offset) of each batch in a read result, checking each batch's CRC.
+fn batches_in(records: &Bytes) -> Vec<(i64, i64)> {
+    validate(records, u32::MAX)
+        .unwrap()
+        .iter()
+        .map(|b| (b.header.base_offset, b.header.last_offset()))
+        .collect()
+}
+
+fn read_all(log: &EmbeddedLog, topic: &str, partition: i32) -> Vec<(i64, i64)> {
+    let (start, end) = log.offsets(&name(topic), partition).unwrap();
+    let mut out = Vec::new();
+    let mut offset = start;
+    while offset < end {
+        let r = log.read(&name(topic), partition, offset, 1 << 20, true).unwrap();
+        let got = batches_in(&r.records.unwrap());
+        offset = got.last().unwrap().1 + 1;
+        out.extend(got);
+    }
+    out
+}
+
+fn segment_files(dir: &Path, topic: &str, partition: i32) -> Vec<std::path::PathBuf> {
+    let pdir = dir.join("topics/public/default").join(topic).join(partition.to_string());
+    let mut files: Vec<_> = std::fs::read_dir(pdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn append_read_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    let b = batch(3, 20, 1000);
+    let info = log.append(&name("t"), 0, Bytes::from(b.clone())).unwrap();
+    assert_eq!((info.base_offset, info.last_offset, info.log_start_offset), (0, 2, 0));
+    let info = log.append(&name("t"), 0, Bytes::from(batch(2, 5, 2000))).unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (3, 4));
+
+    let r = log.read(&name("t"), 0, 0, 1 << 20, false).unwrap();
+    assert_eq!((r.high_watermark, r.log_start_offset), (5, 0));
+    let records = r.records.unwrap();
+    assert_eq!(batches_in(&records), vec![(0, 2), (3, 4)]);
+    // Stored as received: the first batch is byte for byte what was appended (offset was 0).
+    assert_eq!(&records[..b.len()], &b[..]);
+    let second = BatchHeader::parse(&records[b.len()..]).unwrap();
+    assert_eq!(second.base_offset, 3);
+
+    assert!(log.read(&name("t"), 0, 5, 1 << 20, true).unwrap().records.is_none());
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 5));
+}
+
+#[test]
+fn several_batches_in_one_append_and_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    let mut two = batch(2, 4, 0);
+    two.extend_from_slice(&batch(3, 4, 0));
+    let info = log.append(&name("t"), 0, Bytes::from(two.clone())).unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (0, 4));
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 1), (2, 4)]);
+
+    let mut bad = two.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let err = log.append(&name("t"), 0, Bytes::from(bad)).unwrap_err();
+    assert!(matches!(err, StorageError::CorruptMessage(_)), "{err}");
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 5));
+}
+
+#[test]
+fn offsets_stay_contiguous_across_segment_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(4, 100, 0).len() as u64;
+    // Room for two batches per segment.
+    let log = open_with(dir.path(), 2 * one + 10, 4096);
+    create(&log, "t", 1);
+    for i in 0..7 {
+        let info = log.append(&name("t"), 0, Bytes::from(batch(4, 100, i))).unwrap();
+        assert_eq!(info.base_offset, i * 4);
+    }
+    assert_eq!(segment_files(dir.path(), "t", 0).len(), 4);
+    let expected: Vec<_> = (0..7).map(|i| (i * 4, i * 4 + 3)).collect();
+    assert_eq!(read_all(&log, "t", 0), expected);
+    // A read returns batches of one segment only: two here.
+    let r = log.read(&name("t"), 0, 0, 1 << 20, true).unwrap();
+    assert_eq!(batches_in(&r.records.unwrap()).len(), 2);
+    // Every offset is found, in whichever segment it lives.
+    for offset in 0..28 {
+        let r = log.read(&name("t"), 0, offset, 1, true).unwrap();
+        let got = batches_in(&r.records.unwrap());
+        assert_eq!(got.len(), 1);
+        assert!(got[0].0 <= offset && offset <= got[0].1, "offset {offset} in {got:?}");
+    }
+    drop(log);
+    let log = open_with(dir.path(), 2 * one + 10, 4096);
+    assert_eq!(read_all(&log, "t", 0), expected);
+    assert_eq!(log.append(&name("t"), 0, Bytes::from(batch(1, 1, 0))).unwrap().base_offset, 28);
+}
+
+#[test]
+fn an_oversized_batch_gets_a_segment_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with(dir.path(), 200, 4096);
+    create(&log, "t", 1);
+    log.append(&name("t"), 0, Bytes::from(batch(1, 10, 0))).unwrap();
+    log.append(&name("t"), 0, Bytes::from(batch(1, 500, 0))).unwrap();
+    log.append(&name("t"), 0, Bytes::from(batch(1, 10, 0))).unwrap();
+    assert_eq!(segment_files(dir.path(), "t", 0).len(), 3);
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 0), (1, 1), (2, 2)]);
+}
+
+#[test]
+fn sparse_index_finds_every_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with(dir.path(), 1 << 30, 1000);
+    create(&log, "t", 1);
+    for i in 0..200 {
+        log.append(&name("t"), 0, Bytes::from(batch(1 + (i % 3) as usize, 50, i))).unwrap();
+    }
+    let (_, p) = log.partition(&name("t"), 0).unwrap();
+    let entries = p.index_entries();
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0] > 5 && entries[0] < 200, "sparse: {} entries for 200 batches", entries[0]);
+    let all = read_all(&log, "t", 0);
+    assert_eq!(all.len(), 200);
+    for &(base, last) in &all {
+        for offset in base..=last {
+            let r = log.read(&name("t"), 0, offset, 0, true).unwrap();
+            assert_eq!(batches_in(&r.records.unwrap()), vec![(base, last)]);
+        }
+    }
+    // The index is rebuilt the same at open.
+    drop((p, log));
+    let log = open_with(dir.path(), 1 << 30, 1000);
+    let (_, p) = log.partition(&name("t"), 0).unwrap();
+    assert_eq!(p.index_entries(), entries);
+    assert_eq!(p.segment_count(), 1);
+}
+
+#[test]
+fn read_from_the_middle_of_a_batch_returns_that_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    log.append(&name("t"), 0, Bytes::from(batch(5, 10, 0))).unwrap();
+    log.append(&name("t"), 0, Bytes::from(batch(5, 10, 0))).unwrap();
+    let r = log.read(&name("t"), 0, 7, 1 << 20, false).unwrap();
+    assert_eq!(batches_in(&r.records.unwrap()), vec![(5, 9)]);
+    let r = log.read(&name("t"), 0, 3, 1 << 20, false).unwrap();
+    assert_eq!(batches_in(&r.records.unwrap()), vec![(0, 4), (5, 9)]);
+}
+
+#[test]
+fn max_bytes_and_min_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    let size = batch(2, 100, 0).len();
+    for _ in 0..4 {
+        log.append(&name("t"), 0, Bytes::from(batch(2, 100, 0))).unwrap();
+    }
+    // Two and a half batches' worth: two whole batches.
+    let r = log.read(&name("t"), 0, 0, 2 * size + size / 2, false).unwrap();
+    let records = r.records.unwrap();
+    assert_eq!(records.len(), 2 * size);
+    assert_eq!(batches_in(&records), vec![(0, 1), (2, 3)]);
+    // Exactly one batch.
+    let r = log.read(&name("t"), 0, 2, size, false).unwrap();
+    assert_eq!(batches_in(&r.records.unwrap()), vec![(2, 3)]);
+    // Too small for the first batch: nothing, unless min_one (KIP-74).
+    let r = log.read(&name("t"), 0, 0, 10, false).unwrap();
+    assert!(r.records.is_none());
+    assert_eq!(r.high_watermark, 8);
+    let r = log.read(&name("t"), 0, 0, 10, true).unwrap();
+    assert_eq!(batches_in(&r.records.unwrap()), vec![(0, 1)]);
+    let r = log.read(&name("t"), 0, 0, 0, true).unwrap();
+    assert_eq!(r.records.unwrap().len(), size);
+}
+
+#[test]
+fn offset_out_of_range_and_unknown_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 2);
+    log.append(&name("t"), 0, Bytes::from(batch(3, 1, 0))).unwrap();
+    match log.read(&name("t"), 0, 4, 100, true) {
+        Err(StorageError::OffsetOutOfRange { requested: 4, start: 0, end: 3 }) => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(log.read(&name("t"), 0, -1, 100, true), Err(StorageError::OffsetOutOfRange { .. })));
+    let r = log.read(&name("t"), 1, 0, 100, true).unwrap();
+    assert!(r.records.is_none());
+    assert_eq!(r.high_watermark, 0);
+    for (topic, p) in [("t", 2), ("t", -1), ("nope", 0)] {
+        assert!(matches!(log.read(&name(topic), p, 0, 1, true), Err(StorageError::UnknownTopicOrPartition)));
+        assert!(matches!(
+            log.append(&name(topic), p, Bytes::from(batch(1, 1, 0))),
+            Err(StorageError::UnknownTopicOrPartition)
+        ));
+        assert!(matches!(log.offsets(&name(topic), p), Err(StorageError::UnknownTopicOrPartition)));
+        assert!(log.subscribe(&name(topic), p).is_err());
+    }
+}
+
+#[test]
+fn reopen_preserves_topics_ids_and_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let config = vec![("max.message.bytes".to_string(), "5000".to_string())];
+    let meta = log.create_topic(&name("a"), 3, &config, false).unwrap();
+    create(&log, "b", 1);
+    log.append(&name("a"), 2, Bytes::from(batch(4, 10, 50))).unwrap();
+    log.append(&name("a"), 2, Bytes::from(batch(1, 10, 60))).unwrap();
+    log.flush().unwrap();
+    drop(log);
+
+    let log = open(dir.path());
+    let again = log.topic(&name("a")).unwrap();
+    assert_eq!(again.id, meta.id);
+    assert_eq!(again.partitions, 3);
+    assert_eq!(again.config.max_message_bytes, 5000);
+    assert_eq!(log.topic_by_id("public", "default", meta.id).unwrap().name, name("a"));
+    assert_eq!(log.offsets(&name("a"), 2).unwrap(), (0, 5));
+    assert_eq!(read_all(&log, "a", 2), vec![(0, 3), (4, 4)]);
+    assert_eq!(log.offsets(&name("a"), 0).unwrap(), (0, 0));
+    assert_eq!(log.append(&name("a"), 2, Bytes::from(batch(1, 1, 0))).unwrap().base_offset, 5);
+    let names: Vec<_> = log.topics("public", "default").into_iter().map(|t| t.name.topic).collect();
+    assert_eq!(names, vec!["a", "b"]);
+}
+
+#[test]
+fn a_torn_tail_is_truncated_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    log.append(&name("t"), 0, Bytes::from(batch(2, 10, 0))).unwrap();
+    log.append(&name("t"), 0, Bytes::from(batch(3, 10, 0))).unwrap();
+    drop(log);
+    let file = segment_files(dir.path(), "t", 0).pop().unwrap();
+    let good_len = std::fs::metadata(&file).unwrap().len();
+
+    // Half a batch at the end, as a crash in the middle of a write leaves it.
+    let mut half = batch(4, 100, 0);
+    half[0..8].copy_from_slice(&5i64.to_be_bytes());
+    half.truncate(half.len() / 2);
+    std::fs::OpenOptions::new().append(true).open(&file).unwrap().write_all(&half).unwrap();
+    let log = open(dir.path());
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), good_len);
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 5));
+    assert_eq!(log.append(&name("t"), 0, Bytes::from(batch(1, 10, 0))).unwrap().base_offset, 5);
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 1), (2, 4), (5, 5)]);
+    drop(log);
+
+    // A whole batch whose bytes were not all written (CRC mismatch), then garbage.
+    let good_len = std::fs::metadata(&file).unwrap().len();
+    let mut torn = batch(2, 50, 0);
+    torn[0..8].copy_from_slice(&6i64.to_be_bytes());
+    let n = torn.len();
+    torn[n - 10..].fill(0);
+    torn.extend_from_slice(b"garbage");
+    std::fs::OpenOptions::new().append(true).open(&file).unwrap().write_all(&torn).unwrap();
+    let log = open(dir.path());
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), good_len);
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 6));
+    assert_eq!(log.append(&name("t"), 0, Bytes::from(batch(2, 10, 0))).unwrap().base_offset, 6);
+    drop(log);
+
+    // Garbage that is not even a header.
+    std::fs::OpenOptions::new().append(true).open(&file).unwrap().write_all(&[0xab; 30]).unwrap();
+    let log = open(dir.path());
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 8));
+}
+
+#[test]
+fn a_segment_that_does_not_match_its_name_fails_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    log.append(&name("t"), 0, Bytes::from(batch(2, 10, 0))).unwrap();
+    drop(log);
+    let file = segment_files(dir.path(), "t", 0).pop().unwrap();
+    std::fs::rename(&file, file.with_file_name("00000000000000000100.log")).unwrap();
+    assert!(matches!(EmbeddedLog::open(dir.path(), LogDefaults::default()), Err(StorageError::Io(_))));
+}
+
+#[test]
+fn corrupt_and_oversized_batches_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let config = vec![("max.message.bytes".to_string(), "200".to_string())];
+    log.create_topic(&name("t"), 1, &config, false).unwrap();
+    let mut bad = batch(1, 10, 0);
+    bad[70] ^= 1;
+    assert!(matches!(log.append(&name("t"), 0, Bytes::from(bad)), Err(StorageError::CorruptMessage(_))));
+    assert!(matches!(log.append(&name("t"), 0, Bytes::new()), Err(StorageError::CorruptMessage(_))));
+    assert!(matches!(
+        log.append(&name("t"), 0, Bytes::from_static(&[1, 2, 3])),
+        Err(StorageError::CorruptMessage(_))
+    ));
+    let big = batch(1, 300, 0);
+    match log.append(&name("t"), 0, Bytes::from(big.clone())) {
+        Err(StorageError::MessageTooLarge { size, max: 200 }) => assert_eq!(size, big.len()),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 0));
+    // The broker default applies elsewhere.
+    create(&log, "u", 1);
+    assert!(log.append(&name("u"), 0, Bytes::from(big)).is_ok());
+}
+
+#[test]
+fn create_delete_and_create_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let t = name("t");
+    assert!(matches!(log.create_topic(&t, 0, &[], false), Err(StorageError::InvalidPartitions(_))));
+    assert!(matches!(log.create_topic(&name(".."), 1, &[], false), Err(StorageError::InvalidTopic(_))));
+    assert!(matches!(log.create_topic(&name("a/b"), 1, &[], false), Err(StorageError::InvalidTopic(_))));
+    let bad_tenant = TopicName::new("..", "default", "t");
+    assert!(matches!(log.create_topic(&bad_tenant, 1, &[], false), Err(StorageError::InvalidTopic(_))));
+    let bad_config = vec![("retention.ms".to_string(), "1".to_string())];
+    assert!(matches!(log.create_topic(&t, 1, &bad_config, false), Err(StorageError::InvalidConfig(_))));
+
+    let validated = log.create_topic(&t, 2, &[], true).unwrap();
+    assert_eq!(validated.partitions, 2);
+    assert!(log.topic(&t).is_none(), "validate_only creates nothing");
+
+    let meta = log.create_topic(&t, 2, &[], false).unwrap();
+    assert!(!meta.id.is_nil());
+    assert!(matches!(log.create_topic(&t, 2, &[], false), Err(StorageError::TopicAlreadyExists(_))));
+    assert!(matches!(log.create_topic(&t, 2, &[], true), Err(StorageError::TopicAlreadyExists(_))));
+    create(&log, "a.b", 1);
+    assert!(matches!(log.create_topic(&name("a_b"), 1, &[], false), Err(StorageError::InvalidTopic(_))));
+    // Same name in another namespace is another topic.
+    log.create_topic(&TopicName::new("public", "other", "t"), 1, &[], false).unwrap();
+
+    assert!(matches!(log.create_partitions(&t, 2, false), Err(StorageError::InvalidPartitions(_))));
+    assert!(matches!(log.create_partitions(&t, 1, false), Err(StorageError::InvalidPartitions(_))));
+    assert!(matches!(
+        log.create_partitions(&name("x"), 3, false),
+        Err(StorageError::UnknownTopicOrPartition)
+    ));
+    log.create_partitions(&t, 5, true).unwrap();
+    assert_eq!(log.topic(&t).unwrap().partitions, 2);
+    log.append(&t, 1, Bytes::from(batch(1, 1, 0))).unwrap();
+    log.create_partitions(&t, 4, false).unwrap();
+    assert_eq!(log.topic(&t).unwrap().partitions, 4);
+    assert_eq!(log.topic(&t).unwrap().id, meta.id);
+    log.append(&t, 3, Bytes::from(batch(2, 1, 0))).unwrap();
+    assert_eq!(log.offsets(&t, 1).unwrap(), (0, 1));
+
+    assert!(matches!(log.delete_topic(&name("x")), Err(StorageError::UnknownTopicOrPartition)));
+    let rx = log.subscribe(&t, 3).unwrap();
+    log.delete_topic(&t).unwrap();
+    assert!(log.topic(&t).is_none());
+    assert!(!dir.path().join("topics/public/default/t").exists());
+    assert!(rx.has_changed().is_err(), "the watch closes on delete");
+    assert!(matches!(
+        log.append(&t, 0, Bytes::from(batch(1, 1, 0))),
+        Err(StorageError::UnknownTopicOrPartition)
+    ));
+
+    // Re-created: a new id and an empty log.
+    let again = log.create_topic(&t, 1, &[], false).unwrap();
+    assert_ne!(again.id, meta.id);
+    assert_eq!(log.offsets(&t, 0).unwrap(), (0, 0));
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.topic(&t).unwrap().id, again.id);
+    assert_eq!(log.topic(&name("a.b")).unwrap().partitions, 1);
+    assert_eq!(log.topics("public", "other").len(), 1);
+}
+
+#[test]
+fn created_partitions_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    log.create_partitions(&name("t"), 3, false).unwrap();
+    log.append(&name("t"), 2, Bytes::from(batch(2, 1, 0))).unwrap();
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.topic(&name("t")).unwrap().partitions, 3);
+    assert_eq!(log.offsets(&name("t"), 2).unwrap(), (0, 2));
+}
+
+#[test]
+fn an_unfinished_creation_is_skipped_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let leftover = dir.path().join("topics/public/default/t/0");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("00000000000000000000.log"), b"junk").unwrap();
+    let log = open(dir.path());
+    assert!(log.topic(&name("t")).is_none());
+    create(&log, "t", 1);
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 0));
+}
+
+#[test]
+fn offset_for_timestamp_and_max_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with(dir.path(), 1 << 30, 0);
+    create(&log, "t", 1);
+    let t = name("t");
+    assert_eq!(log.offset_for_timestamp(&t, 0, 0).unwrap(), None);
+    assert_eq!(log.max_timestamp(&t, 0).unwrap(), None);
+
+    let v: [&[u8]; 3] = [b"a", b"b", b"c"];
+    // offsets 0..=2: timestamps 100, 110, 105
+    log.append(&t, 0, Bytes::from(batch_with_timestamps(&v, 100, &[0, 10, 5]))).unwrap();
+    // offsets 3..=5: timestamps 200, 250, 250
+    log.append(&t, 0, Bytes::from(batch_with_timestamps(&v, 200, &[0, 50, 50]))).unwrap();
+    // offsets 6..=8: timestamps 150, 160, 170 (out of order with the batch before)
+    log.append(&t, 0, Bytes::from(batch_with_timestamps(&v, 150, &[0, 10, 20]))).unwrap();
+
+    assert_eq!(log.offset_for_timestamp(&t, 0, 0).unwrap(), Some((0, 100)));
+    assert_eq!(log.offset_for_timestamp(&t, 0, 100).unwrap(), Some((0, 100)));
+    assert_eq!(log.offset_for_timestamp(&t, 0, 101).unwrap(), Some((1, 110)));
+    assert_eq!(log.offset_for_timestamp(&t, 0, 111).unwrap(), Some((3, 200)));
+    assert_eq!(log.offset_for_timestamp(&t, 0, 201).unwrap(), Some((4, 250)));
+    assert_eq!(log.offset_for_timestamp(&t, 0, 251).unwrap(), None);
+    assert_eq!(log.max_timestamp(&t, 0).unwrap(), Some((4, 250)));
+
+    // A compressed batch (codec bit set; its records are not parsed): base offset and max
+    // timestamp for a lookup, last offset for the max.
+    let mut compressed = batch_with_timestamps(&v, 300, &[0, 1, 2]);
+    compressed[22] |= 4;
+    crate::storage::batch::testing::fix_crc(&mut compressed);
+    log.append(&t, 0, Bytes::from(compressed)).unwrap();
+    assert_eq!(log.offset_for_timestamp(&t, 0, 301).unwrap(), Some((9, 302)));
+    assert_eq!(log.max_timestamp(&t, 0).unwrap(), Some((11, 302)));
+
+    // Across segments and after a restart.
+    drop(log);
+    let log = open_with(dir.path(), 1, 0);
+    log.append(&t, 0, Bytes::from(batch_with_timestamps(&v, 400, &[0, 1, 2]))).unwrap();
+    assert_eq!(log.offset_for_timestamp(&t, 0, 401).unwrap(), Some((13, 401)));
+    assert_eq!(log.offset_for_timestamp(&t, 0, 160).unwrap(), Some((3, 200)));
+    assert_eq!(log.max_timestamp(&t, 0).unwrap(), Some((14, 402)));
+}
+
+#[test]
+fn subscribe_sees_the_new_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    log.append(&name("t"), 0, Bytes::from(batch(1, 1, 0))).unwrap();
+    let mut rx = log.subscribe(&name("t"), 0).unwrap();
+    assert_eq!(*rx.borrow(), 1);
+    assert!(!rx.has_changed().unwrap());
+    log.append(&name("t"), 0, Bytes::from(batch(3, 1, 0))).unwrap();
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(*rx.borrow_and_update(), 4);
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let log = std::sync::Arc::new(log);
+    let writer = log.clone();
+    let seen = rt.block_on(async move {
+        let wait = tokio::spawn(async move {
+            rx.changed().await.unwrap();
+            *rx.borrow()
+        });
+        tokio::task::yield_now().await;
+        writer.append(&name("t"), 0, Bytes::from(batch(2, 1, 0))).unwrap();
+        wait.await.unwrap()
+    });
+    assert_eq!(seen, 6);
+}
+
+#[test]
+fn reads_run_alongside_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(open_with(dir.path(), 64 * 1024, 512));
+    create(&log, "t", 1);
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for i in 0..500 {
+                log.append(&name("t"), 0, Bytes::from(batch(1 + i % 4, 64, i as i64))).unwrap();
+            }
+        })
+    };
+    let mut offset = 0;
+    while offset < 1250 {
+        let r = log.read(&name("t"), 0, offset, 4096, true).unwrap();
+        if let Some(records) = r.records {
+            let got = batches_in(&records);
+            assert!(got[0].0 <= offset && offset <= got[0].1);
+            for w in got.windows(2) {
+                assert_eq!(w[0].1 + 1, w[1].0);
+            }
+            offset = got.last().unwrap().1 + 1;
+            assert!(offset <= r.high_watermark);
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 1250));
+    log.flush().unwrap();
+}
+
+#[test]
+fn a_gap_left_in_an_older_segment_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(4, 100, 0).len() as u64;
+    let log = open_with(dir.path(), 2 * one + 10, 4096);
+    create(&log, "t", 1);
+    for i in 0..5 {
+        log.append(&name("t"), 0, Bytes::from(batch(4, 100, i))).unwrap();
+    }
+    drop(log);
+    // Damage the end of the first (not the active) segment: its second batch is lost.
+    let first = segment_files(dir.path(), "t", 0).remove(0);
+    let f = std::fs::OpenOptions::new().write(true).open(&first).unwrap();
+    f.set_len(2 * one - 10).unwrap();
+    drop(f);
+    let log = open_with(dir.path(), 2 * one + 10, 4096);
+    assert_eq!(std::fs::metadata(&first).unwrap().len(), one);
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 20));
+    let r = log.read(&name("t"), 0, 5, 1 << 20, true).unwrap();
+    assert_eq!(batches_in(&r.records.unwrap()), vec![(8, 11), (12, 15)]);
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 3), (8, 11), (12, 15), (16, 19)]);
+}

@@ -1,0 +1,59 @@
+//! The storage error type and its Kafka error codes.
+
+/// Why a storage operation failed. Every variant maps to one Kafka error code.
+#[derive(thiserror::Error, Debug)]
+pub enum StorageError {
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("topic '{0}' already exists")]
+    TopicAlreadyExists(String),
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(String),
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    MessageTooLarge { size: usize, max: u32 },
+    #[error("offset {requested} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { requested: i64, start: i64, end: i64 },
+    #[error("storage I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StorageError {
+    /// The Kafka error code for this error.
+    pub fn kafka_code(&self) -> i16 {
+        match self {
+            StorageError::OffsetOutOfRange { .. } => 1,
+            StorageError::CorruptMessage(_) => 2,
+            StorageError::UnknownTopicOrPartition => 3,
+            StorageError::MessageTooLarge { .. } => 10,
+            StorageError::InvalidTopic(_) => 17,
+            StorageError::TopicAlreadyExists(_) => 36,
+            StorageError::InvalidPartitions(_) => 37,
+            StorageError::InvalidConfig(_) => 40,
+            StorageError::Io(_) => 56,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StorageError;
+
+    #[test]
+    fn kafka_codes() {
+        assert_eq!(StorageError::UnknownTopicOrPartition.kafka_code(), 3);
+        assert_eq!(StorageError::TopicAlreadyExists("t".into()).kafka_code(), 36);
+        assert_eq!(StorageError::InvalidPartitions(String::new()).kafka_code(), 37);
+        assert_eq!(StorageError::InvalidTopic(String::new()).kafka_code(), 17);
+        assert_eq!(StorageError::InvalidConfig(String::new()).kafka_code(), 40);
+        assert_eq!(StorageError::CorruptMessage(String::new()).kafka_code(), 2);
+        assert_eq!(StorageError::MessageTooLarge { size: 2, max: 1 }.kafka_code(), 10);
+        assert_eq!(StorageError::OffsetOutOfRange { requested: 5, start: 0, end: 1 }.kafka_code(), 1);
+        assert_eq!(StorageError::Io(std::io::Error::other("x")).kafka_code(), 56);
+    }
+}

@@ -1,0 +1,149 @@
+//! Storage: the Log port and its implementations.
+//!
+//! The port is [`Log`]: topics, partitions and their record batches, stored as received (the
+//! host assigns offsets and patches them into each batch). `embedded` keeps per-partition
+//! segment files on local disk. This module knows nothing of Wasm or sockets.
+
+pub mod batch;
+mod config;
+pub mod embedded;
+mod error;
+mod names;
+
+pub use config::{ConfigEntry, LogDefaults, TopicConfig};
+pub use error::StorageError;
+pub use names::{validate_partitions, validate_topic_name};
+
+/// A Kafka topic as seen by one tenant in one namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicName {
+    pub tenant: String,
+    pub namespace: String,
+    pub topic: String,
+}
+
+impl TopicName {
+    pub fn new(tenant: impl Into<String>, namespace: impl Into<String>, topic: impl Into<String>) -> Self {
+        TopicName { tenant: tenant.into(), namespace: namespace.into(), topic: topic.into() }
+    }
+}
+
+impl std::fmt::Display for TopicName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.tenant, self.namespace, self.topic)
+    }
+}
+
+/// What the log knows about a topic.
+#[derive(Clone, Debug)]
+pub struct TopicMeta {
+    pub name: TopicName,
+    /// Random (v4) at creation, stable across restarts; nil for a `validate_only` creation.
+    pub id: uuid::Uuid,
+    pub partitions: i32,
+    pub config: TopicConfig,
+}
+
+/// Where an append landed.
+#[derive(Clone, Copy, Debug)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// The answer to a read: whole stored batches, as written (offsets already patched in).
+#[derive(Clone, Debug)]
+pub struct ReadResult {
+    /// `None` when there is nothing to return: the offset is the high watermark, or the first
+    /// batch does not fit in `max_bytes` and `min_one` was not set.
+    pub records: Option<bytes::Bytes>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// The Log port. Synchronous on purpose: calls are short (page-cache I/O) and made from inside
+/// guest host-calls.
+pub trait Log: Send + Sync + 'static {
+    /// Create a topic with `partitions` partitions and the given Kafka config overrides.
+    fn create_topic(
+        &self,
+        name: &TopicName,
+        partitions: i32,
+        config: &[(String, String)],
+        validate_only: bool,
+    ) -> Result<TopicMeta, StorageError>;
+
+    /// Delete a topic and all its data; subscribers of its partitions see their watch close.
+    fn delete_topic(&self, name: &TopicName) -> Result<(), StorageError>;
+
+    /// Grow a topic to `total` partitions; `total` must exceed the current count, else
+    /// InvalidPartitions.
+    fn create_partitions(
+        &self,
+        name: &TopicName,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<(), StorageError>;
+
+    fn topic(&self, name: &TopicName) -> Option<TopicMeta>;
+
+    fn topic_by_id(&self, tenant: &str, namespace: &str, id: uuid::Uuid) -> Option<TopicMeta>;
+
+    /// The topics of one tenant and namespace, sorted by name.
+    fn topics(&self, tenant: &str, namespace: &str) -> Vec<TopicMeta>;
+
+    fn defaults(&self) -> &LogDefaults;
+
+    /// Validate every batch in `records` (see [`batch::validate`]) with the topic's
+    /// max.message.bytes, then assign offsets and append. `records` may hold several
+    /// concatenated batches; all or nothing.
+    fn append(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+    ) -> Result<AppendInfo, StorageError>;
+
+    /// Whole batches starting with the batch that contains `offset`; stops before exceeding
+    /// `max_bytes` unless `min_one` and nothing was taken yet (KIP-74: the first batch is returned
+    /// even if larger). `offset` == high watermark gives `records: None`; an offset outside
+    /// [log start, high watermark] is OffsetOutOfRange. May return batches of one segment only.
+    fn read(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, StorageError>;
+
+    /// (log start offset, high watermark).
+    fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError>;
+
+    /// ListOffsets by timestamp: (offset, timestamp) of the first record whose timestamp is at
+    /// or above `ts`, or None. Exact for uncompressed batches; for a compressed batch, its base
+    /// offset and its max timestamp.
+    fn offset_for_timestamp(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        ts: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError>;
+
+    /// ListOffsets -3: (offset, timestamp) of the first record with the largest timestamp, or
+    /// None when the partition is empty. Exact for uncompressed batches; for a compressed batch,
+    /// the batch's last offset (its records are not decompressed).
+    fn max_timestamp(&self, name: &TopicName, partition: i32) -> Result<Option<(i64, i64)>, StorageError>;
+
+    /// A watch of the partition's high watermark, updated after every append (for long-poll
+    /// fetch). It closes when the topic is deleted.
+    fn subscribe(
+        &self,
+        name: &TopicName,
+        partition: i32,
+    ) -> Result<tokio::sync::watch::Receiver<i64>, StorageError>;
+
+    /// fsync everything written so far.
+    fn flush(&self) -> Result<(), StorageError>;
+}

@@ -1,0 +1,117 @@
+//! Naming rules: Kafka's for topics and partition counts, and safe path components for the
+//! tenant and namespace (they become directory names).
+
+use super::{StorageError, TopicName};
+
+/// Kafka's limit on a topic name's length.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// The most partitions one topic may have. Each partition holds open files, so the bound keeps
+/// one request from exhausting the host's file descriptors.
+pub const MAX_PARTITIONS: i32 = 10_000;
+
+/// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), StorageError> {
+    if name.is_empty() {
+        return Err(StorageError::InvalidTopic("topic name is empty".into()));
+    }
+    if name == "." || name == ".." {
+        return Err(StorageError::InvalidTopic(format!("topic name cannot be '{name}'")));
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(StorageError::InvalidTopic(format!(
+            "topic name is {} characters long, the limit is {MAX_TOPIC_NAME_LEN}",
+            name.len()
+        )));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(StorageError::InvalidTopic(format!(
+            "topic name '{}' contains '{}'; only ASCII alphanumerics, '.', '_' and '-' are allowed",
+            name.escape_default(),
+            c.escape_default()
+        )));
+    }
+    Ok(())
+}
+
+/// A partition count for a new topic (or a new total): at least 1, at most [`MAX_PARTITIONS`].
+pub fn validate_partitions(partitions: i32) -> Result<(), StorageError> {
+    if partitions < 1 {
+        return Err(StorageError::InvalidPartitions(format!(
+            "number of partitions must be at least 1, not {partitions}"
+        )));
+    }
+    if partitions > MAX_PARTITIONS {
+        return Err(StorageError::InvalidPartitions(format!(
+            "number of partitions {partitions} exceeds the limit of {MAX_PARTITIONS}"
+        )));
+    }
+    Ok(())
+}
+
+/// A tenant or namespace: used as one directory name, so it must be a plain path component.
+pub(crate) fn validate_path_component(what: &str, value: &str) -> Result<(), StorageError> {
+    let ok = !value.is_empty()
+        && value.len() <= 255
+        && value != "."
+        && value != ".."
+        && !value.chars().any(|c| c == '/' || c == '\\' || c == '\0');
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidTopic(format!(
+            "{what} '{}' cannot be used as a directory name",
+            value.escape_default()
+        )))
+    }
+}
+
+/// Every rule a full topic name must satisfy before it touches the filesystem.
+pub(crate) fn validate_full_name(name: &TopicName) -> Result<(), StorageError> {
+    validate_path_component("tenant", &name.tenant)?;
+    validate_path_component("namespace", &name.namespace)?;
+    validate_topic_name(&name.topic)
+}
+
+/// Kafka's collision rule: '.' and '_' are the same in metric names, so `a.b` and `a_b` cannot
+/// both exist.
+pub(crate) fn collides(a: &str, b: &str) -> bool {
+    a != b && a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
+}
+
+fn norm(b: u8) -> u8 {
+    if b == b'.' { b'_' } else { b }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        assert!(validate_topic_name(&"a".repeat(249)).is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", "ü", "a\0"] {
+            assert!(matches!(validate_topic_name(bad), Err(StorageError::InvalidTopic(_))), "{bad:?}");
+        }
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn partitions() {
+        assert!(validate_partitions(1).is_ok());
+        assert!(matches!(validate_partitions(0), Err(StorageError::InvalidPartitions(_))));
+        assert!(matches!(validate_partitions(-1), Err(StorageError::InvalidPartitions(_))));
+    }
+
+    #[test]
+    fn path_components_and_collisions() {
+        assert!(validate_path_component("tenant", "public").is_ok());
+        for bad in ["", ".", "..", "a/b", "a\\b"] {
+            assert!(validate_path_component("tenant", bad).is_err(), "{bad:?}");
+        }
+        assert!(collides("a.b", "a_b"));
+        assert!(!collides("a.b", "a.b"));
+        assert!(!collides("a.b", "a-b"));
+    }
+}

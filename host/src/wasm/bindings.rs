@@ -1,0 +1,15 @@
+//! Host bindings of the `guise:runtime` WIT package.
+//!
+//! Host functions are not trappable: guest-visible failures are Kafka error codes in the WIT
+//! results, and host-internal failures are mapped to error codes too (logged), so a guest can
+//! always answer its client.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "protocol-handler",
+    with: {
+        "guise:runtime/types.buffer": crate::wasm::state::BufferHandle,
+    },
+});
+
+pub use guise::runtime::{cluster, connection, handler_types, log, logging, types};

@@ -1,0 +1,267 @@
+//! The host side of the WIT imports: what the translator may ask of the host.
+
+use super::bindings::{cluster, connection, handler_types, log, logging, types};
+use super::state::{BufferHandle, GuestState, Observed};
+use crate::storage::{ConfigEntry, StorageError, TopicMeta};
+use wasmtime::component::Resource;
+
+type ErrorCode = i16;
+
+/// UNKNOWN_TOPIC_OR_PARTITION, for a buffer handle the guest does not hold.
+const CORRUPT_MESSAGE: ErrorCode = 2;
+
+impl GuestState {
+    fn buffer(&self, r: &Resource<BufferHandle>) -> Option<&BufferHandle> {
+        self.table.get(r).ok()
+    }
+
+    fn storage_error(&self, what: &str, e: StorageError) -> ErrorCode {
+        if let StorageError::Io(io) = &e {
+            tracing::error!(conn = self.conn.id, "storage failure during {what}: {io}");
+        } else {
+            tracing::debug!(conn = self.conn.id, "{what}: {e}");
+        }
+        e.kafka_code()
+    }
+
+    fn topic_info(meta: &TopicMeta) -> log::TopicInfo {
+        let id = meta.id.as_u128();
+        log::TopicInfo {
+            name: meta.name.topic.clone(),
+            id_hi: (id >> 64) as u64,
+            id_lo: id as u64,
+            partitions: meta.partitions,
+            internal: false,
+        }
+    }
+}
+
+fn config_entry(c: ConfigEntry) -> log::ConfigEntry {
+    log::ConfigEntry {
+        name: c.name,
+        value: c.value,
+        read_only: c.read_only,
+        is_default: c.is_default,
+        sensitive: c.sensitive,
+    }
+}
+
+impl types::Host for GuestState {}
+
+impl types::HostBuffer for GuestState {
+    fn len(&mut self, this: Resource<BufferHandle>) -> u32 {
+        self.buffer(&this).map_or(0, |b| b.0.len() as u32)
+    }
+
+    fn read(&mut self, this: Resource<BufferHandle>, offset: u32, len: u32) -> Vec<u8> {
+        let Some(b) = self.buffer(&this) else { return Vec::new() };
+        let start = (offset as usize).min(b.0.len());
+        let end = start.saturating_add(len as usize).min(b.0.len());
+        b.0[start..end].to_vec()
+    }
+
+    fn slice(
+        &mut self,
+        this: Resource<BufferHandle>,
+        offset: u32,
+        len: u32,
+    ) -> Result<Resource<BufferHandle>, ErrorCode> {
+        let b = self.buffer(&this).ok_or(CORRUPT_MESSAGE)?;
+        let (start, end) = (offset as usize, offset as usize + len as usize);
+        if end > b.0.len() {
+            return Err(CORRUPT_MESSAGE);
+        }
+        let slice = BufferHandle(b.0.slice(start..end));
+        self.table.push(slice).map_err(|_| CORRUPT_MESSAGE)
+    }
+
+    fn drop(&mut self, rep: Resource<BufferHandle>) -> wasmtime::Result<()> {
+        self.table.delete(rep)?;
+        Ok(())
+    }
+}
+
+impl log::Host for GuestState {
+    fn list_topics(&mut self) -> Vec<log::TopicInfo> {
+        self.ctx.log.topics(&self.conn.tenant, &self.ctx.namespace).iter().map(Self::topic_info).collect()
+    }
+
+    fn describe_topic(&mut self, name: String) -> Option<log::TopicInfo> {
+        self.ctx.log.topic(&self.ctx.topic(&self.conn.tenant, &name)).as_ref().map(Self::topic_info)
+    }
+
+    fn topic_by_id(&mut self, id_hi: u64, id_lo: u64) -> Option<log::TopicInfo> {
+        let id = uuid::Uuid::from_u128(((id_hi as u128) << 64) | id_lo as u128);
+        self.ctx.log.topic_by_id(&self.conn.tenant, &self.ctx.namespace, id).as_ref().map(Self::topic_info)
+    }
+
+    fn create_topic(
+        &mut self,
+        name: String,
+        partitions: i32,
+        configs: Vec<(String, String)>,
+        validate_only: bool,
+    ) -> Result<log::TopicInfo, ErrorCode> {
+        let topic = self.ctx.topic(&self.conn.tenant, &name);
+        match self.ctx.log.create_topic(&topic, partitions, &configs, validate_only) {
+            Ok(meta) => {
+                if !validate_only {
+                    tracing::info!(conn = self.conn.id, topic = %name, partitions, "created topic");
+                }
+                Ok(Self::topic_info(&meta))
+            }
+            Err(e) => Err(self.storage_error("create topic", e)),
+        }
+    }
+
+    fn delete_topic(&mut self, name: String) -> Result<(), ErrorCode> {
+        let topic = self.ctx.topic(&self.conn.tenant, &name);
+        self.ctx.log.delete_topic(&topic).map_err(|e| self.storage_error("delete topic", e))?;
+        tracing::info!(conn = self.conn.id, topic = %name, "deleted topic");
+        Ok(())
+    }
+
+    fn create_partitions(&mut self, name: String, total: i32, validate_only: bool) -> Result<(), ErrorCode> {
+        let topic = self.ctx.topic(&self.conn.tenant, &name);
+        self.ctx
+            .log
+            .create_partitions(&topic, total, validate_only)
+            .map_err(|e| self.storage_error("create partitions", e))
+    }
+
+    fn topic_configs(&mut self, name: String) -> Result<Vec<log::ConfigEntry>, ErrorCode> {
+        let topic = self.ctx.topic(&self.conn.tenant, &name);
+        let meta = self.ctx.log.topic(&topic).ok_or(StorageError::UnknownTopicOrPartition.kafka_code())?;
+        Ok(meta.config.entries(self.ctx.log.defaults()).into_iter().map(config_entry).collect())
+    }
+
+    fn broker_configs(&mut self) -> Vec<log::ConfigEntry> {
+        let d = self.ctx.log.defaults();
+        let entry = |name: &str, value: String| log::ConfigEntry {
+            name: name.to_string(),
+            value: Some(value),
+            read_only: true,
+            is_default: false,
+            sensitive: false,
+        };
+        vec![
+            entry("auto.create.topics.enable", self.ctx.auto_create_topics.to_string()),
+            entry("num.partitions", self.ctx.default_partitions.to_string()),
+            entry("message.max.bytes", d.max_message_bytes.to_string()),
+            entry("log.segment.bytes", d.segment_bytes.to_string()),
+            entry("socket.request.max.bytes", self.ctx.max_frame_bytes.to_string()),
+            entry("broker.id", self.ctx.node_id.to_string()),
+        ]
+    }
+
+    fn append(
+        &mut self,
+        tp: types::TopicPartition,
+        records: Resource<BufferHandle>,
+    ) -> Result<log::AppendInfo, ErrorCode> {
+        let bytes = self.buffer(&records).ok_or(CORRUPT_MESSAGE)?.0.clone();
+        let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
+        match self.ctx.log.append(&topic, tp.partition, bytes) {
+            Ok(a) => Ok(log::AppendInfo { base_offset: a.base_offset, log_start_offset: a.log_start_offset }),
+            Err(e) => Err(self.storage_error("append", e)),
+        }
+    }
+
+    fn read(
+        &mut self,
+        tp: types::TopicPartition,
+        offset: i64,
+        max_bytes: u32,
+        min_one: bool,
+    ) -> Result<log::Fetched, ErrorCode> {
+        let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
+        let r = match self.ctx.log.read(&topic, tp.partition, offset, max_bytes as usize, min_one) {
+            Ok(r) => r,
+            Err(e) => return Err(self.storage_error("read", e)),
+        };
+        self.observed.push(Observed { topic, partition: tp.partition, high_watermark: r.high_watermark });
+        let (records, records_len) = match r.records {
+            Some(bytes) if !bytes.is_empty() => {
+                let len = bytes.len() as u32;
+                let handle = self.table.push(BufferHandle(bytes)).map_err(|_| CORRUPT_MESSAGE)?;
+                (Some(handle), len)
+            }
+            _ => (None, 0),
+        };
+        Ok(log::Fetched {
+            high_watermark: r.high_watermark,
+            last_stable_offset: r.high_watermark,
+            log_start_offset: r.log_start_offset,
+            records,
+            records_len,
+        })
+    }
+
+    fn list_offset(
+        &mut self,
+        tp: types::TopicPartition,
+        timestamp: i64,
+    ) -> Result<Option<log::OffsetAndTimestamp>, ErrorCode> {
+        let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
+        let log = &self.ctx.log;
+        let found = match timestamp {
+            -1 => log.offsets(&topic, tp.partition).map(|(_, end)| Some((end, -1))),
+            -2 => log.offsets(&topic, tp.partition).map(|(start, _)| Some((start, -1))),
+            -3 => log.max_timestamp(&topic, tp.partition),
+            ts => log.offset_for_timestamp(&topic, tp.partition, ts),
+        };
+        match found {
+            Ok(found) => Ok(found.map(|(offset, timestamp)| log::OffsetAndTimestamp { offset, timestamp })),
+            Err(e) => Err(self.storage_error("list offsets", e)),
+        }
+    }
+}
+
+impl cluster::Host for GuestState {
+    fn self_broker(&mut self) -> cluster::Broker {
+        cluster::Broker {
+            node_id: self.ctx.node_id,
+            host: self.ctx.advertised_host.clone(),
+            port: self.ctx.advertised_port,
+            rack: None,
+        }
+    }
+
+    fn brokers(&mut self) -> Vec<cluster::Broker> {
+        vec![self.self_broker()]
+    }
+
+    fn get_settings(&mut self) -> cluster::Settings {
+        cluster::Settings {
+            cluster_id: self.ctx.cluster_id.clone(),
+            auto_create_topics: self.ctx.auto_create_topics,
+            default_partitions: self.ctx.default_partitions,
+            max_frame_bytes: self.ctx.max_frame_bytes,
+        }
+    }
+}
+
+impl connection::Host for GuestState {
+    fn tenant(&mut self) -> String {
+        self.conn.tenant.clone()
+    }
+
+    fn id(&mut self) -> u64 {
+        self.conn.id
+    }
+}
+
+impl logging::Host for GuestState {
+    fn log(&mut self, level: logging::Level, message: String) {
+        let conn = self.conn.id;
+        match level {
+            logging::Level::Trace => tracing::trace!(target: "guise::guest", conn, "{message}"),
+            logging::Level::Debug => tracing::debug!(target: "guise::guest", conn, "{message}"),
+            logging::Level::Info => tracing::info!(target: "guise::guest", conn, "{message}"),
+            logging::Level::Warn => tracing::warn!(target: "guise::guest", conn, "{message}"),
+            logging::Level::Error => tracing::error!(target: "guise::guest", conn, "{message}"),
+        }
+    }
+}
+
+impl handler_types::Host for GuestState {}

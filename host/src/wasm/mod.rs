@@ -1,0 +1,13 @@
+//! The Wasm runtime: engine, the translator component, limits, and the host side of the WIT
+//! imports. It knows nothing of sockets: `net` hands it a frame and gets back an outcome.
+
+mod bindings;
+mod host_impl;
+mod runtime;
+mod state;
+
+pub use runtime::{GuestFailure, GuestLimits, Handled, Runtime, WasmError};
+pub use state::{ConnInfo, HostContext, Observed};
+
+/// The Kafka translator built by `host/build.rs` for `wasm32-wasip2` and embedded in the binary.
+pub const DEFAULT_TRANSLATOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guise_kafka.wasm"));

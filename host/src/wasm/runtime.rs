@@ -1,0 +1,307 @@
+//! Engine, pre-instantiated translator, and one guest call per request under limits.
+//!
+//! Every request runs on a fresh instance (instantiation from an `InstancePre` with the pooling
+//! allocator costs microseconds), so a trap never poisons a later request, and a parked request
+//! holds no instance at all: the guest returns a `wait`, and the host re-runs the request later.
+
+use super::bindings::{ProtocolHandler, ProtocolHandlerPre, handler_types};
+use super::state::{BufferHandle, ConnInfo, GuestState, HostContext, Observed};
+use crate::storage::TopicName;
+use bytes::Bytes;
+use rand::SeedableRng;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
+};
+use wasmtime_wasi::WasiCtxBuilder;
+
+/// How often the epoch advances; guest deadlines are whole ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+#[derive(thiserror::Error, Debug)]
+pub enum WasmError {
+    #[error("configuring the Wasm engine: {0}")]
+    Engine(String),
+    #[error("the module does not compile: {0}")]
+    Compile(String),
+    #[error("the module does not fit the protocol-handler world: {0}")]
+    Link(String),
+}
+
+/// Why a guest call failed. The instance is discarded either way.
+#[derive(thiserror::Error, Debug)]
+pub enum GuestFailure {
+    #[error("guest call exceeded its CPU deadline of {0:?}")]
+    Deadline(Duration),
+    #[error("guest trapped: {0}")]
+    Trap(String),
+    #[error("could not instantiate the guest: {0}")]
+    Instantiate(String),
+    #[error("guest returned an invalid response: {0}")]
+    Invalid(String),
+}
+
+impl GuestFailure {
+    /// The Kafka error code the client gets for this failure (via the guest's error-response).
+    pub fn kafka_code(&self) -> i16 {
+        match self {
+            GuestFailure::Deadline(_) => 7, // REQUEST_TIMED_OUT
+            _ => -1,                        // UNKNOWN_SERVER_ERROR
+        }
+    }
+}
+
+/// Limits on every guest call.
+#[derive(Clone, Debug)]
+pub struct GuestLimits {
+    /// Linear memory per instance; for the translator at least the maximum frame plus room.
+    pub memory_bytes: usize,
+    /// CPU (wall) deadline per call.
+    pub call_timeout: Duration,
+    /// Instances that may exist at once (pool slots).
+    pub max_instances: u32,
+    /// Cap on the bytes a guest may return in one response (its own bytes, not host buffers).
+    pub max_response_bytes: usize,
+}
+
+/// What a request came to.
+#[derive(Debug)]
+pub enum Handled {
+    /// Send these segments (the size prefix is the caller's), or nothing.
+    Respond(Option<Vec<Bytes>>),
+    /// Park until one of these partitions passes what the guest saw, or the deadline.
+    Wait { wake_on: Vec<(TopicName, i32)>, deadline: Duration, observed: Vec<Observed> },
+    /// Close the connection.
+    Close(String),
+}
+
+pub struct Runtime {
+    engine: Engine,
+    pre: ProtocolHandlerPre<GuestState>,
+    ctx: Arc<HostContext>,
+    limits: GuestLimits,
+    stop_ticker: Arc<AtomicBool>,
+    /// Guest calls made, and failed (trap, deadline, memory).
+    pub calls: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    pub fn new(wasm: &[u8], ctx: Arc<HostContext>, limits: GuestLimits) -> Result<Self, WasmError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.max_instances)
+            .total_core_instances(limits.max_instances * 16)
+            .total_memories(limits.max_instances * 2)
+            .total_tables(limits.max_instances * 16)
+            .max_memory_size(limits.memory_bytes);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
+        let component = Component::new(&engine, wasm).map_err(|e| WasmError::Compile(format!("{e:#}")))?;
+        let mut linker = Linker::<GuestState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| WasmError::Link(format!("{e:#}")))?;
+        ProtocolHandler::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| WasmError::Link(format!("{e:#}")))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| WasmError::Link(format!("{e:#}")))?;
+        let pre = ProtocolHandlerPre::new(pre).map_err(|e| WasmError::Link(format!("{e:#}")))?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("guise-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| WasmError::Engine(format!("starting the epoch ticker: {e}")))?;
+        }
+        Ok(Runtime {
+            engine,
+            pre,
+            ctx,
+            limits,
+            stop_ticker,
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        })
+    }
+
+    pub fn context(&self) -> &Arc<HostContext> {
+        &self.ctx
+    }
+
+    fn store(&self, conn: &ConnInfo) -> Store<GuestState> {
+        // Deny-all WASI: no preopens, env, args, stdio or sockets; a fixed clock; seeded
+        // randomness. Rust `std` guests import these (HashMap seeds from wasi:random).
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .wall_clock(FixedClock)
+            .monotonic_clock(FixedClock)
+            .secure_random(rand::rngs::StdRng::seed_from_u64(conn.id))
+            .insecure_random(rand::rngs::StdRng::seed_from_u64(!conn.id))
+            .insecure_random_seed(u128::from(conn.id));
+        let state = GuestState {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes)
+                .instances(64)
+                .tables(64)
+                .memories(4)
+                .build(),
+            ctx: self.ctx.clone(),
+            conn: conn.clone(),
+            observed: Vec::new(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let ticks = self.limits.call_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store
+    }
+
+    fn failure(&self, e: wasmtime::Error) -> GuestFailure {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => GuestFailure::Deadline(self.limits.call_timeout),
+            _ => GuestFailure::Trap(format!("{e:#}")),
+        }
+    }
+
+    fn instantiate(&self, conn: &ConnInfo) -> Result<(Store<GuestState>, ProtocolHandler), GuestFailure> {
+        let mut store = self.store(conn);
+        let bindings = self.pre.instantiate(&mut store).map_err(|e| {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            GuestFailure::Instantiate(format!("{e:#}"))
+        })?;
+        Ok((store, bindings))
+    }
+
+    /// Run the translator on one request frame (without its size prefix).
+    pub fn handle(&self, conn: &ConnInfo, frame: &Bytes, final_: bool) -> Result<Handled, GuestFailure> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let (mut store, bindings) = self.instantiate(conn)?;
+        let frame_res = store
+            .data_mut()
+            .table
+            .push(BufferHandle(frame.clone()))
+            .map_err(|e| GuestFailure::Instantiate(e.to_string()))?;
+        let outcome = bindings.call_handle(&mut store, frame_res, final_).map_err(|e| self.failure(e))?;
+        match outcome {
+            handler_types::Outcome::Respond(None) => Ok(Handled::Respond(None)),
+            handler_types::Outcome::Respond(Some(segments)) => {
+                Ok(Handled::Respond(Some(self.segments(&mut store, segments)?)))
+            }
+            handler_types::Outcome::Close(reason) => Ok(Handled::Close(reason)),
+            handler_types::Outcome::Wait(w) => {
+                let ns = &self.ctx;
+                let wake_on = w
+                    .wake_on
+                    .into_iter()
+                    .map(|handler_types::WakeSource::Partition(tp)| {
+                        (ns.topic(&conn.tenant, &tp.topic), tp.partition)
+                    })
+                    .collect();
+                let observed = std::mem::take(&mut store.data_mut().observed);
+                Ok(Handled::Wait { wake_on, deadline: Duration::from_millis(w.deadline_ms.into()), observed })
+            }
+        }
+    }
+
+    /// Ask a fresh instance for the error response to `frame` (after a failed call on it).
+    pub fn error_response(
+        &self,
+        conn: &ConnInfo,
+        frame: &Bytes,
+        code: i16,
+    ) -> Result<Option<Vec<Bytes>>, GuestFailure> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let (mut store, bindings) = self.instantiate(conn)?;
+        let frame_res = store
+            .data_mut()
+            .table
+            .push(BufferHandle(frame.clone()))
+            .map_err(|e| GuestFailure::Instantiate(e.to_string()))?;
+        let segments =
+            bindings.call_error_response(&mut store, frame_res, code).map_err(|e| self.failure(e))?;
+        match segments {
+            None => Ok(None),
+            Some(s) => Ok(Some(self.segments(&mut store, s)?)),
+        }
+    }
+
+    /// Turn the guest's segments into bytes to write: guest bytes as they are, host buffers by
+    /// handle (no copy).
+    fn segments(
+        &self,
+        store: &mut Store<GuestState>,
+        segments: Vec<handler_types::Segment>,
+    ) -> Result<Vec<Bytes>, GuestFailure> {
+        let mut out = Vec::with_capacity(segments.len());
+        let mut guest_bytes = 0usize;
+        for s in segments {
+            match s {
+                handler_types::Segment::Bytes(b) => {
+                    guest_bytes += b.len();
+                    if guest_bytes > self.limits.max_response_bytes {
+                        self.failures.fetch_add(1, Ordering::Relaxed);
+                        return Err(GuestFailure::Invalid(format!(
+                            "response exceeds {} bytes",
+                            self.limits.max_response_bytes
+                        )));
+                    }
+                    out.push(Bytes::from(b));
+                }
+                handler_types::Segment::Buffer(r) => {
+                    let b = store
+                        .data_mut()
+                        .table
+                        .delete(r)
+                        .map_err(|e| GuestFailure::Invalid(format!("bad buffer handle: {e}")))?;
+                    out.push(b.0);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A clock that always reads the same time: guests get no real clock.
+struct FixedClock;
+
+impl wasmtime_wasi::HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}

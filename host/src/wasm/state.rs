@@ -1,0 +1,63 @@
+//! Per-store state: what a guest call may touch.
+
+use crate::storage::{Log, TopicName};
+use bytes::Bytes;
+use std::sync::Arc;
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// A host buffer the guest holds a handle to: a slice of a request frame or of stored batches.
+#[derive(Clone, Debug)]
+pub struct BufferHandle(pub Bytes);
+
+/// What the host services need, shared by every call.
+pub struct HostContext {
+    pub log: Arc<dyn Log>,
+    pub namespace: String,
+    pub node_id: i32,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub cluster_id: String,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub max_frame_bytes: u32,
+}
+
+impl HostContext {
+    pub fn topic(&self, tenant: &str, topic: &str) -> TopicName {
+        TopicName { tenant: tenant.to_string(), namespace: self.namespace.clone(), topic: topic.to_string() }
+    }
+}
+
+/// The connection a request came on.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    pub id: u64,
+    pub tenant: String,
+    pub peer: String,
+}
+
+/// A partition's high watermark as a guest saw it during a call; a parked request is re-run as
+/// soon as the partition moves past it (checked after subscribing, so no wake-up is lost).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub topic: TopicName,
+    pub partition: i32,
+    pub high_watermark: i64,
+}
+
+pub struct GuestState {
+    pub table: ResourceTable,
+    pub wasi: WasiCtx,
+    pub limits: StoreLimits,
+    pub ctx: Arc<HostContext>,
+    pub conn: ConnInfo,
+    pub observed: Vec<Observed>,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}

@@ -1,0 +1,97 @@
+//! Support for the end-to-end tests: a Guise host started in-process on ephemeral ports, with a
+//! data directory of its own, on a runtime of its own (so clients with their own threads, like
+//! librdkafka, and tokio clients, like rskafka, can both talk to it).
+
+use guise_host::config::Config;
+use guise_host::server::Server;
+use std::net::SocketAddr;
+use std::sync::Once;
+
+pub struct TestServer {
+    pub kafka_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    runtime: Option<tokio::runtime::Runtime>,
+    server: Option<Server>,
+}
+
+static LOG: Once = Once::new();
+
+/// Logs go to the test's captured output; `RUST_LOG` picks the level (default `warn`).
+pub fn init_logging() {
+    LOG.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+impl TestServer {
+    /// A host on 127.0.0.1 with ephemeral ports and default settings.
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// A host whose config `tweak` may change (data dir and addresses are set for it).
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        init_logging();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            kafka_addr: "127.0.0.1:0".into(),
+            admin_addr: "127.0.0.1:0".into(),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        Self::start_in(dir, config)
+    }
+
+    fn start_in(dir: tempfile::TempDir, config: Config) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let server = runtime.block_on(Server::start(&config)).expect("start guise");
+        TestServer {
+            kafka_addr: server.kafka_addr,
+            admin_addr: server.admin_addr,
+            dir,
+            runtime: Some(runtime),
+            server: Some(server),
+        }
+    }
+
+    /// `host:port` for a client's bootstrap servers.
+    pub fn bootstrap(&self) -> String {
+        self.kafka_addr.to_string()
+    }
+
+    /// The host's runtime (for the server's own state, e.g. metrics).
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("running")
+    }
+
+    /// Shut down cleanly (parked requests answered, log flushed) and keep the data directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn shutdown(&mut self) {
+        if let (Some(rt), Some(server)) = (self.runtime.take(), self.server.take()) {
+            rt.block_on(server.shutdown());
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

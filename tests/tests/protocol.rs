@@ -1,0 +1,206 @@
+//! Raw-protocol checks that a client library hides: long-poll wake-up, unsupported versions,
+//! KIP-511's ApiVersions fallback, and bad frames. Requests are encoded with the `kafka-protocol`
+//! crate (nobody here wrote it), over a plain TCP socket.
+
+use bytes::{Buf, Bytes, BytesMut};
+use guise_tests::TestServer;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, RequestHeader,
+    ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn connect(server: &TestServer) -> TcpStream {
+    let s = TcpStream::connect(server.kafka_addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s
+}
+
+fn send_raw(s: &mut TcpStream, frame: &[u8]) {
+    s.write_all(&(frame.len() as i32).to_be_bytes()).unwrap();
+    s.write_all(frame).unwrap();
+}
+
+fn request<R: Encodable>(key: ApiKey, version: i16, header_version_of: i16, body: &R) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(header_version_of)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("raw")))
+        .encode(&mut buf, key.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    buf.to_vec()
+}
+
+/// Read one response frame; None when the server closed the connection.
+fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
+    let mut size = [0u8; 4];
+    if s.read_exact(&mut size).is_err() {
+        return None;
+    }
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(Bytes::from(body))
+}
+
+fn decode<R: Decodable + HeaderVersion>(mut frame: Bytes, version: i16, header_version: i16) -> R {
+    let header = ResponseHeader::decode(&mut frame, header_version).unwrap();
+    assert_eq!(header.correlation_id, 7);
+    let r = R::decode(&mut frame, version).unwrap();
+    assert!(!frame.has_remaining(), "trailing bytes");
+    r
+}
+
+fn assert_closed(s: &mut TcpStream, what: &str) {
+    let mut b = [0u8; 1];
+    match s.read(&mut b) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("{what}: expected the connection to close, got {other:?}"),
+    }
+}
+
+#[test]
+fn api_versions_at_every_version_and_kip511_fallback() {
+    let server = TestServer::start();
+    for v in 0..=4 {
+        let mut s = connect(&server);
+        send_raw(&mut s, &request(ApiKey::ApiVersions, v, v, &ApiVersionsRequest::default()));
+        // The ApiVersions response header is v0 even for flexible versions.
+        let r: ApiVersionsResponse = decode(read_frame(&mut s).unwrap(), v, 0);
+        assert_eq!(r.error_code, 0);
+        let fetch = r.api_keys.iter().find(|k| k.api_key == ApiKey::Fetch as i16).unwrap();
+        assert_eq!((fetch.min_version, fetch.max_version), (4, 12));
+        assert!(
+            r.api_keys.iter().all(|k| k.api_key != ApiKey::JoinGroup as i16),
+            "advertises only what works"
+        );
+    }
+    // A version newer than ours: a v0 response with UNSUPPORTED_VERSION and our range.
+    let mut s = connect(&server);
+    send_raw(&mut s, &request(ApiKey::ApiVersions, 3, 9, &ApiVersionsRequest::default()));
+    let r: ApiVersionsResponse = decode(read_frame(&mut s).unwrap(), 0, 0);
+    assert_eq!(r.error_code, 35);
+    let av = r.api_keys.iter().find(|k| k.api_key == ApiKey::ApiVersions as i16).unwrap();
+    assert_eq!((av.min_version, av.max_version), (0, 4));
+}
+
+#[test]
+fn unsupported_versions_and_unknown_keys_close_the_connection() {
+    let server = TestServer::start();
+    // Produce v2 is below our range; Fetch v13 above it; api key 999 unknown.
+    let mut s = connect(&server);
+    send_raw(&mut s, &[0, 0, 0, 2, 0, 0, 0, 1, 0, 0]);
+    assert_closed(&mut s, "produce v2");
+    let mut s = connect(&server);
+    send_raw(&mut s, &[0, 1, 0, 13, 0, 0, 0, 1, 0, 0, 0]);
+    assert_closed(&mut s, "fetch v13");
+    let mut s = connect(&server);
+    send_raw(&mut s, &[3, 231, 0, 0, 0, 0, 0, 1, 0, 0]);
+    assert_closed(&mut s, "api key 999");
+    // A frame too short for a header, a negative size, and garbage after a valid header.
+    let mut s = connect(&server);
+    send_raw(&mut s, &[0, 18]);
+    assert_closed(&mut s, "short frame");
+    let mut s = connect(&server);
+    s.write_all(&(-5i32).to_be_bytes()).unwrap();
+    assert_closed(&mut s, "negative size");
+    let mut s = connect(&server);
+    send_raw(&mut s, &[0, 3, 0, 9, 0, 0, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    assert_closed(&mut s, "malformed metadata body");
+    // The server is still serving.
+    let mut s = connect(&server);
+    send_raw(&mut s, &request(ApiKey::ApiVersions, 0, 0, &ApiVersionsRequest::default()));
+    assert!(read_frame(&mut s).is_some());
+}
+
+#[test]
+fn oversized_frames_close_only_that_connection() {
+    let server = TestServer::start_with(|c| {
+        c.max_frame_bytes = 64 * 1024;
+        c.message_max_bytes = 32 * 1024;
+    });
+    let mut bad = connect(&server);
+    let mut good = connect(&server);
+    bad.write_all(&(64 * 1024 + 1i32).to_be_bytes()).unwrap();
+    assert_closed(&mut bad, "oversized frame");
+    send_raw(&mut good, &request(ApiKey::ApiVersions, 3, 3, &ApiVersionsRequest::default()));
+    assert!(read_frame(&mut good).is_some(), "other connections keep working");
+}
+
+fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 20)
+                        .with_log_start_offset(-1),
+                ]),
+        ])
+}
+
+/// A fetch parked on an empty partition (max wait 60 s) returns as soon as a record arrives.
+#[test]
+fn parked_fetch_wakes_when_a_record_arrives() {
+    let server = TestServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(rskafka::client::ClientBuilder::new(vec![server.bootstrap()]).build()).unwrap();
+    rt.block_on(client.controller_client().unwrap().create_topic("parked", 1, 1, 5000)).unwrap();
+
+    for version in [4i16, 11, 12] {
+        let mut s = connect(&server);
+        let start_offset = rt.block_on(async {
+            let pc = client.partition_client("parked", 0, UnknownTopicHandling::Error).await.unwrap();
+            pc.get_offset(rskafka::client::partition::OffsetAt::Latest).await.unwrap()
+        });
+        send_raw(
+            &mut s,
+            &request(ApiKey::Fetch, version, version, &fetch_request("parked", start_offset, 60_000)),
+        );
+        // Nothing yet: the request is parked (no response within a moment).
+        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        let mut probe = [0u8; 1];
+        assert!(s.peek(&mut probe).is_err(), "v{version}: a fetch on an empty partition must wait");
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+
+        let started = Instant::now();
+        rt.block_on(async {
+            let pc = client.partition_client("parked", 0, UnknownTopicHandling::Error).await.unwrap();
+            let record = rskafka::record::Record {
+                key: Some(b"k".to_vec()),
+                value: Some(format!("wake v{version}").into_bytes()),
+                headers: Default::default(),
+                timestamp: chrono::Utc::now(),
+            };
+            pc.produce(vec![record], Compression::NoCompression).await.unwrap();
+        });
+        let r: FetchResponse =
+            decode(read_frame(&mut s).unwrap(), version, FetchResponse::header_version(version));
+        let waited = started.elapsed();
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        assert_eq!(p.high_watermark, start_offset + 1);
+        assert!(
+            p.records.as_ref().is_some_and(|r| !r.is_empty()),
+            "v{version}: the woken fetch carries the record"
+        );
+        // Far below the 60 s max wait: woken by the append, not by the deadline.
+        assert!(waited < Duration::from_secs(30), "v{version}: woke after {waited:?}");
+    }
+}

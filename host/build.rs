@@ -31,8 +31,7 @@ fn main() {
     cmd.current_dir(&workspace)
         .args(["build", "--target", TARGET, "--profile", "guest"])
         .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target_dir);
+        .arg(workspace.join("Cargo.toml"));
     for (package, _) in GUESTS {
         cmd.args(["-p", package]);
     }
@@ -47,12 +46,13 @@ fn main() {
         "MAKEFLAGS",
         "MFLAGS",
         "CARGO_PRIMARY_PACKAGE",
-        "CARGO_TARGET_DIR",
         "CARGO_BUILD_RUSTFLAGS",
         "CARGO_PROFILE_DEV_DEBUG",
     ] {
         cmd.env_remove(var);
     }
+    // Set last: the loop above clears the outer build's variables, this one included.
+    cmd.env("CARGO_TARGET_DIR", &target_dir);
     let status = cmd.status().expect("failed to run cargo for the guest modules");
     if !status.success() {
         panic!("building the guest modules for {TARGET} failed (see the output above)");

@@ -30,6 +30,7 @@ fn producer(server: &TestServer, extra: &[(&str, &str)]) -> FutureProducer {
 fn consumer(server: &TestServer, extra: &[(&str, &str)]) -> BaseConsumer {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", server.bootstrap())
+        .set("group.id", "guise-e2e")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
     for (k, v) in extra {

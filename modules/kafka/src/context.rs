@@ -73,12 +73,17 @@ impl<'a, S: Services> Ctx<'a, S> {
         let r = R::decode(&mut buf, self.version)
             .map_err(|e| format!("malformed request (api key {} v{}): {e}", self.api_key, self.version))?;
         if buf.has_remaining() {
-            return Err(format!(
-                "malformed request (api key {} v{}): {} trailing bytes",
-                self.api_key,
-                self.version,
-                buf.remaining()
-            ));
+            // Kafka's broker ignores bytes after the fields it knows (librdkafka 2.12 sends some
+            // after Metadata v12); so do we, noting it for debugging.
+            self.svc.log(
+                guise_guest_sdk::Level::Debug,
+                &format!(
+                    "{} trailing bytes after api key {} v{}",
+                    buf.remaining(),
+                    self.api_key,
+                    self.version
+                ),
+            );
         }
         Ok(r)
     }

@@ -6,8 +6,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use guise_tests::TestServer;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, RequestHeader,
-    ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest,
+    MetadataResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
@@ -203,4 +203,46 @@ fn parked_fetch_wakes_when_a_record_arrives() {
         // Far below the 60 s max wait: woken by the append, not by the deadline.
         assert!(waited < Duration::from_secs(30), "v{version}: woke after {waited:?}");
     }
+}
+
+/// Metadata returns the advertised address, not the bind address.
+#[test]
+fn metadata_advertises_the_configured_address() {
+    let server = TestServer::start_with(|c| {
+        c.advertised_kafka_addr = Some("kafka.example.internal:19092".into());
+        c.node_id = 7;
+    });
+    for version in [1i16, 4, 9, 12] {
+        let mut s = connect(&server);
+        send_raw(&mut s, &request(ApiKey::Metadata, version, version, &MetadataRequest::default()));
+        let r: MetadataResponse =
+            decode(read_frame(&mut s).unwrap(), version, MetadataResponse::header_version(version));
+        assert_eq!(r.brokers.len(), 1);
+        assert_eq!(r.brokers[0].node_id.0, 7);
+        assert_eq!(r.brokers[0].host.as_str(), "kafka.example.internal");
+        assert_eq!(r.brokers[0].port, 19092);
+        assert_eq!(r.controller_id.0, 7);
+    }
+}
+
+/// On shutdown a parked fetch is answered (empty) before its deadline, not dropped.
+#[test]
+fn shutdown_answers_parked_fetches() {
+    let server = TestServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(rskafka::client::ClientBuilder::new(vec![server.bootstrap()]).build()).unwrap();
+    rt.block_on(client.controller_client().unwrap().create_topic("idle", 1, 1, 5000)).unwrap();
+    let mut s = connect(&server);
+    send_raw(&mut s, &request(ApiKey::Fetch, 12, 12, &fetch_request("idle", 0, 60_000)));
+    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut probe = [0u8; 1];
+    assert!(s.peek(&mut probe).is_err(), "the fetch is parked");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let reader = std::thread::spawn(move || read_frame(&mut s));
+    let _dir = server.stop();
+    let frame = reader.join().unwrap().expect("a response before the connection closed");
+    let r: FetchResponse = decode(frame, 12, FetchResponse::header_version(12));
+    let p = &r.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, 0));
+    assert!(p.records.as_ref().is_none_or(|r| r.is_empty()));
 }

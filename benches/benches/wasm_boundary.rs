@@ -1,0 +1,173 @@
+//! The cost of the Wasm boundary per request.
+//!
+//! `cargo bench -p guise-benches --bench wasm_boundary`
+//!
+//! Each group measures the same request three ways in one run:
+//! - `wasm`: the host's real path — a fresh translator instance from the pre-instantiated
+//!   component (pooling allocator), the guest call, host calls into the embedded log;
+//! - `native`: the same translator code compiled natively against the SDK's in-memory stub
+//!   (no Wasm, no instantiation) — the translator's own work;
+//! - `host-only` (produce, fetch): just the embedded log's append or read of the same bytes.
+
+use bytes::{Bytes, BytesMut};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use guise_guest_sdk::stub::{self, StubServices};
+use guise_host::storage::embedded::EmbeddedLog;
+use guise_host::storage::{Log, LogDefaults, TopicName};
+use guise_host::wasm::{ConnInfo, DEFAULT_TRANSLATOR, GuestLimits, HostContext, Runtime};
+use guise_kafka::KafkaTranslator;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, FetchRequest, ProduceRequest, RequestHeader};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn frame<R: Encodable>(key: ApiKey, version: i16, body: &R) -> Bytes {
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("bench")))
+        .encode(&mut buf, key.request_header_version(version))
+        .unwrap();
+    body.encode(&mut buf, version).unwrap();
+    buf.freeze()
+}
+
+/// One uncompressed batch of `count` records of `size` bytes.
+fn batch(count: usize, size: usize) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(vec![b'x'; size])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn produce(topic: &str, records: Bytes) -> Bytes {
+    let body = ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![
+                PartitionProduceData::default().with_index(0).with_records(Some(records)),
+            ]),
+    ]);
+    frame(ApiKey::Produce, 9, &body)
+}
+
+fn fetch(topic: &str) -> Bytes {
+    let body =
+        FetchRequest::default().with_max_wait_ms(0).with_min_bytes(0).with_max_bytes(1 << 20).with_topics(
+            vec![
+                FetchTopic::default()
+                    .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_string(topic.into())))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ],
+        );
+    frame(ApiKey::Fetch, 12, &body)
+}
+
+fn boundary(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
+    let ctx = Arc::new(HostContext {
+        log: log.clone(),
+        namespace: "default".into(),
+        node_id: 0,
+        advertised_host: "127.0.0.1".into(),
+        advertised_port: 9092,
+        cluster_id: "bench".into(),
+        auto_create_topics: true,
+        default_partitions: 1,
+        max_frame_bytes: 100 << 20,
+    });
+    let limits = GuestLimits {
+        memory_bytes: (100 << 20) + (64 << 20),
+        call_timeout: Duration::from_secs(1),
+        max_instances: 16,
+        max_response_bytes: 100 << 20,
+    };
+    let runtime = Runtime::new(DEFAULT_TRANSLATOR, ctx, limits).unwrap();
+    let conn = ConnInfo { id: 1, tenant: "public".into(), peer: "bench".into() };
+    let topic = |t: &str| TopicName { tenant: "public".into(), namespace: "default".into(), topic: t.into() };
+
+    let mut g = c.benchmark_group("api_versions");
+    let req = frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    g.bench_function("wasm", |b| b.iter(|| black_box(runtime.handle(&conn, &req, false).unwrap())));
+    let svc = StubServices::new();
+    g.bench_function("native", |b| {
+        b.iter(|| black_box(stub::run::<KafkaTranslator>(&svc, req.clone(), false)))
+    });
+    g.finish();
+
+    for (name, count, size) in [("produce_1KiB", 10, 100), ("produce_16KiB", 16, 1000)] {
+        let records = batch(count, size);
+        let req = produce(name, records.clone());
+        log.create_topic(&topic(name), 1, &[], false).unwrap();
+        let svc = StubServices::new();
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Bytes(records.len() as u64));
+        g.measurement_time(Duration::from_secs(3));
+        g.bench_function("wasm", |b| b.iter(|| black_box(runtime.handle(&conn, &req, false).unwrap())));
+        g.bench_function("native", |b| {
+            b.iter(|| black_box(stub::run::<KafkaTranslator>(&svc, req.clone(), false)))
+        });
+        g.bench_function("host-only", |b| {
+            b.iter(|| black_box(log.append(&topic(name), 0, records.clone()).unwrap()))
+        });
+        g.finish();
+    }
+
+    let name = "fetch_16KiB";
+    log.create_topic(&topic(name), 1, &[], false).unwrap();
+    let records = batch(16, 1000);
+    log.append(&topic(name), 0, records.clone()).unwrap();
+    let svc = StubServices::new();
+    let _ = stub::run::<KafkaTranslator>(&svc, produce(name, records.clone()), false);
+    let req = fetch(name);
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Bytes(records.len() as u64));
+    g.bench_function("wasm", |b| b.iter(|| black_box(runtime.handle(&conn, &req, false).unwrap())));
+    g.bench_function("native", |b| {
+        b.iter(|| black_box(stub::run::<KafkaTranslator>(&svc, req.clone(), false)))
+    });
+    g.bench_function("host-only", |b| {
+        b.iter(|| black_box(log.read(&topic(name), 0, 0, 1 << 20, true).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
+    targets = boundary
+}
+criterion_main!(benches);

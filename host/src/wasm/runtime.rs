@@ -20,8 +20,6 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 /// How often the epoch advances; guest deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
-/// Bytes of each pooled linear memory kept resident between instances.
-const KEEP_RESIDENT: usize = 512 << 10;
 
 #[derive(thiserror::Error, Debug)]
 pub enum WasmError {
@@ -104,11 +102,7 @@ impl Runtime {
             .total_core_instances(limits.max_instances * 16)
             .total_memories(limits.max_instances * 2)
             .total_tables(limits.max_instances * 16)
-            .max_memory_size(limits.memory_bytes)
-            // Reset small memories by memset instead of madvise+refault: a request's instance
-            // touches its first pages every time.
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(64 * 1024);
+            .max_memory_size(limits.memory_bytes);
         let mut config = Config::new();
         config
             .wasm_component_model(true)

@@ -1,6 +1,7 @@
 //! Configuration: defaults, then a TOML file, then `GUISE_*` environment variables, then
 //! command-line flags (each later source wins). Unknown keys are rejected with a clear message.
 
+use crate::storage::FsyncPolicy;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -45,6 +46,11 @@ pub struct Config {
     pub message_max_bytes: u32,
     /// Kafka's log.segment.bytes.
     pub segment_bytes: u64,
+    /// When the log fsyncs: "never" (the OS writes back), "interval" (every fsync_interval_ms),
+    /// or "every-batch" (before a produce is acknowledged). All survive a crash of the process;
+    /// only "every-batch" guarantees acknowledged data survives a power loss.
+    pub fsync: String,
+    pub fsync_interval_ms: u64,
     /// CPU deadline of one guest call, in milliseconds.
     pub guest_timeout_ms: u64,
     /// Linear-memory cap of a translator instance (default: max_frame_bytes + 64 MiB).
@@ -71,6 +77,8 @@ impl Default for Config {
             max_frame_bytes: 100 * 1024 * 1024,
             message_max_bytes: 1_048_588,
             segment_bytes: 1 << 30,
+            fsync: "interval".into(),
+            fsync_interval_ms: 1000,
             guest_timeout_ms: 1000,
             guest_memory_bytes: None,
             read_ahead: 16,
@@ -143,6 +151,8 @@ impl Config {
             "max_frame_bytes",
             "message_max_bytes",
             "segment_bytes",
+            "fsync",
+            "fsync_interval_ms",
             "guest_timeout_ms",
             "guest_memory_bytes",
             "read_ahead",
@@ -165,6 +175,7 @@ impl Config {
         if self.segment_bytes < 1024 {
             return invalid("segment_bytes", "must be at least 1024");
         }
+        self.fsync_policy()?;
         if self.guest_timeout_ms == 0 {
             return invalid("guest_timeout_ms", "must be positive");
         }
@@ -178,6 +189,25 @@ impl Config {
             return invalid("tenant", "tenant and namespace must not be empty");
         }
         Ok(())
+    }
+
+    /// The parsed fsync policy.
+    pub fn fsync_policy(&self) -> Result<FsyncPolicy, ConfigError> {
+        match self.fsync.as_str() {
+            "never" => Ok(FsyncPolicy::Never),
+            "every-batch" => Ok(FsyncPolicy::EveryBatch),
+            "interval" if self.fsync_interval_ms > 0 => {
+                Ok(FsyncPolicy::Interval(std::time::Duration::from_millis(self.fsync_interval_ms)))
+            }
+            "interval" => Err(ConfigError::Invalid {
+                key: "fsync_interval_ms",
+                message: "must be positive with fsync = \"interval\"".into(),
+            }),
+            other => Err(ConfigError::Invalid {
+                key: "fsync",
+                message: format!("{other:?} is not one of \"never\", \"interval\", \"every-batch\""),
+            }),
+        }
     }
 
     /// The translator's memory cap: at least the maximum frame plus working room.
@@ -235,5 +265,10 @@ mod tests {
         assert!(err.contains("GUISE_DEFAULT_PARTITIONS"), "{err}");
         let env = vec![("GUISE_DEFAULT_PARTITIONS".to_string(), "0".to_string())];
         assert!(Config::load(None, env).is_err());
+        let env = vec![("GUISE_FSYNC".to_string(), "sometimes".to_string())];
+        let err = Config::load(None, env).unwrap_err().to_string();
+        assert!(err.contains("every-batch"), "{err}");
+        let env = vec![("GUISE_FSYNC".to_string(), "every-batch".to_string())];
+        assert_eq!(Config::load(None, env).unwrap().fsync_policy().unwrap(), FsyncPolicy::EveryBatch);
     }
 }

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::net::connection::ConnConfig;
 use crate::net::{Listener, NetConfig};
 use crate::storage::embedded::EmbeddedLog;
-use crate::storage::{Log, LogDefaults, StorageError};
+use crate::storage::{FsyncPolicy, Log, LogDefaults, StorageError};
 use crate::wasm::{DEFAULT_TRANSLATOR, GuestLimits, HostContext, Runtime, WasmError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +22,8 @@ pub enum ServerError {
     Wasm(#[from] WasmError),
     #[error("binding {what} on {addr}: {source}")]
     Bind { what: &'static str, addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("invalid advertised address {0:?}: expected HOST:PORT")]
     Advertised(String),
 }
@@ -39,9 +41,11 @@ pub struct Server {
 impl Server {
     /// Start serving with `config` (the embedded log and the embedded translator).
     pub async fn start(config: &Config) -> Result<Server, ServerError> {
+        let fsync = config.fsync_policy().map_err(ServerError::Config)?;
         let defaults = LogDefaults {
             segment_bytes: config.segment_bytes,
             max_message_bytes: config.message_max_bytes,
+            fsync,
             ..LogDefaults::default()
         };
         let log: Arc<dyn Log> =
@@ -109,7 +113,10 @@ impl Server {
             addr: config.admin_addr.clone(),
             source,
         })?;
-        tasks.push(tokio::spawn(admin::serve(admin, runtime.clone(), shutdown_rx)));
+        tasks.push(tokio::spawn(admin::serve(admin, runtime.clone(), shutdown_rx.clone())));
+        if let FsyncPolicy::Interval(every) = fsync {
+            tasks.push(tokio::spawn(flush_every(log.clone(), every, shutdown_rx)));
+        }
 
         tracing::info!(%kafka_addr, %admin_addr, data_dir = %config.data_dir.display(), "guise is serving Kafka");
         Ok(Server { kafka_addr, admin_addr, log, runtime, shutdown, tasks })
@@ -125,6 +132,21 @@ impl Server {
             Ok(()) => tracing::info!("log flushed; stopped"),
             Err(e) => tracing::error!("flushing the log on shutdown failed: {e}"),
         }
+    }
+}
+
+/// The "interval" fsync policy's timer.
+async fn flush_every(log: Arc<dyn Log>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
+        }
+        let log = log.clone();
+        // fsync blocks: keep it off the async workers. Failures are logged by the log itself.
+        let _ = tokio::task::spawn_blocking(move || log.flush()).await;
     }
 }
 

@@ -26,6 +26,23 @@ pub struct LogDefaults {
     pub max_message_bytes: u32,
     /// log.index.interval.bytes: bytes between two entries of the sparse offset index.
     pub index_interval_bytes: u32,
+    /// When appended data is fsynced.
+    pub fsync: FsyncPolicy,
+}
+
+/// When the log fsyncs what it appended. Every policy survives a crash of the Guise process
+/// (acknowledged data is in the operating system's page cache); they differ on power loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Leave it to the operating system's writeback (Kafka's default): a power loss can lose
+    /// whatever the kernel had not written yet, typically up to ~30 s.
+    Never,
+    /// fsync every partition written to at this interval: a power loss loses at most about
+    /// the last interval of acknowledged data. The host runs the timer (`flush`).
+    Interval(std::time::Duration),
+    /// fsync before an append returns, so before the produce is acknowledged: acknowledged
+    /// data survives a power loss.
+    EveryBatch,
 }
 
 impl Default for LogDefaults {
@@ -34,6 +51,7 @@ impl Default for LogDefaults {
             segment_bytes: 1024 * 1024 * 1024,
             max_message_bytes: 1_048_588,
             index_interval_bytes: 4096,
+            fsync: FsyncPolicy::Interval(std::time::Duration::from_secs(1)),
         }
     }
 }

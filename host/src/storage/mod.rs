@@ -10,7 +10,7 @@ pub mod embedded;
 mod error;
 mod names;
 
-pub use config::{ConfigEntry, LogDefaults, TopicConfig};
+pub use config::{ConfigEntry, FsyncPolicy, LogDefaults, TopicConfig};
 pub use error::StorageError;
 pub use names::{validate_partitions, validate_topic_name};
 

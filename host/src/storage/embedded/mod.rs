@@ -18,7 +18,7 @@ mod tests;
 use crate::storage::batch;
 use crate::storage::names::{collides, validate_full_name, validate_partitions};
 use crate::storage::{
-    AppendInfo, Log, LogDefaults, ReadResult, StorageError, TopicConfig, TopicMeta, TopicName,
+    AppendInfo, FsyncPolicy, Log, LogDefaults, ReadResult, StorageError, TopicConfig, TopicMeta, TopicName,
 };
 use parking_lot::{Mutex, RwLock};
 use partition::{Partition, PartitionConfig};
@@ -256,7 +256,12 @@ impl Log for EmbeddedLog {
     ) -> Result<AppendInfo, StorageError> {
         let (topic, p) = self.partition(name, partition)?;
         let batches = batch::validate(&records, topic.meta.config.max_message_bytes)?;
-        p.append(&records, &batches)
+        let info = p.append(&records, &batches)?;
+        if self.defaults.fsync == FsyncPolicy::EveryBatch {
+            // Before the append returns, hence before the produce is acknowledged.
+            p.flush()?;
+        }
+        Ok(info)
     }
 
     fn read(

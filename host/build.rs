@@ -8,8 +8,10 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Guest crates embedded in the host: (package, wasm file name produced by cargo).
-const GUESTS: &[(&str, &str)] = &[("guise-kafka", "guise_kafka.wasm")];
+/// Guest crates built with the host: (package, wasm file name produced by cargo). The Kafka
+/// translator is embedded in the binary; `guise-faulty` is a deliberately broken translator the
+/// tests load by path (`wasm::FAULTY_TRANSLATOR_PATH`), never embedded.
+const GUESTS: &[(&str, &str)] = &[("guise-kafka", "guise_kafka.wasm"), ("guise-faulty", "guise_faulty.wasm")];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -27,37 +29,38 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| outer_target_dir(&workspace, &out_dir).join("guests"));
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
-        .args(["build", "--target", TARGET, "--profile", "guest"])
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"));
-    for (package, _) in GUESTS {
-        cmd.args(["-p", package]);
-    }
-    // The outer build's flags, wrappers and jobserver are not meant for the guest build.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CARGO_BUILD_TARGET",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_PROFILE_DEV_DEBUG",
-    ] {
-        cmd.env_remove(var);
-    }
-    // Set last: the loop above clears the outer build's variables, this one included.
-    cmd.env("CARGO_TARGET_DIR", &target_dir);
-    let status = cmd.status().expect("failed to run cargo for the guest modules");
-    if !status.success() {
-        panic!("building the guest modules for {TARGET} failed (see the output above)");
-    }
-    for (_, file) in GUESTS {
+    // One cargo run per guest: features are unified within a run, and a guest that wraps the
+    // Kafka translator needs it without its exports.
+    for (package, file) in GUESTS {
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(&workspace)
+            .args(["build", "--target", TARGET, "--profile", "guest", "-p", package])
+            .arg("--manifest-path")
+            .arg(workspace.join("Cargo.toml"));
+        // The outer build's flags, wrappers and jobserver are not meant for the guest build.
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "RUSTC_WRAPPER",
+            "CARGO_BUILD_TARGET",
+            "CARGO_MAKEFLAGS",
+            "MAKEFLAGS",
+            "MFLAGS",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_BUILD_RUSTFLAGS",
+            "CARGO_PROFILE_DEV_DEBUG",
+        ] {
+            cmd.env_remove(var);
+        }
+        // Set last: the loop above clears the outer build's variables.
+        cmd.env("CARGO_TARGET_DIR", &target_dir);
+        let status = cmd.status().expect("failed to run cargo for the guest modules");
+        if !status.success() {
+            panic!("building guest module {package} for {TARGET} failed (see the output above)");
+        }
+        // Copy at once: a later guest that depends on this crate rebuilds its cdylib, with other
+        // features, in the same place.
         let built = target_dir.join(TARGET).join("guest").join(file);
         let dest = out_dir.join(file);
         std::fs::copy(&built, &dest)

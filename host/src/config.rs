@@ -51,6 +51,8 @@ pub struct Config {
     /// only "every-batch" guarantees acknowledged data survives a power loss.
     pub fsync: String,
     pub fsync_interval_ms: u64,
+    /// A translator component to run instead of the one embedded in the binary.
+    pub translator: Option<PathBuf>,
     /// CPU deadline of one guest call, in milliseconds.
     pub guest_timeout_ms: u64,
     /// Linear-memory cap of a translator instance (default: max_frame_bytes + 64 MiB).
@@ -79,6 +81,7 @@ impl Default for Config {
             segment_bytes: 1 << 30,
             fsync: "interval".into(),
             fsync_interval_ms: 1000,
+            translator: None,
             guest_timeout_ms: 1000,
             guest_memory_bytes: None,
             read_ahead: 16,
@@ -153,6 +156,7 @@ impl Config {
             "segment_bytes",
             "fsync",
             "fsync_interval_ms",
+            "translator",
             "guest_timeout_ms",
             "guest_memory_bytes",
             "read_ahead",

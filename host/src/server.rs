@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 pub enum ServerError {
     #[error("opening the log in {dir}: {source}")]
     Storage { dir: String, source: StorageError },
+    #[error("reading the translator {path}: {source}")]
+    Translator { path: String, source: std::io::Error },
     #[error("loading the translator: {0}")]
     Wasm(#[from] WasmError),
     #[error("binding {what} on {addr}: {source}")]
@@ -82,13 +84,19 @@ impl Server {
             max_instances: 128,
             max_response_bytes: config.max_frame_bytes as usize,
         };
+        let (wasm, source) = match &config.translator {
+            Some(path) => (
+                std::borrow::Cow::Owned(std::fs::read(path).map_err(|source| ServerError::Translator {
+                    path: path.display().to_string(),
+                    source,
+                })?),
+                path.display().to_string(),
+            ),
+            None => (std::borrow::Cow::Borrowed(DEFAULT_TRANSLATOR), "embedded".to_string()),
+        };
         let started = std::time::Instant::now();
-        let runtime = Arc::new(Runtime::new(DEFAULT_TRANSLATOR, ctx, limits)?);
-        tracing::info!(
-            bytes = DEFAULT_TRANSLATOR.len(),
-            elapsed = ?started.elapsed(),
-            "compiled the embedded Kafka translator"
-        );
+        let runtime = Arc::new(Runtime::new(&wasm, ctx, limits)?);
+        tracing::info!(translator = %source, bytes = wasm.len(), elapsed = ?started.elapsed(), "compiled the Kafka translator");
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();

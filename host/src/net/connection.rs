@@ -114,7 +114,9 @@ async fn execute(
     let header = FrameHeader::parse(frame);
     let mut final_ = false;
     loop {
-        match runtime.handle(conn, frame, final_) {
+        // Guest calls are synchronous and may run up to their CPU deadline; WASI's sync bindings
+        // also block on futures (a guest writing to stderr). Off the async worker, then.
+        match tokio::task::block_in_place(|| runtime.handle(conn, frame, final_)) {
             Ok(Handled::Respond(Some(segments))) => return Some(Reply::Send(segments)),
             Ok(Handled::Respond(None)) => return Some(Reply::Nothing),
             Ok(Handled::Close(reason)) => {
@@ -132,7 +134,8 @@ async fn execute(
             }
             Err(failure) => {
                 tracing::warn!(conn = conn.id, peer = %conn.peer, ?header, "guest call failed: {failure}");
-                return match runtime.error_response(conn, frame, failure.kafka_code()) {
+                let code = failure.kafka_code();
+                return match tokio::task::block_in_place(|| runtime.error_response(conn, frame, code)) {
                     Ok(Some(segments)) => Some(Reply::Send(segments)),
                     Ok(None) => None,
                     Err(e) => {

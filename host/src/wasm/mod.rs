@@ -11,3 +11,7 @@ pub use state::{ConnInfo, HostContext, Observed};
 
 /// The Kafka translator built by `host/build.rs` for `wasm32-wasip2` and embedded in the binary.
 pub const DEFAULT_TRANSLATOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guise_kafka.wasm"));
+
+/// Where the build put the deliberately broken test translator (`modules/faulty`): a path, so
+/// its bytes are not embedded in the binary.
+pub const FAULTY_TRANSLATOR_PATH: &str = concat!(env!("OUT_DIR"), "/guise_faulty.wasm");

@@ -29,6 +29,7 @@ use guise_guest_sdk::{ErrorCode, Handler, Outcome, Request, Segment, Services};
 /// The translator, exported as the module's `protocol-handler`.
 pub struct KafkaTranslator;
 
+#[cfg(feature = "export")]
 guise_guest_sdk::export_protocol_handler!(KafkaTranslator);
 
 impl Handler for KafkaTranslator {

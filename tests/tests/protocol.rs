@@ -246,3 +246,43 @@ fn shutdown_answers_parked_fetches() {
     assert_eq!((p.error_code, p.high_watermark), (0, 0));
     assert!(p.records.as_ref().is_none_or(|r| r.is_empty()));
 }
+
+/// A small frame claiming a huge array: whatever the decoder does with the claimed count happens
+/// inside the guest, under its memory cap, so the host's memory does not grow with it. The
+/// request gets an error or its connection closes; the host keeps serving.
+#[test]
+fn huge_claimed_array_counts_are_contained() {
+    let server = TestServer::start();
+    for (key, version) in [(3i16, 1i16), (0, 3), (1, 4), (19, 2), (32, 1)] {
+        let mut s = connect(&server);
+        // Header v1: key, version, correlation id, client id "x"; then an int32 count of 2^31-1.
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&key.to_be_bytes());
+        frame.extend_from_slice(&version.to_be_bytes());
+        frame.extend_from_slice(&7i32.to_be_bytes());
+        frame.extend_from_slice(&1i16.to_be_bytes());
+        frame.push(b'x');
+        if key == 0 {
+            frame.extend_from_slice(&(-1i16).to_be_bytes()); // transactional id: null
+            frame.extend_from_slice(&1i16.to_be_bytes()); // acks
+            frame.extend_from_slice(&1000i32.to_be_bytes()); // timeout
+        }
+        if key == 1 {
+            frame.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]); // replica id -1
+            frame.extend_from_slice(&100i32.to_be_bytes()); // max wait
+            frame.extend_from_slice(&1i32.to_be_bytes()); // min bytes
+            frame.extend_from_slice(&1000i32.to_be_bytes()); // max bytes
+            frame.push(0); // isolation level
+        }
+        frame.extend_from_slice(&i32::MAX.to_be_bytes());
+        frame.extend_from_slice(&[0u8; 16]);
+        send_raw(&mut s, &frame);
+        // An error response or a close, never a hang: read until EOF or a frame.
+        if let Some(response) = read_frame(&mut s) {
+            assert_eq!(&response[..4], &7i32.to_be_bytes(), "api key {key}: a response to this request");
+        }
+    }
+    let mut s = connect(&server);
+    send_raw(&mut s, &request(ApiKey::ApiVersions, 3, 3, &ApiVersionsRequest::default()));
+    assert!(read_frame(&mut s).is_some(), "still serving");
+}

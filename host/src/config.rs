@@ -51,6 +51,12 @@ pub struct Config {
     /// only "every-batch" guarantees acknowledged data survives a power loss.
     pub fsync: String,
     pub fsync_interval_ms: u64,
+    /// Kafka's log.retention.ms (-1: keep forever) and log.retention.bytes per partition (-1: no
+    /// limit); topics override them with retention.ms / retention.bytes. Whole segments go.
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    /// Kafka's log.retention.check.interval.ms.
+    pub retention_check_interval_ms: u64,
     /// A translator component to run instead of the one embedded in the binary.
     pub translator: Option<PathBuf>,
     /// CPU deadline of one guest call, in milliseconds.
@@ -81,6 +87,9 @@ impl Default for Config {
             segment_bytes: 1 << 30,
             fsync: "interval".into(),
             fsync_interval_ms: 1000,
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+            retention_check_interval_ms: 300_000,
             translator: None,
             guest_timeout_ms: 1000,
             guest_memory_bytes: None,
@@ -156,6 +165,9 @@ impl Config {
             "segment_bytes",
             "fsync",
             "fsync_interval_ms",
+            "retention_ms",
+            "retention_bytes",
+            "retention_check_interval_ms",
             "translator",
             "guest_timeout_ms",
             "guest_memory_bytes",
@@ -180,6 +192,12 @@ impl Config {
             return invalid("segment_bytes", "must be at least 1024");
         }
         self.fsync_policy()?;
+        if self.retention_ms < -1 || self.retention_bytes < -1 {
+            return invalid("retention_ms", "retention_ms and retention_bytes must be -1 (no limit) or more");
+        }
+        if self.retention_check_interval_ms == 0 {
+            return invalid("retention_check_interval_ms", "must be positive");
+        }
         if self.guest_timeout_ms == 0 {
             return invalid("guest_timeout_ms", "must be positive");
         }

@@ -48,6 +48,8 @@ impl Server {
             segment_bytes: config.segment_bytes,
             max_message_bytes: config.message_max_bytes,
             fsync,
+            retention_ms: config.retention_ms,
+            retention_bytes: config.retention_bytes,
             ..LogDefaults::default()
         };
         let log: Arc<dyn Log> =
@@ -122,6 +124,8 @@ impl Server {
             source,
         })?;
         tasks.push(tokio::spawn(admin::serve(admin, runtime.clone(), shutdown_rx.clone())));
+        let check = Duration::from_millis(config.retention_check_interval_ms);
+        tasks.push(tokio::spawn(retention_every(log.clone(), check, shutdown_rx.clone())));
         if let FsyncPolicy::Interval(every) = fsync {
             tasks.push(tokio::spawn(flush_every(log.clone(), every, shutdown_rx)));
         }
@@ -139,6 +143,25 @@ impl Server {
         match self.log.flush() {
             Ok(()) => tracing::info!("log flushed; stopped"),
             Err(e) => tracing::error!("flushing the log on shutdown failed: {e}"),
+        }
+    }
+}
+
+/// Retention's timer: deletes whole expired or surplus segments.
+async fn retention_every(log: Arc<dyn Log>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
+        }
+        let log = log.clone();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.enforce_retention(now_ms)).await {
+            tracing::error!("retention failed: {e}");
         }
     }
 }

@@ -245,3 +245,50 @@ fn offsets_by_time_and_watermarks() {
     assert_eq!(found.find_partition("times", 0).unwrap().offset(), Offset::Offset(2));
     p.flush(TIMEOUT).unwrap();
 }
+
+#[test]
+fn retention_deletes_old_segments_and_moves_the_low_watermark() {
+    let server = TestServer::start_with(|c| {
+        c.segment_bytes = 4096;
+        c.retention_check_interval_ms = 100;
+    });
+    let admin = admin(&server);
+    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let topic = NewTopic::new("retained", 1, TopicReplication::Fixed(1)).set("retention.ms", "60000");
+    let created = block_on(admin.create_topics(&[topic], &opts)).unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
+    // Old records (timestamps in 2001) in several segments, then current ones.
+    let p = producer(&server, &[("linger.ms", "0")]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    block_on(async {
+        for i in 0..30i64 {
+            let ts = if i < 20 { 1_000_000_000_000 + i } else { now };
+            let payload = vec![b'r'; 1000];
+            p.send(
+                FutureRecord::<(), _>::to("retained").payload(&payload).partition(0).timestamp(ts),
+                TIMEOUT,
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+        }
+    });
+    let c = consumer(&server, &[]);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let (low, high) = loop {
+        let (low, high) = c.fetch_watermarks("retained", 0, TIMEOUT).unwrap();
+        if low > 0 {
+            break (low, high);
+        }
+        assert!(std::time::Instant::now() < deadline, "retention never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(high, 30);
+    assert!(low <= 20, "records newer than retention.ms are kept (low watermark {low})");
+    // What is left reads from the new start; the current records are all there.
+    let got = read(&c, "retained", 0, low, (high - low) as usize);
+    assert_eq!(got.first().map(|r| r.offset), Some(low));
+    assert_eq!(got.last().map(|r| r.offset), Some(29));
+    let configs = block_on(admin.describe_configs(&[ResourceSpecifier::Topic("retained")], &opts)).unwrap();
+    let retention = configs[0].as_ref().unwrap().get("retention.ms").expect("retention.ms is described");
+    assert_eq!(retention.value.as_deref(), Some("60000"));
+}

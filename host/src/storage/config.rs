@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 const SEGMENT_BYTES: &str = "segment.bytes";
 const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
+const RETENTION_MS: &str = "retention.ms";
+const RETENTION_BYTES: &str = "retention.bytes";
 const CLEANUP_POLICY: &str = "cleanup.policy";
 const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 
@@ -28,6 +30,11 @@ pub struct LogDefaults {
     pub index_interval_bytes: u32,
     /// When appended data is fsynced.
     pub fsync: FsyncPolicy,
+    /// log.retention.ms: whole segments whose newest record is older are deleted (-1: never).
+    pub retention_ms: i64,
+    /// log.retention.bytes: oldest whole segments are deleted while a partition would still
+    /// hold at least this much without them (-1: no limit).
+    pub retention_bytes: i64,
 }
 
 /// When the log fsyncs what it appended. Every policy survives a crash of the Guise process
@@ -52,6 +59,8 @@ impl Default for LogDefaults {
             max_message_bytes: 1_048_588,
             index_interval_bytes: 4096,
             fsync: FsyncPolicy::Interval(std::time::Duration::from_secs(1)),
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
         }
     }
 }
@@ -75,6 +84,10 @@ pub struct TopicConfig {
     pub max_message_bytes: u32,
     /// index.interval.bytes
     pub index_interval_bytes: u32,
+    /// retention.ms (-1: keep forever)
+    pub retention_ms: i64,
+    /// retention.bytes (-1: no size limit)
+    pub retention_bytes: i64,
     /// The settable configs this topic overrides, normalized (name -> value). They are what is
     /// persisted: the other values follow the broker defaults, also after a restart.
     pub overrides: BTreeMap<String, String>,
@@ -90,6 +103,8 @@ impl TopicConfig {
             segment_bytes: defaults.segment_bytes,
             max_message_bytes: defaults.max_message_bytes,
             index_interval_bytes: defaults.index_interval_bytes,
+            retention_ms: defaults.retention_ms,
+            retention_bytes: defaults.retention_bytes,
             overrides: BTreeMap::new(),
         };
         let mut seen = std::collections::BTreeSet::new();
@@ -113,6 +128,14 @@ impl TopicConfig {
                     let v = parse_int(key, value, 0)?;
                     config.index_interval_bytes = v as u32;
                     config.overrides.insert(key.clone(), v.to_string());
+                }
+                RETENTION_MS => {
+                    config.retention_ms = parse_long(key, value)?;
+                    config.overrides.insert(key.clone(), config.retention_ms.to_string());
+                }
+                RETENTION_BYTES => {
+                    config.retention_bytes = parse_long(key, value)?;
+                    config.overrides.insert(key.clone(), config.retention_bytes.to_string());
                 }
                 CLEANUP_POLICY => fixed(key, value, CLEANUP_POLICY_VALUE)?,
                 MESSAGE_TIMESTAMP_TYPE => fixed(key, value, TIMESTAMP_TYPE_VALUE)?,
@@ -158,6 +181,8 @@ impl TopicConfig {
                 defaults.max_message_bytes.to_string(),
             ),
             fixed(MESSAGE_TIMESTAMP_TYPE, TIMESTAMP_TYPE_VALUE),
+            settable(RETENTION_BYTES, self.retention_bytes.to_string(), defaults.retention_bytes.to_string()),
+            settable(RETENTION_MS, self.retention_ms.to_string(), defaults.retention_ms.to_string()),
             settable(SEGMENT_BYTES, self.segment_bytes.to_string(), defaults.segment_bytes.to_string()),
         ]
     }
@@ -171,6 +196,17 @@ fn parse_int(key: &str, value: &str, min: i64) -> Result<i64, StorageError> {
     let v = i64::from(v);
     if v < min {
         return Err(StorageError::InvalidConfig(format!("config '{key}': {v} is below the minimum {min}")));
+    }
+    Ok(v)
+}
+
+/// A Kafka LONG config where -1 means "no limit".
+fn parse_long(key: &str, value: &str) -> Result<i64, StorageError> {
+    let v: i64 = value
+        .parse()
+        .map_err(|_| StorageError::InvalidConfig(format!("config '{key}': '{value}' is not a long")))?;
+    if v < -1 {
+        return Err(StorageError::InvalidConfig(format!("config '{key}': {v} is below the minimum -1")));
     }
     Ok(v)
 }
@@ -234,7 +270,7 @@ mod tests {
     fn bad_configs_are_rejected() {
         let d = LogDefaults::default();
         for bad in [
-            ("retention.ms", "1000"),
+            ("min.compaction.lag.ms", "1000"),
             ("segment.bytes", "abc"),
             ("segment.bytes", "100"),
             ("segment.bytes", "4294967296"),

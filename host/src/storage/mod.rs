@@ -144,6 +144,9 @@ pub trait Log: Send + Sync + 'static {
         partition: i32,
     ) -> Result<tokio::sync::watch::Receiver<i64>, StorageError>;
 
+    /// Apply every topic's retention.ms and retention.bytes at `now_ms` (milliseconds since the
+    /// epoch): delete whole old segments and move log start offsets. Returns segments deleted.
+    fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError>;
     /// fsync everything written so far.
     fn flush(&self) -> Result<(), StorageError>;
 }

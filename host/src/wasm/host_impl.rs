@@ -149,6 +149,8 @@ impl log::Host for GuestState {
             entry("num.partitions", self.ctx.default_partitions.to_string()),
             entry("message.max.bytes", d.max_message_bytes.to_string()),
             entry("log.segment.bytes", d.segment_bytes.to_string()),
+            entry("log.retention.ms", d.retention_ms.to_string()),
+            entry("log.retention.bytes", d.retention_bytes.to_string()),
             entry("socket.request.max.bytes", self.ctx.max_frame_bytes.to_string()),
             entry("broker.id", self.ctx.node_id.to_string()),
         ]

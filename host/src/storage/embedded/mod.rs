@@ -300,6 +300,21 @@ impl Log for EmbeddedLog {
         Ok(self.partition(name, partition)?.1.subscribe())
     }
 
+    fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        let mut deleted = 0;
+        for t in topics {
+            let c = &t.meta.config;
+            if c.retention_ms < 0 && c.retention_bytes < 0 {
+                continue;
+            }
+            for p in &t.partitions {
+                deleted += p.apply_retention(c.retention_ms, c.retention_bytes, now_ms)?.0;
+            }
+        }
+        Ok(deleted)
+    }
+
     fn flush(&self) -> Result<(), StorageError> {
         let partitions: Vec<Arc<Partition>> =
             self.topics.read().values().flat_map(|t| t.partitions.iter().cloned()).collect();

@@ -223,6 +223,56 @@ impl Partition {
     }
 
     /// (log start offset, high watermark).
+    /// Delete whole old segments, never the active one, as Kafka's retention does: a segment
+    /// whose newest record is older than `now_ms - retention_ms` (when `retention_ms >= 0`), and,
+    /// oldest first, segments the partition can lose while still holding at least
+    /// `retention_bytes` (when `retention_bytes >= 0`). The log start offset moves to the first
+    /// kept segment. Returns the segments deleted and the new log start.
+    pub fn apply_retention(
+        &self,
+        retention_ms: i64,
+        retention_bytes: i64,
+        now_ms: i64,
+    ) -> io::Result<(usize, i64)> {
+        // The writer lock keeps appends and rolls out while the segment list changes.
+        let _writer = self.writer.lock();
+        let (removed, log_start) = {
+            let mut view = self.view.write();
+            let mut total: u64 = view.segments.iter().map(|s| s.size).sum();
+            let mut n = 0;
+            while n + 1 < view.segments.len() {
+                let s = &view.segments[n];
+                let newest = s.max_timestamp();
+                let expired =
+                    retention_ms >= 0 && newest != i64::MIN && newest < now_ms.saturating_sub(retention_ms);
+                let oversize = retention_bytes >= 0 && total.saturating_sub(s.size) >= retention_bytes as u64;
+                if !(expired || oversize) {
+                    break;
+                }
+                total -= s.size;
+                n += 1;
+            }
+            if n == 0 {
+                return Ok((0, view.log_start));
+            }
+            let removed: Vec<Segment> = view.segments.drain(..n).collect();
+            view.log_start = view.segments[0].base_offset;
+            (removed, view.log_start)
+        };
+        // Readers holding a removed segment's file keep reading it; the name goes now.
+        for s in &removed {
+            std::fs::remove_file(&s.path)?;
+        }
+        tracing::info!(
+            dir = %self.dir.display(),
+            segments = removed.len(),
+            bytes = removed.iter().map(|s| s.size).sum::<u64>(),
+            log_start,
+            "retention deleted old segments"
+        );
+        Ok((removed.len(), log_start))
+    }
+
     pub fn offsets(&self) -> (i64, i64) {
         let view = self.view.read();
         (view.log_start, view.high_watermark)

@@ -350,7 +350,7 @@ fn create_delete_and_create_partitions() {
     assert!(matches!(log.create_topic(&name("a/b"), 1, &[], false), Err(StorageError::InvalidTopic(_))));
     let bad_tenant = TopicName::new("..", "default", "t");
     assert!(matches!(log.create_topic(&bad_tenant, 1, &[], false), Err(StorageError::InvalidTopic(_))));
-    let bad_config = vec![("retention.ms".to_string(), "1".to_string())];
+    let bad_config = vec![("min.compaction.lag.ms".to_string(), "1".to_string())];
     assert!(matches!(log.create_topic(&t, 1, &bad_config, false), Err(StorageError::InvalidConfig(_))));
 
     let validated = log.create_topic(&t, 2, &[], true).unwrap();
@@ -551,4 +551,81 @@ fn a_gap_left_in_an_older_segment_is_skipped() {
     let r = log.read(&name("t"), 0, 5, 1 << 20, true).unwrap();
     assert_eq!(batches_in(&r.records.unwrap()), vec![(8, 11), (12, 15)]);
     assert_eq!(read_all(&log, "t", 0), vec![(0, 3), (8, 11), (12, 15), (16, 19)]);
+}
+
+/// A log with small segments and the given retention, one partition of topic "r" holding four
+/// single-batch segments with newest timestamps 1000, 2000, 3000, 4000.
+fn retained(dir: &Path, retention_ms: i64, retention_bytes: i64) -> (EmbeddedLog, u64) {
+    let defaults =
+        LogDefaults { segment_bytes: 1500, retention_ms, retention_bytes, ..LogDefaults::default() };
+    let log = EmbeddedLog::open(dir, defaults).unwrap();
+    create(&log, "r", 1);
+    let mut size = 0;
+    for i in 1..=4 {
+        let b = batch(5, 200, i * 1000);
+        size = b.len() as u64;
+        log.append(&name("r"), 0, Bytes::from(b)).unwrap();
+    }
+    assert_eq!(segment_files(dir, "r", 0).len(), 4, "one batch per segment");
+    (log, size)
+}
+
+#[test]
+fn retention_by_time_deletes_whole_old_segments_and_moves_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = retained(dir.path(), 1000, -1);
+    // At 3500 with retention 1000, segments whose newest record is before 2500 go: 1000, 2000.
+    assert_eq!(log.enforce_retention(3500).unwrap(), 2);
+    assert_eq!(log.offsets(&name("r"), 0).unwrap(), (10, 20));
+    assert_eq!(segment_files(dir.path(), "r", 0).len(), 2);
+    assert!(matches!(
+        log.read(&name("r"), 0, 0, 1 << 20, true),
+        Err(StorageError::OffsetOutOfRange { start: 10, .. })
+    ));
+    assert_eq!(read_all(&log, "r", 0), vec![(10, 14), (15, 19)]);
+    // The active segment is never deleted, however old; appends continue at the right offset.
+    assert_eq!(log.enforce_retention(1_000_000).unwrap(), 1);
+    assert_eq!(log.offsets(&name("r"), 0).unwrap(), (15, 20));
+    assert_eq!(log.append(&name("r"), 0, Bytes::from(batch(1, 10, 5000))).unwrap().base_offset, 20);
+    // A restart keeps the new log start.
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.offsets(&name("r"), 0).unwrap(), (15, 21));
+}
+
+#[test]
+fn retention_by_size_keeps_at_least_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, size) = retained(dir.path(), -1, 0);
+    // Keep at least two segments' worth: the two oldest go.
+    let log = {
+        drop(log);
+        let defaults = LogDefaults {
+            segment_bytes: 1500,
+            retention_ms: -1,
+            retention_bytes: 2 * size as i64,
+            ..LogDefaults::default()
+        };
+        EmbeddedLog::open(dir.path(), defaults).unwrap()
+    };
+    assert_eq!(log.enforce_retention(0).unwrap(), 2);
+    assert_eq!(log.offsets(&name("r"), 0).unwrap(), (10, 20));
+    assert_eq!(log.enforce_retention(0).unwrap(), 0, "at the limit: nothing more");
+}
+
+#[test]
+fn retention_topic_configs_override_and_are_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let pairs = vec![("retention.ms".to_string(), "60000".to_string())];
+    log.create_topic(&name("t"), 1, &pairs, false).unwrap();
+    let meta = log.topic(&name("t")).unwrap();
+    assert_eq!((meta.config.retention_ms, meta.config.retention_bytes), (60000, -1));
+    let entries = meta.config.entries(log.defaults());
+    let ms = entries.iter().find(|e| e.name == "retention.ms").unwrap();
+    assert_eq!((ms.value.as_deref(), ms.is_default), (Some("60000"), false));
+    let bytes = entries.iter().find(|e| e.name == "retention.bytes").unwrap();
+    assert_eq!((bytes.value.as_deref(), bytes.is_default), (Some("-1"), true));
+    let bad = vec![("retention.bytes".to_string(), "-2".to_string())];
+    assert!(matches!(log.create_topic(&name("u"), 1, &bad, false), Err(StorageError::InvalidConfig(_))));
 }

@@ -125,9 +125,14 @@ impl Server {
         })?;
         tasks.push(tokio::spawn(admin::serve(admin, runtime.clone(), shutdown_rx.clone())));
         let check = Duration::from_millis(config.retention_check_interval_ms);
-        tasks.push(tokio::spawn(retention_every(log.clone(), check, shutdown_rx.clone())));
-        if let FsyncPolicy::Interval(every) = fsync {
-            tasks.push(tokio::spawn(flush_every(log.clone(), every, shutdown_rx)));
+        let l = log.clone();
+        tasks.push(tokio::spawn(every(check, shutdown_rx.clone(), move || enforce_retention(&*l))));
+        if let FsyncPolicy::Interval(period) = fsync {
+            // The "interval" fsync policy; a failed flush is logged by the log itself.
+            let l = log.clone();
+            tasks.push(tokio::spawn(every(period, shutdown_rx, move || {
+                let _ = l.flush();
+            })));
         }
 
         tracing::info!(%kafka_addr, %admin_addr, data_dir = %config.data_dir.display(), "guise is serving Kafka");
@@ -147,37 +152,32 @@ impl Server {
     }
 }
 
-/// Retention's timer: deletes whole expired or surplus segments.
-async fn retention_every(log: Arc<dyn Log>, every: Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
+/// Run the blocking `job` every `period` until shutdown, off the async workers.
+async fn every(
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    job: impl Fn() + Send + Sync + 'static,
+) {
+    let job = Arc::new(job);
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
         }
-        let log = log.clone();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.enforce_retention(now_ms)).await {
-            tracing::error!("retention failed: {e}");
-        }
+        let job = job.clone();
+        let _ = tokio::task::spawn_blocking(move || job()).await;
     }
 }
 
-/// The "interval" fsync policy's timer.
-async fn flush_every(log: Arc<dyn Log>, every: Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
-        }
-        let log = log.clone();
-        // fsync blocks: keep it off the async workers. Failures are logged by the log itself.
-        let _ = tokio::task::spawn_blocking(move || log.flush()).await;
+/// Retention: delete whole expired or surplus segments.
+fn enforce_retention(log: &dyn Log) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    if let Err(e) = log.enforce_retention(now_ms) {
+        tracing::error!("retention failed: {e}");
     }
 }
 

@@ -65,6 +65,10 @@ pub struct Config {
     pub guest_memory_bytes: Option<u64>,
     /// Requests read ahead of the one executing, per connection.
     pub read_ahead: usize,
+    /// Request bytes one connection may hold in memory (at least max_frame_bytes).
+    pub max_inflight_bytes: u64,
+    /// Open Kafka connections at most; more are closed at once.
+    pub max_connections: usize,
     /// On shutdown, how long open connections get to finish.
     pub shutdown_drain_ms: u64,
 }
@@ -94,6 +98,8 @@ impl Default for Config {
             guest_timeout_ms: 1000,
             guest_memory_bytes: None,
             read_ahead: 16,
+            max_inflight_bytes: 100 * 1024 * 1024,
+            max_connections: 10_000,
             shutdown_drain_ms: 5000,
         }
     }
@@ -172,6 +178,8 @@ impl Config {
             "guest_timeout_ms",
             "guest_memory_bytes",
             "read_ahead",
+            "max_inflight_bytes",
+            "max_connections",
             "shutdown_drain_ms",
         ];
         KEYS.contains(&key)
@@ -197,6 +205,9 @@ impl Config {
         }
         if self.retention_check_interval_ms == 0 {
             return invalid("retention_check_interval_ms", "must be positive");
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "must be at least 1");
         }
         if self.guest_timeout_ms == 0 {
             return invalid("guest_timeout_ms", "must be positive");

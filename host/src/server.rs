@@ -106,8 +106,13 @@ impl Server {
             kafka,
             runtime.clone(),
             NetConfig {
-                conn: ConnConfig { max_frame_bytes: config.max_frame_bytes, read_ahead: config.read_ahead },
+                conn: ConnConfig {
+                    max_frame_bytes: config.max_frame_bytes,
+                    read_ahead: config.read_ahead,
+                    max_inflight_bytes: usize::try_from(config.max_inflight_bytes).unwrap_or(usize::MAX),
+                },
                 tenant: config.tenant.clone(),
+                max_connections: config.max_connections,
             },
         );
         let drain = Duration::from_millis(config.shutdown_drain_ms);

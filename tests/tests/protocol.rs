@@ -286,3 +286,33 @@ fn huge_claimed_array_counts_are_contained() {
     send_raw(&mut s, &request(ApiKey::ApiVersions, 3, 3, &ApiVersionsRequest::default()));
     assert!(read_frame(&mut s).is_some(), "still serving");
 }
+
+/// Beyond max_connections a new connection is closed at once; the others keep working, and a
+/// freed slot is usable again.
+#[test]
+fn connections_beyond_the_cap_are_refused() {
+    let server = TestServer::start_with(|c| c.max_connections = 2);
+    let api_versions = request(ApiKey::ApiVersions, 3, 3, &ApiVersionsRequest::default());
+    let mut a = connect(&server);
+    let mut b = connect(&server);
+    for s in [&mut a, &mut b] {
+        send_raw(s, &api_versions);
+        assert!(read_frame(s).is_some());
+    }
+    let mut c = connect(&server);
+    assert_closed(&mut c, "third connection");
+    send_raw(&mut a, &api_versions);
+    assert!(read_frame(&mut a).is_some(), "existing connections keep working");
+    drop(b);
+    // Once the server has noticed the close, a new connection is accepted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut d = connect(&server);
+        send_raw(&mut d, &api_versions);
+        if read_frame(&mut d).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed slot was never reused");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

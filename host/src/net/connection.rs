@@ -11,7 +11,7 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 /// Per-connection settings.
 #[derive(Clone, Debug)]
@@ -19,6 +19,10 @@ pub struct ConnConfig {
     pub max_frame_bytes: u32,
     /// Frames read ahead of the one executing.
     pub read_ahead: usize,
+    /// Request bytes a connection may hold (read ahead plus executing); reading pauses beyond
+    /// it, so a client that floods requests or never reads its responses is held back by TCP.
+    /// Always at least one maximum frame.
+    pub max_inflight_bytes: usize,
 }
 
 /// Serve one connection until the client closes it, an error closes it, or the host shuts down.
@@ -32,11 +36,13 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (rd, mut wr) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<Bytes>(cfg.read_ahead.max(1));
-    let reader = tokio::spawn(read_frames(rd, tx, FrameDecoder::new(cfg.max_frame_bytes), conn.id));
+    let (tx, mut rx) = mpsc::channel::<(Bytes, OwnedSemaphorePermit)>(cfg.read_ahead.max(1));
+    let budget = Arc::new(Semaphore::new(cfg.max_inflight_bytes.max(cfg.max_frame_bytes as usize)));
+    let reader = tokio::spawn(read_frames(rd, tx, budget, FrameDecoder::new(cfg.max_frame_bytes), conn.id));
     let mut shutdown_rx = shutdown.clone();
     loop {
-        let frame = tokio::select! {
+        // The permit (this frame's share of the bytes budget) is released when the request is done.
+        let (frame, _permit) = tokio::select! {
             f = rx.recv() => match f { Some(f) => f, None => break },
             _ = shutdown_rx.wait_for(|s| *s) => break,
         };
@@ -58,7 +64,8 @@ pub async fn serve<S>(
 
 async fn read_frames<R: AsyncRead + Unpin>(
     mut rd: R,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<(Bytes, OwnedSemaphorePermit)>,
+    budget: Arc<Semaphore>,
     decoder: FrameDecoder,
     conn: u64,
 ) {
@@ -67,7 +74,10 @@ async fn read_frames<R: AsyncRead + Unpin>(
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    if tx.send(frame).await.is_err() {
+                    // A frame is at most max_frame_bytes, and the budget is at least that.
+                    let want = u32::try_from(frame.len()).unwrap_or(u32::MAX).max(1);
+                    let Ok(permit) = budget.clone().acquire_many_owned(want).await else { return };
+                    if tx.send((frame, permit)).await.is_err() {
                         return;
                     }
                 }
@@ -238,5 +248,67 @@ mod tests {
         assert_eq!(&got[..4], &106i32.to_be_bytes());
         assert_eq!(&got[4..10], b"hello ");
         assert_eq!(got.len(), 110);
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+    use crate::storage::embedded::EmbeddedLog;
+    use crate::storage::{Log, LogDefaults};
+    use crate::wasm::{DEFAULT_TRANSLATOR, GuestLimits, HostContext};
+    use std::time::Duration;
+
+    /// A client that pipelines large requests and never reads a response: the host stops
+    /// reading once the connection's bytes budget is used, so what it buffers stays bounded by
+    /// the budget, not by what the client sends (read-ahead is set high to take it out of play).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_never_reads_is_held_back_by_the_bytes_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
+        let ctx = Arc::new(HostContext {
+            log,
+            namespace: "default".into(),
+            node_id: 0,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            cluster_id: "t".into(),
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_frame_bytes: 1 << 20,
+        });
+        let limits = GuestLimits {
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(5),
+            max_instances: 8,
+            max_response_bytes: 1 << 20,
+        };
+        let runtime = Arc::new(Runtime::new(DEFAULT_TRANSLATOR, ctx, limits).unwrap());
+        // A 64-byte pipe: the first response fills it, so the executor blocks on its write at once
+        // and what the host holds is the budget, not requests it already answered.
+        let (mut client, server) = tokio::io::duplex(64);
+        let (_stop_tx, stop) = watch::channel(false);
+        let cfg =
+            ConnConfig { max_frame_bytes: 64 * 1024, read_ahead: 100_000, max_inflight_bytes: 256 * 1024 };
+        let conn = ConnInfo { id: 1, tenant: "public".into(), peer: "test".into() };
+        tokio::spawn(serve(server, runtime, conn, cfg, stop));
+
+        // ApiVersions v0 frames padded to 32 KiB (Kafka brokers ignore trailing bytes).
+        let mut frame = vec![0u8; 32 * 1024];
+        frame[..4].copy_from_slice(&(32 * 1024 - 4i32).to_be_bytes());
+        frame[4..12].copy_from_slice(&[0, 18, 0, 0, 0, 0, 0, 1]);
+        let mut written = 0usize;
+        loop {
+            match tokio::time::timeout(Duration::from_millis(1000), client.write_all(&frame)).await {
+                Ok(Ok(())) => written += frame.len(),
+                Ok(Err(e)) => panic!("write failed: {e}"),
+                Err(_) => break, // the host stopped reading
+            }
+            assert!(written < 64 << 20, "the host kept reading {written} bytes without bound");
+        }
+        // Budget (256 KiB) + the reader's buffer (≤ 1 MiB) + the executing frame and one more.
+        assert!(written <= (256 + 1024 + 2 * 32) * 1024, "read {written} bytes ahead");
+        // And it did read up to the budget, not less (the bound above is not vacuous).
+        assert!(written >= 256 * 1024, "only {written} bytes were read");
     }
 }

@@ -14,6 +14,8 @@ pub struct NetConfig {
     pub conn: ConnConfig,
     /// The tenant this listener's connections belong to.
     pub tenant: String,
+    /// Open connections at most; further ones are closed at once, with a log line.
+    pub max_connections: usize,
 }
 
 pub struct Listener {
@@ -38,6 +40,11 @@ impl Listener {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        if conns.len() >= self.cfg.max_connections {
+                            tracing::warn!(%peer, limit = self.cfg.max_connections, "refusing a connection: at max_connections");
+                            drop(stream);
+                            continue;
+                        }
                         let _ = stream.set_nodelay(true);
                         let info = ConnInfo {
                             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),

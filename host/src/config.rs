@@ -131,58 +131,30 @@ impl Config {
         for (var, value) in env {
             let Some(key) = var.strip_prefix(ENV_PREFIX) else { continue };
             let key = key.to_ascii_lowercase();
-            if !Self::is_key(&key) {
-                // Build-time variables share the prefix; only warn.
-                tracing::debug!("ignoring {var}: not a setting");
-                continue;
-            }
             // A TOML literal when it parses as one (numbers, booleans), else a string.
             let parsed = format!("v = {value}")
                 .parse::<toml::Table>()
                 .ok()
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or(toml::Value::String(value.clone()));
-            table.insert(key, parsed);
-            toml::Value::Table(table.clone())
-                .try_into::<Config>()
-                .map_err(|e| ConfigError::Env { var: var.clone(), message: e.to_string() })?;
+            table.insert(key.clone(), parsed);
+            // The struct itself says what a setting is (deny_unknown_fields).
+            if let Err(e) = toml::Value::Table(table.clone()).try_into::<Config>() {
+                let message = e.to_string();
+                if message.contains("unknown field") {
+                    // Build-time variables share the prefix (GUISE_GUEST_TARGET_DIR): not settings.
+                    tracing::debug!("ignoring {var}: not a setting");
+                    table.remove(&key);
+                    continue;
+                }
+                return Err(ConfigError::Env { var, message });
+            }
         }
         let config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e| ConfigError::File { path: PathBuf::from("<merged>"), message: e.to_string() })?;
         config.validate()?;
         Ok(config)
-    }
-
-    fn is_key(key: &str) -> bool {
-        const KEYS: &[&str] = &[
-            "data_dir",
-            "kafka_addr",
-            "advertised_kafka_addr",
-            "admin_addr",
-            "node_id",
-            "cluster_id",
-            "tenant",
-            "namespace",
-            "auto_create_topics",
-            "default_partitions",
-            "max_frame_bytes",
-            "message_max_bytes",
-            "segment_bytes",
-            "fsync",
-            "fsync_interval_ms",
-            "retention_ms",
-            "retention_bytes",
-            "retention_check_interval_ms",
-            "translator",
-            "guest_timeout_ms",
-            "guest_memory_bytes",
-            "read_ahead",
-            "max_inflight_bytes",
-            "max_connections",
-            "shutdown_drain_ms",
-        ];
-        KEYS.contains(&key)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -9,7 +9,7 @@
 //!   (no Wasm, no instantiation) — the translator's own work;
 //! - `host-only` (produce, fetch): just the embedded log's append or read of the same bytes.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use guise_guest_sdk::stub::{self, StubServices};
 use guise_host::storage::embedded::EmbeddedLog;
@@ -18,53 +18,20 @@ use guise_host::wasm::{ConnInfo, DEFAULT_TRANSLATOR, GuestLimits, HostContext, R
 use guise_kafka::KafkaTranslator;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, FetchRequest, ProduceRequest, RequestHeader};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, FetchRequest, ProduceRequest};
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
 fn frame<R: Encodable>(key: ApiKey, version: i16, body: &R) -> Bytes {
-    let mut buf = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(1)
-        .with_client_id(Some(StrBytes::from_static_str("bench")))
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    buf.freeze()
+    guise_tests::wire::request_frame(key, version, version, 1, "bench", body)
 }
 
 /// One uncompressed batch of `count` records of `size` bytes.
 fn batch(count: usize, size: usize) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(vec![b'x'; size])),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .unwrap();
-    buf.freeze()
+    let value = vec![b'x'; size];
+    guise_tests::wire::record_batch(&vec![value.as_slice(); count])
 }
 
 fn produce(topic: &str, records: Bytes) -> Bytes {

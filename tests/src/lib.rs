@@ -2,6 +2,8 @@
 //! data directory of its own, on a runtime of its own (so clients with their own threads, like
 //! librdkafka, and tokio clients, like rskafka, can both talk to it).
 
+pub mod wire;
+
 use guise_host::config::Config;
 use guise_host::server::Server;
 use std::net::SocketAddr;

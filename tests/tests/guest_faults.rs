@@ -5,63 +5,30 @@
 //! The broken translator is `modules/faulty`: the real Kafka translator, except for Produce
 //! requests whose client id is `fault:trap`, `fault:loop` or `fault:oom`.
 
-use bytes::{Bytes, BytesMut};
-use guise_tests::TestServer;
+use bytes::Bytes;
+use guise_tests::{TestServer, wire};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse, RequestHeader,
-    ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse, ResponseHeader,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 fn frame<R: Encodable>(key: ApiKey, version: i16, client_id: &str, body: &R) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(11)
-        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&buf);
-    out
+    wire::sized(&wire::request_frame(key, version, version, 11, client_id, body))
 }
 
 fn produce_request(topic: &str, value: &str) -> ProduceRequest {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from(value.to_string())),
-        headers: Default::default(),
-    };
-    let mut records = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut records,
-        [&record],
-        &RecordEncodeOptions { version: 2, compression: Compression::None },
-    )
-    .unwrap();
+    let records = wire::record_batch(&[value.as_bytes()]);
     ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
         TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
             .with_partition_data(vec![
-                PartitionProduceData::default().with_index(0).with_records(Some(records.freeze())),
+                PartitionProduceData::default().with_index(0).with_records(Some(records)),
             ]),
     ])
 }

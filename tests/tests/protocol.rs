@@ -2,12 +2,12 @@
 //! KIP-511's ApiVersions fallback, and bad frames. Requests are encoded with the `kafka-protocol`
 //! crate (nobody here wrote it), over a plain TCP socket.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use guise_tests::TestServer;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest,
-    MetadataResponse, RequestHeader, ResponseHeader, TopicName,
+    MetadataResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
@@ -27,16 +27,7 @@ fn send_raw(s: &mut TcpStream, frame: &[u8]) {
 }
 
 fn request<R: Encodable>(key: ApiKey, version: i16, header_version_of: i16, body: &R) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(header_version_of)
-        .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("raw")))
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut buf, version).unwrap();
-    buf.to_vec()
+    guise_tests::wire::request_frame(key, version, header_version_of, 7, "raw", body).to_vec()
 }
 
 /// Read one response frame; None when the server closed the connection. A read timeout is a

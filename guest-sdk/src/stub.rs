@@ -253,8 +253,7 @@ impl Services for StubServices {
                 return Err(error::OFFSET_OUT_OF_RANGE);
             }
             let mut out = BytesMut::new();
-            for (_, last, _, b) in p.batches.iter().filter(|(_, last, _, _)| *last >= offset) {
-                let _ = last;
+            for (_, _, _, b) in p.batches.iter().filter(|(_, last, _, _)| *last >= offset) {
                 let fits = out.len() + b.len() <= max_bytes as usize;
                 if fits || (min_one && out.is_empty()) {
                     out.extend_from_slice(b);

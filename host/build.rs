@@ -25,9 +25,13 @@ fn main() {
 
     ensure_target();
 
-    let target_dir = env::var_os("GUISE_GUEST_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| outer_target_dir(&workspace, &out_dir).join("guests"));
+    let outer = outer_target_dir(&workspace, &out_dir);
+    let target_dir =
+        env::var_os("GUISE_GUEST_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| outer.join("guests"));
+    // Where operators find the built components to deploy (`guise module deploy kafka
+    // target/modules/guise_kafka.wasm`), as the README says.
+    let published = outer.join("modules");
+    let _ = std::fs::create_dir_all(&published);
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // One cargo run per guest: features are unified within a run, and a guest that wraps the
     // Kafka translator needs it without its exports.
@@ -65,6 +69,9 @@ fn main() {
         let dest = out_dir.join(file);
         std::fs::copy(&built, &dest)
             .unwrap_or_else(|e| panic!("copying {} to {}: {e}", built.display(), dest.display()));
+        if let Err(e) = std::fs::copy(&built, published.join(file)) {
+            println!("cargo:warning=could not copy {} to {}: {e}", built.display(), published.display());
+        }
     }
 }
 

@@ -83,12 +83,13 @@ fn boundary(c: &mut Criterion) {
         max_response_bytes: 100 << 20,
     };
     let runtime = Runtime::new(DEFAULT_TRANSLATOR, ctx, limits).unwrap();
+    let module = runtime.translator().unwrap();
     let conn = ConnInfo { id: 1, tenant: "public".into(), peer: "bench".into() };
     let topic = |t: &str| TopicName { tenant: "public".into(), namespace: "default".into(), topic: t.into() };
 
     let mut g = c.benchmark_group("api_versions");
     let req = frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
-    g.bench_function("wasm", |b| b.iter(|| black_box(runtime.handle(&conn, &req, false).unwrap())));
+    g.bench_function("wasm", |b| b.iter(|| black_box(runtime.handle(&module, &conn, &req, false).unwrap())));
     let svc = StubServices::new();
     g.bench_function("native", |b| {
         b.iter(|| black_box(stub::run::<KafkaTranslator>(&svc, req.clone(), false)))
@@ -103,7 +104,9 @@ fn boundary(c: &mut Criterion) {
         let mut g = c.benchmark_group(name);
         g.throughput(Throughput::Bytes(records.len() as u64));
         g.measurement_time(Duration::from_secs(3));
-        g.bench_function("wasm", |b| b.iter(|| black_box(runtime.handle(&conn, &req, false).unwrap())));
+        g.bench_function("wasm", |b| {
+            b.iter(|| black_box(runtime.handle(&module, &conn, &req, false).unwrap()))
+        });
         g.bench_function("native", |b| {
             b.iter(|| black_box(stub::run::<KafkaTranslator>(&svc, req.clone(), false)))
         });
@@ -122,7 +125,7 @@ fn boundary(c: &mut Criterion) {
     let req = fetch(name);
     let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Bytes(records.len() as u64));
-    g.bench_function("wasm", |b| b.iter(|| black_box(runtime.handle(&conn, &req, false).unwrap())));
+    g.bench_function("wasm", |b| b.iter(|| black_box(runtime.handle(&module, &conn, &req, false).unwrap())));
     g.bench_function("native", |b| {
         b.iter(|| black_box(stub::run::<KafkaTranslator>(&svc, req.clone(), false)))
     });

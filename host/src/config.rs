@@ -57,8 +57,15 @@ pub struct Config {
     pub retention_bytes: i64,
     /// Kafka's log.retention.check.interval.ms.
     pub retention_check_interval_ms: u64,
-    /// A translator component to run instead of the one embedded in the binary.
+    /// A translator component to deploy instead of the one embedded in the binary (once: it
+    /// becomes a version in the module registry, like an upload).
     pub translator: Option<PathBuf>,
+    /// The registry module the Kafka listener runs.
+    pub translator_module: String,
+    /// Module uploads larger than this are refused.
+    pub module_max_bytes: u64,
+    /// Versions kept per module for rollback (the active and the previous one always stay).
+    pub module_keep_versions: usize,
     /// CPU deadline of one guest call, in milliseconds.
     pub guest_timeout_ms: u64,
     /// Linear-memory cap of a translator instance (default: max_frame_bytes + 64 MiB).
@@ -95,6 +102,9 @@ impl Default for Config {
             retention_bytes: -1,
             retention_check_interval_ms: 300_000,
             translator: None,
+            translator_module: "kafka".into(),
+            module_max_bytes: 10 << 20,
+            module_keep_versions: 10,
             guest_timeout_ms: 1000,
             guest_memory_bytes: None,
             read_ahead: 16,
@@ -188,6 +198,15 @@ impl Config {
             return invalid(
                 "guest_memory_bytes",
                 "must be at least max_frame_bytes (the translator reads whole requests)",
+            );
+        }
+        if self.module_max_bytes == 0 {
+            return invalid("module_max_bytes", "must be positive");
+        }
+        if self.module_keep_versions < 2 {
+            return invalid(
+                "module_keep_versions",
+                "must be at least 2 (the active version and one to roll back to)",
             );
         }
         if self.tenant.is_empty() || self.namespace.is_empty() {

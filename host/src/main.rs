@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use guise_host::admin::client::AdminClient;
 use guise_host::config::Config;
 use guise_host::server::Server;
 use std::path::PathBuf;
@@ -21,6 +22,34 @@ struct Cli {
 enum Command {
     /// Serve Kafka clients (on the embedded log by default).
     Serve(ServeArgs),
+    /// Deploy, inspect and roll back Wasm modules on a running host (through its admin API).
+    Module(ModuleArgs),
+}
+
+#[derive(Parser)]
+struct ModuleArgs {
+    /// The host's admin API address.
+    #[arg(long, env = "GUISE_ADMIN_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    admin: String,
+    #[command(subcommand)]
+    command: ModuleCommand,
+}
+
+#[derive(Subcommand)]
+enum ModuleCommand {
+    /// Upload FILE as the next version of NAME and make it active (the Kafka listener runs
+    /// the module named "kafka"). The host validates it first; a refused upload changes nothing.
+    Deploy { name: String, file: PathBuf },
+    /// Every module, its active version and how many versions are kept.
+    List,
+    /// A module's versions: content hash, deploy time, source, calls, errors, traps, timeouts.
+    Show { name: String },
+    /// Activate the version that was active before the current one (or --to VERSION).
+    Rollback {
+        name: String,
+        #[arg(long)]
+        to: Option<u32>,
+    },
 }
 
 #[derive(Parser)]
@@ -52,7 +81,106 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Module(args) => module(args),
     }
+}
+
+fn module(args: ModuleArgs) -> anyhow::Result<()> {
+    let client = AdminClient::new(&args.admin);
+    match args.command {
+        ModuleCommand::Deploy { name, file } => {
+            let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let started = std::time::Instant::now();
+            let v = client
+                .deploy(&name, &wasm)
+                .with_context(|| format!("deploying {} as {name}", file.display()))?;
+            println!(
+                "deployed {name} version {} ({} bytes, sha256 {}) in {:.0?}; it is active",
+                v.version,
+                v.size,
+                v.sha256,
+                started.elapsed()
+            );
+        }
+        ModuleCommand::List => {
+            let modules = client.list()?;
+            if modules.is_empty() {
+                println!("no modules");
+            }
+            println!(
+                "{:<20} {:>7} {:>9} {:>12} {:>8}  serving",
+                "NAME", "ACTIVE", "VERSIONS", "CALLS", "ERRORS"
+            );
+            for m in modules {
+                let active = m.versions.iter().find(|v| v.active);
+                println!(
+                    "{:<20} {:>7} {:>9} {:>12} {:>8}  {}",
+                    m.name,
+                    m.active.map_or("-".into(), |v| v.to_string()),
+                    m.versions.len(),
+                    active.map_or(0, |v| v.stats.calls),
+                    active.map_or(0, |v| v.stats.errors),
+                    if m.serving { "yes (Kafka listener)" } else { "no" }
+                );
+            }
+        }
+        ModuleCommand::Show { name } => {
+            let m = client.show(&name)?;
+            println!(
+                "module {} — active version {}",
+                m.name,
+                m.active.map_or("none".into(), |v| v.to_string())
+            );
+            println!(
+                "  {:>7} {:<12} {:>9} {:<20} {:<10} {:>10} {:>7} {:>6} {:>8}",
+                "VERSION",
+                "SHA256",
+                "BYTES",
+                "DEPLOYED (UTC)",
+                "SOURCE",
+                "CALLS",
+                "ERRORS",
+                "TRAPS",
+                "TIMEOUTS"
+            );
+            for v in m.versions.iter().rev() {
+                println!(
+                    "{} {:>7} {:<12} {:>9} {:<20} {:<10} {:>10} {:>7} {:>6} {:>8}",
+                    if v.active { "*" } else { " " },
+                    v.version,
+                    &v.sha256[..12],
+                    v.size,
+                    utc(v.deployed_at_ms),
+                    v.source.chars().take(10).collect::<String>(),
+                    v.stats.calls,
+                    v.stats.errors,
+                    v.stats.traps,
+                    v.stats.timeouts
+                );
+            }
+        }
+        ModuleCommand::Rollback { name, to } => {
+            let v = client.rollback(&name, to)?;
+            println!("{name} version {} (sha256 {}) is active", v.version, &v.sha256[..12]);
+        }
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` for milliseconds since the epoch (civil-from-days, no time zone).
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -6,7 +6,9 @@ use crate::net::connection::ConnConfig;
 use crate::net::{Listener, NetConfig};
 use crate::storage::embedded::EmbeddedLog;
 use crate::storage::{FsyncPolicy, Log, LogDefaults, StorageError};
-use crate::wasm::{DEFAULT_TRANSLATOR, GuestLimits, HostContext, Runtime, WasmError};
+use crate::wasm::{
+    DEFAULT_TRANSLATOR, GuestLimits, HostContext, Registry, RegistryConfig, RegistryError, Runtime, WasmError,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +22,10 @@ pub enum ServerError {
     Storage { dir: String, source: StorageError },
     #[error("reading the translator {path}: {source}")]
     Translator { path: String, source: std::io::Error },
-    #[error("loading the translator: {0}")]
+    #[error("starting the Wasm runtime: {0}")]
     Wasm(#[from] WasmError),
+    #[error("opening the module registry: {0}")]
+    Registry(#[from] RegistryError),
     #[error("binding {what} on {addr}: {source}")]
     Bind { what: &'static str, addr: String, source: std::io::Error },
     #[error(transparent)]
@@ -36,6 +40,7 @@ pub struct Server {
     pub admin_addr: SocketAddr,
     pub log: Arc<dyn Log>,
     pub runtime: Arc<Runtime>,
+    pub registry: Arc<Registry>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -97,8 +102,20 @@ impl Server {
             None => (std::borrow::Cow::Borrowed(DEFAULT_TRANSLATOR), "embedded".to_string()),
         };
         let started = std::time::Instant::now();
-        let runtime = Arc::new(Runtime::new(&wasm, ctx, limits)?);
-        tracing::info!(translator = %source, bytes = wasm.len(), elapsed = ?started.elapsed(), "compiled the Kafka translator");
+        let runtime = Arc::new(Runtime::empty(ctx, limits)?);
+        let registry = Arc::new(Registry::open(
+            RegistryConfig {
+                dir: config.data_dir.join("modules"),
+                max_module_bytes: config.module_max_bytes,
+                keep_versions: config.module_keep_versions,
+                translator: config.translator_module.clone(),
+            },
+            runtime.clone(),
+            &wasm,
+            &source,
+        )?);
+        let active = runtime.translator()?;
+        tracing::info!(module = %active.id.name, version = active.id.version, hash = %active.id.short_hash(), elapsed = ?started.elapsed(), "translator ready");
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -128,7 +145,7 @@ impl Server {
             addr: config.admin_addr.clone(),
             source,
         })?;
-        tasks.push(tokio::spawn(admin::serve(admin, runtime.clone(), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(admin::serve(admin, registry.clone(), shutdown_rx.clone())));
         let check = Duration::from_millis(config.retention_check_interval_ms);
         let l = log.clone();
         tasks.push(tokio::spawn(every(check, shutdown_rx.clone(), move || enforce_retention(&*l))));
@@ -141,7 +158,7 @@ impl Server {
         }
 
         tracing::info!(%kafka_addr, %admin_addr, data_dir = %config.data_dir.display(), "guise is serving Kafka");
-        Ok(Server { kafka_addr, admin_addr, log, runtime, shutdown, tasks })
+        Ok(Server { kafka_addr, admin_addr, log, runtime, registry, shutdown, tasks })
     }
 
     /// Stop accepting, answer parked requests, close connections, and flush the log.

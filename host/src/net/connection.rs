@@ -124,9 +124,18 @@ async fn execute(
     let header = FrameHeader::parse(frame);
     let mut final_ = false;
     loop {
+        // The translator active now: a request runs (and a parked request is re-run) on the
+        // version current when it starts, so a swap takes effect between requests.
+        let module = match runtime.translator() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(conn = conn.id, "closing connection: {e}");
+                return None;
+            }
+        };
         // Guest calls are synchronous and may run up to their CPU deadline; WASI's sync bindings
         // also block on futures (a guest writing to stderr). Off the async worker, then.
-        match tokio::task::block_in_place(|| runtime.handle(conn, frame, final_)) {
+        match tokio::task::block_in_place(|| runtime.handle(&module, conn, frame, final_)) {
             Ok(Handled::Respond(Some(segments))) => return Some(Reply::Send(segments)),
             Ok(Handled::Respond(None)) => return Some(Reply::Nothing),
             Ok(Handled::Close(reason)) => {
@@ -143,9 +152,11 @@ async fn execute(
                 final_ = !woken;
             }
             Err(failure) => {
-                tracing::warn!(conn = conn.id, peer = %conn.peer, ?header, "guest call failed: {failure}");
+                tracing::warn!(conn = conn.id, peer = %conn.peer, ?header, module = %module.id.name, version = module.id.version, "guest call failed: {failure}");
                 let code = failure.kafka_code();
-                return match tokio::task::block_in_place(|| runtime.error_response(conn, frame, code)) {
+                return match tokio::task::block_in_place(|| {
+                    runtime.error_response(&module, conn, frame, code)
+                }) {
                     Ok(Some(segments)) => Some(Reply::Send(segments)),
                     Ok(None) => None,
                     Err(e) => {

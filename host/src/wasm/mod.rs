@@ -3,9 +3,13 @@
 
 mod bindings;
 mod host_impl;
+mod module;
+pub mod registry;
 mod runtime;
 mod state;
 
+pub use module::{Module, ModuleId, ModuleStats, StatsSnapshot};
+pub use registry::{ModuleView, Registry, RegistryConfig, RegistryError, VersionView};
 pub use runtime::{GuestFailure, GuestLimits, Handled, Runtime, WasmError};
 pub use state::{ConnInfo, HostContext, Observed};
 

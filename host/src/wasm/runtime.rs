@@ -1,13 +1,20 @@
-//! Engine, pre-instantiated translator, and one guest call per request under limits.
+//! Engine, the active translator, and one guest call per request under limits.
 //!
 //! Every request runs on a fresh instance (instantiation from an `InstancePre` with the pooling
 //! allocator costs microseconds), so a trap never poisons a later request, and a parked request
 //! holds no instance at all: the guest returns a `wait`, and the host re-runs the request later.
+//!
+//! The active translator is an `Arc<Module>` behind a lock that is held only to clone the `Arc`:
+//! a request takes the current module when it starts (and again each time a parked request is
+//! re-run), so a swap is atomic between requests, a request in flight finishes on the version it
+//! started with, and no instance outlives its request (nothing warm of an old version is reused).
 
 use super::bindings::{ProtocolHandler, ProtocolHandlerPre, handler_types};
+use super::module::{Module, ModuleId, ModuleStats};
 use super::state::{BufferHandle, ConnInfo, GuestState, HostContext, Observed};
 use crate::storage::TopicName;
 use bytes::Bytes;
+use parking_lot::RwLock;
 use rand::SeedableRng;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,8 +34,12 @@ pub enum WasmError {
     Engine(String),
     #[error("the module does not compile: {0}")]
     Compile(String),
-    #[error("the module does not fit the protocol-handler world: {0}")]
+    #[error("the module does not fit the protocol-handler world of guise:runtime@0.1.0: {0}")]
     Link(String),
+    #[error("the module fails to instantiate: {0}")]
+    Instantiate(String),
+    #[error("no translator is deployed")]
+    NoTranslator,
 }
 
 /// Why a guest call failed. The instance is discarded either way.
@@ -80,11 +91,13 @@ pub enum Handled {
 
 pub struct Runtime {
     engine: Engine,
-    pre: ProtocolHandlerPre<GuestState>,
+    linker: Linker<GuestState>,
     ctx: Arc<HostContext>,
     limits: GuestLimits,
     stop_ticker: Arc<AtomicBool>,
-    /// Guest calls made, and failed (trap, deadline, memory).
+    /// The translator new requests run on.
+    translator: RwLock<Option<Arc<Module>>>,
+    /// Guest calls made, and failed (trap, deadline, memory), over all versions.
     pub calls: AtomicU64,
     pub failures: AtomicU64,
 }
@@ -96,7 +109,18 @@ impl Drop for Runtime {
 }
 
 impl Runtime {
+    /// A runtime with `wasm` compiled and active as an unregistered translator (version 0);
+    /// for tests and benchmarks. The server loads its translator through the module registry.
     pub fn new(wasm: &[u8], ctx: Arc<HostContext>, limits: GuestLimits) -> Result<Self, WasmError> {
+        let runtime = Self::empty(ctx, limits)?;
+        let component = runtime.compile(wasm)?;
+        let module = runtime.prepare(&component, ModuleId::unregistered("kafka", wasm), Arc::default())?;
+        runtime.activate(Arc::new(module));
+        Ok(runtime)
+    }
+
+    /// A runtime with no translator yet (requests are refused until one is activated).
+    pub fn empty(ctx: Arc<HostContext>, limits: GuestLimits) -> Result<Self, WasmError> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(limits.max_instances)
             .total_core_instances(limits.max_instances * 16)
@@ -109,13 +133,11 @@ impl Runtime {
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
-        let component = Component::new(&engine, wasm).map_err(|e| WasmError::Compile(format!("{e:#}")))?;
         let mut linker = Linker::<GuestState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| WasmError::Link(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
         ProtocolHandler::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| WasmError::Link(format!("{e:#}")))?;
-        let pre = linker.instantiate_pre(&component).map_err(|e| WasmError::Link(format!("{e:#}")))?;
-        let pre = ProtocolHandlerPre::new(pre).map_err(|e| WasmError::Link(format!("{e:#}")))?;
+            .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
@@ -133,13 +155,74 @@ impl Runtime {
         }
         Ok(Runtime {
             engine,
-            pre,
+            linker,
             ctx,
             limits,
             stop_ticker,
+            translator: RwLock::new(None),
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         })
+    }
+
+    /// Names the artifacts this engine can load: its wasmtime version and compiler settings.
+    pub fn engine_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+
+    /// Compile a component (Cranelift; tens of milliseconds to seconds).
+    pub fn compile(&self, wasm: &[u8]) -> Result<Component, WasmError> {
+        Component::new(&self.engine, wasm).map_err(|e| WasmError::Compile(format!("{e:#}")))
+    }
+
+    /// The compiled artifact of `component`, to cache on disk.
+    pub fn serialize(&self, component: &Component) -> Result<Vec<u8>, WasmError> {
+        component.serialize().map_err(|e| WasmError::Compile(format!("serializing: {e:#}")))
+    }
+
+    /// Load a compiled artifact. It fails cleanly if the artifact was made by another wasmtime
+    /// version or engine configuration.
+    ///
+    /// # Safety
+    /// `artifact` must be bytes `serialize` produced (wasmtime runs its machine code as is);
+    /// the registry checks a digest it stored beside them before calling this.
+    pub unsafe fn deserialize(&self, artifact: &[u8]) -> Result<Component, WasmError> {
+        // SAFETY: the caller vouches that the bytes come from `serialize`.
+        unsafe { Component::deserialize(&self.engine, artifact) }
+            .map_err(|e| WasmError::Compile(format!("loading the cached artifact: {e:#}")))
+    }
+
+    /// Check that `component` is a protocol handler this host can run, and make it ready:
+    /// every import must be one the host provides (the deny-all WASI context and the
+    /// `guise:runtime` interfaces), the `handle` and `error-response` exports must have the
+    /// world's types, and one instance must come up (a start function that traps is refused).
+    pub fn prepare(
+        &self,
+        component: &Component,
+        id: ModuleId,
+        stats: Arc<ModuleStats>,
+    ) -> Result<Module, WasmError> {
+        let pre = self.linker.instantiate_pre(component).map_err(|e| WasmError::Link(format!("{e:#}")))?;
+        let pre = ProtocolHandlerPre::new(pre).map_err(|e| WasmError::Link(format!("{e:#}")))?;
+        let conn = ConnInfo { id: 0, tenant: "public".into(), peer: "deploy-check".into() };
+        let mut store = self.store(&conn);
+        pre.instantiate(&mut store).map_err(|e| WasmError::Instantiate(format!("{e:#}")))?;
+        Ok(Module { id, pre, stats })
+    }
+
+    /// Make `module` the translator new requests run on; the previous one is returned (requests
+    /// already running on it finish there).
+    pub fn activate(&self, module: Arc<Module>) -> Option<Arc<Module>> {
+        tracing::info!(module = %module.id.name, version = module.id.version, hash = %module.id.short_hash(), "translator activated");
+        self.translator.write().replace(module)
+    }
+
+    /// The translator a request starting now runs on.
+    pub fn translator(&self) -> Result<Arc<Module>, WasmError> {
+        self.translator.read().clone().ok_or(WasmError::NoTranslator)
     }
 
     pub fn context(&self) -> &Arc<HostContext> {
@@ -179,37 +262,56 @@ impl Runtime {
         store
     }
 
-    fn failure(&self, e: wasmtime::Error) -> GuestFailure {
+    /// Count a failed call, on the host and on the module version.
+    fn failed(&self, module: &Module, failure: GuestFailure) -> GuestFailure {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        match e.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => GuestFailure::Deadline(self.limits.call_timeout),
-            _ => GuestFailure::Trap(format!("{e:#}")),
-        }
+        module.stats.record_failure(&failure);
+        failure
     }
 
-    fn instantiate(&self, conn: &ConnInfo) -> Result<(Store<GuestState>, ProtocolHandler), GuestFailure> {
+    fn trap(&self, module: &Module, e: wasmtime::Error) -> GuestFailure {
+        let failure = match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => GuestFailure::Deadline(self.limits.call_timeout),
+            _ => GuestFailure::Trap(format!("{e:#}")),
+        };
+        self.failed(module, failure)
+    }
+
+    fn instantiate(
+        &self,
+        module: &Module,
+        conn: &ConnInfo,
+    ) -> Result<(Store<GuestState>, ProtocolHandler), GuestFailure> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        module.stats.calls.fetch_add(1, Ordering::Relaxed);
         let mut store = self.store(conn);
-        let bindings = self.pre.instantiate(&mut store).map_err(|e| {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-            GuestFailure::Instantiate(format!("{e:#}"))
-        })?;
+        let bindings = module
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.failed(module, GuestFailure::Instantiate(format!("{e:#}"))))?;
         Ok((store, bindings))
     }
 
-    /// Run the translator on one request frame (without its size prefix).
-    pub fn handle(&self, conn: &ConnInfo, frame: &Bytes, final_: bool) -> Result<Handled, GuestFailure> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        let (mut store, bindings) = self.instantiate(conn)?;
+    /// Run `module` on one request frame (without its size prefix).
+    pub fn handle(
+        &self,
+        module: &Module,
+        conn: &ConnInfo,
+        frame: &Bytes,
+        final_: bool,
+    ) -> Result<Handled, GuestFailure> {
+        let (mut store, bindings) = self.instantiate(module, conn)?;
         let frame_res = store
             .data_mut()
             .table
             .push(BufferHandle(frame.clone()))
             .map_err(|e| GuestFailure::Instantiate(e.to_string()))?;
-        let outcome = bindings.call_handle(&mut store, frame_res, final_).map_err(|e| self.failure(e))?;
+        let outcome =
+            bindings.call_handle(&mut store, frame_res, final_).map_err(|e| self.trap(module, e))?;
         match outcome {
             handler_types::Outcome::Respond(None) => Ok(Handled::Respond(None)),
             handler_types::Outcome::Respond(Some(segments)) => {
-                Ok(Handled::Respond(Some(self.segments(&mut store, segments)?)))
+                Ok(Handled::Respond(Some(self.segments(module, &mut store, segments)?)))
             }
             handler_types::Outcome::Close(reason) => Ok(Handled::Close(reason)),
             handler_types::Outcome::Wait(w) => {
@@ -227,25 +329,26 @@ impl Runtime {
         }
     }
 
-    /// Ask a fresh instance for the error response to `frame` (after a failed call on it).
+    /// Ask a fresh instance of `module` for the error response to `frame` (after a failed call
+    /// on it).
     pub fn error_response(
         &self,
+        module: &Module,
         conn: &ConnInfo,
         frame: &Bytes,
         code: i16,
     ) -> Result<Option<Vec<Bytes>>, GuestFailure> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        let (mut store, bindings) = self.instantiate(conn)?;
+        let (mut store, bindings) = self.instantiate(module, conn)?;
         let frame_res = store
             .data_mut()
             .table
             .push(BufferHandle(frame.clone()))
             .map_err(|e| GuestFailure::Instantiate(e.to_string()))?;
         let segments =
-            bindings.call_error_response(&mut store, frame_res, code).map_err(|e| self.failure(e))?;
+            bindings.call_error_response(&mut store, frame_res, code).map_err(|e| self.trap(module, e))?;
         match segments {
             None => Ok(None),
-            Some(s) => Ok(Some(self.segments(&mut store, s)?)),
+            Some(s) => Ok(Some(self.segments(module, &mut store, s)?)),
         }
     }
 
@@ -253,6 +356,7 @@ impl Runtime {
     /// handle (no copy).
     fn segments(
         &self,
+        module: &Module,
         store: &mut Store<GuestState>,
         segments: Vec<handler_types::Segment>,
     ) -> Result<Vec<Bytes>, GuestFailure> {
@@ -263,20 +367,18 @@ impl Runtime {
                 handler_types::Segment::Bytes(b) => {
                     guest_bytes += b.len();
                     if guest_bytes > self.limits.max_response_bytes {
-                        self.failures.fetch_add(1, Ordering::Relaxed);
-                        return Err(GuestFailure::Invalid(format!(
+                        let failure = GuestFailure::Invalid(format!(
                             "response exceeds {} bytes",
                             self.limits.max_response_bytes
-                        )));
+                        ));
+                        return Err(self.failed(module, failure));
                     }
                     out.push(Bytes::from(b));
                 }
                 handler_types::Segment::Buffer(r) => {
-                    let b = store
-                        .data_mut()
-                        .table
-                        .delete(r)
-                        .map_err(|e| GuestFailure::Invalid(format!("bad buffer handle: {e}")))?;
+                    let b = store.data_mut().table.delete(r).map_err(|e| {
+                        self.failed(module, GuestFailure::Invalid(format!("bad buffer handle: {e}")))
+                    })?;
                     out.push(b.0);
                 }
             }

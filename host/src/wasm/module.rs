@@ -1,0 +1,86 @@
+//! A loaded translator version: who it is, its pre-instantiated component, and its counters.
+
+use super::bindings::ProtocolHandlerPre;
+use super::runtime::GuestFailure;
+use super::state::GuestState;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A module version: name, version number (1, 2, ... per name; 0 for one not in the registry)
+/// and the SHA-256 of its `.wasm`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleId {
+    pub name: String,
+    pub version: u32,
+    pub sha256: String,
+}
+
+impl ModuleId {
+    /// An id for a module loaded outside the registry (tests, benchmarks).
+    pub fn unregistered(name: &str, wasm: &[u8]) -> Self {
+        ModuleId { name: name.to_string(), version: 0, sha256: sha256_hex(wasm) }
+    }
+
+    /// The first 12 hex digits of the hash, for logs and tables.
+    pub fn short_hash(&self) -> &str {
+        &self.sha256[..self.sha256.len().min(12)]
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Guest calls of one module version since the host started (not persisted).
+#[derive(Debug, Default)]
+pub struct ModuleStats {
+    /// Guest calls (requests, re-runs of parked requests, and error responses).
+    pub calls: AtomicU64,
+    /// Calls that trapped (a panic, `unreachable`, running out of memory).
+    pub traps: AtomicU64,
+    /// Calls stopped at their CPU deadline.
+    pub timeouts: AtomicU64,
+    /// Calls that failed otherwise: an instance that would not come up, an oversized or
+    /// malformed response.
+    pub invalid: AtomicU64,
+}
+
+impl ModuleStats {
+    pub fn record_failure(&self, failure: &GuestFailure) {
+        let counter = match failure {
+            GuestFailure::Trap(_) => &self.traps,
+            GuestFailure::Deadline(_) => &self.timeouts,
+            GuestFailure::Instantiate(_) | GuestFailure::Invalid(_) => &self.invalid,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let traps = self.traps.load(Ordering::Relaxed);
+        let timeouts = self.timeouts.load(Ordering::Relaxed);
+        let invalid = self.invalid.load(Ordering::Relaxed);
+        StatsSnapshot {
+            calls: self.calls.load(Ordering::Relaxed),
+            errors: traps + timeouts + invalid,
+            traps,
+            timeouts,
+        }
+    }
+}
+
+/// Counters as the admin API shows them; `errors` counts every failed call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StatsSnapshot {
+    pub calls: u64,
+    pub errors: u64,
+    pub traps: u64,
+    pub timeouts: u64,
+}
+
+/// A version ready to run: each request instantiates it afresh.
+pub struct Module {
+    pub id: ModuleId,
+    pub(super) pre: ProtocolHandlerPre<GuestState>,
+    pub stats: std::sync::Arc<ModuleStats>,
+}

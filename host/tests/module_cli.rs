@@ -1,0 +1,153 @@
+//! The module lifecycle through the real `guise` binary: `guise module deploy | list | show |
+//! rollback` against a running `guise serve`, refused uploads, and a restart that keeps the
+//! active version (loaded from its cached artifact, not compiled again).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Host {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Host {
+    fn start(data: &Path, kafka: u16, admin: u16) -> Host {
+        static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = data.with_file_name(format!("guise-{n}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_guise"))
+            .args(["serve", "--kafka-addr", &format!("127.0.0.1:{kafka}")])
+            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
+            .arg("--data-dir")
+            .arg(data)
+            .env("GUISE_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start guise");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+            assert!(Instant::now() < deadline, "guise did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Host { child, log }
+    }
+
+    fn stop(mut self) -> String {
+        // SIGTERM: a clean stop.
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+fn guise(admin: u16, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_guise"))
+        .arg("module")
+        .args(args)
+        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+fn refused(out: Output) -> String {
+    assert!(!out.status.success(), "expected a refusal, got {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn produce(kafka: u16, value: &str) -> i64 {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client =
+            rskafka::client::ClientBuilder::new(vec![format!("127.0.0.1:{kafka}")]).build().await.unwrap();
+        let pc = client
+            .partition_client("cli", 0, rskafka::client::partition::UnknownTopicHandling::Retry)
+            .await
+            .unwrap();
+        let record = rskafka::record::Record {
+            key: None,
+            value: Some(value.as_bytes().to_vec()),
+            headers: Default::default(),
+            timestamp: chrono::Utc::now(),
+        };
+        pc.produce(vec![record], rskafka::client::partition::Compression::NoCompression).await.unwrap()[0]
+    })
+}
+
+#[test]
+fn deploy_list_show_rollback_and_restart_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (kafka, admin) = (free_port(), free_port());
+    let host = Host::start(&data, kafka, admin);
+
+    let list = ok(guise(admin, &["list"]));
+    assert!(list.lines().any(|l| l.starts_with("kafka") && l.contains("yes")), "{list}");
+    assert_eq!(produce(kafka, "on v1"), 0);
+
+    let faulty = guise_host::wasm::FAULTY_TRANSLATOR_PATH;
+    let out = ok(guise(admin, &["deploy", "kafka", faulty]));
+    assert!(out.contains("deployed kafka version 2"), "{out}");
+    assert_eq!(produce(kafka, "on v2"), 1);
+
+    // Refused uploads say why, and version 2 stays.
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"not a component").unwrap();
+    let err = refused(guise(admin, &["deploy", "kafka", garbage.to_str().unwrap()]));
+    assert!(err.contains("does not compile") && err.contains("HTTP 422"), "{err}");
+    let empty_component = dir.path().join("empty.wasm");
+    std::fs::write(&empty_component, b"\0asm\x0d\0\x01\0").unwrap();
+    let err = refused(guise(admin, &["deploy", "kafka", empty_component.to_str().unwrap()]));
+    assert!(err.contains("protocol-handler"), "{err}");
+    let err = refused(guise(admin, &["deploy", "Kafka!", faulty]));
+    assert!(err.contains("invalid module name"), "{err}");
+    let err = refused(guise(admin, &["rollback", "nothing-here"]));
+    assert!(err.contains("no module named") && err.contains("404"), "{err}");
+
+    let show = ok(guise(admin, &["show", "kafka"]));
+    assert!(show.contains("active version 2"), "{show}");
+    let v2 = show.lines().find(|l| l.starts_with('*')).expect("the active row is starred");
+    assert!(v2.split_whitespace().nth(1) == Some("2"), "{show}");
+    let calls: u64 = v2.split_whitespace().nth(7).unwrap().parse().unwrap();
+    assert!(calls >= 1, "version 2 served the produce: {show}");
+    assert!(show.contains("upload") && show.contains("embedded"), "{show}");
+
+    let out = ok(guise(admin, &["rollback", "kafka"]));
+    assert!(out.contains("kafka version 1"), "{out}");
+    assert_eq!(produce(kafka, "on v1 again"), 2);
+    let log = host.stop();
+    assert!(log.contains("deployed"), "{log}");
+
+    // Restart: version 1 is still the active one, loaded from the artifact cache.
+    let host = Host::start(&data, kafka, admin);
+    let show = ok(guise(admin, &["show", "kafka"]));
+    assert!(show.contains("active version 1"), "{show}");
+    assert_eq!(produce(kafka, "after restart"), 3);
+    let log = host.stop();
+    assert!(log.contains("loaded from the artifact cache"), "{log}");
+    assert!(!log.contains("compiled again"), "{log}");
+
+    // And with the host down, the CLI says so plainly.
+    let err = refused(guise(admin, &["list"]));
+    assert!(err.contains("cannot reach the admin API"), "{err}");
+}

@@ -76,6 +76,9 @@ impl Default for StubServices {
     }
 }
 
+/// The host's limit on partitions per topic (its storage refuses more, as INVALID_PARTITIONS).
+const MAX_PARTITIONS: i32 = 10_000;
+
 const KNOWN_CONFIGS: &[(&str, &str)] =
     &[("cleanup.policy", "delete"), ("max.message.bytes", "1048588"), ("segment.bytes", "1073741824")];
 
@@ -143,7 +146,7 @@ impl Services for StubServices {
         if !valid_topic_name(name) {
             return Err(error::INVALID_TOPIC_EXCEPTION);
         }
-        if partitions < 1 {
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
             return Err(error::INVALID_PARTITIONS);
         }
         if configs.iter().any(|(k, _)| !KNOWN_CONFIGS.iter().any(|(n, _)| n == k)) {
@@ -171,7 +174,7 @@ impl Services for StubServices {
     fn create_partitions(&self, name: &str, total: i32, validate_only: bool) -> Result<(), ErrorCode> {
         let mut topics = self.topics.borrow_mut();
         let t = topics.get_mut(name).ok_or(error::UNKNOWN_TOPIC_OR_PARTITION)?;
-        if total <= t.partitions.len() as i32 {
+        if total <= t.partitions.len() as i32 || total > MAX_PARTITIONS {
             return Err(error::INVALID_PARTITIONS);
         }
         if !validate_only {
@@ -217,7 +220,7 @@ impl Services for StubServices {
             }
             let len = be_i32(data, at + 8);
             let end = at + 12 + usize::try_from(len).map_err(|_| error::CORRUPT_MESSAGE)?;
-            if end > data.len() {
+            if end - at < 61 || end > data.len() {
                 return Err(error::CORRUPT_MESSAGE);
             }
             batches.push(at..end);

@@ -1,6 +1,6 @@
 //! Per-request context: the decoded header, the body to decode, and response encoding.
 
-use crate::apis;
+use crate::{apis, claims};
 use bytes::{Buf, Bytes, BytesMut};
 use guise_guest_sdk::{Outcome, Request, Segment, Services};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -67,8 +67,10 @@ impl<'a, S: Services> Ctx<'a, S> {
         Ok(cx)
     }
 
-    /// Decode the request body as `R` at this request's version.
+    /// Decode the request body as `R` at this request's version. Its array counts are checked
+    /// first ([`claims`]): the decoder would reserve memory for whatever count the client claims.
     pub fn decode<R: Decodable>(&self) -> Result<R, String> {
+        claims::check(self.api_key, self.version, &self.body)?;
         let mut buf = self.body.clone();
         let r = R::decode(&mut buf, self.version)
             .map_err(|e| format!("malformed request (api key {} v{}): {e}", self.api_key, self.version))?;

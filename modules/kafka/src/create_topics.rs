@@ -77,9 +77,8 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
         let result = plan(cx, t, me, broker_count).and_then(|(partitions, configs)| {
             svc.create_topic(name, partitions, &configs, req.validate_only).map_err(|code| {
                 let why = match code {
-                    error::INVALID_PARTITIONS => {
-                        format!("Number of partitions must be larger than 0 (requested {partitions}).")
-                    }
+                    // `plan` refused counts below 1: the host refuses this one (too many).
+                    error::INVALID_PARTITIONS => format!("A topic cannot have {partitions} partitions here."),
                     error::INVALID_CONFIG => {
                         let names: Vec<&str> = configs.iter().map(|(k, _)| k.as_str()).collect();
                         format!("One of the topic configs {names:?} is unknown here or has an invalid value.")

@@ -9,6 +9,7 @@
 
 mod api_versions;
 mod apis;
+mod claims;
 mod context;
 mod create_partitions;
 mod create_topics;
@@ -18,6 +19,8 @@ mod fetch;
 mod list_offsets;
 mod metadata;
 mod produce;
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod test_util;
 

@@ -17,7 +17,12 @@ impl GuestState {
 
     fn storage_error(&self, what: &str, e: StorageError) -> ErrorCode {
         if let StorageError::Io(io) = &e {
-            tracing::error!(conn = self.conn.id, "storage failure during {what}: {io}");
+            if what == "append" {
+                // The log has already said which file and why.
+                tracing::debug!(conn = self.conn.id, "storage failure during {what}: {io}");
+            } else {
+                tracing::error!(conn = self.conn.id, "storage failure during {what}: {io}");
+            }
         } else {
             tracing::debug!(conn = self.conn.id, "{what}: {e}");
         }

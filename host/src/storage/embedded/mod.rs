@@ -6,8 +6,11 @@
 //! rebuilt at open by scanning batch headers; the last segment of each partition is also
 //! CRC-checked and a torn or corrupt tail is cut off.
 //!
-//! Appends are not fsynced (flush() syncs what was written); there is no retention yet, so the
-//! log start offset is the base of the first segment.
+//! With the every-batch fsync policy an append is fsynced before it is published; otherwise
+//! flush() syncs what was written. An append that fails (full disk, read-only file system, failed
+//! fsync) leaves nothing behind: its bytes are cut off, a segment it started is removed, and the
+//! next append lands at the same offsets (see `Partition::append`). Retention deletes whole old
+//! segments and moves the log start offset.
 
 mod partition;
 mod segment;
@@ -256,12 +259,9 @@ impl Log for EmbeddedLog {
     ) -> Result<AppendInfo, StorageError> {
         let (topic, p) = self.partition(name, partition)?;
         let batches = batch::validate(&records, topic.meta.config.max_message_bytes)?;
-        let info = p.append(&records, &batches)?;
-        if self.defaults.fsync == FsyncPolicy::EveryBatch {
-            // Before the append returns, hence before the produce is acknowledged.
-            p.flush()?;
-        }
-        Ok(info)
+        // With every-batch, fsynced before the append returns (hence before the produce is
+        // acknowledged) and before readers see it; a failed fsync fails the append as a whole.
+        p.append(&records, &batches, self.defaults.fsync == FsyncPolicy::EveryBatch)
     }
 
     fn read(

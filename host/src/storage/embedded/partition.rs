@@ -33,6 +33,24 @@ pub(super) struct Partition {
     writer: Mutex<Writer>,
     /// Cloned for each subscriber; the sender lives in the writer.
     hwm: watch::Receiver<i64>,
+    #[cfg(test)]
+    pub faults: Mutex<Faults>,
+}
+
+/// I/O failures the next operations meet, for tests.
+#[cfg(test)]
+#[derive(Default)]
+pub(super) struct Faults {
+    /// The next write stores this many bytes, then fails with ENOSPC.
+    pub write: Option<usize>,
+    /// The next fsync of a segment fails with EIO.
+    pub sync: bool,
+    /// The next segment creation fails with EROFS.
+    pub create: bool,
+    /// The next removal of a segment fails with EROFS.
+    pub remove: bool,
+    /// The next this many cuts of a failed append fail with EROFS.
+    pub cut: usize,
 }
 
 struct View {
@@ -49,6 +67,15 @@ struct Writer {
     unsynced: Vec<Arc<File>>,
     /// A segment file was created since the last flush.
     dir_unsynced: bool,
+    /// Bytes of a failed append that could not be cut off yet.
+    dirty_tail: Option<DirtyTail>,
+}
+
+/// `file` (at `path`) must be cut back to `len` before anything more is written.
+struct DirtyTail {
+    file: Arc<File>,
+    path: PathBuf,
+    len: u64,
 }
 
 impl Partition {
@@ -66,11 +93,9 @@ impl Partition {
         }
         bases.sort_unstable();
 
-        let mut segments = Vec::with_capacity(bases.len().max(1));
-        for (i, &base) in bases.iter().enumerate() {
-            let last = i + 1 == bases.len();
+        let recover = |base: i64, verify_crc: bool| -> io::Result<Segment> {
             let path = dir.join(Segment::file_name(base));
-            let recovered = segment::recover(&path, base, last, config.index_interval_bytes)?;
+            let recovered = segment::recover(&path, base, verify_crc, config.index_interval_bytes)?;
             if let Some((dropped, reason)) = &recovered.truncated {
                 tracing::warn!(
                     segment = %path.display(),
@@ -79,7 +104,32 @@ impl Partition {
                     recovered.segment.next_offset
                 );
             }
-            if let Some(previous) = segments.last().map(|s: &Segment| s.next_offset)
+            Ok(recovered.segment)
+        };
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        // Whether the last segment kept had the full (CRC) scan.
+        let mut last_verified = true;
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            let path = dir.join(Segment::file_name(base));
+            let segment = recover(base, last)?;
+            let previous = segments.last().map(|s: &Segment| s.next_offset);
+            if let Some(previous) = previous
+                && base < previous
+                && segment.size == 0
+            {
+                // An empty segment inside the offsets of the one before: the leftover of an
+                // append that failed after creating it (and whose removal was lost in a crash).
+                // Kept, it would move the log's end back and offsets would be handed out twice.
+                tracing::warn!(
+                    segment = %path.display(),
+                    "removing an empty segment at offset {base}, inside the previous one (which ends at {previous})"
+                );
+                std::fs::remove_file(&path)?;
+                last_verified = !last;
+                continue;
+            }
+            if let Some(previous) = previous
                 && previous != base
             {
                 tracing::warn!(
@@ -87,7 +137,12 @@ impl Partition {
                     "segment starts at offset {base} but the previous one ends at {previous}"
                 );
             }
-            segments.push(recovered.segment);
+            segments.push(segment);
+            last_verified = last;
+        }
+        if !last_verified && let Some(s) = segments.pop() {
+            // The active segment now: scan it again with CRC checks, as a last segment is.
+            segments.push(recover(s.base_offset, true)?);
         }
         let created = segments.is_empty();
         if created {
@@ -100,28 +155,57 @@ impl Partition {
             dir: dir.to_path_buf(),
             config,
             view: RwLock::new(View { segments, log_start, high_watermark }),
-            writer: Mutex::new(Writer { hwm: Some(tx), unsynced: Vec::new(), dir_unsynced: created }),
+            writer: Mutex::new(Writer {
+                hwm: Some(tx),
+                unsynced: Vec::new(),
+                dir_unsynced: created,
+                dirty_tail: None,
+            }),
             hwm: rx,
+            #[cfg(test)]
+            faults: Mutex::new(Faults::default()),
         })
     }
 
     /// Append already validated batches of `records`: assign contiguous offsets, write each
-    /// batch with its base offset patched (vectored, straight from `records`), then publish.
-    pub fn append(&self, records: &Bytes, batches: &[ValidBatch]) -> Result<AppendInfo, StorageError> {
+    /// batch with its base offset patched (vectored, straight from `records`), with `sync` also
+    /// fsync it (and the directory, for a new segment), then publish.
+    ///
+    /// A failed append changes nothing anyone can see: the bytes it wrote are cut off again, a
+    /// segment it created is removed, and the segment sizes, index, high watermark and watch
+    /// are untouched, so the next append lands where this one would have. The error names the
+    /// file and is logged here.
+    pub fn append(
+        &self,
+        records: &Bytes,
+        batches: &[ValidBatch],
+        sync: bool,
+    ) -> Result<AppendInfo, StorageError> {
         let mut writer = self.writer.lock();
         if writer.hwm.is_none() {
             return Err(StorageError::UnknownTopicOrPartition);
         }
+        self.cut_dirty_tail(&mut writer)?;
         let total: u64 = batches.iter().map(|b| b.size() as u64).sum();
-        let (mut file, mut position, base_offset, log_start) = {
+        let (active_file, active_path, active_size, base_offset, log_start) = {
             let view = self.view.read();
             let active = view.active();
-            (active.file.clone(), active.size, view.high_watermark, view.log_start)
+            (active.file.clone(), active.path.clone(), active.size, view.high_watermark, view.log_start)
         };
-        if position > 0 && position.saturating_add(total) > self.config.segment_bytes {
-            file = self.roll(&mut writer, base_offset)?;
-            position = 0;
-        }
+        // A new active segment, published only once the batches are in it.
+        let rolled = if active_size > 0 && active_size.saturating_add(total) > self.config.segment_bytes {
+            Some(self.create_segment(base_offset).map_err(|e| {
+                let path = self.dir.join(Segment::file_name(base_offset));
+                tracing::error!(segment = %path.display(), error = %e, "append failed: cannot create a new segment");
+                with_path(e, "creating segment", &path)
+            })?)
+        } else {
+            None
+        };
+        let (file, path, position) = match &rolled {
+            Some(s) => (s.file.clone(), s.path.clone(), 0),
+            None => (active_file, active_path, active_size),
+        };
 
         // The assigned base offset of each batch, and its header as stored.
         let mut next = base_offset;
@@ -138,23 +222,45 @@ impl Partition {
             slices.push(IoSlice::new(offset));
             slices.push(IoSlice::new(&records[b.position + 8..b.position + b.size()]));
         }
-        if let Err(e) = write_at_end(&file, position, &mut slices) {
-            // Leave nothing behind the committed length: a later append starts there again.
-            if let Err(undo) = file.set_len(position) {
-                tracing::error!(dir = %self.dir.display(), "cannot cut a failed append back to {position}: {undo}");
+        // A new segment's name must be durable too (and the first segment's, not synced yet).
+        let sync_dir = sync && (rolled.is_some() || writer.dir_unsynced);
+        let written = self.write_at_end(&file, position, &mut slices).and_then(|()| {
+            if sync {
+                self.sync_file(&file)?;
             }
-            return Err(e.into());
+            if sync_dir { self.sync_dir() } else { Ok(()) }
+        });
+        if let Err(e) = written {
+            tracing::error!(
+                segment = %path.display(),
+                position,
+                bytes = total,
+                error = %e,
+                "append failed; nothing of it is kept"
+            );
+            self.undo_append(&mut writer, rolled, &file, &path, position);
+            return Err(
+                with_path(e, &format!("appending {total} bytes at position {position} to"), &path).into()
+            );
         }
 
         {
             let mut view = self.view.write();
+            if let Some(segment) = rolled {
+                tracing::debug!(segment = %segment.path.display(), "rolled a new segment");
+                view.segments.push(segment);
+                writer.dir_unsynced |= !sync_dir;
+            }
             let active = view.active_mut();
             for header in &headers {
                 active.note_batch(header, self.config.index_interval_bytes);
             }
             view.high_watermark = next;
         }
-        if !writer.unsynced.last().is_some_and(|f| Arc::ptr_eq(f, &file)) {
+        if sync_dir {
+            writer.dir_unsynced = false;
+        }
+        if !sync && !writer.unsynced.last().is_some_and(|f| Arc::ptr_eq(f, &file)) {
             writer.unsynced.push(file);
         }
         if let Some(tx) = &writer.hwm {
@@ -163,14 +269,102 @@ impl Partition {
         Ok(AppendInfo { base_offset, last_offset: next - 1, log_start_offset: log_start })
     }
 
-    /// Start a new active segment at `base_offset`.
-    fn roll(&self, writer: &mut Writer, base_offset: i64) -> io::Result<Arc<File>> {
-        let segment = Segment::create(&self.dir, base_offset)?;
-        tracing::debug!(segment = %segment.path.display(), "rolled a new segment");
-        let file = segment.file.clone();
-        self.view.write().segments.push(segment);
-        writer.dir_unsynced = true;
-        Ok(file)
+    /// After a failed write: cut `file` back to `len` (its committed length) and remove a segment
+    /// created for this append. What cannot be undone now is remembered and retried before the
+    /// next append, which is refused until it succeeds: bytes past a committed length must never
+    /// stay behind data written later.
+    fn undo_append(
+        &self,
+        writer: &mut Writer,
+        rolled: Option<Segment>,
+        file: &Arc<File>,
+        path: &Path,
+        len: u64,
+    ) {
+        if let Some(segment) = rolled {
+            // The directory changed either way.
+            writer.dir_unsynced = true;
+            match self.remove_file(path) {
+                Ok(()) => return,
+                Err(e) => {
+                    // Keep it as the (empty) active segment instead: a stray file with a base
+                    // offset below the log's end would lose offsets at the next open.
+                    tracing::error!(segment = %path.display(), error = %e, "cannot remove the segment of a failed append; keeping it, empty");
+                    self.view.write().segments.push(segment);
+                }
+            }
+        }
+        let tail = DirtyTail { file: file.clone(), path: path.to_path_buf(), len };
+        if let Err(e) = self.cut(&tail) {
+            tracing::error!(segment = %path.display(), len, error = %e, "cannot cut a failed append off; retried before the next append");
+            writer.dirty_tail = Some(tail);
+        }
+    }
+
+    /// Retry cutting off what a failed append left behind, if anything.
+    fn cut_dirty_tail(&self, writer: &mut Writer) -> Result<(), StorageError> {
+        let Some(tail) = &writer.dirty_tail else { return Ok(()) };
+        if let Err(e) = self.cut(tail) {
+            tracing::error!(segment = %tail.path.display(), len = tail.len, error = %e, "append refused: the bytes of an earlier failed append are still there and cannot be cut off");
+            return Err(with_path(e, "cutting a failed append off", &tail.path).into());
+        }
+        tracing::info!(segment = %tail.path.display(), len = tail.len, "cut a failed append off");
+        writer.dirty_tail = None;
+        Ok(())
+    }
+
+    /// Truncate the file to `tail.len` if it is longer.
+    fn cut(&self, tail: &DirtyTail) -> io::Result<()> {
+        #[cfg(test)]
+        {
+            let mut faults = self.faults.lock();
+            if faults.cut > 0 {
+                faults.cut -= 1;
+                return Err(io::Error::from_raw_os_error(30)); // EROFS
+            }
+        }
+        if tail.file.metadata()?.len() > tail.len { tail.file.set_len(tail.len) } else { Ok(()) }
+    }
+
+    fn create_segment(&self, base_offset: i64) -> io::Result<Segment> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.faults.lock().create) {
+            return Err(io::Error::from_raw_os_error(30)); // EROFS
+        }
+        Segment::create(&self.dir, base_offset)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.faults.lock().remove) {
+            return Err(io::Error::from_raw_os_error(30)); // EROFS
+        }
+        std::fs::remove_file(path)
+    }
+
+    /// Write all of `slices` at `position`, the current end of `file` (the writer is the only
+    /// one that moves the file cursor).
+    fn write_at_end(&self, file: &File, position: u64, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(n) = self.faults.lock().write.take() {
+            // Store the first `n` bytes, then fail as a full disk does.
+            let all: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
+            file.write_all_at(&all[..n.min(all.len())], position)?;
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        write_at_end(file, position, slices)
+    }
+
+    fn sync_file(&self, file: &File) -> io::Result<()> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.faults.lock().sync) {
+            return Err(io::Error::from_raw_os_error(5)); // EIO
+        }
+        file.sync_data()
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.dir).and_then(|d| d.sync_all())
     }
 
     /// Whole batches from the one that holds `offset`, up to `max_bytes` (at least the first
@@ -344,28 +538,31 @@ impl Partition {
         self.writer.lock().hwm = None;
     }
 
-    /// fsync the files written since the last flush (and the directory, if a segment was created).
+    /// fsync the files written since the last flush (and the directory, if a segment was
+    /// created). What fails stays to be synced by the next flush; the error names the partition.
     pub fn flush(&self) -> io::Result<()> {
         let (files, dir) = {
             let mut writer = self.writer.lock();
+            // Also the moment to retry cutting off a failed append (logged if it fails again).
+            let _ = self.cut_dirty_tail(&mut writer);
             (std::mem::take(&mut writer.unsynced), std::mem::take(&mut writer.dir_unsynced))
         };
         let mut failed = Vec::new();
         let mut error = None;
         for file in files {
-            if let Err(e) = file.sync_data() {
+            if let Err(e) = self.sync_file(&file) {
                 failed.push(file);
                 error = Some(e);
             }
         }
-        if dir && let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+        if dir && let Err(e) = self.sync_dir() {
             error = Some(e);
         }
         if let Some(e) = error {
             let mut writer = self.writer.lock();
             writer.unsynced.extend(failed);
             writer.dir_unsynced |= dir;
-            return Err(e);
+            return Err(with_path(e, "syncing the partition", &self.dir));
         }
         Ok(())
     }
@@ -409,6 +606,11 @@ fn write_at_end(file: &File, position: u64, mut slices: &mut [IoSlice<'_>]) -> i
         }
     }
     Ok(())
+}
+
+/// `e` with what was being done to which file in front of its message (the kind is kept).
+fn with_path(e: io::Error, doing: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{doing} {}: {e}", path.display()))
 }
 
 /// Read whole batches starting at `position` (where a batch of `first_size` bytes starts),

@@ -34,6 +34,10 @@ impl Layout {
         let layout = Layout { topics: data_dir.join("topics"), trash: data_dir.join("deleted") };
         fs::create_dir_all(&layout.topics)?;
         fs::create_dir_all(&layout.trash)?;
+        // Their names, if just created (a topic's files are no use if `topics/` is lost).
+        if let Err(e) = sync_dir(data_dir) {
+            tracing::warn!(dir = %data_dir.display(), "cannot sync the data directory: {e}");
+        }
         for entry in fs::read_dir(&layout.trash)? {
             let path = entry?.path();
             if let Err(e) = fs::remove_dir_all(&path) {
@@ -128,8 +132,10 @@ pub(super) fn prepare_topic_dir(dir: &Path) -> io::Result<()> {
         fs::remove_dir_all(dir)?;
     }
     fs::create_dir_all(dir)?;
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
+    // The topic's name in its namespace's directory, and the namespace's and tenant's names if
+    // they are new too: an acknowledged record must not vanish with a directory entry.
+    for ancestor in dir.ancestors().skip(1).take(3) {
+        sync_dir(ancestor)?;
     }
     Ok(())
 }

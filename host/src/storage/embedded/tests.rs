@@ -629,3 +629,219 @@ fn retention_topic_configs_override_and_are_described() {
     let bad = vec![("retention.bytes".to_string(), "-2".to_string())];
     assert!(matches!(log.create_topic(&name("u"), 1, &bad, false), Err(StorageError::InvalidConfig(_))));
 }
+
+// Failed appends (full disk, read-only file system, failed fsync): injected through
+// `Partition::faults`. A failed append must change nothing: no bytes stay in the file past the
+// committed length, no segment is added, offsets, reads and the watch are as before, and the next
+// append lands where the failed one would have.
+
+fn partition(log: &EmbeddedLog, topic: &str) -> std::sync::Arc<super::partition::Partition> {
+    log.partition(&name(topic), 0).unwrap().1
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// An I/O error (KAFKA_STORAGE_ERROR) whose message names the segment file and the OS error.
+fn assert_storage_error(err: StorageError, os_error: &str) {
+    assert_eq!(err.kafka_code(), 56, "{err}");
+    assert!(matches!(err, StorageError::Io(_)), "{err}");
+    let message = err.to_string();
+    assert!(message.contains(".log") && message.contains(os_error), "{message}");
+}
+
+#[test]
+fn a_write_that_fails_midway_is_cut_off_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    log.append(&name("t"), 0, Bytes::from(batch(2, 10, 0))).unwrap();
+    log.append(&name("t"), 0, Bytes::from(batch(3, 10, 0))).unwrap();
+    let file = segment_files(dir.path(), "t", 0).pop().unwrap();
+    let len = file_len(&file);
+    let rx = log.subscribe(&name("t"), 0).unwrap();
+
+    // Two batches in one append; the disk fills after the first one and a half.
+    let mut two = batch(4, 100, 0);
+    let first = two.len();
+    two.extend_from_slice(&batch(4, 100, 0));
+    partition(&log, "t").faults.lock().write = Some(first + first / 2);
+    let err = log.append(&name("t"), 0, Bytes::from(two.clone())).unwrap_err();
+    assert_storage_error(err, "No space left on device");
+    assert_eq!(file_len(&file), len, "the partial write is cut off");
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 5));
+    assert!(!rx.has_changed().unwrap());
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 1), (2, 4)]);
+    assert_eq!(partition(&log, "t").index_entries(), vec![1]);
+
+    // Space is back: the same append lands at the next offsets.
+    let info = log.append(&name("t"), 0, Bytes::from(two)).unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (5, 12));
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 1), (2, 4), (5, 8), (9, 12)]);
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 1), (2, 4), (5, 8), (9, 12)]);
+}
+
+#[test]
+fn a_failed_append_into_a_new_segment_leaves_no_segment_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(4, 100, 0).len() as u64;
+    let segment_bytes = 2 * one + 10;
+    let log = open_with(dir.path(), segment_bytes, 4096);
+    create(&log, "t", 1);
+    for i in 0..2 {
+        log.append(&name("t"), 0, Bytes::from(batch(4, 100, i))).unwrap();
+    }
+    assert_eq!(segment_files(dir.path(), "t", 0).len(), 1);
+
+    // The roll itself fails (a read-only file system cannot create the file).
+    partition(&log, "t").faults.lock().create = true;
+    let err = log.append(&name("t"), 0, Bytes::from(batch(4, 100, 2))).unwrap_err();
+    assert_storage_error(err, "Read-only file system");
+    assert_eq!(segment_files(dir.path(), "t", 0).len(), 1);
+    assert_eq!(partition(&log, "t").segment_count(), 1);
+
+    // The new segment is created, but the disk is full: it is removed again.
+    partition(&log, "t").faults.lock().write = Some(10);
+    let err = log.append(&name("t"), 0, Bytes::from(batch(4, 100, 2))).unwrap_err();
+    assert_storage_error(err, "No space left on device");
+    assert_eq!(segment_files(dir.path(), "t", 0).len(), 1);
+    assert_eq!(partition(&log, "t").segment_count(), 1);
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 8));
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 3), (4, 7)]);
+
+    // Once it can be written, the append rolls and lands at offset 8.
+    assert_eq!(log.append(&name("t"), 0, Bytes::from(batch(4, 100, 2))).unwrap().base_offset, 8);
+    assert_eq!(segment_files(dir.path(), "t", 0).len(), 2);
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 3), (4, 7), (8, 11)]);
+
+    // A new segment that cannot be removed either is kept, empty, as the active segment.
+    log.append(&name("t"), 0, Bytes::from(batch(4, 100, 3))).unwrap();
+    {
+        let p = partition(&log, "t");
+        let mut faults = p.faults.lock();
+        faults.write = Some(10);
+        faults.remove = true;
+    }
+    let err = log.append(&name("t"), 0, Bytes::from(batch(4, 100, 4))).unwrap_err();
+    assert_storage_error(err, "No space left on device");
+    let files = segment_files(dir.path(), "t", 0);
+    assert_eq!(files.len(), 3);
+    assert_eq!(file_len(files.last().unwrap()), 0);
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 16));
+    assert_eq!(log.append(&name("t"), 0, Bytes::from(batch(4, 100, 4))).unwrap().base_offset, 16);
+    let expected: Vec<_> = (0..5).map(|i| (i * 4, i * 4 + 3)).collect();
+    assert_eq!(read_all(&log, "t", 0), expected);
+    drop(log);
+    let log = open_with(dir.path(), segment_bytes, 4096);
+    assert_eq!(read_all(&log, "t", 0), expected);
+}
+
+#[test]
+fn a_tail_that_cannot_be_cut_off_blocks_appends_until_it_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    log.append(&name("t"), 0, Bytes::from(batch(2, 10, 0))).unwrap();
+    let file = segment_files(dir.path(), "t", 0).pop().unwrap();
+    let len = file_len(&file);
+
+    // A whole batch of two gets written, and the file cannot be cut back: had a shorter append
+    // been written over it, that batch could come back at the next open.
+    let mut two = batch(1, 10, 0);
+    let first = two.len();
+    two.extend_from_slice(&batch(1, 500, 0));
+    {
+        let p = partition(&log, "t");
+        let mut faults = p.faults.lock();
+        faults.write = Some(first + 20);
+        faults.cut = 2;
+    }
+    let err = log.append(&name("t"), 0, Bytes::from(two)).unwrap_err();
+    assert_storage_error(err, "No space left on device");
+    assert_eq!(file_len(&file), len + first as u64 + 20);
+    // Refused while the tail is still there; reads are unaffected.
+    let err = log.append(&name("t"), 0, Bytes::from(batch(1, 1, 0))).unwrap_err();
+    assert_storage_error(err, "Read-only file system");
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 2));
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 1)]);
+    // Then the cut works, and the append after it lands at offset 2 with nothing behind it.
+    assert_eq!(log.append(&name("t"), 0, Bytes::from(batch(1, 1, 0))).unwrap().base_offset, 2);
+    assert_eq!(file_len(&file), len + batch(1, 1, 0).len() as u64);
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 1), (2, 2)]);
+
+    // A flush retries the cut too.
+    partition(&log, "t").faults.lock().write = Some(30);
+    partition(&log, "t").faults.lock().cut = 1;
+    log.append(&name("t"), 0, Bytes::from(batch(1, 10, 0))).unwrap_err();
+    assert!(file_len(&file) > len);
+    log.flush().unwrap();
+    assert_eq!(file_len(&file), len + batch(1, 1, 0).len() as u64);
+}
+
+#[test]
+fn a_failed_fsync_with_every_batch_fails_the_append_and_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = LogDefaults { fsync: crate::storage::FsyncPolicy::EveryBatch, ..LogDefaults::default() };
+    let log = EmbeddedLog::open(dir.path(), defaults.clone()).unwrap();
+    create(&log, "t", 1);
+    log.append(&name("t"), 0, Bytes::from(batch(2, 10, 0))).unwrap();
+    let file = segment_files(dir.path(), "t", 0).pop().unwrap();
+    let len = file_len(&file);
+    let rx = log.subscribe(&name("t"), 0).unwrap();
+
+    partition(&log, "t").faults.lock().sync = true;
+    let err = log.append(&name("t"), 0, Bytes::from(batch(3, 10, 0))).unwrap_err();
+    assert_storage_error(err, "Input/output error");
+    // Not acknowledged, so not kept: a retry stores the batch once.
+    assert_eq!(file_len(&file), len);
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 2));
+    assert!(!rx.has_changed().unwrap());
+    assert_eq!(log.append(&name("t"), 0, Bytes::from(batch(3, 10, 0))).unwrap().base_offset, 2);
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 1), (2, 4)]);
+    drop(log);
+    let log = EmbeddedLog::open(dir.path(), defaults).unwrap();
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 1), (2, 4)]);
+}
+
+#[test]
+fn a_failed_flush_names_the_partition_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    log.append(&name("t"), 0, Bytes::from(batch(2, 10, 0))).unwrap();
+    partition(&log, "t").faults.lock().sync = true;
+    let err = log.flush().unwrap_err();
+    assert!(err.to_string().contains("t/0"), "{err}");
+    assert_eq!(err.kafka_code(), 56);
+    log.flush().unwrap();
+}
+
+#[test]
+fn an_empty_segment_inside_the_previous_one_is_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    log.append(&name("t"), 0, Bytes::from(batch(2, 10, 0))).unwrap();
+    log.append(&name("t"), 0, Bytes::from(batch(3, 10, 0))).unwrap();
+    drop(log);
+    let file = segment_files(dir.path(), "t", 0).pop().unwrap();
+    let good_len = file_len(&file);
+    // A torn tail on the segment, and the leftover of a failed roll at offset 2 (whose removal
+    // a crash lost): kept, the log would end at 2 and offsets 2..5 would be handed out again.
+    std::fs::OpenOptions::new().append(true).open(&file).unwrap().write_all(&[0xab; 30]).unwrap();
+    let stray = file.with_file_name("00000000000000000002.log");
+    std::fs::File::create(&stray).unwrap();
+    let log = open(dir.path());
+    assert!(!stray.exists());
+    // The segment is the last one again, so it got the last one's scan: the tail is cut.
+    assert_eq!(file_len(&file), good_len);
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 5));
+    assert_eq!(log.append(&name("t"), 0, Bytes::from(batch(1, 10, 0))).unwrap().base_offset, 5);
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 1), (2, 4), (5, 5)]);
+}

@@ -75,6 +75,7 @@ fn boundary(c: &mut Criterion) {
         auto_create_topics: true,
         default_partitions: 1,
         max_frame_bytes: 100 << 20,
+        coord: Default::default(),
     });
     let limits = GuestLimits {
         memory_bytes: (100 << 20) + (64 << 20),

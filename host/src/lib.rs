@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod coord;
 pub mod net;
 pub mod server;
 pub mod storage;

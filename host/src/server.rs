@@ -84,6 +84,7 @@ impl Server {
             auto_create_topics: config.auto_create_topics,
             default_partitions: config.default_partitions,
             max_frame_bytes: config.max_frame_bytes,
+            coord: Default::default(),
         });
         let limits = GuestLimits {
             memory_bytes: usize::try_from(config.guest_memory()).unwrap_or(usize::MAX),

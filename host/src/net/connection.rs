@@ -3,8 +3,7 @@
 //! pipeline produce requests and rely on it for ordering).
 
 use super::frame::{FrameDecoder, FrameError, FrameHeader};
-use crate::storage::TopicName;
-use crate::wasm::{ConnInfo, Handled, Observed, Runtime};
+use crate::wasm::{ConnInfo, Handled, Observed, Runtime, WakeKey};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use std::io::IoSlice;
@@ -169,26 +168,29 @@ async fn execute(
     }
 }
 
-/// Wait until a partition in `wake_on` moves past what the guest observed (true), or the
+/// Wait until something in `wake_on` moves past what the guest observed (true), or the
 /// deadline passes or the host shuts down (false).
 async fn park(
     runtime: &Runtime,
-    wake_on: &[(TopicName, i32)],
+    wake_on: &[WakeKey],
     observed: &[Observed],
     deadline: tokio::time::Instant,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
-    let log = &runtime.context().log;
+    let ctx = runtime.context();
     let mut waits = Vec::new();
-    for (topic, partition) in wake_on {
-        let Ok(mut rx) = log.subscribe(topic, *partition) else { continue };
-        let seen = observed
-            .iter()
-            .find(|o| &o.topic == topic && o.partition == *partition)
-            .map(|o| o.high_watermark);
+    for key in wake_on {
+        let mut rx = match key {
+            WakeKey::Partition(topic, partition) => match ctx.log.subscribe(topic, *partition) {
+                Ok(rx) => rx,
+                Err(_) => continue,
+            },
+            WakeKey::Group { tenant, group } => ctx.coord.subscribe(tenant, group),
+        };
+        let seen = observed.iter().find(|o| &o.key == key).map(|o| o.value);
         let current = *rx.borrow_and_update();
         match seen {
-            // Data arrived between the guest's read and our subscription: re-run now.
+            // It moved between the guest's call and our subscription: re-run now.
             Some(seen) if current != seen => return true,
             // The guest did not read it (e.g. an error): wake on any change.
             None | Some(_) => {}
@@ -287,6 +289,7 @@ mod budget_tests {
             auto_create_topics: true,
             default_partitions: 1,
             max_frame_bytes: 1 << 20,
+            coord: Default::default(),
         });
         let limits = GuestLimits {
             memory_bytes: 64 << 20,

@@ -12,4 +12,4 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use guise::runtime::{cluster, connection, handler_types, log, logging, types};
+pub use guise::runtime::{cluster, connection, groups, handler_types, log, logging, producers, types};

@@ -1,7 +1,7 @@
 //! The host side of the WIT imports: what the translator may ask of the host.
 
 use super::bindings::{cluster, connection, handler_types, log, logging, types};
-use super::state::{BufferHandle, GuestState, Observed};
+use super::state::{BufferHandle, GuestState, Observed, WakeKey};
 use crate::storage::{ConfigEntry, StorageError, TopicMeta};
 use wasmtime::component::Resource;
 
@@ -186,7 +186,8 @@ impl log::Host for GuestState {
             Ok(r) => r,
             Err(e) => return Err(self.storage_error("read", e)),
         };
-        self.observed.push(Observed { topic, partition: tp.partition, high_watermark: r.high_watermark });
+        self.observed
+            .push(Observed { key: WakeKey::Partition(topic, tp.partition), value: r.high_watermark });
         let (records, records_len) = match r.records {
             Some(bytes) if !bytes.is_empty() => {
                 let len = bytes.len() as u32;
@@ -255,6 +256,12 @@ impl connection::Host for GuestState {
 
     fn id(&mut self) -> u64 {
         self.conn.id
+    }
+
+    fn client_host(&mut self) -> String {
+        // Kafka reports the address without the port, with a leading slash.
+        let ip = self.conn.peer.rsplit_once(':').map_or(self.conn.peer.as_str(), |(ip, _)| ip);
+        format!("/{}", ip.trim_start_matches('[').trim_end_matches(']'))
     }
 }
 

@@ -2,7 +2,9 @@
 //! imports. It knows nothing of sockets: `net` hands it a frame and gets back an outcome.
 
 mod bindings;
+mod host_groups;
 mod host_impl;
+mod host_producers;
 mod module;
 pub mod registry;
 mod runtime;
@@ -11,7 +13,7 @@ mod state;
 pub use module::{Module, ModuleId, ModuleStats, StatsSnapshot};
 pub use registry::{ModuleView, Registry, RegistryConfig, RegistryError, VersionView};
 pub use runtime::{GuestFailure, GuestLimits, Handled, Runtime, WasmError};
-pub use state::{ConnInfo, HostContext, Observed};
+pub use state::{ConnInfo, HostContext, Observed, WakeKey};
 
 /// The Kafka translator built by `host/build.rs` for `wasm32-wasip2` and embedded in the binary.
 pub const DEFAULT_TRANSLATOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guise_kafka.wasm"));

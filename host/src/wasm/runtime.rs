@@ -11,8 +11,7 @@
 
 use super::bindings::{ProtocolHandler, ProtocolHandlerPre, handler_types};
 use super::module::{Module, ModuleId, ModuleStats};
-use super::state::{BufferHandle, ConnInfo, GuestState, HostContext, Observed};
-use crate::storage::TopicName;
+use super::state::{BufferHandle, ConnInfo, GuestState, HostContext, Observed, WakeKey};
 use bytes::Bytes;
 use parking_lot::RwLock;
 use rand::SeedableRng;
@@ -84,7 +83,7 @@ pub enum Handled {
     /// Send these segments (the size prefix is the caller's), or nothing.
     Respond(Option<Vec<Bytes>>),
     /// Park until one of these partitions passes what the guest saw, or the deadline.
-    Wait { wake_on: Vec<(TopicName, i32)>, deadline: Duration, observed: Vec<Observed> },
+    Wait { wake_on: Vec<WakeKey>, deadline: Duration, observed: Vec<Observed> },
     /// Close the connection.
     Close(String),
 }
@@ -319,8 +318,13 @@ impl Runtime {
                 let wake_on = w
                     .wake_on
                     .into_iter()
-                    .map(|handler_types::WakeSource::Partition(tp)| {
-                        (ns.topic(&conn.tenant, &tp.topic), tp.partition)
+                    .map(|source| match source {
+                        handler_types::WakeSource::Partition(tp) => {
+                            WakeKey::Partition(ns.topic(&conn.tenant, &tp.topic), tp.partition)
+                        }
+                        handler_types::WakeSource::Group(group) => {
+                            WakeKey::Group { tenant: conn.tenant.clone(), group }
+                        }
                     })
                     .collect();
                 let observed = std::mem::take(&mut store.data_mut().observed);

@@ -22,6 +22,7 @@ pub struct HostContext {
     pub auto_create_topics: bool,
     pub default_partitions: i32,
     pub max_frame_bytes: u32,
+    pub coord: Arc<crate::coord::Coordinator>,
 }
 
 impl HostContext {
@@ -38,13 +39,22 @@ pub struct ConnInfo {
     pub peer: String,
 }
 
-/// A partition's high watermark as a guest saw it during a call; a parked request is re-run as
-/// soon as the partition moves past it (checked after subscribing, so no wake-up is lost).
+/// What a parked request waits on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WakeKey {
+    /// Appends to a partition (its high watermark).
+    Partition(TopicName, i32),
+    /// Changes of a consumer group (its change counter).
+    Group { tenant: String, group: String },
+}
+
+/// A wake key's value as a guest saw it during a call (a high watermark, a group's change
+/// counter); a parked request is re-run as soon as it moves past that (checked after
+/// subscribing, so no wake-up is lost).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
-    pub topic: TopicName,
-    pub partition: i32,
-    pub high_watermark: i64,
+    pub key: WakeKey,
+    pub value: i64,
 }
 
 pub struct GuestState {

@@ -60,6 +60,7 @@ fn runtime(log: Arc<dyn Log>) -> Arc<Runtime> {
         auto_create_topics: true,
         default_partitions: 1,
         max_frame_bytes: 1 << 20,
+        coord: Default::default(),
     });
     let limits = GuestLimits {
         memory_bytes: 32 << 20,

@@ -2,6 +2,7 @@
 //! data directory of its own, on a runtime of its own (so clients with their own threads, like
 //! librdkafka, and tokio clients, like rskafka, can both talk to it).
 
+pub mod proxy;
 pub mod wire;
 
 use guise_host::config::Config;
@@ -13,6 +14,7 @@ pub struct TestServer {
     pub kafka_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub dir: tempfile::TempDir,
+    config: Config,
     runtime: Option<tokio::runtime::Runtime>,
     server: Option<Server>,
 }
@@ -63,6 +65,7 @@ impl TestServer {
             kafka_addr: server.kafka_addr,
             admin_addr: server.admin_addr,
             dir,
+            config,
             runtime: Some(runtime),
             server: Some(server),
         }
@@ -76,6 +79,16 @@ impl TestServer {
     /// The host's runtime (for the server's own state, e.g. metrics).
     pub fn server(&self) -> &Server {
         self.server.as_ref().expect("running")
+    }
+
+    /// Stop cleanly and start again on the same data directory and the same Kafka address (so
+    /// clients that know the broker reconnect to it).
+    pub fn restart(mut self) -> Self {
+        self.shutdown();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let mut config = self.config.clone();
+        config.kafka_addr = self.kafka_addr.to_string();
+        Self::start_in(dir, config)
     }
 
     /// Shut down cleanly (parked requests answered, log flushed) and keep the data directory.

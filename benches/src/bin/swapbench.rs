@@ -12,13 +12,13 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use guise_benches::host::{Host, free_port};
 use guise_host::admin::client::AdminClient;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -39,50 +39,6 @@ struct Args {
     size: usize,
     #[arg(long, default_value_t = 5)]
     restarts: usize,
-}
-
-struct Host {
-    child: Child,
-    kafka: u16,
-    admin: u16,
-}
-
-impl Host {
-    fn start(guise: &Path, data: &Path, kafka: u16, admin: u16) -> Result<(Host, Duration)> {
-        let started = Instant::now();
-        let child = Command::new(guise)
-            .args(["serve", "--kafka-addr", &format!("127.0.0.1:{kafka}"), "--admin-addr"])
-            .arg(format!("127.0.0.1:{admin}"))
-            .arg("--data-dir")
-            .arg(data)
-            .env("GUISE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting guise")?;
-        // Ready when the admin API answers: it starts after the translator is loaded (the Kafka
-        // port is bound earlier, so a connect alone proves nothing).
-        let health = AdminClient::new(format!("127.0.0.1:{admin}"));
-        while health.text("/health").is_err() {
-            if started.elapsed() > Duration::from_secs(120) {
-                bail!("guise did not start");
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok((Host { child, kafka, admin }, started.elapsed()))
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
-
-    fn admin(&self) -> AdminClient {
-        AdminClient::new(format!("127.0.0.1:{}", self.admin))
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `wasm` with a custom section appended: the same component, new bytes (a new hash).
@@ -240,7 +196,7 @@ fn main() -> Result<()> {
     let work = tempfile::tempdir()?;
     let data = work.path().join("data");
     let (kafka, admin_port) = (free_port(), free_port());
-    let (host, first_start) = Host::start(&guise, &data, kafka, admin_port)?;
+    let (host, first_start) = Host::start(&guise, &data, kafka, admin_port, &[])?;
     let admin = host.admin();
     let bootstrap = format!("127.0.0.1:{}", host.kafka);
     println!("first start (compiles the embedded translator): {}", ms(first_start));
@@ -289,7 +245,7 @@ fn main() -> Result<()> {
     let mut cached_starts = Vec::new();
     let mut cold_starts = Vec::new();
     for _ in 0..args.restarts {
-        let (h, t) = Host::start(&guise, &data, kafka, admin_port)?;
+        let (h, t) = Host::start(&guise, &data, kafka, admin_port, &[])?;
         cached_starts.push(t);
         h.stop();
         for e in std::fs::read_dir(data.join("modules/artifacts"))? {
@@ -298,7 +254,7 @@ fn main() -> Result<()> {
                 std::fs::remove_file(p)?;
             }
         }
-        let (h, t) = Host::start(&guise, &data, kafka, admin_port)?;
+        let (h, t) = Host::start(&guise, &data, kafka, admin_port, &[])?;
         cold_starts.push(t);
         h.stop();
     }

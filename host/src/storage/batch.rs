@@ -348,6 +348,25 @@ pub(crate) mod testing {
         batch_with_timestamps(&values, base_ts, &[])
     }
 
+    /// An uncompressed batch of `n` records from an idempotent producer: producer id, epoch and
+    /// base sequence set, CRC recomputed.
+    pub fn idempotent_batch(n: usize, producer_id: i64, epoch: i16, base_sequence: i32) -> Vec<u8> {
+        let mut b = batch(n, 10, 0);
+        b[43..51].copy_from_slice(&producer_id.to_be_bytes());
+        b[51..53].copy_from_slice(&epoch.to_be_bytes());
+        b[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+        fix_crc(&mut b);
+        b
+    }
+
+    /// `b` with its attributes set to `attributes`, CRC recomputed.
+    pub fn with_attributes(b: &[u8], attributes: i16) -> Vec<u8> {
+        let mut b = b.to_vec();
+        b[21..23].copy_from_slice(&attributes.to_be_bytes());
+        fix_crc(&mut b);
+        b
+    }
+
     /// Recompute the CRC after editing the covered bytes.
     pub fn fix_crc(b: &mut [u8]) {
         let crc = crc32c::crc32c(&b[21..]);

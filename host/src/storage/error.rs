@@ -19,6 +19,16 @@ pub enum StorageError {
     MessageTooLarge { size: usize, max: u32 },
     #[error("offset {requested} is out of range [{start}, {end}]")]
     OffsetOutOfRange { requested: i64, start: i64, end: i64 },
+    #[error("out of order sequence number: {0}")]
+    OutOfOrderSequence(String),
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
+    #[error("unknown producer id: {0}")]
+    UnknownProducerId(String),
+    #[error("transactions are not supported: {0}")]
+    TransactionsUnsupported(String),
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     #[error("storage I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -35,7 +45,12 @@ impl StorageError {
             StorageError::TopicAlreadyExists(_) => 36,
             StorageError::InvalidPartitions(_) => 37,
             StorageError::InvalidConfig(_) => 40,
+            StorageError::OutOfOrderSequence(_) => 45,
+            StorageError::InvalidProducerEpoch(_) => 47,
+            StorageError::TransactionsUnsupported(_) => 48,
             StorageError::Io(_) => 56,
+            StorageError::UnknownProducerId(_) => 59,
+            StorageError::InvalidRecord(_) => 87,
         }
     }
 }
@@ -55,5 +70,10 @@ mod tests {
         assert_eq!(StorageError::MessageTooLarge { size: 2, max: 1 }.kafka_code(), 10);
         assert_eq!(StorageError::OffsetOutOfRange { requested: 5, start: 0, end: 1 }.kafka_code(), 1);
         assert_eq!(StorageError::Io(std::io::Error::other("x")).kafka_code(), 56);
+        assert_eq!(StorageError::OutOfOrderSequence(String::new()).kafka_code(), 45);
+        assert_eq!(StorageError::InvalidProducerEpoch(String::new()).kafka_code(), 47);
+        assert_eq!(StorageError::TransactionsUnsupported(String::new()).kafka_code(), 48);
+        assert_eq!(StorageError::UnknownProducerId(String::new()).kafka_code(), 59);
+        assert_eq!(StorageError::InvalidRecord(String::new()).kafka_code(), 87);
     }
 }

@@ -2,13 +2,15 @@
 //!
 //! The port is [`Log`]: topics, partitions and their record batches, stored as received (the
 //! host assigns offsets and patches them into each batch). `embedded` keeps per-partition
-//! segment files on local disk. This module knows nothing of Wasm or sockets.
+//! segment files on local disk. `producers` holds the backend-neutral idempotent-producer
+//! checks every backend applies on append. This module knows nothing of Wasm or sockets.
 
 pub mod batch;
 mod config;
 pub mod embedded;
 mod error;
 mod names;
+pub mod producers;
 
 pub use config::{ConfigEntry, FsyncPolicy, LogDefaults, TopicConfig};
 pub use error::StorageError;
@@ -96,8 +98,10 @@ pub trait Log: Send + Sync + 'static {
     fn defaults(&self) -> &LogDefaults;
 
     /// Validate every batch in `records` (see [`batch::validate`]) with the topic's
-    /// max.message.bytes, then assign offsets and append. `records` may hold several
-    /// concatenated batches; all or nothing.
+    /// max.message.bytes, check idempotent producers' sequences (see [`producers`]), then assign
+    /// offsets and append. `records` may hold several concatenated batches; all or nothing. An
+    /// append whose producer batches are all already stored (a retry) appends nothing and
+    /// returns the original offsets.
     fn append(
         &self,
         name: &TopicName,
@@ -149,4 +153,15 @@ pub trait Log: Send + Sync + 'static {
     fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError>;
     /// fsync everything written so far.
     fn flush(&self) -> Result<(), StorageError>;
+
+    /// A producer id (InitProducerId) that this log has never handed out before, across
+    /// restarts and crashes.
+    fn allocate_producer_id(&self) -> Result<i64, StorageError>;
+
+    /// InitProducerId's epoch bump (KIP-360) for a client at (`producer_id`, `epoch`): the new
+    /// epoch, which from now on is the id's latest, so that appends with an older epoch are
+    /// refused with InvalidProducerEpoch. None when the id cannot be bumped (epoch exhausted, an
+    /// id this log never handed out, a client behind the latest epoch): the caller hands out a
+    /// new id with epoch 0 instead. See [`producers::ProducerEpochs::bump`].
+    fn bump_producer_epoch(&self, producer_id: i64, epoch: i16) -> Result<Option<i16>, StorageError>;
 }

@@ -1,15 +1,80 @@
-//! The host side of the `producers` WIT interface: producer ids for idempotent producers.
-//! (Placeholder until producer state lands: InitProducerId answers COORDINATOR_NOT_AVAILABLE.)
+//! The host side of the `producers` WIT interface: InitProducerId for idempotent producers.
+//!
+//! * No `current` (or producer id -1): a new producer id from the log (durable, never repeated),
+//!   epoch 0.
+//! * `current` = (id, epoch): KIP-360's epoch bump, the same id at epoch + 1, which becomes the
+//!   id's latest epoch host-wide, so appends at an older epoch get INVALID_PRODUCER_EPOCH. When
+//!   the id cannot be bumped (epoch exhausted at `i16::MAX - 1`, an id the log never handed out,
+//!   a client behind the latest epoch) the client gets a new id at epoch 0, which is always safe
+//!   for a non-transactional producer (and what Kafka itself answers every non-transactional
+//!   InitProducerId with).
+//! * A transactional id: transactions are not supported. The answer is
+//!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53): every client treats it as fatal and
+//!   non-retriable for the transactional producer, names the transactional id as the problem
+//!   ("Transactional Id authorization failed"), and leaves plain and idempotent producers
+//!   alone. UNSUPPORTED_VERSION (35) would say the request's version is wrong, which it is not,
+//!   and could send a client into version negotiation; COORDINATOR_NOT_AVAILABLE (15) is
+//!   retriable and would keep the client retrying forever.
 
 use super::bindings::producers;
 use super::state::GuestState;
+use crate::storage::StorageError;
+
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+
+impl GuestState {
+    fn new_producer(&self) -> Result<producers::ProducerIdAndEpoch, i16> {
+        let producer_id = self.ctx.log.allocate_producer_id().map_err(|e| self.producer_error(e))?;
+        tracing::debug!(conn = self.conn.id, producer_id, "InitProducerId: new producer id");
+        Ok(producers::ProducerIdAndEpoch { producer_id, producer_epoch: 0 })
+    }
+
+    fn producer_error(&self, e: StorageError) -> i16 {
+        // The log has already logged an I/O failure with its file.
+        tracing::debug!(conn = self.conn.id, "InitProducerId failed: {e}");
+        e.kafka_code()
+    }
+}
 
 impl producers::Host for GuestState {
     fn init_producer_id(
         &mut self,
-        _transactional_id: Option<String>,
-        _current: Option<producers::ProducerIdAndEpoch>,
+        transactional_id: Option<String>,
+        current: Option<producers::ProducerIdAndEpoch>,
     ) -> Result<producers::ProducerIdAndEpoch, i16> {
-        Err(15)
+        if let Some(tid) = transactional_id.filter(|t| !t.is_empty()) {
+            tracing::warn!(
+                conn = self.conn.id,
+                transactional_id = %tid,
+                "InitProducerId with a transactional id refused: transactions are not supported \
+                 (answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED)"
+            );
+            return Err(TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        }
+        let Some(current) = current.filter(|c| c.producer_id >= 0) else {
+            return self.new_producer();
+        };
+        let (producer_id, epoch) = (current.producer_id, current.producer_epoch);
+        match self.ctx.log.bump_producer_epoch(producer_id, epoch) {
+            Ok(Some(producer_epoch)) => {
+                tracing::debug!(
+                    conn = self.conn.id,
+                    producer_id,
+                    producer_epoch,
+                    "InitProducerId: epoch bumped"
+                );
+                Ok(producers::ProducerIdAndEpoch { producer_id, producer_epoch })
+            }
+            Ok(None) => {
+                tracing::debug!(
+                    conn = self.conn.id,
+                    producer_id,
+                    epoch,
+                    "InitProducerId: cannot bump this producer's epoch; handing out a new id"
+                );
+                self.new_producer()
+            }
+            Err(e) => Err(self.producer_error(e)),
+        }
     }
 }

@@ -11,8 +11,13 @@
 //! fsync) leaves nothing behind: its bytes are cut off, a segment it started is removed, and the
 //! next append lands at the same offsets (see `Partition::append`). Retention deletes whole old
 //! segments and moves the log start offset.
+//!
+//! Idempotent producers: ids come from `<data_dir>/producer-ids` (blocks reserved durably, see
+//! `producer_ids`); each partition checks sequences on append and rebuilds its producer state
+//! from the stored batch headers at open (see `storage::producers`).
 
 mod partition;
+mod producer_ids;
 mod segment;
 mod store;
 #[cfg(test)]
@@ -20,11 +25,13 @@ mod tests;
 
 use crate::storage::batch;
 use crate::storage::names::{collides, validate_full_name, validate_partitions};
+use crate::storage::producers::ProducerEpochs;
 use crate::storage::{
     AppendInfo, FsyncPolicy, Log, LogDefaults, ReadResult, StorageError, TopicConfig, TopicMeta, TopicName,
 };
 use parking_lot::{Mutex, RwLock};
 use partition::{Partition, PartitionConfig};
+use producer_ids::ProducerIds;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -38,6 +45,9 @@ pub struct EmbeddedLog {
     topics: RwLock<BTreeMap<TopicName, Arc<Topic>>>,
     /// Serializes create, delete and create-partitions (directory changes).
     admin: Mutex<()>,
+    producer_ids: ProducerIds,
+    /// The latest epoch of each idempotent producer id, host-wide.
+    epochs: ProducerEpochs,
 }
 
 /// A loaded topic. Replaced as a whole when its partition count changes.
@@ -77,8 +87,22 @@ impl EmbeddedLog {
             partitions += topic.partitions.len();
             topics.insert(name, Arc::new(topic));
         }
+        let producer_ids = ProducerIds::open(data_dir)?;
+        let epochs = ProducerEpochs::default();
+        for p in topics.values().flat_map(|t: &Arc<Topic>| t.partitions.iter()) {
+            for (pid, epoch) in p.producer_epochs() {
+                epochs.observe(pid, epoch);
+            }
+        }
         tracing::info!(dir = %data_dir.display(), topics = topics.len(), partitions, "opened the embedded log");
-        Ok(EmbeddedLog { layout, defaults, topics: RwLock::new(topics), admin: Mutex::new(()) })
+        Ok(EmbeddedLog {
+            layout,
+            defaults,
+            topics: RwLock::new(topics),
+            admin: Mutex::new(()),
+            producer_ids,
+            epochs,
+        })
     }
 
     fn get(&self, name: &TopicName) -> Option<Arc<Topic>> {
@@ -261,7 +285,7 @@ impl Log for EmbeddedLog {
         let batches = batch::validate(&records, topic.meta.config.max_message_bytes)?;
         // With every-batch, fsynced before the append returns (hence before the produce is
         // acknowledged) and before readers see it; a failed fsync fails the append as a whole.
-        p.append(&records, &batches, self.defaults.fsync == FsyncPolicy::EveryBatch)
+        p.append(&records, &batches, self.defaults.fsync == FsyncPolicy::EveryBatch, &self.epochs)
     }
 
     fn read(
@@ -329,5 +353,19 @@ impl Log for EmbeddedLog {
             Some(e) => Err(e.into()),
             None => Ok(()),
         }
+    }
+
+    fn allocate_producer_id(&self) -> Result<i64, StorageError> {
+        let id = self.producer_ids.allocate().inspect_err(|e| tracing::error!("{e}"))?;
+        Ok(id)
+    }
+
+    fn bump_producer_epoch(&self, producer_id: i64, epoch: i16) -> Result<Option<i16>, StorageError> {
+        // An id at or beyond the reserved end was never handed out here (say, a client of a
+        // data directory that was wiped): a later allocation could hand it to someone else.
+        if producer_id >= self.producer_ids.reserved_end() {
+            return Ok(None);
+        }
+        Ok(self.epochs.bump(producer_id, epoch))
     }
 }

@@ -6,9 +6,15 @@
 //! under the read lock (file handle, committed length, index position) and do their positional
 //! reads without any lock, so they never wait for a write syscall. Bytes are published (committed
 //! length, high watermark, then the watch) only after they have been written.
+//!
+//! Idempotent producers' state (see `storage::producers`) lives in the writer: an append is
+//! checked against it under the writer lock, before any byte is written, and the new state is
+//! kept only once the batches are stored. At open it is rebuilt from the headers of every
+//! segment, read by the same scan that rebuilds the index.
 
 use super::segment::{self, BatchRef, Segment};
 use crate::storage::batch::{self, BatchHeader, HEADER_LEN, ValidBatch};
+use crate::storage::producers::{Checked, ProducerEpochs, ProducerStateTable};
 use crate::storage::{AppendInfo, ReadResult, StorageError};
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
@@ -69,6 +75,8 @@ struct Writer {
     dir_unsynced: bool,
     /// Bytes of a failed append that could not be cut off yet.
     dirty_tail: Option<DirtyTail>,
+    /// Idempotent producers' sequence state, as of the stored batches.
+    producers: ProducerStateTable,
 }
 
 /// `file` (at `path`) must be cut back to `len` before anything more is written.
@@ -81,7 +89,9 @@ struct DirtyTail {
 impl Partition {
     /// Open the partition in `dir`, creating it (with an empty first segment) if needed. The
     /// last segment is scanned with CRC checks and a torn or corrupt tail is cut off; earlier
-    /// segments get a header-only scan.
+    /// segments get a header-only scan. The producer state is replayed from the headers of every
+    /// segment kept (all of them: one pass over the headers, bodies skipped, which the index
+    /// needs anyway).
     pub fn open(dir: &Path, config: PartitionConfig) -> io::Result<Partition> {
         std::fs::create_dir_all(dir)?;
         let mut bases = Vec::new();
@@ -93,7 +103,7 @@ impl Partition {
         }
         bases.sort_unstable();
 
-        let recover = |base: i64, verify_crc: bool| -> io::Result<Segment> {
+        let recover = |base: i64, verify_crc: bool| -> io::Result<(Segment, ProducerStateTable)> {
             let path = dir.join(Segment::file_name(base));
             let recovered = segment::recover(&path, base, verify_crc, config.index_interval_bytes)?;
             if let Some((dropped, reason)) = &recovered.truncated {
@@ -104,7 +114,7 @@ impl Partition {
                     recovered.segment.next_offset
                 );
             }
-            Ok(recovered.segment)
+            Ok((recovered.segment, recovered.producers))
         };
         let mut segments = Vec::with_capacity(bases.len().max(1));
         // Whether the last segment kept had the full (CRC) scan.
@@ -112,8 +122,8 @@ impl Partition {
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
             let path = dir.join(Segment::file_name(base));
-            let segment = recover(base, last)?;
-            let previous = segments.last().map(|s: &Segment| s.next_offset);
+            let (segment, producers) = recover(base, last)?;
+            let previous = segments.last().map(|(s, _): &(Segment, _)| s.next_offset);
             if let Some(previous) = previous
                 && base < previous
                 && segment.size == 0
@@ -137,12 +147,23 @@ impl Partition {
                     "segment starts at offset {base} but the previous one ends at {previous}"
                 );
             }
-            segments.push(segment);
+            segments.push((segment, producers));
             last_verified = last;
         }
-        if !last_verified && let Some(s) = segments.pop() {
+        if !last_verified && let Some((s, _)) = segments.pop() {
             // The active segment now: scan it again with CRC checks, as a last segment is.
             segments.push(recover(s.base_offset, true)?);
+        }
+        let mut producers = ProducerStateTable::new();
+        let mut segments: Vec<Segment> = segments
+            .into_iter()
+            .map(|(segment, later)| {
+                producers.extend(later);
+                segment
+            })
+            .collect();
+        if !producers.is_empty() {
+            tracing::debug!(dir = %dir.display(), producers = producers.len(), "recovered idempotent producer state");
         }
         let created = segments.is_empty();
         if created {
@@ -160,6 +181,7 @@ impl Partition {
                 unsynced: Vec::new(),
                 dir_unsynced: created,
                 dirty_tail: None,
+                producers,
             }),
             hwm: rx,
             #[cfg(test)]
@@ -167,9 +189,12 @@ impl Partition {
         })
     }
 
-    /// Append already validated batches of `records`: assign contiguous offsets, write each
-    /// batch with its base offset patched (vectored, straight from `records`), with `sync` also
-    /// fsync it (and the directory, for a new segment), then publish.
+    /// Append already validated batches of `records`: assign contiguous offsets, check
+    /// idempotent producers' sequences (with `epochs`, the latest epoch of each producer id
+    /// host-wide, which the append raises), write each batch with its base offset patched
+    /// (vectored, straight from `records`), with `sync` also fsync it (and the directory, for a
+    /// new segment), then publish. An append of batches already stored (a producer's retry)
+    /// writes nothing and returns their original offsets.
     ///
     /// A failed append changes nothing anyone can see: the bytes it wrote are cut off again, a
     /// segment it created is removed, and the segment sizes, index, high watermark and watch
@@ -180,6 +205,7 @@ impl Partition {
         records: &Bytes,
         batches: &[ValidBatch],
         sync: bool,
+        epochs: &ProducerEpochs,
     ) -> Result<AppendInfo, StorageError> {
         let mut writer = self.writer.lock();
         if writer.hwm.is_none() {
@@ -192,6 +218,23 @@ impl Partition {
             let active = view.active();
             (active.file.clone(), active.path.clone(), active.size, view.high_watermark, view.log_start)
         };
+        // The assigned base offset of each batch, and its header as stored.
+        let mut next = base_offset;
+        let mut headers = Vec::with_capacity(batches.len());
+        for b in batches {
+            let mut header = b.header;
+            header.base_offset = next;
+            next = header.next_offset();
+            headers.push(header);
+        }
+        let producers = match writer.producers.check(&headers, |pid| epochs.latest(pid))? {
+            Checked::Append(pending) => pending,
+            Checked::Duplicate { base_offset, last_offset } => {
+                tracing::debug!(dir = %self.dir.display(), base_offset, last_offset, "a producer's retry of stored batches; appended nothing");
+                return Ok(AppendInfo { base_offset, last_offset, log_start_offset: log_start });
+            }
+        };
+
         // A new active segment, published only once the batches are in it.
         let rolled = if active_size > 0 && active_size.saturating_add(total) > self.config.segment_bytes {
             Some(self.create_segment(base_offset).map_err(|e| {
@@ -207,15 +250,6 @@ impl Partition {
             None => (active_file, active_path, active_size),
         };
 
-        // The assigned base offset of each batch, and its header as stored.
-        let mut next = base_offset;
-        let mut headers = Vec::with_capacity(batches.len());
-        for b in batches {
-            let mut header = b.header;
-            header.base_offset = next;
-            next = header.next_offset();
-            headers.push(header);
-        }
         let patched: Vec<[u8; 8]> = headers.iter().map(|h| h.base_offset.to_be_bytes()).collect();
         let mut slices = Vec::with_capacity(2 * batches.len());
         for (b, offset) in batches.iter().zip(&patched) {
@@ -260,6 +294,10 @@ impl Partition {
         if sync_dir {
             writer.dir_unsynced = false;
         }
+        for (pid, epoch) in producers.epochs() {
+            epochs.observe(pid, epoch);
+        }
+        writer.producers.commit(producers);
         if !sync && !writer.unsynced.last().is_some_and(|f| Arc::ptr_eq(f, &file)) {
             writer.unsynced.push(file);
         }
@@ -429,7 +467,7 @@ impl Partition {
         now_ms: i64,
     ) -> io::Result<(usize, i64)> {
         // The writer lock keeps appends and rolls out while the segment list changes.
-        let _writer = self.writer.lock();
+        let mut writer = self.writer.lock();
         let (removed, log_start) = {
             let mut view = self.view.write();
             let mut total: u64 = view.segments.iter().map(|s| s.size).sum();
@@ -453,6 +491,7 @@ impl Partition {
             view.log_start = view.segments[0].base_offset;
             (removed, view.log_start)
         };
+        writer.producers.evict_before(log_start);
         // Readers holding a removed segment's file keep reading it; the name goes now.
         for s in &removed {
             std::fs::remove_file(&s.path)?;
@@ -531,6 +570,11 @@ impl Partition {
         let mut rx = self.hwm.clone();
         rx.mark_unchanged();
         rx
+    }
+
+    /// (producer id, epoch) of every idempotent producer this partition knows.
+    pub fn producer_epochs(&self) -> Vec<(i64, i16)> {
+        self.writer.lock().producers.epochs().collect()
     }
 
     /// Refuse further appends and close the watch (the topic is being deleted).

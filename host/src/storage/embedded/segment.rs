@@ -2,6 +2,7 @@
 //! scan at open.
 
 use crate::storage::batch::{BatchHeader, CRC_START, HEADER_LEN};
+use crate::storage::producers::ProducerStateTable;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
@@ -179,11 +180,15 @@ pub(super) struct Recovered {
     pub segment: Segment,
     /// Bytes cut off the end of the file (a torn or corrupt tail), with the reason.
     pub truncated: Option<(u64, String)>,
+    /// Idempotent producers' state replayed from the kept batches' headers (their last batches
+    /// in this segment).
+    pub producers: ProducerStateTable,
 }
 
 /// Open an existing segment and scan it: every header is checked (magic, length within the
 /// file, record counts, contiguous offsets from `base_offset`) and, with `verify_crc`, every
-/// CRC. The file is truncated after the last good batch.
+/// CRC. The file is truncated after the last good batch. The headers of the kept batches are
+/// also replayed into a producer state table.
 pub(super) fn recover(
     path: &Path,
     base_offset: i64,
@@ -194,16 +199,19 @@ pub(super) fn recover(
     let len = file.metadata()?.len();
     let mut segment = Segment::empty(base_offset, path.to_path_buf(), file);
     let file = segment.file.clone();
-    let problem =
-        scan(&file, len, base_offset, verify_crc, |header| segment.note_batch(header, index_interval))
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let mut producers = ProducerStateTable::new();
+    let problem = scan(&file, len, base_offset, verify_crc, |header| {
+        segment.note_batch(header, index_interval);
+        producers.replay(header);
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     let mut truncated = None;
     if let Some(reason) = problem {
         let good = segment.size;
         file.set_len(good)?;
         truncated = Some((len - good, reason));
     }
-    Ok(Recovered { segment, truncated })
+    Ok(Recovered { segment, truncated, producers })
 }
 
 /// Scan batches from the start of `file` (of length `len`), calling `found` for each good one

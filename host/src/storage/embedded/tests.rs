@@ -1,5 +1,5 @@
 use super::EmbeddedLog;
-use crate::storage::batch::testing::{batch, batch_with_timestamps};
+use crate::storage::batch::testing::{batch, batch_with_timestamps, idempotent_batch, with_attributes};
 use crate::storage::batch::{BatchHeader, validate};
 use crate::storage::{Log, LogDefaults, StorageError, TopicName};
 use bytes::Bytes;
@@ -844,4 +844,172 @@ fn an_empty_segment_inside_the_previous_one_is_removed_at_open() {
     assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 5));
     assert_eq!(log.append(&name("t"), 0, Bytes::from(batch(1, 10, 0))).unwrap().base_offset, 5);
     assert_eq!(read_all(&log, "t", 0), vec![(0, 1), (2, 4), (5, 5)]);
+}
+
+// Idempotent producers: sequence checks on append, recovery of the producer state at open,
+// producer ids and epoch bumps.
+
+fn produce(
+    log: &EmbeddedLog,
+    topic: &str,
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+    n: usize,
+) -> Result<i64, StorageError> {
+    log.append(&name(topic), 0, Bytes::from(idempotent_batch(n, pid, epoch, seq))).map(|a| a.base_offset)
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, StorageError>) -> i16 {
+    r.unwrap_err().kafka_code()
+}
+
+#[test]
+fn a_retried_batch_gets_its_original_offset_and_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    log.append(&name("t"), 0, Bytes::from(batch(2, 5, 0))).unwrap();
+    assert_eq!(produce(&log, "t", 1, 0, 0, 3).unwrap(), 2);
+    assert_eq!(produce(&log, "t", 1, 0, 3, 2).unwrap(), 5);
+    // Both retried: the original offsets back, nothing appended.
+    let info = log.append(&name("t"), 0, Bytes::from(idempotent_batch(3, 1, 0, 0))).unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (2, 4));
+    assert_eq!(produce(&log, "t", 1, 0, 3, 2).unwrap(), 5);
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 7));
+    assert_eq!(read_all(&log, "t", 0), vec![(0, 1), (2, 4), (5, 6)]);
+    // The producer carries on; plain batches are never checked.
+    assert_eq!(produce(&log, "t", 1, 0, 5, 1).unwrap(), 7);
+    assert_eq!(log.append(&name("t"), 0, Bytes::from(batch(1, 5, 0))).unwrap().base_offset, 8);
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 9));
+}
+
+#[test]
+fn out_of_order_unknown_and_stale_producers_are_refused_and_append_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 2);
+    assert_eq!(code(produce(&log, "t", 1, 0, 5, 1)), 59, "unknown producer, sequence not 0");
+    produce(&log, "t", 1, 2, 0, 2).unwrap();
+    assert_eq!(code(produce(&log, "t", 1, 2, 3, 1)), 45, "gap");
+    assert_eq!(code(produce(&log, "t", 1, 1, 2, 1)), 47, "stale epoch");
+    assert_eq!(code(produce(&log, "t", 1, 3, 2, 1)), 45, "new epoch must start at 0");
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 2));
+    // librdkafka bumps its own epoch and starts again at 0.
+    assert_eq!(produce(&log, "t", 1, 3, 0, 1).unwrap(), 2);
+    // Epoch 3 is now known host-wide: epoch 2 is stale on another partition too.
+    let other = |epoch| log.append(&name("t"), 1, Bytes::from(idempotent_batch(1, 1, epoch, 0)));
+    assert_eq!(code(other(2)), 47);
+    assert_eq!(other(3).unwrap().base_offset, 0);
+
+    // Several batches in one append: checked in order, all or nothing.
+    let mut two = idempotent_batch(2, 1, 3, 1);
+    two.extend_from_slice(&idempotent_batch(1, 1, 3, 4)); // gap after 1..=2
+    assert_eq!(code(log.append(&name("t"), 0, Bytes::from(two))), 45);
+    let mut two = idempotent_batch(2, 1, 3, 1);
+    two.extend_from_slice(&idempotent_batch(1, 1, 3, 3));
+    let info = log.append(&name("t"), 0, Bytes::from(two.clone())).unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (3, 5));
+    let info = log.append(&name("t"), 0, Bytes::from(two)).unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (3, 5), "a retried multi-batch append");
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 6));
+
+    let transactional = with_attributes(&idempotent_batch(1, 1, 3, 4), 0x10);
+    assert_eq!(code(log.append(&name("t"), 0, Bytes::from(transactional))), 48);
+    let control = with_attributes(&batch(1, 5, 0), 0x20);
+    assert_eq!(code(log.append(&name("t"), 0, Bytes::from(control))), 87);
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 6));
+}
+
+#[test]
+fn producer_state_is_recovered_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small segments: the batches of one producer spread over several.
+    let seg = idempotent_batch(2, 1, 0, 0).len() as u64 * 2;
+    let log = open_with(dir.path(), seg, 4096);
+    create(&log, "t", 1);
+    for i in 0..7 {
+        assert_eq!(produce(&log, "t", 1, 0, i * 2, 2).unwrap(), i64::from(i) * 3);
+        log.append(&name("t"), 0, Bytes::from(batch(1, 5, 0))).unwrap();
+    }
+    // Producer 2 moves through epochs 0 and 1.
+    produce(&log, "t", 2, 0, 0, 1).unwrap();
+    produce(&log, "t", 2, 1, 0, 1).unwrap();
+    let end = log.offsets(&name("t"), 0).unwrap().1;
+    assert!(segment_files(dir.path(), "t", 0).len() > 3);
+    // No flush, no clean shutdown: as after kill -9 (the bytes are in the page cache).
+    drop(log);
+
+    let log = open_with(dir.path(), seg, 4096);
+    // Sequences 4..=13 are the last five batches: retries are still recognized.
+    let retried = log.append(&name("t"), 0, Bytes::from(idempotent_batch(2, 1, 0, 12))).unwrap();
+    assert_eq!(retried.base_offset, 18, "the original offset of the seventh batch");
+    let retried = log.append(&name("t"), 0, Bytes::from(idempotent_batch(2, 1, 0, 6))).unwrap();
+    assert_eq!(retried.base_offset, 9);
+    assert_eq!(log.offsets(&name("t"), 0).unwrap().1, end, "nothing appended");
+    assert_eq!(code(produce(&log, "t", 1, 0, 2, 2)), 45, "older than the last five");
+    assert_eq!(code(produce(&log, "t", 1, 0, 15, 1)), 45, "gap");
+    assert_eq!(produce(&log, "t", 1, 0, 14, 1).unwrap(), end);
+    // Producer 2's epoch 1 came back, host-wide too.
+    assert_eq!(code(produce(&log, "t", 2, 0, 1, 1)), 47);
+    assert_eq!(produce(&log, "t", 2, 1, 1, 1).unwrap(), end + 1);
+    create(&log, "u", 1);
+    assert_eq!(code(produce(&log, "u", 2, 0, 0, 1)), 47, "stale on a partition that never saw it");
+}
+
+#[test]
+fn a_torn_tail_takes_its_producer_state_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "t", 1);
+    produce(&log, "t", 1, 0, 0, 2).unwrap();
+    produce(&log, "t", 1, 0, 2, 2).unwrap();
+    drop(log);
+    // The second batch is torn by a crash: after the restart, its retry is appended, not a duplicate.
+    let file = segment_files(dir.path(), "t", 0).pop().unwrap();
+    let len = file_len(&file);
+    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(len - 3).unwrap();
+    let log = open(dir.path());
+    assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 2));
+    assert_eq!(produce(&log, "t", 1, 0, 2, 2).unwrap(), 2);
+    assert_eq!(produce(&log, "t", 1, 0, 0, 2).unwrap(), 0, "the first batch is still a duplicate");
+}
+
+#[test]
+fn retention_evicts_producers_whose_batches_are_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = LogDefaults { segment_bytes: 1500, retention_bytes: 0, ..LogDefaults::default() };
+    let log = EmbeddedLog::open(dir.path(), defaults).unwrap();
+    create(&log, "r", 1);
+    produce(&log, "r", 1, 0, 0, 1).unwrap();
+    for i in 1..=3 {
+        log.append(&name("r"), 0, Bytes::from(batch(5, 200, i * 1000))).unwrap();
+    }
+    assert!(log.enforce_retention(0).unwrap() > 0);
+    assert!(log.offsets(&name("r"), 0).unwrap().0 > 0);
+    // Kafka answers a producer it forgot with UNKNOWN_PRODUCER_ID; the client starts over.
+    assert_eq!(code(produce(&log, "r", 1, 0, 1, 1)), 59);
+    produce(&log, "r", 1, 1, 0, 1).unwrap();
+}
+
+#[test]
+fn producer_ids_never_repeat_and_epochs_bump() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let a = log.allocate_producer_id().unwrap();
+    let b = log.allocate_producer_id().unwrap();
+    assert_ne!(a, b);
+    // A crash with most of the block unused: none of it is handed out again.
+    drop(log);
+    let log = open(dir.path());
+    let c = log.allocate_producer_id().unwrap();
+    assert!(c > b, "{c} after {b}");
+
+    create(&log, "t", 1);
+    produce(&log, "t", c, 0, 0, 1).unwrap();
+    assert_eq!(log.bump_producer_epoch(c, 0).unwrap(), Some(1));
+    assert_eq!(code(produce(&log, "t", c, 0, 1, 1)), 47, "fenced by the bump");
+    assert_eq!(produce(&log, "t", c, 1, 0, 1).unwrap(), 1);
+    assert_eq!(log.bump_producer_epoch(c, i16::MAX - 1).unwrap(), None, "exhausted");
+    assert_eq!(log.bump_producer_epoch(c + 1_000_000, 0).unwrap(), None, "never handed out");
 }

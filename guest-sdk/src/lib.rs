@@ -74,7 +74,59 @@ pub trait Services {
     fn settings(&self) -> Settings;
     fn tenant(&self) -> String;
     fn connection_id(&self) -> u64;
+    /// The client's address, as Kafka reports it in group descriptions ("/127.0.0.1").
+    fn client_host(&self) -> String;
     fn log(&self, level: Level, message: &str);
+
+    // --- consumer groups (of the connection's tenant) ---
+    // A join or sync that must wait for the rebalance answers `Pending`: the handler returns a
+    // wait on `WakeSource::Group`, and the request is re-run when the group changes. Every call
+    // is idempotent for such a re-run.
+    fn join_group(&self, req: &JoinRequest) -> JoinOutcome;
+    fn sync_group(&self, req: &SyncRequest) -> SyncOutcome;
+    fn heartbeat(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> ErrorCode;
+    fn leave_group(&self, group_id: &str, members: &[Leaving]) -> LeaveResult;
+    fn describe_group(&self, group_id: &str) -> GroupDescription;
+    /// Groups in one of `states` (Kafka's state names; empty: all).
+    fn list_groups(&self, states: &[String]) -> Vec<GroupListing>;
+    /// Delete an empty group and its offsets.
+    fn delete_group(&self, group_id: &str) -> ErrorCode;
+    /// Commit offsets; generation -1 with an empty member id commits outside the group protocol.
+    /// One error code per offset, in order.
+    fn commit_offsets(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        offsets: &[OffsetCommit],
+    ) -> Vec<ErrorCode>;
+    /// Committed offsets of these partitions (`None`: every partition the group has committed).
+    fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Result<Vec<CommittedOffset>, ErrorCode>;
+    /// Delete committed offsets: one error code per partition, in order.
+    fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<ErrorCode>, ErrorCode>;
+
+    // --- idempotent producers ---
+    /// A new producer id (epoch 0), or with `current` the same id with its epoch bumped (KIP-360).
+    fn init_producer_id(
+        &self,
+        transactional_id: Option<&str>,
+        current: Option<ProducerIdAndEpoch>,
+    ) -> Result<ProducerIdAndEpoch, ErrorCode>;
 }
 
 /// One request as the guest sees it: its bytes (a copy in guest memory, to decode from) and the

@@ -3,10 +3,20 @@
 //! It keeps topics and record batches in memory and follows the host's contract where a handler
 //! can observe it (offsets assigned per batch, whole batches on read, KIP-74's min-one rule,
 //! Kafka error codes), but it does not verify CRCs: that is the real host's job.
+//!
+//! Consumer groups are a deliberately simple model, enough to unit-test a translator (the real
+//! coordinator is the host's): every join completes at once, starting a new generation with the
+//! members the group has (the first member to join leads, the protocol is the joining member's
+//! first one that every member supports); a member's sync waits (`Pending`) until the leader has
+//! synced that generation. Setting [`StubServices::groups_pending`] makes every join and sync
+//! answer `Pending`, to test the wait path. There are no timeouts and no evictions. Producer ids
+//! count up from 1000.
 
 use crate::{
-    AppendInfo, Broker, ConfigEntry, ErrorCode, Fetched, HostBuffer, Level, OffsetAndTimestamp, Services,
-    Settings, TopicInfo, TopicPartition, error,
+    AppendInfo, Broker, CommittedOffset, ConfigEntry, ErrorCode, Fetched, GroupDescription, GroupListing,
+    GroupMember, HostBuffer, JoinOutcome, JoinRequest, JoinResult, LeaveResult, Leaving, Level,
+    MemberDescription, OffsetAndTimestamp, OffsetCommit, ProducerIdAndEpoch, Services, Settings, SyncOutcome,
+    SyncRequest, SyncResult, TopicInfo, TopicPartition, error,
 };
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
@@ -48,15 +58,65 @@ struct StubTopic {
     configs: Vec<(String, String)>,
 }
 
+#[derive(Clone, Debug)]
+struct StubMember {
+    group_instance_id: Option<String>,
+    client_id: String,
+    protocols: Vec<crate::Protocol>,
+    assignment: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct StubGroup {
+    generation: i32,
+    protocol_type: String,
+    protocol_name: Option<String>,
+    leader: String,
+    /// By member id, in order of joining.
+    members: Vec<(String, StubMember)>,
+    /// The leader has sent this generation's assignments.
+    synced: bool,
+    offsets: BTreeMap<TopicPartition, (i64, i32, Option<String>)>,
+}
+
+impl StubGroup {
+    fn member(&self, id: &str) -> Option<&StubMember> {
+        self.members.iter().find(|(m, _)| m == id).map(|(_, m)| m)
+    }
+
+    fn state(&self) -> &'static str {
+        match (self.members.is_empty(), self.synced) {
+            (true, _) => "Empty",
+            (false, true) => "Stable",
+            (false, false) => "CompletingRebalance",
+        }
+    }
+}
+
+/// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms` defaults.
+const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<i32> = 6_000..=1_800_000;
+/// Kafka's `offset.metadata.max.bytes` default.
+const MAX_OFFSET_METADATA: usize = 4096;
+
 /// An in-memory host.
 #[derive(Debug)]
 pub struct StubServices {
     topics: RefCell<BTreeMap<String, StubTopic>>,
     next_id: Cell<u128>,
+    groups: RefCell<BTreeMap<String, StubGroup>>,
+    next_member: Cell<u32>,
+    /// Producer id → its current epoch.
+    producers: RefCell<BTreeMap<i64, i16>>,
     pub settings: Settings,
     pub broker: Broker,
+    /// What `client_host` answers.
+    pub client_host: String,
+    /// When set, every join and sync answers `Pending` (the rebalance never completes).
+    pub groups_pending: Cell<bool>,
     /// Lines the guest logged.
     pub logs: RefCell<Vec<(Level, String)>>,
+    /// Group calls the guest made, as "call group-id" (e.g. "fetch_offsets g1").
+    pub group_calls: RefCell<Vec<String>>,
 }
 
 impl Default for StubServices {
@@ -71,7 +131,13 @@ impl Default for StubServices {
                 max_frame_bytes: 100 * 1024 * 1024,
             },
             broker: Broker { node_id: 0, host: "127.0.0.1".into(), port: 9092, rack: None },
+            groups: RefCell::default(),
+            next_member: Cell::new(1),
+            producers: RefCell::default(),
+            client_host: "/127.0.0.1".into(),
+            groups_pending: Cell::new(false),
             logs: RefCell::default(),
+            group_calls: RefCell::default(),
         }
     }
 }
@@ -104,6 +170,42 @@ impl StubServices {
             .ok_or(error::UNKNOWN_TOPIC_OR_PARTITION)?;
         f(p)
     }
+
+    fn note(&self, call: &str, group_id: &str) {
+        self.group_calls.borrow_mut().push(format!("{call} {group_id}"));
+    }
+
+    fn partition_exists(&self, tp: &TopicPartition) -> bool {
+        self.topics
+            .borrow()
+            .get(&tp.topic)
+            .is_some_and(|t| usize::try_from(tp.partition).is_ok_and(|p| p < t.partitions.len()))
+    }
+
+    /// The protocol every member supports, in the order of `preferred`.
+    fn choose_protocol(group: &StubGroup, preferred: &[crate::Protocol]) -> Option<String> {
+        preferred
+            .iter()
+            .find(|p| group.members.iter().all(|(_, m)| m.protocols.iter().any(|q| q.name == p.name)))
+            .map(|p| p.name.clone())
+    }
+}
+
+fn join_error(error: ErrorCode, member_id: &str) -> JoinOutcome {
+    JoinOutcome::Done(JoinResult {
+        error,
+        generation_id: -1,
+        protocol_type: None,
+        protocol_name: None,
+        leader: String::new(),
+        member_id: member_id.to_string(),
+        members: Vec::new(),
+        skip_assignment: false,
+    })
+}
+
+fn sync_error(error: ErrorCode) -> SyncOutcome {
+    SyncOutcome::Done(SyncResult { error, protocol_type: None, protocol_name: None, assignment: Vec::new() })
 }
 
 fn valid_topic_name(name: &str) -> bool {
@@ -313,8 +415,408 @@ impl Services for StubServices {
     fn connection_id(&self) -> u64 {
         1
     }
+    fn client_host(&self) -> String {
+        self.client_host.clone()
+    }
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
+    }
+
+    fn join_group(&self, req: &JoinRequest) -> JoinOutcome {
+        self.note("join", &req.group_id);
+        if self.groups_pending.get() {
+            return JoinOutcome::Pending;
+        }
+        if req.group_id.is_empty() {
+            return join_error(error::INVALID_GROUP_ID, &req.member_id);
+        }
+        if !SESSION_TIMEOUT_MS.contains(&req.session_timeout_ms) {
+            return join_error(error::INVALID_SESSION_TIMEOUT, &req.member_id);
+        }
+        if req.protocol_type.is_empty() || req.protocols.is_empty() {
+            return join_error(error::INCONSISTENT_GROUP_PROTOCOL, &req.member_id);
+        }
+        let mut groups = self.groups.borrow_mut();
+        let group = groups.entry(req.group_id.clone()).or_default();
+        if !group.members.is_empty() && group.protocol_type != req.protocol_type {
+            return join_error(error::INCONSISTENT_GROUP_PROTOCOL, &req.member_id);
+        }
+        // A static member rejoining with a new member id replaces its old id.
+        let by_instance = req.group_instance_id.as_ref().and_then(|instance| {
+            group.members.iter().position(|(_, m)| m.group_instance_id.as_ref() == Some(instance))
+        });
+        let member_id = if req.member_id.is_empty() {
+            let id = format!(
+                "{}-{}",
+                if req.client_id.is_empty() { "member" } else { &req.client_id },
+                self.next_member.get()
+            );
+            self.next_member.set(self.next_member.get() + 1);
+            if req.require_known_member && req.group_instance_id.is_none() {
+                // KIP-394: the new member learns its id and joins again with it. (The stub does
+                // not remember ids handed out this way: a rejoin with an unknown id is accepted.)
+                return join_error(error::MEMBER_ID_REQUIRED, &id);
+            }
+            id
+        } else {
+            req.member_id.clone()
+        };
+        let member = StubMember {
+            group_instance_id: req.group_instance_id.clone(),
+            client_id: req.client_id.clone(),
+            protocols: req.protocols.clone(),
+            assignment: Vec::new(),
+        };
+        let existing = group.members.iter().position(|(m, _)| *m == member_id).or(by_instance);
+        match existing {
+            Some(i) => group.members[i] = (member_id.clone(), member),
+            None => group.members.push((member_id.clone(), member)),
+        }
+        let Some(protocol) = Self::choose_protocol(group, &req.protocols) else {
+            group.members.retain(|(m, _)| *m != member_id);
+            return join_error(error::INCONSISTENT_GROUP_PROTOCOL, &req.member_id);
+        };
+        if group.member(&group.leader).is_none() {
+            group.leader = member_id.clone();
+        }
+        group.generation += 1;
+        group.synced = false;
+        group.protocol_type = req.protocol_type.clone();
+        group.protocol_name = Some(protocol.clone());
+        let members = if group.leader == member_id {
+            group
+                .members
+                .iter()
+                .map(|(id, m)| GroupMember {
+                    member_id: id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    metadata: m
+                        .protocols
+                        .iter()
+                        .find(|p| p.name == protocol)
+                        .map(|p| p.metadata.clone())
+                        .unwrap_or_default(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        JoinOutcome::Done(JoinResult {
+            error: error::NONE,
+            generation_id: group.generation,
+            protocol_type: Some(group.protocol_type.clone()),
+            protocol_name: Some(protocol),
+            leader: group.leader.clone(),
+            member_id,
+            members,
+            skip_assignment: false,
+        })
+    }
+
+    fn sync_group(&self, req: &SyncRequest) -> SyncOutcome {
+        self.note("sync", &req.group_id);
+        if self.groups_pending.get() {
+            return SyncOutcome::Pending;
+        }
+        let mut groups = self.groups.borrow_mut();
+        let Some(group) = groups.get_mut(&req.group_id) else {
+            return sync_error(error::UNKNOWN_MEMBER_ID);
+        };
+        if group.member(&req.member_id).is_none() {
+            return sync_error(error::UNKNOWN_MEMBER_ID);
+        }
+        if req.generation_id != group.generation {
+            return sync_error(error::ILLEGAL_GENERATION);
+        }
+        let mismatch = |asked: &Option<String>, have: &str| asked.as_deref().is_some_and(|a| a != have);
+        if mismatch(&req.protocol_type, &group.protocol_type)
+            || mismatch(&req.protocol_name, group.protocol_name.as_deref().unwrap_or(""))
+        {
+            return sync_error(error::INCONSISTENT_GROUP_PROTOCOL);
+        }
+        if req.member_id == group.leader && !group.synced {
+            for (id, m) in group.members.iter_mut() {
+                m.assignment = req
+                    .assignments
+                    .iter()
+                    .find(|a| a.member_id == *id)
+                    .map(|a| a.assignment.clone())
+                    .unwrap_or_default();
+            }
+            group.synced = true;
+        }
+        if !group.synced {
+            return SyncOutcome::Pending;
+        }
+        SyncOutcome::Done(SyncResult {
+            error: error::NONE,
+            protocol_type: Some(group.protocol_type.clone()),
+            protocol_name: group.protocol_name.clone(),
+            assignment: group.member(&req.member_id).map(|m| m.assignment.clone()).unwrap_or_default(),
+        })
+    }
+
+    fn heartbeat(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        _group_instance_id: Option<&str>,
+    ) -> ErrorCode {
+        self.note("heartbeat", group_id);
+        let groups = self.groups.borrow();
+        match groups.get(group_id) {
+            Some(g) if g.member(member_id).is_some() => {
+                if generation_id != g.generation {
+                    error::ILLEGAL_GENERATION
+                } else {
+                    error::NONE
+                }
+            }
+            _ => error::UNKNOWN_MEMBER_ID,
+        }
+    }
+
+    fn leave_group(&self, group_id: &str, members: &[Leaving]) -> LeaveResult {
+        self.note("leave", group_id);
+        let mut groups = self.groups.borrow_mut();
+        let Some(group) = groups.get_mut(group_id) else {
+            return LeaveResult {
+                error: error::NONE,
+                members: vec![error::UNKNOWN_MEMBER_ID; members.len()],
+            };
+        };
+        let codes = members
+            .iter()
+            .map(|leaving| {
+                let at = group.members.iter().position(|(id, m)| {
+                    if leaving.member_id.is_empty() {
+                        leaving.group_instance_id.is_some()
+                            && m.group_instance_id == leaving.group_instance_id
+                    } else {
+                        *id == leaving.member_id
+                    }
+                });
+                match at {
+                    Some(at) => {
+                        let (id, m) = &group.members[at];
+                        if leaving.group_instance_id.is_some()
+                            && m.group_instance_id != leaving.group_instance_id
+                        {
+                            return error::FENCED_INSTANCE_ID;
+                        }
+                        if *id == group.leader {
+                            group.leader.clear();
+                        }
+                        group.members.remove(at);
+                        group.synced = false;
+                        error::NONE
+                    }
+                    None => error::UNKNOWN_MEMBER_ID,
+                }
+            })
+            .collect();
+        if group.members.is_empty() {
+            group.generation += 1;
+            group.protocol_name = None;
+        }
+        LeaveResult { error: error::NONE, members: codes }
+    }
+
+    fn describe_group(&self, group_id: &str) -> GroupDescription {
+        self.note("describe", group_id);
+        let groups = self.groups.borrow();
+        let Some(g) = groups.get(group_id) else {
+            return GroupDescription {
+                error: error::NONE,
+                group_id: group_id.to_string(),
+                state: "Dead".into(),
+                protocol_type: String::new(),
+                protocol_name: String::new(),
+                members: Vec::new(),
+            };
+        };
+        let stable = g.state() == "Stable";
+        GroupDescription {
+            error: error::NONE,
+            group_id: group_id.to_string(),
+            state: g.state().into(),
+            protocol_type: g.protocol_type.clone(),
+            protocol_name: if stable { g.protocol_name.clone().unwrap_or_default() } else { String::new() },
+            members: g
+                .members
+                .iter()
+                .map(|(id, m)| MemberDescription {
+                    member_id: id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: self.client_host.clone(),
+                    // Kafka describes metadata and assignment only in a stable group.
+                    metadata: if stable {
+                        let name = g.protocol_name.as_deref().unwrap_or("");
+                        m.protocols
+                            .iter()
+                            .find(|p| p.name == name)
+                            .map(|p| p.metadata.clone())
+                            .unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    },
+                    assignment: if stable { m.assignment.clone() } else { Vec::new() },
+                })
+                .collect(),
+        }
+    }
+
+    fn list_groups(&self, states: &[String]) -> Vec<GroupListing> {
+        self.note("list", "");
+        self.groups
+            .borrow()
+            .iter()
+            .filter(|(_, g)| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(g.state())))
+            .map(|(id, g)| GroupListing {
+                group_id: id.clone(),
+                protocol_type: g.protocol_type.clone(),
+                state: g.state().into(),
+            })
+            .collect()
+    }
+
+    fn delete_group(&self, group_id: &str) -> ErrorCode {
+        self.note("delete", group_id);
+        let mut groups = self.groups.borrow_mut();
+        match groups.get(group_id) {
+            None => error::GROUP_ID_NOT_FOUND,
+            Some(g) if !g.members.is_empty() => error::NON_EMPTY_GROUP,
+            Some(_) => {
+                groups.remove(group_id);
+                error::NONE
+            }
+        }
+    }
+
+    fn commit_offsets(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        _group_instance_id: Option<&str>,
+        offsets: &[OffsetCommit],
+    ) -> Vec<ErrorCode> {
+        self.note("commit_offsets", group_id);
+        let all = |code| vec![code; offsets.len()];
+        if group_id.is_empty() {
+            return all(error::INVALID_GROUP_ID);
+        }
+        let mut groups = self.groups.borrow_mut();
+        let group = match groups.get_mut(group_id) {
+            Some(g) => g,
+            // A commit outside the group protocol creates the group (as Kafka's does).
+            None if generation_id < 0 => groups.entry(group_id.to_string()).or_default(),
+            None => return all(error::ILLEGAL_GENERATION),
+        };
+        if generation_id < 0 && member_id.is_empty() {
+            if !group.members.is_empty() {
+                return all(error::UNKNOWN_MEMBER_ID);
+            }
+        } else if group.member(member_id).is_none() {
+            return all(error::UNKNOWN_MEMBER_ID);
+        } else if generation_id != group.generation {
+            return all(error::ILLEGAL_GENERATION);
+        }
+        offsets
+            .iter()
+            .map(|o| {
+                let tp = TopicPartition { topic: o.topic.clone(), partition: o.partition };
+                if !self.partition_exists(&tp) {
+                    error::UNKNOWN_TOPIC_OR_PARTITION
+                } else if o.metadata.as_ref().is_some_and(|m| m.len() > MAX_OFFSET_METADATA) {
+                    error::OFFSET_METADATA_TOO_LARGE
+                } else {
+                    group.offsets.insert(tp, (o.offset, o.leader_epoch, o.metadata.clone()));
+                    error::NONE
+                }
+            })
+            .collect()
+    }
+
+    fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Result<Vec<CommittedOffset>, ErrorCode> {
+        self.note("fetch_offsets", group_id);
+        if group_id.is_empty() {
+            return Err(error::INVALID_GROUP_ID);
+        }
+        let groups = self.groups.borrow();
+        let offsets = groups.get(group_id).map(|g| &g.offsets);
+        let committed = |tp: &TopicPartition| {
+            let found = offsets.and_then(|o| o.get(tp));
+            CommittedOffset {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset: found.map_or(-1, |f| f.0),
+                leader_epoch: found.map_or(-1, |f| f.1),
+                metadata: found.and_then(|f| f.2.clone()),
+                error: error::NONE,
+            }
+        };
+        Ok(match partitions {
+            Some(ps) => ps.iter().map(committed).collect(),
+            None => offsets.into_iter().flat_map(|o| o.keys()).map(committed).collect(),
+        })
+    }
+
+    fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<ErrorCode>, ErrorCode> {
+        self.note("delete_offsets", group_id);
+        let mut groups = self.groups.borrow_mut();
+        let group = groups.get_mut(group_id).ok_or(error::GROUP_ID_NOT_FOUND)?;
+        Ok(partitions
+            .iter()
+            .map(|tp| {
+                if !self.partition_exists(tp) {
+                    error::UNKNOWN_TOPIC_OR_PARTITION
+                } else if !group.members.is_empty() {
+                    // The stub does not read subscriptions: a group with members counts as
+                    // subscribed to every topic.
+                    error::GROUP_SUBSCRIBED_TO_TOPIC
+                } else {
+                    group.offsets.remove(tp);
+                    error::NONE
+                }
+            })
+            .collect())
+    }
+
+    fn init_producer_id(
+        &self,
+        transactional_id: Option<&str>,
+        current: Option<ProducerIdAndEpoch>,
+    ) -> Result<ProducerIdAndEpoch, ErrorCode> {
+        if transactional_id.is_some() {
+            // Transactions are not supported.
+            return Err(error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        }
+        let mut producers = self.producers.borrow_mut();
+        if let Some(c) = current
+            && let Some(epoch) = producers.get_mut(&c.producer_id)
+        {
+            if *epoch != c.producer_epoch {
+                return Err(error::INVALID_PRODUCER_EPOCH);
+            }
+            if *epoch < i16::MAX - 1 {
+                *epoch += 1;
+                return Ok(ProducerIdAndEpoch { producer_id: c.producer_id, producer_epoch: *epoch });
+            }
+        }
+        let id = 1000 + producers.len() as i64;
+        producers.insert(id, 0);
+        Ok(ProducerIdAndEpoch { producer_id: id, producer_epoch: 0 })
     }
 }
 

@@ -16,9 +16,19 @@ pub mod error {
     pub const NOT_LEADER_OR_FOLLOWER: ErrorCode = 6;
     pub const REQUEST_TIMED_OUT: ErrorCode = 7;
     pub const MESSAGE_TOO_LARGE: ErrorCode = 10;
+    pub const OFFSET_METADATA_TOO_LARGE: ErrorCode = 12;
+    pub const COORDINATOR_LOAD_IN_PROGRESS: ErrorCode = 14;
+    pub const COORDINATOR_NOT_AVAILABLE: ErrorCode = 15;
+    pub const NOT_COORDINATOR: ErrorCode = 16;
     pub const INVALID_TOPIC_EXCEPTION: ErrorCode = 17;
     pub const RECORD_LIST_TOO_LARGE: ErrorCode = 18;
     pub const INVALID_REQUIRED_ACKS: ErrorCode = 21;
+    pub const ILLEGAL_GENERATION: ErrorCode = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: ErrorCode = 23;
+    pub const INVALID_GROUP_ID: ErrorCode = 24;
+    pub const UNKNOWN_MEMBER_ID: ErrorCode = 25;
+    pub const INVALID_SESSION_TIMEOUT: ErrorCode = 26;
+    pub const REBALANCE_IN_PROGRESS: ErrorCode = 27;
     pub const UNSUPPORTED_VERSION: ErrorCode = 35;
     pub const TOPIC_ALREADY_EXISTS: ErrorCode = 36;
     pub const INVALID_PARTITIONS: ErrorCode = 37;
@@ -26,7 +36,17 @@ pub mod error {
     pub const INVALID_REQUEST: ErrorCode = 42;
     pub const INVALID_CONFIG: ErrorCode = 40;
     pub const POLICY_VIOLATION: ErrorCode = 44;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: ErrorCode = 45;
+    pub const DUPLICATE_SEQUENCE_NUMBER: ErrorCode = 46;
+    pub const INVALID_PRODUCER_EPOCH: ErrorCode = 47;
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: ErrorCode = 53;
     pub const KAFKA_STORAGE_ERROR: ErrorCode = 56;
+    pub const UNKNOWN_PRODUCER_ID: ErrorCode = 59;
+    pub const NON_EMPTY_GROUP: ErrorCode = 68;
+    pub const GROUP_ID_NOT_FOUND: ErrorCode = 69;
+    pub const MEMBER_ID_REQUIRED: ErrorCode = 79;
+    pub const FENCED_INSTANCE_ID: ErrorCode = 82;
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: ErrorCode = 86;
     pub const UNKNOWN_TOPIC_ID: ErrorCode = 100;
     pub const INCONSISTENT_TOPIC_ID: ErrorCode = 103;
 }
@@ -113,6 +133,8 @@ pub enum Segment<B> {
 pub enum WakeSource {
     /// New data appended to this partition.
     Partition(TopicPartition),
+    /// A change of this consumer group (a member joined, synced or left; a rebalance ended).
+    Group(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,4 +152,161 @@ pub enum Outcome<B> {
     Wait(Wait),
     /// Close the connection, with the reason for the host's log.
     Close(String),
+}
+
+// --- consumer groups (the WIT `groups` interface) ---
+
+/// One protocol (assignor) a joining member supports, with its metadata as the client sent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Protocol {
+    pub name: String,
+    pub metadata: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub group_id: String,
+    /// Empty for a new member.
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<Protocol>,
+    /// JoinGroup v4+: a new member first gets MEMBER_ID_REQUIRED with its id (KIP-394).
+    pub require_known_member: bool,
+    pub reason: Option<String>,
+}
+
+/// A member of the generation, as the leader learns it from JoinGroup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub metadata: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinResult {
+    pub error: ErrorCode,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    /// The member's id (also for MEMBER_ID_REQUIRED).
+    pub member_id: String,
+    /// Filled for the leader only.
+    pub members: Vec<GroupMember>,
+    /// JoinGroup v9: the leader of a static group that rejoined need not assign again.
+    pub skip_assignment: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinOutcome {
+    Done(JoinResult),
+    /// The rebalance is not complete: wait on the group, then call again.
+    Pending,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    pub member_id: String,
+    pub assignment: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncRequest {
+    pub group_id: String,
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    /// From the leader: every member's assignment. Empty from the others.
+    pub assignments: Vec<Assignment>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncResult {
+    pub error: ErrorCode,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncOutcome {
+    Done(SyncResult),
+    /// The leader has not sent the assignments yet: wait on the group, then call again.
+    Pending,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leaving {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaveResult {
+    pub error: ErrorCode,
+    /// One per [`Leaving`], in order.
+    pub members: Vec<ErrorCode>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Vec<u8>,
+    pub assignment: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub error: ErrorCode,
+    pub group_id: String,
+    /// Kafka's state names: Empty, PreparingRebalance, CompletingRebalance, Stable, Dead.
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub members: Vec<MemberDescription>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    /// -1 when nothing is committed.
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub error: ErrorCode,
+}
+
+// --- producers ---
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerIdAndEpoch {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
 }

@@ -2,8 +2,10 @@
 //! that [`crate::export_protocol_handler!`] expands to.
 
 use crate::{
-    AppendInfo, Broker, ConfigEntry, ErrorCode, Fetched, Handler, HostBuffer, Level, OffsetAndTimestamp,
-    Outcome, Request, Segment, Services, Settings, TopicInfo, TopicPartition, WakeSource,
+    AppendInfo, Broker, CommittedOffset, ConfigEntry, ErrorCode, Fetched, GroupDescription, GroupListing,
+    GroupMember, Handler, HostBuffer, JoinOutcome, JoinRequest, JoinResult, LeaveResult, Leaving, Level,
+    MemberDescription, OffsetAndTimestamp, OffsetCommit, Outcome, ProducerIdAndEpoch, Request, Segment,
+    Services, Settings, SyncOutcome, SyncRequest, SyncResult, TopicInfo, TopicPartition, WakeSource,
 };
 use bytes::Bytes;
 
@@ -18,7 +20,9 @@ pub mod bindings {
     });
 }
 
-use bindings::guise::runtime::{cluster, connection, handler_types as ht, log, logging, types};
+use bindings::guise::runtime::{
+    cluster, connection, groups, handler_types as ht, log, logging, producers, types,
+};
 
 impl HostBuffer for types::Buffer {
     fn len(&self) -> u32 {
@@ -143,6 +147,9 @@ impl Services for WasmServices {
     fn connection_id(&self) -> u64 {
         connection::id()
     }
+    fn client_host(&self) -> String {
+        connection::client_host()
+    }
     fn log(&self, level: Level, message: &str) {
         let level = match level {
             Level::Trace => logging::Level::Trace,
@@ -152,6 +159,185 @@ impl Services for WasmServices {
             Level::Error => logging::Level::Error,
         };
         logging::log(level, message);
+    }
+
+    fn join_group(&self, req: &JoinRequest) -> JoinOutcome {
+        let req = groups::JoinRequest {
+            group_id: req.group_id.clone(),
+            member_id: req.member_id.clone(),
+            group_instance_id: req.group_instance_id.clone(),
+            client_id: req.client_id.clone(),
+            session_timeout_ms: req.session_timeout_ms,
+            rebalance_timeout_ms: req.rebalance_timeout_ms,
+            protocol_type: req.protocol_type.clone(),
+            protocols: req
+                .protocols
+                .iter()
+                .map(|p| groups::Protocol { name: p.name.clone(), metadata: p.metadata.clone() })
+                .collect(),
+            require_known_member: req.require_known_member,
+            reason: req.reason.clone(),
+        };
+        match groups::join(&req) {
+            groups::JoinOutcome::Pending => JoinOutcome::Pending,
+            groups::JoinOutcome::Done(r) => JoinOutcome::Done(JoinResult {
+                error: r.error,
+                generation_id: r.generation_id,
+                protocol_type: r.protocol_type,
+                protocol_name: r.protocol_name,
+                leader: r.leader,
+                member_id: r.member_id,
+                members: r
+                    .members
+                    .into_iter()
+                    .map(|m| GroupMember {
+                        member_id: m.member_id,
+                        group_instance_id: m.group_instance_id,
+                        metadata: m.metadata,
+                    })
+                    .collect(),
+                skip_assignment: r.skip_assignment,
+            }),
+        }
+    }
+    fn sync_group(&self, req: &SyncRequest) -> SyncOutcome {
+        let req = groups::SyncRequest {
+            group_id: req.group_id.clone(),
+            generation_id: req.generation_id,
+            member_id: req.member_id.clone(),
+            group_instance_id: req.group_instance_id.clone(),
+            protocol_type: req.protocol_type.clone(),
+            protocol_name: req.protocol_name.clone(),
+            assignments: req
+                .assignments
+                .iter()
+                .map(|a| groups::Assignment {
+                    member_id: a.member_id.clone(),
+                    assignment: a.assignment.clone(),
+                })
+                .collect(),
+        };
+        match groups::sync(&req) {
+            groups::SyncOutcome::Pending => SyncOutcome::Pending,
+            groups::SyncOutcome::Done(r) => SyncOutcome::Done(SyncResult {
+                error: r.error,
+                protocol_type: r.protocol_type,
+                protocol_name: r.protocol_name,
+                assignment: r.assignment,
+            }),
+        }
+    }
+    fn heartbeat(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> ErrorCode {
+        groups::heartbeat(group_id, generation_id, member_id, group_instance_id)
+    }
+    fn leave_group(&self, group_id: &str, members: &[Leaving]) -> LeaveResult {
+        let members: Vec<groups::Leaving> = members
+            .iter()
+            .map(|m| groups::Leaving {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+            })
+            .collect();
+        let r = groups::leave(group_id, &members);
+        LeaveResult { error: r.error, members: r.members }
+    }
+    fn describe_group(&self, group_id: &str) -> GroupDescription {
+        let d = groups::describe(group_id);
+        GroupDescription {
+            error: d.error,
+            group_id: d.group_id,
+            state: d.state,
+            protocol_type: d.protocol_type,
+            protocol_name: d.protocol_name,
+            members: d
+                .members
+                .into_iter()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id,
+                    group_instance_id: m.group_instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    metadata: m.metadata,
+                    assignment: m.assignment,
+                })
+                .collect(),
+        }
+    }
+    fn list_groups(&self, states: &[String]) -> Vec<GroupListing> {
+        groups::list(states)
+            .into_iter()
+            .map(|g| GroupListing { group_id: g.group_id, protocol_type: g.protocol_type, state: g.state })
+            .collect()
+    }
+    fn delete_group(&self, group_id: &str) -> ErrorCode {
+        groups::delete(group_id)
+    }
+    fn commit_offsets(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        offsets: &[OffsetCommit],
+    ) -> Vec<ErrorCode> {
+        let offsets: Vec<groups::OffsetCommit> = offsets
+            .iter()
+            .map(|o| groups::OffsetCommit {
+                topic: o.topic.clone(),
+                partition: o.partition,
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata.clone(),
+            })
+            .collect();
+        groups::commit_offsets(group_id, generation_id, member_id, group_instance_id, &offsets)
+    }
+    fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Result<Vec<CommittedOffset>, ErrorCode> {
+        let partitions: Option<Vec<types::TopicPartition>> = partitions.map(|ps| ps.iter().map(tp).collect());
+        groups::fetch_offsets(group_id, partitions.as_deref()).map(|offsets| {
+            offsets
+                .into_iter()
+                .map(|o| CommittedOffset {
+                    topic: o.topic,
+                    partition: o.partition,
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata,
+                    error: o.error,
+                })
+                .collect()
+        })
+    }
+    fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<ErrorCode>, ErrorCode> {
+        let partitions: Vec<types::TopicPartition> = partitions.iter().map(tp).collect();
+        groups::delete_offsets(group_id, &partitions)
+    }
+
+    fn init_producer_id(
+        &self,
+        transactional_id: Option<&str>,
+        current: Option<ProducerIdAndEpoch>,
+    ) -> Result<ProducerIdAndEpoch, ErrorCode> {
+        let current = current.map(|c| producers::ProducerIdAndEpoch {
+            producer_id: c.producer_id,
+            producer_epoch: c.producer_epoch,
+        });
+        producers::init_producer_id(transactional_id, current)
+            .map(|p| ProducerIdAndEpoch { producer_id: p.producer_id, producer_epoch: p.producer_epoch })
     }
 }
 
@@ -177,7 +363,10 @@ pub fn run_handle<H: Handler>(frame: &types::Buffer, final_: bool) -> ht::Outcom
             wake_on: w
                 .wake_on
                 .into_iter()
-                .map(|WakeSource::Partition(p)| ht::WakeSource::Partition(tp(&p)))
+                .map(|w| match w {
+                    WakeSource::Partition(p) => ht::WakeSource::Partition(tp(&p)),
+                    WakeSource::Group(g) => ht::WakeSource::Group(g),
+                })
                 .collect(),
             deadline_ms: w.deadline_ms,
         }),

@@ -78,6 +78,15 @@ pub struct Config {
     pub max_connections: usize,
     /// On shutdown, how long open connections get to finish.
     pub shutdown_drain_ms: u64,
+    /// Kafka's group.initial.rebalance.delay.ms: how long the first rebalance of an empty group
+    /// waits for more members (each new member extends it, up to the rebalance timeout).
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Kafka's group.min.session.timeout.ms and group.max.session.timeout.ms: the session
+    /// timeouts a joining member may ask for.
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    /// Kafka's offset.metadata.max.bytes: longer commit metadata gets OFFSET_METADATA_TOO_LARGE.
+    pub offset_metadata_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -111,6 +120,10 @@ impl Default for Config {
             max_inflight_bytes: 100 * 1024 * 1024,
             max_connections: 10_000,
             shutdown_drain_ms: 5000,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            offset_metadata_max_bytes: 4096,
         }
     }
 }
@@ -212,6 +225,15 @@ impl Config {
         if self.tenant.is_empty() || self.namespace.is_empty() {
             return invalid("tenant", "tenant and namespace must not be empty");
         }
+        if self.group_min_session_timeout_ms < 1 {
+            return invalid("group_min_session_timeout_ms", "must be positive");
+        }
+        if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms {
+            return invalid("group_max_session_timeout_ms", "must be at least group_min_session_timeout_ms");
+        }
+        if self.group_initial_rebalance_delay_ms > i32::MAX as u64 {
+            return invalid("group_initial_rebalance_delay_ms", "must fit in 32 bits, as in Kafka");
+        }
         Ok(())
     }
 
@@ -231,6 +253,21 @@ impl Config {
                 key: "fsync",
                 message: format!("{other:?} is not one of \"never\", \"interval\", \"every-batch\""),
             }),
+        }
+    }
+
+    /// The group coordinator's settings.
+    pub fn coord_config(&self) -> crate::coord::CoordConfig {
+        crate::coord::CoordConfig {
+            namespace: self.namespace.clone(),
+            group: crate::coord::GroupConfig {
+                initial_rebalance_delay: std::time::Duration::from_millis(
+                    self.group_initial_rebalance_delay_ms,
+                ),
+                min_session_timeout_ms: self.group_min_session_timeout_ms,
+                max_session_timeout_ms: self.group_max_session_timeout_ms,
+            },
+            offset_metadata_max_bytes: self.offset_metadata_max_bytes,
         }
     }
 
@@ -294,5 +331,26 @@ mod tests {
         assert!(err.contains("every-batch"), "{err}");
         let env = vec![("GUISE_FSYNC".to_string(), "every-batch".to_string())];
         assert_eq!(Config::load(None, env).unwrap().fsync_policy().unwrap(), FsyncPolicy::EveryBatch);
+    }
+
+    #[test]
+    fn group_settings() {
+        let c = Config::load(None, []).unwrap();
+        let coord = c.coord_config();
+        assert_eq!(coord.group.initial_rebalance_delay, std::time::Duration::from_secs(3));
+        assert_eq!(
+            (coord.group.min_session_timeout_ms, coord.group.max_session_timeout_ms),
+            (6000, 1_800_000)
+        );
+        assert_eq!(coord.offset_metadata_max_bytes, 4096);
+        let env = vec![
+            ("GUISE_GROUP_MIN_SESSION_TIMEOUT_MS".to_string(), "100".to_string()),
+            ("GUISE_GROUP_INITIAL_REBALANCE_DELAY_MS".to_string(), "0".to_string()),
+        ];
+        let c = Config::load(None, env).unwrap();
+        assert_eq!(c.coord_config().group.min_session_timeout_ms, 100);
+        assert!(c.coord_config().group.initial_rebalance_delay.is_zero());
+        let env = vec![("GUISE_GROUP_MAX_SESSION_TIMEOUT_MS".to_string(), "10".to_string())];
+        assert!(Config::load(None, env).is_err());
     }
 }

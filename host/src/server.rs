@@ -32,7 +32,12 @@ pub enum ServerError {
     Config(#[from] crate::config::ConfigError),
     #[error("invalid advertised address {0:?}: expected HOST:PORT")]
     Advertised(String),
+    #[error("starting the group coordinator: {0}")]
+    Coord(#[from] crate::coord::CoordError),
 }
+
+/// How often the group coordinator's timer runs (session expiry, rebalance deadlines).
+const GROUP_TICK: Duration = Duration::from_millis(100);
 
 /// A running host.
 pub struct Server {
@@ -74,6 +79,14 @@ impl Server {
         })?;
         let (advertised_host, advertised_port) = advertised(config, kafka_addr)?;
 
+        // Groups and committed offsets of the listener's tenant are replayed now; other tenants'
+        // when first used.
+        let coord = Arc::new(crate::coord::Coordinator::open(
+            log.clone(),
+            config.coord_config(),
+            &[config.tenant.as_str()],
+        )?);
+
         let ctx = Arc::new(HostContext {
             log: log.clone(),
             namespace: config.namespace.clone(),
@@ -84,7 +97,7 @@ impl Server {
             auto_create_topics: config.auto_create_topics,
             default_partitions: config.default_partitions,
             max_frame_bytes: config.max_frame_bytes,
-            coord: Default::default(),
+            coord: coord.clone(),
         });
         let limits = GuestLimits {
             memory_bytes: usize::try_from(config.guest_memory()).unwrap_or(usize::MAX),
@@ -146,10 +159,14 @@ impl Server {
             addr: config.admin_addr.clone(),
             source,
         })?;
-        tasks.push(tokio::spawn(admin::serve(admin, registry.clone(), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(admin::serve(admin, registry.clone(), coord.clone(), shutdown_rx.clone())));
         let check = Duration::from_millis(config.retention_check_interval_ms);
         let l = log.clone();
         tasks.push(tokio::spawn(every(check, shutdown_rx.clone(), move || enforce_retention(&*l))));
+        // The group coordinator's timer: sessions, rebalance deadlines, the initial delay.
+        tasks.push(tokio::spawn(every(GROUP_TICK, shutdown_rx.clone(), move || {
+            coord.tick(std::time::Instant::now())
+        })));
         if let FsyncPolicy::Interval(period) = fsync {
             // The "interval" fsync policy; a failed flush is logged by the log itself.
             let l = log.clone();

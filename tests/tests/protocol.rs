@@ -77,9 +77,11 @@ fn api_versions_at_every_version_and_kip511_fallback() {
         assert_eq!(r.error_code, 0);
         let fetch = r.api_keys.iter().find(|k| k.api_key == ApiKey::Fetch as i16).unwrap();
         assert_eq!((fetch.min_version, fetch.max_version), (4, 12));
+        let join = r.api_keys.iter().find(|k| k.api_key == ApiKey::JoinGroup as i16).unwrap();
+        assert_eq!((join.min_version, join.max_version), (0, 9));
         assert!(
-            r.api_keys.iter().all(|k| k.api_key != ApiKey::JoinGroup as i16),
-            "advertises only what works"
+            r.api_keys.iter().all(|k| k.api_key != ApiKey::AddPartitionsToTxn as i16),
+            "advertises only what works: no transactions"
         );
     }
     // A version newer than ours: a v0 response with UNSUPPORTED_VERSION and our range.

@@ -8,6 +8,7 @@
 //! | GET | `/modules/NAME` | one module: versions with hash, deploy time, calls, errors, traps |
 //! | PUT | `/modules/NAME` | deploy the body (a `.wasm` component) as the next version |
 //! | POST | `/modules/NAME/rollback[?to=N]` | activate the previous (or the given) version |
+//! | GET | `/groups` | consumer groups: state, generation, members, and per partition the committed offset, log end and lag |
 //!
 //! Errors are JSON `{"error": "..."}` with a status that says what kind: 400 a bad name or
 //! request, 404 no such module or version, 409 nothing to roll back to, 413 too large, 422 the
@@ -16,6 +17,7 @@
 pub mod client;
 pub mod http;
 
+use crate::coord::Coordinator;
 use crate::wasm::{Registry, RegistryError};
 use http::{Request, Response};
 use std::fmt::Write;
@@ -24,7 +26,12 @@ use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub async fn serve(listener: TcpListener, registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    coord: Arc<Coordinator>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (mut stream, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -42,10 +49,10 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, mut shutdown:
                 continue;
             }
         };
-        let registry = registry.clone();
+        let (registry, coord) = (registry.clone(), coord.clone());
         tokio::spawn(async move {
             let response = match http::read_request(&mut stream, registry.max_module_bytes()).await {
-                Ok(request) => route(&registry, request).await,
+                Ok(request) => route(&registry, &coord, request).await,
                 Err(e) => match e.status() {
                     Some(status) => {
                         tracing::info!(%peer, "admin request refused: {e}");
@@ -61,12 +68,20 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, mut shutdown:
     }
 }
 
-async fn route(registry: &Arc<Registry>, request: Request) -> Response {
+async fn route(registry: &Arc<Registry>, coord: &Arc<Coordinator>, request: Request) -> Response {
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     match (request.method.as_str(), segments.as_slice()) {
         ("GET", ["health"]) => Response::text(200, "ok\n"),
         ("GET", ["metrics"]) => Response::text(200, metrics(registry)),
         ("GET", ["modules"]) => Response::json(200, &registry.list()),
+        ("GET", ["groups"]) => {
+            // Reading log end offsets is file I/O: off the async workers.
+            let coord = coord.clone();
+            match tokio::task::spawn_blocking(move || coord.groups_overview()).await {
+                Ok(groups) => Response::json(200, &groups),
+                Err(e) => Response::error(500, format!("the request failed: {e}")),
+            }
+        }
         ("GET", ["modules", name]) => reply(registry.show(name), 200),
         ("PUT" | "POST", ["modules", name]) => {
             let (registry, name, body) = (registry.clone(), name.to_string(), request.body);
@@ -81,7 +96,7 @@ async fn route(registry: &Arc<Registry>, request: Request) -> Response {
             let (registry, name) = (registry.clone(), name.to_string());
             blocking(move || registry.rollback(&name, to), 200).await
         }
-        (_, ["health" | "metrics" | "modules"] | ["modules", _] | ["modules", _, "rollback"]) => {
+        (_, ["health" | "metrics" | "modules" | "groups"] | ["modules", _] | ["modules", _, "rollback"]) => {
             Response::error(405, format!("{} is not allowed on {}", request.method, request.path))
         }
         _ => Response::error(404, format!("no such endpoint {}", request.path)),

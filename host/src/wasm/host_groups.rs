@@ -1,84 +1,230 @@
-//! The host side of the `groups` WIT interface: the translator's calls on the group coordinator.
-//! (Placeholder until the coordinator lands: every call answers COORDINATOR_NOT_AVAILABLE.)
+//! The host side of the `groups` WIT interface: the translator's calls on the group coordinator
+//! (`crate::coord`), for the connection's tenant. A join or sync that must wait answers
+//! `pending` and records the group's change counter as the coordinator decided it, so the
+//! parked request is re-run as soon as the group changes after that decision.
 
 use super::bindings::{groups, types};
-use super::state::GuestState;
+use super::state::{GuestState, Observed, WakeKey};
+use crate::coord::{self, Step};
+use std::time::Instant;
 
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+impl GuestState {
+    fn observe_group(&mut self, group: &str, seq: i64) {
+        let key = WakeKey::Group { tenant: self.conn.tenant.clone(), group: group.to_string() };
+        self.observed.retain(|o| o.key != key);
+        self.observed.push(Observed { key, value: seq });
+    }
+
+    fn client_host_string(&self) -> String {
+        // As Kafka reports it: the address without the port, with a leading slash.
+        let peer = self.conn.peer.as_str();
+        let ip = peer.rsplit_once(':').map_or(peer, |(ip, _)| ip);
+        format!("/{}", ip.trim_start_matches('[').trim_end_matches(']'))
+    }
+}
+
+fn join_result(r: coord::JoinResult) -> groups::JoinResult {
+    groups::JoinResult {
+        error: r.error,
+        generation_id: r.generation_id,
+        protocol_type: r.protocol_type,
+        protocol_name: r.protocol_name,
+        leader: r.leader,
+        member_id: r.member_id,
+        members: r
+            .members
+            .into_iter()
+            .map(|m| groups::Member {
+                member_id: m.member_id,
+                group_instance_id: m.group_instance_id,
+                metadata: m.metadata,
+            })
+            .collect(),
+        skip_assignment: r.skip_assignment,
+    }
+}
+
+fn sync_result(r: coord::SyncResult) -> groups::SyncResult {
+    groups::SyncResult {
+        error: r.error,
+        protocol_type: r.protocol_type,
+        protocol_name: r.protocol_name,
+        assignment: r.assignment,
+    }
+}
 
 impl groups::Host for GuestState {
     fn join(&mut self, req: groups::JoinRequest) -> groups::JoinOutcome {
-        groups::JoinOutcome::Done(groups::JoinResult {
-            error: COORDINATOR_NOT_AVAILABLE,
-            generation_id: -1,
-            protocol_type: None,
-            protocol_name: None,
-            leader: String::new(),
+        let request = coord::JoinRequest {
+            group_id: req.group_id,
             member_id: req.member_id,
-            members: Vec::new(),
-            skip_assignment: false,
-        })
-    }
-
-    fn sync(&mut self, _req: groups::SyncRequest) -> groups::SyncOutcome {
-        groups::SyncOutcome::Done(groups::SyncResult {
-            error: COORDINATOR_NOT_AVAILABLE,
-            protocol_type: None,
-            protocol_name: None,
-            assignment: Vec::new(),
-        })
-    }
-
-    fn heartbeat(&mut self, _: String, _: i32, _: String, _: Option<String>) -> i16 {
-        COORDINATOR_NOT_AVAILABLE
-    }
-
-    fn leave(&mut self, _: String, members: Vec<groups::Leaving>) -> groups::LeaveResult {
-        groups::LeaveResult {
-            error: COORDINATOR_NOT_AVAILABLE,
-            members: vec![COORDINATOR_NOT_AVAILABLE; members.len()],
+            group_instance_id: req.group_instance_id,
+            client_id: req.client_id,
+            client_host: self.client_host_string(),
+            session_timeout_ms: req.session_timeout_ms,
+            rebalance_timeout_ms: req.rebalance_timeout_ms,
+            protocol_type: req.protocol_type,
+            protocols: req
+                .protocols
+                .into_iter()
+                .map(|p| coord::Protocol { name: p.name, metadata: p.metadata })
+                .collect(),
+            require_known_member: req.require_known_member,
+            reason: req.reason,
+            conn_id: self.conn.id,
+        };
+        match self.ctx.coord.join(&self.conn.tenant, &request, Instant::now()) {
+            Step::Done(r) => groups::JoinOutcome::Done(join_result(r)),
+            Step::Pending { seq } => {
+                self.observe_group(&request.group_id, seq);
+                groups::JoinOutcome::Pending
+            }
         }
+    }
+
+    fn sync(&mut self, req: groups::SyncRequest) -> groups::SyncOutcome {
+        let request = coord::SyncRequest {
+            group_id: req.group_id,
+            generation_id: req.generation_id,
+            member_id: req.member_id,
+            group_instance_id: req.group_instance_id,
+            protocol_type: req.protocol_type,
+            protocol_name: req.protocol_name,
+            assignments: req.assignments.into_iter().map(|a| (a.member_id, a.assignment)).collect(),
+        };
+        match self.ctx.coord.sync(&self.conn.tenant, &request, Instant::now()) {
+            Step::Done(r) => groups::SyncOutcome::Done(sync_result(r)),
+            Step::Pending { seq } => {
+                self.observe_group(&request.group_id, seq);
+                groups::SyncOutcome::Pending
+            }
+        }
+    }
+
+    fn heartbeat(
+        &mut self,
+        group_id: String,
+        generation_id: i32,
+        member_id: String,
+        group_instance_id: Option<String>,
+    ) -> i16 {
+        self.ctx.coord.heartbeat(
+            &self.conn.tenant,
+            &group_id,
+            generation_id,
+            &member_id,
+            group_instance_id.as_deref(),
+            Instant::now(),
+        )
+    }
+
+    fn leave(&mut self, group_id: String, members: Vec<groups::Leaving>) -> groups::LeaveResult {
+        let leaving: Vec<(String, Option<String>)> =
+            members.into_iter().map(|m| (m.member_id, m.group_instance_id)).collect();
+        let r = self.ctx.coord.leave(&self.conn.tenant, &group_id, &leaving, Instant::now());
+        groups::LeaveResult { error: r.error, members: r.members }
     }
 
     fn describe(&mut self, group_id: String) -> groups::GroupDescription {
+        let d = self.ctx.coord.describe(&self.conn.tenant, &group_id);
         groups::GroupDescription {
-            error: COORDINATOR_NOT_AVAILABLE,
-            group_id,
-            state: "Dead".into(),
-            protocol_type: String::new(),
-            protocol_name: String::new(),
-            members: Vec::new(),
+            error: d.error,
+            group_id: d.group_id,
+            state: d.state,
+            protocol_type: d.protocol_type,
+            protocol_name: d.protocol_name,
+            members: d
+                .members
+                .into_iter()
+                .map(|m| groups::MemberDescription {
+                    member_id: m.member_id,
+                    group_instance_id: m.group_instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    metadata: m.metadata,
+                    assignment: m.assignment,
+                })
+                .collect(),
         }
     }
 
-    fn list(&mut self, _: Vec<String>) -> Vec<groups::GroupListing> {
-        Vec::new()
+    fn list(&mut self, states: Vec<String>) -> Vec<groups::GroupListing> {
+        // The WIT has no error here: a coordinator that cannot load the tenant lists nothing
+        // (and has logged why).
+        self.ctx
+            .coord
+            .list(&self.conn.tenant, &states)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| groups::GroupListing {
+                group_id: g.group_id,
+                protocol_type: g.protocol_type,
+                state: g.state,
+            })
+            .collect()
     }
 
-    fn delete(&mut self, _: String) -> i16 {
-        COORDINATOR_NOT_AVAILABLE
+    fn delete(&mut self, group_id: String) -> i16 {
+        self.ctx.coord.delete(&self.conn.tenant, &group_id, Instant::now())
     }
 
     fn commit_offsets(
         &mut self,
-        _: String,
-        _: i32,
-        _: String,
-        _: Option<String>,
+        group_id: String,
+        generation_id: i32,
+        member_id: String,
+        group_instance_id: Option<String>,
         offsets: Vec<groups::OffsetCommit>,
     ) -> Vec<i16> {
-        vec![COORDINATOR_NOT_AVAILABLE; offsets.len()]
+        let offsets: Vec<coord::OffsetCommit> = offsets
+            .into_iter()
+            .map(|o| coord::OffsetCommit {
+                topic: o.topic,
+                partition: o.partition,
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: o.metadata,
+            })
+            .collect();
+        self.ctx.coord.commit_offsets(
+            &self.conn.tenant,
+            &group_id,
+            generation_id,
+            &member_id,
+            group_instance_id.as_deref(),
+            &offsets,
+            Instant::now(),
+        )
     }
 
     fn fetch_offsets(
         &mut self,
-        _: String,
-        _: Option<Vec<types::TopicPartition>>,
+        group_id: String,
+        partitions: Option<Vec<types::TopicPartition>>,
     ) -> Result<Vec<groups::CommittedOffset>, i16> {
-        Err(COORDINATOR_NOT_AVAILABLE)
+        let partitions: Option<Vec<(String, i32)>> =
+            partitions.map(|ps| ps.into_iter().map(|tp| (tp.topic, tp.partition)).collect());
+        let offsets = self.ctx.coord.fetch_offsets(&self.conn.tenant, &group_id, partitions.as_deref())?;
+        Ok(offsets
+            .into_iter()
+            .map(|c| groups::CommittedOffset {
+                topic: c.topic,
+                partition: c.partition,
+                offset: c.offset,
+                leader_epoch: c.leader_epoch,
+                metadata: c.metadata,
+                error: c.error,
+            })
+            .collect())
     }
 
-    fn delete_offsets(&mut self, _: String, _: Vec<types::TopicPartition>) -> Result<Vec<i16>, i16> {
-        Err(COORDINATOR_NOT_AVAILABLE)
+    fn delete_offsets(
+        &mut self,
+        group_id: String,
+        partitions: Vec<types::TopicPartition>,
+    ) -> Result<Vec<i16>, i16> {
+        let partitions: Vec<(String, i32)> =
+            partitions.into_iter().map(|tp| (tp.topic, tp.partition)).collect();
+        self.ctx.coord.delete_offsets(&self.conn.tenant, &group_id, &partitions, Instant::now())
     }
 }

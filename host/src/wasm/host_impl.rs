@@ -36,7 +36,8 @@ impl GuestState {
             id_hi: (id >> 64) as u64,
             id_lo: id as u64,
             partitions: meta.partitions,
-            internal: false,
+            // `__consumer_offsets` (the group coordinator's) and any other `__` topic.
+            internal: meta.name.topic.starts_with("__"),
         }
     }
 }

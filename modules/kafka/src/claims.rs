@@ -43,11 +43,24 @@ pub fn walk(api_key: i16, version: i16, body: &[u8]) -> Option<Result<usize, Sto
         1 => (12, fetch),
         2 => (6, list_offsets),
         3 => (9, metadata),
+        8 => (8, offset_commit),
+        9 => (6, offset_fetch),
+        10 => (3, find_coordinator),
+        11 => (6, join_group),
+        12 => (4, heartbeat),
+        13 => (4, leave_group),
+        14 => (4, sync_group),
+        15 => (5, describe_groups),
+        16 => (3, list_groups),
         18 => (3, api_versions),
         19 => (5, create_topics),
         20 => (4, delete_topics),
+        22 => (2, init_producer_id),
         32 => (4, describe_configs),
         37 => (2, create_partitions),
+        42 => (2, delete_groups),
+        // OffsetDelete has no flexible version.
+        47 => (i16::MAX, offset_delete),
         _ => return None,
     };
     let mut w = Walk { buf: body, flexible: version >= flexible_from };
@@ -414,4 +427,187 @@ fn create_partitions(w: &mut Walk<'_>, _v: i16) -> Step {
     w.i32()?; // timeout_ms
     w.bool()?; // validate_only
     w.tags()
+}
+
+fn offset_commit(w: &mut Walk<'_>, v: i16) -> Step {
+    w.string()?; // group_id
+    w.i32()?; // generation_id_or_member_epoch
+    w.string()?; // member_id
+    if v >= 7 {
+        w.string()?; // group_instance_id
+    }
+    if v <= 4 {
+        w.i64()?; // retention_time_ms
+    }
+    w.array(1, |w| {
+        w.string()?; // name
+        w.array(1, |w| {
+            w.i32()?; // partition_index
+            w.i64()?; // committed_offset
+            if v >= 6 {
+                w.i32()?; // committed_leader_epoch
+            }
+            w.string()?; // committed_metadata
+            w.tags()
+        })?;
+        w.tags()
+    })?;
+    w.tags()
+}
+
+fn offset_fetch(w: &mut Walk<'_>, v: i16) -> Step {
+    if v <= 7 {
+        w.string()?; // group_id
+        w.array(1, |w| {
+            w.string()?; // name
+            w.array(4, |w| w.i32())?; // partition_indexes
+            w.tags()
+        })?;
+    }
+    if v >= 8 {
+        w.array(1, |w| {
+            w.string()?; // group_id
+            if v >= 9 {
+                w.string()?; // member_id
+                w.i32()?; // member_epoch
+            }
+            w.array(1, |w| {
+                w.string()?; // name
+                w.array(4, |w| w.i32())?; // partition_indexes
+                w.tags()
+            })?;
+            w.tags()
+        })?;
+    }
+    if v >= 7 {
+        w.bool()?; // require_stable
+    }
+    w.tags()
+}
+
+fn find_coordinator(w: &mut Walk<'_>, v: i16) -> Step {
+    if v <= 3 {
+        w.string()?; // key
+    }
+    if v >= 1 {
+        w.i8()?; // key_type
+    }
+    if v >= 4 {
+        let min = w.min_string();
+        w.array(min, |w| w.string())?; // coordinator_keys
+    }
+    w.tags()
+}
+
+fn join_group(w: &mut Walk<'_>, v: i16) -> Step {
+    w.string()?; // group_id
+    w.i32()?; // session_timeout_ms
+    if v >= 1 {
+        w.i32()?; // rebalance_timeout_ms
+    }
+    w.string()?; // member_id
+    if v >= 5 {
+        w.string()?; // group_instance_id
+    }
+    w.string()?; // protocol_type
+    w.array(1, |w| {
+        w.string()?; // name
+        w.bytes()?; // metadata
+        w.tags()
+    })?;
+    if v >= 8 {
+        w.string()?; // reason
+    }
+    w.tags()
+}
+
+fn heartbeat(w: &mut Walk<'_>, v: i16) -> Step {
+    w.string()?; // group_id
+    w.i32()?; // generation_id
+    w.string()?; // member_id
+    if v >= 3 {
+        w.string()?; // group_instance_id
+    }
+    w.tags()
+}
+
+fn leave_group(w: &mut Walk<'_>, v: i16) -> Step {
+    w.string()?; // group_id
+    if v <= 2 {
+        w.string()?; // member_id
+    }
+    if v >= 3 {
+        w.array(1, |w| {
+            w.string()?; // member_id
+            w.string()?; // group_instance_id
+            if v >= 5 {
+                w.string()?; // reason
+            }
+            w.tags()
+        })?;
+    }
+    w.tags()
+}
+
+fn sync_group(w: &mut Walk<'_>, v: i16) -> Step {
+    w.string()?; // group_id
+    w.i32()?; // generation_id
+    w.string()?; // member_id
+    if v >= 3 {
+        w.string()?; // group_instance_id
+    }
+    if v >= 5 {
+        w.string()?; // protocol_type
+        w.string()?; // protocol_name
+    }
+    w.array(1, |w| {
+        w.string()?; // member_id
+        w.bytes()?; // assignment
+        w.tags()
+    })?;
+    w.tags()
+}
+
+fn describe_groups(w: &mut Walk<'_>, v: i16) -> Step {
+    let min = w.min_string();
+    w.array(min, |w| w.string())?; // groups
+    if v >= 3 {
+        w.bool()?; // include_authorized_operations
+    }
+    w.tags()
+}
+
+fn list_groups(w: &mut Walk<'_>, v: i16) -> Step {
+    let min = w.min_string();
+    if v >= 4 {
+        w.array(min, |w| w.string())?; // states_filter
+    }
+    if v >= 5 {
+        w.array(min, |w| w.string())?; // types_filter
+    }
+    w.tags()
+}
+
+fn init_producer_id(w: &mut Walk<'_>, v: i16) -> Step {
+    w.string()?; // transactional_id
+    w.i32()?; // transaction_timeout_ms
+    if v >= 3 {
+        w.i64()?; // producer_id
+        w.i16()?; // producer_epoch
+    }
+    w.tags()
+}
+
+fn delete_groups(w: &mut Walk<'_>, _v: i16) -> Step {
+    let min = w.min_string();
+    w.array(min, |w| w.string())?; // groups_names
+    w.tags()
+}
+
+fn offset_delete(w: &mut Walk<'_>, _v: i16) -> Step {
+    w.string()?; // group_id
+    w.array(1, |w| {
+        w.string()?; // name
+        w.array(4, |w| w.i32()) // partitions (partition_index)
+    })
 }

@@ -108,11 +108,17 @@ fn flexible_from(key: i16) -> i16 {
         0 | 3 => 9,
         1 => 12,
         2 => 6,
-        18 => 3,
+        8 => 8,
+        9 | 11 => 6,
+        10 | 16 | 18 => 3,
+        12..=14 => 4,
+        15 => 5,
         19 => 5,
         20 => 4,
+        22 | 42 => 2,
         32 => 4,
         37 => 2,
+        47 => i16::MAX,
         _ => unreachable!("api key {key}"),
     }
 }
@@ -124,7 +130,19 @@ fn codec_versions(key: i16) -> std::ops::RangeInclusive<i16> {
         1 => 4..=18,
         2 => 1..=10,
         3 => 0..=13,
+        8 => 2..=9,
+        9 => 1..=9,
+        10 => 0..=6,
+        11 => 0..=9,
+        12 => 0..=4,
+        13 => 0..=5,
+        14 => 0..=5,
+        15 => 0..=6,
+        16 => 0..=5,
         18 => 0..=4,
+        22 => 0..=5,
+        42 => 0..=2,
+        47 => 0..=0,
         19 => 2..=7,
         20 => 1..=6,
         32 => 1..=4,
@@ -423,6 +441,246 @@ fn samples(key: i16, v: i16) -> Vec<Vec<u8>> {
                 .with_validate_only(true);
             vec![encode(&rich, v), encode(&small, v), encode(&CreatePartitionsRequest::default(), v)]
         }
+        key => group_samples(key, v, flex),
+    }
+}
+
+fn group_id(s: &str) -> GroupId {
+    GroupId(str_bytes(s))
+}
+
+/// Request bodies of the group and producer APIs (the same shapes as [`samples`]).
+fn group_samples(key: i16, v: i16, flex: bool) -> Vec<Vec<u8>> {
+    let tags = || unknown_tags(flex);
+    match key {
+        8 => {
+            use offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+            let part = |i: i32, offset: i64, metadata: Option<&str>| {
+                let p = OffsetCommitRequestPartition::default()
+                    .with_partition_index(i)
+                    .with_committed_offset(offset)
+                    .with_committed_metadata(metadata.map(str_bytes))
+                    .with_unknown_tagged_fields(tags());
+                when(v >= 6, p, |p| p.with_committed_leader_epoch(2))
+            };
+            let topic = |name: &str, parts| {
+                OffsetCommitRequestTopic::default()
+                    .with_name(topic_name(name))
+                    .with_partitions(parts)
+                    .with_unknown_tagged_fields(tags())
+            };
+            let rich = OffsetCommitRequest::default()
+                .with_group_id(group_id("g"))
+                .with_generation_id_or_member_epoch(-1)
+                .with_member_id(str_bytes(""))
+                .with_topics(vec![
+                    topic("a", vec![part(0, 1, Some("m")), part(1, 0, None)]),
+                    topic("missing", vec![part(0, 3, Some(""))]),
+                ])
+                .with_unknown_tagged_fields(tags());
+            let rich = when(v >= 7, rich, |r| r.with_group_instance_id(Some(str_bytes("i-1"))));
+            let rich = when(v <= 4, rich, |r| r.with_retention_time_ms(60_000));
+            let member = OffsetCommitRequest::default()
+                .with_group_id(group_id("g"))
+                .with_generation_id_or_member_epoch(3)
+                .with_member_id(str_bytes("m-1"))
+                .with_topics(vec![topic("b", vec![part(0, 1, None)])]);
+            vec![encode(&rich, v), encode(&member, v), encode(&OffsetCommitRequest::default(), v)]
+        }
+        9 => {
+            use offset_fetch_request::{
+                OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+            };
+            if v >= 8 {
+                let topics = |parts: &[(&str, &[i32])]| {
+                    parts
+                        .iter()
+                        .map(|(t, p)| {
+                            OffsetFetchRequestTopics::default()
+                                .with_name(topic_name(*t))
+                                .with_partition_indexes(p.to_vec())
+                                .with_unknown_tagged_fields(tags())
+                        })
+                        .collect()
+                };
+                let group = |id: &str, t: Option<Vec<OffsetFetchRequestTopics>>| {
+                    let g = OffsetFetchRequestGroup::default()
+                        .with_group_id(group_id(id))
+                        .with_topics(t)
+                        .with_unknown_tagged_fields(tags());
+                    when(v >= 9, g, |g| g.with_member_id(Some(str_bytes("m-1"))).with_member_epoch(4))
+                };
+                let rich = OffsetFetchRequest::default()
+                    .with_groups(vec![
+                        group("g", Some(topics(&[("a", &[0, 1]), ("missing", &[0])]))),
+                        group("h", None),
+                        group("", Some(vec![])),
+                    ])
+                    .with_require_stable(true)
+                    .with_unknown_tagged_fields(tags());
+                let small = OffsetFetchRequest::default().with_groups(vec![group("g", None)]);
+                return vec![encode(&rich, v), encode(&small, v), encode(&OffsetFetchRequest::default(), v)];
+            }
+            let topic = |name: &str, p: &[i32]| {
+                OffsetFetchRequestTopic::default()
+                    .with_name(topic_name(name))
+                    .with_partition_indexes(p.to_vec())
+                    .with_unknown_tagged_fields(tags())
+            };
+            let rich = OffsetFetchRequest::default()
+                .with_group_id(group_id("g"))
+                .with_topics(Some(vec![topic("a", &[0, 1]), topic("missing", &[0])]))
+                .with_unknown_tagged_fields(tags());
+            let rich = when(v >= 7, rich, |r| r.with_require_stable(true));
+            let mut out = vec![encode(&rich, v), encode(&OffsetFetchRequest::default(), v)];
+            if v >= 2 {
+                out.push(encode(
+                    &OffsetFetchRequest::default().with_group_id(group_id("g")).with_topics(None),
+                    v,
+                ));
+            }
+            out
+        }
+        10 => {
+            let rich = if v >= 4 {
+                FindCoordinatorRequest::default()
+                    .with_coordinator_keys(vec![str_bytes("g"), str_bytes("tx"), str_bytes("")])
+                    .with_key_type(1)
+            } else {
+                when(v >= 1, FindCoordinatorRequest::default().with_key(str_bytes("g")), |r| {
+                    r.with_key_type(1)
+                })
+            };
+            let rich = rich.with_unknown_tagged_fields(tags());
+            let bad_type = when(v >= 1, FindCoordinatorRequest::default(), |r| r.with_key_type(7));
+            vec![encode(&rich, v), encode(&bad_type, v), encode(&FindCoordinatorRequest::default(), v)]
+        }
+        11 => {
+            use join_group_request::JoinGroupRequestProtocol;
+            let protocol = |name: &str, metadata: &'static [u8]| {
+                JoinGroupRequestProtocol::default()
+                    .with_name(str_bytes(name))
+                    .with_metadata(Bytes::from_static(metadata))
+                    .with_unknown_tagged_fields(tags())
+            };
+            let join = |member: &str| {
+                JoinGroupRequest::default()
+                    .with_group_id(group_id("g"))
+                    .with_session_timeout_ms(10_000)
+                    .with_member_id(str_bytes(member))
+                    .with_protocol_type(str_bytes("consumer"))
+                    .with_protocols(vec![protocol("range", b"\x00\x01meta"), protocol("roundrobin", b"")])
+            };
+            let rich = join("").with_unknown_tagged_fields(tags());
+            let rich = when(v >= 1, rich, |r| r.with_rebalance_timeout_ms(30_000));
+            let rich = when(v >= 5, rich, |r| r.with_group_instance_id(Some(str_bytes("i-1"))));
+            let rich = when(v >= 8, rich, |r| r.with_reason(Some(str_bytes("because"))));
+            let known = join("m-1");
+            let bad = JoinGroupRequest::default().with_protocol_type(str_bytes("consumer"));
+            vec![
+                encode(&rich, v),
+                encode(&known, v),
+                encode(&bad, v),
+                encode(&JoinGroupRequest::default(), v),
+            ]
+        }
+        12 => {
+            let rich = HeartbeatRequest::default()
+                .with_group_id(group_id("g"))
+                .with_generation_id(1)
+                .with_member_id(str_bytes("m-1"))
+                .with_unknown_tagged_fields(tags());
+            let rich = when(v >= 3, rich, |r| r.with_group_instance_id(Some(str_bytes("i-1"))));
+            vec![encode(&rich, v), encode(&HeartbeatRequest::default(), v)]
+        }
+        13 => {
+            use leave_group_request::MemberIdentity;
+            let rich = if v >= 3 {
+                let member = |id: &str, instance: Option<&str>| {
+                    let m = MemberIdentity::default()
+                        .with_member_id(str_bytes(id))
+                        .with_group_instance_id(instance.map(str_bytes))
+                        .with_unknown_tagged_fields(tags());
+                    when(v >= 5, m, |m| m.with_reason(Some(str_bytes("bye"))))
+                };
+                LeaveGroupRequest::default().with_members(vec![member("m-1", None), member("", Some("i-1"))])
+            } else {
+                LeaveGroupRequest::default().with_member_id(str_bytes("m-1"))
+            };
+            let rich = rich.with_group_id(group_id("g")).with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&LeaveGroupRequest::default(), v)]
+        }
+        14 => {
+            use sync_group_request::SyncGroupRequestAssignment;
+            let assignment = |m: &str, a: &'static [u8]| {
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(str_bytes(m))
+                    .with_assignment(Bytes::from_static(a))
+                    .with_unknown_tagged_fields(tags())
+            };
+            let rich = SyncGroupRequest::default()
+                .with_group_id(group_id("g"))
+                .with_generation_id(1)
+                .with_member_id(str_bytes("m-1"))
+                .with_assignments(vec![assignment("m-1", b"\x00\x01a"), assignment("m-2", b"")])
+                .with_unknown_tagged_fields(tags());
+            let rich = when(v >= 3, rich, |r| r.with_group_instance_id(Some(str_bytes("i-1"))));
+            let rich = when(v >= 5, rich, |r| {
+                r.with_protocol_type(Some(str_bytes("consumer"))).with_protocol_name(Some(str_bytes("range")))
+            });
+            vec![encode(&rich, v), encode(&SyncGroupRequest::default(), v)]
+        }
+        15 => {
+            let rich = DescribeGroupsRequest::default()
+                .with_groups(vec![group_id("g"), group_id("missing"), group_id("")])
+                .with_unknown_tagged_fields(tags());
+            let rich = when(v >= 3, rich, |r| r.with_include_authorized_operations(true));
+            vec![encode(&rich, v), encode(&DescribeGroupsRequest::default(), v)]
+        }
+        16 => {
+            let rich = ListGroupsRequest::default().with_unknown_tagged_fields(tags());
+            let rich =
+                when(v >= 4, rich, |r| r.with_states_filter(vec![str_bytes("Stable"), str_bytes("Empty")]));
+            let rich = when(v >= 5, rich, |r| r.with_types_filter(vec![str_bytes("classic")]));
+            vec![encode(&rich, v), encode(&ListGroupsRequest::default(), v)]
+        }
+        22 => {
+            let plain = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_unknown_tagged_fields(tags());
+            let rich =
+                when(v >= 3, plain.clone(), |r| r.with_producer_id(ProducerId(1000)).with_producer_epoch(0));
+            let tx = InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(str_bytes("tx"))));
+            vec![
+                encode(&rich, v),
+                encode(&plain, v),
+                encode(&tx, v),
+                encode(&InitProducerIdRequest::default(), v),
+            ]
+        }
+        42 => {
+            let rich = DeleteGroupsRequest::default()
+                .with_groups_names(vec![group_id("g"), group_id("missing")])
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&DeleteGroupsRequest::default(), v)]
+        }
+        47 => {
+            use offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
+            let topic = |name: &str, parts: &[i32]| {
+                OffsetDeleteRequestTopic::default().with_name(topic_name(name)).with_partitions(
+                    parts
+                        .iter()
+                        .map(|p| OffsetDeleteRequestPartition::default().with_partition_index(*p))
+                        .collect(),
+                )
+            };
+            let rich = OffsetDeleteRequest::default()
+                .with_group_id(group_id("g"))
+                .with_topics(vec![topic("a", &[0, 1]), topic("missing", &[0])]);
+            vec![encode(&rich, v), encode(&OffsetDeleteRequest::default(), v)]
+        }
         _ => unreachable!("api key {key}"),
     }
 }
@@ -438,7 +696,19 @@ fn codec_decode(key: i16, v: i16, body: &[u8]) -> Option<usize> {
         1 => go::<FetchRequest>(body, v),
         2 => go::<ListOffsetsRequest>(body, v),
         3 => go::<MetadataRequest>(body, v),
+        8 => go::<OffsetCommitRequest>(body, v),
+        9 => go::<OffsetFetchRequest>(body, v),
+        10 => go::<FindCoordinatorRequest>(body, v),
+        11 => go::<JoinGroupRequest>(body, v),
+        12 => go::<HeartbeatRequest>(body, v),
+        13 => go::<LeaveGroupRequest>(body, v),
+        14 => go::<SyncGroupRequest>(body, v),
+        15 => go::<DescribeGroupsRequest>(body, v),
+        16 => go::<ListGroupsRequest>(body, v),
         18 => go::<ApiVersionsRequest>(body, v),
+        22 => go::<InitProducerIdRequest>(body, v),
+        42 => go::<DeleteGroupsRequest>(body, v),
+        47 => go::<OffsetDeleteRequest>(body, v),
         19 => go::<CreateTopicsRequest>(body, v),
         20 => go::<DeleteTopicsRequest>(body, v),
         32 => go::<DescribeConfigsRequest>(body, v),
@@ -537,7 +807,7 @@ fn apply(bytes: &mut Vec<u8>, from: usize, m: &Mutation) {
 fn key_and_version() -> impl Strategy<Value = (i16, i16)> {
     let mut pairs: Vec<(i16, i16)> =
         SUPPORTED.iter().flat_map(|&(k, min, max)| (min - 1..=max + 1).map(move |v| (k, v))).collect();
-    pairs.extend([(4, 0), (10, 4), (22, 1), (68, 0), (-1, 0), (i16::MAX, 3)]);
+    pairs.extend([(4, 0), (24, 4), (26, 1), (68, 0), (-1, 0), (i16::MAX, 3)]);
     proptest::sample::select(pairs)
 }
 

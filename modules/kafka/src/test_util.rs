@@ -34,7 +34,21 @@ pub fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
     version: i16,
     body: &Req,
 ) -> Resp {
-    let out = run(svc, frame(key, version, body));
+    answer(key, version, run(svc, frame(key, version, body)))
+}
+
+/// Like [`call`], run as the re-run of a parked request whose deadline passed (`final`).
+pub fn call_final<Req: Encodable, Resp: Decodable + HeaderVersion>(
+    svc: &StubServices,
+    key: ApiKey,
+    version: i16,
+    body: &Req,
+) -> Resp {
+    answer(key, version, stub::run::<KafkaTranslator>(svc, frame(key, version, body), true))
+}
+
+/// The response in `out`, decoded.
+pub fn answer<Resp: Decodable + HeaderVersion>(key: ApiKey, version: i16, out: Outcome<StubBuffer>) -> Resp {
     let Outcome::Respond(Some(segments)) = out else { panic!("expected a response, got {out:?}") };
     decode_response(key, version, &stub::flatten(&segments))
 }
@@ -165,5 +179,74 @@ pub fn fetch_request(
         .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(min_bytes)
         .with_max_bytes(max_bytes)
+        .with_topics(topics)
+}
+
+/// `s` as a group id.
+pub fn group_id(s: &str) -> kafka_protocol::messages::GroupId {
+    kafka_protocol::messages::GroupId(StrBytes::from_string(s.to_string()))
+}
+
+/// A JoinGroup request of a consumer supporting "range" (with metadata `\0\x01range-meta`) and
+/// "roundrobin": session timeout 10 s, rebalance timeout 30 s.
+pub fn join_request(group: &str, member: &str) -> kafka_protocol::messages::JoinGroupRequest {
+    use kafka_protocol::messages::JoinGroupRequest;
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    let protocol = |name: &'static str, metadata: &'static [u8]| {
+        JoinGroupRequestProtocol::default()
+            .with_name(StrBytes::from_static_str(name))
+            .with_metadata(Bytes::from_static(metadata))
+    };
+    JoinGroupRequest::default()
+        .with_group_id(group_id(group))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_member_id(StrBytes::from_string(member.to_string()))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![protocol("range", b"\x00\x01range-meta"), protocol("roundrobin", b"rr")])
+}
+
+/// Join `group` at `v` (with KIP-394's second round from v4), returning the final response.
+pub fn join(svc: &StubServices, v: i16, group: &str) -> kafka_protocol::messages::JoinGroupResponse {
+    use kafka_protocol::messages::JoinGroupResponse;
+    let first: JoinGroupResponse = call(svc, ApiKey::JoinGroup, v, &join_request(group, ""));
+    if v < 4 {
+        return first;
+    }
+    assert_eq!(first.error_code, guise_guest_sdk::error::MEMBER_ID_REQUIRED, "v{v}");
+    assert!(!first.member_id.is_empty(), "v{v}");
+    call(svc, ApiKey::JoinGroup, v, &join_request(group, first.member_id.as_str()))
+}
+
+/// An OffsetCommit request of (topic, partition, offset), each with metadata "meta-{offset}".
+pub fn commit_request(
+    group: &str,
+    generation: i32,
+    member: &str,
+    parts: &[(&str, i32, i64)],
+) -> kafka_protocol::messages::OffsetCommitRequest {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{OffsetCommitRequest, TopicName};
+    let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
+    for (topic, partition, offset) in parts {
+        let p = OffsetCommitRequestPartition::default()
+            .with_partition_index(*partition)
+            .with_committed_offset(*offset)
+            .with_committed_metadata(Some(StrBytes::from_string(format!("meta-{offset}"))));
+        match topics.iter_mut().find(|t| t.name.as_str() == *topic) {
+            Some(t) => t.partitions.push(p),
+            None => topics.push(
+                OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partitions(vec![p]),
+            ),
+        }
+    }
+    OffsetCommitRequest::default()
+        .with_group_id(group_id(group))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from_string(member.to_string()))
         .with_topics(topics)
 }

@@ -1,0 +1,393 @@
+//! Durability of groups and committed offsets: the records the coordinator appends to each
+//! tenant's internal `__consumer_offsets` topic (one partition, kept forever), a small encoder of
+//! uncompressed v2 record batches for them, and the replay that rebuilds the state at start.
+//!
+//! Format (our own; Kafka's binary schemas buy nothing here since no Kafka broker reads it):
+//! the key is JSON, `{"t":"o","group":..,"topic":..,"partition":..}` for a committed offset and
+//! `{"t":"g","group":..}` for a group's metadata; the value is JSON ([`Committed`] or
+//! [`GroupValue`]; byte fields as hex), and a null value is a tombstone. The last record of a key
+//! wins. The topic is not compacted, so it grows with every commit; compaction (or periodic
+//! snapshots) is future work — replay reads it whole.
+
+use super::offsets::Committed;
+use crate::storage::batch::{BatchHeader, HEADER_LEN};
+use crate::storage::{Log, StorageError, TopicName};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The internal topic, per tenant, in the configured namespace.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Topic configs of the internal topic: nothing is ever deleted by retention.
+pub fn offsets_topic_configs() -> Vec<(String, String)> {
+    vec![
+        ("retention.ms".into(), "-1".into()),
+        ("retention.bytes".into(), "-1".into()),
+        // Group metadata of a large group (every member's subscription and assignment) can be
+        // well over the broker's default batch limit.
+        ("max.message.bytes".into(), (64 << 20).to_string()),
+    ]
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "t")]
+pub enum RecordKey {
+    #[serde(rename = "o")]
+    Offset { group: String, topic: String, partition: i32 },
+    #[serde(rename = "g")]
+    Group { group: String },
+}
+
+impl RecordKey {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// A group's metadata as of its last completed rebalance (or its emptying).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupValue {
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub members: Vec<MemberValue>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MemberValue {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    /// The member's metadata for the group's protocol.
+    #[serde(with = "hex")]
+    pub subscription: Vec<u8>,
+    #[serde(with = "hex")]
+    pub assignment: Vec<u8>,
+}
+
+/// One record to append: key and value (None: a tombstone).
+pub type Record = (Vec<u8>, Option<Vec<u8>>);
+
+pub fn offset_record(group: &str, topic: &str, partition: i32, value: Option<&Committed>) -> Record {
+    let key = RecordKey::Offset { group: group.into(), topic: topic.into(), partition }.encode();
+    (key, value.map(|v| serde_json::to_vec(v).unwrap_or_default()))
+}
+
+pub fn group_record(group: &str, value: Option<&GroupValue>) -> Record {
+    let key = RecordKey::Group { group: group.into() }.encode();
+    (key, value.map(|v| serde_json::to_vec(v).unwrap_or_default()))
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        let b = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// One uncompressed v2 record batch holding `records` (at least one), every record stamped
+/// `timestamp_ms`; no producer id, base offset 0 (the log assigns it), CRC-32C filled in.
+pub fn encode_batch(records: &[Record], timestamp_ms: i64) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut record = Vec::new();
+    for (i, (key, value)) in records.iter().enumerate() {
+        record.clear();
+        record.push(0); // attributes
+        put_varint(&mut record, 0); // timestamp delta
+        put_varint(&mut record, i as i64); // offset delta
+        put_varint(&mut record, key.len() as i64);
+        record.extend_from_slice(key);
+        match value {
+            Some(v) => {
+                put_varint(&mut record, v.len() as i64);
+                record.extend_from_slice(v);
+            }
+            None => put_varint(&mut record, -1),
+        }
+        put_varint(&mut record, 0); // headers
+        put_varint(&mut body, record.len() as i64);
+        body.extend_from_slice(&record);
+    }
+    let count = records.len() as i32;
+    let mut b = Vec::with_capacity(HEADER_LEN + body.len());
+    b.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    b.extend_from_slice(&((HEADER_LEN - 12 + body.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    b.push(2); // magic
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc, below
+    b.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    b.extend_from_slice(&(count - 1).to_be_bytes());
+    b.extend_from_slice(&timestamp_ms.to_be_bytes());
+    b.extend_from_slice(&timestamp_ms.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    b.extend_from_slice(&count.to_be_bytes());
+    b.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// A record read back: (offset, key, value).
+pub type Decoded = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn read_uvarint(buf: &mut &[u8], max_bytes: usize) -> Option<u64> {
+    let mut value = 0u64;
+    for i in 0..max_bytes {
+        let (&byte, rest) = buf.split_first()?;
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
+    let raw = read_uvarint(buf, 10)?;
+    Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+}
+
+fn read_bytes(buf: &mut &[u8]) -> Option<Option<Vec<u8>>> {
+    let len = read_varlong(buf)?;
+    if len < 0 {
+        return Some(None);
+    }
+    let len = usize::try_from(len).ok()?;
+    let (head, rest) = (buf.get(..len)?, buf.get(len..)?);
+    *buf = rest;
+    Some(Some(head.to_vec()))
+}
+
+/// The records of one whole uncompressed batch.
+pub fn decode_batch(batch: &[u8]) -> Result<Vec<Decoded>, StorageError> {
+    let header = BatchHeader::parse(batch)?;
+    let bad = || StorageError::CorruptMessage("malformed record in an offsets-topic batch".into());
+    if header.is_compressed() {
+        return Err(StorageError::CorruptMessage("compressed batch in the offsets topic".into()));
+    }
+    let mut buf = batch.get(HEADER_LEN..header.size()).ok_or_else(bad)?;
+    let mut out = Vec::new();
+    for _ in 0..header.records_count.max(0) {
+        let len = usize::try_from(read_varlong(&mut buf).ok_or_else(bad)?).map_err(|_| bad())?;
+        let mut rec = buf.get(..len).ok_or_else(bad)?;
+        buf = &buf[len..];
+        rec = rec.get(1..).ok_or_else(bad)?; // attributes
+        read_varlong(&mut rec).ok_or_else(bad)?; // timestamp delta
+        let offset_delta = read_varlong(&mut rec).ok_or_else(bad)?;
+        let key = read_bytes(&mut rec).ok_or_else(bad)?;
+        let value = read_bytes(&mut rec).ok_or_else(bad)?;
+        out.push((header.base_offset.wrapping_add(offset_delta), key, value));
+    }
+    Ok(out)
+}
+
+/// What a tenant's offsets topic holds, last write winning.
+#[derive(Default, Debug)]
+pub struct Replayed {
+    pub groups: BTreeMap<String, GroupValue>,
+    pub offsets: BTreeMap<String, BTreeMap<(String, i32), Committed>>,
+    /// Records read (for the log line).
+    pub records: usize,
+}
+
+impl Replayed {
+    pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>) {
+        self.records += 1;
+        let key: RecordKey = match serde_json::from_slice(key) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!("skipping an unreadable offsets-topic key: {e}");
+                return;
+            }
+        };
+        match key {
+            RecordKey::Offset { group, topic, partition } => match value.map(serde_json::from_slice) {
+                Some(Ok(c)) => {
+                    self.offsets.entry(group).or_default().insert((topic, partition), c);
+                }
+                Some(Err(e)) => tracing::warn!(group, topic, partition, "skipping an unreadable offset: {e}"),
+                None => {
+                    if let Some(offsets) = self.offsets.get_mut(&group) {
+                        offsets.remove(&(topic, partition));
+                        if offsets.is_empty() {
+                            self.offsets.remove(&group);
+                        }
+                    }
+                }
+            },
+            RecordKey::Group { group } => match value.map(serde_json::from_slice) {
+                Some(Ok(g)) => {
+                    self.groups.insert(group, g);
+                }
+                Some(Err(e)) => tracing::warn!(group, "skipping unreadable group metadata: {e}"),
+                None => {
+                    self.groups.remove(&group);
+                }
+            },
+        }
+    }
+}
+
+/// Read the whole offsets topic `name` (partition 0) from its log start to its end.
+pub fn replay(log: &dyn Log, name: &TopicName) -> Result<Replayed, StorageError> {
+    let mut out = Replayed::default();
+    if log.topic(name).is_none() {
+        return Ok(out);
+    }
+    let (start, end) = log.offsets(name, 0)?;
+    let mut next = start;
+    while next < end {
+        let read = log.read(name, 0, next, 1 << 20, true)?;
+        let Some(bytes) = read.records else { break };
+        let before = next;
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let header = BatchHeader::parse(&bytes[pos..])?;
+            let batch = bytes
+                .get(pos..pos + header.size())
+                .ok_or_else(|| StorageError::CorruptMessage("truncated offsets-topic batch".into()))?;
+            for (offset, key, value) in decode_batch(batch)? {
+                if offset < next {
+                    continue;
+                }
+                if let Some(key) = key {
+                    out.apply(&key, value.as_deref());
+                }
+            }
+            next = next.max(header.next_offset());
+            pos += header.size();
+        }
+        if next <= before {
+            return Err(StorageError::CorruptMessage(format!("offsets topic {name}: no progress at {next}")));
+        }
+    }
+    Ok(out)
+}
+
+/// Byte fields as lowercase hex strings.
+mod hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let mut out = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        }
+        s.serialize_str(&out)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(serde::de::Error::custom("invalid hex digit")),
+        };
+        let b = s.as_bytes();
+        if b.len() % 2 != 0 {
+            return Err(serde::de::Error::custom("odd hex length"));
+        }
+        b.chunks(2).map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LogDefaults;
+    use crate::storage::batch::validate;
+    use crate::storage::embedded::EmbeddedLog;
+
+    fn committed(offset: i64) -> Committed {
+        Committed { offset, leader_epoch: -1, metadata: Some("m".into()), commit_timestamp: 7 }
+    }
+
+    #[test]
+    fn batches_validate_and_decode() {
+        let records = vec![offset_record("g", "t", 0, Some(&committed(5))), offset_record("g", "t", 1, None)];
+        let mut b = encode_batch(&records, 1234);
+        assert_eq!(validate(&b, 1 << 20).unwrap().len(), 1);
+        b[0..8].copy_from_slice(&10i64.to_be_bytes());
+        let decoded = decode_batch(&b).unwrap();
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].0, 10);
+        assert_eq!(decoded[1].0, 11);
+        assert_eq!(decoded[0].1.as_deref(), Some(records[0].0.as_slice()));
+        assert_eq!(decoded[0].2, records[0].1);
+        assert_eq!(decoded[1].2, None);
+    }
+
+    #[test]
+    fn group_values_round_trip_with_hex() {
+        let g = GroupValue {
+            protocol_type: "consumer".into(),
+            generation: 3,
+            protocol: Some("range".into()),
+            leader: Some("a".into()),
+            members: vec![MemberValue {
+                member_id: "a".into(),
+                instance_id: None,
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                rebalance_timeout_ms: 1,
+                session_timeout_ms: 2,
+                subscription: vec![0, 1, 0xab, 0xff],
+                assignment: vec![],
+            }],
+        };
+        let (_, v) = group_record("g", Some(&g));
+        let text = String::from_utf8(v.clone().unwrap()).unwrap();
+        assert!(text.contains("\"0001abff\""), "{text}");
+        let back: GroupValue = serde_json::from_slice(&v.unwrap()).unwrap();
+        assert_eq!(back, g);
+    }
+
+    #[test]
+    fn replay_last_write_wins_and_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap();
+        let name = TopicName::new("public", "default", OFFSETS_TOPIC);
+        assert!(replay(&log, &name).unwrap().groups.is_empty(), "no topic yet");
+        log.create_topic(&name, 1, &offsets_topic_configs(), false).unwrap();
+        let g = GroupValue {
+            protocol_type: "consumer".into(),
+            generation: 1,
+            protocol: None,
+            leader: None,
+            members: vec![],
+        };
+        let appends = vec![
+            vec![
+                offset_record("g", "t", 0, Some(&committed(1))),
+                offset_record("g", "t", 1, Some(&committed(2))),
+            ],
+            vec![offset_record("g", "t", 0, Some(&committed(3))), group_record("g", Some(&g))],
+            vec![offset_record("g", "t", 1, None), group_record("h", Some(&g))],
+            vec![group_record("h", None), offset_record("h", "t", 0, Some(&committed(9)))],
+        ];
+        for records in appends {
+            log.append(&name, 0, encode_batch(&records, 0).into()).unwrap();
+        }
+        let r = replay(&log, &name).unwrap();
+        assert_eq!(r.records, 8);
+        assert_eq!(r.groups.keys().collect::<Vec<_>>(), vec!["g"]);
+        assert_eq!(r.offsets["g"].len(), 1);
+        assert_eq!(r.offsets["g"][&("t".to_string(), 0)].offset, 3);
+        assert_eq!(r.offsets["h"][&("t".to_string(), 0)].offset, 9);
+    }
+}

@@ -1,0 +1,164 @@
+//! DescribeGroups v0–v5: each group's state, protocol and members, as the host's coordinator
+//! sees them. A group that does not exist is described as Kafka's broker does, with no error and
+//! state "Dead". Member metadata and assignments pass through as the clients sent them; the
+//! member's client host is the address of its connection ("/127.0.0.1").
+//!
+//! With `include_authorized_operations` (v3+) a group reports every operation a group supports
+//! (Guise has no ACLs within a tenant); otherwise "not computed" (i32::MIN).
+
+use crate::context::{ApiResult, Ctx};
+use crate::group_common::opt_str_bytes;
+use crate::metadata::str_bytes;
+use bytes::Bytes;
+use guise_guest_sdk::{ErrorCode, Services};
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+
+/// Kafka's ACL operations on a group: READ (3), DELETE (6), DESCRIBE (8).
+const GROUP_AUTHORIZED_OPERATIONS: i32 = 1 << 3 | 1 << 6 | 1 << 8;
+/// "Not computed", in the authorized-operations field.
+const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
+    let req: DescribeGroupsRequest = cx.decode()?;
+    let v = cx.version;
+    let operations = if v >= 3 && req.include_authorized_operations {
+        GROUP_AUTHORIZED_OPERATIONS
+    } else {
+        OPERATIONS_NOT_REQUESTED
+    };
+    let groups = req
+        .groups
+        .iter()
+        .map(|id| {
+            let d = cx.svc.describe_group(id.as_str());
+            let members = d
+                .members
+                .into_iter()
+                .map(|m| {
+                    DescribedGroupMember::default()
+                        .with_member_id(str_bytes(m.member_id))
+                        .with_group_instance_id(if v >= 4 {
+                            opt_str_bytes(m.group_instance_id)
+                        } else {
+                            None
+                        })
+                        .with_client_id(str_bytes(m.client_id))
+                        .with_client_host(str_bytes(m.client_host))
+                        .with_member_metadata(Bytes::from(m.metadata))
+                        .with_member_assignment(Bytes::from(m.assignment))
+                })
+                .collect();
+            DescribedGroup::default()
+                .with_error_code(d.error)
+                .with_group_id(id.clone())
+                .with_group_state(str_bytes(d.state))
+                .with_protocol_type(str_bytes(d.protocol_type))
+                .with_protocol_data(str_bytes(d.protocol_name))
+                .with_members(members)
+                .with_authorized_operations(if v >= 3 { operations } else { OPERATIONS_NOT_REQUESTED })
+        })
+        .collect();
+    cx.respond(&DescribeGroupsResponse::default().with_groups(groups))
+}
+
+/// The response to this request with `code` for every group.
+pub fn error<S: Services>(cx: &Ctx<'_, S>, code: ErrorCode) -> ApiResult<S> {
+    let req: DescribeGroupsRequest = cx.decode()?;
+    let groups = req
+        .groups
+        .iter()
+        .map(|id| {
+            DescribedGroup::default()
+                .with_error_code(code)
+                .with_group_id(id.clone())
+                .with_authorized_operations(OPERATIONS_NOT_REQUESTED)
+        })
+        .collect();
+    cx.respond(&DescribeGroupsResponse::default().with_groups(groups))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::join;
+    use crate::test_util::{call, decode_response, error_response, frame, group_id};
+    use guise_guest_sdk::error;
+    use guise_guest_sdk::stub::StubServices;
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
+
+    fn request(groups: &[&str]) -> DescribeGroupsRequest {
+        DescribeGroupsRequest::default().with_groups(groups.iter().map(|g| group_id(g)).collect())
+    }
+
+    /// A stable group "g" with one member, assigned "A".
+    fn svc() -> StubServices {
+        let svc = StubServices::new();
+        let joined = join(&svc, 3, "g");
+        let sync = SyncGroupRequest::default()
+            .with_group_id(group_id("g"))
+            .with_generation_id(joined.generation_id)
+            .with_member_id(joined.member_id.clone())
+            .with_assignments(vec![
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(joined.member_id.clone())
+                    .with_assignment(Bytes::from_static(b"A")),
+            ]);
+        let resp: SyncGroupResponse = call(&svc, ApiKey::SyncGroup, 3, &sync);
+        assert_eq!(resp.error_code, 0);
+        svc
+    }
+
+    #[test]
+    fn describes_groups_at_every_version() {
+        let svc = svc();
+        for v in 0..=5 {
+            let mut req = request(&["g", "missing"]);
+            if v >= 3 {
+                req = req.with_include_authorized_operations(true);
+            }
+            let resp: DescribeGroupsResponse = call(&svc, ApiKey::DescribeGroups, v, &req);
+            let g = &resp.groups[0];
+            assert_eq!(
+                (
+                    g.error_code,
+                    g.group_id.as_str(),
+                    g.group_state.as_str(),
+                    g.protocol_type.as_str(),
+                    g.protocol_data.as_str()
+                ),
+                (0, "g", "Stable", "consumer", "range"),
+                "v{v}"
+            );
+            let m = &g.members[0];
+            assert!(m.member_id.starts_with("test-"));
+            assert_eq!((m.client_id.as_str(), m.client_host.as_str()), ("test", "/127.0.0.1"), "v{v}");
+            assert_eq!(&m.member_metadata[..], b"\x00\x01range-meta", "v{v}");
+            assert_eq!(&m.member_assignment[..], b"A", "v{v}");
+            let ops = if v >= 3 { GROUP_AUTHORIZED_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
+            assert_eq!(g.authorized_operations, ops, "v{v}");
+            let missing = &resp.groups[1];
+            assert_eq!(
+                (missing.error_code, missing.group_state.as_str(), missing.members.len()),
+                (0, "Dead", 0)
+            );
+        }
+    }
+
+    #[test]
+    fn error_response_at_min_and_max_version() {
+        let svc = svc();
+        for v in [0, 5] {
+            let bytes = error_response(
+                &svc,
+                frame(ApiKey::DescribeGroups, v, &request(&["a", "b"])),
+                error::REQUEST_TIMED_OUT,
+            );
+            let resp: DescribeGroupsResponse = decode_response(ApiKey::DescribeGroups, v, &bytes);
+            let got: Vec<(&str, i16)> =
+                resp.groups.iter().map(|g| (g.group_id.as_str(), g.error_code)).collect();
+            assert_eq!(got, vec![("a", error::REQUEST_TIMED_OUT), ("b", error::REQUEST_TIMED_OUT)], "v{v}");
+        }
+    }
+}

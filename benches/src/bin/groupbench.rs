@@ -36,6 +36,14 @@ struct Args {
     /// Rebalance measurements (each: a join and a leave).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// The members' heartbeat.interval.ms in the rebalance measurements (members learn of a
+    /// rebalance from a heartbeat answer, as in Kafka).
+    #[arg(long, default_value_t = 500)]
+    heartbeat_ms: u32,
+    /// Records per second for the latency runs (the throughput runs produce as fast as they can,
+    /// so their latency is mostly queueing).
+    #[arg(long, default_value_t = 5000)]
+    latency_rate: u64,
 }
 
 const PARTITIONS: i32 = 6;
@@ -45,7 +53,8 @@ fn now_us() -> u64 {
 }
 
 /// Produce `records` records of `size` bytes (the first 8 bytes: the send time in µs) to `topic`.
-fn produce(bootstrap: &str, topic: &str, records: u64, size: usize) -> Result<()> {
+fn produce(bootstrap: &str, topic: &str, records: u64, size: usize, rate: u64) -> Result<()> {
+    let started = Instant::now();
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
@@ -53,6 +62,13 @@ fn produce(bootstrap: &str, topic: &str, records: u64, size: usize) -> Result<()
         .create()?;
     let mut payload = vec![b'x'; size.max(8)];
     for i in 0..records {
+        if rate > 0 {
+            // Pace: record i is due at i / rate seconds.
+            let due = Duration::from_micros(i * 1_000_000 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                producer.poll(wait);
+            }
+        }
         payload[..8].copy_from_slice(&now_us().to_be_bytes());
         let key = i.to_be_bytes();
         let mut record = BaseRecord::to(topic).payload(&payload[..]).key(&key[..]);
@@ -78,6 +94,7 @@ fn consume(
     records: u64,
     group: bool,
     size: usize,
+    rate: u64,
 ) -> Result<(f64, Histogram<u64>)> {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -87,7 +104,7 @@ fn consume(
     for n in 0..3 {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", bootstrap)
-            .set("group.id", if group { "bench-group" } else { "bench-assigned" })
+            .set("group.id", format!("bench-{topic}"))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", if group { "true" } else { "false" });
         let consumer: BaseConsumer = cfg.create()?;
@@ -127,7 +144,7 @@ fn consume(
     let started = Instant::now();
     let producer = {
         let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
-        std::thread::spawn(move || produce(&bootstrap, &topic, records, size))
+        std::thread::spawn(move || produce(&bootstrap, &topic, records, size, rate))
     };
     while done.load(Ordering::Relaxed) < records {
         if started.elapsed() > Duration::from_secs(600) {
@@ -162,12 +179,12 @@ struct Member {
     thread: std::thread::JoinHandle<()>,
 }
 
-fn member(bootstrap: &str, group: &str, topic: &str) -> Result<Member> {
+fn member(bootstrap: &str, group: &str, topic: &str, heartbeat_ms: u32) -> Result<Member> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "500")
+        .set("heartbeat.interval.ms", heartbeat_ms.to_string())
         .create()?;
     consumer.subscribe(&[topic])?;
     let assigned = Arc::new(Mutex::new(BTreeSet::new()));
@@ -221,10 +238,15 @@ fn main() -> Result<()> {
 
     let mut rows = Vec::new();
     for (name, group) in [("3 consumers, assigned (no group)", false), ("group of 3 (subscribe)", true)] {
-        let topic = format!("e2e-{group}");
-        create_topic(&bootstrap, &topic)?;
-        let (mbps, h) = consume(&bootstrap, &topic, args.records, group, args.size)?;
-        rows.push((name, mbps, h));
+        for (load, records, rate) in
+            [("as fast as possible", args.records, 0), ("paced", args.latency_rate * 10, args.latency_rate)]
+        {
+            let topic = format!("e2e-{group}-{rate}");
+            create_topic(&bootstrap, &topic)?;
+            let (mbps, h) = consume(&bootstrap, &topic, records, group, args.size, rate)?;
+            let load = if rate > 0 { format!("{load}, {rate} records/s") } else { load.to_string() };
+            rows.push((name, load, mbps, h));
+        }
     }
 
     // Rebalances: two members stable, a third joins; then one leaves. Kafka's default initial
@@ -233,11 +255,11 @@ fn main() -> Result<()> {
     let mut leaves = Vec::new();
     for round in 0..args.rounds {
         let group = format!("rebalance-{round}");
-        let a = member(&bootstrap, &group, "e2e-true")?;
-        let b = member(&bootstrap, &group, "e2e-true")?;
+        let a = member(&bootstrap, &group, "e2e-true-0", args.heartbeat_ms)?;
+        let b = member(&bootstrap, &group, "e2e-true-0", args.heartbeat_ms)?;
         wait("two members", || covered(&[&a, &b]))?;
         let started = Instant::now();
-        let c = member(&bootstrap, &group, "e2e-true")?;
+        let c = member(&bootstrap, &group, "e2e-true-0", args.heartbeat_ms)?;
         wait("three members", || covered(&[&a, &b, &c]) && !c.assigned.lock().unwrap().is_empty())?;
         joins.push(started.elapsed());
         let started = Instant::now();
@@ -252,10 +274,10 @@ fn main() -> Result<()> {
     }
     host.stop();
 
-    println!("\n| consumers | MB/s | latency p50 | p99 | max |\n|---|---|---|---|---|");
-    for (name, mbps, h) in &rows {
+    println!("\n| consumers | load | MB/s | latency p50 | p99 | max |\n|---|---|---|---|---|---|");
+    for (name, load, mbps, h) in &rows {
         println!(
-            "| {name} | {mbps:.0} | {:.1} ms | {:.1} ms | {:.1} ms |",
+            "| {name} | {load} | {mbps:.0} | {:.1} ms | {:.1} ms | {:.1} ms |",
             h.value_at_quantile(0.5) as f64 / 1000.0,
             h.value_at_quantile(0.99) as f64 / 1000.0,
             h.max() as f64 / 1000.0
@@ -264,7 +286,8 @@ fn main() -> Result<()> {
     joins.sort();
     leaves.sort();
     println!(
-        "\nrebalance, a third member joins: median {} (all: {:?})",
+        "\nheartbeat.interval.ms {}: rebalance, a third member joins: median {} (all: {:?})",
+        args.heartbeat_ms,
         ms(joins[joins.len() / 2]),
         joins.iter().map(|d| ms(*d)).collect::<Vec<_>>()
     );

@@ -1,7 +1,7 @@
 //! Consumer groups, measured against a real `guise serve` (release build) with librdkafka:
 //!
 //! 1. end to end, produce → consume, 1 KiB records on a 6-partition topic: a group of 3
-//!    consumers (subscribe, commits every 1 s by librdkafka's auto-commit) against 3 consumers
+//!    consumers (subscribe, librdkafka's auto-commit every 5 s) against 3 consumers
 //!    with hand-assigned partitions and no group, in the same run: throughput, and latency from
 //!    the producer's timestamp to the consumer;
 //! 2. rebalance time of a group of 3: from a third member's subscribe until all 6 partitions

@@ -57,7 +57,15 @@ pub fn error<S: Services>(cx: &Ctx<'_, S>, code: ErrorCode) -> ApiResult<S> {
     cx.respond(&failed(cx.version, code, req.member_id))
 }
 
-fn response(v: i16, r: JoinResult) -> JoinGroupResponse {
+fn response(v: i16, mut r: JoinResult) -> JoinGroupResponse {
+    if r.skip_assignment && v < 9 {
+        // A static leader rejoining a stable group (KIP-345). Before v9 there is no
+        // skip_assignment flag: as Kafka did, answer with a leader id that is not the member's
+        // own, so the client acts as a follower and does not compute an assignment the stable
+        // group would ignore; its sync returns the current assignment.
+        r.leader = String::new();
+        r.members.clear();
+    }
     let members = r
         .members
         .into_iter()
@@ -198,5 +206,30 @@ mod tests {
             let resp: JoinGroupResponse = decode_response(ApiKey::JoinGroup, v, &bytes);
             assert_eq!((resp.error_code, resp.generation_id), (error::REQUEST_TIMED_OUT, -1), "v{v}");
         }
+    }
+
+    #[test]
+    fn a_static_leader_that_need_not_assign_is_answered_as_a_follower_before_v9() {
+        let result = JoinResult {
+            error: 0,
+            generation_id: 4,
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            leader: "static-1".into(),
+            member_id: "static-1".into(),
+            members: vec![guise_guest_sdk::GroupMember {
+                member_id: "static-1".into(),
+                group_instance_id: None,
+                metadata: vec![1],
+            }],
+            skip_assignment: true,
+        };
+        let old = response(5, result.clone());
+        assert_ne!(old.leader.as_str(), old.member_id.as_str(), "the client must not think it leads");
+        assert!(old.members.is_empty());
+        let new = response(9, result);
+        assert!(new.skip_assignment);
+        assert_eq!(new.leader.as_str(), "static-1");
+        assert_eq!(new.members.len(), 1);
     }
 }

@@ -230,6 +230,29 @@ fn a_restarted_consumer_resumes_from_its_committed_offset_across_a_host_restart(
     let mut both = first.clone();
     both.extend(second.iter().cloned());
     let resume = committed_after(&both);
+
+    // The admin API's lag: per committed partition, the log end minus the committed offset.
+    let body = guise_host::admin::client::AdminClient::new(server.admin_addr.to_string())
+        .request("GET", "/groups", &[])
+        .unwrap()
+        .1;
+    let groups: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let r = groups.as_array().unwrap().iter().find(|g| g["group_id"] == "r").expect("group r is listed");
+    assert_eq!(r["state"], "Empty", "{r}");
+    assert_eq!(r["offsets"].as_array().unwrap().len(), resume.len(), "every committed partition: {r}");
+    let mut ends = 0;
+    for p in r["offsets"].as_array().unwrap() {
+        let (partition, committed, end, lag) = (
+            p["partition"].as_i64().unwrap() as i32,
+            p["committed_offset"].as_i64().unwrap(),
+            p["log_end_offset"].as_i64().unwrap(),
+            p["lag"].as_i64().unwrap(),
+        );
+        assert_eq!(Some(&committed), resume.get(&partition), "partition {partition}: {r}");
+        assert_eq!(lag, end - committed, "{r}");
+        ends += end;
+    }
+    assert!(ends <= 600, "{r}");
     let server = server.restart();
     let third = first_seen(&server.bootstrap(), "c3");
     for (p, o, _) in &third {

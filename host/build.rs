@@ -10,8 +10,17 @@ use std::process::Command;
 
 /// Guest crates built with the host: (package, wasm file name produced by cargo). The Kafka
 /// translator is embedded in the binary; `guise-faulty` is a deliberately broken translator the
-/// tests load by path (`wasm::FAULTY_TRANSLATOR_PATH`), never embedded.
-const GUESTS: &[(&str, &str)] = &[("guise-kafka", "guise_kafka.wasm"), ("guise-faulty", "guise_faulty.wasm")];
+/// tests load by path (`wasm::FAULTY_TRANSLATOR_PATH`), never embedded. The
+/// `guise-transform-*` crates (`modules/transforms/`) are example tenant message transforms
+/// (the `transform` world), published to `target/modules/` for deployment, never embedded.
+const GUESTS: &[(&str, &str)] = &[
+    ("guise-kafka", "guise_kafka.wasm"),
+    ("guise-faulty", "guise_faulty.wasm"),
+    ("guise-transform-mask-card", "guise_transform_mask_card.wasm"),
+    ("guise-transform-require-header", "guise_transform_require_header.wasm"),
+    ("guise-transform-route-by-key", "guise_transform_route_by_key.wasm"),
+    ("guise-transform-validate-json", "guise_transform_validate_json.wasm"),
+];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {

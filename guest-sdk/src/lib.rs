@@ -6,16 +6,26 @@
 //! * compiled for `wasm32`, the services are the host's WIT imports (`wasm::WasmServices`);
 //! * compiled natively, [`stub::StubServices`] is an in-memory host, so the same handler code
 //!   unit-tests with plain `cargo test`.
+//!
+//! A tenant's message transform is written against [`transform`] instead and exported with
+//! [`export_transform!`], [`export_filter!`] or [`export_map!`]; such a guest depends on this
+//! crate with `default-features = false, features = ["transform"]`.
 
 mod types;
 pub use types::*;
 
+pub mod transform;
+
 #[cfg(not(target_arch = "wasm32"))]
 pub mod stub;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "protocol-handler"))]
 #[doc(hidden)]
 pub mod wasm;
+
+#[cfg(all(target_arch = "wasm32", feature = "transform"))]
+#[doc(hidden)]
+pub mod transform_wasm;
 
 pub use bytes::Bytes;
 
@@ -193,4 +203,81 @@ macro_rules! export_protocol_handler {
     $crate::wasm::bindings::export!(GuiseExport with_types_in $crate::wasm::bindings);
         };
     };
+}
+
+/// Export `fn f(record: transform::Record, out: &mut transform::Output) -> transform::Result<()>`
+/// as the module's `transform` world: it is called once per record of each produced batch.
+/// Natively it only checks the function's signature (test it with [`transform::test::run`]).
+#[macro_export]
+macro_rules! export_transform {
+    ($f:path) => {
+        const _: fn(
+            $crate::transform::Record,
+            &mut $crate::transform::Output,
+        ) -> $crate::transform::Result<()> = $f;
+        $crate::__export_transform_world!($f);
+    };
+}
+
+/// Export `fn pred(record: &transform::Record) -> bool` as a transform that keeps the records
+/// for which it is true (see [`transform::filter`]).
+#[macro_export]
+macro_rules! export_filter {
+    ($pred:path) => {
+        const _: () = {
+            fn guise_filter(
+                record: $crate::transform::Record,
+                out: &mut $crate::transform::Output,
+            ) -> $crate::transform::Result<()> {
+                $crate::transform::filter($pred)(record, out)
+            }
+            $crate::export_transform!(guise_filter);
+        };
+    };
+}
+
+/// Export `fn f(record: transform::Record) -> transform::Result<transform::Record>` as a
+/// transform that replaces each record by its result (see [`transform::map`]).
+#[macro_export]
+macro_rules! export_map {
+    ($f:path) => {
+        const _: () = {
+            fn guise_map(
+                record: $crate::transform::Record,
+                out: &mut $crate::transform::Output,
+            ) -> $crate::transform::Result<()> {
+                $crate::transform::map($f)(record, out)
+            }
+            $crate::export_transform!(guise_map);
+        };
+    };
+}
+
+#[cfg(all(target_arch = "wasm32", feature = "transform"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_transform_world {
+    ($f:path) => {
+        const _: () = {
+            struct GuiseTransformExport;
+            impl $crate::transform_wasm::bindings::Guest for GuiseTransformExport {
+                fn transform(
+                    batch: $crate::transform_wasm::bindings::guise::runtime::transform_types::InputBatch,
+                ) -> ::core::result::Result<
+                    ::std::vec::Vec<$crate::transform_wasm::bindings::guise::runtime::transform_types::Output>,
+                    ::std::string::String,
+                > {
+                    $crate::transform_wasm::run(batch, $f)
+                }
+            }
+            $crate::transform_wasm::bindings::export!(GuiseTransformExport with_types_in $crate::transform_wasm::bindings);
+        };
+    };
+}
+
+#[cfg(not(all(target_arch = "wasm32", feature = "transform")))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_transform_world {
+    ($f:path) => {};
 }

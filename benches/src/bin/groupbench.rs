@@ -62,12 +62,12 @@ fn produce(bootstrap: &str, topic: &str, records: u64, size: usize, rate: u64) -
         .create()?;
     let mut payload = vec![b'x'; size.max(8)];
     for i in 0..records {
-        if rate > 0 {
-            // Pace: record i is due at i / rate seconds.
-            let due = Duration::from_micros(i * 1_000_000 / rate);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                producer.poll(wait);
-            }
+        // Pace (rate > 0): record i is due at i / rate seconds.
+        if let Some(wait) = (i * 1_000_000)
+            .checked_div(rate)
+            .and_then(|due_us| Duration::from_micros(due_us).checked_sub(started.elapsed()))
+        {
+            producer.poll(wait);
         }
         payload[..8].copy_from_slice(&now_us().to_be_bytes());
         let key = i.to_be_bytes();

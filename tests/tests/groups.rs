@@ -328,3 +328,56 @@ fn cooperative_sticky_and_static_membership() {
     s1.close();
     s2.close();
 }
+
+/// The coordinator's own topic is not the clients' to write or delete: a stray batch or a
+/// deletion there would lose every group's offsets at the next start.
+#[test]
+fn clients_cannot_write_or_delete_the_offsets_topic() {
+    let server = group_server(None);
+    let bootstrap = server.bootstrap();
+    // A commit creates the topic.
+    let m = Member::start(&bootstrap, "internal", "i1", "some-topic", &[]);
+    produce(&bootstrap, "some-topic", 0, 10);
+    wait_for("a commit", 60, || !m.consumed.lock().unwrap().is_empty());
+    m.close();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = rskafka::client::ClientBuilder::new(vec![bootstrap.clone()]).build().await.unwrap();
+        let pc = client
+            .partition_client(
+                "__consumer_offsets",
+                0,
+                rskafka::client::partition::UnknownTopicHandling::Error,
+            )
+            .await
+            .unwrap();
+        let record = rskafka::record::Record {
+            key: Some(b"o\0forged".to_vec()),
+            value: Some(b"{}".to_vec()),
+            headers: Default::default(),
+            timestamp: chrono::Utc::now(),
+        };
+        let err = pc
+            .produce(vec![record], rskafka::client::partition::Compression::NoCompression)
+            .await
+            .expect_err("a client produce to __consumer_offsets is refused");
+        assert!(format!("{err:?}").contains("InvalidTopic"), "{err:?}");
+        let err = client
+            .controller_client()
+            .unwrap()
+            .delete_topic("__consumer_offsets", 5000)
+            .await
+            .expect_err("deleting __consumer_offsets is refused");
+        assert!(format!("{err:?}").contains("InvalidTopic"), "{err:?}");
+    });
+    // The group's offsets are intact after a restart.
+    let server = server.restart();
+    let body = guise_host::admin::client::AdminClient::new(server.admin_addr.to_string())
+        .request("GET", "/groups", &[])
+        .unwrap()
+        .1;
+    let groups: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let g = groups.as_array().unwrap().iter().find(|g| g["group_id"] == "internal").expect("listed");
+    assert!(!g["offsets"].as_array().unwrap().is_empty(), "{g}");
+}

@@ -22,6 +22,8 @@ pub mod group;
 pub mod offsets;
 pub mod records;
 
+pub use records::OFFSETS_TOPIC;
+
 pub use group::{
     GroupConfig, GroupDescription, GroupState, JoinRequest, JoinResult, JoinedMember, MemberDescription,
     Protocol, SyncRequest, SyncResult,
@@ -424,7 +426,7 @@ impl Coordinator {
                 let value = slot.group.value_with_assignments(&assignments);
                 let stored = self.append(tenant, vec![group_record(&req.group_id, Some(&value))]).map_err(|e| {
                     tracing::warn!(tenant, group = %req.group_id, "storing the group's assignment failed: {e}");
-                    e.kafka_code()
+                    store_error_code(&e, false)
                 });
                 if stored.is_ok() {
                     slot.persisted = true;
@@ -546,7 +548,7 @@ impl Coordinator {
         }
         self.append(tenant, tombstones).map_err(|e| {
             tracing::warn!(tenant, group = %id, "deleting the group failed: {e}");
-            e.kafka_code()
+            store_error_code(&e, false)
         })?;
         slot.offsets.clear();
         slot.persisted = false;
@@ -605,7 +607,7 @@ impl Coordinator {
                 Err(e) => {
                     tracing::warn!(tenant, group, "committing offsets failed: {e}");
                     for (i, _) in stored {
-                        codes[i] = e.kafka_code();
+                        codes[i] = store_error_code(&e, true);
                     }
                 }
             }
@@ -690,7 +692,7 @@ impl Coordinator {
                 Err(e) => {
                     tracing::warn!(tenant, group, "deleting offsets failed: {e}");
                     for &i in &eligible {
-                        codes[i] = e.kafka_code();
+                        codes[i] = store_error_code(&e, false);
                     }
                 }
             }
@@ -811,3 +813,32 @@ impl Coordinator {
 
 #[cfg(test)]
 mod tests;
+
+/// The code a client gets when the coordinator cannot store to its offsets topic, as Kafka's
+/// coordinator maps them: clients treat a raw KAFKA_STORAGE_ERROR from SyncGroup or OffsetCommit
+/// as fatal, but COORDINATOR_NOT_AVAILABLE makes them retry (after finding the coordinator again).
+fn store_error_code(e: &crate::storage::StorageError, commit: bool) -> i16 {
+    use crate::storage::StorageError;
+    const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
+    const UNKNOWN_SERVER_ERROR: i16 = -1;
+    match e {
+        StorageError::MessageTooLarge { .. } if commit => INVALID_COMMIT_OFFSET_SIZE,
+        StorageError::MessageTooLarge { .. } | StorageError::CorruptMessage(_) => UNKNOWN_SERVER_ERROR,
+        _ => COORDINATOR_NOT_AVAILABLE,
+    }
+}
+
+#[cfg(test)]
+mod store_error_tests {
+    use super::store_error_code;
+    use crate::storage::StorageError;
+
+    #[test]
+    fn storage_failures_become_codes_clients_retry() {
+        assert_eq!(store_error_code(&StorageError::Io(std::io::Error::other("disk full")), true), 15);
+        assert_eq!(store_error_code(&StorageError::UnknownTopicOrPartition, false), 15);
+        assert_eq!(store_error_code(&StorageError::MessageTooLarge { size: 2, max: 1 }, true), 28);
+        assert_eq!(store_error_code(&StorageError::MessageTooLarge { size: 2, max: 1 }, false), -1);
+    }
+}

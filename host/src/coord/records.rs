@@ -259,7 +259,13 @@ pub fn replay(log: &dyn Log, name: &TopicName) -> Result<Replayed, StorageError>
             let batch = bytes
                 .get(pos..pos + header.size())
                 .ok_or_else(|| StorageError::CorruptMessage("truncated offsets-topic batch".into()))?;
-            for (offset, key, value) in decode_batch(batch)? {
+            // Only the coordinator writes here (clients are refused), but a batch it could not
+            // have written must not keep the host from starting: skip it, loudly.
+            let decoded = decode_batch(batch).unwrap_or_else(|e| {
+                tracing::warn!(topic = %name.topic, "skipping an unreadable offsets-topic batch: {e}");
+                Vec::new()
+            });
+            for (offset, key, value) in decoded {
                 if offset < next {
                     continue;
                 }

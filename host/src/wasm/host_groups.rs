@@ -23,6 +23,10 @@ impl GuestState {
     }
 }
 
+/// Protocols (assignors) one member may offer in a JoinGroup.
+const MAX_PROTOCOLS: usize = 64;
+const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+
 fn join_result(r: coord::JoinResult) -> groups::JoinResult {
     groups::JoinResult {
         error: r.error,
@@ -55,6 +59,21 @@ fn sync_result(r: coord::SyncResult) -> groups::SyncResult {
 
 impl groups::Host for GuestState {
     fn join(&mut self, req: groups::JoinRequest) -> groups::JoinOutcome {
+        // Choosing the group's protocol compares every member's list with every other's: bound
+        // what one member may offer (clients offer one to three assignors).
+        if req.protocols.len() > MAX_PROTOCOLS {
+            tracing::info!(conn = self.conn.id, group = %req.group_id, offered = req.protocols.len(), "join refused: too many protocols");
+            return groups::JoinOutcome::Done(groups::JoinResult {
+                error: INCONSISTENT_GROUP_PROTOCOL,
+                generation_id: -1,
+                protocol_type: None,
+                protocol_name: None,
+                leader: String::new(),
+                member_id: req.member_id,
+                members: Vec::new(),
+                skip_assignment: false,
+            });
+        }
         let request = coord::JoinRequest {
             group_id: req.group_id,
             member_id: req.member_id,

@@ -10,7 +10,20 @@ type ErrorCode = i16;
 /// UNKNOWN_TOPIC_OR_PARTITION, for a buffer handle the guest does not hold.
 const CORRUPT_MESSAGE: ErrorCode = 2;
 
+/// INVALID_TOPIC_EXCEPTION: what Kafka answers for writes to its internal topics.
+const INVALID_TOPIC_EXCEPTION: ErrorCode = 17;
+
 impl GuestState {
+    /// The coordinator's own topic is written only by the coordinator: a client that produced a
+    /// batch to it, deleted it or created it with other configs could lose every group's offsets.
+    fn not_internal(&self, topic: &str, what: &str) -> Result<(), ErrorCode> {
+        if topic == crate::coord::OFFSETS_TOPIC {
+            tracing::info!(conn = self.conn.id, "refused to {what} the internal topic {topic}");
+            return Err(INVALID_TOPIC_EXCEPTION);
+        }
+        Ok(())
+    }
+
     fn buffer(&self, r: &Resource<BufferHandle>) -> Option<&BufferHandle> {
         self.table.get(r).ok()
     }
@@ -108,6 +121,7 @@ impl log::Host for GuestState {
         configs: Vec<(String, String)>,
         validate_only: bool,
     ) -> Result<log::TopicInfo, ErrorCode> {
+        self.not_internal(&name, "create")?;
         let topic = self.ctx.topic(&self.conn.tenant, &name);
         match self.ctx.log.create_topic(&topic, partitions, &configs, validate_only) {
             Ok(meta) => {
@@ -121,6 +135,7 @@ impl log::Host for GuestState {
     }
 
     fn delete_topic(&mut self, name: String) -> Result<(), ErrorCode> {
+        self.not_internal(&name, "delete")?;
         let topic = self.ctx.topic(&self.conn.tenant, &name);
         self.ctx.log.delete_topic(&topic).map_err(|e| self.storage_error("delete topic", e))?;
         tracing::info!(conn = self.conn.id, topic = %name, "deleted topic");
@@ -128,6 +143,7 @@ impl log::Host for GuestState {
     }
 
     fn create_partitions(&mut self, name: String, total: i32, validate_only: bool) -> Result<(), ErrorCode> {
+        self.not_internal(&name, "grow")?;
         let topic = self.ctx.topic(&self.conn.tenant, &name);
         self.ctx
             .log
@@ -167,6 +183,7 @@ impl log::Host for GuestState {
         tp: types::TopicPartition,
         records: Resource<BufferHandle>,
     ) -> Result<log::AppendInfo, ErrorCode> {
+        self.not_internal(&tp.topic, "produce to")?;
         let bytes = self.buffer(&records).ok_or(CORRUPT_MESSAGE)?.0.clone();
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
         match self.ctx.log.append(&topic, tp.partition, bytes) {

@@ -142,18 +142,7 @@ pub fn encode_batch(records: &[Record], timestamp_ms: i64) -> Vec<u8> {
 /// A record read back: (offset, key, value).
 pub type Decoded = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
 
-fn read_uvarint(buf: &mut &[u8], max_bytes: usize) -> Option<u64> {
-    let mut value = 0u64;
-    for i in 0..max_bytes {
-        let (&byte, rest) = buf.split_first()?;
-        *buf = rest;
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
+use crate::storage::batch::read_uvarint;
 
 fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
     let raw = read_uvarint(buf, 10)?;

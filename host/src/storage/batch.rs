@@ -260,7 +260,7 @@ fn array<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
 }
 
 /// An unsigned LEB128 of at most `max_bytes` bytes.
-fn read_uvarint(buf: &mut &[u8], max_bytes: usize) -> Option<u64> {
+pub(crate) fn read_uvarint(buf: &mut &[u8], max_bytes: usize) -> Option<u64> {
     let mut value = 0u64;
     for i in 0..max_bytes {
         let (&byte, rest) = buf.split_first()?;

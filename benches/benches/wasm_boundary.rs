@@ -65,18 +65,7 @@ fn fetch(topic: &str) -> Bytes {
 fn boundary(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
-    let ctx = Arc::new(HostContext {
-        log: log.clone(),
-        namespace: "default".into(),
-        node_id: 0,
-        advertised_host: "127.0.0.1".into(),
-        advertised_port: 9092,
-        cluster_id: "bench".into(),
-        auto_create_topics: true,
-        default_partitions: 1,
-        max_frame_bytes: 100 << 20,
-        coord: Default::default(),
-    });
+    let ctx = Arc::new(HostContext::local(log.clone(), 100 << 20));
     let limits = GuestLimits {
         memory_bytes: (100 << 20) + (64 << 20),
         call_timeout: Duration::from_secs(1),

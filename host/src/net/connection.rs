@@ -279,18 +279,7 @@ mod budget_tests {
     async fn a_client_that_never_reads_is_held_back_by_the_bytes_budget() {
         let dir = tempfile::tempdir().unwrap();
         let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
-        let ctx = Arc::new(HostContext {
-            log,
-            namespace: "default".into(),
-            node_id: 0,
-            advertised_host: "127.0.0.1".into(),
-            advertised_port: 9092,
-            cluster_id: "t".into(),
-            auto_create_topics: true,
-            default_partitions: 1,
-            max_frame_bytes: 1 << 20,
-            coord: Default::default(),
-        });
+        let ctx = Arc::new(HostContext::local(log, 1 << 20));
         let limits = GuestLimits {
             memory_bytes: 64 << 20,
             call_timeout: Duration::from_secs(5),

@@ -26,6 +26,23 @@ pub struct HostContext {
 }
 
 impl HostContext {
+    /// A single host on 127.0.0.1:9092 over `log`, with default settings and a coordinator that
+    /// persists nothing: for tests and benchmarks that need a runtime without a server.
+    pub fn local(log: Arc<dyn Log>, max_frame_bytes: u32) -> Self {
+        HostContext {
+            log,
+            namespace: "default".into(),
+            node_id: 0,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            cluster_id: "local".into(),
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_frame_bytes,
+            coord: Default::default(),
+        }
+    }
+
     pub fn topic(&self, tenant: &str, topic: &str) -> TopicName {
         TopicName { tenant: tenant.to_string(), namespace: self.namespace.clone(), topic: topic.to_string() }
     }

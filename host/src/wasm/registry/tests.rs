@@ -50,18 +50,7 @@ impl Fixture {
 }
 
 fn runtime(log: Arc<dyn Log>) -> Arc<Runtime> {
-    let ctx = Arc::new(HostContext {
-        log,
-        namespace: "default".into(),
-        node_id: 0,
-        advertised_host: "127.0.0.1".into(),
-        advertised_port: 9092,
-        cluster_id: "t".into(),
-        auto_create_topics: true,
-        default_partitions: 1,
-        max_frame_bytes: 1 << 20,
-        coord: Default::default(),
-    });
+    let ctx = Arc::new(HostContext::local(log, 1 << 20));
     let limits = GuestLimits {
         memory_bytes: 32 << 20,
         call_timeout: Duration::from_secs(5),

@@ -16,6 +16,7 @@ use std::process::Command;
 const GUESTS: &[(&str, &str)] = &[
     ("guise-kafka", "guise_kafka.wasm"),
     ("guise-faulty", "guise_faulty.wasm"),
+    ("guise-transform-chaos", "guise_transform_chaos.wasm"),
     ("guise-transform-mask-card", "guise_transform_mask_card.wasm"),
     ("guise-transform-require-header", "guise_transform_require_header.wasm"),
     ("guise-transform-route-by-key", "guise_transform_route_by_key.wasm"),

@@ -87,6 +87,36 @@ pub struct Config {
     pub group_max_session_timeout_ms: i32,
     /// Kafka's offset.metadata.max.bytes: longer commit metadata gets OFFSET_METADATA_TOO_LARGE.
     pub offset_metadata_max_bytes: usize,
+    /// Limits of one tenant-transform call (one produced batch): linear memory, CPU deadline, and
+    /// the bytes of records it may return. `[tenants.NAME]` overrides them per tenant.
+    pub transform_memory_bytes: u64,
+    pub transform_timeout_ms: u64,
+    pub transform_max_output_bytes: u64,
+    /// More Kafka listeners, one per tenant (`[[listeners]]` with `addr`, `tenant` and optionally
+    /// `advertised_addr`). Until SASL maps principals to tenants, the listener a connection came
+    /// in on is what decides its tenant; the main listener (`kafka_addr`) serves `tenant`.
+    pub listeners: Vec<ListenerConfig>,
+    /// Per-tenant settings (`[tenants.NAME]`).
+    pub tenants: std::collections::BTreeMap<String, TenantConfig>,
+}
+
+/// An extra Kafka listener for one tenant.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub addr: String,
+    pub tenant: String,
+    /// The address Metadata returns on this listener (default: the bound address).
+    pub advertised_addr: Option<String>,
+}
+
+/// One tenant's overrides of the transform limits.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub transform_memory_bytes: Option<u64>,
+    pub transform_timeout_ms: Option<u64>,
+    pub transform_max_output_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -124,6 +154,11 @@ impl Default for Config {
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             offset_metadata_max_bytes: 4096,
+            transform_memory_bytes: 16 << 20,
+            transform_timeout_ms: 100,
+            transform_max_output_bytes: 16 << 20,
+            listeners: Vec::new(),
+            tenants: Default::default(),
         }
     }
 }
@@ -231,6 +266,25 @@ impl Config {
         if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms {
             return invalid("group_max_session_timeout_ms", "must be at least group_min_session_timeout_ms");
         }
+        if self.transform_memory_bytes < (1 << 20) || self.transform_timeout_ms == 0 {
+            return invalid(
+                "transform_memory_bytes",
+                "transform_memory_bytes must be at least 1 MiB and transform_timeout_ms positive",
+            );
+        }
+        for l in &self.listeners {
+            if l.tenant.is_empty() || l.addr.is_empty() {
+                return invalid("listeners", "each listener needs an addr and a tenant");
+            }
+        }
+        for (name, t) in &self.tenants {
+            if t.transform_memory_bytes.is_some_and(|m| m < (1 << 20)) || t.transform_timeout_ms == Some(0) {
+                return Err(ConfigError::Invalid {
+                    key: "tenants",
+                    message: format!("tenant {name}: transform memory below 1 MiB or a zero timeout"),
+                });
+            }
+        }
         if self.group_initial_rebalance_delay_ms > i32::MAX as u64 {
             return invalid("group_initial_rebalance_delay_ms", "must fit in 32 bits, as in Kafka");
         }
@@ -268,6 +322,33 @@ impl Config {
                 max_session_timeout_ms: self.group_max_session_timeout_ms,
             },
             offset_metadata_max_bytes: self.offset_metadata_max_bytes,
+        }
+    }
+
+    /// The transform limits of `tenant`.
+    pub fn transform_limits(&self, tenant: &str) -> crate::wasm::TransformLimits {
+        let t = self.tenants.get(tenant).cloned().unwrap_or_default();
+        let bytes = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        crate::wasm::TransformLimits {
+            memory_bytes: bytes(t.transform_memory_bytes.unwrap_or(self.transform_memory_bytes)),
+            timeout: std::time::Duration::from_millis(
+                t.transform_timeout_ms.unwrap_or(self.transform_timeout_ms),
+            ),
+            max_output_bytes: bytes(t.transform_max_output_bytes.unwrap_or(self.transform_max_output_bytes)),
+        }
+    }
+
+    /// The transforms service's settings.
+    pub fn transforms_config(&self) -> crate::transform::TransformsConfig {
+        crate::transform::TransformsConfig {
+            dir: Some(self.data_dir.join("transforms")),
+            namespace: self.namespace.clone(),
+            max_module_bytes: self.module_max_bytes,
+            keep_versions: self.module_keep_versions,
+            limits: self.transform_limits(""),
+            tenant_limits: self.tenants.keys().map(|t| (t.clone(), self.transform_limits(t))).collect(),
+            auto_create_topics: self.auto_create_topics,
+            default_partitions: self.default_partitions,
         }
     }
 
@@ -331,6 +412,23 @@ mod tests {
         assert!(err.contains("every-batch"), "{err}");
         let env = vec![("GUISE_FSYNC".to_string(), "every-batch".to_string())];
         assert_eq!(Config::load(None, env).unwrap().fsync_policy().unwrap(), FsyncPolicy::EveryBatch);
+    }
+
+    #[test]
+    fn listeners_and_tenant_limits() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "transform_timeout_ms = 50\n[[listeners]]\naddr = \"127.0.0.1:9093\"\ntenant = \"acme\"\n[tenants.acme]\ntransform_memory_bytes = 4194304"
+        )
+        .unwrap();
+        let c = Config::load(Some(f.path()), []).unwrap();
+        assert_eq!(c.listeners[0].tenant, "acme");
+        let acme = c.transform_limits("acme");
+        assert_eq!((acme.memory_bytes, acme.timeout.as_millis()), (4 << 20, 50));
+        assert_eq!(c.transform_limits("public").memory_bytes, 16 << 20);
+        writeln!(f, "[tenants.bad]\ntransform_timeout_ms = 0").unwrap();
+        assert!(Config::load(Some(f.path()), []).is_err());
     }
 
     #[test]

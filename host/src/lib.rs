@@ -2,7 +2,8 @@
 //!
 //! One module per concern, with arrows pointing one way:
 //! `net` (listeners, connections, framing) → `wasm` (engine, host services) → `storage` (the Log
-//! port). `server` wires them together; `admin` serves health and metrics.
+//! port). `transform` runs tenant message transforms on the produce path.
+//! `server` wires them together; `admin` serves health, metrics, modules and transforms.
 
 pub mod admin;
 pub mod config;
@@ -10,4 +11,5 @@ pub mod coord;
 pub mod net;
 pub mod server;
 pub mod storage;
+pub mod transform;
 pub mod wasm;

@@ -24,6 +24,58 @@ enum Command {
     Serve(ServeArgs),
     /// Deploy, inspect and roll back Wasm modules on a running host (through its admin API).
     Module(ModuleArgs),
+    /// Deploy, inspect, roll back and delete tenants' message transforms on a running host.
+    Transform(TransformArgs),
+}
+
+#[derive(Parser)]
+struct TransformArgs {
+    /// The host's admin API address.
+    #[arg(long, env = "GUISE_ADMIN_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    admin: String,
+    /// The tenant whose transforms these are.
+    #[arg(long, default_value = "public", global = true)]
+    tenant: String,
+    #[command(subcommand)]
+    command: TransformCommand,
+}
+
+#[derive(Subcommand)]
+enum TransformCommand {
+    /// Upload FILE (a component of the `transform` world) as the next version of a transform
+    /// bound to the --topic topics, and make it active. The host validates it first; a refused
+    /// upload changes nothing.
+    Deploy {
+        /// An input topic (repeat for more).
+        #[arg(long = "topic", required = true)]
+        topics: Vec<String>,
+        /// A topic the transform may route records to (repeat, at most 8).
+        #[arg(long = "output-topic")]
+        output_topics: Vec<String>,
+        /// What happens to a batch the transform fails on (trap, timeout, memory, error):
+        /// reject | skip | pass | dead-letter=TOPIC.
+        #[arg(long)]
+        policy: String,
+        /// Module configuration KEY=VALUE (repeat).
+        #[arg(long = "config")]
+        config: Vec<String>,
+        /// The transform's name [default: from FILE's name].
+        #[arg(long)]
+        name: Option<String>,
+        file: PathBuf,
+    },
+    /// The tenant's transforms: active version, topics, policy, records in and out.
+    List,
+    /// A transform's binding and versions: hash, records in/out, errors, traps, time.
+    Show { name: String },
+    /// Activate the previous version (or --to VERSION), with the binding it was deployed with.
+    Rollback {
+        name: String,
+        #[arg(long)]
+        to: Option<u32>,
+    },
+    /// Unbind a transform from its topics and remove all its versions.
+    Delete { name: String },
 }
 
 #[derive(Parser)]
@@ -82,7 +134,143 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Module(args) => module(args),
+        Command::Transform(args) => transform(args),
     }
+}
+
+fn transform(args: TransformArgs) -> anyhow::Result<()> {
+    use guise_host::transform::BindingSpec;
+    let client = AdminClient::new(&args.admin);
+    let tenant = args.tenant.as_str();
+    match args.command {
+        TransformCommand::Deploy { topics, output_topics, policy, config, name, file } => {
+            let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let name = name.unwrap_or_else(|| name_from_file(&file));
+            let config = config
+                .iter()
+                .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect::<Option<Vec<_>>>()
+                .context("--config takes KEY=VALUE")?;
+            let spec = BindingSpec { topics, output_topics, policy: policy.parse()?, config };
+            let started = std::time::Instant::now();
+            let t = client
+                .deploy_transform(tenant, &name, &spec, &wasm)
+                .with_context(|| format!("deploying {} as {tenant}/{name}", file.display()))?;
+            let v = t.module.versions.iter().find(|v| v.active).context("no active version")?;
+            println!(
+                "deployed {tenant}/{name} version {} ({} bytes, sha256 {}) in {:.0?}; it runs on {} with policy {}",
+                v.version,
+                v.size,
+                &v.sha256[..12],
+                started.elapsed(),
+                spec.topics.join(", "),
+                spec.policy
+            );
+        }
+        TransformCommand::List => {
+            let all = client.list_transforms(Some(tenant))?;
+            if all.is_empty() {
+                println!("tenant {tenant} has no transforms");
+                return Ok(());
+            }
+            println!(
+                "{:<24} {:>6} {:<28} {:<20} {:>10} {:>10} {:>7}",
+                "NAME", "ACTIVE", "TOPICS", "POLICY", "IN", "OUT", "ERRORS"
+            );
+            for t in all {
+                let active = t.module.versions.iter().find(|v| v.active);
+                let (topics, policy) = t
+                    .binding
+                    .as_ref()
+                    .map_or(("-".into(), "-".into()), |b| (b.topics.join(","), b.policy.to_string()));
+                println!(
+                    "{:<24} {:>6} {:<28} {:<20} {:>10} {:>10} {:>7}",
+                    t.module.name,
+                    t.module.active.map_or("-".into(), |v| v.to_string()),
+                    topics,
+                    policy,
+                    active.map_or(0, |v| v.stats.records_in),
+                    active.map_or(0, |v| v.stats.records_out),
+                    active.map_or(0, |v| v.stats.errors)
+                );
+            }
+        }
+        TransformCommand::Show { name } => {
+            let t = client.show_transform(tenant, &name)?;
+            println!(
+                "transform {tenant}/{} — active version {}",
+                t.module.name,
+                t.module.active.map_or("none".into(), |v| v.to_string())
+            );
+            if let Some(b) = &t.binding {
+                println!(
+                    "  topics {}; output topics {}; policy {}",
+                    b.topics.join(", "),
+                    if b.output_topics.is_empty() { "none".into() } else { b.output_topics.join(", ") },
+                    b.policy
+                );
+                for (k, v) in &b.config {
+                    println!("  config {k}={v}");
+                }
+            }
+            let o = t.outcomes;
+            println!(
+                "  failed batches: {} rejected, {} skipped, {} passed, {} dead-lettered",
+                o.rejected, o.skipped, o.passed, o.dead_lettered
+            );
+            println!(
+                "  {:>7} {:<12} {:>9} {:<20} {:>8} {:>10} {:>10} {:>7} {:>6} {:>8} {:>9}",
+                "VERSION",
+                "SHA256",
+                "BYTES",
+                "DEPLOYED (UTC)",
+                "CALLS",
+                "IN",
+                "OUT",
+                "ERRORS",
+                "TRAPS",
+                "TIMEOUTS",
+                "TIME (ms)"
+            );
+            for v in t.module.versions.iter().rev() {
+                let s = v.stats;
+                println!(
+                    "{} {:>7} {:<12} {:>9} {:<20} {:>8} {:>10} {:>10} {:>7} {:>6} {:>8} {:>9}",
+                    if v.active { "*" } else { " " },
+                    v.version,
+                    &v.sha256[..12],
+                    v.size,
+                    utc(v.deployed_at_ms),
+                    s.calls,
+                    s.records_in,
+                    s.records_out,
+                    s.errors,
+                    s.traps,
+                    s.timeouts,
+                    s.busy_ms
+                );
+            }
+        }
+        TransformCommand::Rollback { name, to } => {
+            let t = client.rollback_transform(tenant, &name, to)?;
+            println!(
+                "{tenant}/{name} version {} is active",
+                t.module.active.map_or("none".into(), |v| v.to_string())
+            );
+        }
+        TransformCommand::Delete { name } => {
+            client.delete_transform(tenant, &name)?;
+            println!("deleted {tenant}/{name}; its topics run without a transform");
+        }
+    }
+    Ok(())
+}
+
+/// A transform name from a file name: `guise_transform_mask_card.wasm` → `mask-card`.
+fn name_from_file(file: &std::path::Path) -> String {
+    let stem = file.file_stem().map(|s| s.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let stem = stem.strip_prefix("guise_transform_").unwrap_or(&stem);
+    stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).take(64).collect()
 }
 
 fn module(args: ModuleArgs) -> anyhow::Result<()> {

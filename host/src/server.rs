@@ -6,6 +6,7 @@ use crate::net::connection::ConnConfig;
 use crate::net::{Listener, NetConfig};
 use crate::storage::embedded::EmbeddedLog;
 use crate::storage::{FsyncPolicy, Log, LogDefaults, StorageError};
+use crate::transform::Transforms;
 use crate::wasm::{
     DEFAULT_TRANSLATOR, GuestLimits, HostContext, Registry, RegistryConfig, RegistryError, Runtime, WasmError,
 };
@@ -34,6 +35,8 @@ pub enum ServerError {
     Advertised(String),
     #[error("starting the group coordinator: {0}")]
     Coord(#[from] crate::coord::CoordError),
+    #[error("starting the tenant transforms: {0}")]
+    Transforms(#[from] crate::transform::TransformError),
 }
 
 /// How often the group coordinator's timer runs (session expiry, rebalance deadlines).
@@ -42,10 +45,13 @@ const GROUP_TICK: Duration = Duration::from_millis(100);
 /// A running host.
 pub struct Server {
     pub kafka_addr: SocketAddr,
+    /// The bound addresses of the tenants' extra listeners (`listeners` in the config).
+    pub tenant_addrs: Vec<(String, SocketAddr)>,
     pub admin_addr: SocketAddr,
     pub log: Arc<dyn Log>,
     pub runtime: Arc<Runtime>,
     pub registry: Arc<Registry>,
+    pub transforms: Arc<Transforms>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -77,15 +83,28 @@ impl Server {
             addr: config.kafka_addr.clone(),
             source,
         })?;
-        let (advertised_host, advertised_port) = advertised(config, kafka_addr)?;
+        let (advertised_host, advertised_port) =
+            advertised(config.advertised_kafka_addr.as_deref(), kafka_addr, "advertised_kafka_addr")?;
+        // One more listener per extra tenant: the listener decides a connection's tenant.
+        let mut extra = Vec::new();
+        for l in &config.listeners {
+            let bind_err = |source| ServerError::Bind {
+                what: "a tenant's Kafka listener",
+                addr: l.addr.clone(),
+                source,
+            };
+            let socket = TcpListener::bind(&l.addr).await.map_err(bind_err)?;
+            let addr = socket.local_addr().map_err(bind_err)?;
+            let adv = advertised(l.advertised_addr.as_deref(), addr, "listeners.advertised_addr")?;
+            extra.push((l.tenant.clone(), socket, addr, adv));
+        }
+        let mut tenants: Vec<&str> = vec![config.tenant.as_str()];
+        tenants.extend(config.listeners.iter().map(|l| l.tenant.as_str()));
 
         // Groups and committed offsets of the listener's tenant are replayed now; other tenants'
         // when first used.
-        let coord = Arc::new(crate::coord::Coordinator::open(
-            log.clone(),
-            config.coord_config(),
-            &[config.tenant.as_str()],
-        )?);
+        let coord = Arc::new(crate::coord::Coordinator::open(log.clone(), config.coord_config(), &tenants)?);
+        let transforms = Arc::new(Transforms::new(config.transforms_config(), log.clone()));
 
         let ctx = Arc::new(HostContext {
             log: log.clone(),
@@ -98,6 +117,7 @@ impl Server {
             default_partitions: config.default_partitions,
             max_frame_bytes: config.max_frame_bytes,
             coord: coord.clone(),
+            transforms: transforms.clone(),
         });
         let limits = GuestLimits {
             memory_bytes: usize::try_from(config.guest_memory()).unwrap_or(usize::MAX),
@@ -122,32 +142,38 @@ impl Server {
                 dir: config.data_dir.join("modules"),
                 max_module_bytes: config.module_max_bytes,
                 keep_versions: config.module_keep_versions,
-                translator: config.translator_module.clone(),
             },
             runtime.clone(),
+            &config.translator_module,
             &wasm,
             &source,
         )?);
+        transforms.start(runtime.compiler())?;
         let active = runtime.translator()?;
         tracing::info!(module = %active.id.name, version = active.id.version, hash = %active.id.short_hash(), elapsed = ?started.elapsed(), "translator ready");
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        let listener = Listener::new(
-            kafka,
-            runtime.clone(),
-            NetConfig {
-                conn: ConnConfig {
-                    max_frame_bytes: config.max_frame_bytes,
-                    read_ahead: config.read_ahead,
-                    max_inflight_bytes: usize::try_from(config.max_inflight_bytes).unwrap_or(usize::MAX),
-                },
-                tenant: config.tenant.clone(),
-                max_connections: config.max_connections,
+        let net = |tenant: &str, advertised: Option<Arc<(String, i32)>>| NetConfig {
+            conn: ConnConfig {
+                max_frame_bytes: config.max_frame_bytes,
+                read_ahead: config.read_ahead,
+                max_inflight_bytes: usize::try_from(config.max_inflight_bytes).unwrap_or(usize::MAX),
             },
-        );
+            tenant: tenant.to_string(),
+            advertised,
+            max_connections: config.max_connections,
+        };
         let drain = Duration::from_millis(config.shutdown_drain_ms);
+        let listener = Listener::new(kafka, runtime.clone(), net(&config.tenant, None));
         tasks.push(tokio::spawn(listener.run(shutdown_rx.clone(), drain)));
+        let mut tenant_addrs = Vec::new();
+        for (tenant, socket, addr, adv) in extra {
+            tracing::info!(%tenant, %addr, "serving a tenant's Kafka listener");
+            let listener = Listener::new(socket, runtime.clone(), net(&tenant, Some(Arc::new(adv))));
+            tasks.push(tokio::spawn(listener.run(shutdown_rx.clone(), drain)));
+            tenant_addrs.push((tenant, addr));
+        }
 
         let admin = TcpListener::bind(&config.admin_addr).await.map_err(|source| ServerError::Bind {
             what: "the admin listener",
@@ -159,7 +185,13 @@ impl Server {
             addr: config.admin_addr.clone(),
             source,
         })?;
-        tasks.push(tokio::spawn(admin::serve(admin, registry.clone(), coord.clone(), shutdown_rx.clone())));
+        let admin_state = admin::AdminState {
+            registry: registry.clone(),
+            runtime: runtime.clone(),
+            coord: coord.clone(),
+            transforms: transforms.clone(),
+        };
+        tasks.push(tokio::spawn(admin::serve(admin, Arc::new(admin_state), shutdown_rx.clone())));
         let check = Duration::from_millis(config.retention_check_interval_ms);
         let l = log.clone();
         tasks.push(tokio::spawn(every(check, shutdown_rx.clone(), move || enforce_retention(&*l))));
@@ -176,7 +208,17 @@ impl Server {
         }
 
         tracing::info!(%kafka_addr, %admin_addr, data_dir = %config.data_dir.display(), "guise is serving Kafka");
-        Ok(Server { kafka_addr, admin_addr, log, runtime, registry, shutdown, tasks })
+        Ok(Server {
+            kafka_addr,
+            tenant_addrs,
+            admin_addr,
+            log,
+            runtime,
+            registry,
+            transforms,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Stop accepting, answer parked requests, close connections, and flush the log.
@@ -221,21 +263,22 @@ fn enforce_retention(log: &dyn Log) {
     }
 }
 
-fn advertised(config: &Config, bound: SocketAddr) -> Result<(String, i32), ServerError> {
-    match &config.advertised_kafka_addr {
+fn advertised(configured: Option<&str>, bound: SocketAddr, key: &str) -> Result<(String, i32), ServerError> {
+    match configured {
         Some(addr) => {
-            let (host, port) = addr.rsplit_once(':').ok_or_else(|| ServerError::Advertised(addr.clone()))?;
-            let port: u16 = port.parse().map_err(|_| ServerError::Advertised(addr.clone()))?;
+            let bad = || ServerError::Advertised(addr.to_string());
+            let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+            let port: u16 = port.parse().map_err(|_| bad())?;
             let host = host.trim_start_matches('[').trim_end_matches(']');
             if host.is_empty() {
-                return Err(ServerError::Advertised(addr.clone()));
+                return Err(bad());
             }
             Ok((host.to_string(), i32::from(port)))
         }
         None => {
             let host = if bound.ip().is_unspecified() {
                 tracing::warn!(
-                    "Kafka listener bound to {bound}; advertising 127.0.0.1 — set advertised_kafka_addr for remote clients"
+                    "Kafka listener bound to {bound}; advertising 127.0.0.1 — set {key} for remote clients"
                 );
                 "127.0.0.1".to_string()
             } else {

@@ -1,5 +1,7 @@
 //! A small blocking client of the admin API, for `guise module ...` and the tests.
 
+use super::http::percent_encode;
+use crate::transform::{BindingSpec, TransformView};
 use crate::wasm::{ModuleView, VersionView};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -43,6 +45,51 @@ impl AdminClient {
     pub fn rollback(&self, name: &str, to: Option<u32>) -> Result<VersionView, ClientError> {
         let query = to.map(|v| format!("?to={v}")).unwrap_or_default();
         self.call("POST", &format!("/modules/{name}/rollback{query}"), &[])
+    }
+
+    /// Deploy `wasm` as the next version of `tenant`'s transform `name`, bound by `spec`.
+    pub fn deploy_transform(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: &BindingSpec,
+        wasm: &[u8],
+    ) -> Result<TransformView, ClientError> {
+        let mut query = Vec::new();
+        let mut add = |k: &str, v: &str| query.push(format!("{k}={}", percent_encode(v)));
+        spec.topics.iter().for_each(|t| add("topic", t));
+        spec.output_topics.iter().for_each(|t| add("output-topic", t));
+        add("policy", &spec.policy.to_string());
+        spec.config.iter().for_each(|(k, v)| add("config", &format!("{k}={v}")));
+        let path =
+            format!("/transforms/{}/{}?{}", percent_encode(tenant), percent_encode(name), query.join("&"));
+        self.call("PUT", &path, wasm)
+    }
+
+    /// Transforms of `tenant`, or of every tenant.
+    pub fn list_transforms(&self, tenant: Option<&str>) -> Result<Vec<TransformView>, ClientError> {
+        let path = tenant.map_or("/transforms".to_string(), |t| format!("/transforms/{}", percent_encode(t)));
+        self.call("GET", &path, &[])
+    }
+
+    pub fn show_transform(&self, tenant: &str, name: &str) -> Result<TransformView, ClientError> {
+        self.call("GET", &format!("/transforms/{}/{}", percent_encode(tenant), percent_encode(name)), &[])
+    }
+
+    pub fn rollback_transform(
+        &self,
+        tenant: &str,
+        name: &str,
+        to: Option<u32>,
+    ) -> Result<TransformView, ClientError> {
+        let query = to.map(|v| format!("?to={v}")).unwrap_or_default();
+        let path = format!("/transforms/{}/{}/rollback{query}", percent_encode(tenant), percent_encode(name));
+        self.call("POST", &path, &[])
+    }
+
+    pub fn delete_transform(&self, tenant: &str, name: &str) -> Result<(), ClientError> {
+        let path = format!("/transforms/{}/{}", percent_encode(tenant), percent_encode(name));
+        self.call::<serde_json::Value>("DELETE", &path, &[]).map(|_| ())
     }
 
     /// GET a text endpoint (`/metrics`, `/health`).

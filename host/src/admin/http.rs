@@ -50,6 +50,45 @@ impl Request {
     pub fn query(&self, key: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
+
+    /// Every value of a repeated query parameter, in order.
+    pub fn query_all(&self, key: &str) -> Vec<&str> {
+        self.query.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+/// `%XX` escapes of a query component (RFC 3986); a malformed escape stays as it is.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) =
+                (b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c)))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Escape everything but RFC 3986's unreserved characters, for a query component.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &c in s.as_bytes() {
+        if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    out
 }
 
 pub struct Response {
@@ -112,7 +151,7 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_string(), v.to_string())
+            (percent_decode(k), percent_decode(v))
         })
         .collect();
     let mut length: u64 = 0;
@@ -217,6 +256,8 @@ mod tests {
         let r = r.unwrap();
         assert_eq!((r.method.as_str(), r.path.as_str()), ("PUT", "/modules/kafka"));
         assert_eq!(r.query("to"), Some("3"));
+        assert_eq!(percent_decode(&percent_encode("dead-letter=dlq &x%")), "dead-letter=dlq &x%");
+        assert_eq!(percent_decode("a%3Db%zz"), "a=b%zz");
         assert_eq!(r.body, b"abcde");
     }
 

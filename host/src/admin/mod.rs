@@ -9,6 +9,11 @@
 //! | PUT | `/modules/NAME` | deploy the body (a `.wasm` component) as the next version |
 //! | POST | `/modules/NAME/rollback[?to=N]` | activate the previous (or the given) version |
 //! | GET | `/groups` | consumer groups: state, generation, members, and per partition the committed offset, log end and lag |
+//! | GET | `/transforms[/TENANT]` | tenant transforms: versions, binding, counters |
+//! | GET | `/transforms/TENANT/NAME` | one transform: versions with hash, records in/out, errors, traps, time; policy outcomes |
+//! | PUT | `/transforms/TENANT/NAME?topic=T[&topic=..][&output-topic=O..]&policy=P[&config=K%3DV..]` | deploy the body as the next version, bound to those topics |
+//! | POST | `/transforms/TENANT/NAME/rollback[?to=N]` | activate the previous (or the given) version and its binding |
+//! | DELETE | `/transforms/TENANT/NAME` | unbind and remove the transform |
 //!
 //! Errors are JSON `{"error": "..."}` with a status that says what kind: 400 a bad name or
 //! request, 404 no such module or version, 409 nothing to roll back to, 413 too large, 422 the
@@ -18,7 +23,8 @@ pub mod client;
 pub mod http;
 
 use crate::coord::Coordinator;
-use crate::wasm::{Registry, RegistryError};
+use crate::transform::{BindingSpec, TransformError, Transforms};
+use crate::wasm::{Registry, RegistryError, Runtime};
 use http::{Request, Response};
 use std::fmt::Write;
 use std::sync::Arc;
@@ -26,12 +32,15 @@ use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub async fn serve(
-    listener: TcpListener,
-    registry: Arc<Registry>,
-    coord: Arc<Coordinator>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// What the admin API serves.
+pub struct AdminState {
+    pub registry: Arc<Registry>,
+    pub runtime: Arc<Runtime>,
+    pub coord: Arc<Coordinator>,
+    pub transforms: Arc<Transforms>,
+}
+
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (mut stream, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -49,10 +58,11 @@ pub async fn serve(
                 continue;
             }
         };
-        let (registry, coord) = (registry.clone(), coord.clone());
+        let state = state.clone();
         tokio::spawn(async move {
-            let response = match http::read_request(&mut stream, registry.max_module_bytes()).await {
-                Ok(request) => route(&registry, &coord, request).await,
+            let max = state.registry.max_module_bytes().max(state.transforms.max_module_bytes());
+            let response = match http::read_request(&mut stream, max).await {
+                Ok(request) => route(&state, request).await,
                 Err(e) => match e.status() {
                     Some(status) => {
                         tracing::info!(%peer, "admin request refused: {e}");
@@ -68,11 +78,15 @@ pub async fn serve(
     }
 }
 
-async fn route(registry: &Arc<Registry>, coord: &Arc<Coordinator>, request: Request) -> Response {
+async fn route(state: &Arc<AdminState>, request: Request) -> Response {
+    let (registry, coord) = (&state.registry, &state.coord);
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    if segments.first() == Some(&"transforms") {
+        return transforms(state, &request, &segments[1..]).await;
+    }
     match (request.method.as_str(), segments.as_slice()) {
         ("GET", ["health"]) => Response::text(200, "ok\n"),
-        ("GET", ["metrics"]) => Response::text(200, metrics(registry)),
+        ("GET", ["metrics"]) => Response::text(200, metrics(state)),
         ("GET", ["modules"]) => Response::json(200, &registry.list()),
         ("GET", ["groups"]) => {
             // Reading log end offsets is file I/O: off the async workers.
@@ -86,7 +100,7 @@ async fn route(registry: &Arc<Registry>, coord: &Arc<Coordinator>, request: Requ
         ("PUT" | "POST", ["modules", name]) => {
             let (registry, name, body) = (registry.clone(), name.to_string(), request.body);
             // Compiling takes up to seconds of CPU: off the async workers.
-            blocking(move || registry.deploy(&name, &body, "upload"), 201).await
+            blocking(move || registry.deploy(&name, &body, "upload", None), 201).await
         }
         ("POST", ["modules", name, "rollback"]) => {
             let to = match request.query("to").map(str::parse::<u32>).transpose() {
@@ -101,6 +115,80 @@ async fn route(registry: &Arc<Registry>, coord: &Arc<Coordinator>, request: Requ
         }
         _ => Response::error(404, format!("no such endpoint {}", request.path)),
     }
+}
+
+/// `/transforms/...`: `rest` is the path after `transforms`.
+async fn transforms(state: &Arc<AdminState>, request: &Request, rest: &[&str]) -> Response {
+    let t = state.transforms.clone();
+    let job = |f: Box<dyn FnOnce() -> Result<serde_json::Value, TransformError> + Send>, ok| async move {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(Ok(v)) => Response::json(ok, &v),
+            Ok(Err(e)) => {
+                tracing::warn!("admin: {e}");
+                Response::error(e.http_status(), e)
+            }
+            Err(e) => Response::error(500, format!("the request failed: {e}")),
+        }
+    };
+    let (tenant, name) = (rest.first().map(|s| s.to_string()), rest.get(1).map(|s| s.to_string()));
+    match (request.method.as_str(), rest) {
+        ("GET", [] | [_]) => job(Box::new(move || json(t.list(tenant.as_deref()))), 200).await,
+        ("GET", [_, _]) => job(Box::new(move || json(t.show(&tenant.unwrap(), &name.unwrap()))), 200).await,
+        ("PUT" | "POST", [_, _]) => {
+            let spec = match binding_from_query(request) {
+                Ok(spec) => spec,
+                Err(e) => return Response::error(400, e),
+            };
+            let body = request.body.clone();
+            // Compiling takes up to seconds of CPU: off the async workers.
+            let deploy = move || json(t.deploy(&tenant.unwrap(), &name.unwrap(), &body, spec));
+            job(Box::new(deploy), 201).await
+        }
+        ("POST", [_, _, "rollback"]) => {
+            let to = match request.query("to").map(str::parse::<u32>).transpose() {
+                Ok(to) => to,
+                Err(_) => return Response::error(400, "`to` must be a version number"),
+            };
+            job(Box::new(move || json(t.rollback(&tenant.unwrap(), &name.unwrap(), to))), 200).await
+        }
+        ("DELETE", [_, _]) => {
+            let delete = move || {
+                let (tenant, name) = (tenant.unwrap(), name.unwrap());
+                t.delete(&tenant, &name).map(|()| serde_json::json!({ "deleted": name, "tenant": tenant }))
+            };
+            job(Box::new(delete), 200).await
+        }
+        (_, [] | [_] | [_, _] | [_, _, "rollback"]) => {
+            Response::error(405, format!("{} is not allowed on {}", request.method, request.path))
+        }
+        _ => Response::error(404, format!("no such endpoint {}", request.path)),
+    }
+}
+
+fn json<T: serde::Serialize>(v: Result<T, TransformError>) -> Result<serde_json::Value, TransformError> {
+    v.map(|v| serde_json::to_value(v).expect("views serialize"))
+}
+
+/// A deploy's binding from its query: `topic` (repeated), `output-topic` (repeated), `policy`,
+/// `config` (repeated `KEY=VALUE`).
+fn binding_from_query(request: &Request) -> Result<BindingSpec, String> {
+    let strings = |key| request.query_all(key).into_iter().map(str::to_string).collect::<Vec<_>>();
+    let policy = request.query("policy").ok_or("name a policy: reject, skip, pass or dead-letter=TOPIC")?;
+    let config = request
+        .query_all("config")
+        .into_iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("config {kv:?} is not KEY=VALUE"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(BindingSpec {
+        topics: strings("topic"),
+        output_topics: strings("output-topic"),
+        policy: policy.parse().map_err(|e: TransformError| e.to_string())?,
+        config,
+    })
 }
 
 async fn blocking<T: serde::Serialize + Send + 'static>(
@@ -123,8 +211,8 @@ fn reply<T: serde::Serialize>(result: Result<T, RegistryError>, ok: u16) -> Resp
     }
 }
 
-fn metrics(registry: &Registry) -> String {
-    let runtime = registry.runtime();
+fn metrics(state: &AdminState) -> String {
+    let (registry, runtime) = (&state.registry, &state.runtime);
     let mut out = format!(
         "# TYPE guise_guest_calls_total counter\nguise_guest_calls_total {}\n# TYPE guise_guest_failures_total counter\nguise_guest_failures_total {}\n",
         runtime.calls.load(Ordering::Relaxed),
@@ -163,5 +251,44 @@ fn metrics(registry: &Registry) -> String {
             let _ = writeln!(out, "guise_module_active_version{{module=\"{}\"}} {active}", m.name);
         }
     }
+    transform_metrics(&mut out, &state.transforms);
     out
+}
+
+fn transform_metrics(out: &mut String, transforms: &Transforms) {
+    let Ok(all) = transforms.list(None) else { return };
+    let _ = writeln!(
+        out,
+        "# HELP guise_transform_records_total records into and out of tenant transforms, per version\n# TYPE guise_transform_records_total counter"
+    );
+    for t in &all {
+        for v in &t.module.versions {
+            for (dir, n) in [("in", v.stats.records_in), ("out", v.stats.records_out)] {
+                let _ = writeln!(
+                    out,
+                    "guise_transform_records_total{{tenant=\"{}\",transform=\"{}\",version=\"{}\",direction=\"{dir}\"}} {n}",
+                    t.tenant, t.module.name, v.version
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP guise_transform_failures_total failed batches by the policy that handled them\n# TYPE guise_transform_failures_total counter"
+    );
+    for t in &all {
+        let o = t.outcomes;
+        for (policy, n) in [
+            ("reject", o.rejected),
+            ("skip", o.skipped),
+            ("pass", o.passed),
+            ("dead-letter", o.dead_lettered),
+        ] {
+            let _ = writeln!(
+                out,
+                "guise_transform_failures_total{{tenant=\"{}\",transform=\"{}\",policy=\"{policy}\"}} {n}",
+                t.tenant, t.module.name
+            );
+        }
+    }
 }

@@ -293,7 +293,7 @@ mod budget_tests {
         let (_stop_tx, stop) = watch::channel(false);
         let cfg =
             ConnConfig { max_frame_bytes: 64 * 1024, read_ahead: 100_000, max_inflight_bytes: 256 * 1024 };
-        let conn = ConnInfo { id: 1, tenant: "public".into(), peer: "test".into() };
+        let conn = ConnInfo { id: 1, tenant: "public".into(), peer: "test".into(), advertised: None };
         tokio::spawn(serve(server, runtime, conn, cfg, stop));
 
         // ApiVersions v0 frames padded to 32 KiB (Kafka brokers ignore trailing bytes).

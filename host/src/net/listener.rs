@@ -14,6 +14,8 @@ pub struct NetConfig {
     pub conn: ConnConfig,
     /// The tenant this listener's connections belong to.
     pub tenant: String,
+    /// What Metadata returns on this listener; None: the host's advertised address.
+    pub advertised: Option<Arc<(String, i32)>>,
     /// Open connections at most; further ones are closed at once, with a log line.
     pub max_connections: usize,
 }
@@ -50,6 +52,7 @@ impl Listener {
                             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
                             tenant: self.cfg.tenant.clone(),
                             peer: peer.to_string(),
+                            advertised: self.cfg.advertised.clone(),
                         };
                         tracing::debug!(conn = info.id, %peer, "accepted connection");
                         conns.spawn(connection::serve(stream, self.runtime.clone(), info, self.cfg.conn.clone(), shutdown.clone()));

@@ -136,6 +136,32 @@ impl BatchHeader {
         }
         Ok(())
     }
+
+    /// The looser rule for batches the host itself writes and for recovery: 0 <= recordsCount <=
+    /// lastOffsetDelta + 1. A transform that drops records leaves a batch that still spans the
+    /// producer's original offsets and sequences, fewer records or none at all, as Kafka's own
+    /// batches do after compaction (their sequence span keeps idempotent producer state).
+    pub fn check_span(&self) -> Result<(), StorageError> {
+        if self.last_offset_delta < 0
+            || self.records_count < 0
+            || i64::from(self.records_count) > i64::from(self.last_offset_delta) + 1
+        {
+            return Err(StorageError::CorruptMessage(format!(
+                "record batch holds {} records over a span of lastOffsetDelta {}",
+                self.records_count, self.last_offset_delta
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Which count rule [`validate`] applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counts {
+    /// A client's batch: at least one record, lastOffsetDelta == recordsCount - 1.
+    Exact,
+    /// A batch the host built (see [`BatchHeader::check_span`]).
+    Span,
 }
 
 /// A batch that passed [`validate`], with its place in the buffer.
@@ -157,6 +183,15 @@ impl ValidBatch {
 /// within the buffer, magic 2, sane record counts, at most `max_message_bytes` bytes and a
 /// matching CRC-32C. Empty input is CorruptMessage. Nothing is allocated from a length field.
 pub fn validate(records: &[u8], max_message_bytes: u32) -> Result<Vec<ValidBatch>, StorageError> {
+    validate_with(records, max_message_bytes, Counts::Exact)
+}
+
+/// [`validate`] with a choice of count rule.
+pub fn validate_with(
+    records: &[u8],
+    max_message_bytes: u32,
+    counts: Counts,
+) -> Result<Vec<ValidBatch>, StorageError> {
     if records.is_empty() {
         return Err(StorageError::CorruptMessage("no record batches".into()));
     }
@@ -175,7 +210,10 @@ pub fn validate(records: &[u8], max_message_bytes: u32) -> Result<Vec<ValidBatch
         if size > max_message_bytes as usize {
             return Err(StorageError::MessageTooLarge { size, max: max_message_bytes });
         }
-        header.check_counts()?;
+        match counts {
+            Counts::Exact => header.check_counts()?,
+            Counts::Span => header.check_span()?,
+        }
         if !crc_matches(&rest[..size], header.crc) {
             return Err(StorageError::CorruptMessage(format!(
                 "CRC mismatch in the batch at position {position}"

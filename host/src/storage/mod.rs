@@ -11,6 +11,7 @@ pub mod embedded;
 mod error;
 mod names;
 pub mod producers;
+pub mod records;
 
 pub use config::{ConfigEntry, FsyncPolicy, LogDefaults, TopicConfig};
 pub use error::StorageError;
@@ -108,6 +109,26 @@ pub trait Log: Send + Sync + 'static {
         partition: i32,
         records: bytes::Bytes,
     ) -> Result<AppendInfo, StorageError>;
+
+    /// [`append`](Log::append) for batches the host built itself (a tenant transform's output):
+    /// a batch may hold fewer records than the offsets it spans, or none, so that it keeps the
+    /// producer's original sequence span (see [`batch::BatchHeader::check_span`]).
+    fn append_host(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+    ) -> Result<AppendInfo, StorageError>;
+
+    /// If `header` is an idempotent producer's batch that this partition already stored (a
+    /// retry), its (base offset, last offset). Checked before a transform runs, so a retry is
+    /// not transformed and routed a second time.
+    fn producer_duplicate(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        header: &batch::BatchHeader,
+    ) -> Result<Option<(i64, i64)>, StorageError>;
 
     /// Whole batches starting with the batch that contains `offset`; stops before exceeding
     /// `max_bytes` unless `min_one` and nothing was taken yet (KIP-74: the first batch is returned

@@ -186,7 +186,15 @@ impl log::Host for GuestState {
         self.not_internal(&tp.topic, "produce to")?;
         let bytes = self.buffer(&records).ok_or(CORRUPT_MESSAGE)?.0.clone();
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
-        match self.ctx.log.append(&topic, tp.partition, bytes) {
+        let started = std::time::Instant::now();
+        // Topics without a transform keep the zero-copy path: the frame's bytes go to the log.
+        let appended = match self.ctx.transforms.binding(&self.conn.tenant, &tp.topic) {
+            None => self.ctx.log.append(&topic, tp.partition, bytes),
+            Some(binding) => self.ctx.transforms.apply(&binding, &topic, tp.partition, bytes),
+        };
+        // An fsync or a tenant's transform is not the translator's CPU time.
+        self.host_time += started.elapsed();
+        match appended {
             Ok(a) => Ok(log::AppendInfo { base_offset: a.base_offset, log_start_offset: a.log_start_offset }),
             Err(e) => Err(self.storage_error("append", e)),
         }
@@ -247,8 +255,8 @@ impl cluster::Host for GuestState {
     fn self_broker(&mut self) -> cluster::Broker {
         cluster::Broker {
             node_id: self.ctx.node_id,
-            host: self.ctx.advertised_host.clone(),
-            port: self.ctx.advertised_port,
+            host: self.conn.advertised.as_ref().map_or(&self.ctx.advertised_host, |a| &a.0).clone(),
+            port: self.conn.advertised.as_ref().map_or(self.ctx.advertised_port, |a| a.1),
             rack: None,
         }
     }

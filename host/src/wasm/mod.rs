@@ -1,7 +1,8 @@
-//! The Wasm runtime: engine, the translator component, limits, and the host side of the WIT
-//! imports. It knows nothing of sockets: `net` hands it a frame and gets back an outcome.
+//! The Wasm runtime: engine, the translator component, tenant transforms, limits, and the host
+//! side of the WIT imports. It knows nothing of sockets: `net` hands it a frame and gets back an outcome.
 
 mod bindings;
+mod engine;
 mod host_groups;
 mod host_impl;
 mod host_producers;
@@ -9,11 +10,18 @@ mod module;
 pub mod registry;
 mod runtime;
 mod state;
+pub mod transform;
 
+pub use engine::Compiler;
 pub use module::{Module, ModuleId, ModuleStats, StatsSnapshot};
 pub use registry::{ModuleView, Registry, RegistryConfig, RegistryError, VersionView};
 pub use runtime::{GuestFailure, GuestLimits, Handled, Runtime, WasmError};
 pub use state::{ConnInfo, HostContext, Observed, WakeKey};
+pub use transform::{TransformEngine, TransformLimits, TransformModule};
+
+/// Where the build put the guest components (`guise_transform_chaos.wasm` and the other example
+/// transforms), for tests and benchmarks that deploy them.
+pub const GUEST_DIR: &str = env!("OUT_DIR");
 
 /// The Kafka translator built by `host/build.rs` for `wasm32-wasip2` and embedded in the binary.
 pub const DEFAULT_TRANSLATOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guise_kafka.wasm"));

@@ -44,6 +44,13 @@ pub struct ModuleStats {
     /// Calls that failed otherwise: an instance that would not come up, an oversized or
     /// malformed response.
     pub invalid: AtomicU64,
+    /// Transforms only: calls where the guest returned an error for the batch.
+    pub refused: AtomicU64,
+    /// Transforms only: records handed in and returned.
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+    /// Transforms only: time spent in calls, in nanoseconds.
+    pub busy_ns: AtomicU64,
 }
 
 impl ModuleStats {
@@ -60,22 +67,38 @@ impl ModuleStats {
         let traps = self.traps.load(Ordering::Relaxed);
         let timeouts = self.timeouts.load(Ordering::Relaxed);
         let invalid = self.invalid.load(Ordering::Relaxed);
+        let refused = self.refused.load(Ordering::Relaxed);
         StatsSnapshot {
             calls: self.calls.load(Ordering::Relaxed),
-            errors: traps + timeouts + invalid,
+            errors: traps + timeouts + invalid + refused,
             traps,
             timeouts,
+            records_in: self.records_in.load(Ordering::Relaxed),
+            records_out: self.records_out.load(Ordering::Relaxed),
+            busy_ms: self.busy_ns.load(Ordering::Relaxed) / 1_000_000,
         }
     }
 }
 
-/// Counters as the admin API shows them; `errors` counts every failed call.
+/// Counters as the admin API shows them; `errors` counts every failed call. The record counts
+/// and time are a transform's (absent for a translator).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StatsSnapshot {
     pub calls: u64,
     pub errors: u64,
     pub traps: u64,
     pub timeouts: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub records_in: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub records_out: u64,
+    /// Milliseconds spent in calls.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub busy_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A version ready to run: each request instantiates it afresh.

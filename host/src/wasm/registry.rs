@@ -11,10 +11,14 @@
 //!   rollback walks back.
 //!
 //! Every upload is a new version, even of bytes seen before (it then reuses their artifact).
-//! The module the Kafka listener runs (`translator_module`, "kafka") is swapped in the runtime on
-//! deploy and rollback; other names are kept for listeners configured to run them.
+//! What a registry's modules are for is its [`Slot`]: the translator registry swaps the module
+//! the Kafka listener runs (`translator_module`, "kafka") and keeps other names for listeners
+//! configured to run them; a tenant's transform registry binds each module to its topics. A
+//! version may carry settings (a transform's topics, policy and configuration), so a rollback
+//! restores them with the code.
 
-use super::module::{Module, ModuleId, ModuleStats, StatsSnapshot, sha256_hex};
+use super::engine::Compiler;
+use super::module::{ModuleId, ModuleStats, StatsSnapshot, sha256_hex};
 use super::runtime::{Runtime, WasmError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -23,6 +27,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use wasmtime::component::Component;
 
 #[derive(thiserror::Error, Debug)]
 pub enum RegistryError {
@@ -71,8 +76,59 @@ pub struct RegistryConfig {
     pub max_module_bytes: u64,
     /// Versions kept per module (the active one and the one before it are always kept).
     pub keep_versions: usize,
-    /// The module the Kafka listener runs.
-    pub translator: String,
+}
+
+/// Makes a prepared version the running one (a swap).
+pub type Activation = Box<dyn FnOnce() + Send>;
+
+/// What a registry's modules are for.
+pub trait Slot: Send + Sync + 'static {
+    /// Check `component` as version `id` of module `name` (its imports, its exports, one
+    /// instance; `settings` as deployed with it) and make it ready to run. The returned
+    /// activation makes it the version that runs; it is called once the manifest is saved.
+    fn prepare(
+        &self,
+        component: &Component,
+        id: ModuleId,
+        stats: Arc<ModuleStats>,
+        settings: Option<&serde_json::Value>,
+    ) -> Result<Activation, WasmError>;
+
+    /// Whether the active version of `name` runs on this host (loaded at start and on rollback);
+    /// the others are only stored.
+    fn serves(&self, name: &str) -> bool;
+
+    /// `name` was removed from the registry: stop running it.
+    fn remove(&self, _name: &str) {}
+}
+
+/// The translator registry's slot: `name` is the module the Kafka listener runs.
+pub struct TranslatorSlot {
+    pub runtime: Arc<Runtime>,
+    pub name: String,
+}
+
+impl Slot for TranslatorSlot {
+    fn prepare(
+        &self,
+        component: &Component,
+        id: ModuleId,
+        stats: Arc<ModuleStats>,
+        _settings: Option<&serde_json::Value>,
+    ) -> Result<Activation, WasmError> {
+        let serve = id.name == self.name;
+        let module = Arc::new(self.runtime.prepare(component, id, stats)?);
+        let runtime = self.runtime.clone();
+        Ok(Box::new(move || {
+            if serve {
+                runtime.activate(module);
+            }
+        }))
+    }
+
+    fn serves(&self, name: &str) -> bool {
+        name == self.name
+    }
 }
 
 /// A version as the admin API shows it.
@@ -85,6 +141,9 @@ pub struct VersionView {
     pub deployed_at_ms: u64,
     /// Where it came from: "upload", "embedded" (the binary's own build), or a config path.
     pub source: String,
+    /// What the version was deployed with (a transform's binding), if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
     pub active: bool,
     /// Counters since this host started.
     pub stats: StatsSnapshot,
@@ -107,6 +166,8 @@ struct VersionMeta {
     size: u64,
     deployed_at_ms: u64,
     source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    settings: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -149,7 +210,8 @@ impl State {
 
 pub struct Registry {
     cfg: RegistryConfig,
-    runtime: Arc<Runtime>,
+    compiler: Compiler,
+    slot: Arc<dyn Slot>,
     engine_key: String,
     state: parking_lot::Mutex<State>,
     /// Held by deploy and rollback for their whole run.
@@ -157,39 +219,22 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Open the registry and make the translator active: the version that was active before the
-    /// restart (from its cached artifact), or `bootstrap` (the binary's own translator, or the
-    /// configured file) when the registry has not seen those bytes yet — so a new build's
-    /// translator is deployed once, and a later deploy or rollback is not undone by restarts.
+    /// Open the translator registry and make the translator active: the version that was
+    /// active before the restart (from its cached artifact), or `bootstrap` (the binary's own
+    /// translator, or the configured file) when the registry has not seen those bytes yet — so a
+    /// new build's translator is deployed once, and a later deploy or rollback is not undone by
+    /// restarts.
     pub fn open(
         cfg: RegistryConfig,
         runtime: Arc<Runtime>,
+        translator: &str,
         bootstrap: &[u8],
         source: &str,
     ) -> Result<Self, RegistryError> {
-        let artifacts = cfg.dir.join("artifacts");
-        std::fs::create_dir_all(&artifacts).map_err(io("creating", &artifacts))?;
-        let mut state = State::default();
-        for entry in std::fs::read_dir(&cfg.dir).map_err(io("reading", &cfg.dir))? {
-            let path = entry.map_err(io("reading", &cfg.dir))?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                let text = std::fs::read_to_string(&path).map_err(io("reading", &path))?;
-                let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
-                    RegistryError::Manifest { path: path.display().to_string(), message: e.to_string() }
-                })?;
-                state.manifests.insert(manifest.name.clone(), manifest);
-            }
-        }
-        let engine_key = runtime.engine_key();
-        let registry = Registry {
-            cfg,
-            runtime,
-            engine_key,
-            state: parking_lot::Mutex::new(state),
-            deploying: parking_lot::Mutex::new(()),
-        };
-
-        let name = registry.cfg.translator.clone();
+        let compiler = runtime.compiler().clone();
+        let slot = Arc::new(TranslatorSlot { runtime, name: translator.to_string() });
+        let registry = Self::open_with(cfg, compiler, slot)?;
+        let name = translator.to_string();
         let hash = sha256_hex(bootstrap);
         let (known, active) = {
             let state = registry.state.lock();
@@ -201,8 +246,8 @@ impl Registry {
         };
         match active {
             Some(meta) if known => match registry.load(&name, &meta) {
-                Ok(module) => {
-                    registry.runtime.activate(Arc::new(module));
+                Ok(activate) => {
+                    activate();
                     return Ok(registry);
                 }
                 Err(e) => tracing::error!(
@@ -217,12 +262,91 @@ impl Registry {
             ),
             None => {}
         }
-        registry.deploy(&name, bootstrap, source)?;
+        registry.deploy(&name, bootstrap, source, None)?;
         Ok(registry)
     }
 
-    pub fn runtime(&self) -> &Arc<Runtime> {
-        &self.runtime
+    /// Open a registry whose modules `slot` runs. Nothing is loaded yet: see
+    /// [`load_served`](Self::load_served).
+    pub fn open_with(
+        cfg: RegistryConfig,
+        compiler: Compiler,
+        slot: Arc<dyn Slot>,
+    ) -> Result<Self, RegistryError> {
+        let artifacts = cfg.dir.join("artifacts");
+        std::fs::create_dir_all(&artifacts).map_err(io("creating", &artifacts))?;
+        let mut state = State::default();
+        for entry in std::fs::read_dir(&cfg.dir).map_err(io("reading", &cfg.dir))? {
+            let path = entry.map_err(io("reading", &cfg.dir))?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).map_err(io("reading", &path))?;
+                let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
+                    RegistryError::Manifest { path: path.display().to_string(), message: e.to_string() }
+                })?;
+                state.manifests.insert(manifest.name.clone(), manifest);
+            }
+        }
+        let engine_key = compiler.engine_key();
+        Ok(Registry {
+            cfg,
+            compiler,
+            slot,
+            engine_key,
+            state: parking_lot::Mutex::new(state),
+            deploying: parking_lot::Mutex::new(()),
+        })
+    }
+
+    /// Load and activate the active version of every module the slot serves. A version that
+    /// cannot be loaded is reported (name and error) and skipped; the others still start.
+    pub fn load_served(&self) -> Vec<(String, RegistryError)> {
+        let active: Vec<(String, VersionMeta)> = {
+            let state = self.state.lock();
+            state
+                .manifests
+                .values()
+                .filter(|m| self.slot.serves(&m.name))
+                .filter_map(|m| m.active.and_then(|a| m.version(a)).map(|v| (m.name.clone(), v.clone())))
+                .collect()
+        };
+        let mut failed = Vec::new();
+        for (name, meta) in active {
+            match self.load(&name, &meta) {
+                Ok(activate) => activate(),
+                Err(e) => failed.push((name, e)),
+            }
+        }
+        failed
+    }
+
+    /// Names of the stored modules.
+    pub fn names(&self) -> Vec<String> {
+        self.state.lock().manifests.keys().cloned().collect()
+    }
+
+    /// The settings of `name`'s active version.
+    pub fn active_settings(&self, name: &str) -> Option<serde_json::Value> {
+        let state = self.state.lock();
+        let m = state.manifests.get(name)?;
+        m.active.and_then(|a| m.version(a)).and_then(|v| v.settings.clone())
+    }
+
+    /// Remove `name` and every version of it (its artifacts too, unless another module uses
+    /// them); the slot stops running it.
+    pub fn remove(&self, name: &str) -> Result<(), RegistryError> {
+        let _deploying = self.deploying.lock();
+        if self.state.lock().manifests.remove(name).is_none() {
+            return Err(RegistryError::UnknownModule(name.to_string()));
+        }
+        self.slot.remove(name);
+        let path = self.cfg.dir.join(format!("{name}.json"));
+        std::fs::remove_file(&path).map_err(io("removing", &path))?;
+        if let Ok(d) = std::fs::File::open(&self.cfg.dir) {
+            let _ = d.sync_all();
+        }
+        self.collect_garbage();
+        tracing::info!(module = name, "removed");
+        Ok(())
     }
 
     pub fn max_module_bytes(&self) -> u64 {
@@ -231,7 +355,13 @@ impl Registry {
 
     /// Validate `wasm` (size, compiles, fits the protocol-handler world, instantiates), store it
     /// as the next version of `name`, and make it active. A refused upload changes nothing.
-    pub fn deploy(&self, name: &str, wasm: &[u8], source: &str) -> Result<VersionView, RegistryError> {
+    pub fn deploy(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        source: &str,
+        settings: Option<serde_json::Value>,
+    ) -> Result<VersionView, RegistryError> {
         check_name(name)?;
         if wasm.is_empty() {
             return Err(RegistryError::Empty);
@@ -248,7 +378,7 @@ impl Registry {
         let component = match self.cached(&sha256) {
             Some(c) => c,
             None => {
-                let c = self.runtime.compile(wasm).map_err(RegistryError::Refused)?;
+                let c = self.compiler.compile(wasm).map_err(RegistryError::Refused)?;
                 self.write_artifact(&sha256, wasm, &c)?;
                 c
             }
@@ -258,21 +388,21 @@ impl Registry {
         let version = manifest.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
         let stats = self.state.lock().stats(name, version);
         let id = ModuleId { name: name.to_string(), version, sha256: sha256.clone() };
-        let module = self.runtime.prepare(&component, id, stats).map_err(RegistryError::Refused)?;
+        let activate =
+            self.slot.prepare(&component, id, stats, settings.as_ref()).map_err(RegistryError::Refused)?;
         manifest.versions.push(VersionMeta {
             version,
             sha256,
             size,
             deployed_at_ms: now_ms(),
             source: source.to_string(),
+            settings,
         });
         manifest.activate(version);
         self.prune(&mut manifest);
         self.save(&manifest)?;
         self.state.lock().manifests.insert(name.to_string(), manifest);
-        if name == self.cfg.translator {
-            self.runtime.activate(Arc::new(module));
-        }
+        activate();
         self.collect_garbage();
         tracing::info!(module = name, version, bytes = size, elapsed = ?started.elapsed(), %source, "deployed");
         self.version_view(name, version)
@@ -309,12 +439,12 @@ impl Registry {
             }
         };
         let meta = manifest.version(target).cloned().expect("checked above");
-        let module = if name == self.cfg.translator { Some(self.load(name, &meta)?) } else { None };
+        let activate = if self.slot.serves(name) { Some(self.load(name, &meta)?) } else { None };
         manifest.activate(target);
         self.save(&manifest)?;
         self.state.lock().manifests.insert(name.to_string(), manifest);
-        if let Some(module) = module {
-            self.runtime.activate(Arc::new(module));
+        if let Some(activate) = activate {
+            activate();
         }
         tracing::info!(module = name, version = target, "rolled back");
         self.version_view(name, target)
@@ -341,6 +471,7 @@ impl Registry {
                 size: m.size,
                 deployed_at_ms: m.deployed_at_ms,
                 source: m.source.clone(),
+                settings: m.settings.clone(),
                 active: manifest.active == Some(m.version),
                 stats: state.stats(name, m.version).snapshot(),
             })
@@ -348,7 +479,7 @@ impl Registry {
         Ok(ModuleView {
             name: name.to_string(),
             active: manifest.active,
-            serving: name == self.cfg.translator,
+            serving: self.slot.serves(name),
             versions,
         })
     }
@@ -363,7 +494,7 @@ impl Registry {
 
     /// A stored version, ready to run: from the cached artifact, or compiled again if that is
     /// missing, damaged or made by another build.
-    fn load(&self, name: &str, meta: &VersionMeta) -> Result<Module, RegistryError> {
+    fn load(&self, name: &str, meta: &VersionMeta) -> Result<Activation, RegistryError> {
         let started = Instant::now();
         let load_err = |source| RegistryError::Load { name: name.to_string(), version: meta.version, source };
         let (component, how) = match self.cached(&meta.sha256) {
@@ -375,16 +506,16 @@ impl Registry {
                     let e = WasmError::Compile(format!("{} does not match its hash", path.display()));
                     return Err(load_err(e));
                 }
-                let c = self.runtime.compile(&wasm).map_err(load_err)?;
+                let c = self.compiler.compile(&wasm).map_err(load_err)?;
                 self.write_artifact(&meta.sha256, &wasm, &c)?;
                 (c, "its .wasm, compiled again")
             }
         };
         let id = ModuleId { name: name.to_string(), version: meta.version, sha256: meta.sha256.clone() };
         let stats = self.state.lock().stats(name, meta.version);
-        let module = self.runtime.prepare(&component, id, stats).map_err(load_err)?;
+        let activate = self.slot.prepare(&component, id, stats, meta.settings.as_ref()).map_err(load_err)?;
         tracing::info!(module = name, version = meta.version, elapsed = ?started.elapsed(), "loaded from {how}");
-        Ok(module)
+        Ok(activate)
     }
 
     fn wasm_path(&self, sha256: &str) -> PathBuf {
@@ -396,7 +527,7 @@ impl Registry {
     }
 
     /// The cached compiled artifact, if there is one and its digest holds.
-    fn cached(&self, sha256: &str) -> Option<wasmtime::component::Component> {
+    fn cached(&self, sha256: &str) -> Option<Component> {
         let path = self.artifact_path(sha256);
         let bytes = std::fs::read(&path).ok()?;
         let Some(split) = bytes.len().checked_sub(32) else {
@@ -409,7 +540,7 @@ impl Registry {
             return None;
         }
         // SAFETY: these bytes are what `serialize` wrote (the digest above was written with them).
-        match unsafe { self.runtime.deserialize(code) } {
+        match unsafe { self.compiler.deserialize(code) } {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(path = %path.display(), "ignoring the cached artifact: {e}");
@@ -418,14 +549,9 @@ impl Registry {
         }
     }
 
-    fn write_artifact(
-        &self,
-        sha256: &str,
-        wasm: &[u8],
-        component: &wasmtime::component::Component,
-    ) -> Result<(), RegistryError> {
+    fn write_artifact(&self, sha256: &str, wasm: &[u8], component: &Component) -> Result<(), RegistryError> {
         write_atomic(&self.wasm_path(sha256), &[wasm])?;
-        let code = self.runtime.serialize(component).map_err(RegistryError::Refused)?;
+        let code = self.compiler.serialize(component).map_err(RegistryError::Refused)?;
         let digest = Sha256::digest(&code);
         write_atomic(&self.artifact_path(sha256), &[&code, digest.as_slice()])
     }

@@ -10,6 +10,7 @@
 //! started with, and no instance outlives its request (nothing warm of an old version is reused).
 
 use super::bindings::{ProtocolHandler, ProtocolHandlerPre, handler_types};
+use super::engine::Compiler;
 use super::module::{Module, ModuleId, ModuleStats};
 use super::state::{BufferHandle, ConnInfo, GuestState, HostContext, Observed, WakeKey};
 use bytes::Bytes;
@@ -18,14 +19,15 @@ use rand::SeedableRng;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use wasmtime::UpdateDeadline;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
 };
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 /// How often the epoch advances; guest deadlines are whole ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 #[derive(thiserror::Error, Debug)]
 pub enum WasmError {
@@ -35,6 +37,10 @@ pub enum WasmError {
     Compile(String),
     #[error("the module does not fit the protocol-handler world of guise:runtime@0.1.0: {0}")]
     Link(String),
+    #[error("the module does not fit the transform world of guise:runtime@0.1.0: {0}")]
+    LinkTransform(String),
+    #[error("the transform's binding is refused: {0}")]
+    Binding(String),
     #[error("the module fails to instantiate: {0}")]
     Instantiate(String),
     #[error("no translator is deployed")]
@@ -90,6 +96,7 @@ pub enum Handled {
 
 pub struct Runtime {
     engine: Engine,
+    compiler: Compiler,
     linker: Linker<GuestState>,
     ctx: Arc<HostContext>,
     limits: GuestLimits,
@@ -153,6 +160,7 @@ impl Runtime {
                 .map_err(|e| WasmError::Engine(format!("starting the epoch ticker: {e}")))?;
         }
         Ok(Runtime {
+            compiler: Compiler::new(engine.clone()),
             engine,
             linker,
             ctx,
@@ -164,34 +172,14 @@ impl Runtime {
         })
     }
 
-    /// Names the artifacts this engine can load: its wasmtime version and compiler settings.
-    pub fn engine_key(&self) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut h);
-        format!("{:016x}", h.finish())
+    /// Compiling and caching components on this runtime's engine.
+    pub fn compiler(&self) -> &Compiler {
+        &self.compiler
     }
 
     /// Compile a component (Cranelift; tens of milliseconds to seconds).
     pub fn compile(&self, wasm: &[u8]) -> Result<Component, WasmError> {
-        Component::new(&self.engine, wasm).map_err(|e| WasmError::Compile(format!("{e:#}")))
-    }
-
-    /// The compiled artifact of `component`, to cache on disk.
-    pub fn serialize(&self, component: &Component) -> Result<Vec<u8>, WasmError> {
-        component.serialize().map_err(|e| WasmError::Compile(format!("serializing: {e:#}")))
-    }
-
-    /// Load a compiled artifact. It fails cleanly if the artifact was made by another wasmtime
-    /// version or engine configuration.
-    ///
-    /// # Safety
-    /// `artifact` must be bytes `serialize` produced (wasmtime runs its machine code as is);
-    /// the registry checks a digest it stored beside them before calling this.
-    pub unsafe fn deserialize(&self, artifact: &[u8]) -> Result<Component, WasmError> {
-        // SAFETY: the caller vouches that the bytes come from `serialize`.
-        unsafe { Component::deserialize(&self.engine, artifact) }
-            .map_err(|e| WasmError::Compile(format!("loading the cached artifact: {e:#}")))
+        self.compiler.compile(wasm)
     }
 
     /// Check that `component` is a protocol handler this host can run, and make it ready:
@@ -206,7 +194,7 @@ impl Runtime {
     ) -> Result<Module, WasmError> {
         let pre = self.linker.instantiate_pre(component).map_err(|e| WasmError::Link(format!("{e:#}")))?;
         let pre = ProtocolHandlerPre::new(pre).map_err(|e| WasmError::Link(format!("{e:#}")))?;
-        let conn = ConnInfo { id: 0, tenant: "public".into(), peer: "deploy-check".into() };
+        let conn = ConnInfo { id: 0, tenant: "public".into(), peer: "deploy-check".into(), advertised: None };
         let mut store = self.store(&conn);
         pre.instantiate(&mut store).map_err(|e| WasmError::Instantiate(format!("{e:#}")))?;
         Ok(Module { id, pre, stats })
@@ -229,21 +217,9 @@ impl Runtime {
     }
 
     fn store(&self, conn: &ConnInfo) -> Store<GuestState> {
-        // Deny-all WASI: no preopens, env, args, stdio or sockets; a fixed clock; seeded
-        // randomness. Rust `std` guests import these (HashMap seeds from wasi:random).
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }))
-            .wall_clock(FixedClock)
-            .monotonic_clock(FixedClock)
-            .secure_random(rand::rngs::StdRng::seed_from_u64(conn.id))
-            .insecure_random(rand::rngs::StdRng::seed_from_u64(!conn.id))
-            .insecure_random_seed(u128::from(conn.id));
         let state = GuestState {
             table: ResourceTable::new(),
-            wasi: wasi.build(),
+            wasi: deny_all_wasi(conn.id),
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.limits.memory_bytes)
                 .instances(64)
@@ -253,11 +229,21 @@ impl Runtime {
             ctx: self.ctx.clone(),
             conn: conn.clone(),
             observed: Vec::new(),
+            host_time: Duration::ZERO,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = self.limits.call_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
+        store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        // The deadline is for the guest's own CPU: time spent in host calls that can be long
+        // (an append that runs a tenant transform or waits for an fsync) is handed back.
+        store.epoch_deadline_callback(|mut ctx| {
+            let host = std::mem::take(&mut ctx.data_mut().host_time);
+            if host >= EPOCH_TICK {
+                Ok(UpdateDeadline::Continue(ticks(host)))
+            } else {
+                Err(wasmtime::Trap::Interrupt.into())
+            }
+        });
         store
     }
 
@@ -389,6 +375,27 @@ impl Runtime {
         }
         Ok(out)
     }
+}
+
+/// Whole epoch ticks in `d`, at least one.
+fn ticks(d: Duration) -> u64 {
+    u64::try_from(d.as_millis().div_ceil(EPOCH_TICK.as_millis())).unwrap_or(u64::MAX).max(1)
+}
+
+/// Deny-all WASI: no preopens, env, args, stdio or sockets; a fixed clock; randomness seeded by
+/// `seed`. Rust `std` guests import these (HashMap seeds from wasi:random).
+pub(crate) fn deny_all_wasi(seed: u64) -> WasiCtx {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        .wall_clock(FixedClock)
+        .monotonic_clock(FixedClock)
+        .secure_random(rand::rngs::StdRng::seed_from_u64(seed))
+        .insecure_random(rand::rngs::StdRng::seed_from_u64(!seed))
+        .insecure_random_seed(u128::from(seed));
+    wasi.build()
 }
 
 /// A clock that always reads the same time: guests get no real clock.

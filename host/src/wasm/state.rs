@@ -23,6 +23,8 @@ pub struct HostContext {
     pub default_partitions: i32,
     pub max_frame_bytes: u32,
     pub coord: Arc<crate::coord::Coordinator>,
+    /// Tenant transforms on the produce path.
+    pub transforms: Arc<crate::transform::Transforms>,
 }
 
 impl HostContext {
@@ -30,7 +32,7 @@ impl HostContext {
     /// persists nothing: for tests and benchmarks that need a runtime without a server.
     pub fn local(log: Arc<dyn Log>, max_frame_bytes: u32) -> Self {
         HostContext {
-            log,
+            log: log.clone(),
             namespace: "default".into(),
             node_id: 0,
             advertised_host: "127.0.0.1".into(),
@@ -40,6 +42,10 @@ impl HostContext {
             default_partitions: 1,
             max_frame_bytes,
             coord: Default::default(),
+            transforms: Arc::new(crate::transform::Transforms::new(
+                crate::transform::TransformsConfig::disabled(),
+                log,
+            )),
         }
     }
 
@@ -52,8 +58,11 @@ impl HostContext {
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub id: u64,
+    /// The tenant of the listener the connection came in on.
     pub tenant: String,
     pub peer: String,
+    /// The (host, port) Metadata returns on this connection's listener; None: the context's.
+    pub advertised: Option<Arc<(String, i32)>>,
 }
 
 /// What a parked request waits on.
@@ -81,6 +90,9 @@ pub struct GuestState {
     pub ctx: Arc<HostContext>,
     pub conn: ConnInfo,
     pub observed: Vec<Observed>,
+    /// Time spent in host calls since the deadline was last extended (handed back to the
+    /// guest's CPU deadline: see `Runtime::store`).
+    pub host_time: std::time::Duration,
 }
 
 impl WasiView for GuestState {

@@ -72,6 +72,20 @@ fn partition_config(config: &TopicConfig) -> PartitionConfig {
 }
 
 impl EmbeddedLog {
+    fn append_with(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+        counts: batch::Counts,
+    ) -> Result<AppendInfo, StorageError> {
+        let (topic, p) = self.partition(name, partition)?;
+        let batches = batch::validate_with(&records, topic.meta.config.max_message_bytes, counts)?;
+        // With every-batch, fsynced before the append returns (hence before the produce is
+        // acknowledged) and before readers see it; a failed fsync fails the append as a whole.
+        p.append(&records, &batches, self.defaults.fsync == FsyncPolicy::EveryBatch, &self.epochs)
+    }
+
     /// Open (or create) the log under `data_dir` and load every topic: each partition's last
     /// segment is CRC-checked and a torn tail is truncated.
     pub fn open(data_dir: &Path, defaults: LogDefaults) -> Result<EmbeddedLog, StorageError> {
@@ -281,11 +295,25 @@ impl Log for EmbeddedLog {
         partition: i32,
         records: bytes::Bytes,
     ) -> Result<AppendInfo, StorageError> {
-        let (topic, p) = self.partition(name, partition)?;
-        let batches = batch::validate(&records, topic.meta.config.max_message_bytes)?;
-        // With every-batch, fsynced before the append returns (hence before the produce is
-        // acknowledged) and before readers see it; a failed fsync fails the append as a whole.
-        p.append(&records, &batches, self.defaults.fsync == FsyncPolicy::EveryBatch, &self.epochs)
+        self.append_with(name, partition, records, batch::Counts::Exact)
+    }
+
+    fn append_host(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+    ) -> Result<AppendInfo, StorageError> {
+        self.append_with(name, partition, records, batch::Counts::Span)
+    }
+
+    fn producer_duplicate(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        header: &batch::BatchHeader,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        Ok(self.partition(name, partition)?.1.duplicate(header))
     }
 
     fn read(

@@ -307,6 +307,12 @@ impl Partition {
         Ok(AppendInfo { base_offset, last_offset: next - 1, log_start_offset: log_start })
     }
 
+    /// Where the batch `header` (a producer's) was stored before, if it repeats one.
+    pub fn duplicate(&self, header: &BatchHeader) -> Option<(i64, i64)> {
+        let writer = self.writer.lock();
+        writer.producers.duplicate(header).map(|m| (m.base_offset, m.last_offset()))
+    }
+
     /// After a failed write: cut `file` back to `len` (its committed length) and remove a segment
     /// created for this append. What cannot be undone now is remembered and retried before the
     /// next append, which is refused until it succeeds: bytes past a committed length must never

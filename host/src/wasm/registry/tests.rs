@@ -22,9 +22,8 @@ impl Fixture {
             dir: self.dir.path().join("modules"),
             max_module_bytes: 2 << 20,
             keep_versions: keep,
-            translator: "kafka".into(),
         };
-        Registry::open(cfg, self.runtime.clone(), bootstrap, "embedded").unwrap()
+        Registry::open(cfg, self.runtime.clone(), "kafka", bootstrap, "embedded").unwrap()
     }
 
     /// A fresh runtime over the same directory, as after a restart.
@@ -72,11 +71,11 @@ fn deploy_swaps_rollback_walks_back_and_a_restart_keeps_the_active_version() {
     let registry = fx.open(10, a);
     assert_eq!(fx.active(), (1, sha256_hex(a)), "the bootstrap translator is version 1");
 
-    let v2 = registry.deploy("kafka", &b, "upload").unwrap();
+    let v2 = registry.deploy("kafka", &b, "upload", None).unwrap();
     assert_eq!((v2.version, v2.active, v2.sha256.clone()), (2, true, sha256_hex(&b)));
     assert_eq!(fx.active().0, 2, "the runtime runs the new version");
     // The same bytes again are a new version (reusing the compiled artifact).
-    assert_eq!(registry.deploy("kafka", a, "upload").unwrap().version, 3);
+    assert_eq!(registry.deploy("kafka", a, "upload", None).unwrap().version, 3);
     assert_eq!(fx.active(), (3, sha256_hex(a)));
 
     assert_eq!(registry.rollback("kafka", None).unwrap().version, 2);
@@ -115,14 +114,10 @@ fn deploy_swaps_rollback_walks_back_and_a_restart_keeps_the_active_version() {
     fx.restart();
     let mut other = a.to_vec();
     other.extend_from_slice(b"\0"); // not a valid component: the bootstrap must compile
-    let cfg = RegistryConfig {
-        dir: fx.dir.path().join("modules"),
-        max_module_bytes: 2 << 20,
-        keep_versions: 10,
-        translator: "kafka".into(),
-    };
+    let cfg =
+        RegistryConfig { dir: fx.dir.path().join("modules"), max_module_bytes: 2 << 20, keep_versions: 10 };
     assert!(matches!(
-        Registry::open(cfg, fx.runtime.clone(), &other, "embedded"),
+        Registry::open(cfg, fx.runtime.clone(), "kafka", &other, "embedded"),
         Err(RegistryError::Refused(WasmError::Compile(_)))
     ));
 }
@@ -142,7 +137,7 @@ fn bad_uploads_are_refused_and_change_nothing() {
         ("wrong world", b"\0asm\x0d\0\x01\0".to_vec()),
     ];
     for (what, bytes) in cases {
-        let err = registry.deploy("kafka", &bytes, "upload").unwrap_err();
+        let err = registry.deploy("kafka", &bytes, "upload", None).unwrap_err();
         let status = err.http_status();
         match what {
             "empty" => assert_eq!(status, 400, "{err}"),
@@ -157,7 +152,7 @@ fn bad_uploads_are_refused_and_change_nothing() {
         assert_eq!(fx.active().0, 1, "{what} changed the running version");
     }
     assert!(matches!(
-        registry.deploy("Bad/Name", DEFAULT_TRANSLATOR, "upload"),
+        registry.deploy("Bad/Name", DEFAULT_TRANSLATOR, "upload", None),
         Err(RegistryError::InvalidName(_))
     ));
 }
@@ -170,22 +165,22 @@ fn old_versions_are_pruned_with_their_artifacts_but_never_the_active_or_previous
     let registry = fx.open(3, a);
     for i in 0..5 {
         let bytes: &[u8] = if i % 2 == 0 { &b } else { a };
-        registry.deploy("kafka", bytes, "upload").unwrap();
+        registry.deploy("kafka", bytes, "upload", None).unwrap();
     }
     let versions: Vec<u32> = registry.show("kafka").unwrap().versions.iter().map(|v| v.version).collect();
     assert_eq!(versions, vec![4, 5, 6]);
     // Roll back to 5, then deploy again: 5 (the previous) must survive pruning, 4 goes.
     registry.rollback("kafka", Some(5)).unwrap();
-    registry.deploy("kafka", &b, "upload").unwrap();
+    registry.deploy("kafka", &b, "upload", None).unwrap();
     let versions: Vec<u32> = registry.show("kafka").unwrap().versions.iter().map(|v| v.version).collect();
     assert_eq!(versions, vec![5, 6, 7]);
     assert_eq!(registry.rollback("kafka", None).unwrap().version, 5);
 
     // Only b is referenced once a's last versions go: its files are collected.
     let registry2 = registry;
-    registry2.deploy("kafka", &b, "upload").unwrap();
-    registry2.deploy("kafka", &b, "upload").unwrap();
-    registry2.deploy("kafka", &b, "upload").unwrap();
+    registry2.deploy("kafka", &b, "upload", None).unwrap();
+    registry2.deploy("kafka", &b, "upload", None).unwrap();
+    registry2.deploy("kafka", &b, "upload", None).unwrap();
     let left = fx.artifacts();
     assert!(left.iter().all(|n| n.starts_with(&sha256_hex(&b))), "{left:?}");
 }

@@ -1,0 +1,304 @@
+//! The produce path of a transformed topic: decode each batch (any codec), call the transform
+//! once per batch, re-encode what it returns with the batch's codec, route records to other
+//! topics of the tenant, and append — routed records first, then the input partition, so the
+//! producer is acknowledged only after both are stored.
+//!
+//! Idempotent producers: a retry of a batch already stored is recognized before the transform
+//! runs (it is not transformed or routed again). The batch stored for the input partition keeps
+//! the producer id, epoch and base sequence of the original and spans its record count even when
+//! the transform dropped records (fewer records, or none, over the same offsets, as Kafka's
+//! batches after compaction), so the producer's next sequence is accepted, also after a restart.
+//! Records beyond the original count (a transform that emits more than it got) go into a
+//! following batch without a producer id. Routed and dead-letter records carry no producer id:
+//! if an append fails after routed records were stored, the producer gets an error and its retry
+//! may store those routed records again (at least once, not exactly once).
+
+use super::{Binding, Policy, Transforms};
+use crate::storage::batch::{self, BatchHeader};
+use crate::storage::records::{self, EncodeSpec, Header as LogHeader, Record as LogRecord};
+use crate::storage::{AppendInfo, StorageError, TopicMeta, TopicName};
+use crate::wasm::transform::{
+    Header as GuestHeader, InputBatch, Output, Record as GuestRecord, TransformFailure,
+};
+use crate::wasm::{GuestFailure, TransformModule};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+/// Failures of one transform logged in full: the first, then every this many.
+const LOG_EVERY: u64 = 1000;
+
+impl Transforms {
+    /// Append `records` (a produce request's batches for one partition of a topic `binding`
+    /// runs on) through the transform.
+    pub fn apply(
+        &self,
+        binding: &Binding,
+        topic: &TopicName,
+        partition: i32,
+        records: Bytes,
+    ) -> Result<AppendInfo, StorageError> {
+        let log = &self.shared.log;
+        let meta = log.topic(topic).ok_or(StorageError::UnknownTopicOrPartition)?;
+        if partition < 0 || partition >= meta.partitions {
+            return Err(StorageError::UnknownTopicOrPartition);
+        }
+        let batches = batch::validate(&records, meta.config.max_message_bytes)?;
+        let mut input = Vec::new();
+        let mut routed: BTreeMap<String, Vec<LogRecord>> = BTreeMap::new();
+        let mut codec = 0;
+        for b in &batches {
+            let raw = &records[b.position..b.position + b.size()];
+            let header = b.header;
+            codec = header.compression();
+            if header.producer_id >= 0 && log.producer_duplicate(topic, partition, &header)?.is_some() {
+                // A retry of a stored batch: the log answers it with the original offsets.
+                input.extend_from_slice(raw);
+                continue;
+            }
+            let decoded = records::decode(raw, binding.limits.memory_bytes).map_err(|e| {
+                StorageError::CorruptMessage(format!("decoding a batch for its transform: {e}"))
+            })?;
+            let call = InputBatch {
+                topic: topic.topic.clone(),
+                records: decoded.records.iter().map(to_guest).collect(),
+            };
+            let outcome = self.call(binding, &call).and_then(|out| check_outputs(binding, out));
+            drop(call);
+            match outcome {
+                Ok(outputs) => {
+                    let mut own = Vec::new();
+                    for o in outputs {
+                        match o.topic {
+                            None => own.push(from_guest(o.record)),
+                            Some(t) => routed.entry(t).or_default().push(from_guest(o.record)),
+                        }
+                    }
+                    encode_input(&mut input, &header, &own)?;
+                }
+                Err(failure) => {
+                    let module = &binding.module;
+                    let counters = &binding.outcomes;
+                    let counter = match &binding.spec.policy {
+                        Policy::Reject => &counters.rejected,
+                        Policy::Skip => &counters.skipped,
+                        Policy::Pass => &counters.passed,
+                        Policy::DeadLetter(_) => &counters.dead_lettered,
+                    };
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    if n % LOG_EVERY == 0 {
+                        tracing::warn!(
+                            tenant = %binding.tenant,
+                            transform = %module.id.name,
+                            version = module.id.version,
+                            topic = %topic.topic,
+                            partition,
+                            policy = %binding.spec.policy,
+                            times = n + 1,
+                            "transform failed on a batch: {failure}"
+                        );
+                    }
+                    match &binding.spec.policy {
+                        Policy::Reject => {
+                            return Err(StorageError::InvalidRecord(format!(
+                                "transform {}@{} failed on the batch ({failure}); its policy is reject",
+                                module.id.name, module.id.version
+                            )));
+                        }
+                        Policy::Skip => encode_input(&mut input, &header, &[])?,
+                        Policy::Pass => input.extend_from_slice(raw),
+                        Policy::DeadLetter(dlq) => {
+                            let why = Reason { failure: &failure, module, topic: &topic.topic, partition };
+                            let letters = routed.entry(dlq.clone()).or_default();
+                            letters.extend(decoded.records.into_iter().map(|r| why.stamp(r)));
+                            encode_input(&mut input, &header, &[])?;
+                        }
+                    }
+                }
+            }
+        }
+        for (name, records) in routed {
+            self.route(&topic.tenant, &name, records, codec)?;
+        }
+        if input.is_empty() {
+            // Every record dropped and no producer state to keep: nothing to append.
+            let (start, end) = log.offsets(topic, partition)?;
+            return Ok(AppendInfo { base_offset: end, last_offset: end - 1, log_start_offset: start });
+        }
+        log.append_host(topic, partition, Bytes::from(input))
+    }
+
+    fn call(&self, binding: &Binding, batch: &InputBatch) -> Result<Vec<Output>, TransformFailure> {
+        let engine = self.shared.engine.get().ok_or_else(|| {
+            TransformFailure::Guest(GuestFailure::Instantiate("transforms are not started".into()))
+        })?;
+        let seed = self.shared.counter.fetch_add(1, Ordering::Relaxed);
+        engine.call(&binding.module, &binding.limits, batch, seed)
+    }
+
+    /// Append `records` to `tenant`'s topic `name`, each in the partition of its key (Kafka's
+    /// murmur2 partitioner) or, keyless, spread over the partitions; batches without a producer
+    /// id, in `codec`, split where a batch would exceed the topic's max.message.bytes.
+    fn route(
+        &self,
+        tenant: &str,
+        name: &str,
+        records: Vec<LogRecord>,
+        codec: u8,
+    ) -> Result<(), StorageError> {
+        let topic = TopicName::new(tenant, self.shared.cfg.namespace.clone(), name);
+        let meta = self.routed_topic(&topic)?;
+        let mut per_partition: BTreeMap<i32, Vec<LogRecord>> = BTreeMap::new();
+        for r in records {
+            let p = match &r.key {
+                Some(k) => records::partition_for_key(k, meta.partitions),
+                None => (self.shared.counter.fetch_add(1, Ordering::Relaxed) % meta.partitions as u64) as i32,
+            };
+            per_partition.entry(p).or_default().push(r);
+        }
+        let max = meta.config.max_message_bytes as usize;
+        for (p, records) in per_partition {
+            let mut out = Vec::new();
+            encode_split(&mut out, &records, codec, max)?;
+            self.shared.log.append_host(&topic, p, Bytes::from(out))?;
+        }
+        Ok(())
+    }
+
+    /// A routed or dead-letter topic, created when missing if auto-creation is on.
+    fn routed_topic(&self, topic: &TopicName) -> Result<TopicMeta, StorageError> {
+        let log = &self.shared.log;
+        if let Some(meta) = log.topic(topic) {
+            return Ok(meta);
+        }
+        if !self.shared.cfg.auto_create_topics {
+            return Err(StorageError::UnknownTopicOrPartition);
+        }
+        match log.create_topic(topic, self.shared.cfg.default_partitions, &[], false) {
+            Ok(meta) => {
+                tracing::info!(%topic, "created a topic a transform routes to");
+                Ok(meta)
+            }
+            Err(StorageError::TopicAlreadyExists(_)) => {
+                log.topic(topic).ok_or(StorageError::UnknownTopicOrPartition)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A call's outputs may only name the binding's output topics.
+fn check_outputs(binding: &Binding, outputs: Vec<Output>) -> Result<Vec<Output>, TransformFailure> {
+    for o in &outputs {
+        if let Some(t) = &o.topic
+            && !binding.spec.output_topics.contains(t)
+        {
+            return Err(TransformFailure::Guest(GuestFailure::Invalid(format!(
+                "the transform routed a record to {t:?}, which is not one of its output topics {:?}",
+                binding.spec.output_topics
+            ))));
+        }
+    }
+    Ok(outputs)
+}
+
+/// The input partition's share of one produced batch: `own` re-encoded with the batch's codec,
+/// keeping the producer's sequence span (see the module docs).
+fn encode_input(out: &mut Vec<u8>, h: &BatchHeader, own: &[LogRecord]) -> Result<(), StorageError> {
+    let spec = |keep_producer: bool, span| EncodeSpec {
+        compression: h.compression(),
+        producer_id: if keep_producer { h.producer_id } else { -1 },
+        producer_epoch: if keep_producer { h.producer_epoch } else { -1 },
+        base_sequence: if keep_producer { h.base_sequence } else { -1 },
+        log_append_time: h.is_log_append_time(),
+        offset_span: span,
+        empty_timestamp: h.max_timestamp,
+    };
+    if h.producer_id < 0 {
+        if !own.is_empty() {
+            out.extend(records::encode(own, &spec(false, None)).map_err(encode_error)?);
+        }
+        return Ok(());
+    }
+    let first = own.len().min(h.records_count.max(0) as usize);
+    out.extend(records::encode(&own[..first], &spec(true, Some(h.last_offset_delta))).map_err(encode_error)?);
+    if own.len() > first {
+        out.extend(records::encode(&own[first..], &spec(false, None)).map_err(encode_error)?);
+    }
+    Ok(())
+}
+
+/// Encode `records` without a producer id into batches of at most `max` bytes where possible
+/// (halving; a single record larger than `max` is left for the log to refuse).
+fn encode_split(out: &mut Vec<u8>, records: &[LogRecord], codec: u8, max: usize) -> Result<(), StorageError> {
+    let spec = EncodeSpec {
+        compression: codec,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        log_append_time: false,
+        offset_span: None,
+        empty_timestamp: -1,
+    };
+    let encoded = records::encode(records, &spec).map_err(encode_error)?;
+    if encoded.len() <= max || records.len() == 1 {
+        out.extend(encoded);
+        return Ok(());
+    }
+    let (a, b) = records.split_at(records.len() / 2);
+    encode_split(out, a, codec, max)?;
+    encode_split(out, b, codec, max)
+}
+
+fn encode_error(e: records::RecordsError) -> StorageError {
+    StorageError::InvalidRecord(format!("encoding the transform's records: {e}"))
+}
+
+/// Why records went to the dead-letter topic, as headers on each.
+struct Reason<'a> {
+    failure: &'a TransformFailure,
+    module: &'a TransformModule,
+    topic: &'a str,
+    partition: i32,
+}
+
+impl Reason<'_> {
+    fn stamp(&self, mut r: LogRecord) -> LogRecord {
+        let h = |k: &str, v: String| LogHeader { key: k.to_string(), value: Some(Bytes::from(v)) };
+        r.headers.push(h("guise.dlq.reason", self.failure.to_string()));
+        r.headers.push(h("guise.dlq.kind", self.failure.kind().to_string()));
+        r.headers
+            .push(h("guise.dlq.transform", format!("{}@{}", self.module.id.name, self.module.id.version)));
+        r.headers.push(h("guise.dlq.topic", self.topic.to_string()));
+        r.headers.push(h("guise.dlq.partition", self.partition.to_string()));
+        r
+    }
+}
+
+fn to_guest(r: &LogRecord) -> GuestRecord {
+    GuestRecord {
+        key: r.key.as_ref().map(|b| b.to_vec()),
+        value: r.value.as_ref().map(|b| b.to_vec()),
+        headers: r
+            .headers
+            .iter()
+            .map(|h| GuestHeader { key: h.key.clone(), value: h.value.as_ref().map(|b| b.to_vec()) })
+            .collect(),
+        timestamp: r.timestamp,
+        offset_delta: r.offset_delta,
+    }
+}
+
+fn from_guest(r: GuestRecord) -> LogRecord {
+    LogRecord {
+        key: r.key.map(Bytes::from),
+        value: r.value.map(Bytes::from),
+        headers: r
+            .headers
+            .into_iter()
+            .map(|h| LogHeader { key: h.key, value: h.value.map(Bytes::from) })
+            .collect(),
+        timestamp: r.timestamp,
+        offset_delta: r.offset_delta,
+    }
+}

@@ -1,0 +1,504 @@
+//! Tenant message transforms: which transform runs on which topics of which tenant, with what
+//! error policy and limits, and the module registry that versions them (one per tenant, under
+//! `<data_dir>/transforms/<tenant>/`, so no tenant's files or versions mix with another's).
+//!
+//! A deployment binds a transform (a component of the `transform` world) to input topics of one
+//! tenant, with the output topics it may route to (at most 8), an error policy and its
+//! configuration. All of that is stored with the version, so a rollback restores the binding
+//! with the code. A binding is an `Arc` swapped whole: a produced batch takes the binding when
+//! it starts, so each batch is processed by exactly one version.
+//!
+//! The produce path is in [`apply`]. Tenants come from the listener a connection arrived on
+//! (one listener per tenant until SASL maps principals to tenants); a client id is not a tenant.
+
+mod apply;
+#[cfg(test)]
+mod tests;
+
+use crate::storage::{Log, validate_topic_name};
+use crate::wasm::registry::{Activation, Slot};
+use crate::wasm::{
+    Compiler, ModuleId, ModuleStats, ModuleView, Registry, RegistryConfig, RegistryError, TransformEngine,
+    TransformLimits, TransformModule, WasmError,
+};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use wasmtime::component::Component;
+
+/// Kafka's limit (and Redpanda's): output topics per transform besides its input topics.
+pub const MAX_OUTPUT_TOPICS: usize = 8;
+
+#[derive(thiserror::Error, Debug)]
+pub enum TransformError {
+    #[error("invalid tenant {0:?}: use 1 to 64 characters of a-z, 0-9, '-' and '_'")]
+    InvalidTenant(String),
+    #[error("invalid binding: {0}")]
+    InvalidBinding(String),
+    #[error("tenant {0:?} has no transforms")]
+    UnknownTenant(String),
+    #[error("transforms are not enabled on this host (no data directory)")]
+    Disabled,
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl TransformError {
+    /// The HTTP status the admin API answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            TransformError::InvalidTenant(_) | TransformError::InvalidBinding(_) => 400,
+            TransformError::UnknownTenant(_) => 404,
+            TransformError::Disabled => 503,
+            TransformError::Registry(e) => e.http_status(),
+        }
+    }
+}
+
+/// What a transform does with a batch it failed on (a trap, the deadline, the memory cap, an
+/// error it returned, or an output it may not make).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Policy {
+    /// The producer gets INVALID_RECORD (87, not retried by clients) and nothing is appended.
+    Reject,
+    /// The batch is acknowledged and dropped (counted).
+    Skip,
+    /// The batch is appended unchanged.
+    Pass,
+    /// The original records go to this topic of the same tenant, with headers saying why.
+    DeadLetter(String),
+}
+
+impl std::str::FromStr for Policy {
+    type Err = TransformError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "reject" => Ok(Policy::Reject),
+            "skip" => Ok(Policy::Skip),
+            "pass" => Ok(Policy::Pass),
+            _ => match s.strip_prefix("dead-letter=") {
+                Some(topic) if !topic.is_empty() => Ok(Policy::DeadLetter(topic.to_string())),
+                _ => Err(TransformError::InvalidBinding(format!(
+                    "policy {s:?} is not one of reject, skip, pass, dead-letter=TOPIC"
+                ))),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for Policy {
+    type Error = TransformError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Policy> for String {
+    fn from(p: Policy) -> String {
+        p.to_string()
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Policy::Reject => f.write_str("reject"),
+            Policy::Skip => f.write_str("skip"),
+            Policy::Pass => f.write_str("pass"),
+            Policy::DeadLetter(t) => write!(f, "dead-letter={t}"),
+        }
+    }
+}
+
+/// A transform's binding, stored with each version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingSpec {
+    /// Input topics: produced batches to these run through the transform.
+    pub topics: Vec<String>,
+    /// Topics (of the same tenant) the transform may route records to.
+    #[serde(default)]
+    pub output_topics: Vec<String>,
+    pub policy: Policy,
+    /// The module's configuration (`transform::config` in the guest).
+    #[serde(default)]
+    pub config: Vec<(String, String)>,
+}
+
+impl BindingSpec {
+    /// Names, counts and internal topics; conflicts with other transforms are checked at deploy.
+    pub fn check(&self) -> Result<(), TransformError> {
+        let bad = |m: String| Err(TransformError::InvalidBinding(m));
+        if self.topics.is_empty() {
+            return bad("name at least one input topic".into());
+        }
+        let mut outputs = self.output_topics.clone();
+        outputs.sort();
+        outputs.dedup();
+        if outputs.len() > MAX_OUTPUT_TOPICS {
+            return bad(format!("{} output topics; at most {MAX_OUTPUT_TOPICS}", outputs.len()));
+        }
+        let dead_letter = match &self.policy {
+            Policy::DeadLetter(t) => Some(t),
+            _ => None,
+        };
+        for topic in self.topics.iter().chain(&self.output_topics).chain(dead_letter) {
+            if let Err(e) = validate_topic_name(topic) {
+                return bad(format!("{topic:?}: {e}"));
+            }
+            if topic.starts_with("__") {
+                return bad(format!("{topic:?} is an internal topic"));
+            }
+        }
+        if let Some(t) = dead_letter
+            && self.topics.contains(t)
+        {
+            return bad(format!("the dead-letter topic {t:?} is also an input topic"));
+        }
+        Ok(())
+    }
+}
+
+/// How a transform's failures were handled, over all its versions, since the host started.
+#[derive(Debug, Default)]
+pub struct PolicyCounters {
+    pub rejected: AtomicU64,
+    pub skipped: AtomicU64,
+    pub passed: AtomicU64,
+    pub dead_lettered: AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySnapshot {
+    pub rejected: u64,
+    pub skipped: u64,
+    pub passed: u64,
+    pub dead_lettered: u64,
+}
+
+impl PolicyCounters {
+    fn snapshot(&self) -> PolicySnapshot {
+        PolicySnapshot {
+            rejected: self.rejected.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            passed: self.passed.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A running transform on one tenant's topics.
+pub struct Binding {
+    pub tenant: String,
+    pub spec: BindingSpec,
+    pub module: Arc<TransformModule>,
+    pub limits: TransformLimits,
+    pub outcomes: Arc<PolicyCounters>,
+}
+
+/// A transform as the admin API shows it: the registry's view plus its tenant, its active
+/// binding and its policy outcomes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TransformView {
+    pub tenant: String,
+    #[serde(flatten)]
+    pub module: ModuleView,
+    pub binding: Option<BindingSpec>,
+    pub outcomes: PolicySnapshot,
+}
+
+/// Settings of the transforms service.
+#[derive(Clone, Debug)]
+pub struct TransformsConfig {
+    /// `<data_dir>/transforms`; None: transforms are off (tests and benchmarks without a server).
+    pub dir: Option<PathBuf>,
+    pub namespace: String,
+    pub max_module_bytes: u64,
+    pub keep_versions: usize,
+    pub limits: TransformLimits,
+    /// Per-tenant limits that replace `limits`.
+    pub tenant_limits: HashMap<String, TransformLimits>,
+    /// Whether routed and dead-letter topics that do not exist are created (with
+    /// `default_partitions`), as Kafka's auto.create.topics.enable does for producers.
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+}
+
+impl TransformsConfig {
+    /// Transforms off.
+    pub fn disabled() -> Self {
+        TransformsConfig {
+            dir: None,
+            namespace: "default".into(),
+            max_module_bytes: 10 << 20,
+            keep_versions: 10,
+            limits: TransformLimits::default(),
+            tenant_limits: HashMap::new(),
+            auto_create_topics: true,
+            default_partitions: 1,
+        }
+    }
+}
+
+/// The state the produce path and the registries' slots share.
+struct Shared {
+    cfg: TransformsConfig,
+    log: Arc<dyn Log>,
+    engine: OnceLock<TransformEngine>,
+    /// tenant → input topic → the binding that runs on it.
+    bindings: RwLock<HashMap<String, HashMap<String, Arc<Binding>>>>,
+    /// (tenant, transform name) → its policy outcomes.
+    outcomes: Mutex<HashMap<(String, String), Arc<PolicyCounters>>>,
+    /// Spreads keyless routed records over partitions, and seeds the guests' randomness.
+    counter: AtomicU64,
+}
+
+impl Shared {
+    fn limits(&self, tenant: &str) -> TransformLimits {
+        self.cfg.tenant_limits.get(tenant).unwrap_or(&self.cfg.limits).clone()
+    }
+
+    fn outcomes(&self, tenant: &str, name: &str) -> Arc<PolicyCounters> {
+        self.outcomes.lock().entry((tenant.to_string(), name.to_string())).or_default().clone()
+    }
+}
+
+/// One tenant's registry slot: activating a version rebinds that transform's topics.
+struct TenantSlot {
+    tenant: String,
+    shared: Arc<Shared>,
+}
+
+impl Slot for TenantSlot {
+    fn prepare(
+        &self,
+        component: &Component,
+        id: ModuleId,
+        stats: Arc<ModuleStats>,
+        settings: Option<&serde_json::Value>,
+    ) -> Result<Activation, WasmError> {
+        let refused = |m: String| WasmError::Binding(m);
+        let spec: BindingSpec = settings
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| refused(format!("unreadable binding: {e}")))?
+            .ok_or_else(|| refused("a transform needs a binding (topics and policy)".into()))?;
+        spec.check().map_err(|e| refused(e.to_string()))?;
+        let name = id.name.clone();
+        {
+            let bindings = self.shared.bindings.read();
+            for topic in &spec.topics {
+                if let Some(other) = bindings.get(&self.tenant).and_then(|b| b.get(topic))
+                    && other.module.id.name != name
+                {
+                    return Err(refused(format!(
+                        "topic {topic:?} already runs the transform {:?}; delete it first",
+                        other.module.id.name
+                    )));
+                }
+            }
+        }
+        let engine = self.shared.engine.get().ok_or_else(|| refused("transforms are not started".into()))?;
+        let limits = self.shared.limits(&self.tenant);
+        let module = engine.prepare(component, id, stats, &self.tenant, spec.config.clone(), &limits)?;
+        let binding = Arc::new(Binding {
+            tenant: self.tenant.clone(),
+            outcomes: self.shared.outcomes(&self.tenant, &name),
+            spec,
+            module: Arc::new(module),
+            limits,
+        });
+        let (shared, tenant) = (self.shared.clone(), self.tenant.clone());
+        Ok(Box::new(move || {
+            let mut bindings = shared.bindings.write();
+            let topics = bindings.entry(tenant.clone()).or_default();
+            topics.retain(|_, b| b.module.id.name != name);
+            for topic in &binding.spec.topics {
+                topics.insert(topic.clone(), binding.clone());
+            }
+            tracing::info!(
+                tenant = %tenant,
+                transform = %name,
+                version = binding.module.id.version,
+                topics = ?binding.spec.topics,
+                policy = %binding.spec.policy,
+                "transform active"
+            );
+        }))
+    }
+
+    fn serves(&self, _name: &str) -> bool {
+        true
+    }
+
+    fn remove(&self, name: &str) {
+        let mut bindings = self.shared.bindings.write();
+        if let Some(topics) = bindings.get_mut(&self.tenant) {
+            topics.retain(|_, b| b.module.id.name != name);
+            if topics.is_empty() {
+                bindings.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+/// The transforms service: bindings for the produce path, and the per-tenant registries.
+pub struct Transforms {
+    shared: Arc<Shared>,
+    compiler: OnceLock<Compiler>,
+    registries: Mutex<BTreeMap<String, Arc<Registry>>>,
+}
+
+impl Transforms {
+    pub fn new(cfg: TransformsConfig, log: Arc<dyn Log>) -> Self {
+        Transforms {
+            shared: Arc::new(Shared {
+                cfg,
+                log,
+                engine: OnceLock::new(),
+                bindings: RwLock::new(HashMap::new()),
+                outcomes: Mutex::new(HashMap::new()),
+                counter: AtomicU64::new(0),
+            }),
+            compiler: OnceLock::new(),
+            registries: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Start on the translator runtime's engine: open every tenant's registry under the
+    /// directory and activate each transform's active version. A version that cannot be loaded
+    /// is logged and its topics run without it, as after `delete`.
+    pub fn start(&self, compiler: &Compiler) -> Result<(), TransformError> {
+        let engine = TransformEngine::new(compiler.engine().clone()).map_err(RegistryError::Refused)?;
+        let _ = self.shared.engine.set(engine);
+        let _ = self.compiler.set(compiler.clone());
+        let Some(dir) = &self.shared.cfg.dir else { return Ok(()) };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(
+                    RegistryError::Io { what: "reading", path: dir.display().to_string(), source }.into()
+                );
+            }
+        };
+        for entry in entries.flatten() {
+            let tenant = entry.file_name().to_string_lossy().into_owned();
+            if !entry.path().is_dir() || check_tenant(&tenant).is_err() {
+                continue;
+            }
+            let registry = self.registry(&tenant, true)?;
+            for (name, e) in registry.load_served() {
+                tracing::error!(%tenant, transform = %name, "transform not started, its topics run without it: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The registry of `tenant`, opened (and with `create`, created) on first use.
+    fn registry(&self, tenant: &str, create: bool) -> Result<Arc<Registry>, TransformError> {
+        check_tenant(tenant)?;
+        let dir = self.shared.cfg.dir.as_ref().ok_or(TransformError::Disabled)?.join(tenant);
+        let compiler = self.compiler.get().ok_or(TransformError::Disabled)?;
+        let mut registries = self.registries.lock();
+        if let Some(r) = registries.get(tenant) {
+            return Ok(r.clone());
+        }
+        if !create && !dir.exists() {
+            return Err(TransformError::UnknownTenant(tenant.to_string()));
+        }
+        let cfg = RegistryConfig {
+            dir,
+            max_module_bytes: self.shared.cfg.max_module_bytes,
+            keep_versions: self.shared.cfg.keep_versions,
+        };
+        let slot = Arc::new(TenantSlot { tenant: tenant.to_string(), shared: self.shared.clone() });
+        let registry = Arc::new(Registry::open_with(cfg, compiler.clone(), slot)?);
+        registries.insert(tenant.to_string(), registry.clone());
+        Ok(registry)
+    }
+
+    pub fn max_module_bytes(&self) -> u64 {
+        self.shared.cfg.max_module_bytes
+    }
+
+    /// Validate and deploy `wasm` as the next version of `tenant`'s transform `name`, bound by
+    /// `spec`, and make it the one that runs on the spec's topics. A refused upload changes
+    /// nothing.
+    pub fn deploy(
+        &self,
+        tenant: &str,
+        name: &str,
+        wasm: &[u8],
+        spec: BindingSpec,
+    ) -> Result<TransformView, TransformError> {
+        spec.check()?;
+        let registry = self.registry(tenant, true)?;
+        let settings = serde_json::to_value(&spec).expect("a binding serializes");
+        registry.deploy(name, wasm, "upload", Some(settings))?;
+        self.show(tenant, name)
+    }
+
+    pub fn rollback(
+        &self,
+        tenant: &str,
+        name: &str,
+        to: Option<u32>,
+    ) -> Result<TransformView, TransformError> {
+        self.registry(tenant, false)?.rollback(name, to)?;
+        self.show(tenant, name)
+    }
+
+    /// Unbind and remove `tenant`'s transform `name` with all its versions.
+    pub fn delete(&self, tenant: &str, name: &str) -> Result<(), TransformError> {
+        Ok(self.registry(tenant, false)?.remove(name)?)
+    }
+
+    pub fn show(&self, tenant: &str, name: &str) -> Result<TransformView, TransformError> {
+        let registry = self.registry(tenant, false)?;
+        let module = registry.show(name)?;
+        Ok(self.view(tenant, &registry, module))
+    }
+
+    fn view(&self, tenant: &str, registry: &Registry, module: ModuleView) -> TransformView {
+        let binding = registry.active_settings(&module.name).and_then(|v| serde_json::from_value(v).ok());
+        let outcomes = self.shared.outcomes(tenant, &module.name).snapshot();
+        TransformView { tenant: tenant.to_string(), module, binding, outcomes }
+    }
+
+    /// Every transform, of one tenant or of all.
+    pub fn list(&self, tenant: Option<&str>) -> Result<Vec<TransformView>, TransformError> {
+        let tenants: Vec<String> = match tenant {
+            Some(t) => vec![t.to_string()],
+            None => self.registries.lock().keys().cloned().collect(),
+        };
+        let mut out = Vec::new();
+        for t in tenants {
+            let registry = match self.registry(&t, false) {
+                Ok(r) => r,
+                Err(TransformError::UnknownTenant(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            for m in registry.list() {
+                out.push(self.view(&t, &registry, m));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The transform bound to `tenant`'s `topic`, if any (the produce path's one lookup).
+    pub fn binding(&self, tenant: &str, topic: &str) -> Option<Arc<Binding>> {
+        self.shared.bindings.read().get(tenant)?.get(topic).cloned()
+    }
+}
+
+fn check_tenant(tenant: &str) -> Result<(), TransformError> {
+    let ok = (1..=64).contains(&tenant.len())
+        && tenant.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok { Ok(()) } else { Err(TransformError::InvalidTenant(tenant.to_string())) }
+}

@@ -1,0 +1,191 @@
+//! The transforms service over a real embedded log and the `chaos` example transform.
+
+use super::*;
+use crate::storage::StorageError;
+use crate::storage::TopicName;
+use crate::storage::batch::testing::idempotent_batch;
+use crate::storage::embedded::EmbeddedLog;
+use crate::storage::{Log, LogDefaults};
+use crate::wasm::{GUEST_DIR, GuestLimits, HostContext, Runtime};
+use std::time::Duration;
+
+fn chaos() -> Vec<u8> {
+    std::fs::read(std::path::Path::new(GUEST_DIR).join("guise_transform_chaos.wasm")).unwrap()
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    log: Arc<dyn Log>,
+    runtime: Arc<Runtime>,
+    transforms: Transforms,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self::open(tempfile::tempdir().unwrap())
+    }
+
+    /// A host over `dir`, as after a restart.
+    fn open(dir: tempfile::TempDir) -> Self {
+        let log: Arc<dyn Log> =
+            Arc::new(EmbeddedLog::open(&dir.path().join("log"), LogDefaults::default()).unwrap());
+        let ctx = Arc::new(HostContext::local(log.clone(), 1 << 20));
+        let limits = GuestLimits {
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(1),
+            max_instances: 16,
+            max_response_bytes: 1 << 20,
+        };
+        let runtime = Arc::new(Runtime::empty(ctx, limits).unwrap());
+        let cfg =
+            TransformsConfig { dir: Some(dir.path().join("transforms")), ..TransformsConfig::disabled() };
+        let transforms = Transforms::new(cfg, log.clone());
+        transforms.start(runtime.compiler()).unwrap();
+        Fixture { dir, log, runtime, transforms }
+    }
+
+    fn restart(self) -> Self {
+        let Fixture { dir, log, runtime, transforms } = self;
+        drop((transforms, runtime, log));
+        Self::open(dir)
+    }
+
+    fn deploy(
+        &self,
+        name: &str,
+        topics: &[&str],
+        policy: &str,
+        mode: &str,
+    ) -> Result<TransformView, TransformError> {
+        let spec = BindingSpec {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            output_topics: Vec::new(),
+            policy: policy.parse()?,
+            config: vec![("mode".into(), mode.into())],
+        };
+        self.transforms.deploy("public", name, &chaos(), spec)
+    }
+
+    fn bound(&self, topic: &str) -> Option<(String, u32)> {
+        self.transforms.binding("public", topic).map(|b| (b.module.id.name.clone(), b.module.id.version))
+    }
+}
+
+#[test]
+fn bindings_are_checked_and_a_topic_runs_one_transform() {
+    let fx = Fixture::new();
+    fx.deploy("one", &["a"], "reject", "pass").unwrap();
+    let err = fx.deploy("two", &["b", "a"], "reject", "pass").unwrap_err();
+    assert!(err.to_string().contains("already runs the transform \"one\""), "{err}");
+    assert!(fx.bound("b").is_none(), "a refused deploy binds nothing");
+    for (topics, policy, what) in [
+        (&["c"][..], "dead-letter=c", "also an input topic"),
+        (&["__consumer_offsets"], "skip", "internal topic"),
+        (&[], "skip", "at least one input topic"),
+        (&["c"], "sometimes", "not one of reject"),
+        (&["bad/name"], "skip", "bad/name"),
+    ] {
+        let err = fx.deploy("three", topics, policy, "pass").unwrap_err();
+        assert!(err.to_string().contains(what), "{what}: {err}");
+        assert_eq!(err.http_status(), 400, "{err}");
+    }
+    let err = fx.transforms.deploy(
+        "Public!",
+        "x",
+        &chaos(),
+        BindingSpec { topics: vec!["a".into()], output_topics: vec![], policy: Policy::Skip, config: vec![] },
+    );
+    assert!(matches!(err, Err(TransformError::InvalidTenant(_))));
+    // A core module or garbage is refused with the registry's reasons.
+    let spec =
+        BindingSpec { topics: vec!["z".into()], output_topics: vec![], policy: Policy::Skip, config: vec![] };
+    let err = fx.transforms.deploy("public", "junk", b"\0asm\x01\0\0\0", spec.clone()).unwrap_err();
+    assert!(err.to_string().contains("core WebAssembly module"), "{err}");
+    // The translator is a component of another world.
+    let err = fx.transforms.deploy("public", "junk", crate::wasm::DEFAULT_TRANSLATOR, spec).unwrap_err();
+    assert!(err.to_string().contains("transform world"), "{err}");
+}
+
+#[test]
+fn rollback_restores_the_binding_delete_unbinds_and_a_restart_keeps_them() {
+    let fx = Fixture::new();
+    fx.deploy("one", &["a"], "reject", "pass").unwrap();
+    fx.deploy("one", &["b"], "skip", "pass").unwrap();
+    assert_eq!((fx.bound("a"), fx.bound("b")), (None, Some(("one".into(), 2))));
+    let view = fx.transforms.rollback("public", "one", None).unwrap();
+    assert_eq!(view.binding.unwrap().topics, ["a"]);
+    assert_eq!((fx.bound("a"), fx.bound("b")), (Some(("one".into(), 1)), None));
+    fx.deploy("other", &["b"], "pass", "drop").unwrap();
+
+    let fx = fx.restart();
+    assert_eq!(fx.bound("a"), Some(("one".into(), 1)));
+    assert_eq!(fx.bound("b"), Some(("other".into(), 1)));
+    fx.transforms.delete("public", "one").unwrap();
+    assert_eq!(fx.bound("a"), None);
+    assert!(matches!(fx.transforms.show("public", "one"), Err(TransformError::Registry(_))));
+    assert_eq!(fx.transforms.list(None).unwrap().len(), 1);
+    let fx = fx.restart();
+    assert_eq!((fx.bound("a"), fx.bound("b")), (None, Some(("other".into(), 1))));
+}
+
+/// A transform that drops every record still keeps an idempotent producer's sequence: the
+/// stored (empty) batch spans the original offsets and sequences, also after a restart, and a
+/// retry is recognized before the transform runs again.
+#[test]
+fn a_dropping_transform_keeps_the_producers_sequence() {
+    let fx = Fixture::new();
+    let topic = TopicName::new("public", "default", "t");
+    fx.log.create_topic(&topic, 1, &[], false).unwrap();
+    fx.deploy("drop", &["t"], "reject", "drop").unwrap();
+    let apply = |fx: &Fixture, b: Vec<u8>| {
+        let binding = fx.transforms.binding("public", "t").unwrap();
+        fx.transforms.apply(&binding, &topic, 0, b.into())
+    };
+    let calls = |fx: &Fixture| fx.transforms.show("public", "drop").unwrap().module.versions[0].stats.calls;
+
+    let first = apply(&fx, idempotent_batch(3, 7, 0, 0)).unwrap();
+    assert_eq!(first.base_offset, 0);
+    assert_eq!(fx.log.offsets(&topic, 0).unwrap(), (0, 3), "the empty batch spans the 3 offsets");
+    assert_eq!(apply(&fx, idempotent_batch(2, 7, 0, 3)).unwrap().base_offset, 3);
+    let before = calls(&fx);
+    let retry = apply(&fx, idempotent_batch(3, 7, 0, 0)).unwrap();
+    assert_eq!((retry.base_offset, retry.last_offset), (0, 2), "a retry gets its original offsets");
+    assert_eq!(calls(&fx), before, "a retry is not transformed again");
+    assert_eq!(fx.log.offsets(&topic, 0).unwrap(), (0, 5));
+
+    let fx = fx.restart();
+    assert_eq!(apply(&fx, idempotent_batch(1, 7, 0, 5)).unwrap().base_offset, 5, "state survives a restart");
+    let gap = apply(&fx, idempotent_batch(1, 7, 0, 9)).unwrap_err();
+    assert!(matches!(gap, StorageError::OutOfOrderSequence(_)), "{gap}");
+    let r = fx.log.read(&topic, 0, 0, 1 << 20, true).unwrap();
+    assert!(r.records.is_some(), "the empty batches are readable");
+}
+
+#[test]
+fn a_failing_batch_follows_the_policy() {
+    let fx = Fixture::new();
+    for t in ["r", "s", "p", "d"] {
+        fx.log.create_topic(&TopicName::new("public", "default", t), 1, &[], false).unwrap();
+    }
+    fx.deploy("r", &["r"], "reject", "error").unwrap();
+    fx.deploy("s", &["s"], "skip", "error").unwrap();
+    fx.deploy("p", &["p"], "pass", "error").unwrap();
+    fx.deploy("d", &["d"], "dead-letter=dlq", "error").unwrap();
+    let apply = |t: &str| {
+        let binding = fx.transforms.binding("public", t).unwrap();
+        fx.transforms.apply(
+            &binding,
+            &TopicName::new("public", "default", t),
+            0,
+            idempotent_batch(2, -1, -1, -1).into(),
+        )
+    };
+    assert!(matches!(apply("r"), Err(StorageError::InvalidRecord(m)) if m.contains("policy is reject")));
+    apply("s").unwrap();
+    apply("p").unwrap();
+    apply("d").unwrap();
+    let end = |t: &str| fx.log.offsets(&TopicName::new("public", "default", t), 0).unwrap().1;
+    assert_eq!([end("r"), end("s"), end("p"), end("d"), end("dlq")], [0, 0, 2, 0, 2]);
+    let v = fx.transforms.show("public", "d").unwrap();
+    assert_eq!((v.outcomes.dead_lettered, v.module.versions[0].stats.errors), (1, 1));
+}

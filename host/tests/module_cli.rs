@@ -1,6 +1,7 @@
 //! The module lifecycle through the real `guise` binary: `guise module deploy | list | show |
 //! rollback` against a running `guise serve`, refused uploads, and a restart that keeps the
-//! active version (loaded from its cached artifact, not compiled again).
+//! active version (loaded from its cached artifact, not compiled again); and the same for
+//! tenant transforms with `guise transform deploy | list | show | rollback | delete`.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -56,8 +57,16 @@ impl Host {
 }
 
 fn guise(admin: u16, args: &[&str]) -> Output {
+    guise_cmd("module", admin, args)
+}
+
+fn transform(admin: u16, args: &[&str]) -> Output {
+    guise_cmd("transform", admin, args)
+}
+
+fn guise_cmd(command: &str, admin: u16, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_guise"))
-        .arg("module")
+        .arg(command)
         .args(args)
         .args(["--admin", &format!("127.0.0.1:{admin}")])
         .output()
@@ -76,12 +85,31 @@ fn refused(out: Output) -> String {
 }
 
 fn produce(kafka: u16, value: &str) -> i64 {
+    produce_to(kafka, "cli", value)
+}
+
+/// The value of the record at `offset` of `topic`, partition 0.
+fn fetch(kafka: u16, topic: &str, offset: i64) -> String {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let client =
             rskafka::client::ClientBuilder::new(vec![format!("127.0.0.1:{kafka}")]).build().await.unwrap();
         let pc = client
-            .partition_client("cli", 0, rskafka::client::partition::UnknownTopicHandling::Retry)
+            .partition_client(topic, 0, rskafka::client::partition::UnknownTopicHandling::Retry)
+            .await
+            .unwrap();
+        let (records, _) = pc.fetch_records(offset, 1..1_000_000, 1_000).await.unwrap();
+        String::from_utf8(records[0].record.value.clone().unwrap()).unwrap()
+    })
+}
+
+fn produce_to(kafka: u16, topic: &str, value: &str) -> i64 {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client =
+            rskafka::client::ClientBuilder::new(vec![format!("127.0.0.1:{kafka}")]).build().await.unwrap();
+        let pc = client
+            .partition_client(topic, 0, rskafka::client::partition::UnknownTopicHandling::Retry)
             .await
             .unwrap();
         let record = rskafka::record::Record {
@@ -150,4 +178,73 @@ fn deploy_list_show_rollback_and_restart_through_the_cli() {
     // And with the host down, the CLI says so plainly.
     let err = refused(guise(admin, &["list"]));
     assert!(err.contains("cannot reach the admin API"), "{err}");
+}
+
+#[test]
+fn transform_deploy_list_show_rollback_delete_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (kafka, admin) = (free_port(), free_port());
+    let host = Host::start(&data, kafka, admin);
+    let module = |name: &str| format!("{}/guise_transform_{name}.wasm", guise_host::wasm::GUEST_DIR);
+    let card = r#"{"card_number":"4111 1111 1111 1234"}"#;
+
+    let out = ok(transform(admin, &["list"]));
+    assert!(out.contains("tenant public has no transforms"), "{out}");
+    let out =
+        ok(transform(admin, &["deploy", "--topic", "cards", "--policy", "reject", &module("mask_card")]));
+    assert!(out.contains("deployed public/mask-card version 1") && out.contains("runs on cards"), "{out}");
+    assert_eq!(produce_to(kafka, "cards", card), 0);
+    assert_eq!(fetch(kafka, "cards", 0), r#"{"card_number":"**** **** **** 1234"}"#);
+
+    // Version 2 drops everything; refused uploads say why and change nothing.
+    let chaos = module("chaos");
+    let args =
+        ["deploy", "--name", "mask-card", "--topic", "cards", "--policy", "skip", "--config", "mode=drop"];
+    let out = ok(transform(admin, &[&args[..], &[chaos.as_str()]].concat()));
+    assert!(out.contains("version 2"), "{out}");
+    let err = refused(transform(admin, &["deploy", "--topic", "cards", "--policy", "sometimes", &chaos]));
+    assert!(err.contains("not one of reject, skip, pass, dead-letter=TOPIC"), "{err}");
+    let translator = guise_host::wasm::FAULTY_TRANSLATOR_PATH;
+    let err = refused(transform(admin, &["deploy", "--topic", "x", "--policy", "skip", translator]));
+    assert!(err.contains("transform world") && err.contains("HTTP 422"), "{err}");
+    let err = refused(transform(
+        admin,
+        &["deploy", "--name", "other", "--topic", "cards", "--policy", "skip", &chaos],
+    ));
+    assert!(err.contains("already runs the transform"), "{err}");
+    let before = produce_to(kafka, "cards", card);
+    assert_eq!(before, 1, "the dropped record's offset is the log end");
+
+    let show = ok(transform(admin, &["show", "mask-card"]));
+    assert!(
+        show.contains("active version 2")
+            && show.contains("policy skip")
+            && show.contains("config mode=drop"),
+        "{show}"
+    );
+    let list = ok(transform(admin, &["list"]));
+    assert!(
+        list.lines().any(|l| l.starts_with("mask-card") && l.contains("cards") && l.contains("skip")),
+        "{list}"
+    );
+
+    let out = ok(transform(admin, &["rollback", "mask-card"]));
+    assert!(out.contains("version 1 is active"), "{out}");
+    assert_eq!(produce_to(kafka, "cards", card), 1);
+    assert_eq!(fetch(kafka, "cards", 1), r#"{"card_number":"**** **** **** 1234"}"#);
+
+    // A restart keeps the rolled-back binding; delete unbinds.
+    host.stop();
+    let host = Host::start(&data, kafka, admin);
+    assert_eq!(produce_to(kafka, "cards", card), 2);
+    assert_eq!(fetch(kafka, "cards", 2), r#"{"card_number":"**** **** **** 1234"}"#);
+    ok(transform(admin, &["delete", "mask-card"]));
+    assert_eq!(produce_to(kafka, "cards", card), 3);
+    assert_eq!(fetch(kafka, "cards", 3), card);
+    let err = refused(transform(admin, &["show", "mask-card"]));
+    assert!(err.contains("HTTP 404"), "{err}");
+    let err = refused(transform(admin, &["--tenant", "Bad!", "list"]));
+    assert!(err.contains("invalid tenant"), "{err}");
+    host.stop();
 }

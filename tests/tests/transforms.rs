@@ -4,8 +4,8 @@
 //! their own listeners, routing, hot swap under load, and idempotent producers.
 
 use guise_host::admin::client::AdminClient;
-use guise_host::storage::records;
 use guise_host::storage::TopicName;
+use guise_host::storage::records;
 use guise_host::transform::{BindingSpec, TransformView};
 use guise_tests::TestServer;
 use rdkafka::Message;

@@ -29,6 +29,9 @@ pub enum StorageError {
     TransactionsUnsupported(String),
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// The host cannot serve the request now (e.g. no Wasm instance slot is free); clients retry.
+    #[error("busy: {0}")]
+    Busy(String),
     #[error("storage I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -51,6 +54,7 @@ impl StorageError {
             StorageError::Io(_) => 56,
             StorageError::UnknownProducerId(_) => 59,
             StorageError::InvalidRecord(_) => 87,
+            StorageError::Busy(_) => 7, // REQUEST_TIMED_OUT: retried by clients
         }
     }
 }

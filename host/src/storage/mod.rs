@@ -120,10 +120,12 @@ pub trait Log: Send + Sync + 'static {
         records: bytes::Bytes,
     ) -> Result<AppendInfo, StorageError>;
 
-    /// If `header` is an idempotent producer's batch that this partition already stored (a
-    /// retry), its (base offset, last offset). Checked before a transform runs, so a retry is
-    /// not transformed and routed a second time.
-    fn producer_duplicate(
+    /// The idempotent-producer checks an append of `header` would meet now, changing nothing:
+    /// Some((base offset, last offset)) for a retry of a stored batch, None for a batch that
+    /// would be accepted, or the error (stale epoch, sequence gap) it would get. Checked before a
+    /// transform runs, so a retry is not transformed and routed again, and a batch the log would
+    /// refuse routes nothing.
+    fn producer_precheck(
         &self,
         name: &TopicName,
         partition: i32,

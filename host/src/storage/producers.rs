@@ -158,19 +158,6 @@ impl ProducerStateTable {
         ProducerStateTable::default()
     }
 
-    /// The stored batch that `header` (a producer's batch) repeats, if any: a retry of an append
-    /// that already landed.
-    pub fn duplicate(&self, header: &BatchHeader) -> Option<BatchMeta> {
-        if header.producer_id < 0 {
-            return None;
-        }
-        self.entries.get(&header.producer_id)?.duplicate_of(
-            header.producer_epoch,
-            header.base_sequence,
-            last_sequence(header),
-        )
-    }
-
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.entries.get(&producer_id)
     }

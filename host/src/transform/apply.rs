@@ -51,13 +51,18 @@ impl Transforms {
             let raw = &records[b.position..b.position + b.size()];
             let header = b.header;
             codec = header.compression();
-            if header.producer_id >= 0 && log.producer_duplicate(topic, partition, &header)?.is_some() {
+            // Sequence and epoch first: a batch the log would refuse is not transformed or routed.
+            if header.producer_id >= 0 && log.producer_precheck(topic, partition, &header)?.is_some() {
                 // A retry of a stored batch: the log answers it with the original offsets.
                 input.extend_from_slice(raw);
                 continue;
             }
-            let decoded = records::decode(raw, binding.limits.memory_bytes).map_err(|e| {
-                StorageError::CorruptMessage(format!("decoding a batch for its transform: {e}"))
+            // The decoded records must fit the guest's memory anyway.
+            let decoded = records::decode(raw, binding.limits.memory_bytes).map_err(|e| match e {
+                records::RecordsError::TooLarge { size, max } => {
+                    StorageError::MessageTooLarge { size, max: u32::try_from(max).unwrap_or(u32::MAX) }
+                }
+                e => StorageError::CorruptMessage(format!("decoding a batch for its transform: {e}")),
             })?;
             let call = InputBatch {
                 topic: topic.topic.clone(),
@@ -65,6 +70,11 @@ impl Transforms {
             };
             let outcome = self.call(binding, &call).and_then(|out| check_outputs(binding, out));
             drop(call);
+            if let Err(TransformFailure::Guest(GuestFailure::Instantiate(why))) = &outcome {
+                // The host's trouble, not the guest's (no free instance slot): the batch is not
+                // the policy's to drop or pass untransformed; the producer retries.
+                return Err(StorageError::Busy(format!("cannot run the transform now: {why}")));
+            }
             match outcome {
                 Ok(outputs) => {
                     let mut own = Vec::new();
@@ -118,12 +128,21 @@ impl Transforms {
             }
         }
         for (name, records) in routed {
-            self.route(&topic.tenant, &name, records, codec)?;
+            self.route(&topic.tenant, &name, records, codec).map_err(|e| match e {
+                // Not the input topic's fault, and not something a retry fixes: clients would
+                // retry these codes (and store the routed records again each time).
+                StorageError::UnknownTopicOrPartition
+                | StorageError::MessageTooLarge { .. }
+                | StorageError::InvalidTopic(_) => {
+                    StorageError::InvalidRecord(format!("routing the transform's records to {name:?}: {e}"))
+                }
+                e => e,
+            })?;
         }
         if input.is_empty() {
-            // Every record dropped and no producer state to keep: nothing to append.
-            let (start, end) = log.offsets(topic, partition)?;
-            return Ok(AppendInfo { base_offset: end, last_offset: end - 1, log_start_offset: start });
+            // Every record dropped and no producer state to keep: nothing appended, no offset.
+            let (start, _) = log.offsets(topic, partition)?;
+            return Ok(AppendInfo { base_offset: -1, last_offset: -1, log_start_offset: start });
         }
         log.append_host(topic, partition, Bytes::from(input))
     }

@@ -128,10 +128,13 @@ impl Runtime {
     /// A runtime with no translator yet (requests are refused until one is activated).
     pub fn empty(ctx: Arc<HostContext>, limits: GuestLimits) -> Result<Self, WasmError> {
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(limits.max_instances)
-            .total_core_instances(limits.max_instances * 16)
-            .total_memories(limits.max_instances * 2)
-            .total_tables(limits.max_instances * 16)
+        // Twice the translator's slots: an append may run a tenant transform's instance while its
+        // translator instance is live.
+        let slots = limits.max_instances * 2;
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 16)
+            .total_memories(slots * 2)
+            .total_tables(slots * 16)
             .max_memory_size(limits.memory_bytes);
         let mut config = Config::new();
         config
@@ -236,10 +239,13 @@ impl Runtime {
         store.set_epoch_deadline(ticks(self.limits.call_timeout));
         // The deadline is for the guest's own CPU: time spent in host calls that can be long
         // (an append that runs a tenant transform or waits for an fsync) is handed back.
-        store.epoch_deadline_callback(|mut ctx| {
+        let budget = ticks(self.limits.call_timeout);
+        store.epoch_deadline_callback(move |mut ctx| {
             let host = std::mem::take(&mut ctx.data_mut().host_time);
             if host >= EPOCH_TICK {
-                Ok(UpdateDeadline::Continue(ticks(host)))
+                // At most one more full deadline per extension: time in the host may overlap
+                // the ticks already spent, so this can overshoot, but never by more.
+                Ok(UpdateDeadline::Continue(ticks(host).min(budget)))
             } else {
                 Err(wasmtime::Trap::Interrupt.into())
             }

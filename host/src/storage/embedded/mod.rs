@@ -307,13 +307,13 @@ impl Log for EmbeddedLog {
         self.append_with(name, partition, records, batch::Counts::Span)
     }
 
-    fn producer_duplicate(
+    fn producer_precheck(
         &self,
         name: &TopicName,
         partition: i32,
         header: &batch::BatchHeader,
     ) -> Result<Option<(i64, i64)>, StorageError> {
-        Ok(self.partition(name, partition)?.1.duplicate(header))
+        self.partition(name, partition)?.1.precheck(header, &self.epochs)
     }
 
     fn read(

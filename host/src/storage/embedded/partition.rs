@@ -307,10 +307,19 @@ impl Partition {
         Ok(AppendInfo { base_offset, last_offset: next - 1, log_start_offset: log_start })
     }
 
-    /// Where the batch `header` (a producer's) was stored before, if it repeats one.
-    pub fn duplicate(&self, header: &BatchHeader) -> Option<(i64, i64)> {
+    /// The producer checks an append of `header` (a producer's batch) would meet now, without
+    /// changing anything: its original offsets if it repeats a stored batch, None if it would
+    /// be accepted, or the error it would get (a stale epoch, a sequence gap).
+    pub fn precheck(
+        &self,
+        header: &BatchHeader,
+        epochs: &ProducerEpochs,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
         let writer = self.writer.lock();
-        writer.producers.duplicate(header).map(|m| (m.base_offset, m.last_offset()))
+        match writer.producers.check(std::slice::from_ref(header), |pid| epochs.latest(pid))? {
+            Checked::Duplicate { base_offset, last_offset } => Ok(Some((base_offset, last_offset))),
+            Checked::Append(_) => Ok(None),
+        }
     }
 
     /// After a failed write: cut `file` back to `len` (its committed length) and remove a segment

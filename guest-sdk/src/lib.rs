@@ -263,10 +263,7 @@ macro_rules! __export_transform_world {
             impl $crate::transform_wasm::bindings::Guest for GuiseTransformExport {
                 fn transform(
                     batch: $crate::transform_wasm::bindings::guise::runtime::transform_types::InputBatch,
-                ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::transform_wasm::bindings::guise::runtime::transform_types::Output>,
-                    ::std::string::String,
-                > {
+                ) -> ::core::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
                     $crate::transform_wasm::run(batch, $f)
                 }
             }

@@ -140,6 +140,45 @@ impl Output {
     }
 }
 
+/// The wire form of a transform's result (see `transform-types` in `wit/guise.wit`): each
+/// output as topic, key, value, timestamp and headers, lengths as big-endian i32 (-1: none).
+#[doc(hidden)]
+pub fn encode_outputs(outputs: &[(Option<String>, Record)]) -> Vec<u8> {
+    fn put(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+        match bytes {
+            Some(b) => {
+                out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                out.extend_from_slice(b);
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    let size: usize = outputs
+        .iter()
+        .map(|(t, r)| {
+            let h: usize =
+                r.headers.iter().map(|h| 8 + h.key.len() + h.value.as_ref().map_or(0, Vec::len)).sum();
+            24 + t.as_ref().map_or(0, String::len)
+                + r.key.as_ref().map_or(0, Vec::len)
+                + r.value.as_ref().map_or(0, Vec::len)
+                + h
+        })
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for (topic, r) in outputs {
+        put(&mut out, topic.as_deref().map(str::as_bytes));
+        put(&mut out, r.key.as_deref());
+        put(&mut out, r.value.as_deref());
+        out.extend_from_slice(&r.timestamp.to_be_bytes());
+        out.extend_from_slice(&(r.headers.len() as i32).to_be_bytes());
+        for h in &r.headers {
+            put(&mut out, Some(h.key.as_bytes()));
+            put(&mut out, h.value.as_deref());
+        }
+    }
+    out
+}
+
 /// Run `f` once per record of one batch, in order: the records to append, each with its topic
 /// (`None`: the input topic). Shared by the wasm export and [`test::run`].
 #[doc(hidden)]

@@ -45,23 +45,11 @@ fn from_wit(r: tt::Record) -> Record {
     }
 }
 
-fn to_wit(r: Record) -> tt::Record {
-    tt::Record {
-        key: r.key,
-        value: r.value,
-        headers: r.headers.into_iter().map(|h| tt::Header { key: h.key, value: h.value }).collect(),
-        timestamp: r.timestamp,
-        offset_delta: r.offset_delta,
-    }
-}
-
 /// The body of the exported `transform` function.
-pub fn run<F>(batch: tt::InputBatch, f: F) -> std::result::Result<Vec<tt::Output>, String>
+pub fn run<F>(batch: tt::InputBatch, f: F) -> std::result::Result<Vec<u8>, String>
 where
     F: Fn(Record, &mut Output) -> Result<()>,
 {
     let records = batch.records.into_iter().map(from_wit).collect();
-    run_batch(f, &batch.topic, records)
-        .map(|out| out.into_iter().map(|(topic, r)| tt::Output { topic, record: to_wit(r) }).collect())
-        .map_err(|e| e.0)
+    run_batch(f, &batch.topic, records).map(|out| crate::transform::encode_outputs(&out)).map_err(|e| e.0)
 }

@@ -18,7 +18,7 @@ use crate::storage::batch::{self, BatchHeader};
 use crate::storage::records::{self, EncodeSpec, Header as LogHeader, Record as LogRecord};
 use crate::storage::{AppendInfo, StorageError, TopicMeta, TopicName};
 use crate::wasm::transform::{
-    Header as GuestHeader, InputBatch, Output, Record as GuestRecord, TransformFailure,
+    Emitted, Header as GuestHeader, InputBatch, Record as GuestRecord, TransformFailure,
 };
 use crate::wasm::{GuestFailure, TransformModule};
 use bytes::Bytes;
@@ -80,8 +80,8 @@ impl Transforms {
                     let mut own = Vec::new();
                     for o in outputs {
                         match o.topic {
-                            None => own.push(from_guest(o.record)),
-                            Some(t) => routed.entry(t).or_default().push(from_guest(o.record)),
+                            None => own.push(o.record),
+                            Some(t) => routed.entry(t).or_default().push(o.record),
                         }
                     }
                     encode_input(&mut input, &header, &own)?;
@@ -147,7 +147,7 @@ impl Transforms {
         log.append_host(topic, partition, Bytes::from(input))
     }
 
-    fn call(&self, binding: &Binding, batch: &InputBatch) -> Result<Vec<Output>, TransformFailure> {
+    fn call(&self, binding: &Binding, batch: &InputBatch) -> Result<Vec<Emitted>, TransformFailure> {
         let engine = self.shared.engine.get().ok_or_else(|| {
             TransformFailure::Guest(GuestFailure::Instantiate("transforms are not started".into()))
         })?;
@@ -207,7 +207,7 @@ impl Transforms {
 }
 
 /// A call's outputs may only name the binding's output topics.
-fn check_outputs(binding: &Binding, outputs: Vec<Output>) -> Result<Vec<Output>, TransformFailure> {
+fn check_outputs(binding: &Binding, outputs: Vec<Emitted>) -> Result<Vec<Emitted>, TransformFailure> {
     for o in &outputs {
         if let Some(t) = &o.topic
             && !binding.spec.output_topics.contains(t)
@@ -302,20 +302,6 @@ fn to_guest(r: &LogRecord) -> GuestRecord {
             .headers
             .iter()
             .map(|h| GuestHeader { key: h.key.clone(), value: h.value.as_ref().map(|b| b.to_vec()) })
-            .collect(),
-        timestamp: r.timestamp,
-        offset_delta: r.offset_delta,
-    }
-}
-
-fn from_guest(r: GuestRecord) -> LogRecord {
-    LogRecord {
-        key: r.key.map(Bytes::from),
-        value: r.value.map(Bytes::from),
-        headers: r
-            .headers
-            .into_iter()
-            .map(|h| LogHeader { key: h.key, value: h.value.map(Bytes::from) })
             .collect(),
         timestamp: r.timestamp,
         offset_delta: r.offset_delta,

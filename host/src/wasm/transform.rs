@@ -22,10 +22,12 @@ mod bindings {
     });
 }
 
+use crate::storage::records;
 use crate::wasm::bindings::logging;
 pub use bindings::TransformPre;
-pub use bindings::guise::runtime::transform_types::{Header, InputBatch, Output, Record};
+pub use bindings::guise::runtime::transform_types::{Header, InputBatch, Record};
 use bindings::guise::runtime::{transform_config, transform_types};
+use bytes::Bytes;
 
 /// Limits on one transform call; per tenant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,7 +192,7 @@ impl TransformEngine {
         limits: &TransformLimits,
         batch: &InputBatch,
         seed: u64,
-    ) -> Result<Vec<Output>, TransformFailure> {
+    ) -> Result<Vec<Emitted>, TransformFailure> {
         let started = Instant::now();
         let stats = &module.stats;
         stats.calls.fetch_add(1, Ordering::Relaxed);
@@ -215,7 +217,7 @@ impl TransformEngine {
         limits: &TransformLimits,
         batch: &InputBatch,
         seed: u64,
-    ) -> Result<Vec<Output>, TransformFailure> {
+    ) -> Result<Vec<Emitted>, TransformFailure> {
         let mut store = self.store(module, limits, seed);
         let bindings =
             module.pre.instantiate(&mut store).map_err(|e| GuestFailure::Instantiate(format!("{e:#}")))?;
@@ -223,21 +225,134 @@ impl TransformEngine {
             Some(wasmtime::Trap::Interrupt) => GuestFailure::Deadline(limits.timeout),
             _ => GuestFailure::Trap(format!("{e:#}")),
         })?;
-        let outputs = outcome.map_err(TransformFailure::Refused)?;
-        let size: usize = outputs.iter().map(|o| record_size(&o.record)).sum();
-        if size > limits.max_output_bytes {
+        let encoded = outcome.map_err(TransformFailure::Refused)?;
+        // The result is one byte list (see wit/guise.wit): lifting it cost exactly its length,
+        // which the guest's memory cap bounds.
+        if encoded.len() > limits.max_output_bytes {
             return Err(GuestFailure::Invalid(format!(
-                "the transform returned {size} bytes of records, over the limit of {}",
+                "the transform returned {} bytes of records, over the limit of {}",
+                encoded.len(),
                 limits.max_output_bytes
             ))
             .into());
         }
-        Ok(outputs)
+        decode_outputs(Bytes::from(encoded)).map_err(|e| GuestFailure::Invalid(e).into())
     }
 }
 
-/// Bytes of a record's key, value and headers.
-pub fn record_size(r: &Record) -> usize {
-    let len = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::len);
-    len(&r.key) + len(&r.value) + r.headers.iter().map(|h| h.key.len() + len(&h.value)).sum::<usize>()
+/// One record a transform returned, and where it goes (None: the input topic).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emitted {
+    pub topic: Option<String>,
+    pub record: records::Record,
+}
+
+/// Parse a transform's encoded outputs (the format in `transform-types`); the records' bytes
+/// are slices of `buf`. Every length is checked against the bytes left.
+pub fn decode_outputs(buf: Bytes) -> Result<Vec<Emitted>, String> {
+    struct Reader {
+        buf: Bytes,
+        at: usize,
+    }
+    impl Reader {
+        fn take(&mut self, n: usize) -> Result<Bytes, String> {
+            if self.buf.len() - self.at < n {
+                return Err(format!("the encoded outputs end early at byte {}", self.at));
+            }
+            self.at += n;
+            Ok(self.buf.slice(self.at - n..self.at))
+        }
+        fn int(&mut self) -> Result<i32, String> {
+            Ok(i32::from_be_bytes(self.take(4)?[..].try_into().expect("4 bytes")))
+        }
+        fn bytes(&mut self) -> Result<Option<Bytes>, String> {
+            match self.int()? {
+                -1 => Ok(None),
+                n if n < 0 => Err(format!("a negative length {n} at byte {}", self.at - 4)),
+                n => self.take(n as usize).map(Some),
+            }
+        }
+        fn string(&mut self) -> Result<Option<String>, String> {
+            self.bytes()?
+                .map(|b| String::from_utf8(b.to_vec()).map_err(|_| "a string that is not UTF-8".to_string()))
+                .transpose()
+        }
+    }
+    let mut r = Reader { buf, at: 0 };
+    let mut out = Vec::new();
+    while r.at < r.buf.len() {
+        let topic = r.string()?;
+        let key = r.bytes()?;
+        let value = r.bytes()?;
+        let timestamp = i64::from_be_bytes(r.take(8)?[..].try_into().expect("8 bytes"));
+        let count = r.int()?;
+        // Each header takes at least 8 bytes: refuse a count the bytes left cannot hold.
+        if count < 0 || (count as usize).saturating_mul(8) > r.buf.len() - r.at {
+            return Err(format!("an impossible header count {count}"));
+        }
+        let mut headers = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let key = r.string()?.ok_or("a header without a key")?;
+            headers.push(records::Header { key, value: r.bytes()? });
+        }
+        let offset_delta = i32::try_from(out.len()).map_err(|_| "too many outputs".to_string())?;
+        out.push(Emitted { topic, record: records::Record { key, value, headers, timestamp, offset_delta } });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(out: &mut Vec<u8>, b: Option<&[u8]>) {
+        match b {
+            Some(b) => {
+                out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                out.extend_from_slice(b);
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+
+    #[test]
+    fn outputs_decode_and_malformed_ones_are_refused() {
+        let mut b = Vec::new();
+        put(&mut b, Some(b"other"));
+        put(&mut b, None);
+        put(&mut b, Some(b"v"));
+        b.extend_from_slice(&7i64.to_be_bytes());
+        b.extend_from_slice(&2i32.to_be_bytes());
+        put(&mut b, Some(b"h"));
+        put(&mut b, None);
+        put(&mut b, Some(b"h"));
+        put(&mut b, Some(b"x"));
+        let boundary = b.len(); // a whole first output: a valid prefix
+        put(&mut b, None);
+        put(&mut b, Some(b"k"));
+        put(&mut b, None);
+        b.extend_from_slice(&8i64.to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        let out = decode_outputs(Bytes::from(b.clone())).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].topic.as_deref(), Some("other"));
+        assert_eq!(out[0].record.headers.len(), 2, "duplicate header keys stay");
+        assert_eq!(
+            (out[1].topic.as_deref(), out[1].record.key.as_deref(), out[1].record.timestamp),
+            (None, Some(&b"k"[..]), 8)
+        );
+        assert_eq!(out[1].record.value, None);
+        for cut in (1..b.len()).filter(|c| *c != boundary) {
+            assert!(decode_outputs(Bytes::from(b[..cut].to_vec())).is_err(), "cut at {cut}");
+        }
+        let mut huge = Vec::new();
+        put(&mut huge, None);
+        put(&mut huge, None);
+        put(&mut huge, None);
+        huge.extend_from_slice(&0i64.to_be_bytes());
+        huge.extend_from_slice(&i32::MAX.to_be_bytes());
+        assert!(decode_outputs(Bytes::from(huge)).unwrap_err().contains("impossible header count"));
+        assert!(decode_outputs(Bytes::from(vec![0xff, 0xff, 0xff, 0xfe])).is_err());
+        assert!(decode_outputs(Bytes::new()).unwrap().is_empty());
+    }
 }

@@ -3,6 +3,7 @@
 pub mod host {
     use anyhow::{Context, Result, bail};
     use guise_host::admin::client::AdminClient;
+    use std::ffi::OsStr;
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
@@ -22,12 +23,25 @@ pub mod host {
             admin: u16,
             env: &[(&str, &str)],
         ) -> Result<(Host, Duration)> {
+            Self::start_with_args(guise, data, kafka, admin, env, &[])
+        }
+
+        /// [`Host::start`] with more arguments to `guise serve` (e.g. `--config FILE`).
+        pub fn start_with_args(
+            guise: &Path,
+            data: &Path,
+            kafka: u16,
+            admin: u16,
+            env: &[(&str, &str)],
+            args: &[&OsStr],
+        ) -> Result<(Host, Duration)> {
             let started = Instant::now();
             let child = Command::new(guise)
                 .args(["serve", "--kafka-addr", &format!("127.0.0.1:{kafka}"), "--admin-addr"])
                 .arg(format!("127.0.0.1:{admin}"))
                 .arg("--data-dir")
                 .arg(data)
+                .args(args)
                 .env("GUISE_LOG", "warn")
                 .envs(env.iter().copied())
                 .stdout(Stdio::null())
@@ -48,6 +62,11 @@ pub mod host {
         pub fn stop(mut self) {
             let _ = Command::new("kill").arg(self.child.id().to_string()).status();
             let _ = self.child.wait();
+        }
+
+        /// The `guise serve` process id (for its CPU time in `/proc/PID/stat`).
+        pub fn pid(&self) -> u32 {
+            self.child.id()
         }
 
         pub fn admin(&self) -> AdminClient {

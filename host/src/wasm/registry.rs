@@ -335,12 +335,14 @@ impl Registry {
     /// them); the slot stops running it.
     pub fn remove(&self, name: &str) -> Result<(), RegistryError> {
         let _deploying = self.deploying.lock();
-        if self.state.lock().manifests.remove(name).is_none() {
+        if !self.state.lock().manifests.contains_key(name) {
             return Err(RegistryError::UnknownModule(name.to_string()));
         }
-        self.slot.remove(name);
+        // The manifest file first: if that fails, nothing changed (and a restart agrees).
         let path = self.cfg.dir.join(format!("{name}.json"));
         std::fs::remove_file(&path).map_err(io("removing", &path))?;
+        self.state.lock().manifests.remove(name);
+        self.slot.remove(name);
         if let Ok(d) = std::fs::File::open(&self.cfg.dir) {
             let _ = d.sync_all();
         }

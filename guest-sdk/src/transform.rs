@@ -158,7 +158,7 @@ pub fn encode_outputs(outputs: &[(Option<String>, Record)]) -> Vec<u8> {
         .map(|(t, r)| {
             let h: usize =
                 r.headers.iter().map(|h| 8 + h.key.len() + h.value.as_ref().map_or(0, Vec::len)).sum();
-            24 + t.as_ref().map_or(0, String::len)
+            28 + t.as_ref().map_or(0, String::len)
                 + r.key.as_ref().map_or(0, Vec::len)
                 + r.value.as_ref().map_or(0, Vec::len)
                 + h
@@ -170,6 +170,7 @@ pub fn encode_outputs(outputs: &[(Option<String>, Record)]) -> Vec<u8> {
         put(&mut out, r.key.as_deref());
         put(&mut out, r.value.as_deref());
         out.extend_from_slice(&r.timestamp.to_be_bytes());
+        out.extend_from_slice(&r.offset_delta.to_be_bytes());
         out.extend_from_slice(&(r.headers.len() as i32).to_be_bytes());
         for h in &r.headers {
             put(&mut out, Some(h.key.as_bytes()));

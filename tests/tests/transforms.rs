@@ -489,6 +489,7 @@ fn idempotent_producer_through_a_dropping_transform_across_a_restart() {
             &wasm("require_header"),
         )
         .unwrap();
+    // Returns the offset the producer was told for each kept record.
     let produce = |server: &TestServer, from: usize| {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", server.bootstrap())
@@ -497,6 +498,7 @@ fn idempotent_producer_through_a_dropping_transform_across_a_restart() {
             .set("message.timeout.ms", "30000")
             .create()
             .unwrap();
+        let mut deliveries = Vec::new();
         for i in from..from + 100 {
             let v = format!("v-{i}");
             let mut r = FutureRecord::<str, str>::to("filtered").payload(&v).key("k");
@@ -506,16 +508,21 @@ fn idempotent_producer_through_a_dropping_transform_across_a_restart() {
                         .insert(rdkafka::message::Header { key: "keep", value: Some("yes") }),
                 );
             }
-            futures_block(producer.send_result(r).unwrap()).unwrap().map_err(|(e, _)| e).unwrap();
+            deliveries.push((i % 4 == 0, v.clone(), producer.send_result(r).unwrap()));
+        }
+        let mut told = Vec::new();
+        for (kept, v, d) in deliveries {
+            let delivered = futures_block(d).unwrap().map_err(|(e, _)| e).unwrap();
+            if kept {
+                told.push((v, delivered.offset));
+            }
         }
         producer.flush(Duration::from_secs(10)).unwrap();
-        producer
+        told
     };
-    let p = produce(&server, 0);
-    drop(p);
+    let mut told = produce(&server, 0);
     let server = server.restart();
-    let p = produce(&server, 100);
-    drop(p);
+    told.extend(produce(&server, 100));
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", server.bootstrap())
@@ -532,11 +539,12 @@ fn idempotent_producer_through_a_dropping_transform_across_a_restart() {
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
             let m = m.unwrap();
             assert_eq!(m.headers().unwrap().get(0).key, "keep");
-            got.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+            got.push((String::from_utf8(m.payload().unwrap().to_vec()).unwrap(), m.offset()));
         }
     }
+    assert_eq!(got, told, "each kept record is where its producer was told it is");
     let expected: Vec<String> = (0..200).filter(|i| i % 4 == 0).map(|i| format!("v-{i}")).collect();
-    assert_eq!(got, expected);
+    assert_eq!(got.into_iter().map(|(v, _)| v).collect::<Vec<_>>(), expected);
 }
 
 /// Block on a delivery future from a plain thread.

@@ -282,12 +282,16 @@ pub struct EncodeSpec {
     pub offset_span: Option<i32>,
     /// Used for an empty batch's base and max timestamp (no records to take them from).
     pub empty_timestamp: i64,
+    /// Write each record's own `offset_delta` instead of its index: they must rise strictly
+    /// from 0 or more and stay within the span (records kept from a batch whose others were
+    /// dropped keep their offsets, as in Kafka after compaction).
+    pub keep_offset_deltas: bool,
 }
 
 /// Encode `records` as one v2 batch with base offset 0 and partitionLeaderEpoch -1, CRC-32C
 /// filled in. baseTimestamp = the first record's timestamp, maxTimestamp = the max; record
-/// timestampDelta relative to baseTimestamp; offsetDelta = index in `records` (the records' own
-/// offset_delta is ignored). Attributes: codec | (log_append_time? 0x08); never transactional or
+/// timestampDelta relative to baseTimestamp; offsetDelta = index in `records` (or, with
+/// `keep_offset_deltas`, each record's own). Attributes: codec | (log_append_time? 0x08); never transactional or
 /// control. An empty batch has no records section and codec none, as Kafka writes them. Errors
 /// if records is empty and offset_span is None, if offset_span < len-1, or if anything exceeds
 /// the format's i32 sizes.
@@ -308,6 +312,16 @@ pub fn encode(records: &[Record], spec: &EncodeSpec) -> Result<Vec<u8>, RecordsE
         }
         Some(span) => span,
     };
+    if spec.keep_offset_deltas {
+        let rising = records.windows(2).all(|w| w[0].offset_delta < w[1].offset_delta);
+        let within = records.first().is_none_or(|r| r.offset_delta >= 0)
+            && records.last().is_none_or(|r| r.offset_delta <= last_offset_delta);
+        if !rising || !within {
+            return Err(RecordsError::InvalidEncode(format!(
+                "offset deltas must rise within 0..={last_offset_delta} to be kept"
+            )));
+        }
+    }
     let base_timestamp = records.first().map_or(spec.empty_timestamp, |r| r.timestamp);
     let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(spec.empty_timestamp);
 
@@ -317,7 +331,7 @@ pub fn encode(records: &[Record], spec: &EncodeSpec) -> Result<Vec<u8>, RecordsE
         record.clear();
         record.push(0); // attributes, unused
         put_varint(&mut record, r.timestamp.wrapping_sub(base_timestamp));
-        put_varint(&mut record, i as i64);
+        put_varint(&mut record, if spec.keep_offset_deltas { r.offset_delta.into() } else { i as i64 });
         put_nullable(&mut record, r.key.as_deref())?;
         put_nullable(&mut record, r.value.as_deref())?;
         put_varint(&mut record, len_i32(r.headers.len())?.into());
@@ -466,6 +480,7 @@ mod tests {
             log_append_time: false,
             offset_span: None,
             empty_timestamp: 0,
+            keep_offset_deltas: false,
         }
     }
 
@@ -583,6 +598,18 @@ mod tests {
         assert!(invalid(encode(two, &EncodeSpec { offset_span: Some(0), ..spec(0) })));
         assert!(invalid(encode(&[], &EncodeSpec { offset_span: Some(-1), ..spec(0) })));
         assert!(matches!(encode(two, &spec(5)), Err(RecordsError::UnsupportedCodec(5))));
+
+        // Kept records keep their offsets within the span; deltas that do not rise are refused.
+        let mut kept = sample(2);
+        kept[0].offset_delta = 1;
+        kept[1].offset_delta = 3;
+        let keep = EncodeSpec { offset_span: Some(4), keep_offset_deltas: true, ..spec(2) };
+        let decoded = decode(&encode(&kept, &keep).unwrap(), 1 << 20).unwrap();
+        assert_eq!(decoded.records.iter().map(|r| r.offset_delta).collect::<Vec<_>>(), [1, 3]);
+        kept[1].offset_delta = 1;
+        assert!(invalid(encode(&kept, &keep)));
+        kept[1].offset_delta = 5;
+        assert!(invalid(encode(&kept, &keep)));
     }
 
     // Golden batches holding [`golden_records`], written by independent encoders. From the

@@ -232,6 +232,7 @@ fn encode_input(out: &mut Vec<u8>, h: &BatchHeader, own: &[LogRecord]) -> Result
         log_append_time: h.is_log_append_time(),
         offset_span: span,
         empty_timestamp: h.max_timestamp,
+        keep_offset_deltas: false,
     };
     if h.producer_id < 0 {
         if !own.is_empty() {
@@ -240,7 +241,13 @@ fn encode_input(out: &mut Vec<u8>, h: &BatchHeader, own: &[LogRecord]) -> Result
         return Ok(());
     }
     let first = own.len().min(h.records_count.max(0) as usize);
-    out.extend(records::encode(&own[..first], &spec(true, Some(h.last_offset_delta))).map_err(encode_error)?);
+    // Records the transform kept in their order keep their offsets (the producer computes each
+    // record's offset from the batch's base); anything else is numbered from the base.
+    let kept = own[..first].windows(2).all(|w| w[0].offset_delta < w[1].offset_delta)
+        && own[..first].first().is_none_or(|r| r.offset_delta >= 0)
+        && own[..first].last().is_none_or(|r| r.offset_delta <= h.last_offset_delta);
+    let with_producer = EncodeSpec { keep_offset_deltas: kept, ..spec(true, Some(h.last_offset_delta)) };
+    out.extend(records::encode(&own[..first], &with_producer).map_err(encode_error)?);
     if own.len() > first {
         out.extend(records::encode(&own[first..], &spec(false, None)).map_err(encode_error)?);
     }
@@ -258,6 +265,7 @@ fn encode_split(out: &mut Vec<u8>, records: &[LogRecord], codec: u8, max: usize)
         log_append_time: false,
         offset_span: None,
         empty_timestamp: -1,
+        keep_offset_deltas: false,
     };
     let encoded = records::encode(records, &spec).map_err(encode_error)?;
     if encoded.len() <= max || records.len() == 1 {

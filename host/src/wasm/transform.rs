@@ -285,6 +285,7 @@ pub fn decode_outputs(buf: Bytes) -> Result<Vec<Emitted>, String> {
         let key = r.bytes()?;
         let value = r.bytes()?;
         let timestamp = i64::from_be_bytes(r.take(8)?[..].try_into().expect("8 bytes"));
+        let offset_delta = r.int()?;
         let count = r.int()?;
         // Each header takes at least 8 bytes: refuse a count the bytes left cannot hold.
         if count < 0 || (count as usize).saturating_mul(8) > r.buf.len() - r.at {
@@ -295,7 +296,6 @@ pub fn decode_outputs(buf: Bytes) -> Result<Vec<Emitted>, String> {
             let key = r.string()?.ok_or("a header without a key")?;
             headers.push(records::Header { key, value: r.bytes()? });
         }
-        let offset_delta = i32::try_from(out.len()).map_err(|_| "too many outputs".to_string())?;
         out.push(Emitted { topic, record: records::Record { key, value, headers, timestamp, offset_delta } });
     }
     Ok(out)
@@ -322,6 +322,7 @@ mod tests {
         put(&mut b, None);
         put(&mut b, Some(b"v"));
         b.extend_from_slice(&7i64.to_be_bytes());
+        b.extend_from_slice(&3i32.to_be_bytes());
         b.extend_from_slice(&2i32.to_be_bytes());
         put(&mut b, Some(b"h"));
         put(&mut b, None);
@@ -333,10 +334,12 @@ mod tests {
         put(&mut b, None);
         b.extend_from_slice(&8i64.to_be_bytes());
         b.extend_from_slice(&0i32.to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
         let out = decode_outputs(Bytes::from(b.clone())).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].topic.as_deref(), Some("other"));
         assert_eq!(out[0].record.headers.len(), 2, "duplicate header keys stay");
+        assert_eq!(out[0].record.offset_delta, 3);
         assert_eq!(
             (out[1].topic.as_deref(), out[1].record.key.as_deref(), out[1].record.timestamp),
             (None, Some(&b"k"[..]), 8)
@@ -350,6 +353,7 @@ mod tests {
         put(&mut huge, None);
         put(&mut huge, None);
         huge.extend_from_slice(&0i64.to_be_bytes());
+        huge.extend_from_slice(&0i32.to_be_bytes());
         huge.extend_from_slice(&i32::MAX.to_be_bytes());
         assert!(decode_outputs(Bytes::from(huge)).unwrap_err().contains("impossible header count"));
         assert!(decode_outputs(Bytes::from(vec![0xff, 0xff, 0xff, 0xfe])).is_err());

@@ -38,6 +38,15 @@ impl Transforms {
         partition: i32,
         records: Bytes,
     ) -> Result<AppendInfo, StorageError> {
+        let module = match &binding.module {
+            Ok(m) => m,
+            Err(why) => {
+                return Err(StorageError::Busy(format!(
+                    "transform {}@{} is bound to this topic but could not be loaded ({why}); roll it back, redeploy or delete it",
+                    binding.name, binding.version
+                )));
+            }
+        };
         let log = &self.shared.log;
         let meta = log.topic(topic).ok_or(StorageError::UnknownTopicOrPartition)?;
         if partition < 0 || partition >= meta.partitions {
@@ -68,7 +77,7 @@ impl Transforms {
                 topic: topic.topic.clone(),
                 records: decoded.records.iter().map(to_guest).collect(),
             };
-            let outcome = self.call(binding, &call).and_then(|out| check_outputs(binding, out));
+            let outcome = self.call(binding, module, &call).and_then(|out| check_outputs(binding, out));
             drop(call);
             if let Err(TransformFailure::Guest(GuestFailure::Instantiate(why))) = &outcome {
                 // The host's trouble, not the guest's (no free instance slot): the batch is not
@@ -87,7 +96,6 @@ impl Transforms {
                     encode_input(&mut input, &header, &own)?;
                 }
                 Err(failure) => {
-                    let module = &binding.module;
                     let counters = &binding.outcomes;
                     let counter = match &binding.spec.policy {
                         Policy::Reject => &counters.rejected,
@@ -147,12 +155,17 @@ impl Transforms {
         log.append_host(topic, partition, Bytes::from(input))
     }
 
-    fn call(&self, binding: &Binding, batch: &InputBatch) -> Result<Vec<Emitted>, TransformFailure> {
+    fn call(
+        &self,
+        binding: &Binding,
+        module: &TransformModule,
+        batch: &InputBatch,
+    ) -> Result<Vec<Emitted>, TransformFailure> {
         let engine = self.shared.engine.get().ok_or_else(|| {
             TransformFailure::Guest(GuestFailure::Instantiate("transforms are not started".into()))
         })?;
         let seed = self.shared.counter.fetch_add(1, Ordering::Relaxed);
-        engine.call(&binding.module, &binding.limits, batch, seed)
+        engine.call(module, &binding.limits, batch, seed)
     }
 
     /// Append `records` to `tenant`'s topic `name`, each in the partition of its key (Kafka's

@@ -191,11 +191,17 @@ impl PolicyCounters {
     }
 }
 
-/// A running transform on one tenant's topics.
+/// A transform on one tenant's topics.
 pub struct Binding {
     pub tenant: String,
+    /// The transform's name and active version.
+    pub name: String,
+    pub version: u32,
     pub spec: BindingSpec,
-    pub module: Arc<TransformModule>,
+    /// The running module, or why its active version could not be loaded at start (then
+    /// produces to its topics fail until it is rolled back, redeployed or deleted: a topic that
+    /// is meant to be masked is never written unmasked).
+    pub module: Result<Arc<TransformModule>, String>,
     pub limits: TransformLimits,
     pub outcomes: Arc<PolicyCounters>,
 }
@@ -294,11 +300,11 @@ impl Slot for TenantSlot {
             let bindings = self.shared.bindings.read();
             for topic in &spec.topics {
                 if let Some(other) = bindings.get(&self.tenant).and_then(|b| b.get(topic))
-                    && other.module.id.name != name
+                    && other.name != name
                 {
                     return Err(refused(format!(
                         "topic {topic:?} already runs the transform {:?}; delete it first",
-                        other.module.id.name
+                        other.name
                     )));
                 }
             }
@@ -308,23 +314,25 @@ impl Slot for TenantSlot {
         let module = engine.prepare(component, id, stats, &self.tenant, spec.config.clone(), &limits)?;
         let binding = Arc::new(Binding {
             tenant: self.tenant.clone(),
+            name: name.clone(),
+            version: module.id.version,
             outcomes: self.shared.outcomes(&self.tenant, &name),
             spec,
-            module: Arc::new(module),
+            module: Ok(Arc::new(module)),
             limits,
         });
         let (shared, tenant) = (self.shared.clone(), self.tenant.clone());
         Ok(Box::new(move || {
             let mut bindings = shared.bindings.write();
             let topics = bindings.entry(tenant.clone()).or_default();
-            topics.retain(|_, b| b.module.id.name != name);
+            topics.retain(|_, b| b.name != name);
             for topic in &binding.spec.topics {
                 topics.insert(topic.clone(), binding.clone());
             }
             tracing::info!(
                 tenant = %tenant,
                 transform = %name,
-                version = binding.module.id.version,
+                version = binding.version,
                 topics = ?binding.spec.topics,
                 policy = %binding.spec.policy,
                 "transform active"
@@ -339,7 +347,7 @@ impl Slot for TenantSlot {
     fn remove(&self, name: &str) {
         let mut bindings = self.shared.bindings.write();
         if let Some(topics) = bindings.get_mut(&self.tenant) {
-            topics.retain(|_, b| b.module.id.name != name);
+            topics.retain(|_, b| b.name != name);
             if topics.is_empty() {
                 bindings.remove(&self.tenant);
             }
@@ -394,10 +402,35 @@ impl Transforms {
             }
             let registry = self.registry(&tenant, true)?;
             for (name, e) in registry.load_served() {
-                tracing::error!(%tenant, transform = %name, "transform not started, its topics run without it: {e}");
+                tracing::error!(%tenant, transform = %name, "transform not started; produces to its topics fail until it is rolled back, redeployed or deleted: {e}");
+                self.bind_unavailable(&tenant, &registry, &name, e.to_string());
             }
         }
         Ok(())
+    }
+
+    /// Keep `name`'s topics bound to a transform that could not be loaded, so they fail closed.
+    fn bind_unavailable(&self, tenant: &str, registry: &Registry, name: &str, why: String) {
+        let Some(spec) =
+            registry.active_settings(name).and_then(|v| serde_json::from_value::<BindingSpec>(v).ok())
+        else {
+            return;
+        };
+        let version = registry.show(name).ok().and_then(|m| m.active).unwrap_or(0);
+        let binding = Arc::new(Binding {
+            tenant: tenant.to_string(),
+            name: name.to_string(),
+            version,
+            outcomes: self.shared.outcomes(tenant, name),
+            limits: self.shared.limits(tenant),
+            spec,
+            module: Err(why),
+        });
+        let mut bindings = self.shared.bindings.write();
+        let topics = bindings.entry(tenant.to_string()).or_default();
+        for topic in &binding.spec.topics {
+            topics.insert(topic.clone(), binding.clone());
+        }
     }
 
     /// The registry of `tenant`, opened (and with `create`, created) on first use.

@@ -67,7 +67,7 @@ impl Fixture {
     }
 
     fn bound(&self, topic: &str) -> Option<(String, u32)> {
-        self.transforms.binding("public", topic).map(|b| (b.module.id.name.clone(), b.module.id.version))
+        self.transforms.binding("public", topic).map(|b| (b.name.clone(), b.version))
     }
 }
 
@@ -188,4 +188,25 @@ fn a_failing_batch_follows_the_policy() {
     assert_eq!([end("r"), end("s"), end("p"), end("d"), end("dlq")], [0, 0, 2, 0, 2]);
     let v = fx.transforms.show("public", "d").unwrap();
     assert_eq!((v.outcomes.dead_lettered, v.module.versions[0].stats.errors), (1, 1));
+}
+
+/// A transform whose active version cannot be loaded at start keeps its topics closed: a topic
+/// meant to be masked is never written unmasked. Deleting the transform opens them again.
+#[test]
+fn an_unloadable_transform_fails_closed() {
+    let fx = Fixture::new();
+    let topic = TopicName::new("public", "default", "a");
+    fx.log.create_topic(&topic, 1, &[], false).unwrap();
+    fx.deploy("one", &["a"], "pass", "pass").unwrap();
+    let artifacts = fx.dir.path().join("transforms/public/artifacts");
+    for f in std::fs::read_dir(&artifacts).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let fx = fx.restart();
+    let binding = fx.transforms.binding("public", "a").expect("still bound");
+    let err = fx.transforms.apply(&binding, &topic, 0, idempotent_batch(1, -1, -1, -1).into()).unwrap_err();
+    assert!(matches!(&err, StorageError::Busy(m) if m.contains("could not be loaded")), "{err}");
+    assert_eq!(fx.log.offsets(&topic, 0).unwrap().1, 0, "nothing written");
+    fx.transforms.delete("public", "one").unwrap();
+    assert!(fx.transforms.binding("public", "a").is_none());
 }

@@ -24,6 +24,9 @@ const GUESTS: &[(&str, &str)] = &[
 ];
 const TARGET: &str = "wasm32-wasip2";
 
+#[path = "build_proto.rs"]
+mod build_proto;
+
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().unwrap().to_path_buf();
@@ -32,6 +35,9 @@ fn main() {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     println!("cargo:rerun-if-env-changed=GUISE_GUEST_TARGET_DIR");
+
+    // The Pulsar binary protocol's messages (host/proto/PulsarApi.proto), for `host::pulsar`.
+    build_proto::generate(&out_dir, &manifest_dir.join("proto"));
 
     ensure_target();
 

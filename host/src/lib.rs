@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod coord;
 pub mod net;
+pub mod pulsar;
 pub mod server;
 pub mod storage;
 pub mod transform;

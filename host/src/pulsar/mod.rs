@@ -1,5 +1,6 @@
 //! The Pulsar binary protocol, sans-I/O: the protobuf types ([`proto`]), the framing of commands
-//! and message payloads ([`frame`]), and batched and compressed message payloads ([`batch`]).
+//! and message payloads ([`frame`]), batched and compressed message payloads ([`batch`]), and
+//! the one-to-one mapping of Kafka records and Pulsar messages ([`mapping`]).
 //!
 //! Pulsar clients speak a protobuf-based protocol over TCP
 //! (<https://pulsar.apache.org/docs/next/developing-binary-protocol/>): every frame is a
@@ -18,4 +19,5 @@
 
 pub mod batch;
 pub mod frame;
+pub mod mapping;
 pub mod proto;

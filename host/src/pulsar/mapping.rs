@@ -134,8 +134,8 @@ mod tests {
 
     fn record(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&str, Option<&str>)], ts: i64) -> Record {
         Record {
-            key: key.map(|k| Bytes::copy_from_slice(k)),
-            value: value.map(|v| Bytes::copy_from_slice(v)),
+            key: key.map(Bytes::copy_from_slice),
+            value: value.map(Bytes::copy_from_slice),
             headers: headers
                 .iter()
                 .map(|(k, v)| Header {

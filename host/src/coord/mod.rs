@@ -376,7 +376,7 @@ impl Coordinator {
                 Err(e) => return Err(e),
             }
         }
-        log.append(&name, 0, encode_batch(&records, now_ms()).into()).map(drop)
+        log.append(&name, 0, encode_batch(&records, now_ms())?.into()).map(drop)
     }
 
     /// Whether `topic` has `partition` (always, without a log).

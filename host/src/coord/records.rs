@@ -1,6 +1,7 @@
 //! Durability of groups and committed offsets: the records the coordinator appends to each
-//! tenant's internal `__consumer_offsets` topic (one partition, kept forever), a small encoder of
-//! uncompressed v2 record batches for them, and the replay that rebuilds the state at start.
+//! tenant's internal `__consumer_offsets` topic (one partition, kept forever), written as
+//! uncompressed v2 batches with the log's record codec, and the replay that rebuilds the state
+//! at start.
 //!
 //! Format (our own; Kafka's binary schemas buy nothing here since no Kafka broker reads it):
 //! the key is JSON, `{"t":"o","group":..,"topic":..,"partition":..}` for a committed offset and
@@ -10,8 +11,10 @@
 //! snapshots) is future work — replay reads it whole.
 
 use super::offsets::Committed;
-use crate::storage::batch::{BatchHeader, HEADER_LEN};
+use crate::storage::batch::BatchHeader;
+use crate::storage::records as log_records;
 use crate::storage::{Log, StorageError, TopicName};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -82,105 +85,49 @@ pub fn group_record(group: &str, value: Option<&GroupValue>) -> Record {
     (key, value.map(|v| serde_json::to_vec(v).unwrap_or_default()))
 }
 
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    loop {
-        let b = (z & 0x7f) as u8;
-        z >>= 7;
-        if z == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
 /// One uncompressed v2 record batch holding `records` (at least one), every record stamped
 /// `timestamp_ms`; no producer id, base offset 0 (the log assigns it), CRC-32C filled in.
-pub fn encode_batch(records: &[Record], timestamp_ms: i64) -> Vec<u8> {
-    let mut body = Vec::new();
-    let mut record = Vec::new();
-    for (i, (key, value)) in records.iter().enumerate() {
-        record.clear();
-        record.push(0); // attributes
-        put_varint(&mut record, 0); // timestamp delta
-        put_varint(&mut record, i as i64); // offset delta
-        put_varint(&mut record, key.len() as i64);
-        record.extend_from_slice(key);
-        match value {
-            Some(v) => {
-                put_varint(&mut record, v.len() as i64);
-                record.extend_from_slice(v);
-            }
-            None => put_varint(&mut record, -1),
-        }
-        put_varint(&mut record, 0); // headers
-        put_varint(&mut body, record.len() as i64);
-        body.extend_from_slice(&record);
-    }
-    let count = records.len() as i32;
-    let mut b = Vec::with_capacity(HEADER_LEN + body.len());
-    b.extend_from_slice(&0i64.to_be_bytes()); // base offset
-    b.extend_from_slice(&((HEADER_LEN - 12 + body.len()) as i32).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
-    b.push(2); // magic
-    b.extend_from_slice(&0u32.to_be_bytes()); // crc, below
-    b.extend_from_slice(&0i16.to_be_bytes()); // attributes
-    b.extend_from_slice(&(count - 1).to_be_bytes());
-    b.extend_from_slice(&timestamp_ms.to_be_bytes());
-    b.extend_from_slice(&timestamp_ms.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
-    b.extend_from_slice(&count.to_be_bytes());
-    b.extend_from_slice(&body);
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b
+pub fn encode_batch(records: &[Record], timestamp_ms: i64) -> Result<Vec<u8>, StorageError> {
+    let records: Vec<log_records::Record> = records
+        .iter()
+        .map(|(key, value)| log_records::Record {
+            key: Some(Bytes::copy_from_slice(key)),
+            value: value.as_deref().map(Bytes::copy_from_slice),
+            headers: Vec::new(),
+            timestamp: timestamp_ms,
+            offset_delta: 0,
+        })
+        .collect();
+    let spec = log_records::EncodeSpec {
+        compression: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        log_append_time: false,
+        offset_span: None,
+        empty_timestamp: timestamp_ms,
+        keep_offset_deltas: false,
+    };
+    log_records::encode(&records, &spec)
+        .map_err(|e| StorageError::InvalidRecord(format!("encoding an offsets-topic batch: {e}")))
 }
 
 /// A record read back: (offset, key, value).
 pub type Decoded = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
 
-use crate::storage::batch::read_uvarint;
-
-fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
-    let raw = read_uvarint(buf, 10)?;
-    Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
-}
-
-fn read_bytes(buf: &mut &[u8]) -> Option<Option<Vec<u8>>> {
-    let len = read_varlong(buf)?;
-    if len < 0 {
-        return Some(None);
-    }
-    let len = usize::try_from(len).ok()?;
-    let (head, rest) = (buf.get(..len)?, buf.get(len..)?);
-    *buf = rest;
-    Some(Some(head.to_vec()))
-}
-
-/// The records of one whole uncompressed batch.
+/// The records of one whole batch.
 pub fn decode_batch(batch: &[u8]) -> Result<Vec<Decoded>, StorageError> {
-    let header = BatchHeader::parse(batch)?;
-    let bad = || StorageError::CorruptMessage("malformed record in an offsets-topic batch".into());
-    if header.is_compressed() {
-        return Err(StorageError::CorruptMessage("compressed batch in the offsets topic".into()));
-    }
-    let mut buf = batch.get(HEADER_LEN..header.size()).ok_or_else(bad)?;
-    let mut out = Vec::new();
-    for _ in 0..header.records_count.max(0) {
-        let len = usize::try_from(read_varlong(&mut buf).ok_or_else(bad)?).map_err(|_| bad())?;
-        let mut rec = buf.get(..len).ok_or_else(bad)?;
-        buf = &buf[len..];
-        rec = rec.get(1..).ok_or_else(bad)?; // attributes
-        read_varlong(&mut rec).ok_or_else(bad)?; // timestamp delta
-        let offset_delta = read_varlong(&mut rec).ok_or_else(bad)?;
-        let key = read_bytes(&mut rec).ok_or_else(bad)?;
-        let value = read_bytes(&mut rec).ok_or_else(bad)?;
-        out.push((header.base_offset.wrapping_add(offset_delta), key, value));
-    }
-    Ok(out)
+    let decoded = log_records::decode(batch, usize::MAX)
+        .map_err(|e| StorageError::CorruptMessage(format!("an offsets-topic batch: {e}")))?;
+    let base = decoded.header.base_offset;
+    Ok(decoded
+        .records
+        .into_iter()
+        .map(|r| {
+            let offset = base.wrapping_add(i64::from(r.offset_delta));
+            (offset, r.key.map(|k| k.to_vec()), r.value.map(|v| v.to_vec()))
+        })
+        .collect())
 }
 
 /// What a tenant's offsets topic holds, last write winning.
@@ -315,7 +262,7 @@ mod tests {
     #[test]
     fn batches_validate_and_decode() {
         let records = vec![offset_record("g", "t", 0, Some(&committed(5))), offset_record("g", "t", 1, None)];
-        let mut b = encode_batch(&records, 1234);
+        let mut b = encode_batch(&records, 1234).unwrap();
         assert_eq!(validate(&b, 1 << 20).unwrap().len(), 1);
         b[0..8].copy_from_slice(&10i64.to_be_bytes());
         let decoded = decode_batch(&b).unwrap();
@@ -376,7 +323,7 @@ mod tests {
             vec![group_record("h", None), offset_record("h", "t", 0, Some(&committed(9)))],
         ];
         for records in appends {
-            log.append(&name, 0, encode_batch(&records, 0).into()).unwrap();
+            log.append(&name, 0, encode_batch(&records, 0).unwrap().into()).unwrap();
         }
         let r = replay(&log, &name).unwrap();
         assert_eq!(r.records, 8);

@@ -98,16 +98,7 @@ pub fn encode_batch(records: &[Record], timestamp_ms: i64) -> Result<Vec<u8>, St
             offset_delta: 0,
         })
         .collect();
-    let spec = log_records::EncodeSpec {
-        compression: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        base_sequence: -1,
-        log_append_time: false,
-        offset_span: None,
-        empty_timestamp: timestamp_ms,
-        keep_offset_deltas: false,
-    };
+    let spec = log_records::EncodeSpec::plain(0, timestamp_ms);
     log_records::encode(&records, &spec)
         .map_err(|e| StorageError::InvalidRecord(format!("encoding an offsets-topic batch: {e}")))
 }

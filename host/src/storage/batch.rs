@@ -327,19 +327,7 @@ fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
 pub(crate) mod testing {
     //! Build real v2 batches for tests.
 
-    /// A zigzag varint.
-    fn put_varint(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            let b = (z & 0x7f) as u8;
-            z >>= 7;
-            if z == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
+    use super::super::records::put_varint;
 
     /// An uncompressed batch with one record per value; record i has timestamp
     /// `base_ts + ts_deltas[i]` (or `base_ts + i` when `ts_deltas` is shorter).

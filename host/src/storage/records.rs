@@ -288,6 +288,30 @@ pub struct EncodeSpec {
     pub keep_offset_deltas: bool,
 }
 
+impl EncodeSpec {
+    /// A batch without a producer id (no idempotence), CreateTime, its records numbered from 0.
+    pub fn plain(compression: u8, empty_timestamp: i64) -> Self {
+        EncodeSpec {
+            compression,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            log_append_time: false,
+            offset_span: None,
+            empty_timestamp,
+            keep_offset_deltas: false,
+        }
+    }
+}
+
+/// Whether `records` can keep their own offset deltas in a batch whose lastOffsetDelta is
+/// `last_offset_delta`: they rise strictly, from 0 or more, and stay within it.
+pub fn offset_deltas_fit(records: &[Record], last_offset_delta: i32) -> bool {
+    records.windows(2).all(|w| w[0].offset_delta < w[1].offset_delta)
+        && records.first().is_none_or(|r| r.offset_delta >= 0)
+        && records.last().is_none_or(|r| r.offset_delta <= last_offset_delta)
+}
+
 /// Encode `records` as one v2 batch with base offset 0 and partitionLeaderEpoch -1, CRC-32C
 /// filled in. baseTimestamp = the first record's timestamp, maxTimestamp = the max; record
 /// timestampDelta relative to baseTimestamp; offsetDelta = index in `records` (or, with
@@ -312,15 +336,10 @@ pub fn encode(records: &[Record], spec: &EncodeSpec) -> Result<Vec<u8>, RecordsE
         }
         Some(span) => span,
     };
-    if spec.keep_offset_deltas {
-        let rising = records.windows(2).all(|w| w[0].offset_delta < w[1].offset_delta);
-        let within = records.first().is_none_or(|r| r.offset_delta >= 0)
-            && records.last().is_none_or(|r| r.offset_delta <= last_offset_delta);
-        if !rising || !within {
-            return Err(RecordsError::InvalidEncode(format!(
-                "offset deltas must rise within 0..={last_offset_delta} to be kept"
-            )));
-        }
+    if spec.keep_offset_deltas && !offset_deltas_fit(records, last_offset_delta) {
+        return Err(RecordsError::InvalidEncode(format!(
+            "offset deltas must rise within 0..={last_offset_delta} to be kept"
+        )));
     }
     let base_timestamp = records.first().map_or(spec.empty_timestamp, |r| r.timestamp);
     let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(spec.empty_timestamp);
@@ -372,7 +391,7 @@ fn len_i32(len: usize) -> Result<i32, RecordsError> {
 }
 
 /// A zigzag varint; Kafka's varint and varlong encode an i32 the same way.
-fn put_varint(out: &mut Vec<u8>, value: i64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, value: i64) {
     let mut z = ((value << 1) ^ (value >> 63)) as u64;
     while z >= 0x80 {
         out.push((z as u8) | 0x80);

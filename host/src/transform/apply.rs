@@ -256,9 +256,7 @@ fn encode_input(out: &mut Vec<u8>, h: &BatchHeader, own: &[LogRecord]) -> Result
     let first = own.len().min(h.records_count.max(0) as usize);
     // Records the transform kept in their order keep their offsets (the producer computes each
     // record's offset from the batch's base); anything else is numbered from the base.
-    let kept = own[..first].windows(2).all(|w| w[0].offset_delta < w[1].offset_delta)
-        && own[..first].first().is_none_or(|r| r.offset_delta >= 0)
-        && own[..first].last().is_none_or(|r| r.offset_delta <= h.last_offset_delta);
+    let kept = records::offset_deltas_fit(&own[..first], h.last_offset_delta);
     let with_producer = EncodeSpec { keep_offset_deltas: kept, ..spec(true, Some(h.last_offset_delta)) };
     out.extend(records::encode(&own[..first], &with_producer).map_err(encode_error)?);
     if own.len() > first {
@@ -270,16 +268,7 @@ fn encode_input(out: &mut Vec<u8>, h: &BatchHeader, own: &[LogRecord]) -> Result
 /// Encode `records` without a producer id into batches of at most `max` bytes where possible
 /// (halving; a single record larger than `max` is left for the log to refuse).
 fn encode_split(out: &mut Vec<u8>, records: &[LogRecord], codec: u8, max: usize) -> Result<(), StorageError> {
-    let spec = EncodeSpec {
-        compression: codec,
-        producer_id: -1,
-        producer_epoch: -1,
-        base_sequence: -1,
-        log_append_time: false,
-        offset_span: None,
-        empty_timestamp: -1,
-        keep_offset_deltas: false,
-    };
+    let spec = EncodeSpec::plain(codec, -1);
     let encoded = records::encode(records, &spec).map_err(encode_error)?;
     if encoded.len() <= max || records.len() == 1 {
         out.extend(encoded);

@@ -68,28 +68,7 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
         return Err("malformed request (OffsetFetch v1): null topics".into());
     }
     match cx.svc.fetch_offsets(&string(&req.group_id), wanted.as_deref()) {
-        Ok(offsets) => {
-            let topics = by_topic(offsets.into_iter().map(|o| (o.topic.clone(), o)))
-                .into_iter()
-                .map(|(name, offsets)| {
-                    let partitions = offsets
-                        .into_iter()
-                        .map(|o| {
-                            OffsetFetchResponsePartition::default()
-                                .with_partition_index(o.partition)
-                                .with_committed_offset(o.offset)
-                                .with_committed_leader_epoch(o.leader_epoch)
-                                .with_metadata(metadata(o.metadata))
-                                .with_error_code(o.error)
-                        })
-                        .collect();
-                    OffsetFetchResponseTopic::default()
-                        .with_name(topic_name(name))
-                        .with_partitions(partitions)
-                })
-                .collect();
-            cx.respond(&OffsetFetchResponse::default().with_topics(topics))
-        }
+        Ok(offsets) => cx.respond(&OffsetFetchResponse::default().with_topics(topics(offsets))),
         Err(code) => cx.respond(&failed(v, code, wanted.unwrap_or_default())),
     }
 }
@@ -119,24 +98,36 @@ fn failed(v: i16, code: ErrorCode, wanted: Vec<TopicPartition>) -> OffsetFetchRe
     if v >= 2 {
         return OffsetFetchResponse::default().with_error_code(code);
     }
-    let topics = by_topic(wanted.into_iter().map(|tp| (tp.topic, tp.partition)))
+    let none = wanted.into_iter().map(|tp| CommittedOffset {
+        topic: tp.topic,
+        partition: tp.partition,
+        offset: -1,
+        leader_epoch: -1,
+        metadata: None,
+        error: code,
+    });
+    OffsetFetchResponse::default().with_topics(topics(none.collect()))
+}
+
+/// Offsets grouped by topic, before v8.
+fn topics(offsets: Vec<CommittedOffset>) -> Vec<OffsetFetchResponseTopic> {
+    by_topic(offsets.into_iter().map(|o| (o.topic.clone(), o)))
         .into_iter()
-        .map(|(name, partitions)| {
-            let partitions = partitions
+        .map(|(name, offsets)| {
+            let partitions = offsets
                 .into_iter()
-                .map(|p| {
+                .map(|o| {
                     OffsetFetchResponsePartition::default()
-                        .with_partition_index(p)
-                        .with_committed_offset(-1)
-                        .with_committed_leader_epoch(-1)
-                        .with_metadata(metadata(None))
-                        .with_error_code(code)
+                        .with_partition_index(o.partition)
+                        .with_committed_offset(o.offset)
+                        .with_committed_leader_epoch(o.leader_epoch)
+                        .with_metadata(metadata(o.metadata))
+                        .with_error_code(o.error)
                 })
                 .collect();
             OffsetFetchResponseTopic::default().with_name(topic_name(name)).with_partitions(partitions)
         })
-        .collect();
-    OffsetFetchResponse::default().with_topics(topics)
+        .collect()
 }
 
 /// One group's offsets (v8+).

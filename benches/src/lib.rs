@@ -78,3 +78,71 @@ pub mod host {
         std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 }
+
+pub mod deliveries {
+    //! A librdkafka producer context that counts delivery reports, for the throughput phases.
+
+    use anyhow::{Result, bail};
+    use rdkafka::ClientContext;
+    use rdkafka::message::{DeliveryResult, Message};
+    use rdkafka::producer::ProducerContext;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+    pub struct Deliveries {
+        pub ok: AtomicU64,
+        /// Per partition, the lowest offset a successful delivery reported (i64::MAX: none).
+        pub first_offset: Vec<AtomicI64>,
+        pub failed: AtomicU64,
+        pub first_error: Mutex<Option<String>>,
+    }
+
+    impl Deliveries {
+        /// Counting deliveries to `partitions` partitions.
+        pub fn new(partitions: i32) -> Self {
+            Deliveries {
+                ok: AtomicU64::new(0),
+                first_offset: (0..partitions).map(|_| AtomicI64::new(i64::MAX)).collect(),
+                failed: AtomicU64::new(0),
+                first_error: Mutex::new(None),
+            }
+        }
+
+        /// An error naming the first failure, if any delivery failed.
+        pub fn check(&self) -> Result<()> {
+            let failed = self.failed.load(Ordering::Relaxed);
+            if failed > 0 {
+                bail!(
+                    "{failed} deliveries failed; first: {}",
+                    self.first_error.lock().unwrap().clone().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+
+    impl ClientContext for Deliveries {}
+
+    impl ProducerContext for Deliveries {
+        type DeliveryOpaque = ();
+        fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+            match result {
+                Ok(m) => {
+                    self.ok.fetch_add(1, Ordering::Relaxed);
+                    if let Some(first) = self.first_offset.get(m.partition() as usize)
+                        && m.offset() >= 0
+                    {
+                        first.fetch_min(m.offset(), Ordering::Relaxed);
+                    }
+                }
+                Err((e, m)) => {
+                    self.failed.fetch_add(1, Ordering::Relaxed);
+                    let mut first = self.first_error.lock().unwrap();
+                    if first.is_none() {
+                        *first = Some(format!("{e} (partition {})", m.partition()));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -16,19 +16,17 @@
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use clap::Parser;
+use guise_benches::deliveries::Deliveries;
 use hdrhistogram::Histogram;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{
-    BaseProducer, BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext,
-};
+use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug, Clone)]
@@ -335,40 +333,6 @@ fn wait_for_topic(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Resu
     }
 }
 
-/// Counts delivery reports of the throughput phase.
-struct Deliveries {
-    ok: AtomicU64,
-    /// Per partition, the lowest offset a successful delivery reported (i64::MAX: none).
-    first_offset: Vec<AtomicI64>,
-    failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(m) => {
-                self.ok.fetch_add(1, Ordering::Relaxed);
-                if let Some(first) = self.first_offset.get(m.partition() as usize)
-                    && m.offset() >= 0
-                {
-                    first.fetch_min(m.offset(), Ordering::Relaxed);
-                }
-            }
-            Err((e, m)) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                let mut first = self.first_error.lock().unwrap();
-                if first.is_none() {
-                    *first = Some(format!("{e} (partition {})", m.partition()));
-                }
-            }
-        }
-    }
-}
-
 fn producer_config(args: &Args, acks: &str, linger_ms: &str) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &args.bootstrap)
@@ -387,24 +351,9 @@ fn produce_throughput(args: &Args, acks: &str, payload: &[u8]) -> Result<(Durati
     cfg.set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "2000000")
         .set("queue.buffering.max.kbytes", "2097151");
-    let ctx = Deliveries {
-        ok: AtomicU64::new(0),
-        first_offset: (0..args.partitions).map(|_| AtomicI64::new(i64::MAX)).collect(),
-        failed: AtomicU64::new(0),
-        first_error: Mutex::new(None),
-    };
-    let producer: BaseProducer<Deliveries> = cfg.create_with_context(ctx).context("producer")?;
-    let check_failed = |p: &BaseProducer<Deliveries>| -> Result<()> {
-        let ctx = p.context();
-        if ctx.failed.load(Ordering::Relaxed) > 0 {
-            bail!(
-                "{} deliveries failed; first: {}",
-                ctx.failed.load(Ordering::Relaxed),
-                ctx.first_error.lock().unwrap().clone().unwrap_or_default()
-            );
-        }
-        Ok(())
-    };
+    let producer: BaseProducer<Deliveries> =
+        cfg.create_with_context(Deliveries::new(args.partitions)).context("producer")?;
+    let check_failed = |p: &BaseProducer<Deliveries>| p.context().check();
     let start = Instant::now();
     for i in 0..args.records {
         let key = i.to_be_bytes();

@@ -22,6 +22,7 @@
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::Parser;
+use guise_benches::deliveries::Deliveries;
 use guise_benches::host::{Host, free_port};
 use guise_host::admin::client::AdminClient;
 use guise_host::storage::embedded::EmbeddedLog;
@@ -35,15 +36,13 @@ use hdrhistogram::Histogram;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{
-    BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer, ProducerContext, PurgeConfig,
-};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::{Offset, TopicPartitionList};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -187,44 +186,6 @@ fn wasm_calls(modules: &Path, size: usize, budget: Duration) -> Result<Vec<CallR
 
 // ---------------------------------------------------------------- 2. produce throughput
 
-/// Counts delivery reports.
-#[derive(Default)]
-struct Deliveries {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => {
-                self.ok.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((e, _)) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                self.first_error.lock().unwrap().get_or_insert_with(|| e.to_string());
-            }
-        }
-    }
-}
-
-impl Deliveries {
-    fn check(&self) -> Result<()> {
-        let failed = self.failed.load(Ordering::Relaxed);
-        if failed > 0 {
-            bail!(
-                "{failed} deliveries failed; first: {}",
-                self.first_error.lock().unwrap().clone().unwrap_or_default()
-            );
-        }
-        Ok(())
-    }
-}
-
 fn throughput_producer(bootstrap: &str, acks: &str) -> Result<BaseProducer<Deliveries>> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -235,7 +196,7 @@ fn throughput_producer(bootstrap: &str, acks: &str) -> Result<BaseProducer<Deliv
         .set("queue.buffering.max.kbytes", "2097151")
         .set("enable.idempotence", "false")
         .set("message.timeout.ms", "120000")
-        .create_with_context(Deliveries::default())?)
+        .create_with_context(Deliveries::new(1))?)
 }
 
 /// Send every record of `values` (cycled) `records` times and wait for every delivery report.
@@ -378,7 +339,7 @@ impl Neighbour {
                 .set("queue.buffering.max.messages", "200000")
                 .set("enable.idempotence", "false")
                 .set("message.timeout.ms", "120000")
-                .create_with_context(Deliveries::default())?;
+                .create_with_context(Deliveries::new(1))?;
             let (stop, acked, topic) = (stop.clone(), acked.clone(), topic.to_string());
             let values: Vec<Vec<u8>> = (0..64).map(|i| value(i, size)).collect();
             handles.push(std::thread::spawn(move || {

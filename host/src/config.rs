@@ -30,6 +30,14 @@ pub struct Config {
     pub advertised_kafka_addr: Option<String>,
     /// Admin HTTP bind address (health, metrics).
     pub admin_addr: String,
+    /// The Pulsar-protocol endpoint's bind address (off when unset): Pulsar clients produce to
+    /// and consume from the same topics as Kafka clients.
+    pub pulsar_addr: Option<String>,
+    /// The `pulsar://HOST:PORT` LOOKUP answers with (default: the bound Pulsar address).
+    pub advertised_pulsar_addr: Option<String>,
+    /// Where topics live: "embedded" (segment files in `data_dir`) or `pulsar://HOST:PORT`
+    /// (an Apache Pulsar cluster, through the `pulsar` crate).
+    pub storage: String,
     /// This broker's node id in Metadata.
     pub node_id: i32,
     pub cluster_id: String,
@@ -126,6 +134,9 @@ impl Default for Config {
             kafka_addr: "127.0.0.1:9092".into(),
             advertised_kafka_addr: None,
             admin_addr: "127.0.0.1:8080".into(),
+            pulsar_addr: None,
+            advertised_pulsar_addr: None,
+            storage: "embedded".into(),
             node_id: 0,
             cluster_id: "guise-cluster".into(),
             tenant: "public".into(),

@@ -121,6 +121,15 @@ struct ServeArgs {
     /// The HOST:PORT Metadata returns to clients [default: the bound Kafka address].
     #[arg(long)]
     advertised_kafka_addr: Option<String>,
+    /// Serve the Pulsar binary protocol on this address too [default: off].
+    #[arg(long)]
+    pulsar_addr: Option<String>,
+    /// The HOST:PORT that Pulsar LOOKUP returns [default: the bound Pulsar address].
+    #[arg(long)]
+    advertised_pulsar_addr: Option<String>,
+    /// Where topics live: `embedded` or `pulsar://HOST:PORT` [default: embedded].
+    #[arg(long)]
+    storage: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -385,6 +394,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.advertised_kafka_addr {
         config.advertised_kafka_addr = Some(v);
+    }
+    if let Some(v) = args.pulsar_addr {
+        config.pulsar_addr = Some(v);
+    }
+    if let Some(v) = args.advertised_pulsar_addr {
+        config.advertised_pulsar_addr = Some(v);
+    }
+    if let Some(v) = args.storage {
+        config.storage = v;
     }
     config.validate().context("invalid configuration")?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -3,6 +3,7 @@
 //! librdkafka, and tokio clients, like rskafka, can both talk to it).
 
 pub mod proxy;
+pub mod pulsar_py;
 pub mod wire;
 
 use guise_host::config::Config;
@@ -12,6 +13,8 @@ use std::sync::Once;
 
 pub struct TestServer {
     pub kafka_addr: SocketAddr,
+    /// The Pulsar endpoint, when the config turned it on.
+    pub pulsar_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub dir: tempfile::TempDir,
     config: Config,
@@ -63,6 +66,7 @@ impl TestServer {
         let server = runtime.block_on(Server::start(&config)).expect("start guise");
         TestServer {
             kafka_addr: server.kafka_addr,
+            pulsar_addr: server.pulsar_addr,
             admin_addr: server.admin_addr,
             dir,
             config,
@@ -74,6 +78,19 @@ impl TestServer {
     /// `host:port` for a client's bootstrap servers.
     pub fn bootstrap(&self) -> String {
         self.kafka_addr.to_string()
+    }
+
+    /// A host with the Pulsar endpoint on an ephemeral port.
+    pub fn start_with_pulsar(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with(|c| {
+            c.pulsar_addr = Some("127.0.0.1:0".into());
+            tweak(c);
+        })
+    }
+
+    /// `pulsar://host:port` for a Pulsar client.
+    pub fn pulsar_url(&self) -> String {
+        format!("pulsar://{}", self.pulsar_addr.expect("the Pulsar endpoint is on"))
     }
 
     /// The host's runtime (for the server's own state, e.g. metrics).
@@ -88,6 +105,9 @@ impl TestServer {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         let mut config = self.config.clone();
         config.kafka_addr = self.kafka_addr.to_string();
+        if let Some(addr) = self.pulsar_addr {
+            config.pulsar_addr = Some(addr.to_string());
+        }
         Self::start_in(dir, config)
     }
 

@@ -355,9 +355,16 @@ impl Conn {
             }),
             ..Default::default()
         };
-        if self.producers.get(&p.producer_id).is_some_and(|existing| existing.partition == partition) {
-            // A client that did not see our answer asks again.
-            return self.send(Type::ProducerSuccess, success(true, None));
+        if let Some(existing) = self.producers.get(&p.producer_id) {
+            if existing.partition == partition
+                && self.ep.producers.attached(&partition, self.id, p.producer_id)
+            {
+                // A client that did not see our answer asks again.
+                return self.send(Type::ProducerSuccess, success(true, None));
+            }
+            // Fenced or moved: it attaches again below.
+            let old = self.producers.remove(&p.producer_id).expect("present").partition;
+            self.ep.producers.detach(&old, self.id, p.producer_id);
         }
         let mode = p
             .producer_access_mode
@@ -368,6 +375,7 @@ impl Conn {
             self.id,
             p.producer_id,
             mode,
+            p.topic_epoch,
             p.request_id,
             &name,
             &self.out,
@@ -381,6 +389,13 @@ impl Conn {
                 self.producers.insert(p.producer_id, Producer { partition });
                 self.send(Type::ProducerSuccess, success(false, None));
             }
+            Attach::Fenced => self.error(
+                p.request_id,
+                TopicError {
+                    error: ServerError::ProducerFenced,
+                    message: format!("{}: another exclusive producer took the topic", p.topic),
+                },
+            ),
             Attach::Busy(why) => self.error(
                 p.request_id,
                 TopicError { error: ServerError::ProducerBusy, message: format!("{}: {why}", p.topic) },

@@ -43,6 +43,8 @@ pub enum Attach {
     Waiting,
     /// Refused (ProducerBusy), with the reason.
     Busy(String),
+    /// An exclusive producer coming back after another took the topic (ProducerFenced).
+    Fenced,
 }
 
 #[derive(Default)]
@@ -58,6 +60,7 @@ impl Producers {
         conn: u64,
         id: u64,
         mode: ProducerAccessMode,
+        topic_epoch: Option<u64>,
         request_id: u64,
         name: &str,
         out: &Outbox,
@@ -66,6 +69,11 @@ impl Producers {
         let p = all.entry(partition.clone()).or_default();
         let key = (conn, id);
         let slot = |exclusive| Slot { key, exclusive, out: out.clone() };
+        let exclusive = mode != ProducerAccessMode::Shared;
+        if exclusive && topic_epoch.is_some_and(|e| e < p.epoch) && !p.producers.is_empty() {
+            // It had the topic at an older epoch; another producer took it since.
+            return Attach::Fenced;
+        }
         match mode {
             ProducerAccessMode::Shared => {
                 if p.producers.iter().any(|s| s.exclusive) {
@@ -159,18 +167,27 @@ mod tests {
         let ps = Producers::default();
         let key = (TopicName::new("public", "default", "t"), 0);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        assert_eq!(ps.attach(&key, 1, 1, ProducerAccessMode::Shared, 1, "a", &tx), Attach::Ready(0));
-        assert_eq!(ps.attach(&key, 1, 2, ProducerAccessMode::Shared, 2, "b", &tx), Attach::Ready(0));
-        assert!(matches!(ps.attach(&key, 2, 1, ProducerAccessMode::Exclusive, 3, "c", &tx), Attach::Busy(_)));
-        assert_eq!(ps.attach(&key, 2, 2, ProducerAccessMode::WaitForExclusive, 4, "d", &tx), Attach::Waiting);
+        assert_eq!(ps.attach(&key, 1, 1, ProducerAccessMode::Shared, None, 1, "a", &tx), Attach::Ready(0));
+        assert_eq!(ps.attach(&key, 1, 2, ProducerAccessMode::Shared, None, 2, "b", &tx), Attach::Ready(0));
+        assert!(matches!(
+            ps.attach(&key, 2, 1, ProducerAccessMode::Exclusive, None, 3, "c", &tx),
+            Attach::Busy(_)
+        ));
+        assert_eq!(
+            ps.attach(&key, 2, 2, ProducerAccessMode::WaitForExclusive, None, 4, "d", &tx),
+            Attach::Waiting
+        );
         ps.detach(&key, 1, 1);
         assert!(rx.try_recv().is_err(), "one shared producer is still there");
         ps.detach(&key, 1, 2);
         assert!(rx.try_recv().is_ok(), "the waiting producer got the topic");
         assert!(ps.attached(&key, 2, 2));
-        assert!(matches!(ps.attach(&key, 3, 1, ProducerAccessMode::Shared, 5, "e", &tx), Attach::Busy(_)));
+        assert!(matches!(
+            ps.attach(&key, 3, 1, ProducerAccessMode::Shared, None, 5, "e", &tx),
+            Attach::Busy(_)
+        ));
         assert_eq!(
-            ps.attach(&key, 3, 2, ProducerAccessMode::ExclusiveWithFencing, 6, "f", &tx),
+            ps.attach(&key, 3, 2, ProducerAccessMode::ExclusiveWithFencing, None, 6, "f", &tx),
             Attach::Ready(2)
         );
         assert!(!ps.attached(&key, 2, 2), "fenced");

@@ -1,0 +1,216 @@
+"""Scenarios run with the official Pulsar client (libpulsar, the C++ client inside PyPI's
+pulsar-client wheel) against Guise's Pulsar endpoint, for tests/tests/pulsar_endpoint.rs.
+
+Usage: python3 pulsar_scenarios.py SCENARIO SERVICE_URL TOPIC [ARGS...]
+Each scenario checks what it can itself (an AssertionError exits non-zero) and prints one JSON
+line with what it saw, for the Rust test to check against the Kafka side.
+"""
+
+import base64
+import json
+import sys
+import time
+
+import pulsar
+
+COMPRESSIONS = {
+    "none": pulsar.CompressionType.NONE,
+    "lz4": pulsar.CompressionType.LZ4,
+    "zlib": pulsar.CompressionType.ZLib,
+    "zstd": pulsar.CompressionType.ZSTD,
+    "snappy": pulsar.CompressionType.SNAPPY,
+}
+
+
+def client(url):
+    return pulsar.Client(url, operation_timeout_seconds=15,
+                         logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+
+
+def describe(m):
+    key = m.partition_key() if m.partition_key() else None
+    return {
+        "id": str(m.message_id()),
+        "key": key,
+        "data": base64.b64encode(m.data()).decode(),
+        "properties": m.properties(),
+        "event_time": m.event_timestamp(),
+        "publish_time": m.publish_timestamp(),
+    }
+
+
+def consume(url, topic, n, sub="kafka-interop"):
+    """Read n messages from the earliest position and describe them."""
+    c = client(url)
+    consumer = c.subscribe(topic, sub, initial_position=pulsar.InitialPosition.Earliest)
+    out = []
+    for _ in range(int(n)):
+        m = consumer.receive(timeout_millis=15000)
+        out.append(describe(m))
+        consumer.acknowledge(m)
+    c.close()
+    return out
+
+
+def produce_codecs(url, topic, per_codec):
+    """Batched, asynchronous sends with each codec: key, properties and event time per message."""
+    c = client(url)
+    sent = 0
+    for name, codec in COMPRESSIONS.items():
+        p = c.create_producer(topic, compression_type=codec, batching_enabled=True,
+                              batching_max_publish_delay_ms=5)
+        for i in range(int(per_codec)):
+            p.send_async(("%s-%d" % (name, i)).encode(), None, partition_key="%s-key-%d" % (name, i),
+                         properties={"codec": name, "i": str(i)}, event_timestamp=1_600_000_000_000 + i)
+            sent += 1
+        p.flush()
+        p.close()
+    c.close()
+    return {"sent": sent}
+
+
+def cursor(url, topic, phase):
+    """A durable subscription: phase 1 acknowledges the first 5 messages; phase 2 (after a
+    restart of the host) must resume at the sixth."""
+    c = client(url)
+    consumer = c.subscribe(topic, "durable", initial_position=pulsar.InitialPosition.Earliest)
+    if phase == "1":
+        got = []
+        for _ in range(5):
+            m = consumer.receive(timeout_millis=15000)
+            got.append(m.data().decode())
+            consumer.acknowledge(m)
+        consumer.close()  # flushes the grouped acknowledgements
+        c.close()
+        return got
+    m = consumer.receive(timeout_millis=15000)
+    c.close()
+    return [m.data().decode()]
+
+
+def reader_seek(url, topic):
+    """A reader from the earliest message, has_message_available, seek by message id and by
+    publish time."""
+    c = client(url)
+    reader = c.create_reader(topic, pulsar.MessageId.earliest)
+    msgs = []
+    while reader.has_message_available():
+        msgs.append(reader.read_next(timeout_millis=15000))
+    assert len(msgs) > 0, "no messages"
+    assert not reader.has_message_available()
+    middle = len(msgs) // 2
+    reader.seek(msgs[middle].message_id())
+    after = reader.read_next(timeout_millis=15000)
+    # A reader's start is exclusive: the client delivers what follows the sought message.
+    assert after.data() == msgs[middle + 1].data(), (after.data(), msgs[middle + 1].data())
+    reader.seek(pulsar.MessageId.earliest)
+    assert reader.read_next(timeout_millis=15000).data() == msgs[0].data()
+    reader.close()
+    # A consumer seeking by time starts at the first message published at or after it.
+    consumer = c.subscribe(topic, "by-time", initial_position=pulsar.InitialPosition.Latest)
+    consumer.seek(msgs[middle].event_timestamp())
+    m = consumer.receive(timeout_millis=15000)
+    assert m.event_timestamp() >= msgs[middle].event_timestamp()
+    c.close()
+    return {"messages": len(msgs), "after_seek": after.data().decode()}
+
+
+def subscriptions(url, topic, total):
+    """Shared: two consumers split the messages, each once. Exclusive: a second consumer is
+    refused. Failover: only the active consumer receives. Negative acks come back."""
+    total = int(total)
+    c = client(url)
+    s1 = c.subscribe(topic, "shared", consumer_type=pulsar.ConsumerType.Shared,
+                     initial_position=pulsar.InitialPosition.Earliest, receiver_queue_size=5)
+    s2 = c.subscribe(topic, "shared", consumer_type=pulsar.ConsumerType.Shared, receiver_queue_size=5)
+    seen = {}
+    counts = [0, 0]
+    deadline = time.time() + 60
+    while len(seen) < total and time.time() < deadline:
+        for i, consumer in enumerate((s1, s2)):
+            try:
+                m = consumer.receive(timeout_millis=100)
+            except pulsar.Timeout:
+                continue
+            seen[m.data()] = seen.get(m.data(), 0) + 1
+            counts[i] += 1
+            consumer.acknowledge(m)
+    assert len(seen) == total, (len(seen), total)
+    assert all(v == 1 for v in seen.values()), "a message went to both shared consumers"
+    assert counts[0] > 0 and counts[1] > 0, counts
+    s1.close()
+    s2.close()
+
+    e1 = c.subscribe(topic, "exclusive", initial_position=pulsar.InitialPosition.Earliest,
+                     negative_ack_redelivery_delay_ms=100)
+    refused = None
+    try:
+        c.subscribe(topic, "exclusive")
+    except pulsar.PulsarException as e:  # ConsumerBusy
+        refused = str(e)
+    assert refused is not None, "a second consumer joined an exclusive subscription"
+    first = e1.receive(timeout_millis=15000)
+    e1.negative_acknowledge(first)
+    # The others already queued keep coming; the negatively acknowledged one comes back.
+    again = e1.receive(timeout_millis=15000)
+    while again.data() != first.data():
+        e1.acknowledge(again)
+        again = e1.receive(timeout_millis=15000)
+    e1.close()
+
+    f1 = c.subscribe(topic, "failover", consumer_type=pulsar.ConsumerType.Failover,
+                     consumer_name="a", initial_position=pulsar.InitialPosition.Earliest)
+    f2 = c.subscribe(topic, "failover", consumer_type=pulsar.ConsumerType.Failover, consumer_name="b")
+    got = [0, 0]
+    for i, consumer in enumerate((f1, f2)):
+        try:
+            while True:
+                consumer.acknowledge(consumer.receive(timeout_millis=1000))
+                got[i] += 1
+        except pulsar.Timeout:
+            pass
+    assert sorted(got) == [0, total], got
+    c.close()
+    return {"shared": counts, "refused": refused, "failover": got}
+
+
+def access_modes(url, topic):
+    """Exclusive refuses other producers; WaitForExclusive waits for the topic;
+    ExclusiveWithFencing takes it."""
+    c = client(url)
+    a = c.create_producer(topic, access_mode=pulsar.ProducerAccessMode.Exclusive)
+    refusals = 0
+    for mode in (pulsar.ProducerAccessMode.Exclusive, pulsar.ProducerAccessMode.Shared):
+        try:
+            c.create_producer(topic, access_mode=mode)
+        except pulsar.PulsarException:
+            refusals += 1
+    assert refusals == 2, refusals
+    a.send(b"from-a")
+    fencer = c.create_producer(topic, access_mode=pulsar.ProducerAccessMode.ExclusiveWithFencing)
+    fencer.send(b"from-fencer")
+    fenced = False
+    try:
+        a.send(b"from-a-after-fencing")
+    except pulsar.PulsarException:
+        fenced = True
+    assert fenced, "the fenced producer could still send"
+    try:
+        c.close()
+    except pulsar.PulsarException:  # AlreadyClosed: the fenced producer
+        pass
+    return {"refusals": refusals, "fenced": fenced}
+
+
+SCENARIOS = {
+    "consume": consume,
+    "produce_codecs": produce_codecs,
+    "cursor": cursor,
+    "reader_seek": reader_seek,
+    "subscriptions": subscriptions,
+    "access_modes": access_modes,
+}
+
+if __name__ == "__main__":
+    name, args = sys.argv[1], sys.argv[2:]
+    print(json.dumps(SCENARIOS[name](*args)))

@@ -1,0 +1,79 @@
+//! The official Pulsar client — libpulsar, the C++ client, as PyPI's `pulsar-client` wheel ships
+//! it — driven through `tests/python/pulsar_scenarios.py`. The wheel is installed on first use
+//! into the target directory (`pip install --target`), so a fresh clone needs nothing by hand.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The wheel the tests run (3.13.0 ships libpulsar 4.x; cp311 manylinux_2_28 builds exist).
+pub const PULSAR_CLIENT: &str = "pulsar-client==3.13.0";
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"),
+    }
+}
+
+/// The directory holding the installed `pulsar` package (for PYTHONPATH).
+pub fn site() -> PathBuf {
+    static SITE: OnceLock<PathBuf> = OnceLock::new();
+    SITE.get_or_init(|| {
+        let dir = target_dir().join("pulsar-client-py").join(PULSAR_CLIENT.replace("==", "-"));
+        if dir.join("pulsar").join("__init__.py").exists() {
+            return dir;
+        }
+        // Install beside it, then rename: test binaries running at once never see half an install.
+        let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-warn-script-location",
+            ])
+            .arg("--target")
+            .arg(&tmp)
+            .arg(PULSAR_CLIENT)
+            .status()
+            .expect("running python3 -m pip (the Pulsar client tests need CPython 3 with pip)");
+        assert!(status.success(), "pip could not install {PULSAR_CLIENT}");
+        std::fs::create_dir_all(dir.parent().expect("has a parent")).expect("creating the target dir");
+        if std::fs::rename(&tmp, &dir).is_err() {
+            // Another test binary installed it first.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        assert!(
+            dir.join("pulsar").join("__init__.py").exists(),
+            "{PULSAR_CLIENT} is not in {}",
+            dir.display()
+        );
+        dir
+    })
+    .clone()
+}
+
+/// Run one scenario of `pulsar_scenarios.py` and return the JSON it printed; panics with the
+/// script's output when it fails.
+pub fn scenario(name: &str, url: &str, topic: &str, args: &[&str]) -> serde_json::Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python").join("pulsar_scenarios.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(name)
+        .arg(url)
+        .arg(topic)
+        .args(args)
+        .env("PYTHONPATH", site())
+        .output()
+        .expect("running python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "scenario {name} failed ({}):\n{stdout}\n{stderr}", out.status);
+    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("scenario {name} printed no JSON ({e}):\n{stdout}\n{stderr}"))
+}

@@ -7,7 +7,8 @@ use futures::StreamExt;
 use guise_host::pulsar::frame::{FrameDecoder, encode_command, encode_payload};
 use guise_host::pulsar::proto::base_command::Type;
 use guise_host::pulsar::proto::{
-    BaseCommand, CommandConnect, CommandProducer, CommandSend, MessageMetadata, ServerError,
+    BaseCommand, CommandConnect, CommandLookupTopic, CommandPartitionedTopicMetadata, CommandProducer,
+    CommandSend, MessageMetadata, ServerError,
 };
 use guise_tests::TestServer;
 use guise_tests::pulsar_py::scenario;
@@ -260,41 +261,77 @@ fn the_pulsar_crate_produces_consumes_and_reads() {
     });
 }
 
+fn read_command(s: &mut std::net::TcpStream) -> Option<BaseCommand> {
+    let mut buf = bytes::BytesMut::new();
+    let decoder = FrameDecoder::new(1 << 20);
+    loop {
+        if let Some(f) = decoder.decode(&mut buf).unwrap() {
+            return Some(f.command);
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn connect(s: &mut std::net::TcpStream) {
+    let cmd = BaseCommand {
+        r#type: Type::Connect as i32,
+        connect: Some(CommandConnect {
+            client_version: "raw".into(),
+            protocol_version: Some(21),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    s.write_all(&encode_command(&cmd)).unwrap();
+    let connected = read_command(s).unwrap();
+    assert_eq!(connected.r#type, Type::Connected as i32);
+    assert_eq!(connected.connected.unwrap().protocol_version, Some(19), "at most v19");
+}
+
+#[test]
+fn lookup_answers_the_advertised_address_and_metadata_the_kafka_partition_count() {
+    let server =
+        TestServer::start_with_pulsar(|c| c.advertised_pulsar_addr = Some("pulsar.example:6651".into()));
+    rt().block_on(partition(&server, "three", 3));
+    let mut s = std::net::TcpStream::connect(server.pulsar_addr.unwrap()).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    connect(&mut s);
+    let metadata = BaseCommand {
+        r#type: Type::PartitionedMetadata as i32,
+        partition_metadata: Some(CommandPartitionedTopicMetadata {
+            topic: "persistent://public/default/three".into(),
+            request_id: 1,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    s.write_all(&encode_command(&metadata)).unwrap();
+    let r = read_command(&mut s).unwrap().partition_metadata_response.unwrap();
+    assert_eq!(r.partitions, Some(3));
+    let lookup = BaseCommand {
+        r#type: Type::Lookup as i32,
+        lookup_topic: Some(CommandLookupTopic {
+            topic: "persistent://public/default/three-partition-2".into(),
+            request_id: 2,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    s.write_all(&encode_command(&lookup)).unwrap();
+    let r = read_command(&mut s).unwrap().lookup_topic_response.unwrap();
+    assert_eq!(r.broker_service_url.as_deref(), Some("pulsar://pulsar.example:6651"));
+}
+
 /// Raw frames: a SEND with a bad CRC gets SEND_ERROR ChecksumError and the connection goes on;
 /// a command before CONNECT and an oversized frame close that connection only.
 #[test]
 fn bad_frames_get_errors_and_close_only_their_connection() {
     let server = TestServer::start_with_pulsar(|_| {});
     let addr = server.pulsar_addr.unwrap();
-    let read_command = |s: &mut std::net::TcpStream| -> Option<BaseCommand> {
-        let mut buf = bytes::BytesMut::new();
-        let decoder = FrameDecoder::new(1 << 20);
-        loop {
-            if let Some(f) = decoder.decode(&mut buf).unwrap() {
-                return Some(f.command);
-            }
-            let mut chunk = [0u8; 4096];
-            match s.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    };
-    let connect = |s: &mut std::net::TcpStream| {
-        let cmd = BaseCommand {
-            r#type: Type::Connect as i32,
-            connect: Some(CommandConnect {
-                client_version: "raw".into(),
-                protocol_version: Some(21),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        s.write_all(&encode_command(&cmd)).unwrap();
-        let connected = read_command(s).unwrap();
-        assert_eq!(connected.r#type, Type::Connected as i32);
-        assert_eq!(connected.connected.unwrap().protocol_version, Some(19), "at most v19");
-    };
     let timeout = Some(std::time::Duration::from_secs(20));
 
     let mut good = std::net::TcpStream::connect(addr).unwrap();

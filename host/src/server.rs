@@ -40,12 +40,20 @@ pub enum ServerError {
     Transforms(#[from] crate::transform::TransformError),
 }
 
+/// Pulsar's default maxMessageSize: the most a Pulsar client may send in one message.
+const PULSAR_MAX_MESSAGE: u32 = 5 * 1024 * 1024;
+/// Room for the records' framing when a Pulsar message becomes a Kafka batch, so that a message
+/// Pulsar clients are allowed to send still fits message.max.bytes.
+const PULSAR_HEADROOM: u32 = 16 * 1024;
+
 /// How often the group coordinator's timer runs (session expiry, rebalance deadlines).
 const GROUP_TICK: Duration = Duration::from_millis(100);
 
 /// A running host.
 pub struct Server {
     pub kafka_addr: SocketAddr,
+    /// The Pulsar-protocol endpoint's bound address, when `pulsar_addr` is set.
+    pub pulsar_addr: Option<SocketAddr>,
     /// The bound addresses of the tenants' extra listeners (`listeners` in the config).
     pub tenant_addrs: Vec<(String, SocketAddr)>,
     pub admin_addr: SocketAddr,
@@ -189,6 +197,38 @@ impl Server {
             tenant_addrs.push((tenant, addr));
         }
 
+        let pulsar_addr = match &config.pulsar_addr {
+            Some(addr) => {
+                let bind_err =
+                    |source| ServerError::Bind { what: "the Pulsar listener", addr: addr.clone(), source };
+                let socket = TcpListener::bind(addr).await.map_err(bind_err)?;
+                let bound = socket.local_addr().map_err(bind_err)?;
+                let (host, port) =
+                    advertised(config.advertised_pulsar_addr.as_deref(), bound, "advertised_pulsar_addr")?;
+                let endpoint = Arc::new(crate::pulsar::endpoint::Endpoint::new(
+                    crate::pulsar::endpoint::EndpointConfig {
+                        tenant: config.tenant.clone(),
+                        namespace: config.namespace.clone(),
+                        service_url: format!("pulsar://{host}:{port}"),
+                        max_message_size: config
+                            .message_max_bytes
+                            .min(PULSAR_MAX_MESSAGE)
+                            .saturating_sub(PULSAR_HEADROOM)
+                            .max(1024),
+                        auto_create_topics: config.auto_create_topics,
+                        default_partitions: config.default_partitions,
+                        max_connections: config.max_connections,
+                    },
+                    log.clone(),
+                    transforms.clone(),
+                ));
+                tracing::info!(addr = %bound, advertised = %format!("pulsar://{host}:{port}"), "serving the Pulsar protocol");
+                tasks.push(tokio::spawn(endpoint.run(socket, shutdown_rx.clone())));
+                Some(bound)
+            }
+            None => None,
+        };
+
         let admin = TcpListener::bind(&config.admin_addr).await.map_err(|source| ServerError::Bind {
             what: "the admin listener",
             addr: config.admin_addr.clone(),
@@ -224,6 +264,7 @@ impl Server {
         tracing::info!(%kafka_addr, %admin_addr, data_dir = %config.data_dir.display(), "guise is serving Kafka");
         Ok(Server {
             kafka_addr,
+            pulsar_addr,
             tenant_addrs,
             admin_addr,
             log,

@@ -18,6 +18,8 @@
 //! stops at a caller-given bound, and no input makes the codec panic.
 
 pub mod batch;
+pub mod endpoint;
 pub mod frame;
 pub mod mapping;
 pub mod proto;
+pub mod topic;

@@ -1,0 +1,634 @@
+//! One Pulsar client connection: frames in, commands handled in order, frames out through a
+//! writer task fed by this connection and by the dispatchers of its consumers.
+
+use super::convert::{self, kafka_batch_of_send};
+use super::producers::{Attach, PartitionKey};
+use super::subs::{AttachError, ConsumerSpec, Start, Subscription};
+use super::{Endpoint, Outbox, PROTOCOL_VERSION, TopicError, command, storage_error};
+use crate::pulsar::frame::{Frame, FrameDecoder};
+use crate::pulsar::proto::base_command::Type;
+use crate::pulsar::proto::command_ack::AckType;
+use crate::pulsar::proto::command_lookup_topic_response::LookupType;
+use crate::pulsar::proto::command_partitioned_topic_metadata_response::LookupType as MetaLookupType;
+use crate::pulsar::proto::command_subscribe::{InitialPosition, SubType};
+use crate::pulsar::proto::*;
+use crate::storage::batch::BatchHeader;
+use crate::storage::{AppendInfo, StorageError};
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+/// A schema version, for producers that declare a schema (schemas are not stored or checked).
+const SCHEMA_VERSION: [u8; 8] = [0; 8];
+
+struct Producer {
+    partition: PartitionKey,
+}
+
+struct Conn {
+    ep: Arc<Endpoint>,
+    id: u64,
+    peer: SocketAddr,
+    out: Outbox,
+    connected: bool,
+    producers: HashMap<u64, Producer>,
+    consumers: HashMap<u64, Arc<Subscription>>,
+}
+
+pub async fn serve(
+    ep: Arc<Endpoint>,
+    stream: TcpStream,
+    id: u64,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (out, mut rx) = mpsc::unbounded_channel::<Bytes>();
+    let writer = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        while let Some(frame) = rx.recv().await {
+            buf.clear();
+            buf.extend_from_slice(&frame);
+            while buf.len() < 256 * 1024 {
+                match rx.try_recv() {
+                    Ok(more) => buf.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            if wr.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+    });
+    let max_frame = ep.cfg.max_message_size.saturating_add(64 * 1024);
+    let decoder = FrameDecoder::new(max_frame);
+    let mut conn =
+        Conn { ep, id, peer, out, connected: false, producers: HashMap::new(), consumers: HashMap::new() };
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    'read: loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    if let Err(why) = conn.handle(frame) {
+                        tracing::warn!(conn = id, %peer, "closing the Pulsar connection: {why}");
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(conn = id, %peer, "closing the Pulsar connection, bad frame: {e}");
+                    break 'read;
+                }
+            }
+        }
+        let missing = decoder.missing(&buf).max(4096);
+        buf.reserve(missing);
+        tokio::select! {
+            n = rd.read_buf(&mut buf) => match n {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(conn = id, %peer, "read failed: {e}");
+                    break;
+                }
+            },
+            r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break },
+        }
+    }
+    conn.close();
+    drop(conn);
+    let _ = writer.await;
+}
+
+impl Conn {
+    fn send(&self, kind: Type, cmd: BaseCommand) {
+        let _ = self.out.send(command(kind, cmd));
+    }
+
+    fn error(&self, request_id: u64, e: TopicError) {
+        tracing::debug!(conn = self.id, request_id, "error {:?}: {}", e.error, e.message);
+        self.send(
+            Type::Error,
+            BaseCommand {
+                error: Some(CommandError { request_id, error: e.error as i32, message: e.message }),
+                ..Default::default()
+            },
+        );
+    }
+
+    fn success(&self, request_id: u64) {
+        self.send(
+            Type::Success,
+            BaseCommand { success: Some(CommandSuccess { request_id, schema: None }), ..Default::default() },
+        );
+    }
+
+    /// Handle one command; Err closes the connection.
+    fn handle(&mut self, frame: Frame) -> Result<(), String> {
+        let Some(kind) = frame.command_type() else {
+            return Err(format!("unknown command type {}", frame.command.r#type));
+        };
+        let cmd = frame.command;
+        if !self.connected && kind != Type::Connect {
+            return Err(format!("{kind:?} before CONNECT"));
+        }
+        let missing = || format!("{kind:?} without its body");
+        match kind {
+            Type::Connect => {
+                let c = cmd.connect.ok_or_else(missing)?;
+                let version = c.protocol_version.unwrap_or(0).min(PROTOCOL_VERSION);
+                tracing::debug!(conn = self.id, peer = %self.peer, client = %c.client_version, version, "Pulsar client connected");
+                self.connected = true;
+                self.send(
+                    Type::Connected,
+                    BaseCommand {
+                        connected: Some(CommandConnected {
+                            server_version: concat!("Guise ", env!("CARGO_PKG_VERSION")).to_string(),
+                            protocol_version: Some(version),
+                            max_message_size: Some(
+                                i32::try_from(self.ep.cfg.max_message_size).unwrap_or(i32::MAX),
+                            ),
+                        }),
+                        ..Default::default()
+                    },
+                );
+            }
+            Type::Ping => {
+                self.send(Type::Pong, BaseCommand { pong: Some(CommandPong {}), ..Default::default() })
+            }
+            Type::Pong => {}
+            Type::PartitionedMetadata => {
+                let m = cmd.partition_metadata.ok_or_else(missing)?;
+                let r = tokio::task::block_in_place(|| self.ep.partitions_of(&m.topic));
+                let response = match r {
+                    Ok(partitions) => CommandPartitionedTopicMetadataResponse {
+                        partitions: Some(partitions),
+                        request_id: m.request_id,
+                        response: Some(MetaLookupType::Success as i32),
+                        ..Default::default()
+                    },
+                    Err(e) => CommandPartitionedTopicMetadataResponse {
+                        request_id: m.request_id,
+                        response: Some(MetaLookupType::Failed as i32),
+                        error: Some(e.error as i32),
+                        message: Some(e.message),
+                        ..Default::default()
+                    },
+                };
+                self.send(
+                    Type::PartitionedMetadataResponse,
+                    BaseCommand { partition_metadata_response: Some(response), ..Default::default() },
+                );
+            }
+            Type::Lookup => {
+                let l = cmd.lookup_topic.ok_or_else(missing)?;
+                let response = match self.ep.parse(&l.topic) {
+                    Ok(_) => CommandLookupTopicResponse {
+                        broker_service_url: Some(self.ep.cfg.service_url.clone()),
+                        response: Some(LookupType::Connect as i32),
+                        request_id: l.request_id,
+                        authoritative: Some(true),
+                        ..Default::default()
+                    },
+                    Err(e) => CommandLookupTopicResponse {
+                        response: Some(LookupType::Failed as i32),
+                        request_id: l.request_id,
+                        error: Some(e.error as i32),
+                        message: Some(e.message),
+                        ..Default::default()
+                    },
+                };
+                self.send(
+                    Type::LookupResponse,
+                    BaseCommand { lookup_topic_response: Some(response), ..Default::default() },
+                );
+            }
+            Type::Producer => self.producer(cmd.producer.ok_or_else(missing)?),
+            Type::Send => self.produce(cmd.send.ok_or_else(missing)?, frame.payload),
+            Type::CloseProducer => {
+                let c = cmd.close_producer.ok_or_else(missing)?;
+                if let Some(p) = self.producers.remove(&c.producer_id) {
+                    self.ep.producers.detach(&p.partition, self.id, c.producer_id);
+                }
+                self.success(c.request_id);
+            }
+            Type::Subscribe => self.subscribe(cmd.subscribe.ok_or_else(missing)?),
+            Type::Flow => {
+                let f = cmd.flow.ok_or_else(missing)?;
+                if let Some(sub) = self.consumers.get(&f.consumer_id) {
+                    sub.flow(self.id, f.consumer_id, f.message_permits);
+                }
+            }
+            Type::Ack => {
+                let a = cmd.ack.ok_or_else(missing)?;
+                if let Some(sub) = self.consumers.get(&a.consumer_id) {
+                    let kind = AckType::try_from(a.ack_type).unwrap_or(AckType::Individual);
+                    tokio::task::block_in_place(|| sub.ack(kind, &a.message_id));
+                }
+                if let Some(request_id) = a.request_id {
+                    self.send(
+                        Type::AckResponse,
+                        BaseCommand {
+                            ack_response: Some(CommandAckResponse {
+                                consumer_id: a.consumer_id,
+                                request_id: Some(request_id),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                    );
+                }
+            }
+            Type::RedeliverUnacknowledgedMessages => {
+                let r = cmd.redeliver_unacknowledged_messages.ok_or_else(missing)?;
+                if let Some(sub) = self.consumers.get(&r.consumer_id) {
+                    sub.redeliver(self.id, r.consumer_id, &r.message_ids);
+                }
+            }
+            Type::Seek => self.seek(cmd.seek.ok_or_else(missing)?),
+            Type::GetLastMessageId => self.last_message_id(cmd.get_last_message_id.ok_or_else(missing)?),
+            Type::CloseConsumer => {
+                let c = cmd.close_consumer.ok_or_else(missing)?;
+                if let Some(sub) = self.consumers.remove(&c.consumer_id) {
+                    self.ep.subs.detach(&sub, self.id, c.consumer_id);
+                }
+                self.success(c.request_id);
+            }
+            Type::Unsubscribe => {
+                let u = cmd.unsubscribe.ok_or_else(missing)?;
+                let Some(sub) = self.consumers.get(&u.consumer_id).cloned() else {
+                    self.error(
+                        u.request_id,
+                        TopicError {
+                            error: ServerError::ConsumerNotFound,
+                            message: "no such consumer".into(),
+                        },
+                    );
+                    return Ok(());
+                };
+                match tokio::task::block_in_place(|| self.ep.subs.unsubscribe(&sub, self.id, u.consumer_id)) {
+                    Ok(()) => {
+                        self.consumers.remove(&u.consumer_id);
+                        self.success(u.request_id);
+                    }
+                    Err(e) => self.error(u.request_id, attach_error(e)),
+                }
+            }
+            Type::GetTopicsOfNamespace => {
+                let g = cmd.get_topics_of_namespace.ok_or_else(missing)?;
+                let (tenant, ns) = g.namespace.split_once('/').unwrap_or((&self.ep.cfg.tenant, &g.namespace));
+                let mut topics = Vec::new();
+                for meta in self.ep.log.topics(tenant, ns) {
+                    if meta.name.topic.starts_with("__") {
+                        continue;
+                    }
+                    for p in 0..meta.partitions {
+                        topics.push(crate::pulsar::topic::pulsar_name(&meta.name, Some(p)));
+                    }
+                }
+                self.send(
+                    Type::GetTopicsOfNamespaceResponse,
+                    BaseCommand {
+                        get_topics_of_namespace_response: Some(CommandGetTopicsOfNamespaceResponse {
+                            request_id: g.request_id,
+                            topics,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                );
+            }
+            Type::GetSchema => {
+                let g = cmd.get_schema.ok_or_else(missing)?;
+                self.send(
+                    Type::GetSchemaResponse,
+                    BaseCommand {
+                        get_schema_response: Some(CommandGetSchemaResponse {
+                            request_id: g.request_id,
+                            error_code: Some(ServerError::TopicNotFound as i32),
+                            error_message: Some("schemas are not stored".into()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                );
+            }
+            Type::GetOrCreateSchema => {
+                let g = cmd.get_or_create_schema.ok_or_else(missing)?;
+                self.send(
+                    Type::GetOrCreateSchemaResponse,
+                    BaseCommand {
+                        get_or_create_schema_response: Some(CommandGetOrCreateSchemaResponse {
+                            request_id: g.request_id,
+                            schema_version: Some(SCHEMA_VERSION.to_vec()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                );
+            }
+            other => {
+                tracing::warn!(conn = self.id, peer = %self.peer, "unsupported Pulsar command {other:?}: ignored");
+            }
+        }
+        Ok(())
+    }
+
+    fn producer(&mut self, p: CommandProducer) {
+        let partition = match tokio::task::block_in_place(|| self.ep.partition_of(&p.topic)) {
+            Ok(partition) => partition,
+            Err(e) => return self.error(p.request_id, e),
+        };
+        let name = p.producer_name.clone().unwrap_or_else(|| format!("guise-{}-{}", self.id, p.producer_id));
+        let success = |ready: bool, epoch: Option<u64>| BaseCommand {
+            producer_success: Some(CommandProducerSuccess {
+                request_id: p.request_id,
+                producer_name: name.clone(),
+                last_sequence_id: Some(-1),
+                schema_version: p.schema.as_ref().map(|_| SCHEMA_VERSION.to_vec()),
+                topic_epoch: epoch,
+                producer_ready: Some(ready),
+            }),
+            ..Default::default()
+        };
+        if self.producers.get(&p.producer_id).is_some_and(|existing| existing.partition == partition) {
+            // A client that did not see our answer asks again.
+            return self.send(Type::ProducerSuccess, success(true, None));
+        }
+        let mode = p
+            .producer_access_mode
+            .and_then(|m| ProducerAccessMode::try_from(m).ok())
+            .unwrap_or(ProducerAccessMode::Shared);
+        match self.ep.producers.attach(
+            &partition,
+            self.id,
+            p.producer_id,
+            mode,
+            p.request_id,
+            &name,
+            &self.out,
+        ) {
+            Attach::Ready(epoch) => {
+                tracing::debug!(conn = self.id, producer = p.producer_id, topic = %partition.0, partition = partition.1, ?mode, "producer ready");
+                self.producers.insert(p.producer_id, Producer { partition });
+                self.send(Type::ProducerSuccess, success(true, Some(epoch)));
+            }
+            Attach::Waiting => {
+                self.producers.insert(p.producer_id, Producer { partition });
+                self.send(Type::ProducerSuccess, success(false, None));
+            }
+            Attach::Busy(why) => self.error(
+                p.request_id,
+                TopicError { error: ServerError::ProducerBusy, message: format!("{}: {why}", p.topic) },
+            ),
+        }
+    }
+
+    fn send_error(&self, s: &CommandSend, error: ServerError, message: String) {
+        tracing::debug!(
+            conn = self.id,
+            producer = s.producer_id,
+            sequence = s.sequence_id,
+            "SEND refused ({error:?}): {message}"
+        );
+        self.send(
+            Type::SendError,
+            BaseCommand {
+                send_error: Some(CommandSendError {
+                    producer_id: s.producer_id,
+                    sequence_id: s.sequence_id,
+                    error: error as i32,
+                    message,
+                }),
+                ..Default::default()
+            },
+        );
+    }
+
+    fn produce(&mut self, s: CommandSend, payload: Option<crate::pulsar::frame::Payload>) {
+        let Some(producer) = self.producers.get(&s.producer_id) else {
+            return self.send_error(
+                &s,
+                ServerError::ProducerFenced,
+                "no such producer on this connection".into(),
+            );
+        };
+        let partition = producer.partition.clone();
+        if !self.ep.producers.attached(&partition, self.id, s.producer_id) {
+            return self.send_error(
+                &s,
+                ServerError::ProducerFenced,
+                "the producer was fenced or is not ready".into(),
+            );
+        }
+        let Some(payload) = payload else {
+            return self.send_error(&s, ServerError::UnknownError, "SEND without a message".into());
+        };
+        if !payload.checksum_ok {
+            return self.send_error(
+                &s,
+                ServerError::ChecksumError,
+                "the message's CRC32C does not match".into(),
+            );
+        }
+        let max = self.ep.cfg.max_message_size as usize * 4;
+        let batch = match kafka_batch_of_send(&payload.metadata, payload.data, max) {
+            Ok(b) => b,
+            Err(e) => {
+                return self.send_error(
+                    &s,
+                    ServerError::ChecksumError,
+                    format!("the message cannot be read: {e}"),
+                );
+            }
+        };
+        let (topic, p) = (&partition.0, partition.1);
+        let appended: Result<AppendInfo, StorageError> = tokio::task::block_in_place(|| {
+            let binding = if topic.namespace == self.ep.cfg.namespace {
+                self.ep.transforms.binding(&topic.tenant, &topic.topic)
+            } else {
+                None
+            };
+            match binding {
+                Some(b) => self.ep.transforms.apply(&b, topic, p, batch.into()),
+                None => self.ep.log.append(topic, p, batch.into()),
+            }
+        });
+        match appended {
+            Ok(info) => self.send(
+                Type::SendReceipt,
+                BaseCommand {
+                    send_receipt: Some(CommandSendReceipt {
+                        producer_id: s.producer_id,
+                        sequence_id: s.sequence_id,
+                        message_id: Some(convert::message_id(info.base_offset, -1)),
+                        highest_sequence_id: s.highest_sequence_id,
+                    }),
+                    ..Default::default()
+                },
+            ),
+            Err(e) => {
+                tracing::warn!(conn = self.id, topic = %topic, partition = p, "Pulsar SEND failed: {e}");
+                let error = match &e {
+                    StorageError::Io(_) | StorageError::Busy(_) => ServerError::PersistenceError,
+                    StorageError::UnknownTopicOrPartition => ServerError::TopicNotFound,
+                    _ => ServerError::NotAllowedError,
+                };
+                self.send_error(&s, error, e.to_string());
+            }
+        }
+    }
+
+    fn subscribe(&mut self, s: CommandSubscribe) {
+        let partition = match tokio::task::block_in_place(|| self.ep.partition_of(&s.topic)) {
+            Ok(partition) => partition,
+            Err(e) => return self.error(s.request_id, e),
+        };
+        if let Some(existing) = self.consumers.get(&s.consumer_id)
+            && existing.key.0 == partition.0
+            && existing.key.1 == partition.1
+            && existing.key.2 == s.subscription
+        {
+            return self.success(s.request_id);
+        }
+        let kind = SubType::try_from(s.sub_type).unwrap_or(SubType::Exclusive);
+        let start = match &s.start_message_id {
+            Some(id) => start_of(id),
+            None if s.initial_position == Some(InitialPosition::Earliest as i32) => Start::Earliest,
+            None => Start::Latest,
+        };
+        let spec = ConsumerSpec {
+            conn: self.id,
+            id: s.consumer_id,
+            name: s.consumer_name.clone().unwrap_or_default(),
+            priority: s.priority_level.unwrap_or(0),
+            out: self.out.clone(),
+        };
+        let key = (partition.0, partition.1, s.subscription.clone());
+        let durable = s.durable.unwrap_or(true);
+        let r = tokio::task::block_in_place(|| self.ep.subs.attach(key, kind, durable, start, spec));
+        match r {
+            Ok(sub) => {
+                tracing::debug!(conn = self.id, consumer = s.consumer_id, topic = %s.topic, subscription = %s.subscription, ?kind, durable, "consumer subscribed");
+                self.consumers.insert(s.consumer_id, sub);
+                self.success(s.request_id);
+            }
+            Err(e) => self.error(s.request_id, attach_error(e)),
+        }
+    }
+
+    fn seek(&mut self, s: CommandSeek) {
+        let Some(sub) = self.consumers.get(&s.consumer_id).cloned() else {
+            return self.error(
+                s.request_id,
+                TopicError { error: ServerError::ConsumerNotFound, message: "no such consumer".into() },
+            );
+        };
+        let (topic, partition, _) = &sub.key;
+        let target = match (&s.message_id, s.message_publish_time) {
+            (Some(id), _) => match start_of(id) {
+                Start::Earliest => Ok(i64::MIN),
+                Start::Latest => Ok(i64::MAX),
+                Start::Offset(o) => Ok(o),
+            },
+            (None, Some(time)) => tokio::task::block_in_place(|| {
+                let ts = i64::try_from(time).unwrap_or(i64::MAX);
+                match self.ep.log.offset_for_timestamp(topic, *partition, ts) {
+                    Ok(Some((o, _))) => Ok(o),
+                    Ok(None) => Ok(i64::MAX),
+                    Err(e) => Err(e),
+                }
+            }),
+            (None, None) => {
+                return self.error(
+                    s.request_id,
+                    TopicError { error: ServerError::UnknownError, message: "SEEK without a target".into() },
+                );
+            }
+        };
+        let r = target.and_then(|o| tokio::task::block_in_place(|| sub.seek(o)));
+        match r {
+            Ok(()) => {
+                self.success(s.request_id);
+                // The seek closed the subscription's consumers (they come back with a SUBSCRIBE).
+                let id = self.id;
+                self.consumers.retain(|cid, sub| sub.has_consumer(id, *cid));
+            }
+            Err(e) => self.error(s.request_id, storage_error(e)),
+        }
+    }
+
+    fn last_message_id(&self, g: CommandGetLastMessageId) {
+        let Some(sub) = self.consumers.get(&g.consumer_id) else {
+            return self.error(
+                g.request_id,
+                TopicError { error: ServerError::ConsumerNotFound, message: "no such consumer".into() },
+            );
+        };
+        let (topic, partition, _) = &sub.key;
+        let r = tokio::task::block_in_place(|| -> Result<MessageIdData, StorageError> {
+            let (start, hw) = self.ep.log.offsets(topic, *partition)?;
+            let none = MessageIdData { ledger_id: u64::MAX, entry_id: u64::MAX, ..Default::default() };
+            if hw <= start {
+                return Ok(none);
+            }
+            let read = self.ep.log.read(topic, *partition, hw - 1, 1, true)?;
+            let Some(bytes) = read.records else { return Ok(none) };
+            let header = BatchHeader::parse(&bytes)?;
+            let index = if header.records_count > 1 { header.records_count - 1 } else { -1 };
+            Ok(convert::message_id(header.base_offset, index))
+        });
+        match r {
+            Ok(last) => {
+                let md = sub.mark_delete();
+                self.send(
+                    Type::GetLastMessageIdResponse,
+                    BaseCommand {
+                        get_last_message_id_response: Some(CommandGetLastMessageIdResponse {
+                            last_message_id: last,
+                            request_id: g.request_id,
+                            consumer_mark_delete_position: (md > 0).then(|| convert::message_id(md - 1, -1)),
+                        }),
+                        ..Default::default()
+                    },
+                );
+            }
+            Err(e) => self.error(g.request_id, storage_error(e)),
+        }
+    }
+
+    /// The connection is gone: its producers and consumers leave their topics.
+    fn close(&mut self) {
+        for (id, p) in self.producers.drain() {
+            self.ep.producers.detach(&p.partition, self.id, id);
+        }
+        for (id, sub) in self.consumers.drain() {
+            self.ep.subs.detach(&sub, self.id, id);
+        }
+    }
+}
+
+/// Where a start or seek message id points: earliest (-1:-1), latest (i64::MAX), or its entry.
+/// Delivery starts with that whole entry: Pulsar clients themselves drop the messages before a
+/// reader's start (and the start itself unless it is inclusive) and before a seek's target.
+fn start_of(id: &MessageIdData) -> Start {
+    let (ledger, entry) = (id.ledger_id as i64, id.entry_id as i64);
+    if ledger < 0 || entry < 0 {
+        Start::Earliest
+    } else if ledger == i64::MAX || entry == i64::MAX {
+        Start::Latest
+    } else {
+        Start::Offset(entry)
+    }
+}
+
+fn attach_error(e: AttachError) -> TopicError {
+    match e {
+        AttachError::Busy(message) => TopicError { error: ServerError::ConsumerBusy, message },
+        AttachError::Storage(e) => storage_error(e),
+    }
+}

@@ -1,0 +1,203 @@
+//! The Pulsar-protocol endpoint: Pulsar clients produce to and consume from the log's topics.
+//!
+//! Off by default (`pulsar_addr`). A Kafka topic TOPIC of a tenant and namespace is the
+//! partitioned Pulsar topic `persistent://TENANT/NAMESPACE/TOPIC` with the Kafka topic's
+//! partition count, and `…/TOPIC-partition-N` is its partition N ([`crate::pulsar::topic`]).
+//! One stored Kafka batch is one Pulsar entry ([`convert`]); message ids are
+//! (0, base offset of the batch, index in the batch). Subscriptions dispatch from the log
+//! ([`subs`]) and durable ones keep their cursor in the log ([`cursors`]); producers follow
+//! Pulsar's access modes ([`producers`]). The connection ([`conn`]) speaks the protocol with the
+//! sans-I/O codec of [`crate::pulsar::frame`].
+
+mod conn;
+pub mod convert;
+pub mod cursors;
+pub mod producers;
+pub mod subs;
+
+use crate::pulsar::frame::encode_command;
+use crate::pulsar::proto::BaseCommand;
+use crate::pulsar::proto::base_command::Type;
+use crate::pulsar::topic;
+use crate::storage::{Log, StorageError, TopicName};
+use crate::transform::Transforms;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+/// Frames queued for one connection's writer.
+pub type Outbox = mpsc::UnboundedSender<Bytes>;
+
+/// The protocol version this endpoint speaks: v19, the version of the `.proto` it is built
+/// from. Clients that speak a later version are answered with 19 and use only what 19 has.
+pub const PROTOCOL_VERSION: i32 = 19;
+
+#[derive(Clone, Debug)]
+pub struct EndpointConfig {
+    /// Tenant and namespace of short topic names (`my-topic`).
+    pub tenant: String,
+    pub namespace: String,
+    /// `pulsar://HOST:PORT`, what LOOKUP answers.
+    pub service_url: String,
+    /// CONNECTED's max_message_size: the largest message a client may send.
+    pub max_message_size: u32,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub max_connections: usize,
+}
+
+pub struct Endpoint {
+    cfg: EndpointConfig,
+    log: Arc<dyn Log>,
+    transforms: Arc<Transforms>,
+    subs: subs::Subscriptions,
+    producers: producers::Producers,
+}
+
+/// Why a topic cannot be used, as a Pulsar error.
+#[derive(Debug)]
+pub struct TopicError {
+    pub error: crate::pulsar::proto::ServerError,
+    pub message: String,
+}
+
+impl Endpoint {
+    pub fn new(cfg: EndpointConfig, log: Arc<dyn Log>, transforms: Arc<Transforms>) -> Self {
+        let cursors = Arc::new(cursors::Cursors::new(log.clone()));
+        Endpoint {
+            cfg,
+            subs: subs::Subscriptions::new(log.clone(), cursors),
+            log,
+            transforms,
+            producers: producers::Producers::default(),
+        }
+    }
+
+    /// Accept connections until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        while conns.try_join_next().is_some() {}
+                        if conns.len() >= self.cfg.max_connections {
+                            tracing::warn!(%peer, "refusing a Pulsar connection: at max_connections");
+                            continue;
+                        }
+                        let _ = stream.set_nodelay(true);
+                        let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+                        conns.spawn(conn::serve(self.clone(), stream, id, peer, shutdown.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!("accepting a Pulsar connection failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break },
+            }
+        }
+        while conns.join_next().await.is_some() {}
+    }
+
+    fn parse(&self, name: &str) -> Result<topic::PulsarTopic, TopicError> {
+        topic::parse(name, &self.cfg.tenant, &self.cfg.namespace).map_err(|message| TopicError {
+            error: crate::pulsar::proto::ServerError::InvalidTopicName,
+            message,
+        })
+    }
+
+    /// PARTITIONED_METADATA: a Kafka topic is a partitioned topic with its partition count; a
+    /// partition's name, or a topic that does not exist and cannot be created, has 0.
+    pub fn partitions_of(&self, name: &str) -> Result<u32, TopicError> {
+        let t = self.parse(name)?;
+        if let Some(meta) = self.log.topic(&t.whole()) {
+            return Ok(u32::try_from(meta.partitions).unwrap_or(0));
+        }
+        if t.partition.is_some() || !self.cfg.auto_create_topics {
+            return Ok(0);
+        }
+        let meta = self.create(&t.whole(), self.cfg.default_partitions)?;
+        Ok(u32::try_from(meta.partitions).unwrap_or(0))
+    }
+
+    /// The Kafka partition a producer or consumer of `name` uses, creating the topic (or growing
+    /// it to include partition N) when auto-creation is on.
+    pub fn partition_of(&self, name: &str) -> Result<(TopicName, i32), TopicError> {
+        use crate::pulsar::proto::ServerError as E;
+        let t = self.parse(name)?;
+        let whole = t.whole();
+        let single = |meta: crate::storage::TopicMeta| {
+            if meta.partitions == 1 {
+                Ok((meta.name, 0))
+            } else {
+                Err(TopicError {
+                    error: E::NotAllowedError,
+                    message: format!("{name} is a partitioned topic: use {name}-partition-N"),
+                })
+            }
+        };
+        if let Some(meta) = self.log.topic(&whole) {
+            return single(meta);
+        }
+        let not_found =
+            || TopicError { error: E::TopicNotFound, message: format!("topic {name} does not exist") };
+        match t.partition {
+            Some(p) => match self.log.topic(&t.base) {
+                Some(meta) if p < meta.partitions => Ok((t.base, p)),
+                Some(_) if self.cfg.auto_create_topics => {
+                    match self.log.create_partitions(&t.base, p + 1, false) {
+                        Ok(()) | Err(StorageError::InvalidPartitions(_)) => {}
+                        Err(e) => return Err(storage_error(e)),
+                    }
+                    tracing::info!(topic = %t.base, partitions = p + 1, "grew a topic for a Pulsar client");
+                    Ok((t.base, p))
+                }
+                Some(_) => Err(not_found()),
+                None if self.cfg.auto_create_topics => {
+                    self.create(&t.base, self.cfg.default_partitions.max(p + 1))?;
+                    Ok((t.base, p))
+                }
+                None => Err(not_found()),
+            },
+            None if self.cfg.auto_create_topics => single(self.create(&whole, self.cfg.default_partitions)?),
+            None => Err(not_found()),
+        }
+    }
+
+    fn create(&self, name: &TopicName, partitions: i32) -> Result<crate::storage::TopicMeta, TopicError> {
+        match self.log.create_topic(name, partitions, &[], false) {
+            Ok(meta) => {
+                tracing::info!(topic = %name, partitions, "created a topic for a Pulsar client");
+                Ok(meta)
+            }
+            Err(StorageError::TopicAlreadyExists(_)) => {
+                self.log.topic(name).ok_or_else(|| storage_error(StorageError::UnknownTopicOrPartition))
+            }
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+}
+
+/// A storage error as the Pulsar error a client understands.
+pub fn storage_error(e: StorageError) -> TopicError {
+    use crate::pulsar::proto::ServerError as E;
+    let error = match &e {
+        StorageError::UnknownTopicOrPartition => E::TopicNotFound,
+        StorageError::InvalidTopic(_) => E::InvalidTopicName,
+        StorageError::Busy(_) => E::ServiceNotReady,
+        StorageError::Io(_) => E::PersistenceError,
+        _ => E::UnknownError,
+    };
+    TopicError { error, message: e.to_string() }
+}
+
+/// A simple command frame of `kind`.
+pub fn command(kind: Type, mut command: BaseCommand) -> Bytes {
+    command.r#type = kind as i32;
+    encode_command(&command)
+}

@@ -1,0 +1,552 @@
+//! Subscriptions: a cursor over one partition's log and the consumers attached to it, fed by a
+//! dispatcher task that turns stored Kafka batches into MESSAGE frames as the consumers' permits
+//! (FLOW) allow.
+//!
+//! Cursor model, as in a Pulsar broker: `read_pos` is the next offset to dispatch; entries sent
+//! and not yet acknowledged are `pending` (an entry whose consumer left or asked for redelivery
+//! is unassigned and goes out again first); the mark-delete position is the first offset not
+//! acknowledged, and a durable subscription stores it (see [`super::cursors`]) so that it
+//! survives restarts. Exclusive subscriptions take one consumer, Failover several with one
+//! active (chosen by partition index over the consumers sorted by priority and name), Shared
+//! several, each entry to one consumer with permits in turn.
+
+use super::convert::{self, Delivery};
+use super::cursors::Cursors;
+use super::{Outbox, command};
+use crate::pulsar::frame::encode_payload;
+use crate::pulsar::proto::base_command::Type;
+use crate::pulsar::proto::command_ack::AckType;
+use crate::pulsar::proto::command_subscribe::SubType;
+use crate::pulsar::proto::{BaseCommand, CommandCloseConsumer, CommandMessage, MessageIdData};
+use crate::storage::batch::BatchHeader;
+use crate::storage::{Log, StorageError, TopicName};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+pub type SubKey = (TopicName, i32, String);
+
+/// Bytes read from the log per dispatch round.
+const READ_BYTES: usize = 1 << 20;
+/// Largest decompressed batch converted for consumers.
+const MAX_BATCH_BYTES: usize = 256 << 20;
+
+/// Where a new subscription starts.
+#[derive(Clone, Copy, Debug)]
+pub enum Start {
+    Earliest,
+    Latest,
+    Offset(i64),
+}
+
+pub struct ConsumerSpec {
+    pub conn: u64,
+    pub id: u64,
+    pub name: String,
+    pub priority: i32,
+    pub out: Outbox,
+}
+
+struct Consumer {
+    conn: u64,
+    id: u64,
+    name: String,
+    priority: i32,
+    permits: i64,
+    out: Outbox,
+}
+
+struct Pending {
+    /// None: unassigned, to be sent again.
+    consumer: Option<(u64, u64)>,
+    offsets: Vec<i64>,
+    acked: Vec<bool>,
+    next: i64,
+    redeliveries: u32,
+}
+
+impl Pending {
+    fn first_unacked(&self) -> i64 {
+        self.offsets.iter().zip(&self.acked).find(|(_, a)| !**a).map_or(self.next, |(o, _)| *o)
+    }
+}
+
+struct State {
+    consumers: Vec<Consumer>,
+    read_pos: i64,
+    mark_delete: i64,
+    /// What the cursor store holds (durable subscriptions).
+    stored: Option<i64>,
+    pending: BTreeMap<i64, Pending>,
+    rr: usize,
+    closed: bool,
+    /// A seek closed the consumers: keep a non-durable subscription for their return.
+    seeking: bool,
+}
+
+pub struct Subscription {
+    pub key: SubKey,
+    pub kind: SubType,
+    pub durable: bool,
+    state: Mutex<State>,
+    wake: Notify,
+    log: Arc<dyn Log>,
+    cursors: Arc<Cursors>,
+}
+
+/// Why SUBSCRIBE was refused.
+#[derive(Debug)]
+pub enum AttachError {
+    Busy(String),
+    Storage(StorageError),
+}
+
+pub struct Subscriptions {
+    map: Mutex<HashMap<SubKey, Arc<Subscription>>>,
+    log: Arc<dyn Log>,
+    cursors: Arc<Cursors>,
+}
+
+impl Subscriptions {
+    pub fn new(log: Arc<dyn Log>, cursors: Arc<Cursors>) -> Self {
+        Subscriptions { map: Mutex::new(HashMap::new()), log, cursors }
+    }
+
+    /// Attach a consumer to `key`, creating the subscription (and its dispatcher) if needed.
+    pub fn attach(
+        &self,
+        key: SubKey,
+        kind: SubType,
+        durable: bool,
+        start: Start,
+        consumer: ConsumerSpec,
+    ) -> Result<Arc<Subscription>, AttachError> {
+        let (log, cursors) = (&self.log, &self.cursors);
+        let mut map = self.map.lock();
+        let sub = match map.get(&key) {
+            Some(sub) if !sub.state.lock().closed => sub.clone(),
+            _ => {
+                let (topic, partition, name) = (&key.0, key.1, &key.2);
+                let (log_start, hw) = log.offsets(topic, partition).map_err(AttachError::Storage)?;
+                let stored = if durable {
+                    cursors.get(topic, partition, name).map_err(AttachError::Storage)?
+                } else {
+                    None
+                };
+                let pos = match (stored, start) {
+                    (Some(c), _) => c,
+                    (None, Start::Earliest) => log_start,
+                    (None, Start::Latest) => hw,
+                    (None, Start::Offset(o)) => o,
+                }
+                .clamp(log_start, hw);
+                let sub = Arc::new(Subscription {
+                    key: key.clone(),
+                    kind,
+                    durable,
+                    state: Mutex::new(State {
+                        consumers: Vec::new(),
+                        read_pos: pos,
+                        mark_delete: pos,
+                        stored,
+                        pending: BTreeMap::new(),
+                        rr: 0,
+                        closed: false,
+                        seeking: false,
+                    }),
+                    wake: Notify::new(),
+                    log: log.clone(),
+                    cursors: cursors.clone(),
+                });
+                if durable {
+                    sub.persist(&mut sub.state.lock());
+                }
+                map.insert(key.clone(), sub.clone());
+                tokio::spawn(sub.clone().dispatch());
+                sub
+            }
+        };
+        if sub.kind != kind {
+            return Err(AttachError::Busy(format!(
+                "subscription {} is {:?}, not {:?}",
+                key.2, sub.kind, kind
+            )));
+        }
+        {
+            let mut st = sub.state.lock();
+            if kind == SubType::Exclusive && !st.consumers.is_empty() {
+                return Err(AttachError::Busy(format!(
+                    "exclusive subscription {} already has a consumer",
+                    key.2
+                )));
+            }
+            if kind == SubType::KeyShared {
+                return Err(AttachError::Busy("Key_Shared subscriptions are not supported".into()));
+            }
+            st.seeking = false;
+            st.consumers.push(Consumer {
+                conn: consumer.conn,
+                id: consumer.id,
+                name: consumer.name,
+                priority: consumer.priority,
+                permits: 0,
+                out: consumer.out,
+            });
+            st.consumers.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+        }
+        sub.wake.notify_one();
+        Ok(sub)
+    }
+
+    /// Remove a consumer; a non-durable subscription goes with its last consumer.
+    pub fn detach(&self, sub: &Arc<Subscription>, conn: u64, id: u64) {
+        let mut map = self.map.lock();
+        let mut st = sub.state.lock();
+        st.consumers.retain(|c| (c.conn, c.id) != (conn, id));
+        for p in st.pending.values_mut() {
+            if p.consumer == Some((conn, id)) {
+                p.consumer = None;
+            }
+        }
+        if st.consumers.is_empty() && !sub.durable && !st.seeking {
+            st.closed = true;
+            if map.get(&sub.key).is_some_and(|s| Arc::ptr_eq(s, sub)) {
+                map.remove(&sub.key);
+            }
+        }
+        drop(st);
+        sub.wake.notify_one();
+    }
+
+    /// UNSUBSCRIBE: remove the subscription and its stored cursor, if `conn`/`id` is its only
+    /// consumer.
+    pub fn unsubscribe(&self, sub: &Arc<Subscription>, conn: u64, id: u64) -> Result<(), AttachError> {
+        let mut map = self.map.lock();
+        let mut st = sub.state.lock();
+        if st.consumers.iter().any(|c| (c.conn, c.id) != (conn, id)) {
+            return Err(AttachError::Busy("other consumers are connected to the subscription".into()));
+        }
+        st.consumers.clear();
+        st.closed = true;
+        if map.get(&sub.key).is_some_and(|s| Arc::ptr_eq(s, sub)) {
+            map.remove(&sub.key);
+        }
+        drop(st);
+        sub.wake.notify_one();
+        if sub.durable {
+            let (t, p, n) = &sub.key;
+            sub.cursors.put(t, *p, n, None).map_err(AttachError::Storage)?;
+        }
+        Ok(())
+    }
+}
+
+impl Subscription {
+    /// FLOW: more permits for a consumer.
+    pub fn flow(&self, conn: u64, id: u64, permits: u32) {
+        let mut st = self.state.lock();
+        if let Some(c) = st.consumers.iter_mut().find(|c| (c.conn, c.id) == (conn, id)) {
+            c.permits += i64::from(permits);
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// ACK, individual or cumulative.
+    pub fn ack(&self, kind: AckType, ids: &[MessageIdData]) {
+        let mut st = self.state.lock();
+        for id in ids {
+            let Ok(entry) = i64::try_from(id.entry_id) else { continue };
+            let index = id.batch_index.unwrap_or(-1);
+            match kind {
+                AckType::Individual => {
+                    let Some(p) = st.pending.get_mut(&entry) else { continue };
+                    if index >= 0 && id.ack_set.is_empty() {
+                        if let Some(a) = p.acked.get_mut(index as usize) {
+                            *a = true;
+                        }
+                    } else {
+                        // The whole entry, or a batch-index ack set (set bits: not acknowledged).
+                        for (i, a) in p.acked.iter_mut().enumerate() {
+                            let word = id.ack_set.get(i / 64).copied();
+                            if word.is_none_or(|w| w & (1 << (i % 64)) == 0) {
+                                *a = true;
+                            }
+                        }
+                    }
+                    if p.acked.iter().all(|a| *a) {
+                        st.pending.remove(&entry);
+                    }
+                }
+                AckType::Cumulative => {
+                    let upto = match st.pending.get(&entry) {
+                        Some(p) if index >= 0 => p.offsets.get(index as usize).copied().unwrap_or(p.next - 1),
+                        Some(p) => p.next - 1,
+                        None => entry + i64::from(index.max(0)),
+                    };
+                    st.pending.retain(|_, p| p.next - 1 > upto);
+                    for p in st.pending.values_mut() {
+                        for (o, a) in p.offsets.iter().zip(p.acked.iter_mut()) {
+                            if *o <= upto {
+                                *a = true;
+                            }
+                        }
+                    }
+                    st.mark_delete = st.mark_delete.max((upto + 1).min(st.read_pos));
+                }
+            }
+        }
+        self.advance(&mut st);
+    }
+
+    /// REDELIVER_UNACKNOWLEDGED_MESSAGES: the consumer's unacknowledged entries (all, or those
+    /// listed) go out again, before anything new.
+    pub fn redeliver(&self, conn: u64, id: u64, ids: &[MessageIdData]) {
+        let mut st = self.state.lock();
+        let only: Vec<i64> = ids.iter().filter_map(|m| i64::try_from(m.entry_id).ok()).collect();
+        for (entry, p) in st.pending.iter_mut() {
+            if p.consumer == Some((conn, id)) && (only.is_empty() || only.contains(entry)) {
+                p.consumer = None;
+                p.redeliveries += 1;
+            }
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// SEEK: move the cursor to `offset` (clamped to the log), forget what is pending, and close
+    /// the consumers so that they come back with fresh permits, as a Pulsar broker does.
+    pub fn seek(&self, offset: i64) -> Result<(), StorageError> {
+        let (topic, partition, _) = &self.key;
+        let (start, hw) = self.log.offsets(topic, *partition)?;
+        let mut st = self.state.lock();
+        let pos = offset.clamp(start, hw);
+        st.pending.clear();
+        st.read_pos = pos;
+        st.mark_delete = pos;
+        st.seeking = true;
+        if self.durable {
+            self.persist(&mut st);
+        }
+        for c in st.consumers.drain(..) {
+            let close = BaseCommand {
+                close_consumer: Some(CommandCloseConsumer { consumer_id: c.id, request_id: 0 }),
+                ..Default::default()
+            };
+            let _ = c.out.send(command(Type::CloseConsumer, close));
+        }
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The consumers a seek closed, to be forgotten by their connections.
+    pub fn has_consumer(&self, conn: u64, id: u64) -> bool {
+        self.state.lock().consumers.iter().any(|c| (c.conn, c.id) == (conn, id))
+    }
+
+    /// The mark-delete position: the first offset not acknowledged.
+    pub fn mark_delete(&self) -> i64 {
+        self.state.lock().mark_delete
+    }
+
+    fn advance(&self, st: &mut State) {
+        let mut md = st.read_pos;
+        if let Some(p) = st.pending.values().next() {
+            md = md.min(p.first_unacked());
+        }
+        st.mark_delete = st.mark_delete.max(md);
+        if self.durable {
+            self.persist(st);
+        }
+    }
+
+    fn persist(&self, st: &mut State) {
+        if st.stored == Some(st.mark_delete) {
+            return;
+        }
+        let (t, p, n) = &self.key;
+        match self.cursors.put(t, *p, n, Some(st.mark_delete)) {
+            Ok(()) => st.stored = Some(st.mark_delete),
+            Err(e) => {
+                tracing::warn!(subscription = %n, topic = %t, partition = p, "storing the cursor failed (kept in memory, retried on the next ack): {e}")
+            }
+        }
+    }
+
+    /// The dispatcher: runs until the subscription closes or its topic is deleted.
+    async fn dispatch(self: Arc<Self>) {
+        let (topic, partition, name) = self.key.clone();
+        let mut hw = match self.log.subscribe(&topic, partition) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(%topic, partition, subscription = %name, "no dispatcher: {e}");
+                return;
+            }
+        };
+        loop {
+            let step = tokio::task::block_in_place(|| self.dispatch_once());
+            match step {
+                Step::Closed => return,
+                Step::Progress => tokio::task::yield_now().await,
+                Step::Idle => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        changed = hw.changed() => if changed.is_err() {
+                            tracing::info!(%topic, partition, subscription = %name, "topic deleted: closing its consumers");
+                            let mut st = self.state.lock();
+                            st.closed = true;
+                            for c in st.consumers.drain(..) {
+                                let close = BaseCommand { close_consumer: Some(CommandCloseConsumer { consumer_id: c.id, request_id: 0 }), ..Default::default() };
+                                let _ = c.out.send(command(Type::CloseConsumer, close));
+                            }
+                            return;
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+    /// Send what permits allow: unassigned pending entries first, then new ones.
+    fn dispatch_once(&self) -> Step {
+        let (topic, partition, _) = &self.key;
+        let mut st = self.state.lock();
+        if st.closed {
+            return Step::Closed;
+        }
+        if self.pick(&mut st).is_none() {
+            return Step::Idle;
+        }
+        // Redeliveries: re-read the entry and send it to a consumer again.
+        if let Some((&entry, _)) = st.pending.iter().find(|(_, p)| p.consumer.is_none()) {
+            let delivery = match self.read_one(entry) {
+                Ok(Some(d)) if d.entry == entry => d,
+                other => {
+                    if let Err(e) = other {
+                        tracing::warn!(%topic, partition, entry, "redelivery dropped, the entry cannot be read: {e}");
+                    }
+                    st.pending.remove(&entry);
+                    self.advance(&mut st);
+                    return Step::Progress;
+                }
+            };
+            let Some(i) = self.pick(&mut st) else { return Step::Idle };
+            let redeliveries = st.pending.get(&entry).map_or(0, |p| p.redeliveries);
+            self.send(&mut st, i, &delivery, redeliveries);
+            let owner = Some((st.consumers[i].conn, st.consumers[i].id));
+            if let Some(p) = st.pending.get_mut(&entry) {
+                p.consumer = owner;
+            }
+            return Step::Progress;
+        }
+        let read = match self.log.read(topic, *partition, st.read_pos, READ_BYTES, true) {
+            Ok(r) => r,
+            Err(StorageError::OffsetOutOfRange { start, end, .. }) => {
+                // Retention moved the log start past the cursor, or the log is shorter than it.
+                st.read_pos = if st.read_pos < start { start } else { end };
+                self.advance(&mut st);
+                return Step::Progress;
+            }
+            Err(e) => {
+                tracing::warn!(%topic, partition, "dispatch read failed: {e}");
+                return Step::Idle;
+            }
+        };
+        let Some(bytes) = read.records else { return Step::Idle };
+        let mut rest = &bytes[..];
+        let mut progressed = false;
+        while !rest.is_empty() {
+            let Ok(header) = BatchHeader::parse(rest) else { break };
+            let size = header.size().min(rest.len());
+            let raw = &rest[..size];
+            rest = &rest[size..];
+            if header.next_offset() <= st.read_pos {
+                continue;
+            }
+            match convert::delivery_of_batch(raw, MAX_BATCH_BYTES) {
+                Ok(Some(d)) => {
+                    let Some(i) = self.pick(&mut st) else { break };
+                    self.send(&mut st, i, &d, 0);
+                    let owner = Some((st.consumers[i].conn, st.consumers[i].id));
+                    let n = d.offsets.len();
+                    st.pending.insert(
+                        d.entry,
+                        Pending {
+                            consumer: owner,
+                            offsets: d.offsets,
+                            acked: vec![false; n],
+                            next: d.next,
+                            redeliveries: 0,
+                        },
+                    );
+                    st.read_pos = d.next;
+                }
+                Ok(None) => st.read_pos = header.next_offset(),
+                Err(e) => {
+                    tracing::warn!(%topic, partition, offset = header.base_offset, "skipping a batch Pulsar consumers cannot be given: {e}");
+                    st.read_pos = header.next_offset();
+                }
+            }
+            progressed = true;
+        }
+        self.advance(&mut st);
+        if progressed { Step::Progress } else { Step::Idle }
+    }
+
+    fn read_one(&self, entry: i64) -> Result<Option<Delivery>, String> {
+        let (topic, partition, _) = &self.key;
+        let read = self.log.read(topic, *partition, entry, READ_BYTES, true).map_err(|e| e.to_string())?;
+        let Some(bytes) = read.records else { return Ok(None) };
+        let header = BatchHeader::parse(&bytes).map_err(|e| e.to_string())?;
+        let raw = &bytes[..header.size().min(bytes.len())];
+        convert::delivery_of_batch(raw, MAX_BATCH_BYTES).map_err(|e| e.to_string())
+    }
+
+    /// The consumer to send to next, if one has permits.
+    fn pick(&self, st: &mut State) -> Option<usize> {
+        if st.consumers.is_empty() {
+            return None;
+        }
+        match self.kind {
+            SubType::Shared | SubType::KeyShared => {
+                let n = st.consumers.len();
+                for k in 0..n {
+                    let i = (st.rr + k) % n;
+                    if st.consumers[i].permits > 0 {
+                        st.rr = i + 1;
+                        return Some(i);
+                    }
+                }
+                None
+            }
+            SubType::Exclusive | SubType::Failover => {
+                let i = usize::try_from(self.key.1).unwrap_or(0) % st.consumers.len();
+                (st.consumers[i].permits > 0).then_some(i)
+            }
+        }
+    }
+
+    fn send(&self, st: &mut State, i: usize, d: &Delivery, redeliveries: u32) {
+        let c = &mut st.consumers[i];
+        let message = BaseCommand {
+            r#type: Type::Message as i32,
+            message: Some(CommandMessage {
+                consumer_id: c.id,
+                message_id: convert::message_id(d.entry, -1),
+                redelivery_count: Some(redeliveries),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let _ = c.out.send(encode_payload(&message, &d.metadata, &d.payload));
+        c.permits -= i64::try_from(d.offsets.len()).unwrap_or(i64::MAX);
+    }
+}
+
+enum Step {
+    Progress,
+    Idle,
+    Closed,
+}

@@ -4,8 +4,8 @@
 //! `pulsar://<A>`, namespace `hostb`, so its partition topics are A's topics in
 //! `public/hostb`). Every test also looks at A, so none can pass with B keeping data itself.
 
+use guise_host::storage::TopicName;
 use guise_host::storage::records;
-use guise_host::storage::{Log, TopicName};
 use guise_tests::TestServer;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -20,12 +20,11 @@ use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Host A: the Pulsar endpoint on 127.0.0.1 (a free port picked here).
+/// Host A: the Pulsar endpoint on an ephemeral port of 127.0.0.1.
 fn host_a() -> (TestServer, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let a = TestServer::start_with(|c| c.pulsar_addr = Some(addr.clone()));
-    (a, format!("pulsar://{addr}"))
+    let a = TestServer::start_with(|c| c.pulsar_addr = Some("127.0.0.1:0".into()));
+    let url = format!("pulsar://{}", a.server().pulsar_addr.expect("the Pulsar endpoint is on"));
+    (a, url)
 }
 
 /// Host B: everything in A.
@@ -109,7 +108,11 @@ fn produce_and_fetch_in_both_entry_formats() {
             for (round, codec) in codecs.into_iter().enumerate() {
                 let batch: Vec<Record> = (0..10).map(|i| record(round * 10 + i)).collect();
                 let offsets = pc.produce(batch.clone(), codec).await.unwrap();
-                assert_eq!(offsets, ((round * 10) as i64..(round * 10 + 10) as i64).collect::<Vec<_>>(), "{topic}");
+                assert_eq!(
+                    offsets,
+                    ((round * 10) as i64..(round * 10 + 10) as i64).collect::<Vec<_>>(),
+                    "{topic}"
+                );
                 expected.extend(batch);
             }
             assert_eq!(pc.get_offset(OffsetAt::Latest).await.unwrap(), 40);
@@ -127,7 +130,7 @@ fn produce_and_fetch_in_both_entry_formats() {
     // them natively).
     assert_eq!(a.server().log.offsets(&in_a("kf"), 0).unwrap().1, 1 + 4);
     assert_eq!(a.server().log.offsets(&in_a("pf"), 0).unwrap().1, 1 + 40);
-    let read = a.server().log.read(&in_a("pf"), 0, 1 + 7, 1 << 20, true).unwrap();
+    let read = a.server().log.read(&in_a("pf"), 0, 1 + 7, 1, true).unwrap();
     let stored = records::decode(&read.records.unwrap()[..], 1 << 20).unwrap();
     let first = &stored.records[0];
     assert_eq!(first.key.as_deref(), Some(&b"key-7"[..]));
@@ -232,7 +235,11 @@ fn a_second_host_takes_over_and_the_first_is_fenced() {
             assert_eq!(offsets, vec![6]);
             let all = fetch_all(&pc, 0).await;
             let values: Vec<Record> = all.iter().map(|(_, r)| r.clone()).collect();
-            assert_eq!(values, (0..7).map(record).collect::<Vec<_>>(), "{topic}: no interleaved or lost records");
+            assert_eq!(
+                values,
+                (0..7).map(record).collect::<Vec<_>>(),
+                "{topic}: no interleaved or lost records"
+            );
         });
     }
     drop(b1);

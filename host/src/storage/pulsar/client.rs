@@ -29,6 +29,8 @@ impl Bridge {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("guise-pulsar")
+            // The crate's futures are large (several MiB of stack in debug builds).
+            .thread_stack_size(16 << 20)
             .enable_all()
             .build()
             .map_err(StorageError::Io)?;

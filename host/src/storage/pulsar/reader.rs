@@ -7,7 +7,7 @@ use super::index::MsgId;
 use crate::storage::StorageError;
 use ::pulsar::consumer::InitialPosition;
 use ::pulsar::reader::Reader;
-use ::pulsar::{ConsumerOptions, TokioExecutor};
+use ::pulsar::{ConsumerOptions, SubType, TokioExecutor};
 use futures::StreamExt;
 use std::time::Duration;
 
@@ -64,7 +64,13 @@ impl Follower {
         let reader = super::client::within(
             OPERATION_TIMEOUT,
             &format!("opening a reader of {topic}"),
-            client.reader().with_topic(topic).with_options(options).into_reader::<Vec<u8>>(),
+            client
+                .reader()
+                .with_topic(topic)
+                .with_subscription(format!("guise-reader-{}", uuid::Uuid::new_v4()))
+                .with_subscription_type(SubType::Exclusive)
+                .with_options(options)
+                .into_reader::<Vec<u8>>(),
         )
         .await?;
         Ok(Follower { topic: topic.to_string(), reader: Owned::new(reader, handle.clone()), position: start })

@@ -38,6 +38,15 @@ pub struct Config {
     /// Where topics live: "embedded" (segment files in `data_dir`) or `pulsar://HOST:PORT`
     /// (an Apache Pulsar cluster, through the `pulsar` crate).
     pub storage: String,
+    /// With `pulsar://` storage: the `tenant/namespace` of the topic-metadata and producer-id
+    /// logs.
+    pub pulsar_metadata_namespace: String,
+    /// With `pulsar://` storage: a token for Pulsar's token authentication.
+    pub pulsar_auth_token: Option<String>,
+    /// With `pulsar://` storage: the brokers' maxMessageSize. A Kafka batch (entry format
+    /// `kafka`) or record (format `pulsar`) must fit in it, less 64 KiB for the message
+    /// metadata, or the produce gets MESSAGE_TOO_LARGE.
+    pub pulsar_max_message_bytes: usize,
     /// This broker's node id in Metadata.
     pub node_id: i32,
     pub cluster_id: String,
@@ -137,6 +146,9 @@ impl Default for Config {
             pulsar_addr: None,
             advertised_pulsar_addr: None,
             storage: "embedded".into(),
+            pulsar_metadata_namespace: "public/__guise".into(),
+            pulsar_auth_token: None,
+            pulsar_max_message_bytes: 5 << 20,
             node_id: 0,
             cluster_id: "guise-cluster".into(),
             tenant: "public".into(),
@@ -241,6 +253,15 @@ impl Config {
             return invalid("segment_bytes", "must be at least 1024");
         }
         self.fsync_policy()?;
+        if self.storage != "embedded"
+            && !self.storage.starts_with("pulsar://")
+            && !self.storage.starts_with("pulsar+ssl://")
+        {
+            return invalid("storage", "must be \"embedded\" or a pulsar://HOST:PORT (or pulsar+ssl://) URL");
+        }
+        if self.pulsar_max_message_bytes < 128 * 1024 {
+            return invalid("pulsar_max_message_bytes", "must be at least 128 KiB");
+        }
         if self.retention_ms < -1 || self.retention_bytes < -1 {
             return invalid("retention_ms", "retention_ms and retention_bytes must be -1 (no limit) or more");
         }

@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::net::connection::ConnConfig;
 use crate::net::{Listener, NetConfig};
 use crate::storage::embedded::EmbeddedLog;
+use crate::storage::pulsar::{PulsarLog, PulsarSettings};
 use crate::storage::{FsyncPolicy, Log, LogDefaults, StorageError};
 use crate::transform::Transforms;
 use crate::wasm::{
@@ -76,10 +77,23 @@ impl Server {
             retention_bytes: config.retention_bytes,
             ..LogDefaults::default()
         };
-        let log: Arc<dyn Log> =
+        let log: Arc<dyn Log> = if config.storage == "embedded" {
             Arc::new(EmbeddedLog::open(&config.data_dir, defaults).map_err(|source| {
                 ServerError::Storage { dir: config.data_dir.display().to_string(), source }
-            })?);
+            })?)
+        } else {
+            let settings = PulsarSettings {
+                url: config.storage.clone(),
+                metadata_namespace: config.pulsar_metadata_namespace.clone(),
+                auth_token: config.pulsar_auth_token.clone(),
+                max_message_bytes: config.pulsar_max_message_bytes,
+            };
+            // Blocks this thread while it connects and replays the metadata (on its own runtime).
+            Arc::new(
+                PulsarLog::open(settings, defaults)
+                    .map_err(|source| ServerError::Storage { dir: config.storage.clone(), source })?,
+            )
+        };
 
         let kafka = TcpListener::bind(&config.kafka_addr).await.map_err(|source| ServerError::Bind {
             what: "the Kafka listener",

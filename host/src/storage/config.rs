@@ -10,6 +10,10 @@ const RETENTION_MS: &str = "retention.ms";
 const RETENTION_BYTES: &str = "retention.bytes";
 const CLEANUP_POLICY: &str = "cleanup.policy";
 const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
+/// How the `pulsar` storage backend stores this topic's records (see [`EntryFormat`]). Accepted
+/// on every backend so that a topic's configs do not depend on where it lives; the embedded log
+/// stores Kafka batches whatever it says.
+pub const ENTRY_FORMAT: &str = "guise.entry.format";
 
 /// The only cleanup policy: segments are never compacted.
 const CLEANUP_POLICY_VALUE: &str = "delete";
@@ -18,6 +22,25 @@ const TIMESTAMP_TYPE_VALUE: &str = "CreateTime";
 
 /// Kafka 4.x's lower bound for segment.bytes (KIP-1030): smaller segments only cost files.
 const MIN_SEGMENT_BYTES: i64 = 1024 * 1024;
+
+/// `guise.entry.format`: what one Pulsar message holds on the `pulsar` backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EntryFormat {
+    /// One message per Kafka record batch, the batch bytes as stored (the fast path).
+    #[default]
+    Kafka,
+    /// One message per record, mapped as Pulsar consumers expect (key, properties, event time).
+    Pulsar,
+}
+
+impl EntryFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryFormat::Kafka => "kafka",
+            EntryFormat::Pulsar => "pulsar",
+        }
+    }
+}
 
 /// Broker-wide defaults, used for every topic config that the topic does not override.
 #[derive(Clone, Debug)]
@@ -88,6 +111,8 @@ pub struct TopicConfig {
     pub retention_ms: i64,
     /// retention.bytes (-1: no size limit)
     pub retention_bytes: i64,
+    /// guise.entry.format (the `pulsar` backend only)
+    pub entry_format: EntryFormat,
     /// The settable configs this topic overrides, normalized (name -> value). They are what is
     /// persisted: the other values follow the broker defaults, also after a restart.
     pub overrides: BTreeMap<String, String>,
@@ -105,6 +130,7 @@ impl TopicConfig {
             index_interval_bytes: defaults.index_interval_bytes,
             retention_ms: defaults.retention_ms,
             retention_bytes: defaults.retention_bytes,
+            entry_format: EntryFormat::Kafka,
             overrides: BTreeMap::new(),
         };
         let mut seen = std::collections::BTreeSet::new();
@@ -136,6 +162,18 @@ impl TopicConfig {
                 RETENTION_BYTES => {
                     config.retention_bytes = parse_long(key, value)?;
                     config.overrides.insert(key.clone(), config.retention_bytes.to_string());
+                }
+                ENTRY_FORMAT => {
+                    config.entry_format = match value {
+                        "kafka" => EntryFormat::Kafka,
+                        "pulsar" => EntryFormat::Pulsar,
+                        other => {
+                            return Err(StorageError::InvalidConfig(format!(
+                                "config '{key}': '{other}' is neither 'kafka' nor 'pulsar'"
+                            )));
+                        }
+                    };
+                    config.overrides.insert(key.clone(), config.entry_format.as_str().to_string());
                 }
                 CLEANUP_POLICY => fixed(key, value, CLEANUP_POLICY_VALUE)?,
                 MESSAGE_TIMESTAMP_TYPE => fixed(key, value, TIMESTAMP_TYPE_VALUE)?,
@@ -170,6 +208,11 @@ impl TopicConfig {
         };
         vec![
             fixed(CLEANUP_POLICY, CLEANUP_POLICY_VALUE),
+            settable(
+                ENTRY_FORMAT,
+                self.entry_format.as_str().to_string(),
+                EntryFormat::Kafka.as_str().to_string(),
+            ),
             settable(
                 INDEX_INTERVAL_BYTES,
                 self.index_interval_bytes.to_string(),
@@ -267,6 +310,19 @@ mod tests {
     }
 
     #[test]
+    fn entry_format_is_a_topic_config() {
+        let d = LogDefaults::default();
+        let c = TopicConfig::from_pairs(&d, &pairs(&[("guise.entry.format", "pulsar")])).unwrap();
+        assert_eq!(c.entry_format, EntryFormat::Pulsar);
+        let e = c.entries(&d).into_iter().find(|e| e.name == ENTRY_FORMAT).unwrap();
+        assert_eq!((e.value.as_deref(), e.is_default), (Some("pulsar"), false));
+        let c = TopicConfig::from_pairs(&d, &[]).unwrap();
+        assert_eq!(c.entry_format, EntryFormat::Kafka);
+        let e = c.entries(&d).into_iter().find(|e| e.name == ENTRY_FORMAT).unwrap();
+        assert_eq!((e.value.as_deref(), e.is_default), (Some("kafka"), true));
+    }
+
+    #[test]
     fn bad_configs_are_rejected() {
         let d = LogDefaults::default();
         for bad in [
@@ -277,6 +333,7 @@ mod tests {
             ("max.message.bytes", "-1"),
             ("cleanup.policy", "compact"),
             ("message.timestamp.type", "LogAppendTime"),
+            ("guise.entry.format", "avro"),
         ] {
             let err = TopicConfig::from_pairs(&d, &pairs(&[bad])).unwrap_err();
             assert!(matches!(err, StorageError::InvalidConfig(_)), "{bad:?}: {err}");

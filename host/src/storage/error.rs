@@ -34,6 +34,13 @@ pub enum StorageError {
     Busy(String),
     #[error("storage I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// This host no longer writes the partition (another host fenced it, or its Pulsar producer
+    /// failed): NOT_LEADER_OR_FOLLOWER, so clients refresh metadata and retry.
+    #[error("not the leader of this partition: {0}")]
+    NotLeader(String),
+    /// The storage backend (Pulsar) failed or did not answer in time: retriable.
+    #[error("storage backend unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StorageError {
@@ -55,6 +62,8 @@ impl StorageError {
             StorageError::UnknownProducerId(_) => 59,
             StorageError::InvalidRecord(_) => 87,
             StorageError::Busy(_) => 7, // REQUEST_TIMED_OUT: retried by clients
+            StorageError::NotLeader(_) => 6,
+            StorageError::Unavailable(_) => 56, // KAFKA_STORAGE_ERROR: retried by clients
         }
     }
 }
@@ -79,5 +88,7 @@ mod tests {
         assert_eq!(StorageError::TransactionsUnsupported(String::new()).kafka_code(), 48);
         assert_eq!(StorageError::UnknownProducerId(String::new()).kafka_code(), 59);
         assert_eq!(StorageError::InvalidRecord(String::new()).kafka_code(), 87);
+        assert_eq!(StorageError::NotLeader(String::new()).kafka_code(), 6);
+        assert_eq!(StorageError::Unavailable(String::new()).kafka_code(), 56);
     }
 }

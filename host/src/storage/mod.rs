@@ -2,8 +2,9 @@
 //!
 //! The port is [`Log`]: topics, partitions and their record batches, stored as received (the
 //! host assigns offsets and patches them into each batch). `embedded` keeps per-partition
-//! segment files on local disk. `producers` holds the backend-neutral idempotent-producer
-//! checks every backend applies on append. This module knows nothing of Wasm or sockets.
+//! segment files on local disk; `pulsar` keeps them in topics of an Apache Pulsar cluster.
+//! `producers` holds the backend-neutral idempotent-producer checks every backend applies on
+//! append. This module knows nothing of Wasm or sockets.
 
 pub mod batch;
 mod config;
@@ -11,9 +12,10 @@ pub mod embedded;
 mod error;
 mod names;
 pub mod producers;
+pub mod pulsar;
 pub mod records;
 
-pub use config::{ConfigEntry, FsyncPolicy, LogDefaults, TopicConfig};
+pub use config::{ConfigEntry, ENTRY_FORMAT, EntryFormat, FsyncPolicy, LogDefaults, TopicConfig};
 pub use error::StorageError;
 pub use names::{validate_partitions, validate_topic_name};
 

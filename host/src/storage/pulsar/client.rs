@@ -1,0 +1,133 @@
+//! The bridge between the synchronous [`Log`](crate::storage::Log) port and the async `pulsar`
+//! crate: a tokio runtime owned by the backend (two worker threads) runs the client, and each
+//! sync call spawns its work there and blocks the calling thread on a channel until it is done.
+//! The caller may be a tokio worker of another runtime: it is blocked, never asked to run the
+//! future (`Handle::block_on` would panic there).
+//!
+//! The crate's producers and consumers spawn onto "the current runtime" when dropped, so every
+//! such object is wrapped in [`Owned`], which drops it inside this runtime's context.
+
+use crate::storage::StorageError;
+use pulsar::{Authentication, Pulsar, TokioExecutor};
+use std::future::Future;
+use std::time::Duration;
+
+pub type Client = Pulsar<TokioExecutor>;
+
+/// How long one backend operation may take before the caller gets a retriable error.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Bridge {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    pub client: Client,
+}
+
+impl Bridge {
+    /// Start the runtime and connect to `url` (`pulsar://HOST:PORT` or `pulsar+ssl://`).
+    pub fn connect(url: &str, token: Option<&str>) -> Result<Bridge, StorageError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("guise-pulsar")
+            // The crate's futures are large (several MiB of stack in debug builds).
+            .thread_stack_size(16 << 20)
+            .enable_all()
+            .build()
+            .map_err(StorageError::Io)?;
+        let handle = runtime.handle().clone();
+        let mut builder =
+            Pulsar::builder(url, TokioExecutor).with_operation_retry_options(pulsar::OperationRetryOptions {
+                operation_timeout: OPERATION_TIMEOUT,
+                retry_delay: Duration::from_millis(500),
+                // A busy producer or consumer (another host holds the partition) is not waited
+                // for long.
+                max_retries: Some(6),
+            });
+        if let Some(token) = token {
+            builder =
+                builder.with_auth(Authentication { name: "token".into(), data: token.as_bytes().to_vec() });
+        }
+        let url = url.to_string();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        handle.spawn(async move {
+            let _ = tx.send(builder.build().await);
+        });
+        let client = rx
+            .recv_timeout(OPERATION_TIMEOUT)
+            .map_err(|_| StorageError::Unavailable(format!("connecting to {url}: no answer")))?
+            .map_err(|e| StorageError::Unavailable(format!("connecting to {url}: {e}")))?;
+        Ok(Bridge { runtime: Some(runtime), handle, client })
+    }
+
+    /// Run `fut` on the backend's runtime and block until it is done.
+    pub fn run<T, F>(&self, fut: F) -> Result<T, StorageError>
+    where
+        F: Future<Output = Result<T, StorageError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        // The futures bound their own waits; this only catches a task that died (a panic).
+        rx.recv().map_err(|_| StorageError::Unavailable("the storage task failed".into()))?
+    }
+
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            // Dropping a runtime blocks, which panics inside another runtime.
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A `pulsar` crate object dropped inside the backend's runtime context.
+pub struct Owned<T> {
+    inner: Option<T>,
+    handle: tokio::runtime::Handle,
+}
+
+impl<T> Owned<T> {
+    pub fn new(inner: T, handle: tokio::runtime::Handle) -> Owned<T> {
+        Owned { inner: Some(inner), handle }
+    }
+}
+
+impl<T> std::ops::Deref for Owned<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.inner.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T> std::ops::DerefMut for Owned<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.inner.as_mut().expect("present until dropped")
+    }
+}
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        let _context = self.handle.enter();
+        drop(self.inner.take());
+    }
+}
+
+/// `fut`, or Unavailable after `limit`.
+pub async fn within<T>(
+    limit: Duration,
+    what: impl std::fmt::Display,
+    fut: impl Future<Output = Result<T, pulsar::Error>>,
+) -> Result<T, StorageError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(StorageError::Unavailable(format!("{what}: {e}"))),
+        Err(_) => Err(StorageError::Unavailable(format!("{what}: no answer within {limit:?}"))),
+    }
+}

@@ -1,0 +1,460 @@
+//! The offset index of one partition (Kafka offsets to Pulsar message ids) and the rules that
+//! rebuild it from the partition topic's messages. Pure: no I/O, so the rules are unit-tested
+//! over sequences of messages.
+//!
+//! Recovery reads the topic from the start, in order, and keeps an entry only if it
+//! * carries this topic's id (a deleted and re-created topic leaves the old messages behind),
+//! * comes from the highest writer epoch seen so far (a fenced writer's late messages are
+//!   skipped: its successor wrote a fence marker with a higher epoch before anything else), and
+//! * starts at the next offset (a gap or an overlap is a zombie's or a torn write).
+//!
+//! A fence marker with a higher epoch is authoritative: the new writer continues at its `next`
+//! offset, so entries at or past it (written by the old writer after the new one read the
+//! topic, never seen by it) are dropped. A record batch (format `pulsar`, one message per record)
+//! counts only once all its messages have been read, in order; a torn batch is dropped.
+
+use super::props::{BatchInfo, Kind, Props};
+use crate::storage::batch::{self, BatchHeader};
+use crate::storage::producers::ProducerStateTable;
+
+/// A Pulsar message id, as far as ordering goes (our messages are never batched).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MsgId {
+    pub ledger: u64,
+    pub entry: u64,
+}
+
+impl MsgId {
+    pub fn of(id: &pulsar::proto::MessageIdData) -> MsgId {
+        MsgId { ledger: id.ledger_id, entry: id.entry_id }
+    }
+
+    pub fn to_data(self) -> pulsar::proto::MessageIdData {
+        pulsar::proto::MessageIdData { ledger_id: self.ledger, entry_id: self.entry, ..Default::default() }
+    }
+}
+
+/// The idempotent-producer fields of a stored batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerInfo {
+    pub id: i64,
+    pub epoch: i16,
+    pub base_sequence: i32,
+}
+
+/// One stored Kafka batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub base: i64,
+    pub last: i64,
+    /// The (first) message holding it.
+    pub id: MsgId,
+    /// The writer epoch it was written with.
+    pub epoch: u64,
+    /// Messages it takes: 1 for format `kafka`, one per record for format `pulsar`.
+    pub messages: u32,
+    /// Bytes of payload (for retention.bytes and fetch sizing).
+    pub bytes: u64,
+    pub max_timestamp: i64,
+    pub compressed: bool,
+    pub producer: Option<ProducerInfo>,
+}
+
+impl IndexEntry {
+    /// The header fields the idempotent-producer table replays.
+    pub fn replay_header(&self) -> Option<BatchHeader> {
+        let p = self.producer?;
+        Some(BatchHeader {
+            base_offset: self.base,
+            batch_length: 0,
+            partition_leader_epoch: -1,
+            magic: batch::MAGIC_V2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: i32::try_from(self.last - self.base).unwrap_or(i32::MAX),
+            base_timestamp: self.max_timestamp,
+            max_timestamp: self.max_timestamp,
+            producer_id: p.id,
+            producer_epoch: p.epoch,
+            base_sequence: p.base_sequence,
+            records_count: 0,
+        })
+    }
+
+    /// The entry for a Kafka batch as stored (base offset patched in).
+    pub fn of_batch(header: &BatchHeader, id: MsgId, epoch: u64) -> IndexEntry {
+        IndexEntry {
+            base: header.base_offset,
+            last: header.last_offset(),
+            id,
+            epoch,
+            messages: 1,
+            bytes: header.size() as u64,
+            max_timestamp: header.max_timestamp,
+            compressed: header.is_compressed(),
+            producer: (header.producer_id >= 0).then_some(ProducerInfo {
+                id: header.producer_id,
+                epoch: header.producer_epoch,
+                base_sequence: header.base_sequence,
+            }),
+        }
+    }
+}
+
+/// The position of the entry holding `offset`.
+pub fn find(entries: &std::collections::VecDeque<IndexEntry>, offset: i64) -> Option<usize> {
+    // The last entry whose base is at or below the offset.
+    let i = entries.partition_point(|e| e.base <= offset).checked_sub(1)?;
+    (entries[i].last >= offset).then_some(i)
+}
+
+/// What recovery did with a message (for logs and tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    Accepted,
+    /// Part of a record batch, not complete yet.
+    Pending,
+    Fence,
+    NotOurs,
+    OtherTopic,
+    StaleEpoch,
+    OutOfSequence,
+    Corrupt,
+}
+
+/// A record batch being read, message by message.
+#[derive(Debug)]
+struct PendingBatch {
+    entry: IndexEntry,
+    info: BatchInfo,
+    seen: u32,
+}
+
+/// The index rebuilt from a partition topic, message by message.
+#[derive(Debug)]
+pub struct Recovery {
+    topic_id: uuid::Uuid,
+    /// The highest writer epoch seen (0: none).
+    pub max_epoch: u64,
+    next: Option<i64>,
+    start: i64,
+    entries: Vec<IndexEntry>,
+    pending: Option<PendingBatch>,
+    pub skipped: u64,
+}
+
+/// The outcome of [`Recovery::finish`].
+#[derive(Debug)]
+pub struct Recovered {
+    pub entries: std::collections::VecDeque<IndexEntry>,
+    pub log_start: i64,
+    pub next_offset: i64,
+    pub max_epoch: u64,
+    pub producers: ProducerStateTable,
+}
+
+impl Recovery {
+    pub fn new(topic_id: uuid::Uuid) -> Recovery {
+        Recovery {
+            topic_id,
+            max_epoch: 0,
+            next: None,
+            start: 0,
+            entries: Vec::new(),
+            pending: None,
+            skipped: 0,
+        }
+    }
+
+    /// Take the next message of the topic: its id, parsed properties and payload.
+    pub fn feed(&mut self, id: MsgId, props: Option<Props>, payload: &[u8]) -> Seen {
+        let seen = self.apply(id, props, payload);
+        if !matches!(seen, Seen::Accepted | Seen::Pending | Seen::Fence) {
+            self.skipped += 1;
+        }
+        seen
+    }
+
+    fn apply(&mut self, id: MsgId, props: Option<Props>, payload: &[u8]) -> Seen {
+        let Some(props) = props else { return Seen::NotOurs };
+        if props.topic_id != self.topic_id {
+            return Seen::OtherTopic;
+        }
+        if props.epoch < self.max_epoch {
+            return Seen::StaleEpoch;
+        }
+        // A pending record batch continues only with its own next message.
+        if let Some(p) = &mut self.pending {
+            let continues = matches!(props.kind, Kind::Record { offset, batch }
+                if props.epoch == p.entry.epoch && batch == BatchInfo { index: p.seen, ..p.info }
+                    && offset >= batch.base);
+            if continues {
+                p.seen += 1;
+                p.entry.bytes += payload.len() as u64;
+                if p.seen == p.info.messages() {
+                    let done = self.pending.take().expect("pending").entry;
+                    self.push(done);
+                    return Seen::Accepted;
+                }
+                return Seen::Pending;
+            }
+            // A torn batch: its writer never acknowledged it.
+            self.pending = None;
+        }
+        match props.kind {
+            Kind::Fence { next, start } => {
+                if self.next.is_some_and(|n| n != next) {
+                    tracing::warn!(
+                        "a writer at epoch {} continues at offset {next}, not {:?}; entries from {next} on are dropped",
+                        props.epoch,
+                        self.next
+                    );
+                }
+                self.max_epoch = props.epoch;
+                self.entries.retain(|e| e.last < next);
+                self.next = Some(next);
+                self.start = self.start.max(start).min(next);
+                Seen::Fence
+            }
+            Kind::Kafka { base, last } => {
+                if self.next.is_some_and(|n| n != base) {
+                    return Seen::OutOfSequence;
+                }
+                let header = match batch::validate_with(payload, u32::MAX, batch::Counts::Span) {
+                    Ok(b) if b.len() == 1 => b[0].header,
+                    _ => return Seen::Corrupt,
+                };
+                if header.base_offset != base || header.last_offset() != last {
+                    return Seen::Corrupt;
+                }
+                self.max_epoch = props.epoch;
+                self.push(IndexEntry::of_batch(&header, id, props.epoch));
+                Seen::Accepted
+            }
+            Kind::Record { offset, batch } => {
+                if batch.index != 0 || self.next.is_some_and(|n| n != batch.base) || offset != batch.base {
+                    // A record batch starts with its first message at its base offset (an empty
+                    // batch's only message too); a later message alone is a torn batch's rest.
+                    return if batch.index != 0 { Seen::Corrupt } else { Seen::OutOfSequence };
+                }
+                let entry = IndexEntry {
+                    base: batch.base,
+                    last: batch.last,
+                    id,
+                    epoch: props.epoch,
+                    messages: batch.messages(),
+                    bytes: payload.len() as u64,
+                    max_timestamp: batch.max_timestamp,
+                    compressed: batch.codec != 0,
+                    producer: (batch.producer_id >= 0).then_some(ProducerInfo {
+                        id: batch.producer_id,
+                        epoch: batch.producer_epoch,
+                        base_sequence: batch.base_sequence,
+                    }),
+                };
+                self.max_epoch = props.epoch;
+                if batch.messages() == 1 {
+                    self.push(entry);
+                    return Seen::Accepted;
+                }
+                self.pending = Some(PendingBatch { entry, info: batch, seen: 1 });
+                Seen::Pending
+            }
+        }
+    }
+
+    fn push(&mut self, entry: IndexEntry) {
+        self.next = Some(entry.last + 1);
+        self.entries.push(entry);
+    }
+
+    pub fn finish(self) -> Recovered {
+        let next_offset = self.next.unwrap_or(0);
+        let mut entries: std::collections::VecDeque<IndexEntry> =
+            self.entries.into_iter().filter(|e| e.last >= self.start).collect();
+        // Retention in Pulsar may have removed the oldest messages: the log starts at the first
+        // entry kept, or at the recorded start.
+        let log_start = entries.front().map_or(next_offset, |e| e.base);
+        let mut producers = ProducerStateTable::new();
+        for e in entries.iter_mut() {
+            if let Some(h) = e.replay_header() {
+                producers.replay(&h);
+            }
+        }
+        Recovered { entries, log_start, next_offset, max_epoch: self.max_epoch, producers }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::batch::testing::{batch, idempotent_batch};
+
+    fn id(n: u64) -> MsgId {
+        MsgId { ledger: 1, entry: n }
+    }
+
+    fn kafka(topic_id: uuid::Uuid, epoch: u64, base: i64, n: usize) -> (Option<Props>, Vec<u8>) {
+        let mut b = batch(n, 5, 1000 + base);
+        b[..8].copy_from_slice(&base.to_be_bytes());
+        let last = base + n as i64 - 1;
+        (Some(Props { topic_id, epoch, kind: Kind::Kafka { base, last } }), b)
+    }
+
+    fn fence(topic_id: uuid::Uuid, epoch: u64, next: i64) -> (Option<Props>, Vec<u8>) {
+        (Some(Props { topic_id, epoch, kind: Kind::Fence { next, start: 0 } }), Vec::new())
+    }
+
+    fn record(
+        topic_id: uuid::Uuid,
+        epoch: u64,
+        base: i64,
+        index: u32,
+        count: u32,
+    ) -> (Option<Props>, Vec<u8>) {
+        let batch = BatchInfo {
+            base,
+            last: base + i64::from(count.max(1)) - 1,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            codec: 0,
+            index,
+            count,
+            max_timestamp: 77,
+        };
+        let offset = base + i64::from(index);
+        (Some(Props { topic_id, epoch, kind: Kind::Record { offset, batch } }), b"value".to_vec())
+    }
+
+    fn run(topic_id: uuid::Uuid, messages: &[(Option<Props>, Vec<u8>)]) -> (Vec<Seen>, Recovered) {
+        let mut r = Recovery::new(topic_id);
+        let seen = messages.iter().enumerate().map(|(i, (p, b))| r.feed(id(i as u64), *p, b)).collect();
+        (seen, r.finish())
+    }
+
+    fn bases(r: &Recovered) -> Vec<(i64, i64)> {
+        r.entries.iter().map(|e| (e.base, e.last)).collect()
+    }
+
+    #[test]
+    fn entries_of_one_writer_are_indexed() {
+        let t = uuid::Uuid::new_v4();
+        let (seen, r) = run(t, &[fence(t, 1, 0), kafka(t, 1, 0, 3), kafka(t, 1, 3, 2)]);
+        assert_eq!(seen, [Seen::Fence, Seen::Accepted, Seen::Accepted]);
+        assert_eq!(bases(&r), [(0, 2), (3, 4)]);
+        assert_eq!((r.log_start, r.next_offset, r.max_epoch), (0, 5, 1));
+        assert_eq!(r.entries[1].id, id(2));
+        assert_eq!(find(&r.entries, 4), Some(1));
+        assert_eq!(find(&r.entries, 0), Some(0));
+        assert_eq!(find(&r.entries, 5), None);
+    }
+
+    #[test]
+    fn a_zombie_writer_is_skipped_after_the_fence() {
+        let t = uuid::Uuid::new_v4();
+        let (seen, r) = run(
+            t,
+            &[
+                fence(t, 1, 0),
+                kafka(t, 1, 0, 2),
+                fence(t, 2, 2),
+                kafka(t, 1, 2, 1), // the old writer, late
+                kafka(t, 2, 2, 3),
+                kafka(t, 1, 3, 1), // still late
+                kafka(t, 2, 9, 1), // a gap: never written by a sane writer
+                kafka(t, 2, 5, 1),
+            ],
+        );
+        assert_eq!(
+            seen,
+            [
+                Seen::Fence,
+                Seen::Accepted,
+                Seen::Fence,
+                Seen::StaleEpoch,
+                Seen::Accepted,
+                Seen::StaleEpoch,
+                Seen::OutOfSequence,
+                Seen::Accepted
+            ]
+        );
+        assert_eq!(bases(&r), [(0, 1), (2, 4), (5, 5)]);
+        assert_eq!((r.next_offset, r.max_epoch), (6, 2));
+    }
+
+    #[test]
+    fn a_fence_drops_what_its_writer_did_not_see() {
+        let t = uuid::Uuid::new_v4();
+        // The old writer appended after the new one read the topic: the fence says 2.
+        let (_, r) = run(t, &[kafka(t, 1, 0, 2), kafka(t, 1, 2, 2), fence(t, 2, 2), kafka(t, 2, 2, 1)]);
+        assert_eq!(bases(&r), [(0, 1), (2, 2)]);
+        assert_eq!(r.next_offset, 3);
+    }
+
+    #[test]
+    fn other_topics_and_foreign_messages_are_skipped() {
+        let t = uuid::Uuid::new_v4();
+        let old = uuid::Uuid::new_v4();
+        let (seen, r) = run(
+            t,
+            &[kafka(old, 5, 0, 4), (None, b"plain pulsar".to_vec()), fence(t, 1, 0), kafka(t, 1, 0, 1)],
+        );
+        assert_eq!(seen, [Seen::OtherTopic, Seen::NotOurs, Seen::Fence, Seen::Accepted]);
+        assert_eq!((bases(&r), r.max_epoch), (vec![(0, 0)], 1));
+    }
+
+    #[test]
+    fn a_corrupt_or_mislabelled_batch_is_skipped() {
+        let t = uuid::Uuid::new_v4();
+        let (p, mut b) = kafka(t, 1, 0, 2);
+        b[70] ^= 1;
+        let (q, _) = kafka(t, 1, 0, 3); // says 0..=2, holds 0..=1
+        let (_, good) = kafka(t, 1, 0, 2);
+        let (seen, r) = run(t, &[(p, b), (q, good.clone()), (p, good)]);
+        assert_eq!(seen, [Seen::Corrupt, Seen::Corrupt, Seen::Accepted]);
+        assert_eq!(bases(&r), [(0, 1)]);
+    }
+
+    #[test]
+    fn record_batches_count_once_complete() {
+        let t = uuid::Uuid::new_v4();
+        let (seen, r) = run(
+            t,
+            &[
+                record(t, 1, 0, 0, 3),
+                record(t, 1, 0, 1, 3),
+                record(t, 1, 0, 2, 3),
+                record(t, 1, 3, 0, 2), // torn: the writer died before the second message
+                record(t, 1, 3, 0, 0), // an empty batch, one message
+                record(t, 1, 4, 1, 2), // the rest of a batch without its start
+            ],
+        );
+        assert_eq!(
+            seen,
+            [Seen::Pending, Seen::Pending, Seen::Accepted, Seen::Pending, Seen::Accepted, Seen::Corrupt]
+        );
+        assert_eq!(bases(&r), [(0, 2), (3, 3)]);
+        assert_eq!((r.entries[0].messages, r.entries[0].bytes, r.entries[0].id), (3, 15, id(0)));
+        assert_eq!(r.next_offset, 4);
+    }
+
+    #[test]
+    fn producer_state_is_replayed_and_the_log_start_kept() {
+        let t = uuid::Uuid::new_v4();
+        let mut b = idempotent_batch(2, 42, 3, 0);
+        b[..8].copy_from_slice(&5i64.to_be_bytes());
+        let p = Some(Props { topic_id: t, epoch: 1, kind: Kind::Kafka { base: 5, last: 6 } });
+        let start = Some(Props { topic_id: t, epoch: 1, kind: Kind::Fence { next: 5, start: 5 } });
+        let (_, r) = run(t, &[kafka(t, 1, 0, 5), (start, Vec::new()), (p, b)]);
+        assert_eq!((r.log_start, r.next_offset), (5, 7));
+        assert_eq!(bases(&r), [(5, 6)]);
+        let e = r.producers.get(42).unwrap();
+        assert_eq!((e.epoch, e.last_seq()), (3, 1));
+        // Retention removed the first messages from Pulsar: the log starts at the first one left.
+        let (_, r) = run(t, &[kafka(t, 1, 10, 2), kafka(t, 1, 12, 1)]);
+        assert_eq!((r.log_start, r.next_offset), (10, 13));
+        let (_, r) = run(t, &[]);
+        assert_eq!((r.log_start, r.next_offset, r.max_epoch), (0, 0, 0));
+    }
+}

@@ -1,0 +1,250 @@
+//! Topic metadata and producer-id blocks, as append-only logs of JSON records in two Pulsar
+//! topics of the metadata namespace (`topics` and `producer-ids`). Every host replays them from
+//! the start at open and follows them afterwards. Several hosts may append at once, so a record
+//! is only a request: it takes effect if it is valid where it lands in the log (a creation of a
+//! name that exists, or a block of ids that overlaps one claimed earlier, is ignored), and the
+//! host that wrote it reads the log up to its own record to learn the outcome.
+
+use super::client::{Client, OPERATION_TIMEOUT, Owned, within};
+use super::index::MsgId;
+use super::reader::Follower;
+use crate::storage::{LogDefaults, StorageError, TopicConfig, TopicMeta, TopicName};
+use ::pulsar::producer::Message;
+use ::pulsar::{Producer, ProducerOptions, TokioExecutor};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Producer ids reserved per record.
+pub const ID_BLOCK: i64 = 1000;
+
+/// One record of the `topics` log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum TopicRecord {
+    Create {
+        tenant: String,
+        namespace: String,
+        topic: String,
+        id: String,
+        partitions: i32,
+        config: BTreeMap<String, String>,
+    },
+    Partitions {
+        tenant: String,
+        namespace: String,
+        topic: String,
+        id: String,
+        partitions: i32,
+    },
+    Delete {
+        tenant: String,
+        namespace: String,
+        topic: String,
+        id: String,
+    },
+}
+
+/// The topics as the `topics` log says.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub topics: BTreeMap<TopicName, TopicMeta>,
+}
+
+impl Catalog {
+    /// Apply one record; false when it does not take effect where it stands.
+    pub fn apply(&mut self, defaults: &LogDefaults, record: &TopicRecord) -> bool {
+        match record {
+            TopicRecord::Create { tenant, namespace, topic, id, partitions, config } => {
+                let name = TopicName::new(tenant, namespace, topic);
+                let Ok(id) = uuid::Uuid::parse_str(id) else { return false };
+                if self.topics.contains_key(&name) || *partitions < 1 {
+                    return false;
+                }
+                let pairs: Vec<(String, String)> = config.clone().into_iter().collect();
+                let Ok(config) = TopicConfig::from_pairs(defaults, &pairs) else {
+                    tracing::warn!(topic = %name, "ignoring a topic record with an invalid config");
+                    return false;
+                };
+                self.topics.insert(name.clone(), TopicMeta { name, id, partitions: *partitions, config });
+                true
+            }
+            TopicRecord::Partitions { tenant, namespace, topic, id, partitions } => {
+                let name = TopicName::new(tenant, namespace, topic);
+                match self.topics.get_mut(&name) {
+                    Some(t) if t.id.to_string() == *id && *partitions > t.partitions => {
+                        t.partitions = *partitions;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            TopicRecord::Delete { tenant, namespace, topic, id } => {
+                let name = TopicName::new(tenant, namespace, topic);
+                if self.topics.get(&name).is_some_and(|t| t.id.to_string() == *id) {
+                    self.topics.remove(&name);
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+}
+
+/// One record of the `producer-ids` log: a claim of ids `from..to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdClaim {
+    pub from: i64,
+    pub to: i64,
+}
+
+/// The producer-id blocks claimed so far.
+#[derive(Debug, Default)]
+pub struct IdBlocks {
+    /// Every id below this is claimed (handed out or skipped); none at or above it is.
+    pub end: i64,
+}
+
+impl IdBlocks {
+    /// Apply a claim; it takes effect only if it lies wholly past every earlier one.
+    pub fn apply(&mut self, claim: IdClaim) -> bool {
+        if claim.from >= self.end && claim.to > claim.from {
+            self.end = claim.to;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// An append-only JSON log in one Pulsar topic: a shared producer and a follower.
+pub struct MetaLog {
+    topic: String,
+    producer: Owned<Producer<TokioExecutor>>,
+    follower: Follower,
+}
+
+impl MetaLog {
+    pub async fn open(
+        client: &Client,
+        handle: &tokio::runtime::Handle,
+        topic: String,
+    ) -> Result<MetaLog, StorageError> {
+        let producer = within(
+            OPERATION_TIMEOUT,
+            &format!("creating a producer on {topic}"),
+            client.producer().with_topic(&topic).with_options(ProducerOptions::default()).build(),
+        )
+        .await?;
+        let follower = Follower::open(client, handle, &topic, None).await?;
+        Ok(MetaLog { topic, producer: Owned::new(producer, handle.clone()), follower })
+    }
+
+    /// Read the records appended since the last call (all of them, the first time).
+    pub async fn catch_up<R: for<'de> Deserialize<'de>>(
+        &mut self,
+        mut f: impl FnMut(MsgId, R),
+    ) -> Result<(), StorageError> {
+        let topic = self.topic.clone();
+        self.follower
+            .catch_up(|m| match serde_json::from_slice::<R>(&m.payload) {
+                Ok(r) => f(m.id, r),
+                Err(e) => tracing::warn!(topic, "skipping a record that is not ours: {e}"),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Append `record` and read the log up to it, handing every record read (this one too,
+    /// last) to `f`.
+    pub async fn append<R: Serialize + for<'de> Deserialize<'de>>(
+        &mut self,
+        record: &R,
+        mut f: impl FnMut(MsgId, R),
+    ) -> Result<MsgId, StorageError> {
+        let payload = serde_json::to_vec(record).map_err(|e| StorageError::Unavailable(e.to_string()))?;
+        let what = format!("appending to {}", self.topic);
+        let send = self.producer.send_non_blocking(Message { payload, ..Default::default() });
+        let receipt = within(OPERATION_TIMEOUT, &what, async { send.await?.await }).await?;
+        let id = receipt
+            .message_id
+            .as_ref()
+            .map(MsgId::of)
+            .ok_or_else(|| StorageError::Unavailable(format!("{what}: the receipt has no message id")))?;
+        let topic = self.topic.clone();
+        while self.follower.position.is_none_or(|p| p < id) {
+            let Some(m) = self.follower.next(OPERATION_TIMEOUT).await? else {
+                return Err(StorageError::Unavailable(format!("{what}: did not read back the record")));
+            };
+            match serde_json::from_slice::<R>(&m.payload) {
+                Ok(r) => f(m.id, r),
+                Err(e) => tracing::warn!(topic, "skipping a record that is not ours: {e}"),
+            }
+        }
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(topic: &str, id: &str, partitions: i32) -> TopicRecord {
+        TopicRecord::Create {
+            tenant: "t".into(),
+            namespace: "n".into(),
+            topic: topic.into(),
+            id: id.into(),
+            partitions,
+            config: BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]),
+        }
+    }
+
+    #[test]
+    fn topic_records_replay_in_log_order() {
+        let d = LogDefaults::default();
+        let a = uuid::Uuid::new_v4().to_string();
+        let b = uuid::Uuid::new_v4().to_string();
+        let mut c = Catalog::default();
+        let name = TopicName::new("t", "n", "x");
+        assert!(c.apply(&d, &create("x", &a, 2)));
+        assert!(!c.apply(&d, &create("x", &b, 5)), "a second creation of the name loses");
+        let grow = |id: &str, p| TopicRecord::Partitions {
+            tenant: "t".into(),
+            namespace: "n".into(),
+            topic: "x".into(),
+            id: id.into(),
+            partitions: p,
+        };
+        assert!(!c.apply(&d, &grow(&b, 9)), "another topic's id");
+        assert!(!c.apply(&d, &grow(&a, 2)), "not more partitions");
+        assert!(c.apply(&d, &grow(&a, 3)));
+        let t = &c.topics[&name];
+        assert_eq!((t.id.to_string(), t.partitions, t.config.retention_ms), (a.clone(), 3, 1000));
+        let delete = |id: &str| TopicRecord::Delete {
+            tenant: "t".into(),
+            namespace: "n".into(),
+            topic: "x".into(),
+            id: id.into(),
+        };
+        assert!(!c.apply(&d, &delete(&b)));
+        assert!(c.apply(&d, &delete(&a)));
+        assert!(c.topics.is_empty());
+        assert!(c.apply(&d, &create("x", &b, 1)), "re-created under a new id");
+        // Records survive JSON.
+        let json = serde_json::to_string(&grow(&a, 4)).unwrap();
+        assert!(json.contains("\"op\":\"partitions\""), "{json}");
+        assert_eq!(serde_json::from_str::<TopicRecord>(&json).unwrap(), grow(&a, 4));
+    }
+
+    #[test]
+    fn id_claims_never_overlap() {
+        let mut ids = IdBlocks::default();
+        assert!(ids.apply(IdClaim { from: 0, to: ID_BLOCK }));
+        // Another host claimed the same block at the same time: its record lands second.
+        assert!(!ids.apply(IdClaim { from: 0, to: ID_BLOCK }));
+        assert!(ids.apply(IdClaim { from: ID_BLOCK, to: 2 * ID_BLOCK }));
+        assert!(!ids.apply(IdClaim { from: 5, to: 4 }));
+        assert_eq!(ids.end, 2 * ID_BLOCK);
+    }
+}

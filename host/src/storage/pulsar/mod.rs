@@ -1,0 +1,556 @@
+//! The `pulsar` storage backend: the [`Log`] port on an Apache Pulsar cluster, through the
+//! `pulsar` crate. The host keeps no data of its own in this mode.
+//!
+//! * Kafka topic `t`, partition `p` of tenant `x` in namespace `ns` is the non-partitioned
+//!   Pulsar topic `persistent://x/ns/t-partition-p` (see `partition`).
+//! * Topic metadata (creations, partition counts, deletions) and producer-id blocks are
+//!   append-only logs in `persistent://<metadata namespace>/topics` and `.../producer-ids`,
+//!   replayed at open (see `meta`). Group metadata and committed offsets go through the log like
+//!   any topic (`__consumer_offsets`), so they are in Pulsar too.
+//! * Entry format (topic config `guise.entry.format`): `kafka` stores each Kafka batch as one
+//!   message; `pulsar` stores one message per record, mapped as `crate::pulsar::mapping` says,
+//!   so that Pulsar consumers read them natively (a fetch rebuilds a Kafka batch from them).
+//! * Offsets are assigned by the partition's single writer and carried in message properties
+//!   with the writer's epoch and the topic id (see `props`, `index`).
+//!
+//! Limits, by design or for now:
+//! * a Kafka batch (format `kafka`) or a record (format `pulsar`) larger than
+//!   `pulsar_max_message_bytes` minus [`METADATA_ROOM`] is refused with MESSAGE_TOO_LARGE (no
+//!   chunking);
+//! * deleting a topic only records the deletion: the binary protocol has no call to delete a
+//!   Pulsar topic, so its partition topics stay in Pulsar (with their `guise-retention`
+//!   subscription); a topic re-created under the same name gets a new id and ignores them;
+//! * in format `pulsar`, record headers become a map: duplicate header keys keep one value,
+//!   their order is not kept, and headers named `guise.*` are dropped; a tombstone is an empty
+//!   payload with the property `guise.null` (the crate cannot set `null_value`);
+//! * messages written to a partition topic by plain Pulsar producers are not Kafka records
+//!   (they carry no offset) and are skipped;
+//! * metadata changes made by another host become visible here when this host next reads the
+//!   metadata log: at an admin operation, or when it looks up a topic it does not know (at most
+//!   once a second);
+//! * retention applies to the partitions this host has open;
+//! * the index holds one small entry per stored batch in memory.
+
+mod client;
+mod index;
+mod meta;
+mod partition;
+mod props;
+mod reader;
+
+use crate::storage::batch;
+use crate::storage::names::{collides, validate_full_name, validate_partitions};
+use crate::storage::{AppendInfo, Log, LogDefaults, ReadResult, StorageError, TopicMeta, TopicName};
+use client::Bridge;
+use meta::{Catalog, ID_BLOCK, IdBlocks, IdClaim, MetaLog, TopicRecord};
+use parking_lot::{Mutex, RwLock};
+use partition::{Partition, Shared};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Room left in a Pulsar message for its metadata (our properties, the key, the headers).
+pub const METADATA_ROOM: usize = 64 * 1024;
+
+/// How to reach Pulsar and where the metadata lives.
+#[derive(Clone, Debug)]
+pub struct PulsarSettings {
+    /// `pulsar://HOST:PORT` (or `pulsar+ssl://`).
+    pub url: String,
+    /// `tenant/namespace` of the metadata topics.
+    pub metadata_namespace: String,
+    /// A JWT for Pulsar's token authentication.
+    pub auth_token: Option<String>,
+    /// The brokers' maxMessageSize (Pulsar's default is 5 MiB).
+    pub max_message_bytes: usize,
+}
+
+pub struct PulsarLog {
+    defaults: LogDefaults,
+    settings: PulsarSettings,
+    catalog: RwLock<Catalog>,
+    /// Open partitions by (topic name, topic id, partition).
+    partitions: RwLock<BTreeMap<(TopicName, uuid::Uuid, i32), Arc<Partition>>>,
+    topics_log: Arc<tokio::sync::Mutex<MetaLog>>,
+    ids_log: Arc<tokio::sync::Mutex<MetaLog>>,
+    ids: Mutex<IdState>,
+    last_sync: Mutex<Option<Instant>>,
+    /// Serializes create, delete and create-partitions.
+    admin: Mutex<()>,
+    /// Last: the runtime goes after everything that holds Pulsar objects.
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct IdState {
+    /// Ids `next..end` are ours to hand out.
+    next: i64,
+    end: i64,
+    blocks: IdBlocks,
+}
+
+impl PulsarLog {
+    /// Connect, replay the metadata logs and serve. Partitions open lazily, on first use.
+    pub fn open(settings: PulsarSettings, defaults: LogDefaults) -> Result<PulsarLog, StorageError> {
+        let ns = settings.metadata_namespace.trim_matches('/');
+        if ns.split('/').count() != 2 || ns.split('/').any(str::is_empty) {
+            return Err(StorageError::InvalidConfig(format!(
+                "pulsar metadata namespace '{ns}' is not TENANT/NAMESPACE"
+            )));
+        }
+        let bridge = Bridge::connect(&settings.url, settings.auth_token.as_deref())?;
+        let client = bridge.client.clone();
+        let handle = bridge.handle().clone();
+        let topics_topic = format!("persistent://{ns}/topics");
+        let ids_topic = format!("persistent://{ns}/producer-ids");
+        let d = defaults.clone();
+        let (topics_log, ids_log, catalog, blocks) = bridge.run(async move {
+            let mut topics_log = MetaLog::open(&client, &handle, topics_topic).await?;
+            let mut catalog = Catalog::default();
+            topics_log
+                .catch_up(|_, r: TopicRecord| {
+                    catalog.apply(&d, &r);
+                })
+                .await?;
+            let mut ids_log = MetaLog::open(&client, &handle, ids_topic).await?;
+            let mut blocks = IdBlocks::default();
+            ids_log
+                .catch_up(|_, c: IdClaim| {
+                    blocks.apply(c);
+                })
+                .await?;
+            Ok((topics_log, ids_log, catalog, blocks))
+        })?;
+        tracing::info!(
+            url = %settings.url,
+            metadata = ns,
+            topics = catalog.topics.len(),
+            producer_ids_claimed = blocks.end,
+            "opened the pulsar log"
+        );
+        let max_payload = settings.max_message_bytes.saturating_sub(METADATA_ROOM).max(1024);
+        Ok(PulsarLog {
+            shared: Arc::new(Shared { bridge, epochs: Default::default(), max_payload, exclusive: true }),
+            defaults,
+            settings,
+            catalog: RwLock::new(catalog),
+            partitions: RwLock::new(BTreeMap::new()),
+            topics_log: Arc::new(tokio::sync::Mutex::new(topics_log)),
+            ids_log: Arc::new(tokio::sync::Mutex::new(ids_log)),
+            ids: Mutex::new(IdState { blocks, ..IdState::default() }),
+            last_sync: Mutex::new(None),
+            admin: Mutex::new(()),
+        })
+    }
+
+    pub fn settings(&self) -> &PulsarSettings {
+        &self.settings
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T, StorageError>> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        self.shared.bridge.run(fut)
+    }
+
+    /// Read the topics log up to its end (other hosts' changes).
+    fn sync_catalog(&self) -> Result<(), StorageError> {
+        let log = self.topics_log.clone();
+        let records = self.run(async move {
+            let mut records = Vec::new();
+            log.lock().await.catch_up(|_, r: TopicRecord| records.push(r)).await?;
+            Ok(records)
+        })?;
+        let mut catalog = self.catalog.write();
+        for r in &records {
+            catalog.apply(&self.defaults, r);
+        }
+        *self.last_sync.lock() = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Append a topics record; whether it took effect where it landed.
+    fn append_topic_record(&self, record: TopicRecord) -> Result<bool, StorageError> {
+        let log = self.topics_log.clone();
+        let mine = record.clone();
+        let records = self.run(async move {
+            let mut records = Vec::new();
+            log.lock().await.append(&mine, |_, r: TopicRecord| records.push(r)).await?;
+            Ok(records)
+        })?;
+        let mut catalog = self.catalog.write();
+        let mut took = false;
+        let n = records.len();
+        for (i, r) in records.iter().enumerate() {
+            let applied = catalog.apply(&self.defaults, r);
+            if i + 1 == n {
+                took = applied && *r == record;
+            }
+        }
+        Ok(took)
+    }
+
+    fn get(&self, name: &TopicName) -> Option<TopicMeta> {
+        if let Some(t) = self.catalog.read().topics.get(name) {
+            return Some(t.clone());
+        }
+        let stale = self.last_sync.lock().is_none_or(|t| t.elapsed() > Duration::from_secs(1));
+        if stale && let Err(e) = self.sync_catalog() {
+            tracing::warn!("reading the topics log: {e}");
+        }
+        self.catalog.read().topics.get(name).cloned()
+    }
+
+    fn partition(
+        &self,
+        name: &TopicName,
+        partition: i32,
+    ) -> Result<(TopicMeta, Arc<Partition>), StorageError> {
+        let meta = self.get(name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        if partition < 0 || partition >= meta.partitions {
+            return Err(StorageError::UnknownTopicOrPartition);
+        }
+        let key = (name.clone(), meta.id, partition);
+        if let Some(p) = self.partitions.read().get(&key) {
+            return Ok((meta, p.clone()));
+        }
+        let topic =
+            format!("persistent://{}/{}/{}-partition-{partition}", name.tenant, name.namespace, name.topic);
+        let p = self
+            .partitions
+            .write()
+            .entry(key)
+            .or_insert_with(|| Arc::new(Partition::new(topic, meta.id)))
+            .clone();
+        Ok((meta, p))
+    }
+
+    fn on_partition<T: Send + 'static, F>(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        f: impl FnOnce(Arc<Shared>, Arc<Partition>, TopicMeta) -> F,
+    ) -> Result<T, StorageError>
+    where
+        F: Future<Output = Result<T, StorageError>> + Send + 'static,
+    {
+        let (meta, p) = self.partition(name, partition)?;
+        self.run(f(self.shared.clone(), p, meta))
+    }
+
+    fn append_with(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+        counts: batch::Counts,
+    ) -> Result<AppendInfo, StorageError> {
+        self.on_partition(name, partition, move |shared, p, meta| async move {
+            let batches = batch::validate_with(&records, meta.config.max_message_bytes, counts)?;
+            p.append(&shared, records, batches, meta.config.entry_format).await
+        })
+    }
+
+    /// Reserve the next block of producer ids (a claim in the producer-ids log).
+    fn reserve_ids(&self, state: &mut IdState) -> Result<(), StorageError> {
+        loop {
+            let from = state.blocks.end;
+            let claim = IdClaim {
+                from,
+                to: from
+                    .checked_add(ID_BLOCK)
+                    .ok_or_else(|| StorageError::Unavailable("producer ids exhausted".into()))?,
+            };
+            let log = self.ids_log.clone();
+            let claims = self.run(async move {
+                let mut claims = Vec::new();
+                log.lock().await.append(&claim, |_, c: IdClaim| claims.push(c)).await?;
+                Ok(claims)
+            })?;
+            let n = claims.len();
+            let mut won = false;
+            for (i, c) in claims.into_iter().enumerate() {
+                let applied = state.blocks.apply(c);
+                if i + 1 == n {
+                    won = applied && c == claim;
+                }
+            }
+            if won {
+                tracing::debug!(from = claim.from, to = claim.to, "reserved a block of producer ids");
+                state.next = claim.from;
+                state.end = claim.to;
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Log for PulsarLog {
+    fn create_topic(
+        &self,
+        name: &TopicName,
+        partitions: i32,
+        config: &[(String, String)],
+        validate_only: bool,
+    ) -> Result<TopicMeta, StorageError> {
+        validate_full_name(name)?;
+        validate_partitions(partitions)?;
+        let parsed = crate::storage::TopicConfig::from_pairs(&self.defaults, config)?;
+        let _admin = self.admin.lock();
+        self.sync_catalog()?;
+        {
+            let catalog = self.catalog.read();
+            if catalog.topics.contains_key(name) {
+                return Err(StorageError::TopicAlreadyExists(name.topic.clone()));
+            }
+            if let Some(other) = catalog.topics.keys().find(|n| {
+                n.tenant == name.tenant && n.namespace == name.namespace && collides(&n.topic, &name.topic)
+            }) {
+                return Err(StorageError::InvalidTopic(format!(
+                    "topic '{}' collides with existing topic '{}' ('.' and '_' are the same in metric names)",
+                    name.topic, other.topic
+                )));
+            }
+        }
+        let mut meta = TopicMeta { name: name.clone(), id: uuid::Uuid::nil(), partitions, config: parsed };
+        if validate_only {
+            return Ok(meta);
+        }
+        meta.id = uuid::Uuid::new_v4();
+        let record = TopicRecord::Create {
+            tenant: name.tenant.clone(),
+            namespace: name.namespace.clone(),
+            topic: name.topic.clone(),
+            id: meta.id.to_string(),
+            partitions,
+            config: meta.config.overrides.clone(),
+        };
+        if !self.append_topic_record(record)? {
+            return Err(StorageError::TopicAlreadyExists(name.topic.clone()));
+        }
+        Ok(meta)
+    }
+
+    fn delete_topic(&self, name: &TopicName) -> Result<(), StorageError> {
+        let _admin = self.admin.lock();
+        self.sync_catalog()?;
+        let meta =
+            self.catalog.read().topics.get(name).cloned().ok_or(StorageError::UnknownTopicOrPartition)?;
+        let record = TopicRecord::Delete {
+            tenant: name.tenant.clone(),
+            namespace: name.namespace.clone(),
+            topic: name.topic.clone(),
+            id: meta.id.to_string(),
+        };
+        if !self.append_topic_record(record)? {
+            return Err(StorageError::UnknownTopicOrPartition);
+        }
+        let closed: Vec<Arc<Partition>> = {
+            let mut parts = self.partitions.write();
+            let keys: Vec<_> =
+                parts.keys().filter(|(n, id, _)| n == name && *id == meta.id).cloned().collect();
+            keys.iter().filter_map(|k| parts.remove(k)).collect()
+        };
+        self.run(async move {
+            for p in closed {
+                p.close().await;
+            }
+            Ok(())
+        })
+    }
+
+    fn create_partitions(
+        &self,
+        name: &TopicName,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<(), StorageError> {
+        let _admin = self.admin.lock();
+        self.sync_catalog()?;
+        let meta =
+            self.catalog.read().topics.get(name).cloned().ok_or(StorageError::UnknownTopicOrPartition)?;
+        if total <= meta.partitions {
+            return Err(StorageError::InvalidPartitions(format!(
+                "topic currently has {} partitions, which is higher than or equal to the requested {total}",
+                meta.partitions
+            )));
+        }
+        validate_partitions(total)?;
+        if validate_only {
+            return Ok(());
+        }
+        let record = TopicRecord::Partitions {
+            tenant: name.tenant.clone(),
+            namespace: name.namespace.clone(),
+            topic: name.topic.clone(),
+            id: meta.id.to_string(),
+            partitions: total,
+        };
+        if !self.append_topic_record(record)? {
+            return Err(StorageError::InvalidPartitions("the topic changed meanwhile".into()));
+        }
+        Ok(())
+    }
+
+    fn topic(&self, name: &TopicName) -> Option<TopicMeta> {
+        self.get(name)
+    }
+
+    fn topic_by_id(&self, tenant: &str, namespace: &str, id: uuid::Uuid) -> Option<TopicMeta> {
+        self.topics(tenant, namespace).into_iter().find(|t| t.id == id)
+    }
+
+    fn topics(&self, tenant: &str, namespace: &str) -> Vec<TopicMeta> {
+        let from = TopicName::new(tenant, namespace, "");
+        self.catalog
+            .read()
+            .topics
+            .range(from..)
+            .take_while(|(n, _)| n.tenant == tenant && n.namespace == namespace)
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
+    fn defaults(&self) -> &LogDefaults {
+        &self.defaults
+    }
+
+    fn append(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+    ) -> Result<AppendInfo, StorageError> {
+        self.append_with(name, partition, records, batch::Counts::Exact)
+    }
+
+    fn append_host(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+    ) -> Result<AppendInfo, StorageError> {
+        self.append_with(name, partition, records, batch::Counts::Span)
+    }
+
+    fn producer_precheck(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        header: &batch::BatchHeader,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        let header = *header;
+        self.on_partition(
+            name,
+            partition,
+            move |shared, p, _| async move { p.precheck(&shared, &header).await },
+        )
+    }
+
+    fn read(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, StorageError> {
+        self.on_partition(name, partition, move |shared, p, _| async move {
+            p.read(&shared, offset, max_bytes, min_one).await
+        })
+    }
+
+    fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError> {
+        self.on_partition(name, partition, |shared, p, _| async move {
+            p.ensure_open(&shared).await?;
+            Ok(p.offsets())
+        })
+    }
+
+    fn offset_for_timestamp(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        ts: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        self.on_partition(name, partition, move |shared, p, _| async move {
+            p.offset_for_timestamp(&shared, ts).await
+        })
+    }
+
+    fn max_timestamp(&self, name: &TopicName, partition: i32) -> Result<Option<(i64, i64)>, StorageError> {
+        self.on_partition(name, partition, |shared, p, _| async move { p.max_timestamp(&shared).await })
+    }
+
+    fn subscribe(
+        &self,
+        name: &TopicName,
+        partition: i32,
+    ) -> Result<tokio::sync::watch::Receiver<i64>, StorageError> {
+        self.on_partition(name, partition, |shared, p, _| async move {
+            p.ensure_open(&shared).await?;
+            Ok(p.subscribe())
+        })
+    }
+
+    fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        let open: Vec<(Arc<Partition>, i64, i64)> = {
+            let catalog = self.catalog.read();
+            self.partitions
+                .read()
+                .iter()
+                .filter_map(|((name, id, _), p)| {
+                    let t = catalog.topics.get(name).filter(|t| t.id == *id)?;
+                    let c = &t.config;
+                    (c.retention_ms >= 0 || c.retention_bytes >= 0)
+                        .then(|| (p.clone(), c.retention_ms, c.retention_bytes))
+                })
+                .collect()
+        };
+        if open.is_empty() {
+            return Ok(0);
+        }
+        self.run(async move {
+            let mut removed = 0;
+            for (p, ms, bytes) in open {
+                match p.apply_retention(ms, bytes, now_ms).await {
+                    Ok(n) => removed += n,
+                    Err(e) => tracing::warn!(topic = %p.topic, "retention: {e}"),
+                }
+            }
+            Ok(removed)
+        })
+    }
+
+    /// Pulsar acknowledges a message once the bookies have persisted it: nothing to do.
+    fn flush(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn allocate_producer_id(&self) -> Result<i64, StorageError> {
+        let mut state = self.ids.lock();
+        if state.next >= state.end {
+            self.reserve_ids(&mut state).inspect_err(|e| tracing::error!("reserving producer ids: {e}"))?;
+        }
+        let id = state.next;
+        state.next += 1;
+        Ok(id)
+    }
+
+    fn bump_producer_epoch(&self, producer_id: i64, epoch: i16) -> Result<Option<i16>, StorageError> {
+        // An id past every claimed block was never handed out by any host of this cluster.
+        if producer_id >= self.ids.lock().blocks.end {
+            return Ok(None);
+        }
+        Ok(self.shared.epochs.bump(producer_id, epoch))
+    }
+}
+
+impl Drop for PulsarLog {
+    fn drop(&mut self) {
+        // Partitions and metadata logs hold Pulsar objects: drop them while the runtime lives.
+        self.partitions.write().clear();
+    }
+}

@@ -1,0 +1,883 @@
+//! One Kafka partition kept in one Pulsar topic: its single writer, its offset index, the tail
+//! cache and the cached fetch reader, and how it takes ownership.
+//!
+//! Opening (lazily, on first use, under the writer lock):
+//! 1. take the topic: a producer with access mode ExclusiveWithFencing fences any other writer;
+//!    it is closed at once and an Exclusive producer holds the topic from then on, so that the
+//!    crate's automatic re-creation of a producer (after a dropped connection) can never fence a
+//!    newer owner in turn: it fails with ProducerBusy while that owner lives;
+//! 2. read the topic from the start to its last message and rebuild the index and the
+//!    idempotent-producer state (see `index`);
+//! 3. write a fence marker with epoch = highest seen + 1 and the next offset, so that readers skip
+//!    anything a fenced writer still manages to write with its older epoch;
+//! 4. subscribe `guise-retention` (durable, never consumed) so that Pulsar keeps the messages
+//!    until Kafka retention lets them go.
+//!
+//! Any failed send afterwards means ownership is lost: the partition answers
+//! NOT_LEADER_OR_FOLLOWER from then on in this process (and says why in the log).
+
+use super::client::{Bridge, OPERATION_TIMEOUT, Owned, within};
+use super::index::{self, IndexEntry, MsgId, ProducerInfo, Recovery};
+use super::props::{self, BatchInfo, Kind, Props};
+use super::reader::{Follower, Received};
+use crate::pulsar::mapping;
+use crate::pulsar::proto::{KeyValue, SingleMessageMetadata};
+use crate::storage::batch::{self, BatchHeader, ValidBatch};
+use crate::storage::producers::{Checked, ProducerEpochs, ProducerStateTable};
+use crate::storage::records::{self, EncodeSpec};
+use crate::storage::{AppendInfo, EntryFormat, ReadResult, StorageError};
+use ::pulsar::consumer::InitialPosition;
+use ::pulsar::producer::Message;
+use ::pulsar::{Consumer, ConsumerOptions, Producer, ProducerOptions, SubType, TokioExecutor};
+use bytes::{Bytes, BytesMut};
+use parking_lot::RwLock;
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The durable subscription that keeps a partition's messages in Pulsar.
+pub const RETENTION_SUBSCRIPTION: &str = "guise-retention";
+/// Bytes of recently appended batches kept in memory per partition for fetches at the tail.
+const TAIL_CACHE_BYTES: usize = 4 << 20;
+/// How long a fetch waits for a message the index says is there.
+const READ_WAIT: Duration = Duration::from_secs(10);
+/// The largest decompressed records section decoded for format `pulsar`.
+const MAX_DECODED: usize = 256 << 20;
+
+const SHARED: i32 = 0;
+const EXCLUSIVE: i32 = 1;
+const EXCLUSIVE_WITH_FENCING: i32 = 3;
+
+/// What every partition needs from the backend.
+pub struct Shared {
+    pub bridge: Bridge,
+    pub epochs: ProducerEpochs,
+    /// The largest Pulsar message payload sent (pulsar_max_message_bytes minus room for the
+    /// message metadata).
+    pub max_payload: usize,
+    /// Whether writers take topics with exclusive producer access (fencing). Off only for
+    /// brokers without access modes.
+    pub exclusive: bool,
+}
+
+pub struct Partition {
+    /// `persistent://tenant/namespace/topic-partition-N`
+    pub topic: String,
+    topic_id: uuid::Uuid,
+    state: RwLock<State>,
+    writer: tokio::sync::Mutex<Option<Writer>>,
+    cursor: tokio::sync::Mutex<Option<Cursor>>,
+    hwm: watch::Sender<i64>,
+}
+
+#[derive(Default)]
+struct State {
+    open: bool,
+    /// Why this host lost the partition, once it did.
+    lost: Option<String>,
+    closed: bool,
+    entries: VecDeque<IndexEntry>,
+    log_start: i64,
+    high_watermark: i64,
+    /// The latest appended batches, contiguous up to the high watermark.
+    cache: VecDeque<(i64, Bytes)>,
+    cache_bytes: usize,
+}
+
+struct Writer {
+    producer: Owned<Producer<TokioExecutor>>,
+    epoch: u64,
+    producers: ProducerStateTable,
+    retention: Option<Owned<Consumer<Vec<u8>, TokioExecutor>>>,
+}
+
+/// A fetch reader left where the last fetch stopped.
+struct Cursor {
+    follower: Follower,
+    /// The base offset of the next entry it delivers.
+    next_base: i64,
+    /// A batch read but not returned (it did not fit), with its base offset.
+    lookahead: Option<(i64, Bytes)>,
+}
+
+fn lost_error(why: &str) -> StorageError {
+    StorageError::NotLeader(why.to_string())
+}
+
+/// Whether a Pulsar error says another writer holds or took the topic.
+fn is_ownership_error(e: &StorageError) -> bool {
+    let text = e.to_string();
+    text.contains("ProducerBusy") || text.contains("ProducerFenced") || text.contains("Fenced")
+}
+
+impl Partition {
+    pub fn new(topic: String, topic_id: uuid::Uuid) -> Partition {
+        Partition {
+            topic,
+            topic_id,
+            state: RwLock::new(State::default()),
+            writer: tokio::sync::Mutex::new(None),
+            cursor: tokio::sync::Mutex::new(None),
+            hwm: watch::channel(0).0,
+        }
+    }
+
+    fn check_usable(&self) -> Result<bool, StorageError> {
+        let s = self.state.read();
+        if s.closed {
+            return Err(StorageError::UnknownTopicOrPartition);
+        }
+        if let Some(why) = &s.lost {
+            return Err(lost_error(why));
+        }
+        Ok(s.open)
+    }
+
+    /// Mark ownership lost (logged once) and return the error to answer with.
+    fn lose(&self, why: String) -> StorageError {
+        let mut s = self.state.write();
+        if s.lost.is_none() {
+            tracing::error!(topic = %self.topic, "lost ownership of the partition, answering NOT_LEADER_OR_FOLLOWER from now on: {why}");
+            s.lost = Some(why.clone());
+        }
+        lost_error(&why)
+    }
+
+    /// Open the partition if it is not yet (see the module docs).
+    pub async fn ensure_open(&self, shared: &Shared) -> Result<(), StorageError> {
+        if self.check_usable()? {
+            return Ok(());
+        }
+        let mut writer = self.writer.lock().await;
+        self.open_locked(shared, &mut writer).await
+    }
+
+    async fn open_locked(&self, shared: &Shared, writer: &mut Option<Writer>) -> Result<(), StorageError> {
+        if self.check_usable()? && writer.is_some() {
+            return Ok(());
+        }
+        let client = &shared.bridge.client;
+        let handle = shared.bridge.handle();
+        let create = |mode: i32| {
+            let options =
+                ProducerOptions { access_mode: Some(mode), block_queue_if_full: true, ..Default::default() };
+            within(
+                OPERATION_TIMEOUT,
+                format!("creating a producer on {}", self.topic),
+                client.producer().with_topic(&self.topic).with_options(options).build(),
+            )
+        };
+        let classify = |e: StorageError| if is_ownership_error(&e) { lost_error(&e.to_string()) } else { e };
+        let producer = if shared.exclusive {
+            let mut fencing = create(EXCLUSIVE_WITH_FENCING).await.map_err(classify)?;
+            if let Err(e) = fencing.close().await {
+                tracing::debug!(topic = %self.topic, "closing the fencing producer: {e}");
+            }
+            drop(Owned::new(fencing, handle.clone()));
+            create(EXCLUSIVE).await.map_err(classify)?
+        } else {
+            create(SHARED).await?
+        };
+        let mut producer = Owned::new(producer, handle.clone());
+
+        let mut follower = Follower::open(client, handle, &self.topic, None).await?;
+        let mut recovery = Recovery::new(self.topic_id);
+        let read = follower
+            .catch_up(|m| {
+                recovery.feed(m.id, Props::parse(m.props()), &m.payload);
+            })
+            .await?;
+        drop(follower);
+        let skipped = recovery.skipped;
+        let recovered = recovery.finish();
+        let epoch = recovered.max_epoch + 1;
+
+        let fence = Props {
+            topic_id: self.topic_id,
+            epoch,
+            kind: Kind::Fence { next: recovered.next_offset, start: recovered.log_start },
+        };
+        send_all(&mut producer, vec![message(Vec::new(), &fence)]).await.map_err(|e| {
+            lost_error(&format!("writing the fence marker (another host may have taken the partition): {e}"))
+        })?;
+
+        let retention = match subscribe_retention(client, &self.topic).await {
+            Ok(c) => Some(Owned::new(c, handle.clone())),
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, "cannot hold the {RETENTION_SUBSCRIPTION} subscription (Pulsar may delete unread messages unless the namespace has a retention policy): {e}");
+                None
+            }
+        };
+        for (pid, pepoch) in recovered.producers.epochs() {
+            shared.epochs.observe(pid, pepoch);
+        }
+        tracing::info!(
+            topic = %self.topic,
+            messages = read,
+            skipped,
+            entries = recovered.entries.len(),
+            log_start = recovered.log_start,
+            next_offset = recovered.next_offset,
+            epoch,
+            "opened the partition"
+        );
+        {
+            let mut s = self.state.write();
+            s.entries = recovered.entries;
+            s.log_start = recovered.log_start;
+            s.high_watermark = recovered.next_offset;
+            s.cache.clear();
+            s.cache_bytes = 0;
+            s.open = true;
+        }
+        self.hwm.send_replace(recovered.next_offset);
+        *writer = Some(Writer { producer, epoch, producers: recovered.producers, retention });
+        Ok(())
+    }
+
+    /// See [`Log::append`](crate::storage::Log::append): `batches` are validated already.
+    pub async fn append(
+        &self,
+        shared: &Shared,
+        records: Bytes,
+        batches: Vec<ValidBatch>,
+        format: EntryFormat,
+    ) -> Result<AppendInfo, StorageError> {
+        for b in &batches {
+            if b.size() > shared.max_payload {
+                return Err(StorageError::MessageTooLarge {
+                    size: b.size(),
+                    max: u32::try_from(shared.max_payload).unwrap_or(u32::MAX),
+                });
+            }
+        }
+        let mut guard = self.writer.lock().await;
+        self.open_locked(shared, &mut guard).await?;
+        let w = guard.as_mut().expect("opened");
+        let (base_offset, log_start) = {
+            let s = self.state.read();
+            (s.high_watermark, s.log_start)
+        };
+        let mut next = base_offset;
+        let mut headers = Vec::with_capacity(batches.len());
+        for b in &batches {
+            let mut header = b.header;
+            header.base_offset = next;
+            next = header.next_offset();
+            headers.push(header);
+        }
+        let pending = match w.producers.check(&headers, |pid| shared.epochs.latest(pid))? {
+            Checked::Append(p) => p,
+            Checked::Duplicate { base_offset, last_offset } => {
+                return Ok(AppendInfo { base_offset, last_offset, log_start_offset: log_start });
+            }
+        };
+        // The batches as stored: base offsets patched in.
+        let stored: Vec<Bytes> = batches
+            .iter()
+            .zip(&headers)
+            .map(|(b, h)| {
+                let mut bytes = BytesMut::from(&records[b.position..b.position + b.size()]);
+                bytes[..8].copy_from_slice(&h.base_offset.to_be_bytes());
+                bytes.freeze()
+            })
+            .collect();
+        let mut messages = Vec::new();
+        let mut per_batch = Vec::with_capacity(stored.len());
+        for (bytes, h) in stored.iter().zip(&headers) {
+            let before = messages.len();
+            match format {
+                EntryFormat::Kafka => {
+                    let props = Props {
+                        topic_id: self.topic_id,
+                        epoch: w.epoch,
+                        kind: Kind::Kafka { base: h.base_offset, last: h.last_offset() },
+                    };
+                    messages.push(message(bytes.to_vec(), &props));
+                }
+                EntryFormat::Pulsar => {
+                    messages.extend(record_messages(bytes, h, self.topic_id, w.epoch, shared.max_payload)?)
+                }
+            }
+            per_batch.push((before, messages.len() - before));
+        }
+        let sizes: Vec<usize> = messages.iter().map(|m| m.payload.len()).collect();
+        let ids = match send_all(&mut w.producer, messages).await {
+            Ok(ids) => ids,
+            Err(e) => return Err(self.lose(format!("appending to {}: {e}", self.topic))),
+        };
+
+        for (pid, pepoch) in pending.epochs() {
+            shared.epochs.observe(pid, pepoch);
+        }
+        w.producers.commit(pending);
+        {
+            let mut s = self.state.write();
+            for ((h, bytes), (first, count)) in headers.iter().zip(&stored).zip(per_batch) {
+                let mut entry = IndexEntry::of_batch(h, ids[first], w.epoch);
+                if format == EntryFormat::Pulsar {
+                    entry.messages = count as u32;
+                    entry.bytes = sizes[first..first + count].iter().map(|n| *n as u64).sum();
+                }
+                s.entries.push_back(entry);
+                s.cache_bytes += bytes.len();
+                s.cache.push_back((h.base_offset, bytes.clone()));
+            }
+            while s.cache_bytes > TAIL_CACHE_BYTES && s.cache.len() > 1 {
+                let (_, old) = s.cache.pop_front().expect("non-empty");
+                s.cache_bytes -= old.len();
+            }
+            s.high_watermark = next;
+        }
+        self.hwm.send_replace(next);
+        Ok(AppendInfo { base_offset, last_offset: next - 1, log_start_offset: log_start })
+    }
+
+    /// The producer checks an append of `header` would meet now (see `Log::producer_precheck`).
+    pub async fn precheck(
+        &self,
+        shared: &Shared,
+        header: &BatchHeader,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        let mut guard = self.writer.lock().await;
+        self.open_locked(shared, &mut guard).await?;
+        let w = guard.as_ref().expect("opened");
+        match w.producers.check(std::slice::from_ref(header), |pid| shared.epochs.latest(pid))? {
+            Checked::Duplicate { base_offset, last_offset } => Ok(Some((base_offset, last_offset))),
+            Checked::Append(_) => Ok(None),
+        }
+    }
+
+    pub fn offsets(&self) -> (i64, i64) {
+        let s = self.state.read();
+        (s.log_start, s.high_watermark)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        let mut rx = self.hwm.subscribe();
+        rx.mark_unchanged();
+        rx
+    }
+
+    /// The topic is deleted: appends fail, watches close, Pulsar objects go.
+    pub async fn close(&self) {
+        self.state.write().closed = true;
+        let writer = self.writer.lock().await.take();
+        if let Some(mut w) = writer {
+            let _ = w.producer.close().await;
+        }
+        self.cursor.lock().await.take();
+        // Watches close when the last holder of the partition drops it (and its sender).
+    }
+
+    /// See [`Log::read`](crate::storage::Log::read).
+    pub async fn read(
+        &self,
+        shared: &Shared,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, StorageError> {
+        self.ensure_open(shared).await?;
+        let (log_start, hwm, wanted, previous) = {
+            let s = self.state.read();
+            let (start, end) = (s.log_start, s.high_watermark);
+            if offset < start || offset > end {
+                return Err(StorageError::OffsetOutOfRange { requested: offset, start, end });
+            }
+            let done = |records| Ok(ReadResult { records, high_watermark: end, log_start_offset: start });
+            if offset == end {
+                return done(None);
+            }
+            if s.cache.front().is_some_and(|(base, _)| *base <= offset) {
+                let first = s.cache.partition_point(|(base, _)| *base <= offset) - 1;
+                let batches = s.cache.iter().skip(first).map(|(_, b)| b.clone());
+                return done(take_batches(batches, max_bytes, min_one));
+            }
+            let Some(i) = index::find(&s.entries, offset) else {
+                return Err(StorageError::Unavailable(format!(
+                    "offset {offset} of {} is not indexed",
+                    self.topic
+                )));
+            };
+            // Entries this read may need: as many as max_bytes could take, and at least one.
+            let mut wanted = Vec::new();
+            let mut bytes = 0u64;
+            for e in s.entries.iter().skip(i) {
+                if !wanted.is_empty() && bytes + e.bytes > max_bytes as u64 + 64 * 1024 {
+                    break;
+                }
+                bytes += e.bytes;
+                wanted.push(*e);
+                if wanted.len() >= 10_000 {
+                    break;
+                }
+            }
+            let previous = i.checked_sub(1).map(|p| s.entries[p].id);
+            (start, end, wanted, previous)
+        };
+        let mut cursor = self.cursor.lock().await;
+        let records =
+            match self.read_entries(shared, &mut cursor, &wanted, previous, max_bytes, min_one).await {
+                Ok(r) => r,
+                Err(e) => {
+                    *cursor = None;
+                    return Err(e);
+                }
+            };
+        Ok(ReadResult { records, high_watermark: hwm, log_start_offset: log_start })
+    }
+
+    async fn read_entries(
+        &self,
+        shared: &Shared,
+        cursor: &mut Option<Cursor>,
+        wanted: &[IndexEntry],
+        previous: Option<MsgId>,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<Option<Bytes>, StorageError> {
+        let first = wanted[0];
+        let reusable = cursor.as_ref().is_some_and(|c| {
+            c.lookahead.as_ref().map_or(c.next_base == first.base, |(base, _)| *base == first.base)
+        });
+        if !reusable {
+            let follower =
+                Follower::open(&shared.bridge.client, shared.bridge.handle(), &self.topic, previous).await?;
+            *cursor = Some(Cursor { follower, next_base: first.base, lookahead: None });
+        }
+        let c = cursor.as_mut().expect("set");
+        let mut out = BytesMut::new();
+        for entry in wanted {
+            let bytes = match c.lookahead.take() {
+                Some((base, bytes)) if base == entry.base => bytes,
+                _ => read_entry(&mut c.follower, entry).await?,
+            };
+            c.next_base = entry.last + 1;
+            let fits = out.len() + bytes.len() <= max_bytes || (out.is_empty() && min_one);
+            if !fits {
+                c.lookahead = Some((entry.base, bytes));
+                c.next_base = entry.base;
+                break;
+            }
+            out.extend_from_slice(&bytes);
+        }
+        Ok((!out.is_empty()).then(|| out.freeze()))
+    }
+
+    /// The bytes of the batch starting at `base` (for timestamp lookups).
+    async fn batch_at(&self, shared: &Shared, base: i64) -> Result<Option<Bytes>, StorageError> {
+        let r = self.read(shared, base, 1, true).await?;
+        Ok(r.records.and_then(|b| {
+            let h = BatchHeader::parse(&b).ok()?;
+            (h.base_offset == base && h.size() <= b.len()).then(|| b.slice(..h.size()))
+        }))
+    }
+
+    pub async fn offset_for_timestamp(
+        &self,
+        shared: &Shared,
+        ts: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        self.ensure_open(shared).await?;
+        let found = self.state.read().entries.iter().find(|e| e.max_timestamp >= ts).copied();
+        let Some(e) = found else { return Ok(None) };
+        let fallback = (e.base, e.max_timestamp);
+        if e.compressed {
+            return Ok(Some(fallback));
+        }
+        let Some(bytes) = self.batch_at(shared, e.base).await? else { return Ok(Some(fallback)) };
+        Ok(Some(first_record(&bytes, |t| t >= ts).unwrap_or(fallback)))
+    }
+
+    pub async fn max_timestamp(&self, shared: &Shared) -> Result<Option<(i64, i64)>, StorageError> {
+        self.ensure_open(shared).await?;
+        let best = {
+            let s = self.state.read();
+            let mut best: Option<IndexEntry> = None;
+            for e in &s.entries {
+                if best.is_none_or(|b| e.max_timestamp > b.max_timestamp) {
+                    best = Some(*e);
+                }
+            }
+            best
+        };
+        let Some(e) = best else { return Ok(None) };
+        let fallback = (e.last, e.max_timestamp);
+        if e.compressed {
+            return Ok(Some(fallback));
+        }
+        let Some(bytes) = self.batch_at(shared, e.base).await? else { return Ok(Some(fallback)) };
+        Ok(Some(first_record(&bytes, |t| t == e.max_timestamp).unwrap_or(fallback)))
+    }
+
+    /// Kafka retention: drop old entries from the index (keeping the last one, as the embedded
+    /// log keeps its active segment), record the new log start, and let Pulsar delete them by
+    /// acknowledging them on the retention subscription. Only a partition this host has open.
+    pub async fn apply_retention(
+        &self,
+        retention_ms: i64,
+        retention_bytes: i64,
+        now_ms: i64,
+    ) -> Result<usize, StorageError> {
+        if !matches!(self.check_usable(), Ok(true)) {
+            return Ok(0);
+        }
+        let mut guard = self.writer.lock().await;
+        let Some(w) = guard.as_mut() else { return Ok(0) };
+        let (n, new_start, hwm, last_removed) = {
+            let s = self.state.read();
+            let mut total: u64 = s.entries.iter().map(|e| e.bytes).sum();
+            let mut n = 0;
+            while n + 1 < s.entries.len() {
+                let e = &s.entries[n];
+                let expired = retention_ms >= 0 && e.max_timestamp < now_ms.saturating_sub(retention_ms);
+                let oversize =
+                    retention_bytes >= 0 && total.saturating_sub(e.bytes) >= retention_bytes as u64;
+                if !(expired || oversize) {
+                    break;
+                }
+                total -= e.bytes;
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(0);
+            }
+            (n, s.entries[n].base, s.high_watermark, s.entries[n - 1].id)
+        };
+        let marker = Props {
+            topic_id: self.topic_id,
+            epoch: w.epoch,
+            kind: Kind::Fence { next: hwm, start: new_start },
+        };
+        if let Err(e) = send_all(&mut w.producer, vec![message(Vec::new(), &marker)]).await {
+            return Err(self.lose(format!("recording the new log start of {}: {e}", self.topic)));
+        }
+        {
+            let mut s = self.state.write();
+            s.entries.drain(..n);
+            s.log_start = new_start;
+            while s.cache.front().is_some_and(|(base, _)| *base < new_start) {
+                let (_, old) = s.cache.pop_front().expect("non-empty");
+                s.cache_bytes -= old.len();
+            }
+        }
+        w.producers.evict_before(new_start);
+        if let Some(consumer) = w.retention.as_mut() {
+            let topic = self.topic.clone();
+            if let Err(e) = consumer.cumulative_ack_with_id(&topic, last_removed.to_data()).await {
+                tracing::warn!(topic, "cannot acknowledge retained messages: {e}");
+            }
+        }
+        tracing::info!(topic = %self.topic, entries = n, log_start = new_start, "retention moved the log start");
+        Ok(n)
+    }
+}
+
+fn message(payload: Vec<u8>, props: &Props) -> Message {
+    Message { payload, properties: props.encode().into_iter().collect(), ..Default::default() }
+}
+
+/// Send `messages` in order and wait for every receipt; their message ids.
+async fn send_all(
+    producer: &mut Producer<TokioExecutor>,
+    messages: Vec<Message>,
+) -> Result<Vec<MsgId>, StorageError> {
+    let mut sends = Vec::with_capacity(messages.len());
+    for m in messages {
+        let send = within(OPERATION_TIMEOUT, "sending", producer.send_non_blocking(m)).await?;
+        sends.push(send);
+    }
+    let mut ids = Vec::with_capacity(sends.len());
+    for send in sends {
+        let receipt = within(OPERATION_TIMEOUT, "waiting for a receipt", send).await?;
+        let id = receipt
+            .message_id
+            .as_ref()
+            .map(MsgId::of)
+            .ok_or_else(|| StorageError::Unavailable("a send receipt without a message id".into()))?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// The messages of one stored batch in format `pulsar`: one per record.
+fn record_messages(
+    stored: &[u8],
+    header: &BatchHeader,
+    topic_id: uuid::Uuid,
+    epoch: u64,
+    max_payload: usize,
+) -> Result<Vec<Message>, StorageError> {
+    let decoded =
+        records::decode(stored, MAX_DECODED).map_err(|e| StorageError::CorruptMessage(e.to_string()))?;
+    let mut recs = decoded.records;
+    if !records::offset_deltas_fit(&recs, header.last_offset_delta) {
+        for (i, r) in recs.iter_mut().enumerate() {
+            r.offset_delta = i32::try_from(i).unwrap_or(i32::MAX);
+        }
+    }
+    let count = u32::try_from(recs.len()).unwrap_or(u32::MAX);
+    let info = |index: u32| BatchInfo {
+        base: header.base_offset,
+        last: header.last_offset(),
+        producer_id: header.producer_id,
+        producer_epoch: header.producer_epoch,
+        base_sequence: header.base_sequence,
+        codec: header.compression(),
+        index,
+        count,
+        max_timestamp: header.max_timestamp,
+    };
+    if recs.is_empty() {
+        let props =
+            Props { topic_id, epoch, kind: Kind::Record { offset: header.base_offset, batch: info(0) } };
+        return Ok(vec![message(Vec::new(), &props)]);
+    }
+    let mut out = Vec::with_capacity(recs.len());
+    for (i, r) in recs.iter().enumerate() {
+        let (meta, payload) = mapping::message_of(r);
+        if payload.len() > max_payload {
+            return Err(StorageError::MessageTooLarge {
+                size: payload.len(),
+                max: u32::try_from(max_payload).unwrap_or(u32::MAX),
+            });
+        }
+        let offset = header.base_offset + i64::from(r.offset_delta);
+        let props = Props { topic_id, epoch, kind: Kind::Record { offset, batch: info(i as u32) } };
+        // Record headers first, ours last (a header named like ours is overwritten).
+        let mut properties: std::collections::HashMap<String, String> =
+            meta.properties.into_iter().map(|kv| (kv.key, kv.value)).collect();
+        if meta.null_value == Some(true) {
+            properties.insert(props::NULL.into(), "1".into());
+        }
+        properties.extend(props.encode());
+        out.push(Message {
+            payload: payload.to_vec(),
+            properties,
+            partition_key: meta.partition_key,
+            partition_key_b64_encoded: meta.partition_key_b64_encoded,
+            event_time: meta.event_time,
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
+/// Read the messages of `entry` from `follower` (which is before it) and return its batch.
+async fn read_entry(follower: &mut Follower, entry: &IndexEntry) -> Result<Bytes, StorageError> {
+    // The first message: skip everything before it.
+    let first = loop {
+        let Some(m) = follower.next(READ_WAIT).await? else {
+            return Err(StorageError::Unavailable(format!(
+                "the message at offset {} did not arrive",
+                entry.base
+            )));
+        };
+        if m.id == entry.id {
+            break m;
+        }
+        if m.id > entry.id {
+            return Err(StorageError::Unavailable(format!("read past the message at offset {}", entry.base)));
+        }
+    };
+    let props = Props::parse(first.props());
+    match props.map(|p| p.kind) {
+        Some(Kind::Kafka { .. }) => Ok(Bytes::from(first.payload)),
+        Some(Kind::Record { batch, .. }) => {
+            let mut messages = vec![first];
+            while messages.len() < batch.messages() as usize {
+                let Some(m) = follower.next(READ_WAIT).await? else {
+                    return Err(StorageError::Unavailable(format!(
+                        "the batch at offset {} is incomplete",
+                        entry.base
+                    )));
+                };
+                let ours = Props::parse(m.props()).is_some_and(|p| {
+                    p.epoch == entry.epoch
+                        && matches!(p.kind, Kind::Record { batch: b, .. }
+                            if b == BatchInfo { index: messages.len() as u32, ..batch })
+                });
+                if ours {
+                    messages.push(m);
+                }
+            }
+            rebuild_batch(&messages, &batch, entry.producer)
+        }
+        _ => Err(StorageError::Unavailable(format!("the message at offset {} is not a batch", entry.base))),
+    }
+}
+
+/// A Kafka batch from the messages of one record batch (format `pulsar`), base offset patched.
+fn rebuild_batch(
+    messages: &[Received],
+    batch: &BatchInfo,
+    producer: Option<ProducerInfo>,
+) -> Result<Bytes, StorageError> {
+    let mut recs = Vec::with_capacity(messages.len());
+    if batch.count > 0 {
+        for m in messages {
+            let Some(Props { kind: Kind::Record { offset, .. }, .. }) = Props::parse(m.props()) else {
+                continue;
+            };
+            let meta = SingleMessageMetadata {
+                properties: m
+                    .props()
+                    .filter(|(k, _)| !props::is_ours(k))
+                    .map(|(k, v)| KeyValue { key: k.to_string(), value: v.to_string() })
+                    .collect(),
+                partition_key: m.partition_key.clone(),
+                partition_key_b64_encoded: m.partition_key_b64_encoded.then_some(true),
+                event_time: m.event_time,
+                null_value: m.props().any(|(k, v)| k == props::NULL && v == "1").then_some(true),
+                payload_size: i32::try_from(m.payload.len()).unwrap_or(i32::MAX),
+                ..Default::default()
+            };
+            let mut r = mapping::record_of(&meta, Bytes::from(m.payload.clone()), m.publish_time)
+                .map_err(|e| StorageError::Unavailable(format!("a stored record does not map back: {e}")))?;
+            r.offset_delta = i32::try_from(offset - batch.base).unwrap_or(i32::MAX);
+            recs.push(r);
+        }
+    }
+    let p = producer.unwrap_or(ProducerInfo { id: -1, epoch: -1, base_sequence: -1 });
+    let spec = EncodeSpec {
+        compression: batch.codec,
+        producer_id: p.id,
+        producer_epoch: p.epoch,
+        base_sequence: p.base_sequence,
+        log_append_time: false,
+        offset_span: Some(i32::try_from(batch.last - batch.base).unwrap_or(i32::MAX)),
+        empty_timestamp: batch.max_timestamp,
+        keep_offset_deltas: true,
+    };
+    let mut bytes = records::encode(&recs, &spec)
+        .map_err(|e| StorageError::Unavailable(format!("rebuilding a batch: {e}")))?;
+    bytes[..8].copy_from_slice(&batch.base.to_be_bytes());
+    Ok(Bytes::from(bytes))
+}
+
+/// Whole batches from `batches` (the first one containing the offset asked for): stop before
+/// exceeding `max_bytes` unless nothing was taken and `min_one`.
+fn take_batches(batches: impl Iterator<Item = Bytes>, max_bytes: usize, min_one: bool) -> Option<Bytes> {
+    let mut out = BytesMut::new();
+    for b in batches {
+        if out.len() + b.len() > max_bytes && !(out.is_empty() && min_one) {
+            break;
+        }
+        out.extend_from_slice(&b);
+    }
+    (!out.is_empty()).then(|| out.freeze())
+}
+
+/// (offset, timestamp) of the first record of an uncompressed batch whose timestamp satisfies
+/// `wanted`.
+fn first_record(batch: &[u8], wanted: impl Fn(i64) -> bool) -> Option<(i64, i64)> {
+    let stamps = batch::record_stamps(batch).ok()??;
+    stamps.map_while(Result::ok).find(|s| wanted(s.timestamp)).map(|s| (s.offset, s.timestamp))
+}
+
+async fn subscribe_retention(
+    client: &super::client::Client,
+    topic: &str,
+) -> Result<Consumer<Vec<u8>, TokioExecutor>, StorageError> {
+    let options = ConsumerOptions {
+        durable: Some(true),
+        initial_position: InitialPosition::Earliest,
+        receiver_queue_size: Some(1),
+        ..Default::default()
+    };
+    within(
+        OPERATION_TIMEOUT,
+        &format!("subscribing {RETENTION_SUBSCRIPTION} to {topic}"),
+        client
+            .consumer()
+            .with_topic(topic)
+            .with_subscription(RETENTION_SUBSCRIPTION)
+            // Several hosts may hold it during a takeover; cumulative acks need one active.
+            .with_subscription_type(SubType::Failover)
+            .with_batch_size(1)
+            .with_options(options)
+            .build::<Vec<u8>>(),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::records::{Header, Record};
+
+    fn received(id: u64, m: Message) -> Received {
+        Received {
+            id: MsgId { ledger: 3, entry: id },
+            properties: m.properties.into_iter().collect(),
+            partition_key: m.partition_key,
+            partition_key_b64_encoded: m.partition_key_b64_encoded == Some(true),
+            event_time: m.event_time,
+            publish_time: 5,
+            payload: m.payload,
+        }
+    }
+
+    #[test]
+    fn a_batch_survives_the_pulsar_entry_format() {
+        let recs = vec![
+            Record {
+                key: Some(Bytes::from_static(b"k1")),
+                value: Some(Bytes::from_static(b"v1")),
+                headers: vec![Header { key: "h".into(), value: Some(Bytes::from_static(b"x")) }],
+                timestamp: 1_700_000_000_000,
+                offset_delta: 0,
+            },
+            Record {
+                key: Some(Bytes::from_static(&[0xff, 0])),
+                value: None,
+                headers: vec![],
+                timestamp: 1_700_000_000_001,
+                offset_delta: 1,
+            },
+        ];
+        for codec in [0u8, 4] {
+            let spec = EncodeSpec {
+                producer_id: 9,
+                producer_epoch: 2,
+                base_sequence: 10,
+                ..EncodeSpec::plain(codec, 0)
+            };
+            let mut b = records::encode(&recs, &spec).unwrap();
+            b[..8].copy_from_slice(&40i64.to_be_bytes());
+            let h = BatchHeader::parse(&b).unwrap();
+            let t = uuid::Uuid::new_v4();
+            let msgs = record_messages(&b, &h, t, 3, 1 << 20).unwrap();
+            assert_eq!(msgs.len(), 2);
+            assert_eq!(msgs[0].partition_key.as_deref(), Some("k1"));
+            assert_eq!(msgs[0].properties.get("h").map(String::as_str), Some("x"));
+            assert_eq!(msgs[1].properties.get(props::NULL).map(String::as_str), Some("1"));
+            let received: Vec<Received> =
+                msgs.into_iter().enumerate().map(|(i, m)| received(i as u64, m)).collect();
+            let Some(Props { kind: Kind::Record { batch, .. }, .. }) = Props::parse(received[0].props())
+            else {
+                panic!("not a record message")
+            };
+            let producer = Some(ProducerInfo { id: 9, epoch: 2, base_sequence: 10 });
+            let rebuilt = rebuild_batch(&received, &batch, producer).unwrap();
+            let rh = BatchHeader::parse(&rebuilt).unwrap();
+            assert_eq!(
+                (rh.base_offset, rh.last_offset(), rh.producer_id, rh.base_sequence, rh.compression()),
+                (40, 41, 9, 10, codec)
+            );
+            assert!(batch::validate(&rebuilt, u32::MAX).is_ok());
+            let back = records::decode(&rebuilt, 1 << 20).unwrap().records;
+            assert_eq!(back, recs);
+        }
+    }
+
+    #[test]
+    fn take_batches_follows_kip_74() {
+        let b = |n: usize| Bytes::from(vec![0u8; n]);
+        assert_eq!(take_batches([b(10), b(10)].into_iter(), 25, false).map(|x| x.len()), Some(20));
+        assert_eq!(take_batches([b(10), b(10)].into_iter(), 15, false).map(|x| x.len()), Some(10));
+        assert_eq!(take_batches([b(30)].into_iter(), 15, false), None);
+        assert_eq!(take_batches([b(30), b(1)].into_iter(), 15, true).map(|x| x.len()), Some(30));
+    }
+}

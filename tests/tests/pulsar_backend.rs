@@ -1,0 +1,255 @@
+//! The `pulsar://` storage backend end to end, with real Kafka clients. Host A serves the
+//! Pulsar protocol (its Pulsar endpoint, on its embedded log) and stands in for a Pulsar
+//! cluster; host B stores everything in A through the `pulsar` crate (storage =
+//! `pulsar://<A>`, namespace `hostb`, so its partition topics are A's topics in
+//! `public/hostb`). Every test also looks at A, so none can pass with B keeping data itself.
+
+use guise_host::storage::TopicName;
+use guise_host::storage::records;
+use guise_tests::TestServer;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use rskafka::client::ClientBuilder;
+use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::record::Record;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Host A: the Pulsar endpoint on an ephemeral port of 127.0.0.1.
+fn host_a() -> (TestServer, String) {
+    let a = TestServer::start_with(|c| c.pulsar_addr = Some("127.0.0.1:0".into()));
+    let url = format!("pulsar://{}", a.server().pulsar_addr.expect("the Pulsar endpoint is on"));
+    (a, url)
+}
+
+/// Host B: everything in A.
+fn host_b(url: &str) -> TestServer {
+    TestServer::start_with(|c| {
+        c.storage = url.to_string();
+        c.namespace = "hostb".into();
+        c.group_initial_rebalance_delay_ms = 0;
+    })
+}
+
+fn in_a(topic: &str) -> TopicName {
+    TopicName::new("public", "hostb", topic)
+}
+
+fn record(i: usize) -> Record {
+    Record {
+        key: Some(format!("key-{i}").into_bytes()),
+        value: Some(format!("value-{i}-").repeat(1 + i % 5).into_bytes()),
+        headers: BTreeMap::from([("n".to_string(), i.to_string().into_bytes())]),
+        timestamp: chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + i as i64).unwrap(),
+    }
+}
+
+fn admin(server: &TestServer) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new().set("bootstrap.servers", server.bootstrap()).create().expect("admin")
+}
+
+fn create(server: &TestServer, topic: &str, partitions: i32, config: &[(&str, &str)]) {
+    let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in config {
+        t = t.set(k, v);
+    }
+    let res = futures::executor::block_on(admin(server).create_topics(&[t], &AdminOptions::new())).unwrap();
+    assert!(res[0].is_ok(), "creating {topic}: {res:?}");
+}
+
+async fn partition(server: &TestServer, topic: &str, p: i32) -> PartitionClient {
+    let client = ClientBuilder::new(vec![server.bootstrap()]).build().await.unwrap();
+    client.partition_client(topic, p, UnknownTopicHandling::Error).await.unwrap()
+}
+
+/// Every record from `from` to the high watermark, with its offset.
+async fn fetch_all(pc: &PartitionClient, from: i64) -> Vec<(i64, Record)> {
+    let mut out = Vec::new();
+    let mut offset = from;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (records, hwm) = pc.fetch_records(offset, 1..1_000_000, 1_000).await.unwrap();
+        for r in records.into_iter().filter(|r| r.offset >= from) {
+            assert_eq!(r.offset, offset, "offsets are contiguous");
+            offset += 1;
+            out.push((r.offset, r.record));
+        }
+        if offset >= hwm {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "fetch made no progress at {offset} of {hwm}");
+    }
+}
+
+/// No data directory for topics on B: it keeps nothing locally.
+fn assert_no_local_topics(b: &TestServer) {
+    let topics = b.dir.path().join("data").join("topics");
+    let local = std::fs::read_dir(&topics).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(local, 0, "host B stored topics under {}", topics.display());
+}
+
+#[test]
+fn produce_and_fetch_in_both_entry_formats() {
+    let (a, url) = host_a();
+    let b = host_b(&url);
+    create(&b, "kf", 2, &[]);
+    create(&b, "pf", 1, &[("guise.entry.format", "pulsar")]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for topic in ["kf", "pf"] {
+            let pc = partition(&b, topic, 0).await;
+            let mut expected = Vec::new();
+            let codecs = [Compression::NoCompression, Compression::Gzip, Compression::Lz4, Compression::Zstd];
+            for (round, codec) in codecs.into_iter().enumerate() {
+                let batch: Vec<Record> = (0..10).map(|i| record(round * 10 + i)).collect();
+                let offsets = pc.produce(batch.clone(), codec).await.unwrap();
+                assert_eq!(
+                    offsets,
+                    ((round * 10) as i64..(round * 10 + 10) as i64).collect::<Vec<_>>(),
+                    "{topic}"
+                );
+                expected.extend(batch);
+            }
+            assert_eq!(pc.get_offset(OffsetAt::Latest).await.unwrap(), 40);
+            let got: Vec<Record> = fetch_all(&pc, 0).await.into_iter().map(|(_, r)| r).collect();
+            assert_eq!(got, expected, "{topic}");
+            // From the middle of a batch, too (the fetch reader starts over).
+            let tail = fetch_all(&pc, 25).await;
+            assert_eq!(tail.len(), 15, "{topic}");
+            assert_eq!(tail[0].1, expected[25], "{topic}");
+        }
+    });
+
+    // In A (the "Pulsar cluster"): format kafka is one message per batch plus the fence marker,
+    // format pulsar one message per record, whose key is the Kafka key (Pulsar consumers read
+    // them natively).
+    assert_eq!(a.server().log.offsets(&in_a("kf"), 0).unwrap().1, 1 + 4);
+    assert_eq!(a.server().log.offsets(&in_a("pf"), 0).unwrap().1, 1 + 40);
+    let read = a.server().log.read(&in_a("pf"), 0, 1 + 7, 1, true).unwrap();
+    let stored = records::decode(&read.records.unwrap()[..], 1 << 20).unwrap();
+    let first = &stored.records[0];
+    assert_eq!(first.key.as_deref(), Some(&b"key-7"[..]));
+    assert_eq!(first.value.as_deref(), Some(&record(7).value.unwrap()[..]));
+    assert!(first.headers.iter().any(|h| h.key == "n" && h.value.as_deref() == Some(&b"7"[..])));
+    assert!(first.headers.iter().any(|h| h.key == "guise.offset" && h.value.as_deref() == Some(&b"7"[..])));
+    assert_no_local_topics(&b);
+}
+
+#[test]
+fn committed_offsets_and_log_ends_survive_a_restart_of_b() {
+    let (a, url) = host_a();
+    let b = host_b(&url);
+    create(&b, "resume", 1, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pc = partition(&b, "resume", 0).await;
+        for round in 0..3 {
+            let batch: Vec<Record> = (0..5).map(|i| record(round * 5 + i)).collect();
+            pc.produce(batch, Compression::NoCompression).await.unwrap();
+        }
+    });
+    let group = |server: &TestServer| -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", server.bootstrap())
+            .set("group.id", "resumers")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap()
+    };
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("resume", 0, Offset::Offset(7)).unwrap();
+    group(&b).commit(&tpl, CommitMode::Sync).unwrap();
+    let committed = |server: &TestServer| -> Offset {
+        let mut want = TopicPartitionList::new();
+        want.add_partition("resume", 0);
+        let got = group(server).committed_offsets(want, Duration::from_secs(30)).unwrap();
+        got.find_partition("resume", 0).unwrap().offset()
+    };
+    assert_eq!(committed(&b), Offset::Offset(7));
+
+    let b = b.restart();
+    assert_eq!(committed(&b), Offset::Offset(7), "the commit is kept in Pulsar");
+    rt.block_on(async {
+        let pc = partition(&b, "resume", 0).await;
+        assert_eq!(pc.get_offset(OffsetAt::Latest).await.unwrap(), 15);
+        let offsets = pc.produce(vec![record(99)], Compression::NoCompression).await.unwrap();
+        assert_eq!(offsets, vec![15], "the next produce lands at the next offset");
+        let all = fetch_all(&pc, 0).await;
+        assert_eq!(all.len(), 16);
+        assert_eq!(all[15].1, record(99));
+        assert_eq!(all[3].1, record(3));
+    });
+    // Two writers' fence markers and 3 + 1 batches in A.
+    assert_eq!(a.server().log.offsets(&in_a("resume"), 0).unwrap().1, 2 + 4);
+    assert_no_local_topics(&b);
+}
+
+#[test]
+fn a_second_host_takes_over_and_the_first_is_fenced() {
+    let (a, url) = host_a();
+    let b1 = host_b(&url);
+    create(&b1, "tk", 1, &[("guise.entry.format", "pulsar")]);
+    create(&b1, "tk2", 1, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for topic in ["tk", "tk2"] {
+        rt.block_on(async {
+            let pc = partition(&b1, topic, 0).await;
+            let offsets = pc.produce((0..4).map(record).collect(), Compression::NoCompression).await.unwrap();
+            assert_eq!(offsets, vec![0, 1, 2, 3]);
+        });
+    }
+
+    let b2 = host_b(&url);
+    for topic in ["tk", "tk2"] {
+        rt.block_on(async {
+            let pc = partition(&b2, topic, 0).await;
+            let offsets = pc.produce((4..6).map(record).collect(), Compression::Gzip).await.unwrap();
+            assert_eq!(offsets, vec![4, 5], "{topic}: B2 continues where B1 stopped");
+        });
+
+        // B1 no longer owns the partition: its appends fail, now and later.
+        let batch = {
+            let recs = vec![records::Record {
+                key: None,
+                value: Some(bytes::Bytes::from_static(b"zombie")),
+                headers: vec![],
+                timestamp: 1,
+                offset_delta: 0,
+            }];
+            bytes::Bytes::from(records::encode(&recs, &records::EncodeSpec::plain(0, 1)).unwrap())
+        };
+        let name = TopicName::new("public", "hostb", topic);
+        let err = b1.server().log.append(&name, 0, batch.clone()).unwrap_err();
+        assert_eq!(err.kafka_code(), 6, "{topic}: {err}");
+        let err = b1.server().log.append(&name, 0, batch).unwrap_err();
+        assert_eq!(err.kafka_code(), 6, "{topic}: still fenced: {err}");
+
+        rt.block_on(async {
+            let pc = partition(&b2, topic, 0).await;
+            let offsets = pc.produce(vec![record(6)], Compression::NoCompression).await.unwrap();
+            assert_eq!(offsets, vec![6]);
+            let all = fetch_all(&pc, 0).await;
+            let values: Vec<Record> = all.iter().map(|(_, r)| r.clone()).collect();
+            assert_eq!(
+                values,
+                (0..7).map(record).collect::<Vec<_>>(),
+                "{topic}: no interleaved or lost records"
+            );
+        });
+    }
+    drop(b1);
+    // A restart of B2 reads the same log.
+    let b2 = b2.restart();
+    rt.block_on(async {
+        let pc = partition(&b2, "tk", 0).await;
+        let all = fetch_all(&pc, 0).await;
+        assert_eq!(all.len(), 7);
+        assert_eq!(pc.produce(vec![record(7)], Compression::NoCompression).await.unwrap(), vec![7]);
+    });
+    assert!(a.server().log.offsets(&in_a("tk"), 0).unwrap().1 >= 8);
+}

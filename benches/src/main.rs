@@ -73,6 +73,14 @@ struct Args {
     /// PID of the broker, when it runs on this machine: its CPU time per phase is reported.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// A topic config (KEY=VALUE) for the topics loadgen creates, e.g. guise.entry.format=pulsar;
+    /// repeatable.
+    #[arg(long = "topic-config", value_parser = parse_kv)]
+    topic_configs: Vec<(String, String)>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s}: expected KEY=VALUE"))
 }
 
 /// CPU time (user + system) of a process from /proc/PID/stat, in seconds (Linux, USER_HZ = 100).
@@ -284,8 +292,14 @@ fn payload(size: usize) -> Vec<u8> {
 async fn create_topics(args: &Args, topics: &[(&String, i32)]) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", &args.bootstrap).create().context("admin client")?;
-    let new: Vec<NewTopic<'_>> =
-        topics.iter().map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1))).collect();
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, parts)| {
+            args.topic_configs
+                .iter()
+                .fold(NewTopic::new(name, *parts, TopicReplication::Fixed(1)), |t, (k, v)| t.set(k, v))
+        })
+        .collect();
     let opts = AdminOptions::new().operation_timeout(Some(OP_TIMEOUT)).request_timeout(Some(OP_TIMEOUT));
     let results = tokio::time::timeout(OP_TIMEOUT + Duration::from_secs(5), admin.create_topics(&new, &opts))
         .await

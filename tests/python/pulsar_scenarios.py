@@ -170,8 +170,35 @@ def subscriptions(url, topic, total):
         except pulsar.Timeout:
             pass
     assert sorted(got) == [0, total], got
+
+    # A seek closes every consumer of the subscription, also those of other connections; they
+    # come back, and both get messages again.
+    other = client(url)
+    k1 = c.subscribe(topic, "seek-all", consumer_type=pulsar.ConsumerType.Shared,
+                     initial_position=pulsar.InitialPosition.Earliest, receiver_queue_size=1)
+    k2 = other.subscribe(topic, "seek-all", consumer_type=pulsar.ConsumerType.Shared, receiver_queue_size=1)
+    drained = 0
+    while drained < total:  # empty both receiver queues first: what comes later came after the seek
+        for consumer in (k1, k2):
+            try:
+                consumer.acknowledge(consumer.receive(timeout_millis=200))
+                drained += 1
+            except pulsar.Timeout:
+                pass
+    k1.seek(pulsar.MessageId.earliest)
+    after = [0, 0]
+    deadline = time.time() + 60
+    while (after[0] == 0 or after[1] == 0) and time.time() < deadline:
+        for i, consumer in enumerate((k1, k2)):
+            try:
+                consumer.acknowledge(consumer.receive(timeout_millis=200))
+                after[i] += 1
+            except pulsar.Timeout:
+                pass
+    assert after[0] > 0 and after[1] > 0, ("a consumer got nothing after the seek", after)
+    other.close()
     c.close()
-    return {"shared": counts, "refused": refused, "failover": got}
+    return {"shared": counts, "refused": refused, "failover": got, "after_seek": after}
 
 
 def access_modes(url, topic):

@@ -14,13 +14,13 @@ use crate::pulsar::proto::command_subscribe::{InitialPosition, SubType};
 use crate::pulsar::proto::*;
 use crate::storage::batch::BatchHeader;
 use crate::storage::{AppendInfo, StorageError};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// A schema version, for producers that declare a schema (schemas are not stored or checked).
 const SCHEMA_VERSION: [u8; 8] = [0; 8];
@@ -47,7 +47,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut rd, mut wr) = stream.into_split();
-    let (out, mut rx) = mpsc::unbounded_channel::<Bytes>();
+    let (out, mut rx) = Outbox::new();
     let writer = tokio::spawn(async move {
         let mut buf = Vec::new();
         while let Some(frame) = rx.recv().await {
@@ -55,13 +55,14 @@ pub async fn serve(
             buf.extend_from_slice(&frame);
             while buf.len() < 256 * 1024 {
                 match rx.try_recv() {
-                    Ok(more) => buf.extend_from_slice(&more),
-                    Err(_) => break,
+                    Some(more) => buf.extend_from_slice(&more),
+                    None => break,
                 }
             }
             if wr.write_all(&buf).await.is_err() {
                 break;
             }
+            rx.written(buf.len());
         }
     });
     let max_frame = ep.cfg.max_message_size.saturating_add(64 * 1024);
@@ -106,7 +107,7 @@ pub async fn serve(
 
 impl Conn {
     fn send(&self, kind: Type, cmd: BaseCommand) {
-        let _ = self.out.send(command(kind, cmd));
+        self.out.send(command(kind, cmd));
     }
 
     fn error(&self, request_id: u64, e: TopicError) {
@@ -503,12 +504,17 @@ impl Conn {
             Ok(partition) => partition,
             Err(e) => return self.error(s.request_id, e),
         };
-        if let Some(existing) = self.consumers.get(&s.consumer_id)
-            && existing.key.0 == partition.0
-            && existing.key.1 == partition.1
-            && existing.key.2 == s.subscription
-        {
-            return self.success(s.request_id);
+        if let Some(existing) = self.consumers.get(&s.consumer_id).cloned() {
+            let same = existing.key.0 == partition.0
+                && existing.key.1 == partition.1
+                && existing.key.2 == s.subscription;
+            if same && existing.has_consumer(self.id, s.consumer_id) {
+                // A client that did not see our answer asks again.
+                return self.success(s.request_id);
+            }
+            // Closed by a seek or a deleted topic, or the id reused: it attaches again below.
+            self.consumers.remove(&s.consumer_id);
+            self.ep.subs.detach(&existing, self.id, s.consumer_id);
         }
         let kind = SubType::try_from(s.sub_type).unwrap_or(SubType::Exclusive);
         let start = match &s.start_message_id {

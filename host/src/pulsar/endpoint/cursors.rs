@@ -1,7 +1,11 @@
 //! Durable subscription cursors, kept in the log itself: one internal topic per tenant and
-//! namespace, `__pulsar_cursors`, whose records are keyed `TOPIC/PARTITION/SUBSCRIPTION` with the
-//! cursor (the first offset not yet acknowledged) as the value, or a null value when the
-//! subscription is removed. The last record of a key wins; they are replayed on first use.
+//! namespace, `__pulsar_cursors`, whose records are keyed `TOPIC@TOPIC-ID/PARTITION/SUBSCRIPTION`
+//! with the cursor (the first offset not yet acknowledged) as the value, or a null value when the
+//! subscription is removed. The last record of a key wins; they are replayed on first use. The
+//! topic id keeps a re-created topic from inheriting the cursors of the one deleted before it.
+//!
+//! The topic is not compacted: each store adds a record (subscriptions store at most once a
+//! second), so it grows with acknowledgement activity until a compaction exists.
 
 use crate::storage::records::{self, EncodeSpec, Record};
 use crate::storage::{Log, StorageError, TopicName};
@@ -12,7 +16,7 @@ use std::sync::Arc;
 
 pub const CURSORS_TOPIC: &str = "__pulsar_cursors";
 
-type Key = (String, i32, String);
+type Key = (String, uuid::Uuid, i32, String);
 
 pub struct Cursors {
     log: Arc<dyn Log>,
@@ -30,22 +34,29 @@ impl Cursors {
     }
 
     /// The stored cursor of a subscription.
-    pub fn get(&self, name: &TopicName, partition: i32, sub: &str) -> Result<Option<i64>, StorageError> {
+    pub fn get(
+        &self,
+        name: &TopicName,
+        id: uuid::Uuid,
+        partition: i32,
+        sub: &str,
+    ) -> Result<Option<i64>, StorageError> {
         let mut loaded = self.loaded.lock();
         let ns = self.load(&mut loaded, name)?;
-        Ok(ns.get(&(name.topic.clone(), partition, sub.to_string())).copied())
+        Ok(ns.get(&(name.topic.clone(), id, partition, sub.to_string())).copied())
     }
 
     /// Store a subscription's cursor (None: the subscription is gone).
     pub fn put(
         &self,
         name: &TopicName,
+        id: uuid::Uuid,
         partition: i32,
         sub: &str,
         cursor: Option<i64>,
     ) -> Result<(), StorageError> {
         let mut loaded = self.loaded.lock();
-        let key = (name.topic.clone(), partition, sub.to_string());
+        let key = (name.topic.clone(), id, partition, sub.to_string());
         let ns = self.load(&mut loaded, name)?;
         if ns.get(&key).copied() == cursor {
             return Ok(());
@@ -62,7 +73,7 @@ impl Cursors {
             }
         }
         let record = Record {
-            key: Some(Bytes::from(format!("{}/{partition}/{sub}", name.topic))),
+            key: Some(Bytes::from(format!("{}@{id}/{partition}/{sub}", name.topic))),
             value: cursor.map(|c| Bytes::from(c.to_string())),
             headers: Vec::new(),
             timestamp: now_ms(),
@@ -132,8 +143,9 @@ impl Cursors {
 
 fn parse_key(key: &str) -> Option<Key> {
     let (topic, rest) = key.split_once('/')?;
+    let (topic, id) = topic.split_once('@')?;
     let (partition, sub) = rest.split_once('/')?;
-    Some((topic.to_string(), partition.parse().ok()?, sub.to_string()))
+    Some((topic.to_string(), id.parse().ok()?, partition.parse().ok()?, sub.to_string()))
 }
 
 fn now_ms() -> i64 {
@@ -153,22 +165,28 @@ mod tests {
     fn cursors_survive_a_reopen_and_removal_sticks() {
         let dir = tempfile::tempdir().unwrap();
         let t = TopicName::new("public", "default", "orders");
+        let id = uuid::Uuid::new_v4();
         {
             let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
             let c = Cursors::new(log);
-            assert_eq!(c.get(&t, 0, "sub/a").unwrap(), None);
-            c.put(&t, 0, "sub/a", Some(5)).unwrap();
-            c.put(&t, 0, "sub/a", Some(9)).unwrap();
-            c.put(&t, 1, "sub/a", Some(3)).unwrap();
-            c.put(&t, 1, "gone", Some(1)).unwrap();
-            c.put(&t, 1, "gone", None).unwrap();
+            assert_eq!(c.get(&t, id, 0, "sub/a").unwrap(), None);
+            c.put(&t, id, 0, "sub/a", Some(5)).unwrap();
+            c.put(&t, id, 0, "sub/a", Some(9)).unwrap();
+            c.put(&t, id, 1, "sub/a", Some(3)).unwrap();
+            c.put(&t, id, 1, "gone", Some(1)).unwrap();
+            c.put(&t, id, 1, "gone", None).unwrap();
             log_flush(&c);
         }
         let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
         let c = Cursors::new(log);
-        assert_eq!(c.get(&t, 0, "sub/a").unwrap(), Some(9));
-        assert_eq!(c.get(&t, 1, "sub/a").unwrap(), Some(3));
-        assert_eq!(c.get(&t, 1, "gone").unwrap(), None);
+        assert_eq!(c.get(&t, id, 0, "sub/a").unwrap(), Some(9));
+        assert_eq!(c.get(&t, id, 1, "sub/a").unwrap(), Some(3));
+        assert_eq!(c.get(&t, id, 1, "gone").unwrap(), None);
+        assert_eq!(
+            c.get(&t, uuid::Uuid::new_v4(), 0, "sub/a").unwrap(),
+            None,
+            "a re-created topic starts afresh"
+        );
     }
 
     fn log_flush(c: &Cursors) {

@@ -23,13 +23,66 @@ use crate::storage::{Log, StorageError, TopicName};
 use crate::transform::Transforms;
 use bytes::Bytes;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-/// Frames queued for one connection's writer.
-pub type Outbox = mpsc::UnboundedSender<Bytes>;
+/// Frames queued for one connection's writer, and how many bytes are queued: dispatchers stop
+/// feeding a connection whose client does not read (its permits do not bound bytes: one permit
+/// releases a whole batch).
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Bytes>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// Bytes queued for one connection beyond which its consumers get nothing more for now.
+pub const OUTBOX_LIMIT: usize = 8 << 20;
+
+impl Outbox {
+    pub fn new() -> (Outbox, OutboxReceiver) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        (Outbox { tx, queued: queued.clone() }, OutboxReceiver { rx, queued })
+    }
+
+    /// Queue a frame; false when the connection is gone.
+    pub fn send(&self, frame: Bytes) -> bool {
+        self.queued.fetch_add(frame.len(), Ordering::Relaxed);
+        self.tx.send(frame).is_ok()
+    }
+
+    /// Whether the connection's client is behind on reading.
+    pub fn full(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) >= OUTBOX_LIMIT
+    }
+}
+
+pub struct OutboxReceiver {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl OutboxReceiver {
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        self.rx.recv().await
+    }
+
+    pub fn try_recv(&mut self) -> Option<Bytes> {
+        self.rx.try_recv().ok()
+    }
+
+    /// `n` bytes were written to the socket.
+    pub fn written(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
 
 /// The protocol version this endpoint speaks: v19, the version of the `.proto` it is built
 /// from. Clients that speak a later version are answered with 19 and use only what 19 has.
@@ -150,17 +203,27 @@ impl Endpoint {
             Some(p) => match self.log.topic(&t.base) {
                 Some(meta) if p < meta.partitions => Ok((t.base, p)),
                 Some(_) if self.cfg.auto_create_topics => {
-                    match self.log.create_partitions(&t.base, p + 1, false) {
-                        Ok(()) | Err(StorageError::InvalidPartitions(_)) => {}
+                    let total = p.checked_add(1).ok_or_else(not_found)?;
+                    match self.log.create_partitions(&t.base, total, false) {
+                        Ok(()) => {
+                            tracing::info!(topic = %t.base, partitions = total, "grew a topic for a Pulsar client")
+                        }
+                        // Refused (too many partitions), or another client grew it first.
+                        Err(StorageError::InvalidPartitions(why)) => {
+                            tracing::debug!(topic = %t.base, "not grown: {why}")
+                        }
                         Err(e) => return Err(storage_error(e)),
                     }
-                    tracing::info!(topic = %t.base, partitions = p + 1, "grew a topic for a Pulsar client");
-                    Ok((t.base, p))
+                    match self.log.topic(&t.base) {
+                        Some(meta) if p < meta.partitions => Ok((t.base, p)),
+                        _ => Err(not_found()),
+                    }
                 }
                 Some(_) => Err(not_found()),
                 None if self.cfg.auto_create_topics => {
-                    self.create(&t.base, self.cfg.default_partitions.max(p + 1))?;
-                    Ok((t.base, p))
+                    let total = p.checked_add(1).ok_or_else(not_found)?;
+                    let meta = self.create(&t.base, self.cfg.default_partitions.max(total))?;
+                    if p < meta.partitions { Ok((t.base, p)) } else { Err(not_found()) }
                 }
                 None => Err(not_found()),
             },

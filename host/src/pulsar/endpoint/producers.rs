@@ -103,7 +103,7 @@ impl Producers {
                         producer = fenced.key.1,
                         "fencing a producer: an exclusive-with-fencing producer took the topic"
                     );
-                    let _ = fenced.out.send(command(
+                    fenced.out.send(command(
                         Type::CloseProducer,
                         BaseCommand {
                             close_producer: Some(CommandCloseProducer {
@@ -147,11 +147,12 @@ impl Producers {
                 }),
                 ..Default::default()
             };
-            if w.out.send(command(Type::ProducerSuccess, ready)).is_ok() {
+            if w.out.send(command(Type::ProducerSuccess, ready)) {
                 p.producers.push(Slot { key: w.key, exclusive: true, out: w.out });
             }
         }
-        if p.producers.is_empty() && p.waiting.is_empty() {
+        if p.producers.is_empty() && p.waiting.is_empty() && p.epoch == 0 {
+            // Kept once an exclusive producer had it: the epoch tells a fenced one it was fenced.
             all.remove(partition);
         }
     }
@@ -160,13 +161,13 @@ impl Producers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::mpsc;
+    use crate::pulsar::endpoint::Outbox;
 
     #[test]
     fn access_modes() {
         let ps = Producers::default();
         let key = (TopicName::new("public", "default", "t"), 0);
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = Outbox::new();
         assert_eq!(ps.attach(&key, 1, 1, ProducerAccessMode::Shared, None, 1, "a", &tx), Attach::Ready(0));
         assert_eq!(ps.attach(&key, 1, 2, ProducerAccessMode::Shared, None, 2, "b", &tx), Attach::Ready(0));
         assert!(matches!(
@@ -178,9 +179,9 @@ mod tests {
             Attach::Waiting
         );
         ps.detach(&key, 1, 1);
-        assert!(rx.try_recv().is_err(), "one shared producer is still there");
+        assert!(rx.try_recv().is_none(), "one shared producer is still there");
         ps.detach(&key, 1, 2);
-        assert!(rx.try_recv().is_ok(), "the waiting producer got the topic");
+        assert!(rx.try_recv().is_some(), "the waiting producer got the topic");
         assert!(ps.attached(&key, 2, 2));
         assert!(matches!(
             ps.attach(&key, 3, 1, ProducerAccessMode::Shared, None, 5, "e", &tx),
@@ -191,6 +192,6 @@ mod tests {
             Attach::Ready(2)
         );
         assert!(!ps.attached(&key, 2, 2), "fenced");
-        assert!(rx.try_recv().is_ok(), "the fenced producer was told to close");
+        assert!(rx.try_recv().is_some(), "the fenced producer was told to close");
     }
 }

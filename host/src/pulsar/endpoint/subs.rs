@@ -23,6 +23,7 @@ use crate::storage::{Log, StorageError, TopicName};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 pub type SubKey = (TopicName, i32, String);
@@ -31,6 +32,11 @@ pub type SubKey = (TopicName, i32, String);
 const READ_BYTES: usize = 1 << 20;
 /// Largest decompressed batch converted for consumers.
 const MAX_BATCH_BYTES: usize = 256 << 20;
+/// How often acknowledgements store a durable cursor at most.
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+/// How long the dispatcher waits before trying again when it cannot send (a connection's
+/// outbox is full, or a read failed).
+const BACKOFF: Duration = Duration::from_millis(20);
 
 /// Where a new subscription starts.
 #[derive(Clone, Copy, Debug)]
@@ -83,10 +89,15 @@ struct State {
     closed: bool,
     /// A seek closed the consumers: keep a non-durable subscription for their return.
     seeking: bool,
+    /// When the cursor was last stored: acks store it at most once per [`PERSIST_EVERY`]; the
+    /// dispatcher stores what is left when idle, and a consumer leaving stores it at once.
+    persisted_at: Instant,
 }
 
 pub struct Subscription {
     pub key: SubKey,
+    /// The topic's id: cursors are stored under it, so a re-created topic starts afresh.
+    topic_id: uuid::Uuid,
     pub kind: SubType,
     pub durable: bool,
     state: Mutex<State>,
@@ -128,9 +139,11 @@ impl Subscriptions {
             Some(sub) if !sub.state.lock().closed => sub.clone(),
             _ => {
                 let (topic, partition, name) = (&key.0, key.1, &key.2);
+                let topic_id =
+                    log.topic(topic).ok_or(AttachError::Storage(StorageError::UnknownTopicOrPartition))?.id;
                 let (log_start, hw) = log.offsets(topic, partition).map_err(AttachError::Storage)?;
                 let stored = if durable {
-                    cursors.get(topic, partition, name).map_err(AttachError::Storage)?
+                    cursors.get(topic, topic_id, partition, name).map_err(AttachError::Storage)?
                 } else {
                     None
                 };
@@ -143,6 +156,7 @@ impl Subscriptions {
                 .clamp(log_start, hw);
                 let sub = Arc::new(Subscription {
                     key: key.clone(),
+                    topic_id,
                     kind,
                     durable,
                     state: Mutex::new(State {
@@ -154,13 +168,14 @@ impl Subscriptions {
                         rr: 0,
                         closed: false,
                         seeking: false,
+                        persisted_at: Instant::now(),
                     }),
                     wake: Notify::new(),
                     log: log.clone(),
                     cursors: cursors.clone(),
                 });
                 if durable {
-                    sub.persist(&mut sub.state.lock());
+                    sub.persist(&mut sub.state.lock(), true);
                 }
                 map.insert(key.clone(), sub.clone());
                 tokio::spawn(sub.clone().dispatch());
@@ -209,6 +224,9 @@ impl Subscriptions {
                 p.consumer = None;
             }
         }
+        if sub.durable {
+            sub.persist(&mut st, true);
+        }
         if st.consumers.is_empty() && !sub.durable && !st.seeking {
             st.closed = true;
             if map.get(&sub.key).is_some_and(|s| Arc::ptr_eq(s, sub)) {
@@ -236,7 +254,7 @@ impl Subscriptions {
         sub.wake.notify_one();
         if sub.durable {
             let (t, p, n) = &sub.key;
-            sub.cursors.put(t, *p, n, None).map_err(AttachError::Storage)?;
+            sub.cursors.put(t, sub.topic_id, *p, n, None).map_err(AttachError::Storage)?;
         }
         Ok(())
     }
@@ -283,9 +301,9 @@ impl Subscription {
                     let upto = match st.pending.get(&entry) {
                         Some(p) if index >= 0 => p.offsets.get(index as usize).copied().unwrap_or(p.next - 1),
                         Some(p) => p.next - 1,
-                        None => entry + i64::from(index.max(0)),
+                        None => entry.saturating_add(i64::from(index.max(0))),
                     };
-                    st.pending.retain(|_, p| p.next - 1 > upto);
+                    st.pending.retain(|_, p| p.next.saturating_sub(1) > upto);
                     for p in st.pending.values_mut() {
                         for (o, a) in p.offsets.iter().zip(p.acked.iter_mut()) {
                             if *o <= upto {
@@ -293,7 +311,7 @@ impl Subscription {
                             }
                         }
                     }
-                    st.mark_delete = st.mark_delete.max((upto + 1).min(st.read_pos));
+                    st.mark_delete = st.mark_delete.max(upto.saturating_add(1).min(st.read_pos));
                 }
             }
         }
@@ -327,14 +345,14 @@ impl Subscription {
         st.mark_delete = pos;
         st.seeking = true;
         if self.durable {
-            self.persist(&mut st);
+            self.persist(&mut st, true);
         }
         for c in st.consumers.drain(..) {
             let close = BaseCommand {
                 close_consumer: Some(CommandCloseConsumer { consumer_id: c.id, request_id: 0 }),
                 ..Default::default()
             };
-            let _ = c.out.send(command(Type::CloseConsumer, close));
+            c.out.send(command(Type::CloseConsumer, close));
         }
         drop(st);
         self.wake.notify_one();
@@ -358,16 +376,18 @@ impl Subscription {
         }
         st.mark_delete = st.mark_delete.max(md);
         if self.durable {
-            self.persist(st);
+            self.persist(st, false);
         }
     }
 
-    fn persist(&self, st: &mut State) {
-        if st.stored == Some(st.mark_delete) {
+    /// Store the cursor if it moved: now when `force`, else at most once per [`PERSIST_EVERY`].
+    fn persist(&self, st: &mut State, force: bool) {
+        if st.stored == Some(st.mark_delete) || (!force && st.persisted_at.elapsed() < PERSIST_EVERY) {
             return;
         }
+        st.persisted_at = Instant::now();
         let (t, p, n) = &self.key;
-        match self.cursors.put(t, *p, n, Some(st.mark_delete)) {
+        match self.cursors.put(t, self.topic_id, *p, n, Some(st.mark_delete)) {
             Ok(()) => st.stored = Some(st.mark_delete),
             Err(e) => {
                 tracing::warn!(subscription = %n, topic = %t, partition = p, "storing the cursor failed (kept in memory, retried on the next ack): {e}")
@@ -390,16 +410,26 @@ impl Subscription {
             match step {
                 Step::Closed => return,
                 Step::Progress => tokio::task::yield_now().await,
+                Step::Backoff => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(BACKOFF) => {}
+                    }
+                }
                 Step::Idle => {
                     tokio::select! {
                         _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(PERSIST_EVERY), if self.durable => {
+                            // Acks that came faster than PERSIST_EVERY: store where they got to.
+                            tokio::task::block_in_place(|| self.persist(&mut self.state.lock(), true));
+                        }
                         changed = hw.changed() => if changed.is_err() {
                             tracing::info!(%topic, partition, subscription = %name, "topic deleted: closing its consumers");
                             let mut st = self.state.lock();
                             st.closed = true;
                             for c in st.consumers.drain(..) {
                                 let close = BaseCommand { close_consumer: Some(CommandCloseConsumer { consumer_id: c.id, request_id: 0 }), ..Default::default() };
-                                let _ = c.out.send(command(Type::CloseConsumer, close));
+                                c.out.send(command(Type::CloseConsumer, close));
                             }
                             return;
                         },
@@ -417,16 +447,18 @@ impl Subscription {
             return Step::Closed;
         }
         if self.pick(&mut st).is_none() {
-            return Step::Idle;
+            return Self::stalled(&st);
         }
         // Redeliveries: re-read the entry and send it to a consumer again.
         if let Some((&entry, _)) = st.pending.iter().find(|(_, p)| p.consumer.is_none()) {
             let delivery = match self.read_one(entry) {
                 Ok(Some(d)) if d.entry == entry => d,
-                other => {
-                    if let Err(e) = other {
-                        tracing::warn!(%topic, partition, entry, "redelivery dropped, the entry cannot be read: {e}");
-                    }
+                Err(ReadOne::Failed(e)) => {
+                    tracing::warn!(%topic, partition, entry, "redelivery deferred, the entry cannot be read now: {e}");
+                    return Step::Backoff;
+                }
+                Ok(_) | Err(ReadOne::Gone) => {
+                    // Retention deleted it, or it holds nothing a consumer is given.
                     st.pending.remove(&entry);
                     self.advance(&mut st);
                     return Step::Progress;
@@ -450,8 +482,8 @@ impl Subscription {
                 return Step::Progress;
             }
             Err(e) => {
-                tracing::warn!(%topic, partition, "dispatch read failed: {e}");
-                return Step::Idle;
+                tracing::warn!(%topic, partition, "dispatch read failed, trying again: {e}");
+                return Step::Backoff;
             }
         };
         let Some(bytes) = read.records else { return Step::Idle };
@@ -467,7 +499,10 @@ impl Subscription {
             }
             match convert::delivery_of_batch(raw, MAX_BATCH_BYTES) {
                 Ok(Some(d)) => {
-                    let Some(i) = self.pick(&mut st) else { break };
+                    let Some(i) = self.pick(&mut st) else {
+                        self.advance(&mut st);
+                        return if progressed { Step::Progress } else { Self::stalled(&st) };
+                    };
                     self.send(&mut st, i, &d, 0);
                     let owner = Some((st.consumers[i].conn, st.consumers[i].id));
                     let n = d.offsets.len();
@@ -495,13 +530,26 @@ impl Subscription {
         if progressed { Step::Progress } else { Step::Idle }
     }
 
-    fn read_one(&self, entry: i64) -> Result<Option<Delivery>, String> {
+    /// Nothing can be sent: idle when no consumer has permits, else a consumer's connection is
+    /// behind on reading and the dispatcher tries again shortly.
+    fn stalled(st: &State) -> Step {
+        if st.consumers.iter().any(|c| c.permits > 0 && c.out.full()) { Step::Backoff } else { Step::Idle }
+    }
+
+    fn read_one(&self, entry: i64) -> Result<Option<Delivery>, ReadOne> {
         let (topic, partition, _) = &self.key;
-        let read = self.log.read(topic, *partition, entry, READ_BYTES, true).map_err(|e| e.to_string())?;
+        let read = match self.log.read(topic, *partition, entry, READ_BYTES, true) {
+            Ok(r) => r,
+            Err(StorageError::OffsetOutOfRange { .. } | StorageError::UnknownTopicOrPartition) => {
+                return Err(ReadOne::Gone);
+            }
+            Err(e) => return Err(ReadOne::Failed(e.to_string())),
+        };
         let Some(bytes) = read.records else { return Ok(None) };
-        let header = BatchHeader::parse(&bytes).map_err(|e| e.to_string())?;
+        let header = BatchHeader::parse(&bytes).map_err(|_| ReadOne::Gone)?;
         let raw = &bytes[..header.size().min(bytes.len())];
-        convert::delivery_of_batch(raw, MAX_BATCH_BYTES).map_err(|e| e.to_string())
+        // A stored batch that cannot be converted will never convert: it is skipped, as in dispatch.
+        convert::delivery_of_batch(raw, MAX_BATCH_BYTES).map_err(|_| ReadOne::Gone)
     }
 
     /// The consumer to send to next, if one has permits.
@@ -514,7 +562,7 @@ impl Subscription {
                 let n = st.consumers.len();
                 for k in 0..n {
                     let i = (st.rr + k) % n;
-                    if st.consumers[i].permits > 0 {
+                    if st.consumers[i].permits > 0 && !st.consumers[i].out.full() {
                         st.rr = i + 1;
                         return Some(i);
                     }
@@ -523,7 +571,7 @@ impl Subscription {
             }
             SubType::Exclusive | SubType::Failover => {
                 let i = usize::try_from(self.key.1).unwrap_or(0) % st.consumers.len();
-                (st.consumers[i].permits > 0).then_some(i)
+                (st.consumers[i].permits > 0 && !st.consumers[i].out.full()).then_some(i)
             }
         }
     }
@@ -540,7 +588,7 @@ impl Subscription {
             }),
             ..Default::default()
         };
-        let _ = c.out.send(encode_payload(&message, &d.metadata, &d.payload));
+        c.out.send(encode_payload(&message, &d.metadata, &d.payload));
         c.permits -= i64::try_from(d.offsets.len()).unwrap_or(i64::MAX);
     }
 }
@@ -548,5 +596,67 @@ impl Subscription {
 enum Step {
     Progress,
     Idle,
+    /// Try again after [`BACKOFF`].
+    Backoff,
     Closed,
+}
+
+enum ReadOne {
+    /// The entry is no longer there (retention) or can never be given to a consumer.
+    Gone,
+    /// A read error that may pass.
+    Failed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pulsar::endpoint::{OUTBOX_LIMIT, Outbox};
+    use crate::storage::LogDefaults;
+    use crate::storage::embedded::EmbeddedLog;
+    use crate::storage::records::{self, EncodeSpec, Record};
+
+    /// A consumer that grants permits but never reads its socket holds the dispatcher back at
+    /// the outbox limit; once it reads, the rest follows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_consumer_that_does_not_read_is_held_at_the_outbox_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
+        let name = TopicName::new("public", "default", "t");
+        log.create_topic(&name, 1, &[], false).unwrap();
+        let value = bytes::Bytes::from(vec![7u8; 512 * 1024]);
+        for _ in 0..40 {
+            let r = Record {
+                key: None,
+                value: Some(value.clone()),
+                headers: vec![],
+                timestamp: 1,
+                offset_delta: 0,
+            };
+            log.append(&name, 0, records::encode(&[r], &EncodeSpec::plain(0, 1)).unwrap().into()).unwrap();
+        }
+        let subs = Subscriptions::new(log.clone(), Arc::new(Cursors::new(log.clone())));
+        let (out, mut rx) = Outbox::new();
+        let spec = ConsumerSpec { conn: 1, id: 1, name: "c".into(), priority: 0, out };
+        let key = (name, 0, "s".to_string());
+        let sub = tokio::task::block_in_place(|| {
+            subs.attach(key, SubType::Exclusive, false, Start::Earliest, spec)
+                .map_err(|e| format!("{e:?}"))
+                .unwrap()
+        });
+        sub.flow(1, 1, 1_000_000);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let queued = rx.queued();
+        assert!(queued >= OUTBOX_LIMIT, "it was fed up to the limit: {queued}");
+        assert!(queued < OUTBOX_LIMIT + (1 << 20), "and not much beyond: {queued}");
+        let mut messages = 0;
+        while messages < 40 {
+            let frame = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .expect("more after reading")
+                .unwrap();
+            rx.written(frame.len());
+            messages += 1;
+        }
+    }
 }

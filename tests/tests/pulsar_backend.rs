@@ -125,12 +125,12 @@ fn produce_and_fetch_in_both_entry_formats() {
         }
     });
 
-    // In A (the "Pulsar cluster"): format kafka is one message per batch plus the fence marker,
-    // format pulsar one message per record, whose key is the Kafka key (Pulsar consumers read
+    // In A (the "Pulsar cluster"): format kafka is one message per batch plus the writer's probe
+    // and fence marker, format pulsar one message per record, whose key is the Kafka key (Pulsar consumers read
     // them natively).
-    assert_eq!(a.server().log.offsets(&in_a("kf"), 0).unwrap().1, 1 + 4);
-    assert_eq!(a.server().log.offsets(&in_a("pf"), 0).unwrap().1, 1 + 40);
-    let read = a.server().log.read(&in_a("pf"), 0, 1 + 7, 1, true).unwrap();
+    assert_eq!(a.server().log.offsets(&in_a("kf"), 0).unwrap().1, 2 + 4);
+    assert_eq!(a.server().log.offsets(&in_a("pf"), 0).unwrap().1, 2 + 40);
+    let read = a.server().log.read(&in_a("pf"), 0, 2 + 7, 1, true).unwrap();
     let stored = records::decode(&read.records.unwrap()[..], 1 << 20).unwrap();
     let first = &stored.records[0];
     assert_eq!(first.key.as_deref(), Some(&b"key-7"[..]));
@@ -184,8 +184,8 @@ fn committed_offsets_and_log_ends_survive_a_restart_of_b() {
         assert_eq!(all[15].1, record(99));
         assert_eq!(all[3].1, record(3));
     });
-    // Two writers' fence markers and 3 + 1 batches in A.
-    assert_eq!(a.server().log.offsets(&in_a("resume"), 0).unwrap().1, 2 + 4);
+    // Two writers' probes and fence markers and 3 + 1 batches in A.
+    assert_eq!(a.server().log.offsets(&in_a("resume"), 0).unwrap().1, 2 * 2 + 4);
     assert_no_local_topics(&b);
 }
 

@@ -115,6 +115,8 @@ pub enum Seen {
     /// Part of a record batch, not complete yet.
     Pending,
     Fence,
+    /// A writer's probe of the topic's end: nothing.
+    Probe,
     NotOurs,
     OtherTopic,
     StaleEpoch,
@@ -169,7 +171,7 @@ impl Recovery {
     /// Take the next message of the topic: its id, parsed properties and payload.
     pub fn feed(&mut self, id: MsgId, props: Option<Props>, payload: &[u8]) -> Seen {
         let seen = self.apply(id, props, payload);
-        if !matches!(seen, Seen::Accepted | Seen::Pending | Seen::Fence) {
+        if !matches!(seen, Seen::Accepted | Seen::Pending | Seen::Fence | Seen::Probe) {
             self.skipped += 1;
         }
         seen
@@ -179,6 +181,11 @@ impl Recovery {
         let Some(props) = props else { return Seen::NotOurs };
         if props.topic_id != self.topic_id {
             return Seen::OtherTopic;
+        }
+        if props.kind == Kind::Probe {
+            // Written by a writer that owns the topic while nothing else can write: it neither
+            // continues nor tears a record batch.
+            return Seen::Probe;
         }
         if props.epoch < self.max_epoch {
             return Seen::StaleEpoch;
@@ -216,6 +223,7 @@ impl Recovery {
                 self.start = self.start.max(start).min(next);
                 Seen::Fence
             }
+            Kind::Probe => Seen::Probe,
             Kind::Kafka { base, last } => {
                 if self.next.is_some_and(|n| n != base) {
                     return Seen::OutOfSequence;
@@ -381,6 +389,29 @@ mod tests {
         );
         assert_eq!(bases(&r), [(0, 1), (2, 4), (5, 5)]);
         assert_eq!((r.next_offset, r.max_epoch), (6, 2));
+    }
+
+    #[test]
+    fn probes_are_nothing() {
+        let t = uuid::Uuid::new_v4();
+        let probe = (Some(Props { topic_id: t, epoch: 0, kind: Kind::Probe }), Vec::new());
+        let (seen, r) = run(
+            t,
+            &[
+                probe.clone(),
+                fence(t, 1, 0),
+                record(t, 1, 0, 0, 2),
+                probe.clone(), // never between a batch's messages in practice; harmless anyway
+                record(t, 1, 0, 1, 2),
+                probe.clone(),
+                kafka(t, 1, 2, 1),
+            ],
+        );
+        assert_eq!(
+            seen,
+            [Seen::Probe, Seen::Fence, Seen::Pending, Seen::Probe, Seen::Accepted, Seen::Probe, Seen::Accepted]
+        );
+        assert_eq!((bases(&r), r.next_offset, r.max_epoch, r.entries.len()), (vec![(0, 1), (2, 2)], 3, 1, 2));
     }
 
     #[test]

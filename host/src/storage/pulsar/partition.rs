@@ -6,8 +6,9 @@
 //!    it is closed at once and an Exclusive producer holds the topic from then on, so that the
 //!    crate's automatic re-creation of a producer (after a dropped connection) can never fence a
 //!    newer owner in turn: it fails with ProducerBusy while that owner lives;
-//! 2. read the topic from the start to its last message and rebuild the index and the
-//!    idempotent-producer state (see `index`);
+//! 2. append a probe (a no-op message) and read the topic from the start up to it (an exact end:
+//!    nobody else can append meanwhile), rebuilding the index and the idempotent-producer state
+//!    (see `index`);
 //! 3. write a fence marker with epoch = highest seen + 1 and the next offset, so that readers skip
 //!    anything a fenced writer still manages to write with its older epoch;
 //! 4. subscribe `guise-retention` (durable, never consumed) so that Pulsar keeps the messages
@@ -19,7 +20,7 @@
 use super::client::{Bridge, OPERATION_TIMEOUT, Owned, within};
 use super::index::{self, IndexEntry, MsgId, ProducerInfo, Recovery};
 use super::props::{self, BatchInfo, Kind, Props};
-use super::reader::{Follower, Received};
+use super::reader::{Follower, PREFETCH, Received};
 use crate::pulsar::mapping;
 use crate::pulsar::proto::{KeyValue, SingleMessageMetadata};
 use crate::storage::batch::{self, BatchHeader, ValidBatch};
@@ -180,10 +181,16 @@ impl Partition {
         };
         let mut producer = Owned::new(producer, handle.clone());
 
-        let mut follower = Follower::open(client, handle, &self.topic, None).await?;
+        // Where the topic ends: nobody else can append while this producer holds it, so the
+        // probe's id is the exact end (the broker's last message id may not be, see `reader`).
+        let probe = Props { topic_id: self.topic_id, epoch: 0, kind: Kind::Probe };
+        let end = send_all(&mut producer, vec![message(Vec::new(), &probe)]).await.map_err(|e| {
+            lost_error(&format!("writing the probe (another host may have taken the partition): {e}"))
+        })?[0];
+        let mut follower = Follower::open(client, handle, &self.topic, None, PREFETCH).await?;
         let mut recovery = Recovery::new(self.topic_id);
         let read = follower
-            .catch_up(|m| {
+            .read_to(end, |m| {
                 recovery.feed(m.id, Props::parse(m.props()), &m.payload);
             })
             .await?;
@@ -443,7 +450,8 @@ impl Partition {
         });
         if !reusable {
             let follower =
-                Follower::open(&shared.bridge.client, shared.bridge.handle(), &self.topic, previous).await?;
+                Follower::open(&shared.bridge.client, shared.bridge.handle(), &self.topic, previous, PREFETCH)
+                    .await?;
             *cursor = Some(Cursor { follower, next_base: first.base, lookahead: None });
         }
         let c = cursor.as_mut().expect("set");

@@ -69,7 +69,8 @@ pub struct PulsarSettings {
 pub struct PulsarLog {
     defaults: LogDefaults,
     settings: PulsarSettings,
-    catalog: RwLock<Catalog>,
+    /// Changed only while holding `topics_log`, in log order.
+    catalog: Arc<RwLock<Catalog>>,
     /// Open partitions by (topic name, topic id, partition).
     partitions: RwLock<BTreeMap<(TopicName, uuid::Uuid, i32), Arc<Partition>>>,
     topics_log: Arc<tokio::sync::Mutex<MetaLog>>,
@@ -134,7 +135,7 @@ impl PulsarLog {
             shared: Arc::new(Shared { bridge, epochs: Default::default(), max_payload, exclusive: true }),
             defaults,
             settings,
-            catalog: RwLock::new(catalog),
+            catalog: Arc::new(RwLock::new(catalog)),
             partitions: RwLock::new(BTreeMap::new()),
             topics_log: Arc::new(tokio::sync::Mutex::new(topics_log)),
             ids_log: Arc::new(tokio::sync::Mutex::new(ids_log)),
@@ -155,18 +156,20 @@ impl PulsarLog {
         self.shared.bridge.run(fut)
     }
 
-    /// Read the topics log up to its end (other hosts' changes).
+    /// Read the topics log up to its end (other hosts' changes). Records are applied as they
+    /// are read, under the log's lock: every caller applies them in log order (applied after
+    /// releasing it, a later batch could overtake an earlier one, e.g. a Delete its Create).
     fn sync_catalog(&self) -> Result<(), StorageError> {
         let log = self.topics_log.clone();
-        let records = self.run(async move {
-            let mut records = Vec::new();
-            log.lock().await.catch_up(|_, r: TopicRecord| records.push(r)).await?;
-            Ok(records)
+        let catalog = self.catalog.clone();
+        let defaults = self.defaults.clone();
+        self.run(async move {
+            let mut log = log.lock().await;
+            log.catch_up(|_, r: TopicRecord| {
+                catalog.write().apply(&defaults, &r);
+            })
+            .await
         })?;
-        let mut catalog = self.catalog.write();
-        for r in &records {
-            catalog.apply(&self.defaults, r);
-        }
         *self.last_sync.lock() = Some(Instant::now());
         Ok(())
     }
@@ -174,22 +177,20 @@ impl PulsarLog {
     /// Append a topics record; whether it took effect where it landed.
     fn append_topic_record(&self, record: TopicRecord) -> Result<bool, StorageError> {
         let log = self.topics_log.clone();
-        let mine = record.clone();
-        let records = self.run(async move {
-            let mut records = Vec::new();
-            log.lock().await.append(&mine, |_, r: TopicRecord| records.push(r)).await?;
-            Ok(records)
-        })?;
-        let mut catalog = self.catalog.write();
-        let mut took = false;
-        let n = records.len();
-        for (i, r) in records.iter().enumerate() {
-            let applied = catalog.apply(&self.defaults, r);
-            if i + 1 == n {
-                took = applied && *r == record;
-            }
-        }
-        Ok(took)
+        let catalog = self.catalog.clone();
+        let defaults = self.defaults.clone();
+        self.run(async move {
+            let mut log = log.lock().await;
+            // Every record read is applied under the log's lock (see `sync_catalog`); ours
+            // comes last.
+            let mut took = false;
+            log.append(&record, |_, r: TopicRecord| {
+                let applied = catalog.write().apply(&defaults, &r);
+                took = applied && r == record;
+            })
+            .await?;
+            Ok(took)
+        })
     }
 
     fn get(&self, name: &TopicName) -> Option<TopicMeta> {
@@ -324,7 +325,7 @@ impl Log for PulsarLog {
             namespace: name.namespace.clone(),
             topic: name.topic.clone(),
             id: meta.id.to_string(),
-            partitions,
+            partitions: RwLock::new(BTreeMap::new()),
             config: meta.config.overrides.clone(),
         };
         if !self.append_topic_record(record)? {

@@ -72,7 +72,7 @@ pub struct PulsarLog {
     /// Changed only while holding `topics_log`, in log order.
     catalog: Arc<RwLock<Catalog>>,
     /// Open partitions by (topic name, topic id, partition).
-    partitions: RwLock<BTreeMap<(TopicName, uuid::Uuid, i32), Arc<Partition>>>,
+    partitions: Arc<RwLock<PartitionMap>>,
     topics_log: Arc<tokio::sync::Mutex<MetaLog>>,
     ids_log: Arc<tokio::sync::Mutex<MetaLog>>,
     ids: Mutex<IdState>,
@@ -82,6 +82,11 @@ pub struct PulsarLog {
     /// Last: the runtime goes after everything that holds Pulsar objects.
     shared: Arc<Shared>,
 }
+
+type PartitionMap = BTreeMap<(TopicName, uuid::Uuid, i32), Arc<Partition>>;
+
+/// How often idle fetch readers are looked for.
+const CURSOR_SWEEP: Duration = Duration::from_secs(15);
 
 #[derive(Default)]
 struct IdState {
@@ -131,12 +136,14 @@ impl PulsarLog {
             "opened the pulsar log"
         );
         let max_payload = settings.max_message_bytes.saturating_sub(METADATA_ROOM).max(1024);
+        let partitions: Arc<RwLock<PartitionMap>> = Arc::default();
+        bridge.handle().spawn(sweep_cursors(Arc::downgrade(&partitions)));
         Ok(PulsarLog {
             shared: Arc::new(Shared { bridge, epochs: Default::default(), max_payload, exclusive: true }),
             defaults,
             settings,
             catalog: Arc::new(RwLock::new(catalog)),
-            partitions: RwLock::new(BTreeMap::new()),
+            partitions,
             topics_log: Arc::new(tokio::sync::Mutex::new(topics_log)),
             ids_log: Arc::new(tokio::sync::Mutex::new(ids_log)),
             ids: Mutex::new(IdState { blocks, ..IdState::default() }),
@@ -325,7 +332,7 @@ impl Log for PulsarLog {
             namespace: name.namespace.clone(),
             topic: name.topic.clone(),
             id: meta.id.to_string(),
-            partitions: RwLock::new(BTreeMap::new()),
+            partitions,
             config: meta.config.overrides.clone(),
         };
         if !self.append_topic_record(record)? {
@@ -546,6 +553,22 @@ impl Log for PulsarLog {
             return Ok(None);
         }
         Ok(self.shared.epochs.bump(producer_id, epoch))
+    }
+}
+
+/// Drop the fetch readers idle for [`partition::CURSOR_IDLE`] (each holds prefetched messages),
+/// until the log goes.
+async fn sweep_cursors(partitions: std::sync::Weak<RwLock<PartitionMap>>) {
+    loop {
+        tokio::time::sleep(CURSOR_SWEEP).await;
+        let Some(partitions) = partitions.upgrade() else { return };
+        let open: Vec<Arc<Partition>> = partitions.read().values().cloned().collect();
+        drop(partitions);
+        for p in open {
+            if p.evict_idle_cursor(partition::CURSOR_IDLE) {
+                tracing::debug!(topic = %p.topic, "dropped an idle fetch reader");
+            }
+        }
     }
 }
 

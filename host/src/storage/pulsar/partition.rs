@@ -33,7 +33,7 @@ use ::pulsar::{Consumer, ConsumerOptions, Producer, ProducerOptions, SubType, To
 use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The durable subscription that keeps a partition's messages in Pulsar.
@@ -42,6 +42,12 @@ pub const RETENTION_SUBSCRIPTION: &str = "guise-retention";
 const TAIL_CACHE_BYTES: usize = 4 << 20;
 /// How long a fetch waits for a message the index says is there.
 const READ_WAIT: Duration = Duration::from_secs(10);
+/// How long a fetch reader is kept without a fetch (it holds up to [`CURSOR_PREFETCH`]
+/// messages).
+pub const CURSOR_IDLE: Duration = Duration::from_secs(60);
+/// Messages a fetch reader lets the broker push ahead: at most this many times the largest
+/// message in memory per open partition.
+const CURSOR_PREFETCH: u32 = 16;
 /// The largest decompressed records section decoded for format `pulsar`.
 const MAX_DECODED: usize = 256 << 20;
 
@@ -92,9 +98,11 @@ struct Writer {
     retention: Option<Owned<Consumer<Vec<u8>, TokioExecutor>>>,
 }
 
-/// A fetch reader left where the last fetch stopped.
+/// A fetch reader left where the last fetch stopped (dropped once idle for [`CURSOR_IDLE`]).
 struct Cursor {
     follower: Follower,
+    /// When a fetch last used it.
+    used: Instant,
     /// The base offset of the next entry it delivers.
     next_base: i64,
     /// A batch read but not returned (it did not fit), with its base offset.
@@ -377,6 +385,16 @@ impl Partition {
         // Watches close when the last holder of the partition drops it (and its sender).
     }
 
+    /// Drop the fetch reader if no fetch used it for `idle` (it is re-opened when needed).
+    pub fn evict_idle_cursor(&self, idle: Duration) -> bool {
+        let Ok(mut cursor) = self.cursor.try_lock() else { return false };
+        if cursor.as_ref().is_some_and(|c| c.used.elapsed() >= idle) {
+            *cursor = None;
+            return true;
+        }
+        false
+    }
+
     /// See [`Log::read`](crate::storage::Log::read).
     pub async fn read(
         &self,
@@ -449,12 +467,14 @@ impl Partition {
             c.lookahead.as_ref().map_or(c.next_base == first.base, |(base, _)| *base == first.base)
         });
         if !reusable {
+            *cursor = None; // drop the old reader first
+            let client = &shared.bridge.client;
             let follower =
-                Follower::open(&shared.bridge.client, shared.bridge.handle(), &self.topic, previous, PREFETCH)
-                    .await?;
-            *cursor = Some(Cursor { follower, next_base: first.base, lookahead: None });
+                Follower::open(client, shared.bridge.handle(), &self.topic, previous, CURSOR_PREFETCH).await?;
+            *cursor = Some(Cursor { follower, used: Instant::now(), next_base: first.base, lookahead: None });
         }
         let c = cursor.as_mut().expect("set");
+        c.used = Instant::now();
         let mut out = BytesMut::new();
         for entry in wanted {
             let bytes = match c.lookahead.take() {

@@ -520,10 +520,11 @@ impl Log for PulsarLog {
         if open.is_empty() {
             return Ok(0);
         }
+        let shared = self.shared.clone();
         self.run(async move {
             let mut removed = 0;
             for (p, ms, bytes) in open {
-                match p.apply_retention(ms, bytes, now_ms).await {
+                match p.apply_retention(&shared, ms, bytes, now_ms).await {
                     Ok(n) => removed += n,
                     Err(e) => tracing::warn!(topic = %p.topic, "retention: {e}"),
                 }

@@ -14,13 +14,22 @@
 //! 4. subscribe `guise-retention` (durable, never consumed) so that Pulsar keeps the messages
 //!    until Kafka retention lets them go.
 //!
-//! Any failed send afterwards means ownership is lost: the partition answers
-//! NOT_LEADER_OR_FOLLOWER from then on in this process (and says why in the log).
+//! Ownership is lost for good (the partition answers NOT_LEADER_OR_FOLLOWER from then on in
+//! this process, and says why in the log) when a send fails because another producer holds or
+//! fenced the topic, or when a message of a higher writer epoch shows up after this writer's
+//! own messages: a send that waits too long looks for one, and so does a send whose message id
+//! does not directly follow the writer's previous one (another writer appended in between,
+//! e.g. after the crate re-created this producer behind a newer owner's back: such a send is
+//! not acknowledged, as readers skip it). Any other failure (a timeout, a dropped connection)
+//! drops the writer and returns a retriable error; the next append takes the topic back
+//! without fencing (an Exclusive producer: a busy topic means another host owns it, which is
+//! never fenced back, so two hosts cannot take a partition from each other in turn), recovers
+//! it again and writes a new fence marker, unless it finds a higher epoch than its own.
 
 use super::client::{Bridge, OPERATION_TIMEOUT, Owned, within};
 use super::index::{self, IndexEntry, MsgId, ProducerInfo, Recovery};
 use super::props::{self, BatchInfo, Kind, Props};
-use super::reader::{Follower, PREFETCH, Received};
+use super::reader::{End, Follower, PREFETCH, Received};
 use crate::pulsar::mapping;
 use crate::pulsar::proto::{KeyValue, SingleMessageMetadata};
 use crate::storage::batch::{self, BatchHeader, ValidBatch};
@@ -48,6 +57,9 @@ pub const CURSOR_IDLE: Duration = Duration::from_secs(60);
 /// Messages a fetch reader lets the broker push ahead: at most this many times the largest
 /// message in memory per open partition.
 const CURSOR_PREFETCH: u32 = 16;
+/// How long a send waits before it looks for a newer writer, and then between two looks.
+const FENCE_CHECK_AFTER: Duration = Duration::from_secs(1);
+const FENCE_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// The largest decompressed records section decoded for format `pulsar`.
 const MAX_DECODED: usize = 256 << 20;
 
@@ -82,6 +94,8 @@ struct State {
     open: bool,
     /// Why this host lost the partition, once it did.
     lost: Option<String>,
+    /// The epoch of this host's last fence marker, once it took the partition.
+    epoch: Option<u64>,
     closed: bool,
     entries: VecDeque<IndexEntry>,
     log_start: i64,
@@ -94,6 +108,8 @@ struct State {
 struct Writer {
     producer: Owned<Producer<TokioExecutor>>,
     epoch: u64,
+    /// The id of the last message this writer sent.
+    last: MsgId,
     producers: ProducerStateTable,
     retention: Option<Owned<Consumer<Vec<u8>, TokioExecutor>>>,
 }
@@ -113,10 +129,19 @@ fn lost_error(why: &str) -> StorageError {
     StorageError::NotLeader(why.to_string())
 }
 
-/// Whether a Pulsar error says another writer holds or took the topic.
+/// Whether an error says another writer holds or took the topic.
 fn is_ownership_error(e: &StorageError) -> bool {
+    if matches!(e, StorageError::NotLeader(_)) {
+        return true;
+    }
     let text = e.to_string();
     text.contains("ProducerBusy") || text.contains("ProducerFenced") || text.contains("Fenced")
+}
+
+/// Whether `next` is the message right after `prev` (same ledger, next entry). A ledger roll is
+/// not: what went before it in the old ledger is unknown.
+fn follows(prev: MsgId, next: MsgId) -> bool {
+    next.ledger == prev.ledger && prev.entry.checked_add(1) == Some(next.entry)
 }
 
 impl Partition {
@@ -176,14 +201,29 @@ impl Partition {
                 client.producer().with_topic(&self.topic).with_options(options).build(),
             )
         };
-        let classify = |e: StorageError| if is_ownership_error(&e) { lost_error(&e.to_string()) } else { e };
-        let producer = if shared.exclusive {
-            let mut fencing = create(EXCLUSIVE_WITH_FENCING).await.map_err(classify)?;
+        // Some: this host owned the partition and takes it back after a transient failure.
+        let mine = self.state.read().epoch;
+        // Taking it back, an ownership error is for good; at the first open, only for this call.
+        let classify = |e: StorageError, what: &str| {
+            if !is_ownership_error(&e) {
+                e
+            } else if mine.is_some() {
+                self.lose(format!("{what}: {e}"))
+            } else {
+                lost_error(&format!("{what}: {e}"))
+            }
+        };
+        let producer = if shared.exclusive && mine.is_some() {
+            // Never fence when taking it back: another host may own it now.
+            create(EXCLUSIVE).await.map_err(|e| classify(e, "taking the partition back"))?
+        } else if shared.exclusive {
+            let mut fencing =
+                create(EXCLUSIVE_WITH_FENCING).await.map_err(|e| classify(e, "taking the partition"))?;
             if let Err(e) = fencing.close().await {
                 tracing::debug!(topic = %self.topic, "closing the fencing producer: {e}");
             }
             drop(Owned::new(fencing, handle.clone()));
-            create(EXCLUSIVE).await.map_err(classify)?
+            create(EXCLUSIVE).await.map_err(|e| classify(e, "taking the partition"))?
         } else {
             create(SHARED).await?
         };
@@ -192,9 +232,9 @@ impl Partition {
         // Where the topic ends: nobody else can append while this producer holds it, so the
         // probe's id is the exact end (the broker's last message id may not be, see `reader`).
         let probe = Props { topic_id: self.topic_id, epoch: 0, kind: Kind::Probe };
-        let end = send_all(&mut producer, vec![message(Vec::new(), &probe)]).await.map_err(|e| {
-            lost_error(&format!("writing the probe (another host may have taken the partition): {e}"))
-        })?[0];
+        let end = send_all(&mut producer, vec![message(Vec::new(), &probe)])
+            .await
+            .map_err(|e| classify(e, "writing the probe"))?[0];
         let mut follower = Follower::open(client, handle, &self.topic, None, PREFETCH).await?;
         let mut recovery = Recovery::new(self.topic_id);
         let read = follower
@@ -205,16 +245,26 @@ impl Partition {
         drop(follower);
         let skipped = recovery.skipped;
         let recovered = recovery.finish();
-        let epoch = recovered.max_epoch + 1;
+        if let Some(mine) = mine
+            && recovered.max_epoch > mine
+        {
+            return Err(self.lose(format!(
+                "another host took the partition (epoch {} after this host's {mine})",
+                recovered.max_epoch
+            )));
+        }
+        let epoch = recovered.max_epoch.checked_add(1).ok_or_else(|| {
+            StorageError::Unavailable(format!("{}: writer epochs exhausted", self.topic))
+        })?;
 
         let fence = Props {
             topic_id: self.topic_id,
             epoch,
             kind: Kind::Fence { next: recovered.next_offset, start: recovered.log_start },
         };
-        send_all(&mut producer, vec![message(Vec::new(), &fence)]).await.map_err(|e| {
-            lost_error(&format!("writing the fence marker (another host may have taken the partition): {e}"))
-        })?;
+        let last = send_all(&mut producer, vec![message(Vec::new(), &fence)])
+            .await
+            .map_err(|e| classify(e, "writing the fence marker"))?[0];
 
         let retention = match subscribe_retention(client, &self.topic).await {
             Ok(c) => Some(Owned::new(c, handle.clone())),
@@ -244,9 +294,10 @@ impl Partition {
             s.cache.clear();
             s.cache_bytes = 0;
             s.open = true;
+            s.epoch = Some(epoch);
         }
         self.hwm.send_replace(recovered.next_offset);
-        *writer = Some(Writer { producer, epoch, producers: recovered.producers, retention });
+        *writer = Some(Writer { producer, epoch, last, producers: recovered.producers, retention });
         Ok(())
     }
 
@@ -317,10 +368,11 @@ impl Partition {
             per_batch.push((before, messages.len() - before));
         }
         let sizes: Vec<usize> = messages.iter().map(|m| m.payload.len()).collect();
-        let ids = match send_all(&mut w.producer, messages).await {
+        let ids = match self.send_checked(shared, w, messages).await {
             Ok(ids) => ids,
-            Err(e) => return Err(self.lose(format!("appending to {}: {e}", self.topic))),
+            Err(e) => return Err(self.failed(&mut guard, "appending", e).await),
         };
+        let w = guard.as_mut().expect("still there");
 
         for (pid, pepoch) in pending.epochs() {
             shared.epochs.observe(pid, pepoch);
@@ -393,6 +445,106 @@ impl Partition {
             return true;
         }
         false
+    }
+
+    /// A send of the writer failed: ownership is lost for good, or the writer is dropped and
+    /// the partition taken back at the next append (see the module docs).
+    async fn failed(&self, writer: &mut Option<Writer>, what: &str, e: StorageError) -> StorageError {
+        let what = format!("{what} to {}", self.topic);
+        let w = writer.take();
+        if is_ownership_error(&e) {
+            drop(w); // closed in the background
+            return self.lose(format!("{what}: {e}"));
+        }
+        tracing::warn!(topic = %self.topic, "{what}: {e}; the partition is taken back at the next append");
+        if let Some(mut w) = w {
+            // Closed before the next producer is created, or the broker could find it busy.
+            let _ = within(Duration::from_secs(5), "closing the producer", w.producer.close()).await;
+        }
+        StorageError::Unavailable(format!("{what}: {e}"))
+    }
+
+    /// Send `messages` with the writer, making sure no newer writer took the partition: while
+    /// receipts are slow to come (a fenced producer that the crate keeps re-creating waits for
+    /// the operation timeout), and when the message ids do not follow the writer's previous one.
+    async fn send_checked(
+        &self,
+        shared: &Shared,
+        w: &mut Writer,
+        messages: Vec<Message>,
+    ) -> Result<Vec<MsgId>, StorageError> {
+        let (from, epoch) = (w.last, w.epoch);
+        let ids = {
+            let send = send_all(&mut w.producer, messages);
+            tokio::pin!(send);
+            let watch = async {
+                tokio::time::sleep(FENCE_CHECK_AFTER).await;
+                loop {
+                    match self.newer_epoch_after(shared, epoch, from, None).await {
+                        Ok(Some(newer)) => return newer,
+                        Ok(None) => {}
+                        Err(e) => tracing::debug!(topic = %self.topic, "looking for a newer writer: {e}"),
+                    }
+                    tokio::time::sleep(FENCE_CHECK_EVERY).await;
+                }
+            };
+            tokio::select! {
+                ids = &mut send => ids?,
+                newer = watch => {
+                    return Err(self.lose(format!(
+                        "another host took the partition (epoch {newer} after this host's {epoch})"
+                    )));
+                }
+            }
+        };
+        let mut prev = from;
+        let mut contiguous = true;
+        for id in &ids {
+            contiguous &= follows(prev, *id);
+            prev = *id;
+        }
+        if !contiguous && let Some(newer) = self.newer_epoch_after(shared, epoch, from, Some(prev)).await? {
+            return Err(self.lose(format!(
+                "another host took the partition (epoch {newer} after this host's {epoch}); the messages sent at {prev:?} are not acknowledged"
+            )));
+        }
+        w.last = prev;
+        Ok(ids)
+    }
+
+    /// The epoch of a message of this topic with an epoch above `epoch`, after `from` and up to
+    /// `end` (by default the topic's last message, if known exactly).
+    async fn newer_epoch_after(
+        &self,
+        shared: &Shared,
+        epoch: u64,
+        from: MsgId,
+        end: Option<MsgId>,
+    ) -> Result<Option<u64>, StorageError> {
+        let client = &shared.bridge.client;
+        let mut f = Follower::open(client, shared.bridge.handle(), &self.topic, Some(from), 8).await?;
+        let end = match end {
+            Some(end) => end,
+            None => match f.end().await? {
+                End::At(end) => end,
+                End::Empty | End::Unknown => return Ok(None),
+            },
+        };
+        while f.position.is_none_or(|p| p < end) {
+            let Some(m) = f.next(READ_WAIT).await? else {
+                return Err(StorageError::Unavailable(format!("reading {} up to {end:?}: stalled", self.topic)));
+            };
+            if m.id <= from {
+                continue;
+            }
+            if let Some(p) = Props::parse(m.props())
+                && p.topic_id == self.topic_id
+                && p.epoch > epoch
+            {
+                return Ok(Some(p.epoch));
+            }
+        }
+        Ok(None)
     }
 
     /// See [`Log::read`](crate::storage::Log::read).
@@ -544,6 +696,7 @@ impl Partition {
     /// acknowledging them on the retention subscription. Only a partition this host has open.
     pub async fn apply_retention(
         &self,
+        shared: &Shared,
         retention_ms: i64,
         retention_bytes: i64,
         now_ms: i64,
@@ -578,9 +731,10 @@ impl Partition {
             epoch: w.epoch,
             kind: Kind::Fence { next: hwm, start: new_start },
         };
-        if let Err(e) = send_all(&mut w.producer, vec![message(Vec::new(), &marker)]).await {
-            return Err(self.lose(format!("recording the new log start of {}: {e}", self.topic)));
+        if let Err(e) = self.send_checked(shared, w, vec![message(Vec::new(), &marker)]).await {
+            return Err(self.failed(&mut guard, "recording the new log start", e).await);
         }
+        let w = guard.as_mut().expect("still there");
         {
             let mut s = self.state.write();
             s.entries.drain(..n);

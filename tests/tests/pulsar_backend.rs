@@ -282,7 +282,8 @@ fn a_failed_send_is_retriable_and_the_writer_takes_the_partition_back() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let pc = partition(&b, "flaky", 0).await;
-        let values: Vec<Vec<u8>> = fetch_all(&pc, 0).await.into_iter().map(|(_, r)| r.value.unwrap()).collect();
+        let values: Vec<Vec<u8>> =
+            fetch_all(&pc, 0).await.into_iter().map(|(_, r)| r.value.unwrap()).collect();
         assert_eq!(values, [b"first".to_vec(), b"second".to_vec()]);
     });
     // The same after a restart (the second fence marker continues at offset 1).

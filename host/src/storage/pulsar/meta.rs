@@ -9,6 +9,7 @@ use super::client::{Client, OPERATION_TIMEOUT, Owned, within};
 use super::index::MsgId;
 use super::props;
 use super::reader::{End, Follower, PREFETCH};
+use crate::storage::names::validate_partitions;
 use crate::storage::{LogDefaults, StorageError, TopicConfig, TopicMeta, TopicName};
 use ::pulsar::producer::Message;
 use ::pulsar::{Producer, ProducerOptions, TokioExecutor};
@@ -58,7 +59,7 @@ impl Catalog {
             TopicRecord::Create { tenant, namespace, topic, id, partitions, config } => {
                 let name = TopicName::new(tenant, namespace, topic);
                 let Ok(id) = uuid::Uuid::parse_str(id) else { return false };
-                if self.topics.contains_key(&name) || *partitions < 1 {
+                if self.topics.contains_key(&name) || validate_partitions(*partitions).is_err() {
                     return false;
                 }
                 let pairs: Vec<(String, String)> = config.clone().into_iter().collect();
@@ -72,7 +73,11 @@ impl Catalog {
             TopicRecord::Partitions { tenant, namespace, topic, id, partitions } => {
                 let name = TopicName::new(tenant, namespace, topic);
                 match self.topics.get_mut(&name) {
-                    Some(t) if t.id.to_string() == *id && *partitions > t.partitions => {
+                    Some(t)
+                        if t.id.to_string() == *id
+                            && *partitions > t.partitions
+                            && validate_partitions(*partitions).is_ok() =>
+                    {
                         t.partitions = *partitions;
                         true
                     }
@@ -242,6 +247,8 @@ mod tests {
         };
         assert!(!c.apply(&d, &grow(&b, 9)), "another topic's id");
         assert!(!c.apply(&d, &grow(&a, 2)), "not more partitions");
+        assert!(!c.apply(&d, &grow(&a, i32::MAX)), "past the limit");
+        assert!(!c.apply(&d, &create("y", &b, i32::MAX)), "past the limit");
         assert!(c.apply(&d, &grow(&a, 3)));
         let t = &c.topics[&name];
         assert_eq!((t.id.to_string(), t.partitions, t.config.retention_ms), (a.clone(), 3, 1000));

@@ -253,9 +253,10 @@ impl Partition {
                 recovered.max_epoch
             )));
         }
-        let epoch = recovered.max_epoch.checked_add(1).ok_or_else(|| {
-            StorageError::Unavailable(format!("{}: writer epochs exhausted", self.topic))
-        })?;
+        let epoch = recovered
+            .max_epoch
+            .checked_add(1)
+            .ok_or_else(|| StorageError::Unavailable(format!("{}: writer epochs exhausted", self.topic)))?;
 
         let fence = Props {
             topic_id: self.topic_id,
@@ -329,7 +330,14 @@ impl Partition {
         for b in &batches {
             let mut header = b.header;
             header.base_offset = next;
-            next = header.next_offset();
+            // The offset after the batch must fit (a corrupt fence marker could say anything).
+            next = next
+                .checked_add(i64::from(header.last_offset_delta))
+                .and_then(|last| last.checked_add(1))
+                .filter(|n| *n > header.base_offset && *n <= props::MAX_LAST)
+                .ok_or_else(|| {
+                    StorageError::Unavailable(format!("the offsets of {} are exhausted", self.topic))
+                })?;
             headers.push(header);
         }
         let pending = match w.producers.check(&headers, |pid| shared.epochs.latest(pid))? {
@@ -532,7 +540,10 @@ impl Partition {
         };
         while f.position.is_none_or(|p| p < end) {
             let Some(m) = f.next(READ_WAIT).await? else {
-                return Err(StorageError::Unavailable(format!("reading {} up to {end:?}: stalled", self.topic)));
+                return Err(StorageError::Unavailable(format!(
+                    "reading {} up to {end:?}: stalled",
+                    self.topic
+                )));
             };
             if m.id <= from {
                 continue;
@@ -581,10 +592,10 @@ impl Partition {
             let mut wanted = Vec::new();
             let mut bytes = 0u64;
             for e in s.entries.iter().skip(i) {
-                if !wanted.is_empty() && bytes + e.bytes > max_bytes as u64 + 64 * 1024 {
+                if !wanted.is_empty() && bytes.saturating_add(e.bytes) > max_bytes as u64 + 64 * 1024 {
                     break;
                 }
-                bytes += e.bytes;
+                bytes = bytes.saturating_add(e.bytes);
                 wanted.push(*e);
                 if wanted.len() >= 10_000 {
                     break;
@@ -622,7 +633,8 @@ impl Partition {
             *cursor = None; // drop the old reader first
             let client = &shared.bridge.client;
             let follower =
-                Follower::open(client, shared.bridge.handle(), &self.topic, previous, CURSOR_PREFETCH).await?;
+                Follower::open(client, shared.bridge.handle(), &self.topic, previous, CURSOR_PREFETCH)
+                    .await?;
             *cursor = Some(Cursor { follower, used: Instant::now(), next_base: first.base, lookahead: None });
         }
         let c = cursor.as_mut().expect("set");
@@ -633,7 +645,7 @@ impl Partition {
                 Some((base, bytes)) if base == entry.base => bytes,
                 _ => read_entry(&mut c.follower, entry).await?,
             };
-            c.next_base = entry.last + 1;
+            c.next_base = entry.last.saturating_add(1);
             let fits = out.len() + bytes.len() <= max_bytes || (out.is_empty() && min_one);
             if !fits {
                 c.lookahead = Some((entry.base, bytes));
@@ -825,7 +837,9 @@ fn record_messages(
                 max: u32::try_from(max_payload).unwrap_or(u32::MAX),
             });
         }
-        let offset = header.base_offset + i64::from(r.offset_delta);
+        let offset = header.base_offset.checked_add(i64::from(r.offset_delta)).ok_or_else(|| {
+            StorageError::CorruptMessage(format!("offset delta {} overflows", r.offset_delta))
+        })?;
         let props = Props { topic_id, epoch, kind: Kind::Record { offset, batch: info(i as u32) } };
         // Record headers first, ours last (a header named like ours is overwritten).
         let mut properties: std::collections::HashMap<String, String> =

@@ -28,6 +28,10 @@ pub const START: &str = "guise.start";
 pub const NULL: &str = "guise.null";
 pub const PROBE: &str = "guise.probe";
 
+/// The largest last offset of a stored batch (the offset after it must fit in an i64): a
+/// message claiming more is malformed, never a cause of overflow.
+pub const MAX_LAST: i64 = i64::MAX - 1;
+
 /// Whether a property is one of ours (not a Kafka record header).
 pub fn is_ours(key: &str) -> bool {
     key.starts_with("guise.")
@@ -89,7 +93,8 @@ impl std::str::FromStr for BatchInfo {
             count: next()?.parse().map_err(drop)?,
             max_timestamp: next()?.parse().map_err(drop)?,
         };
-        let sane = info.base >= 0 && info.last >= info.base && info.index < info.messages();
+        let sane =
+            info.base >= 0 && (info.base..=MAX_LAST).contains(&info.last) && info.index < info.messages();
         if next().is_ok() || !sane {
             return Err(());
         }
@@ -163,13 +168,15 @@ impl Props {
             }
         }
         let kind = match (offset, last, batch, fence, probe) {
-            (Some(base), Some(last), None, None, false) if base >= 0 && last >= base => {
+            (Some(base), Some(last), None, None, false) if base >= 0 && (base..=MAX_LAST).contains(&last) => {
                 Kind::Kafka { base, last }
             }
-            (Some(offset), None, Some(batch), None, false) if offset >= batch.base && offset <= batch.last => {
+            (Some(offset), None, Some(batch), None, false)
+                if offset >= batch.base && offset <= batch.last =>
+            {
                 Kind::Record { offset, batch }
             }
-            (None, None, None, Some(next), false) if next >= 0 => {
+            (None, None, None, Some(next), false) if (0..=MAX_LAST).contains(&next) => {
                 Kind::Fence { next, start: start.filter(|s| (0..=next).contains(s)).unwrap_or(0) }
             }
             (None, None, None, None, true) => Kind::Probe,
@@ -232,5 +239,13 @@ mod tests {
         assert!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (FENCE, "3")]).is_some());
         assert_eq!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (FENCE, "3"), (PROBE, "1")]), None);
         assert!(is_ours(EPOCH) && !is_ours("trace-id"));
+        // Offsets whose successor does not fit in an i64.
+        let max = i64::MAX.to_string();
+        assert_eq!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (OFFSET, "0"), (LAST, &max)]), None);
+        assert_eq!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (FENCE, &max)]), None);
+        let batch = format!("0 {max} -1 -1 -1 0 0 1 0");
+        assert_eq!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (OFFSET, "0"), (BATCH, &batch)]), None);
+        let near = (i64::MAX - 1).to_string();
+        assert!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (OFFSET, &near), (LAST, &near)]).is_some());
     }
 }

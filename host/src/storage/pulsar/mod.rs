@@ -27,7 +27,10 @@
 //!   (they carry no offset) and are skipped;
 //! * metadata changes made by another host become visible here when this host next reads the
 //!   metadata log: at an admin operation, or when it looks up a topic it does not know (at most
-//!   once a second);
+//!   once a second)
+//!   (the partitions this host has open of a topic deleted elsewhere are closed then too);
+//! * read-only calls (fetch, list offsets) open a partition like a write does, fencing its
+//!   current writer: a host that Kafka clients fetch from takes the partition;
 //! * retention applies to the partitions this host has open;
 //! * the index holds one small entry per stored batch in memory.
 
@@ -178,7 +181,33 @@ impl PulsarLog {
             .await
         })?;
         *self.last_sync.lock() = Some(Instant::now());
+        self.close_deleted_partitions();
         Ok(())
+    }
+
+    /// Close, in the background, the open partitions of topics the catalog no longer has
+    /// (deleted by another host, or re-created under a new id): they hold a producer, the
+    /// retention subscription, a fetch reader and their index.
+    fn close_deleted_partitions(&self) {
+        let gone: Vec<Arc<Partition>> = {
+            let catalog = self.catalog.read();
+            let mut parts = self.partitions.write();
+            let keys: Vec<_> = parts
+                .keys()
+                .filter(|(n, id, _)| catalog.topics.get(n).is_none_or(|t| t.id != *id))
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| parts.remove(k)).collect()
+        };
+        if gone.is_empty() {
+            return;
+        }
+        self.shared.bridge.handle().spawn(async move {
+            for p in gone {
+                tracing::info!(topic = %p.topic, "closing a partition of a deleted topic");
+                p.close().await;
+            }
+        });
     }
 
     /// Append a topics record; whether it took effect where it landed.

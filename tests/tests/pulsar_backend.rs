@@ -125,12 +125,12 @@ fn produce_and_fetch_in_both_entry_formats() {
         }
     });
 
-    // In A (the "Pulsar cluster"): format kafka is one message per batch plus the fence marker,
-    // format pulsar one message per record, whose key is the Kafka key (Pulsar consumers read
+    // In A (the "Pulsar cluster"): format kafka is one message per batch plus the writer's probe
+    // and fence marker, format pulsar one message per record, whose key is the Kafka key (Pulsar consumers read
     // them natively).
-    assert_eq!(a.server().log.offsets(&in_a("kf"), 0).unwrap().1, 1 + 4);
-    assert_eq!(a.server().log.offsets(&in_a("pf"), 0).unwrap().1, 1 + 40);
-    let read = a.server().log.read(&in_a("pf"), 0, 1 + 7, 1, true).unwrap();
+    assert_eq!(a.server().log.offsets(&in_a("kf"), 0).unwrap().1, 2 + 4);
+    assert_eq!(a.server().log.offsets(&in_a("pf"), 0).unwrap().1, 2 + 40);
+    let read = a.server().log.read(&in_a("pf"), 0, 2 + 7, 1, true).unwrap();
     let stored = records::decode(&read.records.unwrap()[..], 1 << 20).unwrap();
     let first = &stored.records[0];
     assert_eq!(first.key.as_deref(), Some(&b"key-7"[..]));
@@ -184,8 +184,8 @@ fn committed_offsets_and_log_ends_survive_a_restart_of_b() {
         assert_eq!(all[15].1, record(99));
         assert_eq!(all[3].1, record(3));
     });
-    // Two writers' fence markers and 3 + 1 batches in A.
-    assert_eq!(a.server().log.offsets(&in_a("resume"), 0).unwrap().1, 2 + 4);
+    // Two writers' probes and fence markers and 3 + 1 batches in A.
+    assert_eq!(a.server().log.offsets(&in_a("resume"), 0).unwrap().1, 2 * 2 + 4);
     assert_no_local_topics(&b);
 }
 
@@ -213,19 +213,13 @@ fn a_second_host_takes_over_and_the_first_is_fenced() {
         });
 
         // B1 no longer owns the partition: its appends fail, now and later.
-        let batch = {
-            let recs = vec![records::Record {
-                key: None,
-                value: Some(bytes::Bytes::from_static(b"zombie")),
-                headers: vec![],
-                timestamp: 1,
-                offset_delta: 0,
-            }];
-            bytes::Bytes::from(records::encode(&recs, &records::EncodeSpec::plain(0, 1)).unwrap())
-        };
+        let batch = raw_batch(b"zombie");
         let name = TopicName::new("public", "hostb", topic);
+        let started = Instant::now();
         let err = b1.server().log.append(&name, 0, batch.clone()).unwrap_err();
         assert_eq!(err.kafka_code(), 6, "{topic}: {err}");
+        // It finds the newer writer's fence marker: no waiting for the operation timeout.
+        assert!(started.elapsed() < Duration::from_secs(15), "{topic}: took {:?}", started.elapsed());
         let err = b1.server().log.append(&name, 0, batch).unwrap_err();
         assert_eq!(err.kafka_code(), 6, "{topic}: still fenced: {err}");
 
@@ -252,4 +246,47 @@ fn a_second_host_takes_over_and_the_first_is_fenced() {
         assert_eq!(pc.produce(vec![record(7)], Compression::NoCompression).await.unwrap(), vec![7]);
     });
     assert!(a.server().log.offsets(&in_a("tk"), 0).unwrap().1 >= 8);
+}
+
+/// A Kafka batch of one record with `value`, for appends straight to a host's log.
+fn raw_batch(value: &[u8]) -> bytes::Bytes {
+    let recs = vec![records::Record {
+        key: None,
+        value: Some(bytes::Bytes::copy_from_slice(value)),
+        headers: vec![],
+        timestamp: 1,
+        offset_delta: 0,
+    }];
+    bytes::Bytes::from(records::encode(&recs, &records::EncodeSpec::plain(0, 1)).unwrap())
+}
+
+#[test]
+fn a_failed_send_is_retriable_and_the_writer_takes_the_partition_back() {
+    let (a, url) = host_a();
+    // In A, the partition's topic refuses messages above 4 KiB: a bigger send from B fails, and
+    // not because another host took the partition.
+    let small: Vec<(String, String)> = vec![("max.message.bytes".into(), "4096".into())];
+    a.server().log.create_topic(&in_a("flaky"), 1, &small, false).unwrap();
+    let b = host_b(&url);
+    create(&b, "flaky", 1, &[]);
+    let name = TopicName::new("public", "hostb", "flaky");
+    let log = &b.server().log;
+    assert_eq!(log.append(&name, 0, raw_batch(b"first")).unwrap().base_offset, 0);
+    let started = Instant::now();
+    let err = log.append(&name, 0, raw_batch(&[b'x'; 8192])).unwrap_err();
+    assert_eq!(err.kafka_code(), 56, "a retriable KAFKA_STORAGE_ERROR, not NOT_LEADER: {err}");
+    eprintln!("the failed send took {:?}", started.elapsed());
+    // The next append takes the partition back (a new fence) and continues at the next offset.
+    assert_eq!(log.append(&name, 0, raw_batch(b"second")).unwrap().base_offset, 1);
+    assert_eq!(log.offsets(&name, 0).unwrap(), (0, 2));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pc = partition(&b, "flaky", 0).await;
+        let values: Vec<Vec<u8>> =
+            fetch_all(&pc, 0).await.into_iter().map(|(_, r)| r.value.unwrap()).collect();
+        assert_eq!(values, [b"first".to_vec(), b"second".to_vec()]);
+    });
+    // The same after a restart (the second fence marker continues at offset 1).
+    let b = b.restart();
+    assert_eq!(b.server().log.offsets(&name, 0).unwrap(), (0, 2));
 }

@@ -115,6 +115,8 @@ pub enum Seen {
     /// Part of a record batch, not complete yet.
     Pending,
     Fence,
+    /// A writer's probe of the topic's end: nothing.
+    Probe,
     NotOurs,
     OtherTopic,
     StaleEpoch,
@@ -169,7 +171,7 @@ impl Recovery {
     /// Take the next message of the topic: its id, parsed properties and payload.
     pub fn feed(&mut self, id: MsgId, props: Option<Props>, payload: &[u8]) -> Seen {
         let seen = self.apply(id, props, payload);
-        if !matches!(seen, Seen::Accepted | Seen::Pending | Seen::Fence) {
+        if !matches!(seen, Seen::Accepted | Seen::Pending | Seen::Fence | Seen::Probe) {
             self.skipped += 1;
         }
         seen
@@ -179,6 +181,11 @@ impl Recovery {
         let Some(props) = props else { return Seen::NotOurs };
         if props.topic_id != self.topic_id {
             return Seen::OtherTopic;
+        }
+        if props.kind == Kind::Probe {
+            // Written by a writer that owns the topic while nothing else can write: it neither
+            // continues nor tears a record batch.
+            return Seen::Probe;
         }
         if props.epoch < self.max_epoch {
             return Seen::StaleEpoch;
@@ -190,11 +197,10 @@ impl Recovery {
                     && offset >= batch.base);
             if continues {
                 p.seen += 1;
-                p.entry.bytes += payload.len() as u64;
+                p.entry.bytes = p.entry.bytes.saturating_add(payload.len() as u64);
                 if p.seen == p.info.messages() {
                     let done = self.pending.take().expect("pending").entry;
-                    self.push(done);
-                    return Seen::Accepted;
+                    return self.push(done);
                 }
                 return Seen::Pending;
             }
@@ -216,6 +222,7 @@ impl Recovery {
                 self.start = self.start.max(start).min(next);
                 Seen::Fence
             }
+            Kind::Probe => Seen::Probe,
             Kind::Kafka { base, last } => {
                 if self.next.is_some_and(|n| n != base) {
                     return Seen::OutOfSequence;
@@ -227,9 +234,11 @@ impl Recovery {
                 if header.base_offset != base || header.last_offset() != last {
                     return Seen::Corrupt;
                 }
+                if last == i64::MAX {
+                    return Seen::Corrupt;
+                }
                 self.max_epoch = props.epoch;
-                self.push(IndexEntry::of_batch(&header, id, props.epoch));
-                Seen::Accepted
+                self.push(IndexEntry::of_batch(&header, id, props.epoch))
             }
             Kind::Record { offset, batch } => {
                 if batch.index != 0 || self.next.is_some_and(|n| n != batch.base) || offset != batch.base {
@@ -252,10 +261,12 @@ impl Recovery {
                         base_sequence: batch.base_sequence,
                     }),
                 };
+                if batch.last == i64::MAX {
+                    return Seen::Corrupt;
+                }
                 self.max_epoch = props.epoch;
                 if batch.messages() == 1 {
-                    self.push(entry);
-                    return Seen::Accepted;
+                    return self.push(entry);
                 }
                 self.pending = Some(PendingBatch { entry, info: batch, seen: 1 });
                 Seen::Pending
@@ -263,9 +274,12 @@ impl Recovery {
         }
     }
 
-    fn push(&mut self, entry: IndexEntry) {
-        self.next = Some(entry.last + 1);
+    fn push(&mut self, entry: IndexEntry) -> Seen {
+        // Props::parse keeps `last` below i64::MAX; a caller that did not is refused here.
+        let Some(next) = entry.last.checked_add(1) else { return Seen::Corrupt };
+        self.next = Some(next);
         self.entries.push(entry);
+        Seen::Accepted
     }
 
     pub fn finish(self) -> Recovered {
@@ -381,6 +395,62 @@ mod tests {
         );
         assert_eq!(bases(&r), [(0, 1), (2, 4), (5, 5)]);
         assert_eq!((r.next_offset, r.max_epoch), (6, 2));
+    }
+
+    #[test]
+    fn offsets_at_the_end_of_the_range_never_overflow() {
+        let t = uuid::Uuid::new_v4();
+        let mut b = batch(1, 5, 1000);
+        b[..8].copy_from_slice(&i64::MAX.to_be_bytes());
+        let kafka_max =
+            Some(Props { topic_id: t, epoch: 1, kind: Kind::Kafka { base: i64::MAX, last: i64::MAX } });
+        let info = BatchInfo {
+            base: i64::MAX,
+            last: i64::MAX,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            codec: 0,
+            index: 0,
+            count: 1,
+            max_timestamp: 0,
+        };
+        let record_max =
+            Some(Props { topic_id: t, epoch: 1, kind: Kind::Record { offset: i64::MAX, batch: info } });
+        let (seen, r) = run(t, &[fence(t, 1, i64::MAX), (kafka_max, b), (record_max, b"v".to_vec())]);
+        assert_eq!(seen, [Seen::Fence, Seen::Corrupt, Seen::Corrupt]);
+        assert_eq!((r.entries.len(), r.next_offset), (0, i64::MAX));
+    }
+
+    #[test]
+    fn probes_are_nothing() {
+        let t = uuid::Uuid::new_v4();
+        let probe = (Some(Props { topic_id: t, epoch: 0, kind: Kind::Probe }), Vec::new());
+        let (seen, r) = run(
+            t,
+            &[
+                probe.clone(),
+                fence(t, 1, 0),
+                record(t, 1, 0, 0, 2),
+                probe.clone(), // never between a batch's messages in practice; harmless anyway
+                record(t, 1, 0, 1, 2),
+                probe.clone(),
+                kafka(t, 1, 2, 1),
+            ],
+        );
+        assert_eq!(
+            seen,
+            [
+                Seen::Probe,
+                Seen::Fence,
+                Seen::Pending,
+                Seen::Probe,
+                Seen::Accepted,
+                Seen::Probe,
+                Seen::Accepted
+            ]
+        );
+        assert_eq!((bases(&r), r.next_offset, r.max_epoch, r.entries.len()), (vec![(0, 1), (2, 2)], 3, 1, 2));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 
 use super::client::{Client, OPERATION_TIMEOUT, Owned, within};
 use super::index::MsgId;
-use super::reader::Follower;
+use super::props;
+use super::reader::{End, Follower, PREFETCH};
+use crate::storage::names::validate_partitions;
 use crate::storage::{LogDefaults, StorageError, TopicConfig, TopicMeta, TopicName};
 use ::pulsar::producer::Message;
 use ::pulsar::{Producer, ProducerOptions, TokioExecutor};
@@ -57,7 +59,7 @@ impl Catalog {
             TopicRecord::Create { tenant, namespace, topic, id, partitions, config } => {
                 let name = TopicName::new(tenant, namespace, topic);
                 let Ok(id) = uuid::Uuid::parse_str(id) else { return false };
-                if self.topics.contains_key(&name) || *partitions < 1 {
+                if self.topics.contains_key(&name) || validate_partitions(*partitions).is_err() {
                     return false;
                 }
                 let pairs: Vec<(String, String)> = config.clone().into_iter().collect();
@@ -71,7 +73,11 @@ impl Catalog {
             TopicRecord::Partitions { tenant, namespace, topic, id, partitions } => {
                 let name = TopicName::new(tenant, namespace, topic);
                 match self.topics.get_mut(&name) {
-                    Some(t) if t.id.to_string() == *id && *partitions > t.partitions => {
+                    Some(t)
+                        if t.id.to_string() == *id
+                            && *partitions > t.partitions
+                            && validate_partitions(*partitions).is_ok() =>
+                    {
                         t.partitions = *partitions;
                         true
                     }
@@ -136,23 +142,30 @@ impl MetaLog {
             client.producer().with_topic(&topic).with_options(ProducerOptions::default()).build(),
         )
         .await?;
-        let follower = Follower::open(client, handle, &topic, None).await?;
+        let follower = Follower::open(client, handle, &topic, None, PREFETCH).await?;
         Ok(MetaLog { topic, producer: Owned::new(producer, handle.clone()), follower })
     }
 
-    /// Read the records appended since the last call (all of them, the first time).
+    /// Read the records appended since the last call (all of them, the first time), up to the
+    /// log's current end: the broker's last message id or, when that is not exact (see
+    /// `reader`), a probe appended for the purpose (once per ledger roll at most: afterwards the
+    /// last message id is exact again).
     pub async fn catch_up<R: for<'de> Deserialize<'de>>(
         &mut self,
-        mut f: impl FnMut(MsgId, R),
+        f: impl FnMut(MsgId, R),
     ) -> Result<(), StorageError> {
-        let topic = self.topic.clone();
-        self.follower
-            .catch_up(|m| match serde_json::from_slice::<R>(&m.payload) {
-                Ok(r) => f(m.id, r),
-                Err(e) => tracing::warn!(topic, "skipping a record that is not ours: {e}"),
-            })
-            .await?;
-        Ok(())
+        let end = match self.follower.end().await? {
+            End::Empty => return Ok(()),
+            End::At(id) => id,
+            End::Unknown => {
+                let probe = Message {
+                    properties: [(props::PROBE.to_string(), "1".to_string())].into(),
+                    ..Default::default()
+                };
+                self.send(probe).await?
+            }
+        };
+        self.read_to(end, f).await
     }
 
     /// Append `record` and read the log up to it, handing every record read (this one too,
@@ -160,28 +173,44 @@ impl MetaLog {
     pub async fn append<R: Serialize + for<'de> Deserialize<'de>>(
         &mut self,
         record: &R,
-        mut f: impl FnMut(MsgId, R),
+        f: impl FnMut(MsgId, R),
     ) -> Result<MsgId, StorageError> {
         let payload = serde_json::to_vec(record).map_err(|e| StorageError::Unavailable(e.to_string()))?;
+        let id = self.send(Message { payload, ..Default::default() }).await?;
+        self.read_to(id, f).await?;
+        Ok(id)
+    }
+
+    async fn send(&mut self, message: Message) -> Result<MsgId, StorageError> {
         let what = format!("appending to {}", self.topic);
-        let send = self.producer.send_non_blocking(Message { payload, ..Default::default() });
+        let send = self.producer.send_non_blocking(message);
         let receipt = within(OPERATION_TIMEOUT, &what, async { send.await?.await }).await?;
-        let id = receipt
+        receipt
             .message_id
             .as_ref()
             .map(MsgId::of)
-            .ok_or_else(|| StorageError::Unavailable(format!("{what}: the receipt has no message id")))?;
+            .ok_or_else(|| StorageError::Unavailable(format!("{what}: the receipt has no message id")))
+    }
+
+    /// Read up to `end` (inclusive), handing records to `f` and skipping probes.
+    async fn read_to<R: for<'de> Deserialize<'de>>(
+        &mut self,
+        end: MsgId,
+        mut f: impl FnMut(MsgId, R),
+    ) -> Result<(), StorageError> {
         let topic = self.topic.clone();
-        while self.follower.position.is_none_or(|p| p < id) {
-            let Some(m) = self.follower.next(OPERATION_TIMEOUT).await? else {
-                return Err(StorageError::Unavailable(format!("{what}: did not read back the record")));
-            };
-            match serde_json::from_slice::<R>(&m.payload) {
-                Ok(r) => f(m.id, r),
-                Err(e) => tracing::warn!(topic, "skipping a record that is not ours: {e}"),
-            }
-        }
-        Ok(id)
+        self.follower
+            .read_to(end, |m| {
+                if m.props().any(|(k, _)| k == props::PROBE) {
+                    return;
+                }
+                match serde_json::from_slice::<R>(&m.payload) {
+                    Ok(r) => f(m.id, r),
+                    Err(e) => tracing::warn!(topic, "skipping a record that is not ours: {e}"),
+                }
+            })
+            .await?;
+        Ok(())
     }
 }
 
@@ -218,6 +247,8 @@ mod tests {
         };
         assert!(!c.apply(&d, &grow(&b, 9)), "another topic's id");
         assert!(!c.apply(&d, &grow(&a, 2)), "not more partitions");
+        assert!(!c.apply(&d, &grow(&a, i32::MAX)), "past the limit");
+        assert!(!c.apply(&d, &create("y", &b, i32::MAX)), "past the limit");
         assert!(c.apply(&d, &grow(&a, 3)));
         let t = &c.topics[&name];
         assert_eq!((t.id.to_string(), t.partitions, t.config.retention_ms), (a.clone(), 3, 1000));

@@ -27,7 +27,10 @@
 //!   (they carry no offset) and are skipped;
 //! * metadata changes made by another host become visible here when this host next reads the
 //!   metadata log: at an admin operation, or when it looks up a topic it does not know (at most
-//!   once a second);
+//!   once a second)
+//!   (the partitions this host has open of a topic deleted elsewhere are closed then too);
+//! * read-only calls (fetch, list offsets) open a partition like a write does, fencing its
+//!   current writer: a host that Kafka clients fetch from takes the partition;
 //! * retention applies to the partitions this host has open;
 //! * the index holds one small entry per stored batch in memory.
 
@@ -69,9 +72,10 @@ pub struct PulsarSettings {
 pub struct PulsarLog {
     defaults: LogDefaults,
     settings: PulsarSettings,
-    catalog: RwLock<Catalog>,
+    /// Changed only while holding `topics_log`, in log order.
+    catalog: Arc<RwLock<Catalog>>,
     /// Open partitions by (topic name, topic id, partition).
-    partitions: RwLock<BTreeMap<(TopicName, uuid::Uuid, i32), Arc<Partition>>>,
+    partitions: Arc<RwLock<PartitionMap>>,
     topics_log: Arc<tokio::sync::Mutex<MetaLog>>,
     ids_log: Arc<tokio::sync::Mutex<MetaLog>>,
     ids: Mutex<IdState>,
@@ -81,6 +85,11 @@ pub struct PulsarLog {
     /// Last: the runtime goes after everything that holds Pulsar objects.
     shared: Arc<Shared>,
 }
+
+type PartitionMap = BTreeMap<(TopicName, uuid::Uuid, i32), Arc<Partition>>;
+
+/// How often idle fetch readers are looked for.
+const CURSOR_SWEEP: Duration = Duration::from_secs(15);
 
 #[derive(Default)]
 struct IdState {
@@ -130,12 +139,14 @@ impl PulsarLog {
             "opened the pulsar log"
         );
         let max_payload = settings.max_message_bytes.saturating_sub(METADATA_ROOM).max(1024);
+        let partitions: Arc<RwLock<PartitionMap>> = Arc::default();
+        bridge.handle().spawn(sweep_cursors(Arc::downgrade(&partitions)));
         Ok(PulsarLog {
             shared: Arc::new(Shared { bridge, epochs: Default::default(), max_payload, exclusive: true }),
             defaults,
             settings,
-            catalog: RwLock::new(catalog),
-            partitions: RwLock::new(BTreeMap::new()),
+            catalog: Arc::new(RwLock::new(catalog)),
+            partitions,
             topics_log: Arc::new(tokio::sync::Mutex::new(topics_log)),
             ids_log: Arc::new(tokio::sync::Mutex::new(ids_log)),
             ids: Mutex::new(IdState { blocks, ..IdState::default() }),
@@ -155,41 +166,67 @@ impl PulsarLog {
         self.shared.bridge.run(fut)
     }
 
-    /// Read the topics log up to its end (other hosts' changes).
+    /// Read the topics log up to its end (other hosts' changes). Records are applied as they
+    /// are read, under the log's lock: every caller applies them in log order (applied after
+    /// releasing it, a later batch could overtake an earlier one, e.g. a Delete its Create).
     fn sync_catalog(&self) -> Result<(), StorageError> {
         let log = self.topics_log.clone();
-        let records = self.run(async move {
-            let mut records = Vec::new();
-            log.lock().await.catch_up(|_, r: TopicRecord| records.push(r)).await?;
-            Ok(records)
+        let catalog = self.catalog.clone();
+        let defaults = self.defaults.clone();
+        self.run(async move {
+            let mut log = log.lock().await;
+            log.catch_up(|_, r: TopicRecord| {
+                catalog.write().apply(&defaults, &r);
+            })
+            .await
         })?;
-        let mut catalog = self.catalog.write();
-        for r in &records {
-            catalog.apply(&self.defaults, r);
-        }
         *self.last_sync.lock() = Some(Instant::now());
+        self.close_deleted_partitions();
         Ok(())
+    }
+
+    /// Close, in the background, the open partitions of topics the catalog no longer has
+    /// (deleted by another host, or re-created under a new id): they hold a producer, the
+    /// retention subscription, a fetch reader and their index.
+    fn close_deleted_partitions(&self) {
+        let gone: Vec<Arc<Partition>> = {
+            let catalog = self.catalog.read();
+            let mut parts = self.partitions.write();
+            let keys: Vec<_> = parts
+                .keys()
+                .filter(|(n, id, _)| catalog.topics.get(n).is_none_or(|t| t.id != *id))
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| parts.remove(k)).collect()
+        };
+        if gone.is_empty() {
+            return;
+        }
+        self.shared.bridge.handle().spawn(async move {
+            for p in gone {
+                tracing::info!(topic = %p.topic, "closing a partition of a deleted topic");
+                p.close().await;
+            }
+        });
     }
 
     /// Append a topics record; whether it took effect where it landed.
     fn append_topic_record(&self, record: TopicRecord) -> Result<bool, StorageError> {
         let log = self.topics_log.clone();
-        let mine = record.clone();
-        let records = self.run(async move {
-            let mut records = Vec::new();
-            log.lock().await.append(&mine, |_, r: TopicRecord| records.push(r)).await?;
-            Ok(records)
-        })?;
-        let mut catalog = self.catalog.write();
-        let mut took = false;
-        let n = records.len();
-        for (i, r) in records.iter().enumerate() {
-            let applied = catalog.apply(&self.defaults, r);
-            if i + 1 == n {
-                took = applied && *r == record;
-            }
-        }
-        Ok(took)
+        let catalog = self.catalog.clone();
+        let defaults = self.defaults.clone();
+        self.run(async move {
+            let mut log = log.lock().await;
+            // Every record read is applied under the log's lock (see `sync_catalog`); ours
+            // comes last.
+            let mut took = false;
+            log.append(&record, |_, r: TopicRecord| {
+                let applied = catalog.write().apply(&defaults, &r);
+                took = applied && r == record;
+            })
+            .await?;
+            Ok(took)
+        })
     }
 
     fn get(&self, name: &TopicName) -> Option<TopicMeta> {
@@ -512,10 +549,11 @@ impl Log for PulsarLog {
         if open.is_empty() {
             return Ok(0);
         }
+        let shared = self.shared.clone();
         self.run(async move {
             let mut removed = 0;
             for (p, ms, bytes) in open {
-                match p.apply_retention(ms, bytes, now_ms).await {
+                match p.apply_retention(&shared, ms, bytes, now_ms).await {
                     Ok(n) => removed += n,
                     Err(e) => tracing::warn!(topic = %p.topic, "retention: {e}"),
                 }
@@ -545,6 +583,22 @@ impl Log for PulsarLog {
             return Ok(None);
         }
         Ok(self.shared.epochs.bump(producer_id, epoch))
+    }
+}
+
+/// Drop the fetch readers idle for [`partition::CURSOR_IDLE`] (each holds prefetched messages),
+/// until the log goes.
+async fn sweep_cursors(partitions: std::sync::Weak<RwLock<PartitionMap>>) {
+    loop {
+        tokio::time::sleep(CURSOR_SWEEP).await;
+        let Some(partitions) = partitions.upgrade() else { return };
+        let open: Vec<Arc<Partition>> = partitions.read().values().cloned().collect();
+        drop(partitions);
+        for p in open {
+            if p.evict_idle_cursor(partition::CURSOR_IDLE) {
+                tracing::debug!(topic = %p.topic, "dropped an idle fetch reader");
+            }
+        }
     }
 }
 

@@ -6,20 +6,30 @@
 //!    it is closed at once and an Exclusive producer holds the topic from then on, so that the
 //!    crate's automatic re-creation of a producer (after a dropped connection) can never fence a
 //!    newer owner in turn: it fails with ProducerBusy while that owner lives;
-//! 2. read the topic from the start to its last message and rebuild the index and the
-//!    idempotent-producer state (see `index`);
+//! 2. append a probe (a no-op message) and read the topic from the start up to it (an exact end:
+//!    nobody else can append meanwhile), rebuilding the index and the idempotent-producer state
+//!    (see `index`);
 //! 3. write a fence marker with epoch = highest seen + 1 and the next offset, so that readers skip
 //!    anything a fenced writer still manages to write with its older epoch;
 //! 4. subscribe `guise-retention` (durable, never consumed) so that Pulsar keeps the messages
 //!    until Kafka retention lets them go.
 //!
-//! Any failed send afterwards means ownership is lost: the partition answers
-//! NOT_LEADER_OR_FOLLOWER from then on in this process (and says why in the log).
+//! Ownership is lost for good (the partition answers NOT_LEADER_OR_FOLLOWER from then on in
+//! this process, and says why in the log) when a send fails because another producer holds or
+//! fenced the topic, or when a message of a higher writer epoch shows up after this writer's
+//! own messages: a send that waits too long looks for one, and so does a send whose message id
+//! does not directly follow the writer's previous one (another writer appended in between,
+//! e.g. after the crate re-created this producer behind a newer owner's back: such a send is
+//! not acknowledged, as readers skip it). Any other failure (a timeout, a dropped connection)
+//! drops the writer and returns a retriable error; the next append takes the topic back
+//! without fencing (an Exclusive producer: a busy topic means another host owns it, which is
+//! never fenced back, so two hosts cannot take a partition from each other in turn), recovers
+//! it again and writes a new fence marker, unless it finds a higher epoch than its own.
 
 use super::client::{Bridge, OPERATION_TIMEOUT, Owned, within};
 use super::index::{self, IndexEntry, MsgId, ProducerInfo, Recovery};
 use super::props::{self, BatchInfo, Kind, Props};
-use super::reader::{Follower, Received};
+use super::reader::{End, Follower, PREFETCH, Received};
 use crate::pulsar::mapping;
 use crate::pulsar::proto::{KeyValue, SingleMessageMetadata};
 use crate::storage::batch::{self, BatchHeader, ValidBatch};
@@ -32,7 +42,7 @@ use ::pulsar::{Consumer, ConsumerOptions, Producer, ProducerOptions, SubType, To
 use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The durable subscription that keeps a partition's messages in Pulsar.
@@ -41,6 +51,15 @@ pub const RETENTION_SUBSCRIPTION: &str = "guise-retention";
 const TAIL_CACHE_BYTES: usize = 4 << 20;
 /// How long a fetch waits for a message the index says is there.
 const READ_WAIT: Duration = Duration::from_secs(10);
+/// How long a fetch reader is kept without a fetch (it holds up to [`CURSOR_PREFETCH`]
+/// messages).
+pub const CURSOR_IDLE: Duration = Duration::from_secs(60);
+/// Messages a fetch reader lets the broker push ahead: at most this many times the largest
+/// message in memory per open partition.
+const CURSOR_PREFETCH: u32 = 16;
+/// How long a send waits before it looks for a newer writer, and then between two looks.
+const FENCE_CHECK_AFTER: Duration = Duration::from_secs(1);
+const FENCE_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// The largest decompressed records section decoded for format `pulsar`.
 const MAX_DECODED: usize = 256 << 20;
 
@@ -75,6 +94,8 @@ struct State {
     open: bool,
     /// Why this host lost the partition, once it did.
     lost: Option<String>,
+    /// The epoch of this host's last fence marker, once it took the partition.
+    epoch: Option<u64>,
     closed: bool,
     entries: VecDeque<IndexEntry>,
     log_start: i64,
@@ -87,13 +108,17 @@ struct State {
 struct Writer {
     producer: Owned<Producer<TokioExecutor>>,
     epoch: u64,
+    /// The id of the last message this writer sent.
+    last: MsgId,
     producers: ProducerStateTable,
     retention: Option<Owned<Consumer<Vec<u8>, TokioExecutor>>>,
 }
 
-/// A fetch reader left where the last fetch stopped.
+/// A fetch reader left where the last fetch stopped (dropped once idle for [`CURSOR_IDLE`]).
 struct Cursor {
     follower: Follower,
+    /// When a fetch last used it.
+    used: Instant,
     /// The base offset of the next entry it delivers.
     next_base: i64,
     /// A batch read but not returned (it did not fit), with its base offset.
@@ -104,10 +129,19 @@ fn lost_error(why: &str) -> StorageError {
     StorageError::NotLeader(why.to_string())
 }
 
-/// Whether a Pulsar error says another writer holds or took the topic.
+/// Whether an error says another writer holds or took the topic.
 fn is_ownership_error(e: &StorageError) -> bool {
+    if matches!(e, StorageError::NotLeader(_)) {
+        return true;
+    }
     let text = e.to_string();
     text.contains("ProducerBusy") || text.contains("ProducerFenced") || text.contains("Fenced")
+}
+
+/// Whether `next` is the message right after `prev` (same ledger, next entry). A ledger roll is
+/// not: what went before it in the old ledger is unknown.
+fn follows(prev: MsgId, next: MsgId) -> bool {
+    next.ledger == prev.ledger && prev.entry.checked_add(1) == Some(next.entry)
 }
 
 impl Partition {
@@ -167,39 +201,71 @@ impl Partition {
                 client.producer().with_topic(&self.topic).with_options(options).build(),
             )
         };
-        let classify = |e: StorageError| if is_ownership_error(&e) { lost_error(&e.to_string()) } else { e };
-        let producer = if shared.exclusive {
-            let mut fencing = create(EXCLUSIVE_WITH_FENCING).await.map_err(classify)?;
+        // Some: this host owned the partition and takes it back after a transient failure.
+        let mine = self.state.read().epoch;
+        // Taking it back, an ownership error is for good; at the first open, only for this call.
+        let classify = |e: StorageError, what: &str| {
+            if !is_ownership_error(&e) {
+                e
+            } else if mine.is_some() {
+                self.lose(format!("{what}: {e}"))
+            } else {
+                lost_error(&format!("{what}: {e}"))
+            }
+        };
+        let producer = if shared.exclusive && mine.is_some() {
+            // Never fence when taking it back: another host may own it now.
+            create(EXCLUSIVE).await.map_err(|e| classify(e, "taking the partition back"))?
+        } else if shared.exclusive {
+            let mut fencing =
+                create(EXCLUSIVE_WITH_FENCING).await.map_err(|e| classify(e, "taking the partition"))?;
             if let Err(e) = fencing.close().await {
                 tracing::debug!(topic = %self.topic, "closing the fencing producer: {e}");
             }
             drop(Owned::new(fencing, handle.clone()));
-            create(EXCLUSIVE).await.map_err(classify)?
+            create(EXCLUSIVE).await.map_err(|e| classify(e, "taking the partition"))?
         } else {
             create(SHARED).await?
         };
         let mut producer = Owned::new(producer, handle.clone());
 
-        let mut follower = Follower::open(client, handle, &self.topic, None).await?;
+        // Where the topic ends: nobody else can append while this producer holds it, so the
+        // probe's id is the exact end (the broker's last message id may not be, see `reader`).
+        let probe = Props { topic_id: self.topic_id, epoch: 0, kind: Kind::Probe };
+        let end = send_all(&mut producer, vec![message(Vec::new(), &probe)])
+            .await
+            .map_err(|e| classify(e, "writing the probe"))?[0];
+        let mut follower = Follower::open(client, handle, &self.topic, None, PREFETCH).await?;
         let mut recovery = Recovery::new(self.topic_id);
         let read = follower
-            .catch_up(|m| {
+            .read_to(end, |m| {
                 recovery.feed(m.id, Props::parse(m.props()), &m.payload);
             })
             .await?;
         drop(follower);
         let skipped = recovery.skipped;
         let recovered = recovery.finish();
-        let epoch = recovered.max_epoch + 1;
+        if let Some(mine) = mine
+            && recovered.max_epoch > mine
+        {
+            return Err(self.lose(format!(
+                "another host took the partition (epoch {} after this host's {mine})",
+                recovered.max_epoch
+            )));
+        }
+        let epoch = recovered
+            .max_epoch
+            .checked_add(1)
+            .ok_or_else(|| StorageError::Unavailable(format!("{}: writer epochs exhausted", self.topic)))?;
 
         let fence = Props {
             topic_id: self.topic_id,
             epoch,
             kind: Kind::Fence { next: recovered.next_offset, start: recovered.log_start },
         };
-        send_all(&mut producer, vec![message(Vec::new(), &fence)]).await.map_err(|e| {
-            lost_error(&format!("writing the fence marker (another host may have taken the partition): {e}"))
-        })?;
+        let last = send_all(&mut producer, vec![message(Vec::new(), &fence)])
+            .await
+            .map_err(|e| classify(e, "writing the fence marker"))?[0];
 
         let retention = match subscribe_retention(client, &self.topic).await {
             Ok(c) => Some(Owned::new(c, handle.clone())),
@@ -229,9 +295,10 @@ impl Partition {
             s.cache.clear();
             s.cache_bytes = 0;
             s.open = true;
+            s.epoch = Some(epoch);
         }
         self.hwm.send_replace(recovered.next_offset);
-        *writer = Some(Writer { producer, epoch, producers: recovered.producers, retention });
+        *writer = Some(Writer { producer, epoch, last, producers: recovered.producers, retention });
         Ok(())
     }
 
@@ -263,7 +330,14 @@ impl Partition {
         for b in &batches {
             let mut header = b.header;
             header.base_offset = next;
-            next = header.next_offset();
+            // The offset after the batch must fit (a corrupt fence marker could say anything).
+            next = next
+                .checked_add(i64::from(header.last_offset_delta))
+                .and_then(|last| last.checked_add(1))
+                .filter(|n| *n > header.base_offset && *n <= props::MAX_LAST)
+                .ok_or_else(|| {
+                    StorageError::Unavailable(format!("the offsets of {} are exhausted", self.topic))
+                })?;
             headers.push(header);
         }
         let pending = match w.producers.check(&headers, |pid| shared.epochs.latest(pid))? {
@@ -302,10 +376,11 @@ impl Partition {
             per_batch.push((before, messages.len() - before));
         }
         let sizes: Vec<usize> = messages.iter().map(|m| m.payload.len()).collect();
-        let ids = match send_all(&mut w.producer, messages).await {
+        let ids = match self.send_checked(shared, w, messages).await {
             Ok(ids) => ids,
-            Err(e) => return Err(self.lose(format!("appending to {}: {e}", self.topic))),
+            Err(e) => return Err(self.failed(&mut guard, "appending", e).await),
         };
+        let w = guard.as_mut().expect("still there");
 
         for (pid, pepoch) in pending.epochs() {
             shared.epochs.observe(pid, pepoch);
@@ -370,6 +445,119 @@ impl Partition {
         // Watches close when the last holder of the partition drops it (and its sender).
     }
 
+    /// Drop the fetch reader if no fetch used it for `idle` (it is re-opened when needed).
+    pub fn evict_idle_cursor(&self, idle: Duration) -> bool {
+        let Ok(mut cursor) = self.cursor.try_lock() else { return false };
+        if cursor.as_ref().is_some_and(|c| c.used.elapsed() >= idle) {
+            *cursor = None;
+            return true;
+        }
+        false
+    }
+
+    /// A send of the writer failed: ownership is lost for good, or the writer is dropped and
+    /// the partition taken back at the next append (see the module docs).
+    async fn failed(&self, writer: &mut Option<Writer>, what: &str, e: StorageError) -> StorageError {
+        let what = format!("{what} to {}", self.topic);
+        let w = writer.take();
+        if is_ownership_error(&e) {
+            drop(w); // closed in the background
+            return self.lose(format!("{what}: {e}"));
+        }
+        tracing::warn!(topic = %self.topic, "{what}: {e}; the partition is taken back at the next append");
+        if let Some(mut w) = w {
+            // Closed before the next producer is created, or the broker could find it busy.
+            let _ = within(Duration::from_secs(5), "closing the producer", w.producer.close()).await;
+        }
+        StorageError::Unavailable(format!("{what}: {e}"))
+    }
+
+    /// Send `messages` with the writer, making sure no newer writer took the partition: while
+    /// receipts are slow to come (a fenced producer that the crate keeps re-creating waits for
+    /// the operation timeout), and when the message ids do not follow the writer's previous one.
+    async fn send_checked(
+        &self,
+        shared: &Shared,
+        w: &mut Writer,
+        messages: Vec<Message>,
+    ) -> Result<Vec<MsgId>, StorageError> {
+        let (from, epoch) = (w.last, w.epoch);
+        let ids = {
+            let send = send_all(&mut w.producer, messages);
+            tokio::pin!(send);
+            let watch = async {
+                tokio::time::sleep(FENCE_CHECK_AFTER).await;
+                loop {
+                    match self.newer_epoch_after(shared, epoch, from, None).await {
+                        Ok(Some(newer)) => return newer,
+                        Ok(None) => {}
+                        Err(e) => tracing::debug!(topic = %self.topic, "looking for a newer writer: {e}"),
+                    }
+                    tokio::time::sleep(FENCE_CHECK_EVERY).await;
+                }
+            };
+            tokio::select! {
+                ids = &mut send => ids?,
+                newer = watch => {
+                    return Err(self.lose(format!(
+                        "another host took the partition (epoch {newer} after this host's {epoch})"
+                    )));
+                }
+            }
+        };
+        let mut prev = from;
+        let mut contiguous = true;
+        for id in &ids {
+            contiguous &= follows(prev, *id);
+            prev = *id;
+        }
+        if !contiguous && let Some(newer) = self.newer_epoch_after(shared, epoch, from, Some(prev)).await? {
+            return Err(self.lose(format!(
+                "another host took the partition (epoch {newer} after this host's {epoch}); the messages sent at {prev:?} are not acknowledged"
+            )));
+        }
+        w.last = prev;
+        Ok(ids)
+    }
+
+    /// The epoch of a message of this topic with an epoch above `epoch`, after `from` and up to
+    /// `end` (by default the topic's last message, if known exactly).
+    async fn newer_epoch_after(
+        &self,
+        shared: &Shared,
+        epoch: u64,
+        from: MsgId,
+        end: Option<MsgId>,
+    ) -> Result<Option<u64>, StorageError> {
+        let client = &shared.bridge.client;
+        let mut f = Follower::open(client, shared.bridge.handle(), &self.topic, Some(from), 8).await?;
+        let end = match end {
+            Some(end) => end,
+            None => match f.end().await? {
+                End::At(end) => end,
+                End::Empty | End::Unknown => return Ok(None),
+            },
+        };
+        while f.position.is_none_or(|p| p < end) {
+            let Some(m) = f.next(READ_WAIT).await? else {
+                return Err(StorageError::Unavailable(format!(
+                    "reading {} up to {end:?}: stalled",
+                    self.topic
+                )));
+            };
+            if m.id <= from {
+                continue;
+            }
+            if let Some(p) = Props::parse(m.props())
+                && p.topic_id == self.topic_id
+                && p.epoch > epoch
+            {
+                return Ok(Some(p.epoch));
+            }
+        }
+        Ok(None)
+    }
+
     /// See [`Log::read`](crate::storage::Log::read).
     pub async fn read(
         &self,
@@ -404,10 +592,10 @@ impl Partition {
             let mut wanted = Vec::new();
             let mut bytes = 0u64;
             for e in s.entries.iter().skip(i) {
-                if !wanted.is_empty() && bytes + e.bytes > max_bytes as u64 + 64 * 1024 {
+                if !wanted.is_empty() && bytes.saturating_add(e.bytes) > max_bytes as u64 + 64 * 1024 {
                     break;
                 }
-                bytes += e.bytes;
+                bytes = bytes.saturating_add(e.bytes);
                 wanted.push(*e);
                 if wanted.len() >= 10_000 {
                     break;
@@ -442,18 +630,22 @@ impl Partition {
             c.lookahead.as_ref().map_or(c.next_base == first.base, |(base, _)| *base == first.base)
         });
         if !reusable {
+            *cursor = None; // drop the old reader first
+            let client = &shared.bridge.client;
             let follower =
-                Follower::open(&shared.bridge.client, shared.bridge.handle(), &self.topic, previous).await?;
-            *cursor = Some(Cursor { follower, next_base: first.base, lookahead: None });
+                Follower::open(client, shared.bridge.handle(), &self.topic, previous, CURSOR_PREFETCH)
+                    .await?;
+            *cursor = Some(Cursor { follower, used: Instant::now(), next_base: first.base, lookahead: None });
         }
         let c = cursor.as_mut().expect("set");
+        c.used = Instant::now();
         let mut out = BytesMut::new();
         for entry in wanted {
             let bytes = match c.lookahead.take() {
                 Some((base, bytes)) if base == entry.base => bytes,
                 _ => read_entry(&mut c.follower, entry).await?,
             };
-            c.next_base = entry.last + 1;
+            c.next_base = entry.last.saturating_add(1);
             let fits = out.len() + bytes.len() <= max_bytes || (out.is_empty() && min_one);
             if !fits {
                 c.lookahead = Some((entry.base, bytes));
@@ -516,6 +708,7 @@ impl Partition {
     /// acknowledging them on the retention subscription. Only a partition this host has open.
     pub async fn apply_retention(
         &self,
+        shared: &Shared,
         retention_ms: i64,
         retention_bytes: i64,
         now_ms: i64,
@@ -550,9 +743,10 @@ impl Partition {
             epoch: w.epoch,
             kind: Kind::Fence { next: hwm, start: new_start },
         };
-        if let Err(e) = send_all(&mut w.producer, vec![message(Vec::new(), &marker)]).await {
-            return Err(self.lose(format!("recording the new log start of {}: {e}", self.topic)));
+        if let Err(e) = self.send_checked(shared, w, vec![message(Vec::new(), &marker)]).await {
+            return Err(self.failed(&mut guard, "recording the new log start", e).await);
         }
+        let w = guard.as_mut().expect("still there");
         {
             let mut s = self.state.write();
             s.entries.drain(..n);
@@ -643,7 +837,9 @@ fn record_messages(
                 max: u32::try_from(max_payload).unwrap_or(u32::MAX),
             });
         }
-        let offset = header.base_offset + i64::from(r.offset_delta);
+        let offset = header.base_offset.checked_add(i64::from(r.offset_delta)).ok_or_else(|| {
+            StorageError::CorruptMessage(format!("offset delta {} overflows", r.offset_delta))
+        })?;
         let props = Props { topic_id, epoch, kind: Kind::Record { offset, batch: info(i as u32) } };
         // Record headers first, ours last (a header named like ours is overwritten).
         let mut properties: std::collections::HashMap<String, String> =

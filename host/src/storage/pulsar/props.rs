@@ -8,6 +8,7 @@
 //! | Kafka batch (format `kafka`) | `guise.offset` = base offset, `guise.last` = last offset |
 //! | one record (format `pulsar`) | `guise.offset` = the record's offset, `guise.batch` = the Kafka batch it came from |
 //! | fence marker (empty payload) | `guise.fence` = next offset, `guise.start` = log start offset |
+//! | probe (empty payload) | `guise.probe` = `1`: a no-op that a writer appends to learn where the topic ends |
 //!
 //! `guise.batch` is `base last producer-id producer-epoch base-sequence codec index count
 //! max-timestamp`: message `index` of the `count` records of the batch (an empty batch, which
@@ -25,6 +26,11 @@ pub const BATCH: &str = "guise.batch";
 pub const FENCE: &str = "guise.fence";
 pub const START: &str = "guise.start";
 pub const NULL: &str = "guise.null";
+pub const PROBE: &str = "guise.probe";
+
+/// The largest last offset of a stored batch (the offset after it must fit in an i64): a
+/// message claiming more is malformed, never a cause of overflow.
+pub const MAX_LAST: i64 = i64::MAX - 1;
 
 /// Whether a property is one of ours (not a Kafka record header).
 pub fn is_ours(key: &str) -> bool {
@@ -87,7 +93,8 @@ impl std::str::FromStr for BatchInfo {
             count: next()?.parse().map_err(drop)?,
             max_timestamp: next()?.parse().map_err(drop)?,
         };
-        let sane = info.base >= 0 && info.last >= info.base && info.index < info.messages();
+        let sane =
+            info.base >= 0 && (info.base..=MAX_LAST).contains(&info.last) && info.index < info.messages();
         if next().is_ok() || !sane {
             return Err(());
         }
@@ -104,6 +111,8 @@ pub enum Kind {
     Record { offset: i64, batch: BatchInfo },
     /// A writer took over: it continues at `next`; the log starts at `start`.
     Fence { next: i64, start: i64 },
+    /// Nothing: a writer marked the end of the topic (readers and recovery skip it).
+    Probe,
 }
 
 /// A message's properties, parsed.
@@ -134,6 +143,7 @@ impl Props {
                 out.push((FENCE.into(), next.to_string()));
                 out.push((START.into(), start.to_string()));
             }
+            Kind::Probe => out.push((PROBE.into(), "1".into())),
         }
         out
     }
@@ -143,6 +153,7 @@ impl Props {
     pub fn parse<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Props> {
         let (mut topic_id, mut epoch, mut offset, mut last, mut batch, mut fence, mut start) =
             (None, None, None, None, None, None, None);
+        let mut probe = false;
         for (k, v) in props {
             match k {
                 TOPIC_ID => topic_id = uuid::Uuid::parse_str(v).ok(),
@@ -152,17 +163,23 @@ impl Props {
                 BATCH => batch = v.parse::<BatchInfo>().ok(),
                 FENCE => fence = v.parse::<i64>().ok(),
                 START => start = v.parse::<i64>().ok(),
+                PROBE => probe = v == "1",
                 _ => {}
             }
         }
-        let kind = match (offset, last, batch, fence) {
-            (Some(base), Some(last), None, None) if base >= 0 && last >= base => Kind::Kafka { base, last },
-            (Some(offset), None, Some(batch), None) if offset >= batch.base && offset <= batch.last => {
+        let kind = match (offset, last, batch, fence, probe) {
+            (Some(base), Some(last), None, None, false) if base >= 0 && (base..=MAX_LAST).contains(&last) => {
+                Kind::Kafka { base, last }
+            }
+            (Some(offset), None, Some(batch), None, false)
+                if offset >= batch.base && offset <= batch.last =>
+            {
                 Kind::Record { offset, batch }
             }
-            (None, None, None, Some(next)) if next >= 0 => {
+            (None, None, None, Some(next), false) if (0..=MAX_LAST).contains(&next) => {
                 Kind::Fence { next, start: start.filter(|s| (0..=next).contains(s)).unwrap_or(0) }
             }
+            (None, None, None, None, true) => Kind::Probe,
             _ => return None,
         };
         Some(Props { topic_id: topic_id?, epoch: epoch?, kind })
@@ -184,6 +201,7 @@ mod tests {
         let topic_id = uuid::Uuid::new_v4();
         round_trip(Props { topic_id, epoch: 3, kind: Kind::Kafka { base: 10, last: 14 } });
         round_trip(Props { topic_id, epoch: 1, kind: Kind::Fence { next: 15, start: 4 } });
+        round_trip(Props { topic_id, epoch: 0, kind: Kind::Probe });
         let batch = BatchInfo {
             base: 20,
             last: 22,
@@ -219,6 +237,15 @@ mod tests {
         );
         assert_eq!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (FENCE, "3"), (OFFSET, "3"), (LAST, "3")]), None);
         assert!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (FENCE, "3")]).is_some());
+        assert_eq!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (FENCE, "3"), (PROBE, "1")]), None);
         assert!(is_ours(EPOCH) && !is_ours("trace-id"));
+        // Offsets whose successor does not fit in an i64.
+        let max = i64::MAX.to_string();
+        assert_eq!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (OFFSET, "0"), (LAST, &max)]), None);
+        assert_eq!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (FENCE, &max)]), None);
+        let batch = format!("0 {max} -1 -1 -1 0 0 1 0");
+        assert_eq!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (OFFSET, "0"), (BATCH, &batch)]), None);
+        let near = (i64::MAX - 1).to_string();
+        assert!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (OFFSET, &near), (LAST, &near)]).is_some());
     }
 }

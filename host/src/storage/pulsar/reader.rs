@@ -1,6 +1,12 @@
 //! Reading a Pulsar topic in order with the crate's Reader (a non-durable, exclusive
-//! subscription): [`Follower`] reads a topic up to its current end and can be resumed later
+//! subscription): [`Follower`] reads a topic up to a given message and can be resumed later
 //! (recovery, the metadata logs, and the partitions' cached fetch readers all use it).
+//!
+//! Where a topic ends is only known exactly from the id of a message: when the broker's last
+//! message id is "no entry in the current ledger" (entry -1, as after a ledger roll), the end of
+//! the older ledgers is unknown ([`End::Unknown`]), and a reader must not guess it from a pause
+//! (a stall would end it short). Callers then append a no-op probe message of their own and read
+//! up to its id: an exact end.
 
 use super::client::{Client, OPERATION_TIMEOUT, Owned};
 use super::index::MsgId;
@@ -11,10 +17,20 @@ use ::pulsar::{ConsumerOptions, SubType, TokioExecutor};
 use futures::StreamExt;
 use std::time::Duration;
 
-/// When the broker's last message id is "no entry in the current ledger" (entry -1, as after a
-/// ledger roll), the end of the older ledgers is not known: reading stops once nothing arrives
-/// for this long.
-const IDLE_END: Duration = Duration::from_millis(1500);
+/// Messages the broker may push ahead of the reader (the crate's flow permits): what a reader
+/// holds in memory at most, so keep it small for readers that live long.
+pub const PREFETCH: u32 = 64;
+
+/// Where a topic ends, as the broker says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// No message at all.
+    Empty,
+    /// The id of the last message.
+    At(MsgId),
+    /// The current ledger has no entry: the last message is somewhere in an older one.
+    Unknown,
+}
 
 /// One message read.
 pub struct Received {
@@ -54,11 +70,14 @@ impl Follower {
         handle: &tokio::runtime::Handle,
         topic: &str,
         start: Option<MsgId>,
+        prefetch: u32,
     ) -> Result<Follower, StorageError> {
+        let prefetch = prefetch.max(2);
         let options = ConsumerOptions {
             start_message_id: start.map(MsgId::to_data),
             initial_position: InitialPosition::Earliest,
             durable: Some(false),
+            receiver_queue_size: Some(prefetch),
             ..Default::default()
         };
         let reader = super::client::within(
@@ -69,19 +88,12 @@ impl Follower {
                 .with_topic(topic)
                 .with_subscription(format!("guise-reader-{}", uuid::Uuid::new_v4()))
                 .with_subscription_type(SubType::Exclusive)
+                .with_batch_size(prefetch)
                 .with_options(options)
                 .into_reader::<Vec<u8>>(),
         )
         .await?;
         Ok(Follower { topic: topic.to_string(), reader: Owned::new(reader, handle.clone()), position: start })
-    }
-
-    /// The id of the topic's last message, None when it has none.
-    pub async fn last_id(&mut self) -> Result<Option<MsgId>, StorageError> {
-        let what = format!("asking for the last message id of {}", self.topic);
-        let last = super::client::within(OPERATION_TIMEOUT, &what, self.reader.get_last_message_id()).await?;
-        let last = MsgId::of(&last);
-        Ok((!is_empty(last)).then_some(last))
     }
 
     /// The next message, waiting at most `limit` (None when nothing came).
@@ -108,32 +120,47 @@ impl Follower {
         }))
     }
 
-    /// Read every message up to the topic's current end, handing each to `f`.
-    pub async fn catch_up(&mut self, mut f: impl FnMut(Received)) -> Result<u64, StorageError> {
-        let Some(last) = self.last_id().await? else { return Ok(0) };
-        if self.position.is_some_and(|p| p >= last) {
-            return Ok(0);
-        }
-        // Entry -1 of a ledger: the older ledgers' end is unknown; stop when idle.
-        let open_end = last.entry == u64::MAX;
+    /// Where the topic ends now.
+    pub async fn end(&mut self) -> Result<End, StorageError> {
+        let what = format!("asking for the last message id of {}", self.topic);
+        let last = super::client::within(OPERATION_TIMEOUT, &what, self.reader.get_last_message_id()).await?;
+        let last = MsgId::of(&last);
+        Ok(if is_empty(last) {
+            End::Empty
+        } else if last.entry == u64::MAX {
+            End::Unknown
+        } else {
+            End::At(last)
+        })
+    }
+
+    /// Read every message up to and including `end` (a message known to be in the topic),
+    /// handing each to `f`. A stall is an error, never taken for the end.
+    pub async fn read_to(&mut self, end: MsgId, mut f: impl FnMut(Received)) -> Result<u64, StorageError> {
         let mut read = 0;
-        loop {
-            let limit = if open_end { IDLE_END } else { OPERATION_TIMEOUT };
-            let Some(msg) = self.next(limit).await? else {
-                if open_end {
-                    return Ok(read);
-                }
+        while self.position.is_none_or(|p| p < end) {
+            let Some(msg) = self.next(OPERATION_TIMEOUT).await? else {
                 return Err(StorageError::Unavailable(format!(
-                    "reading {} up to {last:?}: no message within {limit:?}",
+                    "reading {} up to {end:?}: no message within {OPERATION_TIMEOUT:?}",
                     self.topic
                 )));
             };
-            let id = msg.id;
             f(msg);
             read += 1;
-            if id >= last {
-                return Ok(read);
-            }
         }
+        Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_topics_are_recognized() {
+        assert!(is_empty(MsgId { ledger: u64::MAX, entry: u64::MAX }));
+        assert!(is_empty(MsgId { ledger: 0, entry: u64::MAX }));
+        assert!(!is_empty(MsgId { ledger: 0, entry: 0 }));
+        assert!(!is_empty(MsgId { ledger: 7, entry: u64::MAX }), "an empty current ledger: unknown end");
     }
 }

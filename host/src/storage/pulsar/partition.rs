@@ -54,9 +54,15 @@ const READ_WAIT: Duration = Duration::from_secs(10);
 /// How long a fetch reader is kept without a fetch (it holds up to [`CURSOR_PREFETCH`]
 /// messages).
 pub const CURSOR_IDLE: Duration = Duration::from_secs(60);
-/// Messages a fetch reader lets the broker push ahead: at most this many times the largest
-/// message in memory per open partition.
-const CURSOR_PREFETCH: u32 = 16;
+/// Messages a fetch reader lets the broker push ahead: [`CURSOR_PREFETCH_BYTES`] worth of the
+/// messages about to be read (entry format `pulsar` has one small message per record), between
+/// these bounds; so at most about that many bytes, or this many times the largest message, in
+/// memory per open partition.
+const CURSOR_PREFETCH: (u32, u32) = (16, 1000);
+const CURSOR_PREFETCH_BYTES: u64 = 4 << 20;
+/// A fetch returns what it has after this long (it is answered inside a guest call whose
+/// deadline must not pass); the client fetches the rest next.
+const READ_BUDGET: Duration = Duration::from_millis(300);
 /// How long a send waits before it looks for a newer writer, and then between two looks.
 const FENCE_CHECK_AFTER: Duration = Duration::from_secs(1);
 const FENCE_CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -632,15 +638,24 @@ impl Partition {
         if !reusable {
             *cursor = None; // drop the old reader first
             let client = &shared.bridge.client;
+            let messages: u64 = wanted.iter().map(|e| u64::from(e.messages)).sum();
+            let bytes: u64 = wanted.iter().map(|e| e.bytes).sum();
+            let average = (bytes / messages.max(1)).max(1);
+            let prefetch = u32::try_from(CURSOR_PREFETCH_BYTES / average)
+                .unwrap_or(u32::MAX)
+                .clamp(CURSOR_PREFETCH.0, CURSOR_PREFETCH.1);
             let follower =
-                Follower::open(client, shared.bridge.handle(), &self.topic, previous, CURSOR_PREFETCH)
-                    .await?;
+                Follower::open(client, shared.bridge.handle(), &self.topic, previous, prefetch).await?;
             *cursor = Some(Cursor { follower, used: Instant::now(), next_base: first.base, lookahead: None });
         }
         let c = cursor.as_mut().expect("set");
         c.used = Instant::now();
+        let started = Instant::now();
         let mut out = BytesMut::new();
         for entry in wanted {
+            if !out.is_empty() && started.elapsed() > READ_BUDGET {
+                break;
+            }
             let bytes = match c.lookahead.take() {
                 Some((base, bytes)) if base == entry.base => bytes,
                 _ => read_entry(&mut c.follower, entry).await?,

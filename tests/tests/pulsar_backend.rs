@@ -290,3 +290,33 @@ fn a_failed_send_is_retriable_and_the_writer_takes_the_partition_back() {
     let b = b.restart();
     assert_eq!(b.server().log.offsets(&name, 0).unwrap(), (0, 2));
 }
+
+/// Fetches that go to Pulsar (not the tail cache: B restarted) of a topic of entry format
+/// `pulsar`, where a 1 MiB fetch is thousands of messages: each answers within the guest call's
+/// deadline, and all records come back in order.
+#[test]
+fn a_pulsar_format_topic_is_fetched_from_pulsar_after_a_restart() {
+    let (_a, url) = host_a();
+    let b = host_b(&url);
+    create(&b, "many", 1, &[("guise.entry.format", "pulsar")]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let value = |i: usize| format!("{i:0>100}").into_bytes();
+    rt.block_on(async {
+        let pc = partition(&b, "many", 0).await;
+        for round in 0..20 {
+            let batch: Vec<Record> = (round * 1000..round * 1000 + 1000)
+                .map(|i| Record { value: Some(value(i)), ..record(i) })
+                .collect();
+            pc.produce(batch, Compression::Lz4).await.unwrap();
+        }
+    });
+    let b = b.restart();
+    rt.block_on(async {
+        let pc = partition(&b, "many", 0).await;
+        let got = fetch_all(&pc, 0).await;
+        assert_eq!(got.len(), 20_000);
+        for (i, (offset, r)) in got.iter().enumerate() {
+            assert_eq!((*offset, r.value.as_deref()), (i as i64, Some(&value(i)[..])));
+        }
+    });
+}

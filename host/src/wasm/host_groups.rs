@@ -92,7 +92,7 @@ impl groups::Host for GuestState {
             reason: req.reason,
             conn_id: self.conn.id,
         };
-        match self.ctx.coord.join(&self.conn.tenant, &request, Instant::now()) {
+        match self.in_host(|s| s.ctx.coord.join(&s.conn.tenant, &request, Instant::now())) {
             Step::Done(r) => groups::JoinOutcome::Done(join_result(r)),
             Step::Pending { seq } => {
                 self.observe_group(&request.group_id, seq);
@@ -111,7 +111,7 @@ impl groups::Host for GuestState {
             protocol_name: req.protocol_name,
             assignments: req.assignments.into_iter().map(|a| (a.member_id, a.assignment)).collect(),
         };
-        match self.ctx.coord.sync(&self.conn.tenant, &request, Instant::now()) {
+        match self.in_host(|s| s.ctx.coord.sync(&s.conn.tenant, &request, Instant::now())) {
             Step::Done(r) => groups::SyncOutcome::Done(sync_result(r)),
             Step::Pending { seq } => {
                 self.observe_group(&request.group_id, seq);
@@ -205,15 +205,17 @@ impl groups::Host for GuestState {
                 metadata: o.metadata,
             })
             .collect();
-        self.ctx.coord.commit_offsets(
-            &self.conn.tenant,
-            &group_id,
-            generation_id,
-            &member_id,
-            group_instance_id.as_deref(),
-            &offsets,
-            Instant::now(),
-        )
+        self.in_host(|s| {
+            s.ctx.coord.commit_offsets(
+                &s.conn.tenant,
+                &group_id,
+                generation_id,
+                &member_id,
+                group_instance_id.as_deref(),
+                &offsets,
+                Instant::now(),
+            )
+        })
     }
 
     fn fetch_offsets(
@@ -223,7 +225,8 @@ impl groups::Host for GuestState {
     ) -> Result<Vec<groups::CommittedOffset>, i16> {
         let partitions: Option<Vec<(String, i32)>> =
             partitions.map(|ps| ps.into_iter().map(|tp| (tp.topic, tp.partition)).collect());
-        let offsets = self.ctx.coord.fetch_offsets(&self.conn.tenant, &group_id, partitions.as_deref())?;
+        let offsets =
+            self.in_host(|s| s.ctx.coord.fetch_offsets(&s.conn.tenant, &group_id, partitions.as_deref()))?;
         Ok(offsets
             .into_iter()
             .map(|c| groups::CommittedOffset {

@@ -102,16 +102,21 @@ impl types::HostBuffer for GuestState {
 
 impl log::Host for GuestState {
     fn list_topics(&mut self) -> Vec<log::TopicInfo> {
-        self.ctx.log.topics(&self.conn.tenant, &self.ctx.namespace).iter().map(Self::topic_info).collect()
+        self.in_host(|s| s.ctx.log.topics(&s.conn.tenant, &s.ctx.namespace))
+            .iter()
+            .map(Self::topic_info)
+            .collect()
     }
 
     fn describe_topic(&mut self, name: String) -> Option<log::TopicInfo> {
-        self.ctx.log.topic(&self.ctx.topic(&self.conn.tenant, &name)).as_ref().map(Self::topic_info)
+        self.in_host(|s| s.ctx.log.topic(&s.ctx.topic(&s.conn.tenant, &name))).as_ref().map(Self::topic_info)
     }
 
     fn topic_by_id(&mut self, id_hi: u64, id_lo: u64) -> Option<log::TopicInfo> {
         let id = uuid::Uuid::from_u128(((id_hi as u128) << 64) | id_lo as u128);
-        self.ctx.log.topic_by_id(&self.conn.tenant, &self.ctx.namespace, id).as_ref().map(Self::topic_info)
+        self.in_host(|s| s.ctx.log.topic_by_id(&s.conn.tenant, &s.ctx.namespace, id))
+            .as_ref()
+            .map(Self::topic_info)
     }
 
     fn create_topic(
@@ -123,7 +128,7 @@ impl log::Host for GuestState {
     ) -> Result<log::TopicInfo, ErrorCode> {
         self.not_internal(&name, "create")?;
         let topic = self.ctx.topic(&self.conn.tenant, &name);
-        match self.ctx.log.create_topic(&topic, partitions, &configs, validate_only) {
+        match self.in_host(|s| s.ctx.log.create_topic(&topic, partitions, &configs, validate_only)) {
             Ok(meta) => {
                 if !validate_only {
                     tracing::info!(conn = self.conn.id, topic = %name, partitions, "created topic");
@@ -137,7 +142,8 @@ impl log::Host for GuestState {
     fn delete_topic(&mut self, name: String) -> Result<(), ErrorCode> {
         self.not_internal(&name, "delete")?;
         let topic = self.ctx.topic(&self.conn.tenant, &name);
-        self.ctx.log.delete_topic(&topic).map_err(|e| self.storage_error("delete topic", e))?;
+        self.in_host(|s| s.ctx.log.delete_topic(&topic))
+            .map_err(|e| self.storage_error("delete topic", e))?;
         tracing::info!(conn = self.conn.id, topic = %name, "deleted topic");
         Ok(())
     }
@@ -145,15 +151,15 @@ impl log::Host for GuestState {
     fn create_partitions(&mut self, name: String, total: i32, validate_only: bool) -> Result<(), ErrorCode> {
         self.not_internal(&name, "grow")?;
         let topic = self.ctx.topic(&self.conn.tenant, &name);
-        self.ctx
-            .log
-            .create_partitions(&topic, total, validate_only)
+        self.in_host(|s| s.ctx.log.create_partitions(&topic, total, validate_only))
             .map_err(|e| self.storage_error("create partitions", e))
     }
 
     fn topic_configs(&mut self, name: String) -> Result<Vec<log::ConfigEntry>, ErrorCode> {
         let topic = self.ctx.topic(&self.conn.tenant, &name);
-        let meta = self.ctx.log.topic(&topic).ok_or(StorageError::UnknownTopicOrPartition.kafka_code())?;
+        let meta = self
+            .in_host(|s| s.ctx.log.topic(&topic))
+            .ok_or(StorageError::UnknownTopicOrPartition.kafka_code())?;
         Ok(meta.config.entries(self.ctx.log.defaults()).into_iter().map(config_entry).collect())
     }
 
@@ -186,14 +192,12 @@ impl log::Host for GuestState {
         self.not_internal(&tp.topic, "produce to")?;
         let bytes = self.buffer(&records).ok_or(CORRUPT_MESSAGE)?.0.clone();
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
-        let started = std::time::Instant::now();
         // Topics without a transform keep the zero-copy path: the frame's bytes go to the log.
-        let appended = match self.ctx.transforms.binding(&self.conn.tenant, &tp.topic) {
-            None => self.ctx.log.append(&topic, tp.partition, bytes),
-            Some(binding) => self.ctx.transforms.apply(&binding, &topic, tp.partition, bytes),
-        };
         // An fsync or a tenant's transform is not the translator's CPU time.
-        self.host_time += started.elapsed();
+        let appended = self.in_host(|s| match s.ctx.transforms.binding(&s.conn.tenant, &tp.topic) {
+            None => s.ctx.log.append(&topic, tp.partition, bytes),
+            Some(binding) => s.ctx.transforms.apply(&binding, &topic, tp.partition, bytes),
+        });
         match appended {
             Ok(a) => Ok(log::AppendInfo { base_offset: a.base_offset, log_start_offset: a.log_start_offset }),
             Err(e) => Err(self.storage_error("append", e)),
@@ -208,7 +212,9 @@ impl log::Host for GuestState {
         min_one: bool,
     ) -> Result<log::Fetched, ErrorCode> {
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
-        let r = match self.ctx.log.read(&topic, tp.partition, offset, max_bytes as usize, min_one) {
+        let r = match self
+            .in_host(|s| s.ctx.log.read(&topic, tp.partition, offset, max_bytes as usize, min_one))
+        {
             Ok(r) => r,
             Err(e) => return Err(self.storage_error("read", e)),
         };
@@ -237,13 +243,15 @@ impl log::Host for GuestState {
         timestamp: i64,
     ) -> Result<Option<log::OffsetAndTimestamp>, ErrorCode> {
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
-        let log = &self.ctx.log;
-        let found = match timestamp {
-            -1 => log.offsets(&topic, tp.partition).map(|(_, end)| Some((end, -1))),
-            -2 => log.offsets(&topic, tp.partition).map(|(start, _)| Some((start, -1))),
-            -3 => log.max_timestamp(&topic, tp.partition),
-            ts => log.offset_for_timestamp(&topic, tp.partition, ts),
-        };
+        let found = self.in_host(|s| {
+            let log = &s.ctx.log;
+            match timestamp {
+                -1 => log.offsets(&topic, tp.partition).map(|(_, end)| Some((end, -1))),
+                -2 => log.offsets(&topic, tp.partition).map(|(start, _)| Some((start, -1))),
+                -3 => log.max_timestamp(&topic, tp.partition),
+                ts => log.offset_for_timestamp(&topic, tp.partition, ts),
+            }
+        });
         match found {
             Ok(found) => Ok(found.map(|(offset, timestamp)| log::OffsetAndTimestamp { offset, timestamp })),
             Err(e) => Err(self.storage_error("list offsets", e)),

@@ -23,8 +23,9 @@ use crate::storage::StorageError;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 
 impl GuestState {
-    fn new_producer(&self) -> Result<producers::ProducerIdAndEpoch, i16> {
-        let producer_id = self.ctx.log.allocate_producer_id().map_err(|e| self.producer_error(e))?;
+    fn new_producer(&mut self) -> Result<producers::ProducerIdAndEpoch, i16> {
+        let producer_id =
+            self.in_host(|s| s.ctx.log.allocate_producer_id()).map_err(|e| self.producer_error(e))?;
         tracing::debug!(conn = self.conn.id, producer_id, "InitProducerId: new producer id");
         Ok(producers::ProducerIdAndEpoch { producer_id, producer_epoch: 0 })
     }
@@ -55,7 +56,7 @@ impl producers::Host for GuestState {
             return self.new_producer();
         };
         let (producer_id, epoch) = (current.producer_id, current.producer_epoch);
-        match self.ctx.log.bump_producer_epoch(producer_id, epoch) {
+        match self.in_host(|s| s.ctx.log.bump_producer_epoch(producer_id, epoch)) {
             Ok(Some(producer_epoch)) => {
                 tracing::debug!(
                     conn = self.conn.id,

@@ -95,6 +95,18 @@ pub struct GuestState {
     pub host_time: std::time::Duration,
 }
 
+impl GuestState {
+    /// Run `f`, a call into storage or the coordinator (it may wait on a disk or, with the
+    /// Pulsar backend, on the network: opening a partition reads it to its end), and hand the
+    /// time it took back to the guest's CPU deadline.
+    pub fn in_host<T>(&mut self, f: impl FnOnce(&Self) -> T) -> T {
+        let started = std::time::Instant::now();
+        let r = f(self);
+        self.host_time += started.elapsed();
+        r
+    }
+}
+
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }

@@ -174,7 +174,8 @@ pub trait Log: Send + Sync + 'static {
     ) -> Result<tokio::sync::watch::Receiver<i64>, StorageError>;
 
     /// Apply every topic's retention.ms and retention.bytes at `now_ms` (milliseconds since the
-    /// epoch): delete whole old segments and move log start offsets. Returns segments deleted.
+    /// epoch): delete whole old segments and move log start offsets. Returns what was deleted
+    /// (embedded: segments; pulsar: stored batches).
     fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError>;
     /// fsync everything written so far.
     fn flush(&self) -> Result<(), StorageError>;

@@ -15,7 +15,7 @@ mod apply;
 #[cfg(test)]
 mod tests;
 
-use crate::storage::{Log, validate_topic_name};
+use crate::storage::{AppendInfo, Log, StorageError, TopicName, validate_topic_name};
 use crate::wasm::registry::{Activation, Slot};
 use crate::wasm::{
     Compiler, ModuleId, ModuleStats, ModuleView, Registry, RegistryConfig, RegistryError, TransformEngine,
@@ -527,6 +527,21 @@ impl Transforms {
     /// The transform bound to `tenant`'s `topic`, if any (the produce path's one lookup).
     pub fn binding(&self, tenant: &str, topic: &str) -> Option<Arc<Binding>> {
         self.shared.bindings.read().get(tenant)?.get(topic).cloned()
+    }
+
+    /// A produce to `tenant`'s `topic` (named `name` in the log): through the transform bound to
+    /// it, or, for topics without one, the bytes as they are to the log (the zero-copy path).
+    pub fn append(
+        &self,
+        tenant: &str,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+    ) -> Result<AppendInfo, StorageError> {
+        match self.binding(tenant, &name.topic) {
+            Some(binding) => self.apply(&binding, name, partition, records),
+            None => self.shared.log.append(name, partition, records),
+        }
     }
 }
 

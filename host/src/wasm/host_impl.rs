@@ -192,12 +192,8 @@ impl log::Host for GuestState {
         self.not_internal(&tp.topic, "produce to")?;
         let bytes = self.buffer(&records).ok_or(CORRUPT_MESSAGE)?.0.clone();
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
-        // Topics without a transform keep the zero-copy path: the frame's bytes go to the log.
         // An fsync or a tenant's transform is not the translator's CPU time.
-        let appended = self.in_host(|s| match s.ctx.transforms.binding(&s.conn.tenant, &tp.topic) {
-            None => s.ctx.log.append(&topic, tp.partition, bytes),
-            Some(binding) => s.ctx.transforms.apply(&binding, &topic, tp.partition, bytes),
-        });
+        let appended = self.in_host(|s| s.ctx.transforms.append(&s.conn.tenant, &topic, tp.partition, bytes));
         match appended {
             Ok(a) => Ok(log::AppendInfo { base_offset: a.base_offset, log_start_offset: a.log_start_offset }),
             Err(e) => Err(self.storage_error("append", e)),

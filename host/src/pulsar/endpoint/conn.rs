@@ -464,14 +464,11 @@ impl Conn {
         };
         let (topic, p) = (&partition.0, partition.1);
         let appended: Result<AppendInfo, StorageError> = tokio::task::block_in_place(|| {
-            let binding = if topic.namespace == self.ep.cfg.namespace {
-                self.ep.transforms.binding(&topic.tenant, &topic.topic)
+            // Transforms are bound to topics of the host's namespace.
+            if topic.namespace == self.ep.cfg.namespace {
+                self.ep.transforms.append(&topic.tenant, topic, p, batch.into())
             } else {
-                None
-            };
-            match binding {
-                Some(b) => self.ep.transforms.apply(&b, topic, p, batch.into()),
-                None => self.ep.log.append(topic, p, batch.into()),
+                self.ep.log.append(topic, p, batch.into())
             }
         });
         match appended {
@@ -489,12 +486,8 @@ impl Conn {
             ),
             Err(e) => {
                 tracing::warn!(conn = self.id, topic = %topic, partition = p, "Pulsar SEND failed: {e}");
-                let error = match &e {
-                    StorageError::Io(_) | StorageError::Busy(_) => ServerError::PersistenceError,
-                    StorageError::UnknownTopicOrPartition => ServerError::TopicNotFound,
-                    _ => ServerError::NotAllowedError,
-                };
-                self.send_error(&s, error, e.to_string());
+                let e = storage_error(e);
+                self.send_error(&s, e.error, e.message);
             }
         }
     }

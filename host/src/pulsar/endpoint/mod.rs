@@ -252,9 +252,11 @@ pub fn storage_error(e: StorageError) -> TopicError {
     let error = match &e {
         StorageError::UnknownTopicOrPartition => E::TopicNotFound,
         StorageError::InvalidTopic(_) => E::InvalidTopicName,
-        StorageError::Busy(_) => E::ServiceNotReady,
-        StorageError::Io(_) => E::PersistenceError,
-        _ => E::UnknownError,
+        // Retriable: clients reconnect and send again.
+        StorageError::Io(_) | StorageError::Busy(_) | StorageError::Unavailable(_) => E::PersistenceError,
+        StorageError::NotLeader(_) => E::ServiceNotReady,
+        // The request itself is refused (too large, invalid, a producer sequence error).
+        _ => E::NotAllowedError,
     };
     TopicError { error, message: e.to_string() }
 }

@@ -497,12 +497,13 @@ impl Subscription {
             if header.next_offset() <= st.read_pos {
                 continue;
             }
+            // A consumer first: without one, the batch is not converted for nothing.
+            let Some(i) = self.pick(&mut st) else {
+                self.advance(&mut st);
+                return if progressed { Step::Progress } else { Self::stalled(&st) };
+            };
             match convert::delivery_of_batch(raw, MAX_BATCH_BYTES) {
                 Ok(Some(d)) => {
-                    let Some(i) = self.pick(&mut st) else {
-                        self.advance(&mut st);
-                        return if progressed { Step::Progress } else { Self::stalled(&st) };
-                    };
                     self.send(&mut st, i, &d, 0);
                     let owner = Some((st.consumers[i].conn, st.consumers[i].id));
                     let n = d.offsets.len();
@@ -538,7 +539,7 @@ impl Subscription {
 
     fn read_one(&self, entry: i64) -> Result<Option<Delivery>, ReadOne> {
         let (topic, partition, _) = &self.key;
-        let read = match self.log.read(topic, *partition, entry, READ_BYTES, true) {
+        let read = match self.log.read(topic, *partition, entry, 1, true) {
             Ok(r) => r,
             Err(StorageError::OffsetOutOfRange { .. } | StorageError::UnknownTopicOrPartition) => {
                 return Err(ReadOne::Gone);

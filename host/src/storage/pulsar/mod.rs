@@ -71,7 +71,6 @@ pub struct PulsarSettings {
 
 pub struct PulsarLog {
     defaults: LogDefaults,
-    settings: PulsarSettings,
     /// Changed only while holding `topics_log`, in log order.
     catalog: Arc<RwLock<Catalog>>,
     /// Open partitions by (topic name, topic id, partition).
@@ -142,9 +141,8 @@ impl PulsarLog {
         let partitions: Arc<RwLock<PartitionMap>> = Arc::default();
         bridge.handle().spawn(sweep_cursors(Arc::downgrade(&partitions)));
         Ok(PulsarLog {
-            shared: Arc::new(Shared { bridge, epochs: Default::default(), max_payload, exclusive: true }),
+            shared: Arc::new(Shared { bridge, epochs: Default::default(), max_payload }),
             defaults,
-            settings,
             catalog: Arc::new(RwLock::new(catalog)),
             partitions,
             topics_log: Arc::new(tokio::sync::Mutex::new(topics_log)),
@@ -153,10 +151,6 @@ impl PulsarLog {
             last_sync: Mutex::new(None),
             admin: Mutex::new(()),
         })
-    }
-
-    pub fn settings(&self) -> &PulsarSettings {
-        &self.settings
     }
 
     fn run<T: Send + 'static>(
@@ -253,8 +247,7 @@ impl PulsarLog {
         if let Some(p) = self.partitions.read().get(&key) {
             return Ok((meta, p.clone()));
         }
-        let topic =
-            format!("persistent://{}/{}/{}-partition-{partition}", name.tenant, name.namespace, name.topic);
+        let topic = crate::pulsar::topic::pulsar_name(name, Some(partition));
         let p = self
             .partitions
             .write()

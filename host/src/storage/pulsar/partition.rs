@@ -69,7 +69,6 @@ const FENCE_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// The largest decompressed records section decoded for format `pulsar`.
 const MAX_DECODED: usize = 256 << 20;
 
-const SHARED: i32 = 0;
 const EXCLUSIVE: i32 = 1;
 const EXCLUSIVE_WITH_FENCING: i32 = 3;
 
@@ -80,9 +79,6 @@ pub struct Shared {
     /// The largest Pulsar message payload sent (pulsar_max_message_bytes minus room for the
     /// message metadata).
     pub max_payload: usize,
-    /// Whether writers take topics with exclusive producer access (fencing). Off only for
-    /// brokers without access modes.
-    pub exclusive: bool,
 }
 
 pub struct Partition {
@@ -219,10 +215,10 @@ impl Partition {
                 lost_error(&format!("{what}: {e}"))
             }
         };
-        let producer = if shared.exclusive && mine.is_some() {
+        let producer = if mine.is_some() {
             // Never fence when taking it back: another host may own it now.
             create(EXCLUSIVE).await.map_err(|e| classify(e, "taking the partition back"))?
-        } else if shared.exclusive {
+        } else {
             let mut fencing =
                 create(EXCLUSIVE_WITH_FENCING).await.map_err(|e| classify(e, "taking the partition"))?;
             if let Err(e) = fencing.close().await {
@@ -230,8 +226,6 @@ impl Partition {
             }
             drop(Owned::new(fencing, handle.clone()));
             create(EXCLUSIVE).await.map_err(|e| classify(e, "taking the partition"))?
-        } else {
-            create(SHARED).await?
         };
         let mut producer = Owned::new(producer, handle.clone());
 
@@ -316,7 +310,8 @@ impl Partition {
         batches: Vec<ValidBatch>,
         format: EntryFormat,
     ) -> Result<AppendInfo, StorageError> {
-        for b in &batches {
+        // Format kafka stores each batch as one message; format pulsar checks each record.
+        for b in batches.iter().filter(|_| format == EntryFormat::Kafka) {
             if b.size() > shared.max_payload {
                 return Err(StorageError::MessageTooLarge {
                     size: b.size(),

@@ -82,12 +82,14 @@ pub mod host {
 pub mod deliveries {
     //! A librdkafka producer context that counts delivery reports, for the throughput phases.
 
-    use anyhow::{Result, bail};
+    use anyhow::{Result, anyhow, bail};
     use rdkafka::ClientContext;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
     use rdkafka::message::{DeliveryResult, Message};
-    use rdkafka::producer::ProducerContext;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+    use std::time::Duration;
 
     pub struct Deliveries {
         pub ok: AtomicU64,
@@ -106,6 +108,32 @@ pub mod deliveries {
                 failed: AtomicU64::new(0),
                 first_error: Mutex::new(None),
             }
+        }
+
+        /// Enqueue `record` on `producer` (whose context is this), waiting while librdkafka's
+        /// queue is full and giving up at the first failed delivery; every 1024th record
+        /// (`index`) also serves delivery reports.
+        pub fn send(
+            producer: &BaseProducer<Deliveries>,
+            mut record: BaseRecord<'_, [u8], [u8]>,
+            index: u64,
+        ) -> Result<()> {
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        producer.poll(Duration::from_millis(1));
+                        producer.context().check()?;
+                    }
+                    Err((e, _)) => return Err(anyhow!(e).context(format!("enqueueing record {index}"))),
+                }
+            }
+            if index.is_multiple_of(1024) {
+                producer.poll(Duration::ZERO);
+                producer.context().check()?;
+            }
+            Ok(())
         }
 
         /// An error naming the first failure, if any delivery failed.

@@ -374,22 +374,8 @@ fn produce_throughput(args: &Args, acks: &str, payload: &[u8]) -> Result<(Durati
     for i in 0..args.records {
         let key = i.to_be_bytes();
         let partition = (i % args.partitions as u64) as i32;
-        let mut record = BaseRecord::to(&args.topic).key(&key[..]).payload(payload).partition(partition);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(1));
-                    check_failed(&producer)?;
-                }
-                Err((e, _)) => return Err(anyhow!(e).context(format!("enqueueing record {i}"))),
-            }
-        }
-        if i % 1024 == 0 {
-            producer.poll(Duration::ZERO);
-            check_failed(&producer)?;
-        }
+        let record = BaseRecord::to(&args.topic).key(&key[..]).payload(payload).partition(partition);
+        Deliveries::send(&producer, record, i)?;
     }
     // Wait for every delivery report (flush serves the callbacks).
     let deadline = Instant::now() + Duration::from_secs(240);

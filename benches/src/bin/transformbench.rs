@@ -210,23 +210,9 @@ fn send_all(
     let before = ctx.ok.load(Ordering::Relaxed);
     for i in 0..records {
         let key = i.to_be_bytes();
-        let mut record =
+        let record =
             BaseRecord::to(topic).key(&key[..]).payload(&values[i as usize % values.len()][..]).partition(0);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(1));
-                    ctx.check()?;
-                }
-                Err((e, _)) => return Err(anyhow!(e).context(format!("enqueueing record {i}"))),
-            }
-        }
-        if i.is_multiple_of(1024) {
-            producer.poll(Duration::ZERO);
-            ctx.check()?;
-        }
+        Deliveries::send(producer, record, i)?;
     }
     producer.flush(Duration::from_secs(240)).context("flushing")?;
     ctx.check()?;

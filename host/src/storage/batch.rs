@@ -237,6 +237,13 @@ pub struct RecordStamp {
     pub timestamp: i64,
 }
 
+/// (offset, timestamp) of the first record of an uncompressed batch whose timestamp satisfies
+/// `wanted` (ListOffsets by time and max timestamp); None for a compressed batch or no match.
+pub fn first_stamp(batch: &[u8], wanted: impl Fn(i64) -> bool) -> Option<(i64, i64)> {
+    let stamps = record_stamps(batch).ok()??;
+    stamps.map_while(Result::ok).find(|s| wanted(s.timestamp)).map(|s| (s.offset, s.timestamp))
+}
+
 /// Iterate over the (offset, timestamp) of each record of one whole uncompressed batch. None
 /// for a compressed batch (its records are not readable without decompressing).
 pub fn record_stamps(batch: &[u8]) -> Result<Option<RecordStamps<'_>>, StorageError> {

@@ -262,13 +262,7 @@ impl Conn {
             Type::Unsubscribe => {
                 let u = cmd.unsubscribe.ok_or_else(missing)?;
                 let Some(sub) = self.consumers.get(&u.consumer_id).cloned() else {
-                    self.error(
-                        u.request_id,
-                        TopicError {
-                            error: ServerError::ConsumerNotFound,
-                            message: "no such consumer".into(),
-                        },
-                    );
+                    self.error(u.request_id, TopicError::no_consumer());
                     return Ok(());
                 };
                 match tokio::task::block_in_place(|| self.ep.subs.unsubscribe(&sub, self.id, u.consumer_id)) {
@@ -537,10 +531,7 @@ impl Conn {
 
     fn seek(&mut self, s: CommandSeek) {
         let Some(sub) = self.consumers.get(&s.consumer_id).cloned() else {
-            return self.error(
-                s.request_id,
-                TopicError { error: ServerError::ConsumerNotFound, message: "no such consumer".into() },
-            );
+            return self.error(s.request_id, TopicError::no_consumer());
         };
         let (topic, partition, _) = &sub.key;
         let target = match (&s.message_id, s.message_publish_time) {
@@ -578,10 +569,7 @@ impl Conn {
 
     fn last_message_id(&self, g: CommandGetLastMessageId) {
         let Some(sub) = self.consumers.get(&g.consumer_id) else {
-            return self.error(
-                g.request_id,
-                TopicError { error: ServerError::ConsumerNotFound, message: "no such consumer".into() },
-            );
+            return self.error(g.request_id, TopicError::no_consumer());
         };
         let (topic, partition, _) = &sub.key;
         let r = tokio::task::block_in_place(|| -> Result<MessageIdData, StorageError> {

@@ -117,6 +117,16 @@ pub struct TopicError {
     pub message: String,
 }
 
+impl TopicError {
+    /// A command naming a consumer id this connection does not have.
+    fn no_consumer() -> Self {
+        TopicError {
+            error: crate::pulsar::proto::ServerError::ConsumerNotFound,
+            message: "no such consumer".into(),
+        }
+    }
+}
+
 impl Endpoint {
     pub fn new(cfg: EndpointConfig, log: Arc<dyn Log>, transforms: Arc<Transforms>) -> Self {
         let cursors = Arc::new(cursors::Cursors::new(log.clone()));

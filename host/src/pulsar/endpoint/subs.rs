@@ -347,13 +347,7 @@ impl Subscription {
         if self.durable {
             self.persist(&mut st, true);
         }
-        for c in st.consumers.drain(..) {
-            let close = BaseCommand {
-                close_consumer: Some(CommandCloseConsumer { consumer_id: c.id, request_id: 0 }),
-                ..Default::default()
-            };
-            c.out.send(command(Type::CloseConsumer, close));
-        }
+        close_consumers(&mut st);
         drop(st);
         self.wake.notify_one();
         Ok(())
@@ -427,10 +421,7 @@ impl Subscription {
                             tracing::info!(%topic, partition, subscription = %name, "topic deleted: closing its consumers");
                             let mut st = self.state.lock();
                             st.closed = true;
-                            for c in st.consumers.drain(..) {
-                                let close = BaseCommand { close_consumer: Some(CommandCloseConsumer { consumer_id: c.id, request_id: 0 }), ..Default::default() };
-                                c.out.send(command(Type::CloseConsumer, close));
-                            }
+                            close_consumers(&mut st);
                             return;
                         },
                     }
@@ -591,6 +582,17 @@ impl Subscription {
         };
         c.out.send(encode_payload(&message, &d.metadata, &d.payload));
         c.permits -= i64::try_from(d.offsets.len()).unwrap_or(i64::MAX);
+    }
+}
+
+/// Tell every consumer the broker closed it (CLOSE_CONSUMER); clients then subscribe again.
+fn close_consumers(st: &mut State) {
+    for c in st.consumers.drain(..) {
+        let close = BaseCommand {
+            close_consumer: Some(CommandCloseConsumer { consumer_id: c.id, request_id: 0 }),
+            ..Default::default()
+        };
+        c.out.send(command(Type::CloseConsumer, close));
     }
 }
 

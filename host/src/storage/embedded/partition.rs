@@ -547,7 +547,7 @@ impl Partition {
             return Ok(Some(fallback));
         }
         let bytes = read_exact(&file, position, header.size())?;
-        let exact = first_record(&bytes, |stamp| stamp.timestamp >= ts);
+        let exact = batch::first_stamp(&bytes, |t| t >= ts);
         Ok(Some(exact.unwrap_or(fallback)))
     }
 
@@ -576,7 +576,7 @@ impl Partition {
         let size =
             usize::try_from(b.size).map_err(|_| segment::on_disk_corruption(b.position, "batch size"))?;
         let bytes = read_exact(&file, b.position, size)?;
-        let exact = first_record(&bytes, |stamp| stamp.timestamp == b.max_timestamp);
+        let exact = batch::first_stamp(&bytes, |t| t == b.max_timestamp);
         Ok(Some(exact.unwrap_or(fallback)))
     }
 
@@ -707,10 +707,4 @@ fn read_exact(file: &File, position: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, position)?;
     Ok(buf)
-}
-
-/// (offset, timestamp) of the first record of an uncompressed batch that satisfies `wanted`.
-fn first_record(batch: &[u8], wanted: impl Fn(&batch::RecordStamp) -> bool) -> Option<(i64, i64)> {
-    let stamps = batch::record_stamps(batch).ok()??;
-    stamps.map_while(Result::ok).find(|s| wanted(s)).map(|s| (s.offset, s.timestamp))
 }

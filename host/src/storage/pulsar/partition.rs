@@ -689,7 +689,7 @@ impl Partition {
             return Ok(Some(fallback));
         }
         let Some(bytes) = self.batch_at(shared, e.base).await? else { return Ok(Some(fallback)) };
-        Ok(Some(first_record(&bytes, |t| t >= ts).unwrap_or(fallback)))
+        Ok(Some(batch::first_stamp(&bytes, |t| t >= ts).unwrap_or(fallback)))
     }
 
     pub async fn max_timestamp(&self, shared: &Shared) -> Result<Option<(i64, i64)>, StorageError> {
@@ -710,7 +710,7 @@ impl Partition {
             return Ok(Some(fallback));
         }
         let Some(bytes) = self.batch_at(shared, e.base).await? else { return Ok(Some(fallback)) };
-        Ok(Some(first_record(&bytes, |t| t == e.max_timestamp).unwrap_or(fallback)))
+        Ok(Some(batch::first_stamp(&bytes, |t| t == e.max_timestamp).unwrap_or(fallback)))
     }
 
     /// Kafka retention: drop old entries from the index (keeping the last one, as the embedded
@@ -973,13 +973,6 @@ fn take_batches(batches: impl Iterator<Item = Bytes>, max_bytes: usize, min_one:
         out.extend_from_slice(&b);
     }
     (!out.is_empty()).then(|| out.freeze())
-}
-
-/// (offset, timestamp) of the first record of an uncompressed batch whose timestamp satisfies
-/// `wanted`.
-fn first_record(batch: &[u8], wanted: impl Fn(i64) -> bool) -> Option<(i64, i64)> {
-    let stamps = batch::record_stamps(batch).ok()??;
-    stamps.map_while(Result::ok).find(|s| wanted(s.timestamp)).map(|s| (s.offset, s.timestamp))
 }
 
 async fn subscribe_retention(

@@ -22,8 +22,8 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Host A: the Pulsar endpoint on an ephemeral port of 127.0.0.1.
 fn host_a() -> (TestServer, String) {
-    let a = TestServer::start_with(|c| c.pulsar_addr = Some("127.0.0.1:0".into()));
-    let url = format!("pulsar://{}", a.server().pulsar_addr.expect("the Pulsar endpoint is on"));
+    let a = TestServer::start_with_pulsar(|_| {});
+    let url = a.pulsar_url();
     (a, url)
 }
 

@@ -229,7 +229,26 @@ def access_modes(url, topic):
     return {"refusals": refusals, "fenced": fenced}
 
 
+def schema_and_pattern(url, topic):
+    """A producer declaring a schema (STRING) is accepted and its messages read; a pattern
+    consumer finds topics through GET_TOPICS_OF_NAMESPACE and reads them. (libpulsar carries on
+    without a schema version too, so this does not prove the version is sent.)"""
+    import re
+    from pulsar.schema import StringSchema
+    c = client(url)
+    p = c.create_producer(topic, schema=StringSchema())
+    p.send("with a schema")
+    p.close()
+    consumer = c.subscribe(re.compile(topic.rsplit("/", 1)[0] + "/pattern-.*"), "by-pattern",
+                           initial_position=pulsar.InitialPosition.Earliest, schema=StringSchema())
+    m = consumer.receive(timeout_millis=15000)
+    got = m.value()
+    c.close()
+    return {"received": got}
+
+
 SCENARIOS = {
+    "schema_and_pattern": schema_and_pattern,
     "consume": consume,
     "produce_codecs": produce_codecs,
     "cursor": cursor,

@@ -182,6 +182,15 @@ fn readers_seeks_subscription_types_and_access_modes() {
     assert_eq!(modes["fenced"], true);
 }
 
+/// A producer with a schema, and a pattern consumer (GET_TOPICS_OF_NAMESPACE), with libpulsar.
+#[test]
+fn a_producer_with_a_schema_and_a_pattern_consumer() {
+    let server = TestServer::start_with_pulsar(|_| {});
+    let out =
+        scenario("schema_and_pattern", &server.pulsar_url(), "persistent://public/default/pattern-a", &[]);
+    assert_eq!(out["received"], "with a schema");
+}
+
 #[test]
 fn the_pulsar_crate_produces_consumes_and_reads() {
     use pulsar::consumer::InitialPosition;

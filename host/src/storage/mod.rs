@@ -110,7 +110,9 @@ pub trait Log: Send + Sync + 'static {
         name: &TopicName,
         partition: i32,
         records: bytes::Bytes,
-    ) -> Result<AppendInfo, StorageError>;
+    ) -> Result<AppendInfo, StorageError> {
+        self.append_counted(name, partition, records, batch::Counts::Exact)
+    }
 
     /// [`append`](Log::append) for batches the host built itself (a tenant transform's output):
     /// a batch may hold fewer records than the offsets it spans, or none, so that it keeps the
@@ -120,6 +122,18 @@ pub trait Log: Send + Sync + 'static {
         name: &TopicName,
         partition: i32,
         records: bytes::Bytes,
+    ) -> Result<AppendInfo, StorageError> {
+        self.append_counted(name, partition, records, batch::Counts::Span)
+    }
+
+    /// What [`append`](Log::append) and [`append_host`](Log::append_host) do, with how record
+    /// counts are checked; each backend implements this one.
+    fn append_counted(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+        counts: batch::Counts,
     ) -> Result<AppendInfo, StorageError>;
 
     /// The idempotent-producer checks an append of `header` would meet now, changing nothing:

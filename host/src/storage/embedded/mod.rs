@@ -72,20 +72,6 @@ fn partition_config(config: &TopicConfig) -> PartitionConfig {
 }
 
 impl EmbeddedLog {
-    fn append_with(
-        &self,
-        name: &TopicName,
-        partition: i32,
-        records: bytes::Bytes,
-        counts: batch::Counts,
-    ) -> Result<AppendInfo, StorageError> {
-        let (topic, p) = self.partition(name, partition)?;
-        let batches = batch::validate_with(&records, topic.meta.config.max_message_bytes, counts)?;
-        // With every-batch, fsynced before the append returns (hence before the produce is
-        // acknowledged) and before readers see it; a failed fsync fails the append as a whole.
-        p.append(&records, &batches, self.defaults.fsync == FsyncPolicy::EveryBatch, &self.epochs)
-    }
-
     /// Open (or create) the log under `data_dir` and load every topic: each partition's last
     /// segment is CRC-checked and a torn tail is truncated.
     pub fn open(data_dir: &Path, defaults: LogDefaults) -> Result<EmbeddedLog, StorageError> {
@@ -289,22 +275,18 @@ impl Log for EmbeddedLog {
         &self.defaults
     }
 
-    fn append(
+    fn append_counted(
         &self,
         name: &TopicName,
         partition: i32,
         records: bytes::Bytes,
+        counts: batch::Counts,
     ) -> Result<AppendInfo, StorageError> {
-        self.append_with(name, partition, records, batch::Counts::Exact)
-    }
-
-    fn append_host(
-        &self,
-        name: &TopicName,
-        partition: i32,
-        records: bytes::Bytes,
-    ) -> Result<AppendInfo, StorageError> {
-        self.append_with(name, partition, records, batch::Counts::Span)
+        let (topic, p) = self.partition(name, partition)?;
+        let batches = batch::validate_with(&records, topic.meta.config.max_message_bytes, counts)?;
+        // With every-batch, fsynced before the append returns (hence before the produce is
+        // acknowledged) and before readers see it; a failed fsync fails the append as a whole.
+        p.append(&records, &batches, self.defaults.fsync == FsyncPolicy::EveryBatch, &self.epochs)
     }
 
     fn producer_precheck(

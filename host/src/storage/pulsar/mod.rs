@@ -270,19 +270,6 @@ impl PulsarLog {
         self.run(f(self.shared.clone(), p, meta))
     }
 
-    fn append_with(
-        &self,
-        name: &TopicName,
-        partition: i32,
-        records: bytes::Bytes,
-        counts: batch::Counts,
-    ) -> Result<AppendInfo, StorageError> {
-        self.on_partition(name, partition, move |shared, p, meta| async move {
-            let batches = batch::validate_with(&records, meta.config.max_message_bytes, counts)?;
-            p.append(&shared, records, batches, meta.config.entry_format).await
-        })
-    }
-
     /// Reserve the next block of producer ids (a claim in the producer-ids log).
     fn reserve_ids(&self, state: &mut IdState) -> Result<(), StorageError> {
         loop {
@@ -447,22 +434,17 @@ impl Log for PulsarLog {
         &self.defaults
     }
 
-    fn append(
+    fn append_counted(
         &self,
         name: &TopicName,
         partition: i32,
         records: bytes::Bytes,
+        counts: batch::Counts,
     ) -> Result<AppendInfo, StorageError> {
-        self.append_with(name, partition, records, batch::Counts::Exact)
-    }
-
-    fn append_host(
-        &self,
-        name: &TopicName,
-        partition: i32,
-        records: bytes::Bytes,
-    ) -> Result<AppendInfo, StorageError> {
-        self.append_with(name, partition, records, batch::Counts::Span)
+        self.on_partition(name, partition, move |shared, p, meta| async move {
+            let batches = batch::validate_with(&records, meta.config.max_message_bytes, counts)?;
+            p.append(&shared, records, batches, meta.config.entry_format).await
+        })
     }
 
     fn producer_precheck(

@@ -11,33 +11,17 @@
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, OffsetAt, UnknownTopicHandling};
 use rskafka::record::Record;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+mod common;
 
-fn start(data: &std::path::Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_guise"))
-        .args(["serve", "--kafka-addr", &format!("127.0.0.1:{port}"), "--admin-addr", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(data)
-        .env("GUISE_FSYNC", "never")
-        .env("GUISE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start guise");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "guise did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
+use common::Host;
+
+/// `guise serve` without fsync (see above).
+fn start(data: &std::path::Path, port: u16) -> Host {
+    Host::start(data, port, 0, &[("GUISE_FSYNC", "never")])
 }
 
 fn record(i: usize) -> Record {
@@ -52,10 +36,11 @@ fn record(i: usize) -> Record {
 #[test]
 fn acknowledged_records_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let bootstrap = vec![format!("127.0.0.1:{port}")];
+    let data = dir.path().join("data");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut child = start(dir.path(), port);
+    let host = start(&data, 0);
+    let port = host.kafka;
+    let bootstrap = vec![format!("127.0.0.1:{port}")];
 
     // Produce batches of 10 (acks=all) as fast as they are acknowledged, until the kill.
     // rskafka retries a dead broker forever, so the producer task is aborted after the kill and
@@ -84,14 +69,13 @@ fn acknowledged_records_survive_sigkill() {
         assert!(Instant::now() < deadline, "producing stalled before the kill");
         std::thread::sleep(Duration::from_millis(5));
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    host.kill9();
     producer.abort();
     let _ = rt.block_on(producer);
     let acknowledged = log.lock().unwrap().clone();
     assert!(acknowledged.len() >= 2000);
 
-    let mut child = start(dir.path(), port);
+    let host = start(&data, port);
     let (stored, end) = rt.block_on(async {
         let client = ClientBuilder::new(bootstrap.clone()).build().await.unwrap();
         let pc = client.partition_client("crash", 0, UnknownTopicHandling::Error).await.unwrap();
@@ -109,8 +93,7 @@ fn acknowledged_records_survive_sigkill() {
         assert_eq!(new, vec![end]);
         (stored, end)
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    host.kill9();
 
     // Every acknowledged record is there, at its acknowledged offset.
     for (offset, i) in &acknowledged {

@@ -3,58 +3,10 @@
 //! active version (loaded from its cached artifact, not compiled again); and the same for
 //! tenant transforms with `guise transform deploy | list | show | rollback | delete`.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Host {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Host {
-    fn start(data: &Path, kafka: u16, admin: u16) -> Host {
-        static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = data.with_file_name(format!("guise-{n}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_guise"))
-            .args(["serve", "--kafka-addr", &format!("127.0.0.1:{kafka}")])
-            .args(["--admin-addr", &format!("127.0.0.1:{admin}")])
-            .arg("--data-dir")
-            .arg(data)
-            .env("GUISE_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start guise");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
-            assert!(Instant::now() < deadline, "guise did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Host { child, log }
-    }
-
-    fn stop(mut self) -> String {
-        // SIGTERM: a clean stop.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
+use common::Host;
+use std::process::{Command, Output};
 
 fn guise(admin: u16, args: &[&str]) -> Output {
     guise_cmd("module", admin, args)
@@ -126,8 +78,8 @@ fn produce_to(kafka: u16, topic: &str, value: &str) -> i64 {
 fn deploy_list_show_rollback_and_restart_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (kafka, admin) = (free_port(), free_port());
-    let host = Host::start(&data, kafka, admin);
+    let host = Host::start(&data, 0, 0, &[]);
+    let (kafka, admin) = (host.kafka, host.admin);
 
     let list = ok(guise(admin, &["list"]));
     assert!(list.lines().any(|l| l.starts_with("kafka") && l.contains("yes")), "{list}");
@@ -167,7 +119,7 @@ fn deploy_list_show_rollback_and_restart_through_the_cli() {
     assert!(log.contains("deployed"), "{log}");
 
     // Restart: version 1 is still the active one, loaded from the artifact cache.
-    let host = Host::start(&data, kafka, admin);
+    let host = Host::start(&data, kafka, admin, &[]);
     let show = ok(guise(admin, &["show", "kafka"]));
     assert!(show.contains("active version 1"), "{show}");
     assert_eq!(produce(kafka, "after restart"), 3);
@@ -184,8 +136,8 @@ fn deploy_list_show_rollback_and_restart_through_the_cli() {
 fn transform_deploy_list_show_rollback_delete_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (kafka, admin) = (free_port(), free_port());
-    let host = Host::start(&data, kafka, admin);
+    let host = Host::start(&data, 0, 0, &[]);
+    let (kafka, admin) = (host.kafka, host.admin);
     let module = |name: &str| format!("{}/guise_transform_{name}.wasm", guise_host::wasm::GUEST_DIR);
     let card = r#"{"card_number":"4111 1111 1111 1234"}"#;
 
@@ -236,7 +188,7 @@ fn transform_deploy_list_show_rollback_delete_through_the_cli() {
 
     // A restart keeps the rolled-back binding; delete unbinds.
     host.stop();
-    let host = Host::start(&data, kafka, admin);
+    let host = Host::start(&data, kafka, admin, &[]);
     assert_eq!(produce_to(kafka, "cards", card), 2);
     assert_eq!(fetch(kafka, "cards", 2), r#"{"card_number":"**** **** **** 1234"}"#);
     ok(transform(admin, &["delete", "mask-card"]));

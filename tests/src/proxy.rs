@@ -25,6 +25,7 @@ struct Rules {
 
 pub struct Proxy {
     pub addr: SocketAddr,
+    upstream: Arc<Mutex<Option<SocketAddr>>>,
     rules: Arc<Mutex<Rules>>,
     lost: Arc<AtomicUsize>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -33,6 +34,16 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy to `upstream`, listening on `addr` ("127.0.0.1:0" for any port).
     pub fn start(addr: &str, upstream: SocketAddr) -> Proxy {
+        let proxy = Proxy::listen(addr);
+        proxy.forward_to(upstream);
+        proxy
+    }
+
+    /// A proxy listening on `addr` that forwards nowhere yet: bind it first so the host can
+    /// advertise `proxy.addr`, then start the host and call `forward_to`. (Picking a free port
+    /// and binding it later races with every other process on the machine.) Connections
+    /// accepted before `forward_to` are closed.
+    pub fn listen(addr: &str) -> Proxy {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -40,24 +51,25 @@ impl Proxy {
             .expect("proxy runtime");
         let listener = runtime.block_on(TcpListener::bind(addr)).expect("proxy bind");
         let addr = listener.local_addr().unwrap();
+        let upstream = Arc::new(Mutex::new(None::<SocketAddr>));
         let rules = Arc::new(Mutex::new(Rules::default()));
         let lost = Arc::new(AtomicUsize::new(0));
-        let (r, l) = (rules.clone(), lost.clone());
+        let (u, r, l) = (upstream.clone(), rules.clone(), lost.clone());
         runtime.spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                let Some(upstream) = *u.lock() else { continue };
                 let Ok(server) = TcpStream::connect(upstream).await else { continue };
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
                 tokio::spawn(relay(client, server, r.clone(), l.clone()));
             }
         });
-        Proxy { addr, rules, lost, runtime: Some(runtime) }
+        Proxy { addr, upstream, rules, lost, runtime: Some(runtime) }
     }
 
-    /// A free port to bind the proxy to (so the host can advertise it before the proxy starts).
-    pub fn free_addr() -> String {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
+    /// Where accepted connections go from now on.
+    pub fn forward_to(&self, upstream: SocketAddr) {
+        *self.upstream.lock() = Some(upstream);
     }
 
     /// Lose the next response to an `api_key` request: the connection drops after the host acted

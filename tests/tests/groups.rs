@@ -129,9 +129,9 @@ fn group_server(proxy_addr: Option<String>) -> TestServer {
 /// consumed, none twice past a committed offset.
 #[test]
 fn three_members_share_six_partitions_and_take_over_when_one_leaves_or_dies() {
-    let proxy_addr = Proxy::free_addr();
-    let server = group_server(Some(proxy_addr.clone()));
-    let proxy = Proxy::start(&proxy_addr, server.kafka_addr);
+    let proxy = Proxy::listen("127.0.0.1:0");
+    let server = group_server(Some(proxy.addr.to_string()));
+    proxy.forward_to(server.kafka_addr);
     let bootstrap = proxy.addr.to_string();
     let mut produced = produce(&bootstrap, "g6", 0, 600);
     let all: BTreeSet<i32> = (0..6).collect();

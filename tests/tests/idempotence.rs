@@ -16,9 +16,9 @@ const PRODUCE: i16 = 0;
 
 #[test]
 fn a_lost_produce_response_is_retried_without_duplicates() {
-    let proxy_addr = Proxy::free_addr();
-    let server = TestServer::start_with(|c| c.advertised_kafka_addr = Some(proxy_addr.clone()));
-    let proxy = Proxy::start(&proxy_addr, server.kafka_addr);
+    let proxy = Proxy::listen("127.0.0.1:0");
+    let server = TestServer::start_with(|c| c.advertised_kafka_addr = Some(proxy.addr.to_string()));
+    proxy.forward_to(server.kafka_addr);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let producer: FutureProducer = ClientConfig::new()

@@ -48,7 +48,8 @@ fn broker_config_source(e: &ConfigEntry) -> i8 {
     if e.is_default { DEFAULT_CONFIG } else { STATIC_BROKER_CONFIG }
 }
 
-/// Kafka's topic configs: (name, type, the broker config that supplies its default, doc).
+/// The topic configs, Kafka's and Guise's own: (name, type, the broker config that supplies its
+/// default, doc).
 #[rustfmt::skip]
 const TOPIC_CONFIGS: &[(&str, i8, Option<&str>, &str)] = &[
     ("cleanup.policy", ty::LIST, Some("log.cleanup.policy"), "How old log segments are retired: delete, compact, or both."),
@@ -60,6 +61,7 @@ const TOPIC_CONFIGS: &[(&str, i8, Option<&str>, &str)] = &[
     ("file.delete.delay.ms", ty::LONG, Some("log.segment.delete.delay.ms"), "Delay before a retired segment file is deleted."),
     ("flush.messages", ty::LONG, Some("log.flush.interval.messages"), "Records written between forced flushes to disk."),
     ("flush.ms", ty::LONG, Some("log.flush.interval.ms"), "Maximum time between forced flushes to disk."),
+    ("guise.entry.format", ty::STRING, None, "On the pulsar storage backend, what one Pulsar message holds: kafka (a record batch) or pulsar (a record)."),
     ("index.interval.bytes", ty::INT, Some("log.index.interval.bytes"), "Bytes between offset index entries."),
     ("local.retention.bytes", ty::LONG, Some("log.local.retention.bytes"), "Bytes kept locally when tiered storage is on."),
     ("local.retention.ms", ty::LONG, Some("log.local.retention.ms"), "Time kept locally when tiered storage is on."),
@@ -110,7 +112,7 @@ const BROKER_CONFIGS: &[(&str, i8, &str)] = &[
     ("transactional.id.expiration.ms", ty::INT, "Idle time after which a transactional id expires."),
 ];
 
-/// The type and documentation of a config, when it is one Kafka defines.
+/// The type and documentation of a config the translator knows.
 fn known(name: &str) -> Option<(i8, &'static str)> {
     TOPIC_CONFIGS
         .iter()
@@ -365,6 +367,14 @@ mod tests {
         assert_eq!(configs[1].name.as_str(), "max.message.bytes");
         assert_eq!(syn(1), [("max.message.bytes", Some("2048"), DYNAMIC_TOPIC_CONFIG)]);
         assert!(configs.iter().all(|c| c.documentation.as_deref().is_some_and(|d| !d.is_empty())));
+    }
+
+    #[test]
+    fn guise_entry_format_has_a_type_and_documentation() {
+        let (config_type, doc) = known("guise.entry.format").expect("known");
+        assert_eq!(config_type, ty::STRING);
+        assert!(doc.contains("pulsar"));
+        assert_eq!(broker_synonym("guise.entry.format"), None);
     }
 
     #[test]

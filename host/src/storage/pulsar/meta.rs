@@ -7,12 +7,13 @@
 
 use super::client::{Client, OPERATION_TIMEOUT, Owned, within};
 use super::index::MsgId;
+use super::partition::subscribe_retention;
 use super::props;
 use super::reader::{End, Follower, PREFETCH};
 use crate::storage::names::validate_partitions;
 use crate::storage::{LogDefaults, StorageError, TopicConfig, TopicMeta, TopicName};
 use ::pulsar::producer::Message;
-use ::pulsar::{Producer, ProducerOptions, TokioExecutor};
+use ::pulsar::{Consumer, Producer, ProducerOptions, TokioExecutor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -123,11 +124,13 @@ impl IdBlocks {
     }
 }
 
-/// An append-only JSON log in one Pulsar topic: a shared producer and a follower.
+/// An append-only JSON log in one Pulsar topic: a shared producer, a follower, and the
+/// `guise-retention` subscription that keeps its records in Pulsar.
 pub struct MetaLog {
     topic: String,
     producer: Owned<Producer<TokioExecutor>>,
     follower: Follower,
+    _retention: Owned<Consumer<Vec<u8>, TokioExecutor>>,
 }
 
 impl MetaLog {
@@ -142,8 +145,11 @@ impl MetaLog {
             client.producer().with_topic(&topic).with_options(ProducerOptions::default()).build(),
         )
         .await?;
+        // Without it, Pulsar may delete the records (no namespace retention policy), or the
+        // whole topic once no host is running (inactive topic deletion).
+        let retention = Owned::new(subscribe_retention(client, &topic).await?, handle.clone());
         let follower = Follower::open(client, handle, &topic, None, PREFETCH).await?;
-        Ok(MetaLog { topic, producer: Owned::new(producer, handle.clone()), follower })
+        Ok(MetaLog { topic, producer: Owned::new(producer, handle.clone()), follower, _retention: retention })
     }
 
     /// Read the records appended since the last call (all of them, the first time), up to the

@@ -975,7 +975,10 @@ fn take_batches(batches: impl Iterator<Item = Bytes>, max_bytes: usize, min_one:
     (!out.is_empty()).then(|| out.freeze())
 }
 
-async fn subscribe_retention(
+/// Hold the durable `guise-retention` subscription on `topic` (never acknowledged past what
+/// Kafka retention deletes), so that Pulsar keeps its messages without a namespace retention
+/// policy, and does not delete the topic as inactive.
+pub(super) async fn subscribe_retention(
     client: &super::client::Client,
     topic: &str,
 ) -> Result<Consumer<Vec<u8>, TokioExecutor>, StorageError> {

@@ -320,3 +320,96 @@ fn a_pulsar_format_topic_is_fetched_from_pulsar_after_a_restart() {
         }
     });
 }
+
+/// The module registries are in Pulsar too: a replacement host with a new, empty data directory
+/// runs the translator version and the tenant transforms its predecessor deployed (and not the
+/// ones it deleted), without any of them being uploaded again.
+#[test]
+fn a_replacement_host_runs_the_deployed_translator_and_transforms() {
+    use guise_host::admin::client::AdminClient;
+    use guise_host::transform::BindingSpec;
+    let (a, url) = host_a();
+    let card = |n: usize| Record {
+        key: None,
+        value: Some(format!(r#"{{"n":{n},"card_number":"4111 1111 1111 1234"}}"#).into_bytes()),
+        headers: BTreeMap::new(),
+        timestamp: chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+    };
+    let masked = |n: usize| format!(r#"{{"card_number":"**** **** **** 1234","n":{n}}}"#);
+    let mask = BindingSpec {
+        topics: vec!["cards".into()],
+        output_topics: vec![],
+        policy: "reject".parse().unwrap(),
+        config: vec![],
+    };
+    let module =
+        std::fs::read(format!("{}/guise_transform_mask_card.wasm", guise_host::wasm::GUEST_DIR)).unwrap();
+    let faulty = std::fs::read(guise_host::wasm::FAULTY_TRANSLATOR_PATH).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let produce = |b: &TestServer, n: usize| {
+        rt.block_on(async {
+            let pc = partition(b, "cards", 0).await;
+            pc.produce(vec![card(n)], Compression::NoCompression).await.unwrap()[0]
+        })
+    };
+    let values = |b: &TestServer| -> Vec<String> {
+        rt.block_on(async {
+            let pc = partition(b, "cards", 0).await;
+            fetch_all(&pc, 0)
+                .await
+                .into_iter()
+                .map(|(_, r)| String::from_utf8(r.value.unwrap()).unwrap())
+                .collect()
+        })
+    };
+
+    let b1 = host_b(&url);
+    let admin = AdminClient::new(b1.admin_addr.to_string());
+    let v2 = admin.deploy("kafka", &faulty).unwrap();
+    assert_eq!(v2.version, 2);
+    admin.deploy_transform("public", "mask-card", &mask, &module).unwrap();
+    create(&b1, "cards", 1, &[]);
+    assert_eq!(produce(&b1, 0), 0);
+    drop(b1); // and its data directory with it
+
+    let b2 = host_b(&url);
+    let admin = AdminClient::new(b2.admin_addr.to_string());
+    let kafka = admin.show("kafka").unwrap();
+    assert_eq!(kafka.active, Some(2), "the deployed translator, not the binary's: {kafka:?}");
+    assert_eq!(kafka.versions.iter().find(|v| v.active).unwrap().sha256, v2.sha256);
+    let transforms = admin.list_transforms(Some("public")).unwrap();
+    assert_eq!(transforms.len(), 1, "{transforms:?}");
+    assert_eq!(produce(&b2, 1), 1);
+    assert_eq!(values(&b2), [masked(0), masked(1)], "B2 runs the transform B1 deployed");
+    admin.delete_transform("public", "mask-card").unwrap();
+    drop(b2);
+
+    let b3 = host_b(&url);
+    let admin = AdminClient::new(b3.admin_addr.to_string());
+    assert!(admin.list_transforms(Some("public")).unwrap().is_empty(), "the deletion holds");
+    assert_eq!(produce(&b3, 2), 2);
+    assert_eq!(values(&b3)[2].as_bytes(), card(2).value.unwrap(), "no transform runs on B3");
+    // In A: the registries' log, components included.
+    let modules = TopicName::new("public", "__guise", "modules");
+    assert!(a.server().log.offsets(&modules, 0).unwrap().1 >= 4, "the registries are kept in A");
+    // ... and held there by a durable subscription, as each metadata log is (Pulsar would
+    // otherwise delete them: no retention policy is required, and inactive topics go).
+    drop(b3);
+    let cursors = TopicName::new("public", "__guise", "__pulsar_cursors");
+    let end = a.server().log.offsets(&cursors, 0).unwrap().1;
+    let read = a.server().log.read(&cursors, 0, 0, 64 << 20, true).unwrap();
+    let (mut bytes, mut keys) = (read.records.unwrap(), Vec::new());
+    while !bytes.is_empty() {
+        let size = guise_host::storage::batch::BatchHeader::parse(&bytes).unwrap().size();
+        let batch = records::decode(&bytes.split_to(size), 1 << 20).unwrap();
+        keys.extend(
+            batch.records.into_iter().filter_map(|r| r.key).map(|k| String::from_utf8_lossy(&k).into_owned()),
+        );
+    }
+    for log in ["topics", "producer-ids", "modules"] {
+        assert!(
+            keys.iter().any(|k| k.starts_with(&format!("{log}@")) && k.ends_with("/guise-retention")),
+            "{log}: {keys:?} ({end} records)"
+        );
+    }
+}

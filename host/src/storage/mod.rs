@@ -10,6 +10,7 @@ pub mod batch;
 mod config;
 pub mod embedded;
 mod error;
+pub mod modules;
 mod names;
 pub mod producers;
 pub mod pulsar;
@@ -17,6 +18,7 @@ pub mod records;
 
 pub use config::{ConfigEntry, ENTRY_FORMAT, EntryFormat, FsyncPolicy, LogDefaults, TopicConfig};
 pub use error::StorageError;
+pub use modules::{ModuleSnapshot, ModuleStore};
 pub use names::{validate_partitions, validate_topic_name};
 
 /// A Kafka topic as seen by one tenant in one namespace.
@@ -204,4 +206,10 @@ pub trait Log: Send + Sync + 'static {
     /// id this log never handed out, a client behind the latest epoch): the caller hands out a
     /// new id with epoch 0 instead. See [`producers::ProducerEpochs::bump`].
     fn bump_producer_epoch(&self, producer_id: i64, epoch: i16) -> Result<Option<i16>, StorageError>;
+
+    /// Where module registries keep their state, when this backend keeps it (see
+    /// [`modules`]); None: they keep it in `data_dir`.
+    fn module_store(&self) -> Option<std::sync::Arc<dyn ModuleStore>> {
+        None
+    }
 }

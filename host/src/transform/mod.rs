@@ -16,7 +16,7 @@ mod apply;
 mod tests;
 
 use crate::storage::{AppendInfo, Log, StorageError, TopicName, validate_topic_name};
-use crate::wasm::registry::{Activation, Slot};
+use crate::wasm::registry::{Activation, Slot, StoreLink};
 use crate::wasm::{
     Compiler, ModuleId, ModuleStats, ModuleView, Registry, RegistryConfig, RegistryError, TransformEngine,
     TransformLimits, TransformModule, WasmError,
@@ -449,6 +449,12 @@ impl Transforms {
             dir,
             max_module_bytes: self.shared.cfg.max_module_bytes,
             keep_versions: self.shared.cfg.keep_versions,
+            // `dir` is `<data_dir>/transforms/<tenant>`: that is its scope (see `restore`).
+            store: self
+                .shared
+                .log
+                .module_store()
+                .map(|store| StoreLink { store, scope: format!("transforms/{tenant}") }),
         };
         let slot = Arc::new(TenantSlot { tenant: tenant.to_string(), shared: self.shared.clone() });
         let registry = Arc::new(Registry::open_with(cfg, compiler.clone(), slot)?);

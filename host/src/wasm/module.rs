@@ -4,7 +4,6 @@ use super::bindings::ProtocolHandlerPre;
 use super::runtime::GuestFailure;
 use super::state::GuestState;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A module version: name, version number (1, 2, ... per name; 0 for one not in the registry)
@@ -28,9 +27,7 @@ impl ModuleId {
     }
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::storage::modules::sha256_hex;
 
 /// Guest calls of one module version since the host started (not persisted).
 #[derive(Debug, Default)]

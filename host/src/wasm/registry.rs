@@ -16,10 +16,16 @@
 //! configured to run them; a tenant's transform registry binds each module to its topics. A
 //! version may carry settings (a transform's topics, policy and configuration), so a rollback
 //! restores them with the code.
+//!
+//! When the storage backend keeps the host's state (`pulsar`), it also keeps the registries: a
+//! registry with a [`StoreLink`] writes each uploaded component and each manifest change to the
+//! [`ModuleStore`] before its own directory, and [`restore`] rebuilds the directories from the
+//! store at start, so the directory is a cache a replacement host does without.
 
 use super::engine::Compiler;
 use super::module::{ModuleId, ModuleStats, StatsSnapshot, sha256_hex};
 use super::runtime::{Runtime, WasmError};
+use crate::storage::{ModuleStore, StorageError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -51,6 +57,8 @@ pub enum RegistryError {
     Manifest { path: String, message: String },
     #[error("loading {name} version {version}: {source}")]
     Load { name: String, version: u32, source: WasmError },
+    #[error("storing the module registry: {0}")]
+    Store(#[from] StorageError),
 }
 
 impl RegistryError {
@@ -63,6 +71,7 @@ impl RegistryError {
             RegistryError::UnknownModule(_) | RegistryError::UnknownVersion { .. } => 404,
             RegistryError::NoPrevious(_) => 409,
             RegistryError::Io { .. } | RegistryError::Manifest { .. } | RegistryError::Load { .. } => 500,
+            RegistryError::Store(_) => 503,
         }
     }
 }
@@ -76,6 +85,23 @@ pub struct RegistryConfig {
     pub max_module_bytes: u64,
     /// Versions kept per module (the active one and the one before it are always kept).
     pub keep_versions: usize,
+    /// Where the registry's state is kept when the storage backend keeps it (`dir` is then a
+    /// cache of it).
+    pub store: Option<StoreLink>,
+}
+
+/// A registry's place in a [`ModuleStore`]: its scope is its directory relative to `data_dir`
+/// (`modules`, `transforms/<tenant>`), which is where [`restore`] puts it back.
+#[derive(Clone)]
+pub struct StoreLink {
+    pub store: Arc<dyn ModuleStore>,
+    pub scope: String,
+}
+
+impl std::fmt::Debug for StoreLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreLink").field("scope", &self.scope).finish_non_exhaustive()
+    }
 }
 
 /// Makes a prepared version the running one (a swap).
@@ -338,7 +364,11 @@ impl Registry {
         if !self.state.lock().manifests.contains_key(name) {
             return Err(RegistryError::UnknownModule(name.to_string()));
         }
-        // The manifest file first: if that fails, nothing changed (and a restart agrees).
+        // The store, then the manifest file: if that fails, nothing changed (and a restart
+        // agrees).
+        if let Some(link) = &self.cfg.store {
+            link.store.remove(&link.scope, name)?;
+        }
         let path = self.cfg.dir.join(format!("{name}.json"));
         std::fs::remove_file(&path).map_err(io("removing", &path))?;
         self.state.lock().manifests.remove(name);
@@ -392,6 +422,9 @@ impl Registry {
         let id = ModuleId { name: name.to_string(), version, sha256: sha256.clone() };
         let activate =
             self.slot.prepare(&component, id, stats, settings.as_ref()).map_err(RegistryError::Refused)?;
+        if let Some(link) = &self.cfg.store {
+            link.store.put_blob(&sha256, wasm)?;
+        }
         manifest.versions.push(VersionMeta {
             version,
             sha256,
@@ -560,6 +593,9 @@ impl Registry {
 
     fn save(&self, manifest: &Manifest) -> Result<(), RegistryError> {
         let text = serde_json::to_vec_pretty(manifest).expect("a manifest serializes");
+        if let Some(link) = &self.cfg.store {
+            link.store.put_manifest(&link.scope, &manifest.name, &text)?;
+        }
         write_atomic(&self.cfg.dir.join(format!("{}.json", manifest.name)), &[&text])
     }
 
@@ -602,6 +638,58 @@ impl Registry {
             }
         }
     }
+}
+
+/// Make the registries under `data_dir` what `store` holds, before they open: each manifest it
+/// has is written to `data_dir/<scope>/` with the components its versions use, and the
+/// manifests of `local_scopes` (the registry directories present) that it does not have are
+/// removed. Returns how many manifests were restored.
+pub fn restore(
+    store: &dyn ModuleStore,
+    data_dir: &Path,
+    local_scopes: &[String],
+) -> Result<usize, RegistryError> {
+    let snapshot = store.snapshot()?;
+    for scope in local_scopes {
+        let dir = data_dir.join(scope);
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for path in entries.flatten().map(|e| e.path()) {
+            let Some(name) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
+            if path.extension().is_some_and(|e| e == "json")
+                && !snapshot.manifests.contains_key(&(scope.clone(), name.clone()))
+            {
+                tracing::info!(%scope, module = %name, "removing a module the store no longer has");
+                std::fs::remove_file(&path).map_err(io("removing", &path))?;
+            }
+        }
+    }
+    for ((scope, name), bytes) in &snapshot.manifests {
+        check_name(name)?;
+        if scope.split('/').any(|part| check_name(part).is_err()) {
+            return Err(RegistryError::InvalidName(scope.clone()));
+        }
+        let dir = data_dir.join(scope);
+        let artifacts = dir.join("artifacts");
+        std::fs::create_dir_all(&artifacts).map_err(io("creating", &artifacts))?;
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| RegistryError::Manifest {
+            path: format!("{scope}/{name} in the store"),
+            message: e.to_string(),
+        })?;
+        for v in &manifest.versions {
+            let path = artifacts.join(format!("{}.wasm", v.sha256));
+            if path.exists() {
+                continue; // checked against its hash when it is compiled
+            }
+            match snapshot.blobs.get(&v.sha256) {
+                Some(wasm) => write_atomic(&path, &[wasm])?,
+                None => {
+                    tracing::warn!(%scope, module = %name, version = v.version, "the store has no component for this version")
+                }
+            }
+        }
+        write_atomic(&dir.join(format!("{name}.json")), &[bytes])?;
+    }
+    Ok(snapshot.manifests.len())
 }
 
 /// Say plainly what the bytes are when they are not a component (wasmparser's message is a dump).

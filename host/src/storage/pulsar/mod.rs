@@ -6,7 +6,9 @@
 //! * Topic metadata (creations, partition counts, deletions) and producer-id blocks are
 //!   append-only logs in `persistent://<metadata namespace>/topics` and `.../producer-ids`,
 //!   replayed at open (see `meta`). Group metadata and committed offsets go through the log like
-//!   any topic (`__consumer_offsets`), so they are in Pulsar too.
+//!   any topic (`__consumer_offsets`), so they are in Pulsar too. The module registries
+//!   (translator versions, tenants' transforms and their bindings) are the log `.../modules`
+//!   (see `modules`): a replacement host with an empty data directory starts with them.
 //! * Entry format (topic config `guise.entry.format`): `kafka` stores each Kafka batch as one
 //!   message; `pulsar` stores one message per record, mapped as `crate::pulsar::mapping` says,
 //!   so that Pulsar consumers read them natively (a fetch rebuilds a Kafka batch from them).
@@ -37,6 +39,7 @@
 mod client;
 mod index;
 mod meta;
+mod modules;
 mod partition;
 mod props;
 mod reader;
@@ -81,6 +84,8 @@ pub struct PulsarLog {
     last_sync: Mutex<Option<Instant>>,
     /// Serializes create, delete and create-partitions.
     admin: Mutex<()>,
+    /// The module registries' state (translator versions, tenants' transforms).
+    modules: Arc<modules::PulsarModules>,
     /// Last: the runtime goes after everything that holds Pulsar objects.
     shared: Arc<Shared>,
 }
@@ -140,8 +145,12 @@ impl PulsarLog {
         let max_payload = settings.max_message_bytes.saturating_sub(METADATA_ROOM).max(1024);
         let partitions: Arc<RwLock<PartitionMap>> = Arc::default();
         bridge.handle().spawn(sweep_cursors(Arc::downgrade(&partitions)));
+        let client = bridge.client.clone();
+        let shared = Arc::new(Shared { bridge, epochs: Default::default(), max_payload });
+        let modules = Arc::new(modules::PulsarModules::open(shared.clone(), client, ns)?);
         Ok(PulsarLog {
-            shared: Arc::new(Shared { bridge, epochs: Default::default(), max_payload }),
+            shared,
+            modules,
             defaults,
             catalog: Arc::new(RwLock::new(catalog)),
             partitions,
@@ -558,6 +567,10 @@ impl Log for PulsarLog {
             return Ok(None);
         }
         Ok(self.shared.epochs.bump(producer_id, epoch))
+    }
+
+    fn module_store(&self) -> Option<Arc<dyn crate::storage::ModuleStore>> {
+        Some(self.modules.clone())
     }
 }
 

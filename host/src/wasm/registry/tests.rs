@@ -7,6 +7,7 @@ use std::time::Duration;
 struct Fixture {
     dir: tempfile::TempDir,
     runtime: Arc<Runtime>,
+    store: Option<StoreLink>,
 }
 
 impl Fixture {
@@ -14,7 +15,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let log: Arc<dyn Log> =
             Arc::new(EmbeddedLog::open(&dir.path().join("log"), LogDefaults::default()).unwrap());
-        Fixture { runtime: runtime(log), dir }
+        Fixture { runtime: runtime(log), dir, store: None }
     }
 
     fn open(&self, keep: usize, bootstrap: &[u8]) -> Registry {
@@ -22,6 +23,7 @@ impl Fixture {
             dir: self.dir.path().join("modules"),
             max_module_bytes: 2 << 20,
             keep_versions: keep,
+            store: self.store.clone(),
         };
         Registry::open(cfg, self.runtime.clone(), "kafka", bootstrap, "embedded").unwrap()
     }
@@ -114,8 +116,12 @@ fn deploy_swaps_rollback_walks_back_and_a_restart_keeps_the_active_version() {
     fx.restart();
     let mut other = a.to_vec();
     other.extend_from_slice(b"\0"); // not a valid component: the bootstrap must compile
-    let cfg =
-        RegistryConfig { dir: fx.dir.path().join("modules"), max_module_bytes: 2 << 20, keep_versions: 10 };
+    let cfg = RegistryConfig {
+        dir: fx.dir.path().join("modules"),
+        max_module_bytes: 2 << 20,
+        keep_versions: 10,
+        store: None,
+    };
     assert!(matches!(
         Registry::open(cfg, fx.runtime.clone(), "kafka", &other, "embedded"),
         Err(RegistryError::Refused(WasmError::Compile(_)))
@@ -183,4 +189,85 @@ fn old_versions_are_pruned_with_their_artifacts_but_never_the_active_or_previous
     registry2.deploy("kafka", &b, "upload", None).unwrap();
     let left = fx.artifacts();
     assert!(left.iter().all(|n| n.starts_with(&sha256_hex(&b))), "{left:?}");
+}
+
+/// A [`ModuleStore`] in memory, standing in for the backend's (the `pulsar` one is tested end to
+/// end in tests/tests/pulsar_backend.rs).
+#[derive(Default)]
+struct MemoryStore {
+    state: parking_lot::Mutex<crate::storage::ModuleSnapshot>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryStore {
+    fn check(&self) -> Result<(), StorageError> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            Err(StorageError::Unavailable("the store is down".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl ModuleStore for MemoryStore {
+    fn snapshot(&self) -> Result<crate::storage::ModuleSnapshot, StorageError> {
+        self.check()?;
+        Ok(self.state.lock().clone())
+    }
+    fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.check()?;
+        self.state.lock().blobs.insert(sha256.into(), bytes.to_vec());
+        Ok(())
+    }
+    fn put_manifest(&self, scope: &str, name: &str, manifest: &[u8]) -> Result<(), StorageError> {
+        self.check()?;
+        self.state.lock().manifests.insert((scope.into(), name.into()), manifest.to_vec());
+        Ok(())
+    }
+    fn remove(&self, scope: &str, name: &str) -> Result<(), StorageError> {
+        self.check()?;
+        self.state.lock().manifests.remove(&(scope.into(), name.into()));
+        Ok(())
+    }
+}
+
+#[test]
+fn with_a_store_a_replacement_host_with_an_empty_directory_restores_the_registry() {
+    let store = Arc::new(MemoryStore::default());
+    let mut fx = Fixture::new();
+    fx.store = Some(StoreLink { store: store.clone(), scope: "modules".into() });
+    let registry = fx.open(10, DEFAULT_TRANSLATOR);
+    registry.deploy("kafka", &faulty(), "upload", None).unwrap();
+    registry.deploy("other", DEFAULT_TRANSLATOR, "upload", None).unwrap();
+    registry.rollback("kafka", None).unwrap();
+    registry.remove("other").unwrap();
+    let (version, sha) = fx.active();
+    assert_eq!(version, 1);
+    drop(registry);
+
+    // The store down: a deploy is refused with 503 and changes nothing.
+    store.down.store(true, std::sync::atomic::Ordering::Relaxed);
+    let registry = fx.open(10, DEFAULT_TRANSLATOR);
+    let err = registry.deploy("kafka", &faulty(), "upload", None).unwrap_err();
+    assert_eq!(err.http_status(), 503, "{err}");
+    assert_eq!(registry.show("kafka").unwrap().active, Some(1));
+    store.down.store(false, std::sync::atomic::Ordering::Relaxed);
+    drop(registry);
+
+    // A new host: its data directory is empty but for a manifest the store does not have.
+    let data = fx.dir.path().join("modules");
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("stale.json"), b"{}").unwrap();
+    fx.restart();
+    let n = restore(&*store, fx.dir.path(), &["modules".to_string()]).unwrap();
+    assert_eq!(n, 1);
+    assert!(!data.join("stale.json").exists());
+    let registry = fx.open(10, DEFAULT_TRANSLATOR);
+    assert_eq!(fx.active(), (1, sha), "the rolled-back version is active, not a new deploy");
+    let kafka = registry.show("kafka").unwrap();
+    assert_eq!(kafka.versions.len(), 2, "version 2 is kept for a rollback");
+    assert!(registry.show("other").is_err(), "a removed module stays removed");
+    registry.rollback("kafka", Some(2)).unwrap();
+    assert_eq!(fx.active().0, 2, "version 2's component came from the store");
 }

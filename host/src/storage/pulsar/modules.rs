@@ -1,0 +1,215 @@
+//! The module registries' state (see [`crate::storage::modules`]) as an append-only log of JSON
+//! records in the `modules` topic of the metadata namespace. Blobs are cut into chunks that fit
+//! the brokers' maximum message size; a blob counts once all its chunks are read and their
+//! bytes match its hash. The log is replayed at open; writes append and read back up to
+//! their own record, so records from other hosts are applied in log order too.
+
+use super::client::Client;
+use super::meta::MetaLog;
+use super::partition::Shared;
+use crate::storage::modules::sha256_hex;
+use crate::storage::{ModuleSnapshot, ModuleStore, StorageError};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// One record of the `modules` log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+enum ModuleRecord {
+    Chunk { sha256: String, index: u32, count: u32, data: String },
+    Manifest { scope: String, name: String, manifest: String },
+    Remove { scope: String, name: String },
+}
+
+/// What the log says, as far as it has been read.
+#[derive(Default)]
+struct State {
+    snapshot: ModuleSnapshot,
+    /// Blobs still missing chunks: sha256 → chunks by index.
+    partial: HashMap<String, Vec<Option<Vec<u8>>>>,
+}
+
+impl State {
+    fn apply(&mut self, record: ModuleRecord) {
+        match record {
+            ModuleRecord::Manifest { scope, name, manifest } => {
+                self.snapshot.manifests.insert((scope, name), manifest.into_bytes());
+            }
+            ModuleRecord::Remove { scope, name } => {
+                self.snapshot.manifests.remove(&(scope, name));
+            }
+            ModuleRecord::Chunk { sha256, index, count, data } => {
+                if self.snapshot.blobs.contains_key(&sha256) || index >= count || count > 1 << 16 {
+                    return;
+                }
+                let Ok(data) = B64.decode(data) else {
+                    tracing::warn!(sha256, "skipping a module chunk that is not base64");
+                    return;
+                };
+                let chunks = self.partial.entry(sha256.clone()).or_default();
+                if chunks.len() != count as usize {
+                    // The first chunk seen of this blob, or a write cut into a different count.
+                    *chunks = vec![None; count as usize];
+                }
+                chunks[index as usize] = Some(data);
+                if chunks.iter().all(Option::is_some) {
+                    let chunks = self.partial.remove(&sha256).unwrap_or_default();
+                    let bytes: Vec<u8> = chunks.into_iter().flatten().flatten().collect();
+                    if sha256_hex(&bytes) == sha256 {
+                        self.snapshot.blobs.insert(sha256, bytes);
+                    } else {
+                        tracing::warn!(sha256, "a module blob in the log does not match its hash; ignored");
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub struct PulsarModules {
+    shared: Arc<Shared>,
+    log: Arc<tokio::sync::Mutex<MetaLog>>,
+    state: Arc<parking_lot::Mutex<State>>,
+    /// Raw bytes per chunk: base64 of it, in JSON, fits a message.
+    chunk_bytes: usize,
+}
+
+impl PulsarModules {
+    /// Open the `modules` log of `namespace` and replay it.
+    pub(super) fn open(shared: Arc<Shared>, client: Client, namespace: &str) -> Result<Self, StorageError> {
+        let topic = format!("persistent://{namespace}/modules");
+        let handle = shared.bridge.handle().clone();
+        let state: Arc<parking_lot::Mutex<State>> = Arc::default();
+        let s = state.clone();
+        let log = shared.bridge.run(async move {
+            let mut log = MetaLog::open(&client, &handle, topic).await?;
+            log.catch_up(|_, r: ModuleRecord| s.lock().apply(r)).await?;
+            Ok(log)
+        })?;
+        let chunk_bytes = (shared.max_payload.saturating_sub(1024) / 4 * 3).clamp(1024, 1 << 20);
+        Ok(PulsarModules { shared, log: Arc::new(tokio::sync::Mutex::new(log)), state, chunk_bytes })
+    }
+
+    /// Append `records` in order (each read back, with whatever other hosts appended before it).
+    fn append(&self, records: Vec<ModuleRecord>) -> Result<(), StorageError> {
+        let (log, state) = (self.log.clone(), self.state.clone());
+        self.shared.bridge.run(async move {
+            let mut log = log.lock().await;
+            for record in &records {
+                log.append(record, |_, r: ModuleRecord| state.lock().apply(r)).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl ModuleStore for PulsarModules {
+    fn snapshot(&self) -> Result<ModuleSnapshot, StorageError> {
+        let (log, state) = (self.log.clone(), self.state.clone());
+        self.shared.bridge.run(async move {
+            log.lock().await.catch_up(|_, r: ModuleRecord| state.lock().apply(r)).await
+        })?;
+        Ok(self.state.lock().snapshot.clone())
+    }
+
+    fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        if self.state.lock().snapshot.blobs.contains_key(sha256) {
+            return Ok(());
+        }
+        let count = bytes.len().div_ceil(self.chunk_bytes).max(1);
+        let records = (0..count)
+            .map(|i| ModuleRecord::Chunk {
+                sha256: sha256.to_string(),
+                index: i as u32,
+                count: count as u32,
+                data: B64.encode(&bytes[i * self.chunk_bytes..((i + 1) * self.chunk_bytes).min(bytes.len())]),
+            })
+            .collect();
+        self.append(records)?;
+        if self.state.lock().snapshot.blobs.contains_key(sha256) {
+            Ok(())
+        } else {
+            Err(StorageError::Unavailable(format!("module blob {sha256} did not read back whole")))
+        }
+    }
+
+    fn put_manifest(&self, scope: &str, name: &str, manifest: &[u8]) -> Result<(), StorageError> {
+        let manifest = String::from_utf8(manifest.to_vec()).map_err(|_| {
+            StorageError::InvalidConfig(format!("the manifest of {scope}/{name} is not UTF-8"))
+        })?;
+        self.append(vec![ModuleRecord::Manifest { scope: scope.into(), name: name.into(), manifest }])
+    }
+
+    fn remove(&self, scope: &str, name: &str) -> Result<(), StorageError> {
+        self.append(vec![ModuleRecord::Remove { scope: scope.into(), name: name.into() }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(bytes: &[u8], size: usize) -> Vec<ModuleRecord> {
+        let sha256 = sha256_hex(bytes);
+        let count = bytes.len().div_ceil(size) as u32;
+        bytes
+            .chunks(size)
+            .enumerate()
+            .map(|(i, c)| ModuleRecord::Chunk {
+                sha256: sha256.clone(),
+                index: i as u32,
+                count,
+                data: B64.encode(c),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blobs_count_when_whole_and_matching_and_manifests_replay_in_order() {
+        let blob: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let sha = sha256_hex(&blob);
+        let mut state = State::default();
+        let mut parts = chunks(&blob, 3000);
+        assert_eq!(parts.len(), 4);
+        let last = parts.pop().unwrap();
+        for p in parts.clone() {
+            state.apply(p);
+        }
+        assert!(state.snapshot.blobs.is_empty(), "a blob with a chunk missing does not count");
+        state.apply(last);
+        assert_eq!(state.snapshot.blobs[&sha], blob);
+        assert!(state.partial.is_empty());
+
+        // Chunks whose bytes do not match the hash they claim are ignored.
+        let mut forged = chunks(b"evil", 2);
+        for c in &mut forged {
+            if let ModuleRecord::Chunk { sha256, .. } = c {
+                *sha256 = "00".repeat(32);
+            }
+        }
+        forged.into_iter().for_each(|c| state.apply(c));
+        assert!(!state.snapshot.blobs.contains_key(&"00".repeat(32)));
+
+        let m = |n: &str, v: &str| ModuleRecord::Manifest {
+            scope: "modules".into(),
+            name: n.into(),
+            manifest: v.into(),
+        };
+        state.apply(m("kafka", "v1"));
+        state.apply(m("other", "v1"));
+        state.apply(m("kafka", "v2"));
+        state.apply(ModuleRecord::Remove { scope: "modules".into(), name: "other".into() });
+        let names: Vec<_> =
+            state.snapshot.manifests.iter().map(|((_, n), v)| (n.as_str(), v.as_slice())).collect();
+        assert_eq!(names, [("kafka", b"v2".as_slice())]);
+
+        // Records survive JSON.
+        let json = serde_json::to_string(&m("kafka", "{}")).unwrap();
+        assert!(json.contains("\"op\":\"manifest\""), "{json}");
+        assert_eq!(serde_json::from_str::<ModuleRecord>(&json).unwrap(), m("kafka", "{}"));
+    }
+}

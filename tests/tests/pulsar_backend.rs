@@ -381,12 +381,21 @@ fn a_replacement_host_runs_the_deployed_translator_and_transforms() {
     assert_eq!(transforms.len(), 1, "{transforms:?}");
     assert_eq!(produce(&b2, 1), 1);
     assert_eq!(values(&b2), [masked(0), masked(1)], "B2 runs the transform B1 deployed");
+    // A host started meanwhile rolls the translator back: B2, which still runs version 2,
+    // refuses to change the module from its older state instead of overwriting that.
+    let bx = host_b(&url);
+    let rolled = AdminClient::new(bx.admin_addr.to_string()).rollback("kafka", None).unwrap();
+    assert_eq!(rolled.version, 1);
+    drop(bx);
+    let err = admin.rollback("kafka", None).unwrap_err().to_string();
+    assert!(err.contains("another host") && err.contains("HTTP 409"), "{err}");
     admin.delete_transform("public", "mask-card").unwrap();
     drop(b2);
 
     let b3 = host_b(&url);
     let admin = AdminClient::new(b3.admin_addr.to_string());
     assert!(admin.list_transforms(Some("public")).unwrap().is_empty(), "the deletion holds");
+    assert_eq!(admin.show("kafka").unwrap().active, Some(1), "and so does the rollback");
     assert_eq!(produce(&b3, 2), 2);
     assert_eq!(values(&b3)[2].as_bytes(), card(2).value.unwrap(), "no transform runs on B3");
     // In A: the registries' log, components included.

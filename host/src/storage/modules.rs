@@ -21,8 +21,12 @@ pub struct ModuleSnapshot {
 }
 
 pub trait ModuleStore: Send + Sync + 'static {
-    /// What the store holds now.
+    /// What the store holds now, for a host's start. The blobs are handed over: a later
+    /// snapshot has only those stored since (a host keeps its own copies in `data_dir`).
     fn snapshot(&self) -> Result<ModuleSnapshot, StorageError>;
+    /// The manifest of `name` in `scope` as the store has it now (other hosts' writes
+    /// included).
+    fn manifest(&self, scope: &str, name: &str) -> Result<Option<Vec<u8>>, StorageError>;
     /// Store `bytes` under `sha256` (the hash of `bytes`; nothing happens if it is stored).
     fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<(), StorageError>;
     /// Store the manifest of `name` in `scope`, replacing the previous one.

@@ -59,6 +59,10 @@ pub enum RegistryError {
     Load { name: String, version: u32, source: WasmError },
     #[error("storing the module registry: {0}")]
     Store(#[from] StorageError),
+    #[error(
+        "module {0:?} was changed by another host since this one started; restart this host to load the change, then try again"
+    )]
+    Conflict(String),
 }
 
 impl RegistryError {
@@ -69,7 +73,7 @@ impl RegistryError {
             RegistryError::TooLarge { .. } => 413,
             RegistryError::Refused(_) => 422,
             RegistryError::UnknownModule(_) | RegistryError::UnknownVersion { .. } => 404,
-            RegistryError::NoPrevious(_) => 409,
+            RegistryError::NoPrevious(_) | RegistryError::Conflict(_) => 409,
             RegistryError::Io { .. } | RegistryError::Manifest { .. } | RegistryError::Load { .. } => 500,
             RegistryError::Store(_) => 503,
         }
@@ -364,6 +368,7 @@ impl Registry {
         if !self.state.lock().manifests.contains_key(name) {
             return Err(RegistryError::UnknownModule(name.to_string()));
         }
+        self.check_current(name)?;
         // The store, then the manifest file: if that fails, nothing changed (and a restart
         // agrees).
         if let Some(link) = &self.cfg.store {
@@ -407,6 +412,7 @@ impl Registry {
         let sha256 = sha256_hex(wasm);
         // One deploy or rollback at a time (compiling takes up to seconds; list and show go on).
         let _deploying = self.deploying.lock();
+        self.check_current(name)?;
         let component = match self.cached(&sha256) {
             Some(c) => c,
             None => {
@@ -447,9 +453,20 @@ impl Registry {
         self.state.lock().manifests.get(name).cloned()
     }
 
+    /// With a store: refuse to change `name` if the store's manifest is not the one this host
+    /// runs (another host changed it since this one started), rather than overwrite that
+    /// change with one made from an older state.
+    fn check_current(&self, name: &str) -> Result<(), RegistryError> {
+        let Some(link) = &self.cfg.store else { return Ok(()) };
+        let stored = link.store.manifest(&link.scope, name)?;
+        let ours = self.manifest(name).map(|m| manifest_bytes(&m));
+        if stored == ours { Ok(()) } else { Err(RegistryError::Conflict(name.to_string())) }
+    }
+
     /// Activate `to`, or the version that was active before the current one.
     pub fn rollback(&self, name: &str, to: Option<u32>) -> Result<VersionView, RegistryError> {
         let _deploying = self.deploying.lock();
+        self.check_current(name)?;
         let mut manifest =
             self.manifest(name).ok_or_else(|| RegistryError::UnknownModule(name.to_string()))?;
         let target = match to {
@@ -592,7 +609,7 @@ impl Registry {
     }
 
     fn save(&self, manifest: &Manifest) -> Result<(), RegistryError> {
-        let text = serde_json::to_vec_pretty(manifest).expect("a manifest serializes");
+        let text = manifest_bytes(manifest);
         if let Some(link) = &self.cfg.store {
             link.store.put_manifest(&link.scope, &manifest.name, &text)?;
         }
@@ -640,41 +657,61 @@ impl Registry {
     }
 }
 
+/// A manifest as stored (compact JSON; a manifest read back serializes to the same bytes).
+fn manifest_bytes(manifest: &Manifest) -> Vec<u8> {
+    serde_json::to_vec(manifest).expect("a manifest serializes")
+}
+
 /// Make the registries under `data_dir` what `store` holds, before they open: each manifest it
 /// has is written to `data_dir/<scope>/` with the components its versions use, and the
 /// manifests of `local_scopes` (the registry directories present) that it does not have are
-/// removed. Returns how many manifests were restored.
+/// removed. A store that holds nothing yet while `local_scopes` have manifests (a host that
+/// kept its registries in `data_dir` before) is filled from them instead. A manifest the
+/// store holds that is not a registry's is skipped with a warning. Returns how many
+/// manifests the registries have.
 pub fn restore(
     store: &dyn ModuleStore,
     data_dir: &Path,
     local_scopes: &[String],
 ) -> Result<usize, RegistryError> {
     let snapshot = store.snapshot()?;
+    let mut local = Vec::new();
     for scope in local_scopes {
         let dir = data_dir.join(scope);
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for path in entries.flatten().map(|e| e.path()) {
-            let Some(name) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
-            if path.extension().is_some_and(|e| e == "json")
-                && !snapshot.manifests.contains_key(&(scope.clone(), name.clone()))
-            {
-                tracing::info!(%scope, module = %name, "removing a module the store no longer has");
-                std::fs::remove_file(&path).map_err(io("removing", &path))?;
+            if let Some(name) = path.file_stem().filter(|_| path.extension().is_some_and(|e| e == "json")) {
+                local.push((scope.clone(), name.to_string_lossy().into_owned(), path));
             }
         }
     }
-    for ((scope, name), bytes) in &snapshot.manifests {
-        check_name(name)?;
-        if scope.split('/').any(|part| check_name(part).is_err()) {
-            return Err(RegistryError::InvalidName(scope.clone()));
+    if snapshot.manifests.is_empty() && !local.is_empty() {
+        return fill(store, data_dir, &local);
+    }
+    for (scope, name, path) in &local {
+        if !snapshot.manifests.contains_key(&(scope.clone(), name.clone())) {
+            tracing::info!(%scope, module = %name, "removing a module the store no longer has");
+            std::fs::remove_file(path).map_err(io("removing", path))?;
         }
+    }
+    let mut restored = 0;
+    for ((scope, name), bytes) in &snapshot.manifests {
+        let manifest = match registry_scope(scope).and_then(|()| {
+            check_name(name)?;
+            serde_json::from_slice::<Manifest>(bytes).map_err(|e| RegistryError::Manifest {
+                path: format!("{scope}/{name} in the store"),
+                message: e.to_string(),
+            })
+        }) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(%scope, module = %name, "skipping a manifest in the module store: {e}");
+                continue;
+            }
+        };
         let dir = data_dir.join(scope);
         let artifacts = dir.join("artifacts");
         std::fs::create_dir_all(&artifacts).map_err(io("creating", &artifacts))?;
-        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| RegistryError::Manifest {
-            path: format!("{scope}/{name} in the store"),
-            message: e.to_string(),
-        })?;
         for v in &manifest.versions {
             let path = artifacts.join(format!("{}.wasm", v.sha256));
             if path.exists() {
@@ -688,8 +725,45 @@ pub fn restore(
             }
         }
         write_atomic(&dir.join(format!("{name}.json")), &[bytes])?;
+        restored += 1;
     }
-    Ok(snapshot.manifests.len())
+    Ok(restored)
+}
+
+/// Store the registries of `local` (scope, name, manifest path) in an empty store.
+fn fill(
+    store: &dyn ModuleStore,
+    data_dir: &Path,
+    local: &[(String, String, PathBuf)],
+) -> Result<usize, RegistryError> {
+    for (scope, name, path) in local {
+        let text = std::fs::read(path).map_err(io("reading", path))?;
+        let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| RegistryError::Manifest {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        for v in &manifest.versions {
+            let wasm_path = data_dir.join(scope).join("artifacts").join(format!("{}.wasm", v.sha256));
+            match std::fs::read(&wasm_path) {
+                Ok(wasm) if sha256_hex(&wasm) == v.sha256 => store.put_blob(&v.sha256, &wasm)?,
+                _ => {
+                    tracing::warn!(%scope, module = %name, version = v.version, "no intact component to store for this version")
+                }
+            }
+        }
+        store.put_manifest(scope, name, &manifest_bytes(&manifest))?;
+        tracing::info!(%scope, module = %name, "stored a local module in the empty module store");
+    }
+    Ok(local.len())
+}
+
+/// The scopes registries have: `modules` (the translator's) and `transforms/<tenant>`.
+fn registry_scope(scope: &str) -> Result<(), RegistryError> {
+    match scope.split_once('/') {
+        None if scope == "modules" => Ok(()),
+        Some(("transforms", tenant)) if check_name(tenant).is_ok() => Ok(()),
+        _ => Err(RegistryError::InvalidName(scope.to_string())),
+    }
 }
 
 /// Say plainly what the bytes are when they are not a component (wasmparser's message is a dump).

@@ -11,7 +11,7 @@ use crate::storage::modules::sha256_hex;
 use crate::storage::{ModuleSnapshot, ModuleStore, StorageError};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -20,17 +20,35 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 enum ModuleRecord {
-    Chunk { sha256: String, index: u32, count: u32, data: String },
-    Manifest { scope: String, name: String, manifest: String },
-    Remove { scope: String, name: String },
+    /// Bytes `index * size ..` of a blob cut into `count` chunks of `size` bytes (the last one
+    /// shorter).
+    Chunk {
+        sha256: String,
+        size: u32,
+        index: u32,
+        count: u32,
+        data: String,
+    },
+    Manifest {
+        scope: String,
+        name: String,
+        manifest: String,
+    },
+    Remove {
+        scope: String,
+        name: String,
+    },
 }
 
 /// What the log says, as far as it has been read.
 #[derive(Default)]
 struct State {
     snapshot: ModuleSnapshot,
-    /// Blobs still missing chunks: sha256 → chunks by index.
-    partial: HashMap<String, Vec<Option<Vec<u8>>>>,
+    /// The blobs read whole, handed over by `snapshot` or not.
+    stored: HashSet<String>,
+    /// Blobs still missing chunks: (sha256, chunk size) → chunks by index. Hosts configured
+    /// with different message sizes cut the same blob differently.
+    partial: HashMap<(String, u32), Vec<Option<Vec<u8>>>>,
 }
 
 impl State {
@@ -42,24 +60,29 @@ impl State {
             ModuleRecord::Remove { scope, name } => {
                 self.snapshot.manifests.remove(&(scope, name));
             }
-            ModuleRecord::Chunk { sha256, index, count, data } => {
-                if self.snapshot.blobs.contains_key(&sha256) || index >= count || count > 1 << 16 {
+            ModuleRecord::Chunk { sha256, size, index, count, data } => {
+                if self.stored.contains(&sha256) || index >= count || count > 1 << 16 {
                     return;
                 }
                 let Ok(data) = B64.decode(data) else {
                     tracing::warn!(sha256, "skipping a module chunk that is not base64");
                     return;
                 };
-                let chunks = self.partial.entry(sha256.clone()).or_default();
+                let key = (sha256, size);
+                let chunks = self.partial.entry(key.clone()).or_default();
                 if chunks.len() != count as usize {
-                    // The first chunk seen of this blob, or a write cut into a different count.
+                    // The first chunk seen of this cut, or a write cut into a different count.
                     *chunks = vec![None; count as usize];
                 }
                 chunks[index as usize] = Some(data);
                 if chunks.iter().all(Option::is_some) {
-                    let chunks = self.partial.remove(&sha256).unwrap_or_default();
+                    let chunks = self.partial.remove(&key).unwrap_or_default();
                     let bytes: Vec<u8> = chunks.into_iter().flatten().flatten().collect();
+                    let (sha256, _) = key;
                     if sha256_hex(&bytes) == sha256 {
+                        // Other cuts of it are no longer needed.
+                        self.partial.retain(|(s, _), _| *s != sha256);
+                        self.stored.insert(sha256.clone());
                         self.snapshot.blobs.insert(sha256, bytes);
                     } else {
                         tracing::warn!(sha256, "a module blob in the log does not match its hash; ignored");
@@ -94,6 +117,14 @@ impl PulsarModules {
         Ok(PulsarModules { shared, log: Arc::new(tokio::sync::Mutex::new(log)), state, chunk_bytes })
     }
 
+    /// Read what other hosts appended.
+    fn catch_up(&self) -> Result<(), StorageError> {
+        let (log, state) = (self.log.clone(), self.state.clone());
+        self.shared
+            .bridge
+            .run(async move { log.lock().await.catch_up(|_, r: ModuleRecord| state.lock().apply(r)).await })
+    }
+
     /// Append `records` in order (each read back, with whatever other hosts appended before it).
     fn append(&self, records: Vec<ModuleRecord>) -> Result<(), StorageError> {
         let (log, state) = (self.log.clone(), self.state.clone());
@@ -109,28 +140,35 @@ impl PulsarModules {
 
 impl ModuleStore for PulsarModules {
     fn snapshot(&self) -> Result<ModuleSnapshot, StorageError> {
-        let (log, state) = (self.log.clone(), self.state.clone());
-        self.shared.bridge.run(async move {
-            log.lock().await.catch_up(|_, r: ModuleRecord| state.lock().apply(r)).await
-        })?;
-        Ok(self.state.lock().snapshot.clone())
+        self.catch_up()?;
+        let mut state = self.state.lock();
+        let blobs = std::mem::take(&mut state.snapshot.blobs);
+        Ok(ModuleSnapshot { manifests: state.snapshot.manifests.clone(), blobs })
+    }
+
+    fn manifest(&self, scope: &str, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.catch_up()?;
+        Ok(self.state.lock().snapshot.manifests.get(&(scope.to_string(), name.to_string())).cloned())
     }
 
     fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<(), StorageError> {
-        if self.state.lock().snapshot.blobs.contains_key(sha256) {
+        if self.state.lock().stored.contains(sha256) {
             return Ok(());
         }
         let count = bytes.len().div_ceil(self.chunk_bytes).max(1);
         let records = (0..count)
             .map(|i| ModuleRecord::Chunk {
                 sha256: sha256.to_string(),
+                size: self.chunk_bytes as u32,
                 index: i as u32,
                 count: count as u32,
                 data: B64.encode(&bytes[i * self.chunk_bytes..((i + 1) * self.chunk_bytes).min(bytes.len())]),
             })
             .collect();
         self.append(records)?;
-        if self.state.lock().snapshot.blobs.contains_key(sha256) {
+        let mut state = self.state.lock();
+        if state.stored.contains(sha256) {
+            state.snapshot.blobs.remove(sha256); // the registry has its own copy
             Ok(())
         } else {
             Err(StorageError::Unavailable(format!("module blob {sha256} did not read back whole")))
@@ -141,6 +179,11 @@ impl ModuleStore for PulsarModules {
         let manifest = String::from_utf8(manifest.to_vec()).map_err(|_| {
             StorageError::InvalidConfig(format!("the manifest of {scope}/{name} is not UTF-8"))
         })?;
+        // Escaped once more inside the record, it must fit one message.
+        let size = manifest.len() + manifest.len() / 4 + 1024;
+        if size > self.shared.max_payload {
+            return Err(StorageError::MessageTooLarge { size, max: self.shared.max_payload as u32 });
+        }
         self.append(vec![ModuleRecord::Manifest { scope: scope.into(), name: name.into(), manifest }])
     }
 
@@ -161,6 +204,7 @@ mod tests {
             .enumerate()
             .map(|(i, c)| ModuleRecord::Chunk {
                 sha256: sha256.clone(),
+                size: size as u32,
                 index: i as u32,
                 count,
                 data: B64.encode(c),
@@ -183,6 +227,19 @@ mod tests {
         state.apply(last);
         assert_eq!(state.snapshot.blobs[&sha], blob);
         assert!(state.partial.is_empty());
+
+        // Two hosts with different message sizes cut the same blob differently: the cuts are
+        // not mixed.
+        let other: Vec<u8> = (0..5000u32).map(|i| (i * 13) as u8).collect();
+        let mut small = chunks(&other, 2000);
+        let big = chunks(&other, 2500);
+        state.apply(small.remove(0));
+        state.apply(big[1].clone());
+        state.apply(small.remove(0));
+        assert!(!state.snapshot.blobs.contains_key(&sha256_hex(&other)));
+        state.apply(big[0].clone());
+        assert_eq!(state.snapshot.blobs[&sha256_hex(&other)], other);
+        assert!(state.partial.is_empty(), "the other cut is dropped once one is whole");
 
         // Chunks whose bytes do not match the hash they claim are ignored.
         let mut forged = chunks(b"evil", 2);

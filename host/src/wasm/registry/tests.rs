@@ -214,6 +214,10 @@ impl ModuleStore for MemoryStore {
         self.check()?;
         Ok(self.state.lock().clone())
     }
+    fn manifest(&self, scope: &str, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.check()?;
+        Ok(self.state.lock().manifests.get(&(scope.into(), name.into())).cloned())
+    }
     fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<(), StorageError> {
         self.check()?;
         self.state.lock().blobs.insert(sha256.into(), bytes.to_vec());
@@ -270,4 +274,26 @@ fn with_a_store_a_replacement_host_with_an_empty_directory_restores_the_registry
     assert!(registry.show("other").is_err(), "a removed module stays removed");
     registry.rollback("kafka", Some(2)).unwrap();
     assert_eq!(fx.active().0, 2, "version 2's component came from the store");
+
+    // Another host changes the manifest: this one refuses to overwrite it from its older state.
+    {
+        let mut state = store.state.lock();
+        let key = ("modules".to_string(), "kafka".to_string());
+        let mut m: serde_json::Value = serde_json::from_slice(&state.manifests[&key]).unwrap();
+        m["active"] = 1.into();
+        state.manifests.insert(key, serde_json::to_vec(&m).unwrap());
+    }
+    let err = registry.rollback("kafka", None).unwrap_err();
+    assert_eq!(err.http_status(), 409, "{err}");
+    assert!(err.to_string().contains("another host"), "{err}");
+    drop(registry);
+
+    // A host that kept its registry in data_dir before there was a store fills an empty one
+    // (and keeps its own manifests).
+    let empty = Arc::new(MemoryStore::default());
+    assert_eq!(restore(&*empty, fx.dir.path(), &["modules".to_string()]).unwrap(), 1);
+    let filled = empty.state.lock().clone();
+    assert!(filled.manifests.contains_key(&("modules".to_string(), "kafka".to_string())));
+    assert_eq!(filled.blobs.len(), 2, "both versions' components");
+    assert!(data.join("kafka.json").exists());
 }

@@ -41,7 +41,9 @@ impl Host {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(line) = text.lines().find(|l| l.contains("guise is serving Kafka")) {
+            // Whole lines only: the last one may be half written.
+            let mut lines = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+            if let Some(line) = lines.find(|l| l.contains("guise is serving Kafka")) {
                 let port = |key: &str| -> u16 {
                     let field = line.split_whitespace().find_map(|w| w.strip_prefix(key)).expect(line);
                     field.rsplit(':').next().unwrap().parse().expect(line)

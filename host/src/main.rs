@@ -130,6 +130,14 @@ struct ServeArgs {
     /// Where topics live: `embedded` or `pulsar://HOST:PORT` [default: embedded].
     #[arg(long)]
     storage: Option<String>,
+    /// With `pulsar://` storage: TENANT/NAMESPACE of the metadata logs [default: public/__guise].
+    /// (The auth token is only read from the config or GUISE_PULSAR_AUTH_TOKEN, not from the
+    /// command line, where other users could see it.)
+    #[arg(long)]
+    pulsar_metadata_namespace: Option<String>,
+    /// With `pulsar://` storage: the brokers' maxMessageSize in bytes [default: 5242880].
+    #[arg(long)]
+    pulsar_max_message_bytes: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -403,6 +411,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.storage {
         config.storage = v;
+    }
+    if let Some(v) = args.pulsar_metadata_namespace {
+        config.pulsar_metadata_namespace = v;
+    }
+    if let Some(v) = args.pulsar_max_message_bytes {
+        config.pulsar_max_message_bytes = v;
     }
     config.validate().context("invalid configuration")?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

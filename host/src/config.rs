@@ -35,6 +35,10 @@ pub struct Config {
     pub pulsar_addr: Option<String>,
     /// The `pulsar://HOST:PORT` LOOKUP answers with (default: the bound Pulsar address).
     pub advertised_pulsar_addr: Option<String>,
+    /// The tenants whose topics the Pulsar endpoint serves (empty: `tenant`, the Kafka
+    /// listener's). As with the tenants' Kafka listeners, who may reach the port decides who is
+    /// a tenant: the endpoint does not authenticate, so list only tenants that share it.
+    pub pulsar_tenants: Vec<String>,
     /// Where topics live: "embedded" (segment files in `data_dir`) or `pulsar://HOST:PORT`
     /// (an Apache Pulsar cluster, through the `pulsar` crate).
     pub storage: String,
@@ -145,6 +149,7 @@ impl Default for Config {
             admin_addr: "127.0.0.1:8080".into(),
             pulsar_addr: None,
             advertised_pulsar_addr: None,
+            pulsar_tenants: Vec::new(),
             storage: "embedded".into(),
             pulsar_metadata_namespace: "public/__guise".into(),
             pulsar_auth_token: None,

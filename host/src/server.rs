@@ -222,6 +222,11 @@ impl Server {
                     crate::pulsar::endpoint::EndpointConfig {
                         tenant: config.tenant.clone(),
                         namespace: config.namespace.clone(),
+                        tenants: if config.pulsar_tenants.is_empty() {
+                            vec![config.tenant.clone()]
+                        } else {
+                            config.pulsar_tenants.clone()
+                        },
                         service_url: format!("pulsar://{host}:{port}"),
                         max_message_size: config
                             .message_max_bytes

@@ -7,8 +7,8 @@ use futures::StreamExt;
 use guise_host::pulsar::frame::{FrameDecoder, encode_command, encode_payload};
 use guise_host::pulsar::proto::base_command::Type;
 use guise_host::pulsar::proto::{
-    BaseCommand, CommandConnect, CommandLookupTopic, CommandPartitionedTopicMetadata, CommandProducer,
-    CommandSend, MessageMetadata, ServerError,
+    BaseCommand, CommandConnect, CommandGetTopicsOfNamespace, CommandLookupTopic,
+    CommandPartitionedTopicMetadata, CommandProducer, CommandSend, MessageMetadata, ServerError,
 };
 use guise_tests::TestServer;
 use guise_tests::pulsar_py::scenario;
@@ -407,4 +407,86 @@ fn bad_frames_get_errors_and_close_only_their_connection() {
         Type::SendReceipt as i32,
         "the other connection still works"
     );
+}
+
+fn with_acme_listener(c: &mut guise_host::config::Config) {
+    c.listeners.push(guise_host::config::ListenerConfig {
+        addr: "127.0.0.1:0".into(),
+        tenant: "acme".into(),
+        advertised_addr: None,
+    });
+}
+
+/// The endpoint serves only the tenants it is given (by default the Kafka listener's, `public`):
+/// another tenant's topics get AuthorizationError, so a client that may reach the Pulsar port
+/// cannot use it to read or write a tenant whose Kafka listener it cannot reach. A listed tenant
+/// works with the pulsar crate, and its own Kafka listener reads what was produced.
+#[test]
+fn only_the_listed_tenants_are_served() {
+    let server = TestServer::start_with_pulsar(with_acme_listener);
+    let mut s = std::net::TcpStream::connect(server.pulsar_addr.unwrap()).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    connect(&mut s);
+    let lookup = BaseCommand {
+        r#type: Type::Lookup as i32,
+        lookup_topic: Some(CommandLookupTopic {
+            topic: "persistent://acme/default/orders".into(),
+            request_id: 1,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    s.write_all(&encode_command(&lookup)).unwrap();
+    let r = read_command(&mut s).unwrap().lookup_topic_response.unwrap();
+    assert_eq!(r.error, Some(ServerError::AuthorizationError as i32), "{r:?}");
+    let producer = |topic: &str, id: u64| BaseCommand {
+        r#type: Type::Producer as i32,
+        producer: Some(CommandProducer {
+            topic: topic.into(),
+            producer_id: id,
+            request_id: 10 + id,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    s.write_all(&encode_command(&producer("persistent://acme/default/orders", 1))).unwrap();
+    let r = read_command(&mut s).unwrap();
+    assert_eq!(r.error.map(|e| e.error), Some(ServerError::AuthorizationError as i32));
+    let list = BaseCommand {
+        r#type: Type::GetTopicsOfNamespace as i32,
+        get_topics_of_namespace: Some(CommandGetTopicsOfNamespace {
+            request_id: 3,
+            namespace: "acme/default".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    s.write_all(&encode_command(&list)).unwrap();
+    let r = read_command(&mut s).unwrap();
+    assert_eq!(r.error.map(|e| e.error), Some(ServerError::AuthorizationError as i32));
+    assert!(server.server().log.topics("acme", "default").is_empty(), "nothing was created for acme");
+    s.write_all(&encode_command(&producer("persistent://public/default/orders", 2))).unwrap();
+    assert_eq!(read_command(&mut s).unwrap().r#type, Type::ProducerSuccess as i32, "public is served");
+    drop(server);
+
+    let server = TestServer::start_with_pulsar(|c| {
+        with_acme_listener(c);
+        c.pulsar_tenants = vec!["public".into(), "acme".into()];
+    });
+    let acme = server.server().tenant_addrs[0].1.to_string();
+    rt().block_on(async {
+        use pulsar::{Pulsar, TokioExecutor};
+        let client: Pulsar<TokioExecutor> =
+            Pulsar::builder(server.pulsar_url(), TokioExecutor).build().await.unwrap();
+        let mut producer =
+            client.producer().with_topic("persistent://acme/default/orders").build().await.unwrap();
+        for i in 0..3 {
+            producer.send_non_blocking(format!("acme-{i}").into_bytes()).await.unwrap().await.unwrap();
+        }
+        let kafka = ClientBuilder::new(vec![acme]).build().await.unwrap();
+        let pc = kafka.partition_client("orders", 0, UnknownTopicHandling::Retry).await.unwrap();
+        let got: Vec<_> = fetch_all(&pc, 3).await.into_iter().map(|r| r.record.value.unwrap()).collect();
+        assert_eq!(got, [b"acme-0".to_vec(), b"acme-1".to_vec(), b"acme-2".to_vec()]);
+    });
+    assert!(server.server().log.topics("public", "default").iter().all(|t| t.name.topic != "orders"));
 }

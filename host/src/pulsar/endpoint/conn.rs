@@ -276,6 +276,10 @@ impl Conn {
             Type::GetTopicsOfNamespace => {
                 let g = cmd.get_topics_of_namespace.ok_or_else(missing)?;
                 let (tenant, ns) = g.namespace.split_once('/').unwrap_or((&self.ep.cfg.tenant, &g.namespace));
+                if let Err(e) = self.ep.serves(tenant) {
+                    self.error(g.request_id, e);
+                    return Ok(());
+                }
                 let mut topics = Vec::new();
                 for meta in self.ep.log.topics(tenant, ns) {
                     if meta.name.topic.starts_with("__") {

@@ -93,6 +93,8 @@ pub struct EndpointConfig {
     /// Tenant and namespace of short topic names (`my-topic`).
     pub tenant: String,
     pub namespace: String,
+    /// The tenants whose topics it serves; others get AuthorizationError.
+    pub tenants: Vec<String>,
     /// `pulsar://HOST:PORT`, what LOOKUP answers.
     pub service_url: String,
     /// CONNECTED's max_message_size: the largest message a client may send.
@@ -167,10 +169,24 @@ impl Endpoint {
         while conns.join_next().await.is_some() {}
     }
 
-    fn parse(&self, name: &str) -> Result<topic::PulsarTopic, TopicError> {
-        topic::parse(name, &self.cfg.tenant, &self.cfg.namespace).map_err(|message| TopicError {
+    pub fn parse(&self, name: &str) -> Result<topic::PulsarTopic, TopicError> {
+        let t = topic::parse(name, &self.cfg.tenant, &self.cfg.namespace).map_err(|message| TopicError {
             error: crate::pulsar::proto::ServerError::InvalidTopicName,
             message,
+        })?;
+        self.serves(&t.base.tenant)?;
+        Ok(t)
+    }
+
+    /// Whether this endpoint serves `tenant`'s topics (`pulsar_tenants`).
+    pub fn serves(&self, tenant: &str) -> Result<(), TopicError> {
+        if self.cfg.tenants.iter().any(|t| t == tenant) {
+            return Ok(());
+        }
+        tracing::debug!(tenant, "refused: a tenant this Pulsar endpoint does not serve");
+        Err(TopicError {
+            error: crate::pulsar::proto::ServerError::AuthorizationError,
+            message: format!("tenant {tenant:?} is not served on this endpoint (pulsar_tenants)"),
         })
     }
 

@@ -49,6 +49,16 @@ pub fn validate_partitions(partitions: i32) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// CreatePartitions' check: a topic of `current` partitions may grow to `total`.
+pub fn validate_growth(current: i32, total: i32) -> Result<(), StorageError> {
+    if total <= current {
+        return Err(StorageError::InvalidPartitions(format!(
+            "topic currently has {current} partitions, which is higher than or equal to the requested {total}"
+        )));
+    }
+    validate_partitions(total)
+}
+
 /// A tenant or namespace: used as one directory name, so it must be a plain path component.
 pub(crate) fn validate_path_component(what: &str, value: &str) -> Result<(), StorageError> {
     let ok = !value.is_empty()

@@ -24,7 +24,7 @@ mod store;
 mod tests;
 
 use crate::storage::batch;
-use crate::storage::names::{collides, validate_full_name, validate_partitions};
+use crate::storage::names::{collides, validate_full_name, validate_growth, validate_partitions};
 use crate::storage::producers::ProducerEpochs;
 use crate::storage::{
     AppendInfo, FsyncPolicy, Log, LogDefaults, ReadResult, StorageError, TopicConfig, TopicMeta, TopicName,
@@ -239,12 +239,7 @@ impl Log for EmbeddedLog {
         let _admin = self.admin.lock();
         let topic = self.get(name).ok_or(StorageError::UnknownTopicOrPartition)?;
         let current = topic.meta.partitions;
-        if total <= current {
-            return Err(StorageError::InvalidPartitions(format!(
-                "topic currently has {current} partitions, which is higher than or equal to the requested {total}"
-            )));
-        }
-        validate_partitions(total)?;
+        validate_growth(current, total)?;
         if validate_only {
             return Ok(());
         }

@@ -10,7 +10,7 @@ use super::index::MsgId;
 use super::partition::subscribe_retention;
 use super::props;
 use super::reader::{End, Follower, PREFETCH};
-use crate::storage::names::validate_partitions;
+use crate::storage::names::{validate_growth, validate_partitions};
 use crate::storage::{LogDefaults, StorageError, TopicConfig, TopicMeta, TopicName};
 use ::pulsar::producer::Message;
 use ::pulsar::{Consumer, Producer, ProducerOptions, TokioExecutor};
@@ -75,9 +75,7 @@ impl Catalog {
                 let name = TopicName::new(tenant, namespace, topic);
                 match self.topics.get_mut(&name) {
                     Some(t)
-                        if t.id.to_string() == *id
-                            && *partitions > t.partitions
-                            && validate_partitions(*partitions).is_ok() =>
+                        if t.id.to_string() == *id && validate_growth(t.partitions, *partitions).is_ok() =>
                     {
                         t.partitions = *partitions;
                         true

@@ -45,7 +45,7 @@ mod props;
 mod reader;
 
 use crate::storage::batch;
-use crate::storage::names::{collides, validate_full_name, validate_partitions};
+use crate::storage::names::{collides, validate_full_name, validate_growth, validate_partitions};
 use crate::storage::{AppendInfo, Log, LogDefaults, ReadResult, StorageError, TopicMeta, TopicName};
 use client::Bridge;
 use meta::{Catalog, ID_BLOCK, IdBlocks, IdClaim, MetaLog, TopicRecord};
@@ -397,13 +397,7 @@ impl Log for PulsarLog {
         self.sync_catalog()?;
         let meta =
             self.catalog.read().topics.get(name).cloned().ok_or(StorageError::UnknownTopicOrPartition)?;
-        if total <= meta.partitions {
-            return Err(StorageError::InvalidPartitions(format!(
-                "topic currently has {} partitions, which is higher than or equal to the requested {total}",
-                meta.partitions
-            )));
-        }
-        validate_partitions(total)?;
+        validate_growth(meta.partitions, total)?;
         if validate_only {
             return Ok(());
         }

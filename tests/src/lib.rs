@@ -8,6 +8,8 @@ pub mod wire;
 
 use guise_host::config::Config;
 use guise_host::server::Server;
+use guise_host::storage::batch::BatchHeader;
+use guise_host::storage::{TopicName, records};
 use std::net::SocketAddr;
 use std::sync::Once;
 
@@ -96,6 +98,28 @@ impl TestServer {
     /// The host's runtime (for the server's own state, e.g. metrics).
     pub fn server(&self) -> &Server {
         self.server.as_ref().expect("running")
+    }
+
+    /// Every record stored in partition `partition` of `name`, read from the log itself, with
+    /// the number of the stored batch it is in (0 for the first batch read); nothing when the
+    /// topic does not exist.
+    pub fn stored(&self, name: &TopicName, partition: i32) -> Vec<(usize, records::Record)> {
+        let log = &self.server().log;
+        let Some(_) = log.topic(name) else { return Vec::new() };
+        let (mut offset, end) = log.offsets(name, partition).expect("offsets");
+        let (mut out, mut batch_no) = (Vec::new(), 0);
+        while offset < end {
+            let mut bytes =
+                log.read(name, partition, offset, 1 << 20, true).expect("read").records.expect("records");
+            while !bytes.is_empty() {
+                let header = BatchHeader::parse(&bytes).expect("a stored batch");
+                let batch = records::decode(&bytes.split_to(header.size()), 64 << 20).expect("decodes");
+                out.extend(batch.records.into_iter().map(|r| (batch_no, r)));
+                batch_no += 1;
+                offset = header.next_offset();
+            }
+        }
+        out
     }
 
     /// Stop cleanly and start again on the same data directory and the same Kafka address (so

@@ -51,26 +51,7 @@ fn record(i: usize) -> Record {
 
 /// Every record of a partition, read straight from the log (with the batch each came in).
 fn stored(server: &TestServer, tenant: &str, topic: &str, partition: i32) -> Vec<(usize, records::Record)> {
-    let log = &server.server().log;
-    let name = TopicName::new(tenant, "default", topic);
-    let Some(_) = log.topic(&name) else { return Vec::new() };
-    let (_, end) = log.offsets(&name, partition).unwrap();
-    let mut out = Vec::new();
-    let (mut offset, mut batch_no) = (0, 0);
-    while offset < end {
-        let r = log.read(&name, partition, offset, 1 << 20, true).unwrap();
-        let bytes = r.records.unwrap();
-        let mut at = 0;
-        while at < bytes.len() {
-            let h = guise_host::storage::batch::BatchHeader::parse(&bytes[at..]).unwrap();
-            let d = records::decode(&bytes[at..at + h.size()], 64 << 20).unwrap();
-            out.extend(d.records.into_iter().map(|r| (batch_no, r)));
-            batch_no += 1;
-            offset = h.next_offset();
-            at += h.size();
-        }
-    }
-    out
+    server.stored(&TopicName::new(tenant, "default", topic), partition)
 }
 
 fn header<'a>(r: &'a records::Record, key: &str) -> Option<&'a str> {

@@ -537,6 +537,7 @@ impl Transforms {
 
     /// A produce to `tenant`'s `topic` (named `name` in the log): through the transform bound to
     /// it, or, for topics without one, the bytes as they are to the log (the zero-copy path).
+    /// Transforms are bound to topics of the host's namespace; a Pulsar client may name others.
     pub fn append(
         &self,
         tenant: &str,
@@ -544,7 +545,8 @@ impl Transforms {
         partition: i32,
         records: bytes::Bytes,
     ) -> Result<AppendInfo, StorageError> {
-        match self.binding(tenant, &name.topic) {
+        let bound = name.namespace == self.shared.cfg.namespace;
+        match self.binding(tenant, &name.topic).filter(|_| bound) {
             Some(binding) => self.apply(&binding, name, partition, records),
             None => self.shared.log.append(name, partition, records),
         }

@@ -461,14 +461,8 @@ impl Conn {
             }
         };
         let (topic, p) = (&partition.0, partition.1);
-        let appended: Result<AppendInfo, StorageError> = tokio::task::block_in_place(|| {
-            // Transforms are bound to topics of the host's namespace.
-            if topic.namespace == self.ep.cfg.namespace {
-                self.ep.transforms.append(&topic.tenant, topic, p, batch.into())
-            } else {
-                self.ep.log.append(topic, p, batch.into())
-            }
-        });
+        let appended: Result<AppendInfo, StorageError> =
+            tokio::task::block_in_place(|| self.ep.transforms.append(&topic.tenant, topic, p, batch.into()));
         match appended {
             Ok(info) => self.send(
                 Type::SendReceipt,

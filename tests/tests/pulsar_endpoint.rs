@@ -419,10 +419,11 @@ fn with_acme_listener(c: &mut guise_host::config::Config) {
 
 /// The endpoint serves only the tenants it is given (by default the Kafka listener's, `public`):
 /// another tenant's topics get AuthorizationError, so a client that may reach the Pulsar port
-/// cannot use it to read or write a tenant whose Kafka listener it cannot reach. A listed tenant
-/// works with the pulsar crate, and its own Kafka listener reads what was produced.
+/// cannot use it to read or write a tenant whose Kafka listener it cannot reach; the host's
+/// internal topics get NotAllowedError. A listed tenant works with the pulsar crate, and its own
+/// Kafka listener reads what was produced.
 #[test]
-fn only_the_listed_tenants_are_served() {
+fn only_the_listed_tenants_and_no_internal_topics_are_served() {
     let server = TestServer::start_with_pulsar(with_acme_listener);
     let mut s = std::net::TcpStream::connect(server.pulsar_addr.unwrap()).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
@@ -465,6 +466,15 @@ fn only_the_listed_tenants_are_served() {
     let r = read_command(&mut s).unwrap();
     assert_eq!(r.error.map(|e| e.error), Some(ServerError::AuthorizationError as i32));
     assert!(server.server().log.topics("acme", "default").is_empty(), "nothing was created for acme");
+    // The host's internal topics are not a Pulsar client's to write (or to create).
+    for (id, topic) in
+        [(3, "__consumer_offsets"), (4, "__pulsar_cursors"), (5, "__pulsar_cursors-partition-0")]
+    {
+        s.write_all(&encode_command(&producer(&format!("persistent://public/default/{topic}"), id))).unwrap();
+        let r = read_command(&mut s).unwrap();
+        assert_eq!(r.error.map(|e| e.error), Some(ServerError::NotAllowedError as i32), "{topic}");
+    }
+    assert!(server.server().log.topics("public", "default").is_empty(), "nothing was created");
     s.write_all(&encode_command(&producer("persistent://public/default/orders", 2))).unwrap();
     assert_eq!(read_command(&mut s).unwrap().r#type, Type::ProducerSuccess as i32, "public is served");
     drop(server);

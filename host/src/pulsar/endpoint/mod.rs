@@ -175,7 +175,22 @@ impl Endpoint {
             message,
         })?;
         self.serves(&t.base.tenant)?;
+        if self.internal(&t.base) {
+            tracing::info!(topic = %t.base, "refused a Pulsar client the internal topic");
+            return Err(TopicError {
+                error: crate::pulsar::proto::ServerError::NotAllowedError,
+                message: format!("{name} is internal to the host"),
+            });
+        }
         Ok(t)
+    }
+
+    /// Topics only the host uses: the coordinator's offsets topic (in the host's namespace) and
+    /// the durable cursors (in every namespace). A client could corrupt every group's offsets or
+    /// every subscription's cursor through them, or create them with the wrong configs.
+    fn internal(&self, t: &TopicName) -> bool {
+        t.topic == cursors::CURSORS_TOPIC
+            || (t.topic == crate::coord::OFFSETS_TOPIC && t.namespace == self.cfg.namespace)
     }
 
     /// Whether this endpoint serves `tenant`'s topics (`pulsar_tenants`).

@@ -202,8 +202,8 @@ def subscriptions(url, topic, total):
 
 
 def access_modes(url, topic):
-    """Exclusive refuses other producers; WaitForExclusive waits for the topic;
-    ExclusiveWithFencing takes it."""
+    """Exclusive refuses another Exclusive and a Shared producer; ExclusiveWithFencing takes
+    the topic and the old producer's sends fail. (WaitForExclusive has a unit test only.)"""
     c = client(url)
     a = c.create_producer(topic, access_mode=pulsar.ProducerAccessMode.Exclusive)
     refusals = 0

@@ -49,20 +49,39 @@ pub async fn serve(
     let (mut rd, mut wr) = stream.into_split();
     let (out, mut rx) = Outbox::new();
     let writer = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        while let Some(frame) = rx.recv().await {
-            buf.clear();
-            buf.extend_from_slice(&frame);
-            while buf.len() < 256 * 1024 {
-                match rx.try_recv() {
-                    Some(more) => buf.extend_from_slice(&more),
+        // Small frames queued together go out in one write; a large one (a MESSAGE with a
+        // whole batch) is written from its own buffer, not copied.
+        const LARGE: usize = 64 * 1024;
+        let (mut buf, mut next) = (Vec::new(), None);
+        loop {
+            let frame = match next.take() {
+                Some(f) => f,
+                None => match rx.recv().await {
+                    Some(f) => f,
                     None => break,
+                },
+            };
+            let bytes: &[u8] = if frame.len() >= LARGE {
+                &frame
+            } else {
+                buf.clear();
+                buf.extend_from_slice(&frame);
+                while buf.len() < 256 * 1024 {
+                    match rx.try_recv() {
+                        Some(more) if more.len() >= LARGE => {
+                            next = Some(more);
+                            break;
+                        }
+                        Some(more) => buf.extend_from_slice(&more),
+                        None => break,
+                    }
                 }
-            }
-            if wr.write_all(&buf).await.is_err() {
+                &buf
+            };
+            if wr.write_all(bytes).await.is_err() {
                 break;
             }
-            rx.written(buf.len());
+            rx.written(bytes.len());
         }
     });
     let max_frame = ep.cfg.max_message_size.saturating_add(64 * 1024);

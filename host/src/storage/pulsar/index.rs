@@ -231,10 +231,8 @@ impl Recovery {
                     Ok(b) if b.len() == 1 => b[0].header,
                     _ => return Seen::Corrupt,
                 };
+                // (Props::parse keeps `last` at most MAX_LAST, so `last + 1` is an offset.)
                 if header.base_offset != base || header.last_offset() != last {
-                    return Seen::Corrupt;
-                }
-                if last == i64::MAX {
                     return Seen::Corrupt;
                 }
                 self.max_epoch = props.epoch;
@@ -261,9 +259,6 @@ impl Recovery {
                         base_sequence: batch.base_sequence,
                     }),
                 };
-                if batch.last == i64::MAX {
-                    return Seen::Corrupt;
-                }
                 self.max_epoch = props.epoch;
                 if batch.messages() == 1 {
                     return self.push(entry);

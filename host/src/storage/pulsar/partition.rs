@@ -93,10 +93,9 @@ pub struct Partition {
 
 #[derive(Default)]
 struct State {
-    open: bool,
     /// Why this host lost the partition, once it did.
     lost: Option<String>,
-    /// The epoch of this host's last fence marker, once it took the partition.
+    /// The epoch of this host's last fence marker, once it took the partition (Some: open).
     epoch: Option<u64>,
     closed: bool,
     entries: VecDeque<IndexEntry>,
@@ -166,7 +165,7 @@ impl Partition {
         if let Some(why) = &s.lost {
             return Err(lost_error(why));
         }
-        Ok(s.open)
+        Ok(s.epoch.is_some())
     }
 
     /// Mark ownership lost (logged once) and return the error to answer with.
@@ -294,7 +293,6 @@ impl Partition {
             s.high_watermark = recovered.next_offset;
             s.cache.clear();
             s.cache_bytes = 0;
-            s.open = true;
             s.epoch = Some(epoch);
         }
         self.hwm.send_replace(recovered.next_offset);

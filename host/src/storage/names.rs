@@ -83,9 +83,28 @@ pub(crate) fn validate_full_name(name: &TopicName) -> Result<(), StorageError> {
     validate_topic_name(&name.topic)
 }
 
+/// CreateTopics' check of `topic` against the topics of its tenant and namespace: it must be
+/// new, and must not collide with one of them.
+pub fn check_new_topic<'a>(
+    topic: &str,
+    existing: impl IntoIterator<Item = &'a str>,
+) -> Result<(), StorageError> {
+    for other in existing {
+        if other == topic {
+            return Err(StorageError::TopicAlreadyExists(topic.to_string()));
+        }
+        if collides(other, topic) {
+            return Err(StorageError::InvalidTopic(format!(
+                "topic '{topic}' collides with existing topic '{other}' ('.' and '_' are the same in metric names)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Kafka's collision rule: '.' and '_' are the same in metric names, so `a.b` and `a_b` cannot
 /// both exist.
-pub(crate) fn collides(a: &str, b: &str) -> bool {
+fn collides(a: &str, b: &str) -> bool {
     a != b && a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
 }
 

@@ -24,7 +24,7 @@ mod store;
 mod tests;
 
 use crate::storage::batch;
-use crate::storage::names::{collides, validate_full_name, validate_growth, validate_partitions};
+use crate::storage::names::{check_new_topic, validate_full_name, validate_growth, validate_partitions};
 use crate::storage::producers::ProducerEpochs;
 use crate::storage::{
     AppendInfo, FsyncPolicy, Log, LogDefaults, ReadResult, StorageError, TopicConfig, TopicMeta, TopicName,
@@ -179,19 +179,8 @@ impl Log for EmbeddedLog {
         validate_partitions(partitions)?;
         let config = TopicConfig::from_pairs(&self.defaults, config)?;
         let _admin = self.admin.lock();
-        if self.topics.read().contains_key(name) {
-            return Err(StorageError::TopicAlreadyExists(name.topic.clone()));
-        }
-        if let Some(other) = self
-            .in_namespace(&name.tenant, &name.namespace)
-            .iter()
-            .find(|t| collides(&t.meta.name.topic, &name.topic))
-        {
-            return Err(StorageError::InvalidTopic(format!(
-                "topic '{}' collides with existing topic '{}' ('.' and '_' are the same in metric names)",
-                name.topic, other.meta.name.topic
-            )));
-        }
+        let siblings = self.in_namespace(&name.tenant, &name.namespace);
+        check_new_topic(&name.topic, siblings.iter().map(|t| t.meta.name.topic.as_str()))?;
         let mut meta = TopicMeta { name: name.clone(), id: uuid::Uuid::nil(), partitions, config };
         if validate_only {
             return Ok(meta);

@@ -45,7 +45,7 @@ mod props;
 mod reader;
 
 use crate::storage::batch;
-use crate::storage::names::{collides, validate_full_name, validate_growth, validate_partitions};
+use crate::storage::names::{check_new_topic, validate_full_name, validate_growth, validate_partitions};
 use crate::storage::{AppendInfo, Log, LogDefaults, ReadResult, StorageError, TopicMeta, TopicName};
 use client::Bridge;
 use meta::{Catalog, ID_BLOCK, IdBlocks, IdClaim, MetaLog, TopicRecord};
@@ -326,20 +326,8 @@ impl Log for PulsarLog {
         let parsed = crate::storage::TopicConfig::from_pairs(&self.defaults, config)?;
         let _admin = self.admin.lock();
         self.sync_catalog()?;
-        {
-            let catalog = self.catalog.read();
-            if catalog.topics.contains_key(name) {
-                return Err(StorageError::TopicAlreadyExists(name.topic.clone()));
-            }
-            if let Some(other) = catalog.topics.keys().find(|n| {
-                n.tenant == name.tenant && n.namespace == name.namespace && collides(&n.topic, &name.topic)
-            }) {
-                return Err(StorageError::InvalidTopic(format!(
-                    "topic '{}' collides with existing topic '{}' ('.' and '_' are the same in metric names)",
-                    name.topic, other.topic
-                )));
-            }
-        }
+        let siblings = self.topics(&name.tenant, &name.namespace);
+        check_new_topic(&name.topic, siblings.iter().map(|t| t.name.topic.as_str()))?;
         let mut meta = TopicMeta { name: name.clone(), id: uuid::Uuid::nil(), partitions, config: parsed };
         if validate_only {
             return Ok(meta);

@@ -106,15 +106,16 @@ impl PulsarModules {
     pub(super) fn open(shared: Arc<Shared>, client: Client, namespace: &str) -> Result<Self, StorageError> {
         let topic = format!("persistent://{namespace}/modules");
         let handle = shared.bridge.handle().clone();
-        let state: Arc<parking_lot::Mutex<State>> = Arc::default();
-        let s = state.clone();
-        let log = shared.bridge.run(async move {
-            let mut log = MetaLog::open(&client, &handle, topic).await?;
-            log.catch_up(|_, r: ModuleRecord| s.lock().apply(r)).await?;
-            Ok(log)
-        })?;
+        let log = shared.bridge.run(async move { MetaLog::open(&client, &handle, topic).await })?;
         let chunk_bytes = (shared.max_payload.saturating_sub(1024) / 4 * 3).clamp(1024, 1 << 20);
-        Ok(PulsarModules { shared, log: Arc::new(tokio::sync::Mutex::new(log)), state, chunk_bytes })
+        let modules = PulsarModules {
+            shared,
+            log: Arc::new(tokio::sync::Mutex::new(log)),
+            state: Arc::default(),
+            chunk_bytes,
+        };
+        modules.catch_up()?;
+        Ok(modules)
     }
 
     /// Read what other hosts appended.

@@ -378,7 +378,7 @@ impl Config {
     /// The transforms service's settings.
     pub fn transforms_config(&self) -> crate::transform::TransformsConfig {
         crate::transform::TransformsConfig {
-            dir: Some(self.data_dir.join("transforms")),
+            dir: Some(self.data_dir.join(crate::wasm::registry::TRANSFORMS_DIR)),
             namespace: self.namespace.clone(),
             max_module_bytes: self.module_max_bytes,
             keep_versions: self.module_keep_versions,
@@ -419,9 +419,11 @@ mod tests {
             ("GUISE_AUTO_CREATE_TOPICS".to_string(), "false".to_string()),
             ("GUISE_DATA_DIR".to_string(), "/tmp/x y".to_string()),
             ("GUISE_GUEST_TARGET_DIR".to_string(), "ignored".to_string()),
+            ("GUISE_PULSAR_TENANTS".to_string(), r#"["public","acme"]"#.to_string()),
             ("OTHER".to_string(), "ignored".to_string()),
         ];
         let c = Config::load(Some(f.path()), env).unwrap();
+        assert_eq!(c.pulsar_tenants, ["public", "acme"], "a TOML list, as the README shows");
         assert_eq!(c.default_partitions, 5);
         assert_eq!(c.kafka_addr, "127.0.0.1:1234");
         assert!(!c.auto_create_topics);

@@ -8,7 +8,7 @@ use crate::storage::embedded::EmbeddedLog;
 use crate::storage::pulsar::{PulsarLog, PulsarSettings};
 use crate::storage::{FsyncPolicy, Log, LogDefaults, StorageError};
 use crate::transform::Transforms;
-use crate::wasm::registry::{StoreLink, restore};
+use crate::wasm::registry::{StoreLink, TRANSLATOR_SCOPE, restore};
 use crate::wasm::{
     DEFAULT_TRANSLATOR, GuestLimits, HostContext, Registry, RegistryConfig, RegistryError, Runtime, WasmError,
 };
@@ -160,23 +160,17 @@ impl Server {
         };
         if let Some(store) = log.module_store() {
             // The backend keeps the registries: this host's directories are a cache of them.
-            let mut local = vec!["modules".to_string()];
-            if let Ok(tenants) = std::fs::read_dir(config.data_dir.join("transforms")) {
-                local.extend(
-                    tenants.flatten().map(|t| format!("transforms/{}", t.file_name().to_string_lossy())),
-                );
-            }
-            let n = restore(&*store, &config.data_dir, &local)?;
+            let n = restore(&*store, &config.data_dir)?;
             tracing::info!(modules = n, "restored the module registries from the storage backend");
         }
         let started = std::time::Instant::now();
         let runtime = Arc::new(Runtime::empty(ctx, limits)?);
         let registry = Arc::new(Registry::open(
             RegistryConfig {
-                dir: config.data_dir.join("modules"),
+                dir: config.data_dir.join(TRANSLATOR_SCOPE),
                 max_module_bytes: config.module_max_bytes,
                 keep_versions: config.module_keep_versions,
-                store: log.module_store().map(|store| StoreLink { store, scope: "modules".into() }),
+                store: log.module_store().map(|store| StoreLink { store, scope: TRANSLATOR_SCOPE.into() }),
             },
             runtime.clone(),
             &config.translator_module,

@@ -16,7 +16,7 @@ mod apply;
 mod tests;
 
 use crate::storage::{AppendInfo, Log, StorageError, TopicName, validate_topic_name};
-use crate::wasm::registry::{Activation, Slot, StoreLink};
+use crate::wasm::registry::{Activation, Slot, StoreLink, transform_scope};
 use crate::wasm::{
     Compiler, ModuleId, ModuleStats, ModuleView, Registry, RegistryConfig, RegistryError, TransformEngine,
     TransformLimits, TransformModule, WasmError,
@@ -454,7 +454,7 @@ impl Transforms {
                 .shared
                 .log
                 .module_store()
-                .map(|store| StoreLink { store, scope: format!("transforms/{tenant}") }),
+                .map(|store| StoreLink { store, scope: transform_scope(tenant) }),
         };
         let slot = Arc::new(TenantSlot { tenant: tenant.to_string(), shared: self.shared.clone() });
         let registry = Arc::new(Registry::open_with(cfg, compiler.clone(), slot)?);

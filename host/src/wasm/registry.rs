@@ -108,6 +108,16 @@ impl std::fmt::Debug for StoreLink {
     }
 }
 
+/// The translator registry's scope, and its directory under `data_dir`.
+pub const TRANSLATOR_SCOPE: &str = "modules";
+/// The directory under `data_dir` of the tenants' transform registries, one per tenant.
+pub const TRANSFORMS_DIR: &str = "transforms";
+
+/// The scope (and directory under `data_dir`) of `tenant`'s transform registry.
+pub fn transform_scope(tenant: &str) -> String {
+    format!("{TRANSFORMS_DIR}/{tenant}")
+}
+
 /// Makes a prepared version the running one (a swap).
 pub type Activation = Box<dyn FnOnce() + Send>;
 
@@ -663,20 +673,19 @@ fn manifest_bytes(manifest: &Manifest) -> Vec<u8> {
 }
 
 /// Make the registries under `data_dir` what `store` holds, before they open: each manifest it
-/// has is written to `data_dir/<scope>/` with the components its versions use, and the
-/// manifests of `local_scopes` (the registry directories present) that it does not have are
-/// removed. A store that holds nothing yet while `local_scopes` have manifests (a host that
-/// kept its registries in `data_dir` before) is filled from them instead. A manifest the
-/// store holds that is not a registry's is skipped with a warning. Returns how many
-/// manifests the registries have.
-pub fn restore(
-    store: &dyn ModuleStore,
-    data_dir: &Path,
-    local_scopes: &[String],
-) -> Result<usize, RegistryError> {
+/// has is written to `data_dir/<scope>/` with the components its versions use, and the local
+/// manifests it does not have are removed. A store that holds nothing yet while `data_dir` has
+/// manifests (a host that kept its registries there before) is filled from them instead. A
+/// manifest the store holds that is not a registry's is skipped with a warning. Returns how
+/// many manifests the registries have.
+pub fn restore(store: &dyn ModuleStore, data_dir: &Path) -> Result<usize, RegistryError> {
     let snapshot = store.snapshot()?;
+    let mut local_scopes = vec![TRANSLATOR_SCOPE.to_string()];
+    if let Ok(tenants) = std::fs::read_dir(data_dir.join(TRANSFORMS_DIR)) {
+        local_scopes.extend(tenants.flatten().map(|t| transform_scope(&t.file_name().to_string_lossy())));
+    }
     let mut local = Vec::new();
-    for scope in local_scopes {
+    for scope in &local_scopes {
         let dir = data_dir.join(scope);
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for path in entries.flatten().map(|e| e.path()) {
@@ -760,8 +769,8 @@ fn fill(
 /// The scopes registries have: `modules` (the translator's) and `transforms/<tenant>`.
 fn registry_scope(scope: &str) -> Result<(), RegistryError> {
     match scope.split_once('/') {
-        None if scope == "modules" => Ok(()),
-        Some(("transforms", tenant)) if check_name(tenant).is_ok() => Ok(()),
+        None if scope == TRANSLATOR_SCOPE => Ok(()),
+        Some((TRANSFORMS_DIR, tenant)) if check_name(tenant).is_ok() => Ok(()),
         _ => Err(RegistryError::InvalidName(scope.to_string())),
     }
 }

@@ -264,7 +264,7 @@ fn with_a_store_a_replacement_host_with_an_empty_directory_restores_the_registry
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("stale.json"), b"{}").unwrap();
     fx.restart();
-    let n = restore(&*store, fx.dir.path(), &["modules".to_string()]).unwrap();
+    let n = restore(&*store, fx.dir.path()).unwrap();
     assert_eq!(n, 1);
     assert!(!data.join("stale.json").exists());
     let registry = fx.open(10, DEFAULT_TRANSLATOR);
@@ -291,7 +291,7 @@ fn with_a_store_a_replacement_host_with_an_empty_directory_restores_the_registry
     // A host that kept its registry in data_dir before there was a store fills an empty one
     // (and keeps its own manifests).
     let empty = Arc::new(MemoryStore::default());
-    assert_eq!(restore(&*empty, fx.dir.path(), &["modules".to_string()]).unwrap(), 1);
+    assert_eq!(restore(&*empty, fx.dir.path()).unwrap(), 1);
     let filled = empty.state.lock().clone();
     assert!(filled.manifests.contains_key(&("modules".to_string(), "kafka".to_string())));
     assert_eq!(filled.blobs.len(), 2, "both versions' components");

@@ -3,11 +3,12 @@
 /// A Kafka error code (the protocol's int16).
 pub type ErrorCode = i16;
 
-/// Kafka error codes a translator commonly returns.
+/// Kafka's error codes (`org.apache.kafka.common.protocol.Errors`), the ones Guise answers with:
+/// the one table the host, this SDK and the translator all use.
 pub mod error {
     use super::ErrorCode;
-    pub const NONE: ErrorCode = 0;
     pub const UNKNOWN_SERVER_ERROR: ErrorCode = -1;
+    pub const NONE: ErrorCode = 0;
     pub const OFFSET_OUT_OF_RANGE: ErrorCode = 1;
     pub const CORRUPT_MESSAGE: ErrorCode = 2;
     pub const UNKNOWN_TOPIC_OR_PARTITION: ErrorCode = 3;
@@ -29,24 +30,30 @@ pub mod error {
     pub const UNKNOWN_MEMBER_ID: ErrorCode = 25;
     pub const INVALID_SESSION_TIMEOUT: ErrorCode = 26;
     pub const REBALANCE_IN_PROGRESS: ErrorCode = 27;
+    pub const INVALID_COMMIT_OFFSET_SIZE: ErrorCode = 28;
     pub const UNSUPPORTED_VERSION: ErrorCode = 35;
     pub const TOPIC_ALREADY_EXISTS: ErrorCode = 36;
     pub const INVALID_PARTITIONS: ErrorCode = 37;
     pub const INVALID_REPLICATION_FACTOR: ErrorCode = 38;
-    pub const INVALID_REQUEST: ErrorCode = 42;
+    pub const INVALID_REPLICA_ASSIGNMENT: ErrorCode = 39;
     pub const INVALID_CONFIG: ErrorCode = 40;
+    pub const INVALID_REQUEST: ErrorCode = 42;
     pub const POLICY_VIOLATION: ErrorCode = 44;
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: ErrorCode = 45;
     pub const DUPLICATE_SEQUENCE_NUMBER: ErrorCode = 46;
     pub const INVALID_PRODUCER_EPOCH: ErrorCode = 47;
+    pub const INVALID_TXN_STATE: ErrorCode = 48;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: ErrorCode = 53;
     pub const KAFKA_STORAGE_ERROR: ErrorCode = 56;
     pub const UNKNOWN_PRODUCER_ID: ErrorCode = 59;
     pub const NON_EMPTY_GROUP: ErrorCode = 68;
     pub const GROUP_ID_NOT_FOUND: ErrorCode = 69;
+    pub const FETCH_SESSION_ID_NOT_FOUND: ErrorCode = 70;
+    pub const UNSUPPORTED_COMPRESSION_TYPE: ErrorCode = 76;
     pub const MEMBER_ID_REQUIRED: ErrorCode = 79;
     pub const FENCED_INSTANCE_ID: ErrorCode = 82;
     pub const GROUP_SUBSCRIBED_TO_TOPIC: ErrorCode = 86;
+    pub const INVALID_RECORD: ErrorCode = 87;
     pub const UNKNOWN_TOPIC_ID: ErrorCode = 100;
     pub const INCONSISTENT_TOPIC_ID: ErrorCode = 103;
 }

@@ -2,6 +2,7 @@
 //! command-line flags (each later source wins). Unknown keys are rejected with a clear message.
 
 use crate::storage::FsyncPolicy;
+use crate::tenant::TenantId;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,8 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
     #[error("invalid environment variable {var}: {message}")]
     Env { var: String, message: String },
+    #[error("invalid flag {flag}: {message}")]
+    Flag { flag: String, message: String },
     #[error("invalid setting {key}: {message}")]
     Invalid { key: &'static str, message: String },
 }
@@ -38,10 +41,10 @@ pub struct Config {
     /// The tenants whose topics the Pulsar endpoint serves (empty: `tenant`, the Kafka
     /// listener's). As with the tenants' Kafka listeners, who may reach the port decides who is
     /// a tenant: the endpoint does not authenticate, so list only tenants that share it.
-    pub pulsar_tenants: Vec<String>,
+    pub pulsar_tenants: Vec<TenantId>,
     /// Where topics live: "embedded" (segment files in `data_dir`) or `pulsar://HOST:PORT`
     /// (an Apache Pulsar cluster, through the `pulsar` crate).
-    pub storage: String,
+    pub storage: StorageKind,
     /// With `pulsar://` storage: the `tenant/namespace` of the topic-metadata and producer-id
     /// logs.
     pub pulsar_metadata_namespace: String,
@@ -54,8 +57,9 @@ pub struct Config {
     /// This broker's node id in Metadata.
     pub node_id: i32,
     pub cluster_id: String,
-    /// The tenant and namespace of the Kafka listener's connections (as in Pulsar/KoP).
-    pub tenant: String,
+    /// The tenant and namespace of the Kafka listener's connections (as in Pulsar/KoP). A
+    /// tenant is 1 to 64 characters of a-z, 0-9, '-' and '_' (checked as the config loads).
+    pub tenant: TenantId,
     pub namespace: String,
     /// Kafka's auto.create.topics.enable.
     pub auto_create_topics: bool,
@@ -70,7 +74,7 @@ pub struct Config {
     /// When the log fsyncs: "never" (the OS writes back), "interval" (every fsync_interval_ms),
     /// or "every-batch" (before a produce is acknowledged). All survive a crash of the process;
     /// only "every-batch" guarantees acknowledged data survives a power loss.
-    pub fsync: String,
+    pub fsync: FsyncMode,
     pub fsync_interval_ms: u64,
     /// Kafka's log.retention.ms (-1: keep forever) and log.retention.bytes per partition (-1: no
     /// limit); topics override them with retention.ms / retention.bytes. Whole segments go.
@@ -118,7 +122,57 @@ pub struct Config {
     /// in on is what decides its tenant; the main listener (`kafka_addr`) serves `tenant`.
     pub listeners: Vec<ListenerConfig>,
     /// Per-tenant settings (`[tenants.NAME]`).
-    pub tenants: std::collections::BTreeMap<String, TenantConfig>,
+    pub tenants: std::collections::BTreeMap<TenantId, TenantConfig>,
+}
+
+/// Where topics live (`storage`): `"embedded"` or a `pulsar://HOST:PORT` (or `pulsar+ssl://`)
+/// URL; anything else is refused as the config loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageKind {
+    /// Segment files under `data_dir`.
+    Embedded,
+    /// An Apache Pulsar cluster at this service URL.
+    Pulsar(String),
+}
+
+impl std::str::FromStr for StorageKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "embedded" {
+            Ok(StorageKind::Embedded)
+        } else if s.starts_with("pulsar://") || s.starts_with("pulsar+ssl://") {
+            Ok(StorageKind::Pulsar(s.to_string()))
+        } else {
+            Err(format!("{s:?} is not \"embedded\" or a pulsar://HOST:PORT (or pulsar+ssl://) URL"))
+        }
+    }
+}
+
+impl std::fmt::Display for StorageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageKind::Embedded => f.write_str("embedded"),
+            StorageKind::Pulsar(url) => f.write_str(url),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StorageKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// When the log fsyncs (`fsync`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FsyncMode {
+    /// The OS writes back (Kafka's default).
+    Never,
+    /// Every `fsync_interval_ms`.
+    Interval,
+    /// Before a produce is acknowledged.
+    EveryBatch,
 }
 
 /// An extra Kafka listener for one tenant.
@@ -126,7 +180,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub addr: String,
-    pub tenant: String,
+    pub tenant: TenantId,
     /// The address Metadata returns on this listener (default: the bound address).
     pub advertised_addr: Option<String>,
 }
@@ -150,20 +204,20 @@ impl Default for Config {
             pulsar_addr: None,
             advertised_pulsar_addr: None,
             pulsar_tenants: Vec::new(),
-            storage: "embedded".into(),
+            storage: StorageKind::Embedded,
             pulsar_metadata_namespace: "public/__guise".into(),
             pulsar_auth_token: None,
             pulsar_max_message_bytes: 5 << 20,
             node_id: 0,
             cluster_id: "guise-cluster".into(),
-            tenant: "public".into(),
+            tenant: TenantId::new("public").expect("a valid tenant"),
             namespace: "default".into(),
             auto_create_topics: true,
             default_partitions: 1,
             max_frame_bytes: 100 * 1024 * 1024,
             message_max_bytes: 1_048_588,
             segment_bytes: 1 << 30,
-            fsync: "interval".into(),
+            fsync: FsyncMode::Interval,
             fsync_interval_ms: 1000,
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             retention_bytes: -1,
@@ -198,6 +252,17 @@ impl Config {
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        Self::load_layers(file, env, toml::Table::new())
+    }
+
+    /// The one place settings are layered: defaults < `file` < `GUISE_*` variables from `env` <
+    /// `flags` (the command line's, by setting name), then validated. An unknown key names its
+    /// source; an invalid value fails with the setting's name.
+    pub fn load_layers(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: toml::Table,
     ) -> Result<Self, ConfigError> {
         let mut table = match file {
             Some(path) => {
@@ -236,6 +301,13 @@ impl Config {
                 return Err(ConfigError::Env { var, message });
             }
         }
+        for (key, value) in flags {
+            table.insert(key.clone(), value);
+            toml::Value::Table(table.clone()).try_into::<Config>().map_err(|e| ConfigError::Flag {
+                flag: format!("--{}", key.replace('_', "-")),
+                message: e.to_string(),
+            })?;
+        }
         let config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e| ConfigError::File { path: PathBuf::from("<merged>"), message: e.to_string() })?;
@@ -258,12 +330,6 @@ impl Config {
             return invalid("segment_bytes", "must be at least 1024");
         }
         self.fsync_policy()?;
-        if self.storage != "embedded"
-            && !self.storage.starts_with("pulsar://")
-            && !self.storage.starts_with("pulsar+ssl://")
-        {
-            return invalid("storage", "must be \"embedded\" or a pulsar://HOST:PORT (or pulsar+ssl://) URL");
-        }
         if self.pulsar_max_message_bytes < 128 * 1024 {
             return invalid("pulsar_max_message_bytes", "must be at least 128 KiB");
         }
@@ -294,8 +360,9 @@ impl Config {
                 "must be at least 2 (the active version and one to roll back to)",
             );
         }
-        if self.tenant.is_empty() || self.namespace.is_empty() {
-            return invalid("tenant", "tenant and namespace must not be empty");
+        // Tenants are checked as they are read (TenantId); the namespace becomes a directory.
+        if let Err(e) = crate::tenant::names::validate_path_component("namespace", &self.namespace) {
+            return invalid("namespace", &e.to_string());
         }
         if self.group_min_session_timeout_ms < 1 {
             return invalid("group_min_session_timeout_ms", "must be positive");
@@ -310,8 +377,8 @@ impl Config {
             );
         }
         for l in &self.listeners {
-            if l.tenant.is_empty() || l.addr.is_empty() {
-                return invalid("listeners", "each listener needs an addr and a tenant");
+            if l.addr.is_empty() {
+                return invalid("listeners", "each listener needs an addr");
             }
         }
         for (name, t) in &self.tenants {
@@ -328,26 +395,21 @@ impl Config {
         Ok(())
     }
 
-    /// The parsed fsync policy.
+    /// The fsync policy, with its interval.
     pub fn fsync_policy(&self) -> Result<FsyncPolicy, ConfigError> {
-        match self.fsync.as_str() {
-            "never" => Ok(FsyncPolicy::Never),
-            "every-batch" => Ok(FsyncPolicy::EveryBatch),
-            "interval" if self.fsync_interval_ms > 0 => {
+        match self.fsync {
+            FsyncMode::Never => Ok(FsyncPolicy::Never),
+            FsyncMode::EveryBatch => Ok(FsyncPolicy::EveryBatch),
+            FsyncMode::Interval if self.fsync_interval_ms > 0 => {
                 Ok(FsyncPolicy::Interval(std::time::Duration::from_millis(self.fsync_interval_ms)))
             }
-            "interval" => Err(ConfigError::Invalid {
+            FsyncMode::Interval => Err(ConfigError::Invalid {
                 key: "fsync_interval_ms",
                 message: "must be positive with fsync = \"interval\"".into(),
-            }),
-            other => Err(ConfigError::Invalid {
-                key: "fsync",
-                message: format!("{other:?} is not one of \"never\", \"interval\", \"every-batch\""),
             }),
         }
     }
 
-    /// The group coordinator's settings.
     pub fn coord_config(&self) -> crate::coord::CoordConfig {
         crate::coord::CoordConfig {
             namespace: self.namespace.clone(),
@@ -383,7 +445,7 @@ impl Config {
             max_module_bytes: self.module_max_bytes,
             keep_versions: self.module_keep_versions,
             limits: self.transform_limits(""),
-            tenant_limits: self.tenants.keys().map(|t| (t.clone(), self.transform_limits(t))).collect(),
+            tenant_limits: self.tenants.keys().map(|t| (t.to_string(), self.transform_limits(t))).collect(),
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
         }
@@ -451,6 +513,50 @@ mod tests {
         assert!(err.contains("every-batch"), "{err}");
         let env = vec![("GUISE_FSYNC".to_string(), "every-batch".to_string())];
         assert_eq!(Config::load(None, env).unwrap().fsync_policy().unwrap(), FsyncPolicy::EveryBatch);
+    }
+
+    #[test]
+    fn flags_are_the_last_layer() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(
+            &mut f,
+            b"kafka_addr = \"127.0.0.1:1\"\nstorage = \"embedded\"\nfsync = \"never\"",
+        )
+        .unwrap();
+        let env = vec![("GUISE_KAFKA_ADDR".to_string(), "127.0.0.1:2".to_string())];
+        let c = Config::load_layers(Some(f.path()), env.clone(), toml::Table::new()).unwrap();
+        assert_eq!((c.kafka_addr.as_str(), c.fsync), ("127.0.0.1:2", FsyncMode::Never));
+        let mut flags = toml::Table::new();
+        flags.insert("kafka_addr".into(), "127.0.0.1:3".into());
+        flags.insert("storage".into(), "pulsar://127.0.0.1:6650".into());
+        let c = Config::load_layers(Some(f.path()), env.clone(), flags).unwrap();
+        assert_eq!(c.kafka_addr, "127.0.0.1:3");
+        assert_eq!(c.storage, StorageKind::Pulsar("pulsar://127.0.0.1:6650".into()));
+        let mut flags = toml::Table::new();
+        flags.insert("storage".into(), "kafka://x".into());
+        let e = Config::load_layers(None, Vec::new(), flags).unwrap_err().to_string();
+        assert!(e.contains("--storage") && e.contains("embedded"), "{e}");
+        let e = Config::load(None, vec![("GUISE_FSYNC".into(), "sometimes".into())]).unwrap_err().to_string();
+        assert!(e.contains("GUISE_FSYNC") && e.contains("every-batch"), "{e}");
+    }
+
+    #[test]
+    fn an_invalid_tenant_fails_at_load() {
+        for (text, key) in [
+            ("tenant = \"Acme\"", "Acme"),
+            ("pulsar_tenants = [\"ok\", \"a/b\"]", "a/b"),
+            ("[[listeners]]\naddr = \"127.0.0.1:0\"\ntenant = \"x y\"", "x y"),
+            ("[tenants.\"BAD\"]\ntransform_timeout_ms = 5", "BAD"),
+        ] {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+            let e = Config::load(Some(f.path()), Vec::new()).unwrap_err().to_string();
+            assert!(e.contains("invalid tenant") && e.contains(key), "{text}: {e}");
+        }
+        let e = Config::load(None, vec![("GUISE_TENANT".into(), "Nope".into())]).unwrap_err().to_string();
+        assert!(e.contains("GUISE_TENANT") && e.contains("invalid tenant"), "{e}");
+        let e = Config::load(None, vec![("GUISE_NAMESPACE".into(), "a/b".into())]).unwrap_err().to_string();
+        assert!(e.contains("namespace"), "{e}");
     }
 
     #[test]

@@ -104,39 +104,51 @@ enum ModuleCommand {
     },
 }
 
-#[derive(Parser)]
+/// `serve`'s flags: each one given is the last layer over the config file and the environment
+/// (see `Config::load_layers`), under the setting of the same name.
+#[derive(Parser, serde::Serialize)]
 struct ServeArgs {
     /// A TOML config file (keys as in GUISE_* variables, lower case).
     #[arg(long)]
+    #[serde(skip)]
     config: Option<PathBuf>,
     /// Embedded log directory [default: ./data].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
     /// Kafka listener address [default: 127.0.0.1:9092].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     kafka_addr: Option<String>,
     /// Admin HTTP address [default: 127.0.0.1:8080].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     admin_addr: Option<String>,
     /// The HOST:PORT Metadata returns to clients [default: the bound Kafka address].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     advertised_kafka_addr: Option<String>,
     /// Serve the Pulsar binary protocol on this address too [default: off].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pulsar_addr: Option<String>,
     /// The HOST:PORT that Pulsar LOOKUP returns [default: the bound Pulsar address].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     advertised_pulsar_addr: Option<String>,
     /// Where topics live: `embedded` or `pulsar://HOST:PORT` [default: embedded].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     storage: Option<String>,
     /// With `pulsar://` storage: TENANT/NAMESPACE of the metadata logs [default: public/__guise].
     /// (The auth token is only read from the config or GUISE_PULSAR_AUTH_TOKEN, not from the
     /// command line, where other users could see it.)
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pulsar_metadata_namespace: Option<String>,
     /// With `pulsar://` storage: the brokers' maxMessageSize in bytes [default: 5242880].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pulsar_max_message_bytes: Option<usize>,
 }
 
@@ -389,36 +401,9 @@ fn utc(ms: u64) -> String {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config =
-        Config::load(args.config.as_deref(), std::env::vars()).context("loading configuration")?;
-    if let Some(v) = args.data_dir {
-        config.data_dir = v;
-    }
-    if let Some(v) = args.kafka_addr {
-        config.kafka_addr = v;
-    }
-    if let Some(v) = args.admin_addr {
-        config.admin_addr = v;
-    }
-    if let Some(v) = args.advertised_kafka_addr {
-        config.advertised_kafka_addr = Some(v);
-    }
-    if let Some(v) = args.pulsar_addr {
-        config.pulsar_addr = Some(v);
-    }
-    if let Some(v) = args.advertised_pulsar_addr {
-        config.advertised_pulsar_addr = Some(v);
-    }
-    if let Some(v) = args.storage {
-        config.storage = v;
-    }
-    if let Some(v) = args.pulsar_metadata_namespace {
-        config.pulsar_metadata_namespace = v;
-    }
-    if let Some(v) = args.pulsar_max_message_bytes {
-        config.pulsar_max_message_bytes = v;
-    }
-    config.validate().context("invalid configuration")?;
+    let flags = toml::Table::try_from(&args).context("reading the flags")?;
+    let config = Config::load_layers(args.config.as_deref(), std::env::vars(), flags)
+        .context("loading configuration")?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let server = Server::start(&config).await?;

@@ -1,16 +1,19 @@
 //! Wiring: open the log, load the translator, bind the listeners, and shut down cleanly.
 
 use crate::admin;
-use crate::config::Config;
-use crate::net::connection::ConnConfig;
-use crate::net::{Listener, NetConfig};
+use crate::config::{Config, StorageKind};
+use crate::coord::Coordinator;
+use crate::net::kafka::connection::ConnConfig;
+use crate::net::{Listener, NetConfig, listener};
 use crate::storage::embedded::EmbeddedLog;
 use crate::storage::pulsar::{PulsarLog, PulsarSettings};
 use crate::storage::{FsyncPolicy, Log, LogDefaults, StorageError};
+use crate::tenant::{InternalTopics, TenantId};
 use crate::transform::Transforms;
 use crate::wasm::registry::{StoreLink, TRANSLATOR_SCOPE, restore};
 use crate::wasm::{
-    DEFAULT_TRANSLATOR, GuestLimits, HostContext, Registry, RegistryConfig, RegistryError, Runtime, WasmError,
+    Compiler, DEFAULT_TRANSLATOR, GuestLimits, HostContext, Registry, RegistryConfig, RegistryError, Runtime,
+    WasmError,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,22 +81,25 @@ impl Server {
             retention_bytes: config.retention_bytes,
             ..LogDefaults::default()
         };
-        let log: Arc<dyn Log> = if config.storage == "embedded" {
-            Arc::new(EmbeddedLog::open(&config.data_dir, defaults).map_err(|source| {
-                ServerError::Storage { dir: config.data_dir.display().to_string(), source }
-            })?)
-        } else {
-            let settings = PulsarSettings {
-                url: config.storage.clone(),
-                metadata_namespace: config.pulsar_metadata_namespace.clone(),
-                auth_token: config.pulsar_auth_token.clone(),
-                max_message_bytes: config.pulsar_max_message_bytes,
-            };
-            // Blocks this thread while it connects and replays the metadata (on its own runtime).
-            Arc::new(
-                PulsarLog::open(settings, defaults)
-                    .map_err(|source| ServerError::Storage { dir: config.storage.clone(), source })?,
-            )
+        let log: Arc<dyn Log> = match &config.storage {
+            StorageKind::Embedded => {
+                Arc::new(EmbeddedLog::open(&config.data_dir, defaults).map_err(|source| {
+                    ServerError::Storage { dir: config.data_dir.display().to_string(), source }
+                })?)
+            }
+            StorageKind::Pulsar(url) => {
+                let settings = PulsarSettings {
+                    url: url.clone(),
+                    metadata_namespace: config.pulsar_metadata_namespace.clone(),
+                    auth_token: config.pulsar_auth_token.clone(),
+                    max_message_bytes: config.pulsar_max_message_bytes,
+                };
+                // Blocks this thread while it connects and replays the metadata (on its own runtime).
+                Arc::new(
+                    PulsarLog::open(settings, defaults)
+                        .map_err(|source| ServerError::Storage { dir: url.clone(), source })?,
+                )
+            }
         };
 
         let kafka = TcpListener::bind(&config.kafka_addr).await.map_err(|source| ServerError::Bind {
@@ -124,24 +130,15 @@ impl Server {
         let mut tenants: Vec<&str> = vec![config.tenant.as_str()];
         tenants.extend(config.listeners.iter().map(|l| l.tenant.as_str()));
 
-        // Groups and committed offsets of the listener's tenant are replayed now; other tenants'
-        // when first used.
-        let coord = Arc::new(crate::coord::Coordinator::open(log.clone(), config.coord_config(), &tenants)?);
-        let transforms = Arc::new(Transforms::new(config.transforms_config(), log.clone()));
+        // The tenant room's registry of internal topics, filled by the services that own them.
+        let mut internal = InternalTopics::new();
+        Coordinator::register_internal(&mut internal, &config.namespace);
+        crate::net::pulsar::cursors::register_internal(&mut internal);
+        let internal = Arc::new(internal);
 
-        let ctx = Arc::new(HostContext {
-            log: log.clone(),
-            namespace: config.namespace.clone(),
-            node_id: config.node_id,
-            advertised_host,
-            advertised_port,
-            cluster_id: config.cluster_id.clone(),
-            auto_create_topics: config.auto_create_topics,
-            default_partitions: config.default_partitions,
-            max_frame_bytes: config.max_frame_bytes,
-            coord: coord.clone(),
-            transforms: transforms.clone(),
-        });
+        // Groups and committed offsets of the listener's tenant are replayed now; other tenants'
+        // when first used. Internal services get the raw log.
+        let coord = Arc::new(Coordinator::open(log.clone(), config.coord_config(), &tenants)?);
         let limits = GuestLimits {
             memory_bytes: usize::try_from(config.guest_memory()).unwrap_or(usize::MAX),
             call_timeout: Duration::from_millis(config.guest_timeout_ms),
@@ -164,7 +161,27 @@ impl Server {
             tracing::info!(modules = n, "restored the module registries from the storage backend");
         }
         let started = std::time::Instant::now();
-        let runtime = Arc::new(Runtime::empty(ctx, limits)?);
+        // One engine for the translator and the tenant transforms.
+        let compiler = Compiler::for_limits(&limits)?;
+        let transforms =
+            Arc::new(Transforms::open(config.transforms_config(), log.clone(), &compiler, internal.clone())?);
+        // The one append door: front ends append through the tenant transforms.
+        let front_log = transforms.log();
+
+        let ctx = Arc::new(HostContext {
+            log: front_log.clone(),
+            namespace: config.namespace.clone(),
+            node_id: config.node_id,
+            advertised_host,
+            advertised_port,
+            cluster_id: config.cluster_id.clone(),
+            auto_create_topics: config.auto_create_topics,
+            default_partitions: config.default_partitions,
+            max_frame_bytes: config.max_frame_bytes,
+            coord: coord.clone(),
+            internal: internal.clone(),
+        });
+        let runtime = Arc::new(Runtime::on(compiler, ctx, limits)?);
         let registry = Arc::new(Registry::open(
             RegistryConfig {
                 dir: config.data_dir.join(TRANSLATOR_SCOPE),
@@ -177,31 +194,33 @@ impl Server {
             &wasm,
             &source,
         )?);
-        transforms.start(runtime.compiler())?;
         let active = runtime.translator()?;
         tracing::info!(module = %active.id.name, version = active.id.version, hash = %active.id.short_hash(), elapsed = ?started.elapsed(), "translator ready");
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        let net = |tenant: &str, advertised: Option<Arc<(String, i32)>>| NetConfig {
+        let limits = listener::Limits {
+            max_connections: config.max_connections,
+            drain: Duration::from_millis(config.shutdown_drain_ms),
+        };
+        let net = |tenant: &TenantId, advertised: Option<Arc<(String, i32)>>| NetConfig {
             conn: ConnConfig {
                 max_frame_bytes: config.max_frame_bytes,
                 read_ahead: config.read_ahead,
                 max_inflight_bytes: usize::try_from(config.max_inflight_bytes).unwrap_or(usize::MAX),
             },
-            tenant: tenant.to_string(),
+            tenant: tenant.clone(),
             advertised,
-            max_connections: config.max_connections,
+            limits,
         };
-        let drain = Duration::from_millis(config.shutdown_drain_ms);
         let listener = Listener::new(kafka, runtime.clone(), net(&config.tenant, None));
-        tasks.push(tokio::spawn(listener.run(shutdown_rx.clone(), drain)));
+        tasks.push(tokio::spawn(listener.run(shutdown_rx.clone())));
         let mut tenant_addrs = Vec::new();
         for (tenant, socket, addr, adv) in extra {
             tracing::info!(%tenant, %addr, "serving a tenant's Kafka listener");
             let listener = Listener::new(socket, runtime.clone(), net(&tenant, Some(Arc::new(adv))));
-            tasks.push(tokio::spawn(listener.run(shutdown_rx.clone(), drain)));
-            tenant_addrs.push((tenant, addr));
+            tasks.push(tokio::spawn(listener.run(shutdown_rx.clone())));
+            tenant_addrs.push((tenant.to_string(), addr));
         }
 
         let pulsar_addr = match &config.pulsar_addr {
@@ -212,8 +231,8 @@ impl Server {
                 let bound = socket.local_addr().map_err(bind_err)?;
                 let (host, port) =
                     advertised(config.advertised_pulsar_addr.as_deref(), bound, "advertised_pulsar_addr")?;
-                let endpoint = Arc::new(crate::pulsar::endpoint::Endpoint::new(
-                    crate::pulsar::endpoint::EndpointConfig {
+                let endpoint = Arc::new(crate::net::pulsar::Endpoint::new(
+                    crate::net::pulsar::EndpointConfig {
                         tenant: config.tenant.clone(),
                         namespace: config.namespace.clone(),
                         tenants: if config.pulsar_tenants.is_empty() {
@@ -229,13 +248,19 @@ impl Server {
                             .max(1024),
                         auto_create_topics: config.auto_create_topics,
                         default_partitions: config.default_partitions,
-                        max_connections: config.max_connections,
                     },
+                    front_log.clone(),
                     log.clone(),
-                    transforms.clone(),
+                    internal.clone(),
                 ));
                 tracing::info!(addr = %bound, advertised = %format!("pulsar://{host}:{port}"), "serving the Pulsar protocol");
-                tasks.push(tokio::spawn(endpoint.run(socket, shutdown_rx.clone())));
+                tasks.push(tokio::spawn(listener::run(
+                    "pulsar",
+                    socket,
+                    limits,
+                    shutdown_rx.clone(),
+                    move |s, a| endpoint.clone().serve(s, a),
+                )));
                 Some(bound)
             }
             None => None,
@@ -257,7 +282,10 @@ impl Server {
             coord: coord.clone(),
             transforms: transforms.clone(),
         };
-        tasks.push(tokio::spawn(admin::serve(admin, Arc::new(admin_state), shutdown_rx.clone())));
+        let admin_state = Arc::new(admin_state);
+        tasks.push(tokio::spawn(listener::run("admin", admin, limits, shutdown_rx.clone(), move |s, a| {
+            admin::serve(admin_state.clone(), s, a)
+        })));
         let check = Duration::from_millis(config.retention_check_interval_ms);
         let l = log.clone();
         tasks.push(tokio::spawn(every(check, shutdown_rx.clone(), move || enforce_retention(&*l))));

@@ -85,7 +85,7 @@ fn deploy_list_show_rollback_and_restart_through_the_cli() {
     assert!(list.lines().any(|l| l.starts_with("kafka") && l.contains("yes")), "{list}");
     assert_eq!(produce(kafka, "on v1"), 0);
 
-    let faulty = guise_host::wasm::FAULTY_TRANSLATOR_PATH;
+    let faulty = guise_test_guests::FAULTY_TRANSLATOR_PATH;
     let out = ok(guise(admin, &["deploy", "kafka", faulty]));
     assert!(out.contains("deployed kafka version 2"), "{out}");
     assert_eq!(produce(kafka, "on v2"), 1);
@@ -157,7 +157,7 @@ fn transform_deploy_list_show_rollback_delete_through_the_cli() {
     assert!(out.contains("version 2"), "{out}");
     let err = refused(transform(admin, &["deploy", "--topic", "cards", "--policy", "sometimes", &chaos]));
     assert!(err.contains("not one of reject, skip, pass, dead-letter=TOPIC"), "{err}");
-    let translator = guise_host::wasm::FAULTY_TRANSLATOR_PATH;
+    let translator = guise_test_guests::FAULTY_TRANSLATOR_PATH;
     let err = refused(transform(admin, &["deploy", "--topic", "x", "--policy", "skip", translator]));
     assert!(err.contains("transform world") && err.contains("HTTP 422"), "{err}");
     let err = refused(transform(

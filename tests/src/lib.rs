@@ -7,9 +7,10 @@ pub mod pulsar_py;
 pub mod wire;
 
 use guise_host::config::Config;
+use guise_host::record::batch::BatchHeader;
+use guise_host::record::records;
 use guise_host::server::Server;
-use guise_host::storage::batch::BatchHeader;
-use guise_host::storage::{TopicName, records};
+use guise_host::storage::TopicName;
 use std::net::SocketAddr;
 use std::sync::Once;
 

@@ -315,7 +315,7 @@ fn a_read_only_file_system_fails_produces_and_keeps_serving_fetches() {
     // Acknowledged means on disk, whatever the file system does after failing.
     let config = |c: &mut guise_host::config::Config| {
         c.data_dir = data_dir.clone();
-        c.fsync = "every-batch".into();
+        c.fsync = guise_host::config::FsyncMode::EveryBatch;
     };
     const BATCH: usize = 10;
 

@@ -329,6 +329,43 @@ fn cooperative_sticky_and_static_membership() {
     s2.close();
 }
 
+/// Every internal topic of the tenant room's registry is refused, not only the coordinator's.
+#[test]
+fn clients_cannot_create_or_write_the_pulsar_cursor_topic() {
+    // Every internal topic of the tenant room's registry is refused, not only the coordinator's:
+    // `__pulsar_cursors` belongs to the Pulsar endpoint's cursor store, registered whether the
+    // endpoint is on or not (here it is off).
+    let server = TestServer::start();
+    let bootstrap = server.bootstrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = rskafka::client::ClientBuilder::new(vec![bootstrap.clone()]).build().await.unwrap();
+        let err = client
+            .controller_client()
+            .unwrap()
+            .create_topic("__pulsar_cursors", 1, 1, 5000)
+            .await
+            .expect_err("creating __pulsar_cursors is refused");
+        assert!(format!("{err:?}").contains("InvalidTopic"), "{err:?}");
+    });
+    // librdkafka's produce (auto-creation through Metadata) fails and creates nothing.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("message.timeout.ms", "3000")
+        .create()
+        .unwrap();
+    let sent = rt.block_on(
+        producer
+            .send(FutureRecord::to("__pulsar_cursors").key("forged").payload("{}"), Duration::from_secs(5)),
+    );
+    assert!(sent.is_err(), "a produce to __pulsar_cursors is refused: {sent:?}");
+    let listed = rt.block_on(async {
+        let client = rskafka::client::ClientBuilder::new(vec![bootstrap.clone()]).build().await.unwrap();
+        client.list_topics().await.unwrap()
+    });
+    assert!(!listed.iter().any(|t| t.name == "__pulsar_cursors"), "{listed:?}");
+}
+
 /// The coordinator's own topic is not the clients' to write or delete: a stray batch or a
 /// deletion there would lose every group's offsets at the next start.
 #[test]

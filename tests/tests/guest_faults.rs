@@ -60,7 +60,7 @@ fn produce(s: &mut TcpStream, client_id: &str, value: &str) -> (i16, i64) {
 
 #[test]
 fn trapping_looping_and_memory_hungry_guests_are_contained() {
-    let faulty = std::path::PathBuf::from(guise_host::wasm::FAULTY_TRANSLATOR_PATH);
+    let faulty = std::path::PathBuf::from(guise_test_guests::FAULTY_TRANSLATOR_PATH);
     let server = TestServer::start_with(|c| {
         c.translator = Some(faulty);
         c.guest_timeout_ms = 300;

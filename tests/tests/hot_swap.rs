@@ -5,7 +5,8 @@
 //! with different content hashes that serve Kafka the same way.
 
 use guise_host::admin::client::AdminClient;
-use guise_host::wasm::{DEFAULT_TRANSLATOR, FAULTY_TRANSLATOR_PATH, ModuleView};
+use guise_host::wasm::{DEFAULT_TRANSLATOR, ModuleView};
+use guise_test_guests::FAULTY_TRANSLATOR_PATH;
 use guise_tests::TestServer;
 use rdkafka::Message;
 use rdkafka::config::ClientConfig;

@@ -4,8 +4,8 @@
 //! `pulsar://<A>`, namespace `hostb`, so its partition topics are A's topics in
 //! `public/hostb`). Every test also looks at A, so none can pass with B keeping data itself.
 
+use guise_host::record::records;
 use guise_host::storage::TopicName;
-use guise_host::storage::records;
 use guise_tests::TestServer;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -30,7 +30,7 @@ fn host_a() -> (TestServer, String) {
 /// Host B: everything in A.
 fn host_b(url: &str) -> TestServer {
     TestServer::start_with(|c| {
-        c.storage = url.to_string();
+        c.storage = url.parse().unwrap();
         c.namespace = "hostb".into();
         c.group_initial_rebalance_delay_ms = 0;
     })
@@ -343,7 +343,7 @@ fn a_replacement_host_runs_the_deployed_translator_and_transforms() {
     };
     let module =
         std::fs::read(format!("{}/guise_transform_mask_card.wasm", guise_host::wasm::GUEST_DIR)).unwrap();
-    let faulty = std::fs::read(guise_host::wasm::FAULTY_TRANSLATOR_PATH).unwrap();
+    let faulty = std::fs::read(guise_test_guests::FAULTY_TRANSLATOR_PATH).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let produce = |b: &TestServer, n: usize| {
         rt.block_on(async {

@@ -412,7 +412,7 @@ fn bad_frames_get_errors_and_close_only_their_connection() {
 fn with_acme_listener(c: &mut guise_host::config::Config) {
     c.listeners.push(guise_host::config::ListenerConfig {
         addr: "127.0.0.1:0".into(),
-        tenant: "acme".into(),
+        tenant: "acme".parse().unwrap(),
         advertised_addr: None,
     });
 }
@@ -481,7 +481,7 @@ fn only_the_listed_tenants_and_no_internal_topics_are_served() {
 
     let server = TestServer::start_with_pulsar(|c| {
         with_acme_listener(c);
-        c.pulsar_tenants = vec!["public".into(), "acme".into()];
+        c.pulsar_tenants = vec!["public".parse().unwrap(), "acme".parse().unwrap()];
     });
     let acme = server.server().tenant_addrs[0].1.to_string();
     rt().block_on(async {

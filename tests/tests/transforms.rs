@@ -4,8 +4,8 @@
 //! their own listeners, routing, hot swap under load, and idempotent producers.
 
 use guise_host::admin::client::AdminClient;
+use guise_host::record::records;
 use guise_host::storage::TopicName;
-use guise_host::storage::records;
 use guise_host::transform::{BindingSpec, TransformView};
 use guise_tests::TestServer;
 use rdkafka::Message;
@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 fn wasm(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(guise_host::wasm::GUEST_DIR).join(format!("guise_transform_{name}.wasm"));
+    // `chaos` is test-only: the fixtures build it, not the host.
+    let dir = if name == "chaos" { guise_test_guests::DIR } else { guise_host::wasm::GUEST_DIR };
+    let path = std::path::Path::new(dir).join(format!("guise_transform_{name}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -291,7 +293,7 @@ fn a_looping_tenant_does_not_hurt_another_tenant() {
     let server = TestServer::start_with(|c| {
         c.listeners.push(guise_host::config::ListenerConfig {
             addr: "127.0.0.1:0".into(),
-            tenant: "acme".into(),
+            tenant: "acme".parse().unwrap(),
             advertised_addr: None,
         });
     });

@@ -30,7 +30,7 @@ use guise_host::storage::{Log, LogDefaults};
 use guise_host::transform::{BindingSpec, Policy, TransformView};
 use guise_host::wasm::transform::{InputBatch, Record};
 use guise_host::wasm::{
-    GUEST_DIR, GuestLimits, HostContext, ModuleId, Runtime, StatsSnapshot, TransformEngine, TransformLimits,
+    GuestLimits, HostContext, ModuleId, Runtime, StatsSnapshot, TransformEngine, TransformLimits,
 };
 use hdrhistogram::Histogram;
 use rdkafka::config::ClientConfig;
@@ -50,7 +50,7 @@ struct Args {
     /// The guise binary [default: next to this one].
     #[arg(long)]
     guise: Option<PathBuf>,
-    /// Where the transform components are [default: the guise-host build's output directory].
+    /// Where the transform components are [default: target/modules, next to this binary's directory].
     #[arg(long)]
     modules: Option<PathBuf>,
     /// Records per throughput phase.
@@ -408,7 +408,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let exe_dir = std::env::current_exe()?.parent().unwrap().to_path_buf();
     let guise = args.guise.clone().unwrap_or_else(|| exe_dir.join("guise"));
-    let modules = args.modules.clone().unwrap_or_else(|| PathBuf::from(GUEST_DIR));
+    let modules = args.modules.clone().unwrap_or_else(|| exe_dir.join("../modules"));
     let chaos =
         std::fs::read(modules.join("guise_transform_chaos.wasm")).context("reading the chaos transform")?;
     let mask = std::fs::read(modules.join("guise_transform_mask_card.wasm")).context("reading mask_card")?;

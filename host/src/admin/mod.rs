@@ -23,14 +23,14 @@ pub mod client;
 pub mod http;
 
 use crate::coord::Coordinator;
+use crate::net::listener::Accepted;
 use crate::transform::{BindingSpec, TransformError, Transforms};
 use crate::wasm::{Registry, RegistryError, Runtime};
 use http::{Request, Response};
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::TcpStream;
 
 /// What the admin API serves.
 pub struct AdminState {
@@ -40,41 +40,23 @@ pub struct AdminState {
     pub transforms: Arc<Transforms>,
 }
 
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        let (mut stream, peer) = tokio::select! {
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("admin accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            r = shutdown.changed() => {
-                if r.is_err() || *shutdown.borrow() {
-                    return;
-                }
-                continue;
+/// Serve one admin connection (one request, then close): accepted by
+/// [`crate::net::listener::run`], which caps connections and drains them at shutdown.
+pub async fn serve(state: Arc<AdminState>, mut stream: TcpStream, accepted: Accepted) {
+    let peer = accepted.peer;
+    let max = state.registry.max_module_bytes().max(state.transforms.max_module_bytes());
+    let response = match http::read_request(&mut stream, max).await {
+        Ok(request) => route(&state, request).await,
+        Err(e) => match e.status() {
+            Some(status) => {
+                tracing::info!(%peer, "admin request refused: {e}");
+                Response::error(status, e)
             }
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let max = state.registry.max_module_bytes().max(state.transforms.max_module_bytes());
-            let response = match http::read_request(&mut stream, max).await {
-                Ok(request) => route(&state, request).await,
-                Err(e) => match e.status() {
-                    Some(status) => {
-                        tracing::info!(%peer, "admin request refused: {e}");
-                        Response::error(status, e)
-                    }
-                    None => return,
-                },
-            };
-            if let Err(e) = http::write_response(&mut stream, &response).await {
-                tracing::debug!(%peer, "admin response not sent: {e}");
-            }
-        });
+            None => return,
+        },
+    };
+    if let Err(e) = http::write_response(&mut stream, &response).await {
+        tracing::debug!(%peer, "admin response not sent: {e}");
     }
 }
 

@@ -41,26 +41,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// The Kafka error codes the coordinator answers with.
-pub mod codes {
-    pub const NONE: i16 = 0;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    pub const INVALID_GROUP_ID: i16 = 24;
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    /// NON_EMPTY_GROUP in Kafka's Errors.
-    pub const NON_EMPTY_GROUP: i16 = 68;
-    pub const GROUP_ID_NOT_FOUND: i16 = 69;
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-    pub const FENCED_INSTANCE_ID: i16 = 82;
-    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
-}
 use codes::*;
+/// The Kafka error codes (the one table, in the SDK) the coordinator answers with.
+pub use guise_guest_sdk::error as codes;
 
 /// How long an Empty group without committed offsets is kept before it is forgotten (Kafka
 /// removes such groups at its next offsets-retention check, every 10 minutes by default).
@@ -220,6 +203,12 @@ fn now_ms() -> i64 {
 }
 
 impl Coordinator {
+    /// Register the coordinator's internal topic (`__consumer_offsets`, one per tenant in
+    /// `namespace`) with the tenant room.
+    pub fn register_internal(internal: &mut crate::tenant::InternalTopics, namespace: &str) {
+        internal.register(records::OFFSETS_TOPIC, Some(namespace), "the group coordinator");
+    }
+
     /// A coordinator over `log`, with the groups and offsets of `tenants` replayed now (other
     /// tenants are replayed when first used).
     pub fn open(log: Arc<dyn Log>, config: CoordConfig, tenants: &[&str]) -> Result<Coordinator, CoordError> {
@@ -819,9 +808,6 @@ mod tests;
 /// as fatal, but COORDINATOR_NOT_AVAILABLE makes them retry (after finding the coordinator again).
 fn store_error_code(e: &crate::storage::StorageError, commit: bool) -> i16 {
     use crate::storage::StorageError;
-    const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
-    const UNKNOWN_SERVER_ERROR: i16 = -1;
     match e {
         StorageError::MessageTooLarge { .. } if commit => INVALID_COMMIT_OFFSET_SIZE,
         StorageError::MessageTooLarge { .. } | StorageError::CorruptMessage(_) => UNKNOWN_SERVER_ERROR,

@@ -11,8 +11,8 @@
 //! snapshots) is future work — replay reads it whole.
 
 use super::offsets::Committed;
-use crate::storage::batch::BatchHeader;
-use crate::storage::records as log_records;
+use crate::record::batch::BatchHeader;
+use crate::record::records as log_records;
 use crate::storage::{Log, StorageError, TopicName};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -242,8 +242,8 @@ mod hex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::batch::validate;
     use crate::storage::LogDefaults;
-    use crate::storage::batch::validate;
     use crate::storage::embedded::EmbeddedLog;
 
     fn committed(offset: i64) -> Committed {

@@ -3,8 +3,8 @@
 
 use super::consumer::testing::{assignment, subscription};
 use super::*;
+use crate::record::batch::testing::batch;
 use crate::storage::LogDefaults;
-use crate::storage::batch::testing::batch;
 use crate::storage::embedded::EmbeddedLog;
 use std::path::Path;
 

@@ -1,77 +1,128 @@
-//! The Kafka listener: accepts connections and runs each on its own task.
+//! The one accept loop, shared by the Kafka listeners, the Pulsar endpoint and the admin API (in
+//! the style of mini-redis's `server::run(listener, shutdown)`): a connection cap, a span per
+//! connection, back-off when accepting fails, and on shutdown a bounded drain of the open
+//! connections before they are aborted.
 
-use super::connection::{self, ConnConfig};
+use super::kafka::connection::{self, ConnConfig};
 use crate::wasm::{ConnInfo, Runtime};
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
+/// What every listener is bounded by.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Open connections at most; further ones are closed at once, with a log line.
+    pub max_connections: usize,
+    /// How long open connections may take to finish after shutdown before they are aborted.
+    pub drain: Duration,
+}
+
+/// A connection the loop accepted, for the protocol's handler.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    /// Unique among all the host's connections, whatever the protocol.
+    pub id: u64,
+    pub peer: SocketAddr,
+    /// Turns true at shutdown: finish the request in hand (answer parked ones), then close.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Accept on `listener` until `shutdown` turns true, running `serve` on its own task for each
+/// connection, inside a `conn` span naming the protocol (`kind`), the connection id and the
+/// peer. Then stop accepting and let the open connections finish within `limits.drain`.
+pub async fn run<F, Fut>(
+    kind: &'static str,
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+    mut serve: F,
+) where
+    F: FnMut(TcpStream, Accepted) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut conns = JoinSet::new();
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    while conns.try_join_next().is_some() {}
+                    if conns.len() >= limits.max_connections {
+                        tracing::warn!(%peer, kind, limit = limits.max_connections, "refusing a connection: at max_connections");
+                        drop(stream);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+                    let span = tracing::info_span!("conn", kind, id, %peer);
+                    tracing::debug!(parent: &span, "accepted connection");
+                    let accepted = Accepted { id, peer, shutdown: shutdown.clone() };
+                    conns.spawn(serve(stream, accepted).instrument(span));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(kind, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            r = stop.changed() => if r.is_err() || *stop.borrow() { break },
+        }
+    }
+    drop(listener);
+    let drained =
+        tokio::time::timeout(limits.drain, async { while conns.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(kind, "{} connections still open after {:?}; closing them", conns.len(), limits.drain);
+        conns.abort_all();
+    }
+}
+
+/// A Kafka listener's settings.
 #[derive(Clone, Debug)]
 pub struct NetConfig {
     pub conn: ConnConfig,
     /// The tenant this listener's connections belong to.
-    pub tenant: String,
+    pub tenant: crate::tenant::TenantId,
     /// What Metadata returns on this listener; None: the host's advertised address.
     pub advertised: Option<Arc<(String, i32)>>,
-    /// Open connections at most; further ones are closed at once, with a log line.
-    pub max_connections: usize,
+    pub limits: Limits,
 }
 
+/// A Kafka listener: every connection runs the translator through `runtime`.
 pub struct Listener {
     listener: TcpListener,
     runtime: Arc<Runtime>,
     cfg: NetConfig,
 }
 
-static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
-
 impl Listener {
     pub fn new(listener: TcpListener, runtime: Arc<Runtime>, cfg: NetConfig) -> Self {
         Listener { listener, runtime, cfg }
     }
 
-    /// Accept until `shutdown` turns true; then let open connections answer their parked
-    /// requests and close (waiting at most `drain`).
-    pub async fn run(self, shutdown: watch::Receiver<bool>, drain: Duration) {
-        let mut conns = JoinSet::new();
-        let mut stop = shutdown.clone();
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        if conns.len() >= self.cfg.max_connections {
-                            tracing::warn!(%peer, limit = self.cfg.max_connections, "refusing a connection: at max_connections");
-                            drop(stream);
-                            continue;
-                        }
-                        let _ = stream.set_nodelay(true);
-                        let info = ConnInfo {
-                            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
-                            tenant: self.cfg.tenant.clone(),
-                            peer: peer.to_string(),
-                            advertised: self.cfg.advertised.clone(),
-                        };
-                        tracing::debug!(conn = info.id, %peer, "accepted connection");
-                        conns.spawn(connection::serve(stream, self.runtime.clone(), info, self.cfg.conn.clone(), shutdown.clone()));
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                r = stop.changed() => if r.is_err() || *stop.borrow() { break },
-            }
-        }
-        drop(self.listener);
-        let drained = tokio::time::timeout(drain, async { while conns.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            tracing::warn!("{} connections still open after {drain:?}; closing them", conns.len());
-            conns.abort_all();
-        }
+    /// Serve until `shutdown` turns true; then let open connections answer their parked
+    /// requests and close (see [`run`]).
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let Listener { listener, runtime, cfg } = self;
+        run("kafka", listener, cfg.limits, shutdown, |stream, accepted| {
+            let info = ConnInfo {
+                id: accepted.id,
+                tenant: cfg.tenant.to_string(),
+                peer: accepted.peer.to_string(),
+                advertised: cfg.advertised.clone(),
+            };
+            connection::serve(stream, runtime.clone(), info, cfg.conn.clone(), accepted.shutdown)
+        })
+        .await
     }
 }

@@ -15,7 +15,7 @@
 
 use super::batch::{self, BatchError};
 use super::proto::{KeyValue, MessageMetadata, SingleMessageMetadata};
-use crate::storage::records::{Header, Record};
+use crate::record::records::{Header, Record};
 use base64::Engine as _;
 use bytes::Bytes;
 

@@ -18,7 +18,6 @@
 //! stops at a caller-given bound, and no input makes the codec panic.
 
 pub mod batch;
-pub mod endpoint;
 pub mod frame;
 pub mod mapping;
 pub mod proto;

@@ -2,7 +2,7 @@
 //! TOPIC of that tenant and namespace, a partitioned topic with the Kafka topic's partition count,
 //! and `persistent://TENANT/NAMESPACE/TOPIC-partition-N` is its partition N (as in KoP).
 
-use crate::storage::TopicName;
+use crate::record::TopicName;
 
 const PERSISTENT: &str = "persistent://";
 const PARTITION: &str = "-partition-";

@@ -43,27 +43,50 @@ pub enum StorageError {
     Unavailable(String),
 }
 
+use guise_guest_sdk::error;
+
+impl From<crate::record::BatchError> for StorageError {
+    fn from(e: crate::record::BatchError) -> Self {
+        match e {
+            crate::record::BatchError::Corrupt(m) => StorageError::CorruptMessage(m),
+            crate::record::BatchError::TooLarge { size, max } => StorageError::MessageTooLarge { size, max },
+        }
+    }
+}
+
+impl From<crate::tenant::NameError> for StorageError {
+    fn from(e: crate::tenant::NameError) -> Self {
+        use crate::tenant::NameError;
+        match e {
+            NameError::InvalidTopic(m) => StorageError::InvalidTopic(m),
+            NameError::InvalidPartitions(m) => StorageError::InvalidPartitions(m),
+            NameError::TopicAlreadyExists(t) => StorageError::TopicAlreadyExists(t),
+        }
+    }
+}
+
 impl StorageError {
     /// The Kafka error code for this error.
     pub fn kafka_code(&self) -> i16 {
         match self {
-            StorageError::OffsetOutOfRange { .. } => 1,
-            StorageError::CorruptMessage(_) => 2,
-            StorageError::UnknownTopicOrPartition => 3,
-            StorageError::MessageTooLarge { .. } => 10,
-            StorageError::InvalidTopic(_) => 17,
-            StorageError::TopicAlreadyExists(_) => 36,
-            StorageError::InvalidPartitions(_) => 37,
-            StorageError::InvalidConfig(_) => 40,
-            StorageError::OutOfOrderSequence(_) => 45,
-            StorageError::InvalidProducerEpoch(_) => 47,
-            StorageError::TransactionsUnsupported(_) => 48,
-            StorageError::Io(_) => 56,
-            StorageError::UnknownProducerId(_) => 59,
-            StorageError::InvalidRecord(_) => 87,
-            StorageError::Busy(_) => 7, // REQUEST_TIMED_OUT: retried by clients
-            StorageError::NotLeader(_) => 6,
-            StorageError::Unavailable(_) => 56, // KAFKA_STORAGE_ERROR: retried by clients
+            StorageError::OffsetOutOfRange { .. } => error::OFFSET_OUT_OF_RANGE,
+            StorageError::CorruptMessage(_) => error::CORRUPT_MESSAGE,
+            StorageError::UnknownTopicOrPartition => error::UNKNOWN_TOPIC_OR_PARTITION,
+            StorageError::MessageTooLarge { .. } => error::MESSAGE_TOO_LARGE,
+            StorageError::InvalidTopic(_) => error::INVALID_TOPIC_EXCEPTION,
+            StorageError::TopicAlreadyExists(_) => error::TOPIC_ALREADY_EXISTS,
+            StorageError::InvalidPartitions(_) => error::INVALID_PARTITIONS,
+            StorageError::InvalidConfig(_) => error::INVALID_CONFIG,
+            StorageError::OutOfOrderSequence(_) => error::OUT_OF_ORDER_SEQUENCE_NUMBER,
+            StorageError::InvalidProducerEpoch(_) => error::INVALID_PRODUCER_EPOCH,
+            StorageError::TransactionsUnsupported(_) => error::INVALID_TXN_STATE,
+            StorageError::Io(_) => error::KAFKA_STORAGE_ERROR,
+            StorageError::UnknownProducerId(_) => error::UNKNOWN_PRODUCER_ID,
+            StorageError::InvalidRecord(_) => error::INVALID_RECORD,
+            // REQUEST_TIMED_OUT and KAFKA_STORAGE_ERROR are retried by clients.
+            StorageError::Busy(_) => error::REQUEST_TIMED_OUT,
+            StorageError::NotLeader(_) => error::NOT_LEADER_OR_FOLLOWER,
+            StorageError::Unavailable(_) => error::KAFKA_STORAGE_ERROR,
         }
     }
 }

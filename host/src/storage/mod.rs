@@ -6,40 +6,18 @@
 //! `producers` holds the backend-neutral idempotent-producer checks every backend applies on
 //! append. This module knows nothing of Wasm or sockets.
 
-pub mod batch;
 mod config;
 pub mod embedded;
 mod error;
 pub mod modules;
-mod names;
 pub mod producers;
 pub mod pulsar;
-pub mod records;
 
+pub use crate::record::TopicName;
+use crate::record::batch;
 pub use config::{ConfigEntry, ENTRY_FORMAT, EntryFormat, FsyncPolicy, LogDefaults, TopicConfig};
 pub use error::StorageError;
 pub use modules::{ModuleSnapshot, ModuleStore};
-pub use names::{validate_partitions, validate_topic_name};
-
-/// A Kafka topic as seen by one tenant in one namespace.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicName {
-    pub tenant: String,
-    pub namespace: String,
-    pub topic: String,
-}
-
-impl TopicName {
-    pub fn new(tenant: impl Into<String>, namespace: impl Into<String>, topic: impl Into<String>) -> Self {
-        TopicName { tenant: tenant.into(), namespace: namespace.into(), topic: topic.into() }
-    }
-}
-
-impl std::fmt::Display for TopicName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.tenant, self.namespace, self.topic)
-    }
-}
 
 /// What the log knows about a topic.
 #[derive(Clone, Debug)]

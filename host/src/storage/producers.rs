@@ -24,8 +24,8 @@
 //! evicted, as Kafka evicts producers below the log start offset) or until the next restart no
 //! longer finds its batches; a few dozen bytes per producer and partition.
 
+use crate::record::batch::BatchHeader;
 use crate::storage::StorageError;
-use crate::storage::batch::BatchHeader;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 
@@ -373,7 +373,7 @@ impl ProducerEpochs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::batch::testing::{idempotent_batch, with_attributes};
+    use crate::record::batch::testing::{idempotent_batch, with_attributes};
 
     /// The header of an idempotent batch of `n` records at `offset`.
     fn header(pid: i64, epoch: i16, seq: i32, n: usize, offset: i64) -> BatchHeader {

@@ -14,8 +14,8 @@
 //! may store those routed records again (at least once, not exactly once).
 
 use super::{Binding, Policy, Transforms};
-use crate::storage::batch::{self, BatchHeader};
-use crate::storage::records::{self, EncodeSpec, Header as LogHeader, Record as LogRecord};
+use crate::record::batch::{self, BatchHeader};
+use crate::record::records::{self, EncodeSpec, Header as LogHeader, Record as LogRecord};
 use crate::storage::{AppendInfo, StorageError, TopicMeta, TopicName};
 use crate::wasm::transform::{
     Emitted, Header as GuestHeader, InputBatch, Record as GuestRecord, TransformFailure,
@@ -161,9 +161,7 @@ impl Transforms {
         module: &TransformModule,
         batch: &InputBatch,
     ) -> Result<Vec<Emitted>, TransformFailure> {
-        let engine = self.shared.engine.get().ok_or_else(|| {
-            TransformFailure::Guest(GuestFailure::Instantiate("transforms are not started".into()))
-        })?;
+        let engine = &self.shared.engine;
         let seed = self.shared.counter.fetch_add(1, Ordering::Relaxed);
         engine.call(module, &binding.limits, batch, seed)
     }

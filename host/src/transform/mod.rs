@@ -15,7 +15,8 @@ mod apply;
 #[cfg(test)]
 mod tests;
 
-use crate::storage::{AppendInfo, Log, StorageError, TopicName, validate_topic_name};
+use crate::storage::{AppendInfo, Log, StorageError, TopicName};
+use crate::tenant::{InternalTopics, TenantId, names::validate_topic_name};
 use crate::wasm::registry::{Activation, Slot, StoreLink, transform_scope};
 use crate::wasm::{
     Compiler, ModuleId, ModuleStats, ModuleView, Registry, RegistryConfig, RegistryError, TransformEngine,
@@ -25,8 +26,8 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use wasmtime::component::Component;
 
 /// Kafka's limit (and Redpanda's): output topics per transform besides its input topics.
@@ -34,8 +35,8 @@ pub const MAX_OUTPUT_TOPICS: usize = 8;
 
 #[derive(thiserror::Error, Debug)]
 pub enum TransformError {
-    #[error("invalid tenant {0:?}: use 1 to 64 characters of a-z, 0-9, '-' and '_'")]
-    InvalidTenant(String),
+    #[error(transparent)]
+    InvalidTenant(#[from] crate::tenant::TenantError),
     #[error("invalid binding: {0}")]
     InvalidBinding(String),
     #[error("tenant {0:?} has no transforms")]
@@ -130,8 +131,9 @@ pub struct BindingSpec {
 }
 
 impl BindingSpec {
-    /// Names, counts and internal topics; conflicts with other transforms are checked at deploy.
-    pub fn check(&self) -> Result<(), TransformError> {
+    /// Names, counts and internal topics (of `namespace`, where bindings live); conflicts with
+    /// other transforms are checked at deploy.
+    pub fn check(&self, internal: &InternalTopics, namespace: &str) -> Result<(), TransformError> {
         let bad = |m: String| Err(TransformError::InvalidBinding(m));
         if self.topics.is_empty() {
             return bad("name at least one input topic".into());
@@ -150,8 +152,8 @@ impl BindingSpec {
             if let Err(e) = validate_topic_name(topic) {
                 return bad(format!("{topic:?}: {e}"));
             }
-            if topic.starts_with("__") {
-                return bad(format!("{topic:?} is an internal topic"));
+            if let Some(i) = internal.lookup(namespace, topic) {
+                return bad(format!("{topic:?} is an internal topic of {}", i.owner));
             }
         }
         if let Some(t) = dead_letter
@@ -254,7 +256,8 @@ impl TransformsConfig {
 struct Shared {
     cfg: TransformsConfig,
     log: Arc<dyn Log>,
-    engine: OnceLock<TransformEngine>,
+    engine: TransformEngine,
+    internal: Arc<InternalTopics>,
     /// tenant → input topic → the binding that runs on it.
     bindings: RwLock<HashMap<String, HashMap<String, Arc<Binding>>>>,
     /// (tenant, transform name) → its policy outcomes.
@@ -294,7 +297,7 @@ impl Slot for TenantSlot {
             .transpose()
             .map_err(|e| refused(format!("unreadable binding: {e}")))?
             .ok_or_else(|| refused("a transform needs a binding (topics and policy)".into()))?;
-        spec.check().map_err(|e| refused(e.to_string()))?;
+        spec.check(&self.shared.internal, &self.shared.cfg.namespace).map_err(|e| refused(e.to_string()))?;
         let name = id.name.clone();
         {
             let bindings = self.shared.bindings.read();
@@ -309,7 +312,7 @@ impl Slot for TenantSlot {
                 }
             }
         }
-        let engine = self.shared.engine.get().ok_or_else(|| refused("transforms are not started".into()))?;
+        let engine = &self.shared.engine;
         let limits = self.shared.limits(&self.tenant);
         let module = engine.prepare(component, id, stats, &self.tenant, spec.config.clone(), &limits)?;
         let binding = Arc::new(Binding {
@@ -358,33 +361,48 @@ impl Slot for TenantSlot {
 /// The transforms service: bindings for the produce path, and the per-tenant registries.
 pub struct Transforms {
     shared: Arc<Shared>,
-    compiler: OnceLock<Compiler>,
+    compiler: Compiler,
     registries: Mutex<BTreeMap<String, Arc<Registry>>>,
 }
 
 impl Transforms {
-    pub fn new(cfg: TransformsConfig, log: Arc<dyn Log>) -> Self {
-        Transforms {
+    /// The transforms service over the raw `log` (where transforms write their outputs), on
+    /// `compiler`'s engine (the translator's: one engine, one epoch ticker), with the host's
+    /// internal topics (no binding may name one). Every tenant's registry under the directory
+    /// is opened and each transform's active version activated. A version that cannot be
+    /// loaded is logged and its topics fail closed until it is rolled back, redeployed or
+    /// deleted.
+    pub fn open(
+        cfg: TransformsConfig,
+        log: Arc<dyn Log>,
+        compiler: &Compiler,
+        internal: Arc<InternalTopics>,
+    ) -> Result<Self, TransformError> {
+        let engine = TransformEngine::new(compiler.engine().clone()).map_err(RegistryError::Refused)?;
+        let transforms = Transforms {
             shared: Arc::new(Shared {
                 cfg,
                 log,
-                engine: OnceLock::new(),
+                engine,
+                internal,
                 bindings: RwLock::new(HashMap::new()),
                 outcomes: Mutex::new(HashMap::new()),
                 counter: AtomicU64::new(0),
             }),
-            compiler: OnceLock::new(),
+            compiler: compiler.clone(),
             registries: Mutex::new(BTreeMap::new()),
-        }
+        };
+        transforms.load()?;
+        Ok(transforms)
     }
 
-    /// Start on the translator runtime's engine: open every tenant's registry under the
-    /// directory and activate each transform's active version. A version that cannot be loaded
-    /// is logged and its topics run without it, as after `delete`.
-    pub fn start(&self, compiler: &Compiler) -> Result<(), TransformError> {
-        let engine = TransformEngine::new(compiler.engine().clone()).map_err(RegistryError::Refused)?;
-        let _ = self.shared.engine.set(engine);
-        let _ = self.compiler.set(compiler.clone());
+    /// The log front ends append through: a produce to a topic with a transform bound runs it;
+    /// every other call goes to the raw log unchanged. Internal services keep the raw log.
+    pub fn log(self: &Arc<Self>) -> Arc<dyn Log> {
+        Arc::new(TransformingLog { transforms: self.clone() })
+    }
+
+    fn load(&self) -> Result<(), TransformError> {
         let Some(dir) = &self.shared.cfg.dir else { return Ok(()) };
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
@@ -397,7 +415,7 @@ impl Transforms {
         };
         for entry in entries.flatten() {
             let tenant = entry.file_name().to_string_lossy().into_owned();
-            if !entry.path().is_dir() || check_tenant(&tenant).is_err() {
+            if !entry.path().is_dir() || TenantId::new(&tenant).is_err() {
                 continue;
             }
             let registry = self.registry(&tenant, true)?;
@@ -435,9 +453,9 @@ impl Transforms {
 
     /// The registry of `tenant`, opened (and with `create`, created) on first use.
     fn registry(&self, tenant: &str, create: bool) -> Result<Arc<Registry>, TransformError> {
-        check_tenant(tenant)?;
+        TenantId::new(tenant)?;
         let dir = self.shared.cfg.dir.as_ref().ok_or(TransformError::Disabled)?.join(tenant);
-        let compiler = self.compiler.get().ok_or(TransformError::Disabled)?;
+        let compiler = &self.compiler;
         let mut registries = self.registries.lock();
         if let Some(r) = registries.get(tenant) {
             return Ok(r.clone());
@@ -476,7 +494,7 @@ impl Transforms {
         wasm: &[u8],
         spec: BindingSpec,
     ) -> Result<TransformView, TransformError> {
-        spec.check()?;
+        spec.check(&self.shared.internal, &self.shared.cfg.namespace)?;
         let registry = self.registry(tenant, true)?;
         let settings = serde_json::to_value(&spec).expect("a binding serializes");
         registry.deploy(name, wasm, "upload", Some(settings))?;
@@ -535,26 +553,22 @@ impl Transforms {
         self.shared.bindings.read().get(tenant)?.get(topic).cloned()
     }
 
-    /// A produce to `tenant`'s `topic` (named `name` in the log): through the transform bound to
-    /// it, or, for topics without one, the bytes as they are to the log (the zero-copy path).
-    /// Transforms are bound to topics of the host's namespace; a Pulsar client may name others.
-    pub fn append(
+    /// A produce to `name`: through the transform bound to it, or, for topics without one, the
+    /// bytes as they are to the log (the zero-copy path). Transforms are bound to topics of the
+    /// host's namespace; a Pulsar client may name others.
+    fn append(
         &self,
-        tenant: &str,
         name: &TopicName,
         partition: i32,
         records: bytes::Bytes,
     ) -> Result<AppendInfo, StorageError> {
         let bound = name.namespace == self.shared.cfg.namespace;
-        match self.binding(tenant, &name.topic).filter(|_| bound) {
+        match self.binding(&name.tenant, &name.topic).filter(|_| bound) {
             Some(binding) => self.apply(&binding, name, partition, records),
             None => self.shared.log.append(name, partition, records),
         }
     }
 }
 
-fn check_tenant(tenant: &str) -> Result<(), TransformError> {
-    let ok = (1..=64).contains(&tenant.len())
-        && tenant.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok { Ok(()) } else { Err(TransformError::InvalidTenant(tenant.to_string())) }
-}
+mod log;
+use log::TransformingLog;

@@ -1,22 +1,22 @@
 //! The transforms service over a real embedded log and the `chaos` example transform.
 
 use super::*;
+use crate::record::batch::testing::idempotent_batch;
 use crate::storage::StorageError;
 use crate::storage::TopicName;
-use crate::storage::batch::testing::idempotent_batch;
 use crate::storage::embedded::EmbeddedLog;
 use crate::storage::{Log, LogDefaults};
-use crate::wasm::{GUEST_DIR, GuestLimits, HostContext, Runtime};
+use crate::wasm::GuestLimits;
 use std::time::Duration;
 
 fn chaos() -> Vec<u8> {
-    std::fs::read(std::path::Path::new(GUEST_DIR).join("guise_transform_chaos.wasm")).unwrap()
+    std::fs::read(guise_test_guests::CHAOS_TRANSFORM_PATH).unwrap()
 }
 
 struct Fixture {
     dir: tempfile::TempDir,
     log: Arc<dyn Log>,
-    runtime: Arc<Runtime>,
+    compiler: Compiler,
     transforms: Transforms,
 }
 
@@ -29,24 +29,24 @@ impl Fixture {
     fn open(dir: tempfile::TempDir) -> Self {
         let log: Arc<dyn Log> =
             Arc::new(EmbeddedLog::open(&dir.path().join("log"), LogDefaults::default()).unwrap());
-        let ctx = Arc::new(HostContext::local(log.clone(), 1 << 20));
         let limits = GuestLimits {
             memory_bytes: 64 << 20,
             call_timeout: Duration::from_secs(1),
             max_instances: 16,
             max_response_bytes: 1 << 20,
         };
-        let runtime = Arc::new(Runtime::empty(ctx, limits).unwrap());
+        let compiler = Compiler::for_limits(&limits).unwrap();
         let cfg =
             TransformsConfig { dir: Some(dir.path().join("transforms")), ..TransformsConfig::disabled() };
-        let transforms = Transforms::new(cfg, log.clone());
-        transforms.start(runtime.compiler()).unwrap();
-        Fixture { dir, log, runtime, transforms }
+        let mut internal = InternalTopics::new();
+        crate::coord::Coordinator::register_internal(&mut internal, "default");
+        let transforms = Transforms::open(cfg, log.clone(), &compiler, Arc::new(internal)).unwrap();
+        Fixture { dir, log, compiler, transforms }
     }
 
     fn restart(self) -> Self {
-        let Fixture { dir, log, runtime, transforms } = self;
-        drop((transforms, runtime, log));
+        let Fixture { dir, log, compiler, transforms } = self;
+        drop((transforms, compiler, log));
         Self::open(dir)
     }
 

@@ -25,7 +25,7 @@ impl GuestState {
 
 /// Protocols (assignors) one member may offer in a JoinGroup.
 const MAX_PROTOCOLS: usize = 64;
-const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+use guise_guest_sdk::error::INCONSISTENT_GROUP_PROTOCOL;
 
 fn join_result(r: coord::JoinResult) -> groups::JoinResult {
     groups::JoinResult {

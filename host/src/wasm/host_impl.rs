@@ -8,17 +8,22 @@ use wasmtime::component::Resource;
 type ErrorCode = i16;
 
 /// UNKNOWN_TOPIC_OR_PARTITION, for a buffer handle the guest does not hold.
-const CORRUPT_MESSAGE: ErrorCode = 2;
+use guise_guest_sdk::error::CORRUPT_MESSAGE;
 
 /// INVALID_TOPIC_EXCEPTION: what Kafka answers for writes to its internal topics.
-const INVALID_TOPIC_EXCEPTION: ErrorCode = 17;
+use guise_guest_sdk::error::INVALID_TOPIC_EXCEPTION;
 
 impl GuestState {
-    /// The coordinator's own topic is written only by the coordinator: a client that produced a
-    /// batch to it, deleted it or created it with other configs could lose every group's offsets.
+    /// Internal topics (the tenant room's registry) are written only by the services that own
+    /// them: a client that produced a batch to `__consumer_offsets`, deleted it or created it
+    /// with other configs could lose every group's offsets.
     fn not_internal(&self, topic: &str, what: &str) -> Result<(), ErrorCode> {
-        if topic == crate::coord::OFFSETS_TOPIC {
-            tracing::info!(conn = self.conn.id, "refused to {what} the internal topic {topic}");
+        if let Some(t) = self.ctx.internal.lookup(&self.ctx.namespace, topic) {
+            tracing::info!(
+                conn = self.conn.id,
+                owner = t.owner,
+                "refused to {what} the internal topic {topic}"
+            );
             return Err(INVALID_TOPIC_EXCEPTION);
         }
         Ok(())
@@ -42,15 +47,15 @@ impl GuestState {
         e.kafka_code()
     }
 
-    fn topic_info(meta: &TopicMeta) -> log::TopicInfo {
+    fn topic_info(&self, meta: &TopicMeta) -> log::TopicInfo {
         let id = meta.id.as_u128();
         log::TopicInfo {
             name: meta.name.topic.clone(),
             id_hi: (id >> 64) as u64,
             id_lo: id as u64,
             partitions: meta.partitions,
-            // `__consumer_offsets` (the group coordinator's) and any other `__` topic.
-            internal: meta.name.topic.starts_with("__"),
+            // `__consumer_offsets` (the group coordinator's) and the other registered ones.
+            internal: self.ctx.internal.is_internal(&meta.name),
         }
     }
 }
@@ -102,21 +107,19 @@ impl types::HostBuffer for GuestState {
 
 impl log::Host for GuestState {
     fn list_topics(&mut self) -> Vec<log::TopicInfo> {
-        self.in_host(|s| s.ctx.log.topics(&s.conn.tenant, &s.ctx.namespace))
-            .iter()
-            .map(Self::topic_info)
-            .collect()
+        let topics = self.in_host(|s| s.ctx.log.topics(&s.conn.tenant, &s.ctx.namespace));
+        topics.iter().map(|t| self.topic_info(t)).collect()
     }
 
     fn describe_topic(&mut self, name: String) -> Option<log::TopicInfo> {
-        self.in_host(|s| s.ctx.log.topic(&s.ctx.topic(&s.conn.tenant, &name))).as_ref().map(Self::topic_info)
+        let meta = self.in_host(|s| s.ctx.log.topic(&s.ctx.topic(&s.conn.tenant, &name)));
+        meta.as_ref().map(|t| self.topic_info(t))
     }
 
     fn topic_by_id(&mut self, id_hi: u64, id_lo: u64) -> Option<log::TopicInfo> {
         let id = uuid::Uuid::from_u128(((id_hi as u128) << 64) | id_lo as u128);
-        self.in_host(|s| s.ctx.log.topic_by_id(&s.conn.tenant, &s.ctx.namespace, id))
-            .as_ref()
-            .map(Self::topic_info)
+        let meta = self.in_host(|s| s.ctx.log.topic_by_id(&s.conn.tenant, &s.ctx.namespace, id));
+        meta.as_ref().map(|t| self.topic_info(t))
     }
 
     fn create_topic(
@@ -133,7 +136,7 @@ impl log::Host for GuestState {
                 if !validate_only {
                     tracing::info!(conn = self.conn.id, topic = %name, partitions, "created topic");
                 }
-                Ok(Self::topic_info(&meta))
+                Ok(self.topic_info(&meta))
             }
             Err(e) => Err(self.storage_error("create topic", e)),
         }
@@ -193,7 +196,7 @@ impl log::Host for GuestState {
         let bytes = self.buffer(&records).ok_or(CORRUPT_MESSAGE)?.0.clone();
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
         // An fsync or a tenant's transform is not the translator's CPU time.
-        let appended = self.in_host(|s| s.ctx.transforms.append(&s.conn.tenant, &topic, tp.partition, bytes));
+        let appended = self.in_host(|s| s.ctx.log.append(&topic, tp.partition, bytes));
         match appended {
             Ok(a) => Ok(log::AppendInfo { base_offset: a.base_offset, log_start_offset: a.log_start_offset }),
             Err(e) => Err(self.storage_error("append", e)),

@@ -20,7 +20,7 @@ use super::bindings::producers;
 use super::state::GuestState;
 use crate::storage::StorageError;
 
-const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+use guise_guest_sdk::error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
 
 impl GuestState {
     fn new_producer(&mut self) -> Result<producers::ProducerIdAndEpoch, i16> {

@@ -7,6 +7,7 @@ mod host_groups;
 mod host_impl;
 mod host_producers;
 mod module;
+mod park;
 pub mod registry;
 mod runtime;
 mod state;
@@ -19,13 +20,9 @@ pub use runtime::{GuestFailure, GuestLimits, Handled, Runtime, WasmError};
 pub use state::{ConnInfo, HostContext, Observed, WakeKey};
 pub use transform::{TransformEngine, TransformLimits, TransformModule};
 
-/// Where the build put the guest components (`guise_transform_chaos.wasm` and the other example
-/// transforms), for tests and benchmarks that deploy them.
+/// Where the build put the guest components (the example transforms, `guise_transform_*.wasm`),
+/// for tests and benchmarks that deploy them. Test-only guests come from `guise-test-guests`.
 pub const GUEST_DIR: &str = env!("OUT_DIR");
 
 /// The Kafka translator built by `host/build.rs` for `wasm32-wasip2` and embedded in the binary.
 pub const DEFAULT_TRANSLATOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guise_kafka.wasm"));
-
-/// Where the build put the deliberately broken test translator (`modules/faulty`): a path, so
-/// its bytes are not embedded in the binary.
-pub const FAULTY_TRANSLATOR_PATH: &str = concat!(env!("OUT_DIR"), "/guise_faulty.wasm");

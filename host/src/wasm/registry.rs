@@ -27,7 +27,6 @@ use super::module::{ModuleId, ModuleStats, StatsSnapshot, sha256_hex};
 use super::runtime::{Runtime, WasmError};
 use crate::storage::{ModuleStore, StorageError};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -592,17 +591,7 @@ impl Registry {
     fn cached(&self, sha256: &str) -> Option<Component> {
         let path = self.artifact_path(sha256);
         let bytes = std::fs::read(&path).ok()?;
-        let Some(split) = bytes.len().checked_sub(32) else {
-            tracing::warn!(path = %path.display(), "ignoring a truncated artifact");
-            return None;
-        };
-        let (code, digest) = bytes.split_at(split);
-        if Sha256::digest(code).as_slice() != digest {
-            tracing::warn!(path = %path.display(), "ignoring an artifact whose digest does not match");
-            return None;
-        }
-        // SAFETY: these bytes are what `serialize` wrote (the digest above was written with them).
-        match unsafe { self.compiler.deserialize(code) } {
+        match self.compiler.open_sealed(&bytes) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(path = %path.display(), "ignoring the cached artifact: {e}");
@@ -613,9 +602,8 @@ impl Registry {
 
     fn write_artifact(&self, sha256: &str, wasm: &[u8], component: &Component) -> Result<(), RegistryError> {
         write_atomic(&self.wasm_path(sha256), &[wasm])?;
-        let code = self.compiler.serialize(component).map_err(RegistryError::Refused)?;
-        let digest = Sha256::digest(&code);
-        write_atomic(&self.artifact_path(sha256), &[&code, digest.as_slice()])
+        let sealed = self.compiler.seal(component).map_err(RegistryError::Refused)?;
+        write_atomic(&self.artifact_path(sha256), &[&sealed])
     }
 
     fn save(&self, manifest: &Manifest) -> Result<(), RegistryError> {

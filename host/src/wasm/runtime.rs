@@ -14,16 +14,15 @@ use super::engine::Compiler;
 use super::module::{Module, ModuleId, ModuleStats};
 use super::state::{BufferHandle, ConnInfo, GuestState, HostContext, Observed, WakeKey};
 use bytes::Bytes;
+use guise_guest_sdk::error;
 use parking_lot::RwLock;
 use rand::SeedableRng;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime::UpdateDeadline;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
-};
+use wasmtime::{Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 /// How often the epoch advances; guest deadlines are whole ticks.
@@ -64,8 +63,8 @@ impl GuestFailure {
     /// The Kafka error code the client gets for this failure (via the guest's error-response).
     pub fn kafka_code(&self) -> i16 {
         match self {
-            GuestFailure::Deadline(_) => 7, // REQUEST_TIMED_OUT
-            _ => -1,                        // UNKNOWN_SERVER_ERROR
+            GuestFailure::Deadline(_) => error::REQUEST_TIMED_OUT,
+            _ => error::UNKNOWN_SERVER_ERROR,
         }
     }
 }
@@ -100,18 +99,11 @@ pub struct Runtime {
     linker: Linker<GuestState>,
     ctx: Arc<HostContext>,
     limits: GuestLimits,
-    stop_ticker: Arc<AtomicBool>,
     /// The translator new requests run on.
     translator: RwLock<Option<Arc<Module>>>,
     /// Guest calls made, and failed (trap, deadline, memory), over all versions.
     pub calls: AtomicU64,
     pub failures: AtomicU64,
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.stop_ticker.store(true, Ordering::Relaxed);
-    }
 }
 
 impl Runtime {
@@ -125,50 +117,27 @@ impl Runtime {
         Ok(runtime)
     }
 
-    /// A runtime with no translator yet (requests are refused until one is activated).
+    /// A runtime with no translator yet (requests are refused until one is activated), on an
+    /// engine of its own: for tests and benchmarks.
     pub fn empty(ctx: Arc<HostContext>, limits: GuestLimits) -> Result<Self, WasmError> {
-        let mut pool = PoolingAllocationConfig::default();
-        // Twice the translator's slots: an append may run a tenant transform's instance while its
-        // translator instance is live.
-        let slots = limits.max_instances * 2;
-        pool.total_component_instances(slots)
-            .total_core_instances(slots * 16)
-            .total_memories(slots * 2)
-            .total_tables(slots * 16)
-            .max_memory_size(limits.memory_bytes);
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
+        Self::on(Compiler::for_limits(&limits)?, ctx, limits)
+    }
+
+    /// A runtime with no translator yet on `compiler`'s engine (the host's one engine, shared
+    /// with the tenant transforms).
+    pub fn on(compiler: Compiler, ctx: Arc<HostContext>, limits: GuestLimits) -> Result<Self, WasmError> {
+        let engine = compiler.engine().clone();
         let mut linker = Linker::<GuestState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
         ProtocolHandler::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
-
-        let stop_ticker = Arc::new(AtomicBool::new(false));
-        {
-            let engine = engine.clone();
-            let stop = stop_ticker.clone();
-            std::thread::Builder::new()
-                .name("guise-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
-                    }
-                })
-                .map_err(|e| WasmError::Engine(format!("starting the epoch ticker: {e}")))?;
-        }
         Ok(Runtime {
-            compiler: Compiler::new(engine.clone()),
+            compiler,
             engine,
             linker,
             ctx,
             limits,
-            stop_ticker,
             translator: RwLock::new(None),
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),

@@ -1,6 +1,7 @@
 //! Per-store state: what a guest call may touch.
 
 use crate::storage::{Log, TopicName};
+use crate::tenant::InternalTopics;
 use bytes::Bytes;
 use std::sync::Arc;
 use wasmtime::StoreLimits;
@@ -13,6 +14,8 @@ pub struct BufferHandle(pub Bytes);
 
 /// What the host services need, shared by every call.
 pub struct HostContext {
+    /// The front ends' log: its appends go through the tenant transforms (see
+    /// `crate::transform::Transforms::log`). Internal services hold the raw log instead.
     pub log: Arc<dyn Log>,
     pub namespace: String,
     pub node_id: i32,
@@ -23,16 +26,19 @@ pub struct HostContext {
     pub default_partitions: i32,
     pub max_frame_bytes: u32,
     pub coord: Arc<crate::coord::Coordinator>,
-    /// Tenant transforms on the produce path.
-    pub transforms: Arc<crate::transform::Transforms>,
+    /// The host's internal topics: clients may read them, never write them.
+    pub internal: Arc<InternalTopics>,
 }
 
 impl HostContext {
-    /// A single host on 127.0.0.1:9092 over `log`, with default settings and a coordinator that
-    /// persists nothing: for tests and benchmarks that need a runtime without a server.
+    /// A single host on 127.0.0.1:9092 over `log` (no transforms), with default settings and a
+    /// coordinator that persists nothing: for tests and benchmarks that need a runtime without
+    /// a server.
     pub fn local(log: Arc<dyn Log>, max_frame_bytes: u32) -> Self {
+        let mut internal = InternalTopics::new();
+        crate::coord::Coordinator::register_internal(&mut internal, "default");
         HostContext {
-            log: log.clone(),
+            log,
             namespace: "default".into(),
             node_id: 0,
             advertised_host: "127.0.0.1".into(),
@@ -42,10 +48,7 @@ impl HostContext {
             default_partitions: 1,
             max_frame_bytes,
             coord: Default::default(),
-            transforms: Arc::new(crate::transform::Transforms::new(
-                crate::transform::TransformsConfig::disabled(),
-                log,
-            )),
+            internal: Arc::new(internal),
         }
     }
 

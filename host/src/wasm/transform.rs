@@ -22,7 +22,7 @@ mod bindings {
     });
 }
 
-use crate::storage::records;
+use crate::record::records;
 use crate::wasm::bindings::logging;
 pub use bindings::TransformPre;
 pub use bindings::guise::runtime::transform_types::{Header, InputBatch, Record};

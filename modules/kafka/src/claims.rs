@@ -21,7 +21,7 @@ pub enum Stop {
     Impossible { count: u64, min_bytes: u64, remaining: usize },
 }
 
-type Step = Result<(), Stop>;
+pub(crate) type Step = Result<(), Stop>;
 
 /// Check the request body of `api_key` at `version`: an error names an impossible array count.
 /// Bodies the decoder rejects for other reasons, and APIs this module does not know, pass.
@@ -38,37 +38,13 @@ pub fn check(api_key: i16, version: i16, body: &[u8]) -> Result<(), String> {
 /// Walk `body` as the decoder would: `Some(Ok(consumed))` when it decodes (structurally), `None`
 /// for an API this module does not describe.
 pub fn walk(api_key: i16, version: i16, body: &[u8]) -> Option<Result<usize, Stop>> {
-    let (flexible_from, request): (i16, fn(&mut Walk<'_>, i16) -> Step) = match api_key {
-        0 => (9, produce),
-        1 => (12, fetch),
-        2 => (6, list_offsets),
-        3 => (9, metadata),
-        8 => (8, offset_commit),
-        9 => (6, offset_fetch),
-        10 => (3, find_coordinator),
-        11 => (6, join_group),
-        12 => (4, heartbeat),
-        13 => (4, leave_group),
-        14 => (4, sync_group),
-        15 => (5, describe_groups),
-        16 => (3, list_groups),
-        18 => (3, api_versions),
-        19 => (5, create_topics),
-        20 => (4, delete_topics),
-        22 => (2, init_producer_id),
-        32 => (4, describe_configs),
-        37 => (2, create_partitions),
-        42 => (2, delete_groups),
-        // OffsetDelete has no flexible version.
-        47 => (i16::MAX, offset_delete),
-        _ => return None,
-    };
+    let (flexible_from, request) = crate::apis::walker(api_key)?;
     let mut w = Walk { buf: body, flexible: version >= flexible_from };
     Some(request(&mut w, version).map(|()| body.len() - w.buf.len()))
 }
 
 /// A cursor over the body; `flexible` selects compact lengths and tagged-field sections.
-struct Walk<'a> {
+pub(crate) struct Walk<'a> {
     buf: &'a [u8],
     flexible: bool,
 }
@@ -219,7 +195,7 @@ impl Walk<'_> {
 
 // One function per request, mirroring kafka-protocol 0.18's `Decodable` impls (`messages/*_request.rs`).
 
-fn produce(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn produce(w: &mut Walk<'_>, v: i16) -> Step {
     w.string()?; // transactional_id
     w.i16()?; // acks
     w.i32()?; // timeout_ms
@@ -240,7 +216,7 @@ fn produce(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn fetch(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn fetch(w: &mut Walk<'_>, v: i16) -> Step {
     if v <= 14 {
         w.i32()?; // replica_id
     }
@@ -311,7 +287,7 @@ fn replica_state(w: &mut Walk<'_>) -> Step {
     w.tags()
 }
 
-fn list_offsets(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn list_offsets(w: &mut Walk<'_>, v: i16) -> Step {
     w.i32()?; // replica_id
     if v >= 2 {
         w.i8()?; // isolation_level
@@ -334,7 +310,7 @@ fn list_offsets(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn metadata(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn metadata(w: &mut Walk<'_>, v: i16) -> Step {
     w.array(1, |w| {
         if v >= 10 {
             w.uuid()?; // topic_id
@@ -354,7 +330,7 @@ fn metadata(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn api_versions(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn api_versions(w: &mut Walk<'_>, v: i16) -> Step {
     if v >= 3 {
         w.string()?; // client_software_name
         w.string()?; // client_software_version
@@ -362,7 +338,7 @@ fn api_versions(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn create_topics(w: &mut Walk<'_>, _v: i16) -> Step {
+pub(crate) fn create_topics(w: &mut Walk<'_>, _v: i16) -> Step {
     w.array(1, |w| {
         w.string()?; // name
         w.i32()?; // num_partitions
@@ -384,7 +360,7 @@ fn create_topics(w: &mut Walk<'_>, _v: i16) -> Step {
     w.tags()
 }
 
-fn delete_topics(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn delete_topics(w: &mut Walk<'_>, v: i16) -> Step {
     if v >= 6 {
         w.array(1, |w| {
             w.string()?; // name
@@ -399,7 +375,7 @@ fn delete_topics(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn describe_configs(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn describe_configs(w: &mut Walk<'_>, v: i16) -> Step {
     w.array(1, |w| {
         w.i8()?; // resource_type
         w.string()?; // resource_name
@@ -414,7 +390,7 @@ fn describe_configs(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn create_partitions(w: &mut Walk<'_>, _v: i16) -> Step {
+pub(crate) fn create_partitions(w: &mut Walk<'_>, _v: i16) -> Step {
     w.array(1, |w| {
         w.string()?; // name
         w.i32()?; // count
@@ -429,7 +405,7 @@ fn create_partitions(w: &mut Walk<'_>, _v: i16) -> Step {
     w.tags()
 }
 
-fn offset_commit(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn offset_commit(w: &mut Walk<'_>, v: i16) -> Step {
     w.string()?; // group_id
     w.i32()?; // generation_id_or_member_epoch
     w.string()?; // member_id
@@ -455,7 +431,7 @@ fn offset_commit(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn offset_fetch(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn offset_fetch(w: &mut Walk<'_>, v: i16) -> Step {
     if v <= 7 {
         w.string()?; // group_id
         w.array(1, |w| {
@@ -485,7 +461,7 @@ fn offset_fetch(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn find_coordinator(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn find_coordinator(w: &mut Walk<'_>, v: i16) -> Step {
     if v <= 3 {
         w.string()?; // key
     }
@@ -499,7 +475,7 @@ fn find_coordinator(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn join_group(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn join_group(w: &mut Walk<'_>, v: i16) -> Step {
     w.string()?; // group_id
     w.i32()?; // session_timeout_ms
     if v >= 1 {
@@ -521,7 +497,7 @@ fn join_group(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn heartbeat(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn heartbeat(w: &mut Walk<'_>, v: i16) -> Step {
     w.string()?; // group_id
     w.i32()?; // generation_id
     w.string()?; // member_id
@@ -531,7 +507,7 @@ fn heartbeat(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn leave_group(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn leave_group(w: &mut Walk<'_>, v: i16) -> Step {
     w.string()?; // group_id
     if v <= 2 {
         w.string()?; // member_id
@@ -549,7 +525,7 @@ fn leave_group(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn sync_group(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn sync_group(w: &mut Walk<'_>, v: i16) -> Step {
     w.string()?; // group_id
     w.i32()?; // generation_id
     w.string()?; // member_id
@@ -568,7 +544,7 @@ fn sync_group(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn describe_groups(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn describe_groups(w: &mut Walk<'_>, v: i16) -> Step {
     let min = w.min_string();
     w.array(min, |w| w.string())?; // groups
     if v >= 3 {
@@ -577,7 +553,7 @@ fn describe_groups(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn list_groups(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn list_groups(w: &mut Walk<'_>, v: i16) -> Step {
     let min = w.min_string();
     if v >= 4 {
         w.array(min, |w| w.string())?; // states_filter
@@ -588,7 +564,7 @@ fn list_groups(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn init_producer_id(w: &mut Walk<'_>, v: i16) -> Step {
+pub(crate) fn init_producer_id(w: &mut Walk<'_>, v: i16) -> Step {
     w.string()?; // transactional_id
     w.i32()?; // transaction_timeout_ms
     if v >= 3 {
@@ -598,13 +574,13 @@ fn init_producer_id(w: &mut Walk<'_>, v: i16) -> Step {
     w.tags()
 }
 
-fn delete_groups(w: &mut Walk<'_>, _v: i16) -> Step {
+pub(crate) fn delete_groups(w: &mut Walk<'_>, _v: i16) -> Step {
     let min = w.min_string();
     w.array(min, |w| w.string())?; // groups_names
     w.tags()
 }
 
-fn offset_delete(w: &mut Walk<'_>, _v: i16) -> Step {
+pub(crate) fn offset_delete(w: &mut Walk<'_>, _v: i16) -> Step {
     w.string()?; // group_id
     w.array(1, |w| {
         w.string()?; // name

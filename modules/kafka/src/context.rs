@@ -50,8 +50,9 @@ impl<'a, S: Services> Ctx<'a, S> {
                 // KIP-511: answer with a v0 response carrying UNSUPPORTED_VERSION and our range.
                 return Ok(cx);
             }
+            let name = apis::name(api_key).unwrap_or("?");
             return Err(cx.close(format!(
-                "unsupported version {version} of api key {api_key} (supported {min}..={max})"
+                "unsupported version {version} of api key {api_key} ({name}; supported {min}..={max})"
             )));
         }
         let header_version = match ApiKey::try_from(api_key) {

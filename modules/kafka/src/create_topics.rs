@@ -15,7 +15,7 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, CreateTopicsResponse};
 
 /// INVALID_REPLICA_ASSIGNMENT (not in the SDK's list).
-pub(crate) const INVALID_REPLICA_ASSIGNMENT: ErrorCode = 39;
+pub(crate) use guise_guest_sdk::error::INVALID_REPLICA_ASSIGNMENT;
 
 /// Check one partition's manual replica assignment: it must be exactly this broker.
 pub(crate) fn check_replicas(partition: i32, replicas: &[BrokerId], me: i32) -> Result<(), String> {

@@ -4,8 +4,9 @@
 //! state between requests; record bytes stay in host buffers (produce names slices of the request
 //! frame, fetch splices stored batches into the response as buffer segments).
 //!
-//! One file per API; `apis` is the single table of what is implemented, used both for dispatch
-//! and for the ApiVersions response, so the server advertises exactly what it serves.
+//! One file per API; `apis` is the single table of what is implemented, from which dispatch,
+//! error responses, the ApiVersions response and the claim check are generated, so the server
+//! advertises exactly what it serves.
 
 mod api_versions;
 mod apis;
@@ -54,30 +55,7 @@ impl Handler for KafkaTranslator {
             Ok(cx) => cx,
             Err(early) => return early,
         };
-        let result = match cx.api_key {
-            0 => produce::handle(&cx),
-            1 => fetch::handle(&cx),
-            2 => list_offsets::handle(&cx),
-            3 => metadata::handle(&cx),
-            8 => offset_commit::handle(&cx),
-            9 => offset_fetch::handle(&cx),
-            10 => find_coordinator::handle(&cx),
-            11 => join_group::handle(&cx),
-            12 => heartbeat::handle(&cx),
-            13 => leave_group::handle(&cx),
-            14 => sync_group::handle(&cx),
-            15 => describe_groups::handle(&cx),
-            16 => list_groups::handle(&cx),
-            18 => api_versions::handle(&cx),
-            19 => create_topics::handle(&cx),
-            20 => delete_topics::handle(&cx),
-            22 => init_producer_id::handle(&cx),
-            32 => describe_configs::handle(&cx),
-            37 => create_partitions::handle(&cx),
-            42 => delete_groups::handle(&cx),
-            47 => offset_delete::handle(&cx),
-            key => Err(format!("api key {key} is in the table but has no handler")),
-        };
+        let result = apis::handle(&cx);
         result.unwrap_or_else(|reason| cx.close(reason))
     }
 
@@ -87,30 +65,7 @@ impl Handler for KafkaTranslator {
         code: ErrorCode,
     ) -> Option<Vec<Segment<S::Buffer>>> {
         let cx = Ctx::new(svc, req, true).ok()?;
-        let result = match cx.api_key {
-            0 => produce::error(&cx, code),
-            1 => fetch::error(&cx, code),
-            2 => list_offsets::error(&cx, code),
-            3 => metadata::error(&cx, code),
-            8 => offset_commit::error(&cx, code),
-            9 => offset_fetch::error(&cx, code),
-            10 => find_coordinator::error(&cx, code),
-            11 => join_group::error(&cx, code),
-            12 => heartbeat::error(&cx, code),
-            13 => leave_group::error(&cx, code),
-            14 => sync_group::error(&cx, code),
-            15 => describe_groups::error(&cx, code),
-            16 => list_groups::error(&cx, code),
-            18 => api_versions::error(&cx, code),
-            19 => create_topics::error(&cx, code),
-            20 => delete_topics::error(&cx, code),
-            22 => init_producer_id::error(&cx, code),
-            32 => describe_configs::error(&cx, code),
-            37 => create_partitions::error(&cx, code),
-            42 => delete_groups::error(&cx, code),
-            47 => offset_delete::error(&cx, code),
-            _ => return None,
-        };
+        let result = apis::error(&cx, code)?;
         match result {
             Ok(Outcome::Respond(r)) => r,
             _ => None,

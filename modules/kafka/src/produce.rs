@@ -26,17 +26,17 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 /// INVALID_RECORD: what Kafka (2.5+, KIP-467) answers for a partition whose records fail
 /// `ProduceRequest.validateRecords` (no batch, wrong magic, more than one batch).
-pub(crate) const INVALID_RECORD: ErrorCode = 87;
+pub(crate) use guise_guest_sdk::error::INVALID_RECORD;
 
 /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED. Transactions are not supported: a client only sends a
 /// transactional produce after InitProducerId with a transactional id (which this translator does
 /// not advertise), so one that does anyway is refused the way Kafka refuses a transactional id the
 /// principal may not use. The code is fatal in clients (not retried), so the application fails
 /// fast with a clear reason instead of retrying a produce that can never succeed.
-pub(crate) const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: ErrorCode = 53;
+pub(crate) use guise_guest_sdk::error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
 
 /// UNSUPPORTED_COMPRESSION_TYPE: zstd in a produce before v7.
-pub(crate) const UNSUPPORTED_COMPRESSION_TYPE: ErrorCode = 76;
+pub(crate) use guise_guest_sdk::error::UNSUPPORTED_COMPRESSION_TYPE;
 
 /// Offset of the magic byte in a record batch (after base offset 8, length 4, leader epoch 4).
 const MAGIC_AT: usize = 16;

@@ -36,7 +36,9 @@ fn note(size: usize) {
     let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
 }
 
+// Test-only: an allocation counter for the property tests (see the workspace's `unsafe_code`).
 // SAFETY: every call is forwarded unchanged to the system allocator.
+#[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Tracking {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(layout.size());

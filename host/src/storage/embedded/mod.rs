@@ -23,12 +23,12 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-use crate::storage::batch;
-use crate::storage::names::{check_new_topic, validate_full_name, validate_growth, validate_partitions};
+use crate::record::batch;
 use crate::storage::producers::ProducerEpochs;
 use crate::storage::{
     AppendInfo, FsyncPolicy, Log, LogDefaults, ReadResult, StorageError, TopicConfig, TopicMeta, TopicName,
 };
+use crate::tenant::names::{check_new_topic, validate_full_name, validate_growth, validate_partitions};
 use parking_lot::{Mutex, RwLock};
 use partition::{Partition, PartitionConfig};
 use producer_ids::ProducerIds;

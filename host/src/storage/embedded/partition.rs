@@ -13,7 +13,7 @@
 //! segment, read by the same scan that rebuilds the index.
 
 use super::segment::{self, BatchRef, Segment};
-use crate::storage::batch::{self, BatchHeader, HEADER_LEN, ValidBatch};
+use crate::record::batch::{self, BatchHeader, HEADER_LEN, ValidBatch};
 use crate::storage::producers::{Checked, ProducerEpochs, ProducerStateTable};
 use crate::storage::{AppendInfo, ReadResult, StorageError};
 use bytes::{Bytes, BytesMut};

@@ -1,7 +1,7 @@
 //! One segment file: its in-memory sparse index, header walking for reads, and the recovery
 //! scan at open.
 
-use crate::storage::batch::{BatchHeader, CRC_START, HEADER_LEN};
+use crate::record::batch::{BatchHeader, CRC_START, HEADER_LEN};
 use crate::storage::producers::ProducerStateTable;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};

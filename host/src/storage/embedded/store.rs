@@ -2,7 +2,7 @@
 //! next to one directory per partition, and `<data_dir>/deleted/` for topics being removed.
 
 use crate::storage::TopicName;
-use crate::storage::names::{validate_path_component, validate_topic_name};
+use crate::tenant::names::{validate_path_component, validate_topic_name};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};

@@ -1,6 +1,6 @@
 use super::EmbeddedLog;
-use crate::storage::batch::testing::{batch, batch_with_timestamps, idempotent_batch, with_attributes};
-use crate::storage::batch::{BatchHeader, validate};
+use crate::record::batch::testing::{batch, batch_with_timestamps, idempotent_batch, with_attributes};
+use crate::record::batch::{BatchHeader, validate};
 use crate::storage::{Log, LogDefaults, StorageError, TopicName};
 use bytes::Bytes;
 use std::io::Write;
@@ -457,7 +457,7 @@ fn offset_for_timestamp_and_max_timestamp() {
     // timestamp for a lookup, last offset for the max.
     let mut compressed = batch_with_timestamps(&v, 300, &[0, 1, 2]);
     compressed[22] |= 4;
-    crate::storage::batch::testing::fix_crc(&mut compressed);
+    crate::record::batch::testing::fix_crc(&mut compressed);
     log.append(&t, 0, Bytes::from(compressed)).unwrap();
     assert_eq!(log.offset_for_timestamp(&t, 0, 301).unwrap(), Some((9, 302)));
     assert_eq!(log.max_timestamp(&t, 0).unwrap(), Some((11, 302)));

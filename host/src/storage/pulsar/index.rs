@@ -14,7 +14,7 @@
 //! counts only once all its messages have been read, in order; a torn batch is dropped.
 
 use super::props::{BatchInfo, Kind, Props};
-use crate::storage::batch::{self, BatchHeader};
+use crate::record::batch::{self, BatchHeader};
 use crate::storage::producers::ProducerStateTable;
 
 /// A Pulsar message id, as far as ordering goes (our messages are never batched).
@@ -297,7 +297,7 @@ impl Recovery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::batch::testing::{batch, idempotent_batch};
+    use crate::record::batch::testing::{batch, idempotent_batch};
 
     fn id(n: u64) -> MsgId {
         MsgId { ledger: 1, entry: n }

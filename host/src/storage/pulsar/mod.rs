@@ -44,9 +44,9 @@ mod partition;
 mod props;
 mod reader;
 
-use crate::storage::batch;
-use crate::storage::names::{check_new_topic, validate_full_name, validate_growth, validate_partitions};
+use crate::record::batch;
 use crate::storage::{AppendInfo, Log, LogDefaults, ReadResult, StorageError, TopicMeta, TopicName};
+use crate::tenant::names::{check_new_topic, validate_full_name, validate_growth, validate_partitions};
 use client::Bridge;
 use meta::{Catalog, ID_BLOCK, IdBlocks, IdClaim, MetaLog, TopicRecord};
 use parking_lot::{Mutex, RwLock};

@@ -32,9 +32,9 @@ use super::props::{self, BatchInfo, Kind, Props};
 use super::reader::{End, Follower, PREFETCH, Received};
 use crate::pulsar::mapping;
 use crate::pulsar::proto::{KeyValue, SingleMessageMetadata};
-use crate::storage::batch::{self, BatchHeader, ValidBatch};
+use crate::record::batch::{self, BatchHeader, ValidBatch};
+use crate::record::records::{self, EncodeSpec};
 use crate::storage::producers::{Checked, ProducerEpochs, ProducerStateTable};
-use crate::storage::records::{self, EncodeSpec};
 use crate::storage::{AppendInfo, EntryFormat, ReadResult, StorageError};
 use ::pulsar::consumer::InitialPosition;
 use ::pulsar::producer::Message;
@@ -1005,7 +1005,7 @@ pub(super) async fn subscribe_retention(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::records::{Header, Record};
+    use crate::record::records::{Header, Record};
 
     fn received(id: u64, m: Message) -> Received {
         Received {

@@ -1,7 +1,8 @@
 use super::*;
 use crate::storage::embedded::EmbeddedLog;
 use crate::storage::{Log, LogDefaults};
-use crate::wasm::{DEFAULT_TRANSLATOR, FAULTY_TRANSLATOR_PATH, GuestLimits, HostContext};
+use crate::wasm::{DEFAULT_TRANSLATOR, GuestLimits, HostContext};
+use guise_test_guests::FAULTY_TRANSLATOR_PATH;
 use std::time::Duration;
 
 struct Fixture {

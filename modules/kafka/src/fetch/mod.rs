@@ -27,7 +27,7 @@ use guise_guest_sdk::{ErrorCode, Outcome, Services, TopicPartition, Wait, WakeSo
 use kafka_protocol::messages::FetchRequest;
 
 /// FETCH_SESSION_ID_NOT_FOUND (not in the SDK's list).
-pub(crate) const FETCH_SESSION_ID_NOT_FOUND: ErrorCode = 70;
+pub(crate) use guise_guest_sdk::error::FETCH_SESSION_ID_NOT_FOUND;
 
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let req: FetchRequest = cx.decode()?;

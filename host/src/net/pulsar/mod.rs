@@ -20,13 +20,11 @@ use crate::pulsar::proto::BaseCommand;
 use crate::pulsar::proto::base_command::Type;
 use crate::pulsar::topic;
 use crate::storage::{Log, StorageError, TopicName};
-use crate::transform::Transforms;
+use crate::tenant::{InternalTopics, TenantId};
 use bytes::Bytes;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::mpsc;
 
 /// Frames queued for one connection's writer, and how many bytes are queued: dispatchers stop
 /// feeding a connection whose client does not read (its permits do not bound bytes: one permit
@@ -91,23 +89,23 @@ pub const PROTOCOL_VERSION: i32 = 19;
 #[derive(Clone, Debug)]
 pub struct EndpointConfig {
     /// Tenant and namespace of short topic names (`my-topic`).
-    pub tenant: String,
+    pub tenant: TenantId,
     pub namespace: String,
     /// The tenants whose topics it serves; others get AuthorizationError.
-    pub tenants: Vec<String>,
+    pub tenants: Vec<TenantId>,
     /// `pulsar://HOST:PORT`, what LOOKUP answers.
     pub service_url: String,
     /// CONNECTED's max_message_size: the largest message a client may send.
     pub max_message_size: u32,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
-    pub max_connections: usize,
 }
 
 pub struct Endpoint {
     cfg: EndpointConfig,
+    /// The front ends' log: SENDs go through the tenant transforms.
     log: Arc<dyn Log>,
-    transforms: Arc<Transforms>,
+    internal: Arc<InternalTopics>,
     subs: subs::Subscriptions,
     producers: producers::Producers,
 }
@@ -130,43 +128,31 @@ impl TopicError {
 }
 
 impl Endpoint {
-    pub fn new(cfg: EndpointConfig, log: Arc<dyn Log>, transforms: Arc<Transforms>) -> Self {
-        let cursors = Arc::new(cursors::Cursors::new(log.clone()));
+    /// `log` is the front ends' (transforming) log; `raw` the log itself, where the cursor store
+    /// keeps its internal topic.
+    pub fn new(
+        cfg: EndpointConfig,
+        log: Arc<dyn Log>,
+        raw: Arc<dyn Log>,
+        internal: Arc<InternalTopics>,
+    ) -> Self {
+        let cursors = Arc::new(cursors::Cursors::new(raw));
         Endpoint {
             cfg,
             subs: subs::Subscriptions::new(log.clone(), cursors),
             log,
-            transforms,
+            internal,
             producers: producers::Producers::default(),
         }
     }
 
-    /// Accept connections until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-        static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
-        let mut conns = JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        while conns.try_join_next().is_some() {}
-                        if conns.len() >= self.cfg.max_connections {
-                            tracing::warn!(%peer, "refusing a Pulsar connection: at max_connections");
-                            continue;
-                        }
-                        let _ = stream.set_nodelay(true);
-                        let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-                        conns.spawn(conn::serve(self.clone(), stream, id, peer, shutdown.clone()));
-                    }
-                    Err(e) => {
-                        tracing::warn!("accepting a Pulsar connection failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                },
-                r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break },
-            }
-        }
-        while conns.join_next().await.is_some() {}
+    /// Serve one accepted connection (see [`crate::net::listener::run`]).
+    pub async fn serve(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        accepted: crate::net::listener::Accepted,
+    ) {
+        conn::serve(self, stream, accepted.id, accepted.peer, accepted.shutdown).await
     }
 
     pub fn parse(&self, name: &str) -> Result<topic::PulsarTopic, TopicError> {
@@ -175,22 +161,14 @@ impl Endpoint {
             message,
         })?;
         self.serves(&t.base.tenant)?;
-        if self.internal(&t.base) {
-            tracing::info!(topic = %t.base, "refused a Pulsar client the internal topic");
+        if let Some(owner) = self.internal.lookup(&t.base.namespace, &t.base.topic).map(|i| i.owner) {
+            tracing::info!(topic = %t.base, owner, "refused a Pulsar client the internal topic");
             return Err(TopicError {
                 error: crate::pulsar::proto::ServerError::NotAllowedError,
                 message: format!("{name} is internal to the host"),
             });
         }
         Ok(t)
-    }
-
-    /// Topics only the host uses: the coordinator's offsets topic (in the host's namespace) and
-    /// the durable cursors (in every namespace). A client could corrupt every group's offsets or
-    /// every subscription's cursor through them, or create them with the wrong configs.
-    fn internal(&self, t: &TopicName) -> bool {
-        t.topic == cursors::CURSORS_TOPIC
-            || (t.topic == crate::coord::OFFSETS_TOPIC && t.namespace == self.cfg.namespace)
     }
 
     /// Whether this endpoint serves `tenant`'s topics (`pulsar_tenants`).

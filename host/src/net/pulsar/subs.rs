@@ -18,7 +18,7 @@ use crate::pulsar::proto::base_command::Type;
 use crate::pulsar::proto::command_ack::AckType;
 use crate::pulsar::proto::command_subscribe::SubType;
 use crate::pulsar::proto::{BaseCommand, CommandCloseConsumer, CommandMessage, MessageIdData};
-use crate::storage::batch::BatchHeader;
+use crate::record::batch::BatchHeader;
 use crate::storage::{Log, StorageError, TopicName};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -614,10 +614,10 @@ enum ReadOne {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pulsar::endpoint::{OUTBOX_LIMIT, Outbox};
+    use crate::net::pulsar::{OUTBOX_LIMIT, Outbox};
+    use crate::record::records::{self, EncodeSpec, Record};
     use crate::storage::LogDefaults;
     use crate::storage::embedded::EmbeddedLog;
-    use crate::storage::records::{self, EncodeSpec, Record};
 
     /// A consumer that grants permits but never reads its socket holds the dispatcher back at
     /// the outbox limit; once it reads, the rest follows.

@@ -161,7 +161,7 @@ impl Producers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pulsar::endpoint::Outbox;
+    use crate::net::pulsar::Outbox;
 
     #[test]
     fn access_modes() {

@@ -7,7 +7,7 @@
 //! The topic is not compacted: each store adds a record (subscriptions store at most once a
 //! second), so it grows with acknowledgement activity until a compaction exists.
 
-use crate::storage::records::{self, EncodeSpec, Record};
+use crate::record::records::{self, EncodeSpec, Record};
 use crate::storage::{Log, StorageError, TopicName};
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -15,6 +15,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub const CURSORS_TOPIC: &str = "__pulsar_cursors";
+
+/// Register the cursor store's topic (`__pulsar_cursors`, in every tenant and namespace) with
+/// the tenant room. The host registers it whether or not the endpoint is on, so no Kafka client
+/// takes the name in the meantime.
+pub fn register_internal(internal: &mut crate::tenant::InternalTopics) {
+    internal.register(CURSORS_TOPIC, None, "the Pulsar cursor store");
+}
 
 type Key = (String, uuid::Uuid, i32, String);
 
@@ -113,7 +120,7 @@ impl Cursors {
             let Some(bytes) = read.records else { break };
             let mut rest = &bytes[..];
             while !rest.is_empty() {
-                let header = crate::storage::batch::BatchHeader::parse(rest)?;
+                let header = crate::record::batch::BatchHeader::parse(rest)?;
                 let size = header.size().min(rest.len());
                 let decoded = records::decode(&rest[..size], 1 << 20)
                     .map_err(|e| StorageError::CorruptMessage(e.to_string()))?;

@@ -10,8 +10,8 @@
 use crate::pulsar::batch;
 use crate::pulsar::mapping::{self, MappingError};
 use crate::pulsar::proto::{CompressionType, MessageIdData, MessageMetadata};
-use crate::storage::batch::BatchHeader;
-use crate::storage::records::{self, EncodeSpec, RecordsError};
+use crate::record::batch::BatchHeader;
+use crate::record::records::{self, EncodeSpec, RecordsError};
 use bytes::Bytes;
 
 #[derive(thiserror::Error, Debug)]
@@ -126,7 +126,7 @@ pub fn delivery_of_batch(raw: &[u8], max: usize) -> Result<Option<Delivery>, Con
 mod tests {
     use super::*;
     use crate::pulsar::proto::{KeyValue, SingleMessageMetadata};
-    use crate::storage::records::{Header, Record};
+    use crate::record::records::{Header, Record};
 
     fn record(key: Option<&[u8]>, value: Option<&[u8]>, ts: i64) -> Record {
         Record {

@@ -7,7 +7,25 @@
 //! maxTimestamp i64 @35, producerId i64 @43, producerEpoch i16 @51, baseSequence i32 @53,
 //! recordsCount i32 @57. The base offset is outside the CRC, so the host can patch it in place.
 
-use super::StorageError;
+/// Why a record batch was refused: each maps to one Kafka error code (see `kafka_code`).
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum BatchError {
+    /// CORRUPT_MESSAGE (2): a bad header, length, CRC or record.
+    #[error("corrupt record batch: {0}")]
+    Corrupt(String),
+    /// MESSAGE_TOO_LARGE (10).
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge { size: usize, max: u32 },
+}
+
+impl BatchError {
+    pub fn kafka_code(&self) -> i16 {
+        match self {
+            BatchError::Corrupt(_) => guise_guest_sdk::error::CORRUPT_MESSAGE,
+            BatchError::TooLarge { .. } => guise_guest_sdk::error::MESSAGE_TOO_LARGE,
+        }
+    }
+}
 
 /// Size of the v2 batch header.
 pub const HEADER_LEN: usize = 61;
@@ -45,9 +63,9 @@ impl BatchHeader {
     /// Parse the header at the start of `buf`. Checks that the header is complete, that the
     /// magic is 2 and that batchLength covers at least the header; it does not check that the
     /// whole batch is in `buf` (see [`validate`]).
-    pub fn parse(buf: &[u8]) -> Result<BatchHeader, StorageError> {
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         let Some(h) = buf.get(..HEADER_LEN) else {
-            return Err(StorageError::CorruptMessage(format!(
+            return Err(BatchError::Corrupt(format!(
                 "{} bytes is too short for a record batch header ({HEADER_LEN} bytes)",
                 buf.len()
             )));
@@ -68,13 +86,13 @@ impl BatchHeader {
             records_count: i32::from_be_bytes(array(h, 57)),
         };
         if header.magic != MAGIC_V2 {
-            return Err(StorageError::CorruptMessage(format!(
+            return Err(BatchError::Corrupt(format!(
                 "unsupported record batch magic {} (only v2 is accepted)",
                 header.magic
             )));
         }
         if (header.batch_length as i64) < (HEADER_LEN - LOG_OVERHEAD) as i64 {
-            return Err(StorageError::CorruptMessage(format!(
+            return Err(BatchError::Corrupt(format!(
                 "batch length {} is shorter than the batch header",
                 header.batch_length
             )));
@@ -121,15 +139,12 @@ impl BatchHeader {
     }
 
     /// recordsCount >= 1 and lastOffsetDelta == recordsCount - 1.
-    pub fn check_counts(&self) -> Result<(), StorageError> {
+    pub fn check_counts(&self) -> Result<(), BatchError> {
         if self.records_count < 1 {
-            return Err(StorageError::CorruptMessage(format!(
-                "record batch holds {} records",
-                self.records_count
-            )));
+            return Err(BatchError::Corrupt(format!("record batch holds {} records", self.records_count)));
         }
         if i64::from(self.last_offset_delta) != i64::from(self.records_count) - 1 {
-            return Err(StorageError::CorruptMessage(format!(
+            return Err(BatchError::Corrupt(format!(
                 "lastOffsetDelta {} does not match recordsCount {}",
                 self.last_offset_delta, self.records_count
             )));
@@ -141,12 +156,12 @@ impl BatchHeader {
     /// lastOffsetDelta + 1. A transform that drops records leaves a batch that still spans the
     /// producer's original offsets and sequences, fewer records or none at all, as Kafka's own
     /// batches do after compaction (their sequence span keeps idempotent producer state).
-    pub fn check_span(&self) -> Result<(), StorageError> {
+    pub fn check_span(&self) -> Result<(), BatchError> {
         if self.last_offset_delta < 0
             || self.records_count < 0
             || i64::from(self.records_count) > i64::from(self.last_offset_delta) + 1
         {
-            return Err(StorageError::CorruptMessage(format!(
+            return Err(BatchError::Corrupt(format!(
                 "record batch holds {} records over a span of lastOffsetDelta {}",
                 self.records_count, self.last_offset_delta
             )));
@@ -182,7 +197,7 @@ impl ValidBatch {
 /// Walk the concatenated batches of `records` and check each: a complete header, a batchLength
 /// within the buffer, magic 2, sane record counts, at most `max_message_bytes` bytes and a
 /// matching CRC-32C. Empty input is CorruptMessage. Nothing is allocated from a length field.
-pub fn validate(records: &[u8], max_message_bytes: u32) -> Result<Vec<ValidBatch>, StorageError> {
+pub fn validate(records: &[u8], max_message_bytes: u32) -> Result<Vec<ValidBatch>, BatchError> {
     validate_with(records, max_message_bytes, Counts::Exact)
 }
 
@@ -191,9 +206,9 @@ pub fn validate_with(
     records: &[u8],
     max_message_bytes: u32,
     counts: Counts,
-) -> Result<Vec<ValidBatch>, StorageError> {
+) -> Result<Vec<ValidBatch>, BatchError> {
     if records.is_empty() {
-        return Err(StorageError::CorruptMessage("no record batches".into()));
+        return Err(BatchError::Corrupt("no record batches".into()));
     }
     let mut batches = Vec::new();
     let mut position = 0;
@@ -202,22 +217,20 @@ pub fn validate_with(
         let header = BatchHeader::parse(rest)?;
         let size = header.size();
         if size > rest.len() {
-            return Err(StorageError::CorruptMessage(format!(
+            return Err(BatchError::Corrupt(format!(
                 "batch of {size} bytes at position {position} overruns the {} bytes left",
                 rest.len()
             )));
         }
         if size > max_message_bytes as usize {
-            return Err(StorageError::MessageTooLarge { size, max: max_message_bytes });
+            return Err(BatchError::TooLarge { size, max: max_message_bytes });
         }
         match counts {
             Counts::Exact => header.check_counts()?,
             Counts::Span => header.check_span()?,
         }
         if !crc_matches(&rest[..size], header.crc) {
-            return Err(StorageError::CorruptMessage(format!(
-                "CRC mismatch in the batch at position {position}"
-            )));
+            return Err(BatchError::Corrupt(format!("CRC mismatch in the batch at position {position}")));
         }
         batches.push(ValidBatch { position, header });
         position += size;
@@ -246,7 +259,7 @@ pub fn first_stamp(batch: &[u8], wanted: impl Fn(i64) -> bool) -> Option<(i64, i
 
 /// Iterate over the (offset, timestamp) of each record of one whole uncompressed batch. None
 /// for a compressed batch (its records are not readable without decompressing).
-pub fn record_stamps(batch: &[u8]) -> Result<Option<RecordStamps<'_>>, StorageError> {
+pub fn record_stamps(batch: &[u8]) -> Result<Option<RecordStamps<'_>>, BatchError> {
     let header = BatchHeader::parse(batch)?;
     if header.is_compressed() {
         return Ok(None);
@@ -263,8 +276,8 @@ pub struct RecordStamps<'a> {
 }
 
 impl RecordStamps<'_> {
-    fn next_record(&mut self) -> Result<RecordStamp, StorageError> {
-        let bad = || StorageError::CorruptMessage("malformed record in batch".into());
+    fn next_record(&mut self) -> Result<RecordStamp, BatchError> {
+        let bad = || BatchError::Corrupt("malformed record in batch".into());
         let mut cursor = self.buf;
         let length = read_varint(&mut cursor).ok_or_else(bad)?;
         let length = usize::try_from(length).map_err(|_| bad())?;
@@ -283,7 +296,7 @@ impl RecordStamps<'_> {
 }
 
 impl Iterator for RecordStamps<'_> {
-    type Item = Result<RecordStamp, StorageError>;
+    type Item = Result<RecordStamp, BatchError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.left <= 0 {
@@ -441,7 +454,7 @@ mod tests {
     #[test]
     fn rejects_bad_batches() {
         let good = batch(2, 10, 0);
-        let corrupt = |buf: &[u8]| matches!(validate(buf, 1 << 20), Err(StorageError::CorruptMessage(_)));
+        let corrupt = |buf: &[u8]| matches!(validate(buf, 1 << 20), Err(BatchError::Corrupt(_)));
 
         assert!(corrupt(&[]));
         assert!(corrupt(&good[..40]), "short header");
@@ -483,7 +496,7 @@ mod tests {
     fn message_too_large() {
         let b = batch(1, 100, 0);
         match validate(&b, 100) {
-            Err(StorageError::MessageTooLarge { size, max }) => {
+            Err(BatchError::TooLarge { size, max }) => {
                 assert_eq!(size, b.len());
                 assert_eq!(max, 100);
             }

@@ -12,7 +12,7 @@ use crate::pulsar::proto::command_lookup_topic_response::LookupType;
 use crate::pulsar::proto::command_partitioned_topic_metadata_response::LookupType as MetaLookupType;
 use crate::pulsar::proto::command_subscribe::{InitialPosition, SubType};
 use crate::pulsar::proto::*;
-use crate::storage::batch::BatchHeader;
+use crate::record::batch::BatchHeader;
 use crate::storage::{AppendInfo, StorageError};
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -481,7 +481,7 @@ impl Conn {
         };
         let (topic, p) = (&partition.0, partition.1);
         let appended: Result<AppendInfo, StorageError> =
-            tokio::task::block_in_place(|| self.ep.transforms.append(&topic.tenant, topic, p, batch.into()));
+            tokio::task::block_in_place(|| self.ep.log.append(topic, p, batch.into()));
         match appended {
             Ok(info) => self.send(
                 Type::SendReceipt,

@@ -7,7 +7,8 @@
 #       `cargo install tansu --version 0.6.0 --features dynostore,libsql` (15-20 minutes).
 # Then prints a markdown table. Usage: benches/run.sh   (from anywhere; it cds to the repo root)
 # Knobs (environment): RECORDS_100 (default 2000000), RECORDS_1K (1000000), LATENCY_RECORDS (2000),
-# PARTITIONS (1), ACKS (1), SKIP_TANSU=1, SKIP_IPERF=1, KEEP_LOGS=1 (keep the work dir).
+# PARTITIONS (1), ACKS (1), SKIP_TANSU=1, SKIP_IPERF=1, KEEP_LOGS=1 (keep the work dir),
+# GUISE_BIN (another guise binary to measure, e.g. an older build side by side).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -96,7 +97,7 @@ echo "source: $GIT_REV"
 # ---------------------------------------------------------------- build
 say "build (release): guise and loadgen"
 cargo build --release -p guise-host -p guise-benches
-GUISE_BIN="$ROOT/target/release/guise"
+GUISE_BIN=${GUISE_BIN:-"$ROOT/target/release/guise"}
 LOADGEN="$ROOT/target/release/loadgen"
 
 # ---------------------------------------------------------------- (a) iperf3

@@ -70,7 +70,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Start serving with `config` (the embedded log and the embedded translator).
+    /// Start serving with `config`: open the log it names (the embedded log or a Pulsar
+    /// cluster), then [`start_with_log`](Self::start_with_log).
     pub async fn start(config: &Config) -> Result<Server, ServerError> {
         let fsync = config.fsync_policy().map_err(ServerError::Config)?;
         let defaults = LogDefaults {
@@ -102,6 +103,13 @@ impl Server {
             }
         };
 
+        Self::start_with_log(config, log).await
+    }
+
+    /// Start serving with `config` over `log` (already open): wire the internal topics, the
+    /// coordinator, the engine, the transforms and the runtime, and bind the listeners.
+    pub async fn start_with_log(config: &Config, log: Arc<dyn Log>) -> Result<Server, ServerError> {
+        let fsync = config.fsync_policy().map_err(ServerError::Config)?;
         let kafka = TcpListener::bind(&config.kafka_addr).await.map_err(|source| ServerError::Bind {
             what: "the Kafka listener",
             addr: config.kafka_addr.clone(),

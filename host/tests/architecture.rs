@@ -47,13 +47,30 @@ fn is_test_file(path: &Path) -> bool {
     name == "tests" || name.ends_with("_tests") || path.components().any(|c| c.as_os_str() == "tests")
 }
 
-/// The rooms a file's non-test code names, with the line of each first mention.
+/// The rooms a file's non-test code names, with the line of each first mention. The item after
+/// a `#[cfg(test)]` (a `mod tests;` line, or a braced module, function or field) is skipped.
 fn named_rooms(text: &str) -> BTreeMap<String, usize> {
     let mut found = BTreeMap::new();
+    // Skipping a test item: None, or the brace depth reached so far (Some(0): not yet opened).
+    let mut skipping: Option<i32> = None;
+    let mut pending_test_attr = false;
     for (n, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
         if trimmed.starts_with("#[cfg(test)]") {
-            break; // the rest is the file's test module
+            pending_test_attr = true;
+            continue;
+        }
+        if pending_test_attr && !trimmed.starts_with("#[") && !trimmed.starts_with("//") {
+            pending_test_attr = false;
+            skipping = Some(0);
+        }
+        if let Some(depth) = skipping.as_mut() {
+            let opened = *depth > 0 || line.contains('{');
+            *depth += line.matches('{').count() as i32 - line.matches('}').count() as i32;
+            if (!opened && (trimmed.ends_with(';') || trimmed.ends_with(','))) || (opened && *depth <= 0) {
+                skipping = None;
+            }
+            continue;
         }
         if trimmed.starts_with("//") {
             continue;
@@ -126,6 +143,10 @@ fn the_checker_sees_grouped_and_qualified_uses() {
     let text = "use crate::{storage::Log, tenant};\nfn f() { crate::wasm::x(); } // crate::admin\n// crate::net\n#[cfg(test)]\nuse crate::server;";
     let found: Vec<String> = named_rooms(text).into_keys().collect();
     assert_eq!(found, ["storage", "tenant", "wasm"]);
+    // Only the item after `#[cfg(test)]` is skipped: what follows it is checked again.
+    let text = "#[cfg(test)]\nmod tests;\nuse crate::coord;\n#[cfg(test)]\nmod t {\n    use crate::admin;\n    fn x() {}\n}\nuse crate::net;\nstruct S {\n    #[cfg(test)]\n    f: crate::config::X,\n    g: crate::record::Y,\n}";
+    let found: Vec<String> = named_rooms(text).into_keys().collect();
+    assert_eq!(found, ["coord", "net", "record"]);
     let rules = rules(
         "x\n## Rooms\n\n| room | owns | may use |\n|---|---|---|\n| `a` | x | — |\n| `b` | y, z | `a`, `c` |\n| `c` | z | `a` |\n| `d` | z | `a` |\n| `e` | z | `a` |\n\n## Next\n| `f` | z | `a` |\n",
     );

@@ -204,6 +204,49 @@ fn parked_fetch_wakes_when_a_record_arrives() {
     }
 }
 
+/// Parked fetches hold no instance slot: more long-polling fetches than the translator's pool
+/// has data slots (120 of 128) park on an empty partition, and a produce still gets a slot and
+/// wakes every one of them with its record. Were a parked request to keep its slot, the produce
+/// would wait for the fetches' 60 s deadline and they would answer without the record.
+#[test]
+fn parked_fetches_do_not_hold_instance_slots() {
+    const FETCHES: usize = 130;
+    let server = TestServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(rskafka::client::ClientBuilder::new(vec![server.bootstrap()]).build()).unwrap();
+    rt.block_on(client.controller_client().unwrap().create_topic("many-parked", 1, 1, 5000)).unwrap();
+    let mut conns: Vec<TcpStream> = (0..FETCHES)
+        .map(|_| {
+            let mut s = connect(&server);
+            send_raw(&mut s, &request(ApiKey::Fetch, 12, 12, &fetch_request("many-parked", 0, 60_000)));
+            s
+        })
+        .collect();
+    // The last one is parked (so all before it were admitted and parked or are parking).
+    let last = conns.last_mut().unwrap();
+    last.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(last.peek(&mut [0u8; 1]).is_err(), "a fetch on an empty partition must wait");
+    last.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+
+    rt.block_on(async {
+        let pc = client.partition_client("many-parked", 0, UnknownTopicHandling::Error).await.unwrap();
+        let record = rskafka::record::Record {
+            key: Some(b"k".to_vec()),
+            value: Some(b"wake them all".to_vec()),
+            headers: Default::default(),
+            timestamp: chrono::Utc::now(),
+        };
+        pc.produce(vec![record], Compression::NoCompression).await.unwrap();
+    });
+    for (i, s) in conns.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        let r: FetchResponse = decode(read_frame(s).unwrap(), 12, FetchResponse::header_version(12));
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "fetch {i}");
+        assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()), "fetch {i} was woken with the record");
+    }
+}
+
 /// Metadata returns the advertised address, not the bind address.
 #[test]
 fn metadata_advertises_the_configured_address() {

@@ -70,6 +70,12 @@ fn main() -> Result<()> {
 
 /// The host: the embedded log in a temp dir behind a delay, until stdin closes.
 fn host(delay_ms: u64) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GUISE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let dir = tempfile::tempdir()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
@@ -110,7 +116,9 @@ fn produce_frame(partition: i32) -> Vec<u8> {
     let body = ProduceRequest::default().with_acks(1).with_timeout_ms(30_000).with_topic_data(vec![
         TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_static_str("slow")))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))]),
+            .with_partition_data(vec![
+                PartitionProduceData::default().with_index(partition).with_records(Some(batch)),
+            ]),
     ]);
     sized(&request_frame(ApiKey::Produce, 7, 7, 1, "slowstore", &body))
 }
@@ -119,7 +127,7 @@ fn load(args: &Args) -> Result<()> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .args(["host", "--delay-ms", &args.delay_ms.to_string()])
-        .env("GUISE_LOG", "warn")
+        .env("GUISE_LOG", std::env::var("GUISE_LOG").unwrap_or_else(|_| "warn".into()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -137,7 +145,8 @@ fn load(args: &Args) -> Result<()> {
     use rdkafka::client::DefaultClientContext;
     use rdkafka::config::ClientConfig;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &addr).create()?;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &addr).create()?;
     rt.block_on(admin.create_topics(
         &[NewTopic::new("slow", args.partitions, TopicReplication::Fixed(1))],
         &AdminOptions::new(),
@@ -146,20 +155,34 @@ fn load(args: &Args) -> Result<()> {
     let produced = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
-    let (peak, probes, elapsed) = rt.block_on(async {
+    let (peak, probes) = rt.block_on(async {
         let mut tasks = Vec::new();
         for i in 0..args.connections {
             let (addr, produced, failed) = (addr.clone(), produced.clone(), failed.clone());
             let frame = produce_frame(i as i32 % args.partitions);
             tasks.push(tokio::spawn(async move {
-                let Ok(mut s) = TcpStream::connect(&addr).await else {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    return;
+                let mut s = match TcpStream::connect(&addr).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("connection {i}: connect: {e}");
+                        }
+                        return;
+                    }
                 };
                 let _ = s.set_nodelay(true);
                 while Instant::now() < deadline {
-                    if s.write_all(&frame).await.is_err() || read_frame(&mut s).await.is_err() {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                    let sent = match s.write_all(&frame).await {
+                        Ok(()) => read_frame(&mut s).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = sent {
+                        if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!(
+                                "connection {i}: after {} responses: {e}",
+                                produced.load(Ordering::Relaxed)
+                            );
+                        }
                         return;
                     }
                     produced.fetch_add(1, Ordering::Relaxed);
@@ -168,10 +191,10 @@ fn load(args: &Args) -> Result<()> {
         }
         // Let the producers connect and start before probing.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let started = Instant::now();
         let mut probe = TcpStream::connect(&addr).await?;
         probe.set_nodelay(true)?;
-        let frame = sized(&request_frame(ApiKey::ApiVersions, 3, 3, 1, "probe", &ApiVersionsRequest::default()));
+        let frame =
+            sized(&request_frame(ApiKey::ApiVersions, 3, 3, 1, "probe", &ApiVersionsRequest::default()));
         let mut probes = Histogram::<u64>::new(3)?;
         let mut peak = 0;
         let mut tick = tokio::time::interval(Duration::from_millis(args.probe_ms));
@@ -183,11 +206,10 @@ fn load(args: &Args) -> Result<()> {
             probes.record(sent.elapsed().as_micros() as u64)?;
             peak = peak.max(threads(pid).unwrap_or(0));
         }
-        let elapsed = started.elapsed();
         for t in tasks {
             let _ = t.await;
         }
-        anyhow::Ok((peak, probes, elapsed))
+        anyhow::Ok((peak, probes))
     })?;
     drop(child.stdin.take());
     let _ = child.wait();

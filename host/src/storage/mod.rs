@@ -7,6 +7,7 @@
 //! append. This module knows nothing of Wasm or sockets.
 
 mod config;
+mod delay;
 pub mod embedded;
 mod error;
 pub mod modules;
@@ -16,6 +17,8 @@ pub mod pulsar;
 pub use crate::record::TopicName;
 use crate::record::batch;
 pub use config::{ConfigEntry, ENTRY_FORMAT, EntryFormat, FsyncPolicy, LogDefaults, TopicConfig};
+pub use delay::DelayedLog;
+pub(crate) use delay::delegate_log;
 pub use error::StorageError;
 pub use modules::{ModuleSnapshot, ModuleStore};
 

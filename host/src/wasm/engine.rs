@@ -96,7 +96,11 @@ impl Compiler {
     /// Load an artifact [`seal`](Self::seal) wrote. Bytes whose digest does not hold (truncated,
     /// torn or changed on disk) are refused before wasmtime sees them; an artifact of another
     /// wasmtime version or engine configuration fails cleanly in wasmtime's own check.
-    pub fn open_sealed(&self, sealed: &[u8]) -> Result<Component, WasmError> {
+    ///
+    /// Crate-private: the digest is not a key, so it proves the bytes were not torn or changed
+    /// by accident, not who wrote them. Only the module registry calls this, on files in its own
+    /// directory under the host's data_dir.
+    pub(crate) fn open_sealed(&self, sealed: &[u8]) -> Result<Component, WasmError> {
         let refused = |m: &str| Err(WasmError::Compile(format!("loading the cached artifact: {m}")));
         let Some(split) = sealed.len().checked_sub(32) else { return refused("truncated") };
         let (code, digest) = sealed.split_at(split);

@@ -1,6 +1,7 @@
 //! The Wasm runtime: engine, the translator component, tenant transforms, limits, and the host
 //! side of the WIT imports. It knows nothing of sockets: `net` hands it a frame and gets back an outcome.
 
+mod admission;
 mod bindings;
 mod engine;
 mod host_groups;
@@ -13,6 +14,7 @@ mod runtime;
 mod state;
 pub mod transform;
 
+pub use admission::{CONTROL_APIS, CONTROL_SLOTS, Permit};
 pub use engine::Compiler;
 pub use module::{Module, ModuleId, ModuleStats, StatsSnapshot};
 pub use registry::{ModuleView, Registry, RegistryConfig, RegistryError, VersionView};

@@ -9,6 +9,7 @@
 //! re-run), so a swap is atomic between requests, a request in flight finishes on the version it
 //! started with, and no instance outlives its request (nothing warm of an old version is reused).
 
+use super::admission::{Admission, Permit};
 use super::bindings::{ProtocolHandler, ProtocolHandlerPre, handler_types};
 use super::engine::Compiler;
 use super::module::{Module, ModuleId, ModuleStats};
@@ -99,6 +100,7 @@ pub struct Runtime {
     linker: Linker<GuestState>,
     ctx: Arc<HostContext>,
     limits: GuestLimits,
+    admission: Admission,
     /// The translator new requests run on.
     translator: RwLock<Option<Arc<Module>>>,
     /// Guest calls made, and failed (trap, deadline, memory), over all versions.
@@ -137,11 +139,18 @@ impl Runtime {
             engine,
             linker,
             ctx,
+            admission: Admission::new(limits.max_instances),
             limits,
             translator: RwLock::new(None),
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         })
+    }
+
+    /// Wait for a slot to run a guest call for a request of `api_key` (see [`super::admission`]):
+    /// hold it across [`handle`](Self::handle) (and an error response), drop it before parking.
+    pub async fn admit(&self, api_key: Option<i16>) -> Permit {
+        self.admission.admit(api_key).await
     }
 
     /// Compiling and caching components on this runtime's engine.

@@ -122,8 +122,12 @@ async fn execute(
     let header = FrameHeader::parse(frame);
     let mut final_ = false;
     loop {
-        // The translator active now: a request runs (and a parked request is re-run) on the
-        // version current when it starts, so a swap takes effect between requests.
+        // A slot in the instance pool, waited for here rather than failing to instantiate. It
+        // covers this guest call (and its error response) and is released before the request
+        // parks, so parked fetches and joins hold no slot.
+        let slot = runtime.admit(header.as_ref().map(|h| h.api_key)).await;
+        // The translator active now (after the wait): a request runs (and a parked request is
+        // re-run) on the version current when it starts, so a swap takes effect between requests.
         let module = match runtime.translator() {
             Ok(m) => m,
             Err(e) => {
@@ -145,6 +149,7 @@ async fn execute(
                 return None;
             }
             Ok(Handled::Wait { wake_on, deadline, observed }) => {
+                drop(slot);
                 let deadline = tokio::time::Instant::from_std(received + deadline);
                 let woken = runtime.park(&wake_on, &observed, deadline, &mut shutdown).await;
                 final_ = !woken;

@@ -59,6 +59,11 @@ impl Layout {
             if validate_path_component("tenant", &tenant).is_err() {
                 continue;
             }
+            if let Err(e) = crate::tenant::TenantId::new(&tenant) {
+                // Kept (nothing is lost), but no listener can serve it: tenants written before
+                // the one tenant rule may break it. Rename the directory to a valid tenant.
+                tracing::warn!(dir = %tenant_dir.display(), "this tenant's topics cannot be served: {e}");
+            }
             for (namespace, ns_dir) in subdirs(&tenant_dir)? {
                 if validate_path_component("namespace", &namespace).is_err() {
                     continue;

@@ -758,7 +758,7 @@ fn fill(
 fn registry_scope(scope: &str) -> Result<(), RegistryError> {
     match scope.split_once('/') {
         None if scope == TRANSLATOR_SCOPE => Ok(()),
-        Some((TRANSFORMS_DIR, tenant)) if check_name(tenant).is_ok() => Ok(()),
+        Some((TRANSFORMS_DIR, tenant)) if crate::tenant::TenantId::new(tenant).is_ok() => Ok(()),
         _ => Err(RegistryError::InvalidName(scope.to_string())),
     }
 }

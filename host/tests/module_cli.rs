@@ -138,7 +138,11 @@ fn transform_deploy_list_show_rollback_delete_through_the_cli() {
     let data = dir.path().join("data");
     let host = Host::start(&data, 0, 0, &[]);
     let (kafka, admin) = (host.kafka, host.admin);
-    let module = |name: &str| format!("{}/guise_transform_{name}.wasm", guise_host::wasm::GUEST_DIR);
+    // `chaos` is test-only: the fixtures build it, not the host.
+    let module = |name: &str| {
+        let dir = if name == "chaos" { guise_test_guests::DIR } else { guise_host::wasm::GUEST_DIR };
+        format!("{dir}/guise_transform_{name}.wasm")
+    };
     let card = r#"{"card_number":"4111 1111 1111 1234"}"#;
 
     let out = ok(transform(admin, &["list"]));

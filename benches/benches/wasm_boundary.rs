@@ -79,7 +79,9 @@ fn boundary(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("api_versions");
     let req = frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
-    g.bench_function("wasm", |b| b.iter(|| black_box(runtime.handle(&module, &conn, &req, false).unwrap())));
+    g.bench_function("wasm", |b| {
+        b.iter(|| black_box(guise_host::storage::wait(runtime.handle(&module, &conn, &req, false)).unwrap()))
+    });
     let svc = StubServices::new();
     g.bench_function("native", |b| {
         b.iter(|| black_box(stub::run::<KafkaTranslator>(&svc, req.clone(), false)))
@@ -89,38 +91,44 @@ fn boundary(c: &mut Criterion) {
     for (name, count, size) in [("produce_1KiB", 10, 100), ("produce_16KiB", 16, 1000)] {
         let records = batch(count, size);
         let req = produce(name, records.clone());
-        log.create_topic(&topic(name), 1, &[], false).unwrap();
+        guise_host::storage::wait(log.create_topic(&topic(name), 1, &[], false)).unwrap();
         let svc = StubServices::new();
         let mut g = c.benchmark_group(name);
         g.throughput(Throughput::Bytes(records.len() as u64));
         g.measurement_time(Duration::from_secs(3));
         g.bench_function("wasm", |b| {
-            b.iter(|| black_box(runtime.handle(&module, &conn, &req, false).unwrap()))
+            b.iter(|| {
+                black_box(guise_host::storage::wait(runtime.handle(&module, &conn, &req, false)).unwrap())
+            })
         });
         g.bench_function("native", |b| {
             b.iter(|| black_box(stub::run::<KafkaTranslator>(&svc, req.clone(), false)))
         });
         g.bench_function("host-only", |b| {
-            b.iter(|| black_box(log.append(&topic(name), 0, records.clone()).unwrap()))
+            b.iter(|| {
+                black_box(guise_host::storage::wait(log.append(&topic(name), 0, records.clone())).unwrap())
+            })
         });
         g.finish();
     }
 
     let name = "fetch_16KiB";
-    log.create_topic(&topic(name), 1, &[], false).unwrap();
+    guise_host::storage::wait(log.create_topic(&topic(name), 1, &[], false)).unwrap();
     let records = batch(16, 1000);
-    log.append(&topic(name), 0, records.clone()).unwrap();
+    guise_host::storage::wait(log.append(&topic(name), 0, records.clone())).unwrap();
     let svc = StubServices::new();
     let _ = stub::run::<KafkaTranslator>(&svc, produce(name, records.clone()), false);
     let req = fetch(name);
     let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Bytes(records.len() as u64));
-    g.bench_function("wasm", |b| b.iter(|| black_box(runtime.handle(&module, &conn, &req, false).unwrap())));
+    g.bench_function("wasm", |b| {
+        b.iter(|| black_box(guise_host::storage::wait(runtime.handle(&module, &conn, &req, false)).unwrap()))
+    });
     g.bench_function("native", |b| {
         b.iter(|| black_box(stub::run::<KafkaTranslator>(&svc, req.clone(), false)))
     });
     g.bench_function("host-only", |b| {
-        b.iter(|| black_box(log.read(&topic(name), 0, 0, 1 << 20, true).unwrap()))
+        b.iter(|| black_box(guise_host::storage::wait(log.read(&topic(name), 0, 0, 1 << 20, true)).unwrap()))
     });
     g.finish();
 }

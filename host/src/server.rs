@@ -305,7 +305,7 @@ impl Server {
             // The "interval" fsync policy; a failed flush is logged by the log itself.
             let l = log.clone();
             tasks.push(tokio::spawn(every(period, shutdown_rx, move || {
-                let _ = l.flush();
+                let _ = crate::storage::wait(l.flush());
             })));
         }
 
@@ -330,7 +330,7 @@ impl Server {
         for t in self.tasks {
             let _ = t.await;
         }
-        match self.log.flush() {
+        match self.log.flush().await {
             Ok(()) => tracing::info!("log flushed; stopped"),
             Err(e) => tracing::error!("flushing the log on shutdown failed: {e}"),
         }
@@ -361,7 +361,7 @@ fn enforce_retention(log: &dyn Log) {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    if let Err(e) = log.enforce_retention(now_ms) {
+    if let Err(e) = crate::storage::wait(log.enforce_retention(now_ms)) {
         tracing::error!("retention failed: {e}");
     }
 }

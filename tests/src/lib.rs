@@ -10,7 +10,7 @@ use guise_host::config::Config;
 use guise_host::record::batch::BatchHeader;
 use guise_host::record::records;
 use guise_host::server::Server;
-use guise_host::storage::TopicName;
+use guise_host::storage::{TopicName, wait};
 use std::net::SocketAddr;
 use std::sync::Once;
 
@@ -107,11 +107,13 @@ impl TestServer {
     pub fn stored(&self, name: &TopicName, partition: i32) -> Vec<(usize, records::Record)> {
         let log = &self.server().log;
         let Some(_) = log.topic(name) else { return Vec::new() };
-        let (mut offset, end) = log.offsets(name, partition).expect("offsets");
+        let (mut offset, end) = wait(log.offsets(name, partition)).expect("offsets");
         let (mut out, mut batch_no) = (Vec::new(), 0);
         while offset < end {
-            let mut bytes =
-                log.read(name, partition, offset, 1 << 20, true).expect("read").records.expect("records");
+            let mut bytes = wait(log.read(name, partition, offset, 1 << 20, true))
+                .expect("read")
+                .records
+                .expect("records");
             while !bytes.is_empty() {
                 let header = BatchHeader::parse(&bytes).expect("a stored batch");
                 let batch = records::decode(&bytes.split_to(header.size()), 64 << 20).expect("decodes");

@@ -128,8 +128,8 @@ fn produce_and_fetch_in_both_entry_formats() {
     // In A (the "Pulsar cluster"): format kafka is one message per batch plus the writer's probe
     // and fence marker, format pulsar one message per record, whose key is the Kafka key (Pulsar consumers read
     // them natively).
-    assert_eq!(a.server().log.offsets(&in_a("kf"), 0).unwrap().1, 2 + 4);
-    assert_eq!(a.server().log.offsets(&in_a("pf"), 0).unwrap().1, 2 + 40);
+    assert_eq!(guise_host::storage::wait(a.server().log.offsets(&in_a("kf"), 0)).unwrap().1, 2 + 4);
+    assert_eq!(guise_host::storage::wait(a.server().log.offsets(&in_a("pf"), 0)).unwrap().1, 2 + 40);
     let stored = a.stored(&in_a("pf"), 0);
     let first = &stored[2 + 7].1;
     assert_eq!(first.key.as_deref(), Some(&b"key-7"[..]));
@@ -184,7 +184,7 @@ fn committed_offsets_and_log_ends_survive_a_restart_of_b() {
         assert_eq!(all[3].1, record(3));
     });
     // Two writers' probes and fence markers and 3 + 1 batches in A.
-    assert_eq!(a.server().log.offsets(&in_a("resume"), 0).unwrap().1, 2 * 2 + 4);
+    assert_eq!(guise_host::storage::wait(a.server().log.offsets(&in_a("resume"), 0)).unwrap().1, 2 * 2 + 4);
     assert_no_local_topics(&b);
 }
 
@@ -215,11 +215,11 @@ fn a_second_host_takes_over_and_the_first_is_fenced() {
         let batch = raw_batch(b"zombie");
         let name = TopicName::new("public", "hostb", topic);
         let started = Instant::now();
-        let err = b1.server().log.append(&name, 0, batch.clone()).unwrap_err();
+        let err = guise_host::storage::wait(b1.server().log.append(&name, 0, batch.clone())).unwrap_err();
         assert_eq!(err.kafka_code(), 6, "{topic}: {err}");
         // It finds the newer writer's fence marker: no waiting for the operation timeout.
         assert!(started.elapsed() < Duration::from_secs(15), "{topic}: took {:?}", started.elapsed());
-        let err = b1.server().log.append(&name, 0, batch).unwrap_err();
+        let err = guise_host::storage::wait(b1.server().log.append(&name, 0, batch)).unwrap_err();
         assert_eq!(err.kafka_code(), 6, "{topic}: still fenced: {err}");
 
         rt.block_on(async {
@@ -244,7 +244,7 @@ fn a_second_host_takes_over_and_the_first_is_fenced() {
         assert_eq!(all.len(), 7);
         assert_eq!(pc.produce(vec![record(7)], Compression::NoCompression).await.unwrap(), vec![7]);
     });
-    assert!(a.server().log.offsets(&in_a("tk"), 0).unwrap().1 >= 8);
+    assert!(guise_host::storage::wait(a.server().log.offsets(&in_a("tk"), 0)).unwrap().1 >= 8);
 }
 
 /// A Kafka batch of one record with `value`, for appends straight to a host's log.
@@ -265,19 +265,19 @@ fn a_failed_send_is_retriable_and_the_writer_takes_the_partition_back() {
     // In A, the partition's topic refuses messages above 4 KiB: a bigger send from B fails, and
     // not because another host took the partition.
     let small: Vec<(String, String)> = vec![("max.message.bytes".into(), "4096".into())];
-    a.server().log.create_topic(&in_a("flaky"), 1, &small, false).unwrap();
+    guise_host::storage::wait(a.server().log.create_topic(&in_a("flaky"), 1, &small, false)).unwrap();
     let b = host_b(&url);
     create(&b, "flaky", 1, &[]);
     let name = TopicName::new("public", "hostb", "flaky");
     let log = &b.server().log;
-    assert_eq!(log.append(&name, 0, raw_batch(b"first")).unwrap().base_offset, 0);
+    assert_eq!(guise_host::storage::wait(log.append(&name, 0, raw_batch(b"first"))).unwrap().base_offset, 0);
     let started = Instant::now();
-    let err = log.append(&name, 0, raw_batch(&[b'x'; 8192])).unwrap_err();
+    let err = guise_host::storage::wait(log.append(&name, 0, raw_batch(&[b'x'; 8192]))).unwrap_err();
     assert_eq!(err.kafka_code(), 56, "a retriable KAFKA_STORAGE_ERROR, not NOT_LEADER: {err}");
     eprintln!("the failed send took {:?}", started.elapsed());
     // The next append takes the partition back (a new fence) and continues at the next offset.
-    assert_eq!(log.append(&name, 0, raw_batch(b"second")).unwrap().base_offset, 1);
-    assert_eq!(log.offsets(&name, 0).unwrap(), (0, 2));
+    assert_eq!(guise_host::storage::wait(log.append(&name, 0, raw_batch(b"second"))).unwrap().base_offset, 1);
+    assert_eq!(guise_host::storage::wait(log.offsets(&name, 0)).unwrap(), (0, 2));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let pc = partition(&b, "flaky", 0).await;
@@ -287,7 +287,7 @@ fn a_failed_send_is_retriable_and_the_writer_takes_the_partition_back() {
     });
     // The same after a restart (the second fence marker continues at offset 1).
     let b = b.restart();
-    assert_eq!(b.server().log.offsets(&name, 0).unwrap(), (0, 2));
+    assert_eq!(guise_host::storage::wait(b.server().log.offsets(&name, 0)).unwrap(), (0, 2));
 }
 
 /// Fetches that go to Pulsar (not the tail cache: B restarted) of a topic of entry format
@@ -399,7 +399,10 @@ fn a_replacement_host_runs_the_deployed_translator_and_transforms() {
     assert_eq!(values(&b3)[2].as_bytes(), card(2).value.unwrap(), "no transform runs on B3");
     // In A: the registries' log, components included.
     let modules = TopicName::new("public", "__guise", "modules");
-    assert!(a.server().log.offsets(&modules, 0).unwrap().1 >= 4, "the registries are kept in A");
+    assert!(
+        guise_host::storage::wait(a.server().log.offsets(&modules, 0)).unwrap().1 >= 4,
+        "the registries are kept in A"
+    );
     // ... and held there by a durable subscription, as each metadata log is (Pulsar would
     // otherwise delete them: no retention policy is required, and inactive topics go).
     drop(b3);

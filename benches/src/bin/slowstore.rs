@@ -3,7 +3,9 @@
 //! standing in for a remote store such as Pulsar), `--connections` connections producing at
 //! once (one request in flight each, as Kafka clients pipeline per connection), and ApiVersions
 //! on one more connection every `--probe-ms`. It reports the host process's thread count (before
-//! and at its peak, from /proc), ApiVersions latency (p50, p99, max) and produce requests/s.
+//! and at its peak, from /proc), ApiVersions latency (p50, p99, max), produce requests/s and the
+//! host's CPU use. The probe runs on a thread and runtime of its own, so the producers' tasks in
+//! this process do not delay it.
 //!
 //! The host runs in a child process (this binary with `host`), so the load generator's own
 //! threads are not counted. Everything is on 127.0.0.1 and stops after `--seconds`.
@@ -46,6 +48,10 @@ struct Args {
     /// How long the load runs.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// Each producing connection sends its next produce this long after the previous one was
+    /// sent (or at once when the response comes later); 0: back to back, one always in flight.
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
     /// ApiVersions probe interval.
     #[arg(long, default_value_t = 10)]
     probe_ms: u64,
@@ -96,6 +102,15 @@ fn host(delay_ms: u64) -> Result<()> {
         server.shutdown().await;
         anyhow::Ok(())
     })
+}
+
+/// The process's user + system CPU time, in clock ticks (`/proc/PID/stat` fields 14 and 15).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after it are counted from its ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 fn threads(pid: u32) -> Option<u64> {
@@ -155,8 +170,9 @@ fn load(args: &Args) -> Result<()> {
     let produced = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
-    let (peak, probes) = rt.block_on(async {
+    let (peak, probes, cpu) = rt.block_on(async {
         let mut tasks = Vec::new();
+        let (interval, n) = (Duration::from_millis(args.interval_ms), args.connections);
         for i in 0..args.connections {
             let (addr, produced, failed) = (addr.clone(), produced.clone(), failed.clone());
             let frame = produce_frame(i as i32 % args.partitions);
@@ -171,7 +187,17 @@ fn load(args: &Args) -> Result<()> {
                     }
                 };
                 let _ = s.set_nodelay(true);
+                let mut pace = (interval > Duration::ZERO).then(|| {
+                    // Spread the connections' sends over the interval.
+                    let start = tokio::time::Instant::now() + interval.mul_f64(i as f64 / n as f64);
+                    let mut t = tokio::time::interval_at(start, interval);
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
                 while Instant::now() < deadline {
+                    if let Some(t) = pace.as_mut() {
+                        t.tick().await;
+                    }
                     let sent = match s.write_all(&frame).await {
                         Ok(()) => read_frame(&mut s).await,
                         Err(e) => Err(e),
@@ -191,32 +217,53 @@ fn load(args: &Args) -> Result<()> {
         }
         // Let the producers connect and start before probing.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let mut probe = TcpStream::connect(&addr).await?;
-        probe.set_nodelay(true)?;
-        let frame =
-            sized(&request_frame(ApiKey::ApiVersions, 3, 3, 1, "probe", &ApiVersionsRequest::default()));
-        let mut probes = Histogram::<u64>::new(3)?;
-        let mut peak = 0;
-        let mut tick = tokio::time::interval(Duration::from_millis(args.probe_ms));
-        while Instant::now() < deadline {
-            tick.tick().await;
-            let sent = Instant::now();
-            probe.write_all(&frame).await?;
-            read_frame(&mut probe).await?;
-            probes.record(sent.elapsed().as_micros() as u64)?;
-            peak = peak.max(threads(pid).unwrap_or(0));
-        }
+        let cpu_before = (Instant::now(), cpu_ticks(pid));
+        let (addr, probe_ms) = (addr.clone(), args.probe_ms);
+        let probing = std::thread::spawn(move || -> Result<(u64, Histogram<u64>)> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let mut probe = TcpStream::connect(&addr).await?;
+                probe.set_nodelay(true)?;
+                let frame = sized(&request_frame(
+                    ApiKey::ApiVersions,
+                    3,
+                    3,
+                    1,
+                    "probe",
+                    &ApiVersionsRequest::default(),
+                ));
+                let mut probes = Histogram::<u64>::new(3)?;
+                let mut peak = 0;
+                let mut tick = tokio::time::interval(Duration::from_millis(probe_ms));
+                while Instant::now() < deadline {
+                    tick.tick().await;
+                    let sent = Instant::now();
+                    probe.write_all(&frame).await?;
+                    read_frame(&mut probe).await?;
+                    probes.record(sent.elapsed().as_micros() as u64)?;
+                    peak = peak.max(threads(pid).unwrap_or(0));
+                }
+                Ok((peak, probes))
+            })
+        });
+        let (peak, probes) = tokio::task::spawn_blocking(move || probing.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the probe thread panicked"))??;
+        let cpu = match (cpu_before.1, cpu_ticks(pid)) {
+            (Some(a), Some(b)) => (b - a) as f64 / 100.0 / cpu_before.0.elapsed().as_secs_f64(),
+            _ => f64::NAN,
+        };
         for t in tasks {
             let _ = t.await;
         }
-        anyhow::Ok((peak, probes))
+        anyhow::Ok((peak, probes, cpu))
     })?;
     drop(child.stdin.take());
     let _ = child.wait();
 
     let n = produced.load(Ordering::Relaxed);
     println!(
-        "| {} ms | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+        "| {} ms | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.2} |",
         args.delay_ms,
         args.connections,
         idle_threads.map_or("?".into(), |t| t.to_string()),
@@ -226,9 +273,10 @@ fn load(args: &Args) -> Result<()> {
         probes.value_at_quantile(0.99) as f64 / 1000.0,
         probes.max() as f64 / 1000.0,
         failed.load(Ordering::Relaxed),
+        cpu,
     );
     println!(
-        "(columns: append delay | producing connections | host threads idle | host threads peak | produce requests/s | ApiVersions p50 ms | p99 ms | max ms | failed connections; {} probes)",
+        "(columns: append delay | producing connections | host threads idle | host threads peak | produce requests/s | ApiVersions p50 ms | p99 ms | max ms | failed connections | host CPU, cores; {} probes)",
         probes.len()
     );
     Ok(())

@@ -29,7 +29,7 @@ pub use group::{
     Protocol, SyncRequest, SyncResult,
 };
 
-use crate::storage::{Log, StorageError, TopicName};
+use crate::storage::{Log, StorageError, TopicName, wait};
 use group::{Group, JoinStep, SyncStep};
 use offsets::{Committed, Offsets};
 use parking_lot::Mutex;
@@ -358,14 +358,16 @@ impl Coordinator {
             return Ok(());
         }
         let name = self.offsets_topic(tenant);
+        // The coordinator is synchronous (a group's lock is held across the append, so records
+        // land in the order the group changed): it waits on the log in place.
         if log.topic(&name).is_none() {
-            match log.create_topic(&name, 1, &records::offsets_topic_configs(), false) {
+            match wait(log.create_topic(&name, 1, &records::offsets_topic_configs(), false)) {
                 Ok(_) => tracing::info!(topic = %name, "created the offsets topic"),
                 Err(StorageError::TopicAlreadyExists(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        log.append(&name, 0, encode_batch(&records, now_ms())?.into()).map(drop)
+        wait(log.append(&name, 0, encode_batch(&records, now_ms())?.into())).map(drop)
     }
 
     /// Whether `topic` has `partition` (always, without a log).
@@ -786,7 +788,7 @@ impl Coordinator {
                     for p in &mut overview.offsets {
                         let name =
                             TopicName::new(tenant.clone(), self.config.namespace.clone(), p.topic.clone());
-                        if let Ok((_, end)) = log.offsets(&name, p.partition) {
+                        if let Ok((_, end)) = wait(log.offsets(&name, p.partition)) {
                             p.log_end_offset = Some(end);
                             p.lag = Some(end - p.committed_offset);
                         }

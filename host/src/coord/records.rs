@@ -174,10 +174,10 @@ pub fn replay(log: &dyn Log, name: &TopicName) -> Result<Replayed, StorageError>
     if log.topic(name).is_none() {
         return Ok(out);
     }
-    let (start, end) = log.offsets(name, 0)?;
+    let (start, end) = crate::storage::wait(log.offsets(name, 0))?;
     let mut next = start;
     while next < end {
-        let read = log.read(name, 0, next, 1 << 20, true)?;
+        let read = crate::storage::wait(log.read(name, 0, next, 1 << 20, true))?;
         let Some(bytes) = read.records else { break };
         let before = next;
         let mut pos = 0;

@@ -2,34 +2,38 @@
 //! transforms' append door, the benchmarks' delay) implement every other method by delegating
 //! with [`delegate_log!`], instead of writing the same dozen forwards each.
 
-/// Inside `impl Log for W`, every method but `append_counted` (and the provided `append` and
-/// `append_host`), forwarded to `self.$inner()`, a `&dyn Log`.
+/// `impl Log for $ty` with the methods given in braces (`append_counted`, at least) and every
+/// other one (but the provided `append` and `append_host`) forwarded to `self.$inner()`, a
+/// `&dyn Log`. The macro writes the whole impl because `#[async_trait]` must see every method.
 macro_rules! delegate_log {
-    ($inner:ident) => {
-        fn create_topic(
+    ($ty:ty, $inner:ident, { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::storage::Log for $ty {
+        $($own)*
+        async fn create_topic(
             &self,
             name: &$crate::storage::TopicName,
             partitions: i32,
             config: &[(String, String)],
             validate_only: bool,
         ) -> Result<$crate::storage::TopicMeta, $crate::storage::StorageError> {
-            self.$inner().create_topic(name, partitions, config, validate_only)
+            self.$inner().create_topic(name, partitions, config, validate_only).await
         }
 
-        fn delete_topic(
+        async fn delete_topic(
             &self,
             name: &$crate::storage::TopicName,
         ) -> Result<(), $crate::storage::StorageError> {
-            self.$inner().delete_topic(name)
+            self.$inner().delete_topic(name).await
         }
 
-        fn create_partitions(
+        async fn create_partitions(
             &self,
             name: &$crate::storage::TopicName,
             total: i32,
             validate_only: bool,
         ) -> Result<(), $crate::storage::StorageError> {
-            self.$inner().create_partitions(name, total, validate_only)
+            self.$inner().create_partitions(name, total, validate_only).await
         }
 
         fn topic(&self, name: &$crate::storage::TopicName) -> Option<$crate::storage::TopicMeta> {
@@ -53,16 +57,16 @@ macro_rules! delegate_log {
             self.$inner().defaults()
         }
 
-        fn producer_precheck(
+        async fn producer_precheck(
             &self,
             name: &$crate::storage::TopicName,
             partition: i32,
             header: &$crate::record::batch::BatchHeader,
         ) -> Result<Option<(i64, i64)>, $crate::storage::StorageError> {
-            self.$inner().producer_precheck(name, partition, header)
+            self.$inner().producer_precheck(name, partition, header).await
         }
 
-        fn read(
+        async fn read(
             &self,
             name: &$crate::storage::TopicName,
             partition: i32,
@@ -70,72 +74,73 @@ macro_rules! delegate_log {
             max_bytes: usize,
             min_one: bool,
         ) -> Result<$crate::storage::ReadResult, $crate::storage::StorageError> {
-            self.$inner().read(name, partition, offset, max_bytes, min_one)
+            self.$inner().read(name, partition, offset, max_bytes, min_one).await
         }
 
-        fn offsets(
+        async fn offsets(
             &self,
             name: &$crate::storage::TopicName,
             partition: i32,
         ) -> Result<(i64, i64), $crate::storage::StorageError> {
-            self.$inner().offsets(name, partition)
+            self.$inner().offsets(name, partition).await
         }
 
-        fn offset_for_timestamp(
+        async fn offset_for_timestamp(
             &self,
             name: &$crate::storage::TopicName,
             partition: i32,
             ts: i64,
         ) -> Result<Option<(i64, i64)>, $crate::storage::StorageError> {
-            self.$inner().offset_for_timestamp(name, partition, ts)
+            self.$inner().offset_for_timestamp(name, partition, ts).await
         }
 
-        fn max_timestamp(
+        async fn max_timestamp(
             &self,
             name: &$crate::storage::TopicName,
             partition: i32,
         ) -> Result<Option<(i64, i64)>, $crate::storage::StorageError> {
-            self.$inner().max_timestamp(name, partition)
+            self.$inner().max_timestamp(name, partition).await
         }
 
-        fn subscribe(
+        async fn subscribe(
             &self,
             name: &$crate::storage::TopicName,
             partition: i32,
         ) -> Result<tokio::sync::watch::Receiver<i64>, $crate::storage::StorageError> {
-            self.$inner().subscribe(name, partition)
+            self.$inner().subscribe(name, partition).await
         }
 
-        fn enforce_retention(&self, now_ms: i64) -> Result<usize, $crate::storage::StorageError> {
-            self.$inner().enforce_retention(now_ms)
+        async fn enforce_retention(&self, now_ms: i64) -> Result<usize, $crate::storage::StorageError> {
+            self.$inner().enforce_retention(now_ms).await
         }
 
-        fn flush(&self) -> Result<(), $crate::storage::StorageError> {
-            self.$inner().flush()
+        async fn flush(&self) -> Result<(), $crate::storage::StorageError> {
+            self.$inner().flush().await
         }
 
-        fn allocate_producer_id(&self) -> Result<i64, $crate::storage::StorageError> {
-            self.$inner().allocate_producer_id()
+        async fn allocate_producer_id(&self) -> Result<i64, $crate::storage::StorageError> {
+            self.$inner().allocate_producer_id().await
         }
 
-        fn bump_producer_epoch(
+        async fn bump_producer_epoch(
             &self,
             producer_id: i64,
             epoch: i16,
         ) -> Result<Option<i16>, $crate::storage::StorageError> {
-            self.$inner().bump_producer_epoch(producer_id, epoch)
+            self.$inner().bump_producer_epoch(producer_id, epoch).await
         }
 
         fn module_store(&self) -> Option<std::sync::Arc<dyn $crate::storage::ModuleStore>> {
             self.$inner().module_store()
+        }
         }
     };
 }
 pub(crate) use delegate_log;
 
 /// The log, with every append (and only appends) taking `delay` longer: a stand-in for a slow
-/// or remote store, for benchmarks of how the host behaves when storage is slow. The wait blocks
-/// the calling thread, as a synchronous store's I/O does.
+/// or remote store, for benchmarks of how the host behaves when storage is slow. The wait is a
+/// timer, as a remote store's network round trip is: it holds no thread.
 pub struct DelayedLog {
     inner: std::sync::Arc<dyn super::Log>,
     delay: std::time::Duration,
@@ -151,17 +156,15 @@ impl DelayedLog {
     }
 }
 
-impl super::Log for DelayedLog {
-    delegate_log!(inner);
-
-    fn append_counted(
+delegate_log!(DelayedLog, inner, {
+    async fn append_counted(
         &self,
         name: &super::TopicName,
         partition: i32,
         records: bytes::Bytes,
         counts: crate::record::batch::Counts,
     ) -> Result<super::AppendInfo, super::StorageError> {
-        std::thread::sleep(self.delay);
-        self.inner.append_counted(name, partition, records, counts)
+        tokio::time::sleep(self.delay).await;
+        self.inner.append_counted(name, partition, records, counts).await
     }
-}
+});

@@ -22,6 +22,24 @@ pub(crate) use delay::delegate_log;
 pub use error::StorageError;
 pub use modules::{ModuleSnapshot, ModuleStore};
 
+/// Run a [`Log`] future to completion from synchronous code (the group coordinator, tests,
+/// start-up). It returns at once when the future is ready at its first poll, as every call of
+/// the embedded engine is; otherwise it blocks this thread until the future is done (on a tokio
+/// worker, after handing the worker's other tasks to another thread).
+pub fn wait<F: std::future::Future>(fut: F) -> F::Output {
+    use std::task::{Context, Poll};
+    let mut fut = std::pin::pin!(fut);
+    if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(futures::task::noop_waker_ref())) {
+        return v;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| h.block_on(fut))
+        }
+        _ => futures::executor::block_on(fut),
+    }
+}
+
 /// What the log knows about a topic.
 #[derive(Clone, Debug)]
 pub struct TopicMeta {
@@ -50,11 +68,14 @@ pub struct ReadResult {
     pub log_start_offset: i64,
 }
 
-/// The Log port. Synchronous on purpose: calls are short (page-cache I/O) and made from inside
-/// guest host-calls.
+/// The Log port. Every call that may wait on a disk or the network is `async`: a guest's host
+/// call awaits it on its fiber, holding no thread (see `docs/architecture.md`, "A guest never
+/// blocks a thread"). The catalog lookups (`topic`, `topic_by_id`, `topics`, `defaults`) are
+/// answered from memory and stay synchronous.
+#[async_trait::async_trait]
 pub trait Log: Send + Sync + 'static {
     /// Create a topic with `partitions` partitions and the given Kafka config overrides.
-    fn create_topic(
+    async fn create_topic(
         &self,
         name: &TopicName,
         partitions: i32,
@@ -63,11 +84,11 @@ pub trait Log: Send + Sync + 'static {
     ) -> Result<TopicMeta, StorageError>;
 
     /// Delete a topic and all its data; subscribers of its partitions see their watch close.
-    fn delete_topic(&self, name: &TopicName) -> Result<(), StorageError>;
+    async fn delete_topic(&self, name: &TopicName) -> Result<(), StorageError>;
 
     /// Grow a topic to `total` partitions; `total` must exceed the current count, else
     /// InvalidPartitions.
-    fn create_partitions(
+    async fn create_partitions(
         &self,
         name: &TopicName,
         total: i32,
@@ -88,30 +109,30 @@ pub trait Log: Send + Sync + 'static {
     /// offsets and append. `records` may hold several concatenated batches; all or nothing. An
     /// append whose producer batches are all already stored (a retry) appends nothing and
     /// returns the original offsets.
-    fn append(
+    async fn append(
         &self,
         name: &TopicName,
         partition: i32,
         records: bytes::Bytes,
     ) -> Result<AppendInfo, StorageError> {
-        self.append_counted(name, partition, records, batch::Counts::Exact)
+        self.append_counted(name, partition, records, batch::Counts::Exact).await
     }
 
     /// [`append`](Log::append) for batches the host built itself (a tenant transform's output):
     /// a batch may hold fewer records than the offsets it spans, or none, so that it keeps the
     /// producer's original sequence span (see [`batch::BatchHeader::check_span`]).
-    fn append_host(
+    async fn append_host(
         &self,
         name: &TopicName,
         partition: i32,
         records: bytes::Bytes,
     ) -> Result<AppendInfo, StorageError> {
-        self.append_counted(name, partition, records, batch::Counts::Span)
+        self.append_counted(name, partition, records, batch::Counts::Span).await
     }
 
     /// What [`append`](Log::append) and [`append_host`](Log::append_host) do, with how record
     /// counts are checked; each backend implements this one.
-    fn append_counted(
+    async fn append_counted(
         &self,
         name: &TopicName,
         partition: i32,
@@ -124,7 +145,7 @@ pub trait Log: Send + Sync + 'static {
     /// would be accepted, or the error (stale epoch, sequence gap) it would get. Checked before a
     /// transform runs, so a retry is not transformed and routed again, and a batch the log would
     /// refuse routes nothing.
-    fn producer_precheck(
+    async fn producer_precheck(
         &self,
         name: &TopicName,
         partition: i32,
@@ -135,7 +156,7 @@ pub trait Log: Send + Sync + 'static {
     /// `max_bytes` unless `min_one` and nothing was taken yet (KIP-74: the first batch is returned
     /// even if larger). `offset` == high watermark gives `records: None`; an offset outside
     /// [log start, high watermark] is OffsetOutOfRange. May return batches of one segment only.
-    fn read(
+    async fn read(
         &self,
         name: &TopicName,
         partition: i32,
@@ -145,12 +166,12 @@ pub trait Log: Send + Sync + 'static {
     ) -> Result<ReadResult, StorageError>;
 
     /// (log start offset, high watermark).
-    fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError>;
+    async fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError>;
 
     /// ListOffsets by timestamp: (offset, timestamp) of the first record whose timestamp is at
     /// or above `ts`, or None. Exact for uncompressed batches; for a compressed batch, its base
     /// offset and its max timestamp.
-    fn offset_for_timestamp(
+    async fn offset_for_timestamp(
         &self,
         name: &TopicName,
         partition: i32,
@@ -160,11 +181,15 @@ pub trait Log: Send + Sync + 'static {
     /// ListOffsets -3: (offset, timestamp) of the first record with the largest timestamp, or
     /// None when the partition is empty. Exact for uncompressed batches; for a compressed batch,
     /// the batch's last offset (its records are not decompressed).
-    fn max_timestamp(&self, name: &TopicName, partition: i32) -> Result<Option<(i64, i64)>, StorageError>;
+    async fn max_timestamp(
+        &self,
+        name: &TopicName,
+        partition: i32,
+    ) -> Result<Option<(i64, i64)>, StorageError>;
 
     /// A watch of the partition's high watermark, updated after every append (for long-poll
     /// fetch). It closes when the topic is deleted.
-    fn subscribe(
+    async fn subscribe(
         &self,
         name: &TopicName,
         partition: i32,
@@ -173,20 +198,20 @@ pub trait Log: Send + Sync + 'static {
     /// Apply every topic's retention.ms and retention.bytes at `now_ms` (milliseconds since the
     /// epoch): delete whole old segments and move log start offsets. Returns what was deleted
     /// (embedded: segments; pulsar: stored batches).
-    fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError>;
+    async fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError>;
     /// fsync everything written so far.
-    fn flush(&self) -> Result<(), StorageError>;
+    async fn flush(&self) -> Result<(), StorageError>;
 
     /// A producer id (InitProducerId) that this log has never handed out before, across
     /// restarts and crashes.
-    fn allocate_producer_id(&self) -> Result<i64, StorageError>;
+    async fn allocate_producer_id(&self) -> Result<i64, StorageError>;
 
     /// InitProducerId's epoch bump (KIP-360) for a client at (`producer_id`, `epoch`): the new
     /// epoch, which from now on is the id's latest, so that appends with an older epoch are
     /// refused with InvalidProducerEpoch. None when the id cannot be bumped (epoch exhausted, an
     /// id this log never handed out, a client behind the latest epoch): the caller hands out a
     /// new id with epoch 0 instead. See [`producers::ProducerEpochs::bump`].
-    fn bump_producer_epoch(&self, producer_id: i64, epoch: i16) -> Result<Option<i16>, StorageError>;
+    async fn bump_producer_epoch(&self, producer_id: i64, epoch: i16) -> Result<Option<i16>, StorageError>;
 
     /// Where module registries keep their state, when this backend keeps it (see
     /// [`modules`]); None: they keep it in `data_dir`.

@@ -31,7 +31,7 @@ const LOG_EVERY: u64 = 1000;
 impl Transforms {
     /// Append `records` (a produce request's batches for one partition of a topic `binding`
     /// runs on) through the transform.
-    pub fn apply(
+    pub async fn apply(
         &self,
         binding: &Binding,
         topic: &TopicName,
@@ -61,7 +61,7 @@ impl Transforms {
             let header = b.header;
             codec = header.compression();
             // Sequence and epoch first: a batch the log would refuse is not transformed or routed.
-            if header.producer_id >= 0 && log.producer_precheck(topic, partition, &header)?.is_some() {
+            if header.producer_id >= 0 && log.producer_precheck(topic, partition, &header).await?.is_some() {
                 // A retry of a stored batch: the log answers it with the original offsets.
                 input.extend_from_slice(raw);
                 continue;
@@ -77,7 +77,7 @@ impl Transforms {
                 topic: topic.topic.clone(),
                 records: decoded.records.iter().map(to_guest).collect(),
             };
-            let outcome = self.call(binding, module, &call).and_then(|out| check_outputs(binding, out));
+            let outcome = self.call(binding, module, &call).await.and_then(|out| check_outputs(binding, out));
             drop(call);
             if let Err(TransformFailure::Guest(GuestFailure::Instantiate(why))) = &outcome {
                 // The host's trouble, not the guest's (no free instance slot): the batch is not
@@ -136,7 +136,7 @@ impl Transforms {
             }
         }
         for (name, records) in routed {
-            self.route(&topic.tenant, &name, records, codec).map_err(|e| match e {
+            self.route(&topic.tenant, &name, records, codec).await.map_err(|e| match e {
                 // Not the input topic's fault, and not something a retry fixes: clients would
                 // retry these codes (and store the routed records again each time).
                 StorageError::UnknownTopicOrPartition
@@ -149,13 +149,13 @@ impl Transforms {
         }
         if input.is_empty() {
             // Every record dropped and no producer state to keep: nothing appended, no offset.
-            let (start, _) = log.offsets(topic, partition)?;
+            let (start, _) = log.offsets(topic, partition).await?;
             return Ok(AppendInfo { base_offset: -1, last_offset: -1, log_start_offset: start });
         }
-        log.append_host(topic, partition, Bytes::from(input))
+        log.append_host(topic, partition, Bytes::from(input)).await
     }
 
-    fn call(
+    async fn call(
         &self,
         binding: &Binding,
         module: &TransformModule,
@@ -163,13 +163,13 @@ impl Transforms {
     ) -> Result<Vec<Emitted>, TransformFailure> {
         let engine = &self.shared.engine;
         let seed = self.shared.counter.fetch_add(1, Ordering::Relaxed);
-        engine.call(module, &binding.limits, batch, seed)
+        engine.call(module, &binding.limits, batch, seed).await
     }
 
     /// Append `records` to `tenant`'s topic `name`, each in the partition of its key (Kafka's
     /// murmur2 partitioner) or, keyless, spread over the partitions; batches without a producer
     /// id, in `codec`, split where a batch would exceed the topic's max.message.bytes.
-    fn route(
+    async fn route(
         &self,
         tenant: &str,
         name: &str,
@@ -177,7 +177,7 @@ impl Transforms {
         codec: u8,
     ) -> Result<(), StorageError> {
         let topic = TopicName::new(tenant, self.shared.cfg.namespace.clone(), name);
-        let meta = self.routed_topic(&topic)?;
+        let meta = self.routed_topic(&topic).await?;
         let mut per_partition: BTreeMap<i32, Vec<LogRecord>> = BTreeMap::new();
         for r in records {
             let p = match &r.key {
@@ -190,13 +190,13 @@ impl Transforms {
         for (p, records) in per_partition {
             let mut out = Vec::new();
             encode_split(&mut out, &records, codec, max)?;
-            self.shared.log.append_host(&topic, p, Bytes::from(out))?;
+            self.shared.log.append_host(&topic, p, Bytes::from(out)).await?;
         }
         Ok(())
     }
 
     /// A routed or dead-letter topic, created when missing if auto-creation is on.
-    fn routed_topic(&self, topic: &TopicName) -> Result<TopicMeta, StorageError> {
+    async fn routed_topic(&self, topic: &TopicName) -> Result<TopicMeta, StorageError> {
         let log = &self.shared.log;
         if let Some(meta) = log.topic(topic) {
             return Ok(meta);
@@ -204,7 +204,7 @@ impl Transforms {
         if !self.shared.cfg.auto_create_topics {
             return Err(StorageError::UnknownTopicOrPartition);
         }
-        match log.create_topic(topic, self.shared.cfg.default_partitions, &[], false) {
+        match log.create_topic(topic, self.shared.cfg.default_partitions, &[], false).await {
             Ok(meta) => {
                 tracing::info!(%topic, "created a topic a transform routes to");
                 Ok(meta)

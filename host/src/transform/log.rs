@@ -7,6 +7,7 @@
 use super::Transforms;
 use crate::record::batch::Counts;
 use crate::storage::{AppendInfo, Log, StorageError, TopicName};
+
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -20,10 +21,8 @@ impl TransformingLog {
     }
 }
 
-impl Log for TransformingLog {
-    crate::storage::delegate_log!(raw);
-
-    fn append_counted(
+crate::storage::delegate_log!(TransformingLog, raw, {
+    async fn append_counted(
         &self,
         name: &TopicName,
         partition: i32,
@@ -32,9 +31,9 @@ impl Log for TransformingLog {
     ) -> Result<AppendInfo, StorageError> {
         match counts {
             // A client's produce.
-            Counts::Exact => self.transforms.append(name, partition, records),
+            Counts::Exact => self.transforms.append(name, partition, records).await,
             // Batches the host built itself are never transformed again.
-            Counts::Span => self.raw().append_counted(name, partition, records, counts),
+            Counts::Span => self.raw().append_counted(name, partition, records, counts).await,
         }
     }
-}
+});

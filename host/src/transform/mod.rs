@@ -556,7 +556,7 @@ impl Transforms {
     /// A produce to `name`: through the transform bound to it, or, for topics without one, the
     /// bytes as they are to the log (the zero-copy path). Transforms are bound to topics of the
     /// host's namespace; a Pulsar client may name others.
-    fn append(
+    async fn append(
         &self,
         name: &TopicName,
         partition: i32,
@@ -564,8 +564,8 @@ impl Transforms {
     ) -> Result<AppendInfo, StorageError> {
         let bound = name.namespace == self.shared.cfg.namespace;
         match self.binding(&name.tenant, &name.topic).filter(|_| bound) {
-            Some(binding) => self.apply(&binding, name, partition, records),
-            None => self.shared.log.append(name, partition, records),
+            Some(binding) => self.apply(&binding, name, partition, records).await,
+            None => self.shared.log.append(name, partition, records).await,
         }
     }
 }

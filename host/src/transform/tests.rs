@@ -3,9 +3,9 @@
 use super::*;
 use crate::record::batch::testing::idempotent_batch;
 use crate::storage::StorageError;
-use crate::storage::TopicName;
 use crate::storage::embedded::EmbeddedLog;
 use crate::storage::{Log, LogDefaults};
+use crate::storage::{TopicName, wait};
 use crate::wasm::GuestLimits;
 use std::time::Duration;
 
@@ -135,29 +135,29 @@ fn rollback_restores_the_binding_delete_unbinds_and_a_restart_keeps_them() {
 fn a_dropping_transform_keeps_the_producers_sequence() {
     let fx = Fixture::new();
     let topic = TopicName::new("public", "default", "t");
-    fx.log.create_topic(&topic, 1, &[], false).unwrap();
+    wait(fx.log.create_topic(&topic, 1, &[], false)).unwrap();
     fx.deploy("drop", &["t"], "reject", "drop").unwrap();
     let apply = |fx: &Fixture, b: Vec<u8>| {
         let binding = fx.transforms.binding("public", "t").unwrap();
-        fx.transforms.apply(&binding, &topic, 0, b.into())
+        wait(fx.transforms.apply(&binding, &topic, 0, b.into()))
     };
     let calls = |fx: &Fixture| fx.transforms.show("public", "drop").unwrap().module.versions[0].stats.calls;
 
     let first = apply(&fx, idempotent_batch(3, 7, 0, 0)).unwrap();
     assert_eq!(first.base_offset, 0);
-    assert_eq!(fx.log.offsets(&topic, 0).unwrap(), (0, 3), "the empty batch spans the 3 offsets");
+    assert_eq!(wait(fx.log.offsets(&topic, 0)).unwrap(), (0, 3), "the empty batch spans the 3 offsets");
     assert_eq!(apply(&fx, idempotent_batch(2, 7, 0, 3)).unwrap().base_offset, 3);
     let before = calls(&fx);
     let retry = apply(&fx, idempotent_batch(3, 7, 0, 0)).unwrap();
     assert_eq!((retry.base_offset, retry.last_offset), (0, 2), "a retry gets its original offsets");
     assert_eq!(calls(&fx), before, "a retry is not transformed again");
-    assert_eq!(fx.log.offsets(&topic, 0).unwrap(), (0, 5));
+    assert_eq!(wait(fx.log.offsets(&topic, 0)).unwrap(), (0, 5));
 
     let fx = fx.restart();
     assert_eq!(apply(&fx, idempotent_batch(1, 7, 0, 5)).unwrap().base_offset, 5, "state survives a restart");
     let gap = apply(&fx, idempotent_batch(1, 7, 0, 9)).unwrap_err();
     assert!(matches!(gap, StorageError::OutOfOrderSequence(_)), "{gap}");
-    let r = fx.log.read(&topic, 0, 0, 1 << 20, true).unwrap();
+    let r = wait(fx.log.read(&topic, 0, 0, 1 << 20, true)).unwrap();
     assert!(r.records.is_some(), "the empty batches are readable");
 }
 
@@ -165,7 +165,7 @@ fn a_dropping_transform_keeps_the_producers_sequence() {
 fn a_failing_batch_follows_the_policy() {
     let fx = Fixture::new();
     for t in ["r", "s", "p", "d"] {
-        fx.log.create_topic(&TopicName::new("public", "default", t), 1, &[], false).unwrap();
+        wait(fx.log.create_topic(&TopicName::new("public", "default", t), 1, &[], false)).unwrap();
     }
     fx.deploy("r", &["r"], "reject", "error").unwrap();
     fx.deploy("s", &["s"], "skip", "error").unwrap();
@@ -173,18 +173,18 @@ fn a_failing_batch_follows_the_policy() {
     fx.deploy("d", &["d"], "dead-letter=dlq", "error").unwrap();
     let apply = |t: &str| {
         let binding = fx.transforms.binding("public", t).unwrap();
-        fx.transforms.apply(
+        wait(fx.transforms.apply(
             &binding,
             &TopicName::new("public", "default", t),
             0,
             idempotent_batch(2, -1, -1, -1).into(),
-        )
+        ))
     };
     assert!(matches!(apply("r"), Err(StorageError::InvalidRecord(m)) if m.contains("policy is reject")));
     apply("s").unwrap();
     apply("p").unwrap();
     apply("d").unwrap();
-    let end = |t: &str| fx.log.offsets(&TopicName::new("public", "default", t), 0).unwrap().1;
+    let end = |t: &str| wait(fx.log.offsets(&TopicName::new("public", "default", t), 0)).unwrap().1;
     assert_eq!([end("r"), end("s"), end("p"), end("d"), end("dlq")], [0, 0, 2, 0, 2]);
     let v = fx.transforms.show("public", "d").unwrap();
     assert_eq!((v.outcomes.dead_lettered, v.module.versions[0].stats.errors), (1, 1));
@@ -196,7 +196,7 @@ fn a_failing_batch_follows_the_policy() {
 fn an_unloadable_transform_fails_closed() {
     let fx = Fixture::new();
     let topic = TopicName::new("public", "default", "a");
-    fx.log.create_topic(&topic, 1, &[], false).unwrap();
+    wait(fx.log.create_topic(&topic, 1, &[], false)).unwrap();
     fx.deploy("one", &["a"], "pass", "pass").unwrap();
     let artifacts = fx.dir.path().join("transforms/public/artifacts");
     for f in std::fs::read_dir(&artifacts).unwrap() {
@@ -204,9 +204,10 @@ fn an_unloadable_transform_fails_closed() {
     }
     let fx = fx.restart();
     let binding = fx.transforms.binding("public", "a").expect("still bound");
-    let err = fx.transforms.apply(&binding, &topic, 0, idempotent_batch(1, -1, -1, -1).into()).unwrap_err();
+    let err =
+        wait(fx.transforms.apply(&binding, &topic, 0, idempotent_batch(1, -1, -1, -1).into())).unwrap_err();
     assert!(matches!(&err, StorageError::Busy(m) if m.contains("could not be loaded")), "{err}");
-    assert_eq!(fx.log.offsets(&topic, 0).unwrap().1, 0, "nothing written");
+    assert_eq!(wait(fx.log.offsets(&topic, 0)).unwrap().1, 0, "nothing written");
     fx.transforms.delete("public", "one").unwrap();
     assert!(fx.transforms.binding("public", "a").is_none());
 }

@@ -3,7 +3,8 @@
 //! instance) instead of failing to instantiate. A few slots are kept for the requests that must
 //! never queue behind slow ones: ApiVersions (a client's first request on every connection) and
 //! Heartbeat (a late one costs a consumer its group membership). A produce whose append waits on
-//! slow storage holds its slot, and its thread, for that long; the cap bounds both.
+//! slow storage holds its slot (and its instance and fiber stack, but no thread) for that long;
+//! the cap bounds them.
 
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};

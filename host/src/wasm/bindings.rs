@@ -7,6 +7,12 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "protocol-handler",
+    // Storage calls are awaited on the guest's fiber (see `Runtime::handle`).
+    imports: {
+        "guise:runtime/log": async,
+        "guise:runtime/producers": async,
+    },
+    exports: { default: async },
     with: {
         "guise:runtime/types.buffer": crate::wasm::state::BufferHandle,
     },

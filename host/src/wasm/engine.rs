@@ -36,9 +36,11 @@ impl Compiler {
     pub fn for_limits(limits: &GuestLimits) -> Result<Self, WasmError> {
         let mut pool = PoolingAllocationConfig::default();
         // Twice the translator's slots: an append may run a tenant transform's instance while its
-        // translator instance is live.
+        // translator instance is live. Every call runs on a fiber whose stack comes from the pool:
+        // one per instance.
         let slots = limits.max_instances * 2;
         pool.total_component_instances(slots)
+            .total_stacks(slots)
             .total_core_instances(slots * 16)
             .total_memories(slots * 2)
             .total_tables(slots * 16)

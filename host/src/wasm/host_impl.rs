@@ -106,23 +106,23 @@ impl types::HostBuffer for GuestState {
 }
 
 impl log::Host for GuestState {
-    fn list_topics(&mut self) -> Vec<log::TopicInfo> {
-        let topics = self.in_host(|s| s.ctx.log.topics(&s.conn.tenant, &s.ctx.namespace));
+    async fn list_topics(&mut self) -> Vec<log::TopicInfo> {
+        let topics = self.ctx.log.topics(&self.conn.tenant, &self.ctx.namespace);
         topics.iter().map(|t| self.topic_info(t)).collect()
     }
 
-    fn describe_topic(&mut self, name: String) -> Option<log::TopicInfo> {
-        let meta = self.in_host(|s| s.ctx.log.topic(&s.ctx.topic(&s.conn.tenant, &name)));
+    async fn describe_topic(&mut self, name: String) -> Option<log::TopicInfo> {
+        let meta = self.ctx.log.topic(&self.ctx.topic(&self.conn.tenant, &name));
         meta.as_ref().map(|t| self.topic_info(t))
     }
 
-    fn topic_by_id(&mut self, id_hi: u64, id_lo: u64) -> Option<log::TopicInfo> {
+    async fn topic_by_id(&mut self, id_hi: u64, id_lo: u64) -> Option<log::TopicInfo> {
         let id = uuid::Uuid::from_u128(((id_hi as u128) << 64) | id_lo as u128);
-        let meta = self.in_host(|s| s.ctx.log.topic_by_id(&s.conn.tenant, &s.ctx.namespace, id));
+        let meta = self.ctx.log.topic_by_id(&self.conn.tenant, &self.ctx.namespace, id);
         meta.as_ref().map(|t| self.topic_info(t))
     }
 
-    fn create_topic(
+    async fn create_topic(
         &mut self,
         name: String,
         partitions: i32,
@@ -131,7 +131,8 @@ impl log::Host for GuestState {
     ) -> Result<log::TopicInfo, ErrorCode> {
         self.not_internal(&name, "create")?;
         let topic = self.ctx.topic(&self.conn.tenant, &name);
-        match self.in_host(|s| s.ctx.log.create_topic(&topic, partitions, &configs, validate_only)) {
+        let log = self.log();
+        match self.awaiting(log.create_topic(&topic, partitions, &configs, validate_only)).await {
             Ok(meta) => {
                 if !validate_only {
                     tracing::info!(conn = self.conn.id, topic = %name, partitions, "created topic");
@@ -142,31 +143,36 @@ impl log::Host for GuestState {
         }
     }
 
-    fn delete_topic(&mut self, name: String) -> Result<(), ErrorCode> {
+    async fn delete_topic(&mut self, name: String) -> Result<(), ErrorCode> {
         self.not_internal(&name, "delete")?;
         let topic = self.ctx.topic(&self.conn.tenant, &name);
-        self.in_host(|s| s.ctx.log.delete_topic(&topic))
-            .map_err(|e| self.storage_error("delete topic", e))?;
+        let log = self.log();
+        self.awaiting(log.delete_topic(&topic)).await.map_err(|e| self.storage_error("delete topic", e))?;
         tracing::info!(conn = self.conn.id, topic = %name, "deleted topic");
         Ok(())
     }
 
-    fn create_partitions(&mut self, name: String, total: i32, validate_only: bool) -> Result<(), ErrorCode> {
+    async fn create_partitions(
+        &mut self,
+        name: String,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<(), ErrorCode> {
         self.not_internal(&name, "grow")?;
         let topic = self.ctx.topic(&self.conn.tenant, &name);
-        self.in_host(|s| s.ctx.log.create_partitions(&topic, total, validate_only))
+        let log = self.log();
+        self.awaiting(log.create_partitions(&topic, total, validate_only))
+            .await
             .map_err(|e| self.storage_error("create partitions", e))
     }
 
-    fn topic_configs(&mut self, name: String) -> Result<Vec<log::ConfigEntry>, ErrorCode> {
+    async fn topic_configs(&mut self, name: String) -> Result<Vec<log::ConfigEntry>, ErrorCode> {
         let topic = self.ctx.topic(&self.conn.tenant, &name);
-        let meta = self
-            .in_host(|s| s.ctx.log.topic(&topic))
-            .ok_or(StorageError::UnknownTopicOrPartition.kafka_code())?;
+        let meta = self.ctx.log.topic(&topic).ok_or(StorageError::UnknownTopicOrPartition.kafka_code())?;
         Ok(meta.config.entries(self.ctx.log.defaults()).into_iter().map(config_entry).collect())
     }
 
-    fn broker_configs(&mut self) -> Vec<log::ConfigEntry> {
+    async fn broker_configs(&mut self) -> Vec<log::ConfigEntry> {
         let d = self.ctx.log.defaults();
         let entry = |name: &str, value: String| log::ConfigEntry {
             name: name.to_string(),
@@ -187,7 +193,7 @@ impl log::Host for GuestState {
         ]
     }
 
-    fn append(
+    async fn append(
         &mut self,
         tp: types::TopicPartition,
         records: Resource<BufferHandle>,
@@ -196,14 +202,15 @@ impl log::Host for GuestState {
         let bytes = self.buffer(&records).ok_or(CORRUPT_MESSAGE)?.0.clone();
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
         // An fsync or a tenant's transform is not the translator's CPU time.
-        let appended = self.in_host(|s| s.ctx.log.append(&topic, tp.partition, bytes));
+        let log = self.log();
+        let appended = self.awaiting(log.append(&topic, tp.partition, bytes)).await;
         match appended {
             Ok(a) => Ok(log::AppendInfo { base_offset: a.base_offset, log_start_offset: a.log_start_offset }),
             Err(e) => Err(self.storage_error("append", e)),
         }
     }
 
-    fn read(
+    async fn read(
         &mut self,
         tp: types::TopicPartition,
         offset: i64,
@@ -211,8 +218,8 @@ impl log::Host for GuestState {
         min_one: bool,
     ) -> Result<log::Fetched, ErrorCode> {
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
-        let r = match self
-            .in_host(|s| s.ctx.log.read(&topic, tp.partition, offset, max_bytes as usize, min_one))
+        let log = self.log();
+        let r = match self.awaiting(log.read(&topic, tp.partition, offset, max_bytes as usize, min_one)).await
         {
             Ok(r) => r,
             Err(e) => return Err(self.storage_error("read", e)),
@@ -236,21 +243,23 @@ impl log::Host for GuestState {
         })
     }
 
-    fn list_offset(
+    async fn list_offset(
         &mut self,
         tp: types::TopicPartition,
         timestamp: i64,
     ) -> Result<Option<log::OffsetAndTimestamp>, ErrorCode> {
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
-        let found = self.in_host(|s| {
-            let log = &s.ctx.log;
-            match timestamp {
-                -1 => log.offsets(&topic, tp.partition).map(|(_, end)| Some((end, -1))),
-                -2 => log.offsets(&topic, tp.partition).map(|(start, _)| Some((start, -1))),
-                -3 => log.max_timestamp(&topic, tp.partition),
-                ts => log.offset_for_timestamp(&topic, tp.partition, ts),
-            }
-        });
+        let log = self.log();
+        let found = self
+            .awaiting(async {
+                match timestamp {
+                    -1 => log.offsets(&topic, tp.partition).await.map(|(_, end)| Some((end, -1))),
+                    -2 => log.offsets(&topic, tp.partition).await.map(|(start, _)| Some((start, -1))),
+                    -3 => log.max_timestamp(&topic, tp.partition).await,
+                    ts => log.offset_for_timestamp(&topic, tp.partition, ts).await,
+                }
+            })
+            .await;
         match found {
             Ok(found) => Ok(found.map(|(offset, timestamp)| log::OffsetAndTimestamp { offset, timestamp })),
             Err(e) => Err(self.storage_error("list offsets", e)),

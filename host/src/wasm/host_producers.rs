@@ -23,9 +23,10 @@ use crate::storage::StorageError;
 use guise_guest_sdk::error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
 
 impl GuestState {
-    fn new_producer(&mut self) -> Result<producers::ProducerIdAndEpoch, i16> {
+    async fn new_producer(&mut self) -> Result<producers::ProducerIdAndEpoch, i16> {
+        let log = self.log();
         let producer_id =
-            self.in_host(|s| s.ctx.log.allocate_producer_id()).map_err(|e| self.producer_error(e))?;
+            self.awaiting(log.allocate_producer_id()).await.map_err(|e| self.producer_error(e))?;
         tracing::debug!(conn = self.conn.id, producer_id, "InitProducerId: new producer id");
         Ok(producers::ProducerIdAndEpoch { producer_id, producer_epoch: 0 })
     }
@@ -38,7 +39,7 @@ impl GuestState {
 }
 
 impl producers::Host for GuestState {
-    fn init_producer_id(
+    async fn init_producer_id(
         &mut self,
         transactional_id: Option<String>,
         current: Option<producers::ProducerIdAndEpoch>,
@@ -53,10 +54,11 @@ impl producers::Host for GuestState {
             return Err(TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
         }
         let Some(current) = current.filter(|c| c.producer_id >= 0) else {
-            return self.new_producer();
+            return self.new_producer().await;
         };
         let (producer_id, epoch) = (current.producer_id, current.producer_epoch);
-        match self.in_host(|s| s.ctx.log.bump_producer_epoch(producer_id, epoch)) {
+        let log = self.log();
+        match self.awaiting(log.bump_producer_epoch(producer_id, epoch)).await {
             Ok(Some(producer_epoch)) => {
                 tracing::debug!(
                     conn = self.conn.id,
@@ -73,7 +75,7 @@ impl producers::Host for GuestState {
                     epoch,
                     "InitProducerId: cannot bump this producer's epoch; handing out a new id"
                 );
-                self.new_producer()
+                self.new_producer().await
             }
             Err(e) => Err(self.producer_error(e)),
         }

@@ -17,6 +17,7 @@ pub mod transform;
 pub use admission::{CONTROL_APIS, CONTROL_SLOTS, Permit};
 pub use engine::Compiler;
 pub use module::{Module, ModuleId, ModuleStats, StatsSnapshot};
+pub use park::Executed;
 pub use registry::{ModuleView, Registry, RegistryConfig, RegistryError, VersionView};
 pub use runtime::{GuestFailure, GuestLimits, Handled, Runtime, WasmError};
 pub use state::{ConnInfo, HostContext, Observed, WakeKey};

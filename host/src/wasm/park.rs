@@ -1,18 +1,104 @@
-//! Parked requests: a guest that must wait (a fetch for min_bytes, a join for the rebalance)
-//! returns a `wait` with what should wake it; the front end parks the request here, holding no
-//! instance, and re-runs it when this returns. What a wake key means (a partition's high
-//! watermark in the log, a group's change counter in the coordinator) is the runtime's business,
-//! not the front end's.
+//! One request to completion, and parking: the front end hands a frame to
+//! [`Runtime::execute`], which waits for an admission slot, runs the active translator on a
+//! fiber, and, when the guest returns a `wait` (a fetch for min_bytes, a join for the
+//! rebalance), releases its slot, parks the request holding no instance, and re-runs it when what
+//! it waits on moves (or, at the deadline, for a final answer). What a wake key means (a
+//! partition's high watermark in the log, a group's change counter in the coordinator) is the
+//! runtime's business, not the front end's. A failed guest call is answered by a fresh
+//! instance's error response.
 
-use super::runtime::Runtime;
-use super::state::{Observed, WakeKey};
+use super::runtime::{Handled, Runtime};
+use super::state::{ConnInfo, Observed, WakeKey};
+use bytes::Bytes;
 use futures::FutureExt;
+use std::time::Instant;
 use tokio::sync::watch;
 
+/// What became of a request.
+#[derive(Debug)]
+pub enum Executed {
+    /// Write these segments (the size prefix is the front end's).
+    Send(Vec<Bytes>),
+    /// No response (a produce with acks=0).
+    Nothing,
+    /// Close the connection (the reason is logged).
+    Close,
+}
+
 impl Runtime {
+    /// Run one request frame (without its size prefix; `api_key` from its header, None when it
+    /// has none) to completion, parking while it waits. `shutdown` ends a park early with a
+    /// final answer.
+    pub async fn execute(
+        &self,
+        conn: &ConnInfo,
+        frame: &Bytes,
+        api_key: Option<i16>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Executed {
+        let received = Instant::now();
+        let mut final_ = false;
+        loop {
+            // A slot in the instance pool, waited for here rather than failing to instantiate.
+            // It covers this guest call (and its error response) and is released before the
+            // request parks, so parked fetches and joins hold no slot.
+            let slot = self.admit(api_key).await;
+            // The translator active now (after the wait): a request runs (and a parked request
+            // is re-run) on the version current when it starts, so a swap takes effect between
+            // requests.
+            let module = match self.translator() {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(conn = conn.id, "closing connection: {e}");
+                    return Executed::Close;
+                }
+            };
+            // On a fiber: it yields the thread every epoch tick and while a host call awaits
+            // storage.
+            match self.handle(&module, conn, frame, final_).await {
+                Ok(Handled::Respond(Some(segments))) => return Executed::Send(segments),
+                Ok(Handled::Respond(None)) => return Executed::Nothing,
+                Ok(Handled::Close(reason)) => {
+                    tracing::info!(conn = conn.id, peer = %conn.peer, api_key, "closing connection: {reason}");
+                    return Executed::Close;
+                }
+                Ok(Handled::Wait { .. }) if final_ => {
+                    tracing::warn!(
+                        conn = conn.id,
+                        api_key,
+                        "translator asked to wait on a final run; closing"
+                    );
+                    return Executed::Close;
+                }
+                Ok(Handled::Wait { wake_on, deadline, observed }) => {
+                    drop(slot);
+                    let deadline = tokio::time::Instant::from_std(received + deadline);
+                    let woken = self.park(&wake_on, &observed, deadline, &mut shutdown).await;
+                    final_ = !woken;
+                }
+                Err(failure) => {
+                    tracing::warn!(conn = conn.id, peer = %conn.peer, api_key, module = %module.id.name, version = module.id.version, "guest call failed: {failure}");
+                    let code = failure.kafka_code();
+                    return match self.error_response(&module, conn, frame, code).await {
+                        Ok(Some(segments)) => Executed::Send(segments),
+                        Ok(None) => Executed::Close,
+                        Err(e) => {
+                            tracing::warn!(
+                                conn = conn.id,
+                                api_key,
+                                "error response failed too, closing: {e}"
+                            );
+                            Executed::Close
+                        }
+                    };
+                }
+            }
+        }
+    }
+
     /// Wait until something in `wake_on` moves past what the guest observed (true), or the
     /// deadline passes or the host shuts down (false).
-    pub async fn park(
+    async fn park(
         &self,
         wake_on: &[WakeKey],
         observed: &[Observed],
@@ -23,7 +109,7 @@ impl Runtime {
         let mut waits = Vec::new();
         for key in wake_on {
             let mut rx = match key {
-                WakeKey::Partition(topic, partition) => match ctx.log.subscribe(topic, *partition) {
+                WakeKey::Partition(topic, partition) => match ctx.log.subscribe(topic, *partition).await {
                     Ok(rx) => rx,
                     Err(_) => continue,
                 },

@@ -130,7 +130,7 @@ impl Runtime {
     pub fn on(compiler: Compiler, ctx: Arc<HostContext>, limits: GuestLimits) -> Result<Self, WasmError> {
         let engine = compiler.engine().clone();
         let mut linker = Linker::<GuestState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
         ProtocolHandler::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
@@ -177,7 +177,10 @@ impl Runtime {
         let pre = ProtocolHandlerPre::new(pre).map_err(|e| WasmError::Link(format!("{e:#}")))?;
         let conn = ConnInfo { id: 0, tenant: "public".into(), peer: "deploy-check".into(), advertised: None };
         let mut store = self.store(&conn);
-        pre.instantiate(&mut store).map_err(|e| WasmError::Instantiate(format!("{e:#}")))?;
+        // Deploying is synchronous (the registry); instantiating runs no host import that
+        // waits, so this completes on this thread.
+        futures::executor::block_on(pre.instantiate_async(&mut store))
+            .map_err(|e| WasmError::Instantiate(format!("{e:#}")))?;
         Ok(Module { id, pre, stats })
     }
 
@@ -214,20 +217,9 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(ticks(self.limits.call_timeout));
-        // The deadline is for the guest's own CPU: time spent in host calls that can be long
-        // (an append that runs a tenant transform or waits for an fsync) is handed back.
-        let budget = ticks(self.limits.call_timeout);
-        store.epoch_deadline_callback(move |mut ctx| {
-            let host = std::mem::take(&mut ctx.data_mut().host_time);
-            if host >= EPOCH_TICK {
-                // At most one more full deadline per extension: time in the host may overlap
-                // the ticks already spent, so this can overshoot, but never by more.
-                Ok(UpdateDeadline::Continue(ticks(host).min(budget)))
-            } else {
-                Err(wasmtime::Trap::Interrupt.into())
-            }
-        });
+        // The deadline is for the guest's own CPU: time spent awaiting host calls (an append
+        // that runs a tenant transform or waits on storage) is handed back.
+        arm_deadline(&mut store, self.limits.call_timeout, |s| std::mem::take(&mut s.host_time));
         store
     }
 
@@ -246,7 +238,7 @@ impl Runtime {
         self.failed(module, failure)
     }
 
-    fn instantiate(
+    async fn instantiate(
         &self,
         module: &Module,
         conn: &ConnInfo,
@@ -256,27 +248,30 @@ impl Runtime {
         let mut store = self.store(conn);
         let bindings = module
             .pre
-            .instantiate(&mut store)
+            .instantiate_async(&mut store)
+            .await
             .map_err(|e| self.failed(module, GuestFailure::Instantiate(format!("{e:#}"))))?;
         Ok((store, bindings))
     }
 
-    /// Run `module` on one request frame (without its size prefix).
-    pub fn handle(
+    /// Run `module` on one request frame (without its size prefix), on a fiber: the call
+    /// suspends (holding its instance and fiber stack, no thread) while a host call awaits
+    /// storage, and yields its thread every epoch tick.
+    pub async fn handle(
         &self,
         module: &Module,
         conn: &ConnInfo,
         frame: &Bytes,
         final_: bool,
     ) -> Result<Handled, GuestFailure> {
-        let (mut store, bindings) = self.instantiate(module, conn)?;
+        let (mut store, bindings) = self.instantiate(module, conn).await?;
         let frame_res = store
             .data_mut()
             .table
             .push(BufferHandle(frame.clone()))
             .map_err(|e| GuestFailure::Instantiate(e.to_string()))?;
         let outcome =
-            bindings.call_handle(&mut store, frame_res, final_).map_err(|e| self.trap(module, e))?;
+            bindings.call_handle(&mut store, frame_res, final_).await.map_err(|e| self.trap(module, e))?;
         match outcome {
             handler_types::Outcome::Respond(None) => Ok(Handled::Respond(None)),
             handler_types::Outcome::Respond(Some(segments)) => {
@@ -305,21 +300,23 @@ impl Runtime {
 
     /// Ask a fresh instance of `module` for the error response to `frame` (after a failed call
     /// on it).
-    pub fn error_response(
+    pub async fn error_response(
         &self,
         module: &Module,
         conn: &ConnInfo,
         frame: &Bytes,
         code: i16,
     ) -> Result<Option<Vec<Bytes>>, GuestFailure> {
-        let (mut store, bindings) = self.instantiate(module, conn)?;
+        let (mut store, bindings) = self.instantiate(module, conn).await?;
         let frame_res = store
             .data_mut()
             .table
             .push(BufferHandle(frame.clone()))
             .map_err(|e| GuestFailure::Instantiate(e.to_string()))?;
-        let segments =
-            bindings.call_error_response(&mut store, frame_res, code).map_err(|e| self.trap(module, e))?;
+        let segments = bindings
+            .call_error_response(&mut store, frame_res, code)
+            .await
+            .map_err(|e| self.trap(module, e))?;
         match segments {
             None => Ok(None),
             Some(s) => Ok(Some(self.segments(module, &mut store, s)?)),
@@ -359,6 +356,25 @@ impl Runtime {
         }
         Ok(out)
     }
+}
+
+/// Give `store`'s guest `budget` of CPU time, counted in epoch ticks: at every tick the guest
+/// yields its thread (it runs on a fiber polled by its connection's task, so other tasks get the
+/// thread meanwhile) and is charged the tick, unless `host_time` says it spent that much in
+/// awaited host calls since the last tick; once the budget is spent it traps with `Interrupt`.
+pub(crate) fn arm_deadline<T: 'static>(
+    store: &mut Store<T>,
+    budget: Duration,
+    host_time: impl Fn(&mut T) -> Duration + Send + Sync + 'static,
+) {
+    let mut left = ticks(budget);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |mut ctx| {
+        if host_time(ctx.data_mut()) < EPOCH_TICK {
+            left = left.saturating_sub(1);
+        }
+        if left == 0 { Err(wasmtime::Trap::Interrupt.into()) } else { Ok(UpdateDeadline::Yield(1)) }
+    });
 }
 
 /// Whole epoch ticks in `d`, at least one.

@@ -99,14 +99,29 @@ pub struct GuestState {
 }
 
 impl GuestState {
-    /// Run `f`, a call into storage or the coordinator (it may wait on a disk or, with the
-    /// Pulsar backend, on the network: opening a partition reads it to its end), and hand the
-    /// time it took back to the guest's CPU deadline.
+    /// Run `f`, a call into the coordinator, and hand the time it took back to the guest's CPU
+    /// deadline.
     pub fn in_host<T>(&mut self, f: impl FnOnce(&Self) -> T) -> T {
         let started = std::time::Instant::now();
         let r = f(self);
         self.host_time += started.elapsed();
         r
+    }
+
+    /// Await `fut`, a call into storage (it may wait on a disk, a slow store or, with the Pulsar
+    /// backend, the network), and hand the time it took back to the guest's CPU deadline. The
+    /// guest's fiber is suspended meanwhile: it holds no thread.
+    pub async fn awaiting<T>(&mut self, fut: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let r = fut.await;
+        self.host_time += started.elapsed();
+        r
+    }
+
+    /// The front ends' log, to await a call on (a clone of the `Arc`, so the call does not
+    /// borrow the state it reports its time to).
+    pub fn log(&self) -> std::sync::Arc<dyn Log> {
+        self.ctx.log.clone()
     }
 }
 

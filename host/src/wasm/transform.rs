@@ -4,7 +4,7 @@
 //! and the instance is dropped with the call.
 
 use super::module::{ModuleId, ModuleStats};
-use super::runtime::{EPOCH_TICK, GuestFailure, WasmError, deny_all_wasi};
+use super::runtime::{GuestFailure, WasmError, deny_all_wasi};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,6 +16,9 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "transform",
+        // Run on a fiber (`call_async`), as the translator is: a transform runs inside an
+        // async append, and its WASI imports (a panic message to stderr) must not block.
+        exports: { default: async },
         with: {
             "guise:runtime/logging": crate::wasm::bindings::logging,
         },
@@ -135,7 +138,7 @@ impl TransformEngine {
     /// `engine` is the translator runtime's (its epoch ticker drives the deadlines here too).
     pub fn new(engine: Engine) -> Result<Self, WasmError> {
         let mut linker = Linker::<TransformState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
         bindings::Transform::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
@@ -160,7 +163,10 @@ impl TransformEngine {
         let who: Arc<str> = format!("{tenant}/{}@{}", id.name, id.version).into();
         let module = TransformModule { id, pre, stats, config: Arc::new(config), who };
         let mut store = self.store(&module, limits, 0);
-        module.pre.instantiate(&mut store).map_err(|e| WasmError::Instantiate(format!("{e:#}")))?;
+        // Deploying is synchronous (the registry); the instance's start runs no host import
+        // that waits, so this completes on this thread.
+        futures::executor::block_on(module.pre.instantiate_async(&mut store))
+            .map_err(|e| WasmError::Instantiate(format!("{e:#}")))?;
         Ok(module)
     }
 
@@ -179,14 +185,13 @@ impl TransformEngine {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = limits.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
+        super::runtime::arm_deadline(&mut store, limits.timeout, |_| Duration::ZERO);
         store
     }
 
     /// Run `module` on one batch. Counts the call, its records in and out, its time and its
     /// failure on the version's stats.
-    pub fn call(
+    pub async fn call(
         &self,
         module: &TransformModule,
         limits: &TransformLimits,
@@ -197,7 +202,7 @@ impl TransformEngine {
         let stats = &module.stats;
         stats.calls.fetch_add(1, Ordering::Relaxed);
         stats.records_in.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
-        let result = self.call_inner(module, limits, batch, seed);
+        let result = self.call_inner(module, limits, batch, seed).await;
         stats.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         match &result {
             Ok(out) => {
@@ -211,7 +216,7 @@ impl TransformEngine {
         result
     }
 
-    fn call_inner(
+    async fn call_inner(
         &self,
         module: &TransformModule,
         limits: &TransformLimits,
@@ -219,12 +224,16 @@ impl TransformEngine {
         seed: u64,
     ) -> Result<Vec<Emitted>, TransformFailure> {
         let mut store = self.store(module, limits, seed);
-        let bindings =
-            module.pre.instantiate(&mut store).map_err(|e| GuestFailure::Instantiate(format!("{e:#}")))?;
-        let outcome = bindings.call_transform(&mut store, batch).map_err(|e| match e.downcast_ref() {
-            Some(wasmtime::Trap::Interrupt) => GuestFailure::Deadline(limits.timeout),
-            _ => GuestFailure::Trap(format!("{e:#}")),
-        })?;
+        let bindings = module
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| GuestFailure::Instantiate(format!("{e:#}")))?;
+        let outcome =
+            bindings.call_transform(&mut store, batch).await.map_err(|e| match e.downcast_ref() {
+                Some(wasmtime::Trap::Interrupt) => GuestFailure::Deadline(limits.timeout),
+                _ => GuestFailure::Trap(format!("{e:#}")),
+            })?;
         let encoded = outcome.map_err(TransformFailure::Refused)?;
         // The result is one byte list (see wit/guise.wit): lifting it cost exactly its length,
         // which the guest's memory cap bounds.

@@ -3,11 +3,10 @@
 //! pipeline produce requests and rely on it for ordering).
 
 use super::frame::{FrameDecoder, FrameError, FrameHeader};
-use crate::wasm::{ConnInfo, Handled, Runtime};
+use crate::wasm::{ConnInfo, Executed, Runtime};
 use bytes::{Bytes, BytesMut};
 use std::io::IoSlice;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
@@ -44,15 +43,19 @@ pub async fn serve<S>(
             f = rx.recv() => match f { Some(f) => f, None => break },
             _ = shutdown_rx.wait_for(|s| *s) => break,
         };
-        match execute(&runtime, &conn, &frame, shutdown.clone()).await {
-            Some(Reply::Send(segments)) => {
+        let header = FrameHeader::parse(&frame);
+        match runtime.execute(&conn, &frame, header.map(|h| h.api_key), shutdown.clone()).await {
+            Executed::Send(segments) => {
                 if let Err(e) = write_response(&mut wr, segments).await {
                     tracing::debug!(conn = conn.id, "write failed, closing: {e}");
                     break;
                 }
             }
-            Some(Reply::Nothing) => {}
-            None => break,
+            Executed::Nothing => {}
+            Executed::Close => {
+                tracing::debug!(conn = conn.id, ?header, "closing after the request");
+                break;
+            }
         }
     }
     reader.abort();
@@ -100,73 +103,6 @@ async fn read_frames<R: AsyncRead + Unpin>(
             Err(e) => {
                 tracing::debug!(conn, "read failed: {e}");
                 return;
-            }
-        }
-    }
-}
-
-enum Reply {
-    Send(Vec<Bytes>),
-    Nothing,
-}
-
-/// Run one request to completion, parking it (holding no guest instance) while it waits.
-/// `None` closes the connection.
-async fn execute(
-    runtime: &Runtime,
-    conn: &ConnInfo,
-    frame: &Bytes,
-    mut shutdown: watch::Receiver<bool>,
-) -> Option<Reply> {
-    let received = Instant::now();
-    let header = FrameHeader::parse(frame);
-    let mut final_ = false;
-    loop {
-        // A slot in the instance pool, waited for here rather than failing to instantiate. It
-        // covers this guest call (and its error response) and is released before the request
-        // parks, so parked fetches and joins hold no slot.
-        let slot = runtime.admit(header.as_ref().map(|h| h.api_key)).await;
-        // The translator active now (after the wait): a request runs (and a parked request is
-        // re-run) on the version current when it starts, so a swap takes effect between requests.
-        let module = match runtime.translator() {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(conn = conn.id, "closing connection: {e}");
-                return None;
-            }
-        };
-        // Guest calls are synchronous and may run up to their CPU deadline; WASI's sync bindings
-        // also block on futures (a guest writing to stderr). Off the async worker, then.
-        match tokio::task::block_in_place(|| runtime.handle(&module, conn, frame, final_)) {
-            Ok(Handled::Respond(Some(segments))) => return Some(Reply::Send(segments)),
-            Ok(Handled::Respond(None)) => return Some(Reply::Nothing),
-            Ok(Handled::Close(reason)) => {
-                tracing::info!(conn = conn.id, peer = %conn.peer, ?header, "closing connection: {reason}");
-                return None;
-            }
-            Ok(Handled::Wait { .. }) if final_ => {
-                tracing::warn!(conn = conn.id, ?header, "translator asked to wait on a final run; closing");
-                return None;
-            }
-            Ok(Handled::Wait { wake_on, deadline, observed }) => {
-                drop(slot);
-                let deadline = tokio::time::Instant::from_std(received + deadline);
-                let woken = runtime.park(&wake_on, &observed, deadline, &mut shutdown).await;
-                final_ = !woken;
-            }
-            Err(failure) => {
-                tracing::warn!(conn = conn.id, peer = %conn.peer, ?header, module = %module.id.name, version = module.id.version, "guest call failed: {failure}");
-                let code = failure.kafka_code();
-                return match tokio::task::block_in_place(|| {
-                    runtime.error_response(&module, conn, frame, code)
-                }) {
-                    Ok(Some(segments)) => Some(Reply::Send(segments)),
-                    Ok(None) => None,
-                    Err(e) => {
-                        tracing::warn!(conn = conn.id, ?header, "error response failed too, closing: {e}");
-                        None
-                    }
-                };
             }
         }
     }

@@ -93,7 +93,7 @@ pub async fn serve(
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    if let Err(why) = conn.handle(frame) {
+                    if let Err(why) = conn.handle(frame).await {
                         tracing::warn!(conn = id, %peer, "closing the Pulsar connection: {why}");
                         break 'read;
                     }
@@ -148,7 +148,7 @@ impl Conn {
     }
 
     /// Handle one command; Err closes the connection.
-    fn handle(&mut self, frame: Frame) -> Result<(), String> {
+    async fn handle(&mut self, frame: Frame) -> Result<(), String> {
         let Some(kind) = frame.command_type() else {
             return Err(format!("unknown command type {}", frame.command.r#type));
         };
@@ -183,7 +183,7 @@ impl Conn {
             Type::Pong => {}
             Type::PartitionedMetadata => {
                 let m = cmd.partition_metadata.ok_or_else(missing)?;
-                let r = tokio::task::block_in_place(|| self.ep.partitions_of(&m.topic));
+                let r = self.ep.partitions_of(&m.topic).await;
                 let response = match r {
                     Ok(partitions) => CommandPartitionedTopicMetadataResponse {
                         partitions: Some(partitions),
@@ -227,8 +227,8 @@ impl Conn {
                     BaseCommand { lookup_topic_response: Some(response), ..Default::default() },
                 );
             }
-            Type::Producer => self.producer(cmd.producer.ok_or_else(missing)?),
-            Type::Send => self.produce(cmd.send.ok_or_else(missing)?, frame.payload),
+            Type::Producer => self.producer(cmd.producer.ok_or_else(missing)?).await,
+            Type::Send => self.produce(cmd.send.ok_or_else(missing)?, frame.payload).await,
             Type::CloseProducer => {
                 let c = cmd.close_producer.ok_or_else(missing)?;
                 if let Some(p) = self.producers.remove(&c.producer_id) {
@@ -236,7 +236,7 @@ impl Conn {
                 }
                 self.success(c.request_id);
             }
-            Type::Subscribe => self.subscribe(cmd.subscribe.ok_or_else(missing)?),
+            Type::Subscribe => self.subscribe(cmd.subscribe.ok_or_else(missing)?).await,
             Type::Flow => {
                 let f = cmd.flow.ok_or_else(missing)?;
                 if let Some(sub) = self.consumers.get(&f.consumer_id) {
@@ -247,7 +247,7 @@ impl Conn {
                 let a = cmd.ack.ok_or_else(missing)?;
                 if let Some(sub) = self.consumers.get(&a.consumer_id) {
                     let kind = AckType::try_from(a.ack_type).unwrap_or(AckType::Individual);
-                    tokio::task::block_in_place(|| sub.ack(kind, &a.message_id));
+                    sub.ack(kind, &a.message_id);
                 }
                 if let Some(request_id) = a.request_id {
                     self.send(
@@ -269,8 +269,10 @@ impl Conn {
                     sub.redeliver(self.id, r.consumer_id, &r.message_ids);
                 }
             }
-            Type::Seek => self.seek(cmd.seek.ok_or_else(missing)?),
-            Type::GetLastMessageId => self.last_message_id(cmd.get_last_message_id.ok_or_else(missing)?),
+            Type::Seek => self.seek(cmd.seek.ok_or_else(missing)?).await,
+            Type::GetLastMessageId => {
+                self.last_message_id(cmd.get_last_message_id.ok_or_else(missing)?).await
+            }
             Type::CloseConsumer => {
                 let c = cmd.close_consumer.ok_or_else(missing)?;
                 if let Some(sub) = self.consumers.remove(&c.consumer_id) {
@@ -284,7 +286,7 @@ impl Conn {
                     self.error(u.request_id, TopicError::no_consumer());
                     return Ok(());
                 };
-                match tokio::task::block_in_place(|| self.ep.subs.unsubscribe(&sub, self.id, u.consumer_id)) {
+                match self.ep.subs.unsubscribe(&sub, self.id, u.consumer_id) {
                     Ok(()) => {
                         self.consumers.remove(&u.consumer_id);
                         self.success(u.request_id);
@@ -356,8 +358,8 @@ impl Conn {
         Ok(())
     }
 
-    fn producer(&mut self, p: CommandProducer) {
-        let partition = match tokio::task::block_in_place(|| self.ep.partition_of(&p.topic)) {
+    async fn producer(&mut self, p: CommandProducer) {
+        let partition = match self.ep.partition_of(&p.topic).await {
             Ok(partition) => partition,
             Err(e) => return self.error(p.request_id, e),
         };
@@ -442,7 +444,7 @@ impl Conn {
         );
     }
 
-    fn produce(&mut self, s: CommandSend, payload: Option<crate::pulsar::frame::Payload>) {
+    async fn produce(&mut self, s: CommandSend, payload: Option<crate::pulsar::frame::Payload>) {
         let Some(producer) = self.producers.get(&s.producer_id) else {
             return self.send_error(
                 &s,
@@ -480,8 +482,7 @@ impl Conn {
             }
         };
         let (topic, p) = (&partition.0, partition.1);
-        let appended: Result<AppendInfo, StorageError> =
-            tokio::task::block_in_place(|| self.ep.log.append(topic, p, batch.into()));
+        let appended: Result<AppendInfo, StorageError> = self.ep.log.append(topic, p, batch.into()).await;
         match appended {
             Ok(info) => self.send(
                 Type::SendReceipt,
@@ -503,8 +504,8 @@ impl Conn {
         }
     }
 
-    fn subscribe(&mut self, s: CommandSubscribe) {
-        let partition = match tokio::task::block_in_place(|| self.ep.partition_of(&s.topic)) {
+    async fn subscribe(&mut self, s: CommandSubscribe) {
+        let partition = match self.ep.partition_of(&s.topic).await {
             Ok(partition) => partition,
             Err(e) => return self.error(s.request_id, e),
         };
@@ -535,7 +536,7 @@ impl Conn {
         };
         let key = (partition.0, partition.1, s.subscription.clone());
         let durable = s.durable.unwrap_or(true);
-        let r = tokio::task::block_in_place(|| self.ep.subs.attach(key, kind, durable, start, spec));
+        let r = self.ep.subs.attach(key, kind, durable, start, spec);
         match r {
             Ok(sub) => {
                 tracing::debug!(conn = self.id, consumer = s.consumer_id, topic = %s.topic, subscription = %s.subscription, ?kind, durable, "consumer subscribed");
@@ -546,7 +547,7 @@ impl Conn {
         }
     }
 
-    fn seek(&mut self, s: CommandSeek) {
+    async fn seek(&mut self, s: CommandSeek) {
         let Some(sub) = self.consumers.get(&s.consumer_id).cloned() else {
             return self.error(s.request_id, TopicError::no_consumer());
         };
@@ -557,14 +558,14 @@ impl Conn {
                 Start::Latest => Ok(i64::MAX),
                 Start::Offset(o) => Ok(o),
             },
-            (None, Some(time)) => tokio::task::block_in_place(|| {
+            (None, Some(time)) => {
                 let ts = i64::try_from(time).unwrap_or(i64::MAX);
-                match self.ep.log.offset_for_timestamp(topic, *partition, ts) {
+                match self.ep.log.offset_for_timestamp(topic, *partition, ts).await {
                     Ok(Some((o, _))) => Ok(o),
                     Ok(None) => Ok(i64::MAX),
                     Err(e) => Err(e),
                 }
-            }),
+            }
             (None, None) => {
                 return self.error(
                     s.request_id,
@@ -572,7 +573,7 @@ impl Conn {
                 );
             }
         };
-        let r = target.and_then(|o| tokio::task::block_in_place(|| sub.seek(o)));
+        let r = target.and_then(|o| sub.seek(o));
         match r {
             Ok(()) => {
                 self.success(s.request_id);
@@ -584,23 +585,24 @@ impl Conn {
         }
     }
 
-    fn last_message_id(&self, g: CommandGetLastMessageId) {
+    async fn last_message_id(&self, g: CommandGetLastMessageId) {
         let Some(sub) = self.consumers.get(&g.consumer_id) else {
             return self.error(g.request_id, TopicError::no_consumer());
         };
         let (topic, partition, _) = &sub.key;
-        let r = tokio::task::block_in_place(|| -> Result<MessageIdData, StorageError> {
-            let (start, hw) = self.ep.log.offsets(topic, *partition)?;
+        let r = async {
+            let (start, hw) = self.ep.log.offsets(topic, *partition).await?;
             let none = MessageIdData { ledger_id: u64::MAX, entry_id: u64::MAX, ..Default::default() };
             if hw <= start {
                 return Ok(none);
             }
-            let read = self.ep.log.read(topic, *partition, hw - 1, 1, true)?;
+            let read = self.ep.log.read(topic, *partition, hw - 1, 1, true).await?;
             let Some(bytes) = read.records else { return Ok(none) };
             let header = BatchHeader::parse(&bytes)?;
             let index = if header.records_count > 1 { header.records_count - 1 } else { -1 };
-            Ok(convert::message_id(header.base_offset, index))
-        });
+            Ok::<MessageIdData, StorageError>(convert::message_id(header.base_offset, index))
+        }
+        .await;
         match r {
             Ok(last) => {
                 let md = sub.mark_delete();

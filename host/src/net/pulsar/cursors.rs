@@ -8,7 +8,7 @@
 //! second), so it grows with acknowledgement activity until a compaction exists.
 
 use crate::record::records::{self, EncodeSpec, Record};
-use crate::storage::{Log, StorageError, TopicName};
+use crate::storage::{Log, StorageError, TopicName, wait};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -74,7 +74,7 @@ impl Cursors {
                 ("retention.ms".to_string(), "-1".to_string()),
                 ("retention.bytes".to_string(), "-1".to_string()),
             ];
-            match self.log.create_topic(&store, 1, &configs, false) {
+            match wait(self.log.create_topic(&store, 1, &configs, false)) {
                 Ok(_) | Err(StorageError::TopicAlreadyExists(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -88,7 +88,7 @@ impl Cursors {
         };
         let batch = records::encode(&[record], &EncodeSpec::plain(0, now_ms()))
             .map_err(|e| StorageError::CorruptMessage(e.to_string()))?;
-        self.log.append(&store, 0, batch.into())?;
+        wait(self.log.append(&store, 0, batch.into()))?;
         match cursor {
             Some(c) => ns.insert(key, c),
             None => ns.remove(&key),
@@ -114,9 +114,9 @@ impl Cursors {
         if self.log.topic(store).is_none() {
             return Ok(out);
         }
-        let (mut next, end) = self.log.offsets(store, 0)?;
+        let (mut next, end) = wait(self.log.offsets(store, 0))?;
         while next < end {
-            let read = self.log.read(store, 0, next, 1 << 20, true)?;
+            let read = wait(self.log.read(store, 0, next, 1 << 20, true))?;
             let Some(bytes) = read.records else { break };
             let mut rest = &bytes[..];
             while !rest.is_empty() {
@@ -197,6 +197,6 @@ mod tests {
     }
 
     fn log_flush(c: &Cursors) {
-        c.log.flush().unwrap();
+        wait(c.log.flush()).unwrap();
     }
 }

@@ -185,7 +185,7 @@ impl Endpoint {
 
     /// PARTITIONED_METADATA: a Kafka topic is a partitioned topic with its partition count; a
     /// partition's name, or a topic that does not exist and cannot be created, has 0.
-    pub fn partitions_of(&self, name: &str) -> Result<u32, TopicError> {
+    pub async fn partitions_of(&self, name: &str) -> Result<u32, TopicError> {
         let t = self.parse(name)?;
         if let Some(meta) = self.log.topic(&t.whole()) {
             return Ok(u32::try_from(meta.partitions).unwrap_or(0));
@@ -193,13 +193,13 @@ impl Endpoint {
         if t.partition.is_some() || !self.cfg.auto_create_topics {
             return Ok(0);
         }
-        let meta = self.create(&t.whole(), self.cfg.default_partitions)?;
+        let meta = self.create(&t.whole(), self.cfg.default_partitions).await?;
         Ok(u32::try_from(meta.partitions).unwrap_or(0))
     }
 
     /// The Kafka partition a producer or consumer of `name` uses, creating the topic (or growing
     /// it to include partition N) when auto-creation is on.
-    pub fn partition_of(&self, name: &str) -> Result<(TopicName, i32), TopicError> {
+    pub async fn partition_of(&self, name: &str) -> Result<(TopicName, i32), TopicError> {
         use crate::pulsar::proto::ServerError as E;
         let t = self.parse(name)?;
         let whole = t.whole();
@@ -223,7 +223,7 @@ impl Endpoint {
                 Some(meta) if p < meta.partitions => Ok((t.base, p)),
                 Some(_) if self.cfg.auto_create_topics => {
                     let total = p.checked_add(1).ok_or_else(not_found)?;
-                    match self.log.create_partitions(&t.base, total, false) {
+                    match self.log.create_partitions(&t.base, total, false).await {
                         Ok(()) => {
                             tracing::info!(topic = %t.base, partitions = total, "grew a topic for a Pulsar client")
                         }
@@ -241,18 +241,24 @@ impl Endpoint {
                 Some(_) => Err(not_found()),
                 None if self.cfg.auto_create_topics => {
                     let total = p.checked_add(1).ok_or_else(not_found)?;
-                    let meta = self.create(&t.base, self.cfg.default_partitions.max(total))?;
+                    let meta = self.create(&t.base, self.cfg.default_partitions.max(total)).await?;
                     if p < meta.partitions { Ok((t.base, p)) } else { Err(not_found()) }
                 }
                 None => Err(not_found()),
             },
-            None if self.cfg.auto_create_topics => single(self.create(&whole, self.cfg.default_partitions)?),
+            None if self.cfg.auto_create_topics => {
+                single(self.create(&whole, self.cfg.default_partitions).await?)
+            }
             None => Err(not_found()),
         }
     }
 
-    fn create(&self, name: &TopicName, partitions: i32) -> Result<crate::storage::TopicMeta, TopicError> {
-        match self.log.create_topic(name, partitions, &[], false) {
+    async fn create(
+        &self,
+        name: &TopicName,
+        partitions: i32,
+    ) -> Result<crate::storage::TopicMeta, TopicError> {
+        match self.log.create_topic(name, partitions, &[], false).await {
             Ok(meta) => {
                 tracing::info!(topic = %name, partitions, "created a topic for a Pulsar client");
                 Ok(meta)

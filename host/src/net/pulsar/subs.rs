@@ -19,7 +19,7 @@ use crate::pulsar::proto::command_ack::AckType;
 use crate::pulsar::proto::command_subscribe::SubType;
 use crate::pulsar::proto::{BaseCommand, CommandCloseConsumer, CommandMessage, MessageIdData};
 use crate::record::batch::BatchHeader;
-use crate::storage::{Log, StorageError, TopicName};
+use crate::storage::{Log, StorageError, TopicName, wait};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -141,7 +141,7 @@ impl Subscriptions {
                 let (topic, partition, name) = (&key.0, key.1, &key.2);
                 let topic_id =
                     log.topic(topic).ok_or(AttachError::Storage(StorageError::UnknownTopicOrPartition))?.id;
-                let (log_start, hw) = log.offsets(topic, partition).map_err(AttachError::Storage)?;
+                let (log_start, hw) = wait(log.offsets(topic, partition)).map_err(AttachError::Storage)?;
                 let stored = if durable {
                     cursors.get(topic, topic_id, partition, name).map_err(AttachError::Storage)?
                 } else {
@@ -337,7 +337,7 @@ impl Subscription {
     /// the consumers so that they come back with fresh permits, as a Pulsar broker does.
     pub fn seek(&self, offset: i64) -> Result<(), StorageError> {
         let (topic, partition, _) = &self.key;
-        let (start, hw) = self.log.offsets(topic, *partition)?;
+        let (start, hw) = wait(self.log.offsets(topic, *partition))?;
         let mut st = self.state.lock();
         let pos = offset.clamp(start, hw);
         st.pending.clear();
@@ -392,7 +392,7 @@ impl Subscription {
     /// The dispatcher: runs until the subscription closes or its topic is deleted.
     async fn dispatch(self: Arc<Self>) {
         let (topic, partition, name) = self.key.clone();
-        let mut hw = match self.log.subscribe(&topic, partition) {
+        let mut hw = match self.log.subscribe(&topic, partition).await {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(%topic, partition, subscription = %name, "no dispatcher: {e}");
@@ -464,7 +464,7 @@ impl Subscription {
             }
             return Step::Progress;
         }
-        let read = match self.log.read(topic, *partition, st.read_pos, READ_BYTES, true) {
+        let read = match wait(self.log.read(topic, *partition, st.read_pos, READ_BYTES, true)) {
             Ok(r) => r,
             Err(StorageError::OffsetOutOfRange { start, end, .. }) => {
                 // Retention moved the log start past the cursor, or the log is shorter than it.
@@ -530,7 +530,7 @@ impl Subscription {
 
     fn read_one(&self, entry: i64) -> Result<Option<Delivery>, ReadOne> {
         let (topic, partition, _) = &self.key;
-        let read = match self.log.read(topic, *partition, entry, 1, true) {
+        let read = match wait(self.log.read(topic, *partition, entry, 1, true)) {
             Ok(r) => r,
             Err(StorageError::OffsetOutOfRange { .. } | StorageError::UnknownTopicOrPartition) => {
                 return Err(ReadOne::Gone);
@@ -626,7 +626,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
         let name = TopicName::new("public", "default", "t");
-        log.create_topic(&name, 1, &[], false).unwrap();
+        wait(log.create_topic(&name, 1, &[], false)).unwrap();
         let value = bytes::Bytes::from(vec![7u8; 512 * 1024]);
         for _ in 0..40 {
             let r = Record {
@@ -636,7 +636,8 @@ mod tests {
                 timestamp: 1,
                 offset_delta: 0,
             };
-            log.append(&name, 0, records::encode(&[r], &EncodeSpec::plain(0, 1)).unwrap().into()).unwrap();
+            wait(log.append(&name, 0, records::encode(&[r], &EncodeSpec::plain(0, 1)).unwrap().into()))
+                .unwrap();
         }
         let subs = Subscriptions::new(log.clone(), Arc::new(Cursors::new(log.clone())));
         let (out, mut rx) = Outbox::new();

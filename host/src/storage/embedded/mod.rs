@@ -167,8 +167,10 @@ fn load_topic(
     Ok(Topic { meta: TopicMeta { name, id, partitions: file.partitions, config }, dir, partitions })
 }
 
-impl Log for EmbeddedLog {
-    fn create_topic(
+/// The engine's calls, synchronous: page-cache reads and writes (and an fsync per batch under
+/// that policy). The [`Log`] port's async methods below run them in place.
+impl EmbeddedLog {
+    pub fn create_topic(
         &self,
         name: &TopicName,
         partitions: i32,
@@ -208,7 +210,7 @@ impl Log for EmbeddedLog {
         }
     }
 
-    fn delete_topic(&self, name: &TopicName) -> Result<(), StorageError> {
+    pub fn delete_topic(&self, name: &TopicName) -> Result<(), StorageError> {
         let _admin = self.admin.lock();
         let topic = self.get(name).ok_or(StorageError::UnknownTopicOrPartition)?;
         self.layout.remove_topic_dir(&topic.dir)?;
@@ -219,7 +221,7 @@ impl Log for EmbeddedLog {
         Ok(())
     }
 
-    fn create_partitions(
+    pub fn create_partitions(
         &self,
         name: &TopicName,
         total: i32,
@@ -243,23 +245,33 @@ impl Log for EmbeddedLog {
         Ok(())
     }
 
-    fn topic(&self, name: &TopicName) -> Option<TopicMeta> {
+    pub fn topic(&self, name: &TopicName) -> Option<TopicMeta> {
         self.get(name).map(|t| t.meta.clone())
     }
 
-    fn topic_by_id(&self, tenant: &str, namespace: &str, id: uuid::Uuid) -> Option<TopicMeta> {
+    pub fn topic_by_id(&self, tenant: &str, namespace: &str, id: uuid::Uuid) -> Option<TopicMeta> {
         self.in_namespace(tenant, namespace).into_iter().find(|t| t.meta.id == id).map(|t| t.meta.clone())
     }
 
-    fn topics(&self, tenant: &str, namespace: &str) -> Vec<TopicMeta> {
+    pub fn topics(&self, tenant: &str, namespace: &str) -> Vec<TopicMeta> {
         self.in_namespace(tenant, namespace).into_iter().map(|t| t.meta.clone()).collect()
     }
 
-    fn defaults(&self) -> &LogDefaults {
+    pub fn defaults(&self) -> &LogDefaults {
         &self.defaults
     }
 
-    fn append_counted(
+    /// A client's batches ([`Log::append`], synchronously).
+    pub fn append(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+    ) -> Result<AppendInfo, StorageError> {
+        self.append_counted(name, partition, records, batch::Counts::Exact)
+    }
+
+    pub fn append_counted(
         &self,
         name: &TopicName,
         partition: i32,
@@ -273,7 +285,7 @@ impl Log for EmbeddedLog {
         p.append(&records, &batches, self.defaults.fsync == FsyncPolicy::EveryBatch, &self.epochs)
     }
 
-    fn producer_precheck(
+    pub fn producer_precheck(
         &self,
         name: &TopicName,
         partition: i32,
@@ -282,7 +294,7 @@ impl Log for EmbeddedLog {
         self.partition(name, partition)?.1.precheck(header, &self.epochs)
     }
 
-    fn read(
+    pub fn read(
         &self,
         name: &TopicName,
         partition: i32,
@@ -293,11 +305,11 @@ impl Log for EmbeddedLog {
         self.partition(name, partition)?.1.read(offset, max_bytes, min_one)
     }
 
-    fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError> {
+    pub fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError> {
         Ok(self.partition(name, partition)?.1.offsets())
     }
 
-    fn offset_for_timestamp(
+    pub fn offset_for_timestamp(
         &self,
         name: &TopicName,
         partition: i32,
@@ -306,11 +318,15 @@ impl Log for EmbeddedLog {
         self.partition(name, partition)?.1.offset_for_timestamp(ts)
     }
 
-    fn max_timestamp(&self, name: &TopicName, partition: i32) -> Result<Option<(i64, i64)>, StorageError> {
+    pub fn max_timestamp(
+        &self,
+        name: &TopicName,
+        partition: i32,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
         self.partition(name, partition)?.1.max_timestamp()
     }
 
-    fn subscribe(
+    pub fn subscribe(
         &self,
         name: &TopicName,
         partition: i32,
@@ -318,7 +334,7 @@ impl Log for EmbeddedLog {
         Ok(self.partition(name, partition)?.1.subscribe())
     }
 
-    fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
         let mut deleted = 0;
         for t in topics {
@@ -333,7 +349,7 @@ impl Log for EmbeddedLog {
         Ok(deleted)
     }
 
-    fn flush(&self) -> Result<(), StorageError> {
+    pub fn flush(&self) -> Result<(), StorageError> {
         let partitions: Vec<Arc<Partition>> =
             self.topics.read().values().flat_map(|t| t.partitions.iter().cloned()).collect();
         let mut first_error = None;
@@ -349,17 +365,134 @@ impl Log for EmbeddedLog {
         }
     }
 
-    fn allocate_producer_id(&self) -> Result<i64, StorageError> {
+    pub fn allocate_producer_id(&self) -> Result<i64, StorageError> {
         let id = self.producer_ids.allocate().inspect_err(|e| tracing::error!("{e}"))?;
         Ok(id)
     }
 
-    fn bump_producer_epoch(&self, producer_id: i64, epoch: i16) -> Result<Option<i16>, StorageError> {
+    pub fn bump_producer_epoch(&self, producer_id: i64, epoch: i16) -> Result<Option<i16>, StorageError> {
         // An id at or beyond the reserved end was never handed out here (say, a client of a
         // data directory that was wiped): a later allocation could hand it to someone else.
         if producer_id >= self.producer_ids.reserved_end() {
             return Ok(None);
         }
         Ok(self.epochs.bump(producer_id, epoch))
+    }
+}
+
+#[async_trait::async_trait]
+impl Log for EmbeddedLog {
+    async fn create_topic(
+        &self,
+        name: &TopicName,
+        partitions: i32,
+        config: &[(String, String)],
+        validate_only: bool,
+    ) -> Result<TopicMeta, StorageError> {
+        EmbeddedLog::create_topic(self, name, partitions, config, validate_only)
+    }
+
+    async fn delete_topic(&self, name: &TopicName) -> Result<(), StorageError> {
+        EmbeddedLog::delete_topic(self, name)
+    }
+
+    async fn create_partitions(
+        &self,
+        name: &TopicName,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<(), StorageError> {
+        EmbeddedLog::create_partitions(self, name, total, validate_only)
+    }
+
+    fn topic(&self, name: &TopicName) -> Option<TopicMeta> {
+        EmbeddedLog::topic(self, name)
+    }
+
+    fn topic_by_id(&self, tenant: &str, namespace: &str, id: uuid::Uuid) -> Option<TopicMeta> {
+        EmbeddedLog::topic_by_id(self, tenant, namespace, id)
+    }
+
+    fn topics(&self, tenant: &str, namespace: &str) -> Vec<TopicMeta> {
+        EmbeddedLog::topics(self, tenant, namespace)
+    }
+
+    fn defaults(&self) -> &LogDefaults {
+        EmbeddedLog::defaults(self)
+    }
+
+    async fn append_counted(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+        counts: batch::Counts,
+    ) -> Result<AppendInfo, StorageError> {
+        EmbeddedLog::append_counted(self, name, partition, records, counts)
+    }
+
+    async fn producer_precheck(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        header: &batch::BatchHeader,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        EmbeddedLog::producer_precheck(self, name, partition, header)
+    }
+
+    async fn read(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, StorageError> {
+        EmbeddedLog::read(self, name, partition, offset, max_bytes, min_one)
+    }
+
+    async fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError> {
+        EmbeddedLog::offsets(self, name, partition)
+    }
+
+    async fn offset_for_timestamp(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        ts: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        EmbeddedLog::offset_for_timestamp(self, name, partition, ts)
+    }
+
+    async fn max_timestamp(
+        &self,
+        name: &TopicName,
+        partition: i32,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        EmbeddedLog::max_timestamp(self, name, partition)
+    }
+
+    async fn subscribe(
+        &self,
+        name: &TopicName,
+        partition: i32,
+    ) -> Result<tokio::sync::watch::Receiver<i64>, StorageError> {
+        EmbeddedLog::subscribe(self, name, partition)
+    }
+
+    async fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        EmbeddedLog::enforce_retention(self, now_ms)
+    }
+
+    async fn flush(&self) -> Result<(), StorageError> {
+        EmbeddedLog::flush(self)
+    }
+
+    async fn allocate_producer_id(&self) -> Result<i64, StorageError> {
+        EmbeddedLog::allocate_producer_id(self)
+    }
+
+    async fn bump_producer_epoch(&self, producer_id: i64, epoch: i16) -> Result<Option<i16>, StorageError> {
+        EmbeddedLog::bump_producer_epoch(self, producer_id, epoch)
     }
 }

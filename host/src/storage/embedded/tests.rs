@@ -1,7 +1,7 @@
 use super::EmbeddedLog;
 use crate::record::batch::testing::{batch, batch_with_timestamps, idempotent_batch, with_attributes};
 use crate::record::batch::{BatchHeader, validate};
-use crate::storage::{Log, LogDefaults, StorageError, TopicName};
+use crate::storage::{LogDefaults, StorageError, TopicName};
 use bytes::Bytes;
 use std::io::Write;
 use std::path::Path;

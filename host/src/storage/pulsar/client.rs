@@ -1,8 +1,9 @@
-//! The bridge between the synchronous [`Log`](crate::storage::Log) port and the async `pulsar`
-//! crate: a tokio runtime owned by the backend (two worker threads) runs the client, and each
-//! sync call spawns its work there and blocks the calling thread on a channel until it is done.
-//! The caller may be a tokio worker of another runtime: it is blocked, never asked to run the
-//! future (`Handle::block_on` would panic there).
+//! The bridge between the [`Log`](crate::storage::Log) port and the async `pulsar` crate: a
+//! tokio runtime owned by the backend (two worker threads) runs the client. Each call spawns its
+//! work there and awaits it ([`Bridge::run`]); the few synchronous callers (opening the log, the
+//! module store, a catalog lookup that misses) block on a channel instead
+//! ([`Bridge::run_blocking`]), never asking the caller's runtime to run the future
+//! (`Handle::block_on` would panic on its worker).
 //!
 //! The crate's producers and consumers spawn onto "the current runtime" when dropped, so every
 //! such object is wrapped in [`Owned`], which drops it inside this runtime's context.
@@ -59,8 +60,21 @@ impl Bridge {
         Ok(Bridge { runtime: Some(runtime), handle, client })
     }
 
-    /// Run `fut` on the backend's runtime and block until it is done.
-    pub fn run<T, F>(&self, fut: F) -> Result<T, StorageError>
+    /// Run `fut` on the backend's runtime and await it (from any runtime).
+    pub async fn run<T, F>(&self, fut: F) -> Result<T, StorageError>
+    where
+        F: Future<Output = Result<T, StorageError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        // The futures bound their own waits; an error here is a task that died (a panic).
+        match self.handle.spawn(fut).await {
+            Ok(r) => r,
+            Err(_) => Err(StorageError::Unavailable("the storage task failed".into())),
+        }
+    }
+
+    /// Run `fut` on the backend's runtime and block the calling thread until it is done.
+    pub fn run_blocking<T, F>(&self, fut: F) -> Result<T, StorageError>
     where
         F: Future<Output = Result<T, StorageError>> + Send + 'static,
         T: Send + 'static,

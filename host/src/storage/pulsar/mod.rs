@@ -80,10 +80,10 @@ pub struct PulsarLog {
     partitions: Arc<RwLock<PartitionMap>>,
     topics_log: Arc<tokio::sync::Mutex<MetaLog>>,
     ids_log: Arc<tokio::sync::Mutex<MetaLog>>,
-    ids: Mutex<IdState>,
+    ids: tokio::sync::Mutex<IdState>,
     last_sync: Mutex<Option<Instant>>,
     /// Serializes create, delete and create-partitions.
-    admin: Mutex<()>,
+    admin: tokio::sync::Mutex<()>,
     /// The module registries' state (translator versions, tenants' transforms).
     modules: Arc<modules::PulsarModules>,
     /// Last: the runtime goes after everything that holds Pulsar objects.
@@ -118,7 +118,7 @@ impl PulsarLog {
         let topics_topic = format!("persistent://{ns}/topics");
         let ids_topic = format!("persistent://{ns}/producer-ids");
         let d = defaults.clone();
-        let (topics_log, ids_log, catalog, blocks) = bridge.run(async move {
+        let (topics_log, ids_log, catalog, blocks) = bridge.run_blocking(async move {
             let mut topics_log = MetaLog::open(&client, &handle, topics_topic).await?;
             let mut catalog = Catalog::default();
             topics_log
@@ -156,36 +156,51 @@ impl PulsarLog {
             partitions,
             topics_log: Arc::new(tokio::sync::Mutex::new(topics_log)),
             ids_log: Arc::new(tokio::sync::Mutex::new(ids_log)),
-            ids: Mutex::new(IdState { blocks, ..IdState::default() }),
+            ids: tokio::sync::Mutex::new(IdState { blocks, ..IdState::default() }),
             last_sync: Mutex::new(None),
-            admin: Mutex::new(()),
+            admin: tokio::sync::Mutex::new(()),
         })
     }
 
-    fn run<T: Send + 'static>(
+    async fn run<T: Send + 'static>(
         &self,
         fut: impl Future<Output = Result<T, StorageError>> + Send + 'static,
     ) -> Result<T, StorageError> {
-        self.shared.bridge.run(fut)
+        self.shared.bridge.run(fut).await
     }
 
     /// Read the topics log up to its end (other hosts' changes). Records are applied as they
     /// are read, under the log's lock: every caller applies them in log order (applied after
     /// releasing it, a later batch could overtake an earlier one, e.g. a Delete its Create).
-    fn sync_catalog(&self) -> Result<(), StorageError> {
+    async fn sync_catalog(&self) -> Result<(), StorageError> {
+        self.run(self.catch_up_catalog()).await?;
+        self.synced();
+        Ok(())
+    }
+
+    /// [`sync_catalog`](Self::sync_catalog) for a synchronous caller (a lookup that missed).
+    fn sync_catalog_blocking(&self) -> Result<(), StorageError> {
+        self.shared.bridge.run_blocking(self.catch_up_catalog())?;
+        self.synced();
+        Ok(())
+    }
+
+    fn catch_up_catalog(&self) -> impl Future<Output = Result<(), StorageError>> + Send + 'static {
         let log = self.topics_log.clone();
         let catalog = self.catalog.clone();
         let defaults = self.defaults.clone();
-        self.run(async move {
+        async move {
             let mut log = log.lock().await;
             log.catch_up(|_, r: TopicRecord| {
                 catalog.write().apply(&defaults, &r);
             })
             .await
-        })?;
+        }
+    }
+
+    fn synced(&self) {
         *self.last_sync.lock() = Some(Instant::now());
         self.close_deleted_partitions();
-        Ok(())
     }
 
     /// Close, in the background, the open partitions of topics the catalog no longer has
@@ -214,7 +229,7 @@ impl PulsarLog {
     }
 
     /// Append a topics record; whether it took effect where it landed.
-    fn append_topic_record(&self, record: TopicRecord) -> Result<bool, StorageError> {
+    async fn append_topic_record(&self, record: TopicRecord) -> Result<bool, StorageError> {
         let log = self.topics_log.clone();
         let catalog = self.catalog.clone();
         let defaults = self.defaults.clone();
@@ -230,25 +245,46 @@ impl PulsarLog {
             .await?;
             Ok(took)
         })
+        .await
     }
 
+    /// A topic from the catalog; a miss reads the topics log (other hosts' creations) first, at
+    /// most once a second.
     fn get(&self, name: &TopicName) -> Option<TopicMeta> {
         if let Some(t) = self.catalog.read().topics.get(name) {
             return Some(t.clone());
         }
-        let stale = self.last_sync.lock().is_none_or(|t| t.elapsed() > Duration::from_secs(1));
-        if stale && let Err(e) = self.sync_catalog() {
+        if self.stale()
+            && let Err(e) = self.sync_catalog_blocking()
+        {
             tracing::warn!("reading the topics log: {e}");
         }
         self.catalog.read().topics.get(name).cloned()
     }
 
-    fn partition(
+    /// [`get`](Self::get), awaiting the topics log instead of blocking on it.
+    async fn get_async(&self, name: &TopicName) -> Option<TopicMeta> {
+        if let Some(t) = self.catalog.read().topics.get(name) {
+            return Some(t.clone());
+        }
+        if self.stale()
+            && let Err(e) = self.sync_catalog().await
+        {
+            tracing::warn!("reading the topics log: {e}");
+        }
+        self.catalog.read().topics.get(name).cloned()
+    }
+
+    fn stale(&self) -> bool {
+        self.last_sync.lock().is_none_or(|t| t.elapsed() > Duration::from_secs(1))
+    }
+
+    async fn partition(
         &self,
         name: &TopicName,
         partition: i32,
     ) -> Result<(TopicMeta, Arc<Partition>), StorageError> {
-        let meta = self.get(name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        let meta = self.get_async(name).await.ok_or(StorageError::UnknownTopicOrPartition)?;
         if partition < 0 || partition >= meta.partitions {
             return Err(StorageError::UnknownTopicOrPartition);
         }
@@ -266,7 +302,7 @@ impl PulsarLog {
         Ok((meta, p))
     }
 
-    fn on_partition<T: Send + 'static, F>(
+    async fn on_partition<T: Send + 'static, F>(
         &self,
         name: &TopicName,
         partition: i32,
@@ -275,12 +311,12 @@ impl PulsarLog {
     where
         F: Future<Output = Result<T, StorageError>> + Send + 'static,
     {
-        let (meta, p) = self.partition(name, partition)?;
-        self.run(f(self.shared.clone(), p, meta))
+        let (meta, p) = self.partition(name, partition).await?;
+        self.run(f(self.shared.clone(), p, meta)).await
     }
 
     /// Reserve the next block of producer ids (a claim in the producer-ids log).
-    fn reserve_ids(&self, state: &mut IdState) -> Result<(), StorageError> {
+    async fn reserve_ids(&self, state: &mut IdState) -> Result<(), StorageError> {
         loop {
             let from = state.blocks.end;
             let claim = IdClaim {
@@ -290,11 +326,13 @@ impl PulsarLog {
                     .ok_or_else(|| StorageError::Unavailable("producer ids exhausted".into()))?,
             };
             let log = self.ids_log.clone();
-            let claims = self.run(async move {
-                let mut claims = Vec::new();
-                log.lock().await.append(&claim, |_, c: IdClaim| claims.push(c)).await?;
-                Ok(claims)
-            })?;
+            let claims = self
+                .run(async move {
+                    let mut claims = Vec::new();
+                    log.lock().await.append(&claim, |_, c: IdClaim| claims.push(c)).await?;
+                    Ok(claims)
+                })
+                .await?;
             let n = claims.len();
             let mut won = false;
             for (i, c) in claims.into_iter().enumerate() {
@@ -313,8 +351,9 @@ impl PulsarLog {
     }
 }
 
+#[async_trait::async_trait]
 impl Log for PulsarLog {
-    fn create_topic(
+    async fn create_topic(
         &self,
         name: &TopicName,
         partitions: i32,
@@ -324,8 +363,8 @@ impl Log for PulsarLog {
         validate_full_name(name)?;
         validate_partitions(partitions)?;
         let parsed = crate::storage::TopicConfig::from_pairs(&self.defaults, config)?;
-        let _admin = self.admin.lock();
-        self.sync_catalog()?;
+        let _admin = self.admin.lock().await;
+        self.sync_catalog().await?;
         let siblings = self.topics(&name.tenant, &name.namespace);
         check_new_topic(&name.topic, siblings.iter().map(|t| t.name.topic.as_str()))?;
         let mut meta = TopicMeta { name: name.clone(), id: uuid::Uuid::nil(), partitions, config: parsed };
@@ -341,15 +380,15 @@ impl Log for PulsarLog {
             partitions,
             config: meta.config.overrides.clone(),
         };
-        if !self.append_topic_record(record)? {
+        if !self.append_topic_record(record).await? {
             return Err(StorageError::TopicAlreadyExists(name.topic.clone()));
         }
         Ok(meta)
     }
 
-    fn delete_topic(&self, name: &TopicName) -> Result<(), StorageError> {
-        let _admin = self.admin.lock();
-        self.sync_catalog()?;
+    async fn delete_topic(&self, name: &TopicName) -> Result<(), StorageError> {
+        let _admin = self.admin.lock().await;
+        self.sync_catalog().await?;
         let meta =
             self.catalog.read().topics.get(name).cloned().ok_or(StorageError::UnknownTopicOrPartition)?;
         let record = TopicRecord::Delete {
@@ -358,7 +397,7 @@ impl Log for PulsarLog {
             topic: name.topic.clone(),
             id: meta.id.to_string(),
         };
-        if !self.append_topic_record(record)? {
+        if !self.append_topic_record(record).await? {
             return Err(StorageError::UnknownTopicOrPartition);
         }
         let closed: Vec<Arc<Partition>> = {
@@ -373,16 +412,17 @@ impl Log for PulsarLog {
             }
             Ok(())
         })
+        .await
     }
 
-    fn create_partitions(
+    async fn create_partitions(
         &self,
         name: &TopicName,
         total: i32,
         validate_only: bool,
     ) -> Result<(), StorageError> {
-        let _admin = self.admin.lock();
-        self.sync_catalog()?;
+        let _admin = self.admin.lock().await;
+        self.sync_catalog().await?;
         let meta =
             self.catalog.read().topics.get(name).cloned().ok_or(StorageError::UnknownTopicOrPartition)?;
         validate_growth(meta.partitions, total)?;
@@ -396,7 +436,7 @@ impl Log for PulsarLog {
             id: meta.id.to_string(),
             partitions: total,
         };
-        if !self.append_topic_record(record)? {
+        if !self.append_topic_record(record).await? {
             return Err(StorageError::InvalidPartitions("the topic changed meanwhile".into()));
         }
         Ok(())
@@ -425,7 +465,7 @@ impl Log for PulsarLog {
         &self.defaults
     }
 
-    fn append_counted(
+    async fn append_counted(
         &self,
         name: &TopicName,
         partition: i32,
@@ -436,9 +476,10 @@ impl Log for PulsarLog {
             let batches = batch::validate_with(&records, meta.config.max_message_bytes, counts)?;
             p.append(&shared, records, batches, meta.config.entry_format).await
         })
+        .await
     }
 
-    fn producer_precheck(
+    async fn producer_precheck(
         &self,
         name: &TopicName,
         partition: i32,
@@ -450,9 +491,10 @@ impl Log for PulsarLog {
             partition,
             move |shared, p, _| async move { p.precheck(&shared, &header).await },
         )
+        .await
     }
 
-    fn read(
+    async fn read(
         &self,
         name: &TopicName,
         partition: i32,
@@ -463,16 +505,18 @@ impl Log for PulsarLog {
         self.on_partition(name, partition, move |shared, p, _| async move {
             p.read(&shared, offset, max_bytes, min_one).await
         })
+        .await
     }
 
-    fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError> {
+    async fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError> {
         self.on_partition(name, partition, |shared, p, _| async move {
             p.ensure_open(&shared).await?;
             Ok(p.offsets())
         })
+        .await
     }
 
-    fn offset_for_timestamp(
+    async fn offset_for_timestamp(
         &self,
         name: &TopicName,
         partition: i32,
@@ -481,13 +525,18 @@ impl Log for PulsarLog {
         self.on_partition(name, partition, move |shared, p, _| async move {
             p.offset_for_timestamp(&shared, ts).await
         })
+        .await
     }
 
-    fn max_timestamp(&self, name: &TopicName, partition: i32) -> Result<Option<(i64, i64)>, StorageError> {
-        self.on_partition(name, partition, |shared, p, _| async move { p.max_timestamp(&shared).await })
+    async fn max_timestamp(
+        &self,
+        name: &TopicName,
+        partition: i32,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        self.on_partition(name, partition, |shared, p, _| async move { p.max_timestamp(&shared).await }).await
     }
 
-    fn subscribe(
+    async fn subscribe(
         &self,
         name: &TopicName,
         partition: i32,
@@ -496,9 +545,10 @@ impl Log for PulsarLog {
             p.ensure_open(&shared).await?;
             Ok(p.subscribe())
         })
+        .await
     }
 
-    fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+    async fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         let open: Vec<(Arc<Partition>, i64, i64)> = {
             let catalog = self.catalog.read();
             self.partitions
@@ -526,26 +576,29 @@ impl Log for PulsarLog {
             }
             Ok(removed)
         })
+        .await
     }
 
     /// Pulsar acknowledges a message once the bookies have persisted it: nothing to do.
-    fn flush(&self) -> Result<(), StorageError> {
+    async fn flush(&self) -> Result<(), StorageError> {
         Ok(())
     }
 
-    fn allocate_producer_id(&self) -> Result<i64, StorageError> {
-        let mut state = self.ids.lock();
+    async fn allocate_producer_id(&self) -> Result<i64, StorageError> {
+        let mut state = self.ids.lock().await;
         if state.next >= state.end {
-            self.reserve_ids(&mut state).inspect_err(|e| tracing::error!("reserving producer ids: {e}"))?;
+            self.reserve_ids(&mut state)
+                .await
+                .inspect_err(|e| tracing::error!("reserving producer ids: {e}"))?;
         }
         let id = state.next;
         state.next += 1;
         Ok(id)
     }
 
-    fn bump_producer_epoch(&self, producer_id: i64, epoch: i16) -> Result<Option<i16>, StorageError> {
+    async fn bump_producer_epoch(&self, producer_id: i64, epoch: i16) -> Result<Option<i16>, StorageError> {
         // An id past every claimed block was never handed out by any host of this cluster.
-        if producer_id >= self.ids.lock().blocks.end {
+        if producer_id >= self.ids.lock().await.blocks.end {
             return Ok(None);
         }
         Ok(self.shared.epochs.bump(producer_id, epoch))

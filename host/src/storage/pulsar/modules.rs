@@ -106,7 +106,7 @@ impl PulsarModules {
     pub(super) fn open(shared: Arc<Shared>, client: Client, namespace: &str) -> Result<Self, StorageError> {
         let topic = format!("persistent://{namespace}/modules");
         let handle = shared.bridge.handle().clone();
-        let log = shared.bridge.run(async move { MetaLog::open(&client, &handle, topic).await })?;
+        let log = shared.bridge.run_blocking(async move { MetaLog::open(&client, &handle, topic).await })?;
         let chunk_bytes = (shared.max_payload.saturating_sub(1024) / 4 * 3).clamp(1024, 1 << 20);
         let modules = PulsarModules {
             shared,
@@ -121,15 +121,15 @@ impl PulsarModules {
     /// Read what other hosts appended.
     fn catch_up(&self) -> Result<(), StorageError> {
         let (log, state) = (self.log.clone(), self.state.clone());
-        self.shared
-            .bridge
-            .run(async move { log.lock().await.catch_up(|_, r: ModuleRecord| state.lock().apply(r)).await })
+        self.shared.bridge.run_blocking(async move {
+            log.lock().await.catch_up(|_, r: ModuleRecord| state.lock().apply(r)).await
+        })
     }
 
     /// Append `records` in order (each read back, with whatever other hosts appended before it).
     fn append(&self, records: Vec<ModuleRecord>) -> Result<(), StorageError> {
         let (log, state) = (self.log.clone(), self.state.clone());
-        self.shared.bridge.run(async move {
+        self.shared.bridge.run_blocking(async move {
             let mut log = log.lock().await;
             for record in &records {
                 log.append(record, |_, r: ModuleRecord| state.lock().apply(r)).await?;

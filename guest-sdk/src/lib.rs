@@ -17,6 +17,8 @@ pub use types::*;
 pub mod transform;
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod groups;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod stub;
 
 #[cfg(all(target_arch = "wasm32", feature = "protocol-handler"))]

@@ -4,14 +4,14 @@
 //! can observe it (offsets assigned per batch, whole batches on read, KIP-74's min-one rule,
 //! Kafka error codes), but it does not verify CRCs: that is the real host's job.
 //!
-//! Consumer groups are a deliberately simple model, enough to unit-test a translator (the real
-//! coordinator is the host's): every join completes at once, starting a new generation with the
-//! members the group has (the first member to join leads, the protocol is the joining member's
-//! first one that every member supports); a member's sync waits (`Pending`) until the leader has
-//! synced that generation. Setting [`StubServices::groups_pending`] makes every join and sync
-//! answer `Pending`, to test the wait path. There are no timeouts and no evictions. Producer ids
-//! count up from 1000.
+//! Consumer groups run the host's own state machine ([`crate::groups`]), with no initial
+//! rebalance delay (`group.initial.rebalance.delay.ms=0`), so a lone member's join completes at
+//! once and a join or sync that waits for other members answers `Pending`, as the host's does.
+//! Nothing persists and no timer runs (sessions never expire). Setting
+//! [`StubServices::groups_pending`] makes every join and sync answer `Pending`, to test the wait
+//! path. Producer ids count up from 1000.
 
+use crate::groups::{self, Group, GroupConfig, GroupState, JoinStep, SyncStep};
 use crate::{
     AppendInfo, Broker, CommittedOffset, ConfigEntry, ErrorCode, Fetched, GroupDescription, GroupListing,
     GroupMember, HostBuffer, JoinOutcome, JoinRequest, JoinResult, LeaveResult, Leaving, Level,
@@ -21,6 +21,7 @@ use crate::{
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 /// Host bytes in the stub: a cheap slice of a `Bytes`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,43 +59,24 @@ struct StubTopic {
     configs: Vec<(String, String)>,
 }
 
-#[derive(Clone, Debug)]
-struct StubMember {
-    group_instance_id: Option<String>,
-    client_id: String,
-    protocols: Vec<crate::Protocol>,
-    assignment: Vec<u8>,
-}
-
-#[derive(Debug, Default)]
+/// A group: the host's state machine, and the stub's committed offsets.
+#[derive(Debug)]
 struct StubGroup {
-    generation: i32,
-    protocol_type: String,
-    protocol_name: Option<String>,
-    leader: String,
-    /// By member id, in order of joining.
-    members: Vec<(String, StubMember)>,
-    /// The leader has sent this generation's assignments.
-    synced: bool,
+    group: Group,
     offsets: BTreeMap<TopicPartition, (i64, i32, Option<String>)>,
 }
 
 impl StubGroup {
-    fn member(&self, id: &str) -> Option<&StubMember> {
-        self.members.iter().find(|(m, _)| m == id).map(|(_, m)| m)
-    }
-
-    fn state(&self) -> &'static str {
-        match (self.members.is_empty(), self.synced) {
-            (true, _) => "Empty",
-            (false, true) => "Stable",
-            (false, false) => "CompletingRebalance",
-        }
+    fn new(id: &str) -> Self {
+        StubGroup { group: Group::new(id, &group_config(), Instant::now()), offsets: BTreeMap::new() }
     }
 }
 
-/// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms` defaults.
-const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<i32> = 6_000..=1_800_000;
+/// Kafka's group defaults, without the initial rebalance delay.
+fn group_config() -> GroupConfig {
+    GroupConfig { initial_rebalance_delay: Duration::ZERO, ..GroupConfig::default() }
+}
+
 /// Kafka's `offset.metadata.max.bytes` default.
 const MAX_OFFSET_METADATA: usize = 4096;
 
@@ -104,7 +86,6 @@ pub struct StubServices {
     topics: RefCell<BTreeMap<String, StubTopic>>,
     next_id: Cell<u128>,
     groups: RefCell<BTreeMap<String, StubGroup>>,
-    next_member: Cell<u32>,
     /// Producer id → its current epoch.
     producers: RefCell<BTreeMap<i64, i16>>,
     pub settings: Settings,
@@ -132,7 +113,6 @@ impl Default for StubServices {
             },
             broker: Broker { node_id: 0, host: "127.0.0.1".into(), port: 9092, rack: None },
             groups: RefCell::default(),
-            next_member: Cell::new(1),
             producers: RefCell::default(),
             client_host: "/127.0.0.1".into(),
             groups_pending: Cell::new(false),
@@ -181,31 +161,44 @@ impl StubServices {
             .get(&tp.topic)
             .is_some_and(|t| usize::try_from(tp.partition).is_ok_and(|p| p < t.partitions.len()))
     }
+}
 
-    /// The protocol every member supports, in the order of `preferred`.
-    fn choose_protocol(group: &StubGroup, preferred: &[crate::Protocol]) -> Option<String> {
-        preferred
-            .iter()
-            .find(|p| group.members.iter().all(|(_, m)| m.protocols.iter().any(|q| q.name == p.name)))
-            .map(|p| p.name.clone())
+fn join_result(r: groups::JoinResult) -> JoinResult {
+    JoinResult {
+        error: r.error,
+        generation_id: r.generation_id,
+        protocol_type: r.protocol_type,
+        protocol_name: r.protocol_name,
+        leader: r.leader,
+        member_id: r.member_id,
+        members: r
+            .members
+            .into_iter()
+            .map(|m| GroupMember {
+                member_id: m.member_id,
+                group_instance_id: m.group_instance_id,
+                metadata: m.metadata,
+            })
+            .collect(),
+        skip_assignment: r.skip_assignment,
     }
 }
 
 fn join_error(error: ErrorCode, member_id: &str) -> JoinOutcome {
-    JoinOutcome::Done(JoinResult {
-        error,
-        generation_id: -1,
-        protocol_type: None,
-        protocol_name: None,
-        leader: String::new(),
-        member_id: member_id.to_string(),
-        members: Vec::new(),
-        skip_assignment: false,
-    })
+    JoinOutcome::Done(join_result(groups::JoinResult::error(member_id, error)))
+}
+
+fn sync_result(r: groups::SyncResult) -> SyncResult {
+    SyncResult {
+        error: r.error,
+        protocol_type: r.protocol_type,
+        protocol_name: r.protocol_name,
+        assignment: r.assignment,
+    }
 }
 
 fn sync_error(error: ErrorCode) -> SyncOutcome {
-    SyncOutcome::Done(SyncResult { error, protocol_type: None, protocol_name: None, assignment: Vec::new() })
+    SyncOutcome::Done(sync_result(groups::SyncResult::error(error)))
 }
 
 fn valid_topic_name(name: &str) -> bool {
@@ -427,90 +420,41 @@ impl Services for StubServices {
         if self.groups_pending.get() {
             return JoinOutcome::Pending;
         }
-        if req.group_id.is_empty() {
-            return join_error(error::INVALID_GROUP_ID, &req.member_id);
-        }
-        if !SESSION_TIMEOUT_MS.contains(&req.session_timeout_ms) {
-            return join_error(error::INVALID_SESSION_TIMEOUT, &req.member_id);
-        }
-        if req.protocol_type.is_empty() || req.protocols.is_empty() {
-            return join_error(error::INCONSISTENT_GROUP_PROTOCOL, &req.member_id);
-        }
-        let mut groups = self.groups.borrow_mut();
-        let group = groups.entry(req.group_id.clone()).or_default();
-        if !group.members.is_empty() && group.protocol_type != req.protocol_type {
-            return join_error(error::INCONSISTENT_GROUP_PROTOCOL, &req.member_id);
-        }
-        // A static member rejoining with a new member id replaces its old id.
-        let by_instance = req.group_instance_id.as_ref().and_then(|instance| {
-            group.members.iter().position(|(_, m)| m.group_instance_id.as_ref() == Some(instance))
-        });
-        let member_id = if req.member_id.is_empty() {
-            let id = format!(
-                "{}-{}",
-                if req.client_id.is_empty() { "member" } else { &req.client_id },
-                self.next_member.get()
-            );
-            self.next_member.set(self.next_member.get() + 1);
-            if req.require_known_member && req.group_instance_id.is_none() {
-                // KIP-394: the new member learns its id and joins again with it. (The stub does
-                // not remember ids handed out this way: a rejoin with an unknown id is accepted.)
-                return join_error(error::MEMBER_ID_REQUIRED, &id);
-            }
-            id
-        } else {
-            req.member_id.clone()
-        };
-        let member = StubMember {
+        let (cfg, now) = (group_config(), Instant::now());
+        let request = groups::JoinRequest {
+            group_id: req.group_id.clone(),
+            member_id: req.member_id.clone(),
             group_instance_id: req.group_instance_id.clone(),
             client_id: req.client_id.clone(),
-            protocols: req.protocols.clone(),
-            assignment: Vec::new(),
-        };
-        let existing = group.members.iter().position(|(m, _)| *m == member_id).or(by_instance);
-        match existing {
-            Some(i) => group.members[i] = (member_id.clone(), member),
-            None => group.members.push((member_id.clone(), member)),
-        }
-        let Some(protocol) = Self::choose_protocol(group, &req.protocols) else {
-            group.members.retain(|(m, _)| *m != member_id);
-            return join_error(error::INCONSISTENT_GROUP_PROTOCOL, &req.member_id);
-        };
-        if group.member(&group.leader).is_none() {
-            group.leader = member_id.clone();
-        }
-        group.generation += 1;
-        group.synced = false;
-        group.protocol_type = req.protocol_type.clone();
-        group.protocol_name = Some(protocol.clone());
-        let members = if group.leader == member_id {
-            group
-                .members
+            client_host: self.client_host.clone(),
+            session_timeout_ms: req.session_timeout_ms,
+            rebalance_timeout_ms: req.rebalance_timeout_ms,
+            protocol_type: req.protocol_type.clone(),
+            protocols: req
+                .protocols
                 .iter()
-                .map(|(id, m)| GroupMember {
-                    member_id: id.clone(),
-                    group_instance_id: m.group_instance_id.clone(),
-                    metadata: m
-                        .protocols
-                        .iter()
-                        .find(|p| p.name == protocol)
-                        .map(|p| p.metadata.clone())
-                        .unwrap_or_default(),
-                })
-                .collect()
-        } else {
-            Vec::new()
+                .map(|p| groups::Protocol { name: p.name.clone(), metadata: p.metadata.clone() })
+                .collect(),
+            require_known_member: req.require_known_member,
+            reason: req.reason.clone(),
+            conn_id: 0,
         };
-        JoinOutcome::Done(JoinResult {
-            error: error::NONE,
-            generation_id: group.generation,
-            protocol_type: Some(group.protocol_type.clone()),
-            protocol_name: Some(protocol),
-            leader: group.leader.clone(),
-            member_id,
-            members,
-            skip_assignment: false,
-        })
+        if let Some(error) = Group::check_join(&request, &cfg) {
+            return join_error(error, &req.member_id);
+        }
+        let mut all = self.groups.borrow_mut();
+        // A member id for a group that does not exist is unknown; only new members create it.
+        let g = match all.get_mut(&req.group_id) {
+            Some(g) => g,
+            None if req.member_id.is_empty() => {
+                all.entry(req.group_id.clone()).or_insert_with(|| StubGroup::new(&req.group_id))
+            }
+            None => return join_error(error::UNKNOWN_MEMBER_ID, &req.member_id),
+        };
+        match g.group.join(&request, &cfg, now) {
+            JoinStep::Done(r) => JoinOutcome::Done(join_result(r)),
+            JoinStep::Pending => JoinOutcome::Pending,
+        }
     }
 
     fn sync_group(&self, req: &SyncRequest) -> SyncOutcome {
@@ -518,42 +462,35 @@ impl Services for StubServices {
         if self.groups_pending.get() {
             return SyncOutcome::Pending;
         }
-        let mut groups = self.groups.borrow_mut();
-        let Some(group) = groups.get_mut(&req.group_id) else {
+        if req.group_id.is_empty() {
+            return sync_error(error::INVALID_GROUP_ID);
+        }
+        let mut all = self.groups.borrow_mut();
+        let Some(g) = all.get_mut(&req.group_id) else {
             return sync_error(error::UNKNOWN_MEMBER_ID);
         };
-        if group.member(&req.member_id).is_none() {
-            return sync_error(error::UNKNOWN_MEMBER_ID);
-        }
-        if req.generation_id != group.generation {
-            return sync_error(error::ILLEGAL_GENERATION);
-        }
-        let mismatch = |asked: &Option<String>, have: &str| asked.as_deref().is_some_and(|a| a != have);
-        if mismatch(&req.protocol_type, &group.protocol_type)
-            || mismatch(&req.protocol_name, group.protocol_name.as_deref().unwrap_or(""))
-        {
-            return sync_error(error::INCONSISTENT_GROUP_PROTOCOL);
-        }
-        if req.member_id == group.leader && !group.synced {
-            for (id, m) in group.members.iter_mut() {
-                m.assignment = req
-                    .assignments
-                    .iter()
-                    .find(|a| a.member_id == *id)
-                    .map(|a| a.assignment.clone())
-                    .unwrap_or_default();
+        let request = groups::SyncRequest {
+            group_id: req.group_id.clone(),
+            generation_id: req.generation_id,
+            member_id: req.member_id.clone(),
+            group_instance_id: req.group_instance_id.clone(),
+            protocol_type: req.protocol_type.clone(),
+            protocol_name: req.protocol_name.clone(),
+            assignments: req
+                .assignments
+                .iter()
+                .map(|a| (a.member_id.clone(), a.assignment.clone()))
+                .collect(),
+        };
+        let now = Instant::now();
+        match g.group.sync(&request, now) {
+            SyncStep::Done(r) => SyncOutcome::Done(sync_result(r)),
+            SyncStep::Pending => SyncOutcome::Pending,
+            // Nothing to persist here: the leader's assignments are stored at once.
+            SyncStep::Store(assignments) => {
+                SyncOutcome::Done(sync_result(g.group.finish_leader_sync(&request, assignments, Ok(()), now)))
             }
-            group.synced = true;
         }
-        if !group.synced {
-            return SyncOutcome::Pending;
-        }
-        SyncOutcome::Done(SyncResult {
-            error: error::NONE,
-            protocol_type: Some(group.protocol_type.clone()),
-            protocol_name: group.protocol_name.clone(),
-            assignment: group.member(&req.member_id).map(|m| m.assignment.clone()).unwrap_or_default(),
-        })
     }
 
     fn heartbeat(
@@ -561,108 +498,59 @@ impl Services for StubServices {
         group_id: &str,
         generation_id: i32,
         member_id: &str,
-        _group_instance_id: Option<&str>,
+        group_instance_id: Option<&str>,
     ) -> ErrorCode {
         self.note("heartbeat", group_id);
-        let groups = self.groups.borrow();
-        match groups.get(group_id) {
-            Some(g) if g.member(member_id).is_some() => {
-                if generation_id != g.generation {
-                    error::ILLEGAL_GENERATION
-                } else {
-                    error::NONE
-                }
-            }
-            _ => error::UNKNOWN_MEMBER_ID,
+        if group_id.is_empty() {
+            return error::INVALID_GROUP_ID;
+        }
+        match self.groups.borrow_mut().get_mut(group_id) {
+            Some(g) => g.group.heartbeat(generation_id, member_id, group_instance_id, Instant::now()),
+            None => error::UNKNOWN_MEMBER_ID,
         }
     }
 
     fn leave_group(&self, group_id: &str, members: &[Leaving]) -> LeaveResult {
         self.note("leave", group_id);
-        let mut groups = self.groups.borrow_mut();
-        let Some(group) = groups.get_mut(group_id) else {
-            return LeaveResult {
-                error: error::NONE,
-                members: vec![error::UNKNOWN_MEMBER_ID; members.len()],
-            };
-        };
-        let codes = members
-            .iter()
-            .map(|leaving| {
-                let at = group.members.iter().position(|(id, m)| {
-                    if leaving.member_id.is_empty() {
-                        leaving.group_instance_id.is_some()
-                            && m.group_instance_id == leaving.group_instance_id
-                    } else {
-                        *id == leaving.member_id
-                    }
-                });
-                match at {
-                    Some(at) => {
-                        let (id, m) = &group.members[at];
-                        if leaving.group_instance_id.is_some()
-                            && m.group_instance_id != leaving.group_instance_id
-                        {
-                            return error::FENCED_INSTANCE_ID;
-                        }
-                        if *id == group.leader {
-                            group.leader.clear();
-                        }
-                        group.members.remove(at);
-                        group.synced = false;
-                        error::NONE
-                    }
-                    None => error::UNKNOWN_MEMBER_ID,
-                }
-            })
-            .collect();
-        if group.members.is_empty() {
-            group.generation += 1;
-            group.protocol_name = None;
+        let n = members.len();
+        if group_id.is_empty() {
+            return LeaveResult { error: error::INVALID_GROUP_ID, members: vec![error::INVALID_GROUP_ID; n] };
         }
-        LeaveResult { error: error::NONE, members: codes }
+        let mut all = self.groups.borrow_mut();
+        let Some(g) = all.get_mut(group_id) else {
+            return LeaveResult { error: error::NONE, members: vec![error::UNKNOWN_MEMBER_ID; n] };
+        };
+        let leaving: Vec<(String, Option<String>)> =
+            members.iter().map(|m| (m.member_id.clone(), m.group_instance_id.clone())).collect();
+        match g.group.leave(&leaving, Instant::now()) {
+            Ok(codes) => LeaveResult { error: error::NONE, members: codes },
+            Err(code) => LeaveResult { error: code, members: vec![code; n] },
+        }
     }
 
     fn describe_group(&self, group_id: &str) -> GroupDescription {
         self.note("describe", group_id);
-        let groups = self.groups.borrow();
-        let Some(g) = groups.get(group_id) else {
-            return GroupDescription {
-                error: error::NONE,
-                group_id: group_id.to_string(),
-                state: "Dead".into(),
-                protocol_type: String::new(),
-                protocol_name: String::new(),
-                members: Vec::new(),
-            };
+        let all = self.groups.borrow();
+        let d = match all.get(group_id) {
+            Some(g) => g.group.describe(),
+            None => groups::GroupDescription::dead(group_id, error::NONE),
         };
-        let stable = g.state() == "Stable";
         GroupDescription {
-            error: error::NONE,
-            group_id: group_id.to_string(),
-            state: g.state().into(),
-            protocol_type: g.protocol_type.clone(),
-            protocol_name: if stable { g.protocol_name.clone().unwrap_or_default() } else { String::new() },
-            members: g
+            error: d.error,
+            group_id: d.group_id,
+            state: d.state,
+            protocol_type: d.protocol_type,
+            protocol_name: d.protocol_name,
+            members: d
                 .members
-                .iter()
-                .map(|(id, m)| MemberDescription {
-                    member_id: id.clone(),
-                    group_instance_id: m.group_instance_id.clone(),
-                    client_id: m.client_id.clone(),
-                    client_host: self.client_host.clone(),
-                    // Kafka describes metadata and assignment only in a stable group.
-                    metadata: if stable {
-                        let name = g.protocol_name.as_deref().unwrap_or("");
-                        m.protocols
-                            .iter()
-                            .find(|p| p.name == name)
-                            .map(|p| p.metadata.clone())
-                            .unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    },
-                    assignment: if stable { m.assignment.clone() } else { Vec::new() },
+                .into_iter()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id,
+                    group_instance_id: m.group_instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    metadata: m.metadata,
+                    assignment: m.assignment,
                 })
                 .collect(),
         }
@@ -673,25 +561,28 @@ impl Services for StubServices {
         self.groups
             .borrow()
             .iter()
-            .filter(|(_, g)| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(g.state())))
+            .filter(|(_, g)| g.group.state() != GroupState::Dead)
+            .filter(|(_, g)| {
+                states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(g.group.state().as_str()))
+            })
             .map(|(id, g)| GroupListing {
                 group_id: id.clone(),
-                protocol_type: g.protocol_type.clone(),
-                state: g.state().into(),
+                protocol_type: g.group.protocol_type().unwrap_or_default().to_string(),
+                state: g.group.state().as_str().into(),
             })
             .collect()
     }
 
     fn delete_group(&self, group_id: &str) -> ErrorCode {
         self.note("delete", group_id);
-        let mut groups = self.groups.borrow_mut();
-        match groups.get(group_id) {
-            None => error::GROUP_ID_NOT_FOUND,
-            Some(g) if !g.members.is_empty() => error::NON_EMPTY_GROUP,
-            Some(_) => {
-                groups.remove(group_id);
+        let mut all = self.groups.borrow_mut();
+        let Some(g) = all.get(group_id) else { return error::GROUP_ID_NOT_FOUND };
+        match g.group.check_delete() {
+            Ok(()) => {
+                all.remove(group_id);
                 error::NONE
             }
+            Err(code) => code,
         }
     }
 
@@ -700,29 +591,25 @@ impl Services for StubServices {
         group_id: &str,
         generation_id: i32,
         member_id: &str,
-        _group_instance_id: Option<&str>,
+        group_instance_id: Option<&str>,
         offsets: &[OffsetCommit],
     ) -> Vec<ErrorCode> {
         self.note("commit_offsets", group_id);
-        let all = |code| vec![code; offsets.len()];
+        let all_codes = |code| vec![code; offsets.len()];
         if group_id.is_empty() {
-            return all(error::INVALID_GROUP_ID);
+            return all_codes(error::INVALID_GROUP_ID);
         }
-        let mut groups = self.groups.borrow_mut();
-        let group = match groups.get_mut(group_id) {
+        let mut all = self.groups.borrow_mut();
+        let g = match all.get_mut(group_id) {
             Some(g) => g,
             // A commit outside the group protocol creates the group (as Kafka's does).
-            None if generation_id < 0 => groups.entry(group_id.to_string()).or_default(),
-            None => return all(error::ILLEGAL_GENERATION),
-        };
-        if generation_id < 0 && member_id.is_empty() {
-            if !group.members.is_empty() {
-                return all(error::UNKNOWN_MEMBER_ID);
+            None if generation_id < 0 => {
+                all.entry(group_id.to_string()).or_insert_with(|| StubGroup::new(group_id))
             }
-        } else if group.member(member_id).is_none() {
-            return all(error::UNKNOWN_MEMBER_ID);
-        } else if generation_id != group.generation {
-            return all(error::ILLEGAL_GENERATION);
+            None => return all_codes(error::ILLEGAL_GENERATION),
+        };
+        if let Err(code) = g.group.check_commit(generation_id, member_id, group_instance_id, Instant::now()) {
+            return all_codes(code);
         }
         offsets
             .iter()
@@ -733,7 +620,7 @@ impl Services for StubServices {
                 } else if o.metadata.as_ref().is_some_and(|m| m.len() > MAX_OFFSET_METADATA) {
                     error::OFFSET_METADATA_TOO_LARGE
                 } else {
-                    group.offsets.insert(tp, (o.offset, o.leader_epoch, o.metadata.clone()));
+                    g.offsets.insert(tp, (o.offset, o.leader_epoch, o.metadata.clone()));
                     error::NONE
                 }
             })
@@ -774,19 +661,20 @@ impl Services for StubServices {
         partitions: &[TopicPartition],
     ) -> Result<Vec<ErrorCode>, ErrorCode> {
         self.note("delete_offsets", group_id);
-        let mut groups = self.groups.borrow_mut();
-        let group = groups.get_mut(group_id).ok_or(error::GROUP_ID_NOT_FOUND)?;
+        let mut all = self.groups.borrow_mut();
+        let g = all.get_mut(group_id).ok_or(error::GROUP_ID_NOT_FOUND)?;
+        let topics: Vec<&str> = partitions.iter().map(|tp| tp.topic.as_str()).collect();
+        let subscribed = g.group.check_offset_delete(&topics)?;
         Ok(partitions
             .iter()
-            .map(|tp| {
+            .zip(subscribed)
+            .map(|(tp, subscribed)| {
                 if !self.partition_exists(tp) {
                     error::UNKNOWN_TOPIC_OR_PARTITION
-                } else if !group.members.is_empty() {
-                    // The stub does not read subscriptions: a group with members counts as
-                    // subscribed to every topic.
+                } else if subscribed {
                     error::GROUP_SUBSCRIBED_TO_TOPIC
                 } else {
-                    group.offsets.remove(tp);
+                    g.offsets.remove(tp);
                     error::NONE
                 }
             })

@@ -2,11 +2,13 @@
 //! offsets, and their durability through the storage port. The translator only decodes, calls
 //! and encodes; what a group is and when a rebalance ends is decided here.
 //!
-//! - `group`: the state machine of one group (pure, time passed in).
+//! - `group`: the state machine of one group (pure, time passed in), from
+//!   `guise_guest_sdk::groups`, which the SDK's native stub runs too.
 //! - `offsets`: a group's committed offsets.
 //! - `records`: what is written to each tenant's internal `__consumer_offsets` topic, and the
 //!   replay that rebuilds groups and offsets from it at start (or when a tenant is first used).
-//! - `consumer`: the bits of Kafka's consumer protocol needed for OffsetDelete and the lag view.
+//! - `consumer` (also from the SDK): the bits of Kafka's consumer protocol needed for
+//!   OffsetDelete and the lag view.
 //!
 //! Locking: a map of tenants, per tenant a map of groups, and per group one mutex over its state
 //! machine and offsets. Map locks are only held to look a group up; a group's lock is held for
@@ -17,8 +19,9 @@
 //! read under the group's lock after the decision; every change of a group bumps the counter
 //! (`notify`), which wakes the parked request so it is re-run.
 
-pub mod consumer;
-pub mod group;
+/// The group state machine and the consumer-protocol reader live in the SDK (one copy, shared
+/// with its native stub).
+pub use guise_guest_sdk::groups::{consumer, machine as group};
 pub mod offsets;
 pub mod records;
 

@@ -117,8 +117,8 @@ mod tests {
     fn batched_members_v3_to_v5() {
         for v in 3..=5 {
             let svc = StubServices::new();
-            let a = join(&svc, 3, "g").member_id.to_string();
-            let b = join(&svc, 3, "g").member_id.to_string();
+            let (a, b) = crate::test_util::join_two(&svc, v, "g");
+            let (a, b) = (a.member_id.to_string(), b.member_id.to_string());
             let req = batch("g", &[(&a, None), ("stranger", None), (&b, None)]);
             let resp: LeaveGroupResponse = call(&svc, ApiKey::LeaveGroup, v, &req);
             assert_eq!(resp.error_code, error::NONE, "v{v}");

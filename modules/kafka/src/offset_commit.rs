@@ -142,16 +142,22 @@ mod tests {
         let svc = svc();
         let joined = join(&svc, 3, "g");
         let me = joined.member_id.as_str();
+        // Joined but not synced (CompletingRebalance): Kafka refuses member commits.
+        let resp: OffsetCommitResponse =
+            call(&svc, ApiKey::OffsetCommit, 8, &request("g", 1, me, &[("t", 0, 4)]));
+        assert_eq!(codes(&resp), vec![("t".into(), 0, error::REBALANCE_IN_PROGRESS)]);
+        let joined = crate::test_util::join_stable(&svc, 3, "h");
+        let me = joined.member_id.as_str();
         for v in [2, 8] {
             let resp: OffsetCommitResponse =
-                call(&svc, ApiKey::OffsetCommit, v, &request("g", 1, me, &[("t", 0, 4)]));
+                call(&svc, ApiKey::OffsetCommit, v, &request("h", 1, me, &[("t", 0, 4)]));
             assert_eq!(codes(&resp), vec![("t".into(), 0, 0)], "v{v}");
             let resp: OffsetCommitResponse =
-                call(&svc, ApiKey::OffsetCommit, v, &request("g", 2, me, &[("t", 0, 4)]));
+                call(&svc, ApiKey::OffsetCommit, v, &request("h", 2, me, &[("t", 0, 4)]));
             assert_eq!(codes(&resp), vec![("t".into(), 0, error::ILLEGAL_GENERATION)], "v{v}");
             // Outside the protocol while the group has members.
             let resp: OffsetCommitResponse =
-                call(&svc, ApiKey::OffsetCommit, v, &request("g", -1, "", &[("t", 1, 4)]));
+                call(&svc, ApiKey::OffsetCommit, v, &request("h", -1, "", &[("t", 1, 4)]));
             assert_eq!(codes(&resp), vec![("t".into(), 1, error::UNKNOWN_MEMBER_ID)], "v{v}");
         }
     }

@@ -129,9 +129,8 @@ mod tests {
     #[test]
     fn a_follower_waits_for_the_leader() {
         let svc = StubServices::new();
-        let leader = join(&svc, 3, "g");
-        let follower = join(&svc, 3, "g");
-        assert_eq!(follower.generation_id, 2);
+        let (leader, follower) = crate::test_util::join_two(&svc, 3, "g");
+        assert_eq!((leader.generation_id, follower.generation_id), (2, 2));
         assert!(follower.members.is_empty(), "only the leader learns the members");
         let req = request("g", 2, follower.member_id.as_str(), &[]);
         for v in [0, 5] {

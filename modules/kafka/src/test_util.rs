@@ -218,6 +218,50 @@ pub fn join(svc: &StubServices, v: i16, group: &str) -> kafka_protocol::messages
     call(svc, ApiKey::JoinGroup, v, &join_request(group, first.member_id.as_str()))
 }
 
+/// Two members join `group` at `v` the way clients do with the host's coordinator: the first
+/// joins and leads generation 1; the second's join starts a rebalance and waits (`Wait`); the
+/// first rejoins, which completes it; the second's parked join is re-run. Returns the leader's
+/// and the follower's responses, both of generation 2.
+pub fn join_two(
+    svc: &StubServices,
+    v: i16,
+    group: &str,
+) -> (kafka_protocol::messages::JoinGroupResponse, kafka_protocol::messages::JoinGroupResponse) {
+    use kafka_protocol::messages::JoinGroupResponse;
+    let first = join(svc, v, group);
+    let mut second = join_request(group, "");
+    if v >= 4 {
+        let r: JoinGroupResponse = call(svc, ApiKey::JoinGroup, v, &second);
+        assert_eq!(r.error_code, guise_guest_sdk::error::MEMBER_ID_REQUIRED, "v{v}");
+        second = join_request(group, r.member_id.as_str());
+    }
+    let out = run(svc, frame(ApiKey::JoinGroup, v, &second));
+    assert!(matches!(out, Outcome::Wait(_)), "v{v}: the second member waits for the rebalance: {out:?}");
+    let leader: JoinGroupResponse =
+        call(svc, ApiKey::JoinGroup, v, &join_request(group, first.member_id.as_str()));
+    let follower: JoinGroupResponse = call(svc, ApiKey::JoinGroup, v, &second);
+    assert_eq!((leader.error_code, follower.error_code), (0, 0), "v{v}");
+    (leader, follower)
+}
+
+/// Join `group` alone at `v` and sync as its leader (assigning itself nothing), so the group is
+/// Stable at generation 1. Returns the join response.
+pub fn join_stable(svc: &StubServices, v: i16, group: &str) -> kafka_protocol::messages::JoinGroupResponse {
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+    let joined = join(svc, v, group);
+    let sync = SyncGroupRequest::default()
+        .with_group_id(group_id(group))
+        .with_generation_id(joined.generation_id)
+        .with_member_id(joined.member_id.clone())
+        .with_assignments(vec![
+            SyncGroupRequestAssignment::default().with_member_id(joined.member_id.clone()),
+        ]);
+    let resp: SyncGroupResponse = call(svc, ApiKey::SyncGroup, 3, &sync);
+    assert_eq!(resp.error_code, 0, "the leader's sync");
+    joined
+}
+
 /// An OffsetCommit request of (topic, partition, offset), each with metadata "meta-{offset}".
 pub fn commit_request(
     group: &str,

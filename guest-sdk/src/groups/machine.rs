@@ -8,9 +8,9 @@
 //! re-run. A join or sync that has to wait answers `Pending`; the coordinator then notifies the
 //! group's watchers whenever [`Group::take_changed`] says the group changed.
 
-use super::codes::*;
 use super::consumer;
-use super::records::{GroupValue, MemberValue};
+use super::value::{GroupValue, MemberValue};
+use crate::error::*;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -843,7 +843,10 @@ impl Group {
         self.pending_sync.clear();
         self.sync_deadline = None;
         let timeout = self.max_rebalance_timeout();
-        self.rebalance = Some(if self.state == GroupState::Empty {
+        // An Empty group waits group.initial.rebalance.delay.ms for more members to join; with
+        // no delay, the join completes as soon as every known member has joined (Kafka's
+        // InitialDelayedJoin with a zero delay expires at once).
+        self.rebalance = Some(if self.state == GroupState::Empty && !self.initial_delay.is_zero() {
             Rebalance {
                 deadline: now + self.initial_delay,
                 initial: Some(InitialDelay {
@@ -1093,6 +1096,11 @@ impl Group {
         if let Some(error) = self.validate_member(member_id, instance_id) {
             return error;
         }
+        // Kafka checks the generation before the state: a member of an older generation is told
+        // so in every state, also while the group completes a rebalance.
+        if generation != self.generation {
+            return ILLEGAL_GENERATION;
+        }
         match self.state {
             GroupState::Empty | GroupState::Dead => UNKNOWN_MEMBER_ID,
             GroupState::CompletingRebalance => {
@@ -1104,9 +1112,6 @@ impl Group {
                 REBALANCE_IN_PROGRESS
             }
             GroupState::Stable => {
-                if generation != self.generation {
-                    return ILLEGAL_GENERATION;
-                }
                 self.member_mut(member_id).expect("validated").refresh(now);
                 NONE
             }
@@ -1275,5 +1280,5 @@ fn reason(req: &JoinRequest) -> String {
 }
 
 #[cfg(test)]
-#[path = "group_tests.rs"]
+#[path = "machine_tests.rs"]
 mod tests;

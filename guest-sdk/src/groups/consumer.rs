@@ -69,9 +69,9 @@ pub fn assignment_partitions(assignment: &[u8]) -> Option<Vec<(String, Vec<i32>)
         .collect()
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
-    //! Encoders for tests.
+#[doc(hidden)]
+pub mod testing {
+    //! Encoders for tests (the host's coordinator tests use them too).
 
     fn put_string(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&(s.len() as i16).to_be_bytes());

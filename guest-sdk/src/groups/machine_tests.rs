@@ -1,7 +1,7 @@
 //! The state machine of one group, driven with explicit times.
 
+use super::super::consumer::testing::{assignment, subscription};
 use super::*;
-use crate::coord::consumer::testing::{assignment, subscription};
 
 const SESSION: i32 = 10_000;
 const REBALANCE: i32 = 30_000;

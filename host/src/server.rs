@@ -296,17 +296,22 @@ impl Server {
         })));
         let check = Duration::from_millis(config.retention_check_interval_ms);
         let l = log.clone();
-        tasks.push(tokio::spawn(every(check, shutdown_rx.clone(), move || enforce_retention(&*l))));
+        tasks.push(tokio::spawn(every(check, shutdown_rx.clone(), blocking(move || enforce_retention(&*l)))));
         // The group coordinator's timer: sessions, rebalance deadlines, the initial delay.
         tasks.push(tokio::spawn(every(GROUP_TICK, shutdown_rx.clone(), move || {
-            coord.tick(std::time::Instant::now())
+            let coord = coord.clone();
+            async move { coord.tick(std::time::Instant::now()).await }
         })));
         if let FsyncPolicy::Interval(period) = fsync {
             // The "interval" fsync policy; a failed flush is logged by the log itself.
             let l = log.clone();
-            tasks.push(tokio::spawn(every(period, shutdown_rx, move || {
-                let _ = crate::storage::wait(l.flush());
-            })));
+            tasks.push(tokio::spawn(every(
+                period,
+                shutdown_rx,
+                blocking(move || {
+                    let _ = crate::storage::wait(l.flush());
+                }),
+            )));
         }
 
         tracing::info!(%kafka_addr, %admin_addr, data_dir = %config.data_dir.display(), "guise is serving Kafka");
@@ -337,13 +342,12 @@ impl Server {
     }
 }
 
-/// Run the blocking `job` every `period` until shutdown, off the async workers.
-async fn every(
+/// Run `job` every `period` until shutdown (one run at a time).
+async fn every<F: std::future::Future<Output = ()>>(
     period: Duration,
     mut shutdown: watch::Receiver<bool>,
-    job: impl Fn() + Send + Sync + 'static,
+    job: impl Fn() -> F,
 ) {
-    let job = Arc::new(job);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -351,8 +355,20 @@ async fn every(
             _ = tick.tick() => {}
             r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
         }
+        job().await;
+    }
+}
+
+/// A job for [`every`] that blocks (file I/O): run on a blocking thread, off the async workers.
+fn blocking(
+    job: impl Fn() + Send + Sync + 'static,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    let job = Arc::new(job);
+    move || {
         let job = job.clone();
-        let _ = tokio::task::spawn_blocking(move || job()).await;
+        Box::pin(async move {
+            let _ = tokio::task::spawn_blocking(move || job()).await;
+        })
     }
 }
 

@@ -70,14 +70,7 @@ async fn route(state: &Arc<AdminState>, request: Request) -> Response {
         ("GET", ["health"]) => Response::text(200, "ok\n"),
         ("GET", ["metrics"]) => Response::text(200, metrics(state)),
         ("GET", ["modules"]) => Response::json(200, &registry.list()),
-        ("GET", ["groups"]) => {
-            // Reading log end offsets is file I/O: off the async workers.
-            let coord = coord.clone();
-            match tokio::task::spawn_blocking(move || coord.groups_overview()).await {
-                Ok(groups) => Response::json(200, &groups),
-                Err(e) => Response::error(500, format!("the request failed: {e}")),
-            }
-        }
+        ("GET", ["groups"]) => Response::json(200, &coord.groups_overview().await),
         ("GET", ["modules", name]) => reply(registry.show(name), 200),
         ("PUT" | "POST", ["modules", name]) => {
             let (registry, name, body) = (registry.clone(), name.to_string(), request.body);

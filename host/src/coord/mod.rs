@@ -10,10 +10,11 @@
 //! - `consumer` (also from the SDK): the bits of Kafka's consumer protocol needed for
 //!   OffsetDelete and the lag view.
 //!
-//! Locking: a map of tenants, per tenant a map of groups, and per group one mutex over its state
-//! machine and offsets. Map locks are only held to look a group up; a group's lock is held for
-//! a whole operation, including its appends to the offsets topic (one group's operations are
-//! serialized; other groups are not affected). The change counters (`watches`) are locked last.
+//! Locking: a map of tenants, per tenant a map of groups, and per group one async mutex over its
+//! state machine and offsets. Map locks are only held to look a group up; a group's lock is held
+//! for a whole operation, including its (awaited) appends to the offsets topic, so one group's
+//! records land in the order it changed and its operations are serialized; other groups are not
+//! affected, and no thread waits on storage. The change counters (`watches`) are locked last.
 //!
 //! A join or sync that must wait answers [`Step::Pending`] with the group's change counter as
 //! read under the group's lock after the decision; every change of a group bumps the counter
@@ -43,6 +44,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use codes::*;
 /// The Kafka error codes (the one table, in the SDK) the coordinator answers with.
@@ -172,8 +174,8 @@ struct Slot {
 #[derive(Default)]
 struct Tenant {
     loaded: AtomicBool,
-    load: Mutex<()>,
-    groups: Mutex<BTreeMap<String, Arc<Mutex<Slot>>>>,
+    load: AsyncMutex<()>,
+    groups: Mutex<BTreeMap<String, Arc<AsyncMutex<Slot>>>>,
 }
 
 /// The group coordinator of this host (every tenant's groups; a group is (tenant, group id)).
@@ -218,7 +220,8 @@ impl Coordinator {
         let coord =
             Coordinator { config, log: Some(log), tenants: Mutex::default(), watches: Mutex::default() };
         for tenant in tenants {
-            coord.tenant(tenant)?;
+            // At start, before anything is served: the replay may wait in place.
+            wait(coord.tenant(tenant))?;
         }
         Ok(coord)
     }
@@ -253,18 +256,18 @@ impl Coordinator {
     }
 
     /// The tenant's state, replayed from its offsets topic on first use.
-    fn tenant(&self, name: &str) -> Result<Arc<Tenant>, CoordError> {
+    async fn tenant(&self, name: &str) -> Result<Arc<Tenant>, CoordError> {
         let tenant = self.tenants.lock().entry(name.to_string()).or_default().clone();
         if tenant.loaded.load(Ordering::Acquire) {
             return Ok(tenant);
         }
-        self.load(name, &tenant)?;
+        self.load(name, &tenant).await?;
         Ok(tenant)
     }
 
     /// Replay the tenant's offsets topic into `tenant`, once.
-    fn load(&self, name: &str, tenant: &Tenant) -> Result<(), CoordError> {
-        let _loading = tenant.load.lock();
+    async fn load(&self, name: &str, tenant: &Tenant) -> Result<(), CoordError> {
+        let _loading = tenant.load.lock().await;
         if tenant.loaded.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -272,6 +275,7 @@ impl Coordinator {
             let topic = self.offsets_topic(name);
             let started = Instant::now();
             let replayed = records::replay(&**log, &topic)
+                .await
                 .map_err(|source| CoordError::Replay { topic: topic.to_string(), source })?;
             let now = Instant::now();
             let mut groups = tenant.groups.lock();
@@ -285,7 +289,7 @@ impl Coordinator {
                 };
                 let offsets = Offsets::from_map(replayed.offsets.get(id).cloned().unwrap_or_default());
                 let persisted = replayed.groups.contains_key(id);
-                groups.insert(id.clone(), Arc::new(Mutex::new(Slot { group, offsets, persisted })));
+                groups.insert(id.clone(), Arc::new(AsyncMutex::new(Slot { group, offsets, persisted })));
             }
             if replayed.records > 0 {
                 tracing::info!(tenant = name, groups = groups.len(), records = replayed.records, elapsed = ?started.elapsed(), "replayed consumer groups and committed offsets");
@@ -295,21 +299,19 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Run `f` on the group under its lock (created when missing if `create`), then persist and
-    /// notify what it changed. None: no such group.
-    fn with_group<R>(
+    /// The group, locked (created when missing if `create`). None: no such group. The caller
+    /// ends with [`settle`](Self::settle), which persists and notifies what it changed.
+    async fn lock_group(
         &self,
         tenant: &str,
         group: &str,
         create: bool,
         now: Instant,
-        f: impl FnOnce(&mut Slot) -> R,
-    ) -> Result<Option<R>, i16> {
-        let t = self.tenant(tenant).map_err(|e| {
+    ) -> Result<Option<OwnedMutexGuard<Slot>>, i16> {
+        let t = self.tenant(tenant).await.map_err(|e| {
             tracing::error!(tenant, "group coordinator unavailable: {e}");
             COORDINATOR_NOT_AVAILABLE
         })?;
-        let mut f = Some(f);
         for _ in 0..2 {
             let slot = {
                 let mut groups = t.groups.lock();
@@ -321,28 +323,29 @@ impl Coordinator {
                             offsets: Offsets::default(),
                             persisted: false,
                         };
-                        groups.entry(group.to_string()).or_insert_with(|| Arc::new(Mutex::new(slot))).clone()
+                        groups
+                            .entry(group.to_string())
+                            .or_insert_with(|| Arc::new(AsyncMutex::new(slot)))
+                            .clone()
                     }
                     None => return Ok(None),
                 }
             };
-            let mut slot = slot.lock();
+            let slot = slot.lock_owned().await;
             if slot.group.state() == GroupState::Dead {
                 // Deleted meanwhile (and removed from the map): look it up again.
                 continue;
             }
-            let r = (f.take().expect("called once"))(&mut slot);
-            self.settle(tenant, &mut slot);
-            return Ok(Some(r));
+            return Ok(Some(slot));
         }
         Err(COORDINATOR_NOT_AVAILABLE)
     }
 
     /// Persist the group's metadata if it asks for it, and wake its watchers if it changed.
-    fn settle(&self, tenant: &str, slot: &mut Slot) {
+    async fn settle(&self, tenant: &str, slot: &mut Slot) {
         if slot.group.take_persist() {
             let value = slot.group.to_value();
-            match self.append(tenant, vec![group_record(&slot.group.id, Some(&value))]) {
+            match self.append(tenant, vec![group_record(&slot.group.id, Some(&value))]).await {
                 Ok(()) => slot.persisted = true,
                 Err(e) => {
                     tracing::warn!(tenant, group = %slot.group.id, "persisting group metadata failed: {e}")
@@ -355,22 +358,20 @@ impl Coordinator {
     }
 
     /// Append records to the tenant's offsets topic (created on first use).
-    fn append(&self, tenant: &str, records: Vec<Record>) -> Result<(), StorageError> {
+    async fn append(&self, tenant: &str, records: Vec<Record>) -> Result<(), StorageError> {
         let Some(log) = &self.log else { return Ok(()) };
         if records.is_empty() {
             return Ok(());
         }
         let name = self.offsets_topic(tenant);
-        // The coordinator is synchronous (a group's lock is held across the append, so records
-        // land in the order the group changed): it waits on the log in place.
         if log.topic(&name).is_none() {
-            match wait(log.create_topic(&name, 1, &records::offsets_topic_configs(), false)) {
+            match log.create_topic(&name, 1, &records::offsets_topic_configs(), false).await {
                 Ok(_) => tracing::info!(topic = %name, "created the offsets topic"),
                 Err(StorageError::TopicAlreadyExists(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        wait(log.append(&name, 0, encode_batch(&records, now_ms())?.into())).map(drop)
+        log.append(&name, 0, encode_batch(&records, now_ms())?.into()).await.map(drop)
     }
 
     /// Whether `topic` has `partition` (always, without a log).
@@ -381,62 +382,64 @@ impl Coordinator {
     }
 
     /// JoinGroup.
-    pub fn join(&self, tenant: &str, req: &JoinRequest, now: Instant) -> Step<JoinResult> {
+    pub async fn join(&self, tenant: &str, req: &JoinRequest, now: Instant) -> Step<JoinResult> {
         if let Some(error) = Group::check_join(req, &self.config.group) {
             return Step::Done(JoinResult::error(&req.member_id, error));
         }
         // A member id for a group that does not exist is unknown; only new members create it.
         let create = req.member_id.is_empty();
-        let r = self.with_group(tenant, &req.group_id, create, now, |slot| {
-            let step = slot.group.join(req, &self.config.group, now);
-            match step {
-                JoinStep::Done(result) => Step::Done(result),
-                JoinStep::Pending => {
-                    self.settle(tenant, slot);
-                    Step::Pending { seq: self.group_seq(tenant, &req.group_id) }
-                }
+        let mut slot = match self.lock_group(tenant, &req.group_id, create, now).await {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return Step::Done(JoinResult::error(&req.member_id, UNKNOWN_MEMBER_ID)),
+            Err(code) => return Step::Done(JoinResult::error(&req.member_id, code)),
+        };
+        let step = match slot.group.join(req, &self.config.group, now) {
+            JoinStep::Done(result) => Step::Done(result),
+            JoinStep::Pending => {
+                self.settle(tenant, &mut slot).await;
+                Step::Pending { seq: self.group_seq(tenant, &req.group_id) }
             }
-        });
-        match r {
-            Ok(Some(step)) => step,
-            Ok(None) => Step::Done(JoinResult::error(&req.member_id, UNKNOWN_MEMBER_ID)),
-            Err(code) => Step::Done(JoinResult::error(&req.member_id, code)),
-        }
+        };
+        self.settle(tenant, &mut slot).await;
+        step
     }
 
     /// SyncGroup. The leader's sync persists the group with its assignments before the group
     /// becomes Stable.
-    pub fn sync(&self, tenant: &str, req: &SyncRequest, now: Instant) -> Step<SyncResult> {
+    pub async fn sync(&self, tenant: &str, req: &SyncRequest, now: Instant) -> Step<SyncResult> {
         if req.group_id.is_empty() {
             return Step::Done(SyncResult::error(INVALID_GROUP_ID));
         }
-        let r = self.with_group(tenant, &req.group_id, false, now, |slot| match slot.group.sync(req, now) {
+        let mut slot = match self.lock_group(tenant, &req.group_id, false, now).await {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return Step::Done(SyncResult::error(UNKNOWN_MEMBER_ID)),
+            Err(code) => return Step::Done(SyncResult::error(code)),
+        };
+        let step = match slot.group.sync(req, now) {
             SyncStep::Done(result) => Step::Done(result),
             SyncStep::Pending => {
-                self.settle(tenant, slot);
+                self.settle(tenant, &mut slot).await;
                 Step::Pending { seq: self.group_seq(tenant, &req.group_id) }
             }
             SyncStep::Store(assignments) => {
                 let value = slot.group.value_with_assignments(&assignments);
-                let stored = self.append(tenant, vec![group_record(&req.group_id, Some(&value))]).map_err(|e| {
-                    tracing::warn!(tenant, group = %req.group_id, "storing the group's assignment failed: {e}");
-                    store_error_code(&e, false)
-                });
+                let stored =
+                    self.append(tenant, vec![group_record(&req.group_id, Some(&value))]).await.map_err(|e| {
+                        tracing::warn!(tenant, group = %req.group_id, "storing the group's assignment failed: {e}");
+                        store_error_code(&e, false)
+                    });
                 if stored.is_ok() {
                     slot.persisted = true;
                 }
                 Step::Done(slot.group.finish_leader_sync(req, assignments, stored, now))
             }
-        });
-        match r {
-            Ok(Some(step)) => step,
-            Ok(None) => Step::Done(SyncResult::error(UNKNOWN_MEMBER_ID)),
-            Err(code) => Step::Done(SyncResult::error(code)),
-        }
+        };
+        self.settle(tenant, &mut slot).await;
+        step
     }
 
     /// Heartbeat.
-    pub fn heartbeat(
+    pub async fn heartbeat(
         &self,
         tenant: &str,
         group: &str,
@@ -448,17 +451,19 @@ impl Coordinator {
         if group.is_empty() {
             return INVALID_GROUP_ID;
         }
-        match self.with_group(tenant, group, false, now, |slot| {
-            slot.group.heartbeat(generation, member_id, instance_id, now)
-        }) {
-            Ok(Some(code)) => code,
+        match self.lock_group(tenant, group, false, now).await {
+            Ok(Some(mut slot)) => {
+                let code = slot.group.heartbeat(generation, member_id, instance_id, now);
+                self.settle(tenant, &mut slot).await;
+                code
+            }
             Ok(None) => UNKNOWN_MEMBER_ID,
             Err(code) => code,
         }
     }
 
     /// LeaveGroup: (member id, instance id) per leaving member.
-    pub fn leave(
+    pub async fn leave(
         &self,
         tenant: &str,
         group: &str,
@@ -468,7 +473,16 @@ impl Coordinator {
         if group.is_empty() {
             return LeaveResult { error: INVALID_GROUP_ID, members: vec![INVALID_GROUP_ID; leaving.len()] };
         }
-        match self.with_group(tenant, group, false, now, |slot| slot.group.leave(leaving, now)) {
+        let r = match self.lock_group(tenant, group, false, now).await {
+            Ok(Some(mut slot)) => {
+                let r = slot.group.leave(leaving, now);
+                self.settle(tenant, &mut slot).await;
+                Ok(Some(r))
+            }
+            Ok(None) => Ok(None),
+            Err(code) => Err(code),
+        };
+        match r {
             Ok(Some(Ok(members))) => LeaveResult { error: NONE, members },
             Ok(Some(Err(code))) | Err(code) => {
                 LeaveResult { error: code, members: vec![code; leaving.len()] }
@@ -478,9 +492,13 @@ impl Coordinator {
     }
 
     /// DescribeGroups (an unknown group is Dead, without an error, as in Kafka).
-    pub fn describe(&self, tenant: &str, group: &str) -> GroupDescription {
-        match self.with_group(tenant, group, false, Instant::now(), |slot| slot.group.describe()) {
-            Ok(Some(d)) => d,
+    pub async fn describe(&self, tenant: &str, group: &str) -> GroupDescription {
+        match self.lock_group(tenant, group, false, Instant::now()).await {
+            Ok(Some(mut slot)) => {
+                let d = slot.group.describe();
+                self.settle(tenant, &mut slot).await;
+                d
+            }
             Ok(None) => GroupDescription::dead(group, NONE),
             Err(code) => GroupDescription::dead(group, code),
         }
@@ -488,40 +506,49 @@ impl Coordinator {
 
     /// ListGroups: the tenant's groups whose state is one of `states` (Kafka's names, any case;
     /// empty: all).
-    pub fn list(&self, tenant: &str, states: &[String]) -> Result<Vec<GroupListing>, i16> {
-        let t = self.tenant(tenant).map_err(|e| {
+    pub async fn list(&self, tenant: &str, states: &[String]) -> Result<Vec<GroupListing>, i16> {
+        let t = self.tenant(tenant).await.map_err(|e| {
             tracing::error!(tenant, "group coordinator unavailable: {e}");
             COORDINATOR_NOT_AVAILABLE
         })?;
-        let slots: Vec<Arc<Mutex<Slot>>> = t.groups.lock().values().cloned().collect();
-        Ok(slots
-            .iter()
-            .filter_map(|slot| {
-                let slot = slot.lock();
-                let state = slot.group.state().as_str();
-                let wanted = states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state));
-                (wanted && slot.group.state() != GroupState::Dead).then(|| GroupListing {
+        let slots: Vec<Arc<AsyncMutex<Slot>>> = t.groups.lock().values().cloned().collect();
+        let mut out = Vec::new();
+        for slot in slots {
+            let slot = slot.lock().await;
+            let state = slot.group.state().as_str();
+            let wanted = states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(state));
+            if wanted && slot.group.state() != GroupState::Dead {
+                out.push(GroupListing {
                     group_id: slot.group.id.clone(),
                     protocol_type: slot.group.protocol_type().unwrap_or_default().to_string(),
                     state: state.to_string(),
-                })
-            })
-            .collect())
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// DeleteGroups for one group: only an Empty group; its offsets go with it.
-    pub fn delete(&self, tenant: &str, group: &str, now: Instant) -> i16 {
-        let t = match self.tenant(tenant) {
+    pub async fn delete(&self, tenant: &str, group: &str, now: Instant) -> i16 {
+        let t = match self.tenant(tenant).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(tenant, "group coordinator unavailable: {e}");
                 return COORDINATOR_NOT_AVAILABLE;
             }
         };
-        let r = self.with_group(tenant, group, false, now, |slot| {
-            slot.group.check_delete()?;
-            self.forget(tenant, &t, slot, now)
-        });
+        let r = match self.lock_group(tenant, group, false, now).await {
+            Ok(Some(mut slot)) => {
+                let r = match slot.group.check_delete() {
+                    Ok(()) => self.forget(tenant, &t, &mut slot, now).await,
+                    Err(code) => Err(code),
+                };
+                self.settle(tenant, &mut slot).await;
+                Ok(Some(r))
+            }
+            Ok(None) => Ok(None),
+            Err(code) => Err(code),
+        };
         match r {
             Ok(Some(Ok(()))) => {
                 tracing::info!(tenant, group, "group deleted");
@@ -533,14 +560,14 @@ impl Coordinator {
     }
 
     /// Write tombstones for the group and its offsets, then remove it (it becomes Dead).
-    fn forget(&self, tenant: &str, t: &Tenant, slot: &mut Slot, now: Instant) -> Result<(), i16> {
+    async fn forget(&self, tenant: &str, t: &Tenant, slot: &mut Slot, now: Instant) -> Result<(), i16> {
         let id = slot.group.id.clone();
         let mut tombstones: Vec<Record> =
             slot.offsets.iter().map(|(topic, p, _)| offset_record(&id, topic, p, None)).collect();
         if slot.persisted {
             tombstones.push(group_record(&id, None));
         }
-        self.append(tenant, tombstones).map_err(|e| {
+        self.append(tenant, tombstones).await.map_err(|e| {
             tracing::warn!(tenant, group = %id, "deleting the group failed: {e}");
             store_error_code(&e, false)
         })?;
@@ -554,7 +581,7 @@ impl Coordinator {
     /// OffsetCommit: one error code per offset, in order. Generation -1 with an empty member id
     /// commits outside the group protocol (only while the group has no members).
     #[allow(clippy::too_many_arguments)] // the WIT call's arguments, plus tenant and time
-    pub fn commit_offsets(
+    pub async fn commit_offsets(
         &self,
         tenant: &str,
         group: &str,
@@ -567,7 +594,33 @@ impl Coordinator {
         let n = offsets.len();
         // Kafka creates the group for a commit outside the group protocol; a commit with a
         // generation into a group it does not know comes from an older generation.
-        let r = self.with_group(tenant, group, generation < 0, now, |slot| {
+        let mut slot = match self.lock_group(tenant, group, generation < 0, now).await {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return vec![ILLEGAL_GENERATION; n],
+            Err(code) => return vec![code; n],
+        };
+        let codes = self
+            .commit_locked(tenant, group, &mut slot, generation, member_id, instance_id, offsets, now)
+            .await;
+        self.settle(tenant, &mut slot).await;
+        codes
+    }
+
+    /// OffsetCommit under the group's lock.
+    #[allow(clippy::too_many_arguments)] // commit_offsets' arguments, plus the locked group
+    async fn commit_locked(
+        &self,
+        tenant: &str,
+        group: &str,
+        slot: &mut Slot,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: &[OffsetCommit],
+        now: Instant,
+    ) -> Vec<i16> {
+        let n = offsets.len();
+        {
             if let Err(code) = slot.group.check_commit(generation, member_id, instance_id, now) {
                 return vec![code; n];
             }
@@ -592,7 +645,7 @@ impl Coordinator {
                     stored.push((i, c));
                 }
             }
-            match self.append(tenant, records) {
+            match self.append(tenant, records).await {
                 Ok(()) => {
                     for (i, c) in stored {
                         slot.offsets.put(offsets[i].topic.clone(), offsets[i].partition, c);
@@ -606,17 +659,12 @@ impl Coordinator {
                 }
             }
             codes
-        });
-        match r {
-            Ok(Some(codes)) => codes,
-            Ok(None) => vec![ILLEGAL_GENERATION; n],
-            Err(code) => vec![code; n],
         }
     }
 
     /// OffsetFetch: the committed offsets of `partitions` (offset -1 when none), or with None
     /// every partition the group has committed.
-    pub fn fetch_offsets(
+    pub async fn fetch_offsets(
         &self,
         tenant: &str,
         group: &str,
@@ -638,28 +686,51 @@ impl Coordinator {
             metadata: Some(String::new()),
             error: NONE,
         };
-        let r = self.with_group(tenant, group, false, Instant::now(), |slot| match partitions {
-            Some(ps) => ps
-                .iter()
-                .map(|(t, p)| match slot.offsets.get(t, *p) {
-                    Some(c) => found(t, *p, c),
-                    None => missing(t, *p),
-                })
-                .collect(),
-            None => slot.offsets.iter().map(|(t, p, c)| found(t, p, c)).collect(),
-        })?;
+        let r = match self.lock_group(tenant, group, false, Instant::now()).await? {
+            Some(mut slot) => {
+                let r: Vec<CommittedOffset> = match partitions {
+                    Some(ps) => ps
+                        .iter()
+                        .map(|(t, p)| match slot.offsets.get(t, *p) {
+                            Some(c) => found(t, *p, c),
+                            None => missing(t, *p),
+                        })
+                        .collect(),
+                    None => slot.offsets.iter().map(|(t, p, c)| found(t, p, c)).collect(),
+                };
+                self.settle(tenant, &mut slot).await;
+                Some(r)
+            }
+            None => None,
+        };
         Ok(r.unwrap_or_else(|| partitions.unwrap_or_default().iter().map(|(t, p)| missing(t, *p)).collect()))
     }
 
     /// OffsetDelete: one error code per partition, or a group-level error.
-    pub fn delete_offsets(
+    pub async fn delete_offsets(
         &self,
         tenant: &str,
         group: &str,
         partitions: &[(String, i32)],
         now: Instant,
     ) -> Result<Vec<i16>, i16> {
-        let r = self.with_group(tenant, group, false, now, |slot| {
+        let Some(mut slot) = self.lock_group(tenant, group, false, now).await? else {
+            return Err(GROUP_ID_NOT_FOUND);
+        };
+        let r = self.delete_offsets_locked(tenant, group, &mut slot, partitions).await;
+        self.settle(tenant, &mut slot).await;
+        r
+    }
+
+    /// OffsetDelete under the group's lock.
+    async fn delete_offsets_locked(
+        &self,
+        tenant: &str,
+        group: &str,
+        slot: &mut Slot,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<i16>, i16> {
+        {
             let topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
             let subscribed = slot.group.check_offset_delete(&topics)?;
             let mut codes = vec![NONE; partitions.len()];
@@ -677,7 +748,7 @@ impl Coordinator {
                 .iter()
                 .map(|&i| offset_record(group, &partitions[i].0, partitions[i].1, None))
                 .collect();
-            match self.append(tenant, tombstones) {
+            match self.append(tenant, tombstones).await {
                 Ok(()) => {
                     for &i in &eligible {
                         slot.offsets.remove(&partitions[i].0, partitions[i].1);
@@ -691,33 +762,32 @@ impl Coordinator {
                 }
             }
             Ok(codes)
-        })?;
-        r.unwrap_or(Err(GROUP_ID_NOT_FOUND))
+        }
     }
 
     /// The timer: expire sessions and pending members, complete join phases whose time is up,
     /// remove members that did not sync, and forget long-Empty groups without offsets. The
     /// server calls it every ~100 ms.
-    pub fn tick(&self, now: Instant) {
+    pub async fn tick(&self, now: Instant) {
         let tenants: Vec<(String, Arc<Tenant>)> =
             self.tenants.lock().iter().map(|(n, t)| (n.clone(), t.clone())).collect();
         let mut live = std::collections::HashSet::new();
         for (name, t) in tenants {
-            let slots: Vec<Arc<Mutex<Slot>>> = t.groups.lock().values().cloned().collect();
+            let slots: Vec<Arc<AsyncMutex<Slot>>> = t.groups.lock().values().cloned().collect();
             for slot in slots {
-                let mut slot = slot.lock();
+                let mut slot = slot.lock().await;
                 if slot.group.state() == GroupState::Dead {
                     continue;
                 }
                 slot.group.tick(now);
-                self.settle(&name, &mut slot);
+                self.settle(&name, &mut slot).await;
                 let idle = slot.group.state() == GroupState::Empty
                     && slot.offsets.is_empty()
                     && slot
                         .group
                         .idle_since()
                         .is_some_and(|s| now.duration_since(s) >= EMPTY_GROUP_RETENTION);
-                if idle && self.forget(&name, &t, &mut slot, now).is_ok() {
+                if idle && self.forget(&name, &t, &mut slot, now).await.is_ok() {
                     tracing::info!(tenant = %name, group = %slot.group.id, "forgot an empty group without offsets");
                     self.notify(&name, &slot.group.id);
                 }
@@ -732,15 +802,15 @@ impl Coordinator {
     /// Every group with its members and, per committed partition, the lag (log end offset minus
     /// committed offset), for the admin API. Tenants not used since the start are not listed
     /// (except the ones replayed at start).
-    pub fn groups_overview(&self) -> Vec<GroupOverview> {
+    pub async fn groups_overview(&self) -> Vec<GroupOverview> {
         let tenants: Vec<(String, Arc<Tenant>)> =
             self.tenants.lock().iter().map(|(n, t)| (n.clone(), t.clone())).collect();
         let mut out = Vec::new();
         for (tenant, t) in tenants {
-            let slots: Vec<Arc<Mutex<Slot>>> = t.groups.lock().values().cloned().collect();
+            let slots: Vec<Arc<AsyncMutex<Slot>>> = t.groups.lock().values().cloned().collect();
             for slot in slots {
                 let mut overview = {
-                    let slot = slot.lock();
+                    let slot = slot.lock().await;
                     let g = &slot.group;
                     if g.state() == GroupState::Dead {
                         continue;
@@ -791,7 +861,7 @@ impl Coordinator {
                     for p in &mut overview.offsets {
                         let name =
                             TopicName::new(tenant.clone(), self.config.namespace.clone(), p.topic.clone());
-                        if let Ok((_, end)) = wait(log.offsets(&name, p.partition)) {
+                        if let Ok((_, end)) = log.offsets(&name, p.partition).await {
                             p.log_end_offset = Some(end);
                             p.lag = Some(end - p.committed_offset);
                         }

@@ -146,15 +146,15 @@ impl Replayed {
 }
 
 /// Read the whole offsets topic `name` (partition 0) from its log start to its end.
-pub fn replay(log: &dyn Log, name: &TopicName) -> Result<Replayed, StorageError> {
+pub async fn replay(log: &dyn Log, name: &TopicName) -> Result<Replayed, StorageError> {
     let mut out = Replayed::default();
     if log.topic(name).is_none() {
         return Ok(out);
     }
-    let (start, end) = crate::storage::wait(log.offsets(name, 0))?;
+    let (start, end) = log.offsets(name, 0).await?;
     let mut next = start;
     while next < end {
-        let read = crate::storage::wait(log.read(name, 0, next, 1 << 20, true))?;
+        let read = log.read(name, 0, next, 1 << 20, true).await?;
         let Some(bytes) = read.records else { break };
         let before = next;
         let mut pos = 0;
@@ -243,7 +243,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap();
         let name = TopicName::new("public", "default", OFFSETS_TOPIC);
-        assert!(replay(&log, &name).unwrap().groups.is_empty(), "no topic yet");
+        assert!(crate::storage::wait(replay(&log, &name)).unwrap().groups.is_empty(), "no topic yet");
         log.create_topic(&name, 1, &offsets_topic_configs(), false).unwrap();
         let g = GroupValue {
             protocol_type: "consumer".into(),
@@ -264,7 +264,7 @@ mod tests {
         for records in appends {
             log.append(&name, 0, encode_batch(&records, 0).unwrap().into()).unwrap();
         }
-        let r = replay(&log, &name).unwrap();
+        let r = crate::storage::wait(replay(&log, &name)).unwrap();
         assert_eq!(r.records, 8);
         assert_eq!(r.groups.keys().collect::<Vec<_>>(), vec!["g"]);
         assert_eq!(r.offsets["g"].len(), 1);

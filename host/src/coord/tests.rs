@@ -62,10 +62,10 @@ fn commit(topic: &str, partition: i32, offset: i64, metadata: Option<&str>) -> O
 
 /// A stable one-member group "g" (generation 1) with partitions 0-2 of "t" assigned.
 fn stable(coord: &Coordinator, now: Instant) -> String {
-    let Step::Done(r) = coord.join(T, &join_req("", 1), now) else { panic!() };
+    let Step::Done(r) = wait(coord.join(T, &join_req("", 1), now)) else { panic!() };
     assert_eq!(r.error, MEMBER_ID_REQUIRED);
     let id = r.member_id;
-    let Step::Done(r) = coord.join(T, &join_req(&id, 1), now) else { panic!() };
+    let Step::Done(r) = wait(coord.join(T, &join_req(&id, 1), now)) else { panic!() };
     assert_eq!((r.error, r.generation_id), (NONE, 1));
     let sync = SyncRequest {
         group_id: "g".into(),
@@ -74,7 +74,7 @@ fn stable(coord: &Coordinator, now: Instant) -> String {
         assignments: vec![(id.clone(), assignment(&[("t", &[0, 1, 2])]))],
         ..SyncRequest::default()
     };
-    let Step::Done(s) = coord.sync(T, &sync, now) else { panic!() };
+    let Step::Done(s) = wait(coord.sync(T, &sync, now)) else { panic!() };
     assert_eq!(s.error, NONE);
     id
 }
@@ -88,7 +88,7 @@ fn commits_fetches_and_survives_a_restart() {
         log.create_topic(&topic("t"), 3, &[], false).unwrap();
         let coord = open(&log);
         let member = stable(&coord, now);
-        let codes = coord.commit_offsets(
+        let codes = wait(coord.commit_offsets(
             T,
             "g",
             1,
@@ -102,7 +102,7 @@ fn commits_fetches_and_survives_a_restart() {
                 commit("t", 2, 1, Some("far too long metadata")),
             ],
             now,
-        );
+        ));
         assert_eq!(
             codes,
             vec![
@@ -115,14 +115,14 @@ fn commits_fetches_and_survives_a_restart() {
         );
         // Later commits win.
         assert_eq!(
-            coord.commit_offsets(T, "g", 1, &member, None, &[commit("t", 1, 8, None)], now),
+            wait(coord.commit_offsets(T, "g", 1, &member, None, &[commit("t", 1, 8, None)], now)),
             vec![NONE]
         );
-        let all = coord.fetch_offsets(T, "g", None).unwrap();
+        let all = wait(coord.fetch_offsets(T, "g", None)).unwrap();
         assert_eq!(all.iter().map(|c| (c.partition, c.offset)).collect::<Vec<_>>(), vec![(0, 5), (1, 8)]);
         assert_eq!(all[0].metadata.as_deref(), Some("m"));
         assert_eq!(all[0].leader_epoch, 3);
-        let some = coord.fetch_offsets(T, "g", Some(&[("t".into(), 2), ("t".into(), 0)])).unwrap();
+        let some = wait(coord.fetch_offsets(T, "g", Some(&[("t".into(), 2), ("t".into(), 0)]))).unwrap();
         assert_eq!(some.iter().map(|c| (c.partition, c.offset)).collect::<Vec<_>>(), vec![(2, -1), (0, 5)]);
         // The internal topic exists, kept forever, and is reported internal by the log glue.
         let meta = log.topic(&topic(records::OFFSETS_TOPIC)).unwrap();
@@ -132,9 +132,9 @@ fn commits_fetches_and_survives_a_restart() {
     // A restart: a new log and coordinator over the same directory.
     let log = open_log(dir.path());
     let coord = open(&log);
-    let all = coord.fetch_offsets(T, "g", None).unwrap();
+    let all = wait(coord.fetch_offsets(T, "g", None)).unwrap();
     assert_eq!(all.iter().map(|c| (c.partition, c.offset)).collect::<Vec<_>>(), vec![(0, 5), (1, 8)]);
-    let d = coord.describe(T, "g");
+    let d = wait(coord.describe(T, "g"));
     assert_eq!(d.state, "Stable");
     assert_eq!(d.protocol_name, "range");
     assert_eq!(d.members.len(), 1);
@@ -142,7 +142,7 @@ fn commits_fetches_and_survives_a_restart() {
     assert_eq!(d.members[0].assignment, assignment(&[("t", &[0, 1, 2])]));
     // The member carries on in its generation, and its session runs from the restart.
     let later = Instant::now();
-    assert_eq!(coord.heartbeat(T, "g", 1, &member, None, later), NONE);
+    assert_eq!(wait(coord.heartbeat(T, "g", 1, &member, None, later)), NONE);
     let sync = SyncRequest {
         group_id: "g".into(),
         generation_id: 1,
@@ -150,7 +150,7 @@ fn commits_fetches_and_survives_a_restart() {
         ..SyncRequest::default()
     };
     assert_eq!(
-        coord.sync(T, &sync, later),
+        wait(coord.sync(T, &sync, later)),
         Step::Done(SyncResult {
             error: NONE,
             protocol_type: Some("consumer".into()),
@@ -158,14 +158,14 @@ fn commits_fetches_and_survives_a_restart() {
             assignment: assignment(&[("t", &[0, 1, 2])]),
         })
     );
-    coord.tick(later + Duration::from_millis(10_001));
-    assert_eq!(coord.describe(T, "g").state, "Empty", "expired without heartbeats");
+    wait(coord.tick(later + Duration::from_millis(10_001)));
+    assert_eq!(wait(coord.describe(T, "g")).state, "Empty", "expired without heartbeats");
     // The emptied group is persisted too.
     drop(coord);
     let coord = open(&log);
-    let d = coord.describe(T, "g");
+    let d = wait(coord.describe(T, "g"));
     assert_eq!((d.state.as_str(), d.members.len()), ("Empty", 0));
-    assert_eq!(coord.fetch_offsets(T, "g", None).unwrap().len(), 2);
+    assert_eq!(wait(coord.fetch_offsets(T, "g", None)).unwrap().len(), 2);
 }
 
 #[test]
@@ -177,27 +177,27 @@ fn simple_commits_and_commit_errors() {
     let now = Instant::now();
     // A generation into a group nobody knows: an older generation.
     assert_eq!(
-        coord.commit_offsets(T, "x", 5, "m", None, &[commit("t", 0, 1, None)], now),
+        wait(coord.commit_offsets(T, "x", 5, "m", None, &[commit("t", 0, 1, None)], now)),
         vec![ILLEGAL_GENERATION]
     );
-    assert_eq!(coord.describe(T, "x").state, "Dead", "not created");
+    assert_eq!(wait(coord.describe(T, "x")).state, "Dead", "not created");
     // Outside the group protocol: allowed, and creates the group.
-    assert_eq!(coord.commit_offsets(T, "x", -1, "", None, &[commit("t", 0, 1, None)], now), vec![NONE]);
-    assert_eq!(coord.describe(T, "x").state, "Empty");
+    assert_eq!(wait(coord.commit_offsets(T, "x", -1, "", None, &[commit("t", 0, 1, None)], now)), vec![NONE]);
+    assert_eq!(wait(coord.describe(T, "x")).state, "Empty");
     let member = stable(&coord, now);
     assert_eq!(
-        coord.commit_offsets(T, "g", -1, "", None, &[commit("t", 0, 1, None)], now),
+        wait(coord.commit_offsets(T, "g", -1, "", None, &[commit("t", 0, 1, None)], now)),
         vec![UNKNOWN_MEMBER_ID]
     );
     assert_eq!(
-        coord.commit_offsets(T, "g", 2, &member, None, &[commit("t", 0, 1, None)], now),
+        wait(coord.commit_offsets(T, "g", 2, &member, None, &[commit("t", 0, 1, None)], now)),
         vec![ILLEGAL_GENERATION]
     );
     assert_eq!(
-        coord.commit_offsets(T, "g", 1, "other", None, &[commit("t", 0, 1, None)], now),
+        wait(coord.commit_offsets(T, "g", 1, "other", None, &[commit("t", 0, 1, None)], now)),
         vec![UNKNOWN_MEMBER_ID]
     );
-    assert!(coord.fetch_offsets(T, "g", None).unwrap().is_empty(), "nothing stored");
+    assert!(wait(coord.fetch_offsets(T, "g", None)).unwrap().is_empty(), "nothing stored");
 }
 
 #[test]
@@ -210,13 +210,21 @@ fn a_failed_append_fails_the_commit_with_a_code_clients_understand() {
     log.create_topic(&topic(records::OFFSETS_TOPIC), 1, &small, false).unwrap();
     let coord = open(&log);
     let now = Instant::now();
-    let codes =
-        coord.commit_offsets(T, "g", -1, "", None, &[commit("t", 0, 9, None), commit("u", 0, 1, None)], now);
+    let codes = wait(coord.commit_offsets(
+        T,
+        "g",
+        -1,
+        "",
+        None,
+        &[commit("t", 0, 9, None), commit("u", 0, 1, None)],
+        now,
+    ));
     // Too large for the offsets topic: INVALID_COMMIT_OFFSET_SIZE, as Kafka's coordinator says.
     assert_eq!(codes, vec![28, UNKNOWN_TOPIC_OR_PARTITION]);
-    assert!(coord.fetch_offsets(T, "g", None).unwrap().is_empty(), "nothing stored");
+    assert!(wait(coord.fetch_offsets(T, "g", None)).unwrap().is_empty(), "nothing stored");
     // The leader's sync cannot store the assignment: it gets the error, the group rebalances.
-    let Step::Done(r) = coord.join(T, &JoinRequest { require_known_member: false, ..join_req("", 1) }, now)
+    let Step::Done(r) =
+        wait(coord.join(T, &JoinRequest { require_known_member: false, ..join_req("", 1) }, now))
     else {
         panic!()
     };
@@ -226,9 +234,9 @@ fn a_failed_append_fails_the_commit_with_a_code_clients_understand() {
         member_id: r.member_id,
         ..SyncRequest::default()
     };
-    let Step::Done(s) = coord.sync(T, &sync, now) else { panic!() };
+    let Step::Done(s) = wait(coord.sync(T, &sync, now)) else { panic!() };
     assert_eq!(s.error, -1, "UNKNOWN_SERVER_ERROR, not the storage layer's MESSAGE_TOO_LARGE");
-    assert_eq!(coord.describe(T, "g").state, "PreparingRebalance");
+    assert_eq!(wait(coord.describe(T, "g")).state, "PreparingRebalance");
 }
 
 #[test]
@@ -238,20 +246,22 @@ fn parked_joins_see_the_change_counter() {
     let coord = open(&log);
     let now = Instant::now();
     let first = stable(&coord, now);
-    let Step::Done(r) = coord.join(T, &join_req("", 2), now) else { panic!() };
+    let Step::Done(r) = wait(coord.join(T, &join_req("", 2), now)) else { panic!() };
     let second = r.member_id;
     let mut rx = coord.subscribe(T, "g");
-    let Step::Pending { seq } = coord.join(T, &join_req(&second, 2), now) else { panic!("should wait") };
+    let Step::Pending { seq } = wait(coord.join(T, &join_req(&second, 2), now)) else {
+        panic!("should wait")
+    };
     assert_eq!(seq, coord.group_seq(T, "g"), "the counter after the join's own change");
     assert_eq!(*rx.borrow_and_update(), seq);
     // A re-run changes nothing: same counter.
-    assert_eq!(coord.join(T, &join_req(&second, 2), now), Step::Pending { seq });
+    assert_eq!(wait(coord.join(T, &join_req(&second, 2), now)), Step::Pending { seq });
     // The first member rejoins: the rebalance completes and the counter moves.
-    let Step::Done(r) = coord.join(T, &join_req(&first, 1), now) else { panic!() };
+    let Step::Done(r) = wait(coord.join(T, &join_req(&first, 1), now)) else { panic!() };
     assert_eq!(r.generation_id, 2);
     assert!(rx.has_changed().unwrap());
     assert!(coord.group_seq(T, "g") > seq);
-    let Step::Done(r) = coord.join(T, &join_req(&second, 2), now) else { panic!() };
+    let Step::Done(r) = wait(coord.join(T, &join_req(&second, 2), now)) else { panic!() };
     assert_eq!((r.error, r.generation_id), (NONE, 2));
     // The follower's sync waits for the leader's.
     let follower = SyncRequest {
@@ -260,7 +270,7 @@ fn parked_joins_see_the_change_counter() {
         member_id: second.clone(),
         ..SyncRequest::default()
     };
-    let Step::Pending { seq } = coord.sync(T, &follower, now) else { panic!("should wait") };
+    let Step::Pending { seq } = wait(coord.sync(T, &follower, now)) else { panic!("should wait") };
     let leader = SyncRequest {
         group_id: "g".into(),
         generation_id: 2,
@@ -268,34 +278,34 @@ fn parked_joins_see_the_change_counter() {
         assignments: vec![(second.clone(), b"x".to_vec())],
         ..SyncRequest::default()
     };
-    assert!(matches!(coord.sync(T, &leader, now), Step::Done(SyncResult { error: NONE, .. })));
+    assert!(matches!(wait(coord.sync(T, &leader, now)), Step::Done(SyncResult { error: NONE, .. })));
     assert!(coord.group_seq(T, "g") > seq);
-    let Step::Done(s) = coord.sync(T, &follower, now) else { panic!() };
+    let Step::Done(s) = wait(coord.sync(T, &follower, now)) else { panic!() };
     assert_eq!(s.assignment, b"x");
     // The timer wakes parked requests too: a session expiry.
     let seq = coord.group_seq(T, "g");
-    coord.tick(now + Duration::from_millis(10_000));
+    wait(coord.tick(now + Duration::from_millis(10_000)));
     assert!(coord.group_seq(T, "g") > seq);
-    assert_eq!(coord.describe(T, "g").state, "Empty");
+    assert_eq!(wait(coord.describe(T, "g")).state, "Empty");
 }
 
 #[test]
 fn join_and_sync_of_unknown_groups() {
     let coord = Coordinator::default();
     let now = Instant::now();
-    let Step::Done(r) = coord.join(T, &join_req("m", 1), now) else { panic!() };
+    let Step::Done(r) = wait(coord.join(T, &join_req("m", 1), now)) else { panic!() };
     assert_eq!(r.error, UNKNOWN_MEMBER_ID);
-    assert_eq!(coord.describe(T, "g").state, "Dead", "not created");
+    assert_eq!(wait(coord.describe(T, "g")).state, "Dead", "not created");
     let sync = SyncRequest { group_id: "g".into(), member_id: "m".into(), ..SyncRequest::default() };
-    assert_eq!(coord.sync(T, &sync, now), Step::Done(SyncResult::error(UNKNOWN_MEMBER_ID)));
-    assert_eq!(coord.heartbeat(T, "g", 1, "m", None, now), UNKNOWN_MEMBER_ID);
-    assert_eq!(coord.heartbeat(T, "", 1, "m", None, now), INVALID_GROUP_ID);
-    let left = coord.leave(T, "g", &[("m".into(), None)], now);
+    assert_eq!(wait(coord.sync(T, &sync, now)), Step::Done(SyncResult::error(UNKNOWN_MEMBER_ID)));
+    assert_eq!(wait(coord.heartbeat(T, "g", 1, "m", None, now)), UNKNOWN_MEMBER_ID);
+    assert_eq!(wait(coord.heartbeat(T, "", 1, "m", None, now)), INVALID_GROUP_ID);
+    let left = wait(coord.leave(T, "g", &[("m".into(), None)], now));
     assert_eq!(left, LeaveResult { error: NONE, members: vec![UNKNOWN_MEMBER_ID] });
     let bad = JoinRequest { session_timeout_ms: 1, ..join_req("", 1) };
-    let Step::Done(r) = coord.join(T, &bad, now) else { panic!() };
+    let Step::Done(r) = wait(coord.join(T, &bad, now)) else { panic!() };
     assert_eq!(r.error, INVALID_SESSION_TIMEOUT);
-    assert_eq!(coord.list(T, &[]).unwrap(), vec![]);
+    assert_eq!(wait(coord.list(T, &[])).unwrap(), vec![]);
 }
 
 #[test]
@@ -306,11 +316,21 @@ fn list_describe_and_delete_groups() {
     let coord = open(&log);
     let now = Instant::now();
     let member = stable(&coord, now);
-    assert_eq!(coord.commit_offsets(T, "simple", -1, "", None, &[commit("t", 0, 1, None)], now), vec![NONE]);
-    assert_eq!(coord.commit_offsets(T, "g", 1, &member, None, &[commit("t", 1, 1, None)], now), vec![NONE]);
+    assert_eq!(
+        wait(coord.commit_offsets(T, "simple", -1, "", None, &[commit("t", 0, 1, None)], now)),
+        vec![NONE]
+    );
+    assert_eq!(
+        wait(coord.commit_offsets(T, "g", 1, &member, None, &[commit("t", 1, 1, None)], now)),
+        vec![NONE]
+    );
     let names = |states: &[&str]| -> Vec<(String, String, String)> {
         let states: Vec<String> = states.iter().map(|s| s.to_string()).collect();
-        coord.list(T, &states).unwrap().into_iter().map(|g| (g.group_id, g.protocol_type, g.state)).collect()
+        wait(coord.list(T, &states))
+            .unwrap()
+            .into_iter()
+            .map(|g| (g.group_id, g.protocol_type, g.state))
+            .collect()
     };
     assert_eq!(
         names(&[]),
@@ -322,22 +342,22 @@ fn list_describe_and_delete_groups() {
     assert_eq!(names(&["stable"]).len(), 1);
     assert_eq!(names(&["Empty", "Dead"]).len(), 1);
     assert_eq!(names(&["PreparingRebalance"]).len(), 0);
-    assert!(coord.list("other-tenant", &[]).unwrap().is_empty());
+    assert!(wait(coord.list("other-tenant", &[])).unwrap().is_empty());
 
-    assert_eq!(coord.delete(T, "g", now), NON_EMPTY_GROUP);
-    assert_eq!(coord.delete(T, "nope", now), GROUP_ID_NOT_FOUND);
-    assert_eq!(coord.delete(T, "simple", now), NONE);
-    assert_eq!(coord.delete(T, "simple", now), GROUP_ID_NOT_FOUND);
-    assert_eq!(coord.fetch_offsets(T, "simple", None).unwrap(), vec![]);
-    assert_eq!(coord.describe(T, "simple").state, "Dead");
+    assert_eq!(wait(coord.delete(T, "g", now)), NON_EMPTY_GROUP);
+    assert_eq!(wait(coord.delete(T, "nope", now)), GROUP_ID_NOT_FOUND);
+    assert_eq!(wait(coord.delete(T, "simple", now)), NONE);
+    assert_eq!(wait(coord.delete(T, "simple", now)), GROUP_ID_NOT_FOUND);
+    assert_eq!(wait(coord.fetch_offsets(T, "simple", None)).unwrap(), vec![]);
+    assert_eq!(wait(coord.describe(T, "simple")).state, "Dead");
     // g empties, then goes too.
-    assert_eq!(coord.leave(T, "g", &[(member, None)], now).members, vec![NONE]);
-    assert_eq!(coord.describe(T, "g").state, "Empty");
-    assert_eq!(coord.delete(T, "g", now), NONE);
+    assert_eq!(wait(coord.leave(T, "g", &[(member, None)], now)).members, vec![NONE]);
+    assert_eq!(wait(coord.describe(T, "g")).state, "Empty");
+    assert_eq!(wait(coord.delete(T, "g", now)), NONE);
     drop(coord);
     let coord = open(&log);
-    assert!(coord.list(T, &[]).unwrap().is_empty(), "tombstones survive the restart");
-    assert_eq!(coord.fetch_offsets(T, "g", Some(&[("t".into(), 1)])).unwrap()[0].offset, -1);
+    assert!(wait(coord.list(T, &[])).unwrap().is_empty(), "tombstones survive the restart");
+    assert_eq!(wait(coord.fetch_offsets(T, "g", Some(&[("t".into(), 1)]))).unwrap()[0].offset, -1);
 }
 
 #[test]
@@ -348,24 +368,24 @@ fn delete_offsets() {
     log.create_topic(&topic("u"), 1, &[], false).unwrap();
     let coord = open(&log);
     let now = Instant::now();
-    assert_eq!(coord.delete_offsets(T, "g", &[("t".into(), 0)], now), Err(GROUP_ID_NOT_FOUND));
+    assert_eq!(wait(coord.delete_offsets(T, "g", &[("t".into(), 0)], now)), Err(GROUP_ID_NOT_FOUND));
     let member = stable(&coord, now);
     let c = [commit("t", 0, 1, None), commit("u", 0, 2, None)];
-    assert_eq!(coord.commit_offsets(T, "g", 1, &member, None, &c, now), vec![NONE, NONE]);
+    assert_eq!(wait(coord.commit_offsets(T, "g", 1, &member, None, &c, now)), vec![NONE, NONE]);
     // The group consumes t (its members subscribe to it) but not u.
     let parts = [("t".to_string(), 0), ("u".to_string(), 0), ("gone".to_string(), 0)];
     assert_eq!(
-        coord.delete_offsets(T, "g", &parts, now),
+        wait(coord.delete_offsets(T, "g", &parts, now)),
         Ok(vec![GROUP_SUBSCRIBED_TO_TOPIC, NONE, UNKNOWN_TOPIC_OR_PARTITION])
     );
-    let left = coord.fetch_offsets(T, "g", None).unwrap();
+    let left = wait(coord.fetch_offsets(T, "g", None)).unwrap();
     assert_eq!(left.iter().map(|c| c.topic.as_str()).collect::<Vec<_>>(), vec!["t"]);
     // Once the group is empty, anything goes.
-    coord.leave(T, "g", &[(member, None)], now);
-    assert_eq!(coord.delete_offsets(T, "g", &parts[..1], now), Ok(vec![NONE]));
+    wait(coord.leave(T, "g", &[(member, None)], now));
+    assert_eq!(wait(coord.delete_offsets(T, "g", &parts[..1], now)), Ok(vec![NONE]));
     drop(coord);
     let coord = open(&log);
-    assert!(coord.fetch_offsets(T, "g", None).unwrap().is_empty());
+    assert!(wait(coord.fetch_offsets(T, "g", None)).unwrap().is_empty());
 }
 
 #[test]
@@ -375,13 +395,16 @@ fn other_tenants_are_replayed_when_first_used() {
     log.create_topic(&TopicName::new("acme", "default", "t"), 1, &[], false).unwrap();
     let coord = open(&log);
     let now = Instant::now();
-    assert_eq!(coord.commit_offsets("acme", "g", -1, "", None, &[commit("t", 0, 4, None)], now), vec![NONE]);
-    assert!(coord.fetch_offsets(T, "g", None).unwrap().is_empty(), "tenants are separate");
+    assert_eq!(
+        wait(coord.commit_offsets("acme", "g", -1, "", None, &[commit("t", 0, 4, None)], now)),
+        vec![NONE]
+    );
+    assert!(wait(coord.fetch_offsets(T, "g", None)).unwrap().is_empty(), "tenants are separate");
     drop(coord);
     let coord = open(&log);
-    assert!(coord.groups_overview().iter().all(|g| g.tenant != "acme"), "not loaded yet");
-    assert_eq!(coord.fetch_offsets("acme", "g", None).unwrap()[0].offset, 4);
-    assert_eq!(coord.groups_overview().len(), 1);
+    assert!(wait(coord.groups_overview()).iter().all(|g| g.tenant != "acme"), "not loaded yet");
+    assert_eq!(wait(coord.fetch_offsets("acme", "g", None)).unwrap()[0].offset, 4);
+    assert_eq!(wait(coord.groups_overview()).len(), 1);
 }
 
 #[test]
@@ -394,7 +417,7 @@ fn lag_overview() {
     let now = Instant::now();
     let member = stable(&coord, now);
     assert_eq!(
-        coord.commit_offsets(
+        wait(coord.commit_offsets(
             T,
             "g",
             1,
@@ -402,10 +425,10 @@ fn lag_overview() {
             None,
             &[commit("t", 0, 2, None), commit("t", 1, 0, None)],
             now
-        ),
+        )),
         vec![NONE, NONE]
     );
-    let overview = coord.groups_overview();
+    let overview = wait(coord.groups_overview());
     assert_eq!(overview.len(), 1);
     let g = &overview[0];
     assert_eq!(
@@ -427,15 +450,18 @@ fn lag_overview() {
 fn idle_empty_groups_are_forgotten() {
     let coord = Coordinator::default();
     let now = Instant::now();
-    let Step::Done(r) = coord.join(T, &join_req("", 1), now) else { panic!() };
+    let Step::Done(r) = wait(coord.join(T, &join_req("", 1), now)) else { panic!() };
     assert_eq!(r.error, MEMBER_ID_REQUIRED);
-    assert_eq!(coord.commit_offsets(T, "kept", -1, "", None, &[commit("t", 0, 1, None)], now), vec![NONE]);
+    assert_eq!(
+        wait(coord.commit_offsets(T, "kept", -1, "", None, &[commit("t", 0, 1, None)], now)),
+        vec![NONE]
+    );
     coord.notify(T, "g");
-    assert_eq!(coord.list(T, &[]).unwrap().len(), 2);
-    coord.tick(now + EMPTY_GROUP_RETENTION - Duration::from_millis(1));
-    assert_eq!(coord.list(T, &[]).unwrap().len(), 2);
-    coord.tick(now + EMPTY_GROUP_RETENTION);
-    let left: Vec<String> = coord.list(T, &[]).unwrap().into_iter().map(|g| g.group_id).collect();
+    assert_eq!(wait(coord.list(T, &[])).unwrap().len(), 2);
+    wait(coord.tick(now + EMPTY_GROUP_RETENTION - Duration::from_millis(1)));
+    assert_eq!(wait(coord.list(T, &[])).unwrap().len(), 2);
+    wait(coord.tick(now + EMPTY_GROUP_RETENTION));
+    let left: Vec<String> = wait(coord.list(T, &[])).unwrap().into_iter().map(|g| g.group_id).collect();
     assert_eq!(left, vec!["kept"], "a group with offsets stays");
     assert_eq!(coord.group_seq(T, "g"), 0, "its change counter is dropped too");
 }

@@ -7,10 +7,11 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "protocol-handler",
-    // Storage calls are awaited on the guest's fiber (see `Runtime::handle`).
+    // Storage and coordinator calls are awaited on the guest's fiber (see `Runtime::handle`).
     imports: {
         "guise:runtime/log": async,
         "guise:runtime/producers": async,
+        "guise:runtime/groups": async,
     },
     exports: { default: async },
     with: {

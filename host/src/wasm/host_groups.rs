@@ -15,6 +15,12 @@ impl GuestState {
         self.observed.push(Observed { key, value: seq });
     }
 
+    /// The coordinator and this connection's tenant, to await a call on (clones, so the call
+    /// does not borrow the state it reports its time to).
+    fn coord(&self) -> (std::sync::Arc<crate::coord::Coordinator>, String) {
+        (self.ctx.coord.clone(), self.conn.tenant.clone())
+    }
+
     fn client_host_string(&self) -> String {
         // As Kafka reports it: the address without the port, with a leading slash.
         let peer = self.conn.peer.as_str();
@@ -58,7 +64,7 @@ fn sync_result(r: coord::SyncResult) -> groups::SyncResult {
 }
 
 impl groups::Host for GuestState {
-    fn join(&mut self, req: groups::JoinRequest) -> groups::JoinOutcome {
+    async fn join(&mut self, req: groups::JoinRequest) -> groups::JoinOutcome {
         // Choosing the group's protocol compares every member's list with every other's: bound
         // what one member may offer (clients offer one to three assignors).
         if req.protocols.len() > MAX_PROTOCOLS {
@@ -92,7 +98,8 @@ impl groups::Host for GuestState {
             reason: req.reason,
             conn_id: self.conn.id,
         };
-        match self.in_host(|s| s.ctx.coord.join(&s.conn.tenant, &request, Instant::now())) {
+        let (coord, tenant) = self.coord();
+        match self.awaiting(coord.join(&tenant, &request, Instant::now())).await {
             Step::Done(r) => groups::JoinOutcome::Done(join_result(r)),
             Step::Pending { seq } => {
                 self.observe_group(&request.group_id, seq);
@@ -101,7 +108,7 @@ impl groups::Host for GuestState {
         }
     }
 
-    fn sync(&mut self, req: groups::SyncRequest) -> groups::SyncOutcome {
+    async fn sync(&mut self, req: groups::SyncRequest) -> groups::SyncOutcome {
         let request = coord::SyncRequest {
             group_id: req.group_id,
             generation_id: req.generation_id,
@@ -111,7 +118,8 @@ impl groups::Host for GuestState {
             protocol_name: req.protocol_name,
             assignments: req.assignments.into_iter().map(|a| (a.member_id, a.assignment)).collect(),
         };
-        match self.in_host(|s| s.ctx.coord.sync(&s.conn.tenant, &request, Instant::now())) {
+        let (coord, tenant) = self.coord();
+        match self.awaiting(coord.sync(&tenant, &request, Instant::now())).await {
             Step::Done(r) => groups::SyncOutcome::Done(sync_result(r)),
             Step::Pending { seq } => {
                 self.observe_group(&request.group_id, seq);
@@ -120,32 +128,37 @@ impl groups::Host for GuestState {
         }
     }
 
-    fn heartbeat(
+    async fn heartbeat(
         &mut self,
         group_id: String,
         generation_id: i32,
         member_id: String,
         group_instance_id: Option<String>,
     ) -> i16 {
-        self.ctx.coord.heartbeat(
-            &self.conn.tenant,
+        let (coord, tenant) = self.coord();
+        let now = Instant::now();
+        self.awaiting(coord.heartbeat(
+            &tenant,
             &group_id,
             generation_id,
             &member_id,
             group_instance_id.as_deref(),
-            Instant::now(),
-        )
+            now,
+        ))
+        .await
     }
 
-    fn leave(&mut self, group_id: String, members: Vec<groups::Leaving>) -> groups::LeaveResult {
+    async fn leave(&mut self, group_id: String, members: Vec<groups::Leaving>) -> groups::LeaveResult {
         let leaving: Vec<(String, Option<String>)> =
             members.into_iter().map(|m| (m.member_id, m.group_instance_id)).collect();
-        let r = self.ctx.coord.leave(&self.conn.tenant, &group_id, &leaving, Instant::now());
+        let (coord, tenant) = self.coord();
+        let r = self.awaiting(coord.leave(&tenant, &group_id, &leaving, Instant::now())).await;
         groups::LeaveResult { error: r.error, members: r.members }
     }
 
-    fn describe(&mut self, group_id: String) -> groups::GroupDescription {
-        let d = self.ctx.coord.describe(&self.conn.tenant, &group_id);
+    async fn describe(&mut self, group_id: String) -> groups::GroupDescription {
+        let (coord, tenant) = self.coord();
+        let d = self.awaiting(coord.describe(&tenant, &group_id)).await;
         groups::GroupDescription {
             error: d.error,
             group_id: d.group_id,
@@ -167,12 +180,12 @@ impl groups::Host for GuestState {
         }
     }
 
-    fn list(&mut self, states: Vec<String>) -> Vec<groups::GroupListing> {
+    async fn list(&mut self, states: Vec<String>) -> Vec<groups::GroupListing> {
         // The WIT has no error here: a coordinator that cannot load the tenant lists nothing
         // (and has logged why).
-        self.ctx
-            .coord
-            .list(&self.conn.tenant, &states)
+        let (coord, tenant) = self.coord();
+        self.awaiting(coord.list(&tenant, &states))
+            .await
             .unwrap_or_default()
             .into_iter()
             .map(|g| groups::GroupListing {
@@ -183,11 +196,12 @@ impl groups::Host for GuestState {
             .collect()
     }
 
-    fn delete(&mut self, group_id: String) -> i16 {
-        self.ctx.coord.delete(&self.conn.tenant, &group_id, Instant::now())
+    async fn delete(&mut self, group_id: String) -> i16 {
+        let (coord, tenant) = self.coord();
+        self.awaiting(coord.delete(&tenant, &group_id, Instant::now())).await
     }
 
-    fn commit_offsets(
+    async fn commit_offsets(
         &mut self,
         group_id: String,
         generation_id: i32,
@@ -205,28 +219,28 @@ impl groups::Host for GuestState {
                 metadata: o.metadata,
             })
             .collect();
-        self.in_host(|s| {
-            s.ctx.coord.commit_offsets(
-                &s.conn.tenant,
-                &group_id,
-                generation_id,
-                &member_id,
-                group_instance_id.as_deref(),
-                &offsets,
-                Instant::now(),
-            )
-        })
+        let (coord, tenant) = self.coord();
+        let commit = coord.commit_offsets(
+            &tenant,
+            &group_id,
+            generation_id,
+            &member_id,
+            group_instance_id.as_deref(),
+            &offsets,
+            Instant::now(),
+        );
+        self.awaiting(commit).await
     }
 
-    fn fetch_offsets(
+    async fn fetch_offsets(
         &mut self,
         group_id: String,
         partitions: Option<Vec<types::TopicPartition>>,
     ) -> Result<Vec<groups::CommittedOffset>, i16> {
         let partitions: Option<Vec<(String, i32)>> =
             partitions.map(|ps| ps.into_iter().map(|tp| (tp.topic, tp.partition)).collect());
-        let offsets =
-            self.in_host(|s| s.ctx.coord.fetch_offsets(&s.conn.tenant, &group_id, partitions.as_deref()))?;
+        let (coord, tenant) = self.coord();
+        let offsets = self.awaiting(coord.fetch_offsets(&tenant, &group_id, partitions.as_deref())).await?;
         Ok(offsets
             .into_iter()
             .map(|c| groups::CommittedOffset {
@@ -240,13 +254,14 @@ impl groups::Host for GuestState {
             .collect())
     }
 
-    fn delete_offsets(
+    async fn delete_offsets(
         &mut self,
         group_id: String,
         partitions: Vec<types::TopicPartition>,
     ) -> Result<Vec<i16>, i16> {
         let partitions: Vec<(String, i32)> =
             partitions.into_iter().map(|tp| (tp.topic, tp.partition)).collect();
-        self.ctx.coord.delete_offsets(&self.conn.tenant, &group_id, &partitions, Instant::now())
+        let (coord, tenant) = self.coord();
+        self.awaiting(coord.delete_offsets(&tenant, &group_id, &partitions, Instant::now())).await
     }
 }

@@ -99,17 +99,8 @@ pub struct GuestState {
 }
 
 impl GuestState {
-    /// Run `f`, a call into the coordinator, and hand the time it took back to the guest's CPU
-    /// deadline.
-    pub fn in_host<T>(&mut self, f: impl FnOnce(&Self) -> T) -> T {
-        let started = std::time::Instant::now();
-        let r = f(self);
-        self.host_time += started.elapsed();
-        r
-    }
-
-    /// Await `fut`, a call into storage (it may wait on a disk, a slow store or, with the Pulsar
-    /// backend, the network), and hand the time it took back to the guest's CPU deadline. The
+    /// Await `fut`, a call into storage or the group coordinator (it may wait on a disk, a slow
+    /// store or, with the Pulsar backend, the network), and hand the time it took back to the guest's CPU deadline. The
     /// guest's fiber is suspended meanwhile: it holds no thread.
     pub async fn awaiting<T>(&mut self, fut: impl std::future::Future<Output = T>) -> T {
         let started = std::time::Instant::now();

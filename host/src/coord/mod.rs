@@ -620,46 +620,43 @@ impl Coordinator {
         now: Instant,
     ) -> Vec<i16> {
         let n = offsets.len();
-        {
-            if let Err(code) = slot.group.check_commit(generation, member_id, instance_id, now) {
-                return vec![code; n];
-            }
-            let mut codes = vec![NONE; n];
-            let mut records = Vec::new();
-            let mut stored = Vec::new();
-            let timestamp = now_ms();
-            for (i, o) in offsets.iter().enumerate() {
-                if !self.partition_exists(tenant, &o.topic, o.partition) {
-                    codes[i] = UNKNOWN_TOPIC_OR_PARTITION;
-                } else if o.metadata.as_ref().is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes)
-                {
-                    codes[i] = OFFSET_METADATA_TOO_LARGE;
-                } else {
-                    let c = Committed {
-                        offset: o.offset,
-                        leader_epoch: o.leader_epoch,
-                        metadata: o.metadata.clone(),
-                        commit_timestamp: timestamp,
-                    };
-                    records.push(offset_record(group, &o.topic, o.partition, Some(&c)));
-                    stored.push((i, c));
-                }
-            }
-            match self.append(tenant, records).await {
-                Ok(()) => {
-                    for (i, c) in stored {
-                        slot.offsets.put(offsets[i].topic.clone(), offsets[i].partition, c);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(tenant, group, "committing offsets failed: {e}");
-                    for (i, _) in stored {
-                        codes[i] = store_error_code(&e, true);
-                    }
-                }
-            }
-            codes
+        if let Err(code) = slot.group.check_commit(generation, member_id, instance_id, now) {
+            return vec![code; n];
         }
+        let mut codes = vec![NONE; n];
+        let mut records = Vec::new();
+        let mut stored = Vec::new();
+        let timestamp = now_ms();
+        for (i, o) in offsets.iter().enumerate() {
+            if !self.partition_exists(tenant, &o.topic, o.partition) {
+                codes[i] = UNKNOWN_TOPIC_OR_PARTITION;
+            } else if o.metadata.as_ref().is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes) {
+                codes[i] = OFFSET_METADATA_TOO_LARGE;
+            } else {
+                let c = Committed {
+                    offset: o.offset,
+                    leader_epoch: o.leader_epoch,
+                    metadata: o.metadata.clone(),
+                    commit_timestamp: timestamp,
+                };
+                records.push(offset_record(group, &o.topic, o.partition, Some(&c)));
+                stored.push((i, c));
+            }
+        }
+        match self.append(tenant, records).await {
+            Ok(()) => {
+                for (i, c) in stored {
+                    slot.offsets.put(offsets[i].topic.clone(), offsets[i].partition, c);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(tenant, group, "committing offsets failed: {e}");
+                for (i, _) in stored {
+                    codes[i] = store_error_code(&e, true);
+                }
+            }
+        }
+        codes
     }
 
     /// OffsetFetch: the committed offsets of `partitions` (offset -1 when none), or with None
@@ -730,39 +727,35 @@ impl Coordinator {
         slot: &mut Slot,
         partitions: &[(String, i32)],
     ) -> Result<Vec<i16>, i16> {
-        {
-            let topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
-            let subscribed = slot.group.check_offset_delete(&topics)?;
-            let mut codes = vec![NONE; partitions.len()];
-            let mut eligible = Vec::new();
-            for (i, (topic, partition)) in partitions.iter().enumerate() {
-                if !self.partition_exists(tenant, topic, *partition) {
-                    codes[i] = UNKNOWN_TOPIC_OR_PARTITION;
-                } else if subscribed[i] {
-                    codes[i] = GROUP_SUBSCRIBED_TO_TOPIC;
-                } else if slot.offsets.contains(topic, *partition) {
-                    eligible.push(i);
-                }
+        let topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
+        let subscribed = slot.group.check_offset_delete(&topics)?;
+        let mut codes = vec![NONE; partitions.len()];
+        let mut eligible = Vec::new();
+        for (i, (topic, partition)) in partitions.iter().enumerate() {
+            if !self.partition_exists(tenant, topic, *partition) {
+                codes[i] = UNKNOWN_TOPIC_OR_PARTITION;
+            } else if subscribed[i] {
+                codes[i] = GROUP_SUBSCRIBED_TO_TOPIC;
+            } else if slot.offsets.contains(topic, *partition) {
+                eligible.push(i);
             }
-            let tombstones = eligible
-                .iter()
-                .map(|&i| offset_record(group, &partitions[i].0, partitions[i].1, None))
-                .collect();
-            match self.append(tenant, tombstones).await {
-                Ok(()) => {
-                    for &i in &eligible {
-                        slot.offsets.remove(&partitions[i].0, partitions[i].1);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(tenant, group, "deleting offsets failed: {e}");
-                    for &i in &eligible {
-                        codes[i] = store_error_code(&e, false);
-                    }
-                }
-            }
-            Ok(codes)
         }
+        let tombstones =
+            eligible.iter().map(|&i| offset_record(group, &partitions[i].0, partitions[i].1, None)).collect();
+        match self.append(tenant, tombstones).await {
+            Ok(()) => {
+                for &i in &eligible {
+                    slot.offsets.remove(&partitions[i].0, partitions[i].1);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(tenant, group, "deleting offsets failed: {e}");
+                for &i in &eligible {
+                    codes[i] = store_error_code(&e, false);
+                }
+            }
+        }
+        Ok(codes)
     }
 
     /// The timer: expire sessions and pending members, complete join phases whose time is up,

@@ -14,7 +14,7 @@ mod runtime;
 mod state;
 pub mod transform;
 
-pub use admission::{CONTROL_APIS, CONTROL_SLOTS, Permit};
+pub use admission::{CONTROL_APIS, CONTROL_SLOTS};
 pub use engine::Compiler;
 pub use module::{Module, ModuleId, ModuleStats, StatsSnapshot};
 pub use park::Executed;

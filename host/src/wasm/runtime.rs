@@ -149,7 +149,7 @@ impl Runtime {
 
     /// Wait for a slot to run a guest call for a request of `api_key` (see [`super::admission`]):
     /// hold it across [`handle`](Self::handle) (and an error response), drop it before parking.
-    pub async fn admit(&self, api_key: Option<i16>) -> Permit {
+    pub(super) async fn admit(&self, api_key: Option<i16>) -> Permit {
         self.admission.admit(api_key).await
     }
 

@@ -8,9 +8,12 @@
 //! request body exactly as the decoder will, and rejects such a count before anything is
 //! allocated. Decoding after a successful check allocates in proportion to the bytes received.
 //!
-//! The walk mirrors the generated decoders field for field (the `claims_match_the_decoder`
-//! property test holds it to that). Where the decoder would fail anyway (a short buffer, a
-//! negative length) the walk stops and lets the decoder report it.
+//! The walk interprets the request schemas generated (by `build.rs`) from the same JSON message
+//! specs kafka-protocol's decoders were generated from: Kafka 4.1.0's, read from the
+//! `kafka-clients` jar. It reads what the decoder reads, field for field (the
+//! `claims_match_the_decoder` property test holds it to that), so a new API needs no walker of
+//! its own. Where the decoder would fail anyway (a short buffer, a negative length, a tag not
+//! valid at this version) the walk stops and lets the decoder report it.
 
 /// Why the walk stopped early.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,7 +24,7 @@ pub enum Stop {
     Impossible { count: u64, min_bytes: u64, remaining: usize },
 }
 
-pub(crate) type Step = Result<(), Stop>;
+type Step = Result<(), Stop>;
 
 /// Check the request body of `api_key` at `version`: an error names an impossible array count.
 /// Bodies the decoder rejects for other reasons, and APIs this module does not know, pass.
@@ -38,13 +41,68 @@ pub fn check(api_key: i16, version: i16, body: &[u8]) -> Result<(), String> {
 /// Walk `body` as the decoder would: `Some(Ok(consumed))` when it decodes (structurally), `None`
 /// for an API this module does not describe.
 pub fn walk(api_key: i16, version: i16, body: &[u8]) -> Option<Result<usize, Stop>> {
-    let (flexible_from, request) = crate::apis::walker(api_key)?;
-    let mut w = Walk { buf: body, flexible: version >= flexible_from };
-    Some(request(&mut w, version).map(|()| body.len() - w.buf.len()))
+    let request = request(api_key)?;
+    if !request.valid.contains(version) {
+        // The spec does not define this version: the decoder refuses it.
+        return Some(Err(Stop::Malformed));
+    }
+    let mut w = Walk { buf: body, flexible: request.flexible.contains(version) };
+    Some(w.fields(request.fields, version).map(|()| body.len() - w.buf.len()))
+}
+
+/// The schema of `api_key`'s request, as Kafka's spec describes it.
+pub(crate) fn request(api_key: i16) -> Option<&'static Request> {
+    REQUESTS.binary_search_by_key(&api_key, |r| r.key).ok().map(|i| &REQUESTS[i])
+}
+
+// The generated `REQUESTS`: one entry per request spec, in api-key order.
+include!(concat!(env!("OUT_DIR"), "/requests.rs"));
+
+/// A request's schema.
+pub(crate) struct Request {
+    pub key: i16,
+    /// The versions the spec defines.
+    pub valid: Versions,
+    /// The versions with compact lengths and tagged-field sections.
+    pub flexible: Versions,
+    pub fields: &'static [Field],
+}
+
+/// An inclusive version range; empty when the first is above the last.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Versions(pub i16, pub i16);
+
+impl Versions {
+    pub fn contains(self, version: i16) -> bool {
+        (self.0..=self.1).contains(&version)
+    }
+}
+
+/// One field of a request or of a struct in it.
+pub(crate) struct Field {
+    /// The versions the field exists in.
+    versions: Versions,
+    /// A tagged field's tag and tagged versions; `None` for a field in the fixed layout.
+    tag: Option<(u32, Versions)>,
+    ty: Ty,
+}
+
+/// A field's wire type, as far as the walk needs it.
+pub(crate) enum Ty {
+    /// A fixed-width value of this many bytes (bool, intN, uintN, float64, uuid).
+    Fixed(u8),
+    /// A (nullable) string.
+    String,
+    /// (Nullable) bytes or records.
+    Bytes,
+    /// A (nullable) array.
+    Array(&'static Ty),
+    /// A struct: its fields, then (flexible versions) its tagged-field section.
+    Struct(&'static [Field]),
 }
 
 /// A cursor over the body; `flexible` selects compact lengths and tagged-field sections.
-pub(crate) struct Walk<'a> {
+struct Walk<'a> {
     buf: &'a [u8],
     flexible: bool,
 }
@@ -70,25 +128,6 @@ impl Walk<'_> {
         let b = self.buf.get(..4).ok_or(Stop::Malformed)?;
         let v = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         self.skip(4).map(|()| v)
-    }
-
-    fn i8(&mut self) -> Step {
-        self.skip(1)
-    }
-    fn i16(&mut self) -> Step {
-        self.skip(2)
-    }
-    fn i32(&mut self) -> Step {
-        self.skip(4)
-    }
-    fn i64(&mut self) -> Step {
-        self.skip(8)
-    }
-    fn uuid(&mut self) -> Step {
-        self.skip(16)
-    }
-    fn bool(&mut self) -> Step {
-        self.skip(1)
     }
 
     /// An unsigned varint, read exactly as kafka-protocol's `UnsignedVarInt` does (at most five
@@ -163,9 +202,51 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// The array element size floor of a string.
-    fn min_string(&self) -> u64 {
-        if self.flexible { 1 } else { 2 }
+    /// Walk a value of type `ty` at `version`.
+    fn ty(&mut self, ty: &Ty, version: i16) -> Step {
+        match ty {
+            Ty::Fixed(n) => self.skip(usize::from(*n)),
+            Ty::String => self.string(),
+            Ty::Bytes => self.bytes(),
+            Ty::Array(element) => {
+                let min = self.min_bytes(element, version);
+                self.array(min, |w| w.ty(element, version))
+            }
+            Ty::Struct(fields) => self.fields(fields, version),
+        }
+    }
+
+    /// Walk a struct's fields at `version`: those in the fixed layout in order, then the tagged
+    /// section, where a known tag is read as its field (and is malformed outside its tagged
+    /// versions) and any other is skipped by its size — as the decoder does.
+    fn fields(&mut self, fields: &[Field], version: i16) -> Step {
+        for field in fields.iter().filter(|f| f.tag.is_none() && f.versions.contains(version)) {
+            self.ty(&field.ty, version)?;
+        }
+        self.tagged(|w, tag| {
+            let field = fields.iter().find(|f| matches!(f.tag, Some((t, _)) if t == tag))?;
+            let (_, tagged) = field.tag?;
+            Some(if tagged.contains(version) && field.versions.contains(version) {
+                w.ty(&field.ty, version)
+            } else {
+                Err(Stop::Malformed)
+            })
+        })
+    }
+
+    /// The fewest bytes a value of `ty` takes on the wire at `version`: the floor an array's
+    /// count is checked against.
+    fn min_bytes(&self, ty: &Ty, version: i16) -> u64 {
+        match ty {
+            Ty::Fixed(n) => u64::from(*n),
+            Ty::String if !self.flexible => 2,
+            Ty::Bytes | Ty::Array(_) if !self.flexible => 4,
+            Ty::String | Ty::Bytes | Ty::Array(_) => 1,
+            Ty::Struct(fields) => {
+                let laid_out = fields.iter().filter(|f| f.tag.is_none() && f.versions.contains(version));
+                laid_out.map(|f| self.min_bytes(&f.ty, version)).sum::<u64>() + u64::from(self.flexible)
+            }
+        }
     }
 
     /// A tagged-field section (flexible versions only). `known` walks a tag the decoder reads
@@ -186,404 +267,4 @@ impl Walk<'_> {
         }
         Ok(())
     }
-
-    /// A tagged-field section with no known tags.
-    fn tags(&mut self) -> Step {
-        self.tagged(|_, _| None)
-    }
-}
-
-// One function per request, mirroring kafka-protocol 0.18's `Decodable` impls (`messages/*_request.rs`).
-
-pub(crate) fn produce(w: &mut Walk<'_>, v: i16) -> Step {
-    w.string()?; // transactional_id
-    w.i16()?; // acks
-    w.i32()?; // timeout_ms
-    w.array(1, |w| {
-        if v <= 12 {
-            w.string()?; // name
-        }
-        if v >= 13 {
-            w.uuid()?; // topic_id
-        }
-        w.array(1, |w| {
-            w.i32()?; // index
-            w.bytes()?; // records
-            w.tags()
-        })?;
-        w.tags()
-    })?;
-    w.tags()
-}
-
-pub(crate) fn fetch(w: &mut Walk<'_>, v: i16) -> Step {
-    if v <= 14 {
-        w.i32()?; // replica_id
-    }
-    w.i32()?; // max_wait_ms
-    w.i32()?; // min_bytes
-    w.i32()?; // max_bytes
-    w.i8()?; // isolation_level
-    if v >= 7 {
-        w.i32()?; // session_id
-        w.i32()?; // session_epoch
-    }
-    w.array(1, |w| {
-        if v <= 12 {
-            w.string()?; // topic
-        }
-        if v >= 13 {
-            w.uuid()?; // topic_id
-        }
-        w.array(1, |w| {
-            w.i32()?; // partition
-            if v >= 9 {
-                w.i32()?; // current_leader_epoch
-            }
-            w.i64()?; // fetch_offset
-            if v >= 12 {
-                w.i32()?; // last_fetched_epoch
-            }
-            if v >= 5 {
-                w.i64()?; // log_start_offset
-            }
-            w.i32()?; // partition_max_bytes
-            w.tagged(|w, tag| match tag {
-                0 if v >= 17 => Some(w.uuid()), // replica_directory_id
-                1 if v >= 18 => Some(w.i64()),  // high_watermark
-                0 | 1 => Some(Err(Stop::Malformed)),
-                _ => None,
-            })
-        })?;
-        w.tags()
-    })?;
-    if v >= 7 {
-        w.array(1, |w| {
-            if v <= 12 {
-                w.string()?; // topic
-            }
-            if v >= 13 {
-                w.uuid()?; // topic_id
-            }
-            w.array(4, |w| w.i32())?; // partitions
-            w.tags()
-        })?;
-    }
-    if v >= 11 {
-        w.string()?; // rack_id
-    }
-    w.tagged(|w, tag| match tag {
-        0 => Some(w.string()),                  // cluster_id
-        1 if v >= 15 => Some(replica_state(w)), // replica_state
-        1 => Some(Err(Stop::Malformed)),
-        _ => None,
-    })
-}
-
-/// Fetch's ReplicaState (a tagged field from v15).
-fn replica_state(w: &mut Walk<'_>) -> Step {
-    w.i32()?; // replica_id
-    w.i64()?; // replica_epoch
-    w.tags()
-}
-
-pub(crate) fn list_offsets(w: &mut Walk<'_>, v: i16) -> Step {
-    w.i32()?; // replica_id
-    if v >= 2 {
-        w.i8()?; // isolation_level
-    }
-    w.array(1, |w| {
-        w.string()?; // name
-        w.array(1, |w| {
-            w.i32()?; // partition_index
-            if v >= 4 {
-                w.i32()?; // current_leader_epoch
-            }
-            w.i64()?; // timestamp
-            w.tags()
-        })?;
-        w.tags()
-    })?;
-    if v >= 10 {
-        w.i32()?; // timeout_ms
-    }
-    w.tags()
-}
-
-pub(crate) fn metadata(w: &mut Walk<'_>, v: i16) -> Step {
-    w.array(1, |w| {
-        if v >= 10 {
-            w.uuid()?; // topic_id
-        }
-        w.string()?; // name
-        w.tags()
-    })?;
-    if v >= 4 {
-        w.bool()?; // allow_auto_topic_creation
-    }
-    if (8..=10).contains(&v) {
-        w.bool()?; // include_cluster_authorized_operations
-    }
-    if v >= 8 {
-        w.bool()?; // include_topic_authorized_operations
-    }
-    w.tags()
-}
-
-pub(crate) fn api_versions(w: &mut Walk<'_>, v: i16) -> Step {
-    if v >= 3 {
-        w.string()?; // client_software_name
-        w.string()?; // client_software_version
-    }
-    w.tags()
-}
-
-pub(crate) fn create_topics(w: &mut Walk<'_>, _v: i16) -> Step {
-    w.array(1, |w| {
-        w.string()?; // name
-        w.i32()?; // num_partitions
-        w.i16()?; // replication_factor
-        w.array(1, |w| {
-            w.i32()?; // partition_index
-            w.array(4, |w| w.i32())?; // broker_ids
-            w.tags()
-        })?;
-        w.array(1, |w| {
-            w.string()?; // name
-            w.string()?; // value
-            w.tags()
-        })?;
-        w.tags()
-    })?;
-    w.i32()?; // timeout_ms
-    w.bool()?; // validate_only
-    w.tags()
-}
-
-pub(crate) fn delete_topics(w: &mut Walk<'_>, v: i16) -> Step {
-    if v >= 6 {
-        w.array(1, |w| {
-            w.string()?; // name
-            w.uuid()?; // topic_id
-            w.tags()
-        })?;
-    } else {
-        let min = w.min_string();
-        w.array(min, |w| w.string())?; // topic_names
-    }
-    w.i32()?; // timeout_ms
-    w.tags()
-}
-
-pub(crate) fn describe_configs(w: &mut Walk<'_>, v: i16) -> Step {
-    w.array(1, |w| {
-        w.i8()?; // resource_type
-        w.string()?; // resource_name
-        let min = w.min_string();
-        w.array(min, |w| w.string())?; // configuration_keys
-        w.tags()
-    })?;
-    w.bool()?; // include_synonyms
-    if v >= 3 {
-        w.bool()?; // include_documentation
-    }
-    w.tags()
-}
-
-pub(crate) fn create_partitions(w: &mut Walk<'_>, _v: i16) -> Step {
-    w.array(1, |w| {
-        w.string()?; // name
-        w.i32()?; // count
-        w.array(1, |w| {
-            w.array(4, |w| w.i32())?; // broker_ids
-            w.tags()
-        })?;
-        w.tags()
-    })?;
-    w.i32()?; // timeout_ms
-    w.bool()?; // validate_only
-    w.tags()
-}
-
-pub(crate) fn offset_commit(w: &mut Walk<'_>, v: i16) -> Step {
-    w.string()?; // group_id
-    w.i32()?; // generation_id_or_member_epoch
-    w.string()?; // member_id
-    if v >= 7 {
-        w.string()?; // group_instance_id
-    }
-    if v <= 4 {
-        w.i64()?; // retention_time_ms
-    }
-    w.array(1, |w| {
-        w.string()?; // name
-        w.array(1, |w| {
-            w.i32()?; // partition_index
-            w.i64()?; // committed_offset
-            if v >= 6 {
-                w.i32()?; // committed_leader_epoch
-            }
-            w.string()?; // committed_metadata
-            w.tags()
-        })?;
-        w.tags()
-    })?;
-    w.tags()
-}
-
-pub(crate) fn offset_fetch(w: &mut Walk<'_>, v: i16) -> Step {
-    if v <= 7 {
-        w.string()?; // group_id
-        w.array(1, |w| {
-            w.string()?; // name
-            w.array(4, |w| w.i32())?; // partition_indexes
-            w.tags()
-        })?;
-    }
-    if v >= 8 {
-        w.array(1, |w| {
-            w.string()?; // group_id
-            if v >= 9 {
-                w.string()?; // member_id
-                w.i32()?; // member_epoch
-            }
-            w.array(1, |w| {
-                w.string()?; // name
-                w.array(4, |w| w.i32())?; // partition_indexes
-                w.tags()
-            })?;
-            w.tags()
-        })?;
-    }
-    if v >= 7 {
-        w.bool()?; // require_stable
-    }
-    w.tags()
-}
-
-pub(crate) fn find_coordinator(w: &mut Walk<'_>, v: i16) -> Step {
-    if v <= 3 {
-        w.string()?; // key
-    }
-    if v >= 1 {
-        w.i8()?; // key_type
-    }
-    if v >= 4 {
-        let min = w.min_string();
-        w.array(min, |w| w.string())?; // coordinator_keys
-    }
-    w.tags()
-}
-
-pub(crate) fn join_group(w: &mut Walk<'_>, v: i16) -> Step {
-    w.string()?; // group_id
-    w.i32()?; // session_timeout_ms
-    if v >= 1 {
-        w.i32()?; // rebalance_timeout_ms
-    }
-    w.string()?; // member_id
-    if v >= 5 {
-        w.string()?; // group_instance_id
-    }
-    w.string()?; // protocol_type
-    w.array(1, |w| {
-        w.string()?; // name
-        w.bytes()?; // metadata
-        w.tags()
-    })?;
-    if v >= 8 {
-        w.string()?; // reason
-    }
-    w.tags()
-}
-
-pub(crate) fn heartbeat(w: &mut Walk<'_>, v: i16) -> Step {
-    w.string()?; // group_id
-    w.i32()?; // generation_id
-    w.string()?; // member_id
-    if v >= 3 {
-        w.string()?; // group_instance_id
-    }
-    w.tags()
-}
-
-pub(crate) fn leave_group(w: &mut Walk<'_>, v: i16) -> Step {
-    w.string()?; // group_id
-    if v <= 2 {
-        w.string()?; // member_id
-    }
-    if v >= 3 {
-        w.array(1, |w| {
-            w.string()?; // member_id
-            w.string()?; // group_instance_id
-            if v >= 5 {
-                w.string()?; // reason
-            }
-            w.tags()
-        })?;
-    }
-    w.tags()
-}
-
-pub(crate) fn sync_group(w: &mut Walk<'_>, v: i16) -> Step {
-    w.string()?; // group_id
-    w.i32()?; // generation_id
-    w.string()?; // member_id
-    if v >= 3 {
-        w.string()?; // group_instance_id
-    }
-    if v >= 5 {
-        w.string()?; // protocol_type
-        w.string()?; // protocol_name
-    }
-    w.array(1, |w| {
-        w.string()?; // member_id
-        w.bytes()?; // assignment
-        w.tags()
-    })?;
-    w.tags()
-}
-
-pub(crate) fn describe_groups(w: &mut Walk<'_>, v: i16) -> Step {
-    let min = w.min_string();
-    w.array(min, |w| w.string())?; // groups
-    if v >= 3 {
-        w.bool()?; // include_authorized_operations
-    }
-    w.tags()
-}
-
-pub(crate) fn list_groups(w: &mut Walk<'_>, v: i16) -> Step {
-    let min = w.min_string();
-    if v >= 4 {
-        w.array(min, |w| w.string())?; // states_filter
-    }
-    if v >= 5 {
-        w.array(min, |w| w.string())?; // types_filter
-    }
-    w.tags()
-}
-
-pub(crate) fn init_producer_id(w: &mut Walk<'_>, v: i16) -> Step {
-    w.string()?; // transactional_id
-    w.i32()?; // transaction_timeout_ms
-    if v >= 3 {
-        w.i64()?; // producer_id
-        w.i16()?; // producer_epoch
-    }
-    w.tags()
-}
-
-pub(crate) fn delete_groups(w: &mut Walk<'_>, _v: i16) -> Step {
-    let min = w.min_string();
-    w.array(min, |w| w.string())?; // groups_names
-    w.tags()
-}
-
-pub(crate) fn offset_delete(w: &mut Walk<'_>, _v: i16) -> Step {
-    w.string()?; // group_id
-    w.array(1, |w| {
-        w.string()?; // name
-        w.array(4, |w| w.i32()) // partitions (partition_index)
-    })
 }

@@ -286,7 +286,7 @@ impl Conn {
                     self.error(u.request_id, TopicError::no_consumer());
                     return Ok(());
                 };
-                match self.ep.subs.unsubscribe(&sub, self.id, u.consumer_id) {
+                match self.ep.subs.unsubscribe(&sub, self.id, u.consumer_id).await {
                     Ok(()) => {
                         self.consumers.remove(&u.consumer_id);
                         self.success(u.request_id);
@@ -536,7 +536,7 @@ impl Conn {
         };
         let key = (partition.0, partition.1, s.subscription.clone());
         let durable = s.durable.unwrap_or(true);
-        let r = self.ep.subs.attach(key, kind, durable, start, spec);
+        let r = self.ep.subs.attach(key, kind, durable, start, spec).await;
         match r {
             Ok(sub) => {
                 tracing::debug!(conn = self.id, consumer = s.consumer_id, topic = %s.topic, subscription = %s.subscription, ?kind, durable, "consumer subscribed");
@@ -573,7 +573,10 @@ impl Conn {
                 );
             }
         };
-        let r = target.and_then(|o| sub.seek(o));
+        let r = match target {
+            Ok(o) => sub.seek(o).await,
+            Err(e) => Err(e),
+        };
         match r {
             Ok(()) => {
                 self.success(s.request_id);

@@ -8,11 +8,11 @@
 //! second), so it grows with acknowledgement activity until a compaction exists.
 
 use crate::record::records::{self, EncodeSpec, Record};
-use crate::storage::{Log, StorageError, TopicName, wait};
+use crate::storage::{Log, StorageError, TopicName};
 use bytes::Bytes;
-use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tokio::sync::Mutex;
 
 pub const CURSORS_TOPIC: &str = "__pulsar_cursors";
 
@@ -27,7 +27,8 @@ type Key = (String, uuid::Uuid, i32, String);
 
 pub struct Cursors {
     log: Arc<dyn Log>,
-    /// Per (tenant, namespace): the replayed cursors.
+    /// Per (tenant, namespace): the replayed cursors. An async lock: it is held across the store's
+    /// appends, so stores land in the order they were made.
     loaded: Mutex<HashMap<(String, String), HashMap<Key, i64>>>,
 }
 
@@ -41,20 +42,20 @@ impl Cursors {
     }
 
     /// The stored cursor of a subscription.
-    pub fn get(
+    pub async fn get(
         &self,
         name: &TopicName,
         id: uuid::Uuid,
         partition: i32,
         sub: &str,
     ) -> Result<Option<i64>, StorageError> {
-        let mut loaded = self.loaded.lock();
-        let ns = self.load(&mut loaded, name)?;
+        let mut loaded = self.loaded.lock().await;
+        let ns = self.load(&mut loaded, name).await?;
         Ok(ns.get(&(name.topic.clone(), id, partition, sub.to_string())).copied())
     }
 
     /// Store a subscription's cursor (None: the subscription is gone).
-    pub fn put(
+    pub async fn put(
         &self,
         name: &TopicName,
         id: uuid::Uuid,
@@ -62,9 +63,9 @@ impl Cursors {
         sub: &str,
         cursor: Option<i64>,
     ) -> Result<(), StorageError> {
-        let mut loaded = self.loaded.lock();
+        let mut loaded = self.loaded.lock().await;
         let key = (name.topic.clone(), id, partition, sub.to_string());
-        let ns = self.load(&mut loaded, name)?;
+        let ns = self.load(&mut loaded, name).await?;
         if ns.get(&key).copied() == cursor {
             return Ok(());
         }
@@ -74,7 +75,7 @@ impl Cursors {
                 ("retention.ms".to_string(), "-1".to_string()),
                 ("retention.bytes".to_string(), "-1".to_string()),
             ];
-            match wait(self.log.create_topic(&store, 1, &configs, false)) {
+            match self.log.create_topic(&store, 1, &configs, false).await {
                 Ok(_) | Err(StorageError::TopicAlreadyExists(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -88,7 +89,7 @@ impl Cursors {
         };
         let batch = records::encode(&[record], &EncodeSpec::plain(0, now_ms()))
             .map_err(|e| StorageError::CorruptMessage(e.to_string()))?;
-        wait(self.log.append(&store, 0, batch.into()))?;
+        self.log.append(&store, 0, batch.into()).await?;
         match cursor {
             Some(c) => ns.insert(key, c),
             None => ns.remove(&key),
@@ -96,27 +97,27 @@ impl Cursors {
         Ok(())
     }
 
-    fn load<'a>(
+    async fn load<'a>(
         &self,
         loaded: &'a mut HashMap<(String, String), HashMap<Key, i64>>,
         name: &TopicName,
     ) -> Result<&'a mut HashMap<Key, i64>, StorageError> {
         let ns = (name.tenant.clone(), name.namespace.clone());
         if !loaded.contains_key(&ns) {
-            let replayed = self.replay(&Self::store(name))?;
+            let replayed = self.replay(&Self::store(name)).await?;
             loaded.insert(ns.clone(), replayed);
         }
         Ok(loaded.get_mut(&ns).expect("just inserted"))
     }
 
-    fn replay(&self, store: &TopicName) -> Result<HashMap<Key, i64>, StorageError> {
+    async fn replay(&self, store: &TopicName) -> Result<HashMap<Key, i64>, StorageError> {
         let mut out = HashMap::new();
         if self.log.topic(store).is_none() {
             return Ok(out);
         }
-        let (mut next, end) = wait(self.log.offsets(store, 0))?;
+        let (mut next, end) = self.log.offsets(store, 0).await?;
         while next < end {
-            let read = wait(self.log.read(store, 0, next, 1 << 20, true))?;
+            let read = self.log.read(store, 0, next, 1 << 20, true).await?;
             let Some(bytes) = read.records else { break };
             let mut rest = &bytes[..];
             while !rest.is_empty() {
@@ -167,6 +168,7 @@ mod tests {
     use super::*;
     use crate::storage::LogDefaults;
     use crate::storage::embedded::EmbeddedLog;
+    use crate::storage::wait;
 
     #[test]
     fn cursors_survive_a_reopen_and_removal_sticks() {
@@ -176,21 +178,21 @@ mod tests {
         {
             let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
             let c = Cursors::new(log);
-            assert_eq!(c.get(&t, id, 0, "sub/a").unwrap(), None);
-            c.put(&t, id, 0, "sub/a", Some(5)).unwrap();
-            c.put(&t, id, 0, "sub/a", Some(9)).unwrap();
-            c.put(&t, id, 1, "sub/a", Some(3)).unwrap();
-            c.put(&t, id, 1, "gone", Some(1)).unwrap();
-            c.put(&t, id, 1, "gone", None).unwrap();
+            assert_eq!(wait(c.get(&t, id, 0, "sub/a")).unwrap(), None);
+            wait(c.put(&t, id, 0, "sub/a", Some(5))).unwrap();
+            wait(c.put(&t, id, 0, "sub/a", Some(9))).unwrap();
+            wait(c.put(&t, id, 1, "sub/a", Some(3))).unwrap();
+            wait(c.put(&t, id, 1, "gone", Some(1))).unwrap();
+            wait(c.put(&t, id, 1, "gone", None)).unwrap();
             log_flush(&c);
         }
         let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
         let c = Cursors::new(log);
-        assert_eq!(c.get(&t, id, 0, "sub/a").unwrap(), Some(9));
-        assert_eq!(c.get(&t, id, 1, "sub/a").unwrap(), Some(3));
-        assert_eq!(c.get(&t, id, 1, "gone").unwrap(), None);
+        assert_eq!(wait(c.get(&t, id, 0, "sub/a")).unwrap(), Some(9));
+        assert_eq!(wait(c.get(&t, id, 1, "sub/a")).unwrap(), Some(3));
+        assert_eq!(wait(c.get(&t, id, 1, "gone")).unwrap(), None);
         assert_eq!(
-            c.get(&t, uuid::Uuid::new_v4(), 0, "sub/a").unwrap(),
+            wait(c.get(&t, uuid::Uuid::new_v4(), 0, "sub/a")).unwrap(),
             None,
             "a re-created topic starts afresh"
         );

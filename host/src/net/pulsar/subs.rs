@@ -19,7 +19,7 @@ use crate::pulsar::proto::command_ack::AckType;
 use crate::pulsar::proto::command_subscribe::SubType;
 use crate::pulsar::proto::{BaseCommand, CommandCloseConsumer, CommandMessage, MessageIdData};
 use crate::record::batch::BatchHeader;
-use crate::storage::{Log, StorageError, TopicName, wait};
+use crate::storage::{Log, StorageError, TopicName};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -89,9 +89,11 @@ struct State {
     closed: bool,
     /// A seek closed the consumers: keep a non-durable subscription for their return.
     seeking: bool,
-    /// When the cursor was last stored: acks store it at most once per [`PERSIST_EVERY`]; the
-    /// dispatcher stores what is left when idle, and a consumer leaving stores it at once.
+    /// When the cursor was last stored. The dispatcher task stores it (never a caller holding
+    /// this state's lock): at most once per [`PERSIST_EVERY`] while acks come in, what is left
+    /// when idle, and at once when `persist_soon` says so (a new subscription, a consumer left).
     persisted_at: Instant,
+    persist_soon: bool,
 }
 
 pub struct Subscription {
@@ -102,6 +104,9 @@ pub struct Subscription {
     pub durable: bool,
     state: Mutex<State>,
     wake: Notify,
+    /// Held while the cursor is stored: stores are serialized, and each stores the position as
+    /// it is when its turn comes, so an older position never lands after a newer one.
+    storing: tokio::sync::Mutex<()>,
     log: Arc<dyn Log>,
     cursors: Arc<Cursors>,
 }
@@ -125,7 +130,7 @@ impl Subscriptions {
     }
 
     /// Attach a consumer to `key`, creating the subscription (and its dispatcher) if needed.
-    pub fn attach(
+    pub async fn attach(
         &self,
         key: SubKey,
         kind: SubType,
@@ -133,55 +138,39 @@ impl Subscriptions {
         start: Start,
         consumer: ConsumerSpec,
     ) -> Result<Arc<Subscription>, AttachError> {
-        let (log, cursors) = (&self.log, &self.cursors);
-        let mut map = self.map.lock();
-        let sub = match map.get(&key) {
-            Some(sub) if !sub.state.lock().closed => sub.clone(),
-            _ => {
-                let (topic, partition, name) = (&key.0, key.1, &key.2);
-                let topic_id =
-                    log.topic(topic).ok_or(AttachError::Storage(StorageError::UnknownTopicOrPartition))?.id;
-                let (log_start, hw) = wait(log.offsets(topic, partition)).map_err(AttachError::Storage)?;
-                let stored = if durable {
-                    cursors.get(topic, topic_id, partition, name).map_err(AttachError::Storage)?
-                } else {
-                    None
+        let mut fresh: Option<Arc<Subscription>> = None;
+        loop {
+            {
+                // The consumer joins under the map's lock, as detach leaves under it: a
+                // subscription its last consumer is closing is never joined.
+                let mut map = self.map.lock();
+                let open = map.get(&key).filter(|sub| !sub.state.lock().closed).cloned();
+                let sub = match (open, fresh.take()) {
+                    (Some(sub), _) => Some(sub),
+                    (None, Some(new)) => {
+                        map.insert(key.clone(), new.clone());
+                        tokio::spawn(new.clone().dispatch());
+                        Some(new)
+                    }
+                    (None, None) => None,
                 };
-                let pos = match (stored, start) {
-                    (Some(c), _) => c,
-                    (None, Start::Earliest) => log_start,
-                    (None, Start::Latest) => hw,
-                    (None, Start::Offset(o)) => o,
+                if let Some(sub) = sub {
+                    return Self::join(&sub, &key, kind, consumer).map(|()| sub);
                 }
-                .clamp(log_start, hw);
-                let sub = Arc::new(Subscription {
-                    key: key.clone(),
-                    topic_id,
-                    kind,
-                    durable,
-                    state: Mutex::new(State {
-                        consumers: Vec::new(),
-                        read_pos: pos,
-                        mark_delete: pos,
-                        stored,
-                        pending: BTreeMap::new(),
-                        rr: 0,
-                        closed: false,
-                        seeking: false,
-                        persisted_at: Instant::now(),
-                    }),
-                    wake: Notify::new(),
-                    log: log.clone(),
-                    cursors: cursors.clone(),
-                });
-                if durable {
-                    sub.persist(&mut sub.state.lock(), true);
-                }
-                map.insert(key.clone(), sub.clone());
-                tokio::spawn(sub.clone().dispatch());
-                sub
             }
-        };
+            // Where it starts is read without the map's lock; a subscription another consumer
+            // creates meanwhile wins.
+            fresh = Some(self.create(&key, kind, durable, start).await?);
+        }
+    }
+
+    /// Add `consumer` to `sub`, if its kind and consumers allow.
+    fn join(
+        sub: &Subscription,
+        key: &SubKey,
+        kind: SubType,
+        consumer: ConsumerSpec,
+    ) -> Result<(), AttachError> {
         if sub.kind != kind {
             return Err(AttachError::Busy(format!(
                 "subscription {} is {:?}, not {:?}",
@@ -211,7 +200,57 @@ impl Subscriptions {
             st.consumers.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
         }
         sub.wake.notify_one();
-        Ok(sub)
+        Ok(())
+    }
+
+    /// A new subscription of `key`, positioned at its stored cursor or at `start`.
+    async fn create(
+        &self,
+        key: &SubKey,
+        kind: SubType,
+        durable: bool,
+        start: Start,
+    ) -> Result<Arc<Subscription>, AttachError> {
+        let (log, cursors) = (&self.log, &self.cursors);
+        let (topic, partition, name) = (&key.0, key.1, &key.2);
+        let topic_id =
+            log.topic(topic).ok_or(AttachError::Storage(StorageError::UnknownTopicOrPartition))?.id;
+        let (log_start, hw) = log.offsets(topic, partition).await.map_err(AttachError::Storage)?;
+        let stored = if durable {
+            cursors.get(topic, topic_id, partition, name).await.map_err(AttachError::Storage)?
+        } else {
+            None
+        };
+        let pos = match (stored, start) {
+            (Some(c), _) => c,
+            (None, Start::Earliest) => log_start,
+            (None, Start::Latest) => hw,
+            (None, Start::Offset(o)) => o,
+        }
+        .clamp(log_start, hw);
+        Ok(Arc::new(Subscription {
+            key: key.clone(),
+            topic_id,
+            kind,
+            durable,
+            state: Mutex::new(State {
+                consumers: Vec::new(),
+                read_pos: pos,
+                mark_delete: pos,
+                stored,
+                pending: BTreeMap::new(),
+                rr: 0,
+                closed: false,
+                seeking: false,
+                persisted_at: Instant::now(),
+                // A durable subscription stores where it starts before its dispatcher sends anything.
+                persist_soon: durable,
+            }),
+            wake: Notify::new(),
+            storing: tokio::sync::Mutex::new(()),
+            log: log.clone(),
+            cursors: cursors.clone(),
+        }))
     }
 
     /// Remove a consumer; a non-durable subscription goes with its last consumer.
@@ -224,9 +263,8 @@ impl Subscriptions {
                 p.consumer = None;
             }
         }
-        if sub.durable {
-            sub.persist(&mut st, true);
-        }
+        // The dispatcher stores the cursor at once.
+        st.persist_soon = sub.durable;
         if st.consumers.is_empty() && !sub.durable && !st.seeking {
             st.closed = true;
             if map.get(&sub.key).is_some_and(|s| Arc::ptr_eq(s, sub)) {
@@ -239,22 +277,25 @@ impl Subscriptions {
 
     /// UNSUBSCRIBE: remove the subscription and its stored cursor, if `conn`/`id` is its only
     /// consumer.
-    pub fn unsubscribe(&self, sub: &Arc<Subscription>, conn: u64, id: u64) -> Result<(), AttachError> {
-        let mut map = self.map.lock();
-        let mut st = sub.state.lock();
-        if st.consumers.iter().any(|c| (c.conn, c.id) != (conn, id)) {
-            return Err(AttachError::Busy("other consumers are connected to the subscription".into()));
+    pub async fn unsubscribe(&self, sub: &Arc<Subscription>, conn: u64, id: u64) -> Result<(), AttachError> {
+        {
+            let mut map = self.map.lock();
+            let mut st = sub.state.lock();
+            if st.consumers.iter().any(|c| (c.conn, c.id) != (conn, id)) {
+                return Err(AttachError::Busy("other consumers are connected to the subscription".into()));
+            }
+            st.consumers.clear();
+            st.closed = true;
+            if map.get(&sub.key).is_some_and(|s| Arc::ptr_eq(s, sub)) {
+                map.remove(&sub.key);
+            }
         }
-        st.consumers.clear();
-        st.closed = true;
-        if map.get(&sub.key).is_some_and(|s| Arc::ptr_eq(s, sub)) {
-            map.remove(&sub.key);
-        }
-        drop(st);
         sub.wake.notify_one();
         if sub.durable {
+            // After any store in flight; a closed subscription stores nothing more.
+            let _storing = sub.storing.lock().await;
             let (t, p, n) = &sub.key;
-            sub.cursors.put(t, sub.topic_id, *p, n, None).map_err(AttachError::Storage)?;
+            sub.cursors.put(t, sub.topic_id, *p, n, None).await.map_err(AttachError::Storage)?;
         }
         Ok(())
     }
@@ -335,21 +376,22 @@ impl Subscription {
 
     /// SEEK: move the cursor to `offset` (clamped to the log), forget what is pending, and close
     /// the consumers so that they come back with fresh permits, as a Pulsar broker does.
-    pub fn seek(&self, offset: i64) -> Result<(), StorageError> {
+    pub async fn seek(&self, offset: i64) -> Result<(), StorageError> {
         let (topic, partition, _) = &self.key;
-        let (start, hw) = wait(self.log.offsets(topic, *partition))?;
-        let mut st = self.state.lock();
-        let pos = offset.clamp(start, hw);
-        st.pending.clear();
-        st.read_pos = pos;
-        st.mark_delete = pos;
-        st.seeking = true;
-        if self.durable {
-            self.persist(&mut st, true);
+        let (start, hw) = self.log.offsets(topic, *partition).await?;
+        {
+            let mut st = self.state.lock();
+            let pos = offset.clamp(start, hw);
+            st.pending.clear();
+            st.read_pos = pos;
+            st.mark_delete = pos;
+            st.seeking = true;
+            close_consumers(&mut st);
         }
-        close_consumers(&mut st);
-        drop(st);
         self.wake.notify_one();
+        if self.durable {
+            self.persist(true).await;
+        }
         Ok(())
     }
 
@@ -369,20 +411,28 @@ impl Subscription {
             md = md.min(p.first_unacked());
         }
         st.mark_delete = st.mark_delete.max(md);
-        if self.durable {
-            self.persist(st, false);
+        if self.durable && st.stored != Some(st.mark_delete) && st.persisted_at.elapsed() >= PERSIST_EVERY {
+            // Due: the dispatcher stores it.
+            self.wake.notify_one();
         }
     }
 
     /// Store the cursor if it moved: now when `force`, else at most once per [`PERSIST_EVERY`].
-    fn persist(&self, st: &mut State, force: bool) {
-        if st.stored == Some(st.mark_delete) || (!force && st.persisted_at.elapsed() < PERSIST_EVERY) {
-            return;
-        }
-        st.persisted_at = Instant::now();
+    async fn persist(&self, force: bool) {
+        let _storing = self.storing.lock().await;
+        let cursor = {
+            let mut st = self.state.lock();
+            let due = force || st.persist_soon || st.persisted_at.elapsed() >= PERSIST_EVERY;
+            st.persist_soon = false;
+            if st.closed || st.stored == Some(st.mark_delete) || !due {
+                return;
+            }
+            st.persisted_at = Instant::now();
+            st.mark_delete
+        };
         let (t, p, n) = &self.key;
-        match self.cursors.put(t, self.topic_id, *p, n, Some(st.mark_delete)) {
-            Ok(()) => st.stored = Some(st.mark_delete),
+        match self.cursors.put(t, self.topic_id, *p, n, Some(cursor)).await {
+            Ok(()) => self.state.lock().stored = Some(cursor),
             Err(e) => {
                 tracing::warn!(subscription = %n, topic = %t, partition = p, "storing the cursor failed (kept in memory, retried on the next ack): {e}")
             }
@@ -400,8 +450,10 @@ impl Subscription {
             }
         };
         loop {
-            let step = tokio::task::block_in_place(|| self.dispatch_once());
-            match step {
+            if self.durable {
+                self.persist(false).await;
+            }
+            match self.dispatch_once().await {
                 Step::Closed => return,
                 Step::Progress => tokio::task::yield_now().await,
                 Step::Backoff => {
@@ -415,7 +467,7 @@ impl Subscription {
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(PERSIST_EVERY), if self.durable => {
                             // Acks that came faster than PERSIST_EVERY: store where they got to.
-                            tokio::task::block_in_place(|| self.persist(&mut self.state.lock(), true));
+                            self.persist(true).await;
                         }
                         changed = hw.changed() => if changed.is_err() {
                             tracing::info!(%topic, partition, subscription = %name, "topic deleted: closing its consumers");
@@ -430,19 +482,33 @@ impl Subscription {
         }
     }
 
-    /// Send what permits allow: unassigned pending entries first, then new ones.
-    fn dispatch_once(&self) -> Step {
+    /// Send what permits allow: unassigned pending entries first, then new ones. The state's
+    /// lock is not held while the log is read: what the read was for is checked again after it.
+    async fn dispatch_once(&self) -> Step {
         let (topic, partition, _) = &self.key;
-        let mut st = self.state.lock();
-        if st.closed {
-            return Step::Closed;
-        }
-        if self.pick(&mut st).is_none() {
-            return Self::stalled(&st);
-        }
+        let (redelivery, read_pos) = {
+            let mut st = self.state.lock();
+            if st.closed {
+                return Step::Closed;
+            }
+            if self.pick(&mut st).is_none() {
+                return Self::stalled(&st);
+            }
+            let unassigned = st.pending.iter().find(|(_, p)| p.consumer.is_none()).map(|(&entry, _)| entry);
+            (unassigned, st.read_pos)
+        };
         // Redeliveries: re-read the entry and send it to a consumer again.
-        if let Some((&entry, _)) = st.pending.iter().find(|(_, p)| p.consumer.is_none()) {
-            let delivery = match self.read_one(entry) {
+        if let Some(entry) = redelivery {
+            let read = self.read_one(entry).await;
+            let mut st = self.state.lock();
+            if st.closed {
+                return Step::Closed;
+            }
+            if st.pending.get(&entry).is_none_or(|p| p.consumer.is_some()) {
+                // Acknowledged, or a seek cleared it, while it was read.
+                return Step::Progress;
+            }
+            let delivery = match read {
                 Ok(Some(d)) if d.entry == entry => d,
                 Err(ReadOne::Failed(e)) => {
                     tracing::warn!(%topic, partition, entry, "redelivery deferred, the entry cannot be read now: {e}");
@@ -464,7 +530,16 @@ impl Subscription {
             }
             return Step::Progress;
         }
-        let read = match wait(self.log.read(topic, *partition, st.read_pos, READ_BYTES, true)) {
+        let read = self.log.read(topic, *partition, read_pos, READ_BYTES, true).await;
+        let mut st = self.state.lock();
+        if st.closed {
+            return Step::Closed;
+        }
+        if st.read_pos != read_pos {
+            // A seek moved the cursor while the log was read.
+            return Step::Progress;
+        }
+        let read = match read {
             Ok(r) => r,
             Err(StorageError::OffsetOutOfRange { start, end, .. }) => {
                 // Retention moved the log start past the cursor, or the log is shorter than it.
@@ -528,9 +603,9 @@ impl Subscription {
         if st.consumers.iter().any(|c| c.permits > 0 && c.out.full()) { Step::Backoff } else { Step::Idle }
     }
 
-    fn read_one(&self, entry: i64) -> Result<Option<Delivery>, ReadOne> {
+    async fn read_one(&self, entry: i64) -> Result<Option<Delivery>, ReadOne> {
         let (topic, partition, _) = &self.key;
-        let read = match wait(self.log.read(topic, *partition, entry, 1, true)) {
+        let read = match self.log.read(topic, *partition, entry, 1, true).await {
             Ok(r) => r,
             Err(StorageError::OffsetOutOfRange { .. } | StorageError::UnknownTopicOrPartition) => {
                 return Err(ReadOne::Gone);
@@ -626,7 +701,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
         let name = TopicName::new("public", "default", "t");
-        wait(log.create_topic(&name, 1, &[], false)).unwrap();
+        log.create_topic(&name, 1, &[], false).await.unwrap();
         let value = bytes::Bytes::from(vec![7u8; 512 * 1024]);
         for _ in 0..40 {
             let r = Record {
@@ -636,18 +711,19 @@ mod tests {
                 timestamp: 1,
                 offset_delta: 0,
             };
-            wait(log.append(&name, 0, records::encode(&[r], &EncodeSpec::plain(0, 1)).unwrap().into()))
+            log.append(&name, 0, records::encode(&[r], &EncodeSpec::plain(0, 1)).unwrap().into())
+                .await
                 .unwrap();
         }
         let subs = Subscriptions::new(log.clone(), Arc::new(Cursors::new(log.clone())));
         let (out, mut rx) = Outbox::new();
         let spec = ConsumerSpec { conn: 1, id: 1, name: "c".into(), priority: 0, out };
         let key = (name, 0, "s".to_string());
-        let sub = tokio::task::block_in_place(|| {
-            subs.attach(key, SubType::Exclusive, false, Start::Earliest, spec)
-                .map_err(|e| format!("{e:?}"))
-                .unwrap()
-        });
+        let sub = subs
+            .attach(key, SubType::Exclusive, false, Start::Earliest, spec)
+            .await
+            .map_err(|e| format!("{e:?}"))
+            .unwrap();
         sub.flow(1, 1, 1_000_000);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let queued = rx.queued();

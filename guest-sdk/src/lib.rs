@@ -63,6 +63,16 @@ pub trait Services {
     fn create_partitions(&self, name: &str, total: i32, validate_only: bool) -> Result<(), ErrorCode>;
     fn topic_configs(&self, name: &str) -> Result<Vec<ConfigEntry>, ErrorCode>;
     fn broker_configs(&self) -> Vec<ConfigEntry>;
+    /// Change a topic's configs: `incremental` applies each op to the current overrides
+    /// (IncrementalAlterConfigs); otherwise the `Set` ops replace every override (AlterConfigs).
+    /// An error comes with the host's reason.
+    fn alter_topic_configs(
+        &self,
+        name: &str,
+        ops: &[(String, ConfigOp)],
+        incremental: bool,
+        validate_only: bool,
+    ) -> Result<(), (ErrorCode, String)>;
 
     // --- records ---
     /// Validate and append the batches in `records` (a slice of a host buffer).

@@ -13,8 +13,8 @@
 
 use crate::groups::{self, Group, GroupConfig, GroupState, JoinStep, SyncStep};
 use crate::{
-    AppendInfo, Broker, CommittedOffset, ConfigEntry, ErrorCode, Fetched, GroupDescription, GroupListing,
-    GroupMember, HostBuffer, JoinOutcome, JoinRequest, JoinResult, LeaveResult, Leaving, Level,
+    AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp, ErrorCode, Fetched, GroupDescription,
+    GroupListing, GroupMember, HostBuffer, JoinOutcome, JoinRequest, JoinResult, LeaveResult, Leaving, Level,
     MemberDescription, OffsetAndTimestamp, OffsetCommit, ProducerIdAndEpoch, Services, Settings, SyncOutcome,
     SyncRequest, SyncResult, TopicInfo, TopicPartition, error,
 };
@@ -293,6 +293,34 @@ impl Services for StubServices {
                 }
             })
             .collect())
+    }
+    fn alter_topic_configs(
+        &self,
+        name: &str,
+        ops: &[(String, ConfigOp)],
+        incremental: bool,
+        validate_only: bool,
+    ) -> Result<(), (ErrorCode, String)> {
+        let mut topics = self.topics.borrow_mut();
+        let t = topics.get_mut(name).ok_or((
+            error::UNKNOWN_TOPIC_OR_PARTITION,
+            "This server does not host this topic-partition.".into(),
+        ))?;
+        let mut configs = if incremental { t.configs.clone() } else { Vec::new() };
+        for (key, op) in ops {
+            if !KNOWN_CONFIGS.iter().any(|(n, _)| n == key) {
+                return Err((error::INVALID_CONFIG, format!("Unknown topic config name: {key}")));
+            }
+            configs.retain(|(k, _)| k != key);
+            match op {
+                ConfigOp::Set(v) | ConfigOp::Append(v) => configs.push((key.clone(), v.clone())),
+                ConfigOp::Delete | ConfigOp::Subtract(_) => {}
+            }
+        }
+        if !validate_only {
+            t.configs = configs;
+        }
+        Ok(())
     }
     fn broker_configs(&self) -> Vec<ConfigEntry> {
         vec![ConfigEntry {

@@ -82,6 +82,18 @@ pub struct ConfigEntry {
     pub sensitive: bool,
 }
 
+/// How IncrementalAlterConfigs changes one config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String),
+    /// Back to the default.
+    Delete,
+    /// Add items to a list config.
+    Append(String),
+    /// Remove items from a list config.
+    Subtract(String),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
     pub base_offset: i64,

@@ -2,10 +2,11 @@
 //! that [`crate::export_protocol_handler!`] expands to.
 
 use crate::{
-    AppendInfo, Broker, CommittedOffset, ConfigEntry, ErrorCode, Fetched, GroupDescription, GroupListing,
-    GroupMember, Handler, HostBuffer, JoinOutcome, JoinRequest, JoinResult, LeaveResult, Leaving, Level,
-    MemberDescription, OffsetAndTimestamp, OffsetCommit, Outcome, ProducerIdAndEpoch, Request, Segment,
-    Services, Settings, SyncOutcome, SyncRequest, SyncResult, TopicInfo, TopicPartition, WakeSource,
+    AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp, ErrorCode, Fetched, GroupDescription,
+    GroupListing, GroupMember, Handler, HostBuffer, JoinOutcome, JoinRequest, JoinResult, LeaveResult,
+    Leaving, Level, MemberDescription, OffsetAndTimestamp, OffsetCommit, Outcome, ProducerIdAndEpoch,
+    Request, Segment, Services, Settings, SyncOutcome, SyncRequest, SyncResult, TopicInfo, TopicPartition,
+    WakeSource,
 };
 use bytes::Bytes;
 
@@ -98,6 +99,27 @@ impl Services for WasmServices {
     }
     fn broker_configs(&self) -> Vec<ConfigEntry> {
         log::broker_configs().into_iter().map(config_entry).collect()
+    }
+    fn alter_topic_configs(
+        &self,
+        name: &str,
+        ops: &[(String, ConfigOp)],
+        incremental: bool,
+        validate_only: bool,
+    ) -> Result<(), (ErrorCode, String)> {
+        let ops: Vec<(String, log::ConfigOp)> = ops
+            .iter()
+            .map(|(k, op)| {
+                let op = match op {
+                    ConfigOp::Set(v) => log::ConfigOp::Set(v.clone()),
+                    ConfigOp::Delete => log::ConfigOp::Delete,
+                    ConfigOp::Append(v) => log::ConfigOp::Append(v.clone()),
+                    ConfigOp::Subtract(v) => log::ConfigOp::Subtract(v.clone()),
+                };
+                (k.clone(), op)
+            })
+            .collect();
+        log::alter_topic_configs(name, &ops, incremental, validate_only)
     }
     fn append(&self, t: &TopicPartition, records: &Self::Buffer) -> Result<AppendInfo, ErrorCode> {
         log::append(&tp(t), records)

@@ -82,6 +82,9 @@ pub struct Config {
     pub retention_bytes: i64,
     /// Kafka's log.retention.check.interval.ms.
     pub retention_check_interval_ms: u64,
+    /// Kafka's log.cleaner.backoff.ms: how often the log cleaner looks for compacted partitions
+    /// (`cleanup.policy=compact`) that need cleaning, and cleans them.
+    pub log_cleaner_backoff_ms: u64,
     /// A translator component to deploy instead of the one embedded in the binary (once: it
     /// becomes a version in the module registry, like an upload).
     pub translator: Option<PathBuf>,
@@ -222,6 +225,7 @@ impl Default for Config {
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             retention_bytes: -1,
             retention_check_interval_ms: 300_000,
+            log_cleaner_backoff_ms: 15_000,
             translator: None,
             translator_module: "kafka".into(),
             module_max_bytes: 10 << 20,
@@ -338,6 +342,9 @@ impl Config {
         }
         if self.retention_check_interval_ms == 0 {
             return invalid("retention_check_interval_ms", "must be positive");
+        }
+        if self.log_cleaner_backoff_ms == 0 {
+            return invalid("log_cleaner_backoff_ms", "must be positive");
         }
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");

@@ -297,6 +297,10 @@ impl Server {
         let check = Duration::from_millis(config.retention_check_interval_ms);
         let l = log.clone();
         tasks.push(tokio::spawn(every(check, shutdown_rx.clone(), blocking(move || enforce_retention(&*l)))));
+        // The log cleaner: compacts partitions of topics with cleanup.policy=compact.
+        let backoff = Duration::from_millis(config.log_cleaner_backoff_ms);
+        let l = log.clone();
+        tasks.push(tokio::spawn(every(backoff, shutdown_rx.clone(), blocking(move || clean(&*l)))));
         // The group coordinator's timer: sessions, rebalance deadlines, the initial delay.
         tasks.push(tokio::spawn(every(GROUP_TICK, shutdown_rx.clone(), move || {
             let coord = coord.clone();
@@ -379,6 +383,18 @@ fn enforce_retention(log: &dyn Log) {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     if let Err(e) = crate::storage::wait(log.enforce_retention(now_ms)) {
         tracing::error!("retention failed: {e}");
+    }
+}
+
+/// The log cleaner's pass (each cleaned partition is logged by the log).
+fn clean(log: &dyn Log) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    match crate::storage::wait(log.clean(now_ms)) {
+        Ok(stats) if stats.partitions > 0 => tracing::debug!(?stats, "log cleaner pass"),
+        Ok(_) => {}
+        Err(e) => tracing::error!("log cleaning failed: {e}"),
     }
 }
 

@@ -40,6 +40,9 @@ const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
 const TRANSACTIONAL: i16 = 0x10;
 const CONTROL: i16 = 0x20;
+/// KIP-534: the batch's baseTimestamp holds the delete horizon the log cleaner set (record
+/// timestamps stay baseTimestamp + delta).
+pub const DELETE_HORIZON: i16 = 0x40;
 
 /// The parsed header of one v2 record batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +139,13 @@ impl BatchHeader {
 
     pub fn is_control(&self) -> bool {
         self.attributes & CONTROL != 0
+    }
+
+    /// The delete horizon (ms since the epoch) the log cleaner stamped on this batch when it
+    /// first kept a tombstone of it (KIP-534): tombstones go at the first clean after it. None
+    /// for a batch no cleaner has stamped.
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON != 0).then_some(self.base_timestamp)
     }
 
     /// recordsCount >= 1 and lastOffsetDelta == recordsCount - 1.

@@ -17,7 +17,9 @@ use std::io::{Read, Write};
 
 use bytes::Bytes;
 
-use super::batch::{BatchHeader, CRC_START, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, read_uvarint};
+use super::batch::{
+    BatchHeader, CRC_START, DELETE_HORIZON, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, read_uvarint,
+};
 
 const NONE: u8 = 0;
 const GZIP: u8 = 1;
@@ -102,6 +104,29 @@ pub fn decode(batch: &[u8], max_decompressed: usize) -> Result<DecodedBatch, Rec
     let data = decompress(codec, payload, max_decompressed)?;
     let records = parse_records(&header, data, count)?;
     Ok(DecodedBatch { header, records })
+}
+
+/// Whether every record of one whole batch (`batch`, header included, already validated) has a
+/// key: a compacted topic refuses a record without one, as Kafka does, because the cleaner
+/// could never tell what it supersedes. An uncompressed batch is walked in place; a compressed
+/// one is decompressed up to `max_decompressed` bytes (TooLarge beyond).
+pub fn every_record_keyed(batch: &Bytes, max_decompressed: usize) -> Result<bool, RecordsError> {
+    let header = BatchHeader::parse(batch).map_err(|e| malformed(e.to_string()))?;
+    if header.size() != batch.len() {
+        return Err(malformed(format!("batchLength says {} bytes, got {}", header.size(), batch.len())));
+    }
+    let count = usize::try_from(header.records_count)
+        .map_err(|_| malformed(format!("negative record count {}", header.records_count)))?;
+    if count == 0 {
+        return Ok(true);
+    }
+    let codec = header.compression();
+    let data = if codec == NONE {
+        batch.slice(HEADER_LEN..)
+    } else {
+        decompress(codec, &batch[HEADER_LEN..], max_decompressed)?
+    };
+    Ok(parse_records(&header, data, count)?.iter().all(|r| r.key.is_some()))
 }
 
 fn malformed(message: impl Into<String>) -> RecordsError {
@@ -320,6 +345,26 @@ pub fn offset_deltas_fit(records: &[Record], last_offset_delta: i32) -> bool {
 /// if records is empty and offset_span is None, if offset_span < len-1, or if anything exceeds
 /// the format's i32 sizes.
 pub fn encode(records: &[Record], spec: &EncodeSpec) -> Result<Vec<u8>, RecordsError> {
+    encode_batch(records, spec, None)
+}
+
+/// [`encode`] for the log cleaner: with `delete_horizon`, the batch carries it as Kafka's v2
+/// batches do (KIP-534): attribute bit 0x40 set and baseTimestamp = the horizon, each record's
+/// timestampDelta relative to it (so record timestamps read back unchanged; deltas may be
+/// negative). Without, exactly [`encode`].
+pub fn encode_with_delete_horizon(
+    records: &[Record],
+    spec: &EncodeSpec,
+    delete_horizon: Option<i64>,
+) -> Result<Vec<u8>, RecordsError> {
+    encode_batch(records, spec, delete_horizon)
+}
+
+fn encode_batch(
+    records: &[Record],
+    spec: &EncodeSpec,
+    delete_horizon: Option<i64>,
+) -> Result<Vec<u8>, RecordsError> {
     if spec.compression > ZSTD {
         return Err(RecordsError::UnsupportedCodec(spec.compression));
     }
@@ -341,7 +386,8 @@ pub fn encode(records: &[Record], spec: &EncodeSpec) -> Result<Vec<u8>, RecordsE
             "offset deltas must rise within 0..={last_offset_delta} to be kept"
         )));
     }
-    let base_timestamp = records.first().map_or(spec.empty_timestamp, |r| r.timestamp);
+    let base_timestamp =
+        delete_horizon.unwrap_or_else(|| records.first().map_or(spec.empty_timestamp, |r| r.timestamp));
     let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(spec.empty_timestamp);
 
     let mut body = Vec::new();
@@ -365,7 +411,9 @@ pub fn encode(records: &[Record], spec: &EncodeSpec) -> Result<Vec<u8>, RecordsE
     let payload = compress(codec, body)?;
 
     let batch_length = len_i32(HEADER_LEN - LOG_OVERHEAD + payload.len())?;
-    let attributes = i16::from(codec) | if spec.log_append_time { LOG_APPEND_TIME } else { 0 };
+    let attributes = i16::from(codec)
+        | if spec.log_append_time { LOG_APPEND_TIME } else { 0 }
+        | if delete_horizon.is_some() { DELETE_HORIZON } else { 0 };
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&0i64.to_be_bytes());
     out.extend_from_slice(&batch_length.to_be_bytes());
@@ -629,6 +677,49 @@ mod tests {
         assert!(invalid(encode(&kept, &keep)));
         kept[1].offset_delta = 5;
         assert!(invalid(encode(&kept, &keep)));
+    }
+
+    #[test]
+    fn a_delete_horizon_keeps_record_timestamps() {
+        let records = sample(20);
+        for codec in 0..=4u8 {
+            let keep = EncodeSpec { offset_span: Some(30), keep_offset_deltas: true, ..spec(codec) };
+            let kept: Vec<Record> = renumbered(records.clone())
+                .into_iter()
+                .map(|r| Record { offset_delta: r.offset_delta + 1, ..r })
+                .collect();
+            let horizon = 1_800_000_000_000;
+            let bytes = encode_with_delete_horizon(&kept, &keep, Some(horizon)).unwrap();
+            let h = BatchHeader::parse(&bytes).unwrap();
+            assert!(crc_matches(&bytes, h.crc));
+            assert_eq!(
+                (h.delete_horizon(), h.base_timestamp, h.compression()),
+                (Some(horizon), horizon, codec)
+            );
+            assert_eq!(h.max_timestamp, records.iter().map(|r| r.timestamp).max().unwrap());
+            assert_eq!((h.records_count, h.last_offset_delta), (20, 30));
+            let decoded = decode(&bytes, 1 << 20).unwrap();
+            assert_eq!(decoded.records, kept, "codec {codec}");
+            let plain = encode_with_delete_horizon(&kept, &keep, None).unwrap();
+            assert_eq!(plain, encode(&kept, &keep).unwrap());
+            assert_eq!(BatchHeader::parse(&plain).unwrap().delete_horizon(), None);
+        }
+    }
+
+    #[test]
+    fn every_record_keyed_in_every_codec() {
+        let keyed: Vec<Record> =
+            sample(30).into_iter().map(|r| Record { key: Some(Bytes::from_static(b"k")), ..r }).collect();
+        for codec in 0..=4u8 {
+            let yes = Bytes::from(encode(&keyed, &spec(codec)).unwrap());
+            assert!(every_record_keyed(&yes, 1 << 20).unwrap(), "codec {codec}");
+            let no = Bytes::from(encode(&sample(30), &spec(codec)).unwrap());
+            assert!(!every_record_keyed(&no, 1 << 20).unwrap(), "codec {codec}");
+        }
+        let big = Bytes::from(encode(&keyed, &spec(4)).unwrap());
+        assert!(matches!(every_record_keyed(&big, 100), Err(RecordsError::TooLarge { .. })));
+        let empty = Bytes::from(encode(&[], &EncodeSpec { offset_span: Some(0), ..spec(0) }).unwrap());
+        assert!(every_record_keyed(&empty, 1 << 20).unwrap());
     }
 
     // Golden batches holding [`golden_records`], written by independent encoders. From the

@@ -36,6 +36,15 @@ macro_rules! delegate_log {
             self.$inner().create_partitions(name, total, validate_only).await
         }
 
+        async fn alter_topic_config(
+            &self,
+            name: &$crate::storage::TopicName,
+            change: &$crate::storage::ConfigChange,
+            validate_only: bool,
+        ) -> Result<$crate::storage::TopicMeta, $crate::storage::StorageError> {
+            self.$inner().alter_topic_config(name, change, validate_only).await
+        }
+
         fn topic(&self, name: &$crate::storage::TopicName) -> Option<$crate::storage::TopicMeta> {
             self.$inner().topic(name)
         }
@@ -112,6 +121,10 @@ macro_rules! delegate_log {
 
         async fn enforce_retention(&self, now_ms: i64) -> Result<usize, $crate::storage::StorageError> {
             self.$inner().enforce_retention(now_ms).await
+        }
+
+        async fn clean(&self, now_ms: i64) -> Result<$crate::storage::CleanStats, $crate::storage::StorageError> {
+            self.$inner().clean(now_ms).await
         }
 
         async fn flush(&self) -> Result<(), $crate::storage::StorageError> {

@@ -16,7 +16,10 @@ pub mod pulsar;
 
 pub use crate::record::TopicName;
 use crate::record::batch;
-pub use config::{ConfigEntry, ENTRY_FORMAT, EntryFormat, FsyncPolicy, LogDefaults, TopicConfig};
+pub use config::{
+    AlterOp, CLEANUP_POLICY, CleanupPolicy, ConfigEntry, ENTRY_FORMAT, EntryFormat, FsyncPolicy, LogDefaults,
+    TimestampType, TopicConfig,
+};
 pub use delay::DelayedLog;
 pub(crate) use delay::delegate_log;
 pub use error::StorageError;
@@ -50,12 +53,60 @@ pub struct TopicMeta {
     pub config: TopicConfig,
 }
 
+/// A change of a topic's configs.
+#[derive(Clone, Debug)]
+pub enum ConfigChange {
+    /// IncrementalAlterConfigs: each op applies to the current overrides.
+    Incremental(Vec<(String, AlterOp)>),
+    /// AlterConfigs: these pairs replace every override.
+    Replace(Vec<(String, String)>),
+}
+
+impl TopicConfig {
+    /// This config after `change`.
+    pub fn changed(
+        &self,
+        defaults: &LogDefaults,
+        change: &ConfigChange,
+    ) -> Result<TopicConfig, StorageError> {
+        match change {
+            ConfigChange::Incremental(ops) => self.altered(defaults, ops),
+            ConfigChange::Replace(pairs) => self.replaced(defaults, pairs),
+        }
+    }
+}
+
 /// Where an append landed.
 #[derive(Clone, Copy, Debug)]
 pub struct AppendInfo {
     pub base_offset: i64,
     pub last_offset: i64,
     pub log_start_offset: i64,
+}
+
+/// What one pass of the log cleaner did ([`Log::clean`]), summed over the partitions it cleaned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CleanStats {
+    /// Partitions cleaned.
+    pub partitions: usize,
+    /// Bytes of segments read (the cleanable part of each cleaned partition).
+    pub bytes_read: u64,
+    /// Bytes of cleaned segments written.
+    pub bytes_written: u64,
+    pub records_read: u64,
+    /// Records removed: superseded by a later record of their key, tombstones past their
+    /// delete horizon, and records without a key.
+    pub records_removed: u64,
+}
+
+impl CleanStats {
+    pub fn add(&mut self, other: CleanStats) {
+        self.partitions += other.partitions;
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+        self.records_read += other.records_read;
+        self.records_removed += other.records_removed;
+    }
 }
 
 /// The answer to a read: whole stored batches, as written (offsets already patched in).
@@ -94,6 +145,15 @@ pub trait Log: Send + Sync + 'static {
         total: i32,
         validate_only: bool,
     ) -> Result<(), StorageError>;
+
+    /// Change a topic's configs (AlterConfigs, IncrementalAlterConfigs): validated as a whole
+    /// as at creation, persisted, and in effect for the next append, read and retention pass.
+    async fn alter_topic_config(
+        &self,
+        name: &TopicName,
+        change: &ConfigChange,
+        validate_only: bool,
+    ) -> Result<TopicMeta, StorageError>;
 
     fn topic(&self, name: &TopicName) -> Option<TopicMeta>;
 
@@ -199,6 +259,16 @@ pub trait Log: Send + Sync + 'static {
     /// epoch): delete whole old segments and move log start offsets. Returns what was deleted
     /// (embedded: segments; pulsar: stored batches).
     async fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError>;
+
+    /// One pass of the log cleaner at `now_ms` (milliseconds since the epoch): every partition
+    /// of a topic with `cleanup.policy=compact` whose dirty share (min.cleanable.dirty.ratio) or
+    /// dirty age (max.compaction.lag.ms) calls for it keeps only the latest record of each key
+    /// in its segments but the active one. Backends that do not compact (Pulsar) do nothing.
+    async fn clean(&self, now_ms: i64) -> Result<CleanStats, StorageError> {
+        let _ = now_ms;
+        Ok(CleanStats::default())
+    }
+
     /// fsync everything written so far.
     async fn flush(&self) -> Result<(), StorageError>;
 

@@ -2,7 +2,7 @@
 
 use super::bindings::{cluster, connection, handler_types, log, logging, types};
 use super::state::{BufferHandle, GuestState, Observed, WakeKey};
-use crate::storage::{ConfigEntry, StorageError, TopicMeta};
+use crate::storage::{AlterOp, ConfigChange, ConfigEntry, StorageError, TopicMeta};
 use wasmtime::component::Resource;
 
 type ErrorCode = i16;
@@ -170,6 +170,57 @@ impl log::Host for GuestState {
         let topic = self.ctx.topic(&self.conn.tenant, &name);
         let meta = self.ctx.log.topic(&topic).ok_or(StorageError::UnknownTopicOrPartition.kafka_code())?;
         Ok(meta.config.entries(self.ctx.log.defaults()).into_iter().map(config_entry).collect())
+    }
+
+    async fn alter_topic_configs(
+        &mut self,
+        name: String,
+        ops: Vec<(String, log::ConfigOp)>,
+        incremental: bool,
+        validate_only: bool,
+    ) -> Result<(), (ErrorCode, String)> {
+        self.not_internal(&name, "alter the configs of")
+            .map_err(|c| (c, format!("{name} is an internal topic.")))?;
+        let topic = self.ctx.topic(&self.conn.tenant, &name);
+        let change = if incremental {
+            ConfigChange::Incremental(
+                ops.into_iter()
+                    .map(|(k, op)| {
+                        let op = match op {
+                            log::ConfigOp::Set(v) => AlterOp::Set(v),
+                            log::ConfigOp::Delete => AlterOp::Delete,
+                            log::ConfigOp::Append(v) => AlterOp::Append(v),
+                            log::ConfigOp::Subtract(v) => AlterOp::Subtract(v),
+                        };
+                        (k, op)
+                    })
+                    .collect(),
+            )
+        } else {
+            ConfigChange::Replace(
+                ops.into_iter()
+                    .filter_map(|(k, op)| match op {
+                        log::ConfigOp::Set(v) => Some((k, v)),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        };
+        let log = self.log();
+        match self.awaiting(log.alter_topic_config(&topic, &change, validate_only)).await {
+            Ok(meta) => {
+                if !validate_only {
+                    tracing::info!(conn = self.conn.id, topic = %name, overrides = ?meta.config.overrides, "altered topic configs");
+                }
+                Ok(())
+            }
+            // The validation's words are the client's answer; other failures keep their details
+            // in the host's log.
+            Err(StorageError::InvalidConfig(why)) => {
+                Err((StorageError::InvalidConfig(String::new()).kafka_code(), why))
+            }
+            Err(e) => Err((self.storage_error("alter topic configs", e), String::new())),
+        }
     }
 
     async fn broker_configs(&mut self) -> Vec<log::ConfigEntry> {

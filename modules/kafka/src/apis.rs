@@ -51,16 +51,19 @@ apis! {
     12 "Heartbeat" 0..=4 => heartbeat;
     13 "LeaveGroup" 0..=5 => leave_group;
     14 "SyncGroup" 0..=5 => sync_group;
-    15 "DescribeGroups" 0..=5 => describe_groups;
+    15 "DescribeGroups" 0..=6 => describe_groups;
     16 "ListGroups" 0..=4 => list_groups;
     18 "ApiVersions" 0..=4 => api_versions;
     19 "CreateTopics" 2..=7 => create_topics;
     20 "DeleteTopics" 1..=6 => delete_topics;
     22 "InitProducerId" 0..=4 => init_producer_id;
     32 "DescribeConfigs" 1..=4 => describe_configs;
+    33 "AlterConfigs" 0..=2 => alter_configs;
     37 "CreatePartitions" 0..=3 => create_partitions;
     42 "DeleteGroups" 0..=2 => delete_groups;
+    44 "IncrementalAlterConfigs" 0..=1 => incremental_alter_configs;
     47 "OffsetDelete" 0..=0 => offset_delete;
+    60 "DescribeCluster" 0..=2 => describe_cluster;
 }
 
 /// The supported version range of `api_key`, if it is implemented.

@@ -1,6 +1,6 @@
-//! DescribeGroups v0–v5: each group's state, protocol and members, as the host's coordinator
-//! sees them. A group that does not exist is described as Kafka's broker does, with no error and
-//! state "Dead". Member metadata and assignments pass through as the clients sent them; the
+//! DescribeGroups v0–v6: each group's state, protocol and members, as the host's coordinator
+//! sees them. A group that does not exist is described as Kafka's broker does: up to v5 with no
+//! error and state "Dead"; from v6 (KIP-1043) with GROUP_ID_NOT_FOUND and a message. Member metadata and assignments pass through as the clients sent them; the
 //! member's client host is the address of its connection ("/127.0.0.1").
 //!
 //! With `include_authorized_operations` (v3+) a group reports every operation a group supports
@@ -10,7 +10,7 @@ use crate::context::{ApiResult, Ctx};
 use crate::group_common::opt_str_bytes;
 use crate::metadata::str_bytes;
 use bytes::Bytes;
-use guise_guest_sdk::{ErrorCode, Services};
+use guise_guest_sdk::{ErrorCode, Services, error};
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
@@ -49,8 +49,14 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
                         .with_member_assignment(Bytes::from(m.assignment))
                 })
                 .collect();
+            let (error, message) = if v >= 6 && d.error == error::NONE && d.state == "Dead" {
+                (error::GROUP_ID_NOT_FOUND, Some(str_bytes(format!("Group {} not found.", id.as_str()))))
+            } else {
+                (d.error, None)
+            };
             DescribedGroup::default()
-                .with_error_code(d.error)
+                .with_error_code(error)
+                .with_error_message(message)
                 .with_group_id(id.clone())
                 .with_group_state(str_bytes(d.state))
                 .with_protocol_type(str_bytes(d.protocol_type))
@@ -83,7 +89,6 @@ mod tests {
     use super::*;
     use crate::test_util::join;
     use crate::test_util::{call, decode_response, error_response, frame, group_id};
-    use guise_guest_sdk::error;
     use guise_guest_sdk::stub::StubServices;
     use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
     use kafka_protocol::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
@@ -113,7 +118,7 @@ mod tests {
     #[test]
     fn describes_groups_at_every_version() {
         let svc = svc();
-        for v in 0..=5 {
+        for v in 0..=6 {
             let mut req = request(&["g", "missing"]);
             if v >= 3 {
                 req = req.with_include_authorized_operations(true);
@@ -139,17 +144,20 @@ mod tests {
             let ops = if v >= 3 { GROUP_AUTHORIZED_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
             assert_eq!(g.authorized_operations, ops, "v{v}");
             let missing = &resp.groups[1];
+            let code = if v >= 6 { error::GROUP_ID_NOT_FOUND } else { error::NONE };
             assert_eq!(
                 (missing.error_code, missing.group_state.as_str(), missing.members.len()),
-                (0, "Dead", 0)
+                (code, "Dead", 0),
+                "v{v}"
             );
+            assert_eq!(missing.error_message.is_some(), v >= 6, "v{v}");
         }
     }
 
     #[test]
     fn error_response_at_min_and_max_version() {
         let svc = svc();
-        for v in [0, 5] {
+        for v in [0, 6] {
             let bytes = error_response(
                 &svc,
                 frame(ApiKey::DescribeGroups, v, &request(&["a", "b"])),

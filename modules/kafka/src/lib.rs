@@ -8,6 +8,7 @@
 //! error responses, the ApiVersions response and the claim check are generated, so the server
 //! advertises exactly what it serves.
 
+mod alter_configs;
 mod api_versions;
 mod apis;
 mod claims;
@@ -16,12 +17,14 @@ mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_topics;
+mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod fetch;
 mod find_coordinator;
 mod group_common;
 mod heartbeat;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;

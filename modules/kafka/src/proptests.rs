@@ -119,8 +119,11 @@ fn flexible_from(key: i16) -> i16 {
         20 => 4,
         22 | 42 => 2,
         32 => 4,
+        33 => 2,
         37 => 2,
+        44 => 1,
         47 => i16::MAX,
+        60 => 0,
         _ => unreachable!("api key {key}"),
     }
 }
@@ -148,7 +151,10 @@ fn codec_versions(key: i16) -> std::ops::RangeInclusive<i16> {
         19 => 2..=7,
         20 => 1..=6,
         32 => 1..=4,
+        33 => 0..=2,
         37 => 0..=3,
+        44 => 0..=1,
+        60 => 0..=2,
         _ => unreachable!("api key {key}"),
     }
 }
@@ -414,6 +420,79 @@ fn samples(key: i16, v: i16) -> Vec<Vec<u8>> {
                 .with_unknown_tagged_fields(tags());
             let rich = when(v >= 3, rich, |r| r.with_include_documentation(true));
             vec![encode(&rich, v), encode(&DescribeConfigsRequest::default(), v)]
+        }
+        33 => {
+            use alter_configs_request::{AlterConfigsResource, AlterableConfig};
+            let resource = |kind: i8, name: &str, configs: &[(&str, Option<&str>)]| {
+                AlterConfigsResource::default()
+                    .with_resource_type(kind)
+                    .with_resource_name(str_bytes(name))
+                    .with_configs(
+                        configs
+                            .iter()
+                            .map(|(k, v)| {
+                                AlterableConfig::default()
+                                    .with_name(str_bytes(*k))
+                                    .with_value(v.map(str_bytes))
+                                    .with_unknown_tagged_fields(tags())
+                            })
+                            .collect(),
+                    )
+                    .with_unknown_tagged_fields(tags())
+            };
+            let rich = AlterConfigsRequest::default()
+                .with_resources(vec![
+                    resource(2, "a", &[("retention.ms", Some("1000")), ("nope", None)]),
+                    resource(2, "missing", &[("retention.ms", Some("1"))]),
+                    resource(4, "0", &[]),
+                    resource(99, "x", &[]),
+                ])
+                .with_validate_only(true)
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&AlterConfigsRequest::default(), v)]
+        }
+        44 => {
+            use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+            let resource = |kind: i8, name: &str, configs: &[(&str, i8, Option<&str>)]| {
+                AlterConfigsResource::default()
+                    .with_resource_type(kind)
+                    .with_resource_name(str_bytes(name))
+                    .with_configs(
+                        configs
+                            .iter()
+                            .map(|(k, op, v)| {
+                                AlterableConfig::default()
+                                    .with_name(str_bytes(*k))
+                                    .with_config_operation(*op)
+                                    .with_value(v.map(str_bytes))
+                                    .with_unknown_tagged_fields(tags())
+                            })
+                            .collect(),
+                    )
+                    .with_unknown_tagged_fields(tags())
+            };
+            let rich = IncrementalAlterConfigsRequest::default()
+                .with_resources(vec![
+                    resource(
+                        2,
+                        "a",
+                        &[("retention.ms", 0, Some("1000")), ("cleanup.policy", 2, Some("compact"))],
+                    ),
+                    resource(2, "a", &[("segment.bytes", 1, None)]),
+                    resource(2, "missing", &[("retention.ms", 3, None)]),
+                    resource(4, "0", &[]),
+                ])
+                .with_validate_only(true)
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&IncrementalAlterConfigsRequest::default(), v)]
+        }
+        60 => {
+            let rich = DescribeClusterRequest::default()
+                .with_include_cluster_authorized_operations(true)
+                .with_unknown_tagged_fields(tags());
+            let rich = when(v >= 1, rich, |r| r.with_endpoint_type(1));
+            let rich = when(v >= 2, rich, |r| r.with_include_fenced_brokers(true));
+            vec![encode(&rich, v), encode(&DescribeClusterRequest::default(), v)]
         }
         37 => {
             use create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
@@ -715,6 +794,9 @@ fn codec_decode(key: i16, v: i16, body: &[u8]) -> Option<usize> {
         20 => go::<DeleteTopicsRequest>(body, v),
         32 => go::<DescribeConfigsRequest>(body, v),
         37 => go::<CreatePartitionsRequest>(body, v),
+        33 => go::<AlterConfigsRequest>(body, v),
+        44 => go::<IncrementalAlterConfigsRequest>(body, v),
+        60 => go::<DescribeClusterRequest>(body, v),
         _ => unreachable!("api key {key}"),
     }
 }

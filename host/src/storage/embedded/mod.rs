@@ -10,12 +10,15 @@
 //! flush() syncs what was written. An append that fails (full disk, read-only file system, failed
 //! fsync) leaves nothing behind: its bytes are cut off, a segment it started is removed, and the
 //! next append lands at the same offsets (see `Partition::append`). Retention deletes whole old
-//! segments and moves the log start offset.
+//! segments and moves the log start offset. The cleaner (`cleaner`) compacts the inactive
+//! segments of topics with `cleanup.policy=compact`: offsets are never renumbered, so batches
+//! may then have gaps between them.
 //!
 //! Idempotent producers: ids come from `<data_dir>/producer-ids` (blocks reserved durably, see
 //! `producer_ids`); each partition checks sequences on append and rebuilds its producer state
 //! from the stored batch headers at open (see `storage::producers`).
 
+mod cleaner;
 mod partition;
 mod producer_ids;
 mod segment;
@@ -26,7 +29,8 @@ mod tests;
 use crate::record::batch;
 use crate::storage::producers::ProducerEpochs;
 use crate::storage::{
-    AppendInfo, FsyncPolicy, Log, LogDefaults, ReadResult, StorageError, TopicConfig, TopicMeta, TopicName,
+    AppendInfo, CleanStats, ConfigChange, FsyncPolicy, Log, LogDefaults, ReadResult, StorageError,
+    TopicConfig, TopicMeta, TopicName,
 };
 use crate::tenant::names::{check_new_topic, validate_full_name, validate_growth, validate_partitions};
 use parking_lot::{Mutex, RwLock};
@@ -68,7 +72,18 @@ impl Topic {
 }
 
 fn partition_config(config: &TopicConfig) -> PartitionConfig {
-    PartitionConfig { segment_bytes: config.segment_bytes, index_interval_bytes: config.index_interval_bytes }
+    // Kafka's `LogConfig.maxSegmentMs`: a compacted topic rolls by max.compaction.lag.ms too,
+    // else records in the active segment could wait longer than that to be compacted.
+    let segment_ms = if config.cleanup_policy.compact && config.max_compaction_lag_ms > 0 {
+        config.segment_ms.min(config.max_compaction_lag_ms)
+    } else {
+        config.segment_ms
+    };
+    PartitionConfig {
+        segment_bytes: config.segment_bytes,
+        segment_ms,
+        index_interval_bytes: config.index_interval_bytes,
+    }
 }
 
 impl EmbeddedLog {
@@ -245,6 +260,26 @@ impl EmbeddedLog {
         Ok(())
     }
 
+    pub fn alter_topic_config(
+        &self,
+        name: &TopicName,
+        change: &ConfigChange,
+        validate_only: bool,
+    ) -> Result<TopicMeta, StorageError> {
+        let _admin = self.admin.lock();
+        let topic = self.get(name).ok_or(StorageError::UnknownTopicOrPartition)?;
+        let mut meta = topic.meta.clone();
+        meta.config = topic.meta.config.changed(&self.defaults, change)?;
+        if validate_only {
+            return Ok(meta);
+        }
+        let altered =
+            Topic { meta: meta.clone(), dir: topic.dir.clone(), partitions: topic.partitions.clone() };
+        store::write_topic_file(&altered.dir, &altered.file())?;
+        self.topics.write().insert(name.clone(), Arc::new(altered));
+        Ok(meta)
+    }
+
     pub fn topic(&self, name: &TopicName) -> Option<TopicMeta> {
         self.get(name).map(|t| t.meta.clone())
     }
@@ -279,10 +314,15 @@ impl EmbeddedLog {
         counts: batch::Counts,
     ) -> Result<AppendInfo, StorageError> {
         let (topic, p) = self.partition(name, partition)?;
-        let batches = batch::validate_with(&records, topic.meta.config.max_message_bytes, counts)?;
+        let config = &topic.meta.config;
+        let batches = batch::validate_with(&records, config.max_message_bytes, counts)?;
+        if config.cleanup_policy.compact {
+            cleaner::check_keys(&records, &batches, name, partition, cleaner::max_decompressed(config))?;
+        }
         // With every-batch, fsynced before the append returns (hence before the produce is
         // acknowledged) and before readers see it; a failed fsync fails the append as a whole.
-        p.append(&records, &batches, self.defaults.fsync == FsyncPolicy::EveryBatch, &self.epochs)
+        let sync = self.defaults.fsync == FsyncPolicy::EveryBatch;
+        p.append(&records, &batches, &partition_config(config), sync, &self.epochs)
     }
 
     pub fn producer_precheck(
@@ -339,7 +379,7 @@ impl EmbeddedLog {
         let mut deleted = 0;
         for t in topics {
             let c = &t.meta.config;
-            if c.retention_ms < 0 && c.retention_bytes < 0 {
+            if !c.cleanup_policy.delete || (c.retention_ms < 0 && c.retention_bytes < 0) {
                 continue;
             }
             for p in &t.partitions {
@@ -347,6 +387,40 @@ impl EmbeddedLog {
             }
         }
         Ok(deleted)
+    }
+
+    /// One pass of the log cleaner (see `cleaner`) over every partition of every compacted
+    /// topic, with each topic's configs as they are now. A partition that fails is logged and
+    /// the others are still cleaned; the first error is returned.
+    pub fn clean(&self, now_ms: i64) -> Result<CleanStats, StorageError> {
+        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        let mut stats = CleanStats::default();
+        let mut first_error = None;
+        for t in topics {
+            if !t.meta.config.cleanup_policy.compact {
+                continue;
+            }
+            let config = cleaner::CleanConfig::of(&t.meta.config);
+            for (i, p) in t.partitions.iter().enumerate() {
+                let label = format!("{}-{i}", t.meta.name);
+                match cleaner::clean_partition(p, &label, &config, now_ms) {
+                    Ok(Some(s)) => stats.add(s),
+                    Ok(None) => {}
+                    // Deleted while it was being cleaned: its files went with it.
+                    Err(e) if self.get(&t.meta.name).is_none() => {
+                        tracing::debug!(partition = %label, error = %e, "the topic was deleted during its clean");
+                    }
+                    Err(e) => {
+                        tracing::error!(partition = %label, error = %e, "cleaning failed");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(stats),
+        }
     }
 
     pub fn flush(&self) -> Result<(), StorageError> {
@@ -455,6 +529,15 @@ impl Log for EmbeddedLog {
         EmbeddedLog::offsets(self, name, partition)
     }
 
+    async fn alter_topic_config(
+        &self,
+        name: &TopicName,
+        change: &ConfigChange,
+        validate_only: bool,
+    ) -> Result<TopicMeta, StorageError> {
+        EmbeddedLog::alter_topic_config(self, name, change, validate_only)
+    }
+
     async fn offset_for_timestamp(
         &self,
         name: &TopicName,
@@ -482,6 +565,10 @@ impl Log for EmbeddedLog {
 
     async fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         EmbeddedLog::enforce_retention(self, now_ms)
+    }
+
+    async fn clean(&self, now_ms: i64) -> Result<CleanStats, StorageError> {
+        EmbeddedLog::clean(self, now_ms)
     }
 
     async fn flush(&self) -> Result<(), StorageError> {

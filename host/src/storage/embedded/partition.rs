@@ -12,33 +12,43 @@
 //! kept only once the batches are stored. At open it is rebuilt from the headers of every
 //! segment, read by the same scan that rebuilds the index.
 
+pub(super) use super::cleaner::swap::SwapStep;
+use super::cleaner::{checkpoint, swap};
 use super::segment::{self, BatchRef, Segment};
 use crate::record::batch::{self, BatchHeader, HEADER_LEN, ValidBatch};
 use crate::storage::producers::{Checked, ProducerEpochs, ProducerStateTable};
 use crate::storage::{AppendInfo, ReadResult, StorageError};
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 
-/// Per-partition settings taken from the topic config.
+/// Per-partition settings taken from the topic config: at open (the index interval of the
+/// recovery scan) and at every append, so that altered configs apply to the next append.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct PartitionConfig {
     pub segment_bytes: u64,
+    /// Roll the active segment once its first batch is this much older than the batches being
+    /// appended (segment.ms; for a compacted topic, at most max.compaction.lag.ms, as Kafka's
+    /// `LogConfig.maxSegmentMs`): the cleaner and retention never touch the active segment.
+    pub segment_ms: i64,
     pub index_interval_bytes: u32,
 }
 
 pub(super) struct Partition {
     dir: PathBuf,
-    config: PartitionConfig,
     view: RwLock<View>,
     writer: Mutex<Writer>,
     /// Cloned for each subscriber; the sender lives in the writer.
     hwm: watch::Receiver<i64>,
+    /// The log cleaner's state of this partition.
+    cleaner: CleanerState,
     #[cfg(test)]
     pub faults: Mutex<Faults>,
 }
@@ -57,6 +67,50 @@ pub(super) struct Faults {
     pub remove: bool,
     /// The next this many cuts of a failed append fail with EROFS.
     pub cut: usize,
+    /// The next swap of cleaned segments stops dead after this step, as a `kill -9` there
+    /// would: nothing is undone and nothing in memory changes.
+    pub crash_after: Option<SwapStep>,
+    /// A simulated crash happened.
+    pub crashed: bool,
+}
+
+/// What the log cleaner keeps per partition between passes.
+#[derive(Default)]
+struct CleanerState {
+    /// Held for a whole pass: one pass at a time per partition.
+    running: Mutex<()>,
+    /// The first offset not cleaned yet (persisted, see `cleaner::checkpoint`); None before
+    /// the first clean.
+    checkpoint: Mutex<Option<i64>>,
+    /// Set when a committed swap could neither finish nor be rolled forward: the files on disk
+    /// are ahead of the view, so the partition is not cleaned again before the next open
+    /// (which finishes the swap).
+    blocked: AtomicBool,
+}
+
+/// A segment as the log cleaner sees it when a pass starts.
+#[derive(Clone)]
+pub(super) struct SegmentSnapshot {
+    pub base_offset: i64,
+    pub file: Arc<File>,
+    /// Committed length: the pass reads no further.
+    pub size: u64,
+    pub max_timestamp: i64,
+    pub first_batch_timestamp: Option<i64>,
+}
+
+/// What a cleaner pass starts from (taken under the locks, used without them).
+pub(super) struct CleanSnapshot {
+    /// Every segment but the active one, in offset order.
+    pub segments: Vec<SegmentSnapshot>,
+    pub active_base: i64,
+    pub log_start: i64,
+    pub high_watermark: i64,
+    pub checkpoint: Option<i64>,
+    /// (producer id, base offset) of every batch the idempotent-producer state remembers: the
+    /// cleaner keeps them (empty if need be), so that the state rebuilt at the next open still
+    /// recognizes a retry of any of them.
+    pub producer_batches: HashSet<(i64, i64)>,
 }
 
 struct View {
@@ -64,6 +118,9 @@ struct View {
     segments: Vec<Segment>,
     log_start: i64,
     high_watermark: i64,
+    /// Changes whenever segments are removed or replaced (retention, the cleaner), so that a
+    /// read moving on to "the next segment" knows whether its index still means that.
+    generation: u64,
 }
 
 struct Writer {
@@ -91,9 +148,13 @@ impl Partition {
     /// last segment is scanned with CRC checks and a torn or corrupt tail is cut off; earlier
     /// segments get a header-only scan. The producer state is replayed from the headers of every
     /// segment kept (all of them: one pass over the headers, bodies skipped, which the index
-    /// needs anyway).
+    /// needs anyway). Before anything, what a crash left of a clean is finished or removed
+    /// (see `cleaner::swap`).
     pub fn open(dir: &Path, config: PartitionConfig) -> io::Result<Partition> {
         std::fs::create_dir_all(dir)?;
+        // A clean that a crash interrupted: finished if its swap was committed, else undone.
+        swap::recover(dir)?;
+        let cleaned_up_to = checkpoint::read(dir)?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -172,10 +233,11 @@ impl Partition {
         let log_start = segments[0].base_offset;
         let high_watermark = segments.last().map_or(log_start, |s| s.next_offset);
         let (tx, rx) = watch::channel(high_watermark);
+        let cleaner = CleanerState { checkpoint: Mutex::new(cleaned_up_to), ..CleanerState::default() };
         Ok(Partition {
             dir: dir.to_path_buf(),
-            config,
-            view: RwLock::new(View { segments, log_start, high_watermark }),
+            cleaner,
+            view: RwLock::new(View { segments, log_start, high_watermark, generation: 0 }),
             writer: Mutex::new(Writer {
                 hwm: Some(tx),
                 unsynced: Vec::new(),
@@ -189,7 +251,8 @@ impl Partition {
         })
     }
 
-    /// Append already validated batches of `records`: assign contiguous offsets, check
+    /// Append already validated batches of `records`, with the topic's current `config`
+    /// (segment size and age for rolling, index interval): assign contiguous offsets, check
     /// idempotent producers' sequences (with `epochs`, the latest epoch of each producer id
     /// host-wide, which the append raises), write each batch with its base offset patched
     /// (vectored, straight from `records`), with `sync` also fsync it (and the directory, for a
@@ -204,6 +267,7 @@ impl Partition {
         &self,
         records: &Bytes,
         batches: &[ValidBatch],
+        config: &PartitionConfig,
         sync: bool,
         epochs: &ProducerEpochs,
     ) -> Result<AppendInfo, StorageError> {
@@ -213,10 +277,12 @@ impl Partition {
         }
         self.cut_dirty_tail(&mut writer)?;
         let total: u64 = batches.iter().map(|b| b.size() as u64).sum();
-        let (active_file, active_path, active_size, base_offset, log_start) = {
+        let newest = batches.iter().map(|b| b.header.max_timestamp).max().unwrap_or(i64::MIN);
+        let (active_file, active_path, active_size, aged, base_offset, log_start) = {
             let view = self.view.read();
             let active = view.active();
-            (active.file.clone(), active.path.clone(), active.size, view.high_watermark, view.log_start)
+            let aged = active.aged(newest, segment::now_ms(), config.segment_ms);
+            (active.file.clone(), active.path.clone(), active.size, aged, view.high_watermark, view.log_start)
         };
         // The assigned base offset of each batch, and its header as stored.
         let mut next = base_offset;
@@ -236,7 +302,8 @@ impl Partition {
         };
 
         // A new active segment, published only once the batches are in it.
-        let rolled = if active_size > 0 && active_size.saturating_add(total) > self.config.segment_bytes {
+        let full = active_size.saturating_add(total) > config.segment_bytes;
+        let rolled = if active_size > 0 && (full || aged) {
             Some(self.create_segment(base_offset).map_err(|e| {
                 let path = self.dir.join(Segment::file_name(base_offset));
                 tracing::error!(segment = %path.display(), error = %e, "append failed: cannot create a new segment");
@@ -287,7 +354,7 @@ impl Partition {
             }
             let active = view.active_mut();
             for header in &headers {
-                active.note_batch(header, self.config.index_interval_bytes);
+                active.note_batch(header, config.index_interval_bytes);
             }
             view.high_watermark = next;
         }
@@ -423,10 +490,13 @@ impl Partition {
     /// Whole batches from the one that holds `offset`, up to `max_bytes` (at least the first
     /// one when `min_one`), from a single segment.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, StorageError> {
-        // None on the first visit; then the next segment, if a gap left by an earlier crash
-        // means the segment that should hold `offset` does not: the first batch after the gap
-        // is returned instead.
+        // None on the first visit; then the next segment, when the segment that should hold
+        // `offset` has no batch at or after it (the log cleaner removed its last batches, or a
+        // crash left a gap): the first batch after the gap is returned instead, as Kafka does.
         let mut next_segment: Option<usize> = None;
+        // The view's generation when `next_segment` was chosen: if segments were removed or
+        // replaced since, the index means nothing and the search starts over from `offset`.
+        let mut generation = 0;
         loop {
             // The high watermark returned is taken together with the committed length the read
             // goes up to, so no record returned is ever beyond it.
@@ -437,6 +507,10 @@ impl Partition {
                     high_watermark: view.high_watermark,
                     log_start_offset: view.log_start,
                 };
+                if next_segment.is_some() && view.generation != generation {
+                    next_segment = None;
+                }
+                generation = view.generation;
                 let i = match next_segment {
                     Some(i) => i,
                     None => {
@@ -504,6 +578,7 @@ impl Partition {
             }
             let removed: Vec<Segment> = view.segments.drain(..n).collect();
             view.log_start = view.segments[0].base_offset;
+            view.generation += 1;
             (removed, view.log_start)
         };
         writer.producers.evict_before(log_start);
@@ -624,6 +699,160 @@ impl Partition {
             return Err(with_path(e, "syncing the partition", &self.dir));
         }
         Ok(())
+    }
+
+    /// The directory of the partition's files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Take the partition's cleaner lock for one pass: None when a pass is already running or
+    /// an unfinished swap blocks cleaning until the next open.
+    pub fn start_clean(&self) -> Option<parking_lot::MutexGuard<'_, ()>> {
+        if self.cleaner.blocked.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.cleaner.running.try_lock()
+    }
+
+    /// What a cleaner pass starts from: the segments but the active one, the offsets, the
+    /// checkpoint and the batches idempotent producers' state depends on.
+    pub fn clean_snapshot(&self) -> CleanSnapshot {
+        let producer_batches = {
+            let writer = self.writer.lock();
+            let table = &writer.producers;
+            table
+                .epochs()
+                .filter_map(|(pid, _)| table.get(pid).map(|e| (pid, e)))
+                .flat_map(|(pid, e)| e.batches().map(move |b| (pid, b.base_offset)))
+                .collect()
+        };
+        let view = self.view.read();
+        let inactive = &view.segments[..view.segments.len() - 1];
+        CleanSnapshot {
+            segments: inactive
+                .iter()
+                .map(|s| SegmentSnapshot {
+                    base_offset: s.base_offset,
+                    file: s.file.clone(),
+                    size: s.size,
+                    max_timestamp: s.max_timestamp(),
+                    first_batch_timestamp: s.first_batch_timestamp,
+                })
+                .collect(),
+            active_base: view.active().base_offset,
+            log_start: view.log_start,
+            high_watermark: view.high_watermark,
+            checkpoint: *self.cleaner.checkpoint.lock(),
+            producer_batches,
+        }
+    }
+
+    /// Persist the cleaner's checkpoint (the first offset not cleaned yet). Under the writer
+    /// lock, like a swap: a closed partition's directory may already hold a new topic of the
+    /// same name, which must not get this checkpoint.
+    pub fn set_clean_checkpoint(&self, offset: i64) -> io::Result<()> {
+        self.crash_point(SwapStep::Swapped)?;
+        let writer = self.writer.lock();
+        if writer.hwm.is_none() {
+            return Ok(());
+        }
+        checkpoint::write(&self.dir, offset)?;
+        *self.cleaner.checkpoint.lock() = Some(offset);
+        Ok(())
+    }
+
+    /// Swap `cleaned` (a complete segment built by the cleaner in `cleaned_path`, fsynced, named
+    /// for its final place) in for `group`, consecutive segments that the segment at `end`
+    /// follows. Under the writer lock, so appends and retention wait only for the renames and
+    /// directory fsyncs, not for the clean. The protocol (see `cleaner::swap`): rename the file
+    /// to its swap name (the commit point: from here a crash finishes the swap at the next
+    /// open), delete the group's other files, rename the swap file over the group's first one.
+    /// Readers that hold a replaced segment's file keep reading it.
+    ///
+    /// Ok(false), with the cleaned file removed, when the group is no longer in the view as it
+    /// was (retention deleted some of it, or the topic is being deleted).
+    pub fn replace_segments(
+        &self,
+        group: &[SegmentSnapshot],
+        cleaned: Segment,
+        cleaned_path: &Path,
+        end: i64,
+    ) -> io::Result<bool> {
+        let writer = self.writer.lock();
+        let at = {
+            let view = self.view.read();
+            let first = view
+                .segments
+                .iter()
+                .position(|s| group.first().is_some_and(|g| Arc::ptr_eq(&s.file, &g.file)));
+            first.filter(|&i| {
+                let same = group.iter().zip(&view.segments[i..]).all(|(g, s)| Arc::ptr_eq(&g.file, &s.file));
+                // The group is whole and is followed by the segment at `end` (never the group's
+                // own last segment becoming active: the active one is never in a group).
+                same && view.segments.get(i + group.len()).is_some_and(|next| next.base_offset == end)
+            })
+        };
+        let Some(at) = at.filter(|_| writer.hwm.is_some()) else {
+            if let Err(e) = std::fs::remove_file(cleaned_path) {
+                tracing::warn!(file = %cleaned_path.display(), error = %e, "cannot remove an abandoned cleaned segment");
+            }
+            return Ok(false);
+        };
+        let base = cleaned.base_offset;
+        self.crash_point(SwapStep::Written)?;
+        let swap_path = swap::commit(&self.dir, cleaned_path, base, end).inspect_err(|_| {
+            // Not committed: the old segments stay, and so would the cleaned file until the
+            // next open.
+            let _ = std::fs::remove_file(cleaned_path);
+        })?;
+        let completed = swap::complete(&self.dir, &swap_path, base, end, |step| self.crash_point(step));
+        if let Err(e) = completed {
+            if self.crashed() {
+                return Err(e);
+            }
+            tracing::error!(dir = %self.dir.display(), error = %e, "cannot finish swapping a cleaned segment in; retrying");
+            if let Err(again) = swap::complete(&self.dir, &swap_path, base, end, |_| Ok(())) {
+                tracing::error!(dir = %self.dir.display(), error = %again, "cannot finish swapping a cleaned segment in; \
+                    the partition is not cleaned again before the next start, which finishes it");
+                self.cleaner.blocked.store(true, Ordering::Relaxed);
+                return Err(again);
+            }
+        }
+        let mut view = self.view.write();
+        view.segments.splice(at..at + group.len(), [cleaned]);
+        view.generation += 1;
+        drop(writer);
+        Ok(true)
+    }
+
+    /// A simulated `kill -9` after `step` (tests); nothing otherwise.
+    fn crash_point(&self, step: SwapStep) -> io::Result<()> {
+        #[cfg(test)]
+        {
+            let mut faults = self.faults.lock();
+            if faults.crash_after == Some(step) {
+                faults.crash_after = None;
+                faults.crashed = true;
+                return Err(io::Error::other(format!("simulated crash after {step:?}")));
+            }
+        }
+        let _ = step;
+        Ok(())
+    }
+
+    /// Whether a simulated crash happened (tests): nothing may be undone after it.
+    fn crashed(&self) -> bool {
+        #[cfg(test)]
+        let crashed = self.faults.lock().crashed;
+        #[cfg(not(test))]
+        let crashed = false;
+        crashed
+    }
+
+    #[cfg(test)]
+    pub fn clean_checkpoint(&self) -> Option<i64> {
+        *self.cleaner.checkpoint.lock()
     }
 
     #[cfg(test)]

@@ -47,6 +47,12 @@ pub(super) struct Segment {
     pub next_offset: i64,
     /// The batch with the largest max timestamp (the first one on ties).
     pub max_batch: Option<BatchRef>,
+    /// The max timestamp of the first batch: segment.ms counts from it (Kafka's
+    /// `rollingBasedTimestamp`). None while empty.
+    pub first_batch_timestamp: Option<i64>,
+    /// Wall-clock time (ms) this segment was created or opened: segment.ms counts from it
+    /// when the first batch has no timestamp (-1), as Kafka does.
+    pub created_ms: i64,
     index: Vec<IndexEntry>,
     bytes_since_index: u64,
 }
@@ -72,7 +78,9 @@ impl Segment {
         Ok(Segment::empty(base_offset, path, file))
     }
 
-    fn empty(base_offset: i64, path: PathBuf, file: File) -> Segment {
+    /// An empty segment over `file`, named `path` (the file may still be elsewhere: the log
+    /// cleaner builds a segment in a temporary file and publishes it once renamed to `path`).
+    pub fn empty(base_offset: i64, path: PathBuf, file: File) -> Segment {
         Segment {
             base_offset,
             path,
@@ -80,8 +88,22 @@ impl Segment {
             size: 0,
             next_offset: base_offset,
             max_batch: None,
+            first_batch_timestamp: None,
+            created_ms: now_ms(),
             index: Vec::new(),
             bytes_since_index: 0,
+        }
+    }
+
+    /// Whether the first batch is more than `segment_ms` older than `max_timestamp` (the newest
+    /// timestamp of the batches about to be appended), or, for a first batch without a
+    /// timestamp, the segment was created more than `segment_ms` before `now_ms`: time to roll
+    /// (Kafka's `LogSegment.shouldRoll`, without jitter). Never for an empty segment.
+    pub fn aged(&self, max_timestamp: i64, now_ms: i64, segment_ms: i64) -> bool {
+        match self.first_batch_timestamp {
+            None => false,
+            Some(first) if first >= 0 => max_timestamp.saturating_sub(first) > segment_ms,
+            Some(_) => now_ms.saturating_sub(self.created_ms) > segment_ms,
         }
     }
 
@@ -94,6 +116,9 @@ impl Segment {
     /// offset). Adds an index entry for the first batch and then every `index_interval` bytes.
     pub fn note_batch(&mut self, header: &BatchHeader, index_interval: u32) {
         let size = header.size() as u64;
+        if self.size == 0 {
+            self.first_batch_timestamp = Some(header.max_timestamp);
+        }
         if self.index.is_empty() || self.bytes_since_index >= u64::from(index_interval) {
             self.index.push(IndexEntry {
                 offset: header.base_offset,
@@ -167,6 +192,78 @@ pub(super) fn find_batch(
     Ok(None)
 }
 
+/// Milliseconds since the epoch, by the wall clock.
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The whole batches of `file` in `[start, end)`, in order, read in large chunks (the log
+/// cleaner's sequential pass over a segment). `end` must be a batch boundary (a committed
+/// length). Yields (position, batch bytes).
+pub(super) struct Batches<'a> {
+    file: &'a File,
+    end: u64,
+    /// File position of `buf[0]`.
+    buf_start: u64,
+    buf: Vec<u8>,
+    /// Where the next batch starts in `buf`.
+    at: usize,
+}
+
+impl<'a> Batches<'a> {
+    pub fn new(file: &'a File, start: u64, end: u64) -> Batches<'a> {
+        Batches { file, end, buf_start: start, buf: Vec::new(), at: 0 }
+    }
+
+    /// Have at least `n` bytes from `at` in `buf` (or fail: the file is shorter than `end`).
+    fn fill(&mut self, n: usize) -> io::Result<()> {
+        if self.buf.len() - self.at >= n {
+            return Ok(());
+        }
+        self.buf.drain(..self.at);
+        self.buf_start += self.at as u64;
+        self.at = 0;
+        let have = self.buf.len();
+        let left = usize::try_from(self.end - self.buf_start).unwrap_or(usize::MAX);
+        let want = n.max(SCAN_BUFFER * 16).min(left);
+        if want < n {
+            return Err(on_disk_corruption(self.buf_start, "a batch runs past the end of the segment"));
+        }
+        self.buf.resize(want, 0);
+        self.file.read_exact_at(&mut self.buf[have..], self.buf_start + have as u64)
+    }
+
+    fn next_batch(&mut self) -> io::Result<(u64, Vec<u8>)> {
+        let position = self.buf_start + self.at as u64;
+        self.fill(HEADER_LEN)?;
+        let header = BatchHeader::parse(&self.buf[self.at..])
+            .map_err(|e| on_disk_corruption(position, &e.to_string()))?;
+        let size = header.size();
+        self.fill(size)?;
+        let bytes = self.buf[self.at..self.at + size].to_vec();
+        self.at += size;
+        Ok((position, bytes))
+    }
+}
+
+impl Iterator for Batches<'_> {
+    type Item = io::Result<(u64, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf_start + self.at as u64 >= self.end {
+            return None;
+        }
+        let next = self.next_batch();
+        if next.is_err() {
+            // Stop after an error.
+            self.end = 0;
+        }
+        Some(next)
+    }
+}
+
 /// Bytes below a committed length that do not parse: the file changed under us.
 pub(super) fn on_disk_corruption(position: u64, what: &str) -> io::Error {
     io::Error::new(
@@ -186,7 +283,7 @@ pub(super) struct Recovered {
 }
 
 /// Open an existing segment and scan it: every header is checked (magic, length within the
-/// file, record counts, contiguous offsets from `base_offset`) and, with `verify_crc`, every
+/// file, record counts, offsets rising from `base_offset`) and, with `verify_crc`, every
 /// CRC. The file is truncated after the last good batch. The headers of the kept batches are
 /// also replayed into a producer state table.
 pub(super) fn recover(
@@ -216,8 +313,8 @@ pub(super) fn recover(
 
 /// Scan batches from the start of `file` (of length `len`), calling `found` for each good one
 /// in order. Returns why the scan stopped early, or None if it reached the end cleanly. A first
-/// batch that does not start at `base_offset` is an error, not a tail to cut: the file does not
-/// belong under its name, and nothing is thrown away.
+/// batch below `base_offset` is an error, not a tail to cut: the file does not belong under its
+/// name, and nothing is thrown away.
 fn scan(
     file: &File,
     len: u64,
@@ -251,14 +348,19 @@ fn scan(
         if let Err(e) = header.check_span() {
             return Ok(Some(e.to_string()));
         }
-        if header.base_offset != expected {
+        // Offsets rise from batch to batch; gaps are where the log cleaner removed batches
+        // (offsets are never renumbered), so a segment it wrote may also start above its base.
+        if header.base_offset < expected {
             if pos == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("the segment's first batch has offset {}, not {expected}", header.base_offset),
+                    format!("the segment's first batch has offset {}, below {expected}", header.base_offset),
                 ));
             }
-            return Ok(Some(format!("batch at offset {} where {expected} was expected", header.base_offset)));
+            return Ok(Some(format!(
+                "batch at offset {} where {expected} or later was expected",
+                header.base_offset
+            )));
         }
         let rest = size - HEADER_LEN as u64;
         if verify_crc {

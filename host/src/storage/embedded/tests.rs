@@ -350,7 +350,7 @@ fn create_delete_and_create_partitions() {
     assert!(matches!(log.create_topic(&name("a/b"), 1, &[], false), Err(StorageError::InvalidTopic(_))));
     let bad_tenant = TopicName::new("..", "default", "t");
     assert!(matches!(log.create_topic(&bad_tenant, 1, &[], false), Err(StorageError::InvalidTopic(_))));
-    let bad_config = vec![("min.compaction.lag.ms".to_string(), "1".to_string())];
+    let bad_config = vec![("min.compaction.lag.ms".to_string(), "-1".to_string())];
     assert!(matches!(log.create_topic(&t, 1, &bad_config, false), Err(StorageError::InvalidConfig(_))));
 
     let validated = log.create_topic(&t, 2, &[], true).unwrap();
@@ -626,7 +626,8 @@ fn retention_topic_configs_override_and_are_described() {
     assert_eq!((ms.value.as_deref(), ms.is_default), (Some("60000"), false));
     let bytes = entries.iter().find(|e| e.name == "retention.bytes").unwrap();
     assert_eq!((bytes.value.as_deref(), bytes.is_default), (Some("-1"), true));
-    let bad = vec![("retention.bytes".to_string(), "-2".to_string())];
+    // Kafka takes any retention.bytes (below zero: no limit), but retention.ms from -1 up.
+    let bad = vec![("retention.ms".to_string(), "-2".to_string())];
     assert!(matches!(log.create_topic(&name("u"), 1, &bad, false), Err(StorageError::InvalidConfig(_))));
 }
 

@@ -45,6 +45,14 @@ pub enum TopicRecord {
         topic: String,
         id: String,
     },
+    /// The topic's config overrides after AlterConfigs (all of them, replacing the earlier).
+    Config {
+        tenant: String,
+        namespace: String,
+        topic: String,
+        id: String,
+        config: BTreeMap<String, String>,
+    },
 }
 
 /// The topics as the `topics` log says.
@@ -79,6 +87,21 @@ impl Catalog {
                     {
                         t.partitions = *partitions;
                         true
+                    }
+                    _ => false,
+                }
+            }
+            TopicRecord::Config { tenant, namespace, topic, id, config } => {
+                let name = TopicName::new(tenant, namespace, topic);
+                let pairs: Vec<(String, String)> = config.clone().into_iter().collect();
+                match (self.topics.get_mut(&name), TopicConfig::from_pairs(defaults, &pairs)) {
+                    (Some(t), Ok(config)) if t.id.to_string() == *id => {
+                        t.config = config;
+                        true
+                    }
+                    (_, Err(_)) => {
+                        tracing::warn!(topic = %name, "ignoring a config record with an invalid config");
+                        false
                     }
                     _ => false,
                 }

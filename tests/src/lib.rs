@@ -2,6 +2,8 @@
 //! data directory of its own, on a runtime of its own (so clients with their own threads, like
 //! librdkafka, and tokio clients, like rskafka, can both talk to it).
 
+pub mod apache_kafka;
+pub mod java;
 pub mod proxy;
 pub mod pulsar_py;
 pub mod wire;
@@ -26,6 +28,15 @@ pub struct TestServer {
 }
 
 static LOG: Once = Once::new();
+
+/// The workspace's target directory, where the tests cache what they download (Python wheels,
+/// the Maven repository, compiled Java classes) and keep the shared peers' state.
+pub fn target_dir() -> std::path::PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"),
+    }
+}
 
 /// Logs go to the test's captured output; `RUST_LOG` picks the level (default `warn`).
 pub fn init_logging() {

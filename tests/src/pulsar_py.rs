@@ -2,19 +2,13 @@
 //! it — driven through `tests/python/pulsar_scenarios.py`. The wheel is installed on first use
 //! into the target directory (`pip install --target`), so a fresh clone needs nothing by hand.
 
+use crate::target_dir;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
 /// The wheel the tests run (3.13.0 ships libpulsar 4.x; cp311 manylinux_2_28 builds exist).
 pub const PULSAR_CLIENT: &str = "pulsar-client==3.13.0";
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"),
-    }
-}
 
 /// The directory holding the installed `pulsar` package (for PYTHONPATH).
 pub fn site() -> PathBuf {

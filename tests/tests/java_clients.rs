@@ -1,0 +1,218 @@
+//! The Java client (`kafka-clients` 4.4) against Guise and against Apache Kafka 4.4, the same
+//! scenario on both, comparing what the client observes (differential tests). Apache Kafka runs
+//! once for the whole test run (`guise_tests::apache_kafka`); Guise runs in-process per test.
+//! Every test uses names of its own, since the reference broker is shared.
+
+use guise_tests::java::clients;
+use guise_tests::{TestServer, apache_kafka};
+use serde_json::{Value, json};
+
+/// Run `scenario(bootstrap, names)` against Apache Kafka and against a fresh Guise host, with
+/// `names` a prefix unique to this test; returns (Kafka's observation, Guise's).
+fn both(test: &str, scenario: impl Fn(&str, &str) -> Value) -> (Value, Value) {
+    let kafka = apache_kafka::shared();
+    let guise = TestServer::start();
+    let names = format!("{test}-{}", std::process::id());
+    let on_kafka = scenario(&kafka.bootstrap(), &names);
+    let on_guise = scenario(&guise.bootstrap(), &names);
+    (on_kafka, on_guise)
+}
+
+fn admin(bootstrap: &str, ops: Value) -> Vec<Value> {
+    match clients(&["admin", bootstrap, &ops.to_string()]) {
+        Value::Array(results) => results,
+        other => panic!("admin printed {other}"),
+    }
+}
+
+/// The error class a client saw for `key` of an admin result, or "ok".
+fn outcome(result: &Value, key: &str) -> String {
+    match &result["ok"][key] {
+        Value::String(s) => s.clone(),
+        v => v["error"].as_str().map(str::to_string).unwrap_or_else(|| format!("unexpected: {result}")),
+    }
+}
+
+#[test]
+fn idempotent_producer_and_group_consumer_observe_the_same_as_on_kafka() {
+    let (kafka, guise) = both("java-pc", |bootstrap, names| {
+        let topic = format!("{names}-orders");
+        let group = format!("{names}-billing");
+        let created =
+            admin(bootstrap, json!([{"op": "create", "topics": [{"name": topic, "partitions": 3}]}]));
+        assert_eq!(outcome(&created[0], &topic), "ok", "{created:?}");
+        // The Java client's default producer: idempotent, acks=all; the partitioner hashes keys
+        // with murmur2, so where each record lands is the same on both brokers.
+        let produced = clients(&["produce", bootstrap, &topic, "40"]);
+        let consumed = clients(&["consume", bootstrap, &topic, &group, "40"]);
+        let after = admin(
+            bootstrap,
+            json!([
+                {"op": "groupOffsets", "group": group},
+                {"op": "describeGroup", "group": group},
+                {"op": "listOffsets", "topic": topic, "partition": 1, "spec": "earliest"},
+                {"op": "listOffsets", "topic": topic, "partition": 1, "spec": "latest"},
+            ]),
+        );
+        let latest = &after[3]["ok"]["offset"];
+        json!({
+            "produced": produced,
+            "consumed": consumed,
+            "offsets": after[0],
+            "state": after[1]["ok"]["state"],
+            "members": after[1]["ok"]["members"],
+            "earliest": after[2]["ok"]["offset"],
+            "latest": latest,
+        })
+    });
+    assert_eq!(kafka["produced"]["sent"].as_array().map(Vec::len), Some(40), "{kafka}");
+    // Group offsets are keyed by topic-partition names, which carry the prefix: same on both.
+    assert_eq!(guise, kafka);
+}
+
+#[test]
+fn topic_admin_errors_match_kafka() {
+    let (kafka, guise) = both("java-admin", |bootstrap, names| {
+        let t = |s: &str| format!("{names}-{s}");
+        let results = admin(
+            bootstrap,
+            json!([
+                {"op": "create", "topics": [
+                    {"name": t("defaults")},
+                    {"name": t("three"), "partitions": 3, "rf": 1},
+                    {"name": t("zero-partitions"), "partitions": 0},
+                    {"name": t("rf-three"), "partitions": 1, "rf": 3},
+                    {"name": t("unknown-config"), "configs": {"guise.no.such.config": "1"}},
+                    {"name": t("bad-value"), "configs": {"retention.ms": "soon"}},
+                    {"name": t("bad-segment"), "configs": {"segment.bytes": "12"}},
+                    {"name": format!("{names} has spaces")},
+                    {"name": "a".repeat(250)},
+                ]},
+                {"op": "create", "topics": [{"name": t("three"), "partitions": 3}]},
+                {"op": "create", "validateOnly": true, "topics": [{"name": t("only-validated"), "partitions": 2}]},
+                {"op": "describeTopics", "names": [t("three"), t("only-validated"), t("never")]},
+                {"op": "createPartitions", "topic": t("three"), "total": 2},
+                {"op": "createPartitions", "topic": t("three"), "total": 3},
+                {"op": "createPartitions", "topic": t("three"), "total": 5},
+                {"op": "createPartitions", "topic": t("never"), "total": 5},
+                {"op": "delete", "names": [t("defaults"), t("never")]},
+                {"op": "describeGroup", "group": t("no-group")},
+                {"op": "groupOffsets", "group": t("no-group")},
+                {"op": "alterConfigs", "topic": t("three"), "set": {"retention.ms": "3600000", "cleanup.policy": "compact,delete"}},
+                {"op": "alterConfigs", "topic": t("three"), "set": {"retention.ms": "soon"}},
+                {"op": "alterConfigs", "topic": t("three"), "set": {"guise.no.such.config": "1"}},
+                {"op": "alterConfigs", "topic": t("never"), "set": {"retention.ms": "1"}},
+                {"op": "alterConfigs", "topic": t("three"), "delete": ["retention.ms"]},
+                {"op": "describeConfigs", "topic": t("three")},
+                {"op": "describeCluster"},
+            ]),
+        );
+        let mut seen = serde_json::Map::new();
+        let create = &results[0];
+        for name in
+            ["defaults", "three", "zero-partitions", "rf-three", "unknown-config", "bad-value", "bad-segment"]
+        {
+            seen.insert(format!("create {name}"), outcome(create, &t(name)).into());
+        }
+        seen.insert("create spaces".into(), outcome(create, &format!("{names} has spaces")).into());
+        seen.insert("create 250 chars".into(), outcome(create, &"a".repeat(250)).into());
+        seen.insert("create again".into(), outcome(&results[1], &t("three")).into());
+        seen.insert("validate only".into(), outcome(&results[2], &t("only-validated")).into());
+        let described = &results[3]["ok"];
+        seen.insert(
+            "describe three".into(),
+            described[t("three")]["partitions"].as_array().map(Vec::len).into(),
+        );
+        seen.insert("describe validated".into(), described[t("only-validated")]["error"].clone());
+        seen.insert("describe never".into(), described[t("never")]["error"].clone());
+        for (i, what) in [(4, "shrink"), (5, "same count"), (6, "grow"), (7, "missing topic")] {
+            seen.insert(
+                format!("partitions {what}"),
+                outcome(&results[i], &t(if i == 7 { "never" } else { "three" })).into(),
+            );
+        }
+        seen.insert("delete defaults".into(), outcome(&results[8], &t("defaults")).into());
+        seen.insert("delete never".into(), outcome(&results[8], &t("never")).into());
+        seen.insert("describe missing group".into(), results[9]["ok"]["state"].clone());
+        seen.insert("missing group offsets".into(), results[10]["ok"].clone());
+        let error_or_ok =
+            |r: &Value| r["error"].as_str().unwrap_or(if r["ok"] == "ok" { "ok" } else { "?" }).to_string();
+        for (i, what) in [
+            (11, "alter"),
+            (12, "alter bad value"),
+            (13, "alter unknown config"),
+            (14, "alter missing topic"),
+            (15, "alter delete"),
+        ] {
+            seen.insert(what.into(), error_or_ok(&results[i]).into());
+        }
+        // The configs of a topic: every name Kafka 4.4 has, with the same values, and which were
+        // set on the topic. (Guise adds `guise.entry.format`; Kafka's KRaft cluster reports
+        // min.insync.replicas as a dynamic broker default, Guise as a default: neither is compared.)
+        let mut configs = serde_json::Map::new();
+        for (name, entry) in results[16]["ok"].as_object().expect("configs") {
+            if name.starts_with("guise.") {
+                continue;
+            }
+            let overridden = entry["source"] == "DYNAMIC_TOPIC_CONFIG";
+            configs.insert(name.clone(), json!([entry["value"], overridden]));
+        }
+        seen.insert("configs after alter".into(), Value::Object(configs));
+        let cluster = &results[17]["ok"];
+        let nodes = cluster["nodes"].as_array().expect("nodes");
+        seen.insert(
+            "cluster".into(),
+            json!([nodes.len(), cluster["controller"] == nodes[0]["id"], cluster["hasClusterId"]]),
+        );
+        Value::Object(seen)
+    });
+    assert_eq!(kafka["create defaults"], "ok", "{kafka:#}");
+    assert_eq!(guise, kafka, "Guise (left) and Apache Kafka (right) differ");
+}
+
+/// Run `guise.StreamsApp` (see `tests/java/src/guise/StreamsApp.java`).
+fn streams(args: &[&str]) -> Value {
+    guise_tests::java::run_main("guise.StreamsApp", args)
+}
+
+#[test]
+fn kafka_streams_restores_its_state_and_counts_as_on_kafka() {
+    // Recent timestamps, the same on both brokers: retention deletes records older than a week.
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let base = (now_ms / 3_600_000 - 2) * 3_600_000;
+    let base = base.to_string();
+    let (kafka, guise) = both("java-streams", |bootstrap, names| {
+        let input = format!("{names}-words");
+        let app = format!("{names}-app");
+        let state = tempfile::tempdir().expect("a state dir");
+        let created =
+            admin(bootstrap, json!([{"op": "create", "topics": [{"name": input, "partitions": 2}]}]));
+        assert_eq!(outcome(&created[0], &input), "ok", "{created:?}");
+        streams(&["input", bootstrap, &input, &base, "0", "40"]);
+        let first =
+            streams(&["run", bootstrap, &app, &input, &state.path().join("a").to_string_lossy(), "40"]);
+        // A second instance with an empty state directory: its stores are restored from the
+        // compacted changelogs, and the counts go on from there.
+        streams(&["input", bootstrap, &input, &base, "40", "30"]);
+        let second =
+            streams(&["run", bootstrap, &app, &input, &state.path().join("b").to_string_lossy(), "30"]);
+        let changelog = admin(
+            bootstrap,
+            json!([
+                {"op": "describeConfigs", "topic": format!("{app}-word-counts-changelog")},
+                {"op": "describeConfigs", "topic": format!("{app}-user-windows-changelog")},
+            ]),
+        );
+        json!({
+            "processed": [first["processed"], second["processed"]],
+            "counts": streams(&["read", bootstrap, &format!("{input}-counts")]),
+            "windows": streams(&["read", bootstrap, &format!("{input}-windows")]),
+            "changelog policy": changelog[0]["ok"]["cleanup.policy"]["value"],
+            "windowed changelog policy": changelog[1]["ok"]["cleanup.policy"]["value"],
+        })
+    });
+    // 70 records over 7 words: 10 each, whichever broker counted them.
+    assert_eq!(kafka["counts"]["w0"], 10, "{kafka:#}");
+    assert_eq!(guise, kafka, "Guise (left) and Apache Kafka (right) differ");
+}

@@ -497,6 +497,7 @@ impl TopicConfig {
         let long = |name: &str| get(name).parse::<i64>().expect("validated");
         let policy = get(CLEANUP_POLICY);
         let remote_storage = get("remote.storage.enable") == "true";
+        let compression = get("compression.type");
         let config = TopicConfig {
             segment_bytes: long("segment.bytes") as u64,
             segment_ms: long("segment.ms"),
@@ -536,6 +537,20 @@ impl TopicConfig {
                 "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage."
                     .into(),
             ));
+        }
+        // Not applied yet: refused rather than stored and silently ignored.
+        if config.timestamp_type == TimestampType::LogAppendTime {
+            return Err(StorageError::InvalidConfig(
+                "message.timestamp.type=LogAppendTime is not supported by Guise yet: records keep the producer's \
+                 timestamps (CreateTime)"
+                    .into(),
+            ));
+        }
+        if compression != "producer" {
+            return Err(StorageError::InvalidConfig(format!(
+                "compression.type={compression} is not supported by Guise yet: batches are stored as the \
+                 producer compressed them (compression.type=producer)"
+            )));
         }
         Ok(config)
     }
@@ -629,11 +644,11 @@ mod tests {
                 ("delete.retention.ms", "100"),
                 ("min.compaction.lag.ms", "5"),
                 ("segment.ms", "1000"),
-                ("message.timestamp.type", "LogAppendTime"),
+                ("message.timestamp.type", "CreateTime"),
                 ("min.insync.replicas", "2"),
                 ("preallocate", "TRUE"),
                 ("leader.replication.throttled.replicas", "0:1, 1:1"),
-                ("compression.type", "zstd"),
+                ("compression.type", "producer"),
             ]),
         )
         .unwrap();
@@ -643,7 +658,7 @@ mod tests {
             (c.min_cleanable_dirty_ratio, c.delete_retention_ms, c.min_compaction_lag_ms),
             (0.1, 100, 5)
         );
-        assert_eq!((c.segment_ms, c.timestamp_type), (1000, TimestampType::LogAppendTime));
+        assert_eq!((c.segment_ms, c.timestamp_type), (1000, TimestampType::CreateTime));
         assert_eq!(c.overrides["preallocate"], "true");
         assert_eq!(c.overrides["leader.replication.throttled.replicas"], "0:1,1:1");
     }
@@ -711,6 +726,9 @@ mod tests {
             ("remote.storage.enable", "true"),
             ("cleanup.policy", "shred"),
             ("compression.type", "brotli"),
+            // Kafka's values, not applied here yet.
+            ("compression.type", "zstd"),
+            ("message.timestamp.type", "LogAppendTime"),
             ("leader.replication.throttled.replicas", "0-1"),
             ("segment.bytes", "abc"),
             ("segment.bytes", "100"),

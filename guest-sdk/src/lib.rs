@@ -90,6 +90,10 @@ pub trait Services {
         timestamp: i64,
     ) -> Result<Option<OffsetAndTimestamp>, ErrorCode>;
 
+    /// DeleteRecords: move the partition's log start up to `offset` (-1: the high watermark);
+    /// the new log start.
+    fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64, ErrorCode>;
+
     // --- cluster and connection ---
     fn self_broker(&self) -> Broker;
     fn brokers(&self) -> Vec<Broker>;

@@ -50,6 +50,8 @@ struct StubPartition {
     /// (base offset, last offset, max timestamp, batch bytes with the base offset patched)
     batches: Vec<(i64, i64, i64, Bytes)>,
     next: i64,
+    /// Moved up by DeleteRecords.
+    log_start: i64,
 }
 
 #[derive(Debug)]
@@ -363,7 +365,7 @@ impl Services for StubServices {
                 p.batches.push((p.next, p.next + last_delta, max_ts, patched.freeze()));
                 p.next += last_delta + 1;
             }
-            Ok(AppendInfo { base_offset: base, log_start_offset: 0 })
+            Ok(AppendInfo { base_offset: base, log_start_offset: p.log_start })
         })
     }
 
@@ -375,7 +377,7 @@ impl Services for StubServices {
         min_one: bool,
     ) -> Result<Fetched<StubBuffer>, ErrorCode> {
         self.with_partition(tp, |p| {
-            if offset < 0 || offset > p.next {
+            if offset < p.log_start || offset > p.next {
                 return Err(error::OFFSET_OUT_OF_RANGE);
             }
             let mut out = BytesMut::new();
@@ -391,7 +393,7 @@ impl Services for StubServices {
             Ok(Fetched {
                 high_watermark: p.next,
                 last_stable_offset: p.next,
-                log_start_offset: 0,
+                log_start_offset: p.log_start,
                 records: (len > 0).then(|| StubBuffer(out.freeze())),
                 records_len: len,
             })
@@ -406,7 +408,7 @@ impl Services for StubServices {
         self.with_partition(tp, |p| {
             Ok(match timestamp {
                 -1 => Some(OffsetAndTimestamp { offset: p.next, timestamp: -1 }),
-                -2 => Some(OffsetAndTimestamp { offset: 0, timestamp: -1 }),
+                -2 => Some(OffsetAndTimestamp { offset: p.log_start, timestamp: -1 }),
                 -3 => p
                     .batches
                     .iter()
@@ -418,6 +420,18 @@ impl Services for StubServices {
                     .find(|b| b.2 >= ts)
                     .map(|b| OffsetAndTimestamp { offset: b.0, timestamp: b.2 }),
             })
+        })
+    }
+
+    fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64, ErrorCode> {
+        self.with_partition(tp, |p| {
+            let offset = if offset == -1 { p.next } else { offset };
+            if !(0..=p.next).contains(&offset) {
+                return Err(error::OFFSET_OUT_OF_RANGE);
+            }
+            p.log_start = p.log_start.max(offset);
+            p.batches.retain(|b| b.1 >= p.log_start);
+            Ok(p.log_start)
         })
     }
 

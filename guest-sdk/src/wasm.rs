@@ -148,6 +148,9 @@ impl Services for WasmServices {
         log::list_offset(&tp(t), timestamp)
             .map(|o| o.map(|o| OffsetAndTimestamp { offset: o.offset, timestamp: o.timestamp }))
     }
+    fn delete_records(&self, t: &TopicPartition, offset: i64) -> Result<i64, ErrorCode> {
+        log::delete_records(&tp(t), offset)
+    }
     fn self_broker(&self) -> Broker {
         broker(cluster::self_broker())
     }

@@ -52,9 +52,17 @@ fn idempotent_producer_and_group_consumer_observe_the_same_as_on_kafka() {
                 {"op": "describeGroup", "group": group},
                 {"op": "listOffsets", "topic": topic, "partition": 1, "spec": "earliest"},
                 {"op": "listOffsets", "topic": topic, "partition": 1, "spec": "latest"},
+                {"op": "deleteRecords", "topic": topic, "partition": 1, "before": 2},
+                {"op": "listOffsets", "topic": topic, "partition": 1, "spec": "earliest"},
+                {"op": "deleteRecords", "topic": topic, "partition": 1, "before": 1},
+                {"op": "deleteRecords", "topic": topic, "partition": 1, "before": 1000},
             ]),
         );
         let latest = &after[3]["ok"]["offset"];
+        let deleted: Vec<Value> = after[4..]
+            .iter()
+            .map(|r| if r["ok"].is_null() { r["error"].clone() } else { r["ok"].clone() })
+            .collect();
         json!({
             "produced": produced,
             "consumed": consumed,
@@ -63,6 +71,7 @@ fn idempotent_producer_and_group_consumer_observe_the_same_as_on_kafka() {
             "members": after[1]["ok"]["members"],
             "earliest": after[2]["ok"]["offset"],
             "latest": latest,
+            "delete records, then earliest": deleted,
         })
     });
     assert_eq!(kafka["produced"]["sent"].as_array().map(Vec::len), Some(40), "{kafka}");

@@ -151,6 +151,9 @@ fn committed_offsets_and_log_ends_survive_a_restart_of_b() {
             let batch: Vec<Record> = (0..5).map(|i| record(round * 5 + i)).collect();
             pc.produce(batch, Compression::NoCompression).await.unwrap();
         }
+        // DeleteRecords inside the second batch: the log start is recorded in Pulsar.
+        pc.delete_records(7, 30_000).await.unwrap();
+        assert_eq!(pc.get_offset(OffsetAt::Earliest).await.unwrap(), 7);
     });
     let group = |server: &TestServer| -> BaseConsumer {
         ClientConfig::new()
@@ -176,15 +179,20 @@ fn committed_offsets_and_log_ends_survive_a_restart_of_b() {
     rt.block_on(async {
         let pc = partition(&b, "resume", 0).await;
         assert_eq!(pc.get_offset(OffsetAt::Latest).await.unwrap(), 15);
+        assert_eq!(pc.get_offset(OffsetAt::Earliest).await.unwrap(), 7, "the log start is kept in Pulsar");
         let offsets = pc.produce(vec![record(99)], Compression::NoCompression).await.unwrap();
         assert_eq!(offsets, vec![15], "the next produce lands at the next offset");
-        let all = fetch_all(&pc, 0).await;
-        assert_eq!(all.len(), 16);
-        assert_eq!(all[15].1, record(99));
-        assert_eq!(all[3].1, record(3));
+        let all = fetch_all(&pc, 7).await;
+        assert_eq!(all.first().map(|r| r.0), Some(7));
+        assert_eq!(all.len(), 9);
+        assert_eq!(all[8].1, record(99));
+        assert_eq!(all[0].1, record(7));
     });
-    // Two writers' probes and fence markers and 3 + 1 batches in A.
-    assert_eq!(guise_host::storage::wait(a.server().log.offsets(&in_a("resume"), 0)).unwrap().1, 2 * 2 + 4);
+    // Two writers' probes and fence markers, the log start's marker and 3 + 1 batches in A.
+    assert_eq!(
+        guise_host::storage::wait(a.server().log.offsets(&in_a("resume"), 0)).unwrap().1,
+        2 * 2 + 1 + 4
+    );
     assert_no_local_topics(&b);
 }
 

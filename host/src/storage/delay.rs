@@ -45,6 +45,15 @@ macro_rules! delegate_log {
             self.$inner().alter_topic_config(name, change, validate_only).await
         }
 
+        async fn delete_records(
+            &self,
+            name: &$crate::storage::TopicName,
+            partition: i32,
+            offset: i64,
+        ) -> Result<i64, $crate::storage::StorageError> {
+            self.$inner().delete_records(name, partition, offset).await
+        }
+
         fn topic(&self, name: &$crate::storage::TopicName) -> Option<$crate::storage::TopicMeta> {
             self.$inner().topic(name)
         }

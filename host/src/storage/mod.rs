@@ -155,6 +155,18 @@ pub trait Log: Send + Sync + 'static {
         validate_only: bool,
     ) -> Result<TopicMeta, StorageError>;
 
+    /// DeleteRecords: move the partition's log start offset up to `offset` (-1: the high
+    /// watermark), durably; records below it are no longer readable and whole segments (or
+    /// stored batches) below it are deleted. An offset above the high watermark is
+    /// OffsetOutOfRange; one at or below the current log start changes nothing. Returns the new
+    /// log start offset (the low watermark).
+    async fn delete_records(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        offset: i64,
+    ) -> Result<i64, StorageError>;
+
     fn topic(&self, name: &TopicName) -> Option<TopicMeta>;
 
     fn topic_by_id(&self, tenant: &str, namespace: &str, id: uuid::Uuid) -> Option<TopicMeta>;

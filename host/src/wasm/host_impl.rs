@@ -316,6 +316,18 @@ impl log::Host for GuestState {
             Err(e) => Err(self.storage_error("list offsets", e)),
         }
     }
+
+    async fn delete_records(&mut self, tp: types::TopicPartition, offset: i64) -> Result<i64, ErrorCode> {
+        self.not_internal(&tp.topic, "delete records of")?;
+        let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
+        let log = self.log();
+        let start = self
+            .awaiting(log.delete_records(&topic, tp.partition, offset))
+            .await
+            .map_err(|e| self.storage_error("delete records", e))?;
+        tracing::info!(conn = self.conn.id, topic = %tp.topic, partition = tp.partition, log_start = start, "deleted records");
+        Ok(start)
+    }
 }
 
 impl cluster::Host for GuestState {

@@ -56,6 +56,7 @@ apis! {
     18 "ApiVersions" 0..=4 => api_versions;
     19 "CreateTopics" 2..=7 => create_topics;
     20 "DeleteTopics" 1..=6 => delete_topics;
+    21 "DeleteRecords" 0..=2 => delete_records;
     22 "InitProducerId" 0..=4 => init_producer_id;
     32 "DescribeConfigs" 1..=4 => describe_configs;
     33 "AlterConfigs" 0..=2 => alter_configs;

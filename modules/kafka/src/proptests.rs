@@ -118,6 +118,7 @@ fn flexible_from(key: i16) -> i16 {
         19 => 5,
         20 => 4,
         22 | 42 => 2,
+        21 => 2,
         32 => 4,
         33 => 2,
         37 => 2,
@@ -151,6 +152,7 @@ fn codec_versions(key: i16) -> std::ops::RangeInclusive<i16> {
         19 => 2..=7,
         20 => 1..=6,
         32 => 1..=4,
+        21 => 0..=2,
         33 => 0..=2,
         37 => 0..=3,
         44 => 0..=1,
@@ -420,6 +422,30 @@ fn samples(key: i16, v: i16) -> Vec<Vec<u8>> {
                 .with_unknown_tagged_fields(tags());
             let rich = when(v >= 3, rich, |r| r.with_include_documentation(true));
             vec![encode(&rich, v), encode(&DescribeConfigsRequest::default(), v)]
+        }
+        21 => {
+            use delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+            let topic = |name: &str, parts: &[(i32, i64)]| {
+                DeleteRecordsTopic::default()
+                    .with_name(topic_name(name))
+                    .with_partitions(
+                        parts
+                            .iter()
+                            .map(|(p, o)| {
+                                DeleteRecordsPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_offset(*o)
+                                    .with_unknown_tagged_fields(tags())
+                            })
+                            .collect(),
+                    )
+                    .with_unknown_tagged_fields(tags())
+            };
+            let rich = DeleteRecordsRequest::default()
+                .with_topics(vec![topic("a", &[(0, 1), (1, -1)]), topic("missing", &[(0, 5)])])
+                .with_timeout_ms(1_000)
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&DeleteRecordsRequest::default(), v)]
         }
         33 => {
             use alter_configs_request::{AlterConfigsResource, AlterableConfig};
@@ -794,6 +820,7 @@ fn codec_decode(key: i16, v: i16, body: &[u8]) -> Option<usize> {
         20 => go::<DeleteTopicsRequest>(body, v),
         32 => go::<DescribeConfigsRequest>(body, v),
         37 => go::<CreatePartitionsRequest>(body, v),
+        21 => go::<DeleteRecordsRequest>(body, v),
         33 => go::<AlterConfigsRequest>(body, v),
         44 => go::<IncrementalAlterConfigsRequest>(body, v),
         60 => go::<DescribeClusterRequest>(body, v),

@@ -349,6 +349,10 @@ impl EmbeddedLog {
         Ok(self.partition(name, partition)?.1.offsets())
     }
 
+    pub fn delete_records(&self, name: &TopicName, partition: i32, offset: i64) -> Result<i64, StorageError> {
+        self.partition(name, partition)?.1.delete_records(offset)
+    }
+
     pub fn offset_for_timestamp(
         &self,
         name: &TopicName,
@@ -536,6 +540,15 @@ impl Log for EmbeddedLog {
         validate_only: bool,
     ) -> Result<TopicMeta, StorageError> {
         EmbeddedLog::alter_topic_config(self, name, change, validate_only)
+    }
+
+    async fn delete_records(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        offset: i64,
+    ) -> Result<i64, StorageError> {
+        EmbeddedLog::delete_records(self, name, partition, offset)
     }
 
     async fn offset_for_timestamp(

@@ -29,6 +29,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 
+/// Where DeleteRecords keeps the log start offset when it lies past the first segment's base.
+const LOG_START_FILE: &str = "log-start-offset";
+const LOG_START_TMP: &str = "log-start-offset.tmp";
+
 /// Per-partition settings taken from the topic config: at open (the index interval of the
 /// recovery scan) and at every append, so that altered configs apply to the next append.
 #[derive(Clone, Copy, Debug)]
@@ -155,6 +159,7 @@ impl Partition {
         // A clean that a crash interrupted: finished if its swap was committed, else undone.
         swap::recover(dir)?;
         let cleaned_up_to = checkpoint::read(dir)?;
+        let deleted_up_to = checkpoint::read_offset(dir, LOG_START_FILE, LOG_START_TMP, "log start offset")?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -230,8 +235,9 @@ impl Partition {
         if created {
             segments.push(Segment::create(dir, 0)?);
         }
-        let log_start = segments[0].base_offset;
-        let high_watermark = segments.last().map_or(log_start, |s| s.next_offset);
+        let high_watermark = segments.last().map_or(0, |s| s.next_offset);
+        // DeleteRecords may have moved the log start into the first segment.
+        let log_start = segments[0].base_offset.max(deleted_up_to.unwrap_or(0).min(high_watermark));
         let (tx, rx) = watch::channel(high_watermark);
         let cleaner = CleanerState { checkpoint: Mutex::new(cleaned_up_to), ..CleanerState::default() };
         Ok(Partition {
@@ -577,7 +583,7 @@ impl Partition {
                 return Ok((0, view.log_start));
             }
             let removed: Vec<Segment> = view.segments.drain(..n).collect();
-            view.log_start = view.segments[0].base_offset;
+            view.log_start = view.log_start.max(view.segments[0].base_offset);
             view.generation += 1;
             (removed, view.log_start)
         };
@@ -594,6 +600,46 @@ impl Partition {
             "retention deleted old segments"
         );
         Ok((removed.len(), log_start))
+    }
+
+    /// DeleteRecords: move the log start up to `offset` (-1: the high watermark), durably (the
+    /// `log-start-offset` file), and delete the whole segments below it, never the active one.
+    /// Records below the log start are unreadable from now on, though they stay in the file
+    /// of the segment that holds the new start. Returns the new log start.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, StorageError> {
+        // The writer lock keeps appends, retention and the cleaner's swaps out meanwhile.
+        let mut writer = self.writer.lock();
+        let (log_start, high_watermark) = self.offsets();
+        let offset = if offset == -1 { high_watermark } else { offset };
+        if !(0..=high_watermark).contains(&offset) {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                start: log_start,
+                end: high_watermark,
+            });
+        }
+        if offset <= log_start {
+            return Ok(log_start);
+        }
+        checkpoint::write_offset(&self.dir, LOG_START_FILE, LOG_START_TMP, offset)?;
+        let removed: Vec<Segment> = {
+            let mut view = self.view.write();
+            view.log_start = offset;
+            let mut n = 0;
+            while n + 1 < view.segments.len() && view.segments[n + 1].base_offset <= offset {
+                n += 1;
+            }
+            if n > 0 {
+                view.generation += 1;
+            }
+            view.segments.drain(..n).collect()
+        };
+        writer.producers.evict_before(offset);
+        for s in &removed {
+            std::fs::remove_file(&s.path)?;
+        }
+        tracing::info!(dir = %self.dir.display(), log_start = offset, segments = removed.len(), "deleted records");
+        Ok(offset)
     }
 
     pub fn offsets(&self) -> (i64, i64) {
@@ -618,12 +664,15 @@ impl Partition {
             return Ok(None);
         };
         let fallback = (header.base_offset, header.max_timestamp);
-        if header.is_compressed() {
-            return Ok(Some(fallback));
-        }
-        let bytes = read_exact(&file, position, header.size())?;
-        let exact = batch::first_stamp(&bytes, |t| t >= ts);
-        Ok(Some(exact.unwrap_or(fallback)))
+        let found = if header.is_compressed() {
+            fallback
+        } else {
+            let bytes = read_exact(&file, position, header.size())?;
+            batch::first_stamp(&bytes, |t| t >= ts).unwrap_or(fallback)
+        };
+        // Records below the log start (DeleteRecords) are gone, as far as clients know.
+        let log_start = self.view.read().log_start;
+        Ok(Some((found.0.max(log_start), found.1)))
     }
 
     /// The first record with the largest timestamp, as (offset, timestamp). For a compressed

@@ -1014,3 +1014,35 @@ fn producer_ids_never_repeat_and_epochs_bump() {
     assert_eq!(log.bump_producer_epoch(c, i16::MAX - 1).unwrap(), None, "exhausted");
     assert_eq!(log.bump_producer_epoch(c + 1_000_000, 0).unwrap(), None, "never handed out");
 }
+
+#[test]
+fn delete_records_moves_the_log_start_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with(dir.path(), 200, 4096);
+    create(&log, "d", 1);
+    let t = name("d");
+    // Batches of 3 records, each larger than a segment: a segment per batch.
+    for _ in 0..4 {
+        log.append(&t, 0, Bytes::from(batch(3, 50, 1_000))).unwrap();
+    }
+    let before = segment_files(dir.path(), "d", 0).len();
+    assert_eq!(log.delete_records(&t, 0, 4).unwrap(), 4);
+    assert_eq!(log.offsets(&t, 0).unwrap(), (4, 12));
+    assert!(matches!(log.read(&t, 0, 3, 1 << 20, true), Err(StorageError::OffsetOutOfRange { .. })));
+    // The batch holding the new start is still read whole; the segment wholly below it is gone.
+    let r = log.read(&t, 0, 4, 1 << 20, true).unwrap();
+    assert_eq!(batches_in(&r.records.unwrap())[0], (3, 5));
+    assert_eq!(segment_files(dir.path(), "d", 0).len(), before - 1);
+    // Below the log start changes nothing; above the high watermark is out of range.
+    assert_eq!(log.delete_records(&t, 0, 2).unwrap(), 4);
+    assert!(matches!(log.delete_records(&t, 0, 13), Err(StorageError::OffsetOutOfRange { .. })));
+    assert_eq!(log.offset_for_timestamp(&t, 0, 0).unwrap().map(|(o, _)| o), Some(4));
+    drop(log);
+
+    let log = open_with(dir.path(), 200, 4096);
+    assert_eq!(log.offsets(&t, 0).unwrap(), (4, 12), "the log start survives a restart");
+    assert_eq!(log.delete_records(&t, 0, -1).unwrap(), 12);
+    assert_eq!(log.offsets(&t, 0).unwrap(), (12, 12));
+    log.append(&t, 0, Bytes::from(batch(1, 10, 2_000))).unwrap();
+    assert_eq!(read_all(&log, "d", 0), [(12, 12)]);
+}

@@ -283,7 +283,7 @@ impl Recovery {
             self.entries.into_iter().filter(|e| e.last >= self.start).collect();
         // Retention in Pulsar may have removed the oldest messages: the log starts at the first
         // entry kept, or at the recorded start.
-        let log_start = entries.front().map_or(next_offset, |e| e.base);
+        let log_start = entries.front().map_or(next_offset, |e| e.base.max(self.start));
         let mut producers = ProducerStateTable::new();
         for e in entries.iter_mut() {
             if let Some(h) = e.replay_header() {
@@ -521,5 +521,10 @@ mod tests {
         assert_eq!((r.log_start, r.next_offset), (10, 13));
         let (_, r) = run(t, &[]);
         assert_eq!((r.log_start, r.next_offset, r.max_epoch), (0, 0, 0));
+        // DeleteRecords recorded a start inside a batch: the batch stays, the start is kept.
+        let inside = Some(Props { topic_id: t, epoch: 1, kind: Kind::Fence { next: 13, start: 11 } });
+        let (_, r) = run(t, &[kafka(t, 1, 10, 2), kafka(t, 1, 12, 1), (inside, Vec::new())]);
+        assert_eq!((r.log_start, r.next_offset), (11, 13));
+        assert_eq!(bases(&r), [(10, 11), (12, 12)]);
     }
 }

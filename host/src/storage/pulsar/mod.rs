@@ -560,6 +560,19 @@ impl Log for PulsarLog {
         .await
     }
 
+    async fn delete_records(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        offset: i64,
+    ) -> Result<i64, StorageError> {
+        self.on_partition(name, partition, move |shared, p, _| async move {
+            p.ensure_open(&shared).await?;
+            p.delete_records(&shared, offset).await
+        })
+        .await
+    }
+
     async fn offset_for_timestamp(
         &self,
         name: &TopicName,
@@ -601,7 +614,7 @@ impl Log for PulsarLog {
                 .filter_map(|((name, id, _), p)| {
                     let t = catalog.topics.get(name).filter(|t| t.id == *id)?;
                     let c = &t.config;
-                    (c.retention_ms >= 0 || c.retention_bytes >= 0)
+                    (c.cleanup_policy.delete && (c.retention_ms >= 0 || c.retention_bytes >= 0))
                         .then(|| (p.clone(), c.retention_ms, c.retention_bytes))
                 })
                 .collect()

@@ -725,7 +725,9 @@ impl Partition {
             return Ok(0);
         }
         let mut guard = self.writer.lock().await;
-        let Some(w) = guard.as_mut() else { return Ok(0) };
+        if guard.is_none() {
+            return Ok(0);
+        }
         let (n, new_start, hwm, last_removed) = {
             let s = self.state.read();
             let mut total: u64 = s.entries.iter().map(|e| e.bytes).sum();
@@ -744,15 +746,61 @@ impl Partition {
             if n == 0 {
                 return Ok(0);
             }
-            (n, s.entries[n].base, s.high_watermark, s.entries[n - 1].id)
+            (n, s.entries[n].base, s.high_watermark, Some(s.entries[n - 1].id))
         };
+        self.move_log_start(shared, &mut guard, n, new_start, hwm, last_removed).await?;
+        tracing::info!(topic = %self.topic, entries = n, log_start = new_start, "retention moved the log start");
+        Ok(n)
+    }
+
+    /// DeleteRecords: move the log start up to `offset` (-1: the high watermark), drop the
+    /// entries wholly below it and let Pulsar delete their messages. The new start is recorded
+    /// in a fence marker first, so a restart or another host keeps it. Returns the log start.
+    pub async fn delete_records(&self, shared: &Shared, offset: i64) -> Result<i64, StorageError> {
+        let mut guard = self.writer.lock().await;
+        if guard.is_none() {
+            return Err(StorageError::Unavailable(format!("{}: the partition is not open here", self.topic)));
+        }
+        let (n, new_start, hwm, last_removed) = {
+            let s = self.state.read();
+            let offset = if offset == -1 { s.high_watermark } else { offset };
+            if !(0..=s.high_watermark).contains(&offset) {
+                return Err(StorageError::OffsetOutOfRange {
+                    requested: offset,
+                    start: s.log_start,
+                    end: s.high_watermark,
+                });
+            }
+            if offset <= s.log_start {
+                return Ok(s.log_start);
+            }
+            let n = s.entries.iter().take_while(|e| e.last < offset).count();
+            (n, offset, s.high_watermark, n.checked_sub(1).map(|i| s.entries[i].id))
+        };
+        self.move_log_start(shared, &mut guard, n, new_start, hwm, last_removed).await?;
+        tracing::info!(topic = %self.topic, entries = n, log_start = new_start, "deleted records");
+        Ok(new_start)
+    }
+
+    /// Record `new_start` as the log start (a fence marker), drop the first `n` entries and
+    /// acknowledge their messages up to `last_removed` on the retention subscription.
+    async fn move_log_start(
+        &self,
+        shared: &Shared,
+        guard: &mut tokio::sync::MutexGuard<'_, Option<Writer>>,
+        n: usize,
+        new_start: i64,
+        hwm: i64,
+        last_removed: Option<MsgId>,
+    ) -> Result<(), StorageError> {
+        let w = guard.as_mut().expect("the caller checked the writer");
         let marker = Props {
             topic_id: self.topic_id,
             epoch: w.epoch,
             kind: Kind::Fence { next: hwm, start: new_start },
         };
         if let Err(e) = self.send_checked(shared, w, vec![message(Vec::new(), &marker)]).await {
-            return Err(self.failed(&mut guard, "recording the new log start", e).await);
+            return Err(self.failed(guard, "recording the new log start", e).await);
         }
         let w = guard.as_mut().expect("still there");
         {
@@ -765,14 +813,13 @@ impl Partition {
             }
         }
         w.producers.evict_before(new_start);
-        if let Some(consumer) = w.retention.as_mut() {
+        if let (Some(consumer), Some(last)) = (w.retention.as_mut(), last_removed) {
             let topic = self.topic.clone();
-            if let Err(e) = consumer.cumulative_ack_with_id(&topic, last_removed.to_data()).await {
+            if let Err(e) = consumer.cumulative_ack_with_id(&topic, last.to_data()).await {
                 tracing::warn!(topic, "cannot acknowledge retained messages: {e}");
             }
         }
-        tracing::info!(topic = %self.topic, entries = n, log_start = new_start, "retention moved the log start");
-        Ok(n)
+        Ok(())
     }
 }
 

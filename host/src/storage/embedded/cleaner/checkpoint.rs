@@ -18,14 +18,30 @@ const TMP: &str = "cleaner-offset-checkpoint.tmp";
 /// The checkpoint in `dir`, if any. A leftover temporary file is removed; an unreadable
 /// checkpoint counts as none (everything is dirty: the safe side) and is logged.
 pub(in super::super) fn read(dir: &Path) -> io::Result<Option<i64>> {
-    match fs::remove_file(dir.join(TMP)) {
+    read_offset(dir, FILE, TMP, "cleaner checkpoint")
+}
+
+/// Persist `offset` as the checkpoint in `dir`, durably and atomically.
+pub(in super::super) fn write(dir: &Path, offset: i64) -> io::Result<()> {
+    write_offset(dir, FILE, TMP, offset)
+}
+
+/// One offset kept in the file `file` of `dir` (written through `tmp`), if any; an unreadable
+/// one counts as none and is logged as `what`.
+pub(in super::super) fn read_offset(
+    dir: &Path,
+    file: &str,
+    tmp: &str,
+    what: &str,
+) -> io::Result<Option<i64>> {
+    match fs::remove_file(dir.join(tmp)) {
         Ok(()) => {
             tracing::debug!(dir = %dir.display(), "removed the leftover of an interrupted checkpoint write")
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let text = match fs::read_to_string(dir.join(FILE)) {
+    let text = match fs::read_to_string(dir.join(file)) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -33,19 +49,19 @@ pub(in super::super) fn read(dir: &Path) -> io::Result<Option<i64>> {
     match text.trim().parse::<i64>() {
         Ok(offset) if offset >= 0 => Ok(Some(offset)),
         _ => {
-            tracing::warn!(dir = %dir.display(), "ignoring an unreadable cleaner checkpoint {text:?}: the whole log counts as dirty");
+            tracing::warn!(dir = %dir.display(), "ignoring an unreadable {what} {text:?}");
             Ok(None)
         }
     }
 }
 
-/// Persist `offset` as the checkpoint in `dir`, durably and atomically.
-pub(in super::super) fn write(dir: &Path, offset: i64) -> io::Result<()> {
-    let tmp = dir.join(TMP);
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(format!("{offset}\n").as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&tmp, dir.join(FILE))?;
+/// Persist `offset` in the file `file` of `dir`, durably and atomically (through `tmp`).
+pub(in super::super) fn write_offset(dir: &Path, file: &str, tmp: &str, offset: i64) -> io::Result<()> {
+    let tmp = dir.join(tmp);
+    let mut out = fs::File::create(&tmp)?;
+    out.write_all(format!("{offset}\n").as_bytes())?;
+    out.sync_all()?;
+    fs::rename(&tmp, dir.join(file))?;
     sync_dir(dir)
 }
 

@@ -11,11 +11,8 @@
 
 use crate::{java, target_dir, wire};
 use base64::Engine;
-use bytes::Buf;
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, ResponseHeader};
-use kafka_protocol::protocol::Decodable;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -186,28 +183,6 @@ fn start(dir: &Path, owner: u32) -> ApacheKafka {
 
 /// Whether a broker on `addr` answers Metadata with itself in the broker list.
 fn answers(addr: SocketAddr) -> bool {
-    let attempt = || -> std::io::Result<bool> {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let version = 12;
-        let frame = wire::request_frame(
-            ApiKey::Metadata,
-            version,
-            version,
-            1,
-            "guise-tests",
-            &MetadataRequest::default(),
-        );
-        stream.write_all(&wire::sized(&frame))?;
-        let mut size = [0u8; 4];
-        stream.read_exact(&mut size)?;
-        let mut body = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
-        stream.read_exact(&mut body)?;
-        let mut buf = bytes::Bytes::from(body);
-        let ok = ResponseHeader::decode(&mut buf, ApiKey::Metadata.response_header_version(version)).is_ok()
-            && MetadataResponse::decode(&mut buf, version).is_ok_and(|m| !m.brokers.is_empty())
-            && !buf.has_remaining();
-        Ok(ok)
-    };
-    attempt().unwrap_or(false)
+    wire::call::<_, MetadataResponse>(addr, ApiKey::Metadata, 12, &MetadataRequest::default())
+        .is_ok_and(|m| !m.brokers.is_empty())
 }

@@ -7,6 +7,30 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
+/// Send one request (`body` at `version`) on a new connection to `addr` and decode the response;
+/// an I/O or decoding failure is an error (as when a broker closes the connection).
+pub fn call<Req: Encodable, Resp: kafka_protocol::protocol::Decodable>(
+    addr: std::net::SocketAddr,
+    key: ApiKey,
+    version: i16,
+    body: &Req,
+) -> std::io::Result<Resp> {
+    use kafka_protocol::protocol::Decodable;
+    use std::io::{Read, Write};
+    let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    stream.write_all(&sized(&request_frame(key, version, version, 1, "guise-tests", body)))?;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size)?;
+    let mut response = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+    stream.read_exact(&mut response)?;
+    let mut buf = Bytes::from(response);
+    kafka_protocol::messages::ResponseHeader::decode(&mut buf, key.response_header_version(version))
+        .map_err(|e| bad(format!("response header: {e}")))?;
+    Resp::decode(&mut buf, version).map_err(|e| bad(format!("response body: {e}")))
+}
+
 /// A request frame without its size prefix: a header naming `header_version_of` (usually the
 /// body's version; another to test version handling) and `body` encoded at `version`.
 pub fn request_frame<R: Encodable>(

@@ -225,3 +225,164 @@ fn kafka_streams_restores_its_state_and_counts_as_on_kafka() {
     assert_eq!(kafka["counts"]["w0"], 10, "{kafka:#}");
     assert_eq!(guise, kafka, "Guise (left) and Apache Kafka (right) differ");
 }
+
+/// Edge cases a client library would not send, on the wire: the same request to Kafka and
+/// Guise, comparing error codes and what the responses say.
+#[test]
+fn wire_edge_cases_match_kafka() {
+    use guise_tests::wire;
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    // Recent timestamps, 1 s apart (retention would delete old ones on Kafka).
+    let base_ts = (now_ms / 1000 - 600) * 1000;
+    let (kafka, guise) = both("wire", |bootstrap, names| {
+        let addr: std::net::SocketAddr = bootstrap.parse().expect("an address");
+        let name = |s: &str| TopicName(StrBytes::from_string(format!("{names}-{s}")));
+        let mut seen = serde_json::Map::new();
+
+        // CreateTopics v3 with -1 partitions and replication factor: the broker's defaults, as
+        // Kafka's broker takes them at every version; 0 partitions is INVALID_PARTITIONS.
+        let create = |v: i16, topic: &str, partitions: i32, rf: i16| -> i16 {
+            let req = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(name(topic))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(rf),
+            ]);
+            let resp: CreateTopicsResponse =
+                wire::call(addr, ApiKey::CreateTopics, v, &req).expect("CreateTopics");
+            resp.topics[0].error_code
+        };
+        seen.insert("create v3 -1 -1".into(), create(3, "v3-defaults", -1, -1).into());
+        seen.insert("create v3 0 partitions".into(), create(3, "v3-zero", 0, -1).into());
+        seen.insert("create v7 -1 -1".into(), create(7, "v7-defaults", -1, -1).into());
+        seen.insert("create v3 rf 0".into(), create(3, "v3-rf0", 1, 0).into());
+        let metadata: MetadataResponse = wire::call(
+            addr,
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(name("v3-defaults"))),
+            ])),
+        )
+        .expect("Metadata");
+        seen.insert("v3 defaults partitions".into(), metadata.topics[0].partitions.len().into());
+
+        // Ten records, one second apart, in two batches.
+        let topic = name("v7-defaults");
+        let batch = |from: i64| {
+            let records: Vec<Record> = (from..from + 5)
+                .map(|i| Record {
+                    transactional: false,
+                    control: false,
+                    delete_horizon: false,
+                    partition_leader_epoch: 0,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timestamp_type: TimestampType::Creation,
+                    offset: i - from,
+                    // kafka-protocol starts a new batch where offset - sequence changes; with
+                    // these the five records are one batch whose base sequence is -1 (Kafka
+                    // refuses more than one batch per partition: INVALID_RECORD).
+                    sequence: (i - from) as i32 - 1,
+                    timestamp: base_ts + i * 1000,
+                    key: Some(bytes::Bytes::from(format!("k{i}"))),
+                    value: Some(bytes::Bytes::from(format!("v{i}"))),
+                    headers: Default::default(),
+                })
+                .collect();
+            let mut buf = bytes::BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut buf,
+                &records,
+                &RecordEncodeOptions { version: 2, compression: Compression::None },
+            )
+            .expect("a batch");
+            buf.freeze()
+        };
+        for from in [0, 5] {
+            let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
+                TopicProduceData::default().with_name(topic.clone()).with_partition_data(vec![
+                    PartitionProduceData::default().with_index(0).with_records(Some(batch(from))),
+                ]),
+            ]);
+            // Kafka answers UNKNOWN_TOPIC_OR_PARTITION until a new topic's leader is known, and
+            // clients retry: so do we.
+            let mut tries = 0;
+            loop {
+                let resp: ProduceResponse = wire::call(addr, ApiKey::Produce, 9, &req).expect("Produce");
+                let p = &resp.responses[0].partition_responses[0];
+                if p.error_code == 3 && tries < 100 {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    continue;
+                }
+                assert_eq!(p.error_code, 0, "{bootstrap}: {:?} {:?}", p.error_message, p.record_errors);
+                break;
+            }
+        }
+
+        // ListOffsets by time: before, at, between and after the records; latest, earliest, max.
+        for (what, ts) in [
+            ("before all", base_ts - 5000),
+            ("at the third", base_ts + 2000),
+            ("between", base_ts + 6500),
+            ("after all", base_ts + 60_000),
+            ("latest", -1),
+            ("earliest", -2),
+            ("max timestamp", -3),
+        ] {
+            let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+                ListOffsetsTopic::default().with_name(topic.clone()).with_partitions(vec![
+                    ListOffsetsPartition::default().with_partition_index(0).with_timestamp(ts),
+                ]),
+            ]);
+            let resp: ListOffsetsResponse =
+                wire::call(addr, ApiKey::ListOffsets, 7, &req).expect("ListOffsets");
+            let p = &resp.topics[0].partitions[0];
+            let ts = if p.timestamp >= base_ts { p.timestamp - base_ts } else { p.timestamp };
+            seen.insert(format!("list offsets {what}"), json!([p.error_code, p.offset, ts]));
+        }
+
+        // Fetch at the log end (nothing, no error), past it (OFFSET_OUT_OF_RANGE), inside a
+        // batch (the whole batch comes back) and for a partition that does not exist.
+        for (what, partition, offset) in
+            [("at the end", 0, 10), ("past the end", 0, 15), ("inside a batch", 0, 7), ("no partition", 3, 0)]
+        {
+            let req = FetchRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_max_wait_ms(0)
+                .with_min_bytes(1)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![
+                    FetchTopic::default().with_topic(topic.clone()).with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+                ]);
+            let resp: FetchResponse = wire::call(addr, ApiKey::Fetch, 12, &req).expect("Fetch");
+            let p = &resp.responses[0].partitions[0];
+            let first = p
+                .records
+                .as_ref()
+                .filter(|r| r.len() >= 8)
+                .map(|r| i64::from_be_bytes(r[..8].try_into().expect("8 bytes")));
+            seen.insert(format!("fetch {what}"), json!([p.error_code, p.high_watermark, first]));
+        }
+        Value::Object(seen)
+    });
+    assert_eq!(kafka["create v3 -1 -1"], 0, "{kafka:#}");
+    assert_eq!(guise, kafka, "Guise (left) and Apache Kafka (right) differ");
+}

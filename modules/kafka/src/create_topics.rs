@@ -104,11 +104,24 @@ fn plan<S: Services>(
     broker_count: usize,
 ) -> Result<(i32, Vec<(String, String)>), Failure> {
     let partitions = if t.assignments.is_empty() {
+        // -1 means the broker's default at every version: the schema documents it from v4, but
+        // Kafka's broker does not check the version, and some clients send -1 at v3. As in
+        // Kafka, the partition count is checked before the replication factor.
+        let partitions = match t.num_partitions {
+            -1 => cx.svc.settings().default_partitions,
+            n if n < 1 => {
+                return Err(Failure(
+                    error::INVALID_PARTITIONS,
+                    format!("Number of partitions was set to an invalid non-positive value ({n})."),
+                ));
+            }
+            n => n,
+        };
         let rf = t.replication_factor;
-        if (rf == -1 && cx.version < 4) || rf == 0 || rf < -1 {
+        if rf == 0 || rf < -1 {
             return Err(Failure(
                 error::INVALID_REPLICATION_FACTOR,
-                "Replication factor must be larger than 0, or -1 to use the default value (v4+).".into(),
+                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
             ));
         }
         if usize::try_from(rf).is_ok_and(|rf| rf > broker_count) {
@@ -117,19 +130,7 @@ fn plan<S: Services>(
                 format!("Replication factor {rf} is larger than the number of brokers ({broker_count})."),
             ));
         }
-        match t.num_partitions {
-            -1 if cx.version >= 4 => cx.svc.settings().default_partitions,
-            n if n < 1 => {
-                return Err(Failure(
-                    error::INVALID_PARTITIONS,
-                    format!(
-                        "Number of partitions must be larger than 0{} (requested {n}).",
-                        if cx.version >= 4 { ", or -1 to use the default" } else { "" }
-                    ),
-                ));
-            }
-            n => n,
-        }
+        partitions
     } else {
         if t.num_partitions != -1 || t.replication_factor != -1 {
             return Err(Failure(
@@ -301,20 +302,30 @@ mod tests {
     }
 
     #[test]
-    fn default_partitions_and_replication_from_v4() {
+    fn default_partitions_and_replication_at_every_version() {
         let mut svc = StubServices::new();
         svc.settings.default_partitions = 4;
         let resp = create(&svc, 7, vec![topic("d", -1, -1)], false);
         assert_eq!(summary(&resp), [("d".into(), 0)]);
         assert_eq!(resp.topics[0].num_partitions, 4);
         assert_eq!(svc.describe_topic("d").unwrap().partitions, 4);
-        // v2 and v3 have no defaults.
-        let resp = create(&svc, 3, vec![topic("e", -1, 1), topic("f", 1, -1)], false);
+        // As Kafka's broker, -1 means the default at v2 and v3 too (the schema says v4+).
+        let resp = create(
+            &svc,
+            3,
+            vec![topic("e", -1, 1), topic("f", 1, -1), topic("g", 0, -1), topic("h", 0, 0)],
+            false,
+        );
         assert_eq!(
             summary(&resp),
-            [("e".into(), error::INVALID_PARTITIONS), ("f".into(), error::INVALID_REPLICATION_FACTOR)]
+            [
+                ("e".into(), error::NONE),
+                ("f".into(), error::NONE),
+                ("g".into(), error::INVALID_PARTITIONS),
+                ("h".into(), error::INVALID_PARTITIONS)
+            ]
         );
-        assert!(svc.describe_topic("e").is_none());
+        assert_eq!(svc.describe_topic("e").unwrap().partitions, 4);
     }
 
     #[test]

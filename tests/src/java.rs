@@ -156,3 +156,14 @@ pub fn run_main(main: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(line)
         .unwrap_or_else(|e| panic!("{main} {args:?} printed no JSON ({e}):\n{stdout}\n{stderr}"))
 }
+
+/// Run one of Kafka's command-line tools by its main class, as a user would run the script
+/// (`kafka-topics.sh` is `org.apache.kafka.tools.TopicCommand`): whether it exited with 0, and
+/// what it printed on stdout.
+pub fn tool(main: &str, args: &[&str]) -> (bool, String) {
+    let out = command("256m", &["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"], main)
+        .args(args)
+        .output()
+        .expect("running java");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -364,14 +364,12 @@ fn wire_edge_cases_match_kafka() {
                 .with_max_wait_ms(0)
                 .with_min_bytes(1)
                 .with_max_bytes(1 << 20)
-                .with_topics(vec![
-                    FetchTopic::default().with_topic(topic.clone()).with_partitions(vec![
+                .with_topics(vec![FetchTopic::default().with_topic(topic.clone()).with_partitions(vec![
                         FetchPartition::default()
                             .with_partition(partition)
                             .with_fetch_offset(offset)
                             .with_partition_max_bytes(1 << 20),
-                    ]),
-                ]);
+                    ])]);
             let resp: FetchResponse = wire::call(addr, ApiKey::Fetch, 12, &req).expect("Fetch");
             let p = &resp.responses[0].partitions[0];
             let first = p
@@ -385,4 +383,110 @@ fn wire_edge_cases_match_kafka() {
     });
     assert_eq!(kafka["create v3 -1 -1"], 0, "{kafka:#}");
     assert_eq!(guise, kafka, "Guise (left) and Apache Kafka (right) differ");
+}
+
+/// Kafka's own command-line tools, by main class, as a user runs them: `kafka-topics`,
+/// `kafka-configs`, `kafka-consumer-groups --describe`, `kafka-delete-records`. Their output is
+/// compared with what they print against Apache Kafka, with what must differ taken out: topic
+/// ids, node ids (Kafka's node is 1, Guise's 0), Kafka's ELR columns (served by its
+/// DescribeTopicPartitions, which Guise does not serve: the tool prints N/A), the config
+/// synonyms, and `min.insync.replicas`, which Kafka's KRaft cluster sets as a dynamic default.
+#[test]
+fn kafka_command_line_tools_print_what_they_print_on_kafka() {
+    use guise_tests::java::tool;
+    let (kafka, guise) = both("cli", |bootstrap, names| {
+        let topic = format!("{names}-t");
+        let compacted = format!("{names}-c");
+        let group = format!("{names}-g");
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut out = Vec::new();
+        let mut run = |main: &str, args: &[&str]| {
+            let (ok, text) = tool(main, args);
+            out.push(json!([main.rsplit('.').next(), args.get(2), ok, normalize(&text)]));
+        };
+        const TOPICS: &str = "org.apache.kafka.tools.TopicCommand";
+        const CONFIGS: &str = "org.apache.kafka.tools.ConfigCommand";
+        const GROUPS: &str = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand";
+        const DELETE_RECORDS: &str = "org.apache.kafka.tools.DeleteRecordsCommand";
+        let b = bootstrap;
+        run(TOPICS, &["--bootstrap-server", b, "--create", "--topic", &topic, "--partitions", "3"]);
+        run(
+            TOPICS,
+            &[
+                "--bootstrap-server",
+                b,
+                "--create",
+                "--topic",
+                &compacted,
+                "--config",
+                "cleanup.policy=compact",
+            ],
+        );
+        run(TOPICS, &["--bootstrap-server", b, "--create", "--topic", &topic, "--partitions", "3"]);
+        run(TOPICS, &["--bootstrap-server", b, "--describe", "--topic", &topic]);
+        run(TOPICS, &["--bootstrap-server", b, "--alter", "--topic", &topic, "--partitions", "4"]);
+        let retention = ["--bootstrap-server", b, "--entity-type", "topics", "--entity-name", &topic];
+        run(
+            CONFIGS,
+            &[&retention[..], &["--alter", "--add-config", "retention.ms=3600000,segment.bytes=2097152"]]
+                .concat(),
+        );
+        run(CONFIGS, &[&retention[..], &["--alter", "--add-config", "retention.ms=soon"]].concat());
+        run(CONFIGS, &[&retention[..], &["--describe"]].concat());
+        run(CONFIGS, &[&retention[..], &["--alter", "--delete-config", "segment.bytes"]].concat());
+        run(CONFIGS, &[&retention[..], &["--describe"]].concat());
+        clients(&["produce", b, &topic, "20"]);
+        clients(&["consume", b, &topic, &group, "20"]);
+        run(GROUPS, &["--bootstrap-server", b, "--describe", "--group", &group]);
+        run(GROUPS, &["--bootstrap-server", b, "--describe", "--group", &format!("{names}-none")]);
+        let offsets = dir.path().join("offsets.json");
+        for (t, file) in [(&topic, &offsets), (&compacted, &dir.path().join("compacted.json"))] {
+            std::fs::write(
+                file,
+                json!({"version": 1, "partitions": [{"topic": t, "partition": 0, "offset": 2}]}).to_string(),
+            )
+            .expect("writing the offsets file");
+            run(DELETE_RECORDS, &["--bootstrap-server", b, "--offset-json-file", &file.to_string_lossy()]);
+        }
+        run(TOPICS, &["--bootstrap-server", b, "--delete", "--topic", &topic]);
+        Value::Array(out)
+    });
+    assert_eq!(guise, kafka, "Guise (left) and Apache Kafka (right) differ");
+}
+
+/// A tool's output without what differs between two brokers by nature (see the test above).
+fn normalize(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let mut words: Vec<String> = Vec::new();
+            let mut skip_value = false;
+            for word in line.split('\t') {
+                let word = word.trim();
+                if skip_value {
+                    skip_value = false;
+                }
+                if word.starts_with("TopicId:") {
+                    words.push("TopicId: _".into());
+                } else if let Some(k) =
+                    ["Leader:", "Replicas:", "Isr:"].iter().find(|k| word.starts_with(**k))
+                {
+                    words.push(format!("{k} _"));
+                } else if word.starts_with("Elr:") || word.starts_with("LastKnownElr:") {
+                    continue;
+                } else if let Some(configs) = word.strip_prefix("Configs:") {
+                    let kept: Vec<&str> = configs
+                        .trim()
+                        .split(',')
+                        .filter(|c| !c.is_empty() && !c.starts_with("min.insync.replicas="))
+                        .collect();
+                    words.push(format!("Configs: {}", kept.join(",")));
+                } else {
+                    words.push(word.split(" synonyms={").next().unwrap_or(word).to_string());
+                }
+            }
+            words.join(" | ")
+        })
+        .filter(|l| !l.contains("min.insync.replicas=") && !l.starts_with('['))
+        .collect()
 }

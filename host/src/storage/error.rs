@@ -29,6 +29,10 @@ pub enum StorageError {
     TransactionsUnsupported(String),
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// The request is valid but the topic's configs forbid it (DeleteRecords on a topic
+    /// without the `delete` cleanup policy).
+    #[error("policy violation: {0}")]
+    PolicyViolation(String),
     /// The host cannot serve the request now (e.g. no Wasm instance slot is free); clients retry.
     #[error("busy: {0}")]
     Busy(String),
@@ -83,6 +87,7 @@ impl StorageError {
             StorageError::Io(_) => error::KAFKA_STORAGE_ERROR,
             StorageError::UnknownProducerId(_) => error::UNKNOWN_PRODUCER_ID,
             StorageError::InvalidRecord(_) => error::INVALID_RECORD,
+            StorageError::PolicyViolation(_) => error::POLICY_VIOLATION,
             // REQUEST_TIMED_OUT and KAFKA_STORAGE_ERROR are retried by clients.
             StorageError::Busy(_) => error::REQUEST_TIMED_OUT,
             StorageError::NotLeader(_) => error::NOT_LEADER_OR_FOLLOWER,

@@ -76,6 +76,19 @@ impl TopicConfig {
     }
 }
 
+/// DeleteRecords is allowed only where records may be deleted: Kafka refuses it on a topic whose
+/// cleanup.policy lacks `delete` (a compacted topic keeps every key's latest value).
+pub(crate) fn check_delete_records(meta: &TopicMeta) -> Result<(), StorageError> {
+    if meta.config.cleanup_policy.delete {
+        Ok(())
+    } else {
+        Err(StorageError::PolicyViolation(format!(
+            "Records delete operation is not supported on topic {} with cleanup.policy without delete",
+            meta.name.topic
+        )))
+    }
+}
+
 /// Where an append landed.
 #[derive(Clone, Copy, Debug)]
 pub struct AppendInfo {
@@ -158,8 +171,9 @@ pub trait Log: Send + Sync + 'static {
     /// DeleteRecords: move the partition's log start offset up to `offset` (-1: the high
     /// watermark), durably; records below it are no longer readable and whole segments (or
     /// stored batches) below it are deleted. An offset above the high watermark is
-    /// OffsetOutOfRange; one at or below the current log start changes nothing. Returns the new
-    /// log start offset (the low watermark).
+    /// OffsetOutOfRange; one at or below the current log start changes nothing; a topic whose
+    /// cleanup.policy lacks `delete` is PolicyViolation, as in Kafka. Returns the new log start
+    /// offset (the low watermark).
     async fn delete_records(
         &self,
         name: &TopicName,

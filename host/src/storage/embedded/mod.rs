@@ -350,7 +350,9 @@ impl EmbeddedLog {
     }
 
     pub fn delete_records(&self, name: &TopicName, partition: i32, offset: i64) -> Result<i64, StorageError> {
-        self.partition(name, partition)?.1.delete_records(offset)
+        let (topic, p) = self.partition(name, partition)?;
+        crate::storage::check_delete_records(&topic.meta)?;
+        p.delete_records(offset)
     }
 
     pub fn offset_for_timestamp(

@@ -566,7 +566,8 @@ impl Log for PulsarLog {
         partition: i32,
         offset: i64,
     ) -> Result<i64, StorageError> {
-        self.on_partition(name, partition, move |shared, p, _| async move {
+        self.on_partition(name, partition, move |shared, p, meta| async move {
+            crate::storage::check_delete_records(&meta)?;
             p.ensure_open(&shared).await?;
             p.delete_records(&shared, offset).await
         })

@@ -277,6 +277,7 @@ impl Coordinator {
             let replayed = records::replay(&**log, &topic)
                 .await
                 .map_err(|source| CoordError::Replay { topic: topic.to_string(), source })?;
+            compact_existing(&**log, &topic).await;
             let now = Instant::now();
             let mut groups = tenant.groups.lock();
             let mut names: Vec<&String> = replayed.groups.keys().chain(replayed.offsets.keys()).collect();
@@ -357,7 +358,8 @@ impl Coordinator {
         }
     }
 
-    /// Append records to the tenant's offsets topic (created on first use).
+    /// Append records to the tenant's offsets topic (created on first use, compacted where the
+    /// log compacts).
     async fn append(&self, tenant: &str, records: Vec<Record>) -> Result<(), StorageError> {
         let Some(log) = &self.log else { return Ok(()) };
         if records.is_empty() {
@@ -365,7 +367,7 @@ impl Coordinator {
         }
         let name = self.offsets_topic(tenant);
         if log.topic(&name).is_none() {
-            match log.create_topic(&name, 1, &records::offsets_topic_configs(), false).await {
+            match log.create_topic(&name, 1, &records::offsets_topic_configs(log.compacts()), false).await {
                 Ok(_) => tracing::info!(topic = %name, "created the offsets topic"),
                 Err(StorageError::TopicAlreadyExists(_)) => {}
                 Err(e) => return Err(e),
@@ -865,6 +867,24 @@ impl Coordinator {
         }
         out.sort_by(|a, b| (&a.tenant, &a.group_id).cmp(&(&b.tenant, &b.group_id)));
         out
+    }
+}
+
+/// An offsets topic created before Guise compacted it becomes compacted (where the log
+/// compacts), so that it stops growing with every commit. A failure is logged: the topic keeps
+/// working uncompacted.
+async fn compact_existing(log: &dyn Log, topic: &TopicName) {
+    let Some(meta) = log.topic(topic) else { return };
+    if !log.compacts() || meta.config.cleanup_policy.compact {
+        return;
+    }
+    let ops = records::compaction_configs()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), crate::storage::AlterOp::Set(v.to_string())))
+        .collect();
+    match log.alter_topic_config(topic, &crate::storage::ConfigChange::Incremental(ops), false).await {
+        Ok(_) => tracing::info!(%topic, "the offsets topic is compacted from now on"),
+        Err(e) => tracing::warn!(%topic, "cannot make the offsets topic compacted: {e}"),
     }
 }
 

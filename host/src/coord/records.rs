@@ -7,8 +7,9 @@
 //! the key is JSON, `{"t":"o","group":..,"topic":..,"partition":..}` for a committed offset and
 //! `{"t":"g","group":..}` for a group's metadata; the value is JSON ([`Committed`] or
 //! [`GroupValue`]; byte fields as hex), and a null value is a tombstone. The last record of a key
-//! wins. The topic is not compacted, so it grows with every commit; compaction (or periodic
-//! snapshots) is future work — replay reads it whole.
+//! wins. Where the log compacts (the embedded log), the topic is compacted as Kafka's
+//! `__consumer_offsets` is, so it keeps about one record per key and replay reads that; on the
+//! `pulsar://` backend, which does not compact, it keeps everything and replay reads it whole.
 
 use super::offsets::Committed;
 use crate::record::batch::BatchHeader;
@@ -21,15 +22,25 @@ use std::collections::BTreeMap;
 /// The internal topic, per tenant, in the configured namespace.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-/// Topic configs of the internal topic: nothing is ever deleted by retention.
-pub fn offsets_topic_configs() -> Vec<(String, String)> {
-    vec![
+/// Topic configs of the internal topic: nothing is ever deleted by retention; compacted where
+/// the log compacts (`compact`), with Kafka's 100 MiB segments for its offsets topic.
+pub fn offsets_topic_configs(compact: bool) -> Vec<(String, String)> {
+    let mut configs = vec![
         ("retention.ms".into(), "-1".into()),
         ("retention.bytes".into(), "-1".into()),
         // Group metadata of a large group (every member's subscription and assignment) can be
         // well over the broker's default batch limit.
         ("max.message.bytes".into(), (64 << 20).to_string()),
-    ]
+    ];
+    if compact {
+        configs.extend(compaction_configs().into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    }
+    configs
+}
+
+/// What makes the offsets topic compacted (also applied to one created before it was).
+pub fn compaction_configs() -> [(&'static str, &'static str); 2] {
+    [("cleanup.policy", "compact"), ("segment.bytes", "104857600")]
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -244,7 +255,7 @@ mod tests {
         let log = EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap();
         let name = TopicName::new("public", "default", OFFSETS_TOPIC);
         assert!(crate::storage::wait(replay(&log, &name)).unwrap().groups.is_empty(), "no topic yet");
-        log.create_topic(&name, 1, &offsets_topic_configs(), false).unwrap();
+        log.create_topic(&name, 1, &offsets_topic_configs(true), false).unwrap();
         let g = GroupValue {
             protocol_type: "consumer".into(),
             generation: 1,

@@ -465,3 +465,48 @@ fn idle_empty_groups_are_forgotten() {
     assert_eq!(left, vec!["kept"], "a group with offsets stays");
     assert_eq!(coord.group_seq(T, "g"), 0, "its change counter is dropped too");
 }
+
+#[test]
+fn the_offsets_topic_is_compacted_and_replays_the_latest_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    log.create_topic(&topic("t"), 2, &[], false).unwrap();
+    let offsets = TopicName::new(T, "default", records::OFFSETS_TOPIC);
+    {
+        let coord = open(&log);
+        let now = Instant::now();
+        for i in 0..50 {
+            let codes = wait(coord.commit_offsets(
+                T,
+                "x",
+                -1,
+                "",
+                None,
+                &[commit("t", 0, i, None), commit("t", 1, 100 + i, None)],
+                now,
+            ));
+            assert_eq!(codes, vec![NONE, NONE]);
+        }
+        let meta = log.topic(&offsets).expect("created on the first commit");
+        assert!(meta.config.cleanup_policy.compact && !meta.config.cleanup_policy.delete);
+        // Roll the active segment at the next append, so that the cleaner can reach the commits.
+        let roll = crate::storage::ConfigChange::Incremental(vec![(
+            "segment.ms".into(),
+            crate::storage::AlterOp::Set("1".into()),
+        )]);
+        log.alter_topic_config(&offsets, &roll, false).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let codes = wait(coord.commit_offsets(T, "x", -1, "", None, &[commit("t", 0, 50, None)], now));
+        assert_eq!(codes, vec![NONE]);
+    }
+    let before = wait(records::replay(&*log, &offsets)).unwrap().records;
+    let stats = log.clean(now_ms() + 1_000).unwrap();
+    assert_eq!(stats.partitions, 1, "{stats:?}");
+    let after = wait(records::replay(&*log, &offsets)).unwrap().records;
+    assert!(after < before / 10, "the cleaner kept {after} of {before} records");
+    // A host starting now replays the latest commit of each partition.
+    let coord = open(&log);
+    let got: Vec<(i32, i64)> =
+        wait(coord.fetch_offsets(T, "x", None)).unwrap().iter().map(|c| (c.partition, c.offset)).collect();
+    assert_eq!(got, [(0, 50), (1, 149)]);
+}

@@ -54,6 +54,10 @@ macro_rules! delegate_log {
             self.$inner().delete_records(name, partition, offset).await
         }
 
+        fn compacts(&self) -> bool {
+            self.$inner().compacts()
+        }
+
         fn topic(&self, name: &$crate::storage::TopicName) -> Option<$crate::storage::TopicMeta> {
             self.$inner().topic(name)
         }

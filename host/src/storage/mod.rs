@@ -190,6 +190,12 @@ pub trait Log: Send + Sync + 'static {
 
     fn defaults(&self) -> &LogDefaults;
 
+    /// Whether topics with `cleanup.policy=compact` are compacted here (the embedded log); a
+    /// backend that does not compact refuses that policy.
+    fn compacts(&self) -> bool {
+        false
+    }
+
     /// Validate every batch in `records` (see [`batch::validate`]) with the topic's
     /// max.message.bytes, check idempotent producers' sequences (see [`producers`]), then assign
     /// offsets and append. `records` may hold several concatenated batches; all or nothing. An

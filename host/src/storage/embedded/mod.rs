@@ -501,6 +501,10 @@ impl Log for EmbeddedLog {
         EmbeddedLog::defaults(self)
     }
 
+    fn compacts(&self) -> bool {
+        true
+    }
+
     async fn append_counted(
         &self,
         name: &TopicName,

@@ -4,8 +4,9 @@
 //! subscription is removed. The last record of a key wins; they are replayed on first use. The
 //! topic id keeps a re-created topic from inheriting the cursors of the one deleted before it.
 //!
-//! The topic is not compacted: each store adds a record (subscriptions store at most once a
-//! second), so it grows with acknowledgement activity until a compaction exists.
+//! Each store adds a record (subscriptions store at most once a second). Where the log compacts
+//! (the embedded log) the topic is created compacted, so it keeps about one record per cursor;
+//! on the `pulsar://` backend it grows with acknowledgement activity.
 
 use crate::record::records::{self, EncodeSpec, Record};
 use crate::storage::{Log, StorageError, TopicName};
@@ -71,10 +72,14 @@ impl Cursors {
         }
         let store = Self::store(name);
         if self.log.topic(&store).is_none() {
-            let configs = [
+            let mut configs = vec![
                 ("retention.ms".to_string(), "-1".to_string()),
                 ("retention.bytes".to_string(), "-1".to_string()),
             ];
+            if self.log.compacts() {
+                // One record per cursor is all replay needs.
+                configs.push(("cleanup.policy".to_string(), "compact".to_string()));
+            }
             match self.log.create_topic(&store, 1, &configs, false).await {
                 Ok(_) | Err(StorageError::TopicAlreadyExists(_)) => {}
                 Err(e) => return Err(e),

@@ -38,9 +38,19 @@ fn idempotent_producer_and_group_consumer_observe_the_same_as_on_kafka() {
     let (kafka, guise) = both("java-pc", |bootstrap, names| {
         let topic = format!("{names}-orders");
         let group = format!("{names}-billing");
-        let created =
-            admin(bootstrap, json!([{"op": "create", "topics": [{"name": topic, "partitions": 3}]}]));
+        let stamped = format!("{names}-stamped");
+        let created = admin(
+            bootstrap,
+            json!([{"op": "create", "topics": [
+                {"name": topic, "partitions": 3},
+                {"name": stamped, "partitions": 1, "configs": {"message.timestamp.type": "LogAppendTime"}},
+            ]}]),
+        );
         assert_eq!(outcome(&created[0], &topic), "ok", "{created:?}");
+        assert_eq!(outcome(&created[0], &stamped), "ok", "{created:?}");
+        // The broker stamps a LogAppendTime topic's batches; consumers see that timestamp type.
+        clients(&["produce", bootstrap, &stamped, "5"]);
+        let stamped = clients(&["consume", bootstrap, &stamped, &format!("{group}-stamped"), "5"]);
         // The Java client's default producer: idempotent, acks=all; the partitioner hashes keys
         // with murmur2, so where each record lands is the same on both brokers.
         let produced = clients(&["produce", bootstrap, &topic, "40"]);
@@ -72,6 +82,7 @@ fn idempotent_producer_and_group_consumer_observe_the_same_as_on_kafka() {
             "earliest": after[2]["ok"]["offset"],
             "latest": latest,
             "delete records, then earliest": deleted,
+            "log append time": stamped,
         })
     });
     assert_eq!(kafka["produced"]["sent"].as_array().map(Vec::len), Some(40), "{kafka}");

@@ -248,6 +248,38 @@ pub fn validate_with(
     Ok(batches)
 }
 
+/// The timestamp-type attribute: the batch's records carry the log's append time.
+pub const LOG_APPEND_TIME: i16 = 0x08;
+
+/// Kafka's `message.timestamp.type=LogAppendTime`: each batch of `records` stamped with the
+/// append time, as Kafka's broker does — the timestamp-type attribute set, maxTimestamp =
+/// `now_ms`, the CRC recomputed. The records' own timestamps stay; consumers take the batch's.
+/// Only a batch whose CRC is right is stamped: a corrupt one, or a malformed tail, is left as it
+/// came for validation to refuse.
+pub fn stamp_log_append_time(records: &[u8], now_ms: i64) -> Vec<u8> {
+    let mut out = records.to_vec();
+    let mut at = 0;
+    while out.len() - at >= HEADER_LEN {
+        let len = i32::from_be_bytes(array(&out[at..], 8));
+        let Some(end) = usize::try_from(len).ok().and_then(|l| (at + LOG_OVERHEAD).checked_add(l)) else {
+            break;
+        };
+        if end > out.len() || end - at < HEADER_LEN {
+            break;
+        }
+        let batch = &mut out[at..end];
+        if crc_matches(batch, u32::from_be_bytes(array(batch, 17))) {
+            let attributes = i16::from_be_bytes(array(batch, 21)) | LOG_APPEND_TIME;
+            batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+            batch[35..43].copy_from_slice(&now_ms.to_be_bytes());
+            let crc = crc32c::crc32c(&batch[CRC_START..]);
+            batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        }
+        at = end;
+    }
+    out
+}
+
 /// Whether the CRC-32C of `batch[CRC_START..]` is `crc`. `batch` is one whole batch.
 pub fn crc_matches(batch: &[u8], crc: u32) -> bool {
     batch.get(CRC_START..).is_some_and(|covered| crc32c::crc32c(covered) == crc)
@@ -513,6 +545,22 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(validate(&b, b.len() as u32).is_ok());
+    }
+
+    #[test]
+    fn log_append_time_stamps_good_batches_only() {
+        let one = batch(3, 10, 1_000);
+        let mut two = one.clone();
+        two.extend_from_slice(&one);
+        let last = two.len() - 1;
+        two[last] ^= 1; // the second batch's CRC no longer matches
+        let stamped = stamp_log_append_time(&two, 42_000);
+        let first = BatchHeader::parse(&stamped).unwrap();
+        assert!(first.is_log_append_time());
+        assert_eq!(first.max_timestamp, 42_000);
+        assert!(crc_matches(&stamped[..first.size()], first.crc));
+        assert_eq!(&stamped[first.size()..], &two[first.size()..], "the corrupt batch is left alone");
+        assert!(validate(&stamped[..first.size()], u32::MAX).is_ok());
     }
 
     #[test]

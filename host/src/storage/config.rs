@@ -539,13 +539,6 @@ impl TopicConfig {
             ));
         }
         // Not applied yet: refused rather than stored and silently ignored.
-        if config.timestamp_type == TimestampType::LogAppendTime {
-            return Err(StorageError::InvalidConfig(
-                "message.timestamp.type=LogAppendTime is not supported by Guise yet: records keep the producer's \
-                 timestamps (CreateTime)"
-                    .into(),
-            ));
-        }
         if compression != "producer" {
             return Err(StorageError::InvalidConfig(format!(
                 "compression.type={compression} is not supported by Guise yet: batches are stored as the \
@@ -644,7 +637,7 @@ mod tests {
                 ("delete.retention.ms", "100"),
                 ("min.compaction.lag.ms", "5"),
                 ("segment.ms", "1000"),
-                ("message.timestamp.type", "CreateTime"),
+                ("message.timestamp.type", "LogAppendTime"),
                 ("min.insync.replicas", "2"),
                 ("preallocate", "TRUE"),
                 ("leader.replication.throttled.replicas", "0:1, 1:1"),
@@ -658,7 +651,7 @@ mod tests {
             (c.min_cleanable_dirty_ratio, c.delete_retention_ms, c.min_compaction_lag_ms),
             (0.1, 100, 5)
         );
-        assert_eq!((c.segment_ms, c.timestamp_type), (1000, TimestampType::CreateTime));
+        assert_eq!((c.segment_ms, c.timestamp_type), (1000, TimestampType::LogAppendTime));
         assert_eq!(c.overrides["preallocate"], "true");
         assert_eq!(c.overrides["leader.replication.throttled.replicas"], "0:1,1:1");
     }
@@ -728,7 +721,6 @@ mod tests {
             ("compression.type", "brotli"),
             // Kafka's values, not applied here yet.
             ("compression.type", "zstd"),
-            ("message.timestamp.type", "LogAppendTime"),
             ("leader.replication.throttled.replicas", "0-1"),
             ("segment.bytes", "abc"),
             ("segment.bytes", "100"),

@@ -76,6 +76,18 @@ impl TopicConfig {
     }
 }
 
+/// `records` as the log stores them under `config`: stamped with the append time when the topic's
+/// message.timestamp.type is LogAppendTime (see [`batch::stamp_log_append_time`]).
+pub(crate) fn stamp_if_log_append_time(config: &TopicConfig, records: bytes::Bytes) -> bytes::Bytes {
+    if config.timestamp_type != TimestampType::LogAppendTime {
+        return records;
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    bytes::Bytes::from(batch::stamp_log_append_time(&records, now_ms))
+}
+
 /// DeleteRecords is allowed only where records may be deleted: Kafka refuses it on a topic whose
 /// cleanup.policy lacks `delete` (a compacted topic keeps every key's latest value).
 pub(crate) fn check_delete_records(meta: &TopicMeta) -> Result<(), StorageError> {

@@ -134,7 +134,8 @@ public final class Clients {
             long deadline = System.currentTimeMillis() + 30_000;
             while (records.size() < count && System.currentTimeMillis() < deadline) {
                 for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(200))) {
-                    records.add(NODES.arrayNode().add(r.partition()).add(r.offset()).add(r.key()).add(r.value()));
+                    records.add(NODES.arrayNode().add(r.partition()).add(r.offset()).add(r.key()).add(r.value())
+                            .add(r.timestampType().toString()));
                 }
             }
             consumer.commitSync();

@@ -58,7 +58,7 @@ pub fn dependencies() -> &'static str {
             return cp.trim().to_string();
         }
         eprintln!(
-            "resolving the Java peers with Maven into {} (the first run downloads about 150 MB)",
+            "resolving the Java peers with Maven into {} (the first run downloads about 160 MB)",
             maven_repo().display()
         );
         let tmp = dir.join("classpath.txt.tmp");

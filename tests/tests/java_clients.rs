@@ -462,6 +462,13 @@ fn kafka_command_line_tools_print_what_they_print_on_kafka() {
         run(TOPICS, &["--bootstrap-server", b, "--delete", "--topic", &topic]);
         Value::Array(out)
     });
+    // The tools ran on Kafka itself (equal failures on both would prove nothing).
+    assert_eq!(kafka[0][2], true, "kafka-topics --create failed on Kafka: {kafka:#}");
+    assert_eq!(
+        kafka[0][3][0],
+        "Created topic cli-".to_string() + &std::process::id().to_string() + "-t.",
+        "{kafka:#}"
+    );
     assert_eq!(guise, kafka, "Guise (left) and Apache Kafka (right) differ");
 }
 

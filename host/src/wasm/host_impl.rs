@@ -216,9 +216,7 @@ impl log::Host for GuestState {
             }
             // The validation's words are the client's answer; other failures keep their details
             // in the host's log.
-            Err(StorageError::InvalidConfig(why)) => {
-                Err((StorageError::InvalidConfig(String::new()).kafka_code(), why))
-            }
+            Err(StorageError::InvalidConfig(why)) => Err((guise_guest_sdk::error::INVALID_CONFIG, why)),
             Err(e) => Err((self.storage_error("alter topic configs", e), String::new())),
         }
     }

@@ -13,35 +13,27 @@ use crate::metadata::str_bytes;
 use guise_guest_sdk::{ConfigOp, ErrorCode, Services, error};
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
 
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let req: AlterConfigsRequest = cx.decode()?;
-    let resources: Vec<(i8, &str)> =
-        req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())).collect();
-    let dups = duplicate_resources(&resources);
+    let wanted = req.resources.iter().map(|r| {
+        let ops = r
+            .configs
+            .iter()
+            .map(|c| match &c.value {
+                Some(v) => Ok((c.name.to_string(), ConfigOp::Set(v.to_string()))),
+                None => Err((error::INVALID_REQUEST, format!("Null value not supported for : {}", c.name))),
+            })
+            .collect();
+        (r.resource_type, r.resource_name.as_str(), ops)
+    });
+    let outcomes = alter_all(cx.svc, wanted.collect(), false, req.validate_only);
     let responses = req
         .resources
         .iter()
-        .map(|r| {
-            let outcome = if dups.contains(&(r.resource_type, r.resource_name.as_str())) {
-                Err((error::INVALID_REQUEST, "Duplicate resource in request.".to_string()))
-            } else {
-                let ops: Result<Vec<(String, ConfigOp)>, _> = r
-                    .configs
-                    .iter()
-                    .map(|c| match &c.value {
-                        Some(v) => Ok((c.name.to_string(), ConfigOp::Set(v.to_string()))),
-                        None => Err((
-                            error::INVALID_REQUEST,
-                            format!("Null value not supported for : {}", c.name),
-                        )),
-                    })
-                    .collect();
-                ops.and_then(|ops| {
-                    alter(cx.svc, r.resource_type, &r.resource_name, &ops, false, req.validate_only)
-                })
-            };
-            let (code, message) = split(outcome);
+        .zip(outcomes)
+        .map(|(r, (code, message))| {
             AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone())
@@ -52,23 +44,37 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     cx.respond(&AlterConfigsResponse::default().with_responses(responses))
 }
 
-/// The resources named more than once: Kafka refuses each of them as a whole.
-pub(crate) fn duplicate_resources<'a>(resources: &[(i8, &'a str)]) -> Vec<(i8, &'a str)> {
-    duplicates(resources.iter().copied())
-}
+/// The changes a request asks for: per resource its type, its name, and its ops (or why they
+/// are refused before the host is asked).
+pub(crate) type Wanted<'a> = (i8, &'a str, Result<Vec<(String, ConfigOp)>, (ErrorCode, String)>);
 
-/// (error code, error message) of an outcome, as the responses carry them.
-pub(crate) fn split(
-    outcome: Result<(), (ErrorCode, String)>,
-) -> (ErrorCode, Option<kafka_protocol::protocol::StrBytes>) {
-    match outcome {
-        Ok(()) => (error::NONE, None),
-        Err((code, why)) => (code, Some(str_bytes(why))),
-    }
+/// Apply every resource's change, in order: (error code, error message) per resource. A
+/// resource named more than once is refused as a whole, as Kafka does.
+pub(crate) fn alter_all<S: Services>(
+    svc: &S,
+    wanted: Vec<Wanted<'_>>,
+    incremental: bool,
+    validate_only: bool,
+) -> Vec<(ErrorCode, Option<StrBytes>)> {
+    let dups = duplicates(wanted.iter().map(|(ty, name, _)| (*ty, *name)));
+    wanted
+        .into_iter()
+        .map(|(ty, name, ops)| {
+            let outcome = if dups.contains(&(ty, name)) {
+                Err((error::INVALID_REQUEST, "Duplicate resource in request.".to_string()))
+            } else {
+                ops.and_then(|ops| alter(svc, ty, name, &ops, incremental, validate_only))
+            };
+            match outcome {
+                Ok(()) => (error::NONE, None),
+                Err((code, why)) => (code, Some(str_bytes(why))),
+            }
+        })
+        .collect()
 }
 
 /// Alter one resource: a topic through the host; anything else refused.
-pub(crate) fn alter<S: Services>(
+fn alter<S: Services>(
     svc: &S,
     resource_type: i8,
     name: &str,

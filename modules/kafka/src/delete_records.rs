@@ -17,15 +17,13 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
         .topics
         .iter()
         .map(|t| {
-            let exists = svc.describe_topic(t.name.as_str()).is_some();
+            // A missing topic or partition is the host's UNKNOWN_TOPIC_OR_PARTITION.
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
                     let tp = TopicPartition { topic: t.name.to_string(), partition: p.partition_index };
-                    let outcome = if !exists {
-                        Err(error::UNKNOWN_TOPIC_OR_PARTITION)
-                    } else if p.offset < -1 {
+                    let outcome = if p.offset < -1 {
                         Err(error::OFFSET_OUT_OF_RANGE)
                     } else {
                         svc.delete_records(&tp, p.offset)

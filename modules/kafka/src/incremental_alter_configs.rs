@@ -2,7 +2,7 @@
 //! default), APPEND and SUBTRACT (items of a list config such as cleanup.policy) — leaving the
 //! others as they are. The checks of a resource are AlterConfigs' (`alter_configs`).
 
-use crate::alter_configs::{alter, duplicate_resources, split};
+use crate::alter_configs::alter_all;
 use crate::context::{ApiResult, Ctx};
 use guise_guest_sdk::{ConfigOp, ErrorCode, Services, error};
 use kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig;
@@ -36,21 +36,16 @@ fn op(c: &AlterableConfig) -> Result<(String, ConfigOp), (ErrorCode, String)> {
 
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let req: IncrementalAlterConfigsRequest = cx.decode()?;
-    let resources: Vec<(i8, &str)> =
-        req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())).collect();
-    let dups = duplicate_resources(&resources);
+    let wanted = req
+        .resources
+        .iter()
+        .map(|r| (r.resource_type, r.resource_name.as_str(), r.configs.iter().map(op).collect()));
+    let outcomes = alter_all(cx.svc, wanted.collect(), true, req.validate_only);
     let responses = req
         .resources
         .iter()
-        .map(|r| {
-            let outcome = if dups.contains(&(r.resource_type, r.resource_name.as_str())) {
-                Err((error::INVALID_REQUEST, "Duplicate resource in request.".to_string()))
-            } else {
-                r.configs.iter().map(op).collect::<Result<Vec<_>, _>>().and_then(|ops| {
-                    alter(cx.svc, r.resource_type, &r.resource_name, &ops, true, req.validate_only)
-                })
-            };
-            let (code, message) = split(outcome);
+        .zip(outcomes)
+        .map(|(r, (code, message))| {
             AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone())

@@ -93,6 +93,11 @@ pub trait Services {
     /// DeleteRecords: move the partition's log start up to `offset` (-1: the high watermark);
     /// the new log start.
     fn delete_records(&self, tp: &TopicPartition, offset: i64) -> Result<i64, ErrorCode>;
+    /// A partition's stored size and its idempotent producers (DescribeLogDirs,
+    /// DescribeProducers).
+    fn partition_report(&self, tp: &TopicPartition) -> Result<PartitionReport, ErrorCode>;
+    /// Where the log keeps its data (DescribeLogDirs).
+    fn log_dir(&self) -> LogDir;
 
     // --- cluster and connection ---
     fn self_broker(&self) -> Broker;

@@ -15,8 +15,9 @@ use crate::groups::{self, Group, GroupConfig, GroupState, JoinStep, SyncStep};
 use crate::{
     AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp, ErrorCode, Fetched, GroupDescription,
     GroupListing, GroupMember, HostBuffer, JoinOutcome, JoinRequest, JoinResult, LeaveResult, Leaving, Level,
-    MemberDescription, OffsetAndTimestamp, OffsetCommit, ProducerIdAndEpoch, Services, Settings, SyncOutcome,
-    SyncRequest, SyncResult, TopicInfo, TopicPartition, error,
+    LogDir, MemberDescription, OffsetAndTimestamp, OffsetCommit, PartitionReport, ProducerIdAndEpoch,
+    ProducerState, Services, Settings, SyncOutcome, SyncRequest, SyncResult, TopicInfo, TopicPartition,
+    error,
 };
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
@@ -433,6 +434,34 @@ impl Services for StubServices {
             p.batches.retain(|b| b.1 >= p.log_start);
             Ok(p.log_start)
         })
+    }
+
+    fn partition_report(&self, tp: &TopicPartition) -> Result<PartitionReport, ErrorCode> {
+        self.with_partition(tp, |p| {
+            // The last batch of each producer id (v2 header: producer id at 43, epoch at 51,
+            // base sequence at 53).
+            let mut last: BTreeMap<i64, ProducerState> = BTreeMap::new();
+            for (base, end, max_ts, b) in &p.batches {
+                let producer_id = be_i64(b, 43);
+                if producer_id < 0 {
+                    continue;
+                }
+                let epoch = i16::from_be_bytes([b[51], b[52]]);
+                let last_sequence = be_i32(b, 53).wrapping_add(i32::try_from(end - base).unwrap_or(0));
+                last.insert(
+                    producer_id,
+                    ProducerState { producer_id, epoch, last_sequence, last_timestamp: *max_ts },
+                );
+            }
+            Ok(PartitionReport {
+                size_bytes: p.batches.iter().map(|b| b.3.len() as u64).sum(),
+                producers: last.into_values().collect(),
+            })
+        })
+    }
+
+    fn log_dir(&self) -> LogDir {
+        LogDir { path: "/stub/topics".into(), total_bytes: Some(1 << 30), usable_bytes: Some(1 << 29) }
     }
 
     fn self_broker(&self) -> Broker {

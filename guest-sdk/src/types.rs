@@ -49,6 +49,8 @@ pub mod error {
     pub const NON_EMPTY_GROUP: ErrorCode = 68;
     pub const GROUP_ID_NOT_FOUND: ErrorCode = 69;
     pub const FETCH_SESSION_ID_NOT_FOUND: ErrorCode = 70;
+    pub const FENCED_LEADER_EPOCH: ErrorCode = 74;
+    pub const UNKNOWN_LEADER_EPOCH: ErrorCode = 75;
     pub const UNSUPPORTED_COMPRESSION_TYPE: ErrorCode = 76;
     pub const MEMBER_ID_REQUIRED: ErrorCode = 79;
     pub const FENCED_INSTANCE_ID: ErrorCode = 82;
@@ -108,6 +110,34 @@ pub struct Fetched<B> {
     pub log_start_offset: i64,
     pub records: Option<B>,
     pub records_len: u32,
+}
+
+/// An idempotent producer a partition remembers (DescribeProducers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerState {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The last sequence of its last stored batch.
+    pub last_sequence: i32,
+    /// The max timestamp of its last stored batch.
+    pub last_timestamp: i64,
+}
+
+/// One partition as DescribeLogDirs and DescribeProducers report it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionReport {
+    /// Bytes of stored batches.
+    pub size_bytes: u64,
+    pub producers: Vec<ProducerState>,
+}
+
+/// Where the log keeps its data (DescribeLogDirs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogDir {
+    /// The embedded log's topics directory, or the Pulsar service URL.
+    pub path: String,
+    pub total_bytes: Option<u64>,
+    pub usable_bytes: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

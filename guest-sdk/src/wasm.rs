@@ -4,9 +4,9 @@
 use crate::{
     AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp, ErrorCode, Fetched, GroupDescription,
     GroupListing, GroupMember, Handler, HostBuffer, JoinOutcome, JoinRequest, JoinResult, LeaveResult,
-    Leaving, Level, MemberDescription, OffsetAndTimestamp, OffsetCommit, Outcome, ProducerIdAndEpoch,
-    Request, Segment, Services, Settings, SyncOutcome, SyncRequest, SyncResult, TopicInfo, TopicPartition,
-    WakeSource,
+    Leaving, Level, LogDir, MemberDescription, OffsetAndTimestamp, OffsetCommit, Outcome, PartitionReport,
+    ProducerIdAndEpoch, ProducerState, Request, Segment, Services, Settings, SyncOutcome, SyncRequest,
+    SyncResult, TopicInfo, TopicPartition, WakeSource,
 };
 use bytes::Bytes;
 
@@ -150,6 +150,25 @@ impl Services for WasmServices {
     }
     fn delete_records(&self, t: &TopicPartition, offset: i64) -> Result<i64, ErrorCode> {
         log::delete_records(&tp(t), offset)
+    }
+    fn partition_report(&self, t: &TopicPartition) -> Result<PartitionReport, ErrorCode> {
+        log::describe_partition(&tp(t)).map(|r| PartitionReport {
+            size_bytes: r.size_bytes,
+            producers: r
+                .producers
+                .into_iter()
+                .map(|p| ProducerState {
+                    producer_id: p.producer_id,
+                    epoch: p.epoch,
+                    last_sequence: p.last_sequence,
+                    last_timestamp: p.last_timestamp,
+                })
+                .collect(),
+        })
+    }
+    fn log_dir(&self) -> LogDir {
+        let d = log::log_dir();
+        LogDir { path: d.path, total_bytes: d.total_bytes, usable_bytes: d.usable_bytes }
     }
     fn self_broker(&self) -> Broker {
         broker(cluster::self_broker())

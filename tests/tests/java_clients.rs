@@ -55,6 +55,14 @@ fn idempotent_producer_and_group_consumer_observe_the_same_as_on_kafka() {
         // with murmur2, so where each record lands is the same on both brokers.
         let produced = clients(&["produce", bootstrap, &topic, "40"]);
         let consumed = clients(&["consume", bootstrap, &topic, &group, "40"]);
+        // The producer's state on a partition, and where the partitions are stored.
+        let inspected = admin(
+            bootstrap,
+            json!([
+                {"op": "describeProducers", "topic": topic, "partition": 1},
+                {"op": "describeLogDirs", "prefix": names},
+            ]),
+        );
         let after = admin(
             bootstrap,
             json!([
@@ -83,6 +91,7 @@ fn idempotent_producer_and_group_consumer_observe_the_same_as_on_kafka() {
             "latest": latest,
             "delete records, then earliest": deleted,
             "log append time": stamped,
+            "producers, log dirs": inspected,
         })
     });
     assert_eq!(kafka["produced"]["sent"].as_array().map(Vec::len), Some(40), "{kafka}");
@@ -389,6 +398,35 @@ fn wire_edge_cases_match_kafka() {
                 .filter(|r| r.len() >= 8)
                 .map(|r| i64::from_be_bytes(r[..8].try_into().expect("8 bytes")));
             seen.insert(format!("fetch {what}"), json!([p.error_code, p.high_watermark, first]));
+        }
+
+        // OffsetForLeaderEpoch (as the Java consumer validates a position): a new partition's
+        // one epoch ends at the log end; later epochs are unknown; a current epoch newer or
+        // older than the leader's is refused.
+        for (what, partition, current, requested) in [
+            ("epoch 0", 0, -1, 0),
+            ("epoch 0, current 0", 0, 0, 0),
+            ("a later epoch", 0, 0, 7),
+            ("undefined epoch", 0, -1, -1),
+            ("current epoch too new", 0, 5, 0),
+            ("no partition", 3, -1, 0),
+        ] {
+            use offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+            let req = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+                OffsetForLeaderTopic::default().with_topic(topic.clone()).with_partitions(vec![
+                    OffsetForLeaderPartition::default()
+                        .with_partition(partition)
+                        .with_current_leader_epoch(current)
+                        .with_leader_epoch(requested),
+                ]),
+            ]);
+            let resp: OffsetForLeaderEpochResponse =
+                wire::call(addr, ApiKey::OffsetForLeaderEpoch, 4, &req).expect("OffsetForLeaderEpoch");
+            let p = &resp.topics[0].partitions[0];
+            seen.insert(
+                format!("offset for leader epoch: {what}"),
+                json!([p.error_code, p.leader_epoch, p.end_offset]),
+            );
         }
         Value::Object(seen)
     });

@@ -54,6 +54,18 @@ macro_rules! delegate_log {
             self.$inner().delete_records(name, partition, offset).await
         }
 
+        async fn report(
+            &self,
+            name: &$crate::storage::TopicName,
+            partition: i32,
+        ) -> Result<$crate::storage::PartitionReport, $crate::storage::StorageError> {
+            self.$inner().report(name, partition).await
+        }
+
+        fn log_dir(&self) -> $crate::storage::LogDirReport {
+            self.$inner().log_dir()
+        }
+
         fn compacts(&self) -> bool {
             self.$inner().compacts()
         }

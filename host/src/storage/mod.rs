@@ -134,6 +134,36 @@ impl CleanStats {
     }
 }
 
+/// An idempotent producer a partition remembers (DescribeProducers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerSnapshot {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The last sequence of its last stored batch.
+    pub last_sequence: i32,
+    /// The max timestamp of its last stored batch.
+    pub last_timestamp: i64,
+}
+
+/// What DescribeLogDirs and DescribeProducers report of one partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionReport {
+    /// Bytes of stored batches (embedded: its segment files).
+    pub size_bytes: u64,
+    /// The idempotent producers its state remembers, by producer id.
+    pub producers: Vec<ProducerSnapshot>,
+}
+
+/// Where a log keeps its data (DescribeLogDirs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogDirReport {
+    /// Embedded: the absolute path of the topics directory; Pulsar: the service URL.
+    pub path: String,
+    /// The volume's size and what is usable of it, when the backend knows them.
+    pub total_bytes: Option<u64>,
+    pub usable_bytes: Option<u64>,
+}
+
 /// The answer to a read: whole stored batches, as written (offsets already patched in).
 #[derive(Clone, Debug)]
 pub struct ReadResult {
@@ -192,6 +222,13 @@ pub trait Log: Send + Sync + 'static {
         partition: i32,
         offset: i64,
     ) -> Result<i64, StorageError>;
+
+    /// The partition's stored size and its idempotent producers (DescribeLogDirs,
+    /// DescribeProducers).
+    async fn report(&self, name: &TopicName, partition: i32) -> Result<PartitionReport, StorageError>;
+
+    /// Where this log keeps its data (DescribeLogDirs).
+    fn log_dir(&self) -> LogDirReport;
 
     fn topic(&self, name: &TopicName) -> Option<TopicMeta>;
 

@@ -44,6 +44,7 @@ pub struct BatchMeta {
     pub last_seq: i32,
     pub base_offset: i64,
     pub last_offset_delta: i32,
+    pub max_timestamp: i64,
 }
 
 impl BatchMeta {
@@ -53,6 +54,7 @@ impl BatchMeta {
             last_seq: last_sequence(header),
             base_offset: header.base_offset,
             last_offset_delta: header.last_offset_delta,
+            max_timestamp: header.max_timestamp,
         }
     }
 
@@ -168,6 +170,22 @@ impl ProducerStateTable {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Every producer known here, by producer id, as DescribeProducers reports them.
+    pub fn snapshot(&self) -> Vec<crate::storage::ProducerSnapshot> {
+        let mut all: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(pid, e)| crate::storage::ProducerSnapshot {
+                producer_id: *pid,
+                epoch: e.epoch,
+                last_sequence: e.last_seq(),
+                last_timestamp: e.batches.back().map_or(-1, |b| b.max_timestamp),
+            })
+            .collect();
+        all.sort_by_key(|p| p.producer_id);
+        all
     }
 
     /// (producer id, epoch) of every producer known here.
@@ -476,6 +494,7 @@ mod tests {
             last_seq: i32::MAX - 2,
             base_offset: 1,
             last_offset_delta: 8,
+            max_timestamp: 0,
         });
         let h = header(1, 0, i32::MAX - 1, 4, 10);
         assert_eq!(last_sequence(&h), 1, "MAX-1, MAX, 0, 1");
@@ -491,6 +510,7 @@ mod tests {
             last_seq: i32::MAX,
             base_offset: 1,
             last_offset_delta: 0,
+            max_timestamp: 0,
         });
         assert_eq!(code(append(&mut t, header(1, 0, 1, 1, 2))), 45);
         append(&mut t, header(1, 0, 0, 1, 2)).unwrap();

@@ -326,6 +326,36 @@ impl log::Host for GuestState {
         tracing::info!(conn = self.conn.id, topic = %tp.topic, partition = tp.partition, log_start = start, "deleted records");
         Ok(start)
     }
+
+    async fn describe_partition(
+        &mut self,
+        tp: types::TopicPartition,
+    ) -> Result<log::PartitionReport, ErrorCode> {
+        let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
+        let log = self.log();
+        let r = self
+            .awaiting(log.report(&topic, tp.partition))
+            .await
+            .map_err(|e| self.storage_error("describe a partition", e))?;
+        Ok(log::PartitionReport {
+            size_bytes: r.size_bytes,
+            producers: r
+                .producers
+                .into_iter()
+                .map(|p| log::ProducerState {
+                    producer_id: p.producer_id,
+                    epoch: p.epoch,
+                    last_sequence: p.last_sequence,
+                    last_timestamp: p.last_timestamp,
+                })
+                .collect(),
+        })
+    }
+
+    async fn log_dir(&mut self) -> log::LogDirInfo {
+        let d = self.log().log_dir();
+        log::LogDirInfo { path: d.path, total_bytes: d.total_bytes, usable_bytes: d.usable_bytes }
+    }
 }
 
 impl cluster::Host for GuestState {

@@ -58,13 +58,16 @@ apis! {
     20 "DeleteTopics" 1..=6 => delete_topics;
     21 "DeleteRecords" 0..=2 => delete_records;
     22 "InitProducerId" 0..=4 => init_producer_id;
+    23 "OffsetForLeaderEpoch" 2..=4 => offset_for_leader_epoch;
     32 "DescribeConfigs" 1..=4 => describe_configs;
     33 "AlterConfigs" 0..=2 => alter_configs;
+    35 "DescribeLogDirs" 1..=4 => describe_log_dirs;
     37 "CreatePartitions" 0..=3 => create_partitions;
     42 "DeleteGroups" 0..=2 => delete_groups;
     44 "IncrementalAlterConfigs" 0..=1 => incremental_alter_configs;
     47 "OffsetDelete" 0..=0 => offset_delete;
     60 "DescribeCluster" 0..=2 => describe_cluster;
+    61 "DescribeProducers" 0..=0 => describe_producers;
 }
 
 /// The supported version range of `api_key`, if it is implemented.

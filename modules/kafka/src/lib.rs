@@ -21,6 +21,8 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
+mod describe_producers;
 mod fetch;
 mod find_coordinator;
 mod group_common;
@@ -35,6 +37,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 #[cfg(test)]
 mod proptests;

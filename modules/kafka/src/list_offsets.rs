@@ -62,7 +62,7 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
                         Ok(Some(found)) => {
                             let r = r.with_timestamp(found.timestamp).with_offset(found.offset);
                             // The field exists from v4; the codec refuses a non-default before.
-                            if v >= 4 { r.with_leader_epoch(0) } else { r }
+                            if v >= 4 { r.with_leader_epoch(crate::metadata::LEADER_EPOCH) } else { r }
                         }
                         Ok(None) => r,
                         Err(code) => failed(p.partition_index, code),

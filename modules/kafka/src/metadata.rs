@@ -37,6 +37,11 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
+/// The leader epoch of every partition: one host leads everything and never changes, so the
+/// epoch stays 0 (the first epoch Kafka gives a partition). Metadata, ListOffsets and
+/// OffsetForLeaderEpoch all report it.
+pub(crate) const LEADER_EPOCH: i32 = 0;
+
 pub(crate) fn topic_name(s: impl Into<String>) -> TopicName {
     TopicName(str_bytes(s))
 }
@@ -150,7 +155,7 @@ fn topic_found(info: &TopicInfo, node: i32, operations: i32) -> MetadataResponse
                 .with_error_code(error::NONE)
                 .with_partition_index(p)
                 .with_leader_id(BrokerId(node))
-                .with_leader_epoch(0)
+                .with_leader_epoch(LEADER_EPOCH)
                 .with_replica_nodes(vec![BrokerId(node)])
                 .with_isr_nodes(vec![BrokerId(node)])
                 .with_offline_replicas(vec![])

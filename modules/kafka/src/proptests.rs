@@ -124,7 +124,9 @@ fn flexible_from(key: i16) -> i16 {
         37 => 2,
         44 => 1,
         47 => i16::MAX,
-        60 => 0,
+        60 | 61 => 0,
+        23 => 4,
+        35 => 2,
         _ => unreachable!("api key {key}"),
     }
 }
@@ -157,6 +159,9 @@ fn codec_versions(key: i16) -> std::ops::RangeInclusive<i16> {
         37 => 0..=3,
         44 => 0..=1,
         60 => 0..=2,
+        23 => 2..=4,
+        35 => 1..=4,
+        61 => 0..=0,
         _ => unreachable!("api key {key}"),
     }
 }
@@ -512,6 +517,62 @@ fn samples(key: i16, v: i16) -> Vec<Vec<u8>> {
                 .with_unknown_tagged_fields(tags());
             vec![encode(&rich, v), encode(&IncrementalAlterConfigsRequest::default(), v)]
         }
+        23 => {
+            use offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+            let part = |p: i32, current: i32, epoch: i32| {
+                OffsetForLeaderPartition::default()
+                    .with_partition(p)
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(epoch)
+                    .with_unknown_tagged_fields(tags())
+            };
+            let rich = OffsetForLeaderEpochRequest::default()
+                .with_topics(vec![
+                    OffsetForLeaderTopic::default()
+                        .with_topic(topic_name("a"))
+                        .with_partitions(vec![part(0, 0, 0), part(1, -1, 3), part(9, 2, 0)])
+                        .with_unknown_tagged_fields(tags()),
+                    OffsetForLeaderTopic::default()
+                        .with_topic(topic_name("missing"))
+                        .with_partitions(vec![part(0, -1, 0)])
+                        .with_unknown_tagged_fields(tags()),
+                ])
+                .with_unknown_tagged_fields(tags());
+            let rich = when(v >= 3, rich, |r| r.with_replica_id(BrokerId(-1)));
+            vec![encode(&rich, v), encode(&OffsetForLeaderEpochRequest::default(), v)]
+        }
+        35 => {
+            use describe_log_dirs_request::DescribableLogDirTopic;
+            let rich = DescribeLogDirsRequest::default()
+                .with_topics(Some(vec![
+                    DescribableLogDirTopic::default()
+                        .with_topic(topic_name("a"))
+                        .with_partitions(vec![0, 1, 7])
+                        .with_unknown_tagged_fields(tags()),
+                    DescribableLogDirTopic::default()
+                        .with_topic(topic_name("missing"))
+                        .with_partitions(vec![0])
+                        .with_unknown_tagged_fields(tags()),
+                ]))
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&DescribeLogDirsRequest::default().with_topics(None), v)]
+        }
+        61 => {
+            use describe_producers_request::TopicRequest;
+            let rich = DescribeProducersRequest::default()
+                .with_topics(vec![
+                    TopicRequest::default()
+                        .with_name(topic_name("a"))
+                        .with_partition_indexes(vec![0, 1, 5])
+                        .with_unknown_tagged_fields(tags()),
+                    TopicRequest::default()
+                        .with_name(topic_name("missing"))
+                        .with_partition_indexes(vec![0])
+                        .with_unknown_tagged_fields(tags()),
+                ])
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&DescribeProducersRequest::default(), v)]
+        }
         60 => {
             let rich = DescribeClusterRequest::default()
                 .with_include_cluster_authorized_operations(true)
@@ -824,6 +885,9 @@ fn codec_decode(key: i16, v: i16, body: &[u8]) -> Option<usize> {
         33 => go::<AlterConfigsRequest>(body, v),
         44 => go::<IncrementalAlterConfigsRequest>(body, v),
         60 => go::<DescribeClusterRequest>(body, v),
+        23 => go::<OffsetForLeaderEpochRequest>(body, v),
+        35 => go::<DescribeLogDirsRequest>(body, v),
+        61 => go::<DescribeProducersRequest>(body, v),
         _ => unreachable!("api key {key}"),
     }
 }

@@ -29,8 +29,8 @@ mod tests;
 use crate::record::batch;
 use crate::storage::producers::ProducerEpochs;
 use crate::storage::{
-    AppendInfo, CleanStats, ConfigChange, FsyncPolicy, Log, LogDefaults, ReadResult, StorageError,
-    TopicConfig, TopicMeta, TopicName,
+    AppendInfo, CleanStats, ConfigChange, FsyncPolicy, Log, LogDefaults, LogDirReport, PartitionReport,
+    ReadResult, StorageError, TopicConfig, TopicMeta, TopicName,
 };
 use crate::tenant::names::{check_new_topic, validate_full_name, validate_growth, validate_partitions};
 use parking_lot::{Mutex, RwLock};
@@ -350,6 +350,27 @@ impl EmbeddedLog {
         Ok(self.partition(name, partition)?.1.offsets())
     }
 
+    pub fn report(&self, name: &TopicName, partition: i32) -> Result<PartitionReport, StorageError> {
+        Ok(self.partition(name, partition)?.1.report())
+    }
+
+    /// The topics directory and its volume's size and free space (what an unprivileged
+    /// writer may use), as Kafka reports a log dir.
+    pub fn log_dir(&self) -> LogDirReport {
+        let dir = self.layout.topics_dir();
+        let path = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let (total_bytes, usable_bytes) = match rustix::fs::statvfs(dir) {
+            Ok(v) => {
+                (Some(v.f_blocks.saturating_mul(v.f_frsize)), Some(v.f_bavail.saturating_mul(v.f_frsize)))
+            }
+            Err(e) => {
+                tracing::debug!(dir = %dir.display(), "statvfs: {e}");
+                (None, None)
+            }
+        };
+        LogDirReport { path: path.display().to_string(), total_bytes, usable_bytes }
+    }
+
     pub fn delete_records(&self, name: &TopicName, partition: i32, offset: i64) -> Result<i64, StorageError> {
         let (topic, p) = self.partition(name, partition)?;
         crate::storage::check_delete_records(&topic.meta)?;
@@ -556,6 +577,14 @@ impl Log for EmbeddedLog {
         offset: i64,
     ) -> Result<i64, StorageError> {
         EmbeddedLog::delete_records(self, name, partition, offset)
+    }
+
+    async fn report(&self, name: &TopicName, partition: i32) -> Result<PartitionReport, StorageError> {
+        EmbeddedLog::report(self, name, partition)
+    }
+
+    fn log_dir(&self) -> LogDirReport {
+        EmbeddedLog::log_dir(self)
     }
 
     async fn offset_for_timestamp(

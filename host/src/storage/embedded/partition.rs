@@ -711,6 +711,12 @@ impl Partition {
         rx
     }
 
+    /// Its segments' bytes and its idempotent producers.
+    pub fn report(&self) -> crate::storage::PartitionReport {
+        let size_bytes = self.view.read().segments.iter().map(|s| s.size).sum();
+        crate::storage::PartitionReport { size_bytes, producers: self.writer.lock().producers.snapshot() }
+    }
+
     /// (producer id, epoch) of every idempotent producer this partition knows.
     pub fn producer_epochs(&self) -> Vec<(i64, i16)> {
         self.writer.lock().producers.epochs().collect()

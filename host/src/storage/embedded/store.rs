@@ -47,6 +47,11 @@ impl Layout {
         Ok(layout)
     }
 
+    /// The directory every topic lives under.
+    pub fn topics_dir(&self) -> &Path {
+        &self.topics
+    }
+
     pub fn topic_dir(&self, name: &TopicName) -> PathBuf {
         self.topics.join(&name.tenant).join(&name.namespace).join(&name.topic)
     }

@@ -1046,3 +1046,31 @@ fn delete_records_moves_the_log_start_durably() {
     log.append(&t, 0, Bytes::from(batch(1, 10, 2_000))).unwrap();
     assert_eq!(read_all(&log, "d", 0), [(12, 12)]);
 }
+
+#[test]
+fn report_gives_stored_bytes_and_producers_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    create(&log, "r", 2);
+    let t = name("r");
+    let (a, b, c) =
+        (idempotent_batch(3, 7, 1, 0), idempotent_batch(2, 7, 1, 3), idempotent_batch(1, 9, 0, 0));
+    for x in [&a, &b, &c] {
+        log.append(&t, 0, Bytes::from(x.clone())).unwrap();
+    }
+    let want = |log: &EmbeddedLog| {
+        let r = log.report(&t, 0).unwrap();
+        assert_eq!(r.size_bytes, (a.len() + b.len() + c.len()) as u64);
+        let got: Vec<(i64, i16, i32)> =
+            r.producers.iter().map(|p| (p.producer_id, p.epoch, p.last_sequence)).collect();
+        assert_eq!(got, [(7, 1, 4), (9, 0, 0)]);
+        assert_eq!(log.report(&t, 1).unwrap(), Default::default());
+        assert!(matches!(log.report(&t, 2), Err(StorageError::UnknownTopicOrPartition)));
+    };
+    want(&log);
+    let d = log.log_dir();
+    assert!(d.path.ends_with("topics"), "{d:?}");
+    assert!(d.total_bytes.unwrap() >= d.usable_bytes.unwrap());
+    drop(log);
+    want(&open(dir.path()));
+}

@@ -45,7 +45,10 @@ mod props;
 mod reader;
 
 use crate::record::batch;
-use crate::storage::{AppendInfo, Log, LogDefaults, ReadResult, StorageError, TopicMeta, TopicName};
+use crate::storage::{
+    AppendInfo, Log, LogDefaults, LogDirReport, PartitionReport, ReadResult, StorageError, TopicMeta,
+    TopicName,
+};
 use crate::tenant::names::{check_new_topic, validate_full_name, validate_growth, validate_partitions};
 use client::Bridge;
 use meta::{Catalog, ID_BLOCK, IdBlocks, IdClaim, MetaLog, TopicRecord};
@@ -74,6 +77,8 @@ pub struct PulsarSettings {
 
 pub struct PulsarLog {
     defaults: LogDefaults,
+    /// The service URL, reported as the log dir.
+    url: String,
     /// Changed only while holding `topics_log`, in log order.
     catalog: Arc<RwLock<Catalog>>,
     /// Open partitions by (topic name, topic id, partition).
@@ -152,6 +157,7 @@ impl PulsarLog {
             shared,
             modules,
             defaults,
+            url: settings.url.clone(),
             catalog: Arc::new(RwLock::new(catalog)),
             partitions,
             topics_log: Arc::new(tokio::sync::Mutex::new(topics_log)),
@@ -573,6 +579,19 @@ impl Log for PulsarLog {
             p.delete_records(&shared, offset).await
         })
         .await
+    }
+
+    async fn report(&self, name: &TopicName, partition: i32) -> Result<PartitionReport, StorageError> {
+        self.on_partition(name, partition, |shared, p, _| async move {
+            p.ensure_open(&shared).await?;
+            Ok(p.report().await)
+        })
+        .await
+    }
+
+    /// The Pulsar service URL: the volume's sizes are Pulsar's (BookKeeper's) to know.
+    fn log_dir(&self) -> LogDirReport {
+        LogDirReport { path: self.url.clone(), total_bytes: None, usable_bytes: None }
     }
 
     async fn offset_for_timestamp(

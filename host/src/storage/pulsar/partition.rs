@@ -422,6 +422,17 @@ impl Partition {
         }
     }
 
+    /// The bytes of its stored batches above the log start, and the idempotent producers its
+    /// writer remembers (none until this host has opened it for writing).
+    pub async fn report(&self) -> crate::storage::PartitionReport {
+        let size_bytes = {
+            let s = self.state.read();
+            s.entries.iter().filter(|e| e.last >= s.log_start).map(|e| e.bytes).sum()
+        };
+        let producers = self.writer.lock().await.as_ref().map(|w| w.producers.snapshot()).unwrap_or_default();
+        crate::storage::PartitionReport { size_bytes, producers }
+    }
+
     pub fn offsets(&self) -> (i64, i64) {
         let s = self.state.read();
         (s.log_start, s.high_watermark)

@@ -26,11 +26,14 @@ import org.apache.kafka.clients.admin.CreateTopicsOptions;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.GroupListing;
 import org.apache.kafka.clients.admin.ListOffsetsResult;
+import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.admin.ProducerState;
 import org.apache.kafka.clients.admin.RecordsToDelete;
+import org.apache.kafka.clients.admin.ReplicaInfo;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -338,11 +341,54 @@ public final class Clients {
                 new TreeMap<>(toStrings(offsets)).forEach(out::put);
                 return out;
             }
+            case "describeProducers": {
+                // What must be equal on any broker: epochs and sequences, not ids or clocks.
+                TopicPartition tp = new TopicPartition(op.get("topic").asText(), op.path("partition").asInt(0));
+                ArrayNode out = NODES.arrayNode();
+                for (ProducerState p : admin.describeProducers(List.of(tp)).partitionResult(tp).get().activeProducers()) {
+                    out.add(NODES.objectNode()
+                            .put("epoch", p.producerEpoch())
+                            .put("lastSequence", p.lastSequence())
+                            .put("hasTimestamp", p.lastTimestamp() > 0)
+                            .put("coordinatorEpoch", p.coordinatorEpoch().orElse(-1))
+                            .put("txnStart", p.currentTransactionStartOffset().orElse(-1)));
+                }
+                return out;
+            }
+            case "describeLogDirs": {
+                // The broker's log dirs; of each, the partitions of topics named with `prefix`.
+                String prefix = op.get("prefix").asText();
+                int node = admin.describeCluster().nodes().get().iterator().next().id();
+                Map<String, LogDirDescription> dirs = admin.describeLogDirs(List.of(node)).allDescriptions().get().get(node);
+                ObjectNode out = NODES.objectNode();
+                out.put("dirs", dirs.size());
+                for (LogDirDescription d : dirs.values()) {
+                    out.put("error", d.error() == null ? "none" : d.error().getClass().getSimpleName());
+                    out.put("totalBytesKnown", d.totalBytes().isPresent());
+                    out.put("usableBytesKnown", d.usableBytes().isPresent());
+                    ObjectNode parts = out.putObject("partitions");
+                    new TreeMap<>(toNames(d.replicaInfos())).forEach((name, info) -> {
+                        if (name.startsWith(prefix)) {
+                            parts.set(name, NODES.objectNode()
+                                    .put("sizePositive", info.size() > 0)
+                                    .put("offsetLag", info.offsetLag())
+                                    .put("future", info.isFuture()));
+                        }
+                    });
+                }
+                return out;
+            }
             case "deleteGroups":
                 return outcomes(admin.deleteConsumerGroups(list(op.get("groups"))).deletedGroups());
             default:
                 throw new IllegalArgumentException("unknown admin op " + op);
         }
+    }
+
+    static Map<String, ReplicaInfo> toNames(Map<TopicPartition, ReplicaInfo> infos) {
+        Map<String, ReplicaInfo> m = new HashMap<>();
+        infos.forEach((tp, i) -> m.put(tp.toString(), i));
+        return m;
     }
 
     static Map<String, Long> toStrings(Map<TopicPartition, OffsetAndMetadata> offsets) {

@@ -31,6 +31,7 @@ pub mod error {
     pub const INVALID_SESSION_TIMEOUT: ErrorCode = 26;
     pub const REBALANCE_IN_PROGRESS: ErrorCode = 27;
     pub const INVALID_COMMIT_OFFSET_SIZE: ErrorCode = 28;
+    pub const INVALID_TIMESTAMP: ErrorCode = 32;
     pub const UNSUPPORTED_VERSION: ErrorCode = 35;
     pub const TOPIC_ALREADY_EXISTS: ErrorCode = 36;
     pub const INVALID_PARTITIONS: ErrorCode = 37;

@@ -400,6 +400,90 @@ fn wire_edge_cases_match_kafka() {
             seen.insert(format!("fetch {what}"), json!([p.error_code, p.high_watermark, first]));
         }
 
+        // Broker-side compression and timestamp bounds: a topic whose compression.type is zstd
+        // stores an uncompressed batch as zstd; a CreateTime timestamp two hours ahead is past
+        // the default message.timestamp.after.max.ms (1 h), and one ten minutes old is before a
+        // message.timestamp.before.max.ms of one minute.
+        let create_with = |topic: &str, config: (&str, &str)| -> i16 {
+            use create_topics_request::CreatableTopicConfig;
+            let req = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(name(topic))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)
+                    .with_configs(vec![
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(config.0.into()))
+                            .with_value(Some(StrBytes::from_string(config.1.into()))),
+                    ]),
+            ]);
+            let resp: CreateTopicsResponse =
+                wire::call(addr, ApiKey::CreateTopics, 7, &req).expect("CreateTopics");
+            resp.topics[0].error_code
+        };
+        seen.insert("create zstd topic".into(), create_with("zstd", ("compression.type", "zstd")).into());
+        seen.insert(
+            "create bounded topic".into(),
+            create_with("bounded", ("message.timestamp.before.max.ms", "60000")).into(),
+        );
+        let stamped = |shift_ms: i64| {
+            let mut b = batch(0).to_vec();
+            // Shift both header timestamps (the records' are deltas) and fix the CRC.
+            for at in [27, 35] {
+                let ts = i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes")) + shift_ms;
+                b[at..at + 8].copy_from_slice(&ts.to_be_bytes());
+            }
+            let crc = crc32c::crc32c(&b[21..]);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            bytes::Bytes::from(b)
+        };
+        let ahead = now_ms - base_ts + 2 * 3_600_000;
+        for (what, topic, records) in [
+            ("produce to zstd topic", "zstd", batch(0)),
+            ("produce 2 h ahead", "v7-defaults", stamped(ahead)),
+            ("produce 10 min old to bounded topic", "bounded", batch(0)),
+            ("produce now to bounded topic", "bounded", stamped(now_ms - base_ts)),
+        ] {
+            let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
+                TopicProduceData::default().with_name(name(topic)).with_partition_data(vec![
+                    PartitionProduceData::default().with_index(0).with_records(Some(records)),
+                ]),
+            ]);
+            let mut tries = 0;
+            let code = loop {
+                let resp: ProduceResponse = wire::call(addr, ApiKey::Produce, 9, &req).expect("Produce");
+                let code = resp.responses[0].partition_responses[0].error_code;
+                if code == 3 && tries < 100 {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    continue;
+                }
+                break code;
+            };
+            seen.insert(what.into(), code.into());
+        }
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default().with_topic(name("zstd")).with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ])]);
+        let resp: FetchResponse = wire::call(addr, ApiKey::Fetch, 12, &req).expect("Fetch");
+        let stored = resp.responses[0].partitions[0].records.clone().unwrap_or_default();
+        // Attributes (codec in the low 3 bits) and records count of the stored batch.
+        let header = (stored.len() >= 61).then(|| {
+            (
+                i16::from_be_bytes([stored[21], stored[22]]) & 7,
+                i32::from_be_bytes(stored[57..61].try_into().expect("4")),
+            )
+        });
+        seen.insert("zstd topic's stored batch (codec, records)".into(), json!(header));
+
         // OffsetForLeaderEpoch (as the Java consumer validates a position): a new partition's
         // one epoch ends at the log end; later epochs are unknown; a current epoch newer or
         // older than the leader's is refused.
@@ -431,6 +515,13 @@ fn wire_edge_cases_match_kafka() {
         Value::Object(seen)
     });
     assert_eq!(kafka["create v3 -1 -1"], 0, "{kafka:#}");
+    // What Kafka 4.4 does, so that the comparison below compares something.
+    assert_eq!(kafka["produce to zstd topic"], 0, "{kafka:#}");
+    assert_eq!(kafka["zstd topic's stored batch (codec, records)"], json!([4, 5]), "{kafka:#}");
+    assert_eq!(kafka["produce 2 h ahead"], 32, "{kafka:#}");
+    assert_eq!(kafka["produce 10 min old to bounded topic"], 32, "{kafka:#}");
+    assert_eq!(kafka["produce now to bounded topic"], 0, "{kafka:#}");
+    assert_eq!(kafka["offset for leader epoch: epoch 0"], json!([0, 0, 10]), "{kafka:#}");
     assert_eq!(guise, kafka, "Guise (left) and Apache Kafka (right) differ");
 }
 

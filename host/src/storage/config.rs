@@ -375,6 +375,13 @@ pub struct TopicConfig {
     pub max_compaction_lag_ms: i64,
     /// message.timestamp.type
     pub timestamp_type: TimestampType,
+    /// message.timestamp.before.max.ms and message.timestamp.after.max.ms: how far a CreateTime
+    /// timestamp may lie before or after the append time.
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
+    /// compression.type as a Kafka codec id (0 uncompressed, 1 gzip, 2 snappy, 3 lz4, 4 zstd);
+    /// None for `producer`: batches are stored in the producer's codec.
+    pub compression: Option<u8>,
     /// guise.entry.format (the `pulsar` backend only)
     pub entry_format: EntryFormat,
     /// The configs this topic overrides, normalized (name -> value). They are what is persisted:
@@ -518,6 +525,16 @@ impl TopicConfig {
             } else {
                 TimestampType::CreateTime
             },
+            timestamp_before_max_ms: long("message.timestamp.before.max.ms"),
+            timestamp_after_max_ms: long("message.timestamp.after.max.ms"),
+            compression: match compression.as_str() {
+                "uncompressed" => Some(0),
+                "gzip" => Some(1),
+                "snappy" => Some(2),
+                "lz4" => Some(3),
+                "zstd" => Some(4),
+                _ => None,
+            },
             entry_format: match overrides.get(ENTRY_FORMAT).map(String::as_str) {
                 Some("pulsar") => EntryFormat::Pulsar,
                 _ => EntryFormat::Kafka,
@@ -537,13 +554,6 @@ impl TopicConfig {
                 "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage."
                     .into(),
             ));
-        }
-        // Not applied yet: refused rather than stored and silently ignored.
-        if compression != "producer" {
-            return Err(StorageError::InvalidConfig(format!(
-                "compression.type={compression} is not supported by Guise yet: batches are stored as the \
-                 producer compressed them (compression.type=producer)"
-            )));
         }
         Ok(config)
     }
@@ -719,8 +729,6 @@ mod tests {
             ("remote.storage.enable", "true"),
             ("cleanup.policy", "shred"),
             ("compression.type", "brotli"),
-            // Kafka's values, not applied here yet.
-            ("compression.type", "zstd"),
             ("leader.replication.throttled.replicas", "0-1"),
             ("segment.bytes", "abc"),
             ("segment.bytes", "100"),

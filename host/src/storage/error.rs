@@ -29,6 +29,9 @@ pub enum StorageError {
     TransactionsUnsupported(String),
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// A CreateTime timestamp outside message.timestamp.before/after.max.ms.
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
     /// The request is valid but the topic's configs forbid it (DeleteRecords on a topic
     /// without the `delete` cleanup policy).
     #[error("policy violation: {0}")]
@@ -87,6 +90,7 @@ impl StorageError {
             StorageError::Io(_) => error::KAFKA_STORAGE_ERROR,
             StorageError::UnknownProducerId(_) => error::UNKNOWN_PRODUCER_ID,
             StorageError::InvalidRecord(_) => error::INVALID_RECORD,
+            StorageError::InvalidTimestamp(_) => error::INVALID_TIMESTAMP,
             StorageError::PolicyViolation(_) => error::POLICY_VIOLATION,
             // REQUEST_TIMED_OUT and KAFKA_STORAGE_ERROR are retried by clients.
             StorageError::Busy(_) => error::REQUEST_TIMED_OUT,

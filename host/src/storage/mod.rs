@@ -76,16 +76,128 @@ impl TopicConfig {
     }
 }
 
-/// `records` as the log stores them under `config`: stamped with the append time when the topic's
-/// message.timestamp.type is LogAppendTime (see [`batch::stamp_log_append_time`]).
-pub(crate) fn stamp_if_log_append_time(config: &TopicConfig, records: bytes::Bytes) -> bytes::Bytes {
-    if config.timestamp_type != TimestampType::LogAppendTime {
-        return records;
-    }
-    let now_ms = std::time::SystemTime::now()
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    bytes::Bytes::from(batch::stamp_log_append_time(&records, now_ms))
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `records` as the log stores them under `config`, as Kafka's broker validates and converts an
+/// append (its `LogValidator`): with message.timestamp.type CreateTime, a batch whose timestamps
+/// fall outside [now − message.timestamp.before.max.ms, now + message.timestamp.after.max.ms] is
+/// refused with INVALID_TIMESTAMP; with a compression.type other than `producer`, a batch in
+/// another codec is re-encoded in the topic's (`uncompressed` decompresses), keeping its
+/// records, offsets, timestamps and producer fields; with LogAppendTime, every batch is stamped
+/// with the append time (see [`batch::stamp_log_append_time`]). Batches that cannot be parsed
+/// are passed on unchanged, for validation to refuse with its own error.
+///
+/// The latest timestamp checked is the batch header's maxTimestamp (clients compute it from
+/// their records); the earliest, when before.max.ms is set, is each record's.
+pub(crate) fn conform(config: &TopicConfig, records: bytes::Bytes) -> Result<bytes::Bytes, StorageError> {
+    let check_times = config.timestamp_type == TimestampType::CreateTime
+        && (config.timestamp_before_max_ms < i64::MAX || config.timestamp_after_max_ms < i64::MAX);
+    let target = config.compression;
+    if !check_times && target.is_none() && config.timestamp_type != TimestampType::LogAppendTime {
+        return Ok(records);
+    }
+    let now = now_ms();
+    let mut out: Option<Vec<u8>> = None;
+    let mut at = 0;
+    while let Some(header) = records.get(at..).and_then(|rest| batch::BatchHeader::parse(rest).ok()) {
+        let end = at + header.size();
+        let Some(one) = records.get(at..end).filter(|b| !b.is_empty()) else { break };
+        if check_times {
+            check_timestamps(config, &header, one, now)?;
+        }
+        let recompress = target.is_some_and(|codec| codec != header.compression())
+            && header.records_count > 0
+            && !header.is_control()
+            && !header.is_transactional()
+            && batch::crc_matches(one, header.crc);
+        if let (true, Some(codec)) = (recompress, target) {
+            let buf = out.get_or_insert_with(|| records[..at].to_vec());
+            buf.extend_from_slice(&recompressed(one, &header, codec, config)?);
+        } else if let Some(buf) = out.as_mut() {
+            buf.extend_from_slice(one);
+        }
+        at = end;
+    }
+    let records = match out {
+        Some(mut buf) => {
+            buf.extend_from_slice(&records[at..]);
+            bytes::Bytes::from(buf)
+        }
+        None => records,
+    };
+    Ok(if config.timestamp_type == TimestampType::LogAppendTime {
+        bytes::Bytes::from(batch::stamp_log_append_time(&records, now))
+    } else {
+        records
+    })
+}
+
+/// Kafka's max.decompressed.message.bytes bound on what one batch may decompress to.
+pub(crate) fn max_decompressed(config: &TopicConfig) -> usize {
+    const DEFAULT: usize = 2_147_483_639;
+    config.overrides.get("max.decompressed.message.bytes").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT)
+}
+
+fn check_timestamps(
+    config: &TopicConfig,
+    header: &batch::BatchHeader,
+    one: &[u8],
+    now: i64,
+) -> Result<(), StorageError> {
+    let earliest = now.saturating_sub(config.timestamp_before_max_ms);
+    let latest = now.saturating_add(config.timestamp_after_max_ms);
+    let out_of_range = |ts: i64, offset_delta: i64| {
+        StorageError::InvalidTimestamp(format!(
+            "Timestamp {ts} of message with offset {offset_delta} is out of range. The timestamp should be within \
+             [{earliest}, {latest}]"
+        ))
+    };
+    if header.records_count > 0 && header.max_timestamp > latest {
+        return Err(out_of_range(header.max_timestamp, i64::from(header.last_offset_delta)));
+    }
+    if config.timestamp_before_max_ms == i64::MAX || header.records_count <= 0 {
+        return Ok(());
+    }
+    let oldest = match batch::record_stamps(one) {
+        Ok(Some(stamps)) => stamps.map_while(Result::ok).map(|s| (s.timestamp, s.offset)).min(),
+        // Compressed: decode (bounded) to see each record's timestamp.
+        Ok(None) => crate::record::records::decode(one, max_decompressed(config))
+            .ok()
+            .and_then(|d| d.records.iter().map(|r| (r.timestamp, i64::from(r.offset_delta))).min()),
+        Err(_) => None,
+    };
+    match oldest {
+        Some((ts, offset)) if ts < earliest => Err(out_of_range(ts, offset)),
+        _ => Ok(()),
+    }
+}
+
+/// One whole, CRC-checked batch re-encoded with `codec`: the same records with their offset
+/// deltas and timestamps, the same offset span and producer fields.
+fn recompressed(
+    one: &[u8],
+    header: &batch::BatchHeader,
+    codec: u8,
+    config: &TopicConfig,
+) -> Result<Vec<u8>, StorageError> {
+    use crate::record::records::{self, EncodeSpec};
+    let bad = |e: records::RecordsError| StorageError::CorruptMessage(e.to_string());
+    let decoded = records::decode(one, max_decompressed(config)).map_err(bad)?;
+    let spec = EncodeSpec {
+        compression: codec,
+        producer_id: header.producer_id,
+        producer_epoch: header.producer_epoch,
+        base_sequence: header.base_sequence,
+        log_append_time: header.is_log_append_time(),
+        offset_span: Some(header.last_offset_delta),
+        empty_timestamp: header.max_timestamp,
+        keep_offset_deltas: true,
+    };
+    records::encode(&decoded.records, &spec).map_err(bad)
 }
 
 /// DeleteRecords is allowed only where records may be deleted: Kafka refuses it on a topic whose
@@ -368,5 +480,76 @@ pub trait Log: Send + Sync + 'static {
     /// [`modules`]); None: they keep it in `data_dir`.
     fn module_store(&self) -> Option<std::sync::Arc<dyn ModuleStore>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod conform_tests {
+    use super::*;
+    use crate::record::batch::testing::{batch_with_timestamps, idempotent_batch};
+    use crate::record::records;
+
+    fn config(pairs: &[(&str, &str)]) -> TopicConfig {
+        let pairs: Vec<(String, String)> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        TopicConfig::from_pairs(&LogDefaults::default(), &pairs).unwrap()
+    }
+
+    fn batches(records: &[u8]) -> Vec<records::DecodedBatch> {
+        let valid = batch::validate(records, u32::MAX).expect("valid batches");
+        valid
+            .iter()
+            .map(|b| records::decode(&records[b.position..b.position + b.size()], usize::MAX).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn batches_are_recompressed_to_the_topics_codec_keeping_everything_else() {
+        let now = now_ms();
+        let plain = batch_with_timestamps(&[b"a", b"bb", b"ccc"], now - 10, &[0, 3, 1]);
+        let mut two = idempotent_batch(2, 42, 3, 7);
+        two.extend_from_slice(&plain);
+        let input = bytes::Bytes::from(two);
+        let before = batches(&input);
+        for (codec, id) in [("gzip", 1), ("snappy", 2), ("lz4", 3), ("zstd", 4), ("uncompressed", 0)] {
+            let out = conform(&config(&[("compression.type", codec)]), input.clone()).unwrap();
+            let after = batches(&out);
+            assert_eq!(after.len(), 2, "{codec}");
+            for (b, a) in before.iter().zip(&after) {
+                assert_eq!(a.header.compression(), id, "{codec}");
+                assert_eq!(a.records, b.records, "{codec}: same records, deltas and timestamps");
+                let h = |x: &batch::BatchHeader| {
+                    (x.last_offset_delta, x.producer_id, x.producer_epoch, x.base_sequence, x.max_timestamp)
+                };
+                assert_eq!(h(&a.header), h(&b.header), "{codec}");
+            }
+            // Already in the topic's codec: stored as sent.
+            assert_eq!(conform(&config(&[("compression.type", codec)]), out.clone()).unwrap(), out);
+        }
+        assert_eq!(conform(&config(&[]), input.clone()).unwrap(), input, "producer: as sent");
+    }
+
+    #[test]
+    fn create_time_timestamps_outside_the_window_are_refused() {
+        let now = now_ms();
+        let at =
+            |delta_ms: i64| bytes::Bytes::from(batch_with_timestamps(&[b"x", b"y"], now + delta_ms, &[0, 1]));
+        let default = config(&[]);
+        assert!(conform(&default, at(0)).is_ok());
+        assert!(conform(&default, at(-10 * 365 * 24 * 3_600_000)).is_ok(), "no earliest by default");
+        let late = conform(&default, at(2 * 3_600_000)).unwrap_err();
+        assert_eq!(late.kafka_code(), 32, "{late}");
+        let window =
+            config(&[("message.timestamp.before.max.ms", "60000"), ("message.timestamp.after.max.ms", "0")]);
+        assert_eq!(conform(&window, at(-120_000)).unwrap_err().kafka_code(), 32);
+        assert!(conform(&window, at(-30_000)).is_ok());
+        // Compressed: each record's timestamp is looked at.
+        let zstd = config(&[("compression.type", "zstd")]);
+        let compressed = conform(&zstd, at(-120_000)).unwrap();
+        assert_eq!(conform(&window, compressed).unwrap_err().kafka_code(), 32);
+        // LogAppendTime: the producer's timestamps do not matter.
+        let lat =
+            config(&[("message.timestamp.type", "LogAppendTime"), ("message.timestamp.after.max.ms", "0")]);
+        assert!(conform(&lat, at(2 * 3_600_000)).is_ok());
     }
 }

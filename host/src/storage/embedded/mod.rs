@@ -315,7 +315,7 @@ impl EmbeddedLog {
     ) -> Result<AppendInfo, StorageError> {
         let (topic, p) = self.partition(name, partition)?;
         let config = &topic.meta.config;
-        let records = crate::storage::stamp_if_log_append_time(config, records);
+        let records = crate::storage::conform(config, records)?;
         let batches = batch::validate_with(&records, config.max_message_bytes, counts)?;
         if config.cleanup_policy.compact {
             cleaner::check_keys(&records, &batches, name, partition, cleaner::max_decompressed(config))?;

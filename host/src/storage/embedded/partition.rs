@@ -549,12 +549,12 @@ impl Partition {
         }
     }
 
-    /// (log start offset, high watermark).
-    /// Delete whole old segments, never the active one, as Kafka's retention does: a segment
-    /// whose newest record is older than `now_ms - retention_ms` (when `retention_ms >= 0`), and,
-    /// oldest first, segments the partition can lose while still holding at least
-    /// `retention_bytes` (when `retention_bytes >= 0`). The log start offset moves to the first
-    /// kept segment. Returns the segments deleted and the new log start.
+    /// Delete whole old segments, as Kafka's retention does: a segment whose newest record is
+    /// older than `now_ms - retention_ms` (when `retention_ms >= 0`), and, oldest first,
+    /// segments the partition can lose while still holding at least `retention_bytes` (when
+    /// `retention_bytes >= 0`). The active segment goes too when it qualifies after all the
+    /// others (a new empty one replaces it). The log start offset moves to the first kept
+    /// segment. Returns the segments deleted and the new log start.
     pub fn apply_retention(
         &self,
         retention_ms: i64,
@@ -563,26 +563,45 @@ impl Partition {
     ) -> io::Result<(usize, i64)> {
         // The writer lock keeps appends and rolls out while the segment list changes.
         let mut writer = self.writer.lock();
-        let (removed, log_start) = {
-            let mut view = self.view.write();
+        // How many segments go, oldest first. The active one goes too once it breaches the
+        // limits with everything before it, as in Kafka: a new, empty active segment at the
+        // high watermark replaces it, so the log start moves to the high watermark.
+        let (n, segments, high_watermark) = {
+            let view = self.view.read();
             let mut total: u64 = view.segments.iter().map(|s| s.size).sum();
             let mut n = 0;
-            while n + 1 < view.segments.len() {
-                let s = &view.segments[n];
+            while let Some(s) = view.segments.get(n) {
                 let newest = s.max_timestamp();
                 let expired =
                     retention_ms >= 0 && newest != i64::MIN && newest < now_ms.saturating_sub(retention_ms);
                 let oversize = retention_bytes >= 0 && total.saturating_sub(s.size) >= retention_bytes as u64;
-                if !(expired || oversize) {
+                let active_and_empty = n + 1 == view.segments.len() && s.size == 0;
+                if !(expired || oversize) || active_and_empty {
                     break;
                 }
                 total -= s.size;
                 n += 1;
             }
-            if n == 0 {
-                return Ok((0, view.log_start));
-            }
+            (n, view.segments.len(), view.high_watermark)
+        };
+        if n == 0 {
+            return Ok((0, self.view.read().log_start));
+        }
+        // The new segment's name is durable before the old active one's goes: a crash between
+        // must not leave a partition without segments (it would restart its offsets at 0).
+        let fresh = if n == segments {
+            let s = self.create_segment(high_watermark)?;
+            self.sync_dir()?;
+            Some(s)
+        } else {
+            None
+        };
+        let (removed, log_start) = {
+            let mut view = self.view.write();
             let removed: Vec<Segment> = view.segments.drain(..n).collect();
+            if let Some(s) = fresh {
+                view.segments.push(s);
+            }
             view.log_start = view.log_start.max(view.segments[0].base_offset);
             view.generation += 1;
             (removed, view.log_start)

@@ -583,14 +583,25 @@ fn retention_by_time_deletes_whole_old_segments_and_moves_the_log_start() {
         Err(StorageError::OffsetOutOfRange { start: 10, .. })
     ));
     assert_eq!(read_all(&log, "r", 0), vec![(10, 14), (15, 19)]);
-    // The active segment is never deleted, however old; appends continue at the right offset.
-    assert_eq!(log.enforce_retention(1_000_000).unwrap(), 1);
-    assert_eq!(log.offsets(&name("r"), 0).unwrap(), (15, 20));
+    // Once everything expired, the active segment goes too, as in Kafka: a new empty one at
+    // the high watermark replaces it, and appends continue at the right offset.
+    assert_eq!(log.enforce_retention(1_000_000).unwrap(), 2);
+    assert_eq!(log.offsets(&name("r"), 0).unwrap(), (20, 20));
+    assert_eq!(segment_files(dir.path(), "r", 0).len(), 1);
+    assert_eq!(log.enforce_retention(2_000_000).unwrap(), 0, "an empty active segment stays");
     assert_eq!(log.append(&name("r"), 0, Bytes::from(batch(1, 10, 5000))).unwrap().base_offset, 20);
+    assert_eq!(read_all(&log, "r", 0), vec![(20, 20)]);
     // A restart keeps the new log start.
     drop(log);
     let log = open(dir.path());
-    assert_eq!(log.offsets(&name("r"), 0).unwrap(), (15, 21));
+    assert_eq!(log.offsets(&name("r"), 0).unwrap(), (20, 21));
+    // Emptied and restarted before any append: the offsets continue too (`open` keeps the
+    // default retention.ms, seven days).
+    assert_eq!(log.enforce_retention(1_000_000_000).unwrap(), 1);
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.offsets(&name("r"), 0).unwrap(), (21, 21));
+    assert_eq!(log.append(&name("r"), 0, Bytes::from(batch(1, 10, 5000))).unwrap().base_offset, 21);
 }
 
 #[test]

@@ -523,7 +523,7 @@ impl Log for PulsarLog {
         counts: batch::Counts,
     ) -> Result<AppendInfo, StorageError> {
         self.on_partition(name, partition, move |shared, p, meta| async move {
-            let records = crate::storage::stamp_if_log_append_time(&meta.config, records);
+            let records = crate::storage::conform(&meta.config, records)?;
             let batches = batch::validate_with(&records, meta.config.max_message_bytes, counts)?;
             p.append(&shared, records, batches, meta.config.entry_format).await
         })

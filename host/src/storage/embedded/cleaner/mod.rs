@@ -32,9 +32,6 @@ use crate::storage::{CleanStats, StorageError, TopicConfig, TopicName};
 use std::io;
 use std::time::Instant;
 
-/// Kafka's max.decompressed.message.bytes default: no practical bound.
-const MAX_DECOMPRESSED_DEFAULT: usize = 2_147_483_639;
-
 /// The topic configs a pass applies: taken from the topic's configs as they are when the pass
 /// starts (AlterConfigs may change them between passes), never kept.
 #[derive(Clone, Copy, Debug)]
@@ -66,11 +63,7 @@ impl CleanConfig {
 
 /// The topic's max.decompressed.message.bytes.
 pub(super) fn max_decompressed(config: &TopicConfig) -> usize {
-    config
-        .overrides
-        .get("max.decompressed.message.bytes")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(MAX_DECOMPRESSED_DEFAULT)
+    crate::storage::max_decompressed(config)
 }
 
 /// A compacted topic refuses records without a key, as Kafka does (INVALID_RECORD, with Kafka's

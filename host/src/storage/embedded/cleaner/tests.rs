@@ -434,7 +434,11 @@ fn segment_ms_rolls_the_active_segment_on_the_next_append() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     let with_segment_ms = |topic: &str, ms: &str| {
-        let pairs = vec![("segment.ms".to_string(), ms.to_string())];
+        // Far-future timestamps below are on purpose: no message.timestamp.after.max.ms bound.
+        let pairs = vec![
+            ("segment.ms".to_string(), ms.to_string()),
+            ("message.timestamp.after.max.ms".to_string(), i64::MAX.to_string()),
+        ];
         log.create_topic(&name(topic), 1, &pairs, false).unwrap();
         partition(&log, topic)
     };
@@ -597,8 +601,9 @@ fn retention_during_a_clean_abandons_the_swap() {
     let p = partition(&log, "t");
     let config = super::CleanConfig::of(&log.topic(&name("t")).unwrap().config);
     let snapshot = p.clean_snapshot();
-    // Retention takes the first segment between the snapshot and the swap.
-    p.apply_retention(-1, 0, NOW).unwrap();
+    // Retention takes the older segments between the snapshot and the swap (retention.bytes 1
+    // keeps the active one, which 0 would take too, as in Kafka).
+    p.apply_retention(-1, 1, NOW).unwrap();
     let group: Vec<_> = snapshot.segments.clone();
     let map = super::offset_map::OffsetMap::default();
     let filter = super::filter::Filter {

@@ -21,7 +21,8 @@ use common::Host;
 
 /// `guise serve` without fsync (see above).
 fn start(data: &std::path::Path, port: u16) -> Host {
-    Host::start(data, port, 0, &[("GUISE_FSYNC", "never")])
+    // The records are stamped 2023: no time retention, which would delete them at the restart.
+    Host::start(data, port, 0, &[("GUISE_FSYNC", "never"), ("GUISE_RETENTION_MS", "-1")])
 }
 
 fn record(i: usize) -> Record {

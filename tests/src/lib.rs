@@ -66,6 +66,11 @@ impl TestServer {
             data_dir: dir.path().join("data"),
             kafka_addr: "127.0.0.1:0".into(),
             admin_addr: "127.0.0.1:0".into(),
+            // Tests write fixed timestamps from 2023 so that what they read back is exact; the
+            // default retention (seven days) would delete them, active segment included, as
+            // Kafka does, at the first check (one runs at start, so after every restart).
+            // Retention tests set their own.
+            retention_ms: -1,
             ..Config::default()
         };
         tweak(&mut config);

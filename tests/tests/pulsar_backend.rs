@@ -136,6 +136,10 @@ fn produce_and_fetch_in_both_entry_formats() {
     assert_eq!(first.value.as_deref(), Some(&record(7).value.unwrap()[..]));
     assert!(first.headers.iter().any(|h| h.key == "n" && h.value.as_deref() == Some(&b"7"[..])));
     assert!(first.headers.iter().any(|h| h.key == "guise.offset" && h.value.as_deref() == Some(&b"7"[..])));
+    // DescribeLogDirs on B: its log dir is the Pulsar URL, its partition sizes what it stored.
+    let report = guise_host::storage::wait(b.server().log.report(&in_a("kf"), 0)).unwrap();
+    assert!(report.size_bytes > 0 && report.producers.is_empty(), "{report:?}");
+    assert_eq!(b.server().log.log_dir().path, url);
     assert_no_local_topics(&b);
 }
 

@@ -742,9 +742,10 @@ impl Partition {
         let (n, new_start, hwm, last_removed) = {
             let s = self.state.read();
             let mut total: u64 = s.entries.iter().map(|e| e.bytes).sum();
+            // The newest batch goes too once it qualifies after all the others, as Kafka
+            // deletes its active segment: the log start then moves to the high watermark.
             let mut n = 0;
-            while n + 1 < s.entries.len() {
-                let e = &s.entries[n];
+            while let Some(e) = s.entries.get(n) {
                 let expired = retention_ms >= 0 && e.max_timestamp < now_ms.saturating_sub(retention_ms);
                 let oversize =
                     retention_bytes >= 0 && total.saturating_sub(e.bytes) >= retention_bytes as u64;
@@ -757,7 +758,8 @@ impl Partition {
             if n == 0 {
                 return Ok(0);
             }
-            (n, s.entries[n].base, s.high_watermark, Some(s.entries[n - 1].id))
+            let new_start = s.entries.get(n).map_or(s.high_watermark, |e| e.base);
+            (n, new_start, s.high_watermark, Some(s.entries[n - 1].id))
         };
         self.move_log_start(shared, &mut guard, n, new_start, hwm, last_removed).await?;
         tracing::info!(topic = %self.topic, entries = n, log_start = new_start, "retention moved the log start");

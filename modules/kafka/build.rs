@@ -269,8 +269,21 @@ fn fields(list: &Value, common: &BTreeMap<&str, &Value>, context: &str, depth: u
 }
 
 fn type_of(ty: &str, field: &Value, common: &BTreeMap<&str, &Value>, context: &str, depth: usize) -> String {
-    if let Some(element) = ty.strip_prefix("[]") {
-        return format!("Ty::Array(&{})", type_of(element, field, common, context, depth));
+    element_type(ty, field, common, context, depth, false)
+}
+
+/// [`type_of`]; `element` for an array's elements, which are never null (an array field's
+/// nullableVersions are the array's).
+fn element_type(
+    ty: &str,
+    field: &Value,
+    common: &BTreeMap<&str, &Value>,
+    context: &str,
+    depth: usize,
+    element: bool,
+) -> String {
+    if let Some(inner) = ty.strip_prefix("[]") {
+        return format!("Ty::Array(&{})", element_type(inner, field, common, context, depth, true));
     }
     match ty {
         "bool" | "int8" => "Ty::Fixed(1)".into(),
@@ -285,7 +298,12 @@ fn type_of(ty: &str, field: &Value, common: &BTreeMap<&str, &Value>, context: &s
                 Some(inner) => inner,
                 None => common.get(ty).unwrap_or_else(|| panic!("{context}: unknown type {ty}")),
             };
-            format!("Ty::Struct({})", fields(inner, common, context, depth))
+            let inner = fields(inner, common, context, depth);
+            match field.get("nullableVersions").filter(|_| !element) {
+                // A nullable struct: an int8 presence marker first.
+                Some(nullable) => format!("Ty::OptionStruct({inner}, {})", range(versions(Some(nullable)))),
+                None => format!("Ty::Struct({inner})"),
+            }
         }
     }
 }

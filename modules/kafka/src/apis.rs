@@ -68,6 +68,7 @@ apis! {
     47 "OffsetDelete" 0..=0 => offset_delete;
     60 "DescribeCluster" 0..=2 => describe_cluster;
     61 "DescribeProducers" 0..=0 => describe_producers;
+    75 "DescribeTopicPartitions" 0..=0 => describe_topic_partitions;
 }
 
 /// The supported version range of `api_key`, if it is implemented.

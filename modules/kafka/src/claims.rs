@@ -99,6 +99,9 @@ pub(crate) enum Ty {
     Array(&'static Ty),
     /// A struct: its fields, then (flexible versions) its tagged-field section.
     Struct(&'static [Field]),
+    /// A struct that is nullable in these versions: there, an int8 marker first, the struct
+    /// following only when it is 1 (kafka-protocol reads any other value as null).
+    OptionStruct(&'static [Field], Versions),
 }
 
 /// A cursor over the body; `flexible` selects compact lengths and tagged-field sections.
@@ -213,6 +216,16 @@ impl Walk<'_> {
                 self.array(min, |w| w.ty(element, version))
             }
             Ty::Struct(fields) => self.fields(fields, version),
+            Ty::OptionStruct(fields, nullable) => {
+                if nullable.contains(version) {
+                    let marker = *self.buf.first().ok_or(Stop::Malformed)?;
+                    self.skip(1)?;
+                    if marker != 1 {
+                        return Ok(());
+                    }
+                }
+                self.fields(fields, version)
+            }
         }
     }
 
@@ -242,7 +255,8 @@ impl Walk<'_> {
             Ty::String if !self.flexible => 2,
             Ty::Bytes | Ty::Array(_) if !self.flexible => 4,
             Ty::String | Ty::Bytes | Ty::Array(_) => 1,
-            Ty::Struct(fields) => {
+            Ty::OptionStruct(_, nullable) if nullable.contains(version) => 1,
+            Ty::Struct(fields) | Ty::OptionStruct(fields, _) => {
                 let laid_out = fields.iter().filter(|f| f.tag.is_none() && f.versions.contains(version));
                 laid_out.map(|f| self.min_bytes(&f.ty, version)).sum::<u64>() + u64::from(self.flexible)
             }

@@ -23,6 +23,7 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
+mod describe_topic_partitions;
 mod fetch;
 mod find_coordinator;
 mod group_common;

@@ -124,7 +124,7 @@ fn flexible_from(key: i16) -> i16 {
         37 => 2,
         44 => 1,
         47 => i16::MAX,
-        60 | 61 => 0,
+        60 | 61 | 75 => 0,
         23 => 4,
         35 => 2,
         _ => unreachable!("api key {key}"),
@@ -162,6 +162,7 @@ fn codec_versions(key: i16) -> std::ops::RangeInclusive<i16> {
         23 => 2..=4,
         35 => 1..=4,
         61 => 0..=0,
+        75 => 0..=0,
         _ => unreachable!("api key {key}"),
     }
 }
@@ -573,6 +574,25 @@ fn samples(key: i16, v: i16) -> Vec<Vec<u8>> {
                 .with_unknown_tagged_fields(tags());
             vec![encode(&rich, v), encode(&DescribeProducersRequest::default(), v)]
         }
+        75 => {
+            use describe_topic_partitions_request::{Cursor, TopicRequest};
+            let rich = DescribeTopicPartitionsRequest::default()
+                .with_topics(vec![
+                    TopicRequest::default().with_name(topic_name("a")).with_unknown_tagged_fields(tags()),
+                    TopicRequest::default()
+                        .with_name(topic_name("missing"))
+                        .with_unknown_tagged_fields(tags()),
+                ])
+                .with_response_partition_limit(1)
+                .with_cursor(Some(
+                    Cursor::default()
+                        .with_topic_name(topic_name("a"))
+                        .with_partition_index(1)
+                        .with_unknown_tagged_fields(tags()),
+                ))
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&DescribeTopicPartitionsRequest::default(), v)]
+        }
         60 => {
             let rich = DescribeClusterRequest::default()
                 .with_include_cluster_authorized_operations(true)
@@ -888,6 +908,7 @@ fn codec_decode(key: i16, v: i16, body: &[u8]) -> Option<usize> {
         23 => go::<OffsetForLeaderEpochRequest>(body, v),
         35 => go::<DescribeLogDirsRequest>(body, v),
         61 => go::<DescribeProducersRequest>(body, v),
+        75 => go::<DescribeTopicPartitionsRequest>(body, v),
         _ => unreachable!("api key {key}"),
     }
 }

@@ -135,8 +135,11 @@ mod tests {
         call(svc, ApiKey::DescribeTopicPartitions, 0, &req)
     }
 
-    /// (topic, error, partitions) of each topic, and the next cursor.
-    fn seen(r: &DescribeTopicPartitionsResponse) -> (Vec<(String, i16, Vec<i32>)>, Option<(String, i32)>) {
+    /// (topic, error, partitions) of each topic.
+    type Seen = Vec<(String, i16, Vec<i32>)>;
+
+    /// What the response says of each topic, and the next cursor.
+    fn seen(r: &DescribeTopicPartitionsResponse) -> (Seen, Option<(String, i32)>) {
         let topics = r
             .topics
             .iter()

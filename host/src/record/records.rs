@@ -329,6 +329,23 @@ impl EncodeSpec {
     }
 }
 
+impl EncodeSpec {
+    /// The spec that re-encodes a batch like the one `header` describes (its producer fields,
+    /// timestamp type and offset span, each record keeping its offset delta), in `compression`.
+    pub fn like(header: &BatchHeader, compression: u8) -> Self {
+        EncodeSpec {
+            compression,
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            base_sequence: header.base_sequence,
+            log_append_time: header.is_log_append_time(),
+            offset_span: Some(header.last_offset_delta),
+            empty_timestamp: header.max_timestamp,
+            keep_offset_deltas: true,
+        }
+    }
+}
+
 /// Whether `records` can keep their own offset deltas in a batch whose lastOffsetDelta is
 /// `last_offset_delta`: they rise strictly, from 0 or more, and stay within it.
 pub fn offset_deltas_fit(records: &[Record], last_offset_delta: i32) -> bool {

@@ -187,17 +187,7 @@ fn recompressed(
     use crate::record::records::{self, EncodeSpec};
     let bad = |e: records::RecordsError| StorageError::CorruptMessage(e.to_string());
     let decoded = records::decode(one, max_decompressed(config)).map_err(bad)?;
-    let spec = EncodeSpec {
-        compression: codec,
-        producer_id: header.producer_id,
-        producer_epoch: header.producer_epoch,
-        base_sequence: header.base_sequence,
-        log_append_time: header.is_log_append_time(),
-        offset_span: Some(header.last_offset_delta),
-        empty_timestamp: header.max_timestamp,
-        keep_offset_deltas: true,
-    };
-    records::encode(&decoded.records, &spec).map_err(bad)
+    records::encode(&decoded.records, &EncodeSpec::like(header, codec)).map_err(bad)
 }
 
 /// DeleteRecords is allowed only where records may be deleted: Kafka refuses it on a topic whose

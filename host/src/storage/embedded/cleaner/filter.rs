@@ -172,16 +172,7 @@ impl Filter<'_> {
         if kept.len() == read && !needs_horizon {
             return Output::Unchanged;
         }
-        let spec = EncodeSpec {
-            compression: header.compression(),
-            producer_id: header.producer_id,
-            producer_epoch: header.producer_epoch,
-            base_sequence: header.base_sequence,
-            log_append_time: header.is_log_append_time(),
-            offset_span: Some(header.last_offset_delta),
-            empty_timestamp: header.max_timestamp,
-            keep_offset_deltas: true,
-        };
+        let spec = EncodeSpec::like(&header, header.compression());
         let horizon = if needs_horizon {
             Some(self.now_ms.saturating_add(self.config.delete_retention_ms))
         } else {

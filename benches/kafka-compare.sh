@@ -193,6 +193,11 @@ run_perf() {
     local system=$1 bootstrap=$2 size=$3 acks=$4 records=$5
     local topic="perf-$size-acks$acks" out="$WORK/perf-$system-$size-$acks"
     echo "-- $system: ProducerPerformance $size B x $records, acks=$acks; then ConsumerPerformance"
+    if [[ "${PERF_BROKEN:-}" == "$system" ]]; then
+        echo "   skipped: ProducerPerformance failed on $system above"
+        echo "$system|$size|$acks|$records|-|-|-|-|-|-|-|-|skipped (ProducerPerformance failed above)" >>"$PERF_RESULTS"
+        return
+    fi
     if ! tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create --topic "$topic" \
         --partitions 1 --replication-factor 1 >"$out.topic.log" 2>&1; then
         cat "$out.topic.log"
@@ -207,10 +212,18 @@ run_perf() {
     local summary
     summary=$(grep '50th' "$out.producer.log" | tail -1 || true)
     echo "   $summary"
-    if [[ $st != 0 || -z "$summary" ]]; then
-        tail -20 "$out.producer.log"
-        echo "$system|$size|$acks|$records|-|-|-|-|-|-|-|-|FAILED: ProducerPerformance (status $st)" >>"$PERF_RESULTS"
-        FAILURES+=("$system perf $size B acks=$acks: ProducerPerformance failed (status $st)")
+    local sent
+    sent=$(awk '{print $1}' <<<"$summary")
+    if [[ $st != 0 || "$sent" != "$records" ]]; then
+        # The Java client retries until delivery.timeout.ms (120 s by default) before it gives up,
+        # so the remaining runs on this broker are skipped.
+        grep -v '^org.apache.kafka.common.errors.TimeoutException: Expiring' "$out.producer.log" | tail -5
+        grep -m1 'Exception' "$out.producer.log" || true
+        local why
+        why=$(grep -m1 -o 'org.apache.kafka.common.errors.[A-Za-z]*' "$out.producer.log" || true)
+        echo "$system|$size|$acks|$records|-|-|-|-|-|-|-|-|FAILED: ProducerPerformance sent ${sent:-0} of $records (status $st) ${why}" >>"$PERF_RESULTS"
+        FAILURES+=("$system perf $size B acks=$acks: ProducerPerformance sent ${sent:-0} of $records (status $st) $why")
+        PERF_BROKEN=$system
         return
     fi
     # "N records sent, R records/sec (M MB/sec), A ms avg latency, X ms max latency, P50 ms 50th, P95 ms 95th, P99 ms 99th, P999 ms 99.9th."

@@ -20,9 +20,10 @@
 # Knobs (environment): PERF_RECORDS_100 (default 1000000), PERF_RECORDS_1K (300000) for the Kafka
 # tools; RECORDS_100 (1000000), RECORDS_1K (300000), LATENCY_RECORDS (2000) for loadgen;
 # ACKS_LIST ("1 all"); COMPACT_MB (300), COMPACT_KEYS (10000), COMPACT_SIZE (1000),
-# COMPACT_BASELINE_SECS (5); KAFKA_HEAP (1g); SYSTEMS ("guise kafka tansu", in that order);
-# SKIP_PERF=1, SKIP_LOADGEN=1, SKIP_COMPACT=1, SKIP_BUILD=1, KEEP_LOGS=1; M2_REPO (Maven local
-# repository, default target/m2); GUISE_BIN; TANSU. CARGO_TARGET_DIR is honoured.
+# COMPACT_BASELINE_SECS (5); KAFKA_HEAP (1g); TOOL_TIMEOUT (180: seconds per Kafka tool run);
+# SYSTEMS ("guise kafka tansu", in that order); SKIP_PERF=1, SKIP_LOADGEN=1, SKIP_COMPACT=1,
+# SKIP_BUILD=1, KEEP_LOGS=1; M2_REPO (Maven local repository, default target/m2); GUISE_BIN;
+# TANSU. CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -176,9 +177,11 @@ KAFKA_JAR=$(tr ':' '\n' <"$CP_FILE" | grep -m1 '/kafka_2.13-')
 echo "java: $(java -version 2>&1 | head -1); kafka: $(basename "$KAFKA_JAR")"
 
 # tool MAIN ARGS...: one of Kafka's tools (by main class) in a JVM as its script starts it.
+# A tool that has not finished after TOOL_TIMEOUT seconds (180) is killed: against a broker that
+# never answers, the Java producer keeps expiring batches for a long time.
 tool() {
     local main=$1; shift
-    java "${TOOL_JVM_OPTS[@]}" "${LOG4J[@]}" -cp "$KAFKA_CP" "$main" "$@"
+    timeout -k 5 "${TOOL_TIMEOUT:-180}" java "${TOOL_JVM_OPTS[@]}" "${LOG4J[@]}" -cp "$KAFKA_CP" "$main" "$@"
 }
 
 # ---------------------------------------------------------------- result files

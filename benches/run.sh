@@ -97,8 +97,9 @@ echo "source: $GIT_REV"
 # ---------------------------------------------------------------- build
 say "build (release): guise and loadgen"
 cargo build --release -p guise-host -p guise-benches
-GUISE_BIN=${GUISE_BIN:-"$ROOT/target/release/guise"}
-LOADGEN="$ROOT/target/release/loadgen"
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+GUISE_BIN=${GUISE_BIN:-"$TARGET/release/guise"}
+LOADGEN="$TARGET/release/loadgen"
 
 # ---------------------------------------------------------------- (a) iperf3
 IPERF_GBITS="n/a"; IPERF_GBYTES="n/a"

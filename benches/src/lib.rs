@@ -1,4 +1,18 @@
-//! Shared by the benchmark binaries: a `guise serve` child process on free ports.
+//! Shared by the benchmark binaries: a `guise serve` child process on free ports, and the
+//! records' payload.
+
+/// Fixed pseudo-random bytes (xorshift64*, fixed seed): incompressible, identical in every run.
+pub fn payload(size: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..size)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
 
 pub mod host {
     use anyhow::{Context, Result, bail};

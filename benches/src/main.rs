@@ -180,7 +180,7 @@ fn run(args: &Args) -> Result<()> {
     }
     println!("ok in {:.2}s (start offsets {start_offsets:?})", t.elapsed().as_secs_f64());
 
-    let payload = payload(args.size);
+    let payload = guise_benches::payload(args.size);
 
     // ---- 2. produce throughput
     print_flush(&format!("[2/4] produce throughput: {} records of {} B ... ", args.records, args.size));
@@ -276,19 +276,6 @@ fn print_flush(s: &str) {
     use std::io::Write as _;
     print!("{s}");
     let _ = std::io::stdout().flush();
-}
-
-/// Fixed pseudo-random bytes (xorshift64*, fixed seed): incompressible, identical in every run.
-fn payload(size: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..size)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
 }
 
 async fn create_topics(args: &Args, topics: &[(&String, i32)]) -> Result<()> {

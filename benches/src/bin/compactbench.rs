@@ -98,18 +98,6 @@ fn main() {
     }
 }
 
-fn payload(size: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..size)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
-}
-
 fn key(i: u64) -> String {
     format!("key-{i:08}")
 }
@@ -316,7 +304,7 @@ fn run(args: &Args) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", &args.bootstrap).create().context("admin client")?;
     rt.block_on(create_topics(args, &admin))?;
-    let value = payload(args.size);
+    let value = guise_benches::payload(args.size);
     let other = format!("{}-other", args.topic);
 
     let (records, fill_secs) = fill(args, &value)?;

@@ -318,7 +318,13 @@ impl EmbeddedLog {
         let records = crate::storage::conform(config, records)?;
         let batches = batch::validate_with(&records, config.max_message_bytes, counts)?;
         if config.cleanup_policy.compact {
-            cleaner::check_keys(&records, &batches, name, partition, cleaner::max_decompressed(config))?;
+            cleaner::check_keys(
+                &records,
+                &batches,
+                name,
+                partition,
+                crate::storage::max_decompressed(config),
+            )?;
         }
         // With every-batch, fsynced before the append returns (hence before the produce is
         // acknowledged) and before readers see it; a failed fsync fails the append as a whole.

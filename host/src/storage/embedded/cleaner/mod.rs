@@ -56,14 +56,9 @@ impl CleanConfig {
             min_cleanable_dirty_ratio: config.min_cleanable_dirty_ratio,
             min_compaction_lag_ms: config.min_compaction_lag_ms,
             max_compaction_lag_ms: config.max_compaction_lag_ms,
-            max_decompressed_bytes: max_decompressed(config),
+            max_decompressed_bytes: crate::storage::max_decompressed(config),
         }
     }
-}
-
-/// The topic's max.decompressed.message.bytes.
-pub(super) fn max_decompressed(config: &TopicConfig) -> usize {
-    crate::storage::max_decompressed(config)
 }
 
 /// A compacted topic refuses records without a key, as Kafka does (INVALID_RECORD, with Kafka's

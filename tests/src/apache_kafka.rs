@@ -36,7 +36,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The pid whose exit ends the shared peers: the `cargo` running this test binary, else the
 /// binary itself.
-fn owner() -> u32 {
+pub(crate) fn owner() -> u32 {
     if let Some(pid) = std::env::var("GUISE_PEER_OWNER").ok().and_then(|v| v.parse().ok()) {
         return pid;
     }
@@ -45,7 +45,7 @@ fn owner() -> u32 {
     if comm.trim().starts_with("cargo") { parent } else { std::process::id() }
 }
 
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
@@ -57,7 +57,7 @@ pub fn shared() -> &'static ApacheKafka {
         let owner = owner();
         let peers = target_dir().join("peers");
         let _lock = java::lock(&peers.join("kafka.lock"));
-        reap(&peers);
+        reap(&peers, "kafka-");
         let dir = peers.join(format!("kafka-{owner}"));
         if let Ok(ready) = std::fs::read_to_string(dir.join("ready"))
             && let Some((addr, pid)) = ready.trim().split_once(' ')
@@ -77,12 +77,12 @@ pub fn shared() -> &'static ApacheKafka {
     })
 }
 
-/// Remove the directories of brokers whose run has ended.
-fn reap(peers: &Path) {
+/// Remove the directories (named `PREFIX<pid>`) of peers whose run has ended.
+pub(crate) fn reap(peers: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(peers) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name.strip_prefix("kafka-").and_then(|p| p.parse::<u32>().ok())
+        if let Some(pid) = name.strip_prefix(prefix).and_then(|p| p.parse::<u32>().ok())
             && !alive(pid)
         {
             let _ = std::fs::remove_dir_all(entry.path());
@@ -90,7 +90,7 @@ fn reap(peers: &Path) {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("binding an ephemeral port")
         .local_addr()

@@ -44,71 +44,77 @@ fn mtime(path: &Path) -> Option<std::time::SystemTime> {
 /// The resolved classpath of the Java peers (jars in `target/m2`), without our own classes.
 pub fn dependencies() -> &'static str {
     static CP: OnceLock<String> = OnceLock::new();
-    CP.get_or_init(|| {
-        let dir = target_dir().join("java");
-        let _lock = lock(&dir.join(".lock"));
-        let pom = project_dir().join("pom.xml");
-        let out = dir.join("classpath.txt");
-        let fresh = |cp: &str| !cp.is_empty() && cp.split(':').all(|jar| Path::new(jar).exists());
-        if let (Some(built), Some(changed)) = (mtime(&out), mtime(&pom))
-            && built >= changed
-            && let Ok(cp) = std::fs::read_to_string(&out)
-            && fresh(cp.trim())
-        {
-            return cp.trim().to_string();
-        }
-        eprintln!(
-            "resolving the Java peers with Maven into {} (the first run downloads about 160 MB)",
-            maven_repo().display()
-        );
-        let tmp = dir.join("classpath.txt.tmp");
-        let status = Command::new("mvn")
-            .args(["-q", "-B", "-f"])
-            .arg(&pom)
-            .arg(format!("-Dmaven.repo.local={}", maven_repo().display()))
-            .arg(format!("-Dmdep.outputFile={}", tmp.display()))
-            .arg("dependency:build-classpath")
-            .status()
-            .expect("running mvn (the Java peers need Maven and a JDK 17+)");
-        assert!(status.success(), "mvn could not resolve {}", pom.display());
-        std::fs::rename(&tmp, &out).expect("keeping the classpath");
-        let cp = std::fs::read_to_string(&out).expect("reading the classpath");
-        assert!(fresh(cp.trim()), "Maven wrote a classpath with missing jars: {}", out.display());
-        cp.trim().to_string()
-    })
+    CP.get_or_init(|| resolve(&project_dir().join("pom.xml"), &target_dir().join("java"), "about 160 MB"))
 }
 
 /// The test project's own classes (`tests/java/src`), compiled once per change of the sources.
 pub fn classes() -> &'static Path {
     static CLASSES: OnceLock<PathBuf> = OnceLock::new();
-    CLASSES.get_or_init(|| {
-        let deps = dependencies();
-        let mut sources = Vec::new();
-        collect_sources(&project_dir().join("src"), &mut sources);
-        sources.sort();
-        let mut hasher = DefaultHasher::new();
-        for s in &sources {
-            s.hash(&mut hasher);
-            std::fs::read(s).expect("reading a Java source").hash(&mut hasher);
-        }
-        let dir = target_dir().join("java");
-        let out = dir.join(format!("classes-{:016x}", hasher.finish()));
-        let _lock = lock(&dir.join(".lock"));
-        if out.exists() {
-            return out;
-        }
-        let tmp = out.with_extension("tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        let status = Command::new("javac")
-            .args(["-nowarn", "-encoding", "UTF-8", "--release", "17", "-cp", deps, "-d"])
-            .arg(&tmp)
-            .args(&sources)
-            .status()
-            .expect("running javac (the Java peers need a JDK 17+)");
-        assert!(status.success(), "javac failed on {}", project_dir().join("src").display());
-        std::fs::rename(&tmp, &out).expect("keeping the compiled classes");
-        out
-    })
+    CLASSES.get_or_init(|| compile(&project_dir().join("src"), dependencies(), &target_dir().join("java")))
+}
+
+/// The classpath Maven resolves for the `packaging=pom` project `pom`, cached in
+/// `dir/classpath.txt` until the pom changes or a jar goes missing. `size` tells the user what
+/// the first run downloads.
+pub fn resolve(pom: &Path, dir: &Path, size: &str) -> String {
+    let _lock = lock(&dir.join(".lock"));
+    let out = dir.join("classpath.txt");
+    let fresh = |cp: &str| !cp.is_empty() && cp.split(':').all(|jar| Path::new(jar).exists());
+    if let (Some(built), Some(changed)) = (mtime(&out), mtime(pom))
+        && built >= changed
+        && let Ok(cp) = std::fs::read_to_string(&out)
+        && fresh(cp.trim())
+    {
+        return cp.trim().to_string();
+    }
+    eprintln!(
+        "resolving {} with Maven into {} (the first run downloads {size})",
+        pom.display(),
+        maven_repo().display()
+    );
+    let tmp = dir.join("classpath.txt.tmp");
+    let status = Command::new("mvn")
+        .args(["-q", "-B", "-f"])
+        .arg(pom)
+        .arg(format!("-Dmaven.repo.local={}", maven_repo().display()))
+        .arg(format!("-Dmdep.outputFile={}", tmp.display()))
+        .arg("dependency:build-classpath")
+        .status()
+        .expect("running mvn (the Java peers need Maven and a JDK 17+)");
+    assert!(status.success(), "mvn could not resolve {}", pom.display());
+    std::fs::rename(&tmp, &out).expect("keeping the classpath");
+    let cp = std::fs::read_to_string(&out).expect("reading the classpath");
+    assert!(fresh(cp.trim()), "Maven wrote a classpath with missing jars: {}", out.display());
+    cp.trim().to_string()
+}
+
+/// The Java sources under `src`, compiled against `cp` into `dir/classes-<hash of the sources>`
+/// (kept until a source changes).
+pub fn compile(src: &Path, cp: &str, dir: &Path) -> PathBuf {
+    let mut sources = Vec::new();
+    collect_sources(src, &mut sources);
+    sources.sort();
+    let mut hasher = DefaultHasher::new();
+    for s in &sources {
+        s.hash(&mut hasher);
+        std::fs::read(s).expect("reading a Java source").hash(&mut hasher);
+    }
+    let out = dir.join(format!("classes-{:016x}", hasher.finish()));
+    let _lock = lock(&dir.join(".lock"));
+    if out.exists() {
+        return out;
+    }
+    let tmp = out.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let status = Command::new("javac")
+        .args(["-nowarn", "-encoding", "UTF-8", "--release", "17", "-cp", cp, "-d"])
+        .arg(&tmp)
+        .args(&sources)
+        .status()
+        .expect("running javac (the Java peers need a JDK 17+)");
+    assert!(status.success(), "javac failed on {}", src.display());
+    std::fs::rename(&tmp, &out).expect("keeping the compiled classes");
+    out
 }
 
 fn collect_sources(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -3,6 +3,7 @@
 //! librdkafka, and tokio clients, like rskafka, can both talk to it).
 
 pub mod apache_kafka;
+pub mod apache_pulsar;
 pub mod connect;
 pub mod java;
 pub mod proxy;

@@ -54,6 +54,11 @@ pub struct Config {
     /// `kafka`) or record (format `pulsar`) must fit in it, less 64 KiB for the message
     /// metadata, or the produce gets MESSAGE_TOO_LARGE.
     pub pulsar_max_message_bytes: usize,
+    /// With `pulsar://` storage: `http://HOST:PORT` of Pulsar's admin REST API. When set, a
+    /// Kafka topic is a Pulsar partitioned topic of the same name (created, grown and deleted
+    /// with it) and missing namespaces are created; without it, only the partitions exist in
+    /// Pulsar (auto-created by the brokers).
+    pub pulsar_admin_url: Option<String>,
     /// This broker's node id in Metadata.
     pub node_id: i32,
     pub cluster_id: String,
@@ -211,6 +216,7 @@ impl Default for Config {
             pulsar_metadata_namespace: "public/__guise".into(),
             pulsar_auth_token: None,
             pulsar_max_message_bytes: 5 << 20,
+            pulsar_admin_url: None,
             node_id: 0,
             cluster_id: "guise-cluster".into(),
             tenant: TenantId::new("public").expect("a valid tenant"),
@@ -336,6 +342,11 @@ impl Config {
         self.fsync_policy()?;
         if self.pulsar_max_message_bytes < 128 * 1024 {
             return invalid("pulsar_max_message_bytes", "must be at least 128 KiB");
+        }
+        if let Some(url) = &self.pulsar_admin_url
+            && !url.starts_with("http://")
+        {
+            return invalid("pulsar_admin_url", "must be http://HOST:PORT (https is not supported yet)");
         }
         if self.retention_ms < -1 || self.retention_bytes < -1 {
             return invalid("retention_ms", "retention_ms and retention_bytes must be -1 (no limit) or more");

@@ -150,6 +150,11 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pulsar_max_message_bytes: Option<usize>,
+    /// With `pulsar://` storage: http://HOST:PORT of Pulsar's admin API, to keep Kafka topics
+    /// as Pulsar partitioned topics [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pulsar_admin_url: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {

@@ -94,6 +94,7 @@ impl Server {
                     metadata_namespace: config.pulsar_metadata_namespace.clone(),
                     auth_token: config.pulsar_auth_token.clone(),
                     max_message_bytes: config.pulsar_max_message_bytes,
+                    admin_url: config.pulsar_admin_url.clone(),
                 };
                 // Blocks this thread while it connects and replays the metadata (on its own runtime).
                 Arc::new(

@@ -1,12 +1,14 @@
-//! The `pulsar://` storage backend end to end, with real Kafka clients. Host A serves the
-//! Pulsar protocol (its Pulsar endpoint, on its embedded log) and stands in for a Pulsar
-//! cluster; host B stores everything in A through the `pulsar` crate (storage =
-//! `pulsar://<A>`, namespace `hostb`, so its partition topics are A's topics in
-//! `public/hostb`). Every test also looks at A, so none can pass with B keeping data itself.
+//! The `pulsar://` storage backend end to end, with real Kafka clients, against two Pulsars:
+//! **Apache Pulsar 4.0** itself (the standalone of `guise_tests::apache_pulsar`, shared by the
+//! run; each test works in namespaces of its own) and Guise's own Pulsar endpoint (host A, on its
+//! embedded log), which is what the backend was first built against. Host B stores everything in
+//! the cluster through the `pulsar` crate (storage = the cluster's URL). Every test also looks
+//! at the cluster itself, so none can pass with B keeping data itself.
 
 use guise_host::record::records;
 use guise_host::storage::TopicName;
 use guise_tests::TestServer;
+use guise_tests::apache_pulsar::{self, ApachePulsar};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -20,24 +22,202 @@ use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Host A: the Pulsar endpoint on an ephemeral port of 127.0.0.1.
-fn host_a() -> (TestServer, String) {
-    let a = TestServer::start_with_pulsar(|_| {});
-    let url = a.pulsar_url();
-    (a, url)
+/// Where host B keeps everything.
+enum Backing {
+    /// Host A: Guise's Pulsar endpoint on an ephemeral port of 127.0.0.1.
+    Guise(Box<TestServer>),
+    Apache(&'static ApachePulsar),
 }
 
-/// Host B: everything in A.
-fn host_b(url: &str) -> TestServer {
-    TestServer::start_with(|c| {
-        c.storage = url.parse().unwrap();
-        c.namespace = "hostb".into();
-        c.group_initial_rebalance_delay_ms = 0;
+struct Cluster {
+    backing: Backing,
+    url: String,
+    /// B's namespace (its partition topics are `persistent://public/NS/t-partition-p`).
+    namespace: String,
+    /// B's `pulsar_metadata_namespace`.
+    metadata: String,
+}
+
+/// A message as the cluster stores it.
+#[derive(Debug)]
+struct Stored {
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    properties: BTreeMap<String, String>,
+}
+
+impl Cluster {
+    fn guise() -> Cluster {
+        let a = TestServer::start_with_pulsar(|_| {});
+        let url = a.pulsar_url();
+        Cluster {
+            backing: Backing::Guise(Box::new(a)),
+            url,
+            namespace: "hostb".into(),
+            metadata: "public/__guise".into(),
+        }
+    }
+
+    /// The run's Apache Pulsar, with namespaces `public/ID` and `public/ID-meta` made for the test.
+    fn apache(id: &str) -> Cluster {
+        let pulsar = apache_pulsar::shared();
+        let namespace = format!("pb-{id}");
+        let metadata = format!("public/pb-{id}-meta");
+        for ns in [format!("public/{namespace}"), metadata.clone()] {
+            let (status, body) = pulsar.admin("PUT", &format!("/admin/v2/namespaces/{ns}"), Some("{}"));
+            assert!(status == 204 || status == 409, "creating {ns}: {status} {body}");
+        }
+        Cluster { backing: Backing::Apache(pulsar), url: pulsar.url(), namespace, metadata }
+    }
+
+    /// A Guise host storing everything in the cluster.
+    fn host(&self) -> TestServer {
+        TestServer::start_with(|c| {
+            c.storage = self.url.parse().unwrap();
+            c.namespace = self.namespace.clone();
+            c.pulsar_metadata_namespace = self.metadata.clone();
+            if let Backing::Apache(pulsar) = &self.backing {
+                c.pulsar_admin_url = Some(pulsar.web_url());
+            }
+            c.group_initial_rebalance_delay_ms = 0;
+        })
+    }
+
+    /// B's partition topic `topic-partition-p`, as a Kafka topic name of the cluster's side.
+    fn partition_topic(&self, topic: &str, p: i32) -> String {
+        format!("persistent://public/{}/{topic}-partition-{p}", self.namespace)
+    }
+
+    /// Every message of the Pulsar topic `full` (`persistent://tenant/ns/name`), in order.
+    fn messages(&self, full: &str) -> Vec<Stored> {
+        match &self.backing {
+            Backing::Guise(a) => {
+                let name = guise_name(full);
+                a.stored(&name, 0).into_iter().map(|(_, r)| stored_of(r)).collect()
+            }
+            Backing::Apache(pulsar) => read_all(&pulsar.url(), full),
+        }
+    }
+
+    /// Make B's topic `topic` refuse messages larger than `bytes` in the cluster (before anything
+    /// is written to it).
+    fn limit_message_size(&self, topic: &str, bytes: usize) {
+        match &self.backing {
+            Backing::Guise(a) => {
+                let small = vec![("max.message.bytes".to_string(), bytes.to_string())];
+                let name = guise_name(&self.partition_topic(topic, 0));
+                guise_host::storage::wait(a.server().log.create_topic(&name, 1, &small, false)).unwrap();
+            }
+            Backing::Apache(pulsar) => {
+                // A topic policy on the partitioned topic (Pulsar refuses policies on a partition).
+                let path = format!("/admin/v2/persistent/public/{}/{topic}", self.namespace);
+                let (status, body) =
+                    pulsar.admin("POST", &format!("{path}/maxMessageSize"), Some(&bytes.to_string()));
+                assert_eq!(status, 204, "limiting {topic}: {body}");
+                // Topic policies travel through a system topic: wait until the broker applies it.
+                let deadline = Instant::now() + TIMEOUT;
+                while pulsar.admin_json(&format!("{path}/maxMessageSize?applied=true")) != bytes {
+                    assert!(Instant::now() < deadline, "the policy on {topic} never applied");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    /// Whether the Pulsar topic `full` has the durable subscription `sub`.
+    fn has_subscription(&self, full: &str, sub: &str) -> bool {
+        match &self.backing {
+            Backing::Guise(a) => {
+                let name = guise_name(full);
+                let cursors = TopicName::new(&name.tenant, &name.namespace, "__pulsar_cursors");
+                let topic = full.rsplit('/').next().unwrap();
+                a.stored(&cursors, 0).into_iter().filter_map(|(_, r)| r.key).any(|k| {
+                    let k = String::from_utf8_lossy(&k);
+                    k.starts_with(&format!("{topic}@")) && k.ends_with(&format!("/{sub}"))
+                })
+            }
+            Backing::Apache(pulsar) => {
+                let path = full.replace("persistent://", "/admin/v2/persistent/");
+                let subs = pulsar.admin_json(&format!("{path}/subscriptions"));
+                subs.as_array().unwrap().iter().any(|s| s == sub)
+            }
+        }
+    }
+}
+
+/// The test suite is named after the Pulsar it runs on: `<test>::on_apache_pulsar` and
+/// `<test>::on_guise_endpoint`.
+macro_rules! on_both {
+    ($test:ident, $id:literal) => {
+        mod $test {
+            #[test]
+            fn on_apache_pulsar() {
+                super::$test(&super::Cluster::apache($id));
+            }
+            #[test]
+            fn on_guise_endpoint() {
+                super::$test(&super::Cluster::guise());
+            }
+        }
+    };
+}
+
+/// Host A's name for a Pulsar topic: its Kafka topic (partition topics stay whole names, as the
+/// endpoint maps a non-partitioned Pulsar topic to partition 0 of a Kafka topic of that name).
+fn guise_name(full: &str) -> TopicName {
+    let path = full.strip_prefix("persistent://").unwrap();
+    let mut parts = path.splitn(3, '/');
+    let (tenant, ns, topic) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    TopicName::new(tenant, ns, topic)
+}
+
+fn stored_of(r: records::Record) -> Stored {
+    Stored {
+        key: r.key.map(|k| k.to_vec()),
+        payload: r.value.map(|v| v.to_vec()).unwrap_or_default(),
+        properties: r
+            .headers
+            .into_iter()
+            .map(|h| (h.key, String::from_utf8_lossy(h.value.as_deref().unwrap_or_default()).into_owned()))
+            .collect(),
+    }
+}
+
+/// Every message of `topic` on the Pulsar at `url`, read with the `pulsar` crate from the
+/// earliest on a subscription of its own (removed afterwards), until none comes for 3 s.
+fn read_all(url: &str, topic: &str) -> Vec<Stored> {
+    use futures::StreamExt;
+    use pulsar::consumer::InitialPosition;
+    use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = Pulsar::builder(url, TokioExecutor).build().await.unwrap();
+        let mut consumer: pulsar::Consumer<Vec<u8>, _> = client
+            .consumer()
+            .with_topic(topic)
+            .with_subscription(format!("test-reader-{}", std::process::id()))
+            .with_subscription_type(SubType::Exclusive)
+            .with_options(ConsumerOptions {
+                initial_position: InitialPosition::Earliest,
+                ..Default::default()
+            })
+            .build()
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(3), consumer.next()).await {
+            let m = m.unwrap();
+            let meta = &m.payload.metadata;
+            out.push(Stored {
+                key: m.key_bytes().unwrap(),
+                payload: m.payload.data.clone(),
+                properties: meta.properties.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect(),
+            });
+            consumer.ack(&m).await.unwrap();
+        }
+        consumer.unsubscribe().await.unwrap();
+        out
     })
-}
-
-fn in_a(topic: &str) -> TopicName {
-    TopicName::new("public", "hostb", topic)
 }
 
 fn record(i: usize) -> Record {
@@ -93,10 +273,9 @@ fn assert_no_local_topics(b: &TestServer) {
     assert_eq!(local, 0, "host B stored topics under {}", topics.display());
 }
 
-#[test]
-fn produce_and_fetch_in_both_entry_formats() {
-    let (a, url) = host_a();
-    let b = host_b(&url);
+on_both!(produce_and_fetch_in_both_entry_formats, "formats");
+fn produce_and_fetch_in_both_entry_formats(cluster: &Cluster) {
+    let b = cluster.host();
     create(&b, "kf", 2, &[]);
     create(&b, "pf", 1, &[("guise.entry.format", "pulsar")]);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -125,28 +304,47 @@ fn produce_and_fetch_in_both_entry_formats() {
         }
     });
 
-    // In A (the "Pulsar cluster"): format kafka is one message per batch plus the writer's probe
-    // and fence marker, format pulsar one message per record, whose key is the Kafka key (Pulsar consumers read
-    // them natively).
-    assert_eq!(guise_host::storage::wait(a.server().log.offsets(&in_a("kf"), 0)).unwrap().1, 2 + 4);
-    assert_eq!(guise_host::storage::wait(a.server().log.offsets(&in_a("pf"), 0)).unwrap().1, 2 + 40);
-    let stored = a.stored(&in_a("pf"), 0);
-    let first = &stored[2 + 7].1;
-    assert_eq!(first.key.as_deref(), Some(&b"key-7"[..]));
-    assert_eq!(first.value.as_deref(), Some(&record(7).value.unwrap()[..]));
-    assert!(first.headers.iter().any(|h| h.key == "n" && h.value.as_deref() == Some(&b"7"[..])));
-    assert!(first.headers.iter().any(|h| h.key == "guise.offset" && h.value.as_deref() == Some(&b"7"[..])));
+    // In the cluster: format kafka is one message per batch plus the writer's probe and fence
+    // marker, format pulsar one message per record, whose key is the Kafka key (Pulsar consumers
+    // read them natively).
+    assert_eq!(cluster.messages(&cluster.partition_topic("kf", 0)).len(), 2 + 4);
+    let stored = cluster.messages(&cluster.partition_topic("pf", 0));
+    assert_eq!(stored.len(), 2 + 40);
+    let first = &stored[2 + 7];
+    assert_eq!(first.key.as_deref(), Some(&b"key-7"[..]), "{first:?}");
+    assert_eq!(first.payload, record(7).value.unwrap());
+    assert_eq!(first.properties.get("n").map(String::as_str), Some("7"), "{first:?}");
+    assert_eq!(first.properties.get("guise.offset").map(String::as_str), Some("7"), "{first:?}");
     // DescribeLogDirs on B: its log dir is the Pulsar URL, its partition sizes what it stored.
-    let report = guise_host::storage::wait(b.server().log.report(&in_a("kf"), 0)).unwrap();
+    let kf = TopicName::new("public", &cluster.namespace, "kf");
+    let report = guise_host::storage::wait(b.server().log.report(&kf, 0)).unwrap();
     assert!(report.size_bytes > 0 && report.producers.is_empty(), "{report:?}");
-    assert_eq!(b.server().log.log_dir().path, url);
+    assert_eq!(b.server().log.log_dir().path, cluster.url);
     assert_no_local_topics(&b);
+    if let Backing::Apache(pulsar) = &cluster.backing {
+        // With the admin API, Kafka topic kf is Pulsar's partitioned topic kf, and goes with it.
+        let ns = format!("/admin/v2/persistent/public/{}", cluster.namespace);
+        assert_eq!(pulsar.admin_json(&format!("{ns}/kf/partitions"))["partitions"], 2);
+        let partitioned = |topic: &str| {
+            let list = pulsar.admin_json(&format!("{ns}/partitioned"));
+            list.as_array().unwrap().iter().any(|t| t.as_str().unwrap().ends_with(&format!("/{topic}")))
+        };
+        assert!(partitioned("kf") && partitioned("pf"));
+        let res =
+            futures::executor::block_on(admin(&b).delete_topics(&["kf"], &AdminOptions::new())).unwrap();
+        assert!(res[0].is_ok(), "{res:?}");
+        assert!(!partitioned("kf") && partitioned("pf"), "kf is gone from Pulsar");
+        let topics = pulsar.admin_json(&ns);
+        assert!(
+            !topics.as_array().unwrap().iter().any(|t| t.as_str().unwrap().contains("/kf-partition-")),
+            "{topics}"
+        );
+    }
 }
 
-#[test]
-fn committed_offsets_and_log_ends_survive_a_restart_of_b() {
-    let (a, url) = host_a();
-    let b = host_b(&url);
+on_both!(committed_offsets_and_log_ends_survive_a_restart_of_b, "resume");
+fn committed_offsets_and_log_ends_survive_a_restart_of_b(cluster: &Cluster) {
+    let b = cluster.host();
     create(&b, "resume", 1, &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -193,17 +391,13 @@ fn committed_offsets_and_log_ends_survive_a_restart_of_b() {
         assert_eq!(all[0].1, record(7));
     });
     // Two writers' probes and fence markers, the log start's marker and 3 + 1 batches in A.
-    assert_eq!(
-        guise_host::storage::wait(a.server().log.offsets(&in_a("resume"), 0)).unwrap().1,
-        2 * 2 + 1 + 4
-    );
+    assert_eq!(cluster.messages(&cluster.partition_topic("resume", 0)).len(), 2 * 2 + 1 + 4);
     assert_no_local_topics(&b);
 }
 
-#[test]
-fn a_second_host_takes_over_and_the_first_is_fenced() {
-    let (a, url) = host_a();
-    let b1 = host_b(&url);
+on_both!(a_second_host_takes_over_and_the_first_is_fenced, "takeover");
+fn a_second_host_takes_over_and_the_first_is_fenced(cluster: &Cluster) {
+    let b1 = cluster.host();
     create(&b1, "tk", 1, &[("guise.entry.format", "pulsar")]);
     create(&b1, "tk2", 1, &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -215,7 +409,7 @@ fn a_second_host_takes_over_and_the_first_is_fenced() {
         });
     }
 
-    let b2 = host_b(&url);
+    let b2 = cluster.host();
     for topic in ["tk", "tk2"] {
         rt.block_on(async {
             let pc = partition(&b2, topic, 0).await;
@@ -225,7 +419,7 @@ fn a_second_host_takes_over_and_the_first_is_fenced() {
 
         // B1 no longer owns the partition: its appends fail, now and later.
         let batch = raw_batch(b"zombie");
-        let name = TopicName::new("public", "hostb", topic);
+        let name = TopicName::new("public", &cluster.namespace, topic);
         let started = Instant::now();
         let err = guise_host::storage::wait(b1.server().log.append(&name, 0, batch.clone())).unwrap_err();
         assert_eq!(err.kafka_code(), 6, "{topic}: {err}");
@@ -256,7 +450,7 @@ fn a_second_host_takes_over_and_the_first_is_fenced() {
         assert_eq!(all.len(), 7);
         assert_eq!(pc.produce(vec![record(7)], Compression::NoCompression).await.unwrap(), vec![7]);
     });
-    assert!(guise_host::storage::wait(a.server().log.offsets(&in_a("tk"), 0)).unwrap().1 >= 8);
+    assert!(cluster.messages(&cluster.partition_topic("tk", 0)).len() >= 8);
 }
 
 /// A Kafka batch of one record with `value`, for appends straight to a host's log.
@@ -271,16 +465,14 @@ fn raw_batch(value: &[u8]) -> bytes::Bytes {
     bytes::Bytes::from(records::encode(&recs, &records::EncodeSpec::plain(0, 1)).unwrap())
 }
 
-#[test]
-fn a_failed_send_is_retriable_and_the_writer_takes_the_partition_back() {
-    let (a, url) = host_a();
-    // In A, the partition's topic refuses messages above 4 KiB: a bigger send from B fails, and
+on_both!(a_failed_send_is_retriable_and_the_writer_takes_the_partition_back, "flaky");
+fn a_failed_send_is_retriable_and_the_writer_takes_the_partition_back(cluster: &Cluster) {
+    // In the cluster, the partition's topic refuses messages above 4 KiB: a bigger send from B fails, and
     // not because another host took the partition.
-    let small: Vec<(String, String)> = vec![("max.message.bytes".into(), "4096".into())];
-    guise_host::storage::wait(a.server().log.create_topic(&in_a("flaky"), 1, &small, false)).unwrap();
-    let b = host_b(&url);
+    let b = cluster.host();
     create(&b, "flaky", 1, &[]);
-    let name = TopicName::new("public", "hostb", "flaky");
+    cluster.limit_message_size("flaky", 4096);
+    let name = TopicName::new("public", &cluster.namespace, "flaky");
     let log = &b.server().log;
     assert_eq!(guise_host::storage::wait(log.append(&name, 0, raw_batch(b"first"))).unwrap().base_offset, 0);
     let started = Instant::now();
@@ -302,13 +494,12 @@ fn a_failed_send_is_retriable_and_the_writer_takes_the_partition_back() {
     assert_eq!(guise_host::storage::wait(b.server().log.offsets(&name, 0)).unwrap(), (0, 2));
 }
 
+on_both!(a_pulsar_format_topic_is_fetched_from_pulsar_after_a_restart, "many");
 /// Fetches that go to Pulsar (not the tail cache: B restarted) of a topic of entry format
 /// `pulsar`, where a 1 MiB fetch is thousands of messages: each answers within the guest call's
 /// deadline, and all records come back in order.
-#[test]
-fn a_pulsar_format_topic_is_fetched_from_pulsar_after_a_restart() {
-    let (_a, url) = host_a();
-    let b = host_b(&url);
+fn a_pulsar_format_topic_is_fetched_from_pulsar_after_a_restart(cluster: &Cluster) {
+    let b = cluster.host();
     create(&b, "many", 1, &[("guise.entry.format", "pulsar")]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let value = |i: usize| format!("{i:0>100}").into_bytes();
@@ -332,14 +523,13 @@ fn a_pulsar_format_topic_is_fetched_from_pulsar_after_a_restart() {
     });
 }
 
+on_both!(a_replacement_host_runs_the_deployed_translator_and_transforms, "modules");
 /// The module registries are in Pulsar too: a replacement host with a new, empty data directory
 /// runs the translator version and the tenant transforms its predecessor deployed (and not the
 /// ones it deleted), without any of them being uploaded again.
-#[test]
-fn a_replacement_host_runs_the_deployed_translator_and_transforms() {
+fn a_replacement_host_runs_the_deployed_translator_and_transforms(cluster: &Cluster) {
     use guise_host::admin::client::AdminClient;
     use guise_host::transform::BindingSpec;
-    let (a, url) = host_a();
     let card = |n: usize| Record {
         key: None,
         value: Some(format!(r#"{{"n":{n},"card_number":"4111 1111 1111 1234"}}"#).into_bytes()),
@@ -374,7 +564,7 @@ fn a_replacement_host_runs_the_deployed_translator_and_transforms() {
         })
     };
 
-    let b1 = host_b(&url);
+    let b1 = cluster.host();
     let admin = AdminClient::new(b1.admin_addr.to_string());
     let v2 = admin.deploy("kafka", &faulty).unwrap();
     assert_eq!(v2.version, 2);
@@ -383,7 +573,7 @@ fn a_replacement_host_runs_the_deployed_translator_and_transforms() {
     assert_eq!(produce(&b1, 0), 0);
     drop(b1); // and its data directory with it
 
-    let b2 = host_b(&url);
+    let b2 = cluster.host();
     let admin = AdminClient::new(b2.admin_addr.to_string());
     let kafka = admin.show("kafka").unwrap();
     assert_eq!(kafka.active, Some(2), "the deployed translator, not the binary's: {kafka:?}");
@@ -394,7 +584,7 @@ fn a_replacement_host_runs_the_deployed_translator_and_transforms() {
     assert_eq!(values(&b2), [masked(0), masked(1)], "B2 runs the transform B1 deployed");
     // A host started meanwhile rolls the translator back: B2, which still runs version 2,
     // refuses to change the module from its older state instead of overwriting that.
-    let bx = host_b(&url);
+    let bx = cluster.host();
     let rolled = AdminClient::new(bx.admin_addr.to_string()).rollback("kafka", None).unwrap();
     assert_eq!(rolled.version, 1);
     drop(bx);
@@ -403,31 +593,19 @@ fn a_replacement_host_runs_the_deployed_translator_and_transforms() {
     admin.delete_transform("public", "mask-card").unwrap();
     drop(b2);
 
-    let b3 = host_b(&url);
+    let b3 = cluster.host();
     let admin = AdminClient::new(b3.admin_addr.to_string());
     assert!(admin.list_transforms(Some("public")).unwrap().is_empty(), "the deletion holds");
     assert_eq!(admin.show("kafka").unwrap().active, Some(1), "and so does the rollback");
     assert_eq!(produce(&b3, 2), 2);
     assert_eq!(values(&b3)[2].as_bytes(), card(2).value.unwrap(), "no transform runs on B3");
-    // In A: the registries' log, components included.
-    let modules = TopicName::new("public", "__guise", "modules");
-    assert!(
-        guise_host::storage::wait(a.server().log.offsets(&modules, 0)).unwrap().1 >= 4,
-        "the registries are kept in A"
-    );
+    // In the cluster: the registries' log, components included, ...
+    let meta = |log: &str| format!("persistent://{}/{log}", cluster.metadata);
+    assert!(cluster.messages(&meta("modules")).len() >= 4, "the registries are kept in the cluster");
     // ... and held there by a durable subscription, as each metadata log is (Pulsar would
     // otherwise delete them: no retention policy is required, and inactive topics go).
     drop(b3);
-    let cursors = a.stored(&TopicName::new("public", "__guise", "__pulsar_cursors"), 0);
-    let keys: Vec<String> = cursors
-        .into_iter()
-        .filter_map(|(_, r)| r.key)
-        .map(|k| String::from_utf8_lossy(&k).into_owned())
-        .collect();
     for log in ["topics", "producer-ids", "modules"] {
-        assert!(
-            keys.iter().any(|k| k.starts_with(&format!("{log}@")) && k.ends_with("/guise-retention")),
-            "{log}: {keys:?}"
-        );
+        assert!(cluster.has_subscription(&meta(log), "guise-retention"), "{log}");
     }
 }

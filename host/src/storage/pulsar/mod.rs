@@ -36,6 +36,7 @@
 //! * retention applies to the partitions this host has open;
 //! * the index holds one small entry per stored batch in memory.
 
+mod admin;
 mod client;
 mod index;
 mod meta;
@@ -73,6 +74,9 @@ pub struct PulsarSettings {
     pub auth_token: Option<String>,
     /// The brokers' maxMessageSize (Pulsar's default is 5 MiB).
     pub max_message_bytes: usize,
+    /// `http://HOST:PORT` of Pulsar's admin REST API: Kafka topics become Pulsar partitioned
+    /// topics, deleted with the Kafka topic, and missing namespaces are created (see `admin`).
+    pub admin_url: Option<String>,
 }
 
 pub struct PulsarLog {
@@ -89,6 +93,8 @@ pub struct PulsarLog {
     last_sync: Mutex<Option<Instant>>,
     /// Serializes create, delete and create-partitions.
     admin: tokio::sync::Mutex<()>,
+    /// Pulsar's admin REST API, when configured.
+    rest: Option<admin::PulsarAdmin>,
     /// The module registries' state (translator versions, tenants' transforms).
     modules: Arc<modules::PulsarModules>,
     /// Last: the runtime goes after everything that holds Pulsar objects.
@@ -117,7 +123,16 @@ impl PulsarLog {
                 "pulsar metadata namespace '{ns}' is not TENANT/NAMESPACE"
             )));
         }
+        let rest = match &settings.admin_url {
+            Some(url) => Some(admin::PulsarAdmin::new(url, settings.auth_token.clone())?),
+            None => None,
+        };
         let bridge = Bridge::connect(&settings.url, settings.auth_token.as_deref())?;
+        if let Some(rest) = rest.clone() {
+            let (tenant, namespace) = ns.split_once('/').expect("checked above");
+            let (tenant, namespace) = (tenant.to_string(), namespace.to_string());
+            bridge.run_blocking(async move { rest.ensure_namespace(&tenant, &namespace).await })?;
+        }
         let client = bridge.client.clone();
         let handle = bridge.handle().clone();
         let topics_topic = format!("persistent://{ns}/topics");
@@ -165,6 +180,7 @@ impl PulsarLog {
             ids: tokio::sync::Mutex::new(IdState { blocks, ..IdState::default() }),
             last_sync: Mutex::new(None),
             admin: tokio::sync::Mutex::new(()),
+            rest,
         })
     }
 
@@ -394,6 +410,10 @@ impl Log for PulsarLog {
             return Ok(meta);
         }
         meta.id = uuid::Uuid::new_v4();
+        if let Some(rest) = self.rest.clone() {
+            let name = name.clone();
+            self.run(async move { rest.ensure_partitioned(&name, partitions).await }).await?;
+        }
         let record = TopicRecord::Create {
             tenant: name.tenant.clone(),
             namespace: name.namespace.clone(),
@@ -428,9 +448,16 @@ impl Log for PulsarLog {
                 parts.keys().filter(|(n, id, _)| n == name && *id == meta.id).cloned().collect();
             keys.iter().filter_map(|k| parts.remove(k)).collect()
         };
+        let (rest, topic) = (self.rest.clone(), name.clone());
         self.run(async move {
             for p in closed {
                 p.close().await;
+            }
+            // The deletion stands in Kafka's terms whatever Pulsar answers: say so and go on.
+            if let Some(rest) = rest
+                && let Err(e) = rest.delete_partitioned(&topic).await
+            {
+                tracing::warn!(%topic, "the topic is deleted, but its Pulsar topics are not: {e}");
             }
             Ok(())
         })
@@ -450,6 +477,10 @@ impl Log for PulsarLog {
         validate_growth(meta.partitions, total)?;
         if validate_only {
             return Ok(());
+        }
+        if let Some(rest) = self.rest.clone() {
+            let name = name.clone();
+            self.run(async move { rest.ensure_partitioned(&name, total).await }).await?;
         }
         let record = TopicRecord::Partitions {
             tenant: name.tenant.clone(),

@@ -19,9 +19,11 @@
 //! * a Kafka batch (format `kafka`) or a record (format `pulsar`) larger than
 //!   `pulsar_max_message_bytes` minus [`METADATA_ROOM`] is refused with MESSAGE_TOO_LARGE (no
 //!   chunking);
-//! * deleting a topic only records the deletion: the binary protocol has no call to delete a
-//!   Pulsar topic, so its partition topics stay in Pulsar (with their `guise-retention`
-//!   subscription); a topic re-created under the same name gets a new id and ignores them;
+//! * without `admin_url`, deleting a topic only records the deletion: the binary protocol has no
+//!   call to delete a Pulsar topic, so its partition topics stay in Pulsar (with their
+//!   `guise-retention` subscription); a topic re-created under the same name gets a new id and
+//!   ignores them. With it, Kafka topics are Pulsar partitioned topics, deleted with them (see
+//!   `admin`);
 //! * in format `pulsar`, record headers become a map: duplicate header keys keep one value,
 //!   their order is not kept, and headers named `guise.*` are dropped; a tombstone is an empty
 //!   payload with the property `guise.null` (the crate cannot set `null_value`);

@@ -249,6 +249,10 @@ impl Server {
                         } else {
                             config.pulsar_tenants.clone()
                         },
+                        known_tenants: std::iter::once(config.tenant.clone())
+                            .chain(config.listeners.iter().map(|l| l.tenant.clone()))
+                            .chain(config.pulsar_tenants.iter().cloned())
+                            .collect(),
                         service_url: format!("pulsar://{host}:{port}"),
                         max_message_size: config
                             .message_max_bytes

@@ -247,7 +247,139 @@ def schema_and_pattern(url, topic):
     return {"received": got}
 
 
+def error_name(e):
+    """The client's exception class, as an application sees it (pulsar.ConsumerBusy, ...)."""
+    return type(e).__name__
+
+
+def attempt(f):
+    """What f() does: "ok", or the name of the exception it raised."""
+    try:
+        f()
+        return "ok"
+    except Exception as e:  # noqa: BLE001 -- what was raised is the observation
+        return error_name(e)
+
+
+def observe(url, prefix):
+    """What a Pulsar application can observe, for the differential test: the same calls against
+    Apache Pulsar and against Guise's endpoint must give the same JSON. Message ids, publish
+    times and ledger numbers differ by nature and are left out. Each part runs on, whatever the
+    one before did: a part that raised shows as {"raised": NAME, "message": ...}."""
+    c = client(url)
+    out = {}
+
+    def part(name, f):
+        try:
+            out[name] = f()
+        except Exception as e:  # noqa: BLE001 -- what was raised is the observation
+            out[name] = {"raised": error_name(e), "message": str(e)}
+
+    data = prefix + "-data"
+
+    def produce():
+        # Batched (LZ4) and unbatched messages; keys or none; properties; event time.
+        batched = c.create_producer(data, compression_type=pulsar.CompressionType.LZ4,
+                                    batching_enabled=True, batching_max_publish_delay_ms=50,
+                                    batching_max_messages=3)
+        for i in range(3):
+            batched.send_async(("b%d" % i).encode(), None, partition_key="k%d" % i,
+                               properties={"i": str(i)}, event_timestamp=1_650_000_000_000 + i)
+        batched.flush()
+        batched.close()
+        single = c.create_producer(data, batching_enabled=False)
+        single.send(b"s0", properties={"kind": "single"}, event_timestamp=1_650_000_000_100)
+        single.send(b"s1", partition_key="only-key")
+        single.send(b"")
+        single.close()
+        return "ok"
+    part("produce", produce)
+
+    def consume():
+        consumer = c.subscribe(data, "observer", initial_position=pulsar.InitialPosition.Earliest)
+        got = []
+        for _ in range(6):
+            m = consumer.receive(timeout_millis=15000)
+            mid = m.message_id()
+            got.append({
+                "key": m.partition_key() or None,
+                "data": m.data().decode(),
+                "properties": m.properties(),
+                "event_time": m.event_timestamp(),
+                "batch_index": mid.batch_index(),
+                "redelivery_count": m.redelivery_count(),
+            })
+            consumer.acknowledge(m)
+        seen = {"messages": got}
+        seen["more_after_the_end"] = attempt(lambda: consumer.receive(timeout_millis=1000))
+        seen["second_exclusive_consumer"] = attempt(lambda: c.subscribe(data, "observer"))
+        consumer.close()
+        return seen
+    part("consume", consume)
+
+    def resume():
+        # A durable subscription resumes after the acknowledged ones.
+        producer = c.create_producer(data, batching_enabled=False)
+        producer.send(b"after")
+        producer.close()
+        resumed = c.subscribe(data, "observer")
+        at = resumed.receive(timeout_millis=15000).data().decode()
+        resumed.close()
+        return at
+    part("resumed_at", resume)
+    part("unsubscribe", lambda: attempt(lambda: c.subscribe(data, "gone").unsubscribe()))
+
+    def readers():
+        reader = c.create_reader(data, pulsar.MessageId.earliest)
+        read = []
+        while reader.has_message_available():
+            read.append(reader.read_next(timeout_millis=15000))
+        seen = {"read": [m.data().decode() for m in read]}
+        reader.seek(read[1].message_id())
+        seen["after_seek"] = reader.read_next(timeout_millis=15000).data().decode()
+        reader.close()
+        inclusive = c.create_reader(data, read[3].message_id(), start_message_id_inclusive=True)
+        seen["inclusive_starts_at"] = inclusive.read_next(timeout_millis=15000).data().decode()
+        inclusive.close()
+        latest = c.create_reader(data, pulsar.MessageId.latest)
+        seen["latest_has_message"] = latest.has_message_available()
+        latest.close()
+        return seen
+    part("readers", readers)
+
+    modes = prefix + "-modes"
+
+    def producers():
+        seen = {}
+        first = c.create_producer(modes, producer_name=prefix.rsplit("/", 1)[1] + "-named")
+        seen["same_name"] = attempt(
+            lambda: c.create_producer(modes, producer_name=prefix.rsplit("/", 1)[1] + "-named").close())
+        seen["exclusive_beside_shared"] = attempt(
+            lambda: c.create_producer(modes, access_mode=pulsar.ProducerAccessMode.Exclusive).close())
+        first.close()
+        excl = c.create_producer(modes, access_mode=pulsar.ProducerAccessMode.Exclusive)
+        seen["shared_beside_exclusive"] = attempt(lambda: c.create_producer(modes).close())
+        fencer = c.create_producer(modes, access_mode=pulsar.ProducerAccessMode.ExclusiveWithFencing)
+        seen["send_after_fenced"] = attempt(lambda: excl.send(b"late"))
+        fencer.close()
+        return seen
+    part("producers", producers)
+
+    part("partitions_of_a_new_topic", lambda: len(c.get_topic_partitions(prefix + "-new")))
+    part("unknown_tenant_producer", lambda: attempt(
+        lambda: c.create_producer("persistent://no-such-tenant/default/x").close()))
+    part("unknown_namespace_consumer", lambda: attempt(
+        lambda: c.subscribe("persistent://public/no-such-ns/x", "s").close()))
+    part("too_large", lambda: attempt(
+        lambda: c.create_producer(prefix + "-big", batching_enabled=False).send(b"x" * (6 << 20))))
+    try:
+        c.close()
+    except pulsar.PulsarException:  # AlreadyClosed: the fenced producer
+        pass
+    return out
+
 SCENARIOS = {
+    "observe": observe,
     "schema_and_pattern": schema_and_pattern,
     "consume": consume,
     "produce_codecs": produce_codecs,

@@ -11,7 +11,8 @@
 //! | timestamp | `event_time` (a record before 1970 has none) |
 //! | null value (a tombstone) | empty payload with `null_value` |
 //!
-//! Back from Pulsar, a message without an event time gets its publish time.
+//! Back from Pulsar, a message without an event time gets its publish time (a send whose
+//! messages all lack one becomes a LogAppendTime batch, which maps back to no event time).
 
 use super::batch::{self, BatchError};
 use super::proto::{KeyValue, MessageMetadata, SingleMessageMetadata};
@@ -94,12 +95,13 @@ pub fn record_of(
 }
 
 /// The records of one SEND: each entry of a batch, or the one unbatched message, decompressed
-/// (at most `max` bytes) and mapped; offset deltas numbered from 0.
+/// (at most `max` bytes) and mapped; offset deltas numbered from 0. Also whether any of them had
+/// an event time (none had: every timestamp is the publish time, Kafka's LogAppendTime).
 pub fn records_of_send(
     metadata: &MessageMetadata,
     data: Bytes,
     max: usize,
-) -> Result<Vec<Record>, MappingError> {
+) -> Result<(Vec<Record>, bool), MappingError> {
     let data = batch::decompress(metadata, data, max)?;
     let entries = if batch::is_batch(metadata) {
         batch::split_batch(metadata, &data)?
@@ -116,7 +118,8 @@ pub fn records_of_send(
         };
         vec![(single, data)]
     };
-    entries
+    let any_event_time = entries.iter().any(|(meta, _)| meta.event_time.is_some_and(|t| t > 0));
+    let records = entries
         .into_iter()
         .enumerate()
         .map(|(i, (meta, payload))| {
@@ -124,7 +127,8 @@ pub fn records_of_send(
             r.offset_delta = i32::try_from(i).unwrap_or(i32::MAX);
             Ok(r)
         })
-        .collect()
+        .collect::<Result<Vec<_>, MappingError>>()?;
+    Ok((records, any_event_time))
 }
 
 #[cfg(test)]
@@ -205,7 +209,8 @@ mod tests {
             uncompressed_size: Some(raw.len() as u32),
             ..Default::default()
         };
-        let got = records_of_send(&metadata, Bytes::from(compressed), 1 << 20).unwrap();
+        let (got, any_event_time) = records_of_send(&metadata, Bytes::from(compressed), 1 << 20).unwrap();
+        assert!(any_event_time);
         for (i, (g, r)) in got.iter().zip(&records).enumerate() {
             assert_eq!(Record { offset_delta: 0, ..g.clone() }, *r);
             assert_eq!(g.offset_delta, i as i32);
@@ -219,7 +224,9 @@ mod tests {
             properties: vec![KeyValue { key: "a".into(), value: "b".into() }],
             ..Default::default()
         };
-        let got = records_of_send(&single, Bytes::from_static(b"payload"), 1 << 20).unwrap();
+        let (got, any_event_time) =
+            records_of_send(&single, Bytes::from_static(b"payload"), 1 << 20).unwrap();
         assert_eq!(got, [record(Some(b"solo"), Some(b"payload"), &[("a", Some("b"))], 600)]);
+        assert!(!any_event_time, "the publish time stands in: a LogAppendTime batch");
     }
 }

@@ -409,12 +409,9 @@ impl Conn {
                 self.producers.insert(p.producer_id, Producer { partition });
                 self.send(Type::ProducerSuccess, success(false, None));
             }
-            Attach::Fenced => self.error(
+            Attach::Fenced(why) => self.error(
                 p.request_id,
-                TopicError {
-                    error: ServerError::ProducerFenced,
-                    message: format!("{}: another exclusive producer took the topic", p.topic),
-                },
+                TopicError { error: ServerError::ProducerFenced, message: format!("{}: {why}", p.topic) },
             ),
             Attach::Busy(why) => self.error(
                 p.request_id,

@@ -33,7 +33,7 @@ pub fn kafka_batch_of_send(
     data: Bytes,
     max: usize,
 ) -> Result<Vec<u8>, ConvertError> {
-    let records = mapping::records_of_send(metadata, data, max)?;
+    let (records, any_event_time) = mapping::records_of_send(metadata, data, max)?;
     if records.is_empty() {
         return Err(ConvertError::Empty);
     }
@@ -45,7 +45,10 @@ pub fn kafka_batch_of_send(
         CompressionType::Zstd => 4,
     };
     let publish = i64::try_from(metadata.publish_time).unwrap_or(i64::MAX);
-    Ok(records::encode(&records, &EncodeSpec::plain(codec, publish))?)
+    // Messages without an event time carry the broker's time, the publish time: Kafka's
+    // LogAppendTime, which also tells Pulsar consumers later that they had no event time.
+    let spec = EncodeSpec { log_append_time: !any_event_time, ..EncodeSpec::plain(codec, publish) };
+    Ok(records::encode(&records, &spec)?)
 }
 
 /// One stored Kafka batch as a Pulsar message.
@@ -104,8 +107,16 @@ pub fn delivery_of_batch(raw: &[u8], max: usize) -> Result<Option<Delivery>, Con
         publish_time: ms(header.max_timestamp),
         ..Default::default()
     };
+    // LogAppendTime: the broker's time, Pulsar's publish time; the records had no event time.
+    let message_of = |r: &records::Record| {
+        let (mut single, payload) = mapping::message_of(r);
+        if header.is_log_append_time() {
+            single.event_time = None;
+        }
+        (single, payload)
+    };
     let payload = if let [record] = decoded.records.as_slice() {
-        let (single, payload) = mapping::message_of(record);
+        let (single, payload) = message_of(record);
         metadata.properties = single.properties;
         metadata.partition_key = single.partition_key;
         metadata.partition_key_b64_encoded = single.partition_key_b64_encoded;
@@ -114,7 +125,7 @@ pub fn delivery_of_batch(raw: &[u8], max: usize) -> Result<Option<Delivery>, Con
         metadata.publish_time = ms(record.timestamp);
         payload.to_vec()
     } else {
-        let messages: Vec<_> = decoded.records.iter().map(mapping::message_of).collect();
+        let messages: Vec<_> = decoded.records.iter().map(message_of).collect();
         let parts: Vec<_> = messages.iter().map(|(m, p)| (m.clone(), p.as_ref())).collect();
         metadata.num_messages_in_batch = Some(i32::try_from(parts.len()).unwrap_or(i32::MAX));
         batch::build_batch(&parts)

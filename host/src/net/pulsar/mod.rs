@@ -91,8 +91,12 @@ pub struct EndpointConfig {
     /// Tenant and namespace of short topic names (`my-topic`).
     pub tenant: TenantId,
     pub namespace: String,
-    /// The tenants whose topics it serves; others get AuthorizationError.
+    /// The tenants whose topics it serves; the host's other tenants get AuthorizationError,
+    /// names that are no tenant of the host TopicNotFound (as Apache Pulsar answers for a tenant
+    /// it does not have).
     pub tenants: Vec<TenantId>,
+    /// Every tenant of the host (its listeners').
+    pub known_tenants: Vec<TenantId>,
     /// `pulsar://HOST:PORT`, what LOOKUP answers.
     pub service_url: String,
     /// CONNECTED's max_message_size: the largest message a client may send.
@@ -175,6 +179,13 @@ impl Endpoint {
     pub fn serves(&self, tenant: &str) -> Result<(), TopicError> {
         if self.cfg.tenants.iter().any(|t| t == tenant) {
             return Ok(());
+        }
+        if !self.cfg.known_tenants.iter().any(|t| t == tenant) {
+            tracing::debug!(tenant, "refused: no such tenant");
+            return Err(TopicError {
+                error: crate::pulsar::proto::ServerError::TopicNotFound,
+                message: format!("tenant {tenant:?} does not exist"),
+            });
         }
         tracing::debug!(tenant, "refused: a tenant this Pulsar endpoint does not serve");
         Err(TopicError {

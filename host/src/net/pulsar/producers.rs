@@ -15,6 +15,7 @@ type ProducerKey = (u64, u64);
 
 struct Slot {
     key: ProducerKey,
+    name: String,
     exclusive: bool,
     out: Outbox,
 }
@@ -43,8 +44,10 @@ pub enum Attach {
     Waiting,
     /// Refused (ProducerBusy), with the reason.
     Busy(String),
-    /// An exclusive producer coming back after another took the topic (ProducerFenced).
-    Fenced,
+    /// Refused (ProducerFenced), with the reason: an Exclusive producer while others are
+    /// connected or waiting, as Apache Pulsar answers; or an exclusive producer coming back
+    /// after another took the topic.
+    Fenced(String),
 }
 
 #[derive(Default)]
@@ -68,26 +71,33 @@ impl Producers {
         let mut all = self.partitions.lock();
         let p = all.entry(partition.clone()).or_default();
         let key = (conn, id);
-        let slot = |exclusive| Slot { key, exclusive, out: out.clone() };
+        let slot = |exclusive| Slot { key, name: name.to_string(), exclusive, out: out.clone() };
         let exclusive = mode != ProducerAccessMode::Shared;
-        if exclusive && topic_epoch.is_some_and(|e| e < p.epoch) && !p.producers.is_empty() {
-            // It had the topic at an older epoch; another producer took it since.
-            return Attach::Fenced;
+        if p.producers.iter().any(|s| s.name == name && s.key != key)
+            || p.waiting.iter().any(|w| w.name == name && w.key != key)
+        {
+            // Names are unique per topic (Apache Pulsar: ProducerBusy).
+            return Attach::Busy(format!("producer with name '{name}' is already connected to the topic"));
         }
+        if exclusive && topic_epoch.is_some_and(|e| e < p.epoch) && !p.producers.is_empty() {
+            return Attach::Fenced("another exclusive producer took the topic".into());
+        }
+        let has_exclusive = p.producers.iter().any(|s| s.exclusive) || !p.waiting.is_empty();
         match mode {
             ProducerAccessMode::Shared => {
-                if p.producers.iter().any(|s| s.exclusive) {
-                    return Attach::Busy("an exclusive producer is connected".into());
+                if has_exclusive {
+                    return Attach::Busy("the topic has an exclusive producer".into());
                 }
                 p.producers.push(slot(false));
                 Attach::Ready(p.epoch)
             }
-            ProducerAccessMode::Exclusive | ProducerAccessMode::WaitForExclusive
-                if !p.producers.is_empty() =>
-            {
-                if mode == ProducerAccessMode::Exclusive {
-                    return Attach::Busy(format!("{} other producer(s) connected", p.producers.len()));
-                }
+            ProducerAccessMode::Exclusive if has_exclusive => {
+                Attach::Fenced("the topic has an exclusive producer".into())
+            }
+            ProducerAccessMode::Exclusive if !p.producers.is_empty() => {
+                Attach::Fenced(format!("the topic has {} shared producer(s)", p.producers.len()))
+            }
+            ProducerAccessMode::WaitForExclusive if !p.producers.is_empty() => {
                 p.waiting.push_back(Waiter { key, request_id, name: name.to_string(), out: out.clone() });
                 Attach::Waiting
             }
@@ -148,7 +158,7 @@ impl Producers {
                 ..Default::default()
             };
             if w.out.send(command(Type::ProducerSuccess, ready)) {
-                p.producers.push(Slot { key: w.key, exclusive: true, out: w.out });
+                p.producers.push(Slot { key: w.key, name: w.name, exclusive: true, out: w.out });
             }
         }
         if p.producers.is_empty() && p.waiting.is_empty() && p.epoch == 0 {
@@ -171,8 +181,12 @@ mod tests {
         assert_eq!(ps.attach(&key, 1, 1, ProducerAccessMode::Shared, None, 1, "a", &tx), Attach::Ready(0));
         assert_eq!(ps.attach(&key, 1, 2, ProducerAccessMode::Shared, None, 2, "b", &tx), Attach::Ready(0));
         assert!(matches!(
-            ps.attach(&key, 2, 1, ProducerAccessMode::Exclusive, None, 3, "c", &tx),
+            ps.attach(&key, 1, 3, ProducerAccessMode::Shared, None, 2, "b", &tx),
             Attach::Busy(_)
+        ));
+        assert!(matches!(
+            ps.attach(&key, 2, 1, ProducerAccessMode::Exclusive, None, 3, "c", &tx),
+            Attach::Fenced(_)
         ));
         assert_eq!(
             ps.attach(&key, 2, 2, ProducerAccessMode::WaitForExclusive, None, 4, "d", &tx),

@@ -60,7 +60,11 @@ impl Cluster {
 
     /// The run's Apache Pulsar, with namespaces `public/ID` and `public/ID-meta` made for the test.
     fn apache(id: &str) -> Cluster {
-        let pulsar = apache_pulsar::shared();
+        Cluster::on(apache_pulsar::shared(), id)
+    }
+
+    /// `pulsar`, with namespaces `public/ID` and `public/ID-meta` made for the test.
+    fn on(pulsar: &'static ApachePulsar, id: &str) -> Cluster {
         let namespace = format!("pb-{id}");
         let metadata = format!("public/pb-{id}-meta");
         for ns in [format!("public/{namespace}"), metadata.clone()] {
@@ -608,4 +612,83 @@ fn a_replacement_host_runs_the_deployed_translator_and_transforms(cluster: &Clus
     for log in ["topics", "producer-ids", "modules"] {
         assert!(cluster.has_subscription(&meta(log), "guise-retention"), "{log}");
     }
+}
+
+/// Apache Pulsar set to take whatever it may: ledgers roll every 5 entries, and topics without
+/// producers or consumers are deleted after 3 s unless a subscription holds them (Pulsar's
+/// default policy, `delete_when_no_subscriptions`, with its timings shortened). Nothing of B's
+/// goes: not its partitions, not their messages across ledgers, not the metadata logs, while no
+/// host runs; and a new B finds the exact end after the roll-overs.
+#[test]
+fn nothing_is_lost_to_ledger_rollover_or_inactive_topic_deletion() {
+    let pulsar: &'static ApachePulsar = Box::leak(Box::new(ApachePulsar::start_owned(&[
+        "managedLedgerMaxEntriesPerLedger=5",
+        "managedLedgerMinLedgerRolloverTimeMinutes=0",
+        "brokerDeleteInactiveTopicsEnabled=true",
+        "brokerDeleteInactiveTopicsFrequencySeconds=1",
+        "brokerDeleteInactiveTopicsMaxInactiveDurationSeconds=3",
+    ])));
+    let cluster = Cluster::on(pulsar, "rollover");
+    let b = cluster.host();
+    create(&b, "roll", 1, &[]);
+    create(&b, "rollp", 1, &[("guise.entry.format", "pulsar")]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for topic in ["roll", "rollp"] {
+            let pc = partition(&b, topic, 0).await;
+            for i in 0..30 {
+                assert_eq!(
+                    pc.produce(vec![record(i)], Compression::NoCompression).await.unwrap(),
+                    vec![i as i64]
+                );
+            }
+        }
+    });
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("roll", 0, Offset::Offset(12)).unwrap();
+    let group = |server: &TestServer| -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", server.bootstrap())
+            .set("group.id", "rollers")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap()
+    };
+    group(&b).commit(&tpl, CommitMode::Sync).unwrap();
+    let path = |topic: &str| format!("/admin/v2/persistent/public/{}/{topic}-partition-0", cluster.namespace);
+    let ledgers =
+        pulsar.admin_json(&format!("{}/internalStats", path("roll")))["ledgers"].as_array().unwrap().len();
+    assert!(ledgers >= 6, "the ledgers rolled over: {ledgers}");
+    drop(b);
+    // The control: a topic nobody holds, which the broker deletes.
+    let (status, body) =
+        pulsar.admin("PUT", &format!("/admin/v2/persistent/public/{}/control", cluster.namespace), Some(""));
+    assert_eq!(status, 204, "{body}");
+
+    // No host: only the guise-retention subscriptions hold the topics.
+    std::thread::sleep(Duration::from_secs(8));
+    let topics = pulsar.admin_json(&format!("/admin/v2/persistent/public/{}", cluster.namespace)).to_string();
+    assert!(topics.contains("/roll-partition-0") && topics.contains("/rollp-partition-0"), "{topics}");
+    assert!(!topics.contains("/control"), "the broker deletes inactive topics: {topics}");
+    let meta = pulsar.admin_json(&format!("/admin/v2/persistent/{}", cluster.metadata)).to_string();
+    assert!(meta.contains("/topics") && meta.contains("/producer-ids"), "{meta}");
+
+    let b = cluster.host();
+    rt.block_on(async {
+        for topic in ["roll", "rollp"] {
+            let pc = partition(&b, topic, 0).await;
+            let all = fetch_all(&pc, 0).await;
+            assert_eq!(all.len(), 30, "{topic}");
+            assert!(all.iter().enumerate().all(|(i, (o, r))| *o == i as i64 && *r == record(i)), "{topic}");
+            assert_eq!(
+                pc.produce(vec![record(30)], Compression::NoCompression).await.unwrap(),
+                vec![30],
+                "{topic}"
+            );
+        }
+    });
+    let mut want = TopicPartitionList::new();
+    want.add_partition("roll", 0);
+    let got = group(&b).committed_offsets(want, Duration::from_secs(30)).unwrap();
+    assert_eq!(got.find_partition("roll", 0).unwrap().offset(), Offset::Offset(12));
 }

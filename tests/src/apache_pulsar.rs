@@ -33,6 +33,8 @@ pub struct ApachePulsar {
     pub dir: PathBuf,
     /// For an owned standalone: the JVM and the pipe whose closing halts it.
     owned: Option<(Child, ChildStdin)>,
+    /// The token the admin calls carry (a standalone with authentication on).
+    token: Option<String>,
 }
 
 impl ApachePulsar {
@@ -49,6 +51,12 @@ impl ApachePulsar {
     /// A standalone of the caller's own, with `extra` lines added to its `standalone.conf`;
     /// halted when dropped.
     pub fn start_owned(extra: &[&str]) -> ApachePulsar {
+        Self::start_owned_with_token(extra, None)
+    }
+
+    /// [`start_owned`](Self::start_owned) for a standalone with authentication on: its own
+    /// calls (the readiness check, [`admin`](Self::admin)) carry the bearer `token`.
+    pub fn start_owned_with_token(extra: &[&str], token: Option<String>) -> ApachePulsar {
         static N: AtomicUsize = AtomicUsize::new(0);
         crate::init_logging();
         let peers = target_dir().join("peers");
@@ -57,7 +65,7 @@ impl ApachePulsar {
             reap(&peers, "pulsar-");
         }
         let dir = peers.join(format!("pulsar-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
-        start(&dir, None, extra)
+        start(&dir, None, extra, token)
     }
 
     /// Halt the owned standalone (as `kill -9` would) and wait for it.
@@ -71,7 +79,8 @@ impl ApachePulsar {
 
     /// `METHOD path` on the admin API with a JSON `body`: the status and the body of the answer.
     pub fn admin(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        http(self.web, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+        http(self.web, method, path, body, self.token.as_deref())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     /// `GET path` on the admin API, which must answer 200 with JSON.
@@ -110,12 +119,12 @@ pub fn shared() -> &'static ApachePulsar {
                 parts.next().map(str::parse::<SocketAddr>),
                 parts.next().map(str::parse::<u32>),
             ) && alive(pid)
-                && ready_namespace(web)
+                && ready_namespace(web, None)
             {
-                return ApachePulsar { broker, web, dir, owned: None };
+                return ApachePulsar { broker, web, dir, owned: None, token: None };
             }
         }
-        start(&dir, Some(owner), &[])
+        start(&dir, Some(owner), &[], None)
     })
 }
 
@@ -131,7 +140,7 @@ fn classpath() -> &'static str {
     })
 }
 
-fn start(dir: &Path, owner: Option<u32>, extra: &[&str]) -> ApachePulsar {
+fn start(dir: &Path, owner: Option<u32>, extra: &[&str], token: Option<String>) -> ApachePulsar {
     let cp = classpath();
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir.join("tmp")).expect("creating the standalone's directory");
@@ -199,7 +208,7 @@ fn start(dir: &Path, owner: Option<u32>, extra: &[&str]) -> ApachePulsar {
     let broker: SocketAddr = ([127, 0, 0, 1], port).into();
     let web: SocketAddr = ([127, 0, 0, 1], web).into();
     let started = Instant::now();
-    while !ready_namespace(web) {
+    while !ready_namespace(web, token.as_deref()) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "Apache Pulsar exited ({status}) before it served:\n{}",
@@ -233,12 +242,12 @@ fn start(dir: &Path, owner: Option<u32>, extra: &[&str]) -> ApachePulsar {
             Some((child, stdin))
         }
     };
-    ApachePulsar { broker, web, dir: dir.to_path_buf(), owned }
+    ApachePulsar { broker, web, dir: dir.to_path_buf(), owned, token }
 }
 
 /// Whether the standalone on `web` lists `public/default` (it creates it once it serves).
-fn ready_namespace(web: SocketAddr) -> bool {
-    http(web, "GET", "/admin/v2/namespaces/public", None)
+fn ready_namespace(web: SocketAddr, token: Option<&str>) -> bool {
+    http(web, "GET", "/admin/v2/namespaces/public", None, token)
         .is_ok_and(|(status, body)| status == 200 && body.contains("\"public/default\""))
 }
 
@@ -249,14 +258,21 @@ fn tail(path: &Path, lines: usize) -> String {
 }
 
 /// One HTTP/1.0 exchange (so the answer is never chunked and ends with the connection).
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let body = body.unwrap_or("");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(
         stream,
         "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+         Content-Type: application/json\r\nContent-Length: {}\r\n{auth}\r\n{body}",
         body.len()
     )?;
     let mut answer = Vec::new();
@@ -269,4 +285,20 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> std::
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {head}")))?;
     Ok((status, rest.to_string()))
+}
+
+/// An HS256 JSON Web Token for subject `role`, signed with `secret`: what
+/// `pulsar tokens create --secret-key` makes for a broker whose `tokenSecretKey` is that secret.
+pub fn hs256_token(secret: &[u8], role: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let signing_input = format!(
+        "{}.{}",
+        b64.encode(br#"{"alg":"HS256"}"#),
+        b64.encode(serde_json::json!({ "sub": role }).to_string())
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(signing_input.as_bytes());
+    format!("{signing_input}.{}", b64.encode(mac.finalize().into_bytes()))
 }

@@ -61,6 +61,11 @@ impl TestServer {
 
     /// A host whose config `tweak` may change (data dir and addresses are set for it).
     pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::try_start_with(tweak).unwrap_or_else(|e| panic!("start guise: {e}"))
+    }
+
+    /// [`start_with`](Self::start_with) for a host that may fail to start: why it did.
+    pub fn try_start_with(tweak: impl FnOnce(&mut Config)) -> Result<Self, String> {
         init_logging();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
@@ -75,17 +80,21 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
-        Self::start_in(dir, config)
+        Self::try_start_in(dir, config)
     }
 
     fn start_in(dir: tempfile::TempDir, config: Config) -> Self {
+        Self::try_start_in(dir, config).unwrap_or_else(|e| panic!("start guise: {e}"))
+    }
+
+    fn try_start_in(dir: tempfile::TempDir, config: Config) -> Result<Self, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let server = runtime.block_on(Server::start(&config)).expect("start guise");
-        TestServer {
+        let server = runtime.block_on(Server::start(&config)).map_err(|e| format!("{e:#}"))?;
+        Ok(TestServer {
             kafka_addr: server.kafka_addr,
             pulsar_addr: server.pulsar_addr,
             admin_addr: server.admin_addr,
@@ -93,7 +102,7 @@ impl TestServer {
             config,
             runtime: Some(runtime),
             server: Some(server),
-        }
+        })
     }
 
     /// `host:port` for a client's bootstrap servers.

@@ -36,6 +36,8 @@ struct Cluster {
     namespace: String,
     /// B's `pulsar_metadata_namespace`.
     metadata: String,
+    /// B's `pulsar_auth_token`, for a broker with authentication on.
+    token: Option<String>,
 }
 
 /// A message as the cluster stores it.
@@ -55,6 +57,7 @@ impl Cluster {
             url,
             namespace: "hostb".into(),
             metadata: "public/__guise".into(),
+            token: None,
         }
     }
 
@@ -71,7 +74,7 @@ impl Cluster {
             let (status, body) = pulsar.admin("PUT", &format!("/admin/v2/namespaces/{ns}"), Some("{}"));
             assert!(status == 204 || status == 409, "creating {ns}: {status} {body}");
         }
-        Cluster { backing: Backing::Apache(pulsar), url: pulsar.url(), namespace, metadata }
+        Cluster { backing: Backing::Apache(pulsar), url: pulsar.url(), namespace, metadata, token: None }
     }
 
     /// A Guise host storing everything in the cluster.
@@ -80,6 +83,7 @@ impl Cluster {
             c.storage = self.url.parse().unwrap();
             c.namespace = self.namespace.clone();
             c.pulsar_metadata_namespace = self.metadata.clone();
+            c.pulsar_auth_token = self.token.clone();
             if let Backing::Apache(pulsar) = &self.backing {
                 c.pulsar_admin_url = Some(pulsar.web_url());
             }
@@ -99,7 +103,7 @@ impl Cluster {
                 let name = guise_name(full);
                 a.stored(&name, 0).into_iter().map(|(_, r)| stored_of(r)).collect()
             }
-            Backing::Apache(pulsar) => read_all(&pulsar.url(), full),
+            Backing::Apache(pulsar) => read_all(&pulsar.url(), full, self.token.as_deref()),
         }
     }
 
@@ -189,13 +193,18 @@ fn stored_of(r: records::Record) -> Stored {
 
 /// Every message of `topic` on the Pulsar at `url`, read with the `pulsar` crate from the
 /// earliest on a subscription of its own (removed afterwards), until none comes for 3 s.
-fn read_all(url: &str, topic: &str) -> Vec<Stored> {
+fn read_all(url: &str, topic: &str, token: Option<&str>) -> Vec<Stored> {
     use futures::StreamExt;
     use pulsar::consumer::InitialPosition;
     use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor};
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = Pulsar::builder(url, TokioExecutor).build().await.unwrap();
+        let mut builder = Pulsar::builder(url, TokioExecutor);
+        if let Some(token) = token {
+            builder = builder
+                .with_auth(pulsar::Authentication { name: "token".into(), data: token.as_bytes().to_vec() });
+        }
+        let client = builder.build().await.unwrap();
         let mut consumer: pulsar::Consumer<Vec<u8>, _> = client
             .consumer()
             .with_topic(topic)
@@ -691,4 +700,79 @@ fn nothing_is_lost_to_ledger_rollover_or_inactive_topic_deletion() {
     want.add_partition("roll", 0);
     let got = group(&b).committed_offsets(want, Duration::from_secs(30)).unwrap();
     assert_eq!(got.find_partition("roll", 0).unwrap().offset(), Offset::Offset(12));
+}
+
+/// A broker with token authentication and authorization on: B authenticates with its token
+/// (role `guise`, a tenant admin with produce and consume permission, as an operator would set
+/// it up) on the binary protocol and the admin API; a host with a token the broker does not
+/// accept fails to start, saying why, and never shows the token.
+#[test]
+fn token_authentication_on_a_secured_broker() {
+    use base64::Engine;
+    let secret: Vec<u8> =
+        format!("{:0>32}", format!("{:?}{}", Instant::now(), std::process::id())).into_bytes();
+    let admin_token = apache_pulsar::hs256_token(&secret, "admin");
+    let key = base64::engine::general_purpose::STANDARD.encode(&secret);
+    let extra = [
+        "authenticationEnabled=true".to_string(),
+        "authenticationProviders=org.apache.pulsar.broker.authentication.AuthenticationProviderToken"
+            .to_string(),
+        format!("tokenSecretKey=data:;base64,{key}"),
+        "authorizationEnabled=true".to_string(),
+        "superUserRoles=admin".to_string(),
+        "brokerClientAuthenticationPlugin=org.apache.pulsar.client.impl.auth.AuthenticationToken".to_string(),
+        format!("brokerClientAuthenticationParameters=token:{admin_token}"),
+    ];
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let pulsar: &'static ApachePulsar =
+        Box::leak(Box::new(ApachePulsar::start_owned_with_token(&extra, Some(admin_token))));
+    let (status, body) = pulsar.admin(
+        "POST",
+        "/admin/v2/tenants/public",
+        Some(r#"{"adminRoles":["guise"],"allowedClusters":["standalone"]}"#),
+    );
+    assert_eq!(status, 204, "{body}");
+    let mut cluster = Cluster::on(pulsar, "secured");
+    for ns in [format!("public/{}", cluster.namespace), cluster.metadata.clone()] {
+        let (status, body) = pulsar.admin(
+            "POST",
+            &format!("/admin/v2/namespaces/{ns}/permissions/guise"),
+            Some(r#"["produce","consume"]"#),
+        );
+        assert_eq!(status, 204, "{ns}: {body}");
+    }
+
+    // Without a token, or with one of another key, no start; the error says why.
+    let forged = apache_pulsar::hs256_token(b"not-the-brokers-secret-key-at-all", "guise");
+    for token in [None, Some(forged.clone())] {
+        cluster.token = token.clone();
+        let err = TestServer::try_start_with(|c| {
+            c.storage = cluster.url.parse().unwrap();
+            c.namespace = cluster.namespace.clone();
+            c.pulsar_metadata_namespace = cluster.metadata.clone();
+            c.pulsar_auth_token = token.clone();
+        })
+        .err()
+        .expect("a host without a valid token does not start");
+        assert!(err.contains("authentication") && err.contains("pulsar_auth_token"), "{err}");
+        assert!(!err.contains(&forged), "the token is not in the error: {err}");
+    }
+
+    cluster.token = Some(apache_pulsar::hs256_token(&secret, "guise"));
+    let b = cluster.host();
+    create(&b, "sec", 2, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pc = partition(&b, "sec", 1).await;
+        assert_eq!(pc.produce((0..3).map(record).collect(), Compression::Zstd).await.unwrap(), vec![0, 1, 2]);
+    });
+    let b = b.restart();
+    rt.block_on(async {
+        let pc = partition(&b, "sec", 1).await;
+        let got: Vec<Record> = fetch_all(&pc, 0).await.into_iter().map(|(_, r)| r).collect();
+        assert_eq!(got, (0..3).map(record).collect::<Vec<_>>());
+    });
+    assert_eq!(cluster.messages(&cluster.partition_topic("sec", 1)).len(), 2 * 2 + 1);
+    let ns = format!("/admin/v2/persistent/public/{}", cluster.namespace);
+    assert_eq!(pulsar.admin_json(&format!("{ns}/sec/partitions"))["partitions"], 2);
 }

@@ -53,10 +53,35 @@ impl Bridge {
         handle.spawn(async move {
             let _ = tx.send(builder.build().await);
         });
-        let client = rx
-            .recv_timeout(OPERATION_TIMEOUT)
-            .map_err(|_| StorageError::Unavailable(format!("connecting to {url}: no answer")))?
-            .map_err(|e| StorageError::Unavailable(format!("connecting to {url}: {e}")))?;
+        let client = match rx.recv_timeout(OPERATION_TIMEOUT) {
+            Ok(Ok(client)) => client,
+            failed => {
+                // Dropping a runtime blocks, which panics when the caller runs on another.
+                runtime.shutdown_background();
+                return Err(match failed {
+                    Err(_) => StorageError::Unavailable(format!("connecting to {url}: no answer")),
+                    // The crate logs the broker's reason (AuthenticationError, say) and returns
+                    // only "fatal error" for what retrying cannot fix.
+                    Ok(Err(e))
+                        if format!("{e:?}").contains("AuthenticationError")
+                            || e.to_string().contains("fatal error") =>
+                    {
+                        StorageError::InvalidConfig(format!(
+                            "connecting to {url}: Pulsar refused the connection for good, most likely \
+                             its authentication ({}; the pulsar crate's error line before this one \
+                             names the reason): {e}",
+                            if token.is_some() {
+                                "check pulsar_auth_token"
+                            } else {
+                                "no pulsar_auth_token is set"
+                            }
+                        ))
+                    }
+                    Ok(Err(e)) => StorageError::Unavailable(format!("connecting to {url}: {e}")),
+                    Ok(Ok(_)) => unreachable!("matched above"),
+                });
+            }
+        };
         Ok(Bridge { runtime: Some(runtime), handle, client })
     }
 

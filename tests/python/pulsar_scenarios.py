@@ -378,7 +378,28 @@ def observe(url, prefix):
         pass
     return out
 
+def consume_until_idle(url, topic, idle_ms="3000"):
+    """Every message of topic (all partitions of a partitioned one) from the earliest, until
+    none comes for idle_ms; described with the partition it came from."""
+    c = client(url)
+    consumer = c.subscribe(topic, "direct-reader", initial_position=pulsar.InitialPosition.Earliest)
+    out = []
+    while True:
+        try:
+            m = consumer.receive(timeout_millis=int(idle_ms))
+        except pulsar.Timeout:
+            break
+        d = describe(m)
+        d["topic"] = m.topic_name()
+        d["null_value"] = m.data() == b"" and m.properties().get("guise.null") == "1"
+        out.append(d)
+        consumer.acknowledge(m)
+    c.close()
+    return out
+
+
 SCENARIOS = {
+    "consume_until_idle": consume_until_idle,
     "observe": observe,
     "schema_and_pattern": schema_and_pattern,
     "consume": consume,

@@ -776,3 +776,92 @@ fn token_authentication_on_a_secured_broker() {
     let ns = format!("/admin/v2/persistent/public/{}", cluster.namespace);
     assert_eq!(pulsar.admin_json(&format!("{ns}/sec/partitions"))["partitions"], 2);
 }
+
+/// Pulsar applications connected straight to Apache Pulsar read what Kafka clients produced
+/// through Guise. Entry format `pulsar`: one message per record on the partitioned topic, with
+/// the key, the headers as properties and the timestamp as event time, beside Guise's own
+/// `guise.*` properties; the writer's control messages (probe, fence marker: empty payload,
+/// `guise.probe` or `guise.fence`) are recognisable and skipped as docs/pulsar.md says. Entry
+/// format `kafka`: one message per Kafka batch, the payload the v2 record batch itself.
+#[test]
+fn pulsar_applications_read_what_kafka_clients_produced() {
+    use base64::Engine;
+    let cluster = Cluster::apache("direct");
+    let b = cluster.host();
+    create(&b, "direct", 2, &[("guise.entry.format", "pulsar")]);
+    create(&b, "directk", 1, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut sent: Vec<Vec<Record>> = vec![Vec::new(), Vec::new()];
+    sent[0] = (0..5).map(record).collect();
+    sent[0].push(Record { key: Some(vec![0xff, 0x00]), value: None, ..record(5) });
+    sent[1] = (10..13).map(record).collect();
+    rt.block_on(async {
+        for (p, records) in sent.iter().enumerate() {
+            let pc = partition(&b, "direct", p as i32).await;
+            pc.produce(records[..2].to_vec(), Compression::Lz4).await.unwrap();
+        }
+        let pc = partition(&b, "directk", 0).await;
+        pc.produce((0..3).map(record).collect(), Compression::NoCompression).await.unwrap();
+    });
+    let b = b.restart(); // a second writer: a second probe and fence marker
+    rt.block_on(async {
+        for (p, records) in sent.iter().enumerate() {
+            let pc = partition(&b, "direct", p as i32).await;
+            pc.produce(records[2..].to_vec(), Compression::NoCompression).await.unwrap();
+        }
+    });
+    let topic = format!("persistent://public/{}/direct", cluster.namespace);
+    let got = guise_tests::pulsar_py::scenario("consume_until_idle", &cluster.url, &topic, &[]);
+    let mut by_partition: Vec<Vec<&serde_json::Value>> = vec![Vec::new(), Vec::new()];
+    let mut control = 0;
+    for m in got.as_array().unwrap() {
+        let props = m["properties"].as_object().unwrap();
+        if props.contains_key("guise.fence") || props.contains_key("guise.probe") {
+            assert_eq!(m["data"], "", "a control message has no payload: {m}");
+            control += 1;
+            continue;
+        }
+        let t = m["topic"].as_str().unwrap();
+        let p: usize = t.rsplit("-partition-").next().unwrap().parse().unwrap();
+        by_partition[p].push(m);
+    }
+    assert_eq!(control, 2 * 2 * 2, "a probe and a fence marker per partition and writer");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for (p, records) in sent.iter().enumerate() {
+        assert_eq!(by_partition[p].len(), records.len(), "partition {p}: {:?}", by_partition[p]);
+        for (i, (m, r)) in by_partition[p].iter().zip(records).enumerate() {
+            let key = r.key.as_ref().map(|k| String::from_utf8(k.clone()).unwrap_or_else(|_| b64.encode(k)));
+            assert_eq!(m["key"].as_str().map(str::to_string), key, "{m}");
+            assert_eq!(
+                b64.decode(m["data"].as_str().unwrap()).unwrap(),
+                r.value.clone().unwrap_or_default(),
+                "{m}"
+            );
+            assert_eq!(m["null_value"], r.value.is_none(), "{m}");
+            assert_eq!(m["event_time"].as_i64().unwrap(), r.timestamp.timestamp_millis(), "{m}");
+            let props = m["properties"].as_object().unwrap();
+            let headers: BTreeMap<String, Vec<u8>> = props
+                .iter()
+                .filter(|(k, _)| !k.starts_with("guise."))
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().as_bytes().to_vec()))
+                .collect();
+            assert_eq!(headers, r.headers, "{m}");
+            assert_eq!(props["guise.offset"], i.to_string(), "{m}");
+        }
+    }
+
+    // Format kafka: the payload is the Kafka batch, its base offset the message's guise.offset.
+    let topic = format!("persistent://public/{}/directk", cluster.namespace);
+    let got = guise_tests::pulsar_py::scenario("consume_until_idle", &cluster.url, &topic, &[]);
+    let batches: Vec<Vec<u8>> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["properties"].get("guise.offset").is_some())
+        .map(|m| b64.decode(m["data"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(batches.len(), 1);
+    let header = guise_host::record::batch::BatchHeader::parse(&batches[0]).unwrap();
+    assert_eq!((header.base_offset, header.next_offset()), (0, 3));
+    assert_eq!(batches[0][16], 2, "magic 2: a Kafka v2 record batch");
+}

@@ -302,3 +302,40 @@ pub fn hs256_token(secret: &[u8], role: &str) -> String {
     mac.update(signing_input.as_bytes());
     format!("{signing_input}.{}", b64.encode(mac.finalize().into_bytes()))
 }
+
+/// Every message of `topic` on the Pulsar at `url`, read from the earliest with the official
+/// Java client (`pulsar-client` 4.2, `tests/pulsar-client`) until none comes for 3 s: a JSON
+/// array of `{key, data (base64), event_time, topic, properties, null_value}`.
+pub fn java_client_read(url: &str, topic: &str) -> serde_json::Value {
+    static CP: OnceLock<String> = OnceLock::new();
+    let cp = CP.get_or_init(|| {
+        let project = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pulsar-client");
+        let dir = target_dir().join("pulsar-client");
+        let deps = java::resolve(&project.join("pom.xml"), &dir, "about 30 MB");
+        let classes = java::compile(&project.join("src"), &deps, &dir);
+        format!("{}:{deps}", classes.display())
+    });
+    let out = Command::new("java")
+        .args([
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-cp",
+            cp,
+            "guise.PulsarRead",
+            url,
+            topic,
+            "3000",
+        ])
+        .output()
+        .expect("running java");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "PulsarRead failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("PulsarRead printed no JSON ({e}):\n{stdout}"))
+}

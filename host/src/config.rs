@@ -59,6 +59,9 @@ pub struct Config {
     /// with it) and missing namespaces are created; without it, only the partitions exist in
     /// Pulsar (auto-created by the brokers).
     pub pulsar_admin_url: Option<String>,
+    /// With `pulsar+ssl://` storage: a PEM file of the CA certificates the brokers' certificate
+    /// must chain to (default: the system's roots, as `webpki-roots` ships them).
+    pub pulsar_tls_trust_certs_file: Option<std::path::PathBuf>,
     /// This broker's node id in Metadata.
     pub node_id: i32,
     pub cluster_id: String,
@@ -217,6 +220,7 @@ impl Default for Config {
             pulsar_auth_token: None,
             pulsar_max_message_bytes: 5 << 20,
             pulsar_admin_url: None,
+            pulsar_tls_trust_certs_file: None,
             node_id: 0,
             cluster_id: "guise-cluster".into(),
             tenant: TenantId::new("public").expect("a valid tenant"),

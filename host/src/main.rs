@@ -155,6 +155,11 @@ struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pulsar_admin_url: Option<String>,
+    /// With `pulsar+ssl://` storage: PEM file of the CAs the brokers' certificate must chain to
+    /// [default: the system's roots].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pulsar_tls_trust_certs_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {

@@ -95,6 +95,7 @@ impl Server {
                     auth_token: config.pulsar_auth_token.clone(),
                     max_message_bytes: config.pulsar_max_message_bytes,
                     admin_url: config.pulsar_admin_url.clone(),
+                    tls_trust_certs: config.pulsar_tls_trust_certs_file.clone(),
                 };
                 // Blocks this thread while it connects and replays the metadata (on its own runtime).
                 Arc::new(

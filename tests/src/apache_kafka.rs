@@ -90,7 +90,7 @@ pub(crate) fn reap(peers: &Path, prefix: &str) {
     }
 }
 
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("binding an ephemeral port")
         .local_addr()

@@ -876,3 +876,117 @@ fn check_direct_read(got: &serde_json::Value, sent: &[Vec<Record>]) {
         }
     }
 }
+
+/// `pulsar+ssl://` to a broker whose certificate a test CA signed (made with `openssl`):
+/// trusted through `pulsar_tls_trust_certs_file`, refused without it.
+#[test]
+fn tls_to_a_broker_with_a_test_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl (the TLS test makes its CA with it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days",
+            "2",
+        ]
+        .into_iter()
+        .chain(["-subj", "/CN=guise-test-ca"])
+        .collect::<Vec<_>>(),
+    );
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "rsa.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", "rsa.key", "-out", "server.key"]);
+
+    let tls_port = guise_tests::apache_kafka::free_port();
+    let path = |f: &str| dir.join(f).display().to_string();
+    let extra = [
+        format!("brokerServicePortTls={tls_port}"),
+        format!("tlsCertificateFilePath={}", path("server.crt")),
+        format!("tlsKeyFilePath={}", path("server.key")),
+        format!("tlsTrustCertsFilePath={}", path("ca.crt")),
+    ];
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let pulsar: &'static ApachePulsar = Box::leak(Box::new(ApachePulsar::start_owned(&extra)));
+    let mut cluster = Cluster::on(pulsar, "tls");
+    cluster.url = format!("pulsar+ssl://127.0.0.1:{tls_port}");
+
+    // The system's roots do not know the test CA: no start, and the error says where it failed.
+    let err = TestServer::try_start_with(|c| {
+        c.storage = cluster.url.parse().unwrap();
+        c.namespace = cluster.namespace.clone();
+        c.pulsar_metadata_namespace = cluster.metadata.clone();
+    })
+    .err()
+    .expect("an untrusted broker certificate stops the host");
+    assert!(err.contains(&cluster.url), "{err}");
+
+    let trust = dir.join("ca.crt");
+    let host = || {
+        TestServer::start_with(|c| {
+            c.storage = cluster.url.parse().unwrap();
+            c.namespace = cluster.namespace.clone();
+            c.pulsar_metadata_namespace = cluster.metadata.clone();
+            c.pulsar_admin_url = Some(pulsar.web_url());
+            c.pulsar_tls_trust_certs_file = Some(trust.clone());
+        })
+    };
+    let b = host();
+    create(&b, "secret", 1, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pc = partition(&b, "secret", 0).await;
+        assert_eq!(
+            pc.produce((0..4).map(record).collect(), Compression::Gzip).await.unwrap(),
+            vec![0, 1, 2, 3]
+        );
+    });
+    drop(b);
+    let b = host();
+    rt.block_on(async {
+        let pc = partition(&b, "secret", 0).await;
+        let got: Vec<Record> = fetch_all(&pc, 0).await.into_iter().map(|(_, r)| r).collect();
+        assert_eq!(got, (0..4).map(record).collect::<Vec<_>>());
+    });
+    // What went over TLS is in the broker (read back over its plaintext port).
+    assert_eq!(cluster.messages(&cluster.partition_topic("secret", 0)).len(), 2 * 2 + 1);
+}

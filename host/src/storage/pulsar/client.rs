@@ -25,8 +25,14 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    /// Start the runtime and connect to `url` (`pulsar://HOST:PORT` or `pulsar+ssl://`).
-    pub fn connect(url: &str, token: Option<&str>) -> Result<Bridge, StorageError> {
+    /// Start the runtime and connect to `url` (`pulsar://HOST:PORT` or `pulsar+ssl://`, whose
+    /// certificate is checked against the PEM certificates in `trust` when given, else the
+    /// system's roots).
+    pub fn connect(
+        url: &str,
+        token: Option<&str>,
+        trust: Option<&std::path::Path>,
+    ) -> Result<Bridge, StorageError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("guise-pulsar")
@@ -44,6 +50,12 @@ impl Bridge {
                 // for long.
                 max_retries: Some(6),
             });
+        if let Some(path) = trust {
+            let pem = std::fs::read(path).map_err(|e| {
+                StorageError::InvalidConfig(format!("pulsar_tls_trust_certs_file {}: {e}", path.display()))
+            })?;
+            builder = builder.with_certificate_chain(pem);
+        }
         if let Some(token) = token {
             builder =
                 builder.with_auth(Authentication { name: "token".into(), data: token.as_bytes().to_vec() });

@@ -79,6 +79,9 @@ pub struct PulsarSettings {
     /// `http://HOST:PORT` of Pulsar's admin REST API: Kafka topics become Pulsar partitioned
     /// topics, deleted with the Kafka topic, and missing namespaces are created (see `admin`).
     pub admin_url: Option<String>,
+    /// PEM file of the certificates that a `pulsar+ssl://` broker's certificate must chain to
+    /// (None: the system's roots).
+    pub tls_trust_certs: Option<std::path::PathBuf>,
 }
 
 pub struct PulsarLog {
@@ -129,7 +132,11 @@ impl PulsarLog {
             Some(url) => Some(admin::PulsarAdmin::new(url, settings.auth_token.clone())?),
             None => None,
         };
-        let bridge = Bridge::connect(&settings.url, settings.auth_token.as_deref())?;
+        let bridge = Bridge::connect(
+            &settings.url,
+            settings.auth_token.as_deref(),
+            settings.tls_trust_certs.as_deref(),
+        )?;
         if let Some(rest) = rest.clone() {
             let (tenant, namespace) = ns.split_once('/').expect("checked above");
             let (tenant, namespace) = (tenant.to_string(), namespace.to_string());

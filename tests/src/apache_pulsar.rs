@@ -68,6 +68,11 @@ impl ApachePulsar {
         start(&dir, None, extra, token)
     }
 
+    /// The JVM's pid, for an owned standalone (for CPU accounting).
+    pub fn pid(&self) -> Option<u32> {
+        self.owned.as_ref().map(|(child, _)| child.id())
+    }
+
     /// Halt the owned standalone (as `kill -9` would) and wait for it.
     pub fn halt(&mut self) {
         if let Some((mut child, stdin)) = self.owned.take() {

@@ -100,8 +100,8 @@ impl Cluster {
     fn messages(&self, full: &str) -> Vec<Stored> {
         match &self.backing {
             Backing::Guise(a) => {
-                let name = guise_name(full);
-                a.stored(&name, 0).into_iter().map(|(_, r)| stored_of(r)).collect()
+                let (name, partition) = guise_name(full);
+                a.stored(&name, partition).into_iter().map(|(_, r)| stored_of(r)).collect()
             }
             Backing::Apache(pulsar) => read_all(&pulsar.url(), full, self.token.as_deref()),
         }
@@ -113,7 +113,7 @@ impl Cluster {
         match &self.backing {
             Backing::Guise(a) => {
                 let small = vec![("max.message.bytes".to_string(), bytes.to_string())];
-                let name = guise_name(&self.partition_topic(topic, 0));
+                let (name, _) = guise_name(&self.partition_topic(topic, 0));
                 guise_host::storage::wait(a.server().log.create_topic(&name, 1, &small, false)).unwrap();
             }
             Backing::Apache(pulsar) => {
@@ -136,7 +136,7 @@ impl Cluster {
     fn has_subscription(&self, full: &str, sub: &str) -> bool {
         match &self.backing {
             Backing::Guise(a) => {
-                let name = guise_name(full);
+                let (name, _) = guise_name(full);
                 let cursors = TopicName::new(&name.tenant, &name.namespace, "__pulsar_cursors");
                 let topic = full.rsplit('/').next().unwrap();
                 a.stored(&cursors, 0).into_iter().filter_map(|(_, r)| r.key).any(|k| {
@@ -170,13 +170,16 @@ macro_rules! on_both {
     };
 }
 
-/// Host A's name for a Pulsar topic: its Kafka topic (partition topics stay whole names, as the
-/// endpoint maps a non-partitioned Pulsar topic to partition 0 of a Kafka topic of that name).
-fn guise_name(full: &str) -> TopicName {
+/// Host A's name for a Pulsar topic, and the partition: the endpoint serves `t-partition-N` as
+/// partition N of Kafka topic `t`, and a name without the suffix as partition 0 of its own topic.
+fn guise_name(full: &str) -> (TopicName, i32) {
     let path = full.strip_prefix("persistent://").unwrap();
     let mut parts = path.splitn(3, '/');
     let (tenant, ns, topic) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
-    TopicName::new(tenant, ns, topic)
+    match topic.rsplit_once("-partition-").and_then(|(t, n)| Some((t, n.parse().ok()?))) {
+        Some((base, n)) => (TopicName::new(tenant, ns, base), n),
+        None => (TopicName::new(tenant, ns, topic), 0),
+    }
 }
 
 fn stored_of(r: records::Record) -> Stored {

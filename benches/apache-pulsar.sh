@@ -8,7 +8,9 @@
 # loadgen (librdkafka, acks=1, one partition, incompressible values) produces and fetches on E,
 # on B with entry format `kafka` and `pulsar`, and on Apache Kafka; Pulsar's own pulsar-perf
 # (PerformanceProducer / PerformanceConsumer from pulsar-testclient 4.0.8, the Java client,
-# batching on) produces and consumes straight on the broker: the ceiling of that Pulsar. During
+# batching on, up to 5,000 messages or 1 MiB per batch and 50,000 outstanding, so that the
+# client is not what limits it) produces and consumes straight on the broker: the ceiling of that
+# Pulsar. During
 # the format-`kafka` run, `perf record` samples host B (cpu-clock) for the profile.
 # Usage: benches/apache-pulsar.sh. Knobs: RECORDS (default 1000000), RECORDS_PULSAR_FORMAT
 # (100000), SIZE (100), LATENCY_RECORDS (2000), PROFILE=0 to skip perf, KEEP_LOGS=1.
@@ -57,13 +59,13 @@ LOADGEN=target/release/loadgen
 say "Apache Pulsar 4.0.8 standalone and Apache Kafka 4.4 (peers)"
 target/release/peers >"$WORK/peers.out" 2>"$WORK/peers.err" &
 PEERS_PID=$!; PIDS+=("$PEERS_PID")
-for _ in $(seq 1800); do
-    grep -q '^KAFKA ' "$WORK/peers.out" 2>/dev/null && break
+for _ in $(seq 1800); do # up to 6 minutes: the first run downloads both from Maven Central
+    grep -q 'KAFKA ' "$WORK/peers.out" 2>/dev/null && break
     kill -0 "$PEERS_PID" 2>/dev/null || { cat "$WORK/peers.err" >&2; exit 1; }
     sleep 0.2
 done
-read -r _ PULSAR_URL PULSAR_WEB PULSAR_PID < <(grep '^PULSAR ' "$WORK/peers.out")
-read -r _ KAFKA_BOOTSTRAP KAFKA_PID < <(grep '^KAFKA ' "$WORK/peers.out")
+read -r _ PULSAR_URL PULSAR_WEB PULSAR_PID < <(grep -o 'PULSAR .*' "$WORK/peers.out")
+read -r _ KAFKA_BOOTSTRAP KAFKA_PID < <(grep -o 'KAFKA .*' "$WORK/peers.out")
 echo "Pulsar $PULSAR_URL (admin $PULSAR_WEB, pid $PULSAR_PID); Kafka $KAFKA_BOOTSTRAP (pid $KAFKA_PID)"
 
 say "host E (embedded log)"
@@ -119,15 +121,22 @@ PCP="$(cat target/pulsar/classpath.txt)"
 PERF_JAVA=(java -Xmx512m -XX:+UseSerialGC -Djava.net.preferIPv4Stack=true
     -Dlog4j2.configurationFile="$ROOT/tests/pulsar/log4j2.properties" -cp "$PCP")
 TOPIC=persistent://public/default/pulsar-perf-$$
+# bin/pulsar-perf passes conf/client.conf first; its values are defaults under the flags.
+printf 'brokerServiceUrl=%s\nwebServiceUrl=%s\n' "$PULSAR_URL" "$PULSAR_WEB" >"$WORK/client.conf"
 p0=$(cpu_secs "$PULSAR_PID")
-# The consumer subscribes first, so that the producer's messages stay for it to read afterwards.
-GUISE_PULSAR_LOG=info "${PERF_JAVA[@]}" org.apache.pulsar.testclient.PerformanceConsumer -u "$PULSAR_URL" \
-    -ss perf -sp Earliest -m 1 "$TOPIC" >"$WORK/perf-subscribe.log" 2>&1 || true
-GUISE_PULSAR_LOG=info "${PERF_JAVA[@]}" org.apache.pulsar.testclient.PerformanceProducer -u "$PULSAR_URL" \
-    -r 100000000 -s "$SIZE" -m "$RECORDS" "$TOPIC" >"$WORK/perf-produce.log" 2>&1
+# The topic and the consumer's subscription exist first, so that the messages stay for it.
+python3 - "$PULSAR_WEB" "${TOPIC#persistent://}" <<'EOF'
+import sys, urllib.request
+web, topic = sys.argv[1], sys.argv[2]
+for path in ("/admin/v2/persistent/%s" % topic, "/admin/v2/persistent/%s/subscription/perf" % topic):
+    urllib.request.urlopen(urllib.request.Request(web + path, method="PUT", data=b"",
+                                                  headers={"Content-Type": "application/json"}), timeout=30)
+EOF
+GUISE_PULSAR_LOG=info "${PERF_JAVA[@]}" org.apache.pulsar.testclient.PulsarPerfTestTool "$WORK/client.conf" produce -u "$PULSAR_URL" \
+    -r 100000000 -s "$SIZE" -m "$RECORDS" -o 50000 -bm 5000 -bb 1048576 "$TOPIC" >"$WORK/perf-produce.log" 2>&1
 p1=$(cpu_secs "$PULSAR_PID")
-GUISE_PULSAR_LOG=info "${PERF_JAVA[@]}" org.apache.pulsar.testclient.PerformanceConsumer -u "$PULSAR_URL" \
-    -ss perf -sp Earliest -m "$((RECORDS - 1))" "$TOPIC" >"$WORK/perf-consume.log" 2>&1
+GUISE_PULSAR_LOG=info "${PERF_JAVA[@]}" org.apache.pulsar.testclient.PulsarPerfTestTool "$WORK/client.conf" consume -u "$PULSAR_URL" \
+    -ss perf -sp Earliest -m "$RECORDS" "$TOPIC" >"$WORK/perf-consume.log" 2>&1
 grep -E "Aggregated (throughput|latency)" "$WORK/perf-produce.log" "$WORK/perf-consume.log" | sed 's/^.*: //' || true
 PERF_ROW=$(python3 - "$WORK/perf-produce.log" "$WORK/perf-consume.log" "$RECORDS" "$SIZE" "$p0" "$p1" <<'EOF'
 import re, sys
@@ -153,7 +162,7 @@ printf '%s\n' "${ROWS[@]}"
 
 if [[ -f "$WORK/b.perf" ]]; then
     say "profile of host B during the format-kafka run (perf, cpu-clock; self time, top 25)"
-    perf report -i "$WORK/b.perf" --no-children --sort dso,sym --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -25
+    { perf report -i "$WORK/b.perf" --no-children --sort dso,sym --stdio -g none 2>/dev/null || true; } | grep -v '^#' | grep '%' | head -25 || true
     say "by shared object"
-    perf report -i "$WORK/b.perf" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -10
+    { perf report -i "$WORK/b.perf" --no-children --sort dso --stdio -g none 2>/dev/null || true; } | grep -v '^#' | grep '%' | head -10 || true
 fi

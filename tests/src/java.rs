@@ -79,6 +79,8 @@ pub fn resolve(pom: &Path, dir: &Path, size: &str) -> String {
         .arg(format!("-Dmaven.repo.local={}", maven_repo().display()))
         .arg(format!("-Dmdep.outputFile={}", tmp.display()))
         .arg("dependency:build-classpath")
+        // What Maven prints is for the user, on stderr: stdout may be a program's answer.
+        .stdout(std::io::stderr())
         .status()
         .expect("running mvn (the Java peers need Maven and a JDK 17+)");
     assert!(status.success(), "mvn could not resolve {}", pom.display());

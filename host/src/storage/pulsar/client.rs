@@ -78,15 +78,20 @@ impl Bridge {
                         if format!("{e:?}").contains("AuthenticationError")
                             || e.to_string().contains("fatal error") =>
                     {
+                        let tls = if url.starts_with("pulsar+ssl://") {
+                            ", or the TLS handshake (check pulsar_tls_trust_certs_file)"
+                        } else {
+                            ""
+                        };
+                        let token = if token.is_some() {
+                            "check pulsar_auth_token"
+                        } else {
+                            "no pulsar_auth_token is set"
+                        };
                         StorageError::InvalidConfig(format!(
-                            "connecting to {url}: Pulsar refused the connection for good, most likely \
-                             its authentication ({}; the pulsar crate's error line before this one \
-                             names the reason): {e}",
-                            if token.is_some() {
-                                "check pulsar_auth_token"
-                            } else {
-                                "no pulsar_auth_token is set"
-                            }
+                            "connecting to {url}: Pulsar refused the connection for good: its \
+                             authentication ({token}){tls}; the pulsar crate's error line before \
+                             this one names the reason: {e}"
                         ))
                     }
                     Ok(Err(e)) => StorageError::Unavailable(format!("connecting to {url}: {e}")),

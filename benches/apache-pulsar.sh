@@ -26,30 +26,9 @@ PROFILE=${PROFILE:-1}
 E_KAFKA=19292 E_ADMIN=18280 B_KAFKA=19294 B_ADMIN=18282
 
 WORK=$(mktemp -d -t guise-apache-pulsar-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    local rc=$?
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ "${KEEP_LOGS:-0}" == 1 || $rc -ne 0 ]]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
-    exit $rc
-}
-trap cleanup EXIT
-
-say() { printf '\n== %s\n' "$*"; }
-wait_health() { # ADMIN_PORT PID
-    for _ in $(seq 1200); do
-        if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$1/health', timeout=1)" 2>/dev/null; then return 0; fi
-        kill -0 "$2" 2>/dev/null || { echo "guise (pid $2) exited; see $WORK" >&2; return 1; }
-        sleep 0.1
-    done
-    echo "guise on admin port $1 did not become healthy" >&2
-    return 1
-}
-cpu_secs() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
-
-say "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r); $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); source: $(git rev-parse --short HEAD)"
+# PIDS, cleanup (on EXIT: stop PIDS, keep $WORK on failure or KEEP_LOGS=1), say,
+# wait_health, cpu_secs, and the machine line.
+source benches/lib.sh
 
 say "build (release)"
 cargo build --release -p guise-host -p guise-benches --bin guise --bin loadgen --bin peers

@@ -6,6 +6,7 @@
 //! `producers` holds the backend-neutral idempotent-producer checks every backend applies on
 //! append. This module knows nothing of Wasm or sockets.
 
+pub mod compaction;
 mod config;
 mod delay;
 pub mod embedded;
@@ -341,7 +342,7 @@ pub trait Log: Send + Sync + 'static {
 
     fn defaults(&self) -> &LogDefaults;
 
-    /// Whether topics with `cleanup.policy=compact` are compacted here (the embedded log); a
+    /// Whether topics with `cleanup.policy=compact` are compacted here (both engines do); a
     /// backend that does not compact refuses that policy.
     fn compacts(&self) -> bool {
         false
@@ -446,7 +447,8 @@ pub trait Log: Send + Sync + 'static {
     /// One pass of the log cleaner at `now_ms` (milliseconds since the epoch): every partition
     /// of a topic with `cleanup.policy=compact` whose dirty share (min.cleanable.dirty.ratio) or
     /// dirty age (max.compaction.lag.ms) calls for it keeps only the latest record of each key
-    /// in its segments but the active one. Backends that do not compact (Pulsar) do nothing.
+    /// in its segments but the active one (the Pulsar backend: in the partitions it owns, see
+    /// `pulsar::partition::compact`). Backends that do not compact do nothing.
     async fn clean(&self, now_ms: i64) -> Result<CleanStats, StorageError> {
         let _ = now_ms;
         Ok(CleanStats::default())

@@ -26,68 +26,10 @@ pub(super) mod swap;
 mod tests;
 
 use super::partition::{CleanSnapshot, Partition, SegmentSnapshot};
-use crate::record::batch::ValidBatch;
-use crate::record::records::{self, RecordsError};
-use crate::storage::{CleanStats, StorageError, TopicConfig, TopicName};
+use crate::storage::CleanStats;
+pub(super) use crate::storage::compaction::{CleanConfig, check_keys};
 use std::io;
 use std::time::Instant;
-
-/// The topic configs a pass applies: taken from the topic's configs as they are when the pass
-/// starts (AlterConfigs may change them between passes), never kept.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct CleanConfig {
-    /// segment.bytes: groups of segments are cleaned into one segment of at most this.
-    pub segment_bytes: u64,
-    pub index_interval_bytes: u32,
-    pub delete_retention_ms: i64,
-    pub min_cleanable_dirty_ratio: f64,
-    pub min_compaction_lag_ms: i64,
-    pub max_compaction_lag_ms: i64,
-    /// max.decompressed.message.bytes: the most a batch is decompressed to.
-    pub max_decompressed_bytes: usize,
-}
-
-impl CleanConfig {
-    pub fn of(config: &TopicConfig) -> CleanConfig {
-        CleanConfig {
-            segment_bytes: config.segment_bytes,
-            index_interval_bytes: config.index_interval_bytes,
-            delete_retention_ms: config.delete_retention_ms,
-            min_cleanable_dirty_ratio: config.min_cleanable_dirty_ratio,
-            min_compaction_lag_ms: config.min_compaction_lag_ms,
-            max_compaction_lag_ms: config.max_compaction_lag_ms,
-            max_decompressed_bytes: crate::storage::max_decompressed(config),
-        }
-    }
-}
-
-/// A compacted topic refuses records without a key, as Kafka does (INVALID_RECORD, with Kafka's
-/// message): the cleaner could never tell which record one supersedes.
-pub(super) fn check_keys(
-    records: &bytes::Bytes,
-    batches: &[ValidBatch],
-    name: &TopicName,
-    partition: i32,
-    max_decompressed: usize,
-) -> Result<(), StorageError> {
-    for b in batches {
-        let batch = records.slice(b.position..b.position + b.size());
-        match records::every_record_keyed(&batch, max_decompressed) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(StorageError::InvalidRecord(format!(
-                    "Compacted topic cannot accept message without key in topic partition {}-{partition}.",
-                    name.topic
-                )));
-            }
-            Err(e @ RecordsError::TooLarge { .. }) => {
-                return Err(StorageError::InvalidRecord(format!("a batch of a compacted topic: {e}")));
-            }
-            Err(e) => return Err(StorageError::CorruptMessage(e.to_string())),
-        }
-    }
-    Ok(())
-}
 
 /// What a pass over a partition will clean, and why.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -203,7 +145,12 @@ fn clean_partition_with(
         .cloned()
         .collect();
     let (map, end, mapped_bytes) = offset_map::build(&dirty, map_budget, config.max_decompressed_bytes)?;
-    let filter = filter::Filter { map: &map, producer_batches: &snapshot.producer_batches, config, now_ms };
+    let filter = crate::storage::compaction::Filter {
+        map: &map,
+        producer_batches: &snapshot.producer_batches,
+        config,
+        now_ms,
+    };
     let mut stats = CleanStats { partitions: 1, ..CleanStats::default() };
     let mut swapped = 0usize;
     let to_clean: Vec<(SegmentSnapshot, i64)> =

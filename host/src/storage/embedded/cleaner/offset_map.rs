@@ -7,40 +7,12 @@ use super::super::partition::SegmentSnapshot;
 use super::super::segment::Batches;
 use crate::record::batch::BatchHeader;
 use crate::record::records;
-use std::collections::HashMap;
+pub(super) use crate::storage::compaction::OffsetMap;
 use std::io;
 
 /// Kafka's default log.cleaner.dedupe.buffer.size: a pass maps segments until its keys take
 /// about this much memory, then cleans up to there (the rest waits for the next pass).
 pub(super) const MAP_BUDGET: usize = 128 << 20;
-/// What an entry costs beyond its key bytes (the box, the offset, the table's slot).
-const ENTRY_OVERHEAD: usize = 56;
-
-#[derive(Default)]
-pub(super) struct OffsetMap {
-    latest: HashMap<Box<[u8]>, i64>,
-    bytes: usize,
-}
-
-impl OffsetMap {
-    /// The offset of the latest record of `key` in the mapped part, if it has one there.
-    pub fn latest(&self, key: &[u8]) -> Option<i64> {
-        self.latest.get(key).copied()
-    }
-
-    pub fn len(&self) -> usize {
-        self.latest.len()
-    }
-
-    fn put(&mut self, key: &[u8], offset: i64) {
-        if let Some(o) = self.latest.get_mut(key) {
-            *o = (*o).max(offset);
-        } else {
-            self.bytes += key.len() + ENTRY_OVERHEAD;
-            self.latest.insert(key.into(), offset);
-        }
-    }
-}
 
 /// Map the keys of `dirty` (consecutive segments, each with the base offset of the one after
 /// it), in order, until the map passes `budget` bytes at a segment's end (at least the first
@@ -59,7 +31,7 @@ pub(super) fn build(
         return Ok((map, i64::MIN, 0));
     };
     for (i, (segment, next_base)) in dirty.iter().enumerate() {
-        if i > 0 && map.bytes > budget {
+        if i > 0 && map.bytes() > budget {
             tracing::debug!(
                 mapped = i,
                 keys = map.len(),

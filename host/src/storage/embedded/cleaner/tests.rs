@@ -606,7 +606,7 @@ fn retention_during_a_clean_abandons_the_swap() {
     p.apply_retention(-1, 1, NOW).unwrap();
     let group: Vec<_> = snapshot.segments.clone();
     let map = super::offset_map::OffsetMap::default();
-    let filter = super::filter::Filter {
+    let filter = crate::storage::compaction::Filter {
         map: &map,
         producer_batches: &snapshot.producer_batches,
         config: &config,

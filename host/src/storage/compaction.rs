@@ -1,0 +1,214 @@
+//! What compaction keeps, whatever the engine stores batches in: the map of each key's latest
+//! offset, the filter that decides which records and batches stay (Kafka's `Cleaner.cleanInto`
+//! and `MemoryRecords.filterTo`), the configs a pass applies, and the key check a compacted
+//! topic makes on produce. The embedded log's cleaner (`embedded::cleaner`) rewrites segment
+//! files with it; the Pulsar backend rewrites a partition topic's live part (`pulsar::compact`).
+//!
+//! A record stays when it has a key, no later record of that key was mapped, and it is not a
+//! tombstone (a null value) past its batch's delete horizon. A batch whose records all stay is
+//! copied byte for byte, unless it holds a tombstone and has no delete horizon yet: then it is
+//! rewritten with one (now + delete.retention.ms), so the tombstone goes at the first clean
+//! after that (KIP-534). A batch that loses records is rewritten with the same codec, producer
+//! id, epoch and base sequence, its records keeping their offsets and the batch its offset span
+//! (lastOffsetDelta), so that offsets are never renumbered and the producer's sequence span is
+//! kept. A batch that loses every record goes, except an idempotent producer's remembered
+//! batches and the caller's `keep_empty` batches, which stay as empty batches (headers only).
+
+use crate::record::batch::{BatchHeader, ValidBatch};
+use crate::record::records::{self, EncodeSpec, Record, RecordsError};
+use crate::storage::{CleanStats, StorageError, TopicConfig, TopicName};
+use std::collections::{HashMap, HashSet};
+
+/// The topic configs a pass applies: taken from the topic's configs as they are when the pass
+/// starts (AlterConfigs may change them between passes), never kept.
+#[derive(Clone, Copy, Debug)]
+pub struct CleanConfig {
+    /// segment.bytes: groups of segments are cleaned into one segment of at most this.
+    pub segment_bytes: u64,
+    pub index_interval_bytes: u32,
+    pub delete_retention_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    /// max.decompressed.message.bytes: the most a batch is decompressed to.
+    pub max_decompressed_bytes: usize,
+}
+
+impl CleanConfig {
+    pub fn of(config: &TopicConfig) -> CleanConfig {
+        CleanConfig {
+            segment_bytes: config.segment_bytes,
+            index_interval_bytes: config.index_interval_bytes,
+            delete_retention_ms: config.delete_retention_ms,
+            min_cleanable_dirty_ratio: config.min_cleanable_dirty_ratio,
+            min_compaction_lag_ms: config.min_compaction_lag_ms,
+            max_compaction_lag_ms: config.max_compaction_lag_ms,
+            max_decompressed_bytes: crate::storage::max_decompressed(config),
+        }
+    }
+}
+
+/// A compacted topic refuses records without a key, as Kafka does (INVALID_RECORD, with Kafka's
+/// message): the cleaner could never tell which record one supersedes.
+pub fn check_keys(
+    records: &bytes::Bytes,
+    batches: &[ValidBatch],
+    name: &TopicName,
+    partition: i32,
+    max_decompressed: usize,
+) -> Result<(), StorageError> {
+    for b in batches {
+        let batch = records.slice(b.position..b.position + b.size());
+        match records::every_record_keyed(&batch, max_decompressed) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(StorageError::InvalidRecord(format!(
+                    "Compacted topic cannot accept message without key in topic partition {}-{partition}.",
+                    name.topic
+                )));
+            }
+            Err(e @ RecordsError::TooLarge { .. }) => {
+                return Err(StorageError::InvalidRecord(format!("a batch of a compacted topic: {e}")));
+            }
+            Err(e) => return Err(StorageError::CorruptMessage(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// The cleaner's map of key -> offset of its latest record (Kafka's `OffsetMap`). Kafka keeps a
+/// fixed buffer of 16-byte MD5 hashes, so two keys whose hashes collide lose a record; this map
+/// holds the keys themselves, so it is exact, and bounds its memory instead by mapping less per
+/// pass.
+/// What an entry costs beyond its key bytes (the box, the offset, the table's slot).
+const ENTRY_OVERHEAD: usize = 56;
+
+#[derive(Default)]
+pub struct OffsetMap {
+    latest: HashMap<Box<[u8]>, i64>,
+    bytes: usize,
+}
+
+impl OffsetMap {
+    /// The offset of the latest record of `key` in the mapped part, if it has one there.
+    pub fn latest(&self, key: &[u8]) -> Option<i64> {
+        self.latest.get(key).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.latest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.latest.is_empty()
+    }
+
+    /// About the memory the map takes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn put(&mut self, key: &[u8], offset: i64) {
+        if let Some(o) = self.latest.get_mut(key) {
+            *o = (*o).max(offset);
+        } else {
+            self.bytes += key.len() + ENTRY_OVERHEAD;
+            self.latest.insert(key.into(), offset);
+        }
+    }
+
+    /// Map every keyed record of one stored batch; false when its records cannot be decoded
+    /// (they then supersede nothing and are kept as they are).
+    pub fn map_batch(&mut self, bytes: &[u8], max_decompressed: usize) -> bool {
+        let Ok(header) = BatchHeader::parse(bytes) else { return false };
+        let Ok(decoded) = records::decode(bytes, max_decompressed) else { return false };
+        for r in &decoded.records {
+            if let Some(key) = &r.key {
+                self.put(key, header.base_offset + i64::from(r.offset_delta));
+            }
+        }
+        true
+    }
+}
+
+/// What the filter does with one batch.
+pub enum Output {
+    /// Copied as it is.
+    Unchanged,
+    Rewritten(Vec<u8>),
+    Dropped,
+}
+
+/// What every batch of a pass is filtered with.
+pub struct Filter<'a> {
+    pub map: &'a OffsetMap,
+    /// (producer id, base offset) of the batches producer state depends on.
+    pub producer_batches: &'a HashSet<(i64, i64)>,
+    pub config: &'a CleanConfig,
+    pub now_ms: i64,
+}
+
+impl Filter<'_> {
+    /// Filter one stored batch; `keep_empty`: keep it as an empty batch if all its records go.
+    pub fn batch(&self, bytes: &[u8], keep_empty: bool, stats: &mut CleanStats) -> Output {
+        stats.bytes_read += bytes.len() as u64;
+        let Ok(header) = BatchHeader::parse(bytes) else { return Output::Unchanged };
+        if header.is_control() || header.is_transactional() {
+            // Never stored here (appends refuse them); kept as they are if ever found.
+            return Output::Unchanged;
+        }
+        let decoded = match records::decode(bytes, self.config.max_decompressed_bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                stats.records_read += u64::try_from(header.records_count).unwrap_or(0);
+                tracing::warn!(offset = header.base_offset, error = %e, "the cleaner cannot read this batch's records; it is kept as it is");
+                return Output::Unchanged;
+            }
+        };
+        let read = decoded.records.len();
+        stats.records_read += read as u64;
+        let horizon = header.delete_horizon();
+        let tombstones_expired = horizon.is_some_and(|h| self.now_ms >= h);
+        let kept: Vec<Record> = decoded
+            .records
+            .into_iter()
+            .filter(|r| {
+                let Some(key) = &r.key else { return false };
+                let offset = header.base_offset + i64::from(r.offset_delta);
+                let latest = self.map.latest(key).is_none_or(|o| offset >= o);
+                latest && (r.value.is_some() || !tombstones_expired)
+            })
+            .collect();
+        stats.records_removed += (read - kept.len()) as u64;
+        let producer_batch = header.producer_id >= 0
+            && self.producer_batches.contains(&(header.producer_id, header.base_offset));
+        // Also a batch an earlier clean emptied, once nothing needs it any more.
+        if kept.is_empty() && !(keep_empty || producer_batch) {
+            return Output::Dropped;
+        }
+        let needs_horizon = horizon.is_none() && kept.iter().any(|r| r.value.is_none());
+        if kept.len() == read && !needs_horizon {
+            return Output::Unchanged;
+        }
+        let spec = EncodeSpec::like(&header, header.compression());
+        let horizon = if needs_horizon {
+            Some(self.now_ms.saturating_add(self.config.delete_retention_ms))
+        } else {
+            horizon
+        };
+        let horizon = if kept.is_empty() { None } else { horizon };
+        match records::encode_with_delete_horizon(&kept, &spec, horizon) {
+            Ok(mut rewritten) => {
+                // Outside the CRC: the stored base offset and the producer's leader epoch.
+                rewritten[0..8].copy_from_slice(&header.base_offset.to_be_bytes());
+                rewritten[12..16].copy_from_slice(&header.partition_leader_epoch.to_be_bytes());
+                Output::Rewritten(rewritten)
+            }
+            Err(e) => {
+                stats.records_removed -= (read - kept.len()) as u64;
+                tracing::warn!(offset = header.base_offset, error = %e, "the cleaner cannot rewrite this batch; it is kept as it is");
+                Output::Unchanged
+            }
+        }
+    }
+}

@@ -79,6 +79,11 @@ impl Cluster {
 
     /// A Guise host storing everything in the cluster.
     fn host(&self) -> TestServer {
+        self.host_with(|_| {})
+    }
+
+    /// [`host`](Self::host) with more settings.
+    fn host_with(&self, tweak: impl FnOnce(&mut guise_host::config::Config)) -> TestServer {
         TestServer::start_with(|c| {
             c.storage = self.url.parse().unwrap();
             c.namespace = self.namespace.clone();
@@ -88,6 +93,7 @@ impl Cluster {
                 c.pulsar_admin_url = Some(pulsar.web_url());
             }
             c.group_initial_rebalance_delay_ms = 0;
+            tweak(c);
         })
     }
 
@@ -411,6 +417,115 @@ fn committed_offsets_and_log_ends_survive_a_restart_of_b(cluster: &Cluster) {
     assert_no_local_topics(&b);
 }
 
+/// Every record from `from` to the high watermark, with its offset (gaps allowed: compaction).
+async fn fetch_compacted(pc: &PartitionClient, from: i64) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut offset = from;
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let (records, hwm) = pc.fetch_records(offset, 1..1_000_000, 1_000).await.unwrap();
+        let from = offset;
+        for r in records.into_iter().filter(|r| r.offset >= from) {
+            offset = r.offset + 1;
+            out.push((r.offset, r.record.key, r.record.value));
+        }
+        if offset >= hwm {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "fetch made no progress at {offset} of {hwm}");
+    }
+}
+
+fn keyed(key: &str, value: Option<&str>) -> Record {
+    Record {
+        key: Some(key.as_bytes().to_vec()),
+        value: value.map(|v| v.as_bytes().to_vec()),
+        headers: BTreeMap::new(),
+        timestamp: chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+    }
+}
+
+/// Produce to a compacted topic: k0..k9, then k0..k4, then k0..k2, then k9's tombstone; what a
+/// compaction keeps: each key's latest record at its offset.
+async fn produce_versions(pc: &PartitionClient) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let mut latest = BTreeMap::new();
+    let mut next = 0i64;
+    for (round, keys) in [10, 5, 3].into_iter().enumerate() {
+        let batch: Vec<Record> =
+            (0..keys).map(|k| keyed(&format!("k{k}"), Some(&format!("v{round}")))).collect();
+        for k in 0..keys {
+            latest.insert(format!("k{k}"), (next + k as i64, Some(format!("v{round}").into_bytes())));
+        }
+        assert_eq!(pc.produce(batch, Compression::Lz4).await.unwrap()[0], next);
+        next += keys as i64;
+    }
+    pc.produce(vec![keyed("k9", None)], Compression::NoCompression).await.unwrap();
+    latest.insert("k9".into(), (next, None));
+    let mut expected: Vec<_> =
+        latest.into_iter().map(|(k, (offset, value))| (offset, Some(k.into_bytes()), value)).collect();
+    expected.sort();
+    expected
+}
+
+on_both!(compacted_topics_keep_each_keys_latest_record_across_restarts, "compact");
+/// `cleanup.policy=compact` on the backend: the owner rewrites the partition's live part at the
+/// topic's end (`partition::compact`); offsets are kept, a read of a removed offset gets the next
+/// batch, the log start stays, a restart rebuilds the same partition from the copies, and the
+/// next produce continues at the next offset. Keyless records are refused as Kafka refuses them.
+fn compacted_topics_keep_each_keys_latest_record_across_restarts(cluster: &Cluster) {
+    let b = cluster.host_with(|c| c.log_cleaner_backoff_ms = 300);
+    let compact = [("cleanup.policy", "compact"), ("min.cleanable.dirty.ratio", "0.01")];
+    create(&b, "ck", 1, &compact);
+    create(&b, "cp", 1, &[compact[0], compact[1], ("guise.entry.format", "pulsar")]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut expected = BTreeMap::new();
+    rt.block_on(async {
+        for topic in ["ck", "cp"] {
+            let pc = partition(&b, topic, 0).await;
+            expected.insert(topic, produce_versions(&pc).await);
+            let keyless = Record { key: None, ..keyed("x", Some("x")) };
+            let err = pc.produce(vec![keyless], Compression::NoCompression).await.unwrap_err();
+            assert!(format!("{err:?}").contains("InvalidRecord"), "{topic}: {err:?}");
+        }
+        for topic in ["ck", "cp"] {
+            let pc = partition(&b, topic, 0).await;
+            let deadline = Instant::now() + TIMEOUT;
+            loop {
+                let got = fetch_compacted(&pc, 0).await;
+                if got == expected[topic] {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{topic} was never compacted: {got:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            assert_eq!(pc.get_offset(OffsetAt::Earliest).await.unwrap(), 0, "{topic}: the log start stays");
+            let from_middle = fetch_compacted(&pc, 10).await;
+            assert_eq!(from_middle[0].0, 13, "{topic}: a removed offset reads the next batch");
+        }
+    });
+    for topic in ["ck", "cp"] {
+        let stored = cluster.messages(&cluster.partition_topic(topic, 0));
+        let copies = stored.iter().filter(|m| m.properties.contains_key("guise.copy")).count();
+        let commits = stored.iter().filter(|m| m.properties.contains_key("guise.compacted")).count();
+        assert!(copies > 0 && commits > 0, "{topic}: the copies and their commit are in the cluster");
+    }
+
+    let b = b.restart();
+    rt.block_on(async {
+        for topic in ["ck", "cp"] {
+            let pc = partition(&b, topic, 0).await;
+            assert_eq!(fetch_compacted(&pc, 0).await, expected[topic], "{topic}: the same after a restart");
+            assert_eq!(pc.get_offset(OffsetAt::Earliest).await.unwrap(), 0, "{topic}");
+            let next = expected[topic].last().unwrap().0 + 1;
+            assert_eq!(
+                pc.produce(vec![keyed("k0", Some("again"))], Compression::NoCompression).await.unwrap(),
+                [next]
+            );
+        }
+    });
+    assert_no_local_topics(&b);
+}
+
 on_both!(a_second_host_takes_over_and_the_first_is_fenced, "takeover");
 fn a_second_host_takes_over_and_the_first_is_fenced(cluster: &Cluster) {
     let b1 = cluster.host();
@@ -703,6 +818,90 @@ fn nothing_is_lost_to_ledger_rollover_or_inactive_topic_deletion() {
     want.add_partition("roll", 0);
     let got = group(&b).committed_offsets(want, Duration::from_secs(30)).unwrap();
     assert_eq!(got.find_partition("roll", 0).unwrap().offset(), Offset::Offset(12));
+}
+
+/// What a restart or a takeover reads no longer grows with history: on a broker that rolls a
+/// ledger every 5 entries, compaction (of a compacted Kafka topic, and of `__consumer_offsets`,
+/// compacted on this backend too) lets Pulsar delete the ledgers that hold only replaced
+/// messages, and a new host still finds every key's latest value and the group's commit.
+#[test]
+fn compaction_lets_pulsar_delete_the_history_recovery_would_read() {
+    let pulsar: &'static ApachePulsar = Box::leak(Box::new(ApachePulsar::start_owned(&[
+        "managedLedgerMaxEntriesPerLedger=5",
+        "managedLedgerMinLedgerRolloverTimeMinutes=0",
+    ])));
+    let cluster = Cluster::on(pulsar, "history");
+    let b = cluster.host_with(|c| c.log_cleaner_backoff_ms = 300);
+    // Any dirty share cleans (Kafka's default 0.5 would leave the last few appends dirty).
+    create(&b, "hist", 1, &[("cleanup.policy", "compact"), ("min.cleanable.dirty.ratio", "0.01")]);
+    let group = |server: &TestServer| -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", server.bootstrap())
+            .set("group.id", "historians")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap()
+    };
+    let committer = group(&b);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    const ROUNDS: usize = 100;
+    rt.block_on(async {
+        let pc = partition(&b, "hist", 0).await;
+        for i in 0..ROUNDS {
+            let value = format!("v{i}");
+            pc.produce(vec![keyed(&format!("k{}", i % 4), Some(&value))], Compression::NoCompression)
+                .await
+                .unwrap();
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset("hist", 0, Offset::Offset(i as i64)).unwrap();
+            committer.commit(&tpl, CommitMode::Sync).unwrap();
+        }
+    });
+    let path = |topic: &str| {
+        format!("/admin/v2/persistent/public/{}/{topic}-partition-0/internalStats", cluster.namespace)
+    };
+    let entries = |topic: &str| pulsar.admin_json(&path(topic))["numberOfEntries"].as_i64().unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    for topic in ["hist", "__consumer_offsets"] {
+        // 100 appends (and 100 commits) went in; once compacted, a few ledgers are left.
+        while entries(topic) > 40 {
+            assert!(
+                Instant::now() < deadline,
+                "{topic}: Pulsar still holds {} entries: {}\nLOGTAIL {}",
+                entries(topic),
+                pulsar.admin_json(&path(topic)),
+                pulsar.log_tail(400)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    // The last appends compacted too, before B goes (a pass may be running when it does).
+    let want: Vec<_> = (ROUNDS - 4..ROUNDS)
+        .map(|i| (i as i64, Some(format!("k{}", i % 4).into_bytes()), Some(format!("v{i}").into_bytes())))
+        .collect();
+    let deadline = Instant::now() + TIMEOUT;
+    rt.block_on(async {
+        let pc = partition(&b, "hist", 0).await;
+        while fetch_compacted(&pc, 0).await != want {
+            assert!(Instant::now() < deadline, "hist: the last appends were never compacted");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    drop(committer);
+    drop(b);
+
+    let b = cluster.host();
+    rt.block_on(async {
+        let pc = partition(&b, "hist", 0).await;
+        assert_eq!(fetch_compacted(&pc, 0).await, want, "the same partition after a restart");
+        assert_eq!(pc.get_offset(OffsetAt::Earliest).await.unwrap(), 0);
+        let next = pc.produce(vec![keyed("k0", Some("after"))], Compression::NoCompression).await.unwrap();
+        assert_eq!(next, [ROUNDS as i64]);
+    });
+    let mut want = TopicPartitionList::new();
+    want.add_partition("hist", 0);
+    let got = group(&b).committed_offsets(want, Duration::from_secs(30)).unwrap();
+    assert_eq!(got.find_partition("hist", 0).unwrap().offset(), Offset::Offset(ROUNDS as i64 - 1));
 }
 
 /// A broker with token authentication and authorization on: B authenticates with its token

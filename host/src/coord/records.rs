@@ -7,9 +7,8 @@
 //! the key is JSON, `{"t":"o","group":..,"topic":..,"partition":..}` for a committed offset and
 //! `{"t":"g","group":..}` for a group's metadata; the value is JSON ([`Committed`] or
 //! [`GroupValue`]; byte fields as hex), and a null value is a tombstone. The last record of a key
-//! wins. Where the log compacts (the embedded log), the topic is compacted as Kafka's
-//! `__consumer_offsets` is, so it keeps about one record per key and replay reads that; on the
-//! `pulsar://` backend, which does not compact, it keeps everything and replay reads it whole.
+//! wins. The topic is compacted as Kafka's `__consumer_offsets` is (on the embedded log and on the
+//! `pulsar://` backend), so it keeps about one record per key and replay reads that.
 
 use super::offsets::Committed;
 use crate::record::batch::BatchHeader;

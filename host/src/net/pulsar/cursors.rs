@@ -5,8 +5,7 @@
 //! topic id keeps a re-created topic from inheriting the cursors of the one deleted before it.
 //!
 //! Each store adds a record (subscriptions store at most once a second). Where the log compacts
-//! (the embedded log) the topic is created compacted, so it keeps about one record per cursor;
-//! on the `pulsar://` backend it grows with acknowledgement activity.
+//! (both engines do) the topic is created compacted, so it keeps about one record per cursor.
 
 use crate::record::records::{self, EncodeSpec, Record};
 use crate::storage::{Log, StorageError, TopicName};

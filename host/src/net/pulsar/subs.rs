@@ -7,7 +7,7 @@
 //! is unassigned and goes out again first); the mark-delete position is the first offset not
 //! acknowledged, and a durable subscription stores it (see [`super::cursors`]) so that it
 //! survives restarts. Exclusive subscriptions take one consumer, Failover several with one
-//! active (chosen by partition index over the consumers sorted by priority and name), Shared
+//! active (chosen by partition index over the consumers of the highest priority, sorted by name), Shared
 //! several, each entry to one consumer with permits in turn.
 
 use super::convert::{self, Delivery};
@@ -637,7 +637,10 @@ impl Subscription {
                 None
             }
             SubType::Exclusive | SubType::Failover => {
-                let i = usize::try_from(self.key.1).unwrap_or(0) % st.consumers.len();
+                // Among the consumers of the highest priority (the lowest level), as Pulsar.
+                let top = st.consumers[0].priority;
+                let n = st.consumers.iter().take_while(|c| c.priority == top).count();
+                let i = usize::try_from(self.key.1).unwrap_or(0) % n;
                 (st.consumers[i].permits > 0 && !st.consumers[i].out.full()).then_some(i)
             }
         }

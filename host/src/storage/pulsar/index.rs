@@ -101,11 +101,11 @@ impl IndexEntry {
     }
 }
 
-/// The position of the entry holding `offset`.
+/// The position of the entry holding `offset`, or of the first one after it when compaction
+/// removed it (as Kafka, a read of a removed offset returns the next batch).
 pub fn find(entries: &std::collections::VecDeque<IndexEntry>, offset: i64) -> Option<usize> {
-    // The last entry whose base is at or below the offset.
-    let i = entries.partition_point(|e| e.base <= offset).checked_sub(1)?;
-    (entries[i].last >= offset).then_some(i)
+    let i = entries.partition_point(|e| e.last < offset);
+    (i < entries.len()).then_some(i)
 }
 
 /// What recovery did with a message (for logs and tests).
@@ -117,6 +117,10 @@ pub enum Seen {
     Fence,
     /// A writer's probe of the topic's end: nothing.
     Probe,
+    /// A compaction's copy, kept aside until its commit marker.
+    Copy,
+    /// A compaction's commit: its copies replaced the index.
+    Compacted,
     NotOurs,
     OtherTopic,
     StaleEpoch,
@@ -132,64 +136,23 @@ struct PendingBatch {
     seen: u32,
 }
 
-/// The index rebuilt from a partition topic, message by message.
-#[derive(Debug)]
-pub struct Recovery {
-    topic_id: uuid::Uuid,
-    /// The highest writer epoch seen (0: none).
-    pub max_epoch: u64,
-    next: Option<i64>,
-    start: i64,
+/// Entries read in offset order: the partition's, or a compaction's copies.
+#[derive(Debug, Default)]
+struct Track {
     entries: Vec<IndexEntry>,
+    next: Option<i64>,
     pending: Option<PendingBatch>,
-    pub skipped: u64,
 }
 
-/// The outcome of [`Recovery::finish`].
-#[derive(Debug)]
-pub struct Recovered {
-    pub entries: std::collections::VecDeque<IndexEntry>,
-    pub log_start: i64,
-    pub next_offset: i64,
-    pub max_epoch: u64,
-    pub producers: ProducerStateTable,
-}
-
-impl Recovery {
-    pub fn new(topic_id: uuid::Uuid) -> Recovery {
-        Recovery {
-            topic_id,
-            max_epoch: 0,
-            next: None,
-            start: 0,
-            entries: Vec::new(),
-            pending: None,
-            skipped: 0,
-        }
+impl Track {
+    /// Whether a batch at `base` may come next: right after the previous one, or, for a
+    /// compaction's copies (`gaps`), anywhere after it.
+    fn fits(&self, base: i64, gaps: bool) -> bool {
+        self.next.is_none_or(|n| if gaps { base >= n } else { base == n })
     }
 
-    /// Take the next message of the topic: its id, parsed properties and payload.
-    pub fn feed(&mut self, id: MsgId, props: Option<Props>, payload: &[u8]) -> Seen {
-        let seen = self.apply(id, props, payload);
-        if !matches!(seen, Seen::Accepted | Seen::Pending | Seen::Fence | Seen::Probe) {
-            self.skipped += 1;
-        }
-        seen
-    }
-
-    fn apply(&mut self, id: MsgId, props: Option<Props>, payload: &[u8]) -> Seen {
-        let Some(props) = props else { return Seen::NotOurs };
-        if props.topic_id != self.topic_id {
-            return Seen::OtherTopic;
-        }
-        if props.kind == Kind::Probe {
-            // Written by a writer that owns the topic while nothing else can write: it neither
-            // continues nor tears a record batch.
-            return Seen::Probe;
-        }
-        if props.epoch < self.max_epoch {
-            return Seen::StaleEpoch;
-        }
+    /// A data message (a Kafka batch, or one record of a record batch).
+    fn data(&mut self, id: MsgId, props: Props, payload: &[u8], gaps: bool) -> Seen {
         // A pending record batch continues only with its own next message.
         if let Some(p) = &mut self.pending {
             let continues = matches!(props.kind, Kind::Record { offset, batch }
@@ -208,23 +171,8 @@ impl Recovery {
             self.pending = None;
         }
         match props.kind {
-            Kind::Fence { next, start } => {
-                if self.next.is_some_and(|n| n != next) {
-                    tracing::warn!(
-                        "a writer at epoch {} continues at offset {next}, not {:?}; entries from {next} on are dropped",
-                        props.epoch,
-                        self.next
-                    );
-                }
-                self.max_epoch = props.epoch;
-                self.entries.retain(|e| e.last < next);
-                self.next = Some(next);
-                self.start = self.start.max(start).min(next);
-                Seen::Fence
-            }
-            Kind::Probe => Seen::Probe,
             Kind::Kafka { base, last } => {
-                if self.next.is_some_and(|n| n != base) {
+                if !self.fits(base, gaps) {
                     return Seen::OutOfSequence;
                 }
                 let header = match batch::validate_with(payload, u32::MAX, batch::Counts::Span) {
@@ -235,11 +183,12 @@ impl Recovery {
                 if header.base_offset != base || header.last_offset() != last {
                     return Seen::Corrupt;
                 }
-                self.max_epoch = props.epoch;
                 self.push(IndexEntry::of_batch(&header, id, props.epoch))
             }
             Kind::Record { offset, batch } => {
-                if batch.index != 0 || self.next.is_some_and(|n| n != batch.base) || offset != batch.base {
+                // A compaction's copy may have lost the batch's first records.
+                let first_offset = if gaps { offset >= batch.base } else { offset == batch.base };
+                if batch.index != 0 || !self.fits(batch.base, gaps) || !first_offset {
                     // A record batch starts with its first message at its base offset (an empty
                     // batch's only message too); a later message alone is a torn batch's rest.
                     return if batch.index != 0 { Seen::Corrupt } else { Seen::OutOfSequence };
@@ -259,13 +208,13 @@ impl Recovery {
                         base_sequence: batch.base_sequence,
                     }),
                 };
-                self.max_epoch = props.epoch;
                 if batch.messages() == 1 {
                     return self.push(entry);
                 }
                 self.pending = Some(PendingBatch { entry, info: batch, seen: 1 });
                 Seen::Pending
             }
+            Kind::Fence { .. } | Kind::Probe | Kind::Compacted { .. } => Seen::Corrupt,
         }
     }
 
@@ -276,21 +225,161 @@ impl Recovery {
         self.entries.push(entry);
         Seen::Accepted
     }
+}
+
+/// The index rebuilt from a partition topic, message by message.
+#[derive(Debug)]
+pub struct Recovery {
+    topic_id: uuid::Uuid,
+    /// The highest writer epoch seen (0: none).
+    pub max_epoch: u64,
+    track: Track,
+    /// A compaction's copies read since the last other message.
+    copies: Option<Track>,
+    /// Nothing but probes since the last fence: a pass's copies may start.
+    after_fence: bool,
+    start: i64,
+    /// Whether `start` is the log start as recorded by a compaction: the first entry may be
+    /// later (its records were compacted away), and the log still starts at `start`.
+    exact_start: bool,
+    /// The offset up to which the last compaction rewrote the partition.
+    cleaned_to: i64,
+    pub skipped: u64,
+}
+
+/// The outcome of [`Recovery::finish`].
+#[derive(Debug)]
+pub struct Recovered {
+    pub entries: std::collections::VecDeque<IndexEntry>,
+    pub log_start: i64,
+    pub next_offset: i64,
+    pub max_epoch: u64,
+    pub producers: ProducerStateTable,
+    /// Where the last compaction's rewrite ended (the log start when none did).
+    pub cleaned_to: i64,
+}
+
+impl Recovery {
+    pub fn new(topic_id: uuid::Uuid) -> Recovery {
+        Recovery {
+            topic_id,
+            max_epoch: 0,
+            track: Track::default(),
+            copies: None,
+            after_fence: false,
+            start: 0,
+            exact_start: false,
+            cleaned_to: 0,
+            skipped: 0,
+        }
+    }
+
+    /// Take the next message of the topic: its id, parsed properties and payload.
+    pub fn feed(&mut self, id: MsgId, props: Option<Props>, payload: &[u8]) -> Seen {
+        let seen = self.apply(id, props, payload);
+        if !matches!(
+            seen,
+            Seen::Accepted | Seen::Pending | Seen::Fence | Seen::Probe | Seen::Copy | Seen::Compacted
+        ) {
+            self.skipped += 1;
+        }
+        seen
+    }
+
+    fn apply(&mut self, id: MsgId, props: Option<Props>, payload: &[u8]) -> Seen {
+        let Some(props) = props else { return Seen::NotOurs };
+        if props.topic_id != self.topic_id {
+            return Seen::OtherTopic;
+        }
+        if props.kind == Kind::Probe {
+            // Written by a writer that owns the topic while nothing else can write: it neither
+            // continues nor tears a record batch.
+            return Seen::Probe;
+        }
+        if props.epoch < self.max_epoch {
+            return Seen::StaleEpoch;
+        }
+        if props.copy {
+            // By the current writer, right after the fence it starts a pass with.
+            let starts = self.copies.is_none();
+            if props.epoch != self.max_epoch || self.track.next.is_none() || (starts && !self.after_fence) {
+                return Seen::OutOfSequence;
+            }
+            let copies = self.copies.get_or_insert_with(Track::default);
+            return match copies.data(id, props, payload, true) {
+                Seen::Accepted | Seen::Pending => Seen::Copy,
+                other => other,
+            };
+        }
+        // Anything else ends a compaction's copies: its commit, or a pass cut short (its writer
+        // sends the copies and the commit under one lock, nothing between them).
+        let copies = self.copies.take();
+        match props.kind {
+            Kind::Compacted { upto, start } => {
+                self.track.pending = None;
+                self.after_fence = false;
+                // A pass keeps at least its last batch: a commit without copies is none.
+                let Some(copies) = copies else { return Seen::OutOfSequence };
+                if props.epoch != self.max_epoch || self.track.next != Some(upto) {
+                    return Seen::OutOfSequence;
+                }
+                if copies.pending.is_some() || copies.next.is_some_and(|n| n > upto) {
+                    return Seen::Corrupt;
+                }
+                self.track.entries = copies.entries;
+                self.start = start.min(upto);
+                self.exact_start = true;
+                self.cleaned_to = upto;
+                Seen::Compacted
+            }
+            Kind::Fence { next, start } => {
+                self.track.pending = None;
+                if self.track.next.is_some_and(|n| n != next) {
+                    tracing::warn!(
+                        "a writer at epoch {} continues at offset {next}, not {:?}; entries from {next} on are dropped",
+                        props.epoch,
+                        self.track.next
+                    );
+                }
+                self.max_epoch = props.epoch;
+                self.after_fence = true;
+                self.track.entries.retain(|e| e.last < next);
+                self.track.next = Some(next);
+                self.start = self.start.max(start).min(next);
+                self.cleaned_to = self.cleaned_to.min(next);
+                Seen::Fence
+            }
+            Kind::Probe => Seen::Probe,
+            Kind::Kafka { .. } | Kind::Record { .. } => {
+                let seen = self.track.data(id, props, payload, false);
+                if matches!(seen, Seen::Accepted | Seen::Pending) {
+                    self.max_epoch = props.epoch;
+                    self.after_fence = false;
+                }
+                seen
+            }
+        }
+    }
 
     pub fn finish(self) -> Recovered {
-        let next_offset = self.next.unwrap_or(0);
+        let next_offset = self.track.next.unwrap_or(0);
         let mut entries: std::collections::VecDeque<IndexEntry> =
-            self.entries.into_iter().filter(|e| e.last >= self.start).collect();
+            self.track.entries.into_iter().filter(|e| e.last >= self.start).collect();
         // Retention in Pulsar may have removed the oldest messages: the log starts at the first
-        // entry kept, or at the recorded start.
-        let log_start = entries.front().map_or(next_offset, |e| e.base.max(self.start));
+        // entry kept, or at the recorded start (a compaction records it exactly).
+        let log_start = if self.exact_start {
+            self.start.min(next_offset)
+        } else {
+            entries.front().map_or(next_offset, |e| e.base.max(self.start))
+        };
         let mut producers = ProducerStateTable::new();
         for e in entries.iter_mut() {
             if let Some(h) = e.replay_header() {
                 producers.replay(&h);
             }
         }
-        Recovered { entries, log_start, next_offset, max_epoch: self.max_epoch, producers }
+        let cleaned_to = self.cleaned_to.clamp(log_start, next_offset);
+        Recovered { entries, log_start, next_offset, max_epoch: self.max_epoch, producers, cleaned_to }
     }
 }
 
@@ -307,11 +396,11 @@ mod tests {
         let mut b = batch(n, 5, 1000 + base);
         b[..8].copy_from_slice(&base.to_be_bytes());
         let last = base + n as i64 - 1;
-        (Some(Props { topic_id, epoch, kind: Kind::Kafka { base, last } }), b)
+        (Some(Props { topic_id, epoch, kind: Kind::Kafka { base, last }, copy: false }), b)
     }
 
     fn fence(topic_id: uuid::Uuid, epoch: u64, next: i64) -> (Option<Props>, Vec<u8>) {
-        (Some(Props { topic_id, epoch, kind: Kind::Fence { next, start: 0 } }), Vec::new())
+        (Some(Props { topic_id, epoch, kind: Kind::Fence { next, start: 0 }, copy: false }), Vec::new())
     }
 
     fn record(
@@ -333,7 +422,10 @@ mod tests {
             max_timestamp: 77,
         };
         let offset = base + i64::from(index);
-        (Some(Props { topic_id, epoch, kind: Kind::Record { offset, batch } }), b"value".to_vec())
+        (
+            Some(Props { topic_id, epoch, kind: Kind::Record { offset, batch }, copy: false }),
+            b"value".to_vec(),
+        )
     }
 
     fn run(topic_id: uuid::Uuid, messages: &[(Option<Props>, Vec<u8>)]) -> (Vec<Seen>, Recovered) {
@@ -397,8 +489,12 @@ mod tests {
         let t = uuid::Uuid::new_v4();
         let mut b = batch(1, 5, 1000);
         b[..8].copy_from_slice(&i64::MAX.to_be_bytes());
-        let kafka_max =
-            Some(Props { topic_id: t, epoch: 1, kind: Kind::Kafka { base: i64::MAX, last: i64::MAX } });
+        let kafka_max = Some(Props {
+            topic_id: t,
+            epoch: 1,
+            kind: Kind::Kafka { base: i64::MAX, last: i64::MAX },
+            copy: false,
+        });
         let info = BatchInfo {
             base: i64::MAX,
             last: i64::MAX,
@@ -410,8 +506,12 @@ mod tests {
             count: 1,
             max_timestamp: 0,
         };
-        let record_max =
-            Some(Props { topic_id: t, epoch: 1, kind: Kind::Record { offset: i64::MAX, batch: info } });
+        let record_max = Some(Props {
+            topic_id: t,
+            epoch: 1,
+            kind: Kind::Record { offset: i64::MAX, batch: info },
+            copy: false,
+        });
         let (seen, r) = run(t, &[fence(t, 1, i64::MAX), (kafka_max, b), (record_max, b"v".to_vec())]);
         assert_eq!(seen, [Seen::Fence, Seen::Corrupt, Seen::Corrupt]);
         assert_eq!((r.entries.len(), r.next_offset), (0, i64::MAX));
@@ -420,7 +520,7 @@ mod tests {
     #[test]
     fn probes_are_nothing() {
         let t = uuid::Uuid::new_v4();
-        let probe = (Some(Props { topic_id: t, epoch: 0, kind: Kind::Probe }), Vec::new());
+        let probe = (Some(Props { topic_id: t, epoch: 0, kind: Kind::Probe, copy: false }), Vec::new());
         let (seen, r) = run(
             t,
             &[
@@ -509,8 +609,9 @@ mod tests {
         let t = uuid::Uuid::new_v4();
         let mut b = idempotent_batch(2, 42, 3, 0);
         b[..8].copy_from_slice(&5i64.to_be_bytes());
-        let p = Some(Props { topic_id: t, epoch: 1, kind: Kind::Kafka { base: 5, last: 6 } });
-        let start = Some(Props { topic_id: t, epoch: 1, kind: Kind::Fence { next: 5, start: 5 } });
+        let p = Some(Props { topic_id: t, epoch: 1, kind: Kind::Kafka { base: 5, last: 6 }, copy: false });
+        let start =
+            Some(Props { topic_id: t, epoch: 1, kind: Kind::Fence { next: 5, start: 5 }, copy: false });
         let (_, r) = run(t, &[kafka(t, 1, 0, 5), (start, Vec::new()), (p, b)]);
         assert_eq!((r.log_start, r.next_offset), (5, 7));
         assert_eq!(bases(&r), [(5, 6)]);
@@ -522,9 +623,116 @@ mod tests {
         let (_, r) = run(t, &[]);
         assert_eq!((r.log_start, r.next_offset, r.max_epoch), (0, 0, 0));
         // DeleteRecords recorded a start inside a batch: the batch stays, the start is kept.
-        let inside = Some(Props { topic_id: t, epoch: 1, kind: Kind::Fence { next: 13, start: 11 } });
+        let inside =
+            Some(Props { topic_id: t, epoch: 1, kind: Kind::Fence { next: 13, start: 11 }, copy: false });
         let (_, r) = run(t, &[kafka(t, 1, 10, 2), kafka(t, 1, 12, 1), (inside, Vec::new())]);
         assert_eq!((r.log_start, r.next_offset), (11, 13));
         assert_eq!(bases(&r), [(10, 11), (12, 12)]);
+    }
+
+    fn copy((p, b): (Option<Props>, Vec<u8>)) -> (Option<Props>, Vec<u8>) {
+        (p.map(|p| Props { copy: true, ..p }), b)
+    }
+
+    fn compacted(topic_id: uuid::Uuid, epoch: u64, upto: i64, start: i64) -> (Option<Props>, Vec<u8>) {
+        (Some(Props { topic_id, epoch, kind: Kind::Compacted { upto, start }, copy: false }), Vec::new())
+    }
+
+    #[test]
+    fn a_committed_compaction_replaces_the_index_with_its_copies() {
+        let t = uuid::Uuid::new_v4();
+        let history =
+            [fence(t, 1, 0), kafka(t, 1, 0, 2), kafka(t, 1, 2, 2), kafka(t, 1, 4, 2), fence(t, 1, 6)];
+        let copies = [copy(kafka(t, 1, 2, 1)), copy(record(t, 1, 4, 0, 2)), copy(record(t, 1, 4, 1, 2))];
+        let mut all: Vec<_> = history.to_vec();
+        all.extend(copies.iter().cloned());
+        all.push(compacted(t, 1, 6, 0));
+        all.push(kafka(t, 1, 6, 1));
+        let (seen, r) = run(t, &all);
+        assert_eq!(&seen[5..], [Seen::Copy, Seen::Copy, Seen::Copy, Seen::Compacted, Seen::Accepted]);
+        assert_eq!(bases(&r), [(2, 2), (4, 5), (6, 6)]);
+        // The log still starts at 0, whatever the first batch left is; the next pass starts at 6.
+        assert_eq!((r.log_start, r.next_offset, r.cleaned_to), (0, 7, 6));
+        assert_eq!(r.entries[0].id, id(5));
+        assert_eq!(find(&r.entries, 0), Some(0), "a removed offset reads the next batch");
+        assert_eq!(find(&r.entries, 3), Some(1));
+
+        // Pulsar deleted everything before the compaction's fence: the same index.
+        let (_, again) = run(t, &all[4..]);
+        assert_eq!((bases(&again), again.log_start, again.next_offset), (bases(&r), 0, 7));
+    }
+
+    #[test]
+    fn a_copied_record_batch_may_have_lost_its_first_records() {
+        let t = uuid::Uuid::new_v4();
+        // Batch 0..=3 kept only offsets 2 and 3: its first message is at offset 2.
+        let (p, b) = record(t, 1, 0, 0, 4);
+        let Some(Props { kind: Kind::Record { batch, .. }, .. }) = p else { unreachable!() };
+        let at = |offset: i64, index: u32| {
+            let batch = BatchInfo { index, count: 2, ..batch };
+            (
+                Some(Props { topic_id: t, epoch: 1, kind: Kind::Record { offset, batch }, copy: true }),
+                b.clone(),
+            )
+        };
+        let history = [fence(t, 1, 0), record(t, 1, 0, 0, 4), record(t, 1, 0, 1, 4), record(t, 1, 0, 2, 4)];
+        let mut all: Vec<_> = history.to_vec();
+        all.push(record(t, 1, 0, 3, 4));
+        all.extend([fence(t, 1, 4), at(2, 0), at(3, 1), compacted(t, 1, 4, 0)]);
+        let (seen, r) = run(t, &all);
+        assert_eq!(&seen[6..], [Seen::Copy, Seen::Copy, Seen::Compacted]);
+        assert_eq!((bases(&r), r.entries[0].messages), (vec![(0, 3)], 2));
+        // Not outside a compaction: a batch's first message is at its base offset.
+        let (seen, _) =
+            run(t, &[fence(t, 1, 0), (at(2, 0).0.map(|p| Props { copy: false, ..p }), b.clone())]);
+        assert_eq!(seen[1], Seen::OutOfSequence);
+    }
+
+    #[test]
+    fn a_message_between_copies_and_their_commit_cuts_them_short() {
+        let t = uuid::Uuid::new_v4();
+        let all = [
+            fence(t, 1, 0),
+            kafka(t, 1, 0, 2),
+            kafka(t, 1, 2, 2),
+            fence(t, 1, 4),
+            copy(kafka(t, 1, 1, 1)),
+            kafka(t, 1, 4, 2), // never sent by a writer mid-pass; if it were, the copies go
+            copy(kafka(t, 1, 3, 1)),
+            compacted(t, 1, 6, 0),
+        ];
+        let (seen, r) = run(t, &all);
+        assert_eq!(&seen[4..], [Seen::Copy, Seen::Accepted, Seen::OutOfSequence, Seen::OutOfSequence]);
+        assert_eq!(bases(&r), [(0, 1), (2, 3), (4, 5)]);
+        assert_eq!((r.next_offset, r.cleaned_to), (6, 0));
+    }
+
+    #[test]
+    fn copies_without_their_commit_are_ignored() {
+        let t = uuid::Uuid::new_v4();
+        let base = [fence(t, 1, 0), kafka(t, 1, 0, 2), kafka(t, 1, 2, 2), fence(t, 1, 4)];
+        // The host died half way: the next owner's fence ends the copies.
+        let mut torn: Vec<_> = base.to_vec();
+        torn.push(copy(kafka(t, 1, 2, 1)));
+        torn.push(copy(record(t, 1, 3, 0, 2)));
+        torn.push(fence(t, 2, 4));
+        torn.push(kafka(t, 2, 4, 1));
+        let (seen, r) = run(t, &torn);
+        assert_eq!(&seen[4..], [Seen::Copy, Seen::Copy, Seen::Fence, Seen::Accepted]);
+        assert_eq!((bases(&r), r.next_offset, r.cleaned_to), (vec![(0, 1), (2, 3), (4, 4)], 5, 0));
+        // A commit that does not match where the partition ends is not one.
+        let mut wrong: Vec<_> = base.to_vec();
+        wrong.push(copy(kafka(t, 1, 2, 1)));
+        wrong.push(compacted(t, 1, 9, 0));
+        let (seen, r) = run(t, &wrong);
+        assert_eq!(seen[5], Seen::OutOfSequence);
+        assert_eq!(bases(&r), [(0, 1), (2, 3)]);
+        // Copies that go backwards, or a stale writer's, are refused.
+        let mut back: Vec<_> = base.to_vec();
+        back.push(copy(kafka(t, 1, 2, 1)));
+        back.push(copy(kafka(t, 1, 0, 1)));
+        back.push(copy(kafka(t, 0, 3, 1)));
+        let (seen, _) = run(t, &back);
+        assert_eq!(&seen[4..], [Seen::Copy, Seen::OutOfSequence, Seen::StaleEpoch]);
     }
 }

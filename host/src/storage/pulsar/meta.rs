@@ -168,7 +168,7 @@ impl MetaLog {
         .await?;
         // Without it, Pulsar may delete the records (no namespace retention policy), or the
         // whole topic once no host is running (inactive topic deletion).
-        let retention = Owned::new(subscribe_retention(client, &topic).await?, handle.clone());
+        let retention = Owned::new(subscribe_retention(client, &topic, 0).await?, handle.clone());
         let follower = Follower::open(client, handle, &topic, None, PREFETCH).await?;
         Ok(MetaLog { topic, producer: Owned::new(producer, handle.clone()), follower, _retention: retention })
     }

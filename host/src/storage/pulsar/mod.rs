@@ -382,21 +382,6 @@ impl PulsarLog {
     }
 }
 
-/// `cleanup.policy=compact` is refused on this backend: Pulsar compacts a topic by message key,
-/// keeping the latest message per key, but entry format `kafka` stores a whole record batch per
-/// message, and Pulsar's compaction drops empty payloads at once where Kafka keeps a tombstone
-/// for delete.retention.ms. Compacted topics live on the embedded log.
-fn refuse_compaction(config: &crate::storage::TopicConfig) -> Result<(), StorageError> {
-    if config.cleanup_policy.compact {
-        return Err(StorageError::InvalidConfig(
-            "cleanup.policy=compact is not supported on the pulsar:// storage backend (Pulsar compacts by \
-             message key, not Kafka record key within a stored batch); use the embedded log for compacted topics"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
 #[async_trait::async_trait]
 impl Log for PulsarLog {
     async fn create_topic(
@@ -409,7 +394,6 @@ impl Log for PulsarLog {
         validate_full_name(name)?;
         validate_partitions(partitions)?;
         let parsed = crate::storage::TopicConfig::from_pairs(&self.defaults, config)?;
-        refuse_compaction(&parsed)?;
         let _admin = self.admin.lock().await;
         self.sync_catalog().await?;
         let siblings = self.topics(&name.tenant, &name.namespace);
@@ -515,7 +499,6 @@ impl Log for PulsarLog {
         let mut meta =
             self.catalog.read().topics.get(name).cloned().ok_or(StorageError::UnknownTopicOrPartition)?;
         meta.config = meta.config.changed(&self.defaults, change)?;
-        refuse_compaction(&meta.config)?;
         if validate_only {
             return Ok(meta);
         }
@@ -555,6 +538,12 @@ impl Log for PulsarLog {
         &self.defaults
     }
 
+    /// Topics with `cleanup.policy=compact` are compacted by their partitions' owner (see
+    /// `partition::compact`).
+    fn compacts(&self) -> bool {
+        true
+    }
+
     async fn append_counted(
         &self,
         name: &TopicName,
@@ -565,6 +554,10 @@ impl Log for PulsarLog {
         self.on_partition(name, partition, move |shared, p, meta| async move {
             let records = crate::storage::conform(&meta.config, records)?;
             let batches = batch::validate_with(&records, meta.config.max_message_bytes, counts)?;
+            if meta.config.cleanup_policy.compact {
+                let max = crate::storage::max_decompressed(&meta.config);
+                crate::storage::compaction::check_keys(&records, &batches, &meta.name, partition, max)?;
+            }
             p.append(&shared, records, batches, meta.config.entry_format).await
         })
         .await
@@ -693,6 +686,55 @@ impl Log for PulsarLog {
                 }
             }
             Ok(removed)
+        })
+        .await
+    }
+
+    /// A compaction pass over every partition of a compacted topic that this host has open
+    /// (see `partition::compact`); one that fails is logged and the others still run.
+    async fn clean(&self, now_ms: i64) -> Result<crate::storage::CleanStats, StorageError> {
+        let open: Vec<(
+            Arc<Partition>,
+            crate::storage::compaction::CleanConfig,
+            crate::storage::EntryFormat,
+        )> = {
+            let catalog = self.catalog.read();
+            self.partitions
+                .read()
+                .iter()
+                .filter_map(|((name, id, _), p)| {
+                    let t = catalog.topics.get(name).filter(|t| t.id == *id)?;
+                    t.config.cleanup_policy.compact.then(|| {
+                        (
+                            p.clone(),
+                            crate::storage::compaction::CleanConfig::of(&t.config),
+                            t.config.entry_format,
+                        )
+                    })
+                })
+                .collect()
+        };
+        if open.is_empty() {
+            return Ok(crate::storage::CleanStats::default());
+        }
+        let shared = self.shared.clone();
+        self.run(async move {
+            let mut stats = crate::storage::CleanStats::default();
+            let mut first_error = None;
+            for (p, config, format) in open {
+                match p.compact(&shared, &config, format, now_ms).await {
+                    Ok(Some(s)) => stats.add(s),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(topic = %p.topic, "compaction failed: {e}");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            match first_error {
+                Some(e) => Err(e),
+                None => Ok(stats),
+            }
         })
         .await
     }

@@ -26,6 +26,8 @@
 //! never fenced back, so two hosts cannot take a partition from each other in turn), recovers
 //! it again and writes a new fence marker, unless it finds a higher epoch than its own.
 
+mod compact;
+
 use super::client::{Bridge, OPERATION_TIMEOUT, Owned, within};
 use super::index::{self, IndexEntry, MsgId, ProducerInfo, Recovery};
 use super::props::{self, BatchInfo, Kind, Props};
@@ -103,6 +105,10 @@ struct State {
     high_watermark: i64,
     /// The latest appended batches, contiguous up to the high watermark.
     cache: VecDeque<(i64, Bytes)>,
+    /// Where the last compaction's rewrite ended (`compact`): the dirty part starts there.
+    cleaned_to: i64,
+    /// A compaction pass is running: retention and DeleteRecords wait for the next round.
+    compacting: bool,
     cache_bytes: usize,
 }
 
@@ -112,7 +118,40 @@ struct Writer {
     /// The id of the last message this writer sent.
     last: MsgId,
     producers: ProducerStateTable,
-    retention: Option<Owned<Consumer<Vec<u8>, TokioExecutor>>>,
+    retention: Option<Retention>,
+}
+
+/// The partition's `guise-retention` subscription (Failover). `_holder` keeps it and is its
+/// active consumer: it is never read, so the crate's consumer engine stops asking for messages
+/// once its queue is full. `acker`, of a lower priority, is never active while a holder is
+/// connected, so it receives nothing and its engine stays free to carry the acknowledgements
+/// (on an active consumer nobody reads, they would wait forever behind an undelivered message).
+struct Retention {
+    _holder: Owned<Consumer<Vec<u8>, TokioExecutor>>,
+    acker: Owned<Consumer<Vec<u8>, TokioExecutor>>,
+}
+
+impl Retention {
+    async fn open(
+        client: &super::client::Client,
+        topic: &str,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<Retention, StorageError> {
+        let holder = Owned::new(subscribe_retention(client, topic, 0).await?, handle.clone());
+        let acker = Owned::new(subscribe_retention(client, topic, 1).await?, handle.clone());
+        Ok(Retention { _holder: holder, acker })
+    }
+
+    /// Let Pulsar delete every message up to `last` (once no other subscription needs them).
+    async fn acknowledge_to(&mut self, topic: &str, last: MsgId) {
+        // What it received while it was the active one (its holder reconnecting), dropped.
+        while let Some(Some(_)) = futures::FutureExt::now_or_never(futures::StreamExt::next(&mut *self.acker))
+        {
+        }
+        if let Err(e) = self.acker.cumulative_ack_with_id(topic, last.to_data()).await {
+            tracing::warn!(topic, "cannot acknowledge messages Pulsar may now delete: {e}");
+        }
+    }
 }
 
 /// A fetch reader left where the last fetch stopped (dropped once idle for [`CURSOR_IDLE`]).
@@ -230,7 +269,7 @@ impl Partition {
 
         // Where the topic ends: nobody else can append while this producer holds it, so the
         // probe's id is the exact end (the broker's last message id may not be, see `reader`).
-        let probe = Props { topic_id: self.topic_id, epoch: 0, kind: Kind::Probe };
+        let probe = Props { topic_id: self.topic_id, epoch: 0, kind: Kind::Probe, copy: false };
         let end = send_all(&mut producer, vec![message(Vec::new(), &probe)])
             .await
             .map_err(|e| classify(e, "writing the probe"))?[0];
@@ -261,13 +300,14 @@ impl Partition {
             topic_id: self.topic_id,
             epoch,
             kind: Kind::Fence { next: recovered.next_offset, start: recovered.log_start },
+            copy: false,
         };
         let last = send_all(&mut producer, vec![message(Vec::new(), &fence)])
             .await
             .map_err(|e| classify(e, "writing the fence marker"))?[0];
 
-        let retention = match subscribe_retention(client, &self.topic).await {
-            Ok(c) => Some(Owned::new(c, handle.clone())),
+        let retention = match Retention::open(client, &self.topic, handle).await {
+            Ok(r) => Some(r),
             Err(e) => {
                 tracing::warn!(topic = %self.topic, "cannot hold the {RETENTION_SUBSCRIPTION} subscription (Pulsar may delete unread messages unless the namespace has a retention policy): {e}");
                 None
@@ -293,6 +333,7 @@ impl Partition {
             s.high_watermark = recovered.next_offset;
             s.cache.clear();
             s.cache_bytes = 0;
+            s.cleaned_to = recovered.cleaned_to;
             s.epoch = Some(epoch);
         }
         self.hwm.send_replace(recovered.next_offset);
@@ -359,22 +400,18 @@ impl Partition {
         let mut per_batch = Vec::with_capacity(stored.len());
         for (bytes, h) in stored.iter().zip(&headers) {
             let before = messages.len();
-            match format {
-                EntryFormat::Kafka => {
-                    let props = Props {
-                        topic_id: self.topic_id,
-                        epoch: w.epoch,
-                        kind: Kind::Kafka { base: h.base_offset, last: h.last_offset() },
-                    };
-                    messages.push(message(bytes.to_vec(), &props));
-                }
-                EntryFormat::Pulsar => {
-                    messages.extend(record_messages(bytes, h, self.topic_id, w.epoch, shared.max_payload)?)
-                }
-            }
+            messages.extend(batch_messages(
+                format,
+                bytes.to_vec(),
+                h,
+                self.topic_id,
+                w.epoch,
+                shared.max_payload,
+                false,
+            )?);
             per_batch.push((before, messages.len() - before));
         }
-        let sizes: Vec<usize> = messages.iter().map(|m| m.payload.len()).collect();
+        let sizes: Vec<u64> = messages.iter().map(|m| m.payload.len() as u64).collect();
         let ids = match self.send_checked(shared, w, messages).await {
             Ok(ids) => ids,
             Err(e) => return Err(self.failed(&mut guard, "appending", e).await),
@@ -388,12 +425,7 @@ impl Partition {
         {
             let mut s = self.state.write();
             for ((h, bytes), (first, count)) in headers.iter().zip(&stored).zip(per_batch) {
-                let mut entry = IndexEntry::of_batch(h, ids[first], w.epoch);
-                if format == EntryFormat::Pulsar {
-                    entry.messages = count as u32;
-                    entry.bytes = sizes[first..first + count].iter().map(|n| *n as u64).sum();
-                }
-                s.entries.push_back(entry);
+                s.entries.push_back(entry_of(h, &ids, &sizes, first, count, format, w.epoch));
                 s.cache_bytes += bytes.len();
                 s.cache.push_back((h.base_offset, bytes.clone()));
             }
@@ -741,6 +773,9 @@ impl Partition {
         }
         let (n, new_start, hwm, last_removed) = {
             let s = self.state.read();
+            if s.compacting {
+                return Ok(0);
+            }
             let mut total: u64 = s.entries.iter().map(|e| e.bytes).sum();
             // The newest batch goes too once it qualifies after all the others, as Kafka
             // deletes its active segment: the log start then moves to the high watermark.
@@ -776,6 +811,12 @@ impl Partition {
         }
         let (n, new_start, hwm, last_removed) = {
             let s = self.state.read();
+            if s.compacting {
+                return Err(StorageError::Unavailable(format!(
+                    "{}: a compaction is running; try again",
+                    self.topic
+                )));
+            }
             let offset = if offset == -1 { s.high_watermark } else { offset };
             if !(0..=s.high_watermark).contains(&offset) {
                 return Err(StorageError::OffsetOutOfRange {
@@ -811,6 +852,7 @@ impl Partition {
             topic_id: self.topic_id,
             epoch: w.epoch,
             kind: Kind::Fence { next: hwm, start: new_start },
+            copy: false,
         };
         if let Err(e) = self.send_checked(shared, w, vec![message(Vec::new(), &marker)]).await {
             return Err(self.failed(guard, "recording the new log start", e).await);
@@ -826,11 +868,8 @@ impl Partition {
             }
         }
         w.producers.evict_before(new_start);
-        if let (Some(consumer), Some(last)) = (w.retention.as_mut(), last_removed) {
-            let topic = self.topic.clone();
-            if let Err(e) = consumer.cumulative_ack_with_id(&topic, last.to_data()).await {
-                tracing::warn!(topic, "cannot acknowledge retained messages: {e}");
-            }
+        if let (Some(retention), Some(last)) = (w.retention.as_mut(), last_removed) {
+            retention.acknowledge_to(&self.topic, last).await;
         }
         Ok(())
     }
@@ -838,6 +877,45 @@ impl Partition {
 
 fn message(payload: Vec<u8>, props: &Props) -> Message {
     Message { payload, properties: props.encode().into_iter().collect(), ..Default::default() }
+}
+
+/// The messages of one stored batch (base offset patched in) in the topic's entry format; a
+/// compaction's `copy` of it when so marked.
+fn batch_messages(
+    format: EntryFormat,
+    stored: Vec<u8>,
+    header: &BatchHeader,
+    topic_id: uuid::Uuid,
+    epoch: u64,
+    max_payload: usize,
+    copy: bool,
+) -> Result<Vec<Message>, StorageError> {
+    match format {
+        EntryFormat::Kafka => {
+            let kind = Kind::Kafka { base: header.base_offset, last: header.last_offset() };
+            Ok(vec![message(stored, &Props { topic_id, epoch, kind, copy })])
+        }
+        EntryFormat::Pulsar => record_messages(&stored, header, topic_id, epoch, max_payload, copy),
+    }
+}
+
+/// The index entry of a batch sent as `count` messages from `ids[first]` (`sizes`: every sent
+/// message's payload bytes).
+fn entry_of(
+    header: &BatchHeader,
+    ids: &[MsgId],
+    sizes: &[u64],
+    first: usize,
+    count: usize,
+    format: EntryFormat,
+    epoch: u64,
+) -> IndexEntry {
+    let mut entry = IndexEntry::of_batch(header, ids[first], epoch);
+    if format == EntryFormat::Pulsar {
+        entry.messages = count as u32;
+        entry.bytes = sizes[first..first + count].iter().sum();
+    }
+    entry
 }
 
 /// Send `messages` in order and wait for every receipt; their message ids.
@@ -870,6 +948,7 @@ fn record_messages(
     topic_id: uuid::Uuid,
     epoch: u64,
     max_payload: usize,
+    copy: bool,
 ) -> Result<Vec<Message>, StorageError> {
     let decoded =
         records::decode(stored, MAX_DECODED).map_err(|e| StorageError::CorruptMessage(e.to_string()))?;
@@ -892,8 +971,12 @@ fn record_messages(
         max_timestamp: header.max_timestamp,
     };
     if recs.is_empty() {
-        let props =
-            Props { topic_id, epoch, kind: Kind::Record { offset: header.base_offset, batch: info(0) } };
+        let props = Props {
+            topic_id,
+            epoch,
+            kind: Kind::Record { offset: header.base_offset, batch: info(0) },
+            copy,
+        };
         return Ok(vec![message(Vec::new(), &props)]);
     }
     let mut out = Vec::with_capacity(recs.len());
@@ -908,7 +991,7 @@ fn record_messages(
         let offset = header.base_offset.checked_add(i64::from(r.offset_delta)).ok_or_else(|| {
             StorageError::CorruptMessage(format!("offset delta {} overflows", r.offset_delta))
         })?;
-        let props = Props { topic_id, epoch, kind: Kind::Record { offset, batch: info(i as u32) } };
+        let props = Props { topic_id, epoch, kind: Kind::Record { offset, batch: info(i as u32) }, copy };
         // Record headers first, ours last (a header named like ours is overwritten).
         let mut properties: std::collections::HashMap<String, String> =
             meta.properties.into_iter().map(|kv| (kv.key, kv.value)).collect();
@@ -1033,17 +1116,20 @@ fn take_batches(batches: impl Iterator<Item = Bytes>, max_bytes: usize, min_one:
     (!out.is_empty()).then(|| out.freeze())
 }
 
-/// Hold the durable `guise-retention` subscription on `topic` (never acknowledged past what
-/// Kafka retention deletes), so that Pulsar keeps its messages without a namespace retention
-/// policy, and does not delete the topic as inactive.
+/// A consumer of the durable `guise-retention` subscription on `topic` (never acknowledged past
+/// what Kafka retention or compaction lets go), so that Pulsar keeps its messages without a
+/// namespace retention policy, and does not delete the topic as inactive. `priority`: the
+/// Failover priority level (0 first).
 pub(super) async fn subscribe_retention(
     client: &super::client::Client,
     topic: &str,
+    priority: i32,
 ) -> Result<Consumer<Vec<u8>, TokioExecutor>, StorageError> {
     let options = ConsumerOptions {
         durable: Some(true),
         initial_position: InitialPosition::Earliest,
         receiver_queue_size: Some(1),
+        priority_level: Some(priority),
         ..Default::default()
     };
     within(
@@ -1108,7 +1194,7 @@ mod tests {
             b[..8].copy_from_slice(&40i64.to_be_bytes());
             let h = BatchHeader::parse(&b).unwrap();
             let t = uuid::Uuid::new_v4();
-            let msgs = record_messages(&b, &h, t, 3, 1 << 20).unwrap();
+            let msgs = record_messages(&b, &h, t, 3, 1 << 20, false).unwrap();
             assert_eq!(msgs.len(), 2);
             assert_eq!(msgs[0].partition_key.as_deref(), Some("k1"));
             assert_eq!(msgs[0].properties.get("h").map(String::as_str), Some("x"));

@@ -9,6 +9,13 @@
 //! | one record (format `pulsar`) | `guise.offset` = the record's offset, `guise.batch` = the Kafka batch it came from |
 //! | fence marker (empty payload) | `guise.fence` = next offset, `guise.start` = log start offset |
 //! | probe (empty payload) | `guise.probe` = `1`: a no-op that a writer appends to learn where the topic ends |
+//! | compaction's copy (a Kafka batch or one record) | as a batch or record above, and `guise.copy` = `1` |
+//! | compaction's commit (empty payload) | `guise.compacted` = the offset up to which it rewrote, `guise.start` = log start offset |
+//!
+//! A compaction of the partition (`cleanup.policy=compact`, see `compact`) appends the kept
+//! batches of everything written so far as copies, in offset order, then the commit marker:
+//! from the marker on, the copies are the partition up to `guise.compacted`, and every message
+//! before the first copy is obsolete.
 //!
 //! `guise.batch` is `base last producer-id producer-epoch base-sequence codec index count
 //! max-timestamp`: message `index` of the `count` records of the batch (an empty batch, which
@@ -27,6 +34,8 @@ pub const FENCE: &str = "guise.fence";
 pub const START: &str = "guise.start";
 pub const NULL: &str = "guise.null";
 pub const PROBE: &str = "guise.probe";
+pub const COPY: &str = "guise.copy";
+pub const COMPACTED: &str = "guise.compacted";
 
 /// The largest last offset of a stored batch (the offset after it must fit in an i64): a
 /// message claiming more is malformed, never a cause of overflow.
@@ -113,6 +122,9 @@ pub enum Kind {
     Fence { next: i64, start: i64 },
     /// Nothing: a writer marked the end of the topic (readers and recovery skip it).
     Probe,
+    /// A compaction's commit: the copies since the previous non-copy message are the partition
+    /// up to `upto` (the next offset, unchanged); the log starts at `start`.
+    Compacted { upto: i64, start: i64 },
 }
 
 /// A message's properties, parsed.
@@ -121,6 +133,8 @@ pub struct Props {
     pub topic_id: uuid::Uuid,
     pub epoch: u64,
     pub kind: Kind,
+    /// A compaction's copy of a batch or record written before (only with `Kafka`/`Record`).
+    pub copy: bool,
 }
 
 impl Props {
@@ -144,6 +158,13 @@ impl Props {
                 out.push((START.into(), start.to_string()));
             }
             Kind::Probe => out.push((PROBE.into(), "1".into())),
+            Kind::Compacted { upto, start } => {
+                out.push((COMPACTED.into(), upto.to_string()));
+                out.push((START.into(), start.to_string()));
+            }
+        }
+        if self.copy {
+            out.push((COPY.into(), "1".into()));
         }
         out
     }
@@ -153,7 +174,7 @@ impl Props {
     pub fn parse<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Props> {
         let (mut topic_id, mut epoch, mut offset, mut last, mut batch, mut fence, mut start) =
             (None, None, None, None, None, None, None);
-        let mut probe = false;
+        let (mut probe, mut copy, mut compacted) = (false, false, None);
         for (k, v) in props {
             match k {
                 TOPIC_ID => topic_id = uuid::Uuid::parse_str(v).ok(),
@@ -164,10 +185,18 @@ impl Props {
                 FENCE => fence = v.parse::<i64>().ok(),
                 START => start = v.parse::<i64>().ok(),
                 PROBE => probe = v == "1",
+                COPY => copy = v == "1",
+                COMPACTED => compacted = v.parse::<i64>().ok(),
                 _ => {}
             }
         }
-        let kind = match (offset, last, batch, fence, probe) {
+        let kind = match (offset, last, batch, fence.or(compacted), probe) {
+            (None, None, None, Some(upto), false) if compacted.is_some() => {
+                if fence.is_some() || copy || !(0..=MAX_LAST).contains(&upto) {
+                    return None;
+                }
+                Kind::Compacted { upto, start: start.filter(|s| (0..=upto).contains(s)).unwrap_or(0) }
+            }
             (Some(base), Some(last), None, None, false) if base >= 0 && (base..=MAX_LAST).contains(&last) => {
                 Kind::Kafka { base, last }
             }
@@ -182,7 +211,10 @@ impl Props {
             (None, None, None, None, true) => Kind::Probe,
             _ => return None,
         };
-        Some(Props { topic_id: topic_id?, epoch: epoch?, kind })
+        if copy && !matches!(kind, Kind::Kafka { .. } | Kind::Record { .. }) {
+            return None;
+        }
+        Some(Props { topic_id: topic_id?, epoch: epoch?, kind, copy })
     }
 }
 
@@ -199,9 +231,11 @@ mod tests {
     #[test]
     fn properties_round_trip() {
         let topic_id = uuid::Uuid::new_v4();
-        round_trip(Props { topic_id, epoch: 3, kind: Kind::Kafka { base: 10, last: 14 } });
-        round_trip(Props { topic_id, epoch: 1, kind: Kind::Fence { next: 15, start: 4 } });
-        round_trip(Props { topic_id, epoch: 0, kind: Kind::Probe });
+        round_trip(Props { topic_id, epoch: 3, kind: Kind::Kafka { base: 10, last: 14 }, copy: false });
+        round_trip(Props { topic_id, epoch: 1, kind: Kind::Fence { next: 15, start: 4 }, copy: false });
+        round_trip(Props { topic_id, epoch: 0, kind: Kind::Probe, copy: false });
+        round_trip(Props { topic_id, epoch: 3, kind: Kind::Kafka { base: 10, last: 14 }, copy: true });
+        round_trip(Props { topic_id, epoch: 3, kind: Kind::Compacted { upto: 15, start: 2 }, copy: false });
         let batch = BatchInfo {
             base: 20,
             last: 22,
@@ -213,9 +247,14 @@ mod tests {
             count: 3,
             max_timestamp: -5,
         };
-        round_trip(Props { topic_id, epoch: 9, kind: Kind::Record { offset: 21, batch } });
+        round_trip(Props { topic_id, epoch: 9, kind: Kind::Record { offset: 21, batch }, copy: false });
         let empty = BatchInfo { count: 0, index: 0, ..batch };
-        round_trip(Props { topic_id, epoch: 9, kind: Kind::Record { offset: 20, batch: empty } });
+        round_trip(Props {
+            topic_id,
+            epoch: 9,
+            kind: Kind::Record { offset: 20, batch: empty },
+            copy: false,
+        });
     }
 
     #[test]
@@ -238,6 +277,13 @@ mod tests {
         assert_eq!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (FENCE, "3"), (OFFSET, "3"), (LAST, "3")]), None);
         assert!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (FENCE, "3")]).is_some());
         assert_eq!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (FENCE, "3"), (PROBE, "1")]), None);
+        assert_eq!(
+            parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (FENCE, "3"), (COPY, "1")]),
+            None,
+            "a copied fence"
+        );
+        assert_eq!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (FENCE, "3"), (COMPACTED, "3")]), None);
+        assert_eq!(parse(&[(TOPIC_ID, &id), (EPOCH, "1"), (COMPACTED, "3"), (COPY, "1")]), None);
         assert!(is_ours(EPOCH) && !is_ours("trace-id"));
         // Offsets whose successor does not fit in an i64.
         let max = i64::MAX.to_string();

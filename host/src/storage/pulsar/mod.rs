@@ -346,6 +346,22 @@ impl PulsarLog {
         self.run(f(self.shared.clone(), p, meta)).await
     }
 
+    /// The partitions open on this host whose topic's configs `select` something from.
+    fn open_partitions<T>(
+        &self,
+        select: impl Fn(&crate::storage::TopicConfig) -> Option<T>,
+    ) -> Vec<(Arc<Partition>, T)> {
+        let catalog = self.catalog.read();
+        self.partitions
+            .read()
+            .iter()
+            .filter_map(|((name, id, _), p)| {
+                let t = catalog.topics.get(name).filter(|t| t.id == *id)?;
+                select(&t.config).map(|x| (p.clone(), x))
+            })
+            .collect()
+    }
+
     /// Reserve the next block of producer ids (a claim in the producer-ids log).
     async fn reserve_ids(&self, state: &mut IdState) -> Result<(), StorageError> {
         loop {
@@ -660,26 +676,17 @@ impl Log for PulsarLog {
     }
 
     async fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
-        let open: Vec<(Arc<Partition>, i64, i64)> = {
-            let catalog = self.catalog.read();
-            self.partitions
-                .read()
-                .iter()
-                .filter_map(|((name, id, _), p)| {
-                    let t = catalog.topics.get(name).filter(|t| t.id == *id)?;
-                    let c = &t.config;
-                    (c.cleanup_policy.delete && (c.retention_ms >= 0 || c.retention_bytes >= 0))
-                        .then(|| (p.clone(), c.retention_ms, c.retention_bytes))
-                })
-                .collect()
-        };
+        let open = self.open_partitions(|c| {
+            (c.cleanup_policy.delete && (c.retention_ms >= 0 || c.retention_bytes >= 0))
+                .then_some((c.retention_ms, c.retention_bytes))
+        });
         if open.is_empty() {
             return Ok(0);
         }
         let shared = self.shared.clone();
         self.run(async move {
             let mut removed = 0;
-            for (p, ms, bytes) in open {
+            for (p, (ms, bytes)) in open {
                 match p.apply_retention(&shared, ms, bytes, now_ms).await {
                     Ok(n) => removed += n,
                     Err(e) => tracing::warn!(topic = %p.topic, "retention: {e}"),
@@ -693,27 +700,9 @@ impl Log for PulsarLog {
     /// A compaction pass over every partition of a compacted topic that this host has open
     /// (see `partition::compact`); one that fails is logged and the others still run.
     async fn clean(&self, now_ms: i64) -> Result<crate::storage::CleanStats, StorageError> {
-        let open: Vec<(
-            Arc<Partition>,
-            crate::storage::compaction::CleanConfig,
-            crate::storage::EntryFormat,
-        )> = {
-            let catalog = self.catalog.read();
-            self.partitions
-                .read()
-                .iter()
-                .filter_map(|((name, id, _), p)| {
-                    let t = catalog.topics.get(name).filter(|t| t.id == *id)?;
-                    t.config.cleanup_policy.compact.then(|| {
-                        (
-                            p.clone(),
-                            crate::storage::compaction::CleanConfig::of(&t.config),
-                            t.config.entry_format,
-                        )
-                    })
-                })
-                .collect()
-        };
+        let open = self.open_partitions(|c| {
+            c.cleanup_policy.compact.then(|| (crate::storage::compaction::CleanConfig::of(c), c.entry_format))
+        });
         if open.is_empty() {
             return Ok(crate::storage::CleanStats::default());
         }
@@ -721,7 +710,7 @@ impl Log for PulsarLog {
         self.run(async move {
             let mut stats = crate::storage::CleanStats::default();
             let mut first_error = None;
-            for (p, config, format) in open {
+            for (p, (config, format)) in open {
                 match p.compact(&shared, &config, format, now_ms).await {
                     Ok(Some(s)) => stats.add(s),
                     Ok(None) => {}

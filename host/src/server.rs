@@ -191,6 +191,8 @@ impl Server {
             coord: coord.clone(),
             internal: internal.clone(),
         });
+        // Pulsar applications' writes to ingress topics come in through the same door.
+        log.serve_ingress(Arc::downgrade(&front_log));
         let runtime = Arc::new(Runtime::on(compiler, ctx, limits)?);
         let registry = Arc::new(Registry::open(
             RegistryConfig {

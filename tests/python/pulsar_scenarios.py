@@ -52,11 +52,13 @@ def consume(url, topic, n, sub="kafka-interop"):
     return out
 
 
-def produce_codecs(url, topic, per_codec):
-    """Batched, asynchronous sends with each codec: key, properties and event time per message."""
+def produce_codecs(url, topic, per_codec, codecs=",".join(COMPRESSIONS)):
+    """Batched, asynchronous sends with each codec (of a comma-separated list): key, properties
+    and event time per message."""
     c = client(url)
     sent = 0
-    for name, codec in COMPRESSIONS.items():
+    for name in codecs.split(","):
+        codec = COMPRESSIONS[name]
         p = c.create_producer(topic, compression_type=codec, batching_enabled=True,
                               batching_max_publish_delay_ms=5)
         for i in range(int(per_codec)):
@@ -398,8 +400,20 @@ def consume_until_idle(url, topic, idle_ms="3000"):
     return out
 
 
+def produce_values(url, topic, *values):
+    """One unbatched send per value, in order, without a key."""
+    c = client(url)
+    p = c.create_producer(topic, batching_enabled=False)
+    for v in values:
+        p.send(v.encode())
+    p.close()
+    c.close()
+    return {"sent": len(values)}
+
+
 SCENARIOS = {
     "consume_until_idle": consume_until_idle,
+    "produce_values": produce_values,
     "observe": observe,
     "schema_and_pattern": schema_and_pattern,
     "consume": consume,

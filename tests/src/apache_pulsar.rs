@@ -312,6 +312,17 @@ pub fn hs256_token(secret: &[u8], role: &str) -> String {
 /// Java client (`pulsar-client` 4.2, `tests/pulsar-client`) until none comes for 3 s: a JSON
 /// array of `{key, data (base64), event_time, topic, properties, null_value}`.
 pub fn java_client_read(url: &str, topic: &str) -> serde_json::Value {
+    java_client("PulsarRead", &[url, topic, "3000"])
+}
+
+/// Send `n` messages to `topic` with the official Java client (batched, asynchronous): message
+/// i has key `PREFIX-key-i`, payload `PREFIX-i`, property `i` and event time 1600000000000 + i.
+pub fn java_client_write(url: &str, topic: &str, n: usize, prefix: &str) {
+    java_client("PulsarWrite", &[url, topic, &n.to_string(), prefix]);
+}
+
+/// Run `guise.MAIN` of `tests/pulsar-client` with `args`; the JSON its last line prints.
+fn java_client(main: &str, args: &[&str]) -> serde_json::Value {
     static CP: OnceLock<String> = OnceLock::new();
     let cp = CP.get_or_init(|| {
         let project = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pulsar-client");
@@ -321,26 +332,18 @@ pub fn java_client_read(url: &str, topic: &str) -> serde_json::Value {
         format!("{}:{deps}", classes.display())
     });
     let out = Command::new("java")
-        .args([
-            "-Xmx256m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            "-cp",
-            cp,
-            "guise.PulsarRead",
-            url,
-            topic,
-            "3000",
-        ])
+        .args(["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", cp])
+        .arg(format!("guise.{main}"))
+        .args(args)
         .output()
         .expect("running java");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "PulsarRead failed ({}):\n{stdout}\n{}",
+        "{main} failed ({}):\n{stdout}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("PulsarRead printed no JSON ({e}):\n{stdout}"))
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{main} printed no JSON ({e}):\n{stdout}"))
 }

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 /// on every backend so that a topic's configs do not depend on where it lives; the embedded log
 /// stores Kafka batches whatever it says. Fixed at creation.
 pub const ENTRY_FORMAT: &str = "guise.entry.format";
+/// Whether Pulsar applications may write to the topic through its ingress topic (the `pulsar`
+/// backend; see `docs/pulsar.md`). Accepted everywhere, as the entry format is; may be altered.
+pub const INGRESS: &str = "guise.pulsar.ingress";
 /// `cleanup.policy`.
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
 
@@ -169,8 +172,15 @@ const DEFS: &[Def] = &[
     Def { name: "unclean.leader.election.enable", kind: Kind::Bool, default: DefaultValue::Const("false") },
 ];
 
+/// Guise's own topic configs that are altered like Kafka's (the entry format, fixed at creation,
+/// is handled apart).
+const GUISE_DEFS: &[Def] = &[Def { name: INGRESS, kind: Kind::Bool, default: DefaultValue::Const("false") }];
+
 fn def(name: &str) -> Option<&'static Def> {
-    DEFS.binary_search_by(|d| d.name.cmp(name)).ok().map(|i| &DEFS[i])
+    DEFS.binary_search_by(|d| d.name.cmp(name))
+        .ok()
+        .map(|i| &DEFS[i])
+        .or_else(|| GUISE_DEFS.iter().find(|d| d.name == name))
 }
 
 /// Kafka's words for a value a config does not take.
@@ -384,6 +394,8 @@ pub struct TopicConfig {
     pub compression: Option<u8>,
     /// guise.entry.format (the `pulsar` backend only)
     pub entry_format: EntryFormat,
+    /// guise.pulsar.ingress (the `pulsar` backend only)
+    pub ingress: bool,
     /// The configs this topic overrides, normalized (name -> value). They are what is persisted:
     /// the other values follow the broker defaults, also after a restart.
     pub overrides: BTreeMap<String, String>,
@@ -539,6 +551,7 @@ impl TopicConfig {
                 Some("pulsar") => EntryFormat::Pulsar,
                 _ => EntryFormat::Kafka,
             },
+            ingress: get(INGRESS) == "true",
             overrides,
         };
         if config.min_compaction_lag_ms > config.max_compaction_lag_ms {
@@ -571,7 +584,7 @@ impl TopicConfig {
             }
         };
         let mut out: Vec<ConfigEntry> =
-            DEFS.iter().map(|d| entry(d.name, d.default_value(defaults))).collect();
+            DEFS.iter().chain(GUISE_DEFS).map(|d| entry(d.name, d.default_value(defaults))).collect();
         out.push(entry(ENTRY_FORMAT, EntryFormat::Kafka.as_str().to_string()));
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
@@ -633,7 +646,7 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(names, sorted);
         // Kafka 4.4's 37 topic configs, and Guise's entry format.
-        assert_eq!(entries.len(), 38);
+        assert_eq!(entries.len(), 39);
     }
 
     #[test]

@@ -70,6 +70,10 @@ macro_rules! delegate_log {
             self.$inner().compacts()
         }
 
+        fn serve_ingress(&self, front: std::sync::Weak<dyn $crate::storage::Log>) {
+            self.$inner().serve_ingress(front)
+        }
+
         fn topic(&self, name: &$crate::storage::TopicName) -> Option<$crate::storage::TopicMeta> {
             self.$inner().topic(name)
         }
@@ -195,14 +199,14 @@ impl DelayedLog {
 }
 
 delegate_log!(DelayedLog, inner, {
-    async fn append_counted(
+    async fn append_with(
         &self,
         name: &super::TopicName,
         partition: i32,
         records: bytes::Bytes,
-        counts: crate::record::batch::Counts,
+        how: super::Append,
     ) -> Result<super::AppendInfo, super::StorageError> {
         tokio::time::sleep(self.delay).await;
-        self.inner.append_counted(name, partition, records, counts).await
+        self.inner.append_with(name, partition, records, how).await
     }
 });

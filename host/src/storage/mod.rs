@@ -18,8 +18,8 @@ pub mod pulsar;
 pub use crate::record::TopicName;
 use crate::record::batch;
 pub use config::{
-    AlterOp, CLEANUP_POLICY, CleanupPolicy, ConfigEntry, ENTRY_FORMAT, EntryFormat, FsyncPolicy, LogDefaults,
-    TimestampType, TopicConfig,
+    AlterOp, CLEANUP_POLICY, CleanupPolicy, ConfigEntry, ENTRY_FORMAT, EntryFormat, FsyncPolicy, INGRESS,
+    LogDefaults, TimestampType, TopicConfig,
 };
 pub use delay::DelayedLog;
 pub(crate) use delay::delegate_log;
@@ -204,6 +204,54 @@ pub(crate) fn check_delete_records(meta: &TopicMeta) -> Result<(), StorageError>
     }
 }
 
+/// A message of a Pulsar ingress topic, in the order Pulsar delivers them (ledger, entry, index
+/// in its batch; -1 when not batched): what an ingress append came from (see
+/// `docs/architecture.md`, "Pulsar applications on the backend's topics").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IngressMark {
+    pub ledger: u64,
+    pub entry: u64,
+    pub index: i32,
+}
+
+impl std::fmt::Display for IngressMark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.ledger, self.entry, self.index)
+    }
+}
+
+impl std::str::FromStr for IngressMark {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let mut it = s.split(':');
+        let mut next = || it.next().ok_or(());
+        let mark = IngressMark {
+            ledger: next()?.parse().map_err(drop)?,
+            entry: next()?.parse().map_err(drop)?,
+            index: next()?.parse().map_err(drop)?,
+        };
+        if it.next().is_some() || mark.index < -1 {
+            return Err(());
+        }
+        Ok(mark)
+    }
+}
+
+/// How an append's batches are checked, and where they came from.
+#[derive(Clone, Copy, Debug)]
+pub struct Append {
+    /// [`Log::append`]: exact record counts; [`Log::append_host`]: producer sequence spans.
+    pub counts: batch::Counts,
+    /// The last ingress message the batches were made from ([`Log::append_ingress`]).
+    pub ingress: Option<IngressMark>,
+}
+
+impl Append {
+    pub const CLIENT: Append = Append { counts: batch::Counts::Exact, ingress: None };
+    pub const HOST: Append = Append { counts: batch::Counts::Span, ingress: None };
+}
+
 /// Where an append landed.
 #[derive(Clone, Copy, Debug)]
 pub struct AppendInfo {
@@ -359,7 +407,7 @@ pub trait Log: Send + Sync + 'static {
         partition: i32,
         records: bytes::Bytes,
     ) -> Result<AppendInfo, StorageError> {
-        self.append_counted(name, partition, records, batch::Counts::Exact).await
+        self.append_with(name, partition, records, Append::CLIENT).await
     }
 
     /// [`append`](Log::append) for batches the host built itself (a tenant transform's output):
@@ -371,18 +419,41 @@ pub trait Log: Send + Sync + 'static {
         partition: i32,
         records: bytes::Bytes,
     ) -> Result<AppendInfo, StorageError> {
-        self.append_counted(name, partition, records, batch::Counts::Span).await
+        self.append_with(name, partition, records, Append::HOST).await
     }
 
-    /// What [`append`](Log::append) and [`append_host`](Log::append_host) do, with how record
-    /// counts are checked; each backend implements this one.
-    async fn append_counted(
+    /// [`append`](Log::append) of records a Pulsar application wrote to the partition's ingress
+    /// topic, made from the ingress messages up to `mark` (transformed as a client's produce).
+    /// The backend stores `mark` with them, so that whoever owns the partition next knows which
+    /// ingress messages are in the log; an append whose mark is not past the partition's last
+    /// one appends nothing (a redelivery).
+    async fn append_ingress(
         &self,
         name: &TopicName,
         partition: i32,
         records: bytes::Bytes,
-        counts: batch::Counts,
+        mark: IngressMark,
+    ) -> Result<AppendInfo, StorageError> {
+        let how = Append { counts: batch::Counts::Exact, ingress: Some(mark) };
+        self.append_with(name, partition, records, how).await
+    }
+
+    /// What [`append`](Log::append), [`append_host`](Log::append_host) and
+    /// [`append_ingress`](Log::append_ingress) do; each backend implements this one.
+    async fn append_with(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+        how: Append,
     ) -> Result<AppendInfo, StorageError>;
+
+    /// Start what this backend runs on behalf of the front ends (the Pulsar backend: the
+    /// ingress of topics with `guise.pulsar.ingress`, appended through `front`, the log the
+    /// front ends hold, so that transforms apply). Others have nothing to start.
+    fn serve_ingress(&self, front: std::sync::Weak<dyn Log>) {
+        let _ = front;
+    }
 
     /// The idempotent-producer checks an append of `header` would meet now, changing nothing:
     /// Some((base offset, last offset)) for a retry of a stored batch, None for a batch that

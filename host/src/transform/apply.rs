@@ -16,7 +16,7 @@
 use super::{Binding, Policy, Transforms};
 use crate::record::batch::{self, BatchHeader};
 use crate::record::records::{self, EncodeSpec, Header as LogHeader, Record as LogRecord};
-use crate::storage::{AppendInfo, StorageError, TopicMeta, TopicName};
+use crate::storage::{AppendInfo, IngressMark, StorageError, TopicMeta, TopicName};
 use crate::wasm::transform::{
     Emitted, Header as GuestHeader, InputBatch, Record as GuestRecord, TransformFailure,
 };
@@ -30,13 +30,14 @@ const LOG_EVERY: u64 = 1000;
 
 impl Transforms {
     /// Append `records` (a produce request's batches for one partition of a topic `binding`
-    /// runs on) through the transform.
+    /// runs on, or an ingress append's up to `ingress`) through the transform.
     pub async fn apply(
         &self,
         binding: &Binding,
         topic: &TopicName,
         partition: i32,
         records: Bytes,
+        ingress: Option<IngressMark>,
     ) -> Result<AppendInfo, StorageError> {
         let module = match &binding.module {
             Ok(m) => m,
@@ -149,10 +150,13 @@ impl Transforms {
         }
         if input.is_empty() {
             // Every record dropped and no producer state to keep: nothing appended, no offset.
+            // (An ingress append's mark is not stored either: if its messages come again, the
+            // transform drops them again.)
             let (start, _) = log.offsets(topic, partition).await?;
             return Ok(AppendInfo { base_offset: -1, last_offset: -1, log_start_offset: start });
         }
-        log.append_host(topic, partition, Bytes::from(input)).await
+        let how = crate::storage::Append { counts: batch::Counts::Span, ingress };
+        log.append_with(topic, partition, Bytes::from(input), how).await
     }
 
     async fn call(

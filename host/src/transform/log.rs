@@ -6,7 +6,7 @@
 
 use super::Transforms;
 use crate::record::batch::Counts;
-use crate::storage::{AppendInfo, Log, StorageError, TopicName};
+use crate::storage::{Append, AppendInfo, Log, StorageError, TopicName};
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -22,18 +22,18 @@ impl TransformingLog {
 }
 
 crate::storage::delegate_log!(TransformingLog, raw, {
-    async fn append_counted(
+    async fn append_with(
         &self,
         name: &TopicName,
         partition: i32,
         records: Bytes,
-        counts: Counts,
+        how: Append,
     ) -> Result<AppendInfo, StorageError> {
-        match counts {
-            // A client's produce.
-            Counts::Exact => self.transforms.append(name, partition, records).await,
+        match how.counts {
+            // A client's produce, or a Pulsar application's through an ingress topic.
+            Counts::Exact => self.transforms.append_from(name, partition, records, how.ingress).await,
             // Batches the host built itself are never transformed again.
-            Counts::Span => self.raw().append_counted(name, partition, records, counts).await,
+            Counts::Span => self.raw().append_with(name, partition, records, how).await,
         }
     }
 });

@@ -15,7 +15,7 @@ mod apply;
 #[cfg(test)]
 mod tests;
 
-use crate::storage::{AppendInfo, Log, StorageError, TopicName};
+use crate::storage::{AppendInfo, IngressMark, Log, StorageError, TopicName};
 use crate::tenant::{InternalTopics, TenantId, names::validate_topic_name};
 use crate::wasm::registry::{Activation, Slot, StoreLink, transform_scope};
 use crate::wasm::{
@@ -555,17 +555,20 @@ impl Transforms {
 
     /// A produce to `name`: through the transform bound to it, or, for topics without one, the
     /// bytes as they are to the log (the zero-copy path). Transforms are bound to topics of the
-    /// host's namespace; a Pulsar client may name others.
-    async fn append(
+    /// host's namespace; a Pulsar client may name others. `ingress`: the records come from the
+    /// partition's ingress topic, up to that message (see [`Log::append_ingress`]).
+    async fn append_from(
         &self,
         name: &TopicName,
         partition: i32,
         records: bytes::Bytes,
+        ingress: Option<IngressMark>,
     ) -> Result<AppendInfo, StorageError> {
         let bound = name.namespace == self.shared.cfg.namespace;
-        match self.binding(&name.tenant, &name.topic).filter(|_| bound) {
-            Some(binding) => self.apply(&binding, name, partition, records).await,
-            None => self.shared.log.append(name, partition, records).await,
+        match (self.binding(&name.tenant, &name.topic).filter(|_| bound), ingress) {
+            (Some(binding), _) => self.apply(&binding, name, partition, records, ingress).await,
+            (None, Some(mark)) => self.shared.log.append_ingress(name, partition, records, mark).await,
+            (None, None) => self.shared.log.append(name, partition, records).await,
         }
     }
 }

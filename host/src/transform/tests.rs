@@ -139,7 +139,7 @@ fn a_dropping_transform_keeps_the_producers_sequence() {
     fx.deploy("drop", &["t"], "reject", "drop").unwrap();
     let apply = |fx: &Fixture, b: Vec<u8>| {
         let binding = fx.transforms.binding("public", "t").unwrap();
-        wait(fx.transforms.apply(&binding, &topic, 0, b.into()))
+        wait(fx.transforms.apply(&binding, &topic, 0, b.into(), None))
     };
     let calls = |fx: &Fixture| fx.transforms.show("public", "drop").unwrap().module.versions[0].stats.calls;
 
@@ -178,6 +178,7 @@ fn a_failing_batch_follows_the_policy() {
             &TopicName::new("public", "default", t),
             0,
             idempotent_batch(2, -1, -1, -1).into(),
+            None,
         ))
     };
     assert!(matches!(apply("r"), Err(StorageError::InvalidRecord(m)) if m.contains("policy is reject")));
@@ -204,8 +205,8 @@ fn an_unloadable_transform_fails_closed() {
     }
     let fx = fx.restart();
     let binding = fx.transforms.binding("public", "a").expect("still bound");
-    let err =
-        wait(fx.transforms.apply(&binding, &topic, 0, idempotent_batch(1, -1, -1, -1).into())).unwrap_err();
+    let err = wait(fx.transforms.apply(&binding, &topic, 0, idempotent_batch(1, -1, -1, -1).into(), None))
+        .unwrap_err();
     assert!(matches!(&err, StorageError::Busy(m) if m.contains("could not be loaded")), "{err}");
     assert_eq!(wait(fx.log.offsets(&topic, 0)).unwrap().1, 0, "nothing written");
     fx.transforms.delete("public", "one").unwrap();

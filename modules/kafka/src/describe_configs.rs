@@ -64,6 +64,7 @@ const TOPIC_CONFIGS: &[(&str, i8, Option<&str>, &str)] = &[
     ("flush.ms", ty::LONG, Some("log.flush.interval.ms"), "Maximum time between forced flushes to disk."),
     ("follower.replication.throttled.replicas", ty::LIST, None, "Replicas whose replication is throttled on followers."),
     ("guise.entry.format", ty::STRING, None, "On the pulsar storage backend, what one Pulsar message holds: kafka (a record batch) or pulsar (a record)."),
+    ("guise.pulsar.ingress", ty::BOOLEAN, None, "On the pulsar storage backend, whether Pulsar applications may write to the topic through its ingress topic (TOPIC:ingress)."),
     ("index.interval.bytes", ty::INT, Some("log.index.interval.bytes"), "Bytes between offset index entries."),
     ("leader.replication.throttled.replicas", ty::LIST, None, "Replicas whose replication is throttled on the leader."),
     ("local.retention.bytes", ty::LONG, Some("log.local.retention.bytes"), "Bytes kept locally when tiered storage is on."),

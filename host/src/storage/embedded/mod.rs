@@ -533,14 +533,15 @@ impl Log for EmbeddedLog {
         true
     }
 
-    async fn append_counted(
+    /// The embedded log has no ingress topics: `how.ingress` is never set here.
+    async fn append_with(
         &self,
         name: &TopicName,
         partition: i32,
         records: bytes::Bytes,
-        counts: batch::Counts,
+        how: crate::storage::Append,
     ) -> Result<AppendInfo, StorageError> {
-        EmbeddedLog::append_counted(self, name, partition, records, counts)
+        EmbeddedLog::append_counted(self, name, partition, records, how.counts)
     }
 
     async fn producer_precheck(

@@ -15,7 +15,11 @@
 
 use super::props::{BatchInfo, Kind, Props};
 use crate::record::batch::{self, BatchHeader};
+use crate::storage::IngressMark;
 use crate::storage::producers::ProducerStateTable;
+
+/// Ingress marks kept with the offsets of their entries; older ones fold into one.
+const MARKS_KEPT: usize = 256;
 
 /// A Pulsar message id, as far as ordering goes (our messages are never batched).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -244,6 +248,10 @@ pub struct Recovery {
     exact_start: bool,
     /// The offset up to which the last compaction rewrote the partition.
     cleaned_to: i64,
+    /// The ingress marks of accepted entries, by the entry's last offset (a fence may still
+    /// drop the entries, and their marks with them), and the highest mark folded or committed.
+    marks: std::collections::VecDeque<(i64, IngressMark)>,
+    mark_floor: Option<IngressMark>,
     pub skipped: u64,
 }
 
@@ -257,6 +265,8 @@ pub struct Recovered {
     pub producers: ProducerStateTable,
     /// Where the last compaction's rewrite ended (the log start when none did).
     pub cleaned_to: i64,
+    /// The last ingress message in the log.
+    pub ingress: Option<IngressMark>,
 }
 
 impl Recovery {
@@ -270,7 +280,29 @@ impl Recovery {
             start: 0,
             exact_start: false,
             cleaned_to: 0,
+            marks: Default::default(),
+            mark_floor: None,
             skipped: 0,
+        }
+    }
+
+    /// Take the ingress mark of the message just fed, which `feed` answered with `seen`: it
+    /// counts once its entry is accepted, or from a compaction's commit.
+    pub fn feed_mark(&mut self, seen: Seen, mark: Option<IngressMark>) {
+        let Some(mark) = mark else { return };
+        match seen {
+            Seen::Accepted => {
+                if let Some(e) = self.track.entries.last() {
+                    self.marks.push_back((e.last, mark));
+                }
+                if self.marks.len() > MARKS_KEPT
+                    && let Some((_, old)) = self.marks.pop_front()
+                {
+                    self.mark_floor = self.mark_floor.max(Some(old));
+                }
+            }
+            Seen::Compacted => self.mark_floor = self.mark_floor.max(Some(mark)),
+            _ => {}
         }
     }
 
@@ -344,6 +376,7 @@ impl Recovery {
                 self.max_epoch = props.epoch;
                 self.after_fence = true;
                 self.track.entries.retain(|e| e.last < next);
+                self.marks.retain(|(last, _)| *last < next);
                 self.track.next = Some(next);
                 self.start = self.start.max(start).min(next);
                 self.cleaned_to = self.cleaned_to.min(next);
@@ -379,7 +412,16 @@ impl Recovery {
             }
         }
         let cleaned_to = self.cleaned_to.clamp(log_start, next_offset);
-        Recovered { entries, log_start, next_offset, max_epoch: self.max_epoch, producers, cleaned_to }
+        let ingress = self.marks.iter().map(|(_, m)| *m).max().max(self.mark_floor);
+        Recovered {
+            entries,
+            log_start,
+            next_offset,
+            max_epoch: self.max_epoch,
+            producers,
+            cleaned_to,
+            ingress,
+        }
     }
 }
 
@@ -449,6 +491,41 @@ mod tests {
         assert_eq!(find(&r.entries, 4), Some(1));
         assert_eq!(find(&r.entries, 0), Some(0));
         assert_eq!(find(&r.entries, 5), None);
+    }
+
+    #[test]
+    fn the_last_ingress_mark_is_the_one_of_an_entry_the_log_kept() {
+        let t = uuid::Uuid::new_v4();
+        let mark = |entry: u64| Some(IngressMark { ledger: 7, entry, index: -1 });
+        let mut r = Recovery::new(t);
+        let feed = |r: &mut Recovery, (props, payload): (Option<Props>, Vec<u8>), m| {
+            let seen = r.feed(id(0), props, &payload);
+            r.feed_mark(seen, m);
+        };
+        feed(&mut r, fence(t, 1, 0), None);
+        feed(&mut r, kafka(t, 1, 0, 2), mark(1));
+        feed(&mut r, kafka(t, 1, 2, 2), mark(2));
+        // A newer writer fenced at 2: the second append is not in the log, nor is its mark; nor
+        // is the mark of a stale writer's late append.
+        feed(&mut r, fence(t, 2, 2), None);
+        feed(&mut r, kafka(t, 1, 4, 2), mark(9));
+        assert_eq!(r.finish().ingress, mark(1));
+
+        let mut r = Recovery::new(t);
+        feed(&mut r, fence(t, 1, 0), None);
+        for i in 0..(MARKS_KEPT as i64 + 10) {
+            feed(&mut r, kafka(t, 1, i, 1), mark(i as u64));
+        }
+        assert_eq!(r.finish().ingress, mark(MARKS_KEPT as u64 + 9), "old marks fold into one");
+    }
+
+    #[test]
+    fn ingress_marks_order_as_pulsar_delivers() {
+        let m = |ledger, entry, index| IngressMark { ledger, entry, index };
+        assert!(m(1, 5, -1) < m(1, 6, 0) && m(1, 6, 0) < m(1, 6, 1) && m(1, 6, 9) < m(2, 0, -1));
+        assert_eq!("3:4:-1".parse::<IngressMark>(), Ok(m(3, 4, -1)));
+        assert_eq!(m(3, 4, 2).to_string().parse::<IngressMark>(), Ok(m(3, 4, 2)));
+        assert!("3:4".parse::<IngressMark>().is_err() && "3:4:-2".parse::<IngressMark>().is_err());
     }
 
     #[test]

@@ -41,6 +41,7 @@
 mod admin;
 mod client;
 mod index;
+mod ingress;
 mod meta;
 mod modules;
 mod partition;
@@ -102,6 +103,8 @@ pub struct PulsarLog {
     rest: Option<admin::PulsarAdmin>,
     /// The module registries' state (translator versions, tenants' transforms).
     modules: Arc<modules::PulsarModules>,
+    /// The runners of the ingress topics (see `ingress`), once the front ends' log is known.
+    ingress: Arc<ingress::Supervisor>,
     /// Last: the runtime goes after everything that holds Pulsar objects.
     shared: Arc<Shared>,
 }
@@ -190,6 +193,7 @@ impl PulsarLog {
             last_sync: Mutex::new(None),
             admin: tokio::sync::Mutex::new(()),
             rest,
+            ingress: Arc::default(),
         })
     }
 
@@ -319,17 +323,7 @@ impl PulsarLog {
         if partition < 0 || partition >= meta.partitions {
             return Err(StorageError::UnknownTopicOrPartition);
         }
-        let key = (name.clone(), meta.id, partition);
-        if let Some(p) = self.partitions.read().get(&key) {
-            return Ok((meta, p.clone()));
-        }
-        let topic = crate::pulsar::topic::pulsar_name(name, Some(partition));
-        let p = self
-            .partitions
-            .write()
-            .entry(key)
-            .or_insert_with(|| Arc::new(Partition::new(topic, meta.id)))
-            .clone();
+        let p = open_partition(&self.partitions, &(name.clone(), meta.id, partition));
         Ok((meta, p))
     }
 
@@ -420,8 +414,15 @@ impl Log for PulsarLog {
         }
         meta.id = uuid::Uuid::new_v4();
         if let Some(rest) = self.rest.clone() {
-            let name = name.clone();
-            self.run(async move { rest.ensure_partitioned(&name, partitions).await }).await?;
+            let (name, ingress) = (name.clone(), meta.config.ingress);
+            self.run(async move {
+                rest.ensure_partitioned(&name, partitions).await?;
+                if ingress {
+                    rest.ensure_partitioned(&ingress::ingress_topic(&name), partitions).await?;
+                }
+                Ok(())
+            })
+            .await?;
         }
         let record = TopicRecord::Create {
             tenant: name.tenant.clone(),
@@ -463,10 +464,12 @@ impl Log for PulsarLog {
                 p.close().await;
             }
             // The deletion stands in Kafka's terms whatever Pulsar answers: say so and go on.
-            if let Some(rest) = rest
-                && let Err(e) = rest.delete_partitioned(&topic).await
-            {
-                tracing::warn!(%topic, "the topic is deleted, but its Pulsar topics are not: {e}");
+            if let Some(rest) = rest {
+                for t in [topic.clone(), ingress::ingress_topic(&topic)] {
+                    if let Err(e) = rest.delete_partitioned(&t).await {
+                        tracing::warn!(topic = %t, "the topic is deleted, but its Pulsar topics are not: {e}");
+                    }
+                }
             }
             Ok(())
         })
@@ -488,8 +491,15 @@ impl Log for PulsarLog {
             return Ok(());
         }
         if let Some(rest) = self.rest.clone() {
-            let name = name.clone();
-            self.run(async move { rest.ensure_partitioned(&name, total).await }).await?;
+            let (name, ingress) = (name.clone(), meta.config.ingress);
+            self.run(async move {
+                rest.ensure_partitioned(&name, total).await?;
+                if ingress {
+                    rest.ensure_partitioned(&ingress::ingress_topic(&name), total).await?;
+                }
+                Ok(())
+            })
+            .await?;
         }
         let record = TopicRecord::Partitions {
             tenant: name.tenant.clone(),
@@ -514,9 +524,17 @@ impl Log for PulsarLog {
         self.sync_catalog().await?;
         let mut meta =
             self.catalog.read().topics.get(name).cloned().ok_or(StorageError::UnknownTopicOrPartition)?;
+        let had_ingress = meta.config.ingress;
         meta.config = meta.config.changed(&self.defaults, change)?;
         if validate_only {
             return Ok(meta);
+        }
+        if let Some(rest) = self.rest.clone()
+            && meta.config.ingress
+            && !had_ingress
+        {
+            let (name, partitions) = (ingress::ingress_topic(name), meta.partitions);
+            self.run(async move { rest.ensure_partitioned(&name, partitions).await }).await?;
         }
         let record = TopicRecord::Config {
             tenant: name.tenant.clone(),
@@ -560,21 +578,21 @@ impl Log for PulsarLog {
         true
     }
 
-    async fn append_counted(
+    async fn append_with(
         &self,
         name: &TopicName,
         partition: i32,
         records: bytes::Bytes,
-        counts: batch::Counts,
+        how: crate::storage::Append,
     ) -> Result<AppendInfo, StorageError> {
         self.on_partition(name, partition, move |shared, p, meta| async move {
             let records = crate::storage::conform(&meta.config, records)?;
-            let batches = batch::validate_with(&records, meta.config.max_message_bytes, counts)?;
+            let batches = batch::validate_with(&records, meta.config.max_message_bytes, how.counts)?;
             if meta.config.cleanup_policy.compact {
                 let max = crate::storage::max_decompressed(&meta.config);
                 crate::storage::compaction::check_keys(&records, &batches, &meta.name, partition, max)?;
             }
-            p.append(&shared, records, batches, meta.config.entry_format).await
+            p.append(&shared, records, batches, meta.config.entry_format, how.ingress).await
         })
         .await
     }
@@ -756,6 +774,27 @@ impl Log for PulsarLog {
     fn module_store(&self) -> Option<Arc<dyn crate::storage::ModuleStore>> {
         Some(self.modules.clone())
     }
+
+    /// Serve the ingress topics (see `ingress`): on the caller's runtime, so that the front
+    /// ends' transforms run where they always do.
+    fn serve_ingress(&self, front: std::sync::Weak<dyn Log>) {
+        self.ingress.start(
+            front,
+            Arc::downgrade(&self.catalog),
+            Arc::downgrade(&self.partitions),
+            Arc::downgrade(&self.shared),
+        );
+    }
+}
+
+/// The partition of `key` (topic, topic id, partition) in `partitions`, added if missing (it
+/// opens at its first use).
+fn open_partition(partitions: &RwLock<PartitionMap>, key: &(TopicName, uuid::Uuid, i32)) -> Arc<Partition> {
+    if let Some(p) = partitions.read().get(key) {
+        return p.clone();
+    }
+    let topic = crate::pulsar::topic::pulsar_name(&key.0, Some(key.2));
+    partitions.write().entry(key.clone()).or_insert_with(|| Arc::new(Partition::new(topic, key.1))).clone()
 }
 
 /// Drop the fetch readers idle for [`partition::CURSOR_IDLE`] (each holds prefetched messages),
@@ -777,6 +816,7 @@ async fn sweep_cursors(partitions: std::sync::Weak<RwLock<PartitionMap>>) {
 impl Drop for PulsarLog {
     fn drop(&mut self) {
         // Partitions and metadata logs hold Pulsar objects: drop them while the runtime lives.
+        self.ingress.stop();
         self.partitions.write().clear();
     }
 }

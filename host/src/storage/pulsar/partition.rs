@@ -37,7 +37,7 @@ use crate::pulsar::proto::{KeyValue, SingleMessageMetadata};
 use crate::record::batch::{self, BatchHeader, ValidBatch};
 use crate::record::records::{self, EncodeSpec};
 use crate::storage::producers::{Checked, ProducerEpochs, ProducerStateTable};
-use crate::storage::{AppendInfo, EntryFormat, ReadResult, StorageError};
+use crate::storage::{AppendInfo, EntryFormat, IngressMark, ReadResult, StorageError};
 use ::pulsar::consumer::InitialPosition;
 use ::pulsar::producer::Message;
 use ::pulsar::{Consumer, ConsumerOptions, Producer, ProducerOptions, SubType, TokioExecutor};
@@ -109,6 +109,8 @@ struct State {
     cleaned_to: i64,
     /// A compaction pass is running: retention and DeleteRecords wait for the next round.
     compacting: bool,
+    /// The last ingress message in the log (see `ingress`).
+    ingress: Option<IngressMark>,
     cache_bytes: usize,
 }
 
@@ -277,7 +279,8 @@ impl Partition {
         let mut recovery = Recovery::new(self.topic_id);
         let read = follower
             .read_to(end, |m| {
-                recovery.feed(m.id, Props::parse(m.props()), &m.payload);
+                let seen = recovery.feed(m.id, Props::parse(m.props()), &m.payload);
+                recovery.feed_mark(seen, props::ingress_of(m.props()));
             })
             .await?;
         drop(follower);
@@ -334,6 +337,7 @@ impl Partition {
             s.cache.clear();
             s.cache_bytes = 0;
             s.cleaned_to = recovered.cleaned_to;
+            s.ingress = recovered.ingress;
             s.epoch = Some(epoch);
         }
         self.hwm.send_replace(recovered.next_offset);
@@ -342,12 +346,15 @@ impl Partition {
     }
 
     /// See [`Log::append`](crate::storage::Log::append): `batches` are validated already.
+    /// `ingress`: the last ingress message they were made from (see
+    /// [`Log::append_ingress`](crate::storage::Log::append_ingress)).
     pub async fn append(
         &self,
         shared: &Shared,
         records: Bytes,
         batches: Vec<ValidBatch>,
         format: EntryFormat,
+        ingress: Option<IngressMark>,
     ) -> Result<AppendInfo, StorageError> {
         // Format kafka stores each batch as one message; format pulsar checks each record.
         for b in batches.iter().filter(|_| format == EntryFormat::Kafka) {
@@ -361,10 +368,14 @@ impl Partition {
         let mut guard = self.writer.lock().await;
         self.open_locked(shared, &mut guard).await?;
         let w = guard.as_mut().expect("opened");
-        let (base_offset, log_start) = {
+        let (base_offset, log_start, stored_mark) = {
             let s = self.state.read();
-            (s.high_watermark, s.log_start)
+            (s.high_watermark, s.log_start, s.ingress)
         };
+        if ingress.is_some() && ingress <= stored_mark {
+            // Ingress messages already in the log, delivered again: nothing to append.
+            return Ok(AppendInfo { base_offset: -1, last_offset: -1, log_start_offset: log_start });
+        }
         let mut next = base_offset;
         let mut headers = Vec::with_capacity(batches.len());
         for b in &batches {
@@ -411,6 +422,9 @@ impl Partition {
             )?);
             per_batch.push((before, messages.len() - before));
         }
+        if let (Some(mark), Some(last)) = (ingress, messages.last_mut()) {
+            last.properties.insert(props::INGRESS.to_string(), mark.to_string());
+        }
         let sizes: Vec<u64> = messages.iter().map(|m| m.payload.len() as u64).collect();
         let ids = match self.send_checked(shared, w, messages).await {
             Ok(ids) => ids,
@@ -434,9 +448,29 @@ impl Partition {
                 s.cache_bytes -= old.len();
             }
             s.high_watermark = next;
+            if ingress.is_some() {
+                s.ingress = ingress;
+            }
         }
         self.hwm.send_replace(next);
         Ok(AppendInfo { base_offset, last_offset: next - 1, log_start_offset: log_start })
+    }
+
+    /// The last ingress message in the log, as far as this host knows (see `ingress`).
+    pub fn ingress_mark(&self) -> Option<IngressMark> {
+        self.state.read().ingress
+    }
+
+    /// This host's writer epoch, while it holds the partition.
+    pub fn epoch(&self) -> Option<u64> {
+        let s = self.state.read();
+        s.epoch.filter(|_| s.lost.is_none() && !s.closed)
+    }
+
+    /// Whether this host lost the partition to another or it was deleted: for good.
+    pub fn gone(&self) -> bool {
+        let s = self.state.read();
+        s.lost.is_some() || s.closed
     }
 
     /// The producer checks an append of `header` would meet now (see `Log::producer_precheck`).

@@ -12,6 +12,10 @@
 //! | compaction's copy (a Kafka batch or one record) | as a batch or record above, and `guise.copy` = `1` |
 //! | compaction's commit (empty payload) | `guise.compacted` = the offset up to which it rewrote, `guise.start` = log start offset |
 //!
+//! The last message of an append made from the partition's ingress topic, and a compaction's
+//! commit, also carry `guise.ingress` = `ledger:entry:index`: the last ingress message in the
+//! log so far (see `ingress`).
+//!
 //! A compaction of the partition (`cleanup.policy=compact`, see `compact`) appends the kept
 //! batches of everything written so far as copies, in offset order, then the commit marker:
 //! from the marker on, the copies are the partition up to `guise.compacted`, and every message
@@ -36,6 +40,14 @@ pub const NULL: &str = "guise.null";
 pub const PROBE: &str = "guise.probe";
 pub const COPY: &str = "guise.copy";
 pub const COMPACTED: &str = "guise.compacted";
+pub const INGRESS: &str = "guise.ingress";
+
+/// The ingress mark a message carries, if any.
+pub fn ingress_of<'a>(
+    props: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<crate::storage::IngressMark> {
+    props.into_iter().find(|(k, _)| *k == INGRESS).and_then(|(_, v)| v.parse().ok())
+}
 
 /// The largest last offset of a stored batch (the offset after it must fit in an i64): a
 /// message claiming more is malformed, never a cause of overflow.

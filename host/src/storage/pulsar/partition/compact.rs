@@ -30,7 +30,7 @@
 //! (they skip that round); a writer that changes meanwhile (a failed send, a takeover) ends it.
 
 use super::super::index::{IndexEntry, MsgId};
-use super::super::props::{Kind, Props};
+use super::super::props::{self, Kind, Props};
 use super::super::reader::Follower;
 use super::{Partition, Shared, batch_messages, message, read_entry};
 use crate::record::batch::BatchHeader;
@@ -257,7 +257,12 @@ impl Partition {
             copy: false,
         };
         let w = guard.as_mut().expect("checked");
-        if let Err(e) = self.send_checked(shared, w, vec![message(Vec::new(), &commit)]).await {
+        let mut commit = message(Vec::new(), &commit);
+        // The history that held the last ingress mark goes: the commit keeps it.
+        if let Some(mark) = self.state.read().ingress {
+            commit.properties.insert(props::INGRESS.to_string(), mark.to_string());
+        }
+        if let Err(e) = self.send_checked(shared, w, vec![commit]).await {
             return Err(self.failed(&mut guard, "committing a compaction", e).await);
         }
         let batches_after = copied.len();

@@ -902,6 +902,79 @@ fn compaction_lets_pulsar_delete_the_history_recovery_would_read() {
     want.add_partition("hist", 0);
     let got = group(&b).committed_offsets(want, Duration::from_secs(30)).unwrap();
     assert_eq!(got.find_partition("hist", 0).unwrap().offset(), Offset::Offset(ROUNDS as i64 - 1));
+    metadata_logs_are_snapshotted(pulsar, &cluster, b);
+}
+
+/// The metadata logs grow with topic changes and module deploys; a start that replays more than
+/// twice what a log holds writes a snapshot of it, after which Pulsar deletes the history, and
+/// the next host starts from the snapshot with the same topics and transforms.
+fn metadata_logs_are_snapshotted(pulsar: &ApachePulsar, cluster: &Cluster, b: TestServer) {
+    use guise_host::admin::client::AdminClient;
+    use guise_host::transform::BindingSpec;
+    let mask = BindingSpec {
+        topics: vec!["cards".into()],
+        output_topics: vec![],
+        policy: "reject".parse().unwrap(),
+        config: vec![],
+    };
+    let module =
+        std::fs::read(format!("{}/guise_transform_mask_card.wasm", guise_host::wasm::GUEST_DIR)).unwrap();
+    let ops = AdminClient::new(b.admin_addr.to_string());
+    for i in 0..12 {
+        let name = format!("tmp{i}");
+        create(&b, &name, 1, &[]);
+        let gone = futures::executor::block_on(admin(&b).delete_topics(&[&name], &AdminOptions::new()));
+        assert!(gone.unwrap()[0].is_ok());
+        ops.deploy_transform("public", "mask-card", &mask, &module).unwrap();
+        ops.delete_transform("public", "mask-card").unwrap();
+    }
+    ops.deploy_transform("public", "mask-card", &mask, &module).unwrap();
+    create(&b, "cards", 1, &[]);
+    drop(b);
+    let stats = |log: &str| {
+        pulsar.admin_json(&format!(
+            "/admin/v2/persistent/{}/{log}/internalStats",
+            cluster.metadata.replace("persistent://", "")
+        ))
+    };
+    let entries = |log: &str| stats(log)["numberOfEntries"].as_i64().unwrap();
+    let before = (entries("topics"), entries("modules"));
+    assert!(before.0 >= 24 && before.1 >= 24, "the history: {before:?}");
+
+    drop(cluster.host()); // replays the history and snapshots both logs
+    let deadline = Instant::now() + TIMEOUT;
+    while entries("topics") > 12 || entries("modules") > 12 {
+        assert!(
+            Instant::now() < deadline,
+            "Pulsar still holds {} and {} entries (before: {before:?}): {}\n{}",
+            entries("topics"),
+            entries("modules"),
+            stats("topics"),
+            stats("modules")
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let b = cluster.host();
+    let md = admin(&b).inner().fetch_metadata(None, Duration::from_secs(10)).unwrap();
+    let mut names: Vec<&str> =
+        md.topics().iter().map(|t| t.name()).filter(|n| !n.starts_with("__")).collect();
+    names.sort();
+    assert_eq!(names, ["cards", "hist"], "the topics after the snapshot");
+    let transforms = AdminClient::new(b.admin_addr.to_string()).list_transforms(Some("public")).unwrap();
+    assert_eq!(transforms.len(), 1, "{transforms:?}");
+    let card = Record {
+        key: None,
+        value: Some(br#"{"n":7,"card_number":"4111 1111 1111 1234"}"#.to_vec()),
+        headers: BTreeMap::new(),
+        timestamp: chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let got = rt.block_on(async {
+        let pc = partition(&b, "cards", 0).await;
+        pc.produce(vec![card], Compression::NoCompression).await.unwrap();
+        fetch_all(&pc, 0).await
+    });
+    assert_eq!(got[0].1.value.as_deref(), Some(&br#"{"card_number":"**** **** **** 1234","n":7}"#[..]));
 }
 
 /// A broker with token authentication and authorization on: B authenticates with its token

@@ -4,16 +4,25 @@
 //! is only a request: it takes effect if it is valid where it lands in the log (a creation of a
 //! name that exists, or a block of ids that overlaps one claimed earlier, is ignored), and the
 //! host that wrote it reads the log up to its own record to learn the outcome.
+//!
+//! A log is compacted by a snapshot ([`MetaLog::compact`]): a `begin` marker naming the message
+//! it follows, the records that rebuild the current state from nothing, and a `commit` marker
+//! (empty control messages, property [`SNAPSHOT`]). A reader takes a snapshot only if its `begin`
+//! follows the message it read last (or is the first it reads: Pulsar deleted what came before),
+//! so a snapshot that another host's record overtook is ignored; at the `commit` the reader
+//! starts again from nothing with the snapshot's records and those that landed among them
+//! ([`Replayed::Reset`]). The writer of a snapshot that took effect acknowledges everything
+//! before it on `guise-retention`, and Pulsar deletes those ledgers once they roll over.
 
 use super::client::{Client, OPERATION_TIMEOUT, Owned, within};
 use super::index::MsgId;
-use super::partition::subscribe_retention;
+use super::partition::Retention;
 use super::props;
 use super::reader::{End, Follower, PREFETCH};
 use crate::storage::{LogDefaults, StorageError, TopicConfig, TopicMeta, TopicName};
 use crate::tenant::names::{validate_growth, validate_partitions};
 use ::pulsar::producer::Message;
-use ::pulsar::{Consumer, Producer, ProducerOptions, TokioExecutor};
+use ::pulsar::{Producer, ProducerOptions, TokioExecutor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -62,6 +71,33 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// Apply what the log hands over: a record (see [`apply`](Self::apply)), or a snapshot's
+    /// reset.
+    pub fn replay(&mut self, defaults: &LogDefaults, event: &Replayed<TopicRecord>) -> bool {
+        match event {
+            Replayed::Record(r) => self.apply(defaults, r),
+            Replayed::Reset => {
+                self.topics.clear();
+                false
+            }
+        }
+    }
+
+    /// The records that rebuild this catalog from nothing: a creation per topic.
+    pub fn snapshot(&self) -> Vec<TopicRecord> {
+        self.topics
+            .values()
+            .map(|t| TopicRecord::Create {
+                tenant: t.name.tenant.clone(),
+                namespace: t.name.namespace.clone(),
+                topic: t.name.topic.clone(),
+                id: t.id.to_string(),
+                partitions: t.partitions,
+                config: t.config.overrides.clone(),
+            })
+            .collect()
+    }
+
     /// Apply one record; false when it does not take effect where it stands.
     pub fn apply(&mut self, defaults: &LogDefaults, record: &TopicRecord) -> bool {
         match record {
@@ -145,13 +181,45 @@ impl IdBlocks {
     }
 }
 
+/// The property of a snapshot's markers: `begin:LEDGER:ENTRY` (the message it follows, `-` for
+/// none) or `commit`.
+pub const SNAPSHOT: &str = "guise.snapshot";
+
+/// What a reader of a metadata log is handed.
+#[derive(Debug, PartialEq)]
+pub enum Replayed<R> {
+    Record(R),
+    /// A snapshot took effect: forget what the records before said; the records handed next
+    /// rebuild the state.
+    Reset,
+}
+
+impl<R> Replayed<R> {
+    /// The record, if this is one.
+    pub fn record(self) -> Option<R> {
+        match self {
+            Replayed::Record(r) => Some(r),
+            Replayed::Reset => None,
+        }
+    }
+}
+
 /// An append-only JSON log in one Pulsar topic: a shared producer, a follower, and the
 /// `guise-retention` subscription that keeps its records in Pulsar.
 pub struct MetaLog {
     topic: String,
     producer: Owned<Producer<TokioExecutor>>,
     follower: Follower,
-    _retention: Owned<Consumer<Vec<u8>, TokioExecutor>>,
+    retention: Retention,
+    /// The last message read, of any kind.
+    last: Option<MsgId>,
+    /// The records of a snapshot being read (since a `begin` that follows `last`).
+    pass: Option<Vec<(MsgId, Vec<u8>)>>,
+    /// The `commit` of the last snapshot that took effect.
+    last_commit: Option<MsgId>,
+    /// Records read since the start of the log or the last snapshot that took effect: what a
+    /// start replays.
+    pub replayed: u64,
 }
 
 impl MetaLog {
@@ -168,9 +236,45 @@ impl MetaLog {
         .await?;
         // Without it, Pulsar may delete the records (no namespace retention policy), or the
         // whole topic once no host is running (inactive topic deletion).
-        let retention = Owned::new(subscribe_retention(client, &topic, 0).await?, handle.clone());
+        let retention = Retention::open(client, &topic, handle).await?;
         let follower = Follower::open(client, handle, &topic, None, PREFETCH).await?;
-        Ok(MetaLog { topic, producer: Owned::new(producer, handle.clone()), follower, _retention: retention })
+        Ok(MetaLog {
+            topic,
+            producer: Owned::new(producer, handle.clone()),
+            follower,
+            retention,
+            last: None,
+            pass: None,
+            last_commit: None,
+            replayed: 0,
+        })
+    }
+
+    /// Write a snapshot of the log's state, `records` (which rebuild it from nothing), after
+    /// reading the log to its end; true when it took effect, and everything before it may go.
+    pub async fn compact<R: Serialize + for<'de> Deserialize<'de>>(
+        &mut self,
+        records: &[R],
+        mut f: impl FnMut(MsgId, Replayed<R>),
+    ) -> Result<bool, StorageError> {
+        self.catch_up(&mut f).await?;
+        let follows = self.last;
+        let begin =
+            format!("begin:{}", follows.map_or("-".to_string(), |m| format!("{}:{}", m.ledger, m.entry)));
+        self.send(control(begin)).await?;
+        for r in records {
+            let payload = serde_json::to_vec(r).map_err(|e| StorageError::Unavailable(e.to_string()))?;
+            self.send(Message { payload, ..Default::default() }).await?;
+        }
+        let commit = self.send(control("commit".into())).await?;
+        self.read_to(commit, f).await?;
+        if self.last_commit != Some(commit) {
+            return Ok(false);
+        }
+        if let Some(before) = follows {
+            self.retention.acknowledge_to(&self.topic, before).await;
+        }
+        Ok(true)
     }
 
     /// Read the records appended since the last call (all of them, the first time), up to the
@@ -179,7 +283,7 @@ impl MetaLog {
     /// last message id is exact again).
     pub async fn catch_up<R: for<'de> Deserialize<'de>>(
         &mut self,
-        f: impl FnMut(MsgId, R),
+        f: impl FnMut(MsgId, Replayed<R>),
     ) -> Result<(), StorageError> {
         let end = match self.follower.end().await? {
             End::Empty => return Ok(()),
@@ -200,7 +304,7 @@ impl MetaLog {
     pub async fn append<R: Serialize + for<'de> Deserialize<'de>>(
         &mut self,
         record: &R,
-        f: impl FnMut(MsgId, R),
+        f: impl FnMut(MsgId, Replayed<R>),
     ) -> Result<MsgId, StorageError> {
         let payload = serde_json::to_vec(record).map_err(|e| StorageError::Unavailable(e.to_string()))?;
         let id = self.send(Message { payload, ..Default::default() }).await?;
@@ -219,26 +323,76 @@ impl MetaLog {
             .ok_or_else(|| StorageError::Unavailable(format!("{what}: the receipt has no message id")))
     }
 
-    /// Read up to `end` (inclusive), handing records to `f` and skipping probes.
+    /// Read up to `end` (inclusive), handing records to `f`, skipping probes and taking
+    /// snapshots (see the module docs).
     async fn read_to<R: for<'de> Deserialize<'de>>(
         &mut self,
         end: MsgId,
-        mut f: impl FnMut(MsgId, R),
+        mut f: impl FnMut(MsgId, Replayed<R>),
     ) -> Result<(), StorageError> {
         let topic = self.topic.clone();
+        let (last, pass, last_commit, replayed) =
+            (&mut self.last, &mut self.pass, &mut self.last_commit, &mut self.replayed);
+        let parse = |id: MsgId, payload: &[u8]| match serde_json::from_slice::<R>(payload) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(topic, ?id, "skipping a record that is not ours: {e}");
+                None
+            }
+        };
         self.follower
             .read_to(end, |m| {
+                let prev = last.replace(m.id);
                 if m.props().any(|(k, _)| k == props::PROBE) {
                     return;
                 }
-                match serde_json::from_slice::<R>(&m.payload) {
-                    Ok(r) => f(m.id, r),
-                    Err(e) => tracing::warn!(topic, "skipping a record that is not ours: {e}"),
+                if let Some((_, marker)) = m.props().find(|(k, _)| *k == SNAPSHOT) {
+                    match (marker, pass.take()) {
+                        ("commit", Some(records)) => {
+                            f(m.id, Replayed::Reset);
+                            *replayed = 0;
+                            for (id, payload) in records {
+                                *replayed += 1;
+                                if let Some(r) = parse(id, &payload) {
+                                    f(id, Replayed::Record(r));
+                                }
+                            }
+                            *last_commit = Some(m.id);
+                        }
+                        (marker, _) => {
+                            let follows = marker.strip_prefix("begin:").map(parse_follows);
+                            *pass = (follows == Some(prev)).then(Vec::new);
+                        }
+                    }
+                    return;
+                }
+                *replayed += 1;
+                if let Some(records) = pass.as_mut() {
+                    records.push((m.id, m.payload.clone()));
+                }
+                if let Some(r) = parse(m.id, &m.payload) {
+                    f(m.id, Replayed::Record(r));
                 }
             })
             .await?;
         Ok(())
     }
+}
+
+/// An empty control message with the snapshot property.
+fn control(marker: String) -> Message {
+    Message { properties: [(SNAPSHOT.to_string(), marker)].into(), ..Default::default() }
+}
+
+/// A `begin` marker's `LEDGER:ENTRY` or `-`: Some(None) for `-`, and for what does not parse a
+/// message id that no reader has read last.
+fn parse_follows(s: &str) -> Option<MsgId> {
+    if s == "-" {
+        return None;
+    }
+    let parsed =
+        s.split_once(':').and_then(|(l, e)| Some(MsgId { ledger: l.parse().ok()?, entry: e.parse().ok()? }));
+    Some(parsed.unwrap_or(MsgId { ledger: u64::MAX, entry: u64::MAX }))
 }
 
 #[cfg(test)]

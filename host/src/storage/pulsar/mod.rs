@@ -55,7 +55,7 @@ use crate::storage::{
 };
 use crate::tenant::names::{check_new_topic, validate_full_name, validate_growth, validate_partitions};
 use client::Bridge;
-use meta::{Catalog, ID_BLOCK, IdBlocks, IdClaim, MetaLog, TopicRecord};
+use meta::{Catalog, ID_BLOCK, IdBlocks, IdClaim, MetaLog, Replayed, TopicRecord};
 use parking_lot::{Mutex, RwLock};
 use partition::{Partition, Shared};
 use std::collections::BTreeMap;
@@ -154,15 +154,36 @@ impl PulsarLog {
             let mut topics_log = MetaLog::open(&client, &handle, topics_topic).await?;
             let mut catalog = Catalog::default();
             topics_log
-                .catch_up(|_, r: TopicRecord| {
-                    catalog.apply(&d, &r);
+                .catch_up(|_, e: Replayed<TopicRecord>| {
+                    catalog.replay(&d, &e);
                 })
                 .await?;
+            // A start replays the whole log: snapshot it when that is more than twice what it
+            // holds.
+            let (replayed, records) = (topics_log.replayed, catalog.snapshot());
+            if replayed > 2 * records.len() as u64 + 16 {
+                match topics_log
+                    .compact(&records, |_, e: Replayed<TopicRecord>| {
+                        catalog.replay(&d, &e);
+                    })
+                    .await
+                {
+                    Ok(took) => {
+                        tracing::info!(replayed, kept = records.len(), took, "compacted the topics log")
+                    }
+                    Err(e) => tracing::warn!(
+                        "cannot compact the topics log (it is replayed whole at the next start): {e}"
+                    ),
+                }
+            }
             let mut ids_log = MetaLog::open(&client, &handle, ids_topic).await?;
             let mut blocks = IdBlocks::default();
             ids_log
-                .catch_up(|_, c: IdClaim| {
-                    blocks.apply(c);
+                .catch_up(|_, e: Replayed<IdClaim>| {
+                    // (Claims only ever grow the claimed range: a reset forgets nothing.)
+                    if let Replayed::Record(c) = e {
+                        blocks.apply(c);
+                    }
                 })
                 .await?;
             Ok((topics_log, ids_log, catalog, blocks))
@@ -226,8 +247,8 @@ impl PulsarLog {
         let defaults = self.defaults.clone();
         async move {
             let mut log = log.lock().await;
-            log.catch_up(|_, r: TopicRecord| {
-                catalog.write().apply(&defaults, &r);
+            log.catch_up(|_, e: Replayed<TopicRecord>| {
+                catalog.write().replay(&defaults, &e);
             })
             .await
         }
@@ -273,9 +294,9 @@ impl PulsarLog {
             // Every record read is applied under the log's lock (see `sync_catalog`); ours
             // comes last.
             let mut took = false;
-            log.append(&record, |_, r: TopicRecord| {
-                let applied = catalog.write().apply(&defaults, &r);
-                took = applied && r == record;
+            log.append(&record, |_, e: Replayed<TopicRecord>| {
+                let applied = catalog.write().replay(&defaults, &e);
+                took = applied && matches!(&e, Replayed::Record(r) if *r == record);
             })
             .await?;
             Ok(took)
@@ -370,7 +391,10 @@ impl PulsarLog {
             let claims = self
                 .run(async move {
                     let mut claims = Vec::new();
-                    log.lock().await.append(&claim, |_, c: IdClaim| claims.push(c)).await?;
+                    log.lock()
+                        .await
+                        .append(&claim, |_, e: Replayed<IdClaim>| claims.extend(e.record()))
+                        .await?;
                     Ok(claims)
                 })
                 .await?;

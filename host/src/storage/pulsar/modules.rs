@@ -5,7 +5,7 @@
 //! their own record, so records from other hosts are applied in log order too.
 
 use super::client::Client;
-use super::meta::MetaLog;
+use super::meta::{MetaLog, Replayed};
 use super::partition::Shared;
 use crate::storage::modules::sha256_hex;
 use crate::storage::{ModuleSnapshot, ModuleStore, StorageError};
@@ -49,10 +49,25 @@ struct State {
     /// Blobs still missing chunks: (sha256, chunk size) → chunks by index. Hosts configured
     /// with different message sizes cut the same blob differently.
     partial: HashMap<(String, u32), Vec<Option<Vec<u8>>>>,
+    /// Records applied, and after which of them each blob was whole (a deploy stores its blob
+    /// before the manifest that names it: a blob no manifest names yet may be on its way).
+    seq: u64,
+    completed: HashMap<String, u64>,
 }
 
+/// A blob no manifest names is kept by a snapshot while it was stored within this many records.
+const RECENT_BLOB: u64 = 64;
+
 impl State {
+    fn replay(&mut self, event: Replayed<ModuleRecord>) {
+        match event {
+            Replayed::Record(r) => self.apply(r),
+            Replayed::Reset => *self = State::default(),
+        }
+    }
+
     fn apply(&mut self, record: ModuleRecord) {
+        self.seq += 1;
         match record {
             ModuleRecord::Manifest { scope, name, manifest } => {
                 self.snapshot.manifests.insert((scope, name), manifest.into_bytes());
@@ -83,6 +98,7 @@ impl State {
                         // Other cuts of it are no longer needed.
                         self.partial.retain(|(s, _), _| *s != sha256);
                         self.stored.insert(sha256.clone());
+                        self.completed.insert(sha256.clone(), self.seq);
                         self.snapshot.blobs.insert(sha256, bytes);
                     } else {
                         tracing::warn!(sha256, "a module blob in the log does not match its hash; ignored");
@@ -91,6 +107,45 @@ impl State {
             }
         }
     }
+}
+
+impl State {
+    /// The records that rebuild the store from nothing: every manifest, and the blobs that a
+    /// manifest names (by their SHA-256, whatever the manifest's format) or that were stored
+    /// lately. Only while the blobs are still here: before the registries take them at start.
+    fn rebuild(&self, chunk_bytes: usize) -> Vec<ModuleRecord> {
+        let manifests: Vec<&str> =
+            self.snapshot.manifests.values().map(|m| std::str::from_utf8(m).unwrap_or("")).collect();
+        let mut out = Vec::new();
+        let mut blobs: Vec<(&String, &Vec<u8>)> = self.snapshot.blobs.iter().collect();
+        blobs.sort();
+        for (sha256, bytes) in blobs {
+            let named = manifests.iter().any(|m| m.contains(sha256.as_str()));
+            let recent = self.completed.get(sha256).is_some_and(|at| self.seq - at < RECENT_BLOB);
+            if named || recent {
+                out.extend(chunk_records(sha256, bytes, chunk_bytes));
+            }
+        }
+        for ((scope, name), manifest) in &self.snapshot.manifests {
+            let manifest = String::from_utf8_lossy(manifest).into_owned();
+            out.push(ModuleRecord::Manifest { scope: scope.clone(), name: name.clone(), manifest });
+        }
+        out
+    }
+}
+
+/// `bytes` cut into chunk records of `chunk_bytes`.
+fn chunk_records(sha256: &str, bytes: &[u8], chunk_bytes: usize) -> Vec<ModuleRecord> {
+    let count = bytes.len().div_ceil(chunk_bytes).max(1);
+    (0..count)
+        .map(|i| ModuleRecord::Chunk {
+            sha256: sha256.to_string(),
+            size: chunk_bytes as u32,
+            index: i as u32,
+            count: count as u32,
+            data: B64.encode(&bytes[i * chunk_bytes..((i + 1) * chunk_bytes).min(bytes.len())]),
+        })
+        .collect()
 }
 
 pub struct PulsarModules {
@@ -115,14 +170,36 @@ impl PulsarModules {
             chunk_bytes,
         };
         modules.catch_up()?;
+        if let Err(e) = modules.compact() {
+            tracing::warn!(
+                "cannot compact the module store's log (it is replayed whole at the next start): {e}"
+            );
+        }
         Ok(modules)
+    }
+
+    /// Snapshot the log when a start replays more than twice what it holds (see
+    /// `meta::MetaLog::compact`).
+    fn compact(&self) -> Result<(), StorageError> {
+        let (log, state) = (self.log.clone(), self.state.clone());
+        let records = state.lock().rebuild(self.chunk_bytes);
+        self.shared.bridge.run_blocking(async move {
+            let mut log = log.lock().await;
+            let replayed = log.replayed;
+            if replayed <= 2 * records.len() as u64 + 16 {
+                return Ok(());
+            }
+            let took = log.compact(&records, |_, e: Replayed<ModuleRecord>| state.lock().replay(e)).await?;
+            tracing::info!(replayed, kept = records.len(), took, "compacted the module store's log");
+            Ok(())
+        })
     }
 
     /// Read what other hosts appended.
     fn catch_up(&self) -> Result<(), StorageError> {
         let (log, state) = (self.log.clone(), self.state.clone());
         self.shared.bridge.run_blocking(async move {
-            log.lock().await.catch_up(|_, r: ModuleRecord| state.lock().apply(r)).await
+            log.lock().await.catch_up(|_, e: Replayed<ModuleRecord>| state.lock().replay(e)).await
         })
     }
 
@@ -132,7 +209,7 @@ impl PulsarModules {
         self.shared.bridge.run_blocking(async move {
             let mut log = log.lock().await;
             for record in &records {
-                log.append(record, |_, r: ModuleRecord| state.lock().apply(r)).await?;
+                log.append(record, |_, e: Replayed<ModuleRecord>| state.lock().replay(e)).await?;
             }
             Ok(())
         })
@@ -156,17 +233,7 @@ impl ModuleStore for PulsarModules {
         if self.state.lock().stored.contains(sha256) {
             return Ok(());
         }
-        let count = bytes.len().div_ceil(self.chunk_bytes).max(1);
-        let records = (0..count)
-            .map(|i| ModuleRecord::Chunk {
-                sha256: sha256.to_string(),
-                size: self.chunk_bytes as u32,
-                index: i as u32,
-                count: count as u32,
-                data: B64.encode(&bytes[i * self.chunk_bytes..((i + 1) * self.chunk_bytes).min(bytes.len())]),
-            })
-            .collect();
-        self.append(records)?;
+        self.append(chunk_records(sha256, bytes, self.chunk_bytes))?;
         let mut state = self.state.lock();
         if state.stored.contains(sha256) {
             state.snapshot.blobs.remove(sha256); // the registry has its own copy

@@ -128,13 +128,13 @@ struct Writer {
 /// once its queue is full. `acker`, of a lower priority, is never active while a holder is
 /// connected, so it receives nothing and its engine stays free to carry the acknowledgements
 /// (on an active consumer nobody reads, they would wait forever behind an undelivered message).
-struct Retention {
+pub(super) struct Retention {
     _holder: Owned<Consumer<Vec<u8>, TokioExecutor>>,
     acker: Owned<Consumer<Vec<u8>, TokioExecutor>>,
 }
 
 impl Retention {
-    async fn open(
+    pub(super) async fn open(
         client: &super::client::Client,
         topic: &str,
         handle: &tokio::runtime::Handle,
@@ -145,7 +145,7 @@ impl Retention {
     }
 
     /// Let Pulsar delete every message up to `last` (once no other subscription needs them).
-    async fn acknowledge_to(&mut self, topic: &str, last: MsgId) {
+    pub(super) async fn acknowledge_to(&mut self, topic: &str, last: MsgId) {
         // What it received while it was the active one (its holder reconnecting), dropped.
         while let Some(Some(_)) = futures::FutureExt::now_or_never(futures::StreamExt::next(&mut *self.acker))
         {

@@ -824,12 +824,73 @@ fn nothing_is_lost_to_ledger_rollover_or_inactive_topic_deletion() {
 /// ledger every 5 entries, compaction (of a compacted Kafka topic, and of `__consumer_offsets`,
 /// compacted on this backend too) lets Pulsar delete the ledgers that hold only replaced
 /// messages, and a new host still finds every key's latest value and the group's commit.
+/// A standalone of this binary's own, shared by the tests that need its settings: ledgers roll
+/// every 5 entries, and backlog quotas are checked every second.
+fn tuned() -> &'static ApachePulsar {
+    static TUNED: std::sync::OnceLock<ApachePulsar> = std::sync::OnceLock::new();
+    TUNED.get_or_init(|| {
+        ApachePulsar::start_owned(&[
+            "managedLedgerMaxEntriesPerLedger=5",
+            "managedLedgerMinLedgerRolloverTimeMinutes=0",
+            "backlogQuotaCheckIntervalInSeconds=1",
+        ])
+    })
+}
+
+/// A namespace backlog quota counts what `guise-retention` holds (what Kafka retention keeps).
+/// Once it is exceeded (policy `producer_exception`), appends fail with KAFKA_STORAGE_ERROR,
+/// which producers retry; nothing acknowledged is lost, and appends go on once the quota is
+/// raised.
+#[test]
+fn a_backlog_quota_refuses_appends_retriably_until_raised() {
+    let pulsar = tuned();
+    let cluster = Cluster::on(pulsar, "quota");
+    let b = cluster.host();
+    create(&b, "q", 1, &[]);
+    let quota = format!("/admin/v2/namespaces/public/{}/backlogQuota", cluster.namespace);
+    let (status, body) = pulsar.admin(
+        "POST",
+        &quota,
+        Some(r#"{"limitSize": 20000, "limitTime": -1, "policy": "producer_exception"}"#),
+    );
+    assert_eq!(status, 204, "setting the backlog quota: {body}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let value = |i: usize| Record { value: Some(vec![b'x'; 2000]), ..record(i) };
+    let (acknowledged, refusal) = rt.block_on(async {
+        let pc = partition(&b, "q", 0).await;
+        let deadline = Instant::now() + TIMEOUT;
+        let mut acknowledged = 0;
+        loop {
+            match pc.produce(vec![value(acknowledged)], Compression::NoCompression).await {
+                Ok(_) => acknowledged += 1,
+                Err(e) => return (acknowledged, format!("{e:?}")),
+            }
+            assert!(Instant::now() < deadline, "{acknowledged} appends, and the quota never refused one");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert!(acknowledged >= 5, "refused after {acknowledged} appends: {refusal}");
+    assert!(refusal.contains("KafkaStorageError"), "{refusal}");
+    let (status, body) = pulsar.admin("DELETE", &quota, None);
+    assert_eq!(status, 204, "removing the backlog quota: {body}");
+    rt.block_on(async {
+        let pc = partition(&b, "q", 0).await;
+        let deadline = Instant::now() + TIMEOUT;
+        while let Err(e) = pc.produce(vec![value(acknowledged)], Compression::NoCompression).await {
+            assert!(Instant::now() < deadline, "appends still refused once the quota is gone: {e:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let got = fetch_all(&pc, 0).await;
+        assert_eq!(got.len(), acknowledged + 1, "every acknowledged record, and the one after");
+        for (i, (_, r)) in got.iter().enumerate() {
+            assert_eq!(r.key, value(i).key, "at {i}");
+        }
+    });
+}
+
 #[test]
 fn compaction_lets_pulsar_delete_the_history_recovery_would_read() {
-    let pulsar: &'static ApachePulsar = Box::leak(Box::new(ApachePulsar::start_owned(&[
-        "managedLedgerMaxEntriesPerLedger=5",
-        "managedLedgerMinLedgerRolloverTimeMinutes=0",
-    ])));
+    let pulsar = tuned();
     let cluster = Cluster::on(pulsar, "history");
     let b = cluster.host_with(|c| c.log_cleaner_backoff_ms = 300);
     // Any dirty share cleans (Kafka's default 0.5 would leave the last few appends dirty).

@@ -251,6 +251,19 @@ fn record(i: usize) -> Record {
     }
 }
 
+/// The example transform `mask-card` bound to topic `cards` (policy reject), and its component.
+fn mask_card() -> (guise_host::transform::BindingSpec, Vec<u8>) {
+    let spec = guise_host::transform::BindingSpec {
+        topics: vec!["cards".into()],
+        output_topics: vec![],
+        policy: "reject".parse().unwrap(),
+        config: vec![],
+    };
+    let module =
+        std::fs::read(format!("{}/guise_transform_mask_card.wasm", guise_host::wasm::GUEST_DIR)).unwrap();
+    (spec, module)
+}
+
 fn admin(server: &TestServer) -> AdminClient<DefaultClientContext> {
     ClientConfig::new().set("bootstrap.servers", server.bootstrap()).create().expect("admin")
 }
@@ -660,7 +673,6 @@ on_both!(a_replacement_host_runs_the_deployed_translator_and_transforms, "module
 /// ones it deleted), without any of them being uploaded again.
 fn a_replacement_host_runs_the_deployed_translator_and_transforms(cluster: &Cluster) {
     use guise_host::admin::client::AdminClient;
-    use guise_host::transform::BindingSpec;
     let card = |n: usize| Record {
         key: None,
         value: Some(format!(r#"{{"n":{n},"card_number":"4111 1111 1111 1234"}}"#).into_bytes()),
@@ -668,14 +680,7 @@ fn a_replacement_host_runs_the_deployed_translator_and_transforms(cluster: &Clus
         timestamp: chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
     };
     let masked = |n: usize| format!(r#"{{"card_number":"**** **** **** 1234","n":{n}}}"#);
-    let mask = BindingSpec {
-        topics: vec!["cards".into()],
-        output_topics: vec![],
-        policy: "reject".parse().unwrap(),
-        config: vec![],
-    };
-    let module =
-        std::fs::read(format!("{}/guise_transform_mask_card.wasm", guise_host::wasm::GUEST_DIR)).unwrap();
+    let (mask, module) = mask_card();
     let faulty = std::fs::read(guise_test_guests::FAULTY_TRANSLATOR_PATH).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let produce = |b: &TestServer, n: usize| {
@@ -971,15 +976,7 @@ fn compaction_lets_pulsar_delete_the_history_recovery_would_read() {
 /// the next host starts from the snapshot with the same topics and transforms.
 fn metadata_logs_are_snapshotted(pulsar: &ApachePulsar, cluster: &Cluster, b: TestServer) {
     use guise_host::admin::client::AdminClient;
-    use guise_host::transform::BindingSpec;
-    let mask = BindingSpec {
-        topics: vec!["cards".into()],
-        output_topics: vec![],
-        policy: "reject".parse().unwrap(),
-        config: vec![],
-    };
-    let module =
-        std::fs::read(format!("{}/guise_transform_mask_card.wasm", guise_host::wasm::GUEST_DIR)).unwrap();
+    let (mask, module) = mask_card();
     let ops = AdminClient::new(b.admin_addr.to_string());
     for i in 0..12 {
         let name = format!("tmp{i}");
@@ -1338,7 +1335,6 @@ fn tls_to_a_broker_with_a_test_ca() {
 #[test]
 fn pulsar_producers_reach_kafka_consumers_through_the_ingress_topic() {
     use guise_host::admin::client::AdminClient;
-    use guise_host::transform::BindingSpec;
     let cluster = Cluster::apache("ingress");
     let ns = cluster.namespace.clone();
     let b = cluster.host();
@@ -1367,14 +1363,7 @@ fn pulsar_producers_reach_kafka_consumers_through_the_ingress_topic() {
     check_ingressed(&got, &[("rec", 10)]);
 
     // Through the transform bound to the topic, as a Kafka client's produce.
-    let mask = BindingSpec {
-        topics: vec!["cards".into()],
-        output_topics: vec![],
-        policy: "reject".parse().unwrap(),
-        config: vec![],
-    };
-    let module =
-        std::fs::read(format!("{}/guise_transform_mask_card.wasm", guise_host::wasm::GUEST_DIR)).unwrap();
+    let (mask, module) = mask_card();
     AdminClient::new(b.admin_addr.to_string())
         .deploy_transform("public", "mask-card", &mask, &module)
         .unwrap();

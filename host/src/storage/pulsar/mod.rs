@@ -377,6 +377,26 @@ impl PulsarLog {
             .collect()
     }
 
+    /// With the admin API: make Pulsar's partitioned topic `name` (and its ingress topic, when
+    /// it has one) have `partitions` partitions.
+    async fn ensure_partitioned(
+        &self,
+        name: &TopicName,
+        partitions: i32,
+        ingress: bool,
+    ) -> Result<(), StorageError> {
+        let Some(rest) = self.rest.clone() else { return Ok(()) };
+        let name = name.clone();
+        self.run(async move {
+            rest.ensure_partitioned(&name, partitions).await?;
+            if ingress {
+                rest.ensure_partitioned(&ingress::ingress_topic(&name), partitions).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Reserve the next block of producer ids (a claim in the producer-ids log).
     async fn reserve_ids(&self, state: &mut IdState) -> Result<(), StorageError> {
         loop {
@@ -437,17 +457,7 @@ impl Log for PulsarLog {
             return Ok(meta);
         }
         meta.id = uuid::Uuid::new_v4();
-        if let Some(rest) = self.rest.clone() {
-            let (name, ingress) = (name.clone(), meta.config.ingress);
-            self.run(async move {
-                rest.ensure_partitioned(&name, partitions).await?;
-                if ingress {
-                    rest.ensure_partitioned(&ingress::ingress_topic(&name), partitions).await?;
-                }
-                Ok(())
-            })
-            .await?;
-        }
+        self.ensure_partitioned(name, partitions, meta.config.ingress).await?;
         let record = TopicRecord::Create {
             tenant: name.tenant.clone(),
             namespace: name.namespace.clone(),
@@ -514,17 +524,7 @@ impl Log for PulsarLog {
         if validate_only {
             return Ok(());
         }
-        if let Some(rest) = self.rest.clone() {
-            let (name, ingress) = (name.clone(), meta.config.ingress);
-            self.run(async move {
-                rest.ensure_partitioned(&name, total).await?;
-                if ingress {
-                    rest.ensure_partitioned(&ingress::ingress_topic(&name), total).await?;
-                }
-                Ok(())
-            })
-            .await?;
-        }
+        self.ensure_partitioned(name, total, meta.config.ingress).await?;
         let record = TopicRecord::Partitions {
             tenant: name.tenant.clone(),
             namespace: name.namespace.clone(),

@@ -112,6 +112,16 @@ pub struct Config {
     pub max_inflight_bytes: u64,
     /// Open Kafka connections at most; more are closed at once.
     pub max_connections: usize,
+    /// Open connections from one IP address at most, per listener (Kafka's
+    /// max.connections.per.ip); 0: no limit, Kafka's default.
+    pub max_connections_per_ip: usize,
+    /// Kafka's connections.max.idle.ms: a Kafka connection with nothing received, nothing in
+    /// flight and nothing sent for this long is closed; 0: never.
+    pub connections_max_idle_ms: u64,
+    /// A request frame, once its first bytes arrived, must arrive whole within this; else the
+    /// connection is closed (a client that starts a large frame and stalls holds no memory for
+    /// long); 0: no deadline.
+    pub frame_timeout_ms: u64,
     /// On shutdown, how long open connections get to finish.
     pub shutdown_drain_ms: u64,
     /// Kafka's group.initial.rebalance.delay.ms: how long the first rebalance of an empty group
@@ -245,6 +255,9 @@ impl Default for Config {
             read_ahead: 16,
             max_inflight_bytes: 100 * 1024 * 1024,
             max_connections: 10_000,
+            max_connections_per_ip: 0,
+            connections_max_idle_ms: 600_000,
+            frame_timeout_ms: 60_000,
             shutdown_drain_ms: 5000,
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,

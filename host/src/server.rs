@@ -213,13 +213,20 @@ impl Server {
         let mut tasks = Vec::new();
         let limits = listener::Limits {
             max_connections: config.max_connections,
+            max_per_ip: match config.max_connections_per_ip {
+                0 => usize::MAX,
+                n => n,
+            },
             drain: Duration::from_millis(config.shutdown_drain_ms),
         };
+        let millis = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
         let net = |tenant: &TenantId, advertised: Option<Arc<(String, i32)>>| NetConfig {
             conn: ConnConfig {
                 max_frame_bytes: config.max_frame_bytes,
                 read_ahead: config.read_ahead,
                 max_inflight_bytes: usize::try_from(config.max_inflight_bytes).unwrap_or(usize::MAX),
+                idle: millis(config.connections_max_idle_ms),
+                frame_timeout: millis(config.frame_timeout_ms),
             },
             tenant: tenant.clone(),
             advertised,

@@ -358,3 +358,87 @@ fn connections_beyond_the_cap_are_refused() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Beyond max_connections_per_ip, a new connection from that address is closed at once, while
+/// other addresses still connect (all of 127.0.0.0/8 is loopback on Linux).
+#[test]
+fn connections_beyond_the_per_address_cap_are_refused() {
+    let server = TestServer::start_with(|c| c.max_connections_per_ip = 2);
+    let api_versions = request(ApiKey::ApiVersions, 3, 3, &ApiVersionsRequest::default());
+    let mut a = connect(&server);
+    let mut b = connect(&server);
+    for s in [&mut a, &mut b] {
+        send_raw(s, &api_versions);
+        assert!(read_frame(s).is_some());
+    }
+    let mut c = connect(&server);
+    assert_closed(&mut c, "a third connection from 127.0.0.1");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut other = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let s = socket.connect(server.kafka_addr).await.unwrap().into_std().unwrap();
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s
+    });
+    send_raw(&mut other, &api_versions);
+    assert!(read_frame(&mut other).is_some(), "another address is served");
+    send_raw(&mut a, &api_versions);
+    assert!(read_frame(&mut a).is_some(), "existing connections keep working");
+}
+
+/// connections.max.idle.ms: a connection with nothing received, in flight or sent for that long
+/// is closed; one that keeps making requests is not; a Kafka client whose connection was
+/// closed while idle reconnects and carries on.
+#[test]
+fn idle_connections_are_closed_and_clients_reconnect() {
+    let server = TestServer::start_with(|c| c.connections_max_idle_ms = 700);
+    let api_versions = request(ApiKey::ApiVersions, 3, 3, &ApiVersionsRequest::default());
+    let mut idle = connect(&server);
+    let mut busy = connect(&server);
+    send_raw(&mut idle, &api_versions);
+    assert!(read_frame(&mut idle).is_some());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        send_raw(&mut busy, &api_versions);
+        assert!(read_frame(&mut busy).is_some(), "a busy connection stays open");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_closed(&mut idle, "the idle connection");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = rskafka::client::ClientBuilder::new(vec![server.bootstrap()]).build().await.unwrap();
+        let controller = client.controller_client().unwrap();
+        controller.create_topic("idle", 1, 1, 5_000).await.unwrap();
+        let pc = client.partition_client("idle", 0, UnknownTopicHandling::Retry).await.unwrap();
+        let record = || rskafka::record::Record {
+            key: None,
+            value: Some(b"v".to_vec()),
+            headers: Default::default(),
+            timestamp: chrono::Utc::now(),
+        };
+        let none = Compression::NoCompression;
+        assert_eq!(pc.produce(vec![record()], none).await.unwrap(), [0]);
+        tokio::time::sleep(Duration::from_secs(2)).await; // its connection is closed meanwhile
+        assert_eq!(pc.produce(vec![record()], none).await.unwrap(), [1], "after reconnecting");
+    });
+}
+
+/// A frame whose first bytes arrived must arrive whole within frame_timeout_ms: a client that
+/// starts a large request and stalls is closed (and holds no memory for long); others are
+/// served meanwhile.
+#[test]
+fn a_stalled_frame_is_closed_after_frame_timeout() {
+    let server = TestServer::start_with(|c| c.frame_timeout_ms = 500);
+    let mut stalled = connect(&server);
+    stalled.write_all(&(8i32 << 20).to_be_bytes()).unwrap();
+    stalled.write_all(&[0u8; 1000]).unwrap();
+    let mut other = connect(&server);
+    send_raw(&mut other, &request(ApiKey::ApiVersions, 3, 3, &ApiVersionsRequest::default()));
+    assert!(read_frame(&mut other).is_some(), "others are served");
+    let started = Instant::now();
+    assert_closed(&mut stalled, "the stalled connection");
+    assert!(started.elapsed() < Duration::from_secs(30), "closed after {:?}", started.elapsed());
+}

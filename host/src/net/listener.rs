@@ -5,8 +5,9 @@
 
 use super::kafka::connection::{self, ConnConfig};
 use crate::wasm::{ConnInfo, Runtime};
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,6 +21,8 @@ use tracing::Instrument;
 pub struct Limits {
     /// Open connections at most; further ones are closed at once, with a log line.
     pub max_connections: usize,
+    /// Open connections from one IP address at most; further ones are closed at once.
+    pub max_per_ip: usize,
     /// How long open connections may take to finish after shutdown before they are aborted.
     pub drain: Duration,
 }
@@ -50,23 +53,45 @@ pub async fn run<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut conns = JoinSet::new();
+    // Open connections per IP address (each connection's task returns its address).
+    let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
+    let closed = |per_ip: &mut HashMap<IpAddr, usize>, ended: Result<IpAddr, tokio::task::JoinError>| {
+        if let Ok(ip) = ended
+            && let Some(n) = per_ip.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    };
     let mut stop = shutdown.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    while conns.try_join_next().is_some() {}
+                    while let Some(ended) = conns.try_join_next() {
+                        closed(&mut per_ip, ended);
+                    }
                     if conns.len() >= limits.max_connections {
                         tracing::warn!(%peer, kind, limit = limits.max_connections, "refusing a connection: at max_connections");
                         drop(stream);
                         continue;
                     }
+                    let from_ip = per_ip.entry(peer.ip()).or_default();
+                    if *from_ip >= limits.max_per_ip {
+                        tracing::warn!(%peer, kind, limit = limits.max_per_ip, "refusing a connection: at max_connections_per_ip");
+                        drop(stream);
+                        continue;
+                    }
+                    *from_ip += 1;
                     let _ = stream.set_nodelay(true);
                     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
                     let span = tracing::info_span!("conn", kind, id, %peer);
                     tracing::debug!(parent: &span, "accepted connection");
                     let accepted = Accepted { id, peer, shutdown: shutdown.clone() };
-                    conns.spawn(serve(stream, accepted).instrument(span));
+                    let served = serve(stream, accepted);
+                    conns.spawn(async move { served.await; peer.ip() }.instrument(span));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -74,7 +99,7 @@ pub async fn run<F, Fut>(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            Some(ended) = conns.join_next(), if !conns.is_empty() => closed(&mut per_ip, ended),
             r = stop.changed() => if r.is_err() || *stop.borrow() { break },
         }
     }

@@ -7,6 +7,8 @@ use crate::wasm::{ConnInfo, Executed, Runtime};
 use bytes::{Bytes, BytesMut};
 use std::io::IoSlice;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
@@ -20,6 +22,28 @@ pub struct ConnConfig {
     /// it, so a client that floods requests or never reads its responses is held back by TCP.
     /// Always at least one maximum frame.
     pub max_inflight_bytes: usize,
+    /// Kafka's connections.max.idle.ms: close once nothing was received, in flight or sent for
+    /// this long (None: never).
+    pub idle: Option<Duration>,
+    /// A frame must arrive whole within this once its first bytes did (None: no deadline).
+    pub frame_timeout: Option<Duration>,
+}
+
+/// When the connection last did something (received bytes, or finished a request), in
+/// milliseconds since it opened: shared by its reader and its executor.
+struct Activity {
+    opened: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms.store(self.opened.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn quiet_for(&self) -> Duration {
+        self.opened.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
 }
 
 /// Serve one connection until the client closes it, an error closes it, or the host shuts down.
@@ -34,8 +58,20 @@ pub async fn serve<S>(
 {
     let (rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<(Bytes, OwnedSemaphorePermit)>(cfg.read_ahead.max(1));
-    let budget = Arc::new(Semaphore::new(cfg.max_inflight_bytes.max(cfg.max_frame_bytes as usize)));
-    let reader = tokio::spawn(read_frames(rd, tx, budget, FrameDecoder::new(cfg.max_frame_bytes), conn.id));
+    let budget_bytes = cfg.max_inflight_bytes.max(cfg.max_frame_bytes as usize);
+    let budget = Arc::new(Semaphore::new(budget_bytes));
+    let activity = Arc::new(Activity { opened: Instant::now(), last_ms: AtomicU64::new(0) });
+    let reading = Reading {
+        tx,
+        budget,
+        budget_bytes,
+        decoder: FrameDecoder::new(cfg.max_frame_bytes),
+        conn: conn.id,
+        activity: activity.clone(),
+        idle: cfg.idle,
+        frame_timeout: cfg.frame_timeout,
+    };
+    let reader = tokio::spawn(read_frames(rd, reading));
     let mut shutdown_rx = shutdown.clone();
     loop {
         // The permit (this frame's share of the bytes budget) is released when the request is done.
@@ -57,28 +93,43 @@ pub async fn serve<S>(
                 break;
             }
         }
+        activity.touch();
     }
     reader.abort();
     let _ = wr.shutdown().await;
     tracing::debug!(conn = conn.id, peer = %conn.peer, "connection closed");
 }
 
-async fn read_frames<R: AsyncRead + Unpin>(
-    mut rd: R,
+/// What the reader task of a connection holds.
+struct Reading {
     tx: mpsc::Sender<(Bytes, OwnedSemaphorePermit)>,
     budget: Arc<Semaphore>,
+    /// The budget's size: all of it available means no request is held.
+    budget_bytes: usize,
     decoder: FrameDecoder,
     conn: u64,
-) {
+    activity: Arc<Activity>,
+    idle: Option<Duration>,
+    frame_timeout: Option<Duration>,
+}
+
+async fn read_frames<R: AsyncRead + Unpin>(mut rd: R, r: Reading) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // When the first bytes of the frame being read arrived.
+    let mut frame_started: Option<Instant> = None;
+    // How often the deadlines are looked at while nothing arrives.
+    let check =
+        [r.idle, r.frame_timeout].into_iter().flatten().min().map(|d| (d / 4).max(Duration::from_millis(10)));
+    let conn = r.conn;
     loop {
         loop {
-            match decoder.decode(&mut buf) {
+            match r.decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
+                    frame_started = None;
                     // A frame is at most max_frame_bytes, and the budget is at least that.
                     let want = u32::try_from(frame.len()).unwrap_or(u32::MAX).max(1);
-                    let Ok(permit) = budget.clone().acquire_many_owned(want).await else { return };
-                    if tx.send((frame, permit)).await.is_err() {
+                    let Ok(permit) = r.budget.clone().acquire_many_owned(want).await else { return };
+                    if r.tx.send((frame, permit)).await.is_err() {
                         return;
                     }
                 }
@@ -89,17 +140,52 @@ async fn read_frames<R: AsyncRead + Unpin>(
                 }
             }
         }
+        if !buf.is_empty() && frame_started.is_none() {
+            frame_started = Some(Instant::now());
+        }
         // Grow the buffer as data arrives, never by what the client merely claims.
-        let want = decoder.missing(&buf).clamp(4096, 1 << 20);
+        let want = r.decoder.missing(&buf).clamp(4096, 1 << 20);
         buf.reserve(want);
-        match rd.read_buf(&mut buf).await {
+        let read = match check {
+            None => rd.read_buf(&mut buf).await,
+            Some(every) => match tokio::time::timeout(every, rd.read_buf(&mut buf)).await {
+                Ok(read) => read,
+                Err(_) => {
+                    if let (Some(started), Some(limit)) = (frame_started, r.frame_timeout)
+                        && started.elapsed() >= limit
+                    {
+                        tracing::info!(
+                            conn,
+                            received = buf.len(),
+                            missing = r.decoder.missing(&buf),
+                            "closing connection: a request frame did not arrive whole within frame_timeout_ms ({limit:?})"
+                        );
+                        return;
+                    }
+                    let held = r.budget.available_permits() < r.budget_bytes;
+                    if let Some(limit) = r.idle
+                        && buf.is_empty()
+                        && !held
+                        && r.activity.quiet_for() >= limit
+                    {
+                        tracing::debug!(
+                            conn,
+                            "closing connection: idle for connections_max_idle_ms ({limit:?})"
+                        );
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        match read {
             Ok(0) => {
-                if let Err(e @ FrameError::Truncated(_)) = decoder.finish(&buf) {
+                if let Err(e @ FrameError::Truncated(_)) = r.decoder.finish(&buf) {
                     tracing::info!(conn, "{e}");
                 }
                 return;
             }
-            Ok(_) => {}
+            Ok(_) => r.activity.touch(),
             Err(e) => {
                 tracing::debug!(conn, "read failed: {e}");
                 return;
@@ -168,7 +254,6 @@ mod budget_tests {
     use crate::storage::embedded::EmbeddedLog;
     use crate::storage::{Log, LogDefaults};
     use crate::wasm::{DEFAULT_TRANSLATOR, GuestLimits, HostContext};
-    use std::time::Duration;
 
     /// A client that pipelines large requests and never reads a response: the host stops
     /// reading once the connection's bytes budget is used, so what it buffers stays bounded by
@@ -189,8 +274,13 @@ mod budget_tests {
         // and what the host holds is the budget, not requests it already answered.
         let (mut client, server) = tokio::io::duplex(64);
         let (_stop_tx, stop) = watch::channel(false);
-        let cfg =
-            ConnConfig { max_frame_bytes: 64 * 1024, read_ahead: 100_000, max_inflight_bytes: 256 * 1024 };
+        let cfg = ConnConfig {
+            max_frame_bytes: 64 * 1024,
+            read_ahead: 100_000,
+            max_inflight_bytes: 256 * 1024,
+            idle: None,
+            frame_timeout: None,
+        };
         let conn = ConnInfo { id: 1, tenant: "public".into(), peer: "test".into(), advertised: None };
         tokio::spawn(serve(server, runtime, conn, cfg, stop));
 

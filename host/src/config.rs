@@ -112,6 +112,9 @@ pub struct Config {
     pub max_inflight_bytes: u64,
     /// Open Kafka connections at most; more are closed at once.
     pub max_connections: usize,
+    /// Partitions of all topics together at most on the embedded log (a file open each);
+    /// 0: the open-file limit (raised to its hard limit at start) less `server::FD_RESERVE`.
+    pub max_partitions: usize,
     /// Open connections from one IP address at most, per listener (Kafka's
     /// max.connections.per.ip); 0: no limit, Kafka's default.
     pub max_connections_per_ip: usize,
@@ -255,6 +258,7 @@ impl Default for Config {
             read_ahead: 16,
             max_inflight_bytes: 100 * 1024 * 1024,
             max_connections: 10_000,
+            max_partitions: 0,
             max_connections_per_ip: 0,
             connections_max_idle_ms: 600_000,
             frame_timeout_ms: 60_000,

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod config;
 pub mod coord;
+pub mod logs;
 pub mod net;
 pub mod pulsar;
 pub mod record;

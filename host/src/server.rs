@@ -69,12 +69,39 @@ pub struct Server {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Descriptors kept back from the partitions' files, for connections, segments being rolled,
+/// and the host's own files.
+pub const FD_RESERVE: usize = 1024;
+
+/// Raise this process's open-file limit to its hard limit (the default soft limit is often
+/// 1,024); the limit now in force.
+pub fn raise_descriptor_limit() -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::info!(from = ?limit.current, to = ?limit.maximum, "raised the open-file limit")
+            }
+            Err(e) => tracing::warn!(limit = ?limit.current, "cannot raise the open-file limit: {e}"),
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    now.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
+}
+
 impl Server {
     /// Start serving with `config`: open the log it names (the embedded log or a Pulsar
     /// cluster), then [`start_with_log`](Self::start_with_log).
     pub async fn start(config: &Config) -> Result<Server, ServerError> {
         let fsync = config.fsync_policy().map_err(ServerError::Config)?;
+        let descriptors = raise_descriptor_limit();
         let defaults = LogDefaults {
+            max_partitions: match config.max_partitions {
+                0 => descriptors.saturating_sub(FD_RESERVE),
+                n => n,
+            },
             segment_bytes: config.segment_bytes,
             max_message_bytes: config.message_max_bytes,
             fsync,

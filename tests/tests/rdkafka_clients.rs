@@ -292,3 +292,29 @@ fn retention_deletes_old_segments_and_moves_the_low_watermark() {
     let retention = configs[0].as_ref().unwrap().get("retention.ms").expect("retention.ms is described");
     assert_eq!(retention.value.as_deref(), Some("60000"));
 }
+
+/// `max_partitions` caps the partitions of all topics together (the embedded log keeps a file
+/// open per partition, so 20,000 of them once exhausted the descriptors): a creation or growth
+/// past it gets POLICY_VIOLATION and changes nothing, and room freed by a deletion is usable.
+#[test]
+fn partitions_beyond_the_hosts_cap_are_refused() {
+    use rdkafka::types::RDKafkaErrorCode;
+    let server = TestServer::start_with(|c| c.max_partitions = 10);
+    let admin = admin(&server);
+    let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let topic = |name: &'static str, n| NewTopic::new(name, n, TopicReplication::Fixed(1));
+    let made = block_on(admin.create_topics(&[topic("eight", 8)], &opts)).unwrap();
+    assert!(made[0].is_ok(), "{made:?}");
+    let refused = block_on(admin.create_topics(&[topic("five", 5)], &opts)).unwrap();
+    assert!(matches!(&refused[0], Err((_, RDKafkaErrorCode::PolicyViolation))), "{refused:?}");
+    let refused = block_on(admin.create_partitions(&[NewPartitions::new("eight", 11)], &opts)).unwrap();
+    assert!(matches!(&refused[0], Err((_, RDKafkaErrorCode::PolicyViolation))), "{refused:?}");
+    let grown = block_on(admin.create_partitions(&[NewPartitions::new("eight", 10)], &opts)).unwrap();
+    assert!(grown[0].is_ok(), "up to the cap: {grown:?}");
+    let md = admin.inner().fetch_metadata(None, TIMEOUT).unwrap();
+    assert!(md.topics().iter().all(|t| t.name() != "five"), "the refused topic does not exist");
+    let gone = block_on(admin.delete_topics(&["eight"], &opts)).unwrap();
+    assert!(gone[0].is_ok(), "{gone:?}");
+    let made = block_on(admin.create_topics(&[topic("five", 5)], &opts)).unwrap();
+    assert!(made[0].is_ok(), "room freed by the deletion: {made:?}");
+}

@@ -65,6 +65,7 @@ pub async fn run<F, Fut>(
             }
         }
     };
+    let accept_failures = crate::logs::Throttle::new(crate::logs::PERIOD);
     let mut stop = shutdown.clone();
     loop {
         tokio::select! {
@@ -94,8 +95,11 @@ pub async fn run<F, Fut>(
                     conns.spawn(async move { served.await; peer.ip() }.instrument(span));
                 }
                 Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(kind, "accept failed: {e}");
+                    // Out of file descriptors and the like: back off instead of spinning, and
+                    // say so once per period, not 20 times a second.
+                    if let Some(left_out) = accept_failures.hit() {
+                        tracing::warn!(kind, left_out, "accept failed: {e}");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },

@@ -302,6 +302,9 @@ impl EntryFormat {
 /// Broker-wide defaults, used for every topic config that the topic does not override.
 #[derive(Clone, Debug)]
 pub struct LogDefaults {
+    /// Partitions of all topics together at most (the embedded log keeps a file open per
+    /// partition): a creation beyond it is PolicyViolation.
+    pub max_partitions: usize,
     /// log.segment.bytes: roll a new segment when the active one would exceed this.
     pub segment_bytes: u64,
     /// message.max.bytes: the largest record batch accepted.
@@ -335,6 +338,7 @@ pub enum FsyncPolicy {
 impl Default for LogDefaults {
     fn default() -> Self {
         LogDefaults {
+            max_partitions: usize::MAX,
             segment_bytes: 1024 * 1024 * 1024,
             max_message_bytes: 1_048_588,
             index_interval_bytes: 4096,

@@ -120,6 +120,18 @@ impl EmbeddedLog {
         })
     }
 
+    /// Whether `more` partitions fit under `max_partitions` (each holds an open file).
+    fn check_partition_cap(&self, more: i32) -> Result<(), StorageError> {
+        let have: usize = self.topics.read().values().map(|t| t.partitions.len()).sum();
+        let cap = self.defaults.max_partitions;
+        if have.saturating_add(usize::try_from(more).unwrap_or(0)) > cap {
+            return Err(StorageError::PolicyViolation(format!(
+                "the host holds {have} partitions; {more} more would exceed max_partitions ({cap})"
+            )));
+        }
+        Ok(())
+    }
+
     fn get(&self, name: &TopicName) -> Option<Arc<Topic>> {
         self.topics.read().get(name).cloned()
     }
@@ -198,6 +210,7 @@ impl EmbeddedLog {
         let _admin = self.admin.lock();
         let siblings = self.in_namespace(&name.tenant, &name.namespace);
         check_new_topic(&name.topic, siblings.iter().map(|t| t.meta.name.topic.as_str()))?;
+        self.check_partition_cap(partitions)?;
         let mut meta = TopicMeta { name: name.clone(), id: uuid::Uuid::nil(), partitions, config };
         if validate_only {
             return Ok(meta);
@@ -246,6 +259,7 @@ impl EmbeddedLog {
         let topic = self.get(name).ok_or(StorageError::UnknownTopicOrPartition)?;
         let current = topic.meta.partitions;
         validate_growth(current, total)?;
+        self.check_partition_cap(total - current)?;
         if validate_only {
             return Ok(());
         }
@@ -460,15 +474,24 @@ impl EmbeddedLog {
     pub fn flush(&self) -> Result<(), StorageError> {
         let partitions: Vec<Arc<Partition>> =
             self.topics.read().values().flat_map(|t| t.partitions.iter().cloned()).collect();
-        let mut first_error = None;
+        let (mut first_error, mut failed) = (None, 0usize);
         for p in partitions {
             if let Err(e) = p.flush() {
-                tracing::error!("flushing the log: {e}");
+                failed += 1;
                 first_error.get_or_insert(e);
             }
         }
         match first_error {
-            Some(e) => Err(e.into()),
+            Some(e) => {
+                // One line per pass, and per period at most: a failing disk fails every
+                // partition's flush, every second.
+                static FLUSH_FAILURES: crate::logs::Throttle =
+                    crate::logs::Throttle::new(crate::logs::PERIOD);
+                if let Some(left_out) = FLUSH_FAILURES.hit() {
+                    tracing::error!(partitions = failed, left_out, "flushing the log failed: {e}");
+                }
+                Err(e.into())
+            }
             None => Ok(()),
         }
     }

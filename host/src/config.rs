@@ -112,6 +112,8 @@ pub struct Config {
     pub max_inflight_bytes: u64,
     /// Open Kafka connections at most; more are closed at once.
     pub max_connections: usize,
+    /// Open admin API connections at most (each may buffer an upload of module_max_bytes).
+    pub admin_max_connections: usize,
     /// Partitions of all topics together at most on the embedded log (a file open each);
     /// 0: the open-file limit (raised to its hard limit at start) less `server::FD_RESERVE`.
     pub max_partitions: usize,
@@ -259,6 +261,7 @@ impl Default for Config {
             max_inflight_bytes: 100 * 1024 * 1024,
             max_connections: 10_000,
             max_partitions: 0,
+            admin_max_connections: 16,
             max_connections_per_ip: 0,
             connections_max_idle_ms: 600_000,
             frame_timeout_ms: 60_000,
@@ -377,6 +380,9 @@ impl Config {
         }
         if self.log_cleaner_backoff_ms == 0 {
             return invalid("log_cleaner_backoff_ms", "must be positive");
+        }
+        if self.admin_max_connections == 0 {
+            return invalid("admin_max_connections", "must be at least 1");
         }
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");

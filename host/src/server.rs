@@ -333,9 +333,23 @@ impl Server {
             transforms: transforms.clone(),
         };
         let admin_state = Arc::new(admin_state);
-        tasks.push(tokio::spawn(listener::run("admin", admin, limits, shutdown_rx.clone(), move |s, a| {
-            admin::serve(admin_state.clone(), s, a)
-        })));
+        if !admin_addr.ip().is_loopback() {
+            tracing::warn!(
+                %admin_addr,
+                "the admin API is reachable beyond this machine, without TLS or authentication: \
+                 anyone who reaches it can replace the translator and every tenant's transforms; \
+                 bind admin_addr to a loopback address unless a firewall stands in front of it"
+            );
+        }
+        // Each admin connection may buffer an upload (module_max_bytes): few of them.
+        let admin_limits = listener::Limits { max_connections: config.admin_max_connections, ..limits };
+        tasks.push(tokio::spawn(listener::run(
+            "admin",
+            admin,
+            admin_limits,
+            shutdown_rx.clone(),
+            move |s, a| admin::serve(admin_state.clone(), s, a),
+        )));
         let check = Duration::from_millis(config.retention_check_interval_ms);
         let l = log.clone();
         tasks.push(tokio::spawn(every(check, shutdown_rx.clone(), blocking(move || enforce_retention(&*l)))));

@@ -442,3 +442,23 @@ fn a_stalled_frame_is_closed_after_frame_timeout() {
     assert_closed(&mut stalled, "the stalled connection");
     assert!(started.elapsed() < Duration::from_secs(30), "closed after {:?}", started.elapsed());
 }
+
+/// The admin API takes admin_max_connections at most (each may buffer an upload); a client
+/// holding them cannot use more, and the admin API answers again once they are gone.
+#[test]
+fn admin_connections_beyond_their_cap_are_refused() {
+    let server = TestServer::start_with(|c| c.admin_max_connections = 2);
+    let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(server.admin_addr).unwrap()).collect();
+    // Both are accepted (and wait for a request head) before the third arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = TcpStream::connect(server.admin_addr).unwrap();
+    third.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    assert_closed(&mut third, "a third admin connection");
+    drop(held);
+    let admin = guise_host::admin::client::AdminClient::new(server.admin_addr.to_string());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin.list_transforms(None).is_err() {
+        assert!(Instant::now() < deadline, "the admin API never answered again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

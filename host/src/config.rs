@@ -115,7 +115,8 @@ pub struct Config {
     /// Open admin API connections at most (each may buffer an upload of module_max_bytes).
     pub admin_max_connections: usize,
     /// Partitions of all topics together at most on the embedded log (a file open each);
-    /// 0: the open-file limit (raised to its hard limit at start) less `server::FD_RESERVE`.
+    /// 0: the open-file limit (raised to its hard limit at start) less max_connections,
+    /// admin_max_connections and `server::FD_RESERVE`.
     pub max_partitions: usize,
     /// Open connections from one IP address at most, per listener (Kafka's
     /// max.connections.per.ip); 0: no limit, Kafka's default.

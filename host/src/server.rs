@@ -98,8 +98,13 @@ impl Server {
         let fsync = config.fsync_policy().map_err(ServerError::Config)?;
         let descriptors = raise_descriptor_limit();
         let defaults = LogDefaults {
+            // By default, the descriptors that the connections (at their caps) and the host's
+            // own files leave: the listeners always have descriptors to accept with.
             max_partitions: match config.max_partitions {
-                0 => descriptors.saturating_sub(FD_RESERVE),
+                0 => descriptors
+                    .saturating_sub(config.max_connections)
+                    .saturating_sub(config.admin_max_connections)
+                    .saturating_sub(FD_RESERVE),
                 n => n,
             },
             segment_bytes: config.segment_bytes,

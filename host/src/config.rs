@@ -116,7 +116,7 @@ pub struct Config {
     pub admin_max_connections: usize,
     /// Partitions of all topics together at most on the embedded log (a file open each);
     /// 0: the open-file limit (raised to its hard limit at start) less max_connections,
-    /// admin_max_connections and `server::FD_RESERVE`.
+    /// admin_max_connections and `server::FD_RESERVE`, or half the limit if that is more.
     pub max_partitions: usize,
     /// Open connections from one IP address at most, per listener (Kafka's
     /// max.connections.per.ip); 0: no limit, Kafka's default.

@@ -99,12 +99,15 @@ impl Server {
         let descriptors = raise_descriptor_limit();
         let defaults = LogDefaults {
             // By default, the descriptors that the connections (at their caps) and the host's
-            // own files leave: the listeners always have descriptors to accept with.
+            // own files leave, so the listeners have descriptors to accept with; half of them
+            // at least, under a limit too low for the connection caps.
             max_partitions: match config.max_partitions {
-                0 => descriptors
-                    .saturating_sub(config.max_connections)
-                    .saturating_sub(config.admin_max_connections)
-                    .saturating_sub(FD_RESERVE),
+                0 => (descriptors / 2).max(
+                    descriptors
+                        .saturating_sub(config.max_connections)
+                        .saturating_sub(config.admin_max_connections)
+                        .saturating_sub(FD_RESERVE),
+                ),
                 n => n,
             },
             segment_bytes: config.segment_bytes,

@@ -112,6 +112,10 @@ pub struct Config {
     pub max_inflight_bytes: u64,
     /// Open Kafka connections at most; more are closed at once.
     pub max_connections: usize,
+    /// Bytes of partly read request frames that all Kafka connections together may hold
+    /// (beyond 64 KiB each); a reader waits for room, within frame_timeout_ms. At least
+    /// max_frame_bytes.
+    pub partial_frames_max_bytes: u64,
     /// Open admin API connections at most (each may buffer an upload of module_max_bytes).
     pub admin_max_connections: usize,
     /// Partitions of all topics together at most on the embedded log (a file open each);
@@ -263,6 +267,7 @@ impl Default for Config {
             max_connections: 10_000,
             max_partitions: 0,
             admin_max_connections: 16,
+            partial_frames_max_bytes: 1 << 30,
             max_connections_per_ip: 0,
             connections_max_idle_ms: 600_000,
             frame_timeout_ms: 60_000,
@@ -381,6 +386,9 @@ impl Config {
         }
         if self.log_cleaner_backoff_ms == 0 {
             return invalid("log_cleaner_backoff_ms", "must be positive");
+        }
+        if self.partial_frames_max_bytes < u64::from(self.max_frame_bytes) {
+            return invalid("partial_frames_max_bytes", "must be at least max_frame_bytes");
         }
         if self.admin_max_connections == 0 {
             return invalid("admin_max_connections", "must be at least 1");

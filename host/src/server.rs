@@ -255,6 +255,12 @@ impl Server {
             drain: Duration::from_millis(config.shutdown_drain_ms),
         };
         let millis = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
+        // One budget for every Kafka listener's partly read frames.
+        let partial = Arc::new(tokio::sync::Semaphore::new(
+            usize::try_from(config.partial_frames_max_bytes)
+                .unwrap_or(usize::MAX)
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         let net = |tenant: &TenantId, advertised: Option<Arc<(String, i32)>>| NetConfig {
             conn: ConnConfig {
                 max_frame_bytes: config.max_frame_bytes,
@@ -262,6 +268,7 @@ impl Server {
                 max_inflight_bytes: usize::try_from(config.max_inflight_bytes).unwrap_or(usize::MAX),
                 idle: millis(config.connections_max_idle_ms),
                 frame_timeout: millis(config.frame_timeout_ms),
+                partial: Some(partial.clone()),
             },
             tenant: tenant.clone(),
             advertised,

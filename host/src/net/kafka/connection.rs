@@ -27,7 +27,14 @@ pub struct ConnConfig {
     pub idle: Option<Duration>,
     /// A frame must arrive whole within this once its first bytes did (None: no deadline).
     pub frame_timeout: Option<Duration>,
+    /// The host-wide budget, in bytes, for what the connections' readers hold of frames not
+    /// read whole yet (beyond [`FREE_PARTIAL`] each); None: no bound but each connection's.
+    pub partial: Option<Arc<Semaphore>>,
 }
+
+/// Bytes of a partly read frame that a connection holds without taking from the host-wide
+/// budget (small requests never wait for it).
+pub const FREE_PARTIAL: usize = 64 * 1024;
 
 /// When the connection last did something (received bytes, or finished a request), in
 /// milliseconds since it opened: shared by its reader and its executor.
@@ -70,6 +77,7 @@ pub async fn serve<S>(
         activity: activity.clone(),
         idle: cfg.idle,
         frame_timeout: cfg.frame_timeout,
+        partial: cfg.partial.clone(),
     };
     let reader = tokio::spawn(read_frames(rd, reading));
     let mut shutdown_rx = shutdown.clone();
@@ -111,6 +119,7 @@ struct Reading {
     activity: Arc<Activity>,
     idle: Option<Duration>,
     frame_timeout: Option<Duration>,
+    partial: Option<Arc<Semaphore>>,
 }
 
 async fn read_frames<R: AsyncRead + Unpin>(mut rd: R, r: Reading) {
@@ -121,11 +130,14 @@ async fn read_frames<R: AsyncRead + Unpin>(mut rd: R, r: Reading) {
     let check =
         [r.idle, r.frame_timeout].into_iter().flatten().min().map(|d| (d / 4).max(Duration::from_millis(10)));
     let conn = r.conn;
+    // What this connection holds of the host-wide budget for partly read frames.
+    let mut held: Option<OwnedSemaphorePermit> = None;
     loop {
         loop {
             match r.decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
                     frame_started = None;
+                    held = None;
                     // A frame is at most max_frame_bytes, and the budget is at least that.
                     let want = u32::try_from(frame.len()).unwrap_or(u32::MAX).max(1);
                     let Ok(permit) = r.budget.clone().acquire_many_owned(want).await else { return };
@@ -145,6 +157,35 @@ async fn read_frames<R: AsyncRead + Unpin>(mut rd: R, r: Reading) {
         }
         // Grow the buffer as data arrives, never by what the client merely claims.
         let want = r.decoder.missing(&buf).clamp(4096, 1 << 20);
+        if let Some(budget) = &r.partial
+            && held.is_none()
+            && buf.len() >= 4
+        {
+            // A frame beyond the free share takes its whole size from the host-wide budget
+            // before more of it is read, and holds nothing while it waits: a reader never holds
+            // part of the budget and waits for more, so readers cannot starve each other.
+            let frame = buf.len() + r.decoder.missing(&buf);
+            if frame > FREE_PARTIAL {
+                let take = u32::try_from(frame - FREE_PARTIAL).unwrap_or(u32::MAX);
+                let wait = match (frame_started, r.frame_timeout) {
+                    (Some(started), Some(limit)) => limit.saturating_sub(started.elapsed()),
+                    _ => Duration::MAX,
+                };
+                match tokio::time::timeout(wait, budget.clone().acquire_many_owned(take)).await {
+                    Ok(Ok(permit)) => held = Some(permit),
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        tracing::info!(
+                            conn,
+                            frame,
+                            "closing connection: the host-wide budget for partly read frames \
+                             (partial_frames_max_bytes) had no room for the frame within frame_timeout_ms"
+                        );
+                        return;
+                    }
+                }
+            }
+        }
         buf.reserve(want);
         let read = match check {
             None => rd.read_buf(&mut buf).await,
@@ -255,6 +296,73 @@ mod budget_tests {
     use crate::storage::{Log, LogDefaults};
     use crate::wasm::{DEFAULT_TRANSLATOR, GuestLimits, HostContext};
 
+    fn test_runtime(dir: &std::path::Path) -> Arc<Runtime> {
+        let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir, LogDefaults::default()).unwrap());
+        let ctx = Arc::new(HostContext::local(log, 8 << 20));
+        let limits = GuestLimits {
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(5),
+            max_instances: 8,
+            max_response_bytes: 1 << 20,
+        };
+        Arc::new(Runtime::new(DEFAULT_TRANSLATOR, ctx, limits).unwrap())
+    }
+
+    /// Write `bytes` to `w` until it stops taking them for a second; how much it took.
+    async fn write_until_held<W: AsyncWrite + Unpin>(w: &mut W, bytes: usize) -> usize {
+        let chunk = vec![0u8; 16 * 1024];
+        let mut written = 0;
+        while written < bytes {
+            let n = chunk.len().min(bytes - written);
+            match tokio::time::timeout(Duration::from_millis(1000), w.write_all(&chunk[..n])).await {
+                Ok(Ok(())) => written += n,
+                Ok(Err(e)) => panic!("write failed: {e}"),
+                Err(_) => break,
+            }
+        }
+        written
+    }
+
+    /// Two clients each send most of a 4 MiB frame: the host-wide budget for partly read frames
+    /// (5 MiB) has room for one of them at a time beyond the free 64 KiB, so the second is held
+    /// back (it reads no more than the free share and a read) until the first is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn partly_read_frames_share_one_host_wide_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = test_runtime(dir.path());
+        let budget = Arc::new(Semaphore::new(5 << 20));
+        let cfg = ConnConfig {
+            max_frame_bytes: 8 << 20,
+            read_ahead: 4,
+            max_inflight_bytes: 64 << 20,
+            idle: None,
+            frame_timeout: None,
+            partial: Some(budget.clone()),
+        };
+        let (_stop_tx, stop) = watch::channel(false);
+        let mut clients = Vec::new();
+        for id in 1..=2 {
+            // A small pipe: what the host has not read stays in the client's write.
+            let (mut client, server) = tokio::io::duplex(16 * 1024);
+            let conn = ConnInfo { id, tenant: "public".into(), peer: "test".into(), advertised: None };
+            tokio::spawn(serve(server, runtime.clone(), conn, cfg.clone(), stop.clone()));
+            client.write_all(&(4i32 << 20).to_be_bytes()).await.unwrap();
+            clients.push(client);
+        }
+        let first = write_until_held(&mut clients[0], (4 << 20) - 1024).await;
+        assert!(first >= (4 << 20) - 1024 - 16 * 1024, "the first frame is read: {first}");
+        let second = write_until_held(&mut clients[1], (4 << 20) - 1024).await;
+        assert!(second <= (64 + 1024 + 2 * 16) * 1024, "the second waits for room: {second}");
+        // The first client goes, its partly read frame with it: the second reads on.
+        drop(clients.remove(0));
+        let more = write_until_held(&mut clients[0], (4 << 20) - 1024 - second).await;
+        assert!(
+            second + more >= (4 << 20) - 1024 - 16 * 1024,
+            "the second frame was read on: {}",
+            second + more
+        );
+    }
+
     /// A client that pipelines large requests and never reads a response: the host stops
     /// reading once the connection's bytes budget is used, so what it buffers stays bounded by
     /// the budget, not by what the client sends (read-ahead is set high to take it out of play).
@@ -280,6 +388,7 @@ mod budget_tests {
             max_inflight_bytes: 256 * 1024,
             idle: None,
             frame_timeout: None,
+            partial: None,
         };
         let conn = ConnInfo { id: 1, tenant: "public".into(), peer: "test".into(), advertised: None };
         tokio::spawn(serve(server, runtime, conn, cfg, stop));

@@ -329,18 +329,23 @@ fn huge_claimed_array_counts_are_contained() {
     assert!(read_frame(&mut s).is_some(), "still serving");
 }
 
+/// Two connections, each answered `request`.
+fn two_served(server: &TestServer, request: &[u8]) -> (TcpStream, TcpStream) {
+    let (mut a, mut b) = (connect(server), connect(server));
+    for s in [&mut a, &mut b] {
+        send_raw(s, request);
+        assert!(read_frame(s).is_some());
+    }
+    (a, b)
+}
+
 /// Beyond max_connections a new connection is closed at once; the others keep working, and a
 /// freed slot is usable again.
 #[test]
 fn connections_beyond_the_cap_are_refused() {
     let server = TestServer::start_with(|c| c.max_connections = 2);
     let api_versions = request(ApiKey::ApiVersions, 3, 3, &ApiVersionsRequest::default());
-    let mut a = connect(&server);
-    let mut b = connect(&server);
-    for s in [&mut a, &mut b] {
-        send_raw(s, &api_versions);
-        assert!(read_frame(s).is_some());
-    }
+    let (mut a, b) = two_served(&server, &api_versions);
     let mut c = connect(&server);
     assert_closed(&mut c, "third connection");
     send_raw(&mut a, &api_versions);
@@ -365,12 +370,7 @@ fn connections_beyond_the_cap_are_refused() {
 fn connections_beyond_the_per_address_cap_are_refused() {
     let server = TestServer::start_with(|c| c.max_connections_per_ip = 2);
     let api_versions = request(ApiKey::ApiVersions, 3, 3, &ApiVersionsRequest::default());
-    let mut a = connect(&server);
-    let mut b = connect(&server);
-    for s in [&mut a, &mut b] {
-        send_raw(s, &api_versions);
-        assert!(read_frame(s).is_some());
-    }
+    let (mut a, _b) = two_served(&server, &api_versions);
     let mut c = connect(&server);
     assert_closed(&mut c, "a third connection from 127.0.0.1");
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -369,15 +369,7 @@ mod budget_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_client_that_never_reads_is_held_back_by_the_bytes_budget() {
         let dir = tempfile::tempdir().unwrap();
-        let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
-        let ctx = Arc::new(HostContext::local(log, 1 << 20));
-        let limits = GuestLimits {
-            memory_bytes: 64 << 20,
-            call_timeout: Duration::from_secs(5),
-            max_instances: 8,
-            max_response_bytes: 1 << 20,
-        };
-        let runtime = Arc::new(Runtime::new(DEFAULT_TRANSLATOR, ctx, limits).unwrap());
+        let runtime = test_runtime(dir.path());
         // A 64-byte pipe: the first response fills it, so the executor blocks on its write at once
         // and what the host holds is the budget, not requests it already answered.
         let (mut client, server) = tokio::io::duplex(64);

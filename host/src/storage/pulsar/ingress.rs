@@ -235,20 +235,24 @@ async fn serve(
                 _ => break,
             }
         }
-        match append(front, p, name, partition, &group).await {
-            Ok(()) => {}
-            Err(()) => return Served::Lost,
-        }
         // Acknowledge up to the last whole entry: Pulsar acknowledges a batch entry as a whole.
-        if let Some(id) = group.iter().rev().find(|m| completes_entry(m)).map(|m| m.message_id()) {
-            let id = ::pulsar::proto::MessageIdData {
+        let ack = group.iter().rev().find(|m| completes_entry(m)).map(|m| {
+            let id = m.message_id();
+            ::pulsar::proto::MessageIdData {
                 ledger_id: id.ledger_id,
                 entry_id: id.entry_id,
                 ..Default::default()
-            };
-            if let Err(e) = consumer.cumulative_ack_with_id(source, id).await {
-                tracing::warn!("acknowledging {source}: {e}");
             }
+        });
+        // Each message mapped once, its payload moved into the record.
+        let mapped = group.into_iter().map(|m| (mark_of(&m), record_of(m))).collect();
+        if append(front, p, name, partition, mapped).await.is_err() {
+            return Served::Lost;
+        }
+        if let Some(id) = ack
+            && let Err(e) = consumer.cumulative_ack_with_id(source, id).await
+        {
+            tracing::warn!("acknowledging {source}: {e}");
         }
     }
 }
@@ -260,25 +264,26 @@ async fn append(
     p: &Partition,
     name: &TopicName,
     partition: i32,
-    group: &[Message<Vec<u8>>],
+    group: Vec<(IngressMark, Result<records::Record, mapping::MappingError>)>,
 ) -> Result<(), ()> {
-    let last = mark_of(group.last().expect("a group has a first message"));
+    let last = group.last().expect("a group has a first message").0;
+    let mut mapped = Vec::with_capacity(group.len());
+    for (mark, record) in group {
+        match record {
+            Ok(r) => mapped.push((mark, r)),
+            Err(e) => tracing::error!(message = %mark, "an ingress message is not a record, skipped: {e}"),
+        }
+    }
     loop {
         let stored = p.ingress_mark();
         if stored >= Some(last) {
             return Ok(());
         }
-        let mut recs = Vec::new();
-        for m in group.iter().filter(|m| Some(mark_of(m)) > stored) {
-            match record_of(m) {
-                Ok(mut r) => {
-                    r.offset_delta = i32::try_from(recs.len()).unwrap_or(i32::MAX);
-                    recs.push(r);
-                }
-                Err(e) => {
-                    tracing::error!(message = %mark_of(m), "an ingress message is not a record, skipped: {e}")
-                }
-            }
+        // (A retry after a failed append takes only what is not in the log since.)
+        let mut recs: Vec<records::Record> =
+            mapped.iter().filter(|(mark, _)| Some(*mark) > stored).map(|(_, r)| r.clone()).collect();
+        for (i, r) in recs.iter_mut().enumerate() {
+            r.offset_delta = i32::try_from(i).unwrap_or(i32::MAX);
         }
         let Some(front) = front.upgrade() else { return Err(()) };
         let result = match records::encode(&recs, &EncodeSpec::plain(0, -1)) {
@@ -338,7 +343,7 @@ fn completes_entry(m: &Message<Vec<u8>>) -> bool {
 
 /// The record a Pulsar message maps to (key, properties as headers, event time or publish
 /// time as its timestamp).
-fn record_of(m: &Message<Vec<u8>>) -> Result<records::Record, mapping::MappingError> {
+fn record_of(m: Message<Vec<u8>>) -> Result<records::Record, mapping::MappingError> {
     let meta = &m.payload.metadata;
     let single = SingleMessageMetadata {
         properties: meta
@@ -353,7 +358,8 @@ fn record_of(m: &Message<Vec<u8>>) -> Result<records::Record, mapping::MappingEr
         payload_size: i32::try_from(m.payload.data.len()).unwrap_or(i32::MAX),
         ..Default::default()
     };
-    mapping::record_of(&single, Bytes::from(m.payload.data.clone()), meta.publish_time)
+    let publish_time = meta.publish_time;
+    mapping::record_of(&single, Bytes::from(m.payload.data), publish_time)
 }
 
 /// The owner's consumer of `source`: Failover, its priority from the writer epoch (a newer

@@ -469,8 +469,7 @@ impl Partition {
 
     /// Whether this host lost the partition to another or it was deleted: for good.
     pub fn gone(&self) -> bool {
-        let s = self.state.read();
-        s.lost.is_some() || s.closed
+        self.check_usable().is_err()
     }
 
     /// The producer checks an append of `header` would meet now (see `Log::producer_precheck`).

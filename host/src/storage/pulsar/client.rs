@@ -102,26 +102,33 @@ impl Bridge {
         Ok(Bridge { runtime: Some(runtime), handle, client })
     }
 
-    /// Run `fut` on the backend's runtime and await it (from any runtime).
-    pub async fn run<T, F>(&self, fut: F) -> Result<T, StorageError>
+    /// Run the future `make` returns on the backend's runtime and await it (from any runtime).
+    ///
+    /// The future is made there, not by the caller: the pulsar crate's futures are large (some
+    /// hundreds of KiB in debug builds), and one made, moved and held by the caller's futures
+    /// would take that much of the caller's stack at every level (a tokio worker's 2 MiB).
+    pub async fn run<T, F, M>(&self, make: M) -> Result<T, StorageError>
     where
+        M: FnOnce() -> F + Send + 'static,
         F: Future<Output = Result<T, StorageError>> + Send + 'static,
         T: Send + 'static,
     {
         // The futures bound their own waits; an error here is a task that died (a panic).
-        match self.handle.spawn(fut).await {
+        match self.handle.spawn(made_here(make)).await {
             Ok(r) => r,
             Err(_) => Err(StorageError::Unavailable("the storage task failed".into())),
         }
     }
 
-    /// Run `fut` on the backend's runtime and block the calling thread until it is done.
-    pub fn run_blocking<T, F>(&self, fut: F) -> Result<T, StorageError>
+    /// [`run`](Self::run), blocking the calling thread until it is done.
+    pub fn run_blocking<T, F, M>(&self, make: M) -> Result<T, StorageError>
     where
+        M: FnOnce() -> F + Send + 'static,
         F: Future<Output = Result<T, StorageError>> + Send + 'static,
         T: Send + 'static,
     {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let fut = made_here(make);
         self.handle.spawn(async move {
             let _ = tx.send(fut.await);
         });
@@ -132,6 +139,17 @@ impl Bridge {
     pub fn handle(&self) -> &tokio::runtime::Handle {
         &self.handle
     }
+}
+
+/// A small future that makes `make`'s future where it is first polled, on the heap.
+async fn made_here<T, F, M>(make: M) -> T
+where
+    M: FnOnce() -> F + Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    // Boxed in the statement that makes it: this future's own state holds only the box.
+    let fut = Box::pin(make());
+    fut.await
 }
 
 impl Drop for Bridge {

@@ -148,7 +148,9 @@ impl Supervisor {
 async fn run(front: Weak<dyn Log>, shared: Arc<Shared>, p: Arc<Partition>, name: TopicName, partition: i32) {
     let source = crate::pulsar::topic::pulsar_name(&ingress_topic(&name), Some(partition));
     let epoch = loop {
-        match p.ensure_open(&shared).await {
+        // Pulsar's futures run on the backend's runtime (theirs need its larger stacks).
+        let (p2, shared2) = (p.clone(), shared.clone());
+        match shared.bridge.run(move || async move { p2.ensure_open(&shared2).await }).await {
             Ok(()) => {}
             Err(e) if is_final(&e) => return,
             Err(e) => tracing::warn!("cannot open the partition for its ingress yet: {e}"),
@@ -162,7 +164,7 @@ async fn run(front: Weak<dyn Log>, shared: Arc<Shared>, p: Arc<Partition>, name:
         tokio::time::sleep(RETRY).await;
     };
     loop {
-        let mut consumer = match subscribe(&shared, &source, epoch).await {
+        let consumer = match subscribe(&shared, &source, epoch).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("cannot subscribe {SUBSCRIPTION} to {source}: {e}");
@@ -174,7 +176,7 @@ async fn run(front: Weak<dyn Log>, shared: Arc<Shared>, p: Arc<Partition>, name:
             }
         };
         tracing::info!(source, "serving the partition's ingress");
-        match serve(&front, &mut consumer, &p, &name, partition, &source).await {
+        match serve(&front, &shared, &consumer, &p, &name, partition, &source).await {
             Served::Lost => return,
             Served::Resubscribe => tokio::time::sleep(RETRY).await,
         }
@@ -188,21 +190,63 @@ enum Served {
     Resubscribe,
 }
 
+/// The owner's consumer, shared with the tasks that use it on the backend's runtime.
+type Held = Arc<tokio::sync::Mutex<Consumer<Vec<u8>, TokioExecutor>>>;
+
+/// What one receive brought.
+enum Received {
+    /// Nothing within [`IDLE_CHECK`].
+    Idle,
+    /// The consumer ended or failed (with this message).
+    Failed(Option<String>),
+    /// Messages, in order, at most [`MAX_MESSAGES`] and about `limit` bytes.
+    Group(Vec<Message<Vec<u8>>>),
+}
+
+/// Wait up to [`IDLE_CHECK`] for a message, then take what else is ready without waiting.
+async fn receive(consumer: Held, limit: usize) -> Result<Received, StorageError> {
+    let mut consumer = consumer.lock().await;
+    let first = match tokio::time::timeout(IDLE_CHECK, consumer.next()).await {
+        Err(_) => return Ok(Received::Idle),
+        Ok(None) => return Ok(Received::Failed(None)),
+        Ok(Some(Err(e))) => return Ok(Received::Failed(Some(e.to_string()))),
+        Ok(Some(Ok(m))) => m,
+    };
+    let mut bytes = first.payload.data.len();
+    let mut group = vec![first];
+    while group.len() < MAX_MESSAGES && bytes < limit {
+        match consumer.next().now_or_never() {
+            Some(Some(Ok(m))) => {
+                bytes += m.payload.data.len();
+                group.push(m);
+            }
+            _ => break,
+        }
+    }
+    Ok(Received::Group(group))
+}
+
 async fn serve(
     front: &Weak<dyn Log>,
-    consumer: &mut Consumer<Vec<u8>, TokioExecutor>,
+    shared: &Shared,
+    consumer: &Owned<Held>,
     p: &Partition,
     name: &TopicName,
     partition: i32,
     source: &str,
 ) -> Served {
     loop {
-        let first = match tokio::time::timeout(IDLE_CHECK, consumer.next()).await {
-            Err(_) if p.gone() => return Served::Lost,
-            Err(_) => continue,
-            Ok(None) => return Served::Resubscribe,
-            Ok(Some(Err(e))) => {
-                let e = e.to_string();
+        let limit = front
+            .upgrade()
+            .and_then(|f| f.topic(name))
+            .map_or(1 << 20, |m| m.config.max_message_bytes as usize / 2);
+        let held = Arc::clone(consumer);
+        let group = match shared.bridge.run(move || receive(held, limit)).await {
+            Ok(Received::Idle) if p.gone() => return Served::Lost,
+            Ok(Received::Idle) => continue,
+            Ok(Received::Group(group)) => group,
+            Ok(Received::Failed(None)) => return Served::Resubscribe,
+            Ok(Received::Failed(Some(e))) => {
                 if e.contains("snappy") {
                     // The pulsar crate (6.9) decodes Snappy as the framed format, Pulsar's
                     // clients write raw Snappy: the message stays in the ingress topic.
@@ -218,23 +262,11 @@ async fn serve(
                 }
                 return Served::Resubscribe;
             }
-            Ok(Some(Ok(m))) => m,
-        };
-        let mut group = vec![first];
-        let mut bytes = group[0].payload.data.len();
-        let limit = front
-            .upgrade()
-            .and_then(|f| f.topic(name))
-            .map_or(1 << 20, |m| m.config.max_message_bytes as usize / 2);
-        while group.len() < MAX_MESSAGES && bytes < limit {
-            match consumer.next().now_or_never() {
-                Some(Some(Ok(m))) => {
-                    bytes += m.payload.data.len();
-                    group.push(m);
-                }
-                _ => break,
+            Err(e) => {
+                tracing::warn!("reading {source}: {e}");
+                return Served::Resubscribe;
             }
-        }
+        };
         // Acknowledge up to the last whole entry: Pulsar acknowledges a batch entry as a whole.
         let ack = group.iter().rev().find(|m| completes_entry(m)).map(|m| {
             let id = m.message_id();
@@ -249,10 +281,18 @@ async fn serve(
         if append(front, p, name, partition, mapped).await.is_err() {
             return Served::Lost;
         }
-        if let Some(id) = ack
-            && let Err(e) = consumer.cumulative_ack_with_id(source, id).await
-        {
-            tracing::warn!("acknowledging {source}: {e}");
+        if let Some(id) = ack {
+            let (consumer, topic) = (Arc::clone(consumer), source.to_string());
+            let acked = shared.bridge.run(move || async move {
+                let mut consumer = consumer.lock().await;
+                consumer
+                    .cumulative_ack_with_id(&topic, id)
+                    .await
+                    .map_err(|e| StorageError::Unavailable(e.to_string()))
+            });
+            if let Err(e) = acked.await {
+                tracing::warn!("acknowledging {source}: {e}");
+            }
         }
     }
 }
@@ -364,17 +404,13 @@ fn record_of(m: Message<Vec<u8>>) -> Result<records::Record, mapping::MappingErr
 
 /// The owner's consumer of `source`: Failover, its priority from the writer epoch (a newer
 /// owner's is higher, and Pulsar makes it the active consumer).
-async fn subscribe(
-    shared: &Shared,
-    source: &str,
-    epoch: u64,
-) -> Result<Owned<Consumer<Vec<u8>, TokioExecutor>>, StorageError> {
+async fn subscribe(shared: &Shared, source: &str, epoch: u64) -> Result<Owned<Held>, StorageError> {
     let priority = i32::try_from(i32::MAX as u64 - epoch.min(i32::MAX as u64)).unwrap_or(0);
     let client = shared.bridge.client.clone();
     let topic = source.to_string();
     let consumer = shared
         .bridge
-        .run(async move {
+        .run(move || async move {
             let options = ConsumerOptions {
                 durable: Some(true),
                 initial_position: InitialPosition::Earliest,
@@ -396,5 +432,5 @@ async fn subscribe(
             .await
         })
         .await?;
-    Ok(Owned::new(consumer, shared.bridge.handle().clone()))
+    Ok(Owned::new(Arc::new(tokio::sync::Mutex::new(consumer)), shared.bridge.handle().clone()))
 }

@@ -143,14 +143,14 @@ impl PulsarLog {
         if let Some(rest) = rest.clone() {
             let (tenant, namespace) = ns.split_once('/').expect("checked above");
             let (tenant, namespace) = (tenant.to_string(), namespace.to_string());
-            bridge.run_blocking(async move { rest.ensure_namespace(&tenant, &namespace).await })?;
+            bridge.run_blocking(move || async move { rest.ensure_namespace(&tenant, &namespace).await })?;
         }
         let client = bridge.client.clone();
         let handle = bridge.handle().clone();
         let topics_topic = format!("persistent://{ns}/topics");
         let ids_topic = format!("persistent://{ns}/producer-ids");
         let d = defaults.clone();
-        let (topics_log, ids_log, catalog, blocks) = bridge.run_blocking(async move {
+        let (topics_log, ids_log, catalog, blocks) = bridge.run_blocking(move || async move {
             let mut topics_log = MetaLog::open(&client, &handle, topics_topic).await?;
             let mut catalog = Catalog::default();
             topics_log
@@ -218,11 +218,14 @@ impl PulsarLog {
         })
     }
 
-    async fn run<T: Send + 'static>(
+    async fn run<T: Send + 'static, F>(
         &self,
-        fut: impl Future<Output = Result<T, StorageError>> + Send + 'static,
-    ) -> Result<T, StorageError> {
-        self.shared.bridge.run(fut).await
+        make: impl FnOnce() -> F + Send + 'static,
+    ) -> Result<T, StorageError>
+    where
+        F: Future<Output = Result<T, StorageError>> + Send + 'static,
+    {
+        self.shared.bridge.run(make).await
     }
 
     /// Read the topics log up to its end (other hosts' changes). Records are applied as they
@@ -241,16 +244,20 @@ impl PulsarLog {
         Ok(())
     }
 
-    fn catch_up_catalog(&self) -> impl Future<Output = Result<(), StorageError>> + Send + 'static {
+    fn catch_up_catalog(
+        &self,
+    ) -> impl FnOnce() -> futures::future::BoxFuture<'static, Result<(), StorageError>> + Send + 'static {
         let log = self.topics_log.clone();
         let catalog = self.catalog.clone();
         let defaults = self.defaults.clone();
-        async move {
-            let mut log = log.lock().await;
-            log.catch_up(|_, e: Replayed<TopicRecord>| {
-                catalog.write().replay(&defaults, &e);
+        move || {
+            Box::pin(async move {
+                let mut log = log.lock().await;
+                log.catch_up(|_, e: Replayed<TopicRecord>| {
+                    catalog.write().replay(&defaults, &e);
+                })
+                .await
             })
-            .await
         }
     }
 
@@ -289,7 +296,7 @@ impl PulsarLog {
         let log = self.topics_log.clone();
         let catalog = self.catalog.clone();
         let defaults = self.defaults.clone();
-        self.run(async move {
+        self.run(move || async move {
             let mut log = log.lock().await;
             // Every record read is applied under the log's lock (see `sync_catalog`); ours
             // comes last.
@@ -352,13 +359,14 @@ impl PulsarLog {
         &self,
         name: &TopicName,
         partition: i32,
-        f: impl FnOnce(Arc<Shared>, Arc<Partition>, TopicMeta) -> F,
+        f: impl FnOnce(Arc<Shared>, Arc<Partition>, TopicMeta) -> F + Send + 'static,
     ) -> Result<T, StorageError>
     where
         F: Future<Output = Result<T, StorageError>> + Send + 'static,
     {
         let (meta, p) = self.partition(name, partition).await?;
-        self.run(f(self.shared.clone(), p, meta)).await
+        let shared = self.shared.clone();
+        self.run(move || f(shared, p, meta)).await
     }
 
     /// The partitions open on this host whose topic's configs `select` something from.
@@ -387,7 +395,7 @@ impl PulsarLog {
     ) -> Result<(), StorageError> {
         let Some(rest) = self.rest.clone() else { return Ok(()) };
         let name = name.clone();
-        self.run(async move {
+        self.run(move || async move {
             rest.ensure_partitioned(&name, partitions).await?;
             if ingress {
                 rest.ensure_partitioned(&ingress::ingress_topic(&name), partitions).await?;
@@ -409,7 +417,7 @@ impl PulsarLog {
             };
             let log = self.ids_log.clone();
             let claims = self
-                .run(async move {
+                .run(move || async move {
                     let mut claims = Vec::new();
                     log.lock()
                         .await
@@ -493,7 +501,7 @@ impl Log for PulsarLog {
             keys.iter().filter_map(|k| parts.remove(k)).collect()
         };
         let (rest, topic) = (self.rest.clone(), name.clone());
-        self.run(async move {
+        self.run(move || async move {
             for p in closed {
                 p.close().await;
             }
@@ -558,7 +566,7 @@ impl Log for PulsarLog {
             && !had_ingress
         {
             let (name, partitions) = (ingress::ingress_topic(name), meta.partitions);
-            self.run(async move { rest.ensure_partitioned(&name, partitions).await }).await?;
+            self.run(move || async move { rest.ensure_partitioned(&name, partitions).await }).await?;
         }
         let record = TopicRecord::Config {
             tenant: name.tenant.clone(),
@@ -726,7 +734,7 @@ impl Log for PulsarLog {
             return Ok(0);
         }
         let shared = self.shared.clone();
-        self.run(async move {
+        self.run(move || async move {
             let mut removed = 0;
             for (p, (ms, bytes)) in open {
                 match p.apply_retention(&shared, ms, bytes, now_ms).await {
@@ -749,7 +757,7 @@ impl Log for PulsarLog {
             return Ok(crate::storage::CleanStats::default());
         }
         let shared = self.shared.clone();
-        self.run(async move {
+        self.run(move || async move {
             let mut stats = crate::storage::CleanStats::default();
             let mut first_error = None;
             for (p, (config, format)) in open {

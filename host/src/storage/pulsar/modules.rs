@@ -161,7 +161,9 @@ impl PulsarModules {
     pub(super) fn open(shared: Arc<Shared>, client: Client, namespace: &str) -> Result<Self, StorageError> {
         let topic = format!("persistent://{namespace}/modules");
         let handle = shared.bridge.handle().clone();
-        let log = shared.bridge.run_blocking(async move { MetaLog::open(&client, &handle, topic).await })?;
+        let log = shared
+            .bridge
+            .run_blocking(move || async move { MetaLog::open(&client, &handle, topic).await })?;
         let chunk_bytes = (shared.max_payload.saturating_sub(1024) / 4 * 3).clamp(1024, 1 << 20);
         let modules = PulsarModules {
             shared,
@@ -183,7 +185,7 @@ impl PulsarModules {
     fn compact(&self) -> Result<(), StorageError> {
         let (log, state) = (self.log.clone(), self.state.clone());
         let records = state.lock().rebuild(self.chunk_bytes);
-        self.shared.bridge.run_blocking(async move {
+        self.shared.bridge.run_blocking(move || async move {
             let mut log = log.lock().await;
             let replayed = log.replayed;
             if replayed <= 2 * records.len() as u64 + 16 {
@@ -198,7 +200,7 @@ impl PulsarModules {
     /// Read what other hosts appended.
     fn catch_up(&self) -> Result<(), StorageError> {
         let (log, state) = (self.log.clone(), self.state.clone());
-        self.shared.bridge.run_blocking(async move {
+        self.shared.bridge.run_blocking(move || async move {
             log.lock().await.catch_up(|_, e: Replayed<ModuleRecord>| state.lock().replay(e)).await
         })
     }
@@ -206,7 +208,7 @@ impl PulsarModules {
     /// Append `records` in order (each read back, with whatever other hosts appended before it).
     fn append(&self, records: Vec<ModuleRecord>) -> Result<(), StorageError> {
         let (log, state) = (self.log.clone(), self.state.clone());
-        self.shared.bridge.run_blocking(async move {
+        self.shared.bridge.run_blocking(move || async move {
             let mut log = log.lock().await;
             for record in &records {
                 log.append(record, |_, e: Replayed<ModuleRecord>| state.lock().replay(e)).await?;

@@ -148,8 +148,24 @@ pub struct Config {
     pub transform_memory_bytes: u64,
     pub transform_timeout_ms: u64,
     pub transform_max_output_bytes: u64,
+    /// The host's TLS certificate chain and private key (PEM), for the listeners that use TLS
+    /// (`kafka_security_protocol = "SSL"`, `pulsar_tls`, `admin_tls`, SSL `[[listeners]]`).
+    /// Changed files are used from the next handshake on.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates are verified against.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Kafka's ssl.client.auth: `none`, `requested` or `required`. A verified client
+    /// certificate's subject is the connection's principal (`User:CN=…`).
+    pub tls_client_auth: crate::net::tls::ClientAuth,
+    /// The main Kafka listener's security protocol, as Kafka names them: `PLAINTEXT` or `SSL`.
+    pub kafka_security_protocol: SecurityProtocol,
+    /// Serve the Pulsar protocol over TLS (clients use `pulsar+ssl://`).
+    pub pulsar_tls: bool,
+    /// Serve the admin API over TLS (https).
+    pub admin_tls: bool,
     /// More Kafka listeners, one per tenant (`[[listeners]]` with `addr`, `tenant` and optionally
-    /// `advertised_addr`). Until SASL maps principals to tenants, the listener a connection came
+    /// `advertised_addr` and `security_protocol`). Until SASL maps principals to tenants, the listener a connection came
     /// in on is what decides its tenant; the main listener (`kafka_addr`) serves `tenant`.
     pub listeners: Vec<ListenerConfig>,
     /// Per-tenant settings (`[tenants.NAME]`).
@@ -214,6 +230,20 @@ pub struct ListenerConfig {
     pub tenant: TenantId,
     /// The address Metadata returns on this listener (default: the bound address).
     pub advertised_addr: Option<String>,
+    /// `PLAINTEXT` (the default) or `SSL`.
+    #[serde(default)]
+    pub security_protocol: SecurityProtocol,
+}
+
+/// A Kafka listener's security protocol, named as Kafka names them. (SASL_PLAINTEXT and
+/// SASL_SSL come with SASL.)
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    #[default]
+    #[serde(rename = "PLAINTEXT")]
+    Plaintext,
+    #[serde(rename = "SSL")]
+    Ssl,
 }
 
 /// One tenant's overrides of the transform limits.
@@ -241,6 +271,13 @@ impl Default for Config {
             pulsar_max_message_bytes: 5 << 20,
             pulsar_admin_url: None,
             pulsar_tls_trust_certs_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            tls_client_auth: crate::net::tls::ClientAuth::None,
+            kafka_security_protocol: SecurityProtocol::Plaintext,
+            pulsar_tls: false,
+            admin_tls: false,
             node_id: 0,
             cluster_id: "guise-cluster".into(),
             tenant: TenantId::new("public").expect("a valid tenant"),
@@ -435,6 +472,15 @@ impl Config {
                 return invalid("listeners", "each listener needs an addr");
             }
         }
+        if self.tls_files().is_none() && self.uses_tls() {
+            return invalid(
+                "tls_cert_file",
+                "an SSL listener, pulsar_tls or admin_tls needs tls_cert_file and tls_key_file",
+            );
+        }
+        if self.tls_client_auth != crate::net::tls::ClientAuth::None && self.tls_client_ca_file.is_none() {
+            return invalid("tls_client_auth", "requested or required needs tls_client_ca_file");
+        }
         for (name, t) in &self.tenants {
             if t.transform_memory_bytes.is_some_and(|m| m < (1 << 20)) || t.transform_timeout_ms == Some(0) {
                 return Err(ConfigError::Invalid {
@@ -447,6 +493,24 @@ impl Config {
             return invalid("group_initial_rebalance_delay_ms", "must fit in 32 bits, as in Kafka");
         }
         Ok(())
+    }
+
+    /// Whether any listener serves TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.kafka_security_protocol == SecurityProtocol::Ssl
+            || self.pulsar_tls
+            || self.admin_tls
+            || self.listeners.iter().any(|l| l.security_protocol == SecurityProtocol::Ssl)
+    }
+
+    /// The TLS files, when both the certificate and the key are set.
+    pub fn tls_files(&self) -> Option<crate::net::tls::TlsFiles> {
+        Some(crate::net::tls::TlsFiles {
+            cert: self.tls_cert_file.clone()?,
+            key: self.tls_key_file.clone()?,
+            client_ca: self.tls_client_ca_file.clone(),
+            client_auth: self.tls_client_auth,
+        })
     }
 
     /// The fsync policy, with its interval.

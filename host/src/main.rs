@@ -28,11 +28,39 @@ enum Command {
     Transform(TransformArgs),
 }
 
-#[derive(Parser)]
-struct TransformArgs {
+/// How to reach the host's admin API.
+#[derive(clap::Args)]
+struct AdminArgs {
     /// The host's admin API address.
     #[arg(long, env = "GUISE_ADMIN_ADDR", default_value = "127.0.0.1:8080", global = true)]
     admin: String,
+    /// With `admin_tls`: PEM file of the CA the host's certificate chains to (https).
+    #[arg(long, env = "GUISE_ADMIN_CA_FILE", global = true)]
+    admin_ca_file: Option<PathBuf>,
+    /// With `tls_client_auth`: this client's certificate chain and key (PEM).
+    #[arg(long, env = "GUISE_ADMIN_CERT_FILE", global = true, requires = "admin_key_file")]
+    admin_cert_file: Option<PathBuf>,
+    #[arg(long, env = "GUISE_ADMIN_KEY_FILE", global = true, requires = "admin_cert_file")]
+    admin_key_file: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    fn client(&self) -> anyhow::Result<AdminClient> {
+        let client = AdminClient::new(&self.admin);
+        Ok(match &self.admin_ca_file {
+            None => client,
+            Some(ca) => {
+                let identity = self.admin_cert_file.as_deref().zip(self.admin_key_file.as_deref());
+                client.with_tls(ca, identity)?
+            }
+        })
+    }
+}
+
+#[derive(Parser)]
+struct TransformArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
     /// The tenant whose transforms these are.
     #[arg(long, default_value = "public", global = true)]
     tenant: String,
@@ -80,9 +108,8 @@ enum TransformCommand {
 
 #[derive(Parser)]
 struct ModuleArgs {
-    /// The host's admin API address.
-    #[arg(long, env = "GUISE_ADMIN_ADDR", default_value = "127.0.0.1:8080", global = true)]
-    admin: String,
+    #[command(flatten)]
+    admin: AdminArgs,
     #[command(subcommand)]
     command: ModuleCommand,
 }
@@ -179,7 +206,7 @@ fn main() -> anyhow::Result<()> {
 
 fn transform(args: TransformArgs) -> anyhow::Result<()> {
     use guise_host::transform::BindingSpec;
-    let client = AdminClient::new(&args.admin);
+    let client = args.admin.client()?;
     let tenant = args.tenant.as_str();
     match args.command {
         TransformCommand::Deploy { topics, output_topics, policy, config, name, file } => {
@@ -313,7 +340,7 @@ fn name_from_file(file: &std::path::Path) -> String {
 }
 
 fn module(args: ModuleArgs) -> anyhow::Result<()> {
-    let client = AdminClient::new(&args.admin);
+    let client = args.admin.client()?;
     match args.command {
         ModuleCommand::Deploy { name, file } => {
             let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

@@ -1,9 +1,10 @@
 //! Wiring: open the log, load the translator, bind the listeners, and shut down cleanly.
 
 use crate::admin;
-use crate::config::{Config, StorageKind};
+use crate::config::{Config, SecurityProtocol, StorageKind};
 use crate::coord::Coordinator;
 use crate::net::kafka::connection::ConnConfig;
+use crate::net::tls::Tls;
 use crate::net::{Listener, NetConfig, listener};
 use crate::storage::embedded::EmbeddedLog;
 use crate::storage::pulsar::{PulsarLog, PulsarSettings};
@@ -42,6 +43,8 @@ pub enum ServerError {
     Coord(#[from] crate::coord::CoordError),
     #[error("starting the tenant transforms: {0}")]
     Transforms(#[from] crate::transform::TransformError),
+    #[error(transparent)]
+    Tls(crate::net::tls::TlsError),
 }
 
 /// Pulsar's default maxMessageSize: the most a Pulsar client may send in one message.
@@ -147,6 +150,18 @@ impl Server {
     /// coordinator, the engine, the transforms and the runtime, and bind the listeners.
     pub async fn start_with_log(config: &Config, log: Arc<dyn Log>) -> Result<Server, ServerError> {
         let fsync = config.fsync_policy().map_err(ServerError::Config)?;
+        // One set of TLS files for every listener that uses TLS, loaded (and checked) first.
+        let tls = match (config.uses_tls(), config.tls_files()) {
+            (false, _) => None,
+            (true, Some(files)) => Some(Tls::load(files).map_err(ServerError::Tls)?),
+            (true, None) => {
+                return Err(ServerError::Config(crate::config::ConfigError::Invalid {
+                    key: "tls_cert_file",
+                    message: "an SSL listener, pulsar_tls or admin_tls needs tls_cert_file and tls_key_file"
+                        .into(),
+                }));
+            }
+        };
         let kafka = TcpListener::bind(&config.kafka_addr).await.map_err(|source| ServerError::Bind {
             what: "the Kafka listener",
             addr: config.kafka_addr.clone(),
@@ -170,7 +185,7 @@ impl Server {
             let socket = TcpListener::bind(&l.addr).await.map_err(bind_err)?;
             let addr = socket.local_addr().map_err(bind_err)?;
             let adv = advertised(l.advertised_addr.as_deref(), addr, "listeners.advertised_addr")?;
-            extra.push((l.tenant.clone(), socket, addr, adv));
+            extra.push((l.tenant.clone(), socket, addr, adv, l.security_protocol));
         }
         let mut tenants: Vec<&str> = vec![config.tenant.as_str()];
         tenants.extend(config.listeners.iter().map(|l| l.tenant.as_str()));
@@ -261,7 +276,8 @@ impl Server {
                 .unwrap_or(usize::MAX)
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
         ));
-        let net = |tenant: &TenantId, advertised: Option<Arc<(String, i32)>>| NetConfig {
+        let tls_for = |on: bool| if on { tls.clone() } else { None };
+        let net = |tenant: &TenantId, advertised: Option<Arc<(String, i32)>>, protocol| NetConfig {
             conn: ConnConfig {
                 max_frame_bytes: config.max_frame_bytes,
                 read_ahead: config.read_ahead,
@@ -273,13 +289,16 @@ impl Server {
             tenant: tenant.clone(),
             advertised,
             limits,
+            tls: tls_for(protocol == SecurityProtocol::Ssl),
         };
-        let listener = Listener::new(kafka, runtime.clone(), net(&config.tenant, None));
+        let listener =
+            Listener::new(kafka, runtime.clone(), net(&config.tenant, None, config.kafka_security_protocol));
         tasks.push(tokio::spawn(listener.run(shutdown_rx.clone())));
         let mut tenant_addrs = Vec::new();
-        for (tenant, socket, addr, adv) in extra {
-            tracing::info!(%tenant, %addr, "serving a tenant's Kafka listener");
-            let listener = Listener::new(socket, runtime.clone(), net(&tenant, Some(Arc::new(adv))));
+        for (tenant, socket, addr, adv, protocol) in extra {
+            tracing::info!(%tenant, %addr, ?protocol, "serving a tenant's Kafka listener");
+            let listener =
+                Listener::new(socket, runtime.clone(), net(&tenant, Some(Arc::new(adv)), protocol));
             tasks.push(tokio::spawn(listener.run(shutdown_rx.clone())));
             tenant_addrs.push((tenant.to_string(), addr));
         }
@@ -306,6 +325,7 @@ impl Server {
                             .chain(config.pulsar_tenants.iter().cloned())
                             .collect(),
                         service_url: format!("pulsar://{host}:{port}"),
+                        tls_service_url: config.pulsar_tls.then(|| format!("pulsar+ssl://{host}:{port}")),
                         max_message_size: config
                             .message_max_bytes
                             .min(PULSAR_MAX_MESSAGE)
@@ -318,10 +338,12 @@ impl Server {
                     log.clone(),
                     internal.clone(),
                 ));
-                tracing::info!(addr = %bound, advertised = %format!("pulsar://{host}:{port}"), "serving the Pulsar protocol");
+                let scheme = if config.pulsar_tls { "pulsar+ssl" } else { "pulsar" };
+                tracing::info!(addr = %bound, advertised = %format!("{scheme}://{host}:{port}"), "serving the Pulsar protocol");
                 tasks.push(tokio::spawn(listener::run(
                     "pulsar",
                     socket,
+                    tls_for(config.pulsar_tls),
                     limits,
                     shutdown_rx.clone(),
                     move |s, a| endpoint.clone().serve(s, a),
@@ -348,7 +370,7 @@ impl Server {
             transforms: transforms.clone(),
         };
         let admin_state = Arc::new(admin_state);
-        if !admin_addr.ip().is_loopback() {
+        if !admin_addr.ip().is_loopback() && !config.admin_tls {
             tracing::warn!(
                 %admin_addr,
                 "the admin API is reachable beyond this machine, without TLS or authentication: \
@@ -361,6 +383,7 @@ impl Server {
         tasks.push(tokio::spawn(listener::run(
             "admin",
             admin,
+            tls_for(config.admin_tls),
             admin_limits,
             shutdown_rx.clone(),
             move |s, a| admin::serve(admin_state.clone(), s, a),

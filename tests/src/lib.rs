@@ -4,6 +4,7 @@
 
 pub mod apache_kafka;
 pub mod apache_pulsar;
+pub mod certs;
 pub mod connect;
 pub mod java;
 pub mod proxy;

@@ -1215,68 +1215,15 @@ fn check_direct_read(got: &serde_json::Value, sent: &[Vec<Record>]) {
 #[test]
 fn tls_to_a_broker_with_a_test_ca() {
     let certs = tempfile::tempdir().unwrap();
-    let dir = certs.path();
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("running openssl (the TLS test makes its CA with it)");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    openssl(
-        &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days",
-            "2",
-        ]
-        .into_iter()
-        .chain(["-subj", "/CN=guise-test-ca"])
-        .collect::<Vec<_>>(),
-    );
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "rsa.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-    ]);
-    openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", "rsa.key", "-out", "server.key"]);
+    let ca = guise_tests::certs::TestCa::new(certs.path(), "guise");
+    let server = ca.server("server");
 
     let tls_port = guise_tests::apache_kafka::free_port();
-    let path = |f: &str| dir.join(f).display().to_string();
     let extra = [
         format!("brokerServicePortTls={tls_port}"),
-        format!("tlsCertificateFilePath={}", path("server.crt")),
-        format!("tlsKeyFilePath={}", path("server.key")),
-        format!("tlsTrustCertsFilePath={}", path("ca.crt")),
+        format!("tlsCertificateFilePath={}", server.cert.display()),
+        format!("tlsKeyFilePath={}", server.key.display()),
+        format!("tlsTrustCertsFilePath={}", ca.cert().display()),
     ];
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let pulsar: &'static ApachePulsar = Box::leak(Box::new(ApachePulsar::start_owned(&extra)));
@@ -1294,7 +1241,7 @@ fn tls_to_a_broker_with_a_test_ca() {
     eprintln!("without the CA: {err}");
     assert!(err.contains(&cluster.url) && err.contains("pulsar_tls_trust_certs_file"), "{err}");
 
-    let trust = dir.join("ca.crt");
+    let trust = ca.cert();
     let host = || {
         TestServer::start_with(|c| {
             c.storage = cluster.url.parse().unwrap();

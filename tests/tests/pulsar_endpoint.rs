@@ -414,6 +414,7 @@ fn with_acme_listener(c: &mut guise_host::config::Config) {
         addr: "127.0.0.1:0".into(),
         tenant: "acme".parse().unwrap(),
         advertised_addr: None,
+        security_protocol: Default::default(),
     });
 }
 

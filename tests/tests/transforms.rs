@@ -295,6 +295,7 @@ fn a_looping_tenant_does_not_hurt_another_tenant() {
             addr: "127.0.0.1:0".into(),
             tenant: "acme".parse().unwrap(),
             advertised_addr: None,
+            security_protocol: Default::default(),
         });
     });
     let acme = server.server().tenant_addrs[0].1.to_string();

@@ -5,6 +5,8 @@ use crate::transform::{BindingSpec, TransformView};
 use crate::wasm::{ModuleView, VersionView};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(thiserror::Error, Debug)]
@@ -17,17 +19,34 @@ pub enum ClientError {
     Refused { status: u16, message: String },
     #[error("unexpected answer from the admin API: {0}")]
     Protocol(String),
+    #[error("TLS to the admin API: {0}")]
+    Tls(String),
 }
+
+/// What a request is written to and read from: TCP, or TLS over it.
+trait Duplex: Read + Write {}
+impl<T: Read + Write> Duplex for T {}
 
 pub struct AdminClient {
     addr: String,
     /// Deploys compile before they answer: give them time.
     timeout: Duration,
+    /// Some: https (the host's `admin_tls`).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl AdminClient {
     pub fn new(addr: impl Into<String>) -> Self {
-        AdminClient { addr: addr.into(), timeout: Duration::from_secs(300) }
+        AdminClient { addr: addr.into(), timeout: Duration::from_secs(300), tls: None }
+    }
+
+    /// Talk TLS, trusting the CAs in `ca`, presenting `identity` (certificate and key files)
+    /// when the host asks for client certificates.
+    pub fn with_tls(mut self, ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Self, ClientError> {
+        let config =
+            crate::net::tls::client_config(ca, identity).map_err(|e| ClientError::Tls(e.to_string()))?;
+        self.tls = Some(Arc::new(config));
+        Ok(self)
     }
 
     pub fn deploy(&self, name: &str, wasm: &[u8]) -> Result<VersionView, ClientError> {
@@ -123,10 +142,21 @@ impl AdminClient {
 
     /// One request on its own connection; the server closes it after the response.
     pub fn request(&self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), ClientError> {
-        let mut stream = TcpStream::connect(&self.addr)
+        let tcp = TcpStream::connect(&self.addr)
             .map_err(|source| ClientError::Connect { addr: self.addr.clone(), source })?;
-        stream.set_read_timeout(Some(self.timeout))?;
-        stream.set_write_timeout(Some(self.timeout))?;
+        tcp.set_read_timeout(Some(self.timeout))?;
+        tcp.set_write_timeout(Some(self.timeout))?;
+        let mut stream: Box<dyn Duplex> = match &self.tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
+                let name = rustls_pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+                    .map_err(|e| ClientError::Tls(format!("{host}: {e}")))?;
+                let conn = rustls::ClientConnection::new(config.clone(), name)
+                    .map_err(|e| ClientError::Tls(e.to_string()))?;
+                Box::new(rustls::StreamOwned::new(conn, tcp))
+            }
+        };
         // With a body, ask first (Expect: 100-continue): the server may refuse on the headers
         // alone (too large, no such endpoint), and then the body is never sent.
         let expect = if body.is_empty() { "" } else { "expect: 100-continue\r\n" };
@@ -138,7 +168,7 @@ impl AdminClient {
         stream.write_all(head.as_bytes())?;
         let mut raw = Vec::new();
         if !body.is_empty() {
-            let interim = read_head(&mut stream, &mut raw)?;
+            let interim = read_head(&mut *stream, &mut raw)?;
             if raw[..interim].starts_with(b"HTTP/1.1 100") {
                 raw.drain(..interim + 4);
                 stream.write_all(body)?;
@@ -162,7 +192,7 @@ fn find_head_end(raw: &[u8]) -> Option<usize> {
 }
 
 /// Read until a response head is complete; returns where it ends.
-fn read_head(stream: &mut TcpStream, raw: &mut Vec<u8>) -> Result<usize, ClientError> {
+fn read_head(stream: &mut dyn Duplex, raw: &mut Vec<u8>) -> Result<usize, ClientError> {
     loop {
         if let Some(end) = find_head_end(raw) {
             return Ok(end);

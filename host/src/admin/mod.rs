@@ -24,13 +24,13 @@ pub mod http;
 
 use crate::coord::Coordinator;
 use crate::net::listener::Accepted;
+use crate::net::tls::Stream;
 use crate::transform::{BindingSpec, TransformError, Transforms};
 use crate::wasm::{Registry, RegistryError, Runtime};
 use http::{Request, Response};
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::net::TcpStream;
 
 /// What the admin API serves.
 pub struct AdminState {
@@ -42,7 +42,7 @@ pub struct AdminState {
 
 /// Serve one admin connection (one request, then close): accepted by
 /// [`crate::net::listener::run`], which caps connections and drains them at shutdown.
-pub async fn serve(state: Arc<AdminState>, mut stream: TcpStream, accepted: Accepted) {
+pub async fn serve(state: Arc<AdminState>, mut stream: Stream, accepted: Accepted) {
     let peer = accepted.peer;
     let max = state.registry.max_module_bytes().max(state.transforms.max_module_bytes());
     let response = match http::read_request(&mut stream, max).await {
@@ -58,6 +58,8 @@ pub async fn serve(state: Arc<AdminState>, mut stream: TcpStream, accepted: Acce
     if let Err(e) = http::write_response(&mut stream, &response).await {
         tracing::debug!(%peer, "admin response not sent: {e}");
     }
+    // Over TLS, close_notify: the client's read of the response ends cleanly.
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
 }
 
 async fn route(state: &Arc<AdminState>, request: Request) -> Response {

@@ -4,6 +4,7 @@
 //! connections before they are aborted.
 
 use super::kafka::connection::{self, ConnConfig};
+use super::tls::{Stream, Tls};
 use crate::wasm::{ConnInfo, Runtime};
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -27,6 +28,9 @@ pub struct Limits {
     pub drain: Duration,
 }
 
+/// How long a TLS handshake may take once the connection is accepted.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A connection the loop accepted, for the protocol's handler.
 #[derive(Clone, Debug)]
 pub struct Accepted {
@@ -35,23 +39,31 @@ pub struct Accepted {
     pub peer: SocketAddr,
     /// Turns true at shutdown: finish the request in hand (answer parked ones), then close.
     pub shutdown: watch::Receiver<bool>,
+    /// Over TLS with a client certificate: its subject as Kafka names principals
+    /// (`User:CN=…`).
+    pub principal: Option<String>,
 }
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Accept on `listener` until `shutdown` turns true, running `serve` on its own task for each
-/// connection, inside a `conn` span naming the protocol (`kind`), the connection id and the
-/// peer. Then stop accepting and let the open connections finish within `limits.drain`.
+/// connection (after a TLS handshake when `tls` is given), inside a `conn` span naming the
+/// protocol (`kind`), the connection id and the peer. Then stop accepting and let the open
+/// connections finish within `limits.drain`.
 pub async fn run<F, Fut>(
     kind: &'static str,
     listener: TcpListener,
+    tls: Option<Arc<Tls>>,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
-    mut serve: F,
+    serve: F,
 ) where
-    F: FnMut(TcpStream, Accepted) -> Fut,
+    F: Fn(Stream, Accepted) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let serve = Arc::new(serve);
+    // Failed handshakes (scanners, clients with the wrong CA) are logged, a few at most.
+    let refused = Arc::new(crate::logs::Throttle::new(crate::logs::PERIOD));
     let mut conns = JoinSet::new();
     // Open connections per IP address (each connection's task returns its address).
     let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
@@ -90,9 +102,28 @@ pub async fn run<F, Fut>(
                     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
                     let span = tracing::info_span!("conn", kind, id, %peer);
                     tracing::debug!(parent: &span, "accepted connection");
-                    let accepted = Accepted { id, peer, shutdown: shutdown.clone() };
-                    let served = serve(stream, accepted);
-                    conns.spawn(async move { served.await; peer.ip() }.instrument(span));
+                    let mut accepted = Accepted { id, peer, shutdown: shutdown.clone(), principal: None };
+                    let (serve, tls, refused) = (serve.clone(), tls.clone(), refused.clone());
+                    conns.spawn(async move {
+                        let stream = match tls {
+                            None => Stream::Plain(stream),
+                            Some(tls) => match tls.accept(stream, HANDSHAKE_TIMEOUT).await {
+                                Ok((stream, principal)) => {
+                                    tracing::debug!(principal, "TLS established");
+                                    accepted.principal = principal;
+                                    stream
+                                }
+                                Err(e) => {
+                                    if let Some(left_out) = refused.hit() {
+                                        tracing::info!(left_out, "closing the connection: {e}");
+                                    }
+                                    return peer.ip();
+                                }
+                            },
+                        };
+                        serve(stream, accepted).await;
+                        peer.ip()
+                    }.instrument(span));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning, and
@@ -125,6 +156,14 @@ pub struct NetConfig {
     /// What Metadata returns on this listener; None: the host's advertised address.
     pub advertised: Option<Arc<(String, i32)>>,
     pub limits: Limits,
+    /// Some on an SSL listener.
+    pub tls: Option<Arc<Tls>>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
 }
 
 /// A Kafka listener: every connection runs the translator through `runtime`.
@@ -143,7 +182,8 @@ impl Listener {
     /// requests and close (see [`run`]).
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let Listener { listener, runtime, cfg } = self;
-        run("kafka", listener, cfg.limits, shutdown, |stream, accepted| {
+        let (limits, tls) = (cfg.limits, cfg.tls.clone());
+        run("kafka", listener, tls, limits, shutdown, move |stream, accepted| {
             let info = ConnInfo {
                 id: accepted.id,
                 tenant: cfg.tenant.to_string(),

@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// A schema version, for producers that declare a schema (schemas are not stored or checked).
@@ -41,12 +40,12 @@ struct Conn {
 
 pub async fn serve(
     ep: Arc<Endpoint>,
-    stream: TcpStream,
+    stream: crate::net::tls::Stream,
     id: u64,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (out, mut rx) = Outbox::new();
     let writer = tokio::spawn(async move {
         // Small frames queued together go out in one write; a large one (a MESSAGE with a
@@ -209,6 +208,7 @@ impl Conn {
                 let response = match self.ep.parse(&l.topic) {
                     Ok(_) => CommandLookupTopicResponse {
                         broker_service_url: Some(self.ep.cfg.service_url.clone()),
+                        broker_service_url_tls: self.ep.cfg.tls_service_url.clone(),
                         response: Some(LookupType::Connect as i32),
                         request_id: l.request_id,
                         authoritative: Some(true),

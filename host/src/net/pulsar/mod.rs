@@ -99,6 +99,8 @@ pub struct EndpointConfig {
     pub known_tenants: Vec<TenantId>,
     /// `pulsar://HOST:PORT`, what LOOKUP answers.
     pub service_url: String,
+    /// `pulsar+ssl://…` when the endpoint serves TLS (lookups answer it as the TLS URL).
+    pub tls_service_url: Option<String>,
     /// CONNECTED's max_message_size: the largest message a client may send.
     pub max_message_size: u32,
     pub auto_create_topics: bool,
@@ -153,7 +155,7 @@ impl Endpoint {
     /// Serve one accepted connection (see [`crate::net::listener::run`]).
     pub async fn serve(
         self: Arc<Self>,
-        stream: tokio::net::TcpStream,
+        stream: crate::net::tls::Stream,
         accepted: crate::net::listener::Accepted,
     ) {
         conn::serve(self, stream, accepted.id, accepted.peer, accepted.shutdown).await

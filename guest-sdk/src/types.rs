@@ -32,6 +32,8 @@ pub mod error {
     pub const REBALANCE_IN_PROGRESS: ErrorCode = 27;
     pub const INVALID_COMMIT_OFFSET_SIZE: ErrorCode = 28;
     pub const INVALID_TIMESTAMP: ErrorCode = 32;
+    pub const UNSUPPORTED_SASL_MECHANISM: ErrorCode = 33;
+    pub const ILLEGAL_SASL_STATE: ErrorCode = 34;
     pub const UNSUPPORTED_VERSION: ErrorCode = 35;
     pub const TOPIC_ALREADY_EXISTS: ErrorCode = 36;
     pub const INVALID_PARTITIONS: ErrorCode = 37;
@@ -46,6 +48,7 @@ pub mod error {
     pub const INVALID_TXN_STATE: ErrorCode = 48;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: ErrorCode = 53;
     pub const KAFKA_STORAGE_ERROR: ErrorCode = 56;
+    pub const SASL_AUTHENTICATION_FAILED: ErrorCode = 58;
     pub const UNKNOWN_PRODUCER_ID: ErrorCode = 59;
     pub const NON_EMPTY_GROUP: ErrorCode = 68;
     pub const GROUP_ID_NOT_FOUND: ErrorCode = 69;

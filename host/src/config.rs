@@ -158,8 +158,20 @@ pub struct Config {
     /// Kafka's ssl.client.auth: `none`, `requested` or `required`. A verified client
     /// certificate's subject is the connection's principal (`User:CN=…`).
     pub tls_client_auth: crate::net::tls::ClientAuth,
-    /// The main Kafka listener's security protocol, as Kafka names them: `PLAINTEXT` or `SSL`.
+    /// The main Kafka listener's security protocol, as Kafka names them: `PLAINTEXT`, `SSL`,
+    /// `SASL_PLAINTEXT` or `SASL_SSL`.
     pub kafka_security_protocol: SecurityProtocol,
+    /// Kafka's sasl.enabled.mechanisms: of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    pub sasl_enabled_mechanisms: Vec<String>,
+    /// The SASL users and their salted SCRAM credentials (a TOML file; `guise scram-credential`
+    /// makes its entries). Required by SASL listeners.
+    pub sasl_users_file: Option<PathBuf>,
+    /// Kafka's connections.max.reauth.ms (KIP-368): an authenticated session lasts this long;
+    /// a request after it without re-authentication closes the connection (`0`: no limit).
+    pub connections_max_reauth_ms: u64,
+    /// Kafka's connection.failed.authentication.delay.ms: a failed authentication is answered
+    /// (and its connection closed) this late.
+    pub connection_failed_authentication_delay_ms: u64,
     /// Serve the Pulsar protocol over TLS (clients use `pulsar+ssl://`).
     pub pulsar_tls: bool,
     /// Serve the admin API over TLS (https).
@@ -230,13 +242,12 @@ pub struct ListenerConfig {
     pub tenant: TenantId,
     /// The address Metadata returns on this listener (default: the bound address).
     pub advertised_addr: Option<String>,
-    /// `PLAINTEXT` (the default) or `SSL`.
+    /// `PLAINTEXT` (the default), `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
     #[serde(default)]
     pub security_protocol: SecurityProtocol,
 }
 
-/// A Kafka listener's security protocol, named as Kafka names them. (SASL_PLAINTEXT and
-/// SASL_SSL come with SASL.)
+/// A Kafka listener's security protocol, named as Kafka names them.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 pub enum SecurityProtocol {
     #[default]
@@ -244,6 +255,19 @@ pub enum SecurityProtocol {
     Plaintext,
     #[serde(rename = "SSL")]
     Ssl,
+    #[serde(rename = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    #[serde(rename = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+    pub fn sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
 }
 
 /// One tenant's overrides of the transform limits.
@@ -276,6 +300,10 @@ impl Default for Config {
             tls_client_ca_file: None,
             tls_client_auth: crate::net::tls::ClientAuth::None,
             kafka_security_protocol: SecurityProtocol::Plaintext,
+            sasl_enabled_mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()],
+            sasl_users_file: None,
+            connections_max_reauth_ms: 0,
+            connection_failed_authentication_delay_ms: 100,
             pulsar_tls: false,
             admin_tls: false,
             node_id: 0,
@@ -478,6 +506,10 @@ impl Config {
                 "an SSL listener, pulsar_tls or admin_tls needs tls_cert_file and tls_key_file",
             );
         }
+        self.sasl_mechanisms()?;
+        if self.uses_sasl() && self.sasl_users_file.is_none() {
+            return invalid("sasl_users_file", "a SASL listener needs sasl_users_file");
+        }
         if self.tls_client_auth != crate::net::tls::ClientAuth::None && self.tls_client_ca_file.is_none() {
             return invalid("tls_client_auth", "requested or required needs tls_client_ca_file");
         }
@@ -497,10 +529,34 @@ impl Config {
 
     /// Whether any listener serves TLS.
     pub fn uses_tls(&self) -> bool {
-        self.kafka_security_protocol == SecurityProtocol::Ssl
+        self.kafka_security_protocol.tls()
             || self.pulsar_tls
             || self.admin_tls
-            || self.listeners.iter().any(|l| l.security_protocol == SecurityProtocol::Ssl)
+            || self.listeners.iter().any(|l| l.security_protocol.tls())
+    }
+
+    /// Whether any Kafka listener authenticates with SASL.
+    pub fn uses_sasl(&self) -> bool {
+        self.kafka_security_protocol.sasl() || self.listeners.iter().any(|l| l.security_protocol.sasl())
+    }
+
+    /// The SASL mechanisms enabled, checked.
+    pub fn sasl_mechanisms(&self) -> Result<Vec<crate::net::kafka::sasl::Mechanism>, ConfigError> {
+        use crate::net::kafka::sasl::Mechanism;
+        let parsed = self
+            .sasl_enabled_mechanisms
+            .iter()
+            .map(|m| {
+                Mechanism::parse(m).ok_or_else(|| ConfigError::Invalid {
+                    key: "sasl_enabled_mechanisms",
+                    message: format!("{m} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if parsed.is_empty() && self.uses_sasl() {
+            return Err(ConfigError::Invalid { key: "sasl_enabled_mechanisms", message: "is empty".into() });
+        }
+        Ok(parsed)
     }
 
     /// The TLS files, when both the certificate and the key are set.

@@ -26,6 +26,23 @@ enum Command {
     Module(ModuleArgs),
     /// Deploy, inspect, roll back and delete tenants' message transforms on a running host.
     Transform(TransformArgs),
+    /// Print a `sasl_users_file` entry holding USER's salted SCRAM credential. The password is
+    /// read from the first line of standard input, never from the command line; only the
+    /// salted keys are printed.
+    ScramCredential(ScramArgs),
+}
+
+#[derive(Parser)]
+struct ScramArgs {
+    /// The user name (the principal becomes User:NAME).
+    #[arg(long)]
+    user: String,
+    /// SCRAM-SHA-256 or SCRAM-SHA-512 (PLAIN logins are checked against either).
+    #[arg(long, default_value = "SCRAM-SHA-512")]
+    mechanism: String,
+    /// PBKDF2 iterations (at least 4096).
+    #[arg(long, default_value_t = 8192)]
+    iterations: u32,
 }
 
 /// How to reach the host's admin API.
@@ -201,7 +218,26 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args),
         Command::Module(args) => module(args),
         Command::Transform(args) => transform(args),
+        Command::ScramCredential(args) => scram_credential(args),
     }
+}
+
+fn scram_credential(args: ScramArgs) -> anyhow::Result<()> {
+    use guise_host::net::kafka::sasl::{Credential, MIN_ITERATIONS, Mechanism, Scram, Users};
+    let scram = match Mechanism::parse(&args.mechanism) {
+        Some(Mechanism::ScramSha256) => Scram::Sha256,
+        Some(Mechanism::ScramSha512) => Scram::Sha512,
+        _ => anyhow::bail!("--mechanism is SCRAM-SHA-256 or SCRAM-SHA-512"),
+    };
+    anyhow::ensure!(args.iterations >= MIN_ITERATIONS, "--iterations must be at least {MIN_ITERATIONS}");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    anyhow::ensure!(!password.is_empty(), "no password on standard input");
+    let cred = Credential::new(scram, password.as_bytes(), args.iterations);
+    print!("{}", Users::entry(&args.user, scram, &cred));
+    Ok(())
 }
 
 fn transform(args: TransformArgs) -> anyhow::Result<()> {

@@ -45,6 +45,8 @@ pub enum ServerError {
     Transforms(#[from] crate::transform::TransformError),
     #[error(transparent)]
     Tls(crate::net::tls::TlsError),
+    #[error(transparent)]
+    Sasl(crate::net::kafka::sasl::SaslError),
 }
 
 /// Pulsar's default maxMessageSize: the most a Pulsar client may send in one message.
@@ -162,6 +164,26 @@ impl Server {
                 }));
             }
         };
+        // The SASL users, for every SASL listener.
+        let sasl = match (config.uses_sasl(), &config.sasl_users_file) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(ServerError::Config(crate::config::ConfigError::Invalid {
+                    key: "sasl_users_file",
+                    message: "a SASL listener needs sasl_users_file".into(),
+                }));
+            }
+            (true, Some(path)) => {
+                let users = crate::net::kafka::sasl::Users::load(path).map_err(ServerError::Sasl)?;
+                Some(crate::net::kafka::sasl::SaslConfig {
+                    mechanisms: config.sasl_mechanisms()?,
+                    users: Arc::new(users),
+                    reauth: (config.connections_max_reauth_ms > 0)
+                        .then(|| Duration::from_millis(config.connections_max_reauth_ms)),
+                    failure_delay: Duration::from_millis(config.connection_failed_authentication_delay_ms),
+                })
+            }
+        };
         let kafka = TcpListener::bind(&config.kafka_addr).await.map_err(|source| ServerError::Bind {
             what: "the Kafka listener",
             addr: config.kafka_addr.clone(),
@@ -277,19 +299,22 @@ impl Server {
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
         ));
         let tls_for = |on: bool| if on { tls.clone() } else { None };
-        let net = |tenant: &TenantId, advertised: Option<Arc<(String, i32)>>, protocol| NetConfig {
-            conn: ConnConfig {
-                max_frame_bytes: config.max_frame_bytes,
-                read_ahead: config.read_ahead,
-                max_inflight_bytes: usize::try_from(config.max_inflight_bytes).unwrap_or(usize::MAX),
-                idle: millis(config.connections_max_idle_ms),
-                frame_timeout: millis(config.frame_timeout_ms),
-                partial: Some(partial.clone()),
-            },
-            tenant: tenant.clone(),
-            advertised,
-            limits,
-            tls: tls_for(protocol == SecurityProtocol::Ssl),
+        let net = |tenant: &TenantId, advertised: Option<Arc<(String, i32)>>, protocol: SecurityProtocol| {
+            NetConfig {
+                conn: ConnConfig {
+                    max_frame_bytes: config.max_frame_bytes,
+                    read_ahead: config.read_ahead,
+                    max_inflight_bytes: usize::try_from(config.max_inflight_bytes).unwrap_or(usize::MAX),
+                    idle: millis(config.connections_max_idle_ms),
+                    frame_timeout: millis(config.frame_timeout_ms),
+                    partial: Some(partial.clone()),
+                    sasl: sasl.clone().filter(|_| protocol.sasl()),
+                },
+                tenant: tenant.clone(),
+                advertised,
+                limits,
+                tls: tls_for(protocol.tls()),
+            }
         };
         let listener =
             Listener::new(kafka, runtime.clone(), net(&config.tenant, None, config.kafka_security_protocol));

@@ -2,8 +2,11 @@
 //! the suite runs on): a CA, server certificates for 127.0.0.1 and localhost, client
 //! certificates with a chosen subject. Keys are PKCS#8 PEM, files mode 600.
 
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 /// A CA whose files live in `dir`, named after it.
 pub struct TestCa {
@@ -101,4 +104,25 @@ impl TestCa {
         std::fs::set_permissions(dir.join(&key), std::fs::Permissions::from_mode(0o600)).unwrap();
         Issued { cert: dir.join(cert), key: dir.join(key) }
     }
+}
+
+/// A rustls client (ring, TLS 1.2 and 1.3) trusting the CAs in `ca`, presenting `identity` when
+/// given: what rskafka and other rustls clients take.
+pub fn rustls_client(ca: &Path, identity: Option<&Issued>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+    Arc::new(match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => {
+            let chain = CertificateDer::pem_file_iter(&id.cert).unwrap().map(Result::unwrap).collect();
+            builder.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(&id.key).unwrap()).unwrap()
+        }
+    })
 }

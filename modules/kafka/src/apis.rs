@@ -53,6 +53,7 @@ apis! {
     14 "SyncGroup" 0..=5 => sync_group;
     15 "DescribeGroups" 0..=6 => describe_groups;
     16 "ListGroups" 0..=4 => list_groups;
+    17 "SaslHandshake" 0..=1 => sasl_handshake;
     18 "ApiVersions" 0..=4 => api_versions;
     19 "CreateTopics" 2..=7 => create_topics;
     20 "DeleteTopics" 1..=6 => delete_topics;
@@ -62,6 +63,7 @@ apis! {
     32 "DescribeConfigs" 1..=4 => describe_configs;
     33 "AlterConfigs" 0..=2 => alter_configs;
     35 "DescribeLogDirs" 1..=4 => describe_log_dirs;
+    36 "SaslAuthenticate" 0..=2 => sasl_authenticate;
     37 "CreatePartitions" 0..=3 => create_partitions;
     42 "DeleteGroups" 0..=2 => delete_groups;
     44 "IncrementalAlterConfigs" 0..=1 => incremental_alter_configs;

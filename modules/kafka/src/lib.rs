@@ -42,6 +42,8 @@ mod offset_for_leader_epoch;
 mod produce;
 #[cfg(test)]
 mod proptests;
+mod sasl_authenticate;
+mod sasl_handshake;
 mod sync_group;
 #[cfg(test)]
 mod test_util;

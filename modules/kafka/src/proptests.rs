@@ -127,6 +127,8 @@ fn flexible_from(key: i16) -> i16 {
         60 | 61 | 75 => 0,
         23 => 4,
         35 => 2,
+        17 => i16::MAX,
+        36 => 2,
         _ => unreachable!("api key {key}"),
     }
 }
@@ -161,6 +163,8 @@ fn codec_versions(key: i16) -> std::ops::RangeInclusive<i16> {
         60 => 0..=2,
         23 => 2..=4,
         35 => 1..=4,
+        17 => 0..=1,
+        36 => 0..=2,
         61 => 0..=0,
         75 => 0..=0,
         _ => unreachable!("api key {key}"),
@@ -542,6 +546,16 @@ fn samples(key: i16, v: i16) -> Vec<Vec<u8>> {
             let rich = when(v >= 3, rich, |r| r.with_replica_id(BrokerId(-1)));
             vec![encode(&rich, v), encode(&OffsetForLeaderEpochRequest::default(), v)]
         }
+        17 => vec![
+            encode(&SaslHandshakeRequest::default().with_mechanism(str_bytes("SCRAM-SHA-256")), v),
+            encode(&SaslHandshakeRequest::default(), v),
+        ],
+        36 => {
+            let rich = SaslAuthenticateRequest::default()
+                .with_auth_bytes(Bytes::from_static(b"n,,n=user,r=nonce"))
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&SaslAuthenticateRequest::default(), v)]
+        }
         35 => {
             use describe_log_dirs_request::DescribableLogDirTopic;
             let rich = DescribeLogDirsRequest::default()
@@ -907,6 +921,8 @@ fn codec_decode(key: i16, v: i16, body: &[u8]) -> Option<usize> {
         60 => go::<DescribeClusterRequest>(body, v),
         23 => go::<OffsetForLeaderEpochRequest>(body, v),
         35 => go::<DescribeLogDirsRequest>(body, v),
+        17 => go::<SaslHandshakeRequest>(body, v),
+        36 => go::<SaslAuthenticateRequest>(body, v),
         61 => go::<DescribeProducersRequest>(body, v),
         75 => go::<DescribeTopicPartitionsRequest>(body, v),
         _ => unreachable!("api key {key}"),

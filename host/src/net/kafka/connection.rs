@@ -3,6 +3,7 @@
 //! pipeline produce requests and rely on it for ordering).
 
 use super::frame::{FrameDecoder, FrameError, FrameHeader};
+use super::sasl::{Intercept, SaslConfig, Session};
 use crate::wasm::{ConnInfo, Executed, Runtime};
 use bytes::{Bytes, BytesMut};
 use std::io::IoSlice;
@@ -30,6 +31,8 @@ pub struct ConnConfig {
     /// The host-wide budget, in bytes, for what the connections' readers hold of frames not
     /// read whole yet (beyond [`FREE_PARTIAL`] each); None: no bound but each connection's.
     pub partial: Option<Arc<Semaphore>>,
+    /// On SASL listeners: how connections authenticate before their requests are served.
+    pub sasl: Option<SaslConfig>,
 }
 
 /// Bytes of a partly read frame that a connection holds without taking from the host-wide
@@ -81,12 +84,38 @@ pub async fn serve<S>(
     };
     let reader = tokio::spawn(read_frames(rd, reading));
     let mut shutdown_rx = shutdown.clone();
+    let mut session = cfg.sasl.clone().map(Session::new);
     loop {
         // The permit (this frame's share of the bytes budget) is released when the request is done.
         let (frame, _permit) = tokio::select! {
             f = rx.recv() => match f { Some(f) => f, None => break },
             _ = shutdown_rx.wait_for(|s| *s) => break,
         };
+        // On SASL listeners, nothing but ApiVersions reaches the translator unauthenticated.
+        if let Some(session) = session.as_mut() {
+            match session.intercept(&frame, Instant::now()) {
+                Intercept::Pass => {}
+                Intercept::Reply { bytes, delay, close } => {
+                    if let Some(delay) = delay {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if let Err(e) = write_response(&mut wr, vec![bytes]).await {
+                        tracing::debug!(conn = conn.id, "write failed, closing: {e}");
+                        break;
+                    }
+                    activity.touch();
+                    if close {
+                        tracing::debug!(conn = conn.id, peer = %conn.peer, "closing the connection after a refused SASL step");
+                        break;
+                    }
+                    continue;
+                }
+                Intercept::Close(why) => {
+                    tracing::info!(conn = conn.id, peer = %conn.peer, "closing the connection: {why}");
+                    break;
+                }
+            }
+        }
         let header = FrameHeader::parse(&frame);
         match runtime.execute(&conn, &frame, header.map(|h| h.api_key), shutdown.clone()).await {
             Executed::Send(segments) => {
@@ -338,6 +367,7 @@ mod budget_tests {
             idle: None,
             frame_timeout: None,
             partial: Some(budget.clone()),
+            sasl: None,
         };
         let (_stop_tx, stop) = watch::channel(false);
         let mut clients = Vec::new();
@@ -381,6 +411,7 @@ mod budget_tests {
             idle: None,
             frame_timeout: None,
             partial: None,
+            sasl: None,
         };
         let conn = ConnInfo { id: 1, tenant: "public".into(), peer: "test".into(), advertised: None };
         tokio::spawn(serve(server, runtime, conn, cfg, stop));

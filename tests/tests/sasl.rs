@@ -1,0 +1,190 @@
+//! SASL on Kafka listeners, with clients nobody here wrote: rskafka (rsasl) with PLAIN,
+//! SCRAM-SHA-256 and SCRAM-SHA-512 over SASL_PLAINTEXT and SASL_SSL, and Kafka's Java client
+//! with SCRAM-SHA-512 over SASL_SSL. Wrong passwords, unknown users and clients that skip the
+//! handshake are refused and their connections closed; everyone else is served.
+
+use guise_host::config::{ListenerConfig, SecurityProtocol};
+use guise_host::net::kafka::sasl::{Credential, Scram, Users};
+use guise_tests::TestServer;
+use guise_tests::certs::TestCa;
+use rskafka::BackoffConfig;
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
+use rskafka::record::Record;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A users file with alice (both SCRAM hashes) and bob (SCRAM-SHA-256 only).
+fn users_file(dir: &Path) -> std::path::PathBuf {
+    let mut text = String::new();
+    for (user, scram) in [("alice", Scram::Sha256), ("alice", Scram::Sha512), ("bob", Scram::Sha256)] {
+        text += &Users::entry(user, scram, &Credential::new(scram, PASSWORD.as_bytes(), 4096));
+    }
+    let path = dir.join("users.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn tls_client(ca: &Path) -> Arc<rustls::ClientConfig> {
+    guise_tests::certs::rustls_client(ca, None)
+}
+
+async fn connect(
+    addr: &str,
+    sasl: SaslConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Client, rskafka::client::error::Error> {
+    let mut builder = ClientBuilder::new(vec![addr.to_string()])
+        .sasl_config(sasl)
+        .backoff_config(BackoffConfig { deadline: Some(Duration::from_secs(3)), ..Default::default() });
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls);
+    }
+    builder.build().await
+}
+
+fn creds(user: &str, password: &str) -> Credentials {
+    Credentials::new(user.to_string(), password.to_string())
+}
+
+fn record(i: usize) -> Record {
+    Record {
+        key: None,
+        value: Some(format!("v{i}").into_bytes()),
+        headers: BTreeMap::new(),
+        timestamp: chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + i as i64).unwrap(),
+    }
+}
+
+#[test]
+fn rskafka_authenticates_with_plain_and_scram_over_sasl_plaintext_and_sasl_ssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "guise");
+    let cert = ca.server("server");
+    let users = users_file(dir.path());
+    let server = TestServer::start_with(|c| {
+        c.kafka_security_protocol = SecurityProtocol::SaslPlaintext;
+        c.sasl_users_file = Some(users.clone());
+        c.tls_cert_file = Some(cert.cert.clone());
+        c.tls_key_file = Some(cert.key.clone());
+        c.listeners.push(ListenerConfig {
+            addr: "127.0.0.1:0".into(),
+            tenant: c.tenant.clone(),
+            advertised_addr: None,
+            security_protocol: SecurityProtocol::SaslSsl,
+        });
+    });
+    let plain = server.bootstrap();
+    let ssl = server.server().tenant_addrs[0].1.to_string();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let alice = connect(&plain, SaslConfig::ScramSha512(creds("alice", PASSWORD)), None).await.unwrap();
+        alice.controller_client().unwrap().create_topic("guarded", 1, 1, 5_000).await.unwrap();
+        let mut next = 0;
+        let logins = [
+            ("PLAIN on SASL_PLAINTEXT", &plain, SaslConfig::Plain(creds("alice", PASSWORD)), None),
+            (
+                "SCRAM-SHA-256 on SASL_PLAINTEXT",
+                &plain,
+                SaslConfig::ScramSha256(creds("bob", PASSWORD)),
+                None,
+            ),
+            (
+                "SCRAM-SHA-512 on SASL_SSL",
+                &ssl,
+                SaslConfig::ScramSha512(creds("alice", PASSWORD)),
+                Some(tls_client(&ca.cert())),
+            ),
+            (
+                "PLAIN on SASL_SSL",
+                &ssl,
+                SaslConfig::Plain(creds("bob", PASSWORD)),
+                Some(tls_client(&ca.cert())),
+            ),
+        ];
+        for (what, addr, sasl, tls) in logins {
+            let client = connect(addr, sasl, tls).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+            let pc = client.partition_client("guarded", 0, UnknownTopicHandling::Retry).await.unwrap();
+            let offsets = pc.produce(vec![record(next)], Compression::NoCompression).await.unwrap();
+            assert_eq!(offsets, vec![next as i64], "{what}");
+            next += 1;
+            let (records, _) = pc.fetch_records(0, 1..1_000_000, 1_000).await.unwrap();
+            assert_eq!(records.len(), next, "{what}");
+        }
+
+        let refused = [
+            ("a wrong password (SCRAM)", SaslConfig::ScramSha256(creds("alice", "guess"))),
+            ("a wrong password (PLAIN)", SaslConfig::Plain(creds("alice", "guess"))),
+            ("an unknown user", SaslConfig::ScramSha512(creds("mallory", PASSWORD))),
+            ("a hash the user has no credential for", SaslConfig::ScramSha512(creds("bob", PASSWORD))),
+        ];
+        for (what, sasl) in refused {
+            let err = connect(&plain, sasl, None).await.err().unwrap_or_else(|| panic!("{what}: connected"));
+            eprintln!("{what}: {err}");
+        }
+        // Still serving the authenticated client.
+        let pc = alice.partition_client("guarded", 0, UnknownTopicHandling::Retry).await.unwrap();
+        assert_eq!(pc.produce(vec![record(9)], Compression::NoCompression).await.unwrap(), vec![next as i64]);
+    });
+
+    // A client that skips the handshake: its Metadata request closes the connection unanswered.
+    let mut raw = std::net::TcpStream::connect(server.kafka_addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = [0u8, 3, 0, 1, 0, 0, 0, 9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    raw.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
+    raw.write_all(&body).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(raw.read(&mut buf).unwrap(), 0, "closed without an answer");
+}
+
+/// Kafka's Java client, SCRAM-SHA-512 over SASL_SSL (its JAAS login module, its trust store of
+/// the test CA): an idempotent producer and a group consumer; with a wrong password it fails
+/// with Kafka's SaslAuthenticationException.
+#[test]
+fn the_java_client_authenticates_with_scram_over_sasl_ssl() {
+    use guise_tests::java::clients;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "guise");
+    let cert = ca.server("server");
+    let users = users_file(dir.path());
+    let server = TestServer::start_with(|c| {
+        c.kafka_security_protocol = SecurityProtocol::SaslSsl;
+        c.sasl_users_file = Some(users.clone());
+        c.tls_cert_file = Some(cert.cert.clone());
+        c.tls_key_file = Some(cert.key.clone());
+    });
+    let bootstrap = server.bootstrap();
+    let props = |password: &str| {
+        vec![
+            "security.protocol=SASL_SSL".to_string(),
+            "sasl.mechanism=SCRAM-SHA-512".to_string(),
+            format!(
+                "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
+                 username=\"alice\" password=\"{password}\";"
+            ),
+            "ssl.truststore.type=PEM".to_string(),
+            format!("ssl.truststore.location={}", ca.cert().display()),
+        ]
+    };
+    let run = |head: &[&str], password: &str| {
+        let args: Vec<String> = head.iter().map(|s| s.to_string()).chain(props(password)).collect();
+        clients(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let sent = run(&["produce", &bootstrap, "java-sasl", "10"], PASSWORD);
+    let sent = sent["sent"].as_array().unwrap();
+    assert!(sent.len() == 10 && sent.iter().all(|s| s.is_array()), "{sent:?}");
+    let got = run(&["consume", &bootstrap, "java-sasl", "readers", "10"], PASSWORD);
+    let values: Vec<&str> =
+        got["records"].as_array().unwrap().iter().map(|r| r[3].as_str().unwrap()).collect();
+    assert_eq!(values, (0..10).map(|i| format!("v{i}")).collect::<Vec<_>>());
+    assert_eq!(got["committed"]["0"], 10);
+
+    let refused = run(&["produce", &bootstrap, "java-sasl", "1", "max.block.ms=10000"], "guess");
+    let error = &refused["sent"][0];
+    assert_eq!(error["error"], "SaslAuthenticationException", "{refused}");
+}

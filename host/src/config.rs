@@ -169,6 +169,12 @@ pub struct Config {
     /// Kafka's connections.max.reauth.ms (KIP-368): an authenticated session lasts this long;
     /// a request after it without re-authentication closes the connection (`0`: no limit).
     pub connections_max_reauth_ms: u64,
+    /// Principal → tenant (`[principal_tenants]`, e.g. `"User:CN=writer,O=Acme" = "acme"`): the
+    /// tenant an authenticated connection belongs to, whatever its listener's.
+    pub principal_tenants: std::collections::BTreeMap<String, TenantId>,
+    /// Whether a SASL user named `TENANT/USER` belongs to TENANT (when `principal_tenants` does
+    /// not name the principal). Otherwise the listener's tenant applies.
+    pub sasl_user_tenant_prefix: bool,
     /// Kafka's connection.failed.authentication.delay.ms: a failed authentication is answered
     /// (and its connection closed) this late.
     pub connection_failed_authentication_delay_ms: u64,
@@ -177,8 +183,9 @@ pub struct Config {
     /// Serve the admin API over TLS (https).
     pub admin_tls: bool,
     /// More Kafka listeners, one per tenant (`[[listeners]]` with `addr`, `tenant` and optionally
-    /// `advertised_addr` and `security_protocol`). Until SASL maps principals to tenants, the listener a connection came
-    /// in on is what decides its tenant; the main listener (`kafka_addr`) serves `tenant`.
+    /// `advertised_addr` and `security_protocol`). A connection whose principal names no tenant
+    /// (`principal_tenants`) works in its listener's; the main listener (`kafka_addr`) serves
+    /// `tenant`.
     pub listeners: Vec<ListenerConfig>,
     /// Per-tenant settings (`[tenants.NAME]`).
     pub tenants: std::collections::BTreeMap<TenantId, TenantConfig>,
@@ -304,6 +311,8 @@ impl Default for Config {
             sasl_users_file: None,
             connections_max_reauth_ms: 0,
             connection_failed_authentication_delay_ms: 100,
+            principal_tenants: Default::default(),
+            sasl_user_tenant_prefix: true,
             pulsar_tls: false,
             admin_tls: false,
             node_id: 0,

@@ -299,6 +299,10 @@ impl Server {
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
         ));
         let tls_for = |on: bool| if on { tls.clone() } else { None };
+        let principals = Arc::new(crate::net::principals::TenantMap {
+            explicit: config.principal_tenants.clone(),
+            sasl_prefix: config.sasl_user_tenant_prefix,
+        });
         let net = |tenant: &TenantId, advertised: Option<Arc<(String, i32)>>, protocol: SecurityProtocol| {
             NetConfig {
                 conn: ConnConfig {
@@ -309,6 +313,7 @@ impl Server {
                     frame_timeout: millis(config.frame_timeout_ms),
                     partial: Some(partial.clone()),
                     sasl: sasl.clone().filter(|_| protocol.sasl()),
+                    principals: principals.clone(),
                 },
                 tenant: tenant.clone(),
                 advertised,

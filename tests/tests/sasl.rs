@@ -19,10 +19,17 @@ use std::time::Duration;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// A users file with alice (both SCRAM hashes) and bob (SCRAM-SHA-256 only).
+/// A users file with alice (both SCRAM hashes), bob (SCRAM-SHA-256 only) and carol of tenant
+/// acme (SCRAM-SHA-512).
 fn users_file(dir: &Path) -> std::path::PathBuf {
     let mut text = String::new();
-    for (user, scram) in [("alice", Scram::Sha256), ("alice", Scram::Sha512), ("bob", Scram::Sha256)] {
+    let users = [
+        ("alice", Scram::Sha256),
+        ("alice", Scram::Sha512),
+        ("bob", Scram::Sha256),
+        ("acme/carol", Scram::Sha512),
+    ];
+    for (user, scram) in users {
         text += &Users::entry(user, scram, &Credential::new(scram, PASSWORD.as_bytes(), 4096));
     }
     let path = dir.join("users.toml");
@@ -187,4 +194,34 @@ fn the_java_client_authenticates_with_scram_over_sasl_ssl() {
     let refused = run(&["produce", &bootstrap, "java-sasl", "1", "max.block.ms=10000"], "guess");
     let error = &refused["sent"][0];
     assert_eq!(error["error"], "SaslAuthenticationException", "{refused}");
+}
+
+/// A SASL user named `TENANT/USER` works in its tenant: its topics are that tenant's, invisible
+/// to the listener's tenant, and the other way round.
+#[test]
+fn a_users_tenant_prefix_names_its_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path());
+    let server = TestServer::start_with(|c| {
+        c.kafka_security_protocol = SecurityProtocol::SaslPlaintext;
+        c.sasl_users_file = Some(users.clone());
+    });
+    let addr = server.bootstrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let carol =
+            connect(&addr, SaslConfig::ScramSha512(creds("acme/carol", PASSWORD)), None).await.unwrap();
+        carol.controller_client().unwrap().create_topic("orders", 1, 1, 5_000).await.unwrap();
+        let pc = carol.partition_client("orders", 0, UnknownTopicHandling::Retry).await.unwrap();
+        assert_eq!(pc.produce(vec![record(0)], Compression::NoCompression).await.unwrap(), vec![0]);
+        let bob = connect(&addr, SaslConfig::ScramSha256(creds("bob", PASSWORD)), None).await.unwrap();
+        bob.controller_client().unwrap().create_topic("ledger", 1, 1, 5_000).await.unwrap();
+        let names =
+            |topics: Vec<rskafka::topic::Topic>| topics.into_iter().map(|t| t.name).collect::<Vec<_>>();
+        assert_eq!(names(carol.list_topics().await.unwrap()), ["orders"]);
+        assert_eq!(names(bob.list_topics().await.unwrap()), ["ledger"]);
+    });
+    let log = &server.server().log;
+    assert!(log.topics("acme", "default").iter().any(|t| t.name.topic == "orders"));
+    assert!(log.topics("public", "default").iter().all(|t| t.name.topic != "orders"));
 }

@@ -286,3 +286,30 @@ fn the_java_client_produces_and_consumes_over_ssl_with_a_client_certificate() {
     assert_eq!(values, (0..10).map(|i| format!("v{i}")).collect::<Vec<_>>());
     assert_eq!(got["committed"]["0"], 10);
 }
+
+/// `principal_tenants` maps a client certificate's principal to a tenant: its topics are
+/// created there, and the listener's tenant does not see them.
+#[test]
+fn a_certificates_principal_is_mapped_to_its_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "guise");
+    let server_cert = ca.server("server");
+    let acme = ca.client("acme", "/CN=writer/O=Acme");
+    let other = ca.client("other", "/CN=reader/O=Guise");
+    let server = TestServer::start_with(|c| {
+        tls_settings(c, &server_cert);
+        c.tls_client_ca_file = Some(ca.cert());
+        c.tls_client_auth = ClientAuth::Required;
+        c.kafka_security_protocol = SecurityProtocol::Ssl;
+        c.principal_tenants.insert("User:O=Acme,CN=writer".into(), "acme".parse().unwrap());
+    });
+    let addr = server.bootstrap();
+    rt().block_on(async {
+        let writer = connect(addr.clone(), Some(tls_client(&ca.cert(), Some(&acme)))).await.unwrap();
+        writer.controller_client().unwrap().create_topic("invoices", 1, 1, 5_000).await.unwrap();
+        let reader = connect(addr.clone(), Some(tls_client(&ca.cert(), Some(&other)))).await.unwrap();
+        assert!(reader.list_topics().await.unwrap().iter().all(|t| t.name != "invoices"));
+        assert!(writer.list_topics().await.unwrap().iter().any(|t| t.name == "invoices"));
+    });
+    assert!(server.server().log.topics("acme", "default").iter().any(|t| t.name.topic == "invoices"));
+}

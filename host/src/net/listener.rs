@@ -184,9 +184,15 @@ impl Listener {
         let Listener { listener, runtime, cfg } = self;
         let (limits, tls) = (cfg.limits, cfg.tls.clone());
         run("kafka", listener, tls, limits, shutdown, move |stream, accepted| {
+            // A client certificate's principal may name the tenant; else the listener's.
+            let tenant = accepted
+                .principal
+                .as_deref()
+                .and_then(|p| cfg.conn.principals.tenant_of(p, crate::net::principals::Via::Certificate))
+                .unwrap_or_else(|| cfg.tenant.clone());
             let info = ConnInfo {
                 id: accepted.id,
-                tenant: cfg.tenant.to_string(),
+                tenant: tenant.to_string(),
                 peer: accepted.peer.to_string(),
                 advertised: cfg.advertised.clone(),
             };

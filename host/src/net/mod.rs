@@ -5,6 +5,7 @@
 
 pub mod kafka;
 pub mod listener;
+pub mod principals;
 pub mod pulsar;
 pub mod tls;
 

@@ -8,8 +8,8 @@
 //! with the code. A binding is an `Arc` swapped whole: a produced batch takes the binding when
 //! it starts, so each batch is processed by exactly one version.
 //!
-//! The produce path is in [`apply`]. Tenants come from the listener a connection arrived on
-//! (one listener per tenant until SASL maps principals to tenants); a client id is not a tenant.
+//! The produce path is in [`apply`]. A connection's tenant is its authenticated principal's
+//! (`net::principals`) or its listener's; a client id is not a tenant.
 
 mod apply;
 #[cfg(test)]

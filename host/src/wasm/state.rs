@@ -61,7 +61,7 @@ impl HostContext {
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub id: u64,
-    /// The tenant of the listener the connection came in on.
+    /// The connection's tenant: its authenticated principal's, or its listener's.
     pub tenant: String,
     pub peer: String,
     /// The (host, port) Metadata returns on this connection's listener; None: the context's.

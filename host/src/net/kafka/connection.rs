@@ -4,6 +4,7 @@
 
 use super::frame::{FrameDecoder, FrameError, FrameHeader};
 use super::sasl::{Intercept, SaslConfig, Session};
+use crate::net::principals::Via;
 use crate::wasm::{ConnInfo, Executed, Runtime};
 use bytes::{Bytes, BytesMut};
 use std::io::IoSlice;
@@ -33,6 +34,8 @@ pub struct ConnConfig {
     pub partial: Option<Arc<Semaphore>>,
     /// On SASL listeners: how connections authenticate before their requests are served.
     pub sasl: Option<SaslConfig>,
+    /// The tenants of authenticated principals.
+    pub principals: Arc<crate::net::principals::TenantMap>,
 }
 
 /// Bytes of a partly read frame that a connection holds without taking from the host-wide
@@ -60,7 +63,7 @@ impl Activity {
 pub async fn serve<S>(
     stream: S,
     runtime: Arc<Runtime>,
-    conn: ConnInfo,
+    mut conn: ConnInfo,
     cfg: ConnConfig,
     shutdown: watch::Receiver<bool>,
 ) where
@@ -104,6 +107,14 @@ pub async fn serve<S>(
                         break;
                     }
                     activity.touch();
+                    // Authenticated: the principal may name the connection's tenant.
+                    if let Some(principal) = session.principal()
+                        && let Some(tenant) = cfg.principals.tenant_of(principal, Via::Sasl)
+                        && conn.tenant != tenant.as_str()
+                    {
+                        tracing::debug!(conn = conn.id, principal, %tenant, "the principal's tenant");
+                        conn.tenant = tenant.to_string();
+                    }
                     if close {
                         tracing::debug!(conn = conn.id, peer = %conn.peer, "closing the connection after a refused SASL step");
                         break;
@@ -368,6 +379,7 @@ mod budget_tests {
             frame_timeout: None,
             partial: Some(budget.clone()),
             sasl: None,
+            principals: Default::default(),
         };
         let (_stop_tx, stop) = watch::channel(false);
         let mut clients = Vec::new();
@@ -412,6 +424,7 @@ mod budget_tests {
             frame_timeout: None,
             partial: None,
             sasl: None,
+            principals: Default::default(),
         };
         let conn = ConnInfo { id: 1, tenant: "public".into(), peer: "test".into(), advertised: None };
         tokio::spawn(serve(server, runtime, conn, cfg, stop));

@@ -166,6 +166,16 @@ pub struct Config {
     /// The SASL users and their salted SCRAM credentials (a TOML file; `guise scram-credential`
     /// makes its entries). Required by SASL listeners.
     pub sasl_users_file: Option<PathBuf>,
+    /// OAUTHBEARER: a JWKS file of the keys tokens are signed with (RS256/384/512, ES256/384;
+    /// Kafka's sasl.oauthbearer.jwks.endpoint.url with a file), the expected `iss` and `aud`
+    /// (Kafka's sasl.oauthbearer.expected.issuer/audience; unchecked when unset), the claim
+    /// naming the principal (sasl.oauthbearer.sub.claim.name) and the clock skew allowed on
+    /// `exp` and `nbf` (sasl.oauthbearer.clock.skew.seconds).
+    pub sasl_oauthbearer_jwks_file: Option<PathBuf>,
+    pub sasl_oauthbearer_expected_issuer: Option<String>,
+    pub sasl_oauthbearer_expected_audience: Vec<String>,
+    pub sasl_oauthbearer_sub_claim_name: String,
+    pub sasl_oauthbearer_clock_skew_seconds: u64,
     /// Kafka's connections.max.reauth.ms (KIP-368): an authenticated session lasts this long;
     /// a request after it without re-authentication closes the connection (`0`: no limit).
     pub connections_max_reauth_ms: u64,
@@ -309,6 +319,11 @@ impl Default for Config {
             kafka_security_protocol: SecurityProtocol::Plaintext,
             sasl_enabled_mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()],
             sasl_users_file: None,
+            sasl_oauthbearer_jwks_file: None,
+            sasl_oauthbearer_expected_issuer: None,
+            sasl_oauthbearer_expected_audience: Vec::new(),
+            sasl_oauthbearer_sub_claim_name: "sub".into(),
+            sasl_oauthbearer_clock_skew_seconds: 30,
             connections_max_reauth_ms: 0,
             connection_failed_authentication_delay_ms: 100,
             principal_tenants: Default::default(),
@@ -515,9 +530,13 @@ impl Config {
                 "an SSL listener, pulsar_tls or admin_tls needs tls_cert_file and tls_key_file",
             );
         }
-        self.sasl_mechanisms()?;
-        if self.uses_sasl() && self.sasl_users_file.is_none() {
-            return invalid("sasl_users_file", "a SASL listener needs sasl_users_file");
+        let mechanisms = self.sasl_mechanisms()?;
+        let oauth = crate::net::kafka::sasl::Mechanism::OAuthBearer;
+        if self.uses_sasl() && self.sasl_users_file.is_none() && mechanisms.iter().any(|m| *m != oauth) {
+            return invalid("sasl_users_file", "PLAIN and SCRAM on a SASL listener need sasl_users_file");
+        }
+        if self.uses_sasl() && self.sasl_oauthbearer_jwks_file.is_none() && mechanisms.contains(&oauth) {
+            return invalid("sasl_oauthbearer_jwks_file", "OAUTHBEARER needs sasl_oauthbearer_jwks_file");
         }
         if self.tls_client_auth != crate::net::tls::ClientAuth::None && self.tls_client_ca_file.is_none() {
             return invalid("tls_client_auth", "requested or required needs tls_client_ca_file");
@@ -558,7 +577,7 @@ impl Config {
             .map(|m| {
                 Mechanism::parse(m).ok_or_else(|| ConfigError::Invalid {
                     key: "sasl_enabled_mechanisms",
-                    message: format!("{m} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+                    message: format!("{m} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER"),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -49,6 +49,44 @@ pub enum ServerError {
     Sasl(crate::net::kafka::sasl::SaslError),
 }
 
+/// What SASL listeners authenticate with: the users file (PLAIN, SCRAM) and the JWKS file
+/// (OAUTHBEARER), for the mechanisms enabled.
+fn sasl_config(config: &Config) -> Result<crate::net::kafka::sasl::SaslConfig, ServerError> {
+    use crate::net::kafka::sasl::{Mechanism, SaslConfig, Users, oauth::Validator};
+    let mechanisms = config.sasl_mechanisms()?;
+    let invalid =
+        |key, message: String| ServerError::Config(crate::config::ConfigError::Invalid { key, message });
+    let users = match &config.sasl_users_file {
+        Some(path) => Users::load(path).map_err(ServerError::Sasl)?,
+        None if mechanisms.iter().any(|m| *m != Mechanism::OAuthBearer) => {
+            return Err(invalid("sasl_users_file", "PLAIN and SCRAM need sasl_users_file".into()));
+        }
+        None => Users::default(),
+    };
+    let oauth = match (&config.sasl_oauthbearer_jwks_file, mechanisms.contains(&Mechanism::OAuthBearer)) {
+        (_, false) => None,
+        (None, true) => return Err(invalid("sasl_oauthbearer_jwks_file", "OAUTHBEARER needs it".into())),
+        (Some(jwks), true) => Some(Arc::new(
+            Validator::load(
+                jwks,
+                config.sasl_oauthbearer_expected_issuer.clone(),
+                config.sasl_oauthbearer_expected_audience.clone(),
+                config.sasl_oauthbearer_sub_claim_name.clone(),
+                Duration::from_secs(config.sasl_oauthbearer_clock_skew_seconds),
+            )
+            .map_err(|e| invalid("sasl_oauthbearer_jwks_file", e))?,
+        )),
+    };
+    Ok(SaslConfig {
+        mechanisms,
+        users: Arc::new(users),
+        reauth: (config.connections_max_reauth_ms > 0)
+            .then(|| Duration::from_millis(config.connections_max_reauth_ms)),
+        failure_delay: Duration::from_millis(config.connection_failed_authentication_delay_ms),
+        oauth,
+    })
+}
+
 /// Pulsar's default maxMessageSize: the most a Pulsar client may send in one message.
 const PULSAR_MAX_MESSAGE: u32 = 5 * 1024 * 1024;
 /// Room for the records' framing when a Pulsar message becomes a Kafka batch, so that a message
@@ -164,26 +202,8 @@ impl Server {
                 }));
             }
         };
-        // The SASL users, for every SASL listener.
-        let sasl = match (config.uses_sasl(), &config.sasl_users_file) {
-            (false, _) => None,
-            (true, None) => {
-                return Err(ServerError::Config(crate::config::ConfigError::Invalid {
-                    key: "sasl_users_file",
-                    message: "a SASL listener needs sasl_users_file".into(),
-                }));
-            }
-            (true, Some(path)) => {
-                let users = crate::net::kafka::sasl::Users::load(path).map_err(ServerError::Sasl)?;
-                Some(crate::net::kafka::sasl::SaslConfig {
-                    mechanisms: config.sasl_mechanisms()?,
-                    users: Arc::new(users),
-                    reauth: (config.connections_max_reauth_ms > 0)
-                        .then(|| Duration::from_millis(config.connections_max_reauth_ms)),
-                    failure_delay: Duration::from_millis(config.connection_failed_authentication_delay_ms),
-                })
-            }
-        };
+        // The SASL users and token keys, for every SASL listener.
+        let sasl = if config.uses_sasl() { Some(sasl_config(config)?) } else { None };
         let kafka = TcpListener::bind(&config.kafka_addr).await.map_err(|source| ServerError::Bind {
             what: "the Kafka listener",
             addr: config.kafka_addr.clone(),

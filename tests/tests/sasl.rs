@@ -225,3 +225,70 @@ fn a_users_tenant_prefix_names_its_tenant() {
     assert!(log.topics("acme", "default").iter().any(|t| t.name.topic == "orders"));
     assert!(log.topics("public", "default").iter().all(|t| t.name.topic != "orders"));
 }
+
+/// OAUTHBEARER with signed JWTs (ES256, from rskafka's token callback): a valid token
+/// authenticates as its `sub`; an expired one, one signed by another key, and one for another
+/// audience are refused.
+#[test]
+fn oauthbearer_tokens_are_validated_against_the_jwks() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+    use ring::rand::SystemRandom;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let rng = SystemRandom::new();
+    let key = |rng: &SystemRandom| {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, rng).unwrap();
+        Arc::new(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), rng).unwrap())
+    };
+    let (issuer_key, stranger_key) = (key(&rng), key(&rng));
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    let point = issuer_key.public_key().as_ref();
+    let doc = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "guise-test",
+        "x": B64URL.encode(&point[1..33]), "y": B64URL.encode(&point[33..])}]});
+    std::fs::write(&jwks, doc.to_string()).unwrap();
+    let server = TestServer::start_with(|c| {
+        c.kafka_security_protocol = SecurityProtocol::SaslPlaintext;
+        c.sasl_enabled_mechanisms = vec!["OAUTHBEARER".into()];
+        c.sasl_oauthbearer_jwks_file = Some(jwks.clone());
+        c.sasl_oauthbearer_expected_issuer = Some("https://issuer.example".into());
+        c.sasl_oauthbearer_expected_audience = vec!["kafka".into()];
+    });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let token = |key: &EcdsaKeyPair, exp: u64, aud: &str| {
+        let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "guise-test"});
+        let claims = serde_json::json!({"sub": "dave", "iss": "https://issuer.example", "aud": aud,
+            "iat": now, "exp": exp});
+        let signed = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
+        let sig = key.sign(&SystemRandom::new(), signed.as_bytes()).unwrap();
+        format!("{signed}.{}", B64URL.encode(sig.as_ref()))
+    };
+    let bearer = |token: String| {
+        SaslConfig::Oauthbearer(rskafka::client::OauthBearerCredentials {
+            callback: Arc::new(move || {
+                let token = token.clone();
+                Box::pin(async move { Ok(token) })
+            }),
+            authz_id: None,
+            bearer_kvs: Vec::new(),
+        })
+    };
+    let addr = server.bootstrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = connect(&addr, bearer(token(&issuer_key, now + 600, "kafka")), None).await.unwrap();
+        client.controller_client().unwrap().create_topic("tokens", 1, 1, 5_000).await.unwrap();
+        let pc = client.partition_client("tokens", 0, UnknownTopicHandling::Retry).await.unwrap();
+        assert_eq!(pc.produce(vec![record(0)], Compression::NoCompression).await.unwrap(), vec![0]);
+        let refused = [
+            ("an expired token", token(&issuer_key, now - 120, "kafka")),
+            ("a token signed by another key", token(&stranger_key, now + 600, "kafka")),
+            ("a token for another audience", token(&issuer_key, now + 600, "web")),
+        ];
+        for (what, t) in refused {
+            let err =
+                connect(&addr, bearer(t), None).await.err().unwrap_or_else(|| panic!("{what}: connected"));
+            eprintln!("{what}: {err}");
+        }
+    });
+}

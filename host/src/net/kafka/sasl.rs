@@ -54,16 +54,19 @@ pub enum Mechanism {
     Plain,
     ScramSha256,
     ScramSha512,
+    OAuthBearer,
 }
 
 impl Mechanism {
-    pub const ALL: [Mechanism; 3] = [Mechanism::Plain, Mechanism::ScramSha256, Mechanism::ScramSha512];
+    pub const ALL: [Mechanism; 4] =
+        [Mechanism::Plain, Mechanism::ScramSha256, Mechanism::ScramSha512, Mechanism::OAuthBearer];
 
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
             Mechanism::ScramSha512 => "SCRAM-SHA-512",
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
@@ -73,7 +76,7 @@ impl Mechanism {
 
     fn scram(self) -> Option<Scram> {
         match self {
-            Mechanism::Plain => None,
+            Mechanism::Plain | Mechanism::OAuthBearer => None,
             Mechanism::ScramSha256 => Some(Scram::Sha256),
             Mechanism::ScramSha512 => Some(Scram::Sha512),
         }
@@ -252,6 +255,8 @@ pub struct SaslConfig {
     /// Kafka's connection.failed.authentication.delay.ms: a failed authentication is answered
     /// this late, slowing down guessing.
     pub failure_delay: Duration,
+    /// OAUTHBEARER's token validation (when the mechanism is enabled).
+    pub oauth: Option<std::sync::Arc<oauth::Validator>>,
 }
 
 /// What to do with a frame.
@@ -414,7 +419,20 @@ impl Session {
             }
             State::Chosen(Mechanism::Plain) => {
                 let user = self.plain(token)?;
-                self.authenticated(user, now)?;
+                self.authenticated(user, now, None)?;
+                Ok(Stepped::Done(Vec::new()))
+            }
+            State::Chosen(Mechanism::OAuthBearer) => {
+                let failed = |why: String| Failed {
+                    message: format!("Authentication failed: {why}"),
+                    log: format!("an OAUTHBEARER token refused: {why}"),
+                };
+                let validator =
+                    self.cfg.oauth.clone().ok_or_else(|| failed("OAUTHBEARER is not configured".into()))?;
+                let bearer = oauth::bearer_token(token).map_err(failed)?;
+                let valid = validator.validate(bearer, std::time::SystemTime::now()).map_err(failed)?;
+                let left = valid.expires.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+                self.authenticated(valid.name, now, Some(left))?;
                 Ok(Stepped::Done(Vec::new()))
             }
             State::Chosen(m) => {
@@ -461,7 +479,7 @@ impl Session {
                     return Err(bad_password(m, &user));
                 }
                 let verifier = mac(scram, &cred.server_key, auth_message.as_bytes());
-                self.authenticated(user, now)?;
+                self.authenticated(user, now, None)?;
                 Ok(Stepped::Done(format!("v={}", B64.encode(verifier)).into_bytes()))
             }
         }
@@ -496,7 +514,13 @@ impl Session {
         }
     }
 
-    fn authenticated(&mut self, user: String, now: Instant) -> Result<(), Failed> {
+    /// `user` authenticated at `now`; a token's credential ends after `credential_left`.
+    fn authenticated(
+        &mut self,
+        user: String,
+        now: Instant,
+        credential_left: Option<Duration>,
+    ) -> Result<(), Failed> {
         let principal = format!("User:{user}");
         if let Some(before) = &self.principal
             && *before != principal
@@ -508,7 +532,12 @@ impl Session {
         }
         tracing::debug!(principal, "SASL authenticated");
         self.principal = Some(principal);
-        self.expires = self.cfg.reauth.map(|d| now + d);
+        // KIP-368: the session ends with the re-authentication deadline or the credential,
+        // whichever is first.
+        self.expires = match (self.cfg.reauth, credential_left) {
+            (Some(a), Some(b)) => Some(now + a.min(b)),
+            (a, b) => a.or(b).map(|d| now + d),
+        };
         Ok(())
     }
 }
@@ -765,5 +794,6 @@ fn authenticate_response(
     b.freeze()
 }
 
+pub mod oauth;
 #[cfg(test)]
 mod tests;

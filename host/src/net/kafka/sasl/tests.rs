@@ -51,6 +51,7 @@ fn config(reauth: Option<Duration>) -> SaslConfig {
         users: users.clone(),
         reauth,
         failure_delay: Duration::from_millis(100),
+        oauth: None,
     }
 }
 

@@ -192,6 +192,10 @@ pub struct Config {
     pub pulsar_tls: bool,
     /// Serve the admin API over TLS (https).
     pub admin_tls: bool,
+    /// Require Pulsar clients to authenticate with a JWT (`AuthenticationToken`), validated as
+    /// OAUTHBEARER tokens are (`sasl_oauthbearer_*`); a principal's tenant is then the only one
+    /// it reaches.
+    pub pulsar_token_auth: bool,
     /// More Kafka listeners, one per tenant (`[[listeners]]` with `addr`, `tenant` and optionally
     /// `advertised_addr` and `security_protocol`). A connection whose principal names no tenant
     /// (`principal_tenants`) works in its listener's; the main listener (`kafka_addr`) serves
@@ -330,6 +334,7 @@ impl Default for Config {
             sasl_user_tenant_prefix: true,
             pulsar_tls: false,
             admin_tls: false,
+            pulsar_token_auth: false,
             node_id: 0,
             cluster_id: "guise-cluster".into(),
             tenant: TenantId::new("public").expect("a valid tenant"),
@@ -537,6 +542,12 @@ impl Config {
         }
         if self.uses_sasl() && self.sasl_oauthbearer_jwks_file.is_none() && mechanisms.contains(&oauth) {
             return invalid("sasl_oauthbearer_jwks_file", "OAUTHBEARER needs sasl_oauthbearer_jwks_file");
+        }
+        if self.pulsar_token_auth && self.sasl_oauthbearer_jwks_file.is_none() {
+            return invalid(
+                "sasl_oauthbearer_jwks_file",
+                "pulsar_token_auth needs sasl_oauthbearer_jwks_file",
+            );
         }
         if self.tls_client_auth != crate::net::tls::ClientAuth::None && self.tls_client_ca_file.is_none() {
             return invalid("tls_client_auth", "requested or required needs tls_client_ca_file");

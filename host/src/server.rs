@@ -52,7 +52,7 @@ pub enum ServerError {
 /// What SASL listeners authenticate with: the users file (PLAIN, SCRAM) and the JWKS file
 /// (OAUTHBEARER), for the mechanisms enabled.
 fn sasl_config(config: &Config) -> Result<crate::net::kafka::sasl::SaslConfig, ServerError> {
-    use crate::net::kafka::sasl::{Mechanism, SaslConfig, Users, oauth::Validator};
+    use crate::net::kafka::sasl::{Mechanism, SaslConfig, Users};
     let mechanisms = config.sasl_mechanisms()?;
     let invalid =
         |key, message: String| ServerError::Config(crate::config::ConfigError::Invalid { key, message });
@@ -63,20 +63,8 @@ fn sasl_config(config: &Config) -> Result<crate::net::kafka::sasl::SaslConfig, S
         }
         None => Users::default(),
     };
-    let oauth = match (&config.sasl_oauthbearer_jwks_file, mechanisms.contains(&Mechanism::OAuthBearer)) {
-        (_, false) => None,
-        (None, true) => return Err(invalid("sasl_oauthbearer_jwks_file", "OAUTHBEARER needs it".into())),
-        (Some(jwks), true) => Some(Arc::new(
-            Validator::load(
-                jwks,
-                config.sasl_oauthbearer_expected_issuer.clone(),
-                config.sasl_oauthbearer_expected_audience.clone(),
-                config.sasl_oauthbearer_sub_claim_name.clone(),
-                Duration::from_secs(config.sasl_oauthbearer_clock_skew_seconds),
-            )
-            .map_err(|e| invalid("sasl_oauthbearer_jwks_file", e))?,
-        )),
-    };
+    let oauth =
+        if mechanisms.contains(&Mechanism::OAuthBearer) { Some(token_validator(config)?) } else { None };
     Ok(SaslConfig {
         mechanisms,
         users: Arc::new(users),
@@ -85,6 +73,29 @@ fn sasl_config(config: &Config) -> Result<crate::net::kafka::sasl::SaslConfig, S
         failure_delay: Duration::from_millis(config.connection_failed_authentication_delay_ms),
         oauth,
     })
+}
+
+/// The JWT validator of OAUTHBEARER and the Pulsar endpoint's token authentication.
+fn token_validator(config: &Config) -> Result<Arc<crate::net::kafka::sasl::oauth::Validator>, ServerError> {
+    let invalid = |message: String| {
+        ServerError::Config(crate::config::ConfigError::Invalid {
+            key: "sasl_oauthbearer_jwks_file",
+            message,
+        })
+    };
+    let jwks = config
+        .sasl_oauthbearer_jwks_file
+        .as_ref()
+        .ok_or_else(|| invalid("token validation needs it".into()))?;
+    let validator = crate::net::kafka::sasl::oauth::Validator::load(
+        jwks,
+        config.sasl_oauthbearer_expected_issuer.clone(),
+        config.sasl_oauthbearer_expected_audience.clone(),
+        config.sasl_oauthbearer_sub_claim_name.clone(),
+        Duration::from_secs(config.sasl_oauthbearer_clock_skew_seconds),
+    )
+    .map_err(invalid)?;
+    Ok(Arc::new(validator))
 }
 
 /// Pulsar's default maxMessageSize: the most a Pulsar client may send in one message.
@@ -383,6 +394,8 @@ impl Server {
                             .max(1024),
                         auto_create_topics: config.auto_create_topics,
                         default_partitions: config.default_partitions,
+                        auth: if config.pulsar_token_auth { Some(token_validator(config)?) } else { None },
+                        principals: principals.clone(),
                     },
                     front_log.clone(),
                     log.clone(),

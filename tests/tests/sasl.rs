@@ -226,43 +226,69 @@ fn a_users_tenant_prefix_names_its_tenant() {
     assert!(log.topics("public", "default").iter().all(|t| t.name.topic != "orders"));
 }
 
+/// A token issuer for the tests: an ES256 key, its JWKS file, and signed tokens.
+struct Issuer {
+    key: ring::signature::EcdsaKeyPair,
+}
+
+impl Issuer {
+    const ISS: &str = "https://issuer.example";
+
+    fn new() -> Issuer {
+        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        Issuer {
+            key: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap(),
+        }
+    }
+
+    fn jwks(&self, dir: &Path) -> std::path::PathBuf {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+        use ring::signature::KeyPair;
+        let point = self.key.public_key().as_ref();
+        let doc = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "guise-test",
+            "x": B64URL.encode(&point[1..33]), "y": B64URL.encode(&point[33..])}]});
+        let path = dir.join("jwks.json");
+        std::fs::write(&path, doc.to_string()).unwrap();
+        path
+    }
+
+    /// A token for `sub`, expiring `exp_in` seconds from now (negative: expired), for `aud`.
+    fn token(&self, sub: &str, exp_in: i64, aud: &str) -> String {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "guise-test"});
+        let claims =
+            serde_json::json!({"sub": sub, "iss": Self::ISS, "aud": aud, "iat": now, "exp": now + exp_in});
+        let signed = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
+        let sig = self.key.sign(&ring::rand::SystemRandom::new(), signed.as_bytes()).unwrap();
+        format!("{signed}.{}", B64URL.encode(sig.as_ref()))
+    }
+
+    fn settings(&self, c: &mut guise_host::config::Config, jwks: &Path) {
+        c.sasl_oauthbearer_jwks_file = Some(jwks.to_path_buf());
+        c.sasl_oauthbearer_expected_issuer = Some(Self::ISS.into());
+        c.sasl_oauthbearer_expected_audience = vec!["kafka".into()];
+    }
+}
+
 /// OAUTHBEARER with signed JWTs (ES256, from rskafka's token callback): a valid token
 /// authenticates as its `sub`; an expired one, one signed by another key, and one for another
 /// audience are refused.
 #[test]
 fn oauthbearer_tokens_are_validated_against_the_jwks() {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-    use ring::rand::SystemRandom;
-    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-    let rng = SystemRandom::new();
-    let key = |rng: &SystemRandom| {
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, rng).unwrap();
-        Arc::new(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), rng).unwrap())
-    };
-    let (issuer_key, stranger_key) = (key(&rng), key(&rng));
+    let (issuer, stranger) = (Issuer::new(), Issuer::new());
     let dir = tempfile::tempdir().unwrap();
-    let jwks = dir.path().join("jwks.json");
-    let point = issuer_key.public_key().as_ref();
-    let doc = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "guise-test",
-        "x": B64URL.encode(&point[1..33]), "y": B64URL.encode(&point[33..])}]});
-    std::fs::write(&jwks, doc.to_string()).unwrap();
+    let jwks = issuer.jwks(dir.path());
     let server = TestServer::start_with(|c| {
         c.kafka_security_protocol = SecurityProtocol::SaslPlaintext;
         c.sasl_enabled_mechanisms = vec!["OAUTHBEARER".into()];
-        c.sasl_oauthbearer_jwks_file = Some(jwks.clone());
-        c.sasl_oauthbearer_expected_issuer = Some("https://issuer.example".into());
-        c.sasl_oauthbearer_expected_audience = vec!["kafka".into()];
+        issuer.settings(c, &jwks);
     });
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let token = |key: &EcdsaKeyPair, exp: u64, aud: &str| {
-        let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "guise-test"});
-        let claims = serde_json::json!({"sub": "dave", "iss": "https://issuer.example", "aud": aud,
-            "iat": now, "exp": exp});
-        let signed = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
-        let sig = key.sign(&SystemRandom::new(), signed.as_bytes()).unwrap();
-        format!("{signed}.{}", B64URL.encode(sig.as_ref()))
-    };
     let bearer = |token: String| {
         SaslConfig::Oauthbearer(rskafka::client::OauthBearerCredentials {
             callback: Arc::new(move || {
@@ -276,14 +302,14 @@ fn oauthbearer_tokens_are_validated_against_the_jwks() {
     let addr = server.bootstrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let client = connect(&addr, bearer(token(&issuer_key, now + 600, "kafka")), None).await.unwrap();
+        let client = connect(&addr, bearer(issuer.token("dave", 600, "kafka")), None).await.unwrap();
         client.controller_client().unwrap().create_topic("tokens", 1, 1, 5_000).await.unwrap();
         let pc = client.partition_client("tokens", 0, UnknownTopicHandling::Retry).await.unwrap();
         assert_eq!(pc.produce(vec![record(0)], Compression::NoCompression).await.unwrap(), vec![0]);
         let refused = [
-            ("an expired token", token(&issuer_key, now - 120, "kafka")),
-            ("a token signed by another key", token(&stranger_key, now + 600, "kafka")),
-            ("a token for another audience", token(&issuer_key, now + 600, "web")),
+            ("an expired token", issuer.token("dave", -120, "kafka")),
+            ("a token signed by another key", stranger.token("dave", 600, "kafka")),
+            ("a token for another audience", issuer.token("dave", 600, "web")),
         ];
         for (what, t) in refused {
             let err =
@@ -291,4 +317,53 @@ fn oauthbearer_tokens_are_validated_against_the_jwks() {
             eprintln!("{what}: {err}");
         }
     });
+}
+
+/// The Pulsar endpoint with token authentication: the Pulsar Rust client's token
+/// (`AuthenticationToken`) is validated like an OAUTHBEARER token, and a principal `acme/…`
+/// reaches acme's topics only; no token, or a forged one, is refused at CONNECT.
+#[test]
+fn pulsar_clients_authenticate_with_tokens_and_reach_their_tenant_only() {
+    use pulsar::{Authentication, Pulsar, TokioExecutor};
+    let (issuer, stranger) = (Issuer::new(), Issuer::new());
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = issuer.jwks(dir.path());
+    let server = TestServer::start_with_pulsar(|c| {
+        c.pulsar_token_auth = true;
+        c.pulsar_tenants = vec!["public".parse().unwrap(), "acme".parse().unwrap()];
+        issuer.settings(c, &jwks);
+    });
+    let url = server.pulsar_url();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = |token: Option<String>| {
+            let mut b = Pulsar::builder(url.clone(), TokioExecutor).with_operation_retry_options(
+                pulsar::OperationRetryOptions { max_retries: Some(1), ..Default::default() },
+            );
+            b = b.with_connection_retry_options(pulsar::ConnectionRetryOptions {
+                max_retries: 1,
+                ..Default::default()
+            });
+            if let Some(t) = token {
+                b = b.with_auth(Authentication { name: "token".into(), data: t.into_bytes() });
+            }
+            b.build()
+        };
+        let erin: Pulsar<TokioExecutor> =
+            client(Some(issuer.token("acme/erin", 600, "kafka"))).await.unwrap();
+        let mut producer =
+            erin.producer().with_topic("persistent://acme/default/audit").build().await.unwrap();
+        producer.send_non_blocking(b"seen".to_vec()).await.unwrap().await.unwrap();
+        let other = erin.producer().with_topic("persistent://public/default/audit").build().await;
+        assert!(other.is_err(), "another tenant's topic: {:?}", other.map(|_| ()));
+        for (what, token) in
+            [("no token", None), ("a forged token", Some(stranger.token("acme/erin", 600, "kafka")))]
+        {
+            let refused = client(token).await;
+            assert!(refused.is_err(), "{what}: connected");
+        }
+    });
+    let log = &server.server().log;
+    assert!(log.topics("acme", "default").iter().any(|t| t.name.topic == "audit"));
+    assert!(log.topics("public", "default").iter().all(|t| t.name.topic != "audit"));
 }

@@ -34,6 +34,8 @@ struct Conn {
     peer: SocketAddr,
     out: Outbox,
     connected: bool,
+    /// With token authentication: the one tenant the principal's token names, if any.
+    only: Option<crate::tenant::TenantId>,
     producers: HashMap<u64, Producer>,
     consumers: HashMap<u64, Arc<Subscription>>,
 }
@@ -85,8 +87,16 @@ pub async fn serve(
     });
     let max_frame = ep.cfg.max_message_size.saturating_add(64 * 1024);
     let decoder = FrameDecoder::new(max_frame);
-    let mut conn =
-        Conn { ep, id, peer, out, connected: false, producers: HashMap::new(), consumers: HashMap::new() };
+    let mut conn = Conn {
+        ep,
+        id,
+        peer,
+        out,
+        connected: false,
+        only: None,
+        producers: HashMap::new(),
+        consumers: HashMap::new(),
+    };
     let mut buf = BytesMut::with_capacity(64 * 1024);
     'read: loop {
         loop {
@@ -139,6 +149,23 @@ impl Conn {
         );
     }
 
+    /// Whether this connection may reach topic `name` (an authenticated principal with a
+    /// tenant reaches only that tenant's topics).
+    fn reaches(&self, name: &str) -> Result<(), TopicError> {
+        let t = self.ep.parse(name)?;
+        self.reaches_tenant(&t.base.tenant)
+    }
+
+    fn reaches_tenant(&self, tenant: &str) -> Result<(), TopicError> {
+        match &self.only {
+            Some(only) if only.as_str() != tenant => Err(TopicError {
+                error: crate::pulsar::proto::ServerError::AuthorizationError,
+                message: format!("the principal's tenant is {only}, not {tenant}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn success(&self, request_id: u64) {
         self.send(
             Type::Success,
@@ -159,6 +186,37 @@ impl Conn {
         match kind {
             Type::Connect => {
                 let c = cmd.connect.ok_or_else(missing)?;
+                if let Some(auth) = self.ep.cfg.auth.clone() {
+                    let token = match c.auth_method_name.as_deref() {
+                        Some("token") => c.auth_data.as_deref().and_then(|d| std::str::from_utf8(d).ok()),
+                        _ => None,
+                    };
+                    let checked = match token.map(|t| t.strip_prefix("token:").unwrap_or(t)) {
+                        None => Err("no token (auth method \"token\") in CONNECT".to_string()),
+                        Some(t) => auth.validate(t, std::time::SystemTime::now()),
+                    };
+                    match checked {
+                        Ok(valid) => {
+                            let principal = format!("User:{}", valid.name);
+                            self.only = self
+                                .ep
+                                .cfg
+                                .principals
+                                .tenant_of(&principal, crate::net::principals::Via::Sasl);
+                            tracing::debug!(conn = self.id, principal, tenant = ?self.only, "Pulsar client authenticated");
+                        }
+                        Err(why) => {
+                            self.error(
+                                u64::MAX,
+                                TopicError {
+                                    error: crate::pulsar::proto::ServerError::AuthenticationError,
+                                    message: format!("Unable to authenticate: {why}"),
+                                },
+                            );
+                            return Err(format!("authentication failed: {why}"));
+                        }
+                    }
+                }
                 let version = c.protocol_version.unwrap_or(0).min(PROTOCOL_VERSION);
                 tracing::debug!(conn = self.id, peer = %self.peer, client = %c.client_version, version, "Pulsar client connected");
                 self.connected = true;
@@ -182,7 +240,10 @@ impl Conn {
             Type::Pong => {}
             Type::PartitionedMetadata => {
                 let m = cmd.partition_metadata.ok_or_else(missing)?;
-                let r = self.ep.partitions_of(&m.topic).await;
+                let r = match self.reaches(&m.topic) {
+                    Ok(()) => self.ep.partitions_of(&m.topic).await,
+                    Err(e) => Err(e),
+                };
                 let response = match r {
                     Ok(partitions) => CommandPartitionedTopicMetadataResponse {
                         partitions: Some(partitions),
@@ -205,7 +266,7 @@ impl Conn {
             }
             Type::Lookup => {
                 let l = cmd.lookup_topic.ok_or_else(missing)?;
-                let response = match self.ep.parse(&l.topic) {
+                let response = match self.reaches(&l.topic).and_then(|()| self.ep.parse(&l.topic)) {
                     Ok(_) => CommandLookupTopicResponse {
                         broker_service_url: Some(self.ep.cfg.service_url.clone()),
                         broker_service_url_tls: self.ep.cfg.tls_service_url.clone(),
@@ -297,7 +358,7 @@ impl Conn {
             Type::GetTopicsOfNamespace => {
                 let g = cmd.get_topics_of_namespace.ok_or_else(missing)?;
                 let (tenant, ns) = g.namespace.split_once('/').unwrap_or((&self.ep.cfg.tenant, &g.namespace));
-                if let Err(e) = self.ep.serves(tenant) {
+                if let Err(e) = self.ep.serves(tenant).and_then(|()| self.reaches_tenant(tenant)) {
                     self.error(g.request_id, e);
                     return Ok(());
                 }
@@ -359,6 +420,9 @@ impl Conn {
     }
 
     async fn producer(&mut self, p: CommandProducer) {
+        if let Err(e) = self.reaches(&p.topic) {
+            return self.error(p.request_id, e);
+        }
         let partition = match self.ep.partition_of(&p.topic).await {
             Ok(partition) => partition,
             Err(e) => return self.error(p.request_id, e),
@@ -502,6 +566,9 @@ impl Conn {
     }
 
     async fn subscribe(&mut self, s: CommandSubscribe) {
+        if let Err(e) = self.reaches(&s.topic) {
+            return self.error(s.request_id, e);
+        }
         let partition = match self.ep.partition_of(&s.topic).await {
             Ok(partition) => partition,
             Err(e) => return self.error(s.request_id, e),

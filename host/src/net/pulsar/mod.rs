@@ -105,6 +105,10 @@ pub struct EndpointConfig {
     pub max_message_size: u32,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
+    /// Token authentication (`pulsar_auth_tokens`): CONNECT must carry a JWT these keys signed;
+    /// its principal's tenant (`principals`) is the only one the connection reaches.
+    pub auth: Option<Arc<crate::net::kafka::sasl::oauth::Validator>>,
+    pub principals: Arc<crate::net::principals::TenantMap>,
 }
 
 pub struct Endpoint {

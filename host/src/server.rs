@@ -433,10 +433,12 @@ impl Server {
             transforms: transforms.clone(),
         };
         let admin_state = Arc::new(admin_state);
-        if !admin_addr.ip().is_loopback() && !config.admin_tls {
+        let admin_authenticated =
+            config.admin_tls && config.tls_client_auth == crate::net::tls::ClientAuth::Required;
+        if !admin_addr.ip().is_loopback() && !admin_authenticated {
             tracing::warn!(
                 %admin_addr,
-                "the admin API is reachable beyond this machine, without TLS or authentication: \
+                "the admin API is reachable beyond this machine without required client certificates: \
                  anyone who reaches it can replace the translator and every tenant's transforms; \
                  bind admin_addr to a loopback address unless a firewall stands in front of it"
             );

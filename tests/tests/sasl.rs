@@ -321,7 +321,8 @@ fn oauthbearer_tokens_are_validated_against_the_jwks() {
 
 /// The Pulsar endpoint with token authentication: the Pulsar Rust client's token
 /// (`AuthenticationToken`) is validated like an OAUTHBEARER token, and a principal `acme/…`
-/// reaches acme's topics only; no token, or a forged one, is refused at CONNECT.
+/// reaches acme's topics only, one naming no tenant the endpoint's default tenant only; no
+/// token, or a forged one, is refused at CONNECT.
 #[test]
 fn pulsar_clients_authenticate_with_tokens_and_reach_their_tenant_only() {
     use pulsar::{Authentication, Pulsar, TokioExecutor};
@@ -356,6 +357,10 @@ fn pulsar_clients_authenticate_with_tokens_and_reach_their_tenant_only() {
         producer.send_non_blocking(b"seen".to_vec()).await.unwrap().await.unwrap();
         let other = erin.producer().with_topic("persistent://public/default/audit").build().await;
         assert!(other.is_err(), "another tenant's topic: {:?}", other.map(|_| ()));
+        // A principal naming no tenant reaches the endpoint's default tenant only.
+        let frank: Pulsar<TokioExecutor> = client(Some(issuer.token("frank", 600, "kafka"))).await.unwrap();
+        assert!(frank.producer().with_topic("persistent://public/default/notes").build().await.is_ok());
+        assert!(frank.producer().with_topic("persistent://acme/default/audit").build().await.is_err());
         for (what, token) in
             [("no token", None), ("a forged token", Some(stranger.token("acme/erin", 600, "kafka")))]
         {

@@ -381,8 +381,11 @@ impl Session {
                 Intercept::Reply { bytes: respond(NONE, None, &out, 0), delay: None, close: false }
             }
             Ok(Stepped::Done(out)) => {
-                let lifetime =
-                    self.cfg.reauth.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                // What is left of the session: the re-authentication deadline or the token's
+                // expiry, whichever is first (KIP-368); 0 when neither bounds it.
+                let lifetime = self.expires.map_or(0, |at| {
+                    i64::try_from(at.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX)
+                });
                 Intercept::Reply { bytes: respond(NONE, None, &out, lifetime), delay: None, close: false }
             }
             Err(f) => {
@@ -534,10 +537,12 @@ impl Session {
         self.principal = Some(principal);
         // KIP-368: the session ends with the re-authentication deadline or the credential,
         // whichever is first.
-        self.expires = match (self.cfg.reauth, credential_left) {
-            (Some(a), Some(b)) => Some(now + a.min(b)),
-            (a, b) => a.or(b).map(|d| now + d),
+        let left = match (self.cfg.reauth, credential_left) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
+        // (A far-off expiry is no expiry.)
+        self.expires = left.and_then(|d| now.checked_add(d));
         Ok(())
     }
 }

@@ -186,6 +186,9 @@ impl Conn {
         match kind {
             Type::Connect => {
                 let c = cmd.connect.ok_or_else(missing)?;
+                if self.connected {
+                    return Err("a second CONNECT".into());
+                }
                 if let Some(auth) = self.ep.cfg.auth.clone() {
                     let token = match c.auth_method_name.as_deref() {
                         Some("token") => c.auth_data.as_deref().and_then(|d| std::str::from_utf8(d).ok()),
@@ -198,11 +201,13 @@ impl Conn {
                     match checked {
                         Ok(valid) => {
                             let principal = format!("User:{}", valid.name);
-                            self.only = self
+                            // A principal that names no tenant reaches the endpoint's default one.
+                            let mapped = self
                                 .ep
                                 .cfg
                                 .principals
                                 .tenant_of(&principal, crate::net::principals::Via::Sasl);
+                            self.only = Some(mapped.unwrap_or_else(|| self.ep.cfg.tenant.clone()));
                             tracing::debug!(conn = self.id, principal, tenant = ?self.only, "Pulsar client authenticated");
                         }
                         Err(why) => {

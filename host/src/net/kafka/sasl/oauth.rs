@@ -146,7 +146,13 @@ impl Validator {
             .as_str()
             .filter(|n| !n.is_empty())
             .ok_or_else(|| format!("no {} claim", self.principal_claim))?;
-        Ok(Valid { name: name.to_string(), expires: UNIX_EPOCH + Duration::from_secs_f64(exp.max(0.0)) })
+        // A far-off (or absurd) exp is capped at a year: no panic on any signed value.
+        let expires = Duration::try_from_secs_f64(exp.max(0.0))
+            .ok()
+            .and_then(|d| UNIX_EPOCH.checked_add(d))
+            .unwrap_or(now + Duration::from_secs(365 * 86_400))
+            .min(now + Duration::from_secs(365 * 86_400));
+        Ok(Valid { name: name.to_string(), expires })
     }
 }
 

@@ -349,12 +349,15 @@ mod budget_tests {
     }
 
     /// Write `bytes` to `w` until it stops taking them for a second; how much it took.
-    async fn write_until_held<W: AsyncWrite + Unpin>(w: &mut W, bytes: usize) -> usize {
+    /// Write up to `bytes`, stopping once a write waits longer than `patience` (the reader is
+    /// held). Where the test expects the writes to go through, the patience is long, so a slow
+    /// machine is not taken for a held reader; where it expects a hold, short.
+    async fn write_until_held<W: AsyncWrite + Unpin>(w: &mut W, bytes: usize, patience: Duration) -> usize {
         let chunk = vec![0u8; 16 * 1024];
         let mut written = 0;
         while written < bytes {
             let n = chunk.len().min(bytes - written);
-            match tokio::time::timeout(Duration::from_millis(1000), w.write_all(&chunk[..n])).await {
+            match tokio::time::timeout(patience, w.write_all(&chunk[..n])).await {
                 Ok(Ok(())) => written += n,
                 Ok(Err(e)) => panic!("write failed: {e}"),
                 Err(_) => break,
@@ -385,19 +388,22 @@ mod budget_tests {
         let mut clients = Vec::new();
         for id in 1..=2 {
             // A small pipe: what the host has not read stays in the client's write.
-            let (mut client, server) = tokio::io::duplex(16 * 1024);
+            let (client, server) = tokio::io::duplex(16 * 1024);
             let conn = ConnInfo { id, tenant: "public".into(), peer: "test".into(), advertised: None };
             tokio::spawn(serve(server, runtime.clone(), conn, cfg.clone(), stop.clone()));
-            client.write_all(&(4i32 << 20).to_be_bytes()).await.unwrap();
             clients.push(client);
         }
-        let first = write_until_held(&mut clients[0], (4 << 20) - 1024).await;
+        // One frame announced after the other: the first takes its share of the budget first.
+        let (short, long) = (Duration::from_secs(1), Duration::from_secs(30));
+        clients[0].write_all(&(4i32 << 20).to_be_bytes()).await.unwrap();
+        let first = write_until_held(&mut clients[0], (4 << 20) - 1024, long).await;
         assert!(first >= (4 << 20) - 1024 - 16 * 1024, "the first frame is read: {first}");
-        let second = write_until_held(&mut clients[1], (4 << 20) - 1024).await;
+        clients[1].write_all(&(4i32 << 20).to_be_bytes()).await.unwrap();
+        let second = write_until_held(&mut clients[1], (4 << 20) - 1024, short).await;
         assert!(second <= (64 + 1024 + 2 * 16) * 1024, "the second waits for room: {second}");
         // The first client goes, its partly read frame with it: the second reads on.
         drop(clients.remove(0));
-        let more = write_until_held(&mut clients[0], (4 << 20) - 1024 - second).await;
+        let more = write_until_held(&mut clients[0], (4 << 20) - 1024 - second, long).await;
         assert!(
             second + more >= (4 << 20) - 1024 - 16 * 1024,
             "the second frame was read on: {}",

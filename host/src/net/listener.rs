@@ -160,12 +160,6 @@ pub struct NetConfig {
     pub tls: Option<Arc<Tls>>,
 }
 
-impl std::fmt::Debug for Tls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Tls")
-    }
-}
-
 /// A Kafka listener: every connection runs the translator through `runtime`.
 pub struct Listener {
     listener: TcpListener,

@@ -68,6 +68,12 @@ pub struct Tls {
     current: Mutex<Loaded>,
 }
 
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("cert", &self.files.cert).finish_non_exhaustive()
+    }
+}
+
 struct Loaded {
     acceptor: TlsAcceptor,
     stamps: Vec<Option<(SystemTime, u64)>>,

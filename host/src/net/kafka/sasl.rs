@@ -11,6 +11,7 @@
 //! SaslAuthenticate response tells the client the session's lifetime, and a request after it
 //! ends without a new authentication closes the connection.
 
+use super::frame::FrameHeader;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -673,12 +674,9 @@ struct Header {
 
 impl Header {
     fn parse(frame: &[u8]) -> Option<Header> {
-        let b = frame.get(..10)?;
-        let api_key = i16::from_be_bytes([b[0], b[1]]);
-        let api_version = i16::from_be_bytes([b[2], b[3]]);
-        let correlation_id = i32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+        let FrameHeader { api_key, api_version, correlation_id } = FrameHeader::parse(frame)?;
         // client_id: a nullable int16-length string in every header version.
-        let len = i16::from_be_bytes([b[8], b[9]]);
+        let len = i16::from_be_bytes([*frame.get(8)?, *frame.get(9)?]);
         let mut body = 10 + usize::try_from(len).unwrap_or(0);
         if body > frame.len() {
             return None;

@@ -74,7 +74,7 @@ fn boundary(c: &mut Criterion) {
     };
     let runtime = Runtime::new(DEFAULT_TRANSLATOR, ctx, limits).unwrap();
     let module = runtime.translator().unwrap();
-    let conn = ConnInfo { id: 1, tenant: "public".into(), peer: "bench".into(), advertised: None };
+    let conn = ConnInfo::new(1, "public", "bench");
     let topic = |t: &str| TopicName { tenant: "public".into(), namespace: "default".into(), topic: t.into() };
 
     let mut g = c.benchmark_group("api_versions");

@@ -158,6 +158,19 @@ pub trait Services {
         transactional_id: Option<&str>,
         current: Option<ProducerIdAndEpoch>,
     ) -> Result<ProducerIdAndEpoch, ErrorCode>;
+
+    // --- ACLs (of the connection's tenant, for its principal) ---
+    /// Whether the principal may do `operation` (an `acl::` code) on the named resource (the
+    /// cluster is [`acl::CLUSTER_NAME`]). Always true when the host runs no authorizer.
+    fn authorize(&self, resource_type: i8, name: &str, operation: i8) -> bool;
+    /// Whether the principal may do `operation` on some resource of this type.
+    fn authorize_any(&self, resource_type: i8, operation: i8) -> bool;
+    /// DescribeAcls: the bindings matching `filter`, or an error with its message.
+    fn describe_acls(&self, filter: &AclFilter) -> Result<Vec<AclBinding>, (ErrorCode, String)>;
+    /// CreateAcls: one result per binding, in order.
+    fn create_acls(&self, bindings: &[AclBinding]) -> Vec<Result<(), (ErrorCode, String)>>;
+    /// DeleteAcls: per filter, in order, the bindings it deleted.
+    fn delete_acls(&self, filters: &[AclFilter]) -> Vec<Result<Vec<AclBinding>, (ErrorCode, String)>>;
 }
 
 /// One request as the guest sees it: its bytes (a copy in guest memory, to decode from) and the

@@ -10,14 +10,22 @@
 //! Nothing persists and no timer runs (sessions never expire). Setting
 //! [`StubServices::groups_pending`] makes every join and sync answer `Pending`, to test the wait
 //! path. Producer ids count up from 1000.
+//!
+//! ACLs: by default the stub runs no authorizer, as a host without one: `authorize` answers
+//! true and the ACL calls SECURITY_DISABLED. [`StubServices::deny`] turns an authorizer on that
+//! refuses the (resource type, name, operation) triples it is given and allows everything else
+//! (the bindings CreateAcls stores are kept and listed, not evaluated). As the host does, topics
+//! the principal may not DESCRIBE are left out of `list_topics`, `describe_topic` and
+//! `topic_by_id`, and the ACL calls need DESCRIBE (describe) or ALTER (create, delete) on the
+//! cluster. No other service checks ACLs: what a handler must refuse itself stays visible.
 
 use crate::groups::{self, Group, GroupConfig, GroupState, JoinStep, SyncStep};
 use crate::{
-    AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp, ErrorCode, Fetched, GroupDescription,
-    GroupListing, GroupMember, HostBuffer, JoinOutcome, JoinRequest, JoinResult, LeaveResult, Leaving, Level,
-    LogDir, MemberDescription, OffsetAndTimestamp, OffsetCommit, PartitionReport, ProducerIdAndEpoch,
-    ProducerState, Services, Settings, SyncOutcome, SyncRequest, SyncResult, TopicInfo, TopicPartition,
-    error,
+    AclBinding, AclFilter, AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp, ErrorCode, Fetched,
+    GroupDescription, GroupListing, GroupMember, HostBuffer, JoinOutcome, JoinRequest, JoinResult,
+    LeaveResult, Leaving, Level, LogDir, MemberDescription, OffsetAndTimestamp, OffsetCommit,
+    PartitionReport, ProducerIdAndEpoch, ProducerState, Services, Settings, SyncOutcome, SyncRequest,
+    SyncResult, TopicInfo, TopicPartition, acl, error,
 };
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
@@ -101,6 +109,39 @@ pub struct StubServices {
     pub logs: RefCell<Vec<(Level, String)>>,
     /// Group calls the guest made, as "call group-id" (e.g. "fetch_offsets g1").
     pub group_calls: RefCell<Vec<String>>,
+    /// The authorizer, if any (see the module docs); [`StubServices::deny`] sets one.
+    pub acls: RefCell<Option<StubAcls>>,
+}
+
+/// The stub's authorizer: a deny list, and the bindings stored by CreateAcls.
+#[derive(Debug, Default)]
+pub struct StubAcls {
+    /// (resource type, name, operation) the principal may not do. A name of "*" stands for every
+    /// name of that type, an operation of [`acl::ALL`] for every operation.
+    pub denied: Vec<(i8, String, i8)>,
+    /// The bindings CreateAcls stored, in creation order.
+    pub bindings: Vec<AclBinding>,
+}
+
+impl StubAcls {
+    fn allows(&self, resource_type: i8, name: &str, operation: i8) -> bool {
+        !self.denied.iter().any(|(rt, n, op)| {
+            *rt == resource_type && (n == name || n == "*") && (*op == operation || *op == acl::ALL)
+        })
+    }
+}
+
+/// Whether `b` matches `f`: ANY codes and `None` match anything; the stub treats MATCH as ANY.
+fn acl_matches(f: &AclFilter, b: &AclBinding) -> bool {
+    let code = |want: i8, have: i8| want == acl::ANY || want == have;
+    let text = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+    code(f.resource_type, b.resource_type)
+        && (f.pattern_type == acl::MATCH || code(f.pattern_type, b.pattern_type))
+        && text(&f.resource_name, &b.resource_name)
+        && text(&f.principal, &b.principal)
+        && text(&f.host, &b.host)
+        && code(f.operation, b.operation)
+        && code(f.permission_type, b.permission_type)
 }
 
 impl Default for StubServices {
@@ -121,6 +162,7 @@ impl Default for StubServices {
             groups_pending: Cell::new(false),
             logs: RefCell::default(),
             group_calls: RefCell::default(),
+            acls: RefCell::default(),
         }
     }
 }
@@ -134,6 +176,33 @@ const KNOWN_CONFIGS: &[(&str, &str)] =
 impl StubServices {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Turn the authorizer on (if it is not) and refuse `operation` on the named resource ("*":
+    /// every resource of the type; [`acl::ALL`]: every operation).
+    pub fn deny(&self, resource_type: i8, name: &str, operation: i8) {
+        let mut acls = self.acls.borrow_mut();
+        acls.get_or_insert_with(StubAcls::default).denied.push((resource_type, name.to_string(), operation));
+    }
+
+    /// Turn the authorizer on, refusing nothing.
+    pub fn enable_acls(&self) {
+        self.acls.borrow_mut().get_or_insert_with(StubAcls::default);
+    }
+
+    /// Whether the principal may DESCRIBE the topic (the host hides the topics it may not).
+    fn visible(&self, topic: &str) -> bool {
+        self.authorize(acl::TOPIC, topic, acl::DESCRIBE)
+    }
+
+    /// The authorizer, if the principal may do `operation` on the cluster; else the error the
+    /// host answers the ACL calls with.
+    fn acl_admin(&self, operation: i8) -> Result<std::cell::RefMut<'_, StubAcls>, (ErrorCode, String)> {
+        if !self.authorize(acl::CLUSTER, acl::CLUSTER_NAME, operation) {
+            return Err((error::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.".into()));
+        }
+        std::cell::RefMut::filter_map(self.acls.borrow_mut(), Option::as_mut)
+            .map_err(|_| (error::SECURITY_DISABLED, "Security features are disabled.".into()))
     }
 
     fn info(name: &str, t: &StubTopic) -> TopicInfo {
@@ -226,13 +295,17 @@ impl Services for StubServices {
     type Buffer = StubBuffer;
 
     fn list_topics(&self) -> Vec<TopicInfo> {
-        self.topics.borrow().iter().map(|(n, t)| Self::info(n, t)).collect()
+        self.topics.borrow().iter().filter(|(n, _)| self.visible(n)).map(|(n, t)| Self::info(n, t)).collect()
     }
     fn describe_topic(&self, name: &str) -> Option<TopicInfo> {
-        self.topics.borrow().get(name).map(|t| Self::info(name, t))
+        self.topics.borrow().get(name).filter(|_| self.visible(name)).map(|t| Self::info(name, t))
     }
     fn topic_by_id(&self, id: u128) -> Option<TopicInfo> {
-        self.topics.borrow().iter().find(|(_, t)| t.id == id).map(|(n, t)| Self::info(n, t))
+        self.topics
+            .borrow()
+            .iter()
+            .find(|(n, t)| t.id == id && self.visible(n))
+            .map(|(n, t)| Self::info(n, t))
     }
     fn create_topic(
         &self,
@@ -777,6 +850,45 @@ impl Services for StubServices {
         producers.insert(id, 0);
         Ok(ProducerIdAndEpoch { producer_id: id, producer_epoch: 0 })
     }
+
+    fn authorize(&self, resource_type: i8, name: &str, operation: i8) -> bool {
+        self.acls.borrow().as_ref().is_none_or(|a| a.allows(resource_type, name, operation))
+    }
+    fn authorize_any(&self, resource_type: i8, operation: i8) -> bool {
+        self.authorize(resource_type, "*", operation)
+    }
+    fn describe_acls(&self, filter: &AclFilter) -> Result<Vec<AclBinding>, (ErrorCode, String)> {
+        let acls = self.acl_admin(acl::DESCRIBE)?;
+        Ok(acls.bindings.iter().filter(|b| acl_matches(filter, b)).cloned().collect())
+    }
+    fn create_acls(&self, bindings: &[AclBinding]) -> Vec<Result<(), (ErrorCode, String)>> {
+        match self.acl_admin(acl::ALTER) {
+            Ok(mut acls) => bindings
+                .iter()
+                .map(|b| {
+                    if !acls.bindings.contains(b) {
+                        acls.bindings.push(b.clone());
+                    }
+                    Ok(())
+                })
+                .collect(),
+            Err(e) => vec![Err(e); bindings.len()],
+        }
+    }
+    fn delete_acls(&self, filters: &[AclFilter]) -> Vec<Result<Vec<AclBinding>, (ErrorCode, String)>> {
+        match self.acl_admin(acl::ALTER) {
+            Ok(mut acls) => filters
+                .iter()
+                .map(|f| {
+                    let (gone, kept): (Vec<_>, Vec<_>) =
+                        std::mem::take(&mut acls.bindings).into_iter().partition(|b| acl_matches(f, b));
+                    acls.bindings = kept;
+                    Ok(gone)
+                })
+                .collect(),
+            Err(e) => vec![Err(e); filters.len()],
+        }
+    }
 }
 
 /// Run a handler natively on one request frame (without its size prefix).
@@ -796,4 +908,88 @@ pub fn flatten(segments: &[crate::Segment<StubBuffer>]) -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(name: &str, operation: i8) -> AclBinding {
+        AclBinding {
+            resource_type: acl::TOPIC,
+            resource_name: name.into(),
+            pattern_type: acl::LITERAL,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation,
+            permission_type: acl::ALLOW,
+        }
+    }
+
+    fn any_filter() -> AclFilter {
+        AclFilter {
+            resource_type: acl::ANY,
+            resource_name: None,
+            pattern_type: acl::ANY,
+            principal: None,
+            host: None,
+            operation: acl::ANY,
+            permission_type: acl::ANY,
+        }
+    }
+
+    #[test]
+    fn without_an_authorizer_everything_is_allowed_and_acls_are_disabled() {
+        let svc = StubServices::new();
+        assert!(svc.authorize(acl::TOPIC, "t", acl::WRITE));
+        assert!(svc.authorize_any(acl::TOPIC, acl::WRITE));
+        assert_eq!(svc.describe_acls(&any_filter()).unwrap_err().0, error::SECURITY_DISABLED);
+        let created = svc.create_acls(&[binding("t", acl::READ)]);
+        assert_eq!(created[0].as_ref().unwrap_err().0, error::SECURITY_DISABLED);
+        let deleted = svc.delete_acls(&[any_filter(), any_filter()]);
+        assert_eq!(deleted.len(), 2);
+        assert!(deleted.iter().all(|r| r.as_ref().unwrap_err().0 == error::SECURITY_DISABLED));
+    }
+
+    #[test]
+    fn denied_triples_are_refused_and_hide_topics() {
+        let svc = StubServices::new();
+        svc.create_topic("open", 1, &[], false).unwrap();
+        svc.create_topic("secret", 1, &[], false).unwrap();
+        svc.deny(acl::TOPIC, "secret", acl::DESCRIBE);
+        svc.deny(acl::GROUP, "*", acl::ALL);
+        assert!(!svc.authorize(acl::TOPIC, "secret", acl::DESCRIBE));
+        assert!(svc.authorize(acl::TOPIC, "secret", acl::READ));
+        assert!(svc.authorize(acl::TOPIC, "open", acl::DESCRIBE));
+        assert!(!svc.authorize(acl::GROUP, "g", acl::READ));
+        assert!(!svc.authorize_any(acl::GROUP, acl::READ));
+        let names: Vec<String> = svc.list_topics().into_iter().map(|t| t.name).collect();
+        assert_eq!(names, ["open"]);
+        assert!(svc.describe_topic("secret").is_none());
+        let id = svc.topics.borrow()["secret"].id;
+        assert!(svc.topic_by_id(id).is_none());
+    }
+
+    #[test]
+    fn acls_are_stored_listed_and_deleted() {
+        let svc = StubServices::new();
+        svc.enable_acls();
+        let created =
+            svc.create_acls(&[binding("a", acl::READ), binding("b", acl::WRITE), binding("a", acl::READ)]);
+        assert!(created.iter().all(Result::is_ok));
+        assert_eq!(svc.describe_acls(&any_filter()).unwrap().len(), 2);
+        let only_a = AclFilter { resource_name: Some("a".into()), ..any_filter() };
+        assert_eq!(svc.describe_acls(&only_a).unwrap(), [binding("a", acl::READ)]);
+        let deleted = svc.delete_acls(&[only_a.clone(), only_a]);
+        assert_eq!(deleted[0].as_ref().unwrap(), &[binding("a", acl::READ)]);
+        assert!(deleted[1].as_ref().unwrap().is_empty());
+        assert_eq!(svc.describe_acls(&any_filter()).unwrap(), [binding("b", acl::WRITE)]);
+        // The ACL calls need DESCRIBE (describe) and ALTER (create, delete) on the cluster.
+        svc.deny(acl::CLUSTER, acl::CLUSTER_NAME, acl::ALTER);
+        assert!(svc.describe_acls(&any_filter()).is_ok());
+        let refused = svc.create_acls(&[binding("c", acl::READ)]);
+        assert_eq!(refused[0].as_ref().unwrap_err().0, error::CLUSTER_AUTHORIZATION_FAILED);
+        svc.deny(acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE);
+        assert_eq!(svc.describe_acls(&any_filter()).unwrap_err().0, error::CLUSTER_AUTHORIZATION_FAILED);
+    }
 }

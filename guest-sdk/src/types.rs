@@ -32,6 +32,9 @@ pub mod error {
     pub const REBALANCE_IN_PROGRESS: ErrorCode = 27;
     pub const INVALID_COMMIT_OFFSET_SIZE: ErrorCode = 28;
     pub const INVALID_TIMESTAMP: ErrorCode = 32;
+    pub const TOPIC_AUTHORIZATION_FAILED: ErrorCode = 29;
+    pub const GROUP_AUTHORIZATION_FAILED: ErrorCode = 30;
+    pub const CLUSTER_AUTHORIZATION_FAILED: ErrorCode = 31;
     pub const UNSUPPORTED_SASL_MECHANISM: ErrorCode = 33;
     pub const ILLEGAL_SASL_STATE: ErrorCode = 34;
     pub const UNSUPPORTED_VERSION: ErrorCode = 35;
@@ -47,6 +50,7 @@ pub mod error {
     pub const INVALID_PRODUCER_EPOCH: ErrorCode = 47;
     pub const INVALID_TXN_STATE: ErrorCode = 48;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: ErrorCode = 53;
+    pub const SECURITY_DISABLED: ErrorCode = 54;
     pub const KAFKA_STORAGE_ERROR: ErrorCode = 56;
     pub const SASL_AUTHENTICATION_FAILED: ErrorCode = 58;
     pub const UNKNOWN_PRODUCER_ID: ErrorCode = 59;
@@ -362,4 +366,70 @@ pub struct CommittedOffset {
 pub struct ProducerIdAndEpoch {
     pub producer_id: i64,
     pub producer_epoch: i16,
+}
+
+// --- ACLs ---
+
+/// Kafka's ACL codes (the protocol's int8 values), as DescribeAcls, CreateAcls and DeleteAcls
+/// carry them and the `acls` import takes them.
+pub mod acl {
+    pub const ANY: i8 = 1;
+
+    pub const TOPIC: i8 = 2;
+    pub const GROUP: i8 = 3;
+    pub const CLUSTER: i8 = 4;
+    pub const TRANSACTIONAL_ID: i8 = 5;
+    /// The one cluster resource's name.
+    pub const CLUSTER_NAME: &str = "kafka-cluster";
+
+    pub const MATCH: i8 = 2;
+    pub const LITERAL: i8 = 3;
+    pub const PREFIXED: i8 = 4;
+
+    pub const ALL: i8 = 2;
+    pub const READ: i8 = 3;
+    pub const WRITE: i8 = 4;
+    pub const CREATE: i8 = 5;
+    pub const DELETE: i8 = 6;
+    pub const ALTER: i8 = 7;
+    pub const DESCRIBE: i8 = 8;
+    pub const CLUSTER_ACTION: i8 = 9;
+    pub const DESCRIBE_CONFIGS: i8 = 10;
+    pub const ALTER_CONFIGS: i8 = 11;
+    pub const IDEMPOTENT_WRITE: i8 = 12;
+
+    pub const DENY: i8 = 2;
+    pub const ALLOW: i8 = 3;
+
+    /// The bit set of `operations` a principal is authorized for, as Kafka's
+    /// `*_authorized_operations` fields carry it (bit n = operation code n).
+    pub fn operation_bits(operations: impl IntoIterator<Item = i8>) -> i32 {
+        operations.into_iter().fold(0, |bits, op| bits | 1 << op)
+    }
+}
+
+/// One ACL: who (principal, host) may or may not (permission) do what (operation) on which
+/// resources (type, name, literal or prefixed pattern).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AclBinding {
+    pub resource_type: i8,
+    pub resource_name: String,
+    pub pattern_type: i8,
+    pub principal: String,
+    pub host: String,
+    pub operation: i8,
+    pub permission_type: i8,
+}
+
+/// What DescribeAcls and DeleteAcls match: `None` fields and ANY codes match anything; pattern
+/// type MATCH matches the literal and prefixed bindings that would apply to the name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AclFilter {
+    pub resource_type: i8,
+    pub resource_name: Option<String>,
+    pub pattern_type: i8,
+    pub principal: Option<String>,
+    pub host: Option<String>,
+    pub operation: i8,
+    pub permission_type: i8,
 }

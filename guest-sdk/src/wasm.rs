@@ -2,13 +2,30 @@
 //! that [`crate::export_protocol_handler!`] expands to.
 
 use crate::{
-    AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp, ErrorCode, Fetched, GroupDescription,
-    GroupListing, GroupMember, Handler, HostBuffer, JoinOutcome, JoinRequest, JoinResult, LeaveResult,
-    Leaving, Level, LogDir, MemberDescription, OffsetAndTimestamp, OffsetCommit, Outcome, PartitionReport,
-    ProducerIdAndEpoch, ProducerState, Request, Segment, Services, Settings, SyncOutcome, SyncRequest,
-    SyncResult, TopicInfo, TopicPartition, WakeSource,
+    AclBinding, AclFilter, AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp, ErrorCode, Fetched,
+    GroupDescription, GroupListing, GroupMember, Handler, HostBuffer, JoinOutcome, JoinRequest, JoinResult,
+    LeaveResult, Leaving, Level, LogDir, MemberDescription, OffsetAndTimestamp, OffsetCommit, Outcome,
+    PartitionReport, ProducerIdAndEpoch, ProducerState, Request, Segment, Services, Settings, SyncOutcome,
+    SyncRequest, SyncResult, TopicInfo, TopicPartition, WakeSource,
 };
 use bytes::Bytes;
+
+/// The same seven fields from one ACL binding or filter type to another (the WIT's and the
+/// SDK's are field for field the same).
+macro_rules! acl_fields {
+    ($v:expr => $T:path) => {{
+        let v = $v;
+        $T {
+            resource_type: v.resource_type,
+            resource_name: v.resource_name,
+            pattern_type: v.pattern_type,
+            principal: v.principal,
+            host: v.host,
+            operation: v.operation,
+            permission_type: v.permission_type,
+        }
+    }};
+}
 
 #[allow(clippy::all, missing_docs, unsafe_op_in_unsafe_fn)]
 pub mod bindings {
@@ -22,7 +39,7 @@ pub mod bindings {
 }
 
 use bindings::guise::runtime::{
-    cluster, connection, groups, handler_types as ht, log, logging, producers, types,
+    acls, cluster, connection, groups, handler_types as ht, log, logging, producers, types,
 };
 
 impl HostBuffer for types::Buffer {
@@ -382,6 +399,30 @@ impl Services for WasmServices {
         });
         producers::init_producer_id(transactional_id, current)
             .map(|p| ProducerIdAndEpoch { producer_id: p.producer_id, producer_epoch: p.producer_epoch })
+    }
+
+    fn authorize(&self, resource_type: i8, name: &str, operation: i8) -> bool {
+        acls::authorize(resource_type, name, operation)
+    }
+    fn authorize_any(&self, resource_type: i8, operation: i8) -> bool {
+        acls::authorize_any(resource_type, operation)
+    }
+    fn describe_acls(&self, filter: &AclFilter) -> Result<Vec<AclBinding>, (ErrorCode, String)> {
+        acls::describe(&acl_fields!(filter.clone() => acls::AclFilter))
+            .map(|bs| bs.into_iter().map(|b| acl_fields!(b => AclBinding)).collect())
+    }
+    fn create_acls(&self, bindings: &[AclBinding]) -> Vec<Result<(), (ErrorCode, String)>> {
+        let bindings: Vec<acls::AclBinding> =
+            bindings.iter().map(|b| acl_fields!(b.clone() => acls::AclBinding)).collect();
+        acls::create(&bindings)
+    }
+    fn delete_acls(&self, filters: &[AclFilter]) -> Vec<Result<Vec<AclBinding>, (ErrorCode, String)>> {
+        let filters: Vec<acls::AclFilter> =
+            filters.iter().map(|f| acl_fields!(f.clone() => acls::AclFilter)).collect();
+        acls::delete(&filters)
+            .into_iter()
+            .map(|r| r.map(|bs| bs.into_iter().map(|b| acl_fields!(b => AclBinding)).collect()))
+            .collect()
     }
 }
 

@@ -188,6 +188,13 @@ pub struct Config {
     /// Kafka's connection.failed.authentication.delay.ms: a failed authentication is answered
     /// (and its connection closed) this late.
     pub connection_failed_authentication_delay_ms: u64,
+    /// Enforce Kafka's ACLs (what Kafka's `authorizer.class.name` turns on): every request is
+    /// checked against the tenant's ACLs, managed with CreateAcls/DeleteAcls (`kafka-acls`).
+    pub authorizer_enabled: bool,
+    /// Kafka's super.users: principals ("User:admin") allowed everything.
+    pub super_users: Vec<String>,
+    /// Kafka's allow.everyone.if.no.acl.found: a resource no ACL names is open to everyone.
+    pub allow_everyone_if_no_acl_found: bool,
     /// Serve the Pulsar protocol over TLS (clients use `pulsar+ssl://`).
     pub pulsar_tls: bool,
     /// Serve the admin API over TLS (https).
@@ -332,6 +339,9 @@ impl Default for Config {
             connection_failed_authentication_delay_ms: 100,
             principal_tenants: Default::default(),
             sasl_user_tenant_prefix: true,
+            authorizer_enabled: false,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
             pulsar_tls: false,
             admin_tls: false,
             pulsar_token_auth: false,
@@ -487,6 +497,16 @@ impl Config {
         if self.admin_max_connections == 0 {
             return invalid("admin_max_connections", "must be at least 1");
         }
+        if let Some(bad) = self
+            .super_users
+            .iter()
+            .find(|p| p.split_once(':').is_none_or(|(t, n)| t.is_empty() || n.is_empty()))
+        {
+            return Err(ConfigError::Invalid {
+                key: "super_users",
+                message: format!("{bad:?} is not a principal such as \"User:admin\""),
+            });
+        }
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");
         }
@@ -620,6 +640,15 @@ impl Config {
                 key: "fsync_interval_ms",
                 message: "must be positive with fsync = \"interval\"".into(),
             }),
+        }
+    }
+
+    pub fn acl_config(&self) -> crate::acl::AclConfig {
+        crate::acl::AclConfig {
+            enabled: self.authorizer_enabled,
+            super_users: self.super_users.clone(),
+            allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
+            namespace: self.namespace.clone(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! port). `transform` runs tenant message transforms on the produce path.
 //! `server` wires them together; `admin` serves health, metrics, modules and transforms.
 
+pub mod acl;
 pub mod admin;
 pub mod config;
 pub mod coord;

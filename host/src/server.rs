@@ -246,6 +246,7 @@ impl Server {
         // The tenant room's registry of internal topics, filled by the services that own them.
         let mut internal = InternalTopics::new();
         Coordinator::register_internal(&mut internal, &config.namespace);
+        crate::acl::Authorizer::register_internal(&mut internal, &config.namespace);
         crate::net::pulsar::cursors::register_internal(&mut internal);
         let internal = Arc::new(internal);
 
@@ -293,6 +294,7 @@ impl Server {
             max_frame_bytes: config.max_frame_bytes,
             coord: coord.clone(),
             internal: internal.clone(),
+            acl: Arc::new(crate::acl::Authorizer::new(log.clone(), config.acl_config())),
         });
         // Pulsar applications' writes to ingress topics come in through the same door.
         log.serve_ingress(Arc::downgrade(&front_log));

@@ -11,10 +11,7 @@
 //! `pulsar://` backend), so it keeps about one record per key and replay reads that.
 
 use super::offsets::Committed;
-use crate::record::batch::BatchHeader;
-use crate::record::records as log_records;
 use crate::storage::{Log, StorageError, TopicName};
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -59,8 +56,7 @@ impl RecordKey {
 
 pub use guise_guest_sdk::groups::{GroupValue, MemberValue};
 
-/// One record to append: key and value (None: a tombstone).
-pub type Record = (Vec<u8>, Option<Vec<u8>>);
+pub use crate::storage::kv::{Decoded, Record, decode_batch, encode_batch};
 
 pub fn offset_record(group: &str, topic: &str, partition: i32, value: Option<&Committed>) -> Record {
     let key = RecordKey::Offset { group: group.into(), topic: topic.into(), partition }.encode();
@@ -74,40 +70,6 @@ pub fn group_record(group: &str, value: Option<&GroupValue>) -> Record {
 
 /// One uncompressed v2 record batch holding `records` (at least one), every record stamped
 /// `timestamp_ms`; no producer id, base offset 0 (the log assigns it), CRC-32C filled in.
-pub fn encode_batch(records: &[Record], timestamp_ms: i64) -> Result<Vec<u8>, StorageError> {
-    let records: Vec<log_records::Record> = records
-        .iter()
-        .map(|(key, value)| log_records::Record {
-            key: Some(Bytes::copy_from_slice(key)),
-            value: value.as_deref().map(Bytes::copy_from_slice),
-            headers: Vec::new(),
-            timestamp: timestamp_ms,
-            offset_delta: 0,
-        })
-        .collect();
-    let spec = log_records::EncodeSpec::plain(0, timestamp_ms);
-    log_records::encode(&records, &spec)
-        .map_err(|e| StorageError::InvalidRecord(format!("encoding an offsets-topic batch: {e}")))
-}
-
-/// A record read back: (offset, key, value).
-pub type Decoded = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
-
-/// The records of one whole batch.
-pub fn decode_batch(batch: &[u8]) -> Result<Vec<Decoded>, StorageError> {
-    let decoded = log_records::decode(batch, usize::MAX)
-        .map_err(|e| StorageError::CorruptMessage(format!("an offsets-topic batch: {e}")))?;
-    let base = decoded.header.base_offset;
-    Ok(decoded
-        .records
-        .into_iter()
-        .map(|r| {
-            let offset = base.wrapping_add(i64::from(r.offset_delta));
-            (offset, r.key.map(|k| k.to_vec()), r.value.map(|v| v.to_vec()))
-        })
-        .collect())
-}
-
 /// What a tenant's offsets topic holds, last write winning.
 #[derive(Default, Debug)]
 pub struct Replayed {
@@ -158,42 +120,7 @@ impl Replayed {
 /// Read the whole offsets topic `name` (partition 0) from its log start to its end.
 pub async fn replay(log: &dyn Log, name: &TopicName) -> Result<Replayed, StorageError> {
     let mut out = Replayed::default();
-    if log.topic(name).is_none() {
-        return Ok(out);
-    }
-    let (start, end) = log.offsets(name, 0).await?;
-    let mut next = start;
-    while next < end {
-        let read = log.read(name, 0, next, 1 << 20, true).await?;
-        let Some(bytes) = read.records else { break };
-        let before = next;
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let header = BatchHeader::parse(&bytes[pos..])?;
-            let batch = bytes
-                .get(pos..pos + header.size())
-                .ok_or_else(|| StorageError::CorruptMessage("truncated offsets-topic batch".into()))?;
-            // Only the coordinator writes here (clients are refused), but a batch it could not
-            // have written must not keep the host from starting: skip it, loudly.
-            let decoded = decode_batch(batch).unwrap_or_else(|e| {
-                tracing::warn!(topic = %name.topic, "skipping an unreadable offsets-topic batch: {e}");
-                Vec::new()
-            });
-            for (offset, key, value) in decoded {
-                if offset < next {
-                    continue;
-                }
-                if let Some(key) = key {
-                    out.apply(&key, value.as_deref());
-                }
-            }
-            next = next.max(header.next_offset());
-            pos += header.size();
-        }
-        if next <= before {
-            return Err(StorageError::CorruptMessage(format!("offsets topic {name}: no progress at {next}")));
-        }
-    }
+    crate::storage::kv::replay(log, name, |key, value| out.apply(key, value)).await?;
     Ok(out)
 }
 

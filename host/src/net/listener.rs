@@ -5,7 +5,7 @@
 
 use super::kafka::connection::{self, ConnConfig};
 use super::tls::{Stream, Tls};
-use crate::wasm::{ConnInfo, Runtime};
+use crate::wasm::{ANONYMOUS, ConnInfo, Runtime};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -187,6 +187,7 @@ impl Listener {
             let info = ConnInfo {
                 id: accepted.id,
                 tenant: tenant.to_string(),
+                principal: accepted.principal.clone().unwrap_or_else(|| ANONYMOUS.to_string()),
                 peer: accepted.peer.to_string(),
                 advertised: cfg.advertised.clone(),
             };

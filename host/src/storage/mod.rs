@@ -11,6 +11,7 @@ mod config;
 mod delay;
 pub mod embedded;
 mod error;
+pub mod kv;
 pub mod modules;
 pub mod producers;
 pub mod pulsar;

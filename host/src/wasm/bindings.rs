@@ -12,6 +12,7 @@ wasmtime::component::bindgen!({
         "guise:runtime/log": async,
         "guise:runtime/producers": async,
         "guise:runtime/groups": async,
+        "guise:runtime/acls": async,
     },
     exports: { default: async },
     with: {
@@ -19,4 +20,4 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use guise::runtime::{cluster, connection, groups, handler_types, log, logging, producers, types};
+pub use guise::runtime::{acls, cluster, connection, groups, handler_types, log, logging, producers, types};

@@ -5,7 +5,10 @@
 
 use super::bindings::{groups, types};
 use super::state::{GuestState, Observed, WakeKey};
+use crate::acl::codes as acl;
 use crate::coord::{self, Step};
+use guise_guest_sdk::error::{GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
+use std::collections::HashMap;
 use std::time::Instant;
 
 impl GuestState {
@@ -19,6 +22,29 @@ impl GuestState {
     /// does not borrow the state it reports its time to).
     fn coord(&self) -> (std::sync::Arc<crate::coord::Coordinator>, String) {
         (self.ctx.coord.clone(), self.conn.tenant.clone())
+    }
+
+    /// For each entry, whether the principal may do `operation` on its topic (one check per
+    /// topic).
+    async fn topics_allowed<'a>(
+        &mut self,
+        topics: impl Iterator<Item = &'a str>,
+        operation: i8,
+    ) -> Vec<bool> {
+        let mut seen: HashMap<&str, bool> = HashMap::new();
+        let mut out = Vec::new();
+        for t in topics {
+            let ok = match seen.get(t) {
+                Some(ok) => *ok,
+                None => {
+                    let ok = self.allowed(acl::TOPIC, t, operation).await;
+                    seen.insert(t, ok);
+                    ok
+                }
+            };
+            out.push(ok);
+        }
+        out
     }
 
     fn client_host_string(&self) -> String {
@@ -67,10 +93,17 @@ impl groups::Host for GuestState {
     async fn join(&mut self, req: groups::JoinRequest) -> groups::JoinOutcome {
         // Choosing the group's protocol compares every member's list with every other's: bound
         // what one member may offer (clients offer one to three assignors).
-        if req.protocols.len() > MAX_PROTOCOLS {
+        let refused = if self.group_allowed(&req.group_id, acl::READ).await.is_err() {
+            Some(GROUP_AUTHORIZATION_FAILED)
+        } else if req.protocols.len() > MAX_PROTOCOLS {
             tracing::info!(conn = self.conn.id, group = %req.group_id, offered = req.protocols.len(), "join refused: too many protocols");
+            Some(INCONSISTENT_GROUP_PROTOCOL)
+        } else {
+            None
+        };
+        if let Some(error) = refused {
             return groups::JoinOutcome::Done(groups::JoinResult {
-                error: INCONSISTENT_GROUP_PROTOCOL,
+                error,
                 generation_id: -1,
                 protocol_type: None,
                 protocol_name: None,
@@ -109,6 +142,14 @@ impl groups::Host for GuestState {
     }
 
     async fn sync(&mut self, req: groups::SyncRequest) -> groups::SyncOutcome {
+        if let Err(error) = self.group_allowed(&req.group_id, acl::READ).await {
+            return groups::SyncOutcome::Done(groups::SyncResult {
+                error,
+                protocol_type: None,
+                protocol_name: None,
+                assignment: Vec::new(),
+            });
+        }
         let request = coord::SyncRequest {
             group_id: req.group_id,
             generation_id: req.generation_id,
@@ -135,6 +176,9 @@ impl groups::Host for GuestState {
         member_id: String,
         group_instance_id: Option<String>,
     ) -> i16 {
+        if let Err(error) = self.group_allowed(&group_id, acl::READ).await {
+            return error;
+        }
         let (coord, tenant) = self.coord();
         let now = Instant::now();
         self.awaiting(coord.heartbeat(
@@ -149,6 +193,9 @@ impl groups::Host for GuestState {
     }
 
     async fn leave(&mut self, group_id: String, members: Vec<groups::Leaving>) -> groups::LeaveResult {
+        if let Err(error) = self.group_allowed(&group_id, acl::READ).await {
+            return groups::LeaveResult { error, members: vec![error; members.len()] };
+        }
         let leaving: Vec<(String, Option<String>)> =
             members.into_iter().map(|m| (m.member_id, m.group_instance_id)).collect();
         let (coord, tenant) = self.coord();
@@ -157,6 +204,16 @@ impl groups::Host for GuestState {
     }
 
     async fn describe(&mut self, group_id: String) -> groups::GroupDescription {
+        if let Err(error) = self.group_allowed(&group_id, acl::DESCRIBE).await {
+            return groups::GroupDescription {
+                error,
+                group_id,
+                state: String::new(),
+                protocol_type: String::new(),
+                protocol_name: String::new(),
+                members: Vec::new(),
+            };
+        }
         let (coord, tenant) = self.coord();
         let d = self.awaiting(coord.describe(&tenant, &group_id)).await;
         groups::GroupDescription {
@@ -184,19 +241,26 @@ impl groups::Host for GuestState {
         // The WIT has no error here: a coordinator that cannot load the tenant lists nothing
         // (and has logged why).
         let (coord, tenant) = self.coord();
-        self.awaiting(coord.list(&tenant, &states))
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|g| groups::GroupListing {
-                group_id: g.group_id,
-                protocol_type: g.protocol_type,
-                state: g.state,
-            })
-            .collect()
+        let listed = self.awaiting(coord.list(&tenant, &states)).await.unwrap_or_default();
+        // As Kafka: every group with DESCRIBE on the cluster, else those it may describe.
+        let all = self.cluster_allowed(acl::DESCRIBE).await;
+        let mut out = Vec::with_capacity(listed.len());
+        for g in listed {
+            if all || self.allowed(acl::GROUP, &g.group_id, acl::DESCRIBE).await {
+                out.push(groups::GroupListing {
+                    group_id: g.group_id,
+                    protocol_type: g.protocol_type,
+                    state: g.state,
+                });
+            }
+        }
+        out
     }
 
     async fn delete(&mut self, group_id: String) -> i16 {
+        if let Err(error) = self.group_allowed(&group_id, acl::DELETE).await {
+            return error;
+        }
         let (coord, tenant) = self.coord();
         self.awaiting(coord.delete(&tenant, &group_id, Instant::now())).await
     }
@@ -209,8 +273,15 @@ impl groups::Host for GuestState {
         group_instance_id: Option<String>,
         offsets: Vec<groups::OffsetCommit>,
     ) -> Vec<i16> {
+        if let Err(error) = self.group_allowed(&group_id, acl::READ).await {
+            return vec![error; offsets.len()];
+        }
+        let allowed = self.topics_allowed(offsets.iter().map(|o| o.topic.as_str()), acl::READ).await;
         let offsets: Vec<coord::OffsetCommit> = offsets
             .into_iter()
+            .zip(&allowed)
+            .filter(|(_, ok)| **ok)
+            .map(|(o, _)| o)
             .map(|o| coord::OffsetCommit {
                 topic: o.topic,
                 partition: o.partition,
@@ -229,7 +300,18 @@ impl groups::Host for GuestState {
             &offsets,
             Instant::now(),
         );
-        self.awaiting(commit).await
+        let mut committed = self.awaiting(commit).await.into_iter();
+        // The refused partitions back in their places.
+        allowed
+            .into_iter()
+            .map(|ok| {
+                if ok {
+                    committed.next().unwrap_or(TOPIC_AUTHORIZATION_FAILED)
+                } else {
+                    TOPIC_AUTHORIZATION_FAILED
+                }
+            })
+            .collect()
     }
 
     async fn fetch_offsets(
@@ -237,19 +319,26 @@ impl groups::Host for GuestState {
         group_id: String,
         partitions: Option<Vec<types::TopicPartition>>,
     ) -> Result<Vec<groups::CommittedOffset>, i16> {
+        self.group_allowed(&group_id, acl::DESCRIBE).await?;
+        let explicit = partitions.is_some();
         let partitions: Option<Vec<(String, i32)>> =
             partitions.map(|ps| ps.into_iter().map(|tp| (tp.topic, tp.partition)).collect());
         let (coord, tenant) = self.coord();
         let offsets = self.awaiting(coord.fetch_offsets(&tenant, &group_id, partitions.as_deref())).await?;
+        // As Kafka: a named partition of a topic the principal may not describe gets
+        // TOPIC_AUTHORIZATION_FAILED; when all are asked for, such topics are left out.
+        let allowed = self.topics_allowed(offsets.iter().map(|c| c.topic.as_str()), acl::DESCRIBE).await;
         Ok(offsets
             .into_iter()
-            .map(|c| groups::CommittedOffset {
+            .zip(allowed)
+            .filter(|(_, ok)| *ok || explicit)
+            .map(|(c, ok)| groups::CommittedOffset {
                 topic: c.topic,
                 partition: c.partition,
-                offset: c.offset,
-                leader_epoch: c.leader_epoch,
-                metadata: c.metadata,
-                error: c.error,
+                offset: if ok { c.offset } else { -1 },
+                leader_epoch: if ok { c.leader_epoch } else { -1 },
+                metadata: if ok { c.metadata } else { None },
+                error: if ok { c.error } else { TOPIC_AUTHORIZATION_FAILED },
             })
             .collect())
     }
@@ -259,9 +348,27 @@ impl groups::Host for GuestState {
         group_id: String,
         partitions: Vec<types::TopicPartition>,
     ) -> Result<Vec<i16>, i16> {
-        let partitions: Vec<(String, i32)> =
-            partitions.into_iter().map(|tp| (tp.topic, tp.partition)).collect();
+        self.group_allowed(&group_id, acl::DELETE).await?;
+        let allowed = self.topics_allowed(partitions.iter().map(|tp| tp.topic.as_str()), acl::READ).await;
+        let partitions: Vec<(String, i32)> = partitions
+            .into_iter()
+            .zip(&allowed)
+            .filter(|(_, ok)| **ok)
+            .map(|(tp, _)| (tp.topic, tp.partition))
+            .collect();
         let (coord, tenant) = self.coord();
-        self.awaiting(coord.delete_offsets(&tenant, &group_id, &partitions, Instant::now())).await
+        let deleted =
+            self.awaiting(coord.delete_offsets(&tenant, &group_id, &partitions, Instant::now())).await?;
+        let mut deleted = deleted.into_iter();
+        Ok(allowed
+            .into_iter()
+            .map(|ok| {
+                if ok {
+                    deleted.next().unwrap_or(TOPIC_AUTHORIZATION_FAILED)
+                } else {
+                    TOPIC_AUTHORIZATION_FAILED
+                }
+            })
+            .collect())
     }
 }

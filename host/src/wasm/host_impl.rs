@@ -2,6 +2,7 @@
 
 use super::bindings::{cluster, connection, handler_types, log, logging, types};
 use super::state::{BufferHandle, GuestState, Observed, WakeKey};
+use crate::acl::codes as acl;
 use crate::storage::{AlterOp, ConfigChange, ConfigEntry, StorageError, TopicMeta};
 use wasmtime::component::Resource;
 
@@ -108,18 +109,25 @@ impl types::HostBuffer for GuestState {
 impl log::Host for GuestState {
     async fn list_topics(&mut self) -> Vec<log::TopicInfo> {
         let topics = self.ctx.log.topics(&self.conn.tenant, &self.ctx.namespace);
-        topics.iter().map(|t| self.topic_info(t)).collect()
+        let mut out = Vec::with_capacity(topics.len());
+        for t in &topics {
+            // Kafka's Metadata hides the topics a principal may not describe.
+            if self.allowed(acl::TOPIC, &t.name.topic, acl::DESCRIBE).await {
+                out.push(self.topic_info(t));
+            }
+        }
+        out
     }
 
     async fn describe_topic(&mut self, name: String) -> Option<log::TopicInfo> {
-        let meta = self.ctx.log.topic(&self.ctx.topic(&self.conn.tenant, &name));
-        meta.as_ref().map(|t| self.topic_info(t))
+        let meta = self.ctx.log.topic(&self.ctx.topic(&self.conn.tenant, &name))?;
+        self.allowed(acl::TOPIC, &name, acl::DESCRIBE).await.then(|| self.topic_info(&meta))
     }
 
     async fn topic_by_id(&mut self, id_hi: u64, id_lo: u64) -> Option<log::TopicInfo> {
         let id = uuid::Uuid::from_u128(((id_hi as u128) << 64) | id_lo as u128);
-        let meta = self.ctx.log.topic_by_id(&self.conn.tenant, &self.ctx.namespace, id);
-        meta.as_ref().map(|t| self.topic_info(t))
+        let meta = self.ctx.log.topic_by_id(&self.conn.tenant, &self.ctx.namespace, id)?;
+        self.allowed(acl::TOPIC, &meta.name.topic, acl::DESCRIBE).await.then(|| self.topic_info(&meta))
     }
 
     async fn create_topic(
@@ -130,6 +138,9 @@ impl log::Host for GuestState {
         validate_only: bool,
     ) -> Result<log::TopicInfo, ErrorCode> {
         self.not_internal(&name, "create")?;
+        if !self.cluster_allowed(acl::CREATE).await {
+            self.topic_allowed(&name, acl::CREATE).await?;
+        }
         let topic = self.ctx.topic(&self.conn.tenant, &name);
         let log = self.log();
         match self.awaiting(log.create_topic(&topic, partitions, &configs, validate_only)).await {
@@ -145,6 +156,7 @@ impl log::Host for GuestState {
 
     async fn delete_topic(&mut self, name: String) -> Result<(), ErrorCode> {
         self.not_internal(&name, "delete")?;
+        self.topic_allowed(&name, acl::DELETE).await?;
         let topic = self.ctx.topic(&self.conn.tenant, &name);
         let log = self.log();
         self.awaiting(log.delete_topic(&topic)).await.map_err(|e| self.storage_error("delete topic", e))?;
@@ -159,6 +171,7 @@ impl log::Host for GuestState {
         validate_only: bool,
     ) -> Result<(), ErrorCode> {
         self.not_internal(&name, "grow")?;
+        self.topic_allowed(&name, acl::ALTER).await?;
         let topic = self.ctx.topic(&self.conn.tenant, &name);
         let log = self.log();
         self.awaiting(log.create_partitions(&topic, total, validate_only))
@@ -167,6 +180,7 @@ impl log::Host for GuestState {
     }
 
     async fn topic_configs(&mut self, name: String) -> Result<Vec<log::ConfigEntry>, ErrorCode> {
+        self.topic_allowed(&name, acl::DESCRIBE_CONFIGS).await?;
         let topic = self.ctx.topic(&self.conn.tenant, &name);
         let meta = self.ctx.log.topic(&topic).ok_or(StorageError::UnknownTopicOrPartition.kafka_code())?;
         Ok(meta.config.entries(self.ctx.log.defaults()).into_iter().map(config_entry).collect())
@@ -181,6 +195,9 @@ impl log::Host for GuestState {
     ) -> Result<(), (ErrorCode, String)> {
         self.not_internal(&name, "alter the configs of")
             .map_err(|c| (c, format!("{name} is an internal topic.")))?;
+        self.topic_allowed(&name, acl::ALTER_CONFIGS)
+            .await
+            .map_err(|c| (c, "Topic authorization failed.".to_string()))?;
         let topic = self.ctx.topic(&self.conn.tenant, &name);
         let change = if incremental {
             ConfigChange::Incremental(
@@ -222,6 +239,9 @@ impl log::Host for GuestState {
     }
 
     async fn broker_configs(&mut self) -> Vec<log::ConfigEntry> {
+        if !self.cluster_allowed(acl::DESCRIBE_CONFIGS).await {
+            return Vec::new();
+        }
         let d = self.ctx.log.defaults();
         let entry = |name: &str, value: String| log::ConfigEntry {
             name: name.to_string(),
@@ -248,6 +268,7 @@ impl log::Host for GuestState {
         records: Resource<BufferHandle>,
     ) -> Result<log::AppendInfo, ErrorCode> {
         self.not_internal(&tp.topic, "produce to")?;
+        self.topic_allowed(&tp.topic, acl::WRITE).await?;
         let bytes = self.buffer(&records).ok_or(CORRUPT_MESSAGE)?.0.clone();
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
         // An fsync or a tenant's transform is not the translator's CPU time.
@@ -266,6 +287,7 @@ impl log::Host for GuestState {
         max_bytes: u32,
         min_one: bool,
     ) -> Result<log::Fetched, ErrorCode> {
+        self.topic_allowed(&tp.topic, acl::READ).await?;
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
         let log = self.log();
         let r = match self.awaiting(log.read(&topic, tp.partition, offset, max_bytes as usize, min_one)).await
@@ -297,6 +319,7 @@ impl log::Host for GuestState {
         tp: types::TopicPartition,
         timestamp: i64,
     ) -> Result<Option<log::OffsetAndTimestamp>, ErrorCode> {
+        self.topic_allowed(&tp.topic, acl::DESCRIBE).await?;
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
         let log = self.log();
         let found = self
@@ -317,6 +340,7 @@ impl log::Host for GuestState {
 
     async fn delete_records(&mut self, tp: types::TopicPartition, offset: i64) -> Result<i64, ErrorCode> {
         self.not_internal(&tp.topic, "delete records of")?;
+        self.topic_allowed(&tp.topic, acl::DELETE).await?;
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
         let log = self.log();
         let start = self
@@ -331,6 +355,7 @@ impl log::Host for GuestState {
         &mut self,
         tp: types::TopicPartition,
     ) -> Result<log::PartitionReport, ErrorCode> {
+        self.topic_allowed(&tp.topic, acl::DESCRIBE).await?;
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
         let log = self.log();
         let r = self

@@ -53,6 +53,12 @@ impl producers::Host for GuestState {
             );
             return Err(TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
         }
+        // As Kafka: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
+        if !self.cluster_allowed(crate::acl::codes::IDEMPOTENT_WRITE).await
+            && !self.allowed_any(crate::acl::codes::TOPIC, crate::acl::codes::WRITE).await
+        {
+            return Err(guise_guest_sdk::error::CLUSTER_AUTHORIZATION_FAILED);
+        }
         let Some(current) = current.filter(|c| c.producer_id >= 0) else {
             return self.new_producer().await;
         };

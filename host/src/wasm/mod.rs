@@ -4,6 +4,7 @@
 mod admission;
 mod bindings;
 mod engine;
+mod host_acls;
 mod host_groups;
 mod host_impl;
 mod host_producers;
@@ -20,7 +21,7 @@ pub use module::{Module, ModuleId, ModuleStats, StatsSnapshot};
 pub use park::Executed;
 pub use registry::{ModuleView, Registry, RegistryConfig, RegistryError, VersionView};
 pub use runtime::{GuestFailure, GuestLimits, Handled, Runtime, WasmError};
-pub use state::{ConnInfo, HostContext, Observed, WakeKey};
+pub use state::{ANONYMOUS, ConnInfo, HostContext, Observed, WakeKey};
 pub use transform::{TransformEngine, TransformLimits, TransformModule};
 
 /// Where the build put the guest components (the example transforms, `guise_transform_*.wasm`),

@@ -175,7 +175,7 @@ impl Runtime {
     ) -> Result<Module, WasmError> {
         let pre = self.linker.instantiate_pre(component).map_err(|e| WasmError::Link(format!("{e:#}")))?;
         let pre = ProtocolHandlerPre::new(pre).map_err(|e| WasmError::Link(format!("{e:#}")))?;
-        let conn = ConnInfo { id: 0, tenant: "public".into(), peer: "deploy-check".into(), advertised: None };
+        let conn = ConnInfo::new(0, "public", "deploy-check");
         let mut store = self.store(&conn);
         // Deploying is synchronous (the registry); instantiating runs no host import that
         // waits, so this completes on this thread.

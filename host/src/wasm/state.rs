@@ -28,6 +28,8 @@ pub struct HostContext {
     pub coord: Arc<crate::coord::Coordinator>,
     /// The host's internal topics: clients may read them, never write them.
     pub internal: Arc<InternalTopics>,
+    /// Kafka's ACLs, checked on every host service a guest calls.
+    pub acl: Arc<crate::acl::Authorizer>,
 }
 
 impl HostContext {
@@ -49,6 +51,7 @@ impl HostContext {
             max_frame_bytes,
             coord: Default::default(),
             internal: Arc::new(internal),
+            acl: Default::default(),
         }
     }
 
@@ -63,10 +66,34 @@ pub struct ConnInfo {
     pub id: u64,
     /// The connection's tenant: its authenticated principal's, or its listener's.
     pub tenant: String,
+    /// Kafka's name of who is connected: "User:alice" once authenticated, else
+    /// "User:ANONYMOUS".
+    pub principal: String,
     pub peer: String,
     /// The (host, port) Metadata returns on this connection's listener; None: the context's.
     pub advertised: Option<Arc<(String, i32)>>,
 }
+
+impl ConnInfo {
+    /// An unauthenticated connection (principal "User:ANONYMOUS") of `tenant` from `peer`.
+    pub fn new(id: u64, tenant: &str, peer: &str) -> Self {
+        ConnInfo {
+            id,
+            tenant: tenant.into(),
+            principal: ANONYMOUS.into(),
+            peer: peer.into(),
+            advertised: None,
+        }
+    }
+
+    /// The client's address as ACLs name hosts ("10.0.0.1", without the port).
+    pub fn client_ip(&self) -> String {
+        self.peer.parse::<std::net::SocketAddr>().map_or_else(|_| self.peer.clone(), |a| a.ip().to_string())
+    }
+}
+
+/// Kafka's principal of an unauthenticated connection.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
 
 /// What a parked request waits on.
 #[derive(Clone, Debug, PartialEq, Eq)]

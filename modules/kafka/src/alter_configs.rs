@@ -4,13 +4,16 @@
 //! (`incremental_alter_configs`) shares the resource checks below.
 //!
 //! Broker configs are static on a Guise host (its configuration file), so a BROKER resource is
-//! INVALID_CONFIG; other resource types are INVALID_REQUEST.
+//! INVALID_CONFIG (CLUSTER_AUTHORIZATION_FAILED first without ALTER_CONFIGS on the cluster, as
+//! Kafka checks); other resource types are INVALID_REQUEST. A topic's ALTER_CONFIGS is the
+//! host's to check.
 
+use crate::acl_common::authorization_message;
 use crate::context::{ApiResult, Ctx};
 use crate::create_topics::{duplicates, host_error_message};
 use crate::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::metadata::str_bytes;
-use guise_guest_sdk::{ConfigOp, ErrorCode, Services, error};
+use guise_guest_sdk::{ConfigOp, ErrorCode, Services, acl, error};
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -93,6 +96,10 @@ fn alter<S: Services>(
                 (code, why)
             })
         }
+        RESOURCE_BROKER if !svc.authorize(acl::CLUSTER, acl::CLUSTER_NAME, acl::ALTER_CONFIGS) => {
+            let code = error::CLUSTER_AUTHORIZATION_FAILED;
+            Err((code, authorization_message(code).to_string()))
+        }
         RESOURCE_BROKER => Err((
             error::INVALID_CONFIG,
             "Broker configs are static on a Guise host: set them in its configuration and restart it.".into(),
@@ -125,8 +132,8 @@ mod tests {
     use super::*;
     use crate::test_util::call;
     use guise_guest_sdk::stub::StubServices;
-    use kafka_protocol::messages::ApiKey;
     use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::{ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
     fn resource(ty: i8, name: &str, configs: &[(&str, Option<&str>)]) -> AlterConfigsResource {
         AlterConfigsResource::default()
@@ -142,6 +149,31 @@ mod tests {
                     })
                     .collect(),
             )
+    }
+
+    #[test]
+    fn broker_resources_need_cluster_alter_configs() {
+        let svc = StubServices::new();
+        svc.deny(acl::CLUSTER, acl::CLUSTER_NAME, acl::ALTER_CONFIGS);
+        let req = AlterConfigsRequest::default().with_resources(vec![resource(4, "0", &[("x", Some("1"))])]);
+        let resp: AlterConfigsResponse = call(&svc, ApiKey::AlterConfigs, 2, &req);
+        assert_eq!(resp.responses[0].error_code, error::CLUSTER_AUTHORIZATION_FAILED);
+        use kafka_protocol::messages::incremental_alter_configs_request as inc;
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            inc::AlterConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(str_bytes("0"))
+                .with_configs(vec![
+                    inc::AlterableConfig::default().with_name(str_bytes("x")).with_config_operation(1),
+                ]),
+        ]);
+        let resp: IncrementalAlterConfigsResponse = call(&svc, ApiKey::IncrementalAlterConfigs, 1, &req);
+        assert_eq!(resp.responses[0].error_code, error::CLUSTER_AUTHORIZATION_FAILED);
+        // Allowed, broker configs are still static here.
+        let svc = StubServices::new();
+        let req = AlterConfigsRequest::default().with_resources(vec![resource(4, "0", &[("x", Some("1"))])]);
+        let resp: AlterConfigsResponse = call(&svc, ApiKey::AlterConfigs, 2, &req);
+        assert_eq!(resp.responses[0].error_code, error::INVALID_CONFIG);
     }
 
     #[test]

@@ -60,6 +60,9 @@ apis! {
     21 "DeleteRecords" 0..=2 => delete_records;
     22 "InitProducerId" 0..=4 => init_producer_id;
     23 "OffsetForLeaderEpoch" 2..=4 => offset_for_leader_epoch;
+    29 "DescribeAcls" 1..=3 => describe_acls;
+    30 "CreateAcls" 1..=3 => create_acls;
+    31 "DeleteAcls" 1..=3 => delete_acls;
     32 "DescribeConfigs" 1..=4 => describe_configs;
     33 "AlterConfigs" 0..=2 => alter_configs;
     35 "DescribeLogDirs" 1..=4 => describe_log_dirs;

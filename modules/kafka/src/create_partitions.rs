@@ -1,10 +1,11 @@
 //! CreatePartitions v0–v3: grow topics of the connection's tenant. `count` is the new total; a
 //! manual assignment must give one entry per new partition, each naming only this broker.
+//! A topic the principal may not ALTER is TOPIC_AUTHORIZATION_FAILED, as in Kafka.
 
 use crate::context::{ApiResult, Ctx};
 use crate::create_topics::{INVALID_REPLICA_ASSIGNMENT, check_replicas, duplicates, host_error_message};
 use crate::metadata::str_bytes;
-use guise_guest_sdk::{ErrorCode, Services, error};
+use guise_guest_sdk::{ErrorCode, Services, acl, error};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
@@ -31,6 +32,10 @@ fn grow<S: Services>(
     validate_only: bool,
 ) -> Result<(), (ErrorCode, String)> {
     let name = t.name.as_str();
+    // As Kafka, before looking the topic up (the host hides topics the principal may not see).
+    if !svc.authorize(acl::TOPIC, name, acl::ALTER) {
+        return Err((error::TOPIC_AUTHORIZATION_FAILED, "The topic authorization is failed.".into()));
+    }
     let current = svc
         .describe_topic(name)
         .ok_or_else(|| {
@@ -147,6 +152,19 @@ mod tests {
             assert_eq!(resp.results[0].error_message, None, "v{v}");
             assert_eq!(partitions(&svc, "t"), 3, "v{v}");
         }
+    }
+
+    #[test]
+    fn topics_the_principal_may_not_alter_are_refused() {
+        let svc = StubServices::new();
+        svc.create_topic("t", 1, &[], false).unwrap();
+        svc.create_topic("hidden", 1, &[], false).unwrap();
+        svc.deny(guise_guest_sdk::acl::TOPIC, "t", guise_guest_sdk::acl::ALTER);
+        svc.deny(guise_guest_sdk::acl::TOPIC, "hidden", guise_guest_sdk::acl::ALL);
+        let resp = request(&svc, 3, vec![grow_to("t", 3, None), grow_to("hidden", 2, None)], false);
+        let refused = error::TOPIC_AUTHORIZATION_FAILED;
+        assert_eq!(summary(&resp), [("t".into(), refused), ("hidden".into(), refused)]);
+        assert_eq!(partitions(&svc, "t"), 1);
     }
 
     #[test]

@@ -4,12 +4,15 @@
 //! replicates, if anything does), so a replication factor is accepted as long as the cluster
 //! has that many brokers, and the topic is reported with replication factor 1, as Metadata
 //! describes it. A manual assignment fixes the partition count and may name only this broker.
-//! The host validates names, partition counts and configs.
+//! The host validates names, partition counts and configs, and authorizes the creation (CREATE
+//! on the cluster or the topic). From v5 a created topic's configs are reported only to a
+//! principal that may DESCRIBE_CONFIGS it (else TOPIC_AUTHORIZATION_FAILED as the config error),
+//! as Kafka reports them.
 
 use crate::context::{ApiResult, Ctx};
 use crate::describe_configs::{DYNAMIC_TOPIC_CONFIG, topic_config_source};
 use crate::metadata::{str_bytes, topic_name, topic_uuid};
-use guise_guest_sdk::{ErrorCode, Services, TopicInfo, error};
+use guise_guest_sdk::{ErrorCode, Services, TopicInfo, acl, error};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, CreateTopicsResponse};
@@ -56,6 +59,9 @@ pub(crate) fn host_error_message(code: ErrorCode, name: &str) -> String {
         error::INVALID_PARTITIONS => "The number of partitions is invalid.".to_string(),
         error::INVALID_CONFIG => "A topic config is unknown here or has an invalid value.".to_string(),
         error::POLICY_VIOLATION => format!("The host's policy does not allow this on topic '{name}'."),
+        error::TOPIC_AUTHORIZATION_FAILED | error::CLUSTER_AUTHORIZATION_FAILED => {
+            crate::acl_common::authorization_message(code).to_string()
+        }
         code => format!("The operation on topic '{name}' failed with error code {code}."),
     }
 }
@@ -181,6 +187,12 @@ fn created<S: Services>(
         .with_num_partitions(info.partitions)
         .with_replication_factor(1);
     if cx.version < 5 {
+        return result;
+    }
+    // As Kafka: the configs are shown only to a principal that may DESCRIBE_CONFIGS the topic.
+    if !cx.svc.authorize(acl::TOPIC, &info.name, acl::DESCRIBE_CONFIGS) {
+        result.configs = None;
+        result.topic_config_error_code = error::TOPIC_AUTHORIZATION_FAILED;
         return result;
     }
     if validate_only {
@@ -401,6 +413,20 @@ mod tests {
         );
         assert!(resp.topics[0].error_message.as_deref().is_some_and(|m| m.contains("no.such.config")));
         assert_eq!(svc.list_topics().len(), 1);
+    }
+
+    #[test]
+    fn configs_need_describe_configs() {
+        let svc = StubServices::new();
+        svc.deny(guise_guest_sdk::acl::TOPIC, "*", guise_guest_sdk::acl::DESCRIBE_CONFIGS);
+        for validate_only in [true, false] {
+            let resp = create(&svc, 7, vec![topic("c", 1, 1)], validate_only);
+            let c = &resp.topics[0];
+            assert_eq!((c.error_code, c.num_partitions), (0, 1), "{validate_only}");
+            assert_eq!(c.topic_config_error_code, error::TOPIC_AUTHORIZATION_FAILED, "{validate_only}");
+            assert_eq!(c.configs, None, "{validate_only}");
+        }
+        assert!(svc.describe_topic("c").is_some());
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! `describeCluster`; Kafka Connect reads the cluster id with it). A Guise host is its own
 //! controller, as a combined KRaft node is. Asking for the controllers' endpoints (endpoint type
 //! 2, which Kafka serves only on its controller listeners) is UNSUPPORTED_ENDPOINT_TYPE, as on a
-//! Kafka broker.
+//! Kafka broker. The cluster's authorized operations, when asked for, come from the host's
+//! authorizer: none without DESCRIBE on the cluster, as Kafka reports.
 
+use crate::acl_common::{CLUSTER_OPERATIONS, OPERATIONS_NOT_REQUESTED, authorized_operations};
 use crate::context::{ApiResult, Ctx};
 use crate::metadata::str_bytes;
-use guise_guest_sdk::{ErrorCode, Services, error};
+use guise_guest_sdk::{ErrorCode, Services, acl, error};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
@@ -14,13 +16,6 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 const UNSUPPORTED_ENDPOINT_TYPE: ErrorCode = 119;
 /// DescribeCluster's endpoint types.
 const ENDPOINT_BROKERS: i8 = 1;
-
-/// The cluster operations a principal may perform, as Kafka reports them with no authorizer:
-/// every operation a cluster supports — CREATE (5), ALTER (7), DESCRIBE (8), CLUSTER_ACTION (9),
-/// DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11), IDEMPOTENT_WRITE (12).
-const CLUSTER_AUTHORIZED_OPERATIONS: i32 = 1 << 5 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 12;
-/// "Not computed", in the authorized-operations field.
-const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let req: DescribeClusterRequest = cx.decode()?;
@@ -47,10 +42,12 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
                 .with_rack(b.rack.map(str_bytes))
         })
         .collect();
-    let operations = if req.include_cluster_authorized_operations {
-        CLUSTER_AUTHORIZED_OPERATIONS
-    } else {
+    let operations = if !req.include_cluster_authorized_operations {
         OPERATIONS_NOT_REQUESTED
+    } else if svc.authorize(acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE) {
+        authorized_operations(svc, acl::CLUSTER, acl::CLUSTER_NAME, CLUSTER_OPERATIONS)
+    } else {
+        0
     };
     cx.respond(
         &DescribeClusterResponse::default()
@@ -86,9 +83,28 @@ mod tests {
             assert_eq!(resp.brokers.len(), 1);
             assert_eq!(resp.cluster_authorized_operations, OPERATIONS_NOT_REQUESTED);
         }
+        // Without an authorizer, every operation a cluster supports.
         let req = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
         let resp: DescribeClusterResponse = call(&svc, ApiKey::DescribeCluster, 0, &req);
-        assert_eq!(resp.cluster_authorized_operations, CLUSTER_AUTHORIZED_OPERATIONS);
+        assert_eq!(
+            resp.cluster_authorized_operations,
+            1 << 5 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 12
+        );
+    }
+
+    #[test]
+    fn cluster_operations_follow_the_acls() {
+        let svc = StubServices::new();
+        svc.deny(acl::CLUSTER, acl::CLUSTER_NAME, acl::ALTER);
+        svc.deny(acl::CLUSTER, acl::CLUSTER_NAME, acl::CLUSTER_ACTION);
+        let req = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+        let resp: DescribeClusterResponse = call(&svc, ApiKey::DescribeCluster, 2, &req);
+        assert_eq!(resp.cluster_authorized_operations, 1 << 5 | 1 << 8 | 1 << 10 | 1 << 11 | 1 << 12);
+        // Without DESCRIBE on the cluster: none, though the rest is answered.
+        svc.deny(acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE);
+        let resp: DescribeClusterResponse = call(&svc, ApiKey::DescribeCluster, 2, &req);
+        assert_eq!(resp.cluster_authorized_operations, 0);
+        assert_eq!((resp.error_code, resp.brokers.len()), (error::NONE, 1));
     }
 
     #[test]

@@ -5,11 +5,16 @@
 //! the empty string it means, as in Kafka, the cluster-wide dynamic defaults, of which Guise has
 //! none (an empty list). Other resource types (broker loggers, groups, client metrics) are
 //! INVALID_REQUEST.
+//!
+//! A BROKER resource needs DESCRIBE_CONFIGS on the cluster, else CLUSTER_AUTHORIZATION_FAILED
+//! for that resource, as in Kafka; a topic's configs are the host's to authorize
+//! (DESCRIBE_CONFIGS on the topic, else TOPIC_AUTHORIZATION_FAILED).
 
+use crate::acl_common::authorization_message;
 use crate::context::{ApiResult, Ctx};
 use crate::create_topics::host_error_message;
 use crate::metadata::str_bytes;
-use guise_guest_sdk::{ConfigEntry, ErrorCode, Services, error};
+use guise_guest_sdk::{ConfigEntry, ErrorCode, Services, acl, error};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -189,6 +194,10 @@ fn describe<S: Services>(
                     config(e, topic_config_source, synonyms, options.documentation)
                 })
                 .collect())
+        }
+        RESOURCE_BROKER if !svc.authorize(acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE_CONFIGS) => {
+            let code = error::CLUSTER_AUTHORIZATION_FAILED;
+            Err((code, authorization_message(code).to_string()))
         }
         RESOURCE_BROKER if name.is_empty() => Ok(Vec::new()),
         RESOURCE_BROKER => match name.parse::<i32>() {
@@ -441,6 +450,25 @@ mod tests {
         assert!(
             resp.results[4].error_message.as_deref().is_some_and(|m| m.contains("Unsupported resource type"))
         );
+    }
+
+    #[test]
+    fn broker_configs_need_cluster_describe_configs() {
+        let svc = stub_with_topic();
+        svc.deny(acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE_CONFIGS);
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            resource(4, "0", None),
+            resource(4, "", None),
+            resource(2, "t", Some(&["max.message.bytes"])),
+        ]);
+        let resp = describe(&svc, 4, req);
+        let got: Vec<(ErrorCode, Option<&str>, usize)> = resp
+            .results
+            .iter()
+            .map(|r| (r.error_code, r.error_message.as_deref(), r.configs.len()))
+            .collect();
+        let refused = (error::CLUSTER_AUTHORIZATION_FAILED, Some("Cluster authorization failed."), 0);
+        assert_eq!(got, [refused, refused, (error::NONE, None, 1)]);
     }
 
     #[test]

@@ -3,34 +3,39 @@
 //! error and state "Dead"; from v6 (KIP-1043) with GROUP_ID_NOT_FOUND and a message. Member metadata and assignments pass through as the clients sent them; the
 //! member's client host is the address of its connection ("/127.0.0.1").
 //!
-//! With `include_authorized_operations` (v3+) a group reports every operation a group supports
-//! (Guise has no ACLs within a tenant); otherwise "not computed" (i32::MIN).
+//! A group the principal may not DESCRIBE gets GROUP_AUTHORIZATION_FAILED, with no state or
+//! protocol (and Kafka's message from v6), as Kafka's broker answers; the host is not asked.
+//! With `include_authorized_operations` (v3+) a described group reports the group operations
+//! (READ, DELETE, DESCRIBE) the host's authorizer allows (all of them without one); otherwise,
+//! and for a group with an error, "not computed" (i32::MIN).
 
+use crate::acl_common::{
+    GROUP_OPERATIONS, OPERATIONS_NOT_REQUESTED, authorization_message, authorized_operations,
+};
 use crate::context::{ApiResult, Ctx};
 use crate::group_common::opt_str_bytes;
 use crate::metadata::str_bytes;
 use bytes::Bytes;
-use guise_guest_sdk::{ErrorCode, Services, error};
+use guise_guest_sdk::{ErrorCode, Services, acl, error};
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
-
-/// Kafka's ACL operations on a group: READ (3), DELETE (6), DESCRIBE (8).
-const GROUP_AUTHORIZED_OPERATIONS: i32 = 1 << 3 | 1 << 6 | 1 << 8;
-/// "Not computed", in the authorized-operations field.
-const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let req: DescribeGroupsRequest = cx.decode()?;
     let v = cx.version;
-    let operations = if v >= 3 && req.include_authorized_operations {
-        GROUP_AUTHORIZED_OPERATIONS
-    } else {
-        OPERATIONS_NOT_REQUESTED
-    };
+    let with_operations = v >= 3 && req.include_authorized_operations;
     let groups = req
         .groups
         .iter()
         .map(|id| {
+            if !cx.svc.authorize(acl::GROUP, id.as_str(), acl::DESCRIBE) {
+                let code = error::GROUP_AUTHORIZATION_FAILED;
+                return DescribedGroup::default()
+                    .with_error_code(code)
+                    .with_error_message((v >= 6).then(|| str_bytes(authorization_message(code))))
+                    .with_group_id(id.clone())
+                    .with_authorized_operations(OPERATIONS_NOT_REQUESTED);
+            }
             let d = cx.svc.describe_group(id.as_str());
             let members = d
                 .members
@@ -62,7 +67,11 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
                 .with_protocol_type(str_bytes(d.protocol_type))
                 .with_protocol_data(str_bytes(d.protocol_name))
                 .with_members(members)
-                .with_authorized_operations(if v >= 3 { operations } else { OPERATIONS_NOT_REQUESTED })
+                .with_authorized_operations(if with_operations && error == error::NONE {
+                    authorized_operations(cx.svc, acl::GROUP, id.as_str(), GROUP_OPERATIONS)
+                } else {
+                    OPERATIONS_NOT_REQUESTED
+                })
         })
         .collect();
     cx.respond(&DescribeGroupsResponse::default().with_groups(groups))
@@ -89,6 +98,7 @@ mod tests {
     use super::*;
     use crate::test_util::join;
     use crate::test_util::{call, decode_response, error_response, frame, group_id};
+    use guise_guest_sdk::acl;
     use guise_guest_sdk::stub::StubServices;
     use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
     use kafka_protocol::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
@@ -141,7 +151,7 @@ mod tests {
             assert_eq!((m.client_id.as_str(), m.client_host.as_str()), ("test", "/127.0.0.1"), "v{v}");
             assert_eq!(&m.member_metadata[..], b"\x00\x01range-meta", "v{v}");
             assert_eq!(&m.member_assignment[..], b"A", "v{v}");
-            let ops = if v >= 3 { GROUP_AUTHORIZED_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
+            let ops = if v >= 3 { 1 << 3 | 1 << 6 | 1 << 8 } else { OPERATIONS_NOT_REQUESTED };
             assert_eq!(g.authorized_operations, ops, "v{v}");
             let missing = &resp.groups[1];
             let code = if v >= 6 { error::GROUP_ID_NOT_FOUND } else { error::NONE };
@@ -152,6 +162,32 @@ mod tests {
             );
             assert_eq!(missing.error_message.is_some(), v >= 6, "v{v}");
         }
+    }
+
+    #[test]
+    fn groups_the_principal_may_not_describe_are_refused() {
+        let svc = svc();
+        svc.deny(acl::GROUP, "hidden", acl::DESCRIBE);
+        svc.deny(acl::GROUP, "g", acl::DELETE);
+        svc.group_calls.borrow_mut().clear();
+        for v in [0, 3, 5, 6] {
+            let req = request(&["hidden", "g"]).with_include_authorized_operations(v >= 3);
+            let resp: DescribeGroupsResponse = call(&svc, ApiKey::DescribeGroups, v, &req);
+            let hidden = &resp.groups[0];
+            assert_eq!(
+                (hidden.error_code, hidden.group_id.as_str(), hidden.group_state.as_str()),
+                (error::GROUP_AUTHORIZATION_FAILED, "hidden", ""),
+                "v{v}"
+            );
+            assert_eq!(hidden.error_message.as_deref(), (v >= 6).then_some("Group authorization failed."));
+            assert_eq!(hidden.authorized_operations, OPERATIONS_NOT_REQUESTED, "v{v}");
+            let g = &resp.groups[1];
+            assert_eq!((g.error_code, g.group_state.as_str()), (0, "Stable"), "v{v}");
+            let ops = if v >= 3 { 1 << 3 | 1 << 8 } else { OPERATIONS_NOT_REQUESTED };
+            assert_eq!(g.authorized_operations, ops, "v{v}");
+        }
+        // The host was never asked about the refused group.
+        assert!(svc.group_calls.borrow().iter().all(|c| c == "describe g"), "{:?}", svc.group_calls.borrow());
     }
 
     #[test]

@@ -5,10 +5,14 @@
 //! bytes of its stored batches and an offset lag of 0 (the high watermark is the log end);
 //! there are no future (moving) replicas. Topics asked for that do not exist are left out, and
 //! `null` asks for every topic of the tenant, internal ones included, as in Kafka.
+//!
+//! It needs DESCRIBE on the cluster, as in Kafka: without it the answer is no log dirs, with
+//! CLUSTER_AUTHORIZATION_FAILED as the top-level error from v3 (earlier versions have no field
+//! for it).
 
 use crate::context::{ApiResult, Ctx};
 use crate::metadata::str_bytes;
-use guise_guest_sdk::{ErrorCode, Services, TopicPartition, error};
+use guise_guest_sdk::{ErrorCode, Services, TopicPartition, acl, error};
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
@@ -17,6 +21,9 @@ use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, 
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let req: DescribeLogDirsRequest = cx.decode()?;
     let svc = cx.svc;
+    if !svc.authorize(acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE) {
+        return error(cx, error::CLUSTER_AUTHORIZATION_FAILED);
+    }
     // (topic, partitions) to describe: those asked for that exist, or every one.
     let wanted: Vec<(TopicName, Vec<i32>)> = match &req.topics {
         None => svc
@@ -125,6 +132,24 @@ mod tests {
             assert_eq!(topics.len(), 1, "v{v}: only what exists");
             assert_eq!(topics[0].partitions.len(), 1);
             assert_eq!(topics[0].partitions[0].partition_index, 1);
+        }
+    }
+
+    #[test]
+    fn needs_cluster_describe() {
+        let svc = StubServices::new();
+        svc.create_topic("a", 1, &[], false).unwrap();
+        svc.deny(
+            guise_guest_sdk::acl::CLUSTER,
+            guise_guest_sdk::acl::CLUSTER_NAME,
+            guise_guest_sdk::acl::DESCRIBE,
+        );
+        for v in 1..=4 {
+            let resp: DescribeLogDirsResponse =
+                call(&svc, ApiKey::DescribeLogDirs, v, &DescribeLogDirsRequest::default().with_topics(None));
+            assert!(resp.results.is_empty(), "v{v}");
+            let code = if v >= 3 { error::CLUSTER_AUTHORIZATION_FAILED } else { error::NONE };
+            assert_eq!(resp.error_code, code, "v{v}");
         }
     }
 }

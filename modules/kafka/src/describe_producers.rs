@@ -2,11 +2,14 @@
 //! `describeProducers`, `kafka-transactions describe-producers`): producer id, epoch, the last
 //! sequence and the max timestamp of its last stored batch. Without transactions the
 //! coordinator epoch and the current transaction's start offset are -1, as Kafka reports them
-//! for an idempotent producer. A missing topic or partition is UNKNOWN_TOPIC_OR_PARTITION.
+//! for an idempotent producer. A missing topic or partition is UNKNOWN_TOPIC_OR_PARTITION; a
+//! topic the principal may not READ is TOPIC_AUTHORIZATION_FAILED in each of its partitions, as
+//! Kafka's broker answers.
 
+use crate::acl_common::authorization_message;
 use crate::context::{ApiResult, Ctx};
 use crate::metadata::str_bytes;
-use guise_guest_sdk::{ErrorCode, Services, TopicPartition, error};
+use guise_guest_sdk::{ErrorCode, Services, TopicPartition, acl, error};
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
@@ -19,6 +22,14 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
         .topics
         .iter()
         .map(|t| {
+            if !svc.authorize(acl::TOPIC, t.name.as_str(), acl::READ) {
+                let partitions = t
+                    .partition_indexes
+                    .iter()
+                    .map(|&p| failed(p, error::TOPIC_AUTHORIZATION_FAILED))
+                    .collect();
+                return TopicResponse::default().with_name(t.name.clone()).with_partitions(partitions);
+            }
             let partitions = t
                 .partition_indexes
                 .iter()
@@ -54,8 +65,13 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
 }
 
 fn failed(partition: i32, code: ErrorCode) -> PartitionResponse {
-    let message = (code == error::UNKNOWN_TOPIC_OR_PARTITION)
-        .then(|| str_bytes("This server does not host this topic-partition."));
+    let message = match code {
+        error::UNKNOWN_TOPIC_OR_PARTITION => {
+            Some(str_bytes("This server does not host this topic-partition."))
+        }
+        error::TOPIC_AUTHORIZATION_FAILED => Some(str_bytes(authorization_message(code))),
+        _ => None,
+    };
     PartitionResponse::default()
         .with_partition_index(partition)
         .with_error_code(code)
@@ -128,5 +144,36 @@ mod tests {
         assert!(resp.topics[0].partitions[1].active_producers.is_empty());
         assert_eq!(resp.topics[0].partitions[2].error_code, error::UNKNOWN_TOPIC_OR_PARTITION);
         assert_eq!(resp.topics[1].partitions[0].error_code, error::UNKNOWN_TOPIC_OR_PARTITION);
+    }
+
+    #[test]
+    fn topics_the_principal_may_not_read_are_refused() {
+        let svc = StubServices::new();
+        svc.create_topic("a", 2, &[], false).unwrap();
+        svc.create_topic("b", 1, &[], false).unwrap();
+        svc.deny(guise_guest_sdk::acl::TOPIC, "a", guise_guest_sdk::acl::READ);
+        let req = DescribeProducersRequest::default().with_topics(vec![
+            TopicRequest::default().with_name(topic_name("a")).with_partition_indexes(vec![0, 1]),
+            TopicRequest::default().with_name(topic_name("b")).with_partition_indexes(vec![0]),
+        ]);
+        let resp: DescribeProducersResponse = call(&svc, ApiKey::DescribeProducers, 0, &req);
+        let got: Vec<(&str, i32, i16, Option<&str>)> = resp
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.as_str(), p.partition_index, p.error_code, p.error_message.as_deref()))
+            })
+            .collect();
+        let refused = Some("Topic authorization failed.");
+        assert_eq!(
+            got,
+            [
+                ("a", 0, error::TOPIC_AUTHORIZATION_FAILED, refused),
+                ("a", 1, error::TOPIC_AUTHORIZATION_FAILED, refused),
+                ("b", 0, error::NONE, None),
+            ]
+        );
     }
 }

@@ -5,10 +5,16 @@
 //! `response_partition_limit` (at most 2000, Kafka's default cap) with a cursor, as Kafka pages
 //! them. One host leads every partition at [`LEADER_EPOCH`], its only replica and ISR; there are
 //! no eligible leader replicas (empty lists, as Kafka reports when ELR is empty).
+//!
+//! As in Kafka, a named topic the principal may not DESCRIBE is TOPIC_AUTHORIZATION_FAILED
+//! (after the others, outside the paging), a listing of every topic holds only the topics the
+//! host lists (those the principal may describe), and every other topic reports the topic
+//! operations the host's authorizer allows.
 
+use crate::acl_common::{TOPIC_OPERATIONS, authorized_operations};
 use crate::context::{ApiResult, Ctx};
-use crate::metadata::{LEADER_EPOCH, TOPIC_AUTHORIZED_OPERATIONS, topic_name, topic_uuid};
-use guise_guest_sdk::{ErrorCode, Services, TopicInfo, error};
+use crate::metadata::{LEADER_EPOCH, topic_name, topic_uuid};
+use guise_guest_sdk::{ErrorCode, Services, TopicInfo, acl, error};
 use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
 };
@@ -36,6 +42,18 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     {
         return error(cx, error::INVALID_REQUEST);
     }
+    // Named topics the principal may not describe: refused, whether or not they exist.
+    let mut refused = Vec::new();
+    if !all {
+        names.retain(|n| {
+            let allowed = svc.authorize(acl::TOPIC, n, acl::DESCRIBE);
+            if !allowed {
+                refused.push(failed(n, error::TOPIC_AUTHORIZATION_FAILED));
+            }
+            allowed
+        });
+    }
+    let operations = |name: &str| authorized_operations(svc, acl::TOPIC, name, TOPIC_OPERATIONS);
     let node = BrokerId(svc.self_broker().node_id);
     let mut remaining = req.response_partition_limit.clamp(1, MAX_PARTITIONS);
     let mut topics = Vec::new();
@@ -44,7 +62,8 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     while let Some(name) = names.next() {
         let Some(info) = svc.describe_topic(&name) else {
             if !all {
-                topics.push(failed(&name, error::UNKNOWN_TOPIC_OR_PARTITION));
+                let unknown = failed(&name, error::UNKNOWN_TOPIC_OR_PARTITION);
+                topics.push(unknown.with_topic_authorized_operations(operations(&name)));
             }
             continue;
         };
@@ -53,7 +72,7 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
             _ => 0,
         };
         let end = info.partitions.min(start.saturating_add(remaining));
-        topics.push(found(&info, node, start.min(end)..end));
+        topics.push(found(&info, node, start.min(end)..end, operations(&name)));
         remaining -= end - start.min(end);
         if end < info.partitions {
             next_cursor = Some(cursor(&name, end));
@@ -64,6 +83,7 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
             break;
         }
     }
+    topics.extend(refused);
     cx.respond(&DescribeTopicPartitionsResponse::default().with_topics(topics).with_next_cursor(next_cursor))
 }
 
@@ -75,6 +95,7 @@ fn found(
     info: &TopicInfo,
     node: BrokerId,
     partitions: std::ops::Range<i32>,
+    operations: i32,
 ) -> DescribeTopicPartitionsResponseTopic {
     let partitions = partitions
         .map(|p| {
@@ -96,7 +117,7 @@ fn found(
         .with_topic_id(topic_uuid(info.id))
         .with_is_internal(info.internal)
         .with_partitions(partitions)
-        .with_topic_authorized_operations(TOPIC_AUTHORIZED_OPERATIONS)
+        .with_topic_authorized_operations(operations)
 }
 
 fn failed(name: &str, code: ErrorCode) -> DescribeTopicPartitionsResponseTopic {
@@ -176,5 +197,38 @@ mod tests {
         assert_eq!(seen(&named), (vec![t("a", 0, &[0, 1]), t("b", 0, &[0, 1, 2]), t("zz", 3, &[])], None));
         // A cursor outside the named topics is INVALID_REQUEST.
         assert_eq!(ask(&svc, &["a"], 2000, Some(("b", 0))).topics[0].error_code, error::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn topics_the_principal_may_not_describe() {
+        let svc = StubServices::new();
+        for (name, n) in [("a", 2), ("b", 1), ("secret", 1)] {
+            svc.create_topic(name, n, &[], false).unwrap();
+        }
+        svc.deny(acl::TOPIC, "secret", acl::DESCRIBE);
+        svc.deny(acl::TOPIC, "nope", acl::DESCRIBE);
+        svc.deny(acl::TOPIC, "b", acl::WRITE);
+        let t = |n: &str, e: i16, p: &[i32]| (n.to_string(), e, p.to_vec());
+        // A listing leaves it out.
+        let all = ask(&svc, &[], 2000, None);
+        assert_eq!(seen(&all), (vec![t("a", 0, &[0, 1]), t("b", 0, &[0])], None));
+        assert_eq!(all.topics[0].topic_authorized_operations, 0b1101_1111_1000);
+        assert_eq!(all.topics[1].topic_authorized_operations, 0b1101_1110_1000);
+        // Named, it is refused after the others and outside the paging, existing or not.
+        let named = ask(&svc, &["secret", "b", "nope", "a"], 2, None);
+        assert_eq!(
+            seen(&named),
+            (
+                vec![
+                    t("a", 0, &[0, 1]),
+                    t("nope", error::TOPIC_AUTHORIZATION_FAILED, &[]),
+                    t("secret", error::TOPIC_AUTHORIZATION_FAILED, &[]),
+                ],
+                Some(("b".into(), 0))
+            )
+        );
+        let refused = &named.topics[2];
+        assert_eq!(refused.topic_id.as_u128(), 0);
+        assert_eq!(refused.topic_authorized_operations, i32::MIN);
     }
 }

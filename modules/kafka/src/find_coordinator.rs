@@ -4,10 +4,15 @@
 //! to (`cluster.self-broker`); any other key type gets INVALID_REQUEST, as Kafka's broker answers
 //! an unknown coordinator type. v4 (KIP-699) batches keys: one coordinator per key. v0 has no
 //! error message; a failed lookup names no node (id -1, empty host, port -1), as Kafka's does.
+//!
+//! As in Kafka, a group key needs DESCRIBE on the group (else GROUP_AUTHORIZATION_FAILED) and a
+//! transactional id DESCRIBE on it (else TRANSACTIONAL_ID_AUTHORIZATION_FAILED), per key in v4
+//! (where Kafka sets no error message).
 
+use crate::acl_common::authorization_message;
 use crate::context::{ApiResult, Ctx};
 use crate::metadata::str_bytes;
-use guise_guest_sdk::{Broker, ErrorCode, Services, error};
+use guise_guest_sdk::{Broker, ErrorCode, Services, acl, error};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -15,11 +20,21 @@ use kafka_protocol::protocol::StrBytes;
 /// The first version with batched keys (KIP-699).
 const BATCHED: i16 = 4;
 
-/// Where a key's coordinator is: this broker, or an error.
-fn lookup(key_type: i8, me: &Broker) -> Result<(BrokerId, StrBytes, i32), (ErrorCode, String)> {
+/// Where a key's coordinator is: this broker, or an error (and its message).
+fn lookup<S: Services>(
+    svc: &S,
+    key_type: i8,
+    key: &str,
+    me: &Broker,
+) -> Result<(BrokerId, StrBytes, i32), (ErrorCode, Option<String>)> {
+    let refused = |code| Err((code, Some(authorization_message(code).to_string())));
     match key_type {
+        0 if !svc.authorize(acl::GROUP, key, acl::DESCRIBE) => refused(error::GROUP_AUTHORIZATION_FAILED),
+        1 if !svc.authorize(acl::TRANSACTIONAL_ID, key, acl::DESCRIBE) => {
+            refused(error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        }
         0 | 1 => Ok((BrokerId(me.node_id), str_bytes(me.host.clone()), me.port)),
-        other => Err((error::INVALID_REQUEST, format!("unknown coordinator key type {other}"))),
+        other => Err((error::INVALID_REQUEST, Some(format!("unknown coordinator key type {other}")))),
     }
 }
 
@@ -29,31 +44,30 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let me = cx.svc.self_broker();
     // v0 has no key type: it looks up a group.
     let key_type = if v >= 1 { req.key_type } else { 0 };
-    let found = lookup(key_type, &me);
     if v >= BATCHED {
         let coordinators = req
             .coordinator_keys
             .iter()
             .map(|key| {
                 let c = Coordinator::default().with_key(key.clone());
-                match &found {
-                    Ok((node, host, port)) => c
-                        .with_error_message(None)
-                        .with_node_id(*node)
-                        .with_host(host.clone())
-                        .with_port(*port),
-                    Err((code, message)) => failed_key(c, *code, Some(message.clone())),
+                match lookup(cx.svc, key_type, key.as_str(), &me) {
+                    Ok((node, host, port)) => {
+                        c.with_error_message(None).with_node_id(node).with_host(host).with_port(port)
+                    }
+                    // Kafka sets no message for a refused key in v4.
+                    Err((code, _)) if code != error::INVALID_REQUEST => failed_key(c, code, None),
+                    Err((code, message)) => failed_key(c, code, message),
                 }
             })
             .collect();
         return cx.respond(&FindCoordinatorResponse::default().with_coordinators(coordinators));
     }
     let r = FindCoordinatorResponse::default();
-    let r = match found {
+    let r = match lookup(cx.svc, key_type, req.key.as_str(), &me) {
         Ok((node, host, port)) => {
             r.with_error_message(None).with_node_id(node).with_host(host).with_port(port)
         }
-        Err((code, message)) => failed(r, v, code, Some(message)),
+        Err((code, message)) => failed(r, v, code, message),
     };
     cx.respond(&r)
 }
@@ -161,6 +175,48 @@ mod tests {
             let want = |k| (k, 7, "broker.example", 19092, 0, None);
             assert_eq!(got, vec![want("g1"), want("g2"), want("")]);
         }
+    }
+
+    #[test]
+    fn keys_the_principal_may_not_describe_are_refused() {
+        let svc = svc();
+        svc.deny(acl::GROUP, "secret", acl::DESCRIBE);
+        svc.deny(acl::TRANSACTIONAL_ID, "tx-secret", acl::DESCRIBE);
+        for v in 0..=3 {
+            let ask = |key_type: i8, key: &str| -> FindCoordinatorResponse {
+                let req = FindCoordinatorRequest::default().with_key(str_bytes(key)).with_key_type(key_type);
+                call(&svc, ApiKey::FindCoordinator, v, &req)
+            };
+            let resp = ask(0, "secret");
+            assert_eq!(resp.error_code, error::GROUP_AUTHORIZATION_FAILED, "v{v}");
+            assert_eq!((resp.node_id.0, resp.host.as_str(), resp.port), (-1, "", -1), "v{v}");
+            if v >= 1 {
+                assert_eq!(resp.error_message.as_deref(), Some("Group authorization failed."), "v{v}");
+                let resp = ask(1, "tx-secret");
+                assert_eq!(resp.error_code, error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "v{v}");
+                assert_eq!(resp.node_id.0, -1, "v{v}");
+                // Allowed keys are answered as before.
+                assert_eq!((ask(1, "tx").error_code, ask(1, "tx").node_id.0), (0, 7), "v{v}");
+            }
+            assert_eq!((ask(0, "open").error_code, ask(0, "open").node_id.0), (0, 7), "v{v}");
+        }
+        // v4: per key.
+        let req = FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![str_bytes("open"), str_bytes("secret")]);
+        let resp: FindCoordinatorResponse = call(&svc, ApiKey::FindCoordinator, 4, &req);
+        let got: Vec<(&str, i16, i32, Option<&str>)> = resp
+            .coordinators
+            .iter()
+            .map(|c| (c.key.as_str(), c.error_code, c.node_id.0, c.error_message.as_deref()))
+            .collect();
+        assert_eq!(got, [("open", 0, 7, None), ("secret", error::GROUP_AUTHORIZATION_FAILED, -1, None)]);
+        let req = FindCoordinatorRequest::default()
+            .with_key_type(1)
+            .with_coordinator_keys(vec![str_bytes("tx-secret"), str_bytes("tx")]);
+        let resp: FindCoordinatorResponse = call(&svc, ApiKey::FindCoordinator, 4, &req);
+        let codes: Vec<i16> = resp.coordinators.iter().map(|c| c.error_code).collect();
+        assert_eq!(codes, [error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, 0]);
     }
 
     #[test]

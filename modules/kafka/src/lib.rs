@@ -8,16 +8,20 @@
 //! error responses, the ApiVersions response and the claim check are generated, so the server
 //! advertises exactly what it serves.
 
+mod acl_common;
 mod alter_configs;
 mod api_versions;
 mod apis;
 mod claims;
 mod context;
+mod create_acls;
 mod create_partitions;
 mod create_topics;
+mod delete_acls;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_acls;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;

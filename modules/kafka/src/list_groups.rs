@@ -1,5 +1,6 @@
 //! ListGroups v0–v4: the tenant's groups, with their protocol type and (v4+, KIP-518) state,
-//! optionally only those in the requested states.
+//! optionally only those in the requested states. As in Kafka, a principal sees every group
+//! with DESCRIBE on the cluster, else only the groups it may DESCRIBE: the host filters the list.
 
 use crate::context::{ApiResult, Ctx};
 use crate::group_common::string;

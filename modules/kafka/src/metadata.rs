@@ -5,26 +5,26 @@
 //! A requested topic that does not exist is created when both the request (v4+; always before v4)
 //! and the host (`auto.create.topics.enable`) allow it, and is then returned like any other.
 //! From v10 a requested topic may be named by id instead of by name.
+//!
+//! ACLs, as Kafka's broker applies them: a topic named in the request that the principal may
+//! not DESCRIBE gets TOPIC_AUTHORIZATION_FAILED (whether or not it exists); auto-creating a
+//! missing topic needs CREATE on the cluster or on the topic, else TOPIC_AUTHORIZATION_FAILED;
+//! a request for all topics lists what the host lists (the topics the principal may describe).
+//! A topic named by id the principal may not describe is unknown to the host, so it is
+//! UNKNOWN_TOPIC_ID here (Kafka answers TOPIC_AUTHORIZATION_FAILED). The authorized-operations
+//! fields (v8+, cluster's v8–v10) are computed with the host's authorizer when asked for.
 
+use crate::acl_common::{
+    CLUSTER_OPERATIONS, OPERATIONS_NOT_REQUESTED, TOPIC_OPERATIONS, authorized_operations,
+};
 use crate::context::{ApiResult, Ctx};
-use guise_guest_sdk::{ErrorCode, Services, TopicInfo, error};
+use guise_guest_sdk::{ErrorCode, Services, TopicInfo, acl, error};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use std::str::FromStr;
-
-/// The topic operations a principal may perform, as Kafka's `authorizedOperations` bit field
-/// (bit n set = ACL operation code n allowed). Guise has no ACLs within a tenant: a connection
-/// may do everything to its tenant's topics, which is what Kafka reports when no authorizer is
-/// configured — every operation a topic supports: READ (3), WRITE (4), CREATE (5), DELETE (6),
-/// ALTER (7), DESCRIBE (8), DESCRIBE_CONFIGS (10), ALTER_CONFIGS (11).
-pub(crate) const TOPIC_AUTHORIZED_OPERATIONS: i32 =
-    1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 10 | 1 << 11;
-
-/// "Not computed", in the authorized-operations fields.
-const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 /// A topic id as the codec's UUID type. (`kafka-protocol` does not re-export `uuid`, so the
 /// type is reached through `FromStr` and inference; a 32-digit hex string always parses.)
@@ -60,12 +60,15 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let me = svc.self_broker();
     let settings = svc.settings();
     let may_create = settings.auto_create_topics && (v < 4 || req.allow_auto_topic_creation);
-    let operations = if v >= 8 && req.include_topic_authorized_operations {
-        TOPIC_AUTHORIZED_OPERATIONS
-    } else {
-        OPERATIONS_NOT_REQUESTED
+    let with_operations = v >= 8 && req.include_topic_authorized_operations;
+    let found = |info: &TopicInfo| {
+        let operations = if with_operations {
+            authorized_operations(svc, acl::TOPIC, &info.name, TOPIC_OPERATIONS)
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        };
+        topic_found(info, me.node_id, operations)
     };
-    let found = |info: &TopicInfo| topic_found(info, me.node_id, operations);
 
     let topics = match &req.topics {
         None => svc.list_topics().iter().map(found).collect(),
@@ -91,6 +94,10 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
                         Some(info) => found(&info),
                         None => topic_error(v, None, *id, error::UNKNOWN_TOPIC_ID),
                     },
+                    // Not disclosed, whether or not it exists.
+                    Wanted::Name(name) if !svc.authorize(acl::TOPIC, name, acl::DESCRIBE) => {
+                        topic_error(v, Some(name), 0, error::TOPIC_AUTHORIZATION_FAILED)
+                    }
                     Wanted::Name(name) => match svc.describe_topic(name) {
                         Some(info) => found(&info),
                         None => match missing_topic(svc, name, may_create, settings.default_partitions) {
@@ -103,6 +110,16 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
         }
     };
 
+    // The cluster's operations (v8–v10): none without DESCRIBE on it, as Kafka reports.
+    let cluster_operations = if (8..=10).contains(&v) && req.include_cluster_authorized_operations {
+        if svc.authorize(acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE) {
+            authorized_operations(svc, acl::CLUSTER, acl::CLUSTER_NAME, CLUSTER_OPERATIONS)
+        } else {
+            0
+        }
+    } else {
+        OPERATIONS_NOT_REQUESTED
+    };
     let brokers = svc
         .brokers()
         .into_iter()
@@ -119,17 +136,25 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
             .with_brokers(brokers)
             .with_cluster_id(Some(str_bytes(settings.cluster_id)))
             .with_controller_id(BrokerId(me.node_id))
-            .with_topics(topics),
+            .with_topics(topics)
+            .with_cluster_authorized_operations(cluster_operations),
     )
 }
 
-/// A requested topic that does not exist: create it if allowed, else say why it is missing.
+/// A requested topic that does not exist: create it if allowed (by the request, the host and the
+/// principal's ACLs), else say why it is missing.
 fn missing_topic<S: Services>(
     svc: &S,
     name: &str,
     may_create: bool,
     partitions: i32,
 ) -> Result<TopicInfo, ErrorCode> {
+    if may_create
+        && !svc.authorize(acl::CLUSTER, acl::CLUSTER_NAME, acl::CREATE)
+        && !svc.authorize(acl::TOPIC, name, acl::CREATE)
+    {
+        return Err(error::TOPIC_AUTHORIZATION_FAILED);
+    }
     if may_create {
         return match svc.create_topic(name, partitions, &[], false) {
             Ok(info) => Ok(info),
@@ -389,9 +414,86 @@ mod tests {
             .with_topics(by_name(&["a"]))
             .with_include_topic_authorized_operations(true)
             .with_include_cluster_authorized_operations(true);
-        let resp = metadata(&svc, 8, &req);
-        assert_eq!(resp.topics[0].topic_authorized_operations, 0b1101_1111_1000);
+        // Without an authorizer: every operation of a topic, and of the cluster (v8–v10 only).
+        for v in 8..=12 {
+            // v11 dropped the cluster's flag.
+            let req = req.clone().with_include_cluster_authorized_operations(v <= 10);
+            let resp = metadata(&svc, v, &req);
+            assert_eq!(resp.topics[0].topic_authorized_operations, 0b1101_1111_1000, "v{v}");
+            let cluster = if v <= 10 { 0b1_1111_1010_0000 } else { i32::MIN };
+            assert_eq!(resp.cluster_authorized_operations, cluster, "v{v}");
+        }
+        // Not asked: not computed.
+        let resp = metadata(&svc, 10, &MetadataRequest::default().with_topics(by_name(&["a"])));
+        assert_eq!(resp.topics[0].topic_authorized_operations, i32::MIN);
         assert_eq!(resp.cluster_authorized_operations, i32::MIN);
+    }
+
+    #[test]
+    fn authorized_operations_follow_the_acls() {
+        let svc = svc_with(&[("a", 1)]);
+        svc.deny(acl::TOPIC, "a", acl::WRITE);
+        svc.deny(acl::TOPIC, "a", acl::ALTER_CONFIGS);
+        svc.deny(acl::CLUSTER, acl::CLUSTER_NAME, acl::IDEMPOTENT_WRITE);
+        let req = MetadataRequest::default()
+            .with_topics(by_name(&["a"]))
+            .with_include_topic_authorized_operations(true)
+            .with_include_cluster_authorized_operations(true);
+        let resp = metadata(&svc, 10, &req);
+        assert_eq!(resp.topics[0].topic_authorized_operations, 0b0101_1110_1000);
+        assert_eq!(resp.cluster_authorized_operations, 0b0_1111_1010_0000);
+        // Without DESCRIBE on the cluster, none of its operations are reported.
+        svc.deny(acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE);
+        assert_eq!(metadata(&svc, 9, &req).cluster_authorized_operations, 0);
+    }
+
+    #[test]
+    fn topics_the_principal_may_not_describe() {
+        let svc = svc_with(&[("a", 1), ("secret", 2)]);
+        svc.deny(acl::TOPIC, "secret", acl::DESCRIBE);
+        svc.deny(acl::TOPIC, "ghost", acl::DESCRIBE);
+        for v in [1, 4, 9, 10, 12] {
+            // Listing all topics: it is left out (the host does not list it).
+            let all = metadata(&svc, v, &MetadataRequest::default().with_topics(None));
+            assert_eq!(all.topics.iter().map(name_of).collect::<Vec<_>>(), ["a"], "v{v}");
+            // Named: refused with no id or partitions, whether it exists or not, never created.
+            let named = metadata(
+                &svc,
+                v,
+                &MetadataRequest::default().with_topics(by_name(&["secret", "ghost", "a"])),
+            );
+            let got: Vec<_> = named
+                .topics
+                .iter()
+                .map(|t| (name_of(t), t.error_code, t.partitions.len(), t.topic_id.as_u128()))
+                .collect();
+            let refused = error::TOPIC_AUTHORIZATION_FAILED;
+            assert_eq!(got[..2], [("secret", refused, 0, 0), ("ghost", refused, 0, 0)], "v{v}");
+            assert_eq!((got[2].0, got[2].1), ("a", 0), "v{v}");
+        }
+        svc.acls.borrow_mut().take();
+        assert!(svc.describe_topic("ghost").is_none());
+    }
+
+    #[test]
+    fn auto_creation_needs_create_on_the_cluster_or_the_topic() {
+        let svc = StubServices::new();
+        svc.deny(acl::CLUSTER, acl::CLUSTER_NAME, acl::CREATE);
+        svc.deny(acl::TOPIC, "no", acl::CREATE);
+        let resp = metadata(&svc, 12, &MetadataRequest::default().with_topics(by_name(&["no", "yes"])));
+        let got: Vec<_> =
+            resp.topics.iter().map(|t| (name_of(t), t.error_code, t.partitions.len())).collect();
+        assert_eq!(got, [("no", error::TOPIC_AUTHORIZATION_FAILED, 0), ("yes", 0, 1)]);
+        assert!(svc.describe_topic("no").is_none());
+        // Without auto-creation, a missing topic is unknown, as before.
+        let req =
+            MetadataRequest::default().with_topics(by_name(&["no"])).with_allow_auto_topic_creation(false);
+        assert_eq!(metadata(&svc, 12, &req).topics[0].error_code, error::UNKNOWN_TOPIC_OR_PARTITION);
+        // CREATE on the cluster is enough.
+        let svc = StubServices::new();
+        svc.deny(acl::TOPIC, "*", acl::CREATE);
+        let resp = metadata(&svc, 12, &MetadataRequest::default().with_topics(by_name(&["made"])));
+        assert_eq!(resp.topics[0].error_code, 0);
     }
 
     #[test]

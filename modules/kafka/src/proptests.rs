@@ -129,6 +129,7 @@ fn flexible_from(key: i16) -> i16 {
         35 => 2,
         17 => i16::MAX,
         36 => 2,
+        29..=31 => 2,
         _ => unreachable!("api key {key}"),
     }
 }
@@ -167,6 +168,7 @@ fn codec_versions(key: i16) -> std::ops::RangeInclusive<i16> {
         36 => 0..=2,
         61 => 0..=0,
         75 => 0..=0,
+        29..=31 => 1..=3,
         _ => unreachable!("api key {key}"),
     }
 }
@@ -643,6 +645,59 @@ fn samples(key: i16, v: i16) -> Vec<Vec<u8>> {
                 .with_validate_only(true);
             vec![encode(&rich, v), encode(&small, v), encode(&CreatePartitionsRequest::default(), v)]
         }
+        29 => {
+            let rich = DescribeAclsRequest::default()
+                .with_resource_type_filter(2)
+                .with_resource_name_filter(Some(str_bytes("a")))
+                .with_pattern_type_filter(2)
+                .with_principal_filter(Some(str_bytes("User:alice")))
+                .with_host_filter(Some(str_bytes("*")))
+                .with_operation(3)
+                .with_permission_type(3)
+                .with_unknown_tagged_fields(tags());
+            let any = DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1);
+            vec![encode(&rich, v), encode(&any, v), encode(&DescribeAclsRequest::default(), v)]
+        }
+        30 => {
+            use create_acls_request::AclCreation;
+            let creation = |name: &str, principal: &str, op: i8| {
+                AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(str_bytes(name))
+                    .with_resource_pattern_type(3)
+                    .with_principal(str_bytes(principal))
+                    .with_host(str_bytes("*"))
+                    .with_operation(op)
+                    .with_permission_type(3)
+                    .with_unknown_tagged_fields(tags())
+            };
+            let rich = CreateAclsRequest::default()
+                .with_creations(vec![creation("a", "User:alice", 3), creation("", "bad", 1)])
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&CreateAclsRequest::default(), v)]
+        }
+        31 => {
+            use delete_acls_request::DeleteAclsFilter;
+            let filter = |name: Option<&str>, op: i8| {
+                DeleteAclsFilter::default()
+                    .with_resource_type_filter(1)
+                    .with_resource_name_filter(name.map(str_bytes))
+                    .with_pattern_type_filter(1)
+                    .with_principal_filter(Some(str_bytes("User:alice")))
+                    .with_host_filter(None)
+                    .with_operation(op)
+                    .with_permission_type(1)
+                    .with_unknown_tagged_fields(tags())
+            };
+            let rich = DeleteAclsRequest::default()
+                .with_filters(vec![filter(Some("a"), 1), filter(None, 0)])
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&DeleteAclsRequest::default(), v)]
+        }
         key => group_samples(key, v, flex),
     }
 }
@@ -925,6 +980,9 @@ fn codec_decode(key: i16, v: i16, body: &[u8]) -> Option<usize> {
         36 => go::<SaslAuthenticateRequest>(body, v),
         61 => go::<DescribeProducersRequest>(body, v),
         75 => go::<DescribeTopicPartitionsRequest>(body, v),
+        29 => go::<DescribeAclsRequest>(body, v),
+        30 => go::<CreateAclsRequest>(body, v),
+        31 => go::<DeleteAclsRequest>(body, v),
         _ => unreachable!("api key {key}"),
     }
 }

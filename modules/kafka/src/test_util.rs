@@ -294,3 +294,22 @@ pub fn commit_request(
         .with_member_id(StrBytes::from_string(member.to_string()))
         .with_topics(topics)
 }
+
+/// An ALLOW binding for any host.
+pub fn acl_binding(
+    resource_type: i8,
+    name: &str,
+    pattern_type: i8,
+    principal: &str,
+    operation: i8,
+) -> guise_guest_sdk::AclBinding {
+    guise_guest_sdk::AclBinding {
+        resource_type,
+        resource_name: name.into(),
+        pattern_type,
+        principal: principal.into(),
+        host: "*".into(),
+        operation,
+        permission_type: guise_guest_sdk::acl::ALLOW,
+    }
+}

@@ -107,13 +107,18 @@ pub async fn serve<S>(
                         break;
                     }
                     activity.touch();
-                    // Authenticated: the principal may name the connection's tenant.
-                    if let Some(principal) = session.principal()
-                        && let Some(tenant) = cfg.principals.tenant_of(principal, Via::Sasl)
-                        && conn.tenant != tenant.as_str()
-                    {
-                        tracing::debug!(conn = conn.id, principal, %tenant, "the principal's tenant");
-                        conn.tenant = tenant.to_string();
+                    // Authenticated: the SASL principal is the connection's (ACLs name it), and it
+                    // may name the connection's tenant.
+                    if let Some(principal) = session.principal() {
+                        if conn.principal != principal {
+                            conn.principal = principal.to_string();
+                        }
+                        if let Some(tenant) = cfg.principals.tenant_of(principal, Via::Sasl)
+                            && conn.tenant != tenant.as_str()
+                        {
+                            tracing::debug!(conn = conn.id, principal, %tenant, "the principal's tenant");
+                            conn.tenant = tenant.to_string();
+                        }
                     }
                     if close {
                         tracing::debug!(conn = conn.id, peer = %conn.peer, "closing the connection after a refused SASL step");
@@ -389,7 +394,7 @@ mod budget_tests {
         for id in 1..=2 {
             // A small pipe: what the host has not read stays in the client's write.
             let (client, server) = tokio::io::duplex(16 * 1024);
-            let conn = ConnInfo { id, tenant: "public".into(), peer: "test".into(), advertised: None };
+            let conn = ConnInfo::new(id, "public", "test");
             tokio::spawn(serve(server, runtime.clone(), conn, cfg.clone(), stop.clone()));
             clients.push(client);
         }
@@ -432,7 +437,7 @@ mod budget_tests {
             sasl: None,
             principals: Default::default(),
         };
-        let conn = ConnInfo { id: 1, tenant: "public".into(), peer: "test".into(), advertised: None };
+        let conn = ConnInfo::new(1, "public", "test");
         tokio::spawn(serve(server, runtime, conn, cfg, stop));
 
         // ApiVersions v0 frames padded to 32 KiB (Kafka brokers ignore trailing bytes).

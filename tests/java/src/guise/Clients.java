@@ -59,7 +59,7 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * <pre>
  * Clients produce BOOTSTRAP TOPIC COUNT [KEY=VALUE producer properties...]
  * Clients consume BOOTSTRAP TOPIC GROUP COUNT [KEY=VALUE consumer properties...]
- * Clients admin BOOTSTRAP OPS_JSON
+ * Clients admin BOOTSTRAP OPS_JSON [KEY=VALUE admin properties...]
  * </pre>
  *
  * {@code admin} runs a list of operations ({@code {"op": "create", ...}}) in order and prints one
@@ -74,7 +74,7 @@ public final class Clients {
         switch (args[0]) {
             case "produce" -> out = produce(args[1], args[2], Integer.parseInt(args[3]), props(args, 4));
             case "consume" -> out = consume(args[1], args[2], args[3], Integer.parseInt(args[4]), props(args, 5));
-            case "admin" -> out = admin(args[1], JSON.readTree(args[2]));
+            case "admin" -> out = admin(args[1], JSON.readTree(args[2]), props(args, 3));
             default -> throw new IllegalArgumentException("unknown scenario " + args[0]);
         }
         System.out.println(JSON.writeValueAsString(out));
@@ -120,7 +120,10 @@ public final class Clients {
         return NODES.objectNode().set("sent", sent);
     }
 
-    /** A group member polling until COUNT records arrived (or 30 s passed), then committing. */
+    /**
+     * A group member polling until COUNT records arrived (or 30 s passed), then committing. A
+     * client error (e.g. an authorization failure) is the result, as {@code {"error": ...}}.
+     */
     static JsonNode consume(String bootstrap, String topic, String group, int count, Properties extra) {
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
@@ -133,20 +136,27 @@ public final class Clients {
         ArrayNode records = NODES.arrayNode();
         ObjectNode committed = NODES.objectNode();
         try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(p)) {
-            consumer.subscribe(List.of(topic));
-            long deadline = System.currentTimeMillis() + 30_000;
-            while (records.size() < count && System.currentTimeMillis() < deadline) {
-                for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(200))) {
-                    records.add(NODES.arrayNode().add(r.partition()).add(r.offset()).add(r.key()).add(r.value())
-                            .add(r.timestampType().toString()));
-                }
+            return consumeWith(consumer, topic, count, records, committed);
+        } catch (org.apache.kafka.common.KafkaException e) {
+            return error(e);
+        }
+    }
+
+    static JsonNode consumeWith(
+            KafkaConsumer<String, String> consumer, String topic, int count, ArrayNode records, ObjectNode committed) {
+        consumer.subscribe(List.of(topic));
+        long deadline = System.currentTimeMillis() + 30_000;
+        while (records.size() < count && System.currentTimeMillis() < deadline) {
+            for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(200))) {
+                records.add(NODES.arrayNode().add(r.partition()).add(r.offset()).add(r.key()).add(r.value())
+                        .add(r.timestampType().toString()));
             }
-            consumer.commitSync();
-            Set<TopicPartition> assigned = consumer.assignment();
-            for (Map.Entry<TopicPartition, OffsetAndMetadata> e : consumer.committed(assigned).entrySet()) {
-                if (e.getValue() != null) {
-                    committed.put(String.valueOf(e.getKey().partition()), e.getValue().offset());
-                }
+        }
+        consumer.commitSync();
+        Set<TopicPartition> assigned = consumer.assignment();
+        for (Map.Entry<TopicPartition, OffsetAndMetadata> e : consumer.committed(assigned).entrySet()) {
+            if (e.getValue() != null) {
+                committed.put(String.valueOf(e.getKey().partition()), e.getValue().offset());
             }
         }
         ObjectNode out = NODES.objectNode();
@@ -155,11 +165,12 @@ public final class Clients {
         return out;
     }
 
-    static JsonNode admin(String bootstrap, JsonNode ops) {
+    static JsonNode admin(String bootstrap, JsonNode ops, Properties extra) {
         Properties p = new Properties();
         p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000");
         p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "20000");
+        p.putAll(extra);
         ArrayNode results = NODES.arrayNode();
         try (Admin admin = Admin.create(p)) {
             for (JsonNode op : ops) {

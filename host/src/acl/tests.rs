@@ -1,0 +1,172 @@
+use super::*;
+use crate::storage::LogDefaults;
+use crate::storage::embedded::EmbeddedLog;
+use guise_guest_sdk::error::{INVALID_REQUEST, SECURITY_DISABLED};
+
+fn b(rt: i8, name: &str, pt: i8, principal: &str, op: i8, perm: i8) -> AclBinding {
+    AclBinding {
+        resource_type: rt,
+        resource_name: name.into(),
+        pattern_type: pt,
+        principal: principal.into(),
+        host: "*".into(),
+        operation: op,
+        permission_type: perm,
+    }
+}
+
+/// The filter that matches every binding.
+fn everything() -> AclFilter {
+    AclFilter {
+        resource_type: codes::ANY,
+        resource_name: None,
+        pattern_type: codes::ANY,
+        principal: None,
+        host: None,
+        operation: codes::ANY,
+        permission_type: codes::ANY,
+    }
+}
+
+const ALICE: Who<'static> = Who { principal: "User:alice", host: "10.0.0.1" };
+const BOB: Who<'static> = Who { principal: "User:bob", host: "10.0.0.2" };
+
+fn topic_ok(acls: &[AclBinding], who: &Who<'_>, name: &str, op: i8) -> bool {
+    decide(acls.iter(), who, codes::TOPIC, name, op, false)
+}
+
+#[test]
+fn literal_prefixed_and_wildcard_patterns() {
+    let acls = vec![
+        b(codes::TOPIC, "orders", codes::LITERAL, "User:alice", codes::WRITE, codes::ALLOW),
+        b(codes::TOPIC, "logs-", codes::PREFIXED, "User:alice", codes::READ, codes::ALLOW),
+        b(codes::TOPIC, "*", codes::LITERAL, "User:bob", codes::DESCRIBE, codes::ALLOW),
+    ];
+    assert!(topic_ok(&acls, &ALICE, "orders", codes::WRITE));
+    assert!(!topic_ok(&acls, &ALICE, "orders", codes::READ));
+    assert!(topic_ok(&acls, &ALICE, "logs-a", codes::READ));
+    assert!(!topic_ok(&acls, &ALICE, "logs", codes::READ), "a prefix covers longer names only");
+    assert!(topic_ok(&acls, &BOB, "anything", codes::DESCRIBE));
+    assert!(!topic_ok(&acls, &BOB, "orders", codes::WRITE));
+}
+
+#[test]
+fn implied_operations_and_deny_wins() {
+    let mut acls = vec![b(codes::TOPIC, "t", codes::LITERAL, "User:*", codes::READ, codes::ALLOW)];
+    assert!(topic_ok(&acls, &ALICE, "t", codes::DESCRIBE), "READ implies DESCRIBE");
+    assert!(!topic_ok(&acls, &ALICE, "t", codes::DESCRIBE_CONFIGS));
+    acls.push(b(codes::TOPIC, "t", codes::PREFIXED, "User:alice", codes::ALL, codes::DENY));
+    assert!(!topic_ok(&acls, &ALICE, "t", codes::READ), "a deny of ALL wins over an allow");
+    assert!(topic_ok(&acls, &BOB, "t", codes::READ));
+    let mut host = b(codes::TOPIC, "t", codes::LITERAL, "User:bob", codes::READ, codes::DENY);
+    host.host = "10.0.0.9".into();
+    acls.push(host);
+    assert!(topic_ok(&acls, &BOB, "t", codes::READ), "a deny for another host does not apply");
+}
+
+#[test]
+fn no_acl_on_a_resource_follows_allow_everyone() {
+    let acls = [b(codes::TOPIC, "t", codes::LITERAL, "User:bob", codes::READ, codes::ALLOW)];
+    assert!(!decide(acls.iter(), &ALICE, codes::TOPIC, "u", codes::READ, false));
+    assert!(decide(acls.iter(), &ALICE, codes::TOPIC, "u", codes::READ, true));
+    assert!(!decide(acls.iter(), &ALICE, codes::TOPIC, "t", codes::READ, true), "t has ACLs, none for alice");
+}
+
+#[test]
+fn by_resource_type() {
+    let mut acls = vec![b(codes::TOPIC, "t", codes::LITERAL, "User:alice", codes::WRITE, codes::ALLOW)];
+    assert!(decide_any(acls.iter(), &ALICE, codes::TOPIC, codes::WRITE, false));
+    assert!(!decide_any(acls.iter(), &BOB, codes::TOPIC, codes::WRITE, false));
+    acls.push(b(codes::TOPIC, "", codes::PREFIXED, "User:alice", codes::WRITE, codes::DENY));
+    assert!(!decide_any(acls.iter(), &ALICE, codes::TOPIC, codes::WRITE, false));
+}
+
+#[test]
+fn filters() {
+    let lit = b(codes::TOPIC, "orders", codes::LITERAL, "User:alice", codes::WRITE, codes::ALLOW);
+    let pre = b(codes::TOPIC, "ord", codes::PREFIXED, "User:bob", codes::READ, codes::ALLOW);
+    let any = everything();
+    assert!(matches(&any, &lit) && matches(&any, &pre));
+    let by_match =
+        AclFilter { resource_name: Some("orders".into()), pattern_type: codes::MATCH, ..any.clone() };
+    assert!(matches(&by_match, &lit) && matches(&by_match, &pre));
+    let exact = AclFilter { resource_name: Some("orders".into()), pattern_type: codes::ANY, ..any.clone() };
+    assert!(matches(&exact, &lit) && !matches(&exact, &pre));
+    let prefixed = AclFilter { pattern_type: codes::PREFIXED, ..any.clone() };
+    assert!(!matches(&prefixed, &lit) && matches(&prefixed, &pre));
+    let bob = AclFilter { principal: Some("User:bob".into()), ..any };
+    assert!(!matches(&bob, &lit) && matches(&bob, &pre));
+}
+
+#[test]
+fn validation() {
+    let ok = b(codes::TOPIC, "t", codes::LITERAL, "User:a", codes::READ, codes::ALLOW);
+    assert!(validate(&ok).is_ok());
+    for bad in [
+        AclBinding { pattern_type: codes::MATCH, ..ok.clone() },
+        AclBinding { resource_type: codes::ANY, ..ok.clone() },
+        AclBinding { operation: codes::ANY, ..ok.clone() },
+        AclBinding { permission_type: codes::ANY, ..ok.clone() },
+        AclBinding { principal: "alice".into(), ..ok.clone() },
+        AclBinding { resource_name: String::new(), ..ok.clone() },
+        AclBinding { resource_type: codes::CLUSTER, resource_name: "c".into(), ..ok.clone() },
+    ] {
+        assert_eq!(validate(&bad).unwrap_err().0, INVALID_REQUEST, "{bad:?}");
+    }
+}
+
+#[test]
+fn acls_persist_and_super_users_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
+    let config = AclConfig {
+        enabled: true,
+        super_users: vec!["User:admin".into()],
+        allow_everyone_if_no_acl_found: false,
+        namespace: "default".into(),
+    };
+    let admin = Who { principal: "User:admin", host: "127.0.0.1" };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let acl = Authorizer::new(log.clone(), config.clone());
+        assert!(!acl.authorize("public", &ALICE, codes::TOPIC, "t", codes::READ).await);
+        let refused = acl
+            .create(
+                "public",
+                &ALICE,
+                &[b(codes::TOPIC, "t", codes::LITERAL, "User:alice", codes::READ, codes::ALLOW)],
+            )
+            .await;
+        assert_eq!(refused[0].as_ref().unwrap_err().0, CLUSTER_AUTHORIZATION_FAILED);
+        let made = acl
+            .create(
+                "public",
+                &admin,
+                &[
+                    b(codes::TOPIC, "t", codes::LITERAL, "User:alice", codes::READ, codes::ALLOW),
+                    b(codes::GROUP, "g", codes::LITERAL, "User:alice", codes::READ, codes::ALLOW),
+                ],
+            )
+            .await;
+        assert!(made.iter().all(|r| r.is_ok()), "{made:?}");
+        assert!(acl.authorize("public", &ALICE, codes::TOPIC, "t", codes::READ).await);
+        assert!(
+            !acl.authorize("other", &ALICE, codes::TOPIC, "t", codes::READ).await,
+            "another tenant's ACLs"
+        );
+        let groups = AclFilter { resource_type: codes::GROUP, ..everything() };
+        let deleted = acl.delete("public", &admin, std::slice::from_ref(&groups)).await;
+        assert_eq!(deleted[0].as_ref().unwrap().len(), 1);
+    });
+    // A new authorizer over the same log replays what is left.
+    rt.block_on(async {
+        let acl = Authorizer::new(log.clone(), config);
+        assert!(acl.authorize("public", &ALICE, codes::TOPIC, "t", codes::READ).await);
+        assert!(!acl.authorize("public", &ALICE, codes::GROUP, "g", codes::READ).await);
+        let all = everything();
+        assert_eq!(acl.describe("public", &admin, &all).await.unwrap().len(), 1);
+        let off = Authorizer::default();
+        assert_eq!(off.describe("public", &admin, &all).await.unwrap_err().0, SECURITY_DISABLED);
+        assert!(off.authorize("public", &ALICE, codes::TOPIC, "t", codes::READ).await);
+    });
+}

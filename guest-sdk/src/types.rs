@@ -408,6 +408,24 @@ pub mod acl {
     }
 }
 
+/// The same seven fields from one ACL binding or filter type to another (the WIT's and the
+/// SDK's are field for field the same).
+#[macro_export]
+macro_rules! acl_fields {
+    ($v:expr => $T:path) => {{
+        let v = $v;
+        $T {
+            resource_type: v.resource_type,
+            resource_name: v.resource_name,
+            pattern_type: v.pattern_type,
+            principal: v.principal,
+            host: v.host,
+            operation: v.operation,
+            permission_type: v.permission_type,
+        }
+    }};
+}
+
 /// One ACL: who (principal, host) may or may not (permission) do what (operation) on which
 /// resources (type, name, literal or prefixed pattern).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

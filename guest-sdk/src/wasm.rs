@@ -10,23 +10,6 @@ use crate::{
 };
 use bytes::Bytes;
 
-/// The same seven fields from one ACL binding or filter type to another (the WIT's and the
-/// SDK's are field for field the same).
-macro_rules! acl_fields {
-    ($v:expr => $T:path) => {{
-        let v = $v;
-        $T {
-            resource_type: v.resource_type,
-            resource_name: v.resource_name,
-            pattern_type: v.pattern_type,
-            principal: v.principal,
-            host: v.host,
-            operation: v.operation,
-            permission_type: v.permission_type,
-        }
-    }};
-}
-
 #[allow(clippy::all, missing_docs, unsafe_op_in_unsafe_fn)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -408,20 +391,20 @@ impl Services for WasmServices {
         acls::authorize_any(resource_type, operation)
     }
     fn describe_acls(&self, filter: &AclFilter) -> Result<Vec<AclBinding>, (ErrorCode, String)> {
-        acls::describe(&acl_fields!(filter.clone() => acls::AclFilter))
-            .map(|bs| bs.into_iter().map(|b| acl_fields!(b => AclBinding)).collect())
+        acls::describe(&crate::acl_fields!(filter.clone() => acls::AclFilter))
+            .map(|bs| bs.into_iter().map(|b| crate::acl_fields!(b => AclBinding)).collect())
     }
     fn create_acls(&self, bindings: &[AclBinding]) -> Vec<Result<(), (ErrorCode, String)>> {
         let bindings: Vec<acls::AclBinding> =
-            bindings.iter().map(|b| acl_fields!(b.clone() => acls::AclBinding)).collect();
+            bindings.iter().map(|b| crate::acl_fields!(b.clone() => acls::AclBinding)).collect();
         acls::create(&bindings)
     }
     fn delete_acls(&self, filters: &[AclFilter]) -> Vec<Result<Vec<AclBinding>, (ErrorCode, String)>> {
         let filters: Vec<acls::AclFilter> =
-            filters.iter().map(|f| acl_fields!(f.clone() => acls::AclFilter)).collect();
+            filters.iter().map(|f| crate::acl_fields!(f.clone() => acls::AclFilter)).collect();
         acls::delete(&filters)
             .into_iter()
-            .map(|r| r.map(|bs| bs.into_iter().map(|b| acl_fields!(b => AclBinding)).collect()))
+            .map(|r| r.map(|bs| bs.into_iter().map(|b| crate::acl_fields!(b => AclBinding)).collect()))
             .collect()
     }
 }

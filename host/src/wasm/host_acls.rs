@@ -59,23 +59,6 @@ impl GuestState {
     }
 }
 
-/// The same seven fields from one ACL binding or filter type to another (the WIT's and the
-/// SDK's are field for field the same).
-macro_rules! acl_fields {
-    ($v:expr => $T:path) => {{
-        let v = $v;
-        $T {
-            resource_type: v.resource_type,
-            resource_name: v.resource_name,
-            pattern_type: v.pattern_type,
-            principal: v.principal,
-            host: v.host,
-            operation: v.operation,
-            permission_type: v.permission_type,
-        }
-    }};
-}
-
 impl acls::Host for GuestState {
     async fn authorize(&mut self, resource_type: i8, name: String, operation: i8) -> bool {
         self.allowed(resource_type, &name, operation).await
@@ -88,14 +71,16 @@ impl acls::Host for GuestState {
     async fn describe(&mut self, f: acls::AclFilter) -> Result<Vec<acls::AclBinding>, (ErrorCode, String)> {
         let (acl, tenant, principal, host) = self.who();
         let who = Who { principal: &principal, host: &host };
-        let found = self.awaiting(acl.describe(&tenant, &who, &acl_fields!(f => AclFilter))).await?;
-        Ok(found.into_iter().map(|b| acl_fields!(b => acls::AclBinding)).collect())
+        let found =
+            self.awaiting(acl.describe(&tenant, &who, &guise_guest_sdk::acl_fields!(f => AclFilter))).await?;
+        Ok(found.into_iter().map(|b| guise_guest_sdk::acl_fields!(b => acls::AclBinding)).collect())
     }
 
     async fn create(&mut self, bindings: Vec<acls::AclBinding>) -> Vec<Result<(), (ErrorCode, String)>> {
         let (acl, tenant, principal, host) = self.who();
         let who = Who { principal: &principal, host: &host };
-        let bindings: Vec<AclBinding> = bindings.into_iter().map(|b| acl_fields!(b => AclBinding)).collect();
+        let bindings: Vec<AclBinding> =
+            bindings.into_iter().map(|b| guise_guest_sdk::acl_fields!(b => AclBinding)).collect();
         self.awaiting(acl.create(&tenant, &who, &bindings)).await
     }
 
@@ -105,11 +90,16 @@ impl acls::Host for GuestState {
     ) -> Vec<Result<Vec<acls::AclBinding>, (ErrorCode, String)>> {
         let (acl, tenant, principal, host) = self.who();
         let who = Who { principal: &principal, host: &host };
-        let filters: Vec<AclFilter> = filters.into_iter().map(|f| acl_fields!(f => AclFilter)).collect();
+        let filters: Vec<AclFilter> =
+            filters.into_iter().map(|f| guise_guest_sdk::acl_fields!(f => AclFilter)).collect();
         let deleted = self.awaiting(acl.delete(&tenant, &who, &filters)).await;
         deleted
             .into_iter()
-            .map(|r| r.map(|bs| bs.into_iter().map(|b| acl_fields!(b => acls::AclBinding)).collect()))
+            .map(|r| {
+                r.map(|bs| {
+                    bs.into_iter().map(|b| guise_guest_sdk::acl_fields!(b => acls::AclBinding)).collect()
+                })
+            })
             .collect()
     }
 }

@@ -180,3 +180,44 @@ pub(crate) fn filter_problem(f: &AclFilter) -> Option<String> {
     }
     None
 }
+
+/// One entry's outcome in CreateAcls or DeleteAcls: done (with what it did), or an error.
+pub(crate) type Outcome<R> = Result<R, (ErrorCode, String)>;
+
+/// The outcome of each entry of a CreateAcls or DeleteAcls: INVALID_REQUEST with its `problem`,
+/// or what the host answered for it (`host` is called once, with the valid entries in order).
+/// When the host refused the request as a whole (no authorizer, no permission on the cluster),
+/// the invalid entries get that answer too, as Kafka checks those first.
+pub(crate) fn outcomes<T: Clone, R>(
+    entries: &[T],
+    problem: impl Fn(&T) -> Option<String>,
+    host: impl FnOnce(&[T]) -> Vec<Outcome<R>>,
+) -> Vec<Outcome<R>> {
+    let problems: Vec<Option<String>> = entries.iter().map(problem).collect();
+    let valid: Vec<T> =
+        entries.iter().zip(&problems).filter(|(_, p)| p.is_none()).map(|(e, _)| e.clone()).collect();
+    let mut answered = if valid.is_empty() { Vec::new() } else { host(&valid) }.into_iter();
+    let mut outcomes: Vec<Outcome<R>> = problems
+        .into_iter()
+        .map(|p| match p {
+            Some(why) => Err((error::INVALID_REQUEST, why)),
+            None => answered.next().unwrap_or_else(|| {
+                Err((error::UNKNOWN_SERVER_ERROR, "The host gave no result for this entry.".into()))
+            }),
+        })
+        .collect();
+    let whole = outcomes.iter().find_map(|o| match o {
+        Err((code @ (error::SECURITY_DISABLED | error::CLUSTER_AUTHORIZATION_FAILED), why)) => {
+            Some((*code, why.clone()))
+        }
+        _ => None,
+    });
+    if let Some(whole) = whole {
+        for o in &mut outcomes {
+            if matches!(o, Err((error::INVALID_REQUEST, _))) {
+                *o = Err(whole.clone());
+            }
+        }
+    }
+    outcomes
+}

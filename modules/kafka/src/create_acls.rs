@@ -11,7 +11,7 @@
 //! ALTER on the cluster; as Kafka checks those before the bindings, an invalid binding then gets
 //! the same error. v0 (literal patterns only) was removed in Kafka 4.0 and is not served.
 
-use crate::acl_common::binding_problem;
+use crate::acl_common::{binding_problem, outcomes};
 use crate::context::{ApiResult, Ctx};
 use crate::group_common::string;
 use crate::metadata::str_bytes;
@@ -34,33 +34,7 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
             permission_type: c.permission_type,
         })
         .collect();
-    let problems: Vec<Option<String>> = bindings.iter().map(binding_problem).collect();
-    let valid: Vec<AclBinding> =
-        bindings.iter().zip(&problems).filter(|(_, p)| p.is_none()).map(|(b, _)| b.clone()).collect();
-    let mut created = if valid.is_empty() { Vec::new() } else { cx.svc.create_acls(&valid) }.into_iter();
-    let mut outcomes: Vec<Result<(), (ErrorCode, String)>> = problems
-        .into_iter()
-        .map(|p| match p {
-            Some(why) => Err((error::INVALID_REQUEST, why)),
-            None => created.next().unwrap_or_else(|| {
-                Err((error::UNKNOWN_SERVER_ERROR, "The host gave no result for this ACL.".into()))
-            }),
-        })
-        .collect();
-    // Refused as a whole by the host: the invalid bindings share that answer.
-    let whole = outcomes.iter().find_map(|o| match o {
-        Err((code @ (error::SECURITY_DISABLED | error::CLUSTER_AUTHORIZATION_FAILED), why)) => {
-            Some((*code, why.clone()))
-        }
-        _ => None,
-    });
-    if let Some(whole) = whole {
-        for o in &mut outcomes {
-            if matches!(o, Err((error::INVALID_REQUEST, _))) {
-                *o = Err(whole.clone());
-            }
-        }
-    }
+    let outcomes = outcomes(&bindings, binding_problem, |valid| cx.svc.create_acls(valid));
     let results = outcomes
         .into_iter()
         .map(|o| match o {

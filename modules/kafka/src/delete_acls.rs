@@ -7,15 +7,13 @@
 //! the cluster, for every filter; as Kafka checks those first, an invalid filter then gets the
 //! same error. v0 (literal patterns only) was removed in Kafka 4.0 and is not served.
 
-use crate::acl_common::filter_problem;
+use crate::acl_common::{filter_problem, outcomes};
 use crate::context::{ApiResult, Ctx};
 use crate::group_common::opt_string;
 use crate::metadata::str_bytes;
 use guise_guest_sdk::{AclBinding, AclFilter, ErrorCode, Services, error};
 use kafka_protocol::messages::delete_acls_response::{DeleteAclsFilterResult, DeleteAclsMatchingAcl};
 use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse};
-
-type Deleted = Result<Vec<AclBinding>, (ErrorCode, String)>;
 
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let req: DeleteAclsRequest = cx.decode()?;
@@ -32,33 +30,7 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
             permission_type: f.permission_type,
         })
         .collect();
-    let problems: Vec<Option<String>> = filters.iter().map(filter_problem).collect();
-    let valid: Vec<AclFilter> =
-        filters.iter().zip(&problems).filter(|(_, p)| p.is_none()).map(|(f, _)| f.clone()).collect();
-    let mut deleted = if valid.is_empty() { Vec::new() } else { cx.svc.delete_acls(&valid) }.into_iter();
-    let mut outcomes: Vec<Deleted> = problems
-        .into_iter()
-        .map(|p| match p {
-            Some(why) => Err((error::INVALID_REQUEST, why)),
-            None => deleted.next().unwrap_or_else(|| {
-                Err((error::UNKNOWN_SERVER_ERROR, "The host gave no result for this filter.".into()))
-            }),
-        })
-        .collect();
-    // Refused as a whole by the host: the invalid filters share that answer.
-    let whole = outcomes.iter().find_map(|o| match o {
-        Err((code @ (error::SECURITY_DISABLED | error::CLUSTER_AUTHORIZATION_FAILED), why)) => {
-            Some((*code, why.clone()))
-        }
-        _ => None,
-    });
-    if let Some(whole) = whole {
-        for o in &mut outcomes {
-            if matches!(o, Err((error::INVALID_REQUEST, _))) {
-                *o = Err(whole.clone());
-            }
-        }
-    }
+    let outcomes = outcomes(&filters, filter_problem, |valid| cx.svc.delete_acls(valid));
     let results = outcomes
         .into_iter()
         .map(|o| match o {

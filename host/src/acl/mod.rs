@@ -123,7 +123,13 @@ impl Authorizer {
                 let mut bindings = BTreeSet::new();
                 kv::replay(&**log, &topic, |key, value| match serde_json::from_slice::<Stored>(key) {
                     Ok(b) if value.is_some() => {
-                        bindings.insert(b.into());
+                        let b = AclBinding::from(b);
+                        match validate(&b) {
+                            Ok(()) => {
+                                bindings.insert(b);
+                            }
+                            Err((_, why)) => tracing::warn!(tenant = name, "skipping a stored ACL: {why}"),
+                        }
                     }
                     Ok(b) => {
                         bindings.remove(&AclBinding::from(b));
@@ -256,6 +262,8 @@ impl Authorizer {
         let records: Vec<Record> = valid.iter().map(|b| record(b, true)).collect();
         if let Err(e) = self.append(tenant, records).await {
             tracing::error!(tenant, "storing ACLs failed: {e}");
+            // It may still have been stored (a lost receipt): read the topic again next time.
+            t.loaded.store(false, Ordering::Release);
             for r in results.iter_mut().filter(|r| r.is_ok()) {
                 *r = Err((UNKNOWN_SERVER_ERROR, format!("storing the ACL failed: {e}")));
             }
@@ -292,6 +300,8 @@ impl Authorizer {
         let records: Vec<Record> = doomed.iter().map(|b| record(b, false)).collect();
         if let Err(e) = self.append(tenant, records).await {
             tracing::error!(tenant, "storing ACL deletions failed: {e}");
+            // It may still have been stored (a lost receipt): read the topic again next time.
+            t.loaded.store(false, Ordering::Release);
             let e = (UNKNOWN_SERVER_ERROR, format!("storing the deletion failed: {e}"));
             return vec![Err(e); filters.len()];
         }

@@ -83,7 +83,8 @@ pub fn decide_any<'a>(
     {
         return true;
     }
-    allow_if_none && !bindings.into_iter().any(|b| b.resource_type == resource_type)
+    // As Kafka: whether a resource no ACL names would be allowed (its made-up name "hardcode").
+    decide(bindings, who, resource_type, "hardcode", operation, allow_if_none)
 }
 
 fn code_matches(filter: i8, code: i8) -> bool {

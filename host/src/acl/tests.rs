@@ -79,6 +79,12 @@ fn by_resource_type() {
     assert!(!decide_any(acls.iter(), &BOB, codes::TOPIC, codes::WRITE, false));
     acls.push(b(codes::TOPIC, "", codes::PREFIXED, "User:alice", codes::WRITE, codes::DENY));
     assert!(!decide_any(acls.iter(), &ALICE, codes::TOPIC, codes::WRITE, false));
+    // With allow-everyone, a resource no ACL names is open, other topics' ACLs
+    // notwithstanding (Kafka's made-up name "hardcode").
+    let others = [b(codes::TOPIC, "t", codes::LITERAL, "User:bob", codes::WRITE, codes::ALLOW)];
+    assert!(decide_any(others.iter(), &ALICE, codes::TOPIC, codes::WRITE, true));
+    let wildcard = [b(codes::TOPIC, "*", codes::LITERAL, "User:bob", codes::WRITE, codes::ALLOW)];
+    assert!(!decide_any(wildcard.iter(), &ALICE, codes::TOPIC, codes::WRITE, true));
 }
 
 #[test]

@@ -17,6 +17,16 @@ impl GuestState {
         }
         let (acl, tenant, principal, host) = self.who();
         let who = Who { principal: &principal, host: &host };
+        // The ACLs topic holds every binding of the tenant: only who may describe the ACLs
+        // (DESCRIBE on the cluster, as DescribeAcls needs) may see it, whatever its own ACLs say.
+        if resource_type == codes::TOPIC
+            && name == crate::acl::ACLS_TOPIC
+            && !self
+                .awaiting(acl.authorize(&tenant, &who, codes::CLUSTER, codes::CLUSTER_NAME, codes::DESCRIBE))
+                .await
+        {
+            return false;
+        }
         self.awaiting(acl.authorize(&tenant, &who, resource_type, name, operation)).await
     }
 

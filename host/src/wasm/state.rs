@@ -86,9 +86,12 @@ impl ConnInfo {
         }
     }
 
-    /// The client's address as ACLs name hosts ("10.0.0.1", without the port).
+    /// The client's address as ACLs name hosts ("10.0.0.1", without the port; an IPv4 client
+    /// of a dual-stack listener as IPv4, as Java names it).
     pub fn client_ip(&self) -> String {
-        self.peer.parse::<std::net::SocketAddr>().map_or_else(|_| self.peer.clone(), |a| a.ip().to_string())
+        self.peer
+            .parse::<std::net::SocketAddr>()
+            .map_or_else(|_| self.peer.clone(), |a| a.ip().to_canonical().to_string())
     }
 }
 

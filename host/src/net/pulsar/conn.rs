@@ -21,6 +21,11 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+/// How a failed CONNECT authentication starts its reason (the log line is throttled).
+const AUTH_FAILED: &str = "authentication failed";
+/// Failed authentications' log lines, shared by every connection.
+static AUTH_FAILURES: crate::logs::Throttle = crate::logs::Throttle::new(std::time::Duration::from_secs(1));
+
 /// A schema version, for producers that declare a schema (schemas are not stored or checked).
 const SCHEMA_VERSION: [u8; 8] = [0; 8];
 
@@ -103,7 +108,12 @@ pub async fn serve(
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
                     if let Err(why) = conn.handle(frame).await {
-                        tracing::warn!(conn = id, %peer, "closing the Pulsar connection: {why}");
+                        // Failed logins may come by the thousand: at most a line a second.
+                        if !why.starts_with(AUTH_FAILED) {
+                            tracing::warn!(conn = id, %peer, "closing the Pulsar connection: {why}");
+                        } else if let Some(left_out) = AUTH_FAILURES.hit() {
+                            tracing::warn!(conn = id, %peer, left_out, "closing the Pulsar connection: {why}");
+                        }
                         break 'read;
                     }
                 }
@@ -218,7 +228,7 @@ impl Conn {
                                     message: format!("Unable to authenticate: {why}"),
                                 },
                             );
-                            return Err(format!("authentication failed: {why}"));
+                            return Err(format!("{AUTH_FAILED}: {why}"));
                         }
                     }
                 }

@@ -86,12 +86,6 @@ impl Default for Authorizer {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl Authorizer {
     /// Register the `__acls` topics (one per tenant in `namespace`) with the tenant room.
     pub fn register_internal(internal: &mut crate::tenant::InternalTopics, namespace: &str) {
@@ -152,7 +146,27 @@ impl Authorizer {
         self.config.super_users.iter().any(|s| s == who.principal)
     }
 
-    /// Whether `who` may do `operation` on the named resource of `tenant`.
+    /// Whether `who` may do `operation` on the named resource of `tenant`, when that is known
+    /// without reading the log: no authorizer, a super user, or the tenant's ACLs already in
+    /// memory (None: [`authorize`](Self::authorize) must read them first). Allocates nothing:
+    /// this is every produce's and fetch's check.
+    pub fn try_authorize(
+        &self,
+        tenant: &str,
+        who: &Who<'_>,
+        resource_type: i8,
+        name: &str,
+        operation: i8,
+    ) -> Option<bool> {
+        if !self.config.enabled || self.is_super(who) {
+            return Some(true);
+        }
+        let t = self.tenants.lock().get(tenant).filter(|t| t.loaded.load(Ordering::Acquire)).cloned()?;
+        Some(self.decide_in(&t, tenant, who, resource_type, name, operation))
+    }
+
+    /// Whether `who` may do `operation` on the named resource of `tenant` (its ACLs are read
+    /// from the log on first use).
     pub async fn authorize(
         &self,
         tenant: &str,
@@ -161,25 +175,43 @@ impl Authorizer {
         name: &str,
         operation: i8,
     ) -> bool {
-        if !self.config.enabled || self.is_super(who) {
-            return true;
+        if let Some(allowed) = self.try_authorize(tenant, who, resource_type, name, operation) {
+            return allowed;
         }
-        let t = match self.tenant(tenant).await {
-            Ok(t) => t,
+        match self.tenant(tenant).await {
+            Ok(t) => self.decide_in(&t, tenant, who, resource_type, name, operation),
             Err(e) => {
                 tracing::error!(tenant, "authorizer unavailable, refusing: {e}");
-                return false;
+                false
             }
-        };
+        }
+    }
+
+    fn decide_in(
+        &self,
+        t: &TenantAcls,
+        tenant: &str,
+        who: &Who<'_>,
+        resource_type: i8,
+        name: &str,
+        operation: i8,
+    ) -> bool {
         let bindings = t.bindings.read();
-        let allowed = decide(
-            bindings.iter(),
-            who,
-            resource_type,
-            name,
-            operation,
-            self.config.allow_everyone_if_no_acl_found,
-        );
+        let decide = |resource_type, name: &str, operation| {
+            decide(
+                bindings.iter(),
+                who,
+                resource_type,
+                name,
+                operation,
+                self.config.allow_everyone_if_no_acl_found,
+            )
+        };
+        // The ACLs topic holds every binding of the tenant: only who may describe the ACLs
+        // (DESCRIBE on the cluster, as DescribeAcls needs) may touch it, whatever ACLs name it.
+        let acls_topic = resource_type == codes::TOPIC && name == ACLS_TOPIC;
+        let allowed = (!acls_topic || decide(codes::CLUSTER, codes::CLUSTER_NAME, codes::DESCRIBE))
+            && decide(resource_type, name, operation);
         if !allowed {
             tracing::debug!(
                 tenant,
@@ -318,20 +350,15 @@ impl Authorizer {
     /// compacts).
     async fn append(&self, tenant: &str, records: Vec<Record>) -> Result<(), StorageError> {
         let Some(log) = &self.log else { return Ok(()) };
-        let name = self.topic(tenant);
-        if log.topic(&name).is_none() {
+        let configs = || {
             let mut configs = vec![("retention.ms".to_string(), "-1".to_string())];
             configs.push(("retention.bytes".into(), "-1".into()));
             if log.compacts() {
                 configs.push(("cleanup.policy".into(), "compact".into()));
             }
-            match log.create_topic(&name, 1, &configs, false).await {
-                Ok(_) => tracing::info!(topic = %name, "created the ACLs topic"),
-                Err(StorageError::TopicAlreadyExists(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        log.append(&name, 0, kv::encode_batch(&records, now_ms())?.into()).await.map(drop)
+            configs
+        };
+        kv::append(&**log, &self.topic(tenant), configs, &records).await
     }
 }
 

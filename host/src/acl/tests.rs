@@ -176,3 +176,43 @@ fn acls_persist_and_super_users_pass() {
         assert!(off.authorize("public", &ALICE, codes::TOPIC, "t", codes::READ).await);
     });
 }
+
+#[test]
+fn the_acls_topic_needs_describe_on_the_cluster_and_checks_allocate_once_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
+    let config = AclConfig {
+        enabled: true,
+        super_users: vec!["User:admin".into()],
+        allow_everyone_if_no_acl_found: false,
+        namespace: "default".into(),
+    };
+    let admin = Who { principal: "User:admin", host: "127.0.0.1" };
+    let acl = Authorizer::new(log, config);
+    assert_eq!(acl.try_authorize("public", &ALICE, codes::TOPIC, "t", codes::READ), None, "not read yet");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let everything = b(codes::TOPIC, "*", codes::LITERAL, "User:alice", codes::READ, codes::ALLOW);
+        assert!(acl.create("public", &admin, &[everything]).await[0].is_ok());
+        assert!(acl.authorize("public", &ALICE, codes::TOPIC, "t", codes::READ).await);
+        assert!(
+            !acl.authorize("public", &ALICE, codes::TOPIC, ACLS_TOPIC, codes::READ).await,
+            "READ on * is not enough"
+        );
+        let describe = b(
+            codes::CLUSTER,
+            codes::CLUSTER_NAME,
+            codes::LITERAL,
+            "User:alice",
+            codes::DESCRIBE,
+            codes::ALLOW,
+        );
+        assert!(acl.create("public", &admin, &[describe]).await[0].is_ok());
+        assert!(acl.authorize("public", &ALICE, codes::TOPIC, ACLS_TOPIC, codes::READ).await);
+    });
+    assert_eq!(
+        acl.try_authorize("public", &ALICE, codes::TOPIC, "t", codes::READ),
+        Some(true),
+        "in memory now"
+    );
+}

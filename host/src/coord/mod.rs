@@ -37,7 +37,7 @@ use crate::storage::{Log, StorageError, TopicName, wait};
 use group::{Group, JoinStep, SyncStep};
 use offsets::{Committed, Offsets};
 use parking_lot::Mutex;
-use records::{Record, encode_batch, group_record, offset_record};
+use records::{Record, group_record, offset_record};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -201,12 +201,6 @@ impl Default for Coordinator {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl Coordinator {
     /// Register the coordinator's internal topic (`__consumer_offsets`, one per tenant in
     /// `namespace`) with the tenant room.
@@ -365,15 +359,8 @@ impl Coordinator {
         if records.is_empty() {
             return Ok(());
         }
-        let name = self.offsets_topic(tenant);
-        if log.topic(&name).is_none() {
-            match log.create_topic(&name, 1, &records::offsets_topic_configs(log.compacts()), false).await {
-                Ok(_) => tracing::info!(topic = %name, "created the offsets topic"),
-                Err(StorageError::TopicAlreadyExists(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        log.append(&name, 0, encode_batch(&records, now_ms())?.into()).await.map(drop)
+        let configs = || records::offsets_topic_configs(log.compacts());
+        crate::storage::kv::append(&**log, &self.offsets_topic(tenant), configs, &records).await
     }
 
     /// Whether `topic` has `partition` (always, without a log).
@@ -628,7 +615,7 @@ impl Coordinator {
         let mut codes = vec![NONE; n];
         let mut records = Vec::new();
         let mut stored = Vec::new();
-        let timestamp = now_ms();
+        let timestamp = crate::storage::now_ms();
         for (i, o) in offsets.iter().enumerate() {
             if !self.partition_exists(tenant, &o.topic, o.partition) {
                 codes[i] = UNKNOWN_TOPIC_OR_PARTITION;

@@ -500,7 +500,7 @@ fn the_offsets_topic_is_compacted_and_replays_the_latest_commits() {
         assert_eq!(codes, vec![NONE]);
     }
     let before = wait(records::replay(&*log, &offsets)).unwrap().records;
-    let stats = log.clean(now_ms() + 1_000).unwrap();
+    let stats = log.clean(crate::storage::now_ms() + 1_000).unwrap();
     assert_eq!(stats.partitions, 1, "{stats:?}");
     let after = wait(records::replay(&*log, &offsets)).unwrap().records;
     assert!(after < before / 10, "the cleaner kept {after} of {before} records");

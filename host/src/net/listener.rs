@@ -189,6 +189,7 @@ impl Listener {
                 tenant: tenant.to_string(),
                 principal: accepted.principal.clone().unwrap_or_else(|| ANONYMOUS.to_string()),
                 peer: accepted.peer.to_string(),
+                client_ip: accepted.peer.ip().to_canonical().to_string(),
                 advertised: cfg.advertised.clone(),
             };
             connection::serve(stream, runtime.clone(), info, cfg.conn.clone(), accepted.shutdown)

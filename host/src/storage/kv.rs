@@ -47,6 +47,24 @@ pub fn decode_batch(batch: &[u8]) -> Result<Vec<Decoded>, StorageError> {
         .collect())
 }
 
+/// Append `records` as one batch to partition 0 of `name`, creating the topic first (with the
+/// configs `configs` gives) when it does not exist yet.
+pub async fn append(
+    log: &dyn Log,
+    name: &TopicName,
+    configs: impl FnOnce() -> Vec<(String, String)>,
+    records: &[Record],
+) -> Result<(), StorageError> {
+    if log.topic(name).is_none() {
+        match log.create_topic(name, 1, &configs(), false).await {
+            Ok(_) => tracing::info!(topic = %name, "created an internal topic"),
+            Err(StorageError::TopicAlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    log.append(name, 0, encode_batch(records, crate::storage::now_ms())?.into()).await.map(drop)
+}
+
 /// Read partition 0 of `name` from its log start to its end, handing every keyed record to
 /// `apply` in order (nothing when the topic does not exist).
 pub async fn replay(

@@ -78,7 +78,8 @@ impl TopicConfig {
     }
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch, as record timestamps count them.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

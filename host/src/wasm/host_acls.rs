@@ -12,21 +12,15 @@ type ErrorCode = i16;
 impl GuestState {
     /// Whether the connection's principal may do `operation` on the resource.
     pub(super) async fn allowed(&mut self, resource_type: i8, name: &str, operation: i8) -> bool {
-        if !self.ctx.acl.enabled() {
-            return true;
+        let who = Who { principal: &self.conn.principal, host: &self.conn.client_ip };
+        if let Some(allowed) =
+            self.ctx.acl.try_authorize(&self.conn.tenant, &who, resource_type, name, operation)
+        {
+            return allowed;
         }
+        // The tenant's first check: its ACLs are read from the log.
         let (acl, tenant, principal, host) = self.who();
         let who = Who { principal: &principal, host: &host };
-        // The ACLs topic holds every binding of the tenant: only who may describe the ACLs
-        // (DESCRIBE on the cluster, as DescribeAcls needs) may see it, whatever its own ACLs say.
-        if resource_type == codes::TOPIC
-            && name == crate::acl::ACLS_TOPIC
-            && !self
-                .awaiting(acl.authorize(&tenant, &who, codes::CLUSTER, codes::CLUSTER_NAME, codes::DESCRIBE))
-                .await
-        {
-            return false;
-        }
         self.awaiting(acl.authorize(&tenant, &who, resource_type, name, operation)).await
     }
 
@@ -65,7 +59,12 @@ impl GuestState {
 
     /// The authorizer and who asks (clones, so an awaited call does not borrow the state).
     fn who(&self) -> (std::sync::Arc<crate::acl::Authorizer>, String, String, String) {
-        (self.ctx.acl.clone(), self.conn.tenant.clone(), self.conn.principal.clone(), self.conn.client_ip())
+        (
+            self.ctx.acl.clone(),
+            self.conn.tenant.clone(),
+            self.conn.principal.clone(),
+            self.conn.client_ip.clone(),
+        )
     }
 }
 

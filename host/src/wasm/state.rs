@@ -70,6 +70,9 @@ pub struct ConnInfo {
     /// "User:ANONYMOUS".
     pub principal: String,
     pub peer: String,
+    /// The client's address as ACLs name hosts ("10.0.0.1", without the port; an IPv4 client
+    /// of a dual-stack listener as IPv4, as Java names it). See [`ConnInfo::client_ip_of`].
+    pub client_ip: String,
     /// The (host, port) Metadata returns on this connection's listener; None: the context's.
     pub advertised: Option<Arc<(String, i32)>>,
 }
@@ -82,16 +85,15 @@ impl ConnInfo {
             tenant: tenant.into(),
             principal: ANONYMOUS.into(),
             peer: peer.into(),
+            client_ip: Self::client_ip_of(peer),
             advertised: None,
         }
     }
 
-    /// The client's address as ACLs name hosts ("10.0.0.1", without the port; an IPv4 client
-    /// of a dual-stack listener as IPv4, as Java names it).
-    pub fn client_ip(&self) -> String {
-        self.peer
-            .parse::<std::net::SocketAddr>()
-            .map_or_else(|_| self.peer.clone(), |a| a.ip().to_canonical().to_string())
+    /// `peer`'s address as ACLs name hosts (`peer` itself when it is not an address).
+    pub fn client_ip_of(peer: &str) -> String {
+        peer.parse::<std::net::SocketAddr>()
+            .map_or_else(|_| peer.to_string(), |a| a.ip().to_canonical().to_string())
     }
 }
 

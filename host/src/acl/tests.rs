@@ -121,17 +121,24 @@ fn validation() {
     }
 }
 
-#[test]
-fn acls_persist_and_super_users_pass() {
-    let dir = tempfile::tempdir().unwrap();
-    let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
+const ADMIN: Who<'static> = Who { principal: "User:admin", host: "127.0.0.1" };
+
+/// An embedded log in `dir`, and an authorizer's settings with super user `User:admin`.
+fn embedded(dir: &std::path::Path) -> (Arc<dyn Log>, AclConfig) {
+    let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir, LogDefaults::default()).unwrap());
     let config = AclConfig {
         enabled: true,
         super_users: vec!["User:admin".into()],
         allow_everyone_if_no_acl_found: false,
         namespace: "default".into(),
     };
-    let admin = Who { principal: "User:admin", host: "127.0.0.1" };
+    (log, config)
+}
+
+#[test]
+fn acls_persist_and_super_users_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, config) = embedded(dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let acl = Authorizer::new(log.clone(), config.clone());
@@ -147,7 +154,7 @@ fn acls_persist_and_super_users_pass() {
         let made = acl
             .create(
                 "public",
-                &admin,
+                &ADMIN,
                 &[
                     b(codes::TOPIC, "t", codes::LITERAL, "User:alice", codes::READ, codes::ALLOW),
                     b(codes::GROUP, "g", codes::LITERAL, "User:alice", codes::READ, codes::ALLOW),
@@ -161,7 +168,7 @@ fn acls_persist_and_super_users_pass() {
             "another tenant's ACLs"
         );
         let groups = AclFilter { resource_type: codes::GROUP, ..everything() };
-        let deleted = acl.delete("public", &admin, std::slice::from_ref(&groups)).await;
+        let deleted = acl.delete("public", &ADMIN, std::slice::from_ref(&groups)).await;
         assert_eq!(deleted[0].as_ref().unwrap().len(), 1);
     });
     // A new authorizer over the same log replays what is left.
@@ -170,9 +177,9 @@ fn acls_persist_and_super_users_pass() {
         assert!(acl.authorize("public", &ALICE, codes::TOPIC, "t", codes::READ).await);
         assert!(!acl.authorize("public", &ALICE, codes::GROUP, "g", codes::READ).await);
         let all = everything();
-        assert_eq!(acl.describe("public", &admin, &all).await.unwrap().len(), 1);
+        assert_eq!(acl.describe("public", &ADMIN, &all).await.unwrap().len(), 1);
         let off = Authorizer::default();
-        assert_eq!(off.describe("public", &admin, &all).await.unwrap_err().0, SECURITY_DISABLED);
+        assert_eq!(off.describe("public", &ADMIN, &all).await.unwrap_err().0, SECURITY_DISABLED);
         assert!(off.authorize("public", &ALICE, codes::TOPIC, "t", codes::READ).await);
     });
 }
@@ -180,20 +187,13 @@ fn acls_persist_and_super_users_pass() {
 #[test]
 fn the_acls_topic_needs_describe_on_the_cluster_and_checks_allocate_once_loaded() {
     let dir = tempfile::tempdir().unwrap();
-    let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
-    let config = AclConfig {
-        enabled: true,
-        super_users: vec!["User:admin".into()],
-        allow_everyone_if_no_acl_found: false,
-        namespace: "default".into(),
-    };
-    let admin = Who { principal: "User:admin", host: "127.0.0.1" };
+    let (log, config) = embedded(dir.path());
     let acl = Authorizer::new(log, config);
     assert_eq!(acl.try_authorize("public", &ALICE, codes::TOPIC, "t", codes::READ), None, "not read yet");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let everything = b(codes::TOPIC, "*", codes::LITERAL, "User:alice", codes::READ, codes::ALLOW);
-        assert!(acl.create("public", &admin, &[everything]).await[0].is_ok());
+        assert!(acl.create("public", &ADMIN, &[everything]).await[0].is_ok());
         assert!(acl.authorize("public", &ALICE, codes::TOPIC, "t", codes::READ).await);
         assert!(
             !acl.authorize("public", &ALICE, codes::TOPIC, ACLS_TOPIC, codes::READ).await,
@@ -207,7 +207,7 @@ fn the_acls_topic_needs_describe_on_the_cluster_and_checks_allocate_once_loaded(
             codes::DESCRIBE,
             codes::ALLOW,
         );
-        assert!(acl.create("public", &admin, &[describe]).await[0].is_ok());
+        assert!(acl.create("public", &ADMIN, &[describe]).await[0].is_ok());
         assert!(acl.authorize("public", &ALICE, codes::TOPIC, ACLS_TOPIC, codes::READ).await);
     });
     assert_eq!(

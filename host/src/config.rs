@@ -199,6 +199,13 @@ pub struct Config {
     pub pulsar_tls: bool,
     /// Serve the admin API over TLS (https).
     pub admin_tls: bool,
+    /// Bearer tokens of the admin API (`[admin_tokens.NAME]` with `role`, `tenant`, and
+    /// `token_file` or `sha256`). With any (or `admin_operators`) set, every admin request but
+    /// `/health` needs a credential.
+    pub admin_tokens: std::collections::BTreeMap<String, crate::admin::auth::TokenConfig>,
+    /// Principals of verified client certificates (`User:CN=ops`) with the admin API's operator
+    /// role; other certificates get their `principal_tenants` tenant's role.
+    pub admin_operators: Vec<String>,
     /// Require Pulsar clients to authenticate with a JWT (`AuthenticationToken`), validated as
     /// OAUTHBEARER tokens are (`sasl_oauthbearer_*`); a principal's tenant is then the only one
     /// it reaches.
@@ -344,6 +351,8 @@ impl Default for Config {
             allow_everyone_if_no_acl_found: false,
             pulsar_tls: false,
             admin_tls: false,
+            admin_tokens: Default::default(),
+            admin_operators: Vec::new(),
             pulsar_token_auth: false,
             node_id: 0,
             cluster_id: "guise-cluster".into(),

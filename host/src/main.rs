@@ -30,6 +30,18 @@ enum Command {
     /// read from the first line of standard input, never from the command line; only the
     /// salted keys are printed.
     ScramCredential(ScramArgs),
+    /// Make a bearer token for the admin API (`[admin_tokens.NAME]`): the token goes to standard
+    /// output (keep it in a file only its owner reads), and the `sha256 = "..."` line the
+    /// configuration may hold instead of a `token_file` to standard error. With `--hash`, the
+    /// token is read from standard input and only that line is printed.
+    AdminToken(AdminTokenArgs),
+}
+
+#[derive(Parser)]
+struct AdminTokenArgs {
+    /// Hash a token read from standard input instead of making one.
+    #[arg(long)]
+    hash: bool,
 }
 
 #[derive(Parser)]
@@ -59,11 +71,27 @@ struct AdminArgs {
     admin_cert_file: Option<PathBuf>,
     #[arg(long, env = "GUISE_ADMIN_KEY_FILE", global = true, requires = "admin_cert_file")]
     admin_key_file: Option<PathBuf>,
+    /// A file holding the admin API bearer token (or the token itself in GUISE_ADMIN_TOKEN; never
+    /// on the command line).
+    #[arg(long, env = "GUISE_ADMIN_TOKEN_FILE", global = true)]
+    admin_token_file: Option<PathBuf>,
 }
 
 impl AdminArgs {
     fn client(&self) -> anyhow::Result<AdminClient> {
-        let client = AdminClient::new(&self.admin);
+        let mut client = AdminClient::new(&self.admin);
+        let token = match &self.admin_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the admin token file {}", path.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var("GUISE_ADMIN_TOKEN").ok().map(|t| t.trim().to_string()),
+        };
+        if let Some(token) = token.filter(|t| !t.is_empty()) {
+            client = client.with_token(token);
+        }
         Ok(match &self.admin_ca_file {
             None => client,
             Some(ca) => {
@@ -219,7 +247,27 @@ fn main() -> anyhow::Result<()> {
         Command::Module(args) => module(args),
         Command::Transform(args) => transform(args),
         Command::ScramCredential(args) => scram_credential(args),
+        Command::AdminToken(args) => admin_token(args),
     }
+}
+
+fn admin_token(args: AdminTokenArgs) -> anyhow::Result<()> {
+    use guise_host::admin::auth::{MIN_TOKEN_CHARS, digest, generate_token, hex};
+    if args.hash {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).context("reading the token from standard input")?;
+        let token = line.trim();
+        anyhow::ensure!(
+            token.chars().count() >= MIN_TOKEN_CHARS,
+            "a token is at least {MIN_TOKEN_CHARS} characters"
+        );
+        println!("sha256 = \"{}\"", hex(&digest(token)));
+    } else {
+        let token = generate_token();
+        println!("{token}");
+        eprintln!("sha256 = \"{}\"", hex(&digest(&token)));
+    }
+    Ok(())
 }
 
 fn scram_credential(args: ScramArgs) -> anyhow::Result<()> {

@@ -47,6 +47,8 @@ pub enum ServerError {
     Tls(crate::net::tls::TlsError),
     #[error(transparent)]
     Sasl(crate::net::kafka::sasl::SaslError),
+    #[error(transparent)]
+    AdminAuth(crate::admin::auth::AuthError),
 }
 
 /// What SASL listeners authenticate with: the users file (PLAIN, SCRAM) and the JWKS file
@@ -428,23 +430,42 @@ impl Server {
             addr: config.admin_addr.clone(),
             source,
         })?;
+        let auth = admin::auth::AdminAuth::load(
+            &config.admin_tokens,
+            &config.admin_operators,
+            (*principals).clone(),
+        )
+        .map_err(ServerError::AdminAuth)?;
+        let certificates_required =
+            config.admin_tls && config.tls_client_auth == crate::net::tls::ClientAuth::Required;
+        if !admin_addr.ip().is_loopback() {
+            if !auth.required() && !certificates_required {
+                tracing::warn!(
+                    %admin_addr,
+                    "the admin API is reachable beyond this machine without authentication: \
+                     anyone who reaches it can replace the translator and every tenant's transforms; \
+                     configure admin_tokens (or client certificates), or bind admin_addr to a loopback address"
+                );
+            } else if !config.admin_tls {
+                tracing::warn!(
+                    %admin_addr,
+                    "the admin API is reachable beyond this machine without TLS: its bearer tokens \
+                     cross the network in clear; set admin_tls"
+                );
+            }
+        }
+        if auth.required() {
+            tracing::info!("the admin API requires a credential (admin_tokens, admin_operators)");
+        }
         let admin_state = admin::AdminState {
             registry: registry.clone(),
             runtime: runtime.clone(),
             coord: coord.clone(),
             transforms: transforms.clone(),
+            auth,
+            failure_delay: Duration::from_millis(config.connection_failed_authentication_delay_ms),
         };
         let admin_state = Arc::new(admin_state);
-        let admin_authenticated =
-            config.admin_tls && config.tls_client_auth == crate::net::tls::ClientAuth::Required;
-        if !admin_addr.ip().is_loopback() && !admin_authenticated {
-            tracing::warn!(
-                %admin_addr,
-                "the admin API is reachable beyond this machine without required client certificates: \
-                 anyone who reaches it can replace the translator and every tenant's transforms; \
-                 bind admin_addr to a loopback address unless a firewall stands in front of it"
-            );
-        }
         // Each admin connection may buffer an upload (module_max_bytes): few of them.
         let admin_limits = listener::Limits { max_connections: config.admin_max_connections, ..limits };
         tasks.push(tokio::spawn(listener::run(

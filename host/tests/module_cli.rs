@@ -204,3 +204,142 @@ fn transform_deploy_list_show_rollback_delete_through_the_cli() {
     assert!(err.contains("invalid tenant"), "{err}");
     host.stop();
 }
+
+/// `guise <command>` with `env` set (the admin token travels in the environment or a file,
+/// never on the command line).
+fn guise_env(admin: u16, env: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_guise"))
+        .args(args)
+        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn transform_deploy<'a>(tenant: &'a str, module: &'a str) -> [&'a str; 9] {
+    ["transform", "--tenant", tenant, "deploy", "--topic", "cards", "--policy", "reject", module]
+}
+
+/// curl's status code and body for `method path` with these extra arguments.
+fn curl(admin: u16, method: &str, path: &str, extra: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-X", method, "-w", "\n%{http_code}"])
+        .args(extra)
+        .arg(format!("http://127.0.0.1:{admin}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap_or_else(|_| panic!("curl: {text}")), body.to_string())
+}
+
+/// With `[admin_tokens]`, every admin request but `/health` needs a bearer token: an operator's
+/// reaches everything, a tenant's only its own transforms (not the translator, not another
+/// tenant's transforms, not the translator's metrics); none or a wrong one gets 401. Tokens come
+/// from `guise admin-token`, are kept as a file or only as a hash, and never reach the log.
+#[test]
+fn admin_tokens_and_roles_through_the_cli_and_curl() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Two fresh tokens: the operator's kept in a file, the tenant's only as its SHA-256.
+    let made = |_| {
+        let out = Command::new(env!("CARGO_BIN_EXE_guise")).arg("admin-token").output().unwrap();
+        assert!(out.status.success());
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let sha = String::from_utf8(out.stderr).unwrap();
+        let sha = sha.trim().strip_prefix("sha256 = \"").unwrap().strip_suffix('"').unwrap().to_string();
+        (token, sha)
+    };
+    let ((ops, _), (acme, acme_sha)) = (made(0), made(1));
+    assert_ne!(ops, acme);
+    let hashed = Command::new(env!("CARGO_BIN_EXE_guise"))
+        .args(["admin-token", "--hash"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(format!("{acme}\n").as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&hashed.stdout).trim(), format!("sha256 = \"{acme_sha}\""));
+    let ops_file = dir.path().join("ops.token");
+    std::fs::write(&ops_file, format!("{ops}\n")).unwrap();
+    std::fs::set_permissions(&ops_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let tokens = format!(
+        r#"{{ ops = {{ role = "operator", token_file = "{}" }}, acme-ci = {{ role = "tenant", tenant = "acme", sha256 = "{acme_sha}" }} }}"#,
+        ops_file.display()
+    );
+    let host = Host::start(&data, 0, 0, &[("GUISE_ADMIN_TOKENS", &tokens)]);
+    let admin = host.admin;
+    let ops_env = [("GUISE_ADMIN_TOKEN_FILE", ops_file.to_str().unwrap())];
+    let acme_env = [("GUISE_ADMIN_TOKEN", acme.as_str())];
+    let mask = format!("{}/guise_transform_mask_card.wasm", guise_host::wasm::GUEST_DIR);
+    let faulty = guise_test_guests::FAULTY_TRANSLATOR_PATH;
+    let deploy = |tenant| transform_deploy(tenant, &mask);
+
+    // No credential: 401 (with the scheme to use), except /health.
+    let err = refused(guise_env(admin, &[], &["module", "list"]));
+    assert!(err.contains("HTTP 401") && err.contains("Bearer"), "{err}");
+    assert_eq!(curl(admin, "GET", "/health", &[]), (200, "ok\n".into()));
+    let (status, _) = curl(admin, "GET", "/metrics", &[]);
+    assert_eq!(status, 401);
+    let head = Command::new("curl")
+        .args(["-sS", "-D", "-", "-o", "/dev/null"])
+        .arg(format!("http://127.0.0.1:{admin}/modules"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&head.stdout).to_ascii_lowercase().contains("www-authenticate: bearer"));
+    // A wrong token: 401, whatever the tenant.
+    let wrong = "Authorization: Bearer not-a-token-of-this-host";
+    let (status, body) = curl(admin, "GET", "/transforms/acme", &["-H", wrong]);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("not valid"), "{body}");
+
+    // The tenant's token: its own transforms only.
+    let out = ok(guise_env(admin, &acme_env, &deploy("acme")));
+    assert!(out.contains("deployed acme/mask-card version 1"), "{out}");
+    let err = refused(guise_env(admin, &acme_env, &deploy("public")));
+    assert!(err.contains("HTTP 403") && err.contains("does not reach tenant"), "{err}");
+    let err = refused(guise_env(admin, &acme_env, &["module", "deploy", "kafka", faulty]));
+    assert!(err.contains("HTTP 403") && err.contains("operators"), "{err}");
+    let err = refused(guise_env(admin, &acme_env, &["module", "list"]));
+    assert!(err.contains("HTTP 403"), "{err}");
+    let err = refused(guise_env(admin, &acme_env, &["transform", "--tenant", "public", "delete", "x"]));
+    assert!(err.contains("HTTP 403"), "{err}");
+    let bearer = format!("Authorization: Bearer {acme}");
+    let (status, body) = curl(admin, "GET", "/transforms", &["-H", &bearer]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"acme\"") && !body.contains("\"public\""), "{body}");
+
+    // The operator's token (from a file): everything.
+    let out = ok(guise_env(admin, &ops_env, &deploy("public")));
+    assert!(out.contains("deployed public/mask-card version 1"), "{out}");
+    let out = ok(guise_env(admin, &ops_env, &["module", "deploy", "kafka", faulty]));
+    assert!(out.contains("deployed kafka version 2"), "{out}");
+    let ops_bearer = format!("Authorization: Bearer {ops}");
+    let (_, all) = curl(admin, "GET", "/transforms", &["-H", &ops_bearer]);
+    assert!(all.contains("\"acme\"") && all.contains("\"public\""), "{all}");
+    // Metrics: the operator sees the translator's and every tenant's; the tenant only its own.
+    let (_, metrics) = curl(admin, "GET", "/metrics", &["-H", &ops_bearer]);
+    assert!(
+        metrics.contains("guise_module_calls_total") && metrics.contains("tenant=\"public\""),
+        "{metrics}"
+    );
+    let (status, metrics) = curl(admin, "GET", "/metrics", &["-H", &bearer]);
+    assert_eq!(status, 200);
+    assert!(metrics.contains("tenant=\"acme\""), "{metrics}");
+    assert!(!metrics.contains("guise_module") && !metrics.contains("tenant=\"public\""), "{metrics}");
+    let (status, groups) = curl(admin, "GET", "/groups", &["-H", &bearer]);
+    assert_eq!((status, groups.trim()), (200, "[]"));
+
+    let log = host.stop();
+    assert!(log.contains("the admin API requires a credential"), "{log}");
+    assert!(log.contains("caller=token acme-ci") && log.contains("status=403"), "{log}");
+    assert!(log.contains("caller=token ops"), "{log}");
+    assert!(log.contains("admin request refused"), "{log}");
+    for secret in [&ops, &acme, "not-a-token-of-this-host"] {
+        assert!(!log.contains(secret), "a token reached the log");
+    }
+}

@@ -70,6 +70,7 @@ fn kafka_clients_over_ssl_with_client_certificates_beside_a_plaintext_listener()
     let writer = ca.client("writer", "/CN=writer/O=Guise");
     let other = TestCa::new(dir.path(), "other");
     let intruder = other.client("intruder", "/CN=writer/O=Guise");
+    let acme_ci = ca.client("acme-ci", "/CN=ci/O=Acme");
 
     let server = TestServer::start_with(|c| {
         tls_settings(c, &server_cert);
@@ -77,6 +78,10 @@ fn kafka_clients_over_ssl_with_client_certificates_beside_a_plaintext_listener()
         c.tls_client_auth = ClientAuth::Required;
         c.kafka_security_protocol = SecurityProtocol::Ssl;
         c.admin_tls = true;
+        // The writer's certificate is an admin operator; Acme's CI certificate manages acme.
+        c.admin_operators = vec!["User:O=Guise,CN=writer".into()];
+        c.principal_tenants
+            .insert("User:O=Acme,CN=ci".into(), guise_host::tenant::TenantId::new("acme").unwrap());
         c.listeners.push(ListenerConfig {
             addr: "127.0.0.1:0".into(),
             tenant: c.tenant.clone(),
@@ -140,6 +145,15 @@ fn kafka_clients_over_ssl_with_client_certificates_beside_a_plaintext_listener()
         .with_tls(&ca.cert(), Some((&writer.cert, &writer.key)))
         .unwrap();
     assert!(cli.list().unwrap().iter().any(|m| m.name == "kafka"));
+    // A tenant's certificate (principal_tenants) reaches that tenant's transforms, not modules.
+    let ci = guise_host::admin::client::AdminClient::new(server.admin_addr.to_string())
+        .with_tls(&ca.cert(), Some((&acme_ci.cert, &acme_ci.key)))
+        .unwrap();
+    let err = ci.list().unwrap_err().to_string();
+    assert!(err.contains("HTTP 403") && err.contains("operators"), "{err}");
+    assert!(ci.list_transforms(Some("acme")).unwrap().is_empty());
+    let err = ci.list_transforms(Some("public")).unwrap_err().to_string();
+    assert!(err.contains("HTTP 403"), "{err}");
 }
 
 /// Certificate files renewed in place are served from the next handshake on, without a

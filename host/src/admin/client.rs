@@ -33,11 +33,19 @@ pub struct AdminClient {
     timeout: Duration,
     /// Some: https (the host's `admin_tls`).
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Sent as `Authorization: Bearer` (the host's `admin_tokens`).
+    token: Option<String>,
 }
 
 impl AdminClient {
     pub fn new(addr: impl Into<String>) -> Self {
-        AdminClient { addr: addr.into(), timeout: Duration::from_secs(300), tls: None }
+        AdminClient { addr: addr.into(), timeout: Duration::from_secs(300), tls: None, token: None }
+    }
+
+    /// Authenticate every request with this bearer token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
     }
 
     /// Talk TLS, trusting the CAs in `ca`, presenting `identity` (certificate and key files)
@@ -160,8 +168,9 @@ impl AdminClient {
         // With a body, ask first (Expect: 100-continue): the server may refuse on the headers
         // alone (too large, no such endpoint), and then the body is never sent.
         let expect = if body.is_empty() { "" } else { "expect: 100-continue\r\n" };
+        let auth = self.token.as_ref().map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n{expect}connection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n{expect}{auth}connection: close\r\n\r\n",
             self.addr,
             body.len()
         );

@@ -7,8 +7,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The request line and headers may take at most this much.
 const MAX_HEAD: usize = 16 * 1024;
-/// A client gets this long to send its request head, and again its body.
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Headers a request may have at most.
+const MAX_HEADERS: usize = 64;
+/// A client gets this long to send its request head (curl sends it at once)...
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// ...and this long for its body (up to `module_max_bytes`).
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(thiserror::Error, Debug)]
 pub enum HttpError {
@@ -43,7 +47,18 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub query: Vec<(String, String)>,
+    /// The `Authorization` header: a credential, never printed.
+    pub authorization: Option<Secret>,
     pub body: Vec<u8>,
+}
+
+/// A header value that holds a credential: its `Debug` does not show it.
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 impl Request {
@@ -120,7 +135,7 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     max_body: u64,
 ) -> Result<Request, HttpError> {
     let mut buf = Vec::with_capacity(4096);
-    let head_end = tokio::time::timeout(READ_TIMEOUT, async {
+    let head_end = tokio::time::timeout(HEAD_TIMEOUT, async {
         loop {
             if let Some(pos) = find(&buf, b"\r\n\r\n") {
                 return Ok(pos);
@@ -156,7 +171,11 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
         .collect();
     let mut length: u64 = 0;
     let mut expect_continue = false;
-    for line in lines {
+    let mut authorization = None;
+    for (n, line) in lines.enumerate() {
+        if n == MAX_HEADERS {
+            return Err(HttpError::Bad(format!("more than {MAX_HEADERS} headers")));
+        }
         let Some((name, value)) = line.split_once(':') else {
             return Err(HttpError::Bad(format!("malformed header {line:?}")));
         };
@@ -168,6 +187,7 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
             }
             "transfer-encoding" => return Err(HttpError::LengthRequired),
             "expect" => expect_continue = value.eq_ignore_ascii_case("100-continue"),
+            "authorization" => authorization = Some(Secret(value.to_string())),
             _ => {}
         }
     }
@@ -182,18 +202,20 @@ pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let missing = usize::try_from(length).unwrap_or(usize::MAX) - body.len();
     body.reserve_exact(missing);
-    tokio::time::timeout(READ_TIMEOUT, (&mut *stream).take(missing as u64).read_to_end(&mut body))
+    tokio::time::timeout(BODY_TIMEOUT, (&mut *stream).take(missing as u64).read_to_end(&mut body))
         .await
         .map_err(|_| HttpError::Timeout)??;
     if (body.len() as u64) < length {
         return Err(HttpError::Closed);
     }
-    Ok(Request { method: method.to_string(), path: path.to_string(), query, body })
+    Ok(Request { method: method.to_string(), path: path.to_string(), query, authorization, body })
 }
 
 pub async fn write_response<S: AsyncWrite + Unpin>(stream: &mut S, r: &Response) -> std::io::Result<()> {
+    // A 401 names the scheme the client should use (RFC 6750).
+    let challenge = if r.status == 401 { "www-authenticate: Bearer realm=\"guise\"\r\n" } else { "" };
     let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\n{challenge}connection: close\r\n\r\n",
         r.status,
         reason(r.status),
         r.content_type,
@@ -209,6 +231,8 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
@@ -273,6 +297,13 @@ mod tests {
         assert_eq!(r.unwrap_err().status(), Some(400));
         let (r, _) = parse(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 10).await;
         assert_eq!(r.unwrap_err().status(), Some(400));
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: y\r\n")).collect();
+        let (r, _) = parse(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(), 10).await;
+        assert!(r.unwrap_err().to_string().contains("more than 64 headers"));
+        let (r, _) = parse(b"GET / HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n", 10).await;
+        let r = r.unwrap();
+        assert_eq!(r.authorization.as_ref().map(|s| s.0.as_str()), Some("Bearer s3cret"));
+        assert!(!format!("{r:?}").contains("s3cret"), "a request's Debug hides its credential");
         let big = vec![b'a'; MAX_HEAD + 10];
         let (r, _) = parse(&big, 10).await;
         assert_eq!(r.unwrap_err().status(), Some(400));

@@ -16,9 +16,15 @@
 //! | DELETE | `/transforms/TENANT/NAME` | unbind and remove the transform |
 //!
 //! Errors are JSON `{"error": "..."}` with a status that says what kind: 400 a bad name or
-//! request, 404 no such module or version, 409 nothing to roll back to, 413 too large, 422 the
-//! module was refused (does not compile, wrong world, fails to instantiate).
+//! request, 401 no valid credential, 403 a role that does not reach the resource, 404 no such
+//! module or version, 409 nothing to roll back to, 413 too large, 422 the module was refused
+//! (does not compile, wrong world, fails to instantiate).
+//!
+//! Who may call what is [`auth`]'s: with credentials configured, `/modules` is the operators',
+//! and a tenant's credential reaches `/transforms/TENANT/...` of its own tenant, and sees only
+//! its own transforms, groups and metrics.
 
+pub mod auth;
 pub mod client;
 pub mod http;
 
@@ -27,10 +33,15 @@ use crate::net::listener::Accepted;
 use crate::net::tls::Stream;
 use crate::transform::{BindingSpec, TransformError, Transforms};
 use crate::wasm::{Registry, RegistryError, Runtime};
+use auth::{AdminAuth, Refusal, Role};
 use http::{Request, Response};
 use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Failed admin logins: logged at most once a second, with a count of those left out.
+static AUTH_FAILURES: crate::logs::Throttle = crate::logs::Throttle::new(Duration::from_secs(1));
 
 /// What the admin API serves.
 pub struct AdminState {
@@ -38,6 +49,10 @@ pub struct AdminState {
     pub runtime: Arc<Runtime>,
     pub coord: Arc<Coordinator>,
     pub transforms: Arc<Transforms>,
+    pub auth: AdminAuth,
+    /// A request with a credential that is not valid is answered this late (Kafka's
+    /// connection.failed.authentication.delay.ms).
+    pub failure_delay: Duration,
 }
 
 /// Serve one admin connection (one request, then close): accepted by
@@ -46,7 +61,7 @@ pub async fn serve(state: Arc<AdminState>, mut stream: Stream, accepted: Accepte
     let peer = accepted.peer;
     let max = state.registry.max_module_bytes().max(state.transforms.max_module_bytes());
     let response = match http::read_request(&mut stream, max).await {
-        Ok(request) => route(&state, request).await,
+        Ok(request) => authorized(&state, request, &accepted).await,
         Err(e) => match e.status() {
             Some(status) => {
                 tracing::info!(%peer, "admin request refused: {e}");
@@ -62,17 +77,57 @@ pub async fn serve(state: Arc<AdminState>, mut stream: Stream, accepted: Accepte
     let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
 }
 
-async fn route(state: &Arc<AdminState>, request: Request) -> Response {
+/// Authenticate the request's caller, then route it; changes are logged with who made them.
+async fn authorized(state: &Arc<AdminState>, request: Request, accepted: &Accepted) -> Response {
+    let peer = accepted.peer;
+    if request.method == "GET" && request.path.trim_matches('/') == "health" {
+        return Response::text(200, "ok\n");
+    }
+    let header = request.authorization.as_ref().map(|h| h.0.as_str());
+    let caller = match state.auth.authenticate(header, accepted.principal.as_deref()) {
+        Ok(caller) => caller,
+        Err(Refusal::Unauthenticated(why)) => {
+            if header.is_some() {
+                // A wrong credential, not a missing one: slow down whoever is guessing.
+                tokio::time::sleep(state.failure_delay).await;
+            }
+            if let Some(left_out) = AUTH_FAILURES.hit() {
+                tracing::warn!(%peer, path = %request.path, left_out, "admin request refused: {why}");
+            }
+            return Response::error(401, why);
+        }
+        Err(Refusal::NoRole(why)) => {
+            tracing::warn!(%peer, path = %request.path, "admin request refused: {why}");
+            return Response::error(403, why);
+        }
+    };
+    let (method, path) = (request.method.clone(), request.path.clone());
+    let response = route(state, request, &caller.role).await;
+    if method != "GET" || response.status == 403 {
+        // The path without its query: a transform's config values stay out of the log.
+        tracing::info!(%peer, caller = %caller.name, %method, %path, status = response.status, "admin request");
+    }
+    response
+}
+
+async fn route(state: &Arc<AdminState>, request: Request, role: &Role) -> Response {
     let (registry, coord) = (&state.registry, &state.coord);
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     if segments.first() == Some(&"transforms") {
-        return transforms(state, &request, &segments[1..]).await;
+        return transforms(state, &request, &segments[1..], role).await;
+    }
+    if segments.first() == Some(&"modules") && *role != Role::Operator {
+        return Response::error(403, "modules (the translator) are managed by operators only");
     }
     match (request.method.as_str(), segments.as_slice()) {
         ("GET", ["health"]) => Response::text(200, "ok\n"),
-        ("GET", ["metrics"]) => Response::text(200, metrics(state)),
+        ("GET", ["metrics"]) => Response::text(200, metrics(state, role)),
         ("GET", ["modules"]) => Response::json(200, &registry.list()),
-        ("GET", ["groups"]) => Response::json(200, &coord.groups_overview().await),
+        ("GET", ["groups"]) => {
+            let mut groups = coord.groups_overview().await;
+            groups.retain(|g| role.reaches(&g.tenant));
+            Response::json(200, &groups)
+        }
         ("GET", ["modules", name]) => reply(registry.show(name), 200),
         ("PUT" | "POST", ["modules", name]) => {
             let (registry, name, body) = (registry.clone(), name.to_string(), request.body);
@@ -95,7 +150,12 @@ async fn route(state: &Arc<AdminState>, request: Request) -> Response {
 }
 
 /// `/transforms/...`: `rest` is the path after `transforms`.
-async fn transforms(state: &Arc<AdminState>, request: &Request, rest: &[&str]) -> Response {
+async fn transforms(state: &Arc<AdminState>, request: &Request, rest: &[&str], role: &Role) -> Response {
+    if let Some(tenant) = rest.first()
+        && !role.reaches(tenant)
+    {
+        return Response::error(403, format!("this credential does not reach tenant {tenant:?}"));
+    }
     let t = state.transforms.clone();
     let job = |f: Box<dyn FnOnce() -> Result<serde_json::Value, TransformError> + Send>, ok| async move {
         match tokio::task::spawn_blocking(f).await {
@@ -107,7 +167,9 @@ async fn transforms(state: &Arc<AdminState>, request: &Request, rest: &[&str]) -
             Err(e) => Response::error(500, format!("the request failed: {e}")),
         }
     };
-    let (tenant, name) = (rest.first().map(|s| s.to_string()), rest.get(1).map(|s| s.to_string()));
+    // A tenant's credential lists its own tenant's transforms only.
+    let tenant = rest.first().map(|s| s.to_string()).or_else(|| role.tenant().map(str::to_string));
+    let name = rest.get(1).map(|s| s.to_string());
     match (request.method.as_str(), rest) {
         ("GET", [] | [_]) => job(Box::new(move || json(t.list(tenant.as_deref()))), 200).await,
         ("GET", [_, _]) => job(Box::new(move || json(t.show(&tenant.unwrap(), &name.unwrap()))), 200).await,
@@ -188,8 +250,14 @@ fn reply<T: serde::Serialize>(result: Result<T, RegistryError>, ok: u16) -> Resp
     }
 }
 
-fn metrics(state: &AdminState) -> String {
+fn metrics(state: &AdminState, role: &Role) -> String {
     let (registry, runtime) = (&state.registry, &state.runtime);
+    if let Role::Tenant(tenant) = role {
+        // The translator's counters are every tenant's together: operators' only.
+        let mut out = String::new();
+        transform_metrics(&mut out, &state.transforms, Some(tenant.as_str()));
+        return out;
+    }
     let mut out = format!(
         "# TYPE guise_guest_calls_total counter\nguise_guest_calls_total {}\n# TYPE guise_guest_failures_total counter\nguise_guest_failures_total {}\n",
         runtime.calls.load(Ordering::Relaxed),
@@ -228,12 +296,13 @@ fn metrics(state: &AdminState) -> String {
             let _ = writeln!(out, "guise_module_active_version{{module=\"{}\"}} {active}", m.name);
         }
     }
-    transform_metrics(&mut out, &state.transforms);
+    transform_metrics(&mut out, &state.transforms, None);
     out
 }
 
-fn transform_metrics(out: &mut String, transforms: &Transforms) {
-    let Ok(all) = transforms.list(None) else { return };
+/// The transforms' counters: every tenant's, or one's.
+fn transform_metrics(out: &mut String, transforms: &Transforms, tenant: Option<&str>) {
+    let Ok(all) = transforms.list(tenant) else { return };
     let _ = writeln!(
         out,
         "# HELP guise_transform_records_total records into and out of tenant transforms, per version\n# TYPE guise_transform_records_total counter"

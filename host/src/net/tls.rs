@@ -86,7 +86,7 @@ const RECHECK: Duration = Duration::from_secs(1);
 impl Tls {
     /// Load the files (an error names the file and what is wrong with it, never its content).
     pub fn load(files: TlsFiles) -> Result<Arc<Tls>, TlsError> {
-        warn_if_readable_by_others(&files.key);
+        super::secrets::warn_if_readable_by_others(&files.key, "the TLS private key");
         let stamps = stamps(&files);
         let acceptor = TlsAcceptor::from(Arc::new(server_config(&files)?));
         Ok(Arc::new(Tls { files, current: Mutex::new(Loaded { acceptor, stamps, checked: Instant::now() }) }))
@@ -218,20 +218,6 @@ pub fn client_config(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<rust
             let key = PrivateKeyDer::from_pem_file(key).map_err(file_error("key file", key))?;
             builder.with_client_auth_cert(chain, key).map_err(|e| TlsError::Config(e.to_string()))
         }
-    }
-}
-
-/// A private key others may read is worth a warning (not a refusal: containers often run so).
-fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(m) = std::fs::metadata(path)
-        && m.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(
-            key = %path.display(),
-            mode = format!("{:o}", m.permissions().mode() & 0o777),
-            "the TLS private key is readable by other users; chmod 600 it"
-        );
     }
 }
 

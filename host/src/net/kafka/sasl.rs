@@ -195,6 +195,7 @@ impl Users {
     pub fn load(path: &Path) -> Result<Users, SaslError> {
         let err = |message: String| SaslError::Users { path: path.display().to_string(), message };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        crate::net::secrets::warn_if_readable_by_others(path, "sasl_users_file");
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct File {

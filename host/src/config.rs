@@ -148,6 +148,9 @@ pub struct Config {
     pub transform_memory_bytes: u64,
     pub transform_timeout_ms: u64,
     pub transform_max_output_bytes: u64,
+    /// Transform calls one tenant may run at once; more wait for a slot (`0`: half the cores,
+    /// at least one). `[tenants.NAME]` overrides it.
+    pub transform_max_concurrency: usize,
     /// The host's TLS certificate chain and private key (PEM), for the listeners that use TLS
     /// (`kafka_security_protocol = "SSL"`, `pulsar_tls`, `admin_tls`, SSL `[[listeners]]`).
     /// Changed files are used from the next handshake on.
@@ -312,6 +315,7 @@ pub struct TenantConfig {
     pub transform_memory_bytes: Option<u64>,
     pub transform_timeout_ms: Option<u64>,
     pub transform_max_output_bytes: Option<u64>,
+    pub transform_max_concurrency: Option<usize>,
 }
 
 impl Default for Config {
@@ -392,6 +396,7 @@ impl Default for Config {
             transform_memory_bytes: 16 << 20,
             transform_timeout_ms: 100,
             transform_max_output_bytes: 16 << 20,
+            transform_max_concurrency: 0,
             listeners: Vec::new(),
             tenants: Default::default(),
         }
@@ -699,7 +704,20 @@ impl Config {
             tenant_limits: self.tenants.keys().map(|t| (t.to_string(), self.transform_limits(t))).collect(),
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
+            concurrency: self.transform_concurrency(self.transform_max_concurrency),
+            tenant_concurrency: self
+                .tenants
+                .iter()
+                .filter_map(|(t, c)| {
+                    Some((t.to_string(), self.transform_concurrency(c.transform_max_concurrency?)))
+                })
+                .collect(),
         }
+    }
+
+    /// A `transform_max_concurrency` setting, `0` derived.
+    fn transform_concurrency(&self, n: usize) -> usize {
+        if n == 0 { crate::transform::default_concurrency() } else { n }
     }
 
     /// The translator's memory cap: at least the maximum frame plus working room.

@@ -287,7 +287,9 @@ fn routing_by_key_uses_kafkas_partitioner_and_stays_in_the_tenant() {
 }
 
 /// Tenants on their own listeners: acme's looping transform does not stop public's producer,
-/// and acme's routing lands in acme's topics only.
+/// and acme's routing lands in acme's topics only. acme's four producers into its looping
+/// transform run one call at a time (its `transform_max_concurrency`); the others wait for
+/// acme's slot instead of spinning on the runtime's workers.
 #[test]
 fn a_looping_tenant_does_not_hurt_another_tenant() {
     let server = TestServer::start_with(|c| {
@@ -297,6 +299,9 @@ fn a_looping_tenant_does_not_hurt_another_tenant() {
             advertised_addr: None,
             security_protocol: Default::default(),
         });
+        let acme =
+            guise_host::config::TenantConfig { transform_max_concurrency: Some(1), ..Default::default() };
+        c.tenants.insert("acme".parse().unwrap(), acme);
     });
     let acme = server.server().tenant_addrs[0].1.to_string();
     let admin = admin(&server);
@@ -318,9 +323,9 @@ fn a_looping_tenant_does_not_hurt_another_tenant() {
         .unwrap();
     assert!(admin.show_transform("public", "spin").is_err(), "public does not see acme's transforms");
 
-    // acme produces into its looping transform from two threads for the whole test.
+    // acme produces into its looping transform from four threads for the whole test.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let neighbours: Vec<_> = (0..2)
+    let neighbours: Vec<_> = (0..4)
         .map(|n| {
             let (acme, stop) = (acme.clone(), stop.clone());
             std::thread::spawn(move || {
@@ -382,6 +387,12 @@ fn a_looping_tenant_does_not_hurt_another_tenant() {
     assert!(stored(&server, "acme", "events", 0).is_empty(), "skip dropped every looping batch");
     let spin = admin.show_transform("acme", "spin").unwrap();
     assert!(spin.outcomes.skipped > 0 && spin.module.versions[0].stats.timeouts == spin.outcomes.skipped);
+    // One of acme's calls ran at a time; the others waited for it.
+    let calls = server.server().transforms.tenant_calls("acme");
+    assert_eq!((calls.limit, calls.peak, calls.running), (1, 1, 0), "{calls:?}");
+    assert!(calls.waited > 0, "four producers into a 100 ms loop overlapped: {calls:?}");
+    let metrics = admin.text("/metrics").unwrap();
+    assert!(metrics.contains("guise_transform_calls_peak{tenant=\"acme\"} 1"), "{metrics}");
 }
 
 /// Swap a transform ten times while a librdkafka producer runs: no errors, every record once,

@@ -303,6 +303,29 @@ fn metrics(state: &AdminState, role: &Role) -> String {
 /// The transforms' counters: every tenant's, or one's.
 fn transform_metrics(out: &mut String, transforms: &Transforms, tenant: Option<&str>) {
     let Ok(all) = transforms.list(tenant) else { return };
+    let mut tenants: Vec<&str> = all.iter().map(|t| t.tenant.as_str()).collect();
+    tenants.dedup();
+    for (metric, kind, help) in [
+        ("running", "gauge", "transform calls running now, per tenant"),
+        ("peak", "gauge", "the most transform calls that ran at once, per tenant"),
+        ("limit", "gauge", "transform calls a tenant may run at once (transform_max_concurrency)"),
+        ("waited_total", "counter", "transform calls that waited for one of their tenant's slots"),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP guise_transform_calls_{metric} {help}\n# TYPE guise_transform_calls_{metric} {kind}"
+        );
+        for t in &tenants {
+            let c = transforms.tenant_calls(t);
+            let value = match metric {
+                "running" => u64::from(c.running),
+                "peak" => u64::from(c.peak),
+                "limit" => c.limit as u64,
+                _ => c.waited,
+            };
+            let _ = writeln!(out, "guise_transform_calls_{metric}{{tenant=\"{t}\"}} {value}");
+        }
+    }
     let _ = writeln!(
         out,
         "# HELP guise_transform_records_total records into and out of tenant transforms, per version\n# TYPE guise_transform_records_total counter"

@@ -167,7 +167,9 @@ impl Transforms {
     ) -> Result<Vec<Emitted>, TransformFailure> {
         let engine = &self.shared.engine;
         let seed = self.shared.counter.fetch_add(1, Ordering::Relaxed);
-        engine.call(module, &binding.limits, batch, seed).await
+        // In one of the tenant's slots: a looping transform holds one of its own, not everyone's.
+        let calls = self.shared.calls(&binding.tenant);
+        calls.run(engine.call(module, &binding.limits, batch, seed)).await
     }
 
     /// Append `records` to `tenant`'s topic `name`, each in the partition of its key (Kafka's

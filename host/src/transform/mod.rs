@@ -234,6 +234,10 @@ pub struct TransformsConfig {
     /// `default_partitions`), as Kafka's auto.create.topics.enable does for producers.
     pub auto_create_topics: bool,
     pub default_partitions: i32,
+    /// Transform calls one tenant may run at once (`transform_max_concurrency`), and per-tenant
+    /// overrides.
+    pub concurrency: usize,
+    pub tenant_concurrency: HashMap<String, usize>,
 }
 
 impl TransformsConfig {
@@ -248,6 +252,8 @@ impl TransformsConfig {
             tenant_limits: HashMap::new(),
             auto_create_topics: true,
             default_partitions: 1,
+            concurrency: calls::default_concurrency(),
+            tenant_concurrency: HashMap::new(),
         }
     }
 }
@@ -264,11 +270,25 @@ struct Shared {
     outcomes: Mutex<HashMap<(String, String), Arc<PolicyCounters>>>,
     /// Spreads keyless routed records over partitions, and seeds the guests' randomness.
     counter: AtomicU64,
+    /// tenant → its transform-call slots.
+    calls: Mutex<HashMap<String, Arc<TenantCalls>>>,
 }
 
 impl Shared {
     fn limits(&self, tenant: &str) -> TransformLimits {
         self.cfg.tenant_limits.get(tenant).unwrap_or(&self.cfg.limits).clone()
+    }
+
+    fn calls(&self, tenant: &str) -> Arc<TenantCalls> {
+        if let Some(c) = self.calls.lock().get(tenant) {
+            return c.clone();
+        }
+        let limit = self.cfg.tenant_concurrency.get(tenant).copied().unwrap_or(self.cfg.concurrency);
+        self.calls
+            .lock()
+            .entry(tenant.to_string())
+            .or_insert_with(|| Arc::new(TenantCalls::new(limit)))
+            .clone()
     }
 
     fn outcomes(&self, tenant: &str, name: &str) -> Arc<PolicyCounters> {
@@ -388,6 +408,7 @@ impl Transforms {
                 bindings: RwLock::new(HashMap::new()),
                 outcomes: Mutex::new(HashMap::new()),
                 counter: AtomicU64::new(0),
+                calls: Mutex::new(HashMap::new()),
             }),
             compiler: compiler.clone(),
             registries: Mutex::new(BTreeMap::new()),
@@ -548,6 +569,20 @@ impl Transforms {
         Ok(out)
     }
 
+    /// `tenant`'s transform calls: its limit, how many run, the peak, and how many waited.
+    pub fn tenant_calls(&self, tenant: &str) -> CallsSnapshot {
+        self.shared.calls.lock().get(tenant).map(|c| c.snapshot()).unwrap_or_else(|| CallsSnapshot {
+            limit: self
+                .shared
+                .cfg
+                .tenant_concurrency
+                .get(tenant)
+                .copied()
+                .unwrap_or(self.shared.cfg.concurrency),
+            ..CallsSnapshot::default()
+        })
+    }
+
     /// The transform bound to `tenant`'s `topic`, if any (the produce path's one lookup).
     pub fn binding(&self, tenant: &str, topic: &str) -> Option<Arc<Binding>> {
         self.shared.bindings.read().get(tenant)?.get(topic).cloned()
@@ -575,3 +610,7 @@ impl Transforms {
 
 mod log;
 use log::TransformingLog;
+
+mod calls;
+use calls::TenantCalls;
+pub use calls::{CallsSnapshot, default_concurrency};

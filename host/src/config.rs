@@ -542,6 +542,9 @@ impl Config {
                 "must be at least 2 (the active version and one to roll back to)",
             );
         }
+        if self.namespace == crate::scram::RESERVED_NAMESPACE {
+            return invalid("namespace", "__guise is reserved for the host's own topics");
+        }
         // Tenants are checked as they are read (TenantId); the namespace becomes a directory.
         if let Err(e) = crate::tenant::names::validate_path_component("namespace", &self.namespace) {
             return invalid("namespace", &e.to_string());
@@ -571,9 +574,6 @@ impl Config {
         }
         let mechanisms = self.sasl_mechanisms()?;
         let oauth = crate::net::kafka::sasl::Mechanism::OAuthBearer;
-        if self.uses_sasl() && self.sasl_users_file.is_none() && mechanisms.iter().any(|m| *m != oauth) {
-            return invalid("sasl_users_file", "PLAIN and SCRAM on a SASL listener need sasl_users_file");
-        }
         if self.uses_sasl() && self.sasl_oauthbearer_jwks_file.is_none() && mechanisms.contains(&oauth) {
             return invalid("sasl_oauthbearer_jwks_file", "OAUTHBEARER needs sasl_oauthbearer_jwks_file");
         }

@@ -13,6 +13,7 @@ pub mod logs;
 pub mod net;
 pub mod pulsar;
 pub mod record;
+pub mod scram;
 pub mod server;
 pub mod storage;
 pub mod tenant;

@@ -1,4 +1,5 @@
-//! Repeated log lines, rate-limited with a count: a failure that recurs many times a second
+//! Repeated log lines, rate-limited with a count (and the warning about secret files others may
+//! read): a failure that recurs many times a second
 //! (an accept loop out of descriptors, a flush of every partition on a failing disk) logs its
 //! first occurrence, then at most one line per period saying how many were left out.
 
@@ -41,6 +42,23 @@ impl Throttle {
     /// [`hit_at`](Self::hit_at) now.
     pub fn hit(&self) -> Option<u64> {
         self.hit_at(Instant::now())
+    }
+}
+
+/// Files that hold secrets (private keys, SCRAM credentials, admin tokens) are read where the
+/// configuration names them and never echoed; one readable by other users is warned about (not
+/// refused: containers often run so).
+/// Warn when `path` (described as `what`) may be read by users other than its owner.
+pub fn warn_if_readable_by_others(path: &std::path::Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path)
+        && m.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", m.permissions().mode() & 0o777),
+            "{what} is readable by other users; chmod 600 it"
+        );
     }
 }
 

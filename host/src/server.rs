@@ -46,30 +46,24 @@ pub enum ServerError {
     #[error(transparent)]
     Tls(crate::net::tls::TlsError),
     #[error(transparent)]
-    Sasl(crate::net::kafka::sasl::SaslError),
+    Scram(#[from] crate::scram::ScramError),
     #[error(transparent)]
     AdminAuth(crate::admin::auth::AuthError),
 }
 
 /// What SASL listeners authenticate with: the users file (PLAIN, SCRAM) and the JWKS file
 /// (OAUTHBEARER), for the mechanisms enabled.
-fn sasl_config(config: &Config) -> Result<crate::net::kafka::sasl::SaslConfig, ServerError> {
-    use crate::net::kafka::sasl::{Mechanism, SaslConfig, Users};
+fn sasl_config(
+    config: &Config,
+    users: Arc<crate::scram::Store>,
+) -> Result<crate::net::kafka::sasl::SaslConfig, ServerError> {
+    use crate::net::kafka::sasl::{Mechanism, SaslConfig};
     let mechanisms = config.sasl_mechanisms()?;
-    let invalid =
-        |key, message: String| ServerError::Config(crate::config::ConfigError::Invalid { key, message });
-    let users = match &config.sasl_users_file {
-        Some(path) => Users::load(path).map_err(ServerError::Sasl)?,
-        None if mechanisms.iter().any(|m| *m != Mechanism::OAuthBearer) => {
-            return Err(invalid("sasl_users_file", "PLAIN and SCRAM need sasl_users_file".into()));
-        }
-        None => Users::default(),
-    };
     let oauth =
         if mechanisms.contains(&Mechanism::OAuthBearer) { Some(token_validator(config)?) } else { None };
     Ok(SaslConfig {
         mechanisms,
-        users: Arc::new(users),
+        users,
         reauth: (config.connections_max_reauth_ms > 0)
             .then(|| Duration::from_millis(config.connections_max_reauth_ms)),
         failure_delay: Duration::from_millis(config.connection_failed_authentication_delay_ms),
@@ -215,8 +209,6 @@ impl Server {
                 }));
             }
         };
-        // The SASL users and token keys, for every SASL listener.
-        let sasl = if config.uses_sasl() { Some(sasl_config(config)?) } else { None };
         let kafka = TcpListener::bind(&config.kafka_addr).await.map_err(|source| ServerError::Bind {
             what: "the Kafka listener",
             addr: config.kafka_addr.clone(),
@@ -250,7 +242,42 @@ impl Server {
         Coordinator::register_internal(&mut internal, &config.namespace);
         crate::acl::Authorizer::register_internal(&mut internal, &config.namespace);
         crate::net::pulsar::cursors::register_internal(&mut internal);
+        internal.register(
+            crate::scram::TOPIC,
+            Some(crate::scram::RESERVED_NAMESPACE),
+            "the SCRAM credentials",
+        );
         let internal = Arc::new(internal);
+        let principals = Arc::new(crate::net::principals::TenantMap {
+            explicit: config.principal_tenants.clone(),
+            sasl_prefix: config.sasl_user_tenant_prefix,
+        });
+
+        // SCRAM credentials: the users file's and those stored with AlterUserScramCredentials.
+        let file_users = match &config.sasl_users_file {
+            Some(path) => crate::scram::Users::load(path)?,
+            None => crate::scram::Users::default(),
+        };
+        let owner = {
+            let (principals, main) = (principals.clone(), config.tenant.to_string());
+            move |user: &str| {
+                let principal = format!("User:{user}");
+                principals
+                    .tenant_of(&principal, crate::net::principals::Via::Sasl)
+                    .map_or_else(|| main.clone(), |t| t.to_string())
+            }
+        };
+        let scram =
+            Arc::new(crate::scram::Store::new(file_users, log.clone(), &config.tenant, Box::new(owner)));
+        let stored = scram.load().await?;
+        if stored > 0 {
+            tracing::info!(
+                users = stored,
+                "read the SCRAM credentials stored with AlterUserScramCredentials"
+            );
+        }
+        // The SASL users and token keys, for every SASL listener.
+        let sasl = if config.uses_sasl() { Some(sasl_config(config, scram.clone())?) } else { None };
 
         // Groups and committed offsets of the listener's tenant are replayed now; other tenants'
         // when first used. Internal services get the raw log.
@@ -297,6 +324,7 @@ impl Server {
             coord: coord.clone(),
             internal: internal.clone(),
             acl: Arc::new(crate::acl::Authorizer::new(log.clone(), config.acl_config())),
+            scram,
         });
         // Pulsar applications' writes to ingress topics come in through the same door.
         log.serve_ingress(Arc::downgrade(&front_log));
@@ -334,10 +362,6 @@ impl Server {
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
         ));
         let tls_for = |on: bool| if on { tls.clone() } else { None };
-        let principals = Arc::new(crate::net::principals::TenantMap {
-            explicit: config.principal_tenants.clone(),
-            sasl_prefix: config.sasl_user_tenant_prefix,
-        });
         let net = |tenant: &TenantId, advertised: Option<Arc<(String, i32)>>, protocol: SecurityProtocol| {
             NetConfig {
                 conn: ConnConfig {

@@ -129,7 +129,7 @@ impl AdminAuth {
                 (Some(path), None) => {
                     let text = std::fs::read_to_string(path)
                         .map_err(|e| err(format!("reading token_file {}: {e}", path.display())))?;
-                    crate::net::secrets::warn_if_readable_by_others(path, "an admin token file");
+                    crate::logs::warn_if_readable_by_others(path, "an admin token file");
                     let token = text.trim();
                     if token.chars().count() < MIN_TOKEN_CHARS || token.contains(char::is_whitespace) {
                         return Err(err(format!(

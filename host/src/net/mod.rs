@@ -7,7 +7,6 @@ pub mod kafka;
 pub mod listener;
 pub mod principals;
 pub mod pulsar;
-pub mod secrets;
 pub mod tls;
 
 pub use listener::{Listener, NetConfig};

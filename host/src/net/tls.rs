@@ -86,7 +86,7 @@ const RECHECK: Duration = Duration::from_secs(1);
 impl Tls {
     /// Load the files (an error names the file and what is wrong with it, never its content).
     pub fn load(files: TlsFiles) -> Result<Arc<Tls>, TlsError> {
-        super::secrets::warn_if_readable_by_others(&files.key, "the TLS private key");
+        crate::logs::warn_if_readable_by_others(&files.key, "the TLS private key");
         let stamps = stamps(&files);
         let acceptor = TlsAcceptor::from(Arc::new(server_config(&files)?));
         Ok(Arc::new(Tls { files, current: Mutex::new(Loaded { acceptor, stamps, checked: Instant::now() }) }))

@@ -13,6 +13,7 @@ wasmtime::component::bindgen!({
         "guise:runtime/producers": async,
         "guise:runtime/groups": async,
         "guise:runtime/acls": async,
+        "guise:runtime/scram": async,
     },
     exports: { default: async },
     with: {
@@ -20,4 +21,6 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use guise::runtime::{acls, cluster, connection, groups, handler_types, log, logging, producers, types};
+pub use guise::runtime::{
+    acls, cluster, connection, groups, handler_types, log, logging, producers, scram, types,
+};

@@ -8,6 +8,7 @@ mod host_acls;
 mod host_groups;
 mod host_impl;
 mod host_producers;
+mod host_scram;
 mod module;
 mod park;
 pub mod registry;

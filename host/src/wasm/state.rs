@@ -30,6 +30,8 @@ pub struct HostContext {
     pub internal: Arc<InternalTopics>,
     /// Kafka's ACLs, checked on every host service a guest calls.
     pub acl: Arc<crate::acl::Authorizer>,
+    /// SCRAM credentials (DescribeUserScramCredentials, AlterUserScramCredentials).
+    pub scram: Arc<crate::scram::Store>,
 }
 
 impl HostContext {
@@ -52,6 +54,7 @@ impl HostContext {
             coord: Default::default(),
             internal: Arc::new(internal),
             acl: Default::default(),
+            scram: Arc::new(crate::scram::Store::from_file(Default::default())),
         }
     }
 

@@ -15,17 +15,11 @@ use super::frame::FrameHeader;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::{BufMut, Bytes, BytesMut};
-use ring::{digest, hmac, pbkdf2};
-use std::collections::HashMap;
-use std::num::NonZeroU32;
-use std::path::Path;
+use ring::digest;
 use std::time::{Duration, Instant};
 
-#[derive(thiserror::Error, Debug)]
-pub enum SaslError {
-    #[error("reading sasl_users_file {path}: {message}")]
-    Users { path: String, message: String },
-}
+pub use crate::scram::{Credential, MIN_ITERATIONS, Scram, Users};
+use crate::scram::{constant_eq, mac};
 
 /// Kafka's error codes these answers carry.
 const NONE: i16 = 0;
@@ -46,9 +40,6 @@ fn log_failure(f: &Failed) {
         tracing::info!(left_out, "SASL authentication failed: {}", f.log);
     }
 }
-
-/// The fewest PBKDF2 iterations a stored credential may have (Kafka's minimum).
-pub const MIN_ITERATIONS: u32 = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mechanism {
@@ -75,6 +66,14 @@ impl Mechanism {
         Mechanism::ALL.into_iter().find(|m| m.name() == name)
     }
 
+    /// The SCRAM mechanism of `scram`.
+    pub fn of(scram: Scram) -> Mechanism {
+        match scram {
+            Scram::Sha256 => Mechanism::ScramSha256,
+            Scram::Sha512 => Mechanism::ScramSha512,
+        }
+    }
+
     fn scram(self) -> Option<Scram> {
         match self {
             Mechanism::Plain | Mechanism::OAuthBearer => None,
@@ -84,174 +83,13 @@ impl Mechanism {
     }
 }
 
-/// A SCRAM hash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Scram {
-    Sha256,
-    Sha512,
-}
-
-impl Scram {
-    fn pbkdf2(self) -> pbkdf2::Algorithm {
-        match self {
-            Scram::Sha256 => pbkdf2::PBKDF2_HMAC_SHA256,
-            Scram::Sha512 => pbkdf2::PBKDF2_HMAC_SHA512,
-        }
-    }
-    fn hmac(self) -> hmac::Algorithm {
-        match self {
-            Scram::Sha256 => hmac::HMAC_SHA256,
-            Scram::Sha512 => hmac::HMAC_SHA512,
-        }
-    }
-    fn digest(self) -> &'static digest::Algorithm {
-        match self {
-            Scram::Sha256 => &digest::SHA256,
-            Scram::Sha512 => &digest::SHA512,
-        }
-    }
-    fn len(self) -> usize {
-        self.digest().output_len()
-    }
-    pub fn mechanism(self) -> Mechanism {
-        match self {
-            Scram::Sha256 => Mechanism::ScramSha256,
-            Scram::Sha512 => Mechanism::ScramSha512,
-        }
-    }
-}
-
-/// A stored SCRAM credential: what RFC 5802 keeps instead of the password.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Credential {
-    pub salt: Vec<u8>,
-    pub iterations: u32,
-    pub stored_key: Vec<u8>,
-    pub server_key: Vec<u8>,
-}
-
-fn mac(scram: Scram, key: &[u8], data: &[u8]) -> Vec<u8> {
-    hmac::sign(&hmac::Key::new(scram.hmac(), key), data).as_ref().to_vec()
-}
-
-impl Credential {
-    /// The credential of `password` with `salt` and `iterations`.
-    pub fn derive(scram: Scram, password: &[u8], salt: &[u8], iterations: u32) -> Credential {
-        let mut salted = vec![0u8; scram.len()];
-        let n = NonZeroU32::new(iterations.max(1)).expect("at least one");
-        pbkdf2::derive(scram.pbkdf2(), n, salt, password, &mut salted);
-        let client_key = mac(scram, &salted, b"Client Key");
-        let stored_key = digest::digest(scram.digest(), &client_key).as_ref().to_vec();
-        let server_key = mac(scram, &salted, b"Server Key");
-        Credential { salt: salt.to_vec(), iterations, stored_key, server_key }
-    }
-
-    /// A new credential of `password` with a random salt.
-    pub fn new(scram: Scram, password: &[u8], iterations: u32) -> Credential {
-        let mut salt = [0u8; 24];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
-            .expect("system randomness");
-        Credential::derive(scram, password, &salt, iterations)
-    }
-
-    /// Whether `password` is the one this credential was derived from (in constant time).
-    fn matches(&self, scram: Scram, password: &[u8]) -> bool {
-        let other = Credential::derive(scram, password, &self.salt, self.iterations);
-        constant_eq(&other.stored_key, &self.stored_key)
-    }
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The users and their credentials.
-#[derive(Clone, Debug, Default)]
-pub struct Users {
-    creds: HashMap<String, HashMap<Scram, Credential>>,
-}
-
-/// One credential as the users file holds it (base64 fields).
-#[derive(serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-struct StoredCredential {
-    salt: String,
-    iterations: u32,
-    stored_key: String,
-    server_key: String,
-}
-
-impl Users {
-    pub fn insert(&mut self, user: &str, scram: Scram, cred: Credential) {
-        self.creds.entry(user.to_string()).or_default().insert(scram, cred);
-    }
-
-    fn get(&self, user: &str, scram: Scram) -> Option<&Credential> {
-        self.creds.get(user)?.get(&scram)
-    }
-
-    /// Read a users file: `[users.NAME."SCRAM-SHA-256"]` tables with `salt`, `iterations`,
-    /// `stored_key` and `server_key` (base64), as `guise scram-credential` prints them.
-    pub fn load(path: &Path) -> Result<Users, SaslError> {
-        let err = |message: String| SaslError::Users { path: path.display().to_string(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        crate::net::secrets::warn_if_readable_by_others(path, "sasl_users_file");
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct File {
-            #[serde(default)]
-            users: HashMap<String, HashMap<String, StoredCredential>>,
-        }
-        let file: File = toml::from_str(&text).map_err(|e| err(e.message().to_string()))?;
-        let mut users = Users::default();
-        for (user, creds) in file.users {
-            for (mech, c) in creds {
-                let scram = Mechanism::parse(&mech).and_then(Mechanism::scram).ok_or_else(|| {
-                    err(format!("user {user}: {mech} is not SCRAM-SHA-256 or SCRAM-SHA-512"))
-                })?;
-                let bytes = |field: &str, v: &str| {
-                    B64.decode(v).map_err(|e| err(format!("user {user} {mech}: {field} is not base64: {e}")))
-                };
-                let cred = Credential {
-                    salt: bytes("salt", &c.salt)?,
-                    iterations: c.iterations,
-                    stored_key: bytes("stored_key", &c.stored_key)?,
-                    server_key: bytes("server_key", &c.server_key)?,
-                };
-                if cred.iterations < MIN_ITERATIONS
-                    || cred.stored_key.len() != scram.len()
-                    || cred.server_key.len() != scram.len()
-                {
-                    return Err(err(format!(
-                        "user {user} {mech}: keys of {} bytes and at least {MIN_ITERATIONS} iterations expected",
-                        scram.len()
-                    )));
-                }
-                users.insert(&user, scram, cred);
-            }
-        }
-        Ok(users)
-    }
-
-    /// `cred` of `user` as a users file's table.
-    pub fn entry(user: &str, scram: Scram, cred: &Credential) -> String {
-        let stored = StoredCredential {
-            salt: B64.encode(&cred.salt),
-            iterations: cred.iterations,
-            stored_key: B64.encode(&cred.stored_key),
-            server_key: B64.encode(&cred.server_key),
-        };
-        let quoted = serde_json::to_string(user).expect("a string");
-        let body = toml::to_string(&stored).expect("plain fields");
-        format!("[users.{quoted}.\"{}\"]\n{body}", scram.mechanism().name())
-    }
-}
-
 /// A SASL listener's settings.
 #[derive(Clone, Debug)]
 pub struct SaslConfig {
     pub mechanisms: Vec<Mechanism>,
-    pub users: std::sync::Arc<Users>,
+    /// Every user's credentials: the users file's and those managed with
+    /// AlterUserScramCredentials.
+    pub users: std::sync::Arc<crate::scram::Store>,
     /// KIP-368's connections.max.reauth.ms (None: sessions do not expire).
     pub reauth: Option<Duration>,
     /// Kafka's connection.failed.authentication.delay.ms: a failed authentication is answered
@@ -467,7 +305,7 @@ impl Session {
                 Ok(Stepped::Continue(server_first.into_bytes()))
             }
             State::ScramSent { scram, user, client_first_bare, server_first, nonce } => {
-                let m = scram.mechanism();
+                let m = Mechanism::of(scram);
                 let fin = ClientFinal::parse(token).map_err(|e| invalid(m, &e))?;
                 if fin.nonce != nonce {
                     return Err(invalid(m, "the nonce does not match"));

@@ -1,5 +1,6 @@
 use super::*;
 use proptest::prelude::*;
+use std::collections::HashMap;
 
 /// RFC 7677's SCRAM-SHA-256 example.
 const SALT: &str = "W22ZaJ0SNY7soEsUEjb6gQ==";
@@ -12,14 +13,7 @@ const SERVER_SIGNATURE: &str = "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
 
 /// The client's side of SCRAM (as RFC 5802 computes it), for the tests.
 fn client_proof(scram: Scram, password: &str, salt: &[u8], iterations: u32, auth_message: &str) -> Vec<u8> {
-    let mut salted = vec![0u8; scram.len()];
-    pbkdf2::derive(
-        scram.pbkdf2(),
-        NonZeroU32::new(iterations).unwrap(),
-        salt,
-        password.as_bytes(),
-        &mut salted,
-    );
+    let salted = scram.salted_password(password.as_bytes(), salt, iterations);
     let client_key = mac(scram, &salted, b"Client Key");
     let stored = digest::digest(scram.digest(), &client_key);
     let signature = mac(scram, stored.as_ref(), auth_message.as_bytes());
@@ -38,13 +32,13 @@ fn credentials_and_proofs_match_rfc_7677() {
 }
 
 fn config(reauth: Option<Duration>) -> SaslConfig {
-    static USERS: std::sync::OnceLock<std::sync::Arc<Users>> = std::sync::OnceLock::new();
+    static USERS: std::sync::OnceLock<std::sync::Arc<crate::scram::Store>> = std::sync::OnceLock::new();
     let users = USERS.get_or_init(|| {
         let mut users = Users::default();
         for scram in [Scram::Sha256, Scram::Sha512] {
             users.insert("alice", scram, Credential::new(scram, b"wonderland", MIN_ITERATIONS));
         }
-        std::sync::Arc::new(users)
+        std::sync::Arc::new(crate::scram::Store::from_file(users))
     });
     SaslConfig {
         mechanisms: Mechanism::ALL.to_vec(),
@@ -119,7 +113,7 @@ fn handshake_code(reply: &Intercept) -> (i16, bool) {
 fn scram_login(session: &mut Session, scram: Scram, user: &str, password: &str, version: i16) -> Intercept {
     let now = Instant::now();
     assert_eq!(
-        handshake_code(&session.intercept(&handshake(scram.mechanism().name(), 1), now)),
+        handshake_code(&session.intercept(&handshake(Mechanism::of(scram).name(), 1), now)),
         (NONE, false)
     );
     let bare = format!("n={user},r=clientnonce123");

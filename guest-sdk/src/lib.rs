@@ -171,6 +171,24 @@ pub trait Services {
     fn create_acls(&self, bindings: &[AclBinding]) -> Vec<Result<(), (ErrorCode, String)>>;
     /// DeleteAcls: per filter, in order, the bindings it deleted.
     fn delete_acls(&self, filters: &[AclFilter]) -> Vec<Result<Vec<AclBinding>, (ErrorCode, String)>>;
+
+    // --- SCRAM credentials (of the connection's tenant's users) ---
+    /// DescribeUserScramCredentials: the named users (`None` or empty: every user that has a
+    /// credential), each with its credentials or its own error (RESOURCE_NOT_FOUND,
+    /// DUPLICATE_RESOURCE); or an error for the whole request (CLUSTER_AUTHORIZATION_FAILED
+    /// without DESCRIBE on the cluster), with its message.
+    fn describe_scram(
+        &self,
+        users: Option<&[String]>,
+    ) -> Result<Vec<UserScramCredentials>, (ErrorCode, String)>;
+    /// AlterUserScramCredentials: one result per user named in either list, in order of first
+    /// appearance (deletions first); a user's changes apply all together or not at all.
+    #[allow(clippy::type_complexity)] // (user, outcome), as the WIT's `alter` answers
+    fn alter_scram(
+        &self,
+        deletions: &[ScramDeletion],
+        upsertions: &[ScramUpsertion],
+    ) -> Vec<(String, Result<(), (ErrorCode, String)>)>;
 }
 
 /// One request as the guest sees it: its bytes (a copy in guest memory, to decode from) and the

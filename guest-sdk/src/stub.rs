@@ -18,14 +18,22 @@
 //! the principal may not DESCRIBE are left out of `list_topics`, `describe_topic` and
 //! `topic_by_id`, and the ACL calls need DESCRIBE (describe) or ALTER (create, delete) on the
 //! cluster. No other service checks ACLs: what a handler must refuse itself stays visible.
+//!
+//! SCRAM credentials: kept in memory ([`StubServices::scram`]), with Kafka's rules (KIP-554).
+//! Describing needs DESCRIBE on the cluster and altering ALTER (a refusal is
+//! CLUSTER_AUTHORIZATION_FAILED, for the whole describe and for every user altered); they need no
+//! authorizer otherwise. An alteration is checked per user (an empty name, an unknown mechanism,
+//! a (user, mechanism) changed twice, iterations outside 4096..=16384, deleting a credential that
+//! does not exist) and a user's changes apply only when all of them are valid.
 
 use crate::groups::{self, Group, GroupConfig, GroupState, JoinStep, SyncStep};
 use crate::{
     AclBinding, AclFilter, AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp, ErrorCode, Fetched,
     GroupDescription, GroupListing, GroupMember, HostBuffer, JoinOutcome, JoinRequest, JoinResult,
     LeaveResult, Leaving, Level, LogDir, MemberDescription, OffsetAndTimestamp, OffsetCommit,
-    PartitionReport, ProducerIdAndEpoch, ProducerState, Services, Settings, SyncOutcome, SyncRequest,
-    SyncResult, TopicInfo, TopicPartition, acl, error,
+    PartitionReport, ProducerIdAndEpoch, ProducerState, ScramCredentialInfo, ScramDeletion, ScramUpsertion,
+    Services, Settings, SyncOutcome, SyncRequest, SyncResult, TopicInfo, TopicPartition,
+    UserScramCredentials, acl, error, scram,
 };
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
@@ -111,6 +119,8 @@ pub struct StubServices {
     pub group_calls: RefCell<Vec<String>>,
     /// The authorizer, if any (see the module docs); [`StubServices::deny`] sets one.
     pub acls: RefCell<Option<StubAcls>>,
+    /// The SCRAM credentials, by (user, mechanism): the upsertion that stored each.
+    pub scram: RefCell<BTreeMap<(String, i8), ScramUpsertion>>,
 }
 
 /// The stub's authorizer: a deny list, and the bindings stored by CreateAcls.
@@ -163,6 +173,7 @@ impl Default for StubServices {
             logs: RefCell::default(),
             group_calls: RefCell::default(),
             acls: RefCell::default(),
+            scram: RefCell::default(),
         }
     }
 }
@@ -199,7 +210,7 @@ impl StubServices {
     /// host answers the ACL calls with.
     fn acl_admin(&self, operation: i8) -> Result<std::cell::RefMut<'_, StubAcls>, (ErrorCode, String)> {
         if !self.authorize(acl::CLUSTER, acl::CLUSTER_NAME, operation) {
-            return Err((error::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.".into()));
+            return Err(cluster_denied());
         }
         std::cell::RefMut::filter_map(self.acls.borrow_mut(), Option::as_mut)
             .map_err(|_| (error::SECURITY_DISABLED, "Security features are disabled.".into()))
@@ -271,6 +282,49 @@ fn sync_result(r: groups::SyncResult) -> SyncResult {
 
 fn sync_error(error: ErrorCode) -> SyncOutcome {
     SyncOutcome::Done(sync_result(groups::SyncResult::error(error)))
+}
+
+/// The host's answer without the needed permission on the cluster.
+fn cluster_denied() -> (ErrorCode, String) {
+    (error::CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed.".into())
+}
+
+/// One change of an AlterUserScramCredentials: (user, mechanism, the upsertion or `None` for a
+/// deletion).
+type ScramChange<'a> = (&'a str, i8, Option<&'a ScramUpsertion>);
+
+/// Why a user's changes (all of them, in request order) cannot apply, as Kafka refuses them, in
+/// its order; with Kafka's messages.
+fn scram_problem(
+    user: &str,
+    changes: &[ScramChange<'_>],
+    stored: &BTreeMap<(String, i8), ScramUpsertion>,
+) -> Option<(ErrorCode, String)> {
+    let refuse = |code, why: &str| Some((code, why.to_string()));
+    if user.is_empty() {
+        return refuse(error::UNACCEPTABLE_CREDENTIAL, "Username must not be empty");
+    }
+    if changes.iter().any(|c| scram::mechanism_name(c.1).is_none()) {
+        return refuse(error::UNSUPPORTED_SASL_MECHANISM, "Unknown SCRAM mechanism");
+    }
+    if changes.iter().enumerate().any(|(i, c)| changes[..i].iter().any(|earlier| earlier.1 == c.1)) {
+        return refuse(
+            error::DUPLICATE_RESOURCE,
+            "A user credential cannot be altered twice in the same request",
+        );
+    }
+    for u in changes.iter().filter_map(|c| c.2) {
+        if u.iterations < scram::MIN_ITERATIONS {
+            return refuse(error::UNACCEPTABLE_CREDENTIAL, "Too few iterations");
+        }
+        if u.iterations > scram::MAX_ITERATIONS {
+            return refuse(error::UNACCEPTABLE_CREDENTIAL, "Too many iterations");
+        }
+    }
+    if changes.iter().any(|c| c.2.is_none() && !stored.contains_key(&(user.to_string(), c.1))) {
+        return refuse(error::RESOURCE_NOT_FOUND, "Attempt to delete a user credential that does not exist");
+    }
+    None
 }
 
 fn valid_topic_name(name: &str) -> bool {
@@ -889,6 +943,97 @@ impl Services for StubServices {
             Err(e) => vec![Err(e); filters.len()],
         }
     }
+
+    fn describe_scram(
+        &self,
+        users: Option<&[String]>,
+    ) -> Result<Vec<UserScramCredentials>, (ErrorCode, String)> {
+        if !self.authorize(acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE) {
+            return Err(cluster_denied());
+        }
+        let stored = self.scram.borrow();
+        let infos = |user: &str| -> Vec<ScramCredentialInfo> {
+            stored
+                .iter()
+                .filter(|((u, _), _)| u == user)
+                .map(|((_, mechanism), c)| ScramCredentialInfo {
+                    mechanism: *mechanism,
+                    iterations: c.iterations,
+                })
+                .collect()
+        };
+        let Some(named) = users.filter(|u| !u.is_empty()) else {
+            // Every user with a credential, by name (the map's order).
+            let mut all: Vec<&String> = stored.keys().map(|(u, _)| u).collect();
+            all.dedup();
+            return Ok(all
+                .into_iter()
+                .map(|u| UserScramCredentials { user: u.clone(), result: Ok(infos(u)) })
+                .collect());
+        };
+        let mut found = Vec::new();
+        for (i, user) in named.iter().enumerate() {
+            if named[..i].contains(user) {
+                continue;
+            }
+            let result = if named[i + 1..].contains(user) {
+                Err((
+                    error::DUPLICATE_RESOURCE,
+                    format!(
+                        "Cannot describe SCRAM credentials for the same user twice in a single request: {user}"
+                    ),
+                ))
+            } else {
+                match infos(user) {
+                    none if none.is_empty() => Err((
+                        error::RESOURCE_NOT_FOUND,
+                        format!("Attempt to describe a user credential that does not exist: {user}"),
+                    )),
+                    some => Ok(some),
+                }
+            };
+            found.push(UserScramCredentials { user: user.clone(), result });
+        }
+        Ok(found)
+    }
+    fn alter_scram(
+        &self,
+        deletions: &[ScramDeletion],
+        upsertions: &[ScramUpsertion],
+    ) -> Vec<(String, Result<(), (ErrorCode, String)>)> {
+        let changes: Vec<ScramChange<'_>> = deletions
+            .iter()
+            .map(|d| (d.user.as_str(), d.mechanism, None))
+            .chain(upsertions.iter().map(|u| (u.user.as_str(), u.mechanism, Some(u))))
+            .collect();
+        let mut users: Vec<&str> = Vec::new();
+        for (user, _, _) in &changes {
+            if !users.contains(user) {
+                users.push(user);
+            }
+        }
+        if !self.authorize(acl::CLUSTER, acl::CLUSTER_NAME, acl::ALTER) {
+            return users.into_iter().map(|u| (u.to_string(), Err(cluster_denied()))).collect();
+        }
+        let mut stored = self.scram.borrow_mut();
+        users
+            .into_iter()
+            .map(|user| {
+                let mine: Vec<ScramChange<'_>> = changes.iter().filter(|c| c.0 == user).copied().collect();
+                if let Some(problem) = scram_problem(user, &mine, &stored) {
+                    return (user.to_string(), Err(problem));
+                }
+                for (_, mechanism, upsertion) in mine {
+                    let key = (user.to_string(), mechanism);
+                    match upsertion {
+                        Some(u) => stored.insert(key, u.clone()),
+                        None => stored.remove(&key),
+                    };
+                }
+                (user.to_string(), Ok(()))
+            })
+            .collect()
+    }
 }
 
 /// Run a handler natively on one request frame (without its size prefix).
@@ -991,5 +1136,135 @@ mod tests {
         assert_eq!(refused[0].as_ref().unwrap_err().0, error::CLUSTER_AUTHORIZATION_FAILED);
         svc.deny(acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE);
         assert_eq!(svc.describe_acls(&any_filter()).unwrap_err().0, error::CLUSTER_AUTHORIZATION_FAILED);
+    }
+
+    fn upsertion(user: &str, mechanism: i8, iterations: i32) -> ScramUpsertion {
+        ScramUpsertion {
+            user: user.into(),
+            mechanism,
+            iterations,
+            salt: b"salt".to_vec(),
+            salted_password: b"salted".to_vec(),
+        }
+    }
+
+    fn deletion(user: &str, mechanism: i8) -> ScramDeletion {
+        ScramDeletion { user: user.into(), mechanism }
+    }
+
+    /// One user's result of `alter_scram`.
+    type Altered = (String, Result<(), (ErrorCode, String)>);
+
+    fn codes(results: &[Altered]) -> Vec<(&str, ErrorCode)> {
+        results.iter().map(|(u, r)| (u.as_str(), r.as_ref().err().map_or(error::NONE, |e| e.0))).collect()
+    }
+
+    fn info(mechanism: i8, iterations: i32) -> ScramCredentialInfo {
+        ScramCredentialInfo { mechanism, iterations }
+    }
+
+    #[test]
+    fn scram_credentials_are_stored_described_and_deleted() {
+        let svc = StubServices::new();
+        assert_eq!(svc.describe_scram(None).unwrap(), []);
+        let altered = svc.alter_scram(
+            &[],
+            &[
+                upsertion("bob", scram::SCRAM_SHA_512, 8192),
+                upsertion("alice", scram::SCRAM_SHA_512, 4096),
+                upsertion("alice", scram::SCRAM_SHA_256, 16384),
+            ],
+        );
+        assert_eq!(codes(&altered), [("bob", error::NONE), ("alice", error::NONE)]);
+        let all = svc.describe_scram(None).unwrap();
+        let expected = [
+            UserScramCredentials {
+                user: "alice".into(),
+                result: Ok(vec![info(scram::SCRAM_SHA_256, 16384), info(scram::SCRAM_SHA_512, 4096)]),
+            },
+            UserScramCredentials { user: "bob".into(), result: Ok(vec![info(scram::SCRAM_SHA_512, 8192)]) },
+        ];
+        assert_eq!(all, expected);
+        assert_eq!(svc.describe_scram(Some(&[])).unwrap(), expected);
+        // Named users, in request order; a missing one and a repeated one get their own errors.
+        let named: Vec<String> = ["bob", "carol", "alice", "carol", "bob"].map(String::from).to_vec();
+        let got = svc.describe_scram(Some(&named)).unwrap();
+        let users: Vec<&str> = got.iter().map(|u| u.user.as_str()).collect();
+        assert_eq!(users, ["bob", "carol", "alice"]);
+        assert_eq!(got[0].result.as_ref().unwrap_err().0, error::DUPLICATE_RESOURCE);
+        assert_eq!(got[1].result.as_ref().unwrap_err().0, error::DUPLICATE_RESOURCE);
+        assert_eq!(got[2], expected[0]);
+        let got = svc.describe_scram(Some(&["nobody".to_string()])).unwrap();
+        let (code, why) = got[0].result.clone().unwrap_err();
+        assert_eq!(code, error::RESOURCE_NOT_FOUND);
+        assert_eq!(why, "Attempt to describe a user credential that does not exist: nobody");
+        // An upsertion replaces; a deletion removes.
+        let altered = svc.alter_scram(
+            &[deletion("alice", scram::SCRAM_SHA_512)],
+            &[upsertion("alice", scram::SCRAM_SHA_256, 5000)],
+        );
+        assert_eq!(codes(&altered), [("alice", error::NONE)]);
+        let got = svc.describe_scram(Some(&["alice".to_string()])).unwrap();
+        assert_eq!(got[0].result, Ok(vec![info(scram::SCRAM_SHA_256, 5000)]));
+        assert_eq!(svc.scram.borrow()[&("alice".to_string(), scram::SCRAM_SHA_256)].salt, b"salt");
+    }
+
+    #[test]
+    fn scram_alterations_are_checked_per_user() {
+        let svc = StubServices::new();
+        svc.alter_scram(&[], &[upsertion("kept", scram::SCRAM_SHA_256, 4096)]);
+        let altered = svc.alter_scram(
+            &[
+                deletion("gone", scram::SCRAM_SHA_256),
+                deletion("dup", scram::SCRAM_SHA_256),
+                deletion("kept", scram::SCRAM_SHA_256),
+            ],
+            &[
+                upsertion("", scram::SCRAM_SHA_256, 4096),
+                upsertion("unknown", scram::UNKNOWN, 4096),
+                upsertion("dup", scram::SCRAM_SHA_256, 4096),
+                upsertion("few", scram::SCRAM_SHA_256, 4095),
+                upsertion("many", scram::SCRAM_SHA_512, 16385),
+                // One bad change of a user keeps its good ones from applying.
+                upsertion("mixed", scram::SCRAM_SHA_256, 4096),
+                upsertion("mixed", scram::SCRAM_SHA_512, 3),
+                upsertion("ok", scram::SCRAM_SHA_512, 4096),
+            ],
+        );
+        assert_eq!(
+            codes(&altered),
+            [
+                ("gone", error::RESOURCE_NOT_FOUND),
+                ("dup", error::DUPLICATE_RESOURCE),
+                ("kept", error::NONE),
+                ("", error::UNACCEPTABLE_CREDENTIAL),
+                ("unknown", error::UNSUPPORTED_SASL_MECHANISM),
+                ("few", error::UNACCEPTABLE_CREDENTIAL),
+                ("many", error::UNACCEPTABLE_CREDENTIAL),
+                ("mixed", error::UNACCEPTABLE_CREDENTIAL),
+                ("ok", error::NONE),
+            ]
+        );
+        assert_eq!(altered[5].1, Err((error::UNACCEPTABLE_CREDENTIAL, "Too few iterations".into())));
+        assert_eq!(altered[6].1, Err((error::UNACCEPTABLE_CREDENTIAL, "Too many iterations".into())));
+        let stored: Vec<(String, i8)> = svc.scram.borrow().keys().cloned().collect();
+        assert_eq!(stored, [("ok".to_string(), scram::SCRAM_SHA_512)]);
+    }
+
+    #[test]
+    fn scram_calls_need_the_cluster_permissions() {
+        let svc = StubServices::new();
+        svc.alter_scram(&[], &[upsertion("alice", scram::SCRAM_SHA_256, 4096)]);
+        svc.deny(acl::CLUSTER, acl::CLUSTER_NAME, acl::ALTER);
+        assert!(svc.describe_scram(None).is_ok());
+        let altered =
+            svc.alter_scram(&[deletion("alice", scram::SCRAM_SHA_256)], &[upsertion("bob", 1, 4096)]);
+        assert_eq!(
+            codes(&altered),
+            [("alice", error::CLUSTER_AUTHORIZATION_FAILED), ("bob", error::CLUSTER_AUTHORIZATION_FAILED)]
+        );
+        assert_eq!(svc.scram.borrow().len(), 1);
+        svc.deny(acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE);
+        assert_eq!(svc.describe_scram(None).unwrap_err().0, error::CLUSTER_AUTHORIZATION_FAILED);
     }
 }

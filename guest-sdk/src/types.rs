@@ -64,6 +64,9 @@ pub mod error {
     pub const FENCED_INSTANCE_ID: ErrorCode = 82;
     pub const GROUP_SUBSCRIBED_TO_TOPIC: ErrorCode = 86;
     pub const INVALID_RECORD: ErrorCode = 87;
+    pub const RESOURCE_NOT_FOUND: ErrorCode = 91;
+    pub const DUPLICATE_RESOURCE: ErrorCode = 92;
+    pub const UNACCEPTABLE_CREDENTIAL: ErrorCode = 93;
     pub const UNKNOWN_TOPIC_ID: ErrorCode = 100;
     pub const INCONSISTENT_TOPIC_ID: ErrorCode = 103;
 }
@@ -450,4 +453,66 @@ pub struct AclFilter {
     pub host: Option<String>,
     pub operation: i8,
     pub permission_type: i8,
+}
+
+// --- SCRAM credentials ---
+
+/// Kafka's SCRAM mechanism codes (`ScramMechanism.type()`), as DescribeUserScramCredentials and
+/// AlterUserScramCredentials carry them and the `scram` import takes them, and the iteration
+/// bounds Kafka accepts for a credential.
+pub mod scram {
+    pub const UNKNOWN: i8 = 0;
+    pub const SCRAM_SHA_256: i8 = 1;
+    pub const SCRAM_SHA_512: i8 = 2;
+
+    /// The fewest iterations of a credential (`ScramMechanism.minIterations()`, both mechanisms).
+    pub const MIN_ITERATIONS: i32 = 4096;
+    /// The most iterations of a credential (Kafka's `maxIterations`).
+    pub const MAX_ITERATIONS: i32 = 16384;
+
+    /// The mechanism's name ("SCRAM-SHA-256"), or `None` for UNKNOWN and unknown codes.
+    pub fn mechanism_name(code: i8) -> Option<&'static str> {
+        match code {
+            SCRAM_SHA_256 => Some("SCRAM-SHA-256"),
+            SCRAM_SHA_512 => Some("SCRAM-SHA-512"),
+            _ => None,
+        }
+    }
+}
+
+/// One stored credential of a user, as DescribeUserScramCredentials reports it (never its salt or
+/// keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScramCredentialInfo {
+    /// A [`scram`] mechanism code.
+    pub mechanism: i8,
+    pub iterations: i32,
+}
+
+/// One user's answer to DescribeUserScramCredentials: its credentials (by mechanism), or why not
+/// (RESOURCE_NOT_FOUND, DUPLICATE_RESOURCE) with the host's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserScramCredentials {
+    pub user: String,
+    pub result: Result<Vec<ScramCredentialInfo>, (ErrorCode, String)>,
+}
+
+/// AlterUserScramCredentials: create or replace the user's credential of one mechanism.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScramUpsertion {
+    pub user: String,
+    /// A [`scram`] mechanism code.
+    pub mechanism: i8,
+    pub iterations: i32,
+    pub salt: Vec<u8>,
+    /// PBKDF2 of the password with `salt` and `iterations`, as the client computes it.
+    pub salted_password: Vec<u8>,
+}
+
+/// AlterUserScramCredentials: remove the user's credential of one mechanism.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScramDeletion {
+    pub user: String,
+    /// A [`scram`] mechanism code.
+    pub mechanism: i8,
 }

@@ -5,8 +5,9 @@ use crate::{
     AclBinding, AclFilter, AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp, ErrorCode, Fetched,
     GroupDescription, GroupListing, GroupMember, Handler, HostBuffer, JoinOutcome, JoinRequest, JoinResult,
     LeaveResult, Leaving, Level, LogDir, MemberDescription, OffsetAndTimestamp, OffsetCommit, Outcome,
-    PartitionReport, ProducerIdAndEpoch, ProducerState, Request, Segment, Services, Settings, SyncOutcome,
-    SyncRequest, SyncResult, TopicInfo, TopicPartition, WakeSource,
+    PartitionReport, ProducerIdAndEpoch, ProducerState, Request, ScramCredentialInfo, ScramDeletion,
+    ScramUpsertion, Segment, Services, Settings, SyncOutcome, SyncRequest, SyncResult, TopicInfo,
+    TopicPartition, UserScramCredentials, WakeSource,
 };
 use bytes::Bytes;
 
@@ -22,7 +23,7 @@ pub mod bindings {
 }
 
 use bindings::guise::runtime::{
-    acls, cluster, connection, groups, handler_types as ht, log, logging, producers, types,
+    acls, cluster, connection, groups, handler_types as ht, log, logging, producers, scram, types,
 };
 
 impl HostBuffer for types::Buffer {
@@ -406,6 +407,47 @@ impl Services for WasmServices {
             .into_iter()
             .map(|r| r.map(|bs| bs.into_iter().map(|b| crate::acl_fields!(b => AclBinding)).collect()))
             .collect()
+    }
+
+    fn describe_scram(
+        &self,
+        users: Option<&[String]>,
+    ) -> Result<Vec<UserScramCredentials>, (ErrorCode, String)> {
+        scram::describe(users).map(|found| {
+            found
+                .into_iter()
+                .map(|u| UserScramCredentials {
+                    user: u.user,
+                    result: u.outcome.map(|infos| {
+                        infos
+                            .into_iter()
+                            .map(|i| ScramCredentialInfo { mechanism: i.mechanism, iterations: i.iterations })
+                            .collect()
+                    }),
+                })
+                .collect()
+        })
+    }
+    fn alter_scram(
+        &self,
+        deletions: &[ScramDeletion],
+        upsertions: &[ScramUpsertion],
+    ) -> Vec<(String, Result<(), (ErrorCode, String)>)> {
+        let deletions: Vec<scram::Deletion> = deletions
+            .iter()
+            .map(|d| scram::Deletion { user: d.user.clone(), mechanism: d.mechanism })
+            .collect();
+        let upsertions: Vec<scram::Upsertion> = upsertions
+            .iter()
+            .map(|u| scram::Upsertion {
+                user: u.user.clone(),
+                mechanism: u.mechanism,
+                iterations: u.iterations,
+                salt: u.salt.clone(),
+                salted_password: u.salted_password.clone(),
+            })
+            .collect();
+        scram::alter(&deletions, &upsertions)
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod acl_common;
 mod alter_configs;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod apis;
 mod claims;
@@ -28,6 +29,7 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
 mod describe_topic_partitions;
+mod describe_user_scram_credentials;
 mod fetch;
 mod find_coordinator;
 mod group_common;

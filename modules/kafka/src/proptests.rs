@@ -124,7 +124,7 @@ fn flexible_from(key: i16) -> i16 {
         37 => 2,
         44 => 1,
         47 => i16::MAX,
-        60 | 61 | 75 => 0,
+        50 | 51 | 60 | 61 | 75 => 0,
         23 => 4,
         35 => 2,
         17 => i16::MAX,
@@ -169,6 +169,7 @@ fn codec_versions(key: i16) -> std::ops::RangeInclusive<i16> {
         61 => 0..=0,
         75 => 0..=0,
         29..=31 => 1..=3,
+        50 | 51 => 0..=0,
         _ => unreachable!("api key {key}"),
     }
 }
@@ -698,6 +699,48 @@ fn samples(key: i16, v: i16) -> Vec<Vec<u8>> {
                 .with_unknown_tagged_fields(tags());
             vec![encode(&rich, v), encode(&DeleteAclsRequest::default(), v)]
         }
+        50 => {
+            use describe_user_scram_credentials_request::UserName;
+            let user = |name: &str| {
+                UserName::default().with_name(str_bytes(name)).with_unknown_tagged_fields(tags())
+            };
+            let rich = DescribeUserScramCredentialsRequest::default()
+                .with_users(Some(vec![user("alice"), user("nobody"), user("alice")]))
+                .with_unknown_tagged_fields(tags());
+            let every = DescribeUserScramCredentialsRequest::default().with_users(None);
+            vec![
+                encode(&rich, v),
+                encode(&every, v),
+                encode(&DescribeUserScramCredentialsRequest::default(), v),
+            ]
+        }
+        51 => {
+            use alter_user_scram_credentials_request::{ScramCredentialDeletion, ScramCredentialUpsertion};
+            let deletion = |name: &str, mechanism: i8| {
+                ScramCredentialDeletion::default()
+                    .with_name(str_bytes(name))
+                    .with_mechanism(mechanism)
+                    .with_unknown_tagged_fields(tags())
+            };
+            let upsertion = |name: &str, mechanism: i8, iterations: i32| {
+                ScramCredentialUpsertion::default()
+                    .with_name(str_bytes(name))
+                    .with_mechanism(mechanism)
+                    .with_iterations(iterations)
+                    .with_salt(Bytes::from_static(b"salt"))
+                    .with_salted_password(Bytes::from_static(&[7; 32]))
+                    .with_unknown_tagged_fields(tags())
+            };
+            let rich = AlterUserScramCredentialsRequest::default()
+                .with_deletions(vec![deletion("bob", 1), deletion("", 0)])
+                .with_upsertions(vec![
+                    upsertion("alice", 1, 4096),
+                    upsertion("alice", 2, 8192),
+                    upsertion("carol", 2, 1),
+                ])
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&AlterUserScramCredentialsRequest::default(), v)]
+        }
         key => group_samples(key, v, flex),
     }
 }
@@ -983,6 +1026,8 @@ fn codec_decode(key: i16, v: i16, body: &[u8]) -> Option<usize> {
         29 => go::<DescribeAclsRequest>(body, v),
         30 => go::<CreateAclsRequest>(body, v),
         31 => go::<DeleteAclsRequest>(body, v),
+        50 => go::<DescribeUserScramCredentialsRequest>(body, v),
+        51 => go::<AlterUserScramCredentialsRequest>(body, v),
         _ => unreachable!("api key {key}"),
     }
 }

@@ -372,3 +372,106 @@ fn pulsar_clients_authenticate_with_tokens_and_reach_their_tenant_only() {
     assert!(log.topics("acme", "default").iter().any(|t| t.name.topic == "audit"));
     assert!(log.topics("public", "default").iter().all(|t| t.name.topic != "audit"));
 }
+
+/// SCRAM users managed as Kafka's operators manage them: `kafka-configs --alter --add-config
+/// 'SCRAM-SHA-256=[...]' --entity-type users` (as alice, a users-file user) creates dave, who
+/// then logs in with the Java client; the AdminClient describes the tenant's users (not
+/// another tenant's), gets Kafka's errors for bad changes, and deletes dave's credential, after
+/// which his login fails. Credentials survive a restart (they are stored in the log).
+#[test]
+fn scram_users_are_managed_with_kafka_configs_and_the_admin_client() {
+    use guise_tests::java::{clients, tool};
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path());
+    let mut server = TestServer::start_with(|c| {
+        c.kafka_security_protocol = SecurityProtocol::SaslPlaintext;
+        c.sasl_users_file = Some(users.clone());
+    });
+    let login = |user: &str, password: &str, mechanism: &str| {
+        let module = "org.apache.kafka.common.security.scram.ScramLoginModule";
+        vec![
+            "security.protocol=SASL_PLAINTEXT".to_string(),
+            format!("sasl.mechanism={mechanism}"),
+            format!("sasl.jaas.config={module} required username=\"{user}\" password=\"{password}\";"),
+        ]
+    };
+    let run = |bootstrap: &str, head: &[&str], props: Vec<String>| {
+        let mut args: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+        args.insert(1, bootstrap.to_string());
+        args.extend(props);
+        clients(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let alice = login("alice", PASSWORD, "SCRAM-SHA-512");
+    // One AdminClient call: its value, or its error.
+    let admin = |bootstrap: &str, op: serde_json::Value| {
+        let out = run(bootstrap, &["admin", &serde_json::json!([op]).to_string()], alice.clone());
+        out[0].get("ok").cloned().unwrap_or_else(|| out[0].clone())
+    };
+
+    // kafka-configs, as alice, creates dave.
+    let config = dir.path().join("alice.properties");
+    std::fs::write(&config, alice.join("\n")).unwrap();
+    let (ok, out) = tool(
+        "org.apache.kafka.tools.ConfigCommand",
+        &[
+            "--bootstrap-server",
+            &server.bootstrap(),
+            "--command-config",
+            config.to_str().unwrap(),
+            "--alter",
+            "--add-config",
+            "SCRAM-SHA-256=[iterations=8192,password=dave-secret]",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            "dave",
+        ],
+    );
+    assert!(ok, "kafka-configs: {out}");
+    let dave = login("dave", "dave-secret", "SCRAM-SHA-256");
+    let sent = run(&server.bootstrap(), &["produce", "dave-topic", "3"], dave.clone());
+    assert!(sent["sent"].as_array().unwrap().iter().all(|s| s.is_array()), "{sent}");
+
+    // Described: public's users, the file's and dave; not acme's carol.
+    let all = admin(&server.bootstrap(), serde_json::json!({"op": "describeScram"}));
+    assert_eq!(
+        all,
+        serde_json::json!({
+            "alice": [["SCRAM-SHA-256", 4096], ["SCRAM-SHA-512", 4096]],
+            "bob": [["SCRAM-SHA-256", 4096]],
+            "dave": [["SCRAM-SHA-256", 8192]],
+        })
+    );
+    let missing =
+        admin(&server.bootstrap(), serde_json::json!({"op": "describeScram", "users": ["acme/carol"]}));
+    // Kafka 4.4's client lists a user answered RESOURCE_NOT_FOUND with no credentials.
+    assert_eq!(missing, serde_json::json!({"acme/carol": []}));
+
+    // Kafka's errors for bad changes.
+    let refused = admin(
+        &server.bootstrap(),
+        serde_json::json!({"op": "alterScram", "upsert": [
+            {"user": "erin", "mechanism": "SCRAM-SHA-512", "iterations": 100, "password": "x"},
+            {"user": "alice", "mechanism": "SCRAM-SHA-512", "iterations": 4096, "password": "x"},
+            {"user": "acme/erin", "mechanism": "SCRAM-SHA-512", "iterations": 4096, "password": "x"},
+        ], "delete": [{"user": "frank", "mechanism": "SCRAM-SHA-256"}]}),
+    );
+    assert_eq!(refused["erin"]["error"], "UnacceptableCredentialException", "{refused}");
+    assert_eq!(refused["alice"]["error"], "UnacceptableCredentialException", "{refused}");
+    assert_eq!(refused["acme/erin"]["error"], "ClusterAuthorizationException", "{refused}");
+    assert_eq!(refused["frank"]["error"], "ResourceNotFoundException", "{refused}");
+
+    // A restart keeps dave; deleting his credential ends his logins.
+    server = server.restart();
+    let got = run(&server.bootstrap(), &["consume", "dave-topic", "dave-group", "3"], dave.clone());
+    assert_eq!(got["records"].as_array().map(Vec::len), Some(3), "{got}");
+    let deleted = admin(
+        &server.bootstrap(),
+        serde_json::json!({"op": "alterScram", "delete": [{"user": "dave", "mechanism": "SCRAM-SHA-256"}]}),
+    );
+    assert_eq!(deleted, serde_json::json!({"dave": "ok"}));
+    let mut head = dave.clone();
+    head.push("max.block.ms=10000".into());
+    let refused = run(&server.bootstrap(), &["produce", "dave-topic", "1"], head);
+    assert_eq!(refused["sent"][0]["error"], "SaslAuthenticationException", "{refused}");
+}

@@ -39,12 +39,10 @@ pub const MIN_ITERATIONS: u32 = 4096;
 pub const MAX_ITERATIONS: u32 = 16384;
 
 /// Kafka's error codes these answers carry.
-const UNKNOWN_SERVER_ERROR: i16 = -1;
-const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
-const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-const RESOURCE_NOT_FOUND: i16 = 91;
-const DUPLICATE_RESOURCE: i16 = 92;
-const UNACCEPTABLE_CREDENTIAL: i16 = 93;
+use guise_guest_sdk::error::{
+    CLUSTER_AUTHORIZATION_FAILED, DUPLICATE_RESOURCE, RESOURCE_NOT_FOUND, UNACCEPTABLE_CREDENTIAL,
+    UNKNOWN_SERVER_ERROR, UNSUPPORTED_SASL_MECHANISM,
+};
 
 /// The namespace of the host's own topics that no client may reach.
 pub const RESERVED_NAMESPACE: &str = "__guise";

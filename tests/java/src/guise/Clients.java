@@ -391,6 +391,39 @@ public final class Clients {
             }
             case "deleteGroups":
                 return outcomes(admin.deleteConsumerGroups(list(op.get("groups"))).deletedGroups());
+            case "alterScram": {
+                // upsert: [{user, mechanism, iterations, password}], delete: [{user, mechanism}]
+                List<org.apache.kafka.clients.admin.UserScramCredentialAlteration> changes = new ArrayList<>();
+                for (JsonNode u : op.path("upsert")) {
+                    org.apache.kafka.clients.admin.ScramMechanism m =
+                            org.apache.kafka.clients.admin.ScramMechanism.fromMechanismName(u.get("mechanism").asText());
+                    changes.add(new org.apache.kafka.clients.admin.UserScramCredentialUpsertion(u.get("user").asText(),
+                            new org.apache.kafka.clients.admin.ScramCredentialInfo(m, u.get("iterations").asInt()),
+                            u.get("password").asText()));
+                }
+                for (JsonNode d : op.path("delete")) {
+                    changes.add(new org.apache.kafka.clients.admin.UserScramCredentialDeletion(d.get("user").asText(),
+                            org.apache.kafka.clients.admin.ScramMechanism.fromMechanismName(d.get("mechanism").asText())));
+                }
+                return outcomes(admin.alterUserScramCredentials(changes).values());
+            }
+            case "describeScram": {
+                // users: [..] (absent: all) → {user: [[mechanism, iterations], ..]} or {error}
+                List<String> users = op.has("users") ? list(op.get("users")) : null;
+                var result = users == null ? admin.describeUserScramCredentials() : admin.describeUserScramCredentials(users);
+                ObjectNode out = NODES.objectNode();
+                try {
+                    for (var e : new TreeMap<>(result.all().get()).entrySet()) {
+                        ArrayNode infos = out.putArray(e.getKey());
+                        for (var i : e.getValue().credentialInfos()) {
+                            infos.add(NODES.arrayNode().add(i.mechanism().mechanismName()).add(i.iterations()));
+                        }
+                    }
+                } catch (ExecutionException x) {
+                    return error(x.getCause());
+                }
+                return out;
+            }
             default:
                 throw new IllegalArgumentException("unknown admin op " + op);
         }

@@ -447,16 +447,11 @@ impl Store {
         upsertions: &[Upsertion],
     ) -> Vec<(String, Result<(), Refused>)> {
         let _one_at_a_time = self.writes.lock().await;
-        let mut users: Vec<&str> = Vec::new();
-        for u in deletions.iter().map(|d| d.user.as_str()).chain(upsertions.iter().map(|u| u.user.as_str())) {
-            if !users.contains(&u) {
-                users.push(u);
-            }
-        }
         let mut results: Vec<(String, Result<(), Refused>)> = Vec::new();
         let mut records: Vec<kv::Record> = Vec::new();
         let mut changes: Vec<(String, Scram, Option<Credential>)> = Vec::new();
-        for user in users {
+        for user in users_named(deletions, upsertions) {
+            let user = user.as_str();
             match self.check_user(tenant, user, deletions, upsertions) {
                 Ok(mine) => {
                     for (scram, cred) in mine {
@@ -592,6 +587,18 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The users an AlterUserScramCredentials request names, each once, in order of first
+/// appearance (deletions, then upsertions): its results are one per user, in this order.
+pub fn users_named(deletions: &[Deletion], upsertions: &[Upsertion]) -> Vec<String> {
+    let mut users: Vec<String> = Vec::new();
+    for u in deletions.iter().map(|d| &d.user).chain(upsertions.iter().map(|u| &u.user)) {
+        if !users.contains(u) {
+            users.push(u.clone());
+        }
+    }
+    users
 }
 
 fn parse_key(key: &[u8]) -> Option<(String, Scram)> {

@@ -52,12 +52,7 @@ impl scram::Host for GuestState {
             })
             .collect();
         if !self.cluster_allowed(codes::ALTER).await {
-            let mut users: Vec<String> = Vec::new();
-            for u in deletions.iter().map(|d| &d.user).chain(upsertions.iter().map(|u| &u.user)) {
-                if !users.contains(u) {
-                    users.push(u.clone());
-                }
-            }
+            let users = crate::scram::users_named(&deletions, &upsertions);
             let why = "altering SCRAM credentials needs ALTER on the cluster".to_string();
             return users
                 .into_iter()

@@ -511,8 +511,8 @@ impl Store {
         results
     }
 
-    /// `user`'s changes in the request, checked as Kafka checks them: (mechanism, the new
-    /// credential or None to delete).
+    /// `user`'s change in the request, checked as Kafka checks it: (mechanism, the new
+    /// credential or None to delete). A user may be named once per request.
     fn check_user(
         &self,
         tenant: &str,
@@ -529,14 +529,10 @@ impl Store {
         let mine_d = deletions.iter().filter(|d| d.user == user).map(|d| (d.mechanism, None));
         let mine_u = upsertions.iter().filter(|u| u.user == user).map(|u| (u.mechanism, Some(u)));
         let mine: Vec<(i8, Option<&Upsertion>)> = mine_d.chain(mine_u).collect();
-        if mine.iter().enumerate().any(|(i, (code, _))| mine[..i].iter().any(|(c, _)| c == code)) {
-            return Err((
-                DUPLICATE_RESOURCE,
-                "A user credential cannot be altered twice in the same request".into(),
-            ));
-        }
+        // As Kafka's controller: a user's first change is checked, and its error wins; a valid
+        // first change followed by any other change of the same user is DUPLICATE_RESOURCE.
         let mut out = Vec::new();
-        for (code, upsert) in &mine {
+        for (code, upsert) in mine.iter().take(1) {
             let scram = Scram::from_code(*code)
                 .ok_or((UNSUPPORTED_SASL_MECHANISM, format!("Unknown SCRAM mechanism {code}")))?;
             if self.file.get(user, scram).is_some() {
@@ -584,6 +580,12 @@ impl Store {
                     ));
                 }
             }
+        }
+        if mine.len() > 1 {
+            return Err((
+                DUPLICATE_RESOURCE,
+                "A user credential cannot be altered twice in the same request".into(),
+            ));
         }
         Ok(out)
     }

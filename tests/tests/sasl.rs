@@ -475,3 +475,226 @@ fn scram_users_are_managed_with_kafka_configs_and_the_admin_client() {
     let refused = run(&server.bootstrap(), &["produce", "dave-topic", "1"], head);
     assert_eq!(refused["sent"][0]["error"], "SaslAuthenticationException", "{refused}");
 }
+
+/// What a librdkafka client reported through its error callback, and the token its OAUTHBEARER
+/// refresh callback hands out.
+#[derive(Clone, Default)]
+struct RdContext {
+    token: Option<String>,
+    errors: Arc<parking_lot::Mutex<Vec<String>>>,
+}
+
+impl RdContext {
+    fn bearer(token: String) -> RdContext {
+        RdContext { token: Some(token), ..Default::default() }
+    }
+
+    /// Polls `client` (which delivers its errors to the callback) for up to 20 s until an error
+    /// names `what`; the errors seen when none does.
+    fn wait_for_error(
+        &self,
+        client: &rdkafka::consumer::BaseConsumer<RdContext>,
+        what: &str,
+    ) -> Result<String, Vec<String>> {
+        for _ in 0..100 {
+            if let Some(e) = self.errors.lock().iter().find(|e| e.contains(what)) {
+                return Ok(e.clone());
+            }
+            let _ = client.poll(Duration::from_millis(200));
+        }
+        Err(self.errors.lock().clone())
+    }
+}
+
+impl rdkafka::ClientContext for RdContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.errors.lock().push(format!("{error}: {reason}"));
+    }
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        let token = self.token.clone().ok_or("this client has no token")?;
+        let now = chrono::Utc::now().timestamp_millis();
+        Ok(rdkafka::client::OAuthToken { token, principal_name: "dave".into(), lifetime_ms: now + 600_000 })
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for RdContext {}
+
+impl rdkafka::producer::ProducerContext for RdContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.errors.lock().push(format!("delivery: {e}"));
+        }
+    }
+}
+
+/// librdkafka (the `rdkafka` crate built with OpenSSL) with Guise's TLS and SASL: PLAIN,
+/// SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER (a signed token from librdkafka's refresh
+/// callback) over SASL_SSL, and a client certificate over SSL whose principal names tenant acme.
+/// A wrong password, an unknown user and a token signed by another key are refused, and the
+/// server keeps serving; a certificate from another CA is not presented, so its client is
+/// anonymous.
+#[test]
+fn librdkafka_authenticates_with_sasl_ssl_and_client_certificates() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    use rdkafka::util::Timeout;
+    let (issuer, stranger) = (Issuer::new(), Issuer::new());
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "guise");
+    let other_ca = TestCa::new(dir.path(), "other");
+    let cert = ca.server("server");
+    let acme = ca.client("acme", "/CN=writer/O=Acme");
+    let intruder = other_ca.client("intruder", "/CN=writer/O=Acme");
+    let users = users_file(dir.path());
+    let jwks = issuer.jwks(dir.path());
+    let server = TestServer::start_with(|c| {
+        c.kafka_security_protocol = SecurityProtocol::SaslSsl;
+        c.sasl_enabled_mechanisms =
+            ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"].map(String::from).to_vec();
+        c.sasl_users_file = Some(users.clone());
+        issuer.settings(c, &jwks);
+        c.tls_cert_file = Some(cert.cert.clone());
+        c.tls_key_file = Some(cert.key.clone());
+        c.tls_client_ca_file = Some(ca.cert());
+        c.tls_client_auth = guise_host::net::tls::ClientAuth::Requested;
+        c.principal_tenants.insert("User:O=Acme,CN=writer".into(), "acme".parse().unwrap());
+        c.listeners.push(ListenerConfig {
+            addr: "127.0.0.1:0".into(),
+            tenant: c.tenant.clone(),
+            advertised_addr: None,
+            security_protocol: SecurityProtocol::Ssl,
+        });
+    });
+    let sasl_ssl = server.bootstrap();
+    let ssl = server.server().tenant_addrs[0].1.to_string();
+    let ca_pem = ca.cert().display().to_string();
+    let config = |addr: &str, settings: &[(&str, &str)]| {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", addr).set("ssl.ca.location", &ca_pem).set("message.timeout.ms", "20000");
+        for (k, v) in settings {
+            cfg.set(*k, *v);
+        }
+        cfg
+    };
+    let sasl = |mechanism: &str, user: &str, password: &str| {
+        config(&sasl_ssl, &[("security.protocol", "sasl_ssl"), ("sasl.mechanism", mechanism)])
+            .set("sasl.username", user)
+            .set("sasl.password", password)
+            .clone()
+    };
+    let bearer =
+        || config(&sasl_ssl, &[("security.protocol", "sasl_ssl"), ("sasl.mechanism", "OAUTHBEARER")]);
+    let certificate = |issued: &guise_tests::certs::Issued| {
+        config(&ssl, &[("security.protocol", "ssl")])
+            .set("ssl.certificate.location", issued.cert.display().to_string())
+            .set("ssl.key.location", issued.key.display().to_string())
+            .clone()
+    };
+
+    // One record per login, all into partition 0 of `secured`, created by the first.
+    let admin: rdkafka::admin::AdminClient<RdContext> =
+        sasl("SCRAM-SHA-512", "alice", PASSWORD).create_with_context(RdContext::default()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let create = |admin: &rdkafka::admin::AdminClient<RdContext>, topic: &str| {
+        use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let created = rt
+            .block_on(admin.create_topics(&[NewTopic::new(topic, 1, TopicReplication::Fixed(1))], &options));
+        assert!(created.unwrap().iter().all(|r| r.is_ok()), "created `{topic}`");
+    };
+    create(&admin, "secured");
+    let logins = [
+        ("PLAIN", sasl("PLAIN", "alice", PASSWORD), RdContext::default()),
+        ("SCRAM-SHA-256", sasl("SCRAM-SHA-256", "bob", PASSWORD), RdContext::default()),
+        ("SCRAM-SHA-512", sasl("SCRAM-SHA-512", "alice", PASSWORD), RdContext::default()),
+        ("OAUTHBEARER", bearer(), RdContext::bearer(issuer.token("dave", 600, "kafka"))),
+    ];
+    for (what, cfg, context) in logins {
+        let producer: ThreadedProducer<RdContext> = cfg.create_with_context(context.clone()).unwrap();
+        let value = format!("by {what}");
+        producer.send(BaseRecord::<(), _>::to("secured").partition(0).payload(&value)).unwrap();
+        producer
+            .flush(Timeout::After(Duration::from_secs(30)))
+            .unwrap_or_else(|e| panic!("{what}: {e}; errors {:?}", context.errors.lock()));
+        assert_eq!(producer.in_flight_count(), 0, "{what}: delivered");
+    }
+    // Read back over SCRAM-SHA-256.
+    let consumer: BaseConsumer<RdContext> = sasl("SCRAM-SHA-256", "bob", PASSWORD)
+        .set("group.id", "secured-readers")
+        .set("auto.offset.reset", "earliest")
+        .create_with_context(RdContext::default())
+        .unwrap();
+    consumer.subscribe(&["secured"]).unwrap();
+    let mut values = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while values.len() < 4 && std::time::Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            use rdkafka::Message;
+            let m = m.unwrap();
+            values.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    assert_eq!(values, ["by PLAIN", "by SCRAM-SHA-256", "by SCRAM-SHA-512", "by OAUTHBEARER"]);
+
+    // A client certificate on the SSL listener: its principal's tenant gets the topic.
+    let acme_admin: rdkafka::admin::AdminClient<RdContext> =
+        certificate(&acme).create_with_context(RdContext::default()).unwrap();
+    create(&acme_admin, "invoices");
+    assert!(server.server().log.topics("acme", "default").iter().any(|t| t.name.topic == "invoices"));
+    assert!(server.server().log.topics("public", "default").iter().all(|t| t.name.topic != "invoices"));
+    // librdkafka sends no certificate that the server's CAs did not issue ("No matching issuer
+    // found in server trusted certificate authorities"), so with client certificates requested,
+    // not required, the intruder is anonymous: its topic lands in the listener's tenant.
+    let intruder_admin: rdkafka::admin::AdminClient<RdContext> =
+        certificate(&intruder).create_with_context(RdContext::default()).unwrap();
+    create(&intruder_admin, "intruded");
+    assert!(server.server().log.topics("acme", "default").iter().all(|t| t.name.topic != "intruded"));
+    assert!(server.server().log.topics("public", "default").iter().any(|t| t.name.topic == "intruded"));
+
+    let refused = [
+        (
+            "a wrong password (SCRAM)",
+            sasl("SCRAM-SHA-256", "alice", "guess"),
+            RdContext::default(),
+            "Authentication",
+        ),
+        ("a wrong password (PLAIN)", sasl("PLAIN", "alice", "guess"), RdContext::default(), "Authentication"),
+        (
+            "an unknown user",
+            sasl("SCRAM-SHA-512", "mallory", PASSWORD),
+            RdContext::default(),
+            "Authentication",
+        ),
+        (
+            "a token signed by another key",
+            bearer(),
+            RdContext::bearer(stranger.token("dave", 600, "kafka")),
+            "Authentication",
+        ),
+    ];
+    for (what, cfg, context, error) in refused {
+        let client: BaseConsumer<RdContext> = cfg.create_with_context(context.clone()).unwrap();
+        assert!(
+            client.fetch_metadata(None, Duration::from_secs(3)).is_err(),
+            "{what}: metadata was answered"
+        );
+        let seen = context
+            .wait_for_error(&client, error)
+            .unwrap_or_else(|all| panic!("{what}: no {error} error in {all:?}"));
+        eprintln!("{what}: {seen}");
+    }
+    // Still serving.
+    let producer: ThreadedProducer<RdContext> =
+        sasl("SCRAM-SHA-512", "alice", PASSWORD).create_with_context(RdContext::default()).unwrap();
+    producer.send(BaseRecord::<(), _>::to("secured").partition(0).payload("after")).unwrap();
+    producer.flush(Timeout::After(Duration::from_secs(30))).unwrap();
+}

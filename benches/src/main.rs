@@ -77,6 +77,20 @@ struct Args {
     /// repeatable.
     #[arg(long = "topic-config", value_parser = parse_kv)]
     topic_configs: Vec<(String, String)>,
+    /// A librdkafka setting (KEY=VALUE) for every client loadgen makes, e.g.
+    /// security.protocol=ssl, ssl.ca.location=ca.crt; repeatable.
+    #[arg(long = "client-config", value_parser = parse_kv)]
+    client_configs: Vec<(String, String)>,
+}
+
+/// A librdkafka config for `args.bootstrap` with every `--client-config` setting.
+fn client_config(args: &Args) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &args.bootstrap);
+    for (k, v) in &args.client_configs {
+        cfg.set(k, v);
+    }
+    cfg
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -279,8 +293,7 @@ fn print_flush(s: &str) {
 }
 
 async fn create_topics(args: &Args, topics: &[(&String, i32)]) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &args.bootstrap).create().context("admin client")?;
+    let admin: AdminClient<DefaultClientContext> = client_config(args).create().context("admin client")?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|(name, parts)| {
@@ -337,9 +350,8 @@ fn wait_for_topic(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Resu
 }
 
 fn producer_config(args: &Args, acks: &str, linger_ms: &str) -> ClientConfig {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &args.bootstrap)
-        .set("acks", acks)
+    let mut cfg = client_config(args);
+    cfg.set("acks", acks)
         .set("linger.ms", linger_ms)
         .set("compression.codec", &args.compression)
         .set("enable.idempotence", "false")
@@ -416,8 +428,7 @@ async fn produce_latency(args: &Args, acks: &str, topic: &str, payload: &[u8]) -
 }
 
 fn consumer(args: &Args) -> Result<BaseConsumer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &args.bootstrap)
+    client_config(args)
         // librdkafka wants a group.id even for assign(); no group is joined (no subscribe()).
         .set("group.id", "guise-loadgen")
         .set("enable.auto.commit", "false")

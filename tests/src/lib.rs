@@ -7,6 +7,7 @@ pub mod apache_pulsar;
 pub mod certs;
 pub mod connect;
 pub mod java;
+pub mod kafka_py;
 pub mod proxy;
 pub mod pulsar_py;
 pub mod wire;

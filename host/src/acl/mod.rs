@@ -11,9 +11,13 @@
 //!   DELETE and ALTER imply DESCRIBE; ALTER_CONFIGS implies DESCRIBE_CONFIGS) permits;
 //! - when no binding covers the resource at all, `allow_everyone_if_no_acl_found` decides.
 //!
+//! A decision reads only the bindings that can cover the resource, through an index by resource
+//! type and name (`index.rs`), so its cost does not grow with the tenant's number of bindings.
+//!
 //! Tenants never see each other's bindings: a tenant's ACLs name its own topics and groups,
 //! which are the only ones its connections can reach anyway.
 
+mod index;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -68,7 +72,7 @@ struct TenantAcls {
     loaded: AtomicBool,
     /// Held while replaying, and while a change is appended (so changes land in order).
     write: tokio::sync::Mutex<()>,
-    bindings: RwLock<BTreeSet<AclBinding>>,
+    bindings: RwLock<index::Bindings>,
 }
 
 /// The host's authorizer: every tenant's bindings, replayed on first use.
@@ -135,7 +139,7 @@ impl Authorizer {
                 if !bindings.is_empty() {
                     tracing::info!(tenant = name, acls = bindings.len(), "replayed ACLs");
                 }
-                *t.bindings.write() = bindings;
+                *t.bindings.write() = bindings.into_iter().collect();
             }
             t.loaded.store(true, Ordering::Release);
         }
@@ -199,7 +203,7 @@ impl Authorizer {
         let bindings = t.bindings.read();
         let decide = |resource_type, name: &str, operation| {
             decide(
-                bindings.iter(),
+                bindings.covering(resource_type, name),
                 who,
                 resource_type,
                 name,
@@ -340,7 +344,7 @@ impl Authorizer {
         let mut stored = t.bindings.write();
         for b in &doomed {
             tracing::info!(tenant, principal = who.principal, acl = ?b, "ACL deleted");
-            stored.remove(*b);
+            stored.remove(b);
         }
         drop(stored);
         matched.into_iter().map(Ok).collect()

@@ -216,3 +216,57 @@ fn the_acls_topic_needs_describe_on_the_cluster_and_checks_allocate_once_loaded(
         "in memory now"
     );
 }
+
+/// The index gives the same decision as reading every binding, for literal, `*` and prefixed
+/// bindings of several types, after insertions and removals.
+#[test]
+fn the_index_decides_as_a_full_scan() {
+    let names = ["a", "ab", "abc", "abd", "b", "*", "*x", "é", "éa", "orders", "orders-eu", "ord"];
+    let principals = ["User:alice", "User:bob", "User:*"];
+    let mut seed = 0x2545_f491_u64;
+    let mut next = |n: usize| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as usize % n
+    };
+    let mut all = Vec::new();
+    for _ in 0..300 {
+        let pattern = [codes::LITERAL, codes::PREFIXED][next(2)];
+        let name = names[next(names.len())];
+        if name == "*" && pattern == codes::PREFIXED {
+            continue;
+        }
+        let mut x = b(
+            [codes::TOPIC, codes::GROUP][next(2)],
+            name,
+            pattern,
+            principals[next(principals.len())],
+            [codes::READ, codes::WRITE, codes::ALL, codes::DESCRIBE][next(4)],
+            [codes::ALLOW, codes::DENY][next(2)],
+        );
+        if next(4) == 0 {
+            x.host = "10.0.0.1".into();
+        }
+        all.push(x);
+    }
+    let mut index: index::Bindings = all.iter().cloned().collect();
+    for round in 0..2 {
+        let kept: BTreeSet<AclBinding> = index.iter().cloned().collect();
+        for name in names.iter().chain(&["abcd", "x", "éab", "orders-us"]) {
+            for rt in [codes::TOPIC, codes::GROUP] {
+                for principal in principals {
+                    let who = Who { principal, host: "127.0.0.1" };
+                    for op in [codes::READ, codes::WRITE, codes::DESCRIBE] {
+                        for allow_if_none in [false, true] {
+                            let scan = decide(kept.iter(), &who, rt, name, op, allow_if_none);
+                            let indexed = decide(index.covering(rt, name), &who, rt, name, op, allow_if_none);
+                            assert_eq!(scan, indexed, "round {round}: {principal} {op} on {rt}/{name}");
+                        }
+                    }
+                }
+            }
+        }
+        for x in all.iter().step_by(2) {
+            index.remove(x);
+        }
+    }
+}

@@ -293,8 +293,9 @@ fn cluster_denied() -> (ErrorCode, String) {
 /// deletion).
 type ScramChange<'a> = (&'a str, i8, Option<&'a ScramUpsertion>);
 
-/// Why a user's changes (all of them, in request order) cannot apply, as Kafka refuses them, in
-/// its order; with Kafka's messages.
+/// Why a user's changes (all of them, in request order) cannot apply, as Kafka's controller
+/// refuses them: the first change is checked and its error wins; a valid first change followed
+/// by any other change of the same user is DUPLICATE_RESOURCE. With Kafka's messages.
 fn scram_problem(
     user: &str,
     changes: &[ScramChange<'_>],
@@ -304,25 +305,30 @@ fn scram_problem(
     if user.is_empty() {
         return refuse(error::UNACCEPTABLE_CREDENTIAL, "Username must not be empty");
     }
-    if changes.iter().any(|c| scram::mechanism_name(c.1).is_none()) {
+    let (_, mechanism, upsertion) = changes.first()?;
+    if scram::mechanism_name(*mechanism).is_none() {
         return refuse(error::UNSUPPORTED_SASL_MECHANISM, "Unknown SCRAM mechanism");
     }
-    if changes.iter().enumerate().any(|(i, c)| changes[..i].iter().any(|earlier| earlier.1 == c.1)) {
+    match upsertion {
+        Some(u) if u.iterations < scram::MIN_ITERATIONS => {
+            return refuse(error::UNACCEPTABLE_CREDENTIAL, "Too few iterations");
+        }
+        Some(u) if u.iterations > scram::MAX_ITERATIONS => {
+            return refuse(error::UNACCEPTABLE_CREDENTIAL, "Too many iterations");
+        }
+        None if !stored.contains_key(&(user.to_string(), *mechanism)) => {
+            return refuse(
+                error::RESOURCE_NOT_FOUND,
+                "Attempt to delete a user credential that does not exist",
+            );
+        }
+        _ => {}
+    }
+    if changes.len() > 1 {
         return refuse(
             error::DUPLICATE_RESOURCE,
             "A user credential cannot be altered twice in the same request",
         );
-    }
-    for u in changes.iter().filter_map(|c| c.2) {
-        if u.iterations < scram::MIN_ITERATIONS {
-            return refuse(error::UNACCEPTABLE_CREDENTIAL, "Too few iterations");
-        }
-        if u.iterations > scram::MAX_ITERATIONS {
-            return refuse(error::UNACCEPTABLE_CREDENTIAL, "Too many iterations");
-        }
-    }
-    if changes.iter().any(|c| c.2.is_none() && !stored.contains_key(&(user.to_string(), c.1))) {
-        return refuse(error::RESOURCE_NOT_FOUND, "Attempt to delete a user credential that does not exist");
     }
     None
 }
@@ -1169,13 +1175,12 @@ mod tests {
         assert_eq!(svc.describe_scram(None).unwrap(), []);
         let altered = svc.alter_scram(
             &[],
-            &[
-                upsertion("bob", scram::SCRAM_SHA_512, 8192),
-                upsertion("alice", scram::SCRAM_SHA_512, 4096),
-                upsertion("alice", scram::SCRAM_SHA_256, 16384),
-            ],
+            &[upsertion("bob", scram::SCRAM_SHA_512, 8192), upsertion("alice", scram::SCRAM_SHA_512, 4096)],
         );
         assert_eq!(codes(&altered), [("bob", error::NONE), ("alice", error::NONE)]);
+        // A user's second mechanism comes in a request of its own (one change per user each).
+        let altered = svc.alter_scram(&[], &[upsertion("alice", scram::SCRAM_SHA_256, 16384)]);
+        assert_eq!(codes(&altered), [("alice", error::NONE)]);
         let all = svc.describe_scram(None).unwrap();
         let expected = [
             UserScramCredentials {
@@ -1199,10 +1204,9 @@ mod tests {
         assert_eq!(code, error::RESOURCE_NOT_FOUND);
         assert_eq!(why, "Attempt to describe a user credential that does not exist: nobody");
         // An upsertion replaces; a deletion removes.
-        let altered = svc.alter_scram(
-            &[deletion("alice", scram::SCRAM_SHA_512)],
-            &[upsertion("alice", scram::SCRAM_SHA_256, 5000)],
-        );
+        let altered = svc.alter_scram(&[deletion("alice", scram::SCRAM_SHA_512)], &[]);
+        assert_eq!(codes(&altered), [("alice", error::NONE)]);
+        let altered = svc.alter_scram(&[], &[upsertion("alice", scram::SCRAM_SHA_256, 5000)]);
         assert_eq!(codes(&altered), [("alice", error::NONE)]);
         let got = svc.describe_scram(Some(&["alice".to_string()])).unwrap();
         assert_eq!(got[0].result, Ok(vec![info(scram::SCRAM_SHA_256, 5000)]));
@@ -1225,9 +1229,12 @@ mod tests {
                 upsertion("dup", scram::SCRAM_SHA_256, 4096),
                 upsertion("few", scram::SCRAM_SHA_256, 4095),
                 upsertion("many", scram::SCRAM_SHA_512, 16385),
-                // One bad change of a user keeps its good ones from applying.
+                // A user named twice is refused whole, as Kafka's controller does, even with
+                // another mechanism; the first change's own error wins.
                 upsertion("mixed", scram::SCRAM_SHA_256, 4096),
                 upsertion("mixed", scram::SCRAM_SHA_512, 3),
+                upsertion("bad-first", scram::SCRAM_SHA_256, 3),
+                upsertion("bad-first", scram::SCRAM_SHA_512, 4096),
                 upsertion("ok", scram::SCRAM_SHA_512, 4096),
             ],
         );
@@ -1235,13 +1242,15 @@ mod tests {
             codes(&altered),
             [
                 ("gone", error::RESOURCE_NOT_FOUND),
-                ("dup", error::DUPLICATE_RESOURCE),
+                // Its first change deletes what does not exist: that error wins.
+                ("dup", error::RESOURCE_NOT_FOUND),
                 ("kept", error::NONE),
                 ("", error::UNACCEPTABLE_CREDENTIAL),
                 ("unknown", error::UNSUPPORTED_SASL_MECHANISM),
                 ("few", error::UNACCEPTABLE_CREDENTIAL),
                 ("many", error::UNACCEPTABLE_CREDENTIAL),
-                ("mixed", error::UNACCEPTABLE_CREDENTIAL),
+                ("mixed", error::DUPLICATE_RESOURCE),
+                ("bad-first", error::UNACCEPTABLE_CREDENTIAL),
                 ("ok", error::NONE),
             ]
         );

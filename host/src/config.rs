@@ -166,8 +166,9 @@ pub struct Config {
     pub kafka_security_protocol: SecurityProtocol,
     /// Kafka's sasl.enabled.mechanisms: of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
     pub sasl_enabled_mechanisms: Vec<String>,
-    /// The SASL users and their salted SCRAM credentials (a TOML file; `guise scram-credential`
-    /// makes its entries). Required by SASL listeners.
+    /// SASL users that exist from the start, with their salted SCRAM credentials (a TOML file;
+    /// `guise scram-credential` makes its entries). More are managed with
+    /// AlterUserScramCredentials and kept in the log.
     pub sasl_users_file: Option<PathBuf>,
     /// OAUTHBEARER: a JWKS file of the keys tokens are signed with (RS256/384/512, ES256/384;
     /// Kafka's sasl.oauthbearer.jwks.endpoint.url with a file), the expected `iss` and `aud`

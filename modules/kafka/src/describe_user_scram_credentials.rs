@@ -99,15 +99,16 @@ mod tests {
             salt: b"salt".to_vec(),
             salted_password: b"salted".to_vec(),
         };
-        let altered = svc.alter_scram(
-            &[],
-            &[
+        // One change per user and request, as Kafka's controller takes them.
+        for changes in [
+            vec![
                 upsertion("bob", scram::SCRAM_SHA_512, 8192),
                 upsertion("alice", scram::SCRAM_SHA_256, 4096),
-                upsertion("alice", scram::SCRAM_SHA_512, 16384),
             ],
-        );
-        assert!(altered.iter().all(|(_, r)| r.is_ok()));
+            vec![upsertion("alice", scram::SCRAM_SHA_512, 16384)],
+        ] {
+            assert!(svc.alter_scram(&[], &changes).iter().all(|(_, r)| r.is_ok()));
+        }
         svc
     }
 

@@ -2,7 +2,6 @@
 //! `tests/python/kafka_scenarios.py`. The package is installed on first use into the target
 //! directory (`pip install --target`), so a fresh clone needs nothing by hand.
 
-use crate::target_dir;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -14,39 +13,7 @@ pub const KAFKA_PYTHON: &str = "kafka-python==2.3.3";
 /// The directory holding the installed `kafka` package (for PYTHONPATH).
 pub fn site() -> PathBuf {
     static SITE: OnceLock<PathBuf> = OnceLock::new();
-    SITE.get_or_init(|| {
-        let dir = target_dir().join("kafka-python").join(KAFKA_PYTHON.replace("==", "-"));
-        if dir.join("kafka").join("__init__.py").exists() {
-            return dir;
-        }
-        // Install beside it, then rename: test binaries running at once never see half an install.
-        let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let status = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-warn-script-location",
-                "--no-deps",
-            ])
-            .arg("--target")
-            .arg(&tmp)
-            .arg(KAFKA_PYTHON)
-            .status()
-            .expect("running python3 -m pip (the kafka-python tests need CPython 3 with pip)");
-        assert!(status.success(), "pip could not install {KAFKA_PYTHON}");
-        std::fs::create_dir_all(dir.parent().expect("has a parent")).expect("creating the target dir");
-        if std::fs::rename(&tmp, &dir).is_err() {
-            // Another test binary installed it first.
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        assert!(dir.join("kafka").join("__init__.py").exists(), "{KAFKA_PYTHON} is not in {}", dir.display());
-        dir
-    })
-    .clone()
+    SITE.get_or_init(|| crate::pip::site("kafka-python", KAFKA_PYTHON, "kafka", true)).clone()
 }
 
 /// Run one scenario of `kafka_scenarios.py` with `config` (the listener, the login and the

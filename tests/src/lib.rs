@@ -8,6 +8,7 @@ pub mod certs;
 pub mod connect;
 pub mod java;
 pub mod kafka_py;
+pub mod pip;
 pub mod proxy;
 pub mod pulsar_py;
 pub mod wire;
@@ -185,4 +186,21 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// A `sasl_users_file` in `dir` with a salted SCRAM credential (4,096 iterations) of `password`
+/// for each (user, mechanism).
+pub fn users_file(
+    dir: &std::path::Path,
+    users: &[(&str, guise_host::scram::Scram)],
+    password: &str,
+) -> std::path::PathBuf {
+    use guise_host::scram::{Credential, Users};
+    let mut text = String::new();
+    for &(user, scram) in users {
+        text += &Users::entry(user, scram, &Credential::new(scram, password.as_bytes(), 4096));
+    }
+    let path = dir.join("users.toml");
+    std::fs::write(&path, text).expect("writing the users file");
+    path
 }

@@ -2,7 +2,6 @@
 //! it — driven through `tests/python/pulsar_scenarios.py`. The wheel is installed on first use
 //! into the target directory (`pip install --target`), so a fresh clone needs nothing by hand.
 
-use crate::target_dir;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -13,42 +12,7 @@ pub const PULSAR_CLIENT: &str = "pulsar-client==3.13.0";
 /// The directory holding the installed `pulsar` package (for PYTHONPATH).
 pub fn site() -> PathBuf {
     static SITE: OnceLock<PathBuf> = OnceLock::new();
-    SITE.get_or_init(|| {
-        let dir = target_dir().join("pulsar-client-py").join(PULSAR_CLIENT.replace("==", "-"));
-        if dir.join("pulsar").join("__init__.py").exists() {
-            return dir;
-        }
-        // Install beside it, then rename: test binaries running at once never see half an install.
-        let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let status = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-warn-script-location",
-            ])
-            .arg("--target")
-            .arg(&tmp)
-            .arg(PULSAR_CLIENT)
-            .status()
-            .expect("running python3 -m pip (the Pulsar client tests need CPython 3 with pip)");
-        assert!(status.success(), "pip could not install {PULSAR_CLIENT}");
-        std::fs::create_dir_all(dir.parent().expect("has a parent")).expect("creating the target dir");
-        if std::fs::rename(&tmp, &dir).is_err() {
-            // Another test binary installed it first.
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        assert!(
-            dir.join("pulsar").join("__init__.py").exists(),
-            "{PULSAR_CLIENT} is not in {}",
-            dir.display()
-        );
-        dir
-    })
-    .clone()
+    SITE.get_or_init(|| crate::pip::site("pulsar-client-py", PULSAR_CLIENT, "pulsar", false)).clone()
 }
 
 /// Run one scenario of `pulsar_scenarios.py` and return the JSON it printed; panics with the

@@ -5,7 +5,7 @@
 //! topics they may not describe, and the ACLs still in force after a restart.
 
 use guise_host::config::SecurityProtocol;
-use guise_host::net::kafka::sasl::{Credential, Scram, Users};
+use guise_host::net::kafka::sasl::Scram;
 use guise_tests::TestServer;
 use guise_tests::java::{clients, tool};
 use serde_json::{Value, json};
@@ -15,14 +15,8 @@ const PASSWORD: &str = "acl-test-password";
 const ACL_COMMAND: &str = "org.apache.kafka.tools.AclCommand";
 
 fn users_file(dir: &Path) -> PathBuf {
-    let mut text = String::new();
-    for user in ["admin", "alice", "bob"] {
-        text +=
-            &Users::entry(user, Scram::Sha256, &Credential::new(Scram::Sha256, PASSWORD.as_bytes(), 4096));
-    }
-    let path = dir.join("users.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let users = ["admin", "alice", "bob"].map(|u| (u, Scram::Sha256));
+    guise_tests::users_file(dir, &users, PASSWORD)
 }
 
 /// The Java client's properties for `user` (SASL PLAIN over SASL_PLAINTEXT).

@@ -5,7 +5,7 @@
 //! host carries on serving.
 
 use guise_host::config::{ListenerConfig, SecurityProtocol};
-use guise_host::net::kafka::sasl::{Credential, Scram, Users};
+use guise_host::net::kafka::sasl::Scram;
 use guise_tests::TestServer;
 use guise_tests::certs::TestCa;
 use guise_tests::kafka_py::scenario;
@@ -16,13 +16,8 @@ const PASSWORD: &str = "correct horse battery staple";
 
 /// A users file with alice (both SCRAM hashes) and bob (SCRAM-SHA-256 only).
 fn users_file(dir: &Path) -> std::path::PathBuf {
-    let mut text = String::new();
-    for (user, scram) in [("alice", Scram::Sha256), ("alice", Scram::Sha512), ("bob", Scram::Sha256)] {
-        text += &Users::entry(user, scram, &Credential::new(scram, PASSWORD.as_bytes(), 4096));
-    }
-    let path = dir.join("users.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let users = [("alice", Scram::Sha256), ("alice", Scram::Sha512), ("bob", Scram::Sha256)];
+    guise_tests::users_file(dir, &users, PASSWORD)
 }
 
 /// kafka-python's settings for a listener and, with SASL, a login.

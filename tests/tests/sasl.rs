@@ -4,7 +4,7 @@
 //! handshake are refused and their connections closed; everyone else is served.
 
 use guise_host::config::{ListenerConfig, SecurityProtocol};
-use guise_host::net::kafka::sasl::{Credential, Scram, Users};
+use guise_host::net::kafka::sasl::Scram;
 use guise_tests::TestServer;
 use guise_tests::certs::TestCa;
 use rskafka::BackoffConfig;
@@ -22,19 +22,13 @@ const PASSWORD: &str = "correct horse battery staple";
 /// A users file with alice (both SCRAM hashes), bob (SCRAM-SHA-256 only) and carol of tenant
 /// acme (SCRAM-SHA-512).
 fn users_file(dir: &Path) -> std::path::PathBuf {
-    let mut text = String::new();
     let users = [
         ("alice", Scram::Sha256),
         ("alice", Scram::Sha512),
         ("bob", Scram::Sha256),
         ("acme/carol", Scram::Sha512),
     ];
-    for (user, scram) in users {
-        text += &Users::entry(user, scram, &Credential::new(scram, PASSWORD.as_bytes(), 4096));
-    }
-    let path = dir.join("users.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    guise_tests::users_file(dir, &users, PASSWORD)
 }
 
 fn tls_client(ca: &Path) -> Arc<rustls::ClientConfig> {

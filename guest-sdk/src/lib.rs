@@ -16,6 +16,8 @@ pub use types::*;
 
 pub mod transform;
 
+pub mod quotas;
+
 #[cfg(not(target_arch = "wasm32"))]
 pub mod groups;
 #[cfg(not(target_arch = "wasm32"))]
@@ -189,6 +191,25 @@ pub trait Services {
         deletions: &[ScramDeletion],
         upsertions: &[ScramUpsertion],
     ) -> Vec<(String, Result<(), (ErrorCode, String)>)>;
+
+    // --- client quotas (of the connection's tenant) ---
+    /// DescribeClientQuotas: the entities matching the filter and their quotas, or an error for
+    /// the whole request with its message.
+    fn describe_quotas(
+        &self,
+        components: &[quotas::FilterPart],
+        strict: bool,
+    ) -> Result<Vec<quotas::Entry>, (ErrorCode, String)>;
+    /// AlterClientQuotas: one result per entry, in order; an entry's changes apply all together
+    /// or not at all.
+    fn alter_quotas(
+        &self,
+        alterations: &[quotas::Alteration],
+        validate_only: bool,
+    ) -> Vec<Result<(), (ErrorCode, String)>>;
+    /// How long the client is throttled by its quotas for this request, in milliseconds (the
+    /// response's `throttle_time_ms`; the host holds the connection's next request that long).
+    fn throttle_ms(&self) -> i32;
 }
 
 /// One request as the guest sees it: its bytes (a copy in guest memory, to decode from) and the

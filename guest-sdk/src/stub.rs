@@ -121,6 +121,10 @@ pub struct StubServices {
     pub acls: RefCell<Option<StubAcls>>,
     /// The SCRAM credentials, by (user, mechanism): the upsertion that stored each.
     pub scram: RefCell<BTreeMap<(String, i8), ScramUpsertion>>,
+    /// The client quotas, by entity (kept with the host's rules, [`crate::quotas`]).
+    pub quotas: RefCell<BTreeMap<crate::quotas::Entity, BTreeMap<String, f64>>>,
+    /// What `throttle_ms` answers.
+    pub throttle_ms: Cell<i32>,
 }
 
 /// The stub's authorizer: a deny list, and the bindings stored by CreateAcls.
@@ -174,6 +178,8 @@ impl Default for StubServices {
             group_calls: RefCell::default(),
             acls: RefCell::default(),
             scram: RefCell::default(),
+            quotas: RefCell::default(),
+            throttle_ms: Cell::new(0),
         }
     }
 }
@@ -1039,6 +1045,39 @@ impl Services for StubServices {
                 (user.to_string(), Ok(()))
             })
             .collect()
+    }
+
+    fn describe_quotas(
+        &self,
+        components: &[crate::quotas::FilterPart],
+        strict: bool,
+    ) -> Result<Vec<crate::quotas::Entry>, (ErrorCode, String)> {
+        if !self.authorize(acl::CLUSTER, acl::CLUSTER_NAME, acl::DESCRIBE_CONFIGS) {
+            return Err((error::CLUSTER_AUTHORIZATION_FAILED, String::new()));
+        }
+        crate::quotas::describe(&self.quotas.borrow(), components, strict)
+    }
+
+    fn alter_quotas(
+        &self,
+        alterations: &[crate::quotas::Alteration],
+        validate_only: bool,
+    ) -> Vec<Result<(), (ErrorCode, String)>> {
+        let allowed = self.authorize(acl::CLUSTER, acl::CLUSTER_NAME, acl::ALTER_CONFIGS);
+        let mut quotas = self.quotas.borrow_mut();
+        alterations
+            .iter()
+            .map(|a| {
+                if !allowed {
+                    return Err((error::CLUSTER_AUTHORIZATION_FAILED, String::new()));
+                }
+                crate::quotas::alter(&mut quotas, a, validate_only).map(drop)
+            })
+            .collect()
+    }
+
+    fn throttle_ms(&self) -> i32 {
+        self.throttle_ms.get()
     }
 }
 

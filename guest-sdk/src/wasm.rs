@@ -23,7 +23,7 @@ pub mod bindings {
 }
 
 use bindings::guise::runtime::{
-    acls, cluster, connection, groups, handler_types as ht, log, logging, producers, scram, types,
+    acls, cluster, connection, groups, handler_types as ht, log, logging, producers, quotas, scram, types,
 };
 
 impl HostBuffer for types::Buffer {
@@ -448,6 +448,59 @@ impl Services for WasmServices {
             })
             .collect();
         scram::alter(&deletions, &upsertions)
+    }
+
+    fn describe_quotas(
+        &self,
+        components: &[crate::quotas::FilterPart],
+        strict: bool,
+    ) -> Result<Vec<crate::quotas::Entry>, (ErrorCode, String)> {
+        let components: Vec<quotas::FilterPart> = components
+            .iter()
+            .map(|c| quotas::FilterPart {
+                entity_type: c.entity_type.clone(),
+                match_type: c.match_type,
+                name: c.name.clone(),
+            })
+            .collect();
+        quotas::describe(&components, strict).map(|entries| {
+            entries
+                .into_iter()
+                .map(|e| crate::quotas::Entry {
+                    entity: e
+                        .entity
+                        .into_iter()
+                        .map(|p| crate::quotas::EntityPart { entity_type: p.entity_type, name: p.name })
+                        .collect(),
+                    values: e.values,
+                })
+                .collect()
+        })
+    }
+    fn alter_quotas(
+        &self,
+        alterations: &[crate::quotas::Alteration],
+        validate_only: bool,
+    ) -> Vec<Result<(), (ErrorCode, String)>> {
+        let alterations: Vec<quotas::Alteration> = alterations
+            .iter()
+            .map(|a| quotas::Alteration {
+                entity: a
+                    .entity
+                    .iter()
+                    .map(|p| quotas::EntityPart { entity_type: p.entity_type.clone(), name: p.name.clone() })
+                    .collect(),
+                ops: a
+                    .ops
+                    .iter()
+                    .map(|o| quotas::Op { key: o.key.clone(), value: o.value, remove: o.remove })
+                    .collect(),
+            })
+            .collect();
+        quotas::alter(&alterations, validate_only)
+    }
+    fn throttle_ms(&self) -> i32 {
+        quotas::throttle_ms()
     }
 }
 

@@ -309,7 +309,10 @@ impl SecurityProtocol {
     }
 }
 
-/// One tenant's overrides of the transform limits.
+/// One tenant's settings: overrides of the transform limits, and the tenant's quota ceiling —
+/// what all of its clients together may produce and fetch per second and the share of a thread
+/// their requests may take (Kafka's quota keys; the tenant cannot change these, unlike the
+/// client quotas it sets with AlterClientQuotas).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
@@ -317,6 +320,9 @@ pub struct TenantConfig {
     pub transform_timeout_ms: Option<u64>,
     pub transform_max_output_bytes: Option<u64>,
     pub transform_max_concurrency: Option<usize>,
+    pub producer_byte_rate: Option<u64>,
+    pub consumer_byte_rate: Option<u64>,
+    pub request_percentage: Option<f64>,
 }
 
 impl Default for Config {
@@ -594,6 +600,15 @@ impl Config {
                     message: format!("tenant {name}: transform memory below 1 MiB or a zero timeout"),
                 });
             }
+            if t.producer_byte_rate == Some(0)
+                || t.consumer_byte_rate == Some(0)
+                || t.request_percentage.is_some_and(|p| p.is_nan() || p <= 0.0 || p.is_infinite())
+            {
+                return Err(ConfigError::Invalid {
+                    key: "tenants",
+                    message: format!("tenant {name}: a quota ceiling must be greater than 0"),
+                });
+            }
         }
         if self.group_initial_rebalance_delay_ms > i32::MAX as u64 {
             return invalid("group_initial_rebalance_delay_ms", "must fit in 32 bits, as in Kafka");
@@ -664,6 +679,27 @@ impl Config {
             super_users: self.super_users.clone(),
             allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
             namespace: self.namespace.clone(),
+        }
+    }
+
+    pub fn quota_config(&self) -> crate::quota::QuotaConfig {
+        let ceilings = self
+            .tenants
+            .iter()
+            .map(|(name, t)| {
+                let ceiling = crate::quota::Ceiling {
+                    producer_byte_rate: t.producer_byte_rate.map(|r| r as f64),
+                    consumer_byte_rate: t.consumer_byte_rate.map(|r| r as f64),
+                    request_percentage: t.request_percentage,
+                };
+                (name.to_string(), ceiling)
+            })
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        crate::quota::QuotaConfig {
+            namespace: self.namespace.clone(),
+            sampling: Default::default(),
+            ceilings,
         }
     }
 

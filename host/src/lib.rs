@@ -12,6 +12,7 @@ pub mod coord;
 pub mod logs;
 pub mod net;
 pub mod pulsar;
+pub mod quota;
 pub mod record;
 pub mod scram;
 pub mod server;

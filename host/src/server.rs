@@ -241,6 +241,7 @@ impl Server {
         let mut internal = InternalTopics::new();
         Coordinator::register_internal(&mut internal, &config.namespace);
         crate::acl::Authorizer::register_internal(&mut internal, &config.namespace);
+        crate::quota::Quotas::register_internal(&mut internal, &config.namespace);
         crate::net::pulsar::cursors::register_internal(&mut internal);
         internal.register(
             crate::scram::TOPIC,
@@ -311,6 +312,7 @@ impl Server {
         // The one append door: front ends append through the tenant transforms.
         let front_log = transforms.log();
 
+        let quotas = Arc::new(crate::quota::Quotas::new(log.clone(), config.quota_config()));
         let ctx = Arc::new(HostContext {
             log: front_log.clone(),
             namespace: config.namespace.clone(),
@@ -325,6 +327,7 @@ impl Server {
             internal: internal.clone(),
             acl: Arc::new(crate::acl::Authorizer::new(log.clone(), config.acl_config())),
             scram,
+            quotas: quotas.clone(),
         });
         // Pulsar applications' writes to ingress topics come in through the same door.
         log.serve_ingress(Arc::downgrade(&front_log));
@@ -511,6 +514,11 @@ impl Server {
         tasks.push(tokio::spawn(every(GROUP_TICK, shutdown_rx.clone(), move || {
             let coord = coord.clone();
             async move { coord.tick(std::time::Instant::now()).await }
+        })));
+        // Rates no client recorded in for the whole quota horizon are dropped.
+        tasks.push(tokio::spawn(every(Duration::from_secs(60), shutdown_rx.clone(), move || {
+            quotas.expire();
+            std::future::ready(())
         })));
         if let FsyncPolicy::Interval(period) = fsync {
             // The "interval" fsync policy; a failed flush is logged by the log itself.

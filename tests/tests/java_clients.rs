@@ -636,3 +636,102 @@ fn normalize(text: &str) -> Vec<String> {
         .filter(|l| !l.contains("min.insync.replicas=") && !l.starts_with('['))
         .collect()
 }
+
+#[test]
+fn client_quotas_are_altered_and_described_as_on_kafka() {
+    let (kafka, guise) = both("java-quotas", |bootstrap, names| {
+        let (u1, u2, c) = (format!("{names}-u1"), format!("{names}-u2"), format!("{names}-c"));
+        let altered = admin(
+            bootstrap,
+            json!([
+                {"op": "alterQuotas", "entries": [
+                    {"entity": {"user": u1}, "set": {"producer_byte_rate": 1048576, "request_percentage": 50.5}},
+                    {"entity": {"user": u1, "client-id": null}, "set": {"consumer_byte_rate": 2048}},
+                    {"entity": {"client-id": c}, "set": {"producer_byte_rate": 1.5}},
+                    {"entity": {"user": u2}, "set": {"no_such_quota": 1}},
+                ]},
+                {"op": "alterQuotas", "validateOnly": true, "entries": [
+                    {"entity": {"user": u2}, "set": {"producer_byte_rate": 4096}},
+                ]},
+            ]),
+        );
+        // The broker learns of a change from the controller a moment later: wait for it.
+        let u1_filter =
+            json!({"op": "describeQuotas", "components": [{"type": "user", "match": "exact", "name": u1}]});
+        let mut described = Value::Null;
+        for _ in 0..50 {
+            described = admin(bootstrap, json!([u1_filter]))[0].clone();
+            if described["ok"].as_object().is_some_and(|o| o.len() == 2) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let more = admin(
+            bootstrap,
+            json!([
+                {"op": "describeQuotas", "strict": true, "components": [{"type": "user", "match": "exact", "name": u1}]},
+                {"op": "describeQuotas", "components": [
+                    {"type": "user", "match": "exact", "name": u1}, {"type": "client-id", "match": "default"}]},
+                {"op": "describeQuotas", "components": [{"type": "user", "match": "exact", "name": u2}]},
+                {"op": "describeQuotas", "components": [{"type": "client-id", "match": "exact", "name": c}]},
+                {"op": "describeQuotas", "components": [
+                    {"type": "user", "match": "any"}, {"type": "user", "match": "default"}]},
+                {"op": "describeQuotas", "components": [{"type": "group", "match": "any"}]},
+            ]),
+        );
+        // Removing every key of an entity removes the entity.
+        let removed = admin(
+            bootstrap,
+            json!([{"op": "alterQuotas", "entries": [
+                {"entity": {"user": u1, "client-id": null}, "remove": ["consumer_byte_rate"]},
+            ]}]),
+        );
+        let mut after = Value::Null;
+        for _ in 0..50 {
+            after = admin(bootstrap, json!([u1_filter]))[0].clone();
+            if after["ok"].as_object().is_some_and(|o| o.len() == 1) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        // Leave nothing behind on the shared broker.
+        admin(
+            bootstrap,
+            json!([{"op": "alterQuotas", "entries": [
+                {"entity": {"user": u1}, "remove": ["producer_byte_rate", "request_percentage"]},
+            ]}]),
+        );
+        // Error messages differ between the brokers; the client's exception classes must not.
+        let classes = |v: &Value| -> Value {
+            let mut v = v.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("message");
+                for (_, inner) in o.iter_mut() {
+                    if let Some(i) = inner.as_object_mut() {
+                        for (_, x) in i.iter_mut() {
+                            if let Some(x) = x.as_object_mut() {
+                                x.remove("message");
+                            }
+                        }
+                    }
+                }
+            }
+            v
+        };
+        let names_out =
+            |v: Value| -> Value { serde_json::from_str(&v.to_string().replace(names, "N")).unwrap() };
+        names_out(json!({
+            "altered": altered.iter().map(classes).collect::<Vec<_>>(),
+            "described": described,
+            "more": more.iter().map(classes).collect::<Vec<_>>(),
+            "removed": removed,
+            "after": after,
+        }))
+    });
+    assert_eq!(guise, kafka, "Guise (left) and Apache Kafka (right) differ");
+    assert_eq!(
+        guise["described"]["ok"]["{user=N-u1}"],
+        json!({"producer_byte_rate": 1048576.0, "request_percentage": 50.5}),
+        "{guise}"
+    );
+}

@@ -14,6 +14,7 @@ wasmtime::component::bindgen!({
         "guise:runtime/groups": async,
         "guise:runtime/acls": async,
         "guise:runtime/scram": async,
+        "guise:runtime/quotas": async,
     },
     exports: { default: async },
     with: {
@@ -22,5 +23,5 @@ wasmtime::component::bindgen!({
 });
 
 pub use guise::runtime::{
-    acls, cluster, connection, groups, handler_types, log, logging, producers, scram, types,
+    acls, cluster, connection, groups, handler_types, log, logging, producers, quotas, scram, types,
 };

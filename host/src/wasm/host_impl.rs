@@ -305,6 +305,7 @@ impl log::Host for GuestState {
             }
             _ => (None, 0),
         };
+        self.fetched += u64::from(records_len);
         Ok(log::Fetched {
             high_watermark: r.high_watermark,
             last_stable_offset: r.high_watermark,

@@ -8,6 +8,7 @@ mod host_acls;
 mod host_groups;
 mod host_impl;
 mod host_producers;
+mod host_quotas;
 mod host_scram;
 mod module;
 mod park;
@@ -22,7 +23,7 @@ pub use module::{Module, ModuleId, ModuleStats, StatsSnapshot};
 pub use park::Executed;
 pub use registry::{ModuleView, Registry, RegistryConfig, RegistryError, VersionView};
 pub use runtime::{GuestFailure, GuestLimits, Handled, Runtime, WasmError};
-pub use state::{ANONYMOUS, ConnInfo, HostContext, Observed, WakeKey};
+pub use state::{ANONYMOUS, ConnInfo, HostContext, Observed, RequestInfo, WakeKey};
 pub use transform::{TransformEngine, TransformLimits, TransformModule};
 
 /// Where the build put the guest components (the example transforms, `guise_transform_*.wasm`),

@@ -8,33 +8,86 @@
 //! instance's error response.
 
 use super::runtime::{Handled, Runtime};
-use super::state::{ConnInfo, Observed, WakeKey};
+use super::state::{ConnInfo, Observed, RequestInfo, WakeKey};
+use crate::quota::Kind;
 use bytes::Bytes;
 use futures::FutureExt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// What became of a request.
 #[derive(Debug)]
 pub enum Executed {
-    /// Write these segments (the size prefix is the front end's).
-    Send(Vec<Bytes>),
-    /// No response (a produce with acks=0).
-    Nothing,
+    /// Write these segments (the size prefix is the front end's), then hold the connection's
+    /// next request for the throttle (zero unless the client is over a quota).
+    Send(Vec<Bytes>, Duration),
+    /// No response (a produce with acks=0); hold the next request for the throttle.
+    Nothing(Duration),
     /// Close the connection (the reason is logged).
     Close,
 }
 
+/// APIs no quota throttles: the handshake before a client can even name itself.
+const UNTHROTTLED: &[i16] = &[17, 18, 36];
+
 impl Runtime {
     /// Run one request frame (without its size prefix; `api_key` from its header, None when it
     /// has none) to completion, parking while it waits. `shutdown` ends a park early with a
-    /// final answer.
+    /// final answer. The client's quotas are measured here: a produce's bytes before the guest
+    /// runs (so its response reports the throttle), a fetch response's bytes and the time the
+    /// guest calls took after.
     pub async fn execute(
         &self,
         conn: &ConnInfo,
         frame: &Bytes,
         api_key: Option<i16>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Executed {
+        let quotas = self.context().quotas.clone();
+        let info = RequestInfo::of(frame).filter(|i| !UNTHROTTLED.contains(&i.api_key));
+        if let Some(info) = &info {
+            quotas.load(&conn.tenant).await;
+            if info.api_key == 0 {
+                quotas.record(&conn.quota_client(info), Kind::Produce, frame.len() as f64);
+            }
+        }
+        let mut busy = Duration::ZERO;
+        let executed = self.run(conn, frame, api_key, shutdown, &mut busy).await;
+        let Some(info) = info else { return executed };
+        let client = conn.quota_client(&info);
+        if let Executed::Send(segments, _) = &executed
+            && info.api_key == 1
+        {
+            let bytes: usize = segments.iter().map(Bytes::len).sum();
+            quotas.record(&client, Kind::Fetch, bytes as f64);
+        }
+        quotas.record(&client, Kind::Request, crate::quota::request_percent(busy));
+        let throttle = quotas.throttle(&client, Kind::of_api(info.api_key));
+        if !throttle.is_zero() {
+            tracing::debug!(
+                conn = conn.id,
+                api_key = info.api_key,
+                user = client.user,
+                client_id = client.client_id,
+                ?throttle,
+                "throttled by a quota"
+            );
+        }
+        match executed {
+            Executed::Send(segments, _) => Executed::Send(segments, throttle),
+            Executed::Nothing(_) => Executed::Nothing(throttle),
+            Executed::Close => Executed::Close,
+        }
+    }
+
+    /// [`execute`](Self::execute) without the quotas; `busy` gets the time the guest calls took.
+    async fn run(
+        &self,
+        conn: &ConnInfo,
+        frame: &Bytes,
+        api_key: Option<i16>,
         mut shutdown: watch::Receiver<bool>,
+        busy: &mut Duration,
     ) -> Executed {
         let received = Instant::now();
         let mut final_ = false;
@@ -55,9 +108,12 @@ impl Runtime {
             };
             // On a fiber: it yields the thread every epoch tick and while a host call awaits
             // storage.
-            match self.handle(&module, conn, frame, final_).await {
-                Ok(Handled::Respond(Some(segments))) => return Executed::Send(segments),
-                Ok(Handled::Respond(None)) => return Executed::Nothing,
+            let started = Instant::now();
+            let handled = self.handle(&module, conn, frame, final_).await;
+            *busy += started.elapsed();
+            match handled {
+                Ok(Handled::Respond(Some(segments))) => return Executed::Send(segments, Duration::ZERO),
+                Ok(Handled::Respond(None)) => return Executed::Nothing(Duration::ZERO),
                 Ok(Handled::Close(reason)) => {
                     tracing::info!(conn = conn.id, peer = %conn.peer, api_key, "closing connection: {reason}");
                     return Executed::Close;
@@ -80,7 +136,7 @@ impl Runtime {
                     tracing::warn!(conn = conn.id, peer = %conn.peer, api_key, module = %module.id.name, version = module.id.version, "guest call failed: {failure}");
                     let code = failure.kafka_code();
                     return match self.error_response(&module, conn, frame, code).await {
-                        Ok(Some(segments)) => Executed::Send(segments),
+                        Ok(Some(segments)) => Executed::Send(segments, Duration::ZERO),
                         Ok(None) => Executed::Close,
                         Err(e) => {
                             tracing::warn!(

@@ -13,7 +13,7 @@ use super::admission::{Admission, Permit};
 use super::bindings::{ProtocolHandler, ProtocolHandlerPre, handler_types};
 use super::engine::Compiler;
 use super::module::{Module, ModuleId, ModuleStats};
-use super::state::{BufferHandle, ConnInfo, GuestState, HostContext, Observed, WakeKey};
+use super::state::{BufferHandle, ConnInfo, GuestState, HostContext, Observed, RequestInfo, WakeKey};
 use bytes::Bytes;
 use guise_guest_sdk::error;
 use parking_lot::RwLock;
@@ -176,7 +176,7 @@ impl Runtime {
         let pre = self.linker.instantiate_pre(component).map_err(|e| WasmError::Link(format!("{e:#}")))?;
         let pre = ProtocolHandlerPre::new(pre).map_err(|e| WasmError::Link(format!("{e:#}")))?;
         let conn = ConnInfo::new(0, "public", "deploy-check");
-        let mut store = self.store(&conn);
+        let mut store = self.store(&conn, &[]);
         // Deploying is synchronous (the registry); instantiating runs no host import that
         // waits, so this completes on this thread.
         futures::executor::block_on(pre.instantiate_async(&mut store))
@@ -200,7 +200,7 @@ impl Runtime {
         &self.ctx
     }
 
-    fn store(&self, conn: &ConnInfo) -> Store<GuestState> {
+    fn store(&self, conn: &ConnInfo, frame: &[u8]) -> Store<GuestState> {
         let state = GuestState {
             table: ResourceTable::new(),
             wasi: deny_all_wasi(conn.id),
@@ -214,6 +214,8 @@ impl Runtime {
             conn: conn.clone(),
             observed: Vec::new(),
             host_time: Duration::ZERO,
+            request: RequestInfo::of(frame).unwrap_or_default(),
+            fetched: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -242,10 +244,11 @@ impl Runtime {
         &self,
         module: &Module,
         conn: &ConnInfo,
+        frame: &[u8],
     ) -> Result<(Store<GuestState>, ProtocolHandler), GuestFailure> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         module.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let mut store = self.store(conn);
+        let mut store = self.store(conn, frame);
         let bindings = module
             .pre
             .instantiate_async(&mut store)
@@ -264,7 +267,7 @@ impl Runtime {
         frame: &Bytes,
         final_: bool,
     ) -> Result<Handled, GuestFailure> {
-        let (mut store, bindings) = self.instantiate(module, conn).await?;
+        let (mut store, bindings) = self.instantiate(module, conn, frame).await?;
         let frame_res = store
             .data_mut()
             .table
@@ -307,7 +310,7 @@ impl Runtime {
         frame: &Bytes,
         code: i16,
     ) -> Result<Option<Vec<Bytes>>, GuestFailure> {
-        let (mut store, bindings) = self.instantiate(module, conn).await?;
+        let (mut store, bindings) = self.instantiate(module, conn, frame).await?;
         let frame_res = store
             .data_mut()
             .table

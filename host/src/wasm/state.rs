@@ -32,6 +32,8 @@ pub struct HostContext {
     pub acl: Arc<crate::acl::Authorizer>,
     /// SCRAM credentials (DescribeUserScramCredentials, AlterUserScramCredentials).
     pub scram: Arc<crate::scram::Store>,
+    /// Client quotas and tenant ceilings: measured on every request, throttling clients over them.
+    pub quotas: Arc<crate::quota::Quotas>,
 }
 
 impl HostContext {
@@ -55,6 +57,7 @@ impl HostContext {
             internal: Arc::new(internal),
             acl: Default::default(),
             scram: Arc::new(crate::scram::Store::from_file(Default::default())),
+            quotas: Default::default(),
         }
     }
 
@@ -131,6 +134,44 @@ pub struct GuestState {
     /// Time spent in host calls since the deadline was last extended (handed back to the
     /// guest's CPU deadline: see `Runtime::store`).
     pub host_time: std::time::Duration,
+    /// The request's API and client id, which its quotas are measured by.
+    pub request: RequestInfo,
+    /// Record bytes this call's reads returned (a fetch response's, for its quota).
+    pub fetched: u64,
+}
+
+/// What the host reads of a request's header itself: its API key and client id (for quotas).
+#[derive(Clone, Debug, Default)]
+pub struct RequestInfo {
+    pub api_key: i16,
+    pub client_id: String,
+}
+
+impl RequestInfo {
+    /// The API key and client id of a request frame (its header's first fields, the same in
+    /// every header version); None for a frame too short to hold them.
+    pub fn of(frame: &[u8]) -> Option<RequestInfo> {
+        let api_key = i16::from_be_bytes([*frame.first()?, *frame.get(1)?]);
+        let len = i16::from_be_bytes([*frame.get(8)?, *frame.get(9)?]);
+        let client_id = match usize::try_from(len) {
+            Ok(len) => String::from_utf8_lossy(frame.get(10..10 + len)?).into_owned(),
+            Err(_) => String::new(), // a null client id
+        };
+        Some(RequestInfo { api_key, client_id })
+    }
+}
+
+impl ConnInfo {
+    /// The user quotas know the connection by: its principal's name without `User:`
+    /// ("ANONYMOUS" unauthenticated), as Kafka names quota users.
+    pub fn quota_user(&self) -> &str {
+        self.principal.strip_prefix("User:").unwrap_or(&self.principal)
+    }
+
+    /// The quota client of a request with `info` on this connection.
+    pub fn quota_client<'a>(&'a self, info: &'a RequestInfo) -> crate::quota::Client<'a> {
+        crate::quota::Client { tenant: &self.tenant, user: self.quota_user(), client_id: &info.client_id }
+    }
 }
 
 impl GuestState {

@@ -71,6 +71,8 @@ apis! {
     42 "DeleteGroups" 0..=2 => delete_groups;
     44 "IncrementalAlterConfigs" 0..=1 => incremental_alter_configs;
     47 "OffsetDelete" 0..=0 => offset_delete;
+    48 "DescribeClientQuotas" 0..=1 => describe_client_quotas;
+    49 "AlterClientQuotas" 0..=1 => alter_client_quotas;
     50 "DescribeUserScramCredentials" 0..=0 => describe_user_scram_credentials;
     51 "AlterUserScramCredentials" 0..=0 => alter_user_scram_credentials;
     60 "DescribeCluster" 0..=2 => describe_cluster;

@@ -110,9 +110,21 @@ impl<'a, S: Services> Ctx<'a, S> {
             .with_correlation_id(self.correlation_id)
             .encode(&mut out, header_version)
             .map_err(|e| format!("encoding response header: {e}"))?;
+        let body_start = out.len();
         body.encode(&mut out, body_version)
             .map_err(|e| format!("encoding response (api key {} v{}): {e}", self.api_key, body_version))?;
+        if let Some(offset) = throttle_offset(self.api_key, body_version) {
+            let at = body_start + offset;
+            if let Some(field) = out.get_mut(at..at + 4) {
+                field.copy_from_slice(&self.throttle_ms().to_be_bytes());
+            }
+        }
         Ok(out.to_vec())
+    }
+
+    /// The response's `throttle_time_ms`: how long the host holds the client back for its quotas.
+    pub fn throttle_ms(&self) -> i32 {
+        if self.api_key == API_VERSIONS_KEY { 0 } else { self.svc.throttle_ms() }
     }
 
     /// Respond with `body` encoded at this request's version.
@@ -131,3 +143,14 @@ impl<'a, S: Services> Ctx<'a, S> {
         self.header.as_ref().and_then(|h| h.client_id.as_deref())
     }
 }
+
+/// Where the body of `api_key`'s response at `version` carries `throttle_time_ms` (a byte
+/// offset), when it is at a fixed place; Kafka's specs say ([`THROTTLE`], generated).
+pub fn throttle_offset(api_key: i16, version: i16) -> Option<usize> {
+    let i = THROTTLE.binary_search_by_key(&api_key, |r| r.0).ok()?;
+    let (_, first, offset) = THROTTLE[i];
+    if version >= first { offset } else { None }
+}
+
+// The generated `THROTTLE`: (api key, first version with the field, its offset in the body).
+include!(concat!(env!("OUT_DIR"), "/throttle.rs"));

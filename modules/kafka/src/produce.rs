@@ -133,7 +133,7 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
             )),
         };
     }
-    cx.respond(&ProduceResponse::default().with_responses(responses))
+    cx.respond(&ProduceResponse::default().with_responses(responses).with_throttle_time_ms(cx.throttle_ms()))
 }
 
 /// The response to this request with `code` in every partition (an acks=0 request gets none:
@@ -152,7 +152,7 @@ pub fn error<S: Services>(cx: &Ctx<'_, S>, code: ErrorCode) -> ApiResult<S> {
             )
         })
         .collect();
-    cx.respond(&ProduceResponse::default().with_responses(responses))
+    cx.respond(&ProduceResponse::default().with_responses(responses).with_throttle_time_ms(cx.throttle_ms()))
 }
 
 fn failed_partition(index: i32, code: ErrorCode) -> PartitionProduceResponse {

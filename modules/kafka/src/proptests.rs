@@ -125,6 +125,7 @@ fn flexible_from(key: i16) -> i16 {
         44 => 1,
         47 => i16::MAX,
         50 | 51 | 60 | 61 | 75 => 0,
+        48 | 49 => 1,
         23 => 4,
         35 => 2,
         17 => i16::MAX,
@@ -170,6 +171,7 @@ fn codec_versions(key: i16) -> std::ops::RangeInclusive<i16> {
         75 => 0..=0,
         29..=31 => 1..=3,
         50 | 51 => 0..=0,
+        48 | 49 => 0..=1,
         _ => unreachable!("api key {key}"),
     }
 }
@@ -741,6 +743,50 @@ fn samples(key: i16, v: i16) -> Vec<Vec<u8>> {
                 .with_unknown_tagged_fields(tags());
             vec![encode(&rich, v), encode(&AlterUserScramCredentialsRequest::default(), v)]
         }
+        48 => {
+            use describe_client_quotas_request::ComponentData;
+            let component = |t: &str, m: i8, name: Option<&str>| {
+                let c = ComponentData::default().with_entity_type(str_bytes(t)).with_match_type(m);
+                c.with_match(name.map(str_bytes)).with_unknown_tagged_fields(tags())
+            };
+            let rich = DescribeClientQuotasRequest::default()
+                .with_components(vec![component("user", 0, Some("alice")), component("client-id", 2, None)])
+                .with_strict(true);
+            let rich = rich.with_unknown_tagged_fields(tags());
+            let bad = DescribeClientQuotasRequest::default()
+                .with_components(vec![component("user", 1, None), component("user", 9, None)]);
+            vec![encode(&rich, v), encode(&bad, v), encode(&DescribeClientQuotasRequest::default(), v)]
+        }
+        49 => {
+            use alter_client_quotas_request::{EntityData, EntryData, OpData};
+            let entity = |t: &str, name: Option<&str>| {
+                EntityData::default()
+                    .with_entity_type(str_bytes(t))
+                    .with_entity_name(name.map(str_bytes))
+                    .with_unknown_tagged_fields(tags())
+            };
+            let op = |k: &str, value: f64, remove: bool| {
+                OpData::default()
+                    .with_key(str_bytes(k))
+                    .with_value(value)
+                    .with_remove(remove)
+                    .with_unknown_tagged_fields(tags())
+            };
+            let rich = AlterClientQuotasRequest::default()
+                .with_entries(vec![
+                    EntryData::default()
+                        .with_entity(vec![entity("user", Some("alice")), entity("client-id", None)])
+                        .with_ops(vec![
+                            op("producer_byte_rate", 1024.0, false),
+                            op("request_percentage", 0.0, true),
+                        ]),
+                    EntryData::default()
+                        .with_entity(vec![entity("ip", Some("x"))])
+                        .with_ops(vec![op("bogus", 1.5, false)]),
+                ])
+                .with_validate_only(true);
+            vec![encode(&rich, v), encode(&AlterClientQuotasRequest::default(), v)]
+        }
         key => group_samples(key, v, flex),
     }
 }
@@ -1028,6 +1074,8 @@ fn codec_decode(key: i16, v: i16, body: &[u8]) -> Option<usize> {
         31 => go::<DeleteAclsRequest>(body, v),
         50 => go::<DescribeUserScramCredentialsRequest>(body, v),
         51 => go::<AlterUserScramCredentialsRequest>(body, v),
+        48 => go::<DescribeClientQuotasRequest>(body, v),
+        49 => go::<AlterClientQuotasRequest>(body, v),
         _ => unreachable!("api key {key}"),
     }
 }

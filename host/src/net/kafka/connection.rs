@@ -134,13 +134,20 @@ pub async fn serve<S>(
         }
         let header = FrameHeader::parse(&frame);
         match runtime.execute(&conn, &frame, header.map(|h| h.api_key), shutdown.clone()).await {
-            Executed::Send(segments) => {
+            Executed::Send(segments, throttle) => {
                 if let Err(e) = write_response(&mut wr, segments).await {
                     tracing::debug!(conn = conn.id, "write failed, closing: {e}");
                     break;
                 }
+                if !hold(throttle, &mut shutdown_rx).await {
+                    break;
+                }
             }
-            Executed::Nothing => {}
+            Executed::Nothing(throttle) => {
+                if !hold(throttle, &mut shutdown_rx).await {
+                    break;
+                }
+            }
             Executed::Close => {
                 tracing::debug!(conn = conn.id, ?header, "closing after the request");
                 break;
@@ -151,6 +158,18 @@ pub async fn serve<S>(
     reader.abort();
     let _ = wr.shutdown().await;
     tracing::debug!(conn = conn.id, peer = %conn.peer, "connection closed");
+}
+
+/// Hold a throttled connection's next request (Kafka mutes the channel, KIP-219; the response
+/// already went out, carrying the throttle time). False: the host is shutting down.
+async fn hold(throttle: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if throttle.is_zero() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(throttle) => true,
+        _ = shutdown.wait_for(|s| *s) => false,
+    }
 }
 
 /// What the reader task of a connection holds.

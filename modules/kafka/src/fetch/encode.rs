@@ -140,6 +140,7 @@ const RUN_CAPACITY: usize = 128;
 pub(crate) fn encode<B>(
     version: i16,
     correlation_id: i32,
+    throttle_ms: i32,
     error_code: ErrorCode,
     topics: Vec<TopicOut<'_, B>>,
 ) -> Result<Vec<Segment<B>>, String> {
@@ -161,7 +162,7 @@ pub(crate) fn encode<B>(
         w.cur.push(0);
     }
 
-    w.i32(0); // throttle_time_ms
+    w.i32(throttle_ms);
     if version >= 7 {
         w.i16(error_code);
         w.i32(0); // session_id: no fetch sessions
@@ -294,7 +295,7 @@ mod tests {
                     .collect(),
             })
             .collect();
-        encode(version, correlation_id, code, topics).unwrap()
+        encode(version, correlation_id, 0, code, topics).unwrap()
     }
 
     #[test]
@@ -357,7 +358,7 @@ mod tests {
 
     #[test]
     fn refuses_versions_it_cannot_encode() {
-        assert!(encode::<StubBuffer>(3, 0, 0, vec![]).is_err());
-        assert!(encode::<StubBuffer>(13, 0, 0, vec![]).is_err());
+        assert!(encode::<StubBuffer>(3, 0, 0, 0, vec![]).is_err());
+        assert!(encode::<StubBuffer>(13, 0, 0, 0, vec![]).is_err());
     }
 }

@@ -114,7 +114,7 @@ fn respond<S: Services>(
     code: ErrorCode,
     topics: Vec<TopicOut<'_, S::Buffer>>,
 ) -> ApiResult<S> {
-    let segments = encode::encode(cx.version, cx.correlation_id, code, topics)?;
+    let segments = encode::encode(cx.version, cx.correlation_id, cx.throttle_ms(), code, topics)?;
     Ok(Outcome::Respond(Some(segments)))
 }
 

@@ -101,13 +101,23 @@ public final class Clients {
         p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "30000");
         p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "20000");
         p.putAll(extra);
+        // guise.value.bytes (ours, not the client's): pad each value to this many bytes.
+        int pad = Integer.parseInt((String) p.getOrDefault("guise.value.bytes", "0"));
+        p.remove("guise.value.bytes");
         ArrayNode sent = NODES.arrayNode();
+        ObjectNode out = NODES.objectNode();
         try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
             List<Future<RecordMetadata>> futures = new ArrayList<>();
             for (int i = 0; i < count; i++) {
-                futures.add(producer.send(new ProducerRecord<>(topic, "k" + (i % 7), "v" + i)));
+                String value = "v" + i;
+                if (value.length() < pad) {
+                    value = value + "x".repeat(pad - value.length());
+                }
+                futures.add(producer.send(new ProducerRecord<>(topic, "k" + (i % 7), value)));
             }
             producer.flush();
+            // The longest throttle the brokers reported (quotas), in ms.
+            out.put("throttle_max", metric(producer.metrics(), "producer-metrics", "produce-throttle-time-max"));
             for (Future<RecordMetadata> f : futures) {
                 try {
                     RecordMetadata m = f.get();
@@ -117,7 +127,22 @@ public final class Clients {
                 }
             }
         }
-        return NODES.objectNode().set("sent", sent);
+        out.set("sent", sent);
+        return out;
+    }
+
+    /** A client metric's value as a number (0 when absent or not a number, e.g. NaN). */
+    static double metric(Map<org.apache.kafka.common.MetricName, ? extends org.apache.kafka.common.Metric> metrics,
+            String group, String name) {
+        for (var e : metrics.entrySet()) {
+            if (e.getKey().group().equals(group) && e.getKey().name().equals(name)) {
+                Object v = e.getValue().metricValue();
+                if (v instanceof Double d && !d.isNaN() && !d.isInfinite()) {
+                    return d;
+                }
+            }
+        }
+        return 0;
     }
 
     /**
@@ -153,6 +178,7 @@ public final class Clients {
             }
         }
         consumer.commitSync();
+        double throttle = metric(consumer.metrics(), "consumer-fetch-manager-metrics", "fetch-throttle-time-max");
         Set<TopicPartition> assigned = consumer.assignment();
         for (Map.Entry<TopicPartition, OffsetAndMetadata> e : consumer.committed(assigned).entrySet()) {
             if (e.getValue() != null) {
@@ -162,6 +188,7 @@ public final class Clients {
         ObjectNode out = NODES.objectNode();
         out.set("records", records);
         out.set("committed", committed);
+        out.put("throttle_max", throttle);
         return out;
     }
 
@@ -419,6 +446,53 @@ public final class Clients {
                             infos.add(NODES.arrayNode().add(i.mechanism().mechanismName()).add(i.iterations()));
                         }
                     }
+                } catch (ExecutionException x) {
+                    return error(x.getCause());
+                }
+                return out;
+            }
+            case "alterQuotas": {
+                // entries: [{entity: {"user": NAME|null, "client-id": NAME|null}, set: {KEY: VALUE},
+                // remove: [KEY]}], validateOnly → {entity: "ok" | {error}}
+                List<org.apache.kafka.common.quota.ClientQuotaAlteration> changes = new ArrayList<>();
+                for (JsonNode e : op.path("entries")) {
+                    Map<String, String> entity = new HashMap<>();
+                    e.get("entity").fields().forEachRemaining(f -> entity.put(f.getKey(), f.getValue().isNull() ? null : f.getValue().asText()));
+                    List<org.apache.kafka.common.quota.ClientQuotaAlteration.Op> ops = new ArrayList<>();
+                    e.path("set").fields().forEachRemaining(f -> ops.add(new org.apache.kafka.common.quota.ClientQuotaAlteration.Op(f.getKey(), f.getValue().asDouble())));
+                    e.path("remove").forEach(k -> ops.add(new org.apache.kafka.common.quota.ClientQuotaAlteration.Op(k.asText(), null)));
+                    changes.add(new org.apache.kafka.common.quota.ClientQuotaAlteration(new org.apache.kafka.common.quota.ClientQuotaEntity(entity), ops));
+                }
+                var options = new org.apache.kafka.clients.admin.AlterClientQuotasOptions().validateOnly(op.path("validateOnly").asBoolean(false));
+                Map<String, KafkaFuture<Void>> byEntity = new HashMap<>();
+                admin.alterClientQuotas(changes, options).values()
+                        .forEach((entity, f) -> byEntity.put(new TreeMap<>(entity.entries()).toString(), f));
+                return outcomes(byEntity);
+            }
+            case "describeQuotas": {
+                // components: [{type, match: "exact"|"default"|"any", name}], strict
+                // → {entity: {KEY: VALUE}} or {error}
+                List<org.apache.kafka.common.quota.ClientQuotaFilterComponent> components = new ArrayList<>();
+                for (JsonNode c : op.path("components")) {
+                    String type = c.get("type").asText();
+                    components.add(switch (c.get("match").asText()) {
+                        case "exact" -> org.apache.kafka.common.quota.ClientQuotaFilterComponent.ofEntity(type, c.get("name").asText());
+                        case "default" -> org.apache.kafka.common.quota.ClientQuotaFilterComponent.ofDefaultEntity(type);
+                        default -> org.apache.kafka.common.quota.ClientQuotaFilterComponent.ofEntityType(type);
+                    });
+                }
+                var filter = op.path("strict").asBoolean(false)
+                        ? org.apache.kafka.common.quota.ClientQuotaFilter.containsOnly(components)
+                        : org.apache.kafka.common.quota.ClientQuotaFilter.contains(components);
+                ObjectNode out = NODES.objectNode();
+                try {
+                    Map<String, Map<String, Double>> found = new TreeMap<>();
+                    admin.describeClientQuotas(filter).entities().get()
+                            .forEach((entity, values) -> found.put(new TreeMap<>(entity.entries()).toString(), new TreeMap<>(values)));
+                    found.forEach((entity, values) -> {
+                        ObjectNode v = out.putObject(entity);
+                        values.forEach(v::put);
+                    });
                 } catch (ExecutionException x) {
                     return error(x.getCause());
                 }

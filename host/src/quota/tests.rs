@@ -1,0 +1,92 @@
+use super::*;
+use crate::storage::LogDefaults;
+use crate::storage::embedded::EmbeddedLog;
+use guise_guest_sdk::error::INVALID_REQUEST;
+use guise_guest_sdk::quotas::{CLIENT_ID, EntityPart, Op, USER};
+
+fn part(t: &str, n: Option<&str>) -> EntityPart {
+    EntityPart { entity_type: t.into(), name: n.map(str::to_string) }
+}
+
+fn set(entity: &[EntityPart], key: &str, value: f64) -> Alteration {
+    Alteration { entity: entity.to_vec(), ops: vec![Op { key: key.into(), value, remove: false }] }
+}
+
+const ALICE: Client<'static> = Client { tenant: "public", user: "alice", client_id: "app" };
+
+#[test]
+fn quotas_persist_per_tenant_and_throttle_their_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
+    let config = QuotaConfig { namespace: "default".into(), ..Default::default() };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let q = Quotas::new(log.clone(), config.clone());
+        q.load("public").await;
+        assert_eq!(q.record(&ALICE, Kind::Produce, 1e9), Duration::ZERO, "no quota, no throttle");
+        let results = q
+            .alter(
+                "public",
+                &[
+                    set(&[part(USER, Some("alice"))], PRODUCER_BYTE_RATE, 1000.0),
+                    set(&[part(USER, Some("alice"))], PRODUCER_BYTE_RATE, 0.5),
+                    set(&[part(CLIENT_ID, None)], REQUEST_PERCENTAGE, 25.0),
+                ],
+                false,
+            )
+            .await;
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        assert_eq!(results[1].as_ref().unwrap_err().0, INVALID_REQUEST);
+        // Within the quota: 10,000 bytes over the first ten seconds' window is 1,000 B/s.
+        assert_eq!(q.record(&ALICE, Kind::Produce, 10_000.0), Duration::ZERO);
+        // Twice the quota: throttled as long again as the window (Kafka's formula).
+        assert_eq!(q.record(&ALICE, Kind::Produce, 10_000.0), Duration::from_secs(10));
+        assert_eq!(q.throttle(&ALICE, &[Kind::Produce]), Duration::from_secs(10));
+        // The quota is alice's, shared by her client ids; bob has none of his own.
+        let other_app = Client { client_id: "other", ..ALICE };
+        assert_eq!(q.throttle(&other_app, &[Kind::Produce]), Duration::from_secs(10));
+        let bob = Client { user: "bob", ..ALICE };
+        assert_eq!(q.throttle(&bob, &[Kind::Produce]), Duration::ZERO);
+        assert_eq!(q.throttle(&ALICE, &[Kind::Fetch]), Duration::ZERO, "fetches are not limited");
+        // Request time: 25% of a thread, and its throttle is bounded by one window.
+        assert!(
+            q.record(&bob, Kind::Request, request_percent(Duration::from_secs(30))) <= Duration::from_secs(1)
+        );
+        assert_eq!(q.throttle(&bob, &[Kind::Request]), Duration::from_secs(1));
+        // Another tenant has none of public's quotas.
+        q.load("acme").await;
+        let acme = Client { tenant: "acme", ..ALICE };
+        assert_eq!(q.record(&acme, Kind::Produce, 1e9), Duration::ZERO);
+        assert!(q.describe("acme", &[], false).await.unwrap().is_empty());
+
+        // A new host on the same log has them back.
+        let again = Quotas::new(log.clone(), config.clone());
+        let described = again.describe("public", &[], false).await.unwrap();
+        assert_eq!(described.len(), 2, "{described:?}");
+        let remove = Alteration {
+            entity: vec![part(USER, Some("alice"))],
+            ops: vec![Op { key: PRODUCER_BYTE_RATE.into(), value: 0.0, remove: true }],
+        };
+        assert!(again.alter("public", &[remove], false).await[0].is_ok());
+        let third = Quotas::new(log, config);
+        let described = third.describe("public", &[], false).await.unwrap();
+        assert_eq!(described.len(), 1, "the removal is stored too: {described:?}");
+    });
+}
+
+#[test]
+fn a_tenant_ceiling_is_shared_by_all_its_clients() {
+    let mut config = QuotaConfig { namespace: "default".into(), ..Default::default() };
+    config.ceilings.insert("b".into(), Ceiling { producer_byte_rate: Some(100.0), ..Default::default() });
+    let q = Quotas::build(config, None);
+    let one = Client { tenant: "b", user: "x", client_id: "1" };
+    let two = Client { tenant: "b", user: "y", client_id: "2" };
+    assert_eq!(q.record(&one, Kind::Produce, 1000.0), Duration::ZERO);
+    // 2,000 bytes over 10 s against 100 B/s: (200 - 100) / 100 × 10 s.
+    assert_eq!(q.record(&two, Kind::Produce, 1000.0), Duration::from_secs(10));
+    assert_eq!(q.throttle(&one, &[Kind::Produce, Kind::Request]), Duration::from_secs(10));
+    let c = Client { tenant: "c", ..one };
+    assert_eq!(q.record(&c, Kind::Produce, 1e9), Duration::ZERO, "other tenants are not bound by it");
+    q.expire();
+    assert_eq!(q.rates.lock().len(), 1, "a rate recorded within the horizon stays");
+}

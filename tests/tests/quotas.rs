@@ -1,0 +1,116 @@
+//! Client quotas (issue 15, item 8) with clients nobody here wrote: Kafka 4.4's own
+//! `kafka-configs` sets a client id's byte rates through AlterClientQuotas; the Java producer
+//! and consumer with that client id are throttled (the brokers' `throttle_time_ms`, which the
+//! client reports as its `produce-throttle-time-max` and `fetch-throttle-time-max` metrics)
+//! and still deliver every record; another client id and another tenant are not throttled; the
+//! quota survives a restart; and a tenant's ceiling from the operator's config throttles all of
+//! that tenant's clients. No timing is asserted: only that the brokers said "throttled".
+
+use guise_host::config::{ListenerConfig, TenantConfig};
+use guise_tests::TestServer;
+use guise_tests::java::{clients, tool};
+use serde_json::Value;
+
+/// 1,500 records of 1 KiB: half again what a 100 KiB/s quota allows over Kafka's 10 s
+/// measuring window, so the client is throttled for a few seconds.
+const RECORDS: &str = "1500";
+const RATE: u64 = 102_400;
+
+fn produce(bootstrap: &str, topic: &str, client_id: &str) -> Value {
+    let out = clients(&[
+        "produce",
+        bootstrap,
+        topic,
+        RECORDS,
+        &format!("client.id={client_id}"),
+        "guise.value.bytes=1024",
+        "linger.ms=5",
+    ]);
+    let sent = out["sent"].as_array().unwrap();
+    assert_eq!(sent.len(), 1500);
+    assert!(sent.iter().all(Value::is_array), "every record is acknowledged: {out}");
+    out
+}
+
+fn configs(bootstrap: &str, args: &[&str]) -> String {
+    let mut all = vec!["--bootstrap-server", bootstrap];
+    all.extend_from_slice(args);
+    let (ok, out) = tool("org.apache.kafka.tools.ConfigCommand", &all);
+    assert!(ok, "kafka-configs {args:?}: {out}");
+    out
+}
+
+#[test]
+fn byte_rate_quotas_throttle_the_clients_they_govern() {
+    let mut server = TestServer::start_with(|c| {
+        c.listeners.push(ListenerConfig {
+            addr: "127.0.0.1:0".into(),
+            tenant: "acme".parse().unwrap(),
+            advertised_addr: None,
+            security_protocol: Default::default(),
+        });
+        let ceiling = TenantConfig { producer_byte_rate: Some(RATE), ..Default::default() };
+        c.tenants.insert("acme".parse().unwrap(), ceiling);
+    });
+    let bootstrap = server.bootstrap();
+    let rates = format!("producer_byte_rate={RATE},consumer_byte_rate={RATE}");
+    configs(
+        &bootstrap,
+        &["--alter", "--add-config", &rates, "--entity-type", "clients", "--entity-name", "slow-app"],
+    );
+    let described =
+        configs(&bootstrap, &["--describe", "--entity-type", "clients", "--entity-name", "slow-app"]);
+    assert!(described.contains("producer_byte_rate=102400.0"), "{described}");
+
+    let throttled = produce(&bootstrap, "quota-topic", "slow-app");
+    assert!(
+        throttled["throttle_max"].as_f64().unwrap() > 0.0,
+        "the producer was throttled: {}",
+        throttled["throttle_max"]
+    );
+    let consumed =
+        clients(&["consume", &bootstrap, "quota-topic", "quota-group", RECORDS, "client.id=slow-app"]);
+    assert_eq!(consumed["records"].as_array().map(Vec::len), Some(1500), "every record is read");
+    assert!(
+        consumed["throttle_max"].as_f64().unwrap() > 0.0,
+        "the consumer was throttled: {}",
+        consumed["throttle_max"]
+    );
+
+    // Another client id has no quota; nor has the same client id in another tenant, which
+    // has only its ceiling (below).
+    let free = produce(&bootstrap, "quota-topic", "fast-app");
+    assert_eq!(free["throttle_max"].as_f64(), Some(0.0), "{}", free["throttle_max"]);
+
+    // The tenant ceiling: acme's clients together may produce 100 KiB/s, whatever their ids.
+    let acme = server.server().tenant_addrs[0].1.to_string();
+    let capped = produce(&acme, "acme-topic", "fast-app");
+    assert!(
+        capped["throttle_max"].as_f64().unwrap() > 0.0,
+        "acme's ceiling throttles: {}",
+        capped["throttle_max"]
+    );
+    // acme cannot see public's quotas.
+    let theirs = configs(&acme, &["--describe", "--entity-type", "clients"]);
+    assert!(!theirs.contains("slow-app"), "{theirs}");
+
+    // The quota is stored: after a restart it is there, and removing it is stored too.
+    server = server.restart();
+    let bootstrap = server.bootstrap();
+    let again = configs(&bootstrap, &["--describe", "--entity-type", "clients", "--entity-name", "slow-app"]);
+    assert!(again.contains("consumer_byte_rate=102400.0"), "{again}");
+    configs(
+        &bootstrap,
+        &[
+            "--alter",
+            "--delete-config",
+            "producer_byte_rate,consumer_byte_rate",
+            "--entity-type",
+            "clients",
+            "--entity-name",
+            "slow-app",
+        ],
+    );
+    let gone = configs(&bootstrap, &["--describe", "--entity-type", "clients", "--entity-name", "slow-app"]);
+    assert!(!gone.contains("byte_rate"), "{gone}");
+}

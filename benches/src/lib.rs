@@ -188,3 +188,4 @@ pub mod deliveries {
         }
     }
 }
+pub mod tenants;

@@ -155,11 +155,16 @@ impl Entity {
 /// Check one AlterClientQuotas change of a key, as Kafka's controller does: a known key, and a
 /// whole number for the byte rates. Removing needs no value.
 pub fn check_op(op: &Op) -> Result<(), ApiError> {
+    if op.remove {
+        // Kafka's controller ignores the removal of a key that is not set, known or not.
+        return Ok(());
+    }
     let Some(&(_, whole)) = KEYS.iter().find(|(k, _)| *k == op.key) else {
         return Err(invalid(format!("Invalid configuration key {}", op.key)));
     };
-    if op.remove {
-        return Ok(());
+    if op.key == CONTROLLER_MUTATION_RATE {
+        // Guise has no controller to protect; storing it would promise a limit never enforced.
+        return Err(invalid(format!("{CONTROLLER_MUTATION_RATE} is not enforced by Guise")));
     }
     if whole {
         let epsilon = 1e-6;
@@ -169,8 +174,7 @@ pub fn check_op(op: &Op) -> Result<(), ApiError> {
         }
     }
     if op.value.is_nan() || op.value <= 0.0 || op.value.is_infinite() {
-        // Kafka stores a zero or negative quota, which throttles every request of the client
-        // for the longest time; refused here with a message rather than locking a client out.
+        // As Kafka's controller refuses them.
         return Err(invalid(format!("Configuration {} must be greater than 0, not {}", op.key, op.value)));
     }
     Ok(())
@@ -224,6 +228,7 @@ pub fn check_filter(components: &[FilterPart]) -> Result<(), ApiError> {
         types.push(c.entity_type.as_str());
         match c.entity_type.as_str() {
             USER | CLIENT_ID | IP => {}
+            "" => return Err(invalid("Invalid empty entity type")),
             // What Kafka's broker answers for a type it does not know.
             other => return Err((UNSUPPORTED_VERSION, format!("Unsupported entity type {other}"))),
         }
@@ -231,6 +236,12 @@ pub fn check_filter(components: &[FilterPart]) -> Result<(), ApiError> {
             MATCH_EXACT if c.name.is_none() => {
                 return Err(invalid(format!(
                     "Request specified exact match for {} but no name",
+                    c.entity_type
+                )));
+            }
+            MATCH_DEFAULT | MATCH_ANY if c.name.is_some() => {
+                return Err(invalid(format!(
+                    "Request specified a name for {} with a default or any match",
                     c.entity_type
                 )));
             }
@@ -361,6 +372,13 @@ mod tests {
             ops: vec![op(REQUEST_PERCENTAGE, 5.0), op(REQUEST_PERCENTAGE, 6.0)],
         };
         assert!(alter(&mut q, &dup, false).is_err());
+        let mutations = Alteration { entity: alice.to_vec(), ops: vec![op(CONTROLLER_MUTATION_RATE, 5.0)] };
+        assert!(alter(&mut q, &mutations, false).is_err(), "not enforced, so not stored");
+        let unknown = Alteration {
+            entity: alice.to_vec(),
+            ops: vec![Op { key: "bogus".into(), value: 0.0, remove: true }],
+        };
+        assert!(alter(&mut q, &unknown, true).is_ok(), "removing a key not set is a no-op, as in Kafka");
         let good = Alteration { entity: alice.to_vec(), ops: vec![op(PRODUCER_BYTE_RATE, 1024.0)] };
         alter(&mut q, &good, true).unwrap();
         assert!(q.is_empty(), "validate_only changes nothing");
@@ -400,6 +418,8 @@ mod tests {
             vec![f(USER, MATCH_EXACT, None)],
             vec![f(USER, 7, None)],
             vec![f(IP, MATCH_ANY, None), f(USER, MATCH_ANY, None)],
+            vec![f(USER, MATCH_DEFAULT, Some("alice"))],
+            vec![f("", MATCH_ANY, None)],
         ] {
             assert_eq!(describe(&q, &bad, false).unwrap_err().0, INVALID_REQUEST, "{bad:?}");
         }

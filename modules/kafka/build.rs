@@ -48,10 +48,12 @@ fn throttle_fields(specs: &[Value]) -> String {
         let key = spec["apiKey"].as_i64().expect("apiKey") as i16;
         let Some(fields) = spec["fields"].as_array() else { continue };
         let Some(at) = fields.iter().position(|f| f["name"] == "ThrottleTimeMs") else { continue };
-        let (first, _) = versions(fields[at].get("versions"));
-        // The fields before it, if all are of fixed size in every version it is in.
+        let (first, last) = versions(fields[at].get("versions"));
+        assert_eq!(last, i16::MAX, "ThrottleTimeMs of api key {key} ends at a version");
+        // The fields before it, if all are of fixed size and untagged in every version it is in.
         let offset = fields[..at].iter().try_fold(0usize, |sum, f| {
-            let all = versions(f.get("versions")).0 <= first;
+            let (from, to) = versions(f.get("versions"));
+            let all = from <= first && to == i16::MAX && f.get("tag").is_none();
             match f["type"].as_str() {
                 Some("int16") if all => Some(sum + 2),
                 Some("int32") if all => Some(sum + 4),

@@ -20,14 +20,14 @@
 //!
 //! `cargo build --release -p guise-host -p guise-benches && target/release/transformbench`
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use guise_benches::deliveries::Deliveries;
 use guise_benches::host::{Host, free_port};
-use guise_host::admin::client::AdminClient;
+use guise_benches::tenants::{Neighbour, cpu_secs, deploy, latency, us, value};
 use guise_host::storage::embedded::EmbeddedLog;
 use guise_host::storage::{Log, LogDefaults};
-use guise_host::transform::{BindingSpec, Policy, TransformView};
+use guise_host::transform::{Policy, TransformView};
 use guise_host::wasm::transform::{InputBatch, Record};
 use guise_host::wasm::{
     GuestLimits, HostContext, ModuleId, Runtime, StatsSnapshot, TransformEngine, TransformLimits,
@@ -35,14 +35,13 @@ use guise_host::wasm::{
 use hdrhistogram::Histogram;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -76,35 +75,7 @@ struct Args {
     call_ms: u64,
 }
 
-const LATENCY_WARMUP: u64 = 20;
 const TENANT: &str = "acme";
-
-/// A JSON value of about `size` bytes (at least the fields): an order with a card number.
-fn value(i: u64, size: usize) -> Vec<u8> {
-    let mut v = format!(
-        r#"{{"order_id":{i},"customer":"c-{:06}","card_number":"4111 1111 1111 {:04}","amount":{}.{:02},"currency":"EUR","note":""#,
-        (i * 7919) % 1_000_000,
-        i % 10_000,
-        i % 1000,
-        i % 100
-    );
-    while v.len() + 2 < size {
-        v.push('x');
-    }
-    v.push_str("\"}");
-    v.into_bytes()
-}
-
-/// CPU time (user + system) of a process from /proc/PID/stat, in seconds (USER_HZ = 100).
-fn cpu_secs(pid: &str) -> f64 {
-    let read = || -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split(' ').collect();
-        Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
-    };
-    read().unwrap_or(f64::NAN)
-}
 
 // ---------------------------------------------------------------- 1. the Wasm call in process
 
@@ -279,134 +250,12 @@ fn first_value(bootstrap: &str, topic: &str) -> Result<String> {
 
 // ---------------------------------------------------------------- 3. neighbour latency
 
-fn latency(bootstrap: &str, topic: &str, n: u64, acks: &str, payload: &[u8]) -> Result<Histogram<u64>> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", acks)
-        .set("linger.ms", "0")
-        .set("enable.idempotence", "false")
-        .create()?;
-    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    rt.block_on(async {
-        for i in 0..LATENCY_WARMUP + n {
-            let key = i.to_be_bytes();
-            let t = Instant::now();
-            producer
-                .send(
-                    FutureRecord::to(topic).key(&key[..]).payload(payload).partition(0),
-                    Duration::from_secs(30),
-                )
-                .await
-                .map_err(|(e, _)| anyhow!(e))
-                .with_context(|| format!("latency send {i}"))?;
-            if i >= LATENCY_WARMUP {
-                h.record((t.elapsed().as_micros() as u64).max(1))?;
-            }
-        }
-        Ok::<_, anyhow::Error>(())
-    })?;
-    Ok(h)
-}
-
-/// Tenant `acme`'s producers: `threads` connections producing to `topic` as fast as they may.
-struct Neighbour {
-    stop: Arc<AtomicBool>,
-    acked: Arc<AtomicU64>,
-    threads: Vec<std::thread::JoinHandle<Result<()>>>,
-}
-
-impl Neighbour {
-    fn start(bootstrap: &str, topic: &str, threads: usize, size: usize) -> Result<Neighbour> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(AtomicU64::new(0));
-        let mut handles = Vec::new();
-        for t in 0..threads {
-            let producer: BaseProducer<Deliveries> = ClientConfig::new()
-                .set("bootstrap.servers", bootstrap)
-                .set("acks", "1")
-                .set("linger.ms", "5")
-                .set("batch.size", "1000000")
-                .set("queue.buffering.max.messages", "200000")
-                .set("enable.idempotence", "false")
-                .set("message.timeout.ms", "120000")
-                .create_with_context(Deliveries::new(1))?;
-            let (stop, acked, topic) = (stop.clone(), acked.clone(), topic.to_string());
-            let values: Vec<Vec<u8>> = (0..64).map(|i| value(i, size)).collect();
-            handles.push(std::thread::spawn(move || {
-                let mut i = 0u64;
-                let mut counted = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let key = format!("{t}-{i}");
-                    let record = BaseRecord::to(&topic).key(&key).payload(&values[i as usize % 64][..]);
-                    match producer.send(record) {
-                        Ok(()) => i += 1,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                            producer.poll(Duration::from_millis(1));
-                        }
-                        Err((e, _)) => return Err(anyhow!(e)),
-                    }
-                    if i.is_multiple_of(256) {
-                        producer.poll(Duration::ZERO);
-                        let ok = producer.context().ok.load(Ordering::Relaxed);
-                        acked.fetch_add(ok - counted, Ordering::Relaxed);
-                        counted = ok;
-                        producer.context().check()?;
-                    }
-                }
-                // Whatever is still queued or in flight is dropped (reported as purged).
-                producer.purge(PurgeConfig::default().queue().inflight());
-                producer.poll(Duration::from_millis(100));
-                Ok(())
-            }));
-        }
-        Ok(Neighbour { stop, acked, threads: handles })
-    }
-
-    fn acked(&self) -> u64 {
-        self.acked.load(Ordering::Relaxed)
-    }
-
-    fn finish(self) -> Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().map_err(|_| anyhow!("a neighbour thread panicked"))??;
-        }
-        Ok(())
-    }
-}
-
 struct LatencyRow {
     what: String,
     h: Histogram<u64>,
     elapsed: Duration,
     host_cpu: f64,
     neighbour: String,
-}
-
-fn deploy(
-    admin: &AdminClient,
-    tenant: &str,
-    name: &str,
-    wasm: &[u8],
-    topic: &str,
-    policy: Policy,
-    config: &[(&str, &str)],
-) -> Result<()> {
-    let spec = BindingSpec {
-        topics: vec![topic.to_string()],
-        output_topics: Vec::new(),
-        policy,
-        config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-    };
-    admin
-        .deploy_transform(tenant, name, &spec, wasm)
-        .with_context(|| format!("deploying {tenant}/{name}"))?;
-    Ok(())
-}
-
-fn us(v: u64) -> String {
-    if v >= 10_000 { format!("{:.1} ms", v as f64 / 1000.0) } else { format!("{v} µs") }
 }
 
 fn main() -> Result<()> {

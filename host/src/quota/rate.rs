@@ -55,8 +55,9 @@ impl Rate {
     /// The rate per second at `now_ms` (with `pending` more recorded now), and the time in
     /// milliseconds it is measured over.
     pub fn measure(&self, s: Sampling, now_ms: u64, pending: f64) -> (f64, u64) {
-        let horizon = now_ms.saturating_sub(u64::from(s.samples) * s.window_ms);
-        let live = self.samples.iter().filter(|x| x.start_ms + s.window_ms > horizon);
+        // Kafka's SampledStat drops a sample once it started a whole horizon ago.
+        let horizon = u64::from(s.samples) * s.window_ms;
+        let live = self.samples.iter().filter(|x| now_ms.saturating_sub(x.start_ms) < horizon);
         let (mut total, mut oldest) = (pending, now_ms);
         for x in live {
             total += x.value;
@@ -87,8 +88,8 @@ impl Rate {
 
     /// Whether nothing was recorded within the horizon (the rate may be dropped).
     pub fn idle(&self, s: Sampling, now_ms: u64) -> bool {
-        let horizon = now_ms.saturating_sub(u64::from(s.samples) * s.window_ms);
-        self.samples.iter().all(|x| x.value == 0.0 || x.start_ms + s.window_ms <= horizon)
+        let horizon = u64::from(s.samples) * s.window_ms;
+        self.samples.iter().all(|x| x.value == 0.0 || now_ms.saturating_sub(x.start_ms) >= horizon)
     }
 }
 

@@ -318,6 +318,10 @@ pub struct LogDefaults {
     /// log.retention.bytes: oldest whole segments are deleted while a partition would still
     /// hold at least this much without them (-1: no limit).
     pub retention_bytes: i64,
+    /// A sealed segment's file nobody read for this long is closed by the retention pass and
+    /// opened again on its next read (the embedded log), so open files do not grow with the
+    /// number of segments.
+    pub idle_file_close_ms: i64,
 }
 
 /// When the log fsyncs what it appended. Every policy survives a crash of the Guise process
@@ -345,6 +349,7 @@ impl Default for LogDefaults {
             fsync: FsyncPolicy::Interval(std::time::Duration::from_secs(1)),
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             retention_bytes: -1,
+            idle_file_close_ms: 10 * 60 * 1000,
         }
     }
 }

@@ -76,6 +76,8 @@ impl quotas::Host for GuestState {
         // A fetch's response is recorded once it is sent; it counts already in what it reports.
         let pending = Some((Kind::Fetch, self.fetched as f64));
         let throttle = self.ctx.quotas.throttle_with(&client, Kind::of_api(self.request.api_key), pending);
-        i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
+        let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
+        self.reported_throttle_ms = ms;
+        ms
     }
 }

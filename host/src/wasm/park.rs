@@ -62,7 +62,13 @@ impl Runtime {
             quotas.record(&client, Kind::Fetch, bytes as f64);
         }
         quotas.record(&client, Kind::Request, crate::quota::request_percent(busy));
-        let throttle = quotas.throttle(&client, Kind::of_api(info.api_key));
+        // At least what the response told the client (a throttled fetch's empty answer
+        // recorded almost nothing, but its client must still wait).
+        let reported = match &executed {
+            Executed::Send(_, r) | Executed::Nothing(r) => *r,
+            Executed::Close => Duration::ZERO,
+        };
+        let throttle = quotas.throttle(&client, Kind::of_api(info.api_key)).max(reported);
         if !throttle.is_zero() {
             tracing::debug!(
                 conn = conn.id,
@@ -108,12 +114,13 @@ impl Runtime {
             };
             // On a fiber: it yields the thread every epoch tick and while a host call awaits
             // storage.
-            let started = Instant::now();
-            let handled = self.handle(&module, conn, frame, final_).await;
-            *busy += started.elapsed();
+            // The request's time is what the guest's polls took (Kafka's request-handler
+            // thread time): not the time its fiber waited on storage or for a thread.
+            let call = std::pin::pin!(self.handle(&module, conn, frame, final_));
+            let handled = Timed { inner: call, busy: &mut *busy }.await;
             match handled {
-                Ok(Handled::Respond(Some(segments))) => return Executed::Send(segments, Duration::ZERO),
-                Ok(Handled::Respond(None)) => return Executed::Nothing(Duration::ZERO),
+                Ok(Handled::Respond(Some(segments), reported)) => return Executed::Send(segments, reported),
+                Ok(Handled::Respond(None, reported)) => return Executed::Nothing(reported),
                 Ok(Handled::Close(reason)) => {
                     tracing::info!(conn = conn.id, peer = %conn.peer, api_key, "closing connection: {reason}");
                     return Executed::Close;
@@ -192,5 +199,25 @@ impl Runtime {
             _ = tokio::time::sleep_until(deadline) => false,
             _ = shutdown.wait_for(|s| *s) => false,
         }
+    }
+}
+
+/// A future that adds the time each of its polls took to `busy`.
+struct Timed<'a, F> {
+    inner: F,
+    busy: &'a mut Duration,
+}
+
+impl<F: std::future::Future + Unpin> std::future::Future for Timed<'_, F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let started = Instant::now();
+        let r = std::pin::Pin::new(&mut self.inner).poll(cx);
+        *self.busy += started.elapsed();
+        r
     }
 }

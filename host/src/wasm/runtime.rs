@@ -86,12 +86,18 @@ pub struct GuestLimits {
 /// What a request came to.
 #[derive(Debug)]
 pub enum Handled {
-    /// Send these segments (the size prefix is the caller's), or nothing.
-    Respond(Option<Vec<Bytes>>),
+    /// Send these segments (the size prefix is the caller's), or nothing; with the throttle
+    /// the response reported to the client (its quotas), which the host holds it for at least.
+    Respond(Option<Vec<Bytes>>, Duration),
     /// Park until one of these partitions passes what the guest saw, or the deadline.
     Wait { wake_on: Vec<WakeKey>, deadline: Duration, observed: Vec<Observed> },
     /// Close the connection.
     Close(String),
+}
+
+/// The throttle the guest reported in its response (`quotas.throttle-ms`), if it asked.
+fn reported(store: &Store<GuestState>) -> Duration {
+    Duration::from_millis(u64::try_from(store.data().reported_throttle_ms).unwrap_or(0))
 }
 
 pub struct Runtime {
@@ -216,6 +222,7 @@ impl Runtime {
             host_time: Duration::ZERO,
             request: RequestInfo::of(frame).unwrap_or_default(),
             fetched: 0,
+            reported_throttle_ms: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -276,9 +283,10 @@ impl Runtime {
         let outcome =
             bindings.call_handle(&mut store, frame_res, final_).await.map_err(|e| self.trap(module, e))?;
         match outcome {
-            handler_types::Outcome::Respond(None) => Ok(Handled::Respond(None)),
+            handler_types::Outcome::Respond(None) => Ok(Handled::Respond(None, reported(&store))),
             handler_types::Outcome::Respond(Some(segments)) => {
-                Ok(Handled::Respond(Some(self.segments(module, &mut store, segments)?)))
+                let throttle = reported(&store);
+                Ok(Handled::Respond(Some(self.segments(module, &mut store, segments)?), throttle))
             }
             handler_types::Outcome::Close(reason) => Ok(Handled::Close(reason)),
             handler_types::Outcome::Wait(w) => {

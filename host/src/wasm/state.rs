@@ -138,6 +138,8 @@ pub struct GuestState {
     pub request: RequestInfo,
     /// Record bytes this call's reads returned (a fetch response's, for its quota).
     pub fetched: u64,
+    /// What `throttle-ms` last answered: the throttle the response reports.
+    pub reported_throttle_ms: i32,
 }
 
 /// What the host reads of a request's header itself: its API key and client id (for quotas).

@@ -85,7 +85,7 @@ pub async fn serve<S>(
         frame_timeout: cfg.frame_timeout,
         partial: cfg.partial.clone(),
     };
-    let reader = tokio::spawn(read_frames(rd, reading));
+    let mut reader = tokio::spawn(read_frames(rd, reading));
     let mut shutdown_rx = shutdown.clone();
     let mut session = cfg.sasl.clone().map(Session::new);
     loop {
@@ -139,12 +139,12 @@ pub async fn serve<S>(
                     tracing::debug!(conn = conn.id, "write failed, closing: {e}");
                     break;
                 }
-                if !hold(throttle, &mut shutdown_rx).await {
+                if !hold(throttle, &mut shutdown_rx, &mut reader).await {
                     break;
                 }
             }
             Executed::Nothing(throttle) => {
-                if !hold(throttle, &mut shutdown_rx).await {
+                if !hold(throttle, &mut shutdown_rx, &mut reader).await {
                     break;
                 }
             }
@@ -161,14 +161,20 @@ pub async fn serve<S>(
 }
 
 /// Hold a throttled connection's next request (Kafka mutes the channel, KIP-219; the response
-/// already went out, carrying the throttle time). False: the host is shutting down.
-async fn hold(throttle: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+/// already went out, carrying the throttle time). False: the host is shutting down, or the
+/// client left (its reader ended), so the connection closes now rather than after the hold.
+async fn hold(
+    throttle: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+    reader: &mut tokio::task::JoinHandle<()>,
+) -> bool {
     if throttle.is_zero() {
         return true;
     }
     tokio::select! {
         _ = tokio::time::sleep(throttle) => true,
         _ = shutdown.wait_for(|s| *s) => false,
+        _ = reader => false,
     }
 }
 
@@ -336,6 +342,17 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(wr: &mut W, mut parts: Vec<By
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_throttle_hold_ends_when_the_client_leaves() {
+        let (_stop, mut shutdown) = watch::channel(false);
+        // The reader ended (the client closed its socket): no hold, however long the throttle.
+        let mut gone = tokio::spawn(async {});
+        assert!(!hold(Duration::from_secs(24 * 3600), &mut shutdown, &mut gone).await);
+        let mut here = tokio::spawn(std::future::pending::<()>());
+        assert!(hold(Duration::ZERO, &mut shutdown, &mut here).await, "no throttle, no hold");
+        here.abort();
+    }
 
     #[tokio::test]
     async fn vectored_write_handles_partial_writes() {

@@ -434,7 +434,24 @@ impl EmbeddedLog {
                 deleted += p.apply_retention(c.retention_ms, c.retention_bytes, now_ms)?.0;
             }
         }
+        self.close_idle_files();
         Ok(deleted)
+    }
+
+    /// Close the files of sealed segments nobody read for `idle_file_close_ms` (by the wall
+    /// clock); they are opened again on their next read. Returns how many were closed.
+    pub fn close_idle_files(&self) -> usize {
+        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        let now = segment::now_ms();
+        let closed: usize = topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.close_idle_files(now, self.defaults.idle_file_close_ms))
+            .sum();
+        if closed > 0 {
+            tracing::debug!(closed, "closed the files of idle segments");
+        }
+        closed
     }
 
     /// One pass of the log cleaner (see `cleaner`) over every partition of every compacted

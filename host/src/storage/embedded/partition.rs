@@ -14,7 +14,7 @@
 
 pub(super) use super::cleaner::swap::SwapStep;
 use super::cleaner::{checkpoint, swap};
-use super::segment::{self, BatchRef, Segment};
+use super::segment::{self, BatchRef, Segment, SegmentFile};
 use crate::record::batch::{self, BatchHeader, HEADER_LEN, ValidBatch};
 use crate::storage::producers::{Checked, ProducerEpochs, ProducerStateTable};
 use crate::storage::{AppendInfo, ReadResult, StorageError};
@@ -96,7 +96,8 @@ struct CleanerState {
 #[derive(Clone)]
 pub(super) struct SegmentSnapshot {
     pub base_offset: i64,
-    pub file: Arc<File>,
+    /// The segment's file (its identity; `get` opens it).
+    pub file: Arc<SegmentFile>,
     /// Committed length: the pass reads no further.
     pub size: u64,
     pub max_timestamp: i64,
@@ -290,6 +291,8 @@ impl Partition {
             let aged = active.aged(newest, segment::now_ms(), config.segment_ms);
             (active.file.clone(), active.path.clone(), active.size, aged, view.high_watermark, view.log_start)
         };
+        // The active segment is never closed, so this is its open file.
+        let active_file = active_file.get().map_err(|e| with_path(e, "opening segment", &active_path))?;
         // The assigned base offset of each batch, and its header as stored.
         let mut next = base_offset;
         let mut headers = Vec::with_capacity(batches.len());
@@ -319,7 +322,9 @@ impl Partition {
             None
         };
         let (file, path, position) = match &rolled {
-            Some(s) => (s.file.clone(), s.path.clone(), 0),
+            Some(s) => {
+                (s.file.get().map_err(|e| with_path(e, "opening segment", &s.path))?, s.path.clone(), 0)
+            }
             None => (active_file, active_path, active_size),
         };
 
@@ -539,6 +544,7 @@ impl Partition {
                 let start = if next_segment.is_none() { s.position_for_offset(offset) } else { 0 };
                 (i, s.file.clone(), start, s.size, view.high_watermark, view.log_start)
             };
+            let file = file.get()?;
             if let Some((position, first)) =
                 segment::find_batch(&file, start, end, |h| h.last_offset() >= offset)?
             {
@@ -547,6 +553,20 @@ impl Partition {
             }
             next_segment = Some(i + 1);
         }
+    }
+
+    /// Close the files of sealed segments nobody used for `idle_ms` (the active segment's stays
+    /// open). Returns how many were closed.
+    pub fn close_idle_files(&self, now_ms: i64, idle_ms: i64) -> usize {
+        let view = self.view.read();
+        let sealed = view.segments.len().saturating_sub(1);
+        view.segments[..sealed].iter().filter(|s| s.file.close_if_idle(now_ms, idle_ms)).count()
+    }
+
+    /// How many of the partition's segment files are open.
+    #[cfg(test)]
+    pub fn open_files(&self) -> usize {
+        self.view.read().segments.iter().filter(|s| s.file.is_open()).count()
     }
 
     /// Delete whole old segments, as Kafka's retention does: a segment whose newest record is
@@ -678,6 +698,7 @@ impl Partition {
         let Some((file, start, end)) = found else {
             return Ok(None);
         };
+        let file = file.get()?;
         let Some((position, header)) = segment::find_batch(&file, start, end, |h| h.max_timestamp >= ts)?
         else {
             return Ok(None);
@@ -699,7 +720,7 @@ impl Partition {
     pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {
         let best = {
             let view = self.view.read();
-            let mut best: Option<(Arc<File>, BatchRef)> = None;
+            let mut best: Option<(Arc<SegmentFile>, BatchRef)> = None;
             for s in &view.segments {
                 if let Some(b) = s.max_batch
                     && best.as_ref().is_none_or(|(_, current)| b.max_timestamp > current.max_timestamp)
@@ -712,6 +733,7 @@ impl Partition {
         let Some((file, b)) = best else {
             return Ok(None);
         };
+        let file = file.get()?;
         let fallback = (b.last_offset, b.max_timestamp);
         if b.compressed {
             return Ok(Some(fallback));

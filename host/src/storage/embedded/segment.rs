@@ -8,6 +8,7 @@ use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Segment files are named after their base offset, zero-padded to 20 digits.
 const LOG_SUFFIX: &str = ".log";
@@ -37,12 +38,67 @@ pub(super) struct BatchRef {
     pub compressed: bool,
 }
 
+/// A segment's file, open while it is used: a sealed segment nobody read for a while is closed
+/// ([`SegmentFile::close_if_idle`], from the retention pass) and opened again on its next read,
+/// so a partition's open files do not grow with its number of segments. Its identity (the
+/// `Arc` around it) is the segment's, whether or not the file is open.
+pub(super) struct SegmentFile {
+    path: PathBuf,
+    open: parking_lot::Mutex<Option<Arc<File>>>,
+    /// When it was last handed out, in ms since the epoch.
+    used_ms: AtomicI64,
+}
+
+impl SegmentFile {
+    pub fn new(path: PathBuf, file: File) -> SegmentFile {
+        SegmentFile {
+            path,
+            open: parking_lot::Mutex::new(Some(Arc::new(file))),
+            used_ms: AtomicI64::new(now_ms()),
+        }
+    }
+
+    /// The open file, opened again (read and write, as created) if it was closed.
+    pub fn get(&self) -> io::Result<Arc<File>> {
+        let mut open = self.open.lock();
+        self.used_ms.store(now_ms(), Ordering::Relaxed);
+        if let Some(f) = &*open {
+            return Ok(f.clone());
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| io::Error::new(e.kind(), format!("reopening {}: {e}", self.path.display())))?;
+        let file = Arc::new(file);
+        *open = Some(file.clone());
+        Ok(file)
+    }
+
+    /// Close the file if nothing used it for `idle_ms` and nothing holds it now (a reader, an
+    /// fsync still owed). True if it was closed.
+    pub fn close_if_idle(&self, now_ms: i64, idle_ms: i64) -> bool {
+        let mut open = self.open.lock();
+        let idle = now_ms.saturating_sub(self.used_ms.load(Ordering::Relaxed)) >= idle_ms;
+        if idle && open.as_ref().is_some_and(|f| Arc::strong_count(f) == 1) {
+            *open = None;
+            return true;
+        }
+        false
+    }
+
+    #[cfg(test)]
+    pub fn is_open(&self) -> bool {
+        self.open.lock().is_some()
+    }
+}
+
 /// A segment as the partition sees it. `size` is the committed length: every byte below it is
 /// whole, validated batches, and readers never look past it.
 pub(super) struct Segment {
     pub base_offset: i64,
     pub path: PathBuf,
-    pub file: Arc<File>,
+    pub file: Arc<SegmentFile>,
     pub size: u64,
     pub next_offset: i64,
     /// The batch with the largest max timestamp (the first one on ties).
@@ -83,8 +139,8 @@ impl Segment {
     pub fn empty(base_offset: i64, path: PathBuf, file: File) -> Segment {
         Segment {
             base_offset,
+            file: Arc::new(SegmentFile::new(path.clone(), file)),
             path,
-            file: Arc::new(file),
             size: 0,
             next_offset: base_offset,
             max_batch: None,
@@ -295,7 +351,7 @@ pub(super) fn recover(
     let file = OpenOptions::new().read(true).write(true).open(path)?;
     let len = file.metadata()?.len();
     let mut segment = Segment::empty(base_offset, path.to_path_buf(), file);
-    let file = segment.file.clone();
+    let file = segment.file.get()?;
     let mut producers = ProducerStateTable::new();
     let problem = scan(&file, len, base_offset, verify_crc, |header| {
         segment.note_batch(header, index_interval);

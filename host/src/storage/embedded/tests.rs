@@ -1085,3 +1085,36 @@ fn report_gives_stored_bytes_and_producers_and_survives_a_restart() {
     drop(log);
     want(&open(dir.path()));
 }
+
+#[test]
+fn idle_sealed_segments_are_closed_and_opened_again_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = LogDefaults { segment_bytes: 1500, idle_file_close_ms: 0, ..LogDefaults::default() };
+    let log = EmbeddedLog::open(dir.path(), defaults).unwrap();
+    create(&log, "r", 1);
+    for i in 1..=4 {
+        log.append(&name("r"), 0, Bytes::from(batch(5, 200, i * 1000))).unwrap();
+    }
+    let p = partition(&log, "r");
+    assert_eq!(p.open_files(), 4);
+    // A file that still owes an fsync is held until the flush.
+    assert_eq!(log.close_idle_files(), 0);
+    log.flush().unwrap();
+    assert_eq!(log.close_idle_files(), 3, "every sealed segment; the active one stays open");
+    assert_eq!(p.open_files(), 1);
+    // Reads open them again and see everything; appends go on.
+    assert_eq!(read_all(&log, "r", 0), vec![(0, 4), (5, 9), (10, 14), (15, 19)]);
+    assert_eq!(p.open_files(), 4);
+    assert_eq!(log.close_idle_files(), 3);
+    assert_eq!(log.offset_for_timestamp(&name("r"), 0, 2000).unwrap(), Some((5, 2000)));
+    log.append(&name("r"), 0, Bytes::from(batch(5, 200, 5000))).unwrap();
+    assert_eq!(read_all(&log, "r", 0).len(), 5);
+    // The retention pass closes them too (with the default ten minutes, a just-read file stays).
+    log.flush().unwrap();
+    assert_eq!(log.enforce_retention(6000).unwrap(), 0);
+    assert_eq!(p.open_files(), 1);
+    drop(log);
+    let log = EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap();
+    assert_eq!(read_all(&log, "r", 0).len(), 5);
+    assert_eq!(log.close_idle_files(), 0, "read just now");
+}

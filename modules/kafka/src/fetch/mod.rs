@@ -91,7 +91,13 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
             .collect();
         return Ok(Outcome::Wait(Wait { wake_on, deadline_ms: req.max_wait_ms as u32 }));
     }
-    respond(cx, error::NONE, topics)
+    // Over its fetch quota with what was read (counted as if sent): Kafka answers with no data
+    // at all and the throttle time, and the client fetches again after it.
+    let throttle = cx.throttle_ms();
+    if throttle > 0 {
+        return respond_throttled(cx, Vec::new(), throttle);
+    }
+    respond_throttled(cx, topics, 0)
 }
 
 /// The response to this request with `code` in every partition and, from v7, at the top level
@@ -115,6 +121,16 @@ fn respond<S: Services>(
     topics: Vec<TopicOut<'_, S::Buffer>>,
 ) -> ApiResult<S> {
     let segments = encode::encode(cx.version, cx.correlation_id, cx.throttle_ms(), code, topics)?;
+    Ok(Outcome::Respond(Some(segments)))
+}
+
+/// A successful response with the throttle already asked for.
+fn respond_throttled<S: Services>(
+    cx: &Ctx<'_, S>,
+    topics: Vec<TopicOut<'_, S::Buffer>>,
+    throttle_ms: i32,
+) -> ApiResult<S> {
+    let segments = encode::encode(cx.version, cx.correlation_id, throttle_ms, error::NONE, topics)?;
     Ok(Outcome::Respond(Some(segments)))
 }
 
@@ -180,6 +196,23 @@ mod tests {
         let svc = StubServices::new();
         svc.create_topic(topic, partitions, &[], false).unwrap();
         svc
+    }
+
+    #[test]
+    fn a_throttled_fetch_answers_no_data_and_the_throttle() {
+        let svc = svc_with("t", 1);
+        append(&svc, "t", 0, &record_batch(&[b"hello"], &[1_000]));
+        let req = fetch_request(0, 0, 1 << 20, &[("t", 0, 0, 1 << 20)]);
+        for v in [4, 12] {
+            svc.throttle_ms.set(250);
+            let resp = fetch(&svc, v, &req);
+            assert_eq!(resp.throttle_time_ms, 250, "v{v}");
+            assert!(resp.responses.is_empty(), "v{v}: no data while throttled");
+            svc.throttle_ms.set(0);
+            let resp = fetch(&svc, v, &req);
+            assert_eq!(resp.throttle_time_ms, 0);
+            assert!(resp.responses[0].partitions[0].records.as_ref().is_some_and(|r| !r.is_empty()), "v{v}");
+        }
     }
 
     #[test]

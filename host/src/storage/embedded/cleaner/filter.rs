@@ -71,7 +71,8 @@ fn write_group(
     };
     // One batch of lookahead: the group's last batch is kept even when emptied.
     let mut pending: Option<Vec<u8>> = None;
-    let batches = group.iter().flat_map(|s| Batches::new(&s.file, 0, s.size));
+    let files = group.iter().map(|s| s.file.get()).collect::<io::Result<Vec<_>>>()?;
+    let batches = group.iter().zip(&files).flat_map(|(s, f)| Batches::new(f, 0, s.size));
     for batch in batches {
         let (_, bytes) = batch?;
         if let Some(previous) = pending.replace(bytes) {

@@ -39,7 +39,8 @@ pub(super) fn build(
             );
             break;
         }
-        for batch in Batches::new(&segment.file, 0, segment.size) {
+        let file = segment.file.get()?;
+        for batch in Batches::new(&file, 0, segment.size) {
             let (position, bytes) = batch?;
             read += bytes.len() as u64;
             let header = BatchHeader::parse(&bytes).map_err(|e| io::Error::other(e.to_string()))?;

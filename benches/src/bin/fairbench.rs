@@ -1,0 +1,187 @@
+//! Tenant fairness (issue 15, item 8): tenant C's produce latency while tenant A runs a looping
+//! transform on several connections and tenant B produces flat out — the target is C's p99
+//! within 2× of its p99 with both idle.
+//!
+//! Two hosts, one after the other, each with tenant C (`public`) on the main listener and A and
+//! B on listeners of their own:
+//!
+//! 1. **no ceilings**: only the per-tenant cap on concurrent transform calls
+//!    (`transform_max_concurrency`, default half the cores) stands between A and C;
+//! 2. **with ceilings** (`[tenants.b] producer_byte_rate`, `[tenants.a] request_percentage`):
+//!    B's clients together are throttled to `--b-rate` bytes/s and A's requests to
+//!    `--a-percent` of a thread.
+//!
+//! Each host: C sends `--latency-records` records one at a time (acks=1, each awaited) while
+//! the neighbours are idle, A loops alone, B floods alone, both, and idle again.
+//!
+//! `cargo build --release -p guise-host -p guise-benches && target/release/fairbench`
+
+use anyhow::{Context, Result, ensure};
+use clap::Parser;
+use guise_benches::host::{Host, free_port};
+use guise_benches::tenants::{Neighbour, cpu_secs, deploy, latency, us, value};
+use guise_host::transform::Policy;
+use hdrhistogram::Histogram;
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    /// The guise binary [default: next to this one].
+    #[arg(long)]
+    guise: Option<PathBuf>,
+    /// Where the transform components are [default: target/modules].
+    #[arg(long)]
+    modules: Option<PathBuf>,
+    /// Tenant C's sequential sends per measurement.
+    #[arg(long, default_value_t = 2000)]
+    latency_records: u64,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 200)]
+    size: usize,
+    /// Tenant A's producer connections to its looping topic.
+    #[arg(long, default_value_t = 8)]
+    a_connections: usize,
+    /// Tenant B's producer connections.
+    #[arg(long, default_value_t = 3)]
+    b_connections: usize,
+    /// Tenant B's ceiling in the second host, bytes/s.
+    #[arg(long, default_value_t = 10_000_000)]
+    b_rate: u64,
+    /// Tenant A's ceiling in the second host, percent of one thread.
+    #[arg(long, default_value_t = 20.0)]
+    a_percent: f64,
+}
+
+struct Row {
+    host: &'static str,
+    what: &'static str,
+    h: Histogram<u64>,
+    host_cpu: f64,
+    elapsed: Duration,
+    b_acked: u64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let exe_dir = std::env::current_exe()?.parent().unwrap().to_path_buf();
+    let guise = args.guise.clone().unwrap_or_else(|| exe_dir.join("guise"));
+    let modules = args.modules.clone().unwrap_or_else(|| exe_dir.join("../modules"));
+    let chaos =
+        std::fs::read(modules.join("guise_transform_chaos.wasm")).context("reading the chaos transform")?;
+    let mut rows = Vec::new();
+    for (name, ceilings) in [("no ceilings", false), ("with ceilings", true)] {
+        let work = tempfile::tempdir()?;
+        let (kafka, admin_port, a_port, b_port) = (free_port(), free_port(), free_port(), free_port());
+        let mut config = format!(
+            "[[listeners]]\naddr = \"127.0.0.1:{a_port}\"\ntenant = \"a\"\n\n\
+             [[listeners]]\naddr = \"127.0.0.1:{b_port}\"\ntenant = \"b\"\n"
+        );
+        if ceilings {
+            config.push_str(&format!(
+                "\n[tenants.a]\nrequest_percentage = {}\n\n[tenants.b]\nproducer_byte_rate = {}\n",
+                args.a_percent, args.b_rate
+            ));
+        }
+        let file = work.path().join("guise.toml");
+        std::fs::write(&file, config)?;
+        let extra = [OsStr::new("--config"), file.as_os_str()];
+        let (host, _) =
+            Host::start_with_args(&guise, &work.path().join("data"), kafka, admin_port, &[], &extra)
+                .context("guise")?;
+        let pid = host.pid().to_string();
+        let admin = host.admin();
+        let (c, a, b) =
+            (format!("127.0.0.1:{kafka}"), format!("127.0.0.1:{a_port}"), format!("127.0.0.1:{b_port}"));
+        deploy(&admin, "a", "spin", &chaos, "spin", Policy::Skip, &[("mode", "loop")])?;
+        let probe = value(0, args.size);
+        latency(&c, "lat", 10, "1", &probe)?; // creates the topic
+        for (what, loops, floods) in [
+            ("A and B idle", false, false),
+            ("A's transform looping", true, false),
+            ("B producing flat out", false, true),
+            ("A looping and B flooding", true, true),
+            ("A and B idle again", false, false),
+        ] {
+            let a_side =
+                loops.then(|| Neighbour::start(&a, "spin", args.a_connections, args.size)).transpose()?;
+            let b_side =
+                floods.then(|| Neighbour::start(&b, "flood", args.b_connections, args.size)).transpose()?;
+            if loops || floods {
+                // Until the neighbours run: a looping call timed out, or B's records acknowledged.
+                let started = Instant::now();
+                let spin0 = admin
+                    .show_transform("a", "spin")?
+                    .module
+                    .versions
+                    .iter()
+                    .map(|v| v.stats.timeouts)
+                    .sum::<u64>();
+                loop {
+                    let spun = admin
+                        .show_transform("a", "spin")?
+                        .module
+                        .versions
+                        .iter()
+                        .map(|v| v.stats.timeouts)
+                        .sum::<u64>();
+                    let a_ok = !loops || spun > spin0;
+                    let b_ok = b_side.as_ref().is_none_or(|n| n.acked() > 0);
+                    if a_ok && b_ok {
+                        break;
+                    }
+                    ensure!(started.elapsed() < Duration::from_secs(60), "the neighbours did not start");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let b0 = b_side.as_ref().map_or(0, Neighbour::acked);
+            let h0 = cpu_secs(&pid);
+            let started = Instant::now();
+            let h = latency(&c, "lat", args.latency_records, "1", &probe)?;
+            let elapsed = started.elapsed();
+            let host_cpu = cpu_secs(&pid) - h0;
+            let b_acked = b_side.as_ref().map_or(0, Neighbour::acked) - b0;
+            for n in [a_side, b_side].into_iter().flatten() {
+                n.finish()?;
+            }
+            eprintln!(
+                "{name}, {what}: p50 {} p99 {}",
+                us(h.value_at_quantile(0.5)),
+                us(h.value_at_quantile(0.99))
+            );
+            rows.push(Row { host: name, what, h, host_cpu, elapsed, b_acked });
+            // Let the host finish what the neighbours left queued.
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        host.stop();
+    }
+
+    println!(
+        "\nTenant C's produce latency ({} sequential sends of {} B, acks=1); A: {} connections to a \
+         looping transform; B: {} connections producing flat out; ceilings: B {} B/s, A {}% of a thread:\n",
+        args.latency_records, args.size, args.a_connections, args.b_connections, args.b_rate, args.a_percent
+    );
+    println!(
+        "| host | tenants A and B | p50 | p99 | p99 ÷ idle p99 | p99.9 | max | host CPU s over the probe | B's records/s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let idle = rows.iter().find(|x| x.host == r.host).map(|x| x.h.value_at_quantile(0.99)).unwrap_or(1);
+        println!(
+            "| {} | {} | {} | {} | {:.1} | {} | {} | {:.2} in {:.1} s | {:.0} |",
+            r.host,
+            r.what,
+            us(r.h.value_at_quantile(0.5)),
+            us(r.h.value_at_quantile(0.99)),
+            r.h.value_at_quantile(0.99) as f64 / idle.max(1) as f64,
+            us(r.h.value_at_quantile(0.999)),
+            us(r.h.max()),
+            r.host_cpu,
+            r.elapsed.as_secs_f64(),
+            r.b_acked as f64 / r.elapsed.as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -88,6 +88,16 @@ pub mod host {
         }
     }
 
+    /// A benchmark that fails half way does not leave its host running (holding its data).
+    impl Drop for Host {
+        fn drop(&mut self) {
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+
     pub fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }

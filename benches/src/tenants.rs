@@ -84,6 +84,23 @@ pub struct Neighbour {
 
 impl Neighbour {
     pub fn start(bootstrap: &str, topic: &str, threads: usize, size: usize) -> Result<Neighbour> {
+        Self::start_with(bootstrap, topic, threads, size, false)
+    }
+
+    /// Like [`start`](Self::start), but each connection keeps one record in flight and waits
+    /// for its delivery: a neighbour that keeps the host busy (e.g. through a looping
+    /// transform) without spending the client's CPU on a queue it cannot drain.
+    pub fn start_paced(bootstrap: &str, topic: &str, threads: usize, size: usize) -> Result<Neighbour> {
+        Self::start_with(bootstrap, topic, threads, size, true)
+    }
+
+    fn start_with(
+        bootstrap: &str,
+        topic: &str,
+        threads: usize,
+        size: usize,
+        paced: bool,
+    ) -> Result<Neighbour> {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicU64::new(0));
         let mut handles = Vec::new();
@@ -107,10 +124,20 @@ impl Neighbour {
                     let record = BaseRecord::to(&topic).key(&key).payload(&values[i as usize % 64][..]);
                     match producer.send(record) {
                         Ok(()) => i += 1,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if !paced => {
                             producer.poll(Duration::from_millis(1));
                         }
                         Err((e, _)) => return Err(anyhow!(e)),
+                    }
+                    if paced {
+                        let c = producer.context();
+                        while c.ok.load(Ordering::Relaxed) + c.failed.load(Ordering::Relaxed) < i
+                            && !stop.load(Ordering::Relaxed)
+                        {
+                            producer.poll(Duration::from_millis(10));
+                        }
+                        acked.store(c.ok.load(Ordering::Relaxed), Ordering::Relaxed);
+                        continue;
                     }
                     if i.is_multiple_of(256) {
                         producer.poll(Duration::ZERO);

@@ -336,9 +336,9 @@ impl Quotas {
         let mut rates = self.rates.lock();
         let mut longest = 0;
         for b in bounds {
-            let rate = rates.entry(b.key).or_insert_with(|| Rate::new(now));
+            let rate = rates.entry(b.key.clone()).or_insert_with(|| Rate::new(now));
             rate.record(s, amount, now);
-            longest = longest.max(self.throttle_of(kind, rate, b.bound, now, 0.0));
+            longest = longest.max(self.throttle_of(&b, kind, rate, now, 0.0));
         }
         Duration::from_millis(longest)
     }
@@ -370,8 +370,8 @@ impl Quotas {
             let extra = pending.filter(|(k, _)| *k == kind).map_or(0.0, |(_, amount)| amount);
             for b in &bounds {
                 let ms = match rates.get(&b.key) {
-                    Some(rate) => self.throttle_of(kind, rate, b.bound, now, extra),
-                    None if extra > 0.0 => self.throttle_of(kind, &Rate::new(now), b.bound, now, extra),
+                    Some(rate) => self.throttle_of(b, kind, rate, now, extra),
+                    None if extra > 0.0 => self.throttle_of(b, kind, &Rate::new(now), now, extra),
                     None => 0,
                 };
                 longest = longest.max(ms);
@@ -380,11 +380,13 @@ impl Quotas {
         Duration::from_millis(longest)
     }
 
-    /// Kafka bounds a request-time throttle by one window; byte-rate throttles are not bounded.
-    fn throttle_of(&self, kind: Kind, rate: &Rate, bound: f64, now: u64, pending: f64) -> u64 {
-        let ms = rate.throttle_ms(self.config.sampling, bound, now, pending);
-        match kind {
-            Kind::Request => ms.min(self.config.sampling.window_ms),
+    /// Kafka bounds a client's request-time throttle by one window (byte-rate throttles are not
+    /// bounded). A tenant's ceiling is not: a tenant with many connections would otherwise use
+    /// a window's worth of time per connection and request, far beyond its ceiling.
+    fn throttle_of(&self, b: &Bound, kind: Kind, rate: &Rate, now: u64, pending: f64) -> u64 {
+        let ms = rate.throttle_ms(self.config.sampling, b.bound, now, pending);
+        match (kind, &b.key) {
+            (Kind::Request, RateKey::Client { .. }) => ms.min(self.config.sampling.window_ms),
             _ => ms,
         }
     }

@@ -85,6 +85,16 @@ fn a_tenant_ceiling_is_shared_by_all_its_clients() {
     // 2,000 bytes over 10 s against 100 B/s: (200 - 100) / 100 × 10 s.
     assert_eq!(q.record(&two, Kind::Produce, 1000.0), Duration::from_secs(10));
     assert_eq!(q.throttle(&one, &[Kind::Produce, Kind::Request]), Duration::from_secs(10));
+    // A ceiling's request-time throttle is not bounded by one window, unlike a client quota's.
+    let mut config = QuotaConfig { namespace: "default".into(), ..Default::default() };
+    config.ceilings.insert("a".into(), Ceiling { request_percentage: Some(10.0), ..Default::default() });
+    let qa = Quotas::build(config, None);
+    let spinner = Client { tenant: "a", user: "x", client_id: "1" };
+    // 3 s of a thread over the first 10 s against 10 %: (30 - 10) / 10 × 10 s.
+    assert_eq!(
+        qa.record(&spinner, Kind::Request, request_percent(Duration::from_secs(3))),
+        Duration::from_secs(20)
+    );
     let c = Client { tenant: "c", ..one };
     assert_eq!(q.record(&c, Kind::Produce, 1e9), Duration::ZERO, "other tenants are not bound by it");
     q.expire();

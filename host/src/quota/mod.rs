@@ -174,7 +174,12 @@ impl Quotas {
 
     /// The tenant's quotas, replayed from its topic on first use.
     async fn tenant(&self, name: &str) -> Result<Arc<TenantQuotas>, QuotaError> {
-        let t = self.tenants.lock().entry(name.to_string()).or_default().clone();
+        // The name is copied only the first time a tenant is seen: this runs on every request.
+        let known = self.tenants.lock().get(name).cloned();
+        let t = match known {
+            Some(t) => t,
+            None => self.tenants.lock().entry(name.to_string()).or_default().clone(),
+        };
         if t.loaded.load(Ordering::Acquire) {
             return Ok(t);
         }
@@ -318,8 +323,8 @@ impl Quotas {
     }
 
     /// Whether `tenant` has nothing to measure: no ceiling and no quotas (the common case,
-    /// decided without allocating).
-    fn unlimited(&self, tenant: &str) -> bool {
+    /// decided without allocating; the request path checks it once and skips the rest).
+    pub fn unlimited(&self, tenant: &str) -> bool {
         self.config.ceilings.get(tenant).is_none_or(Ceiling::is_empty)
             && self.tenants.lock().get(tenant).is_none_or(|t| t.quotas.read().is_empty())
     }

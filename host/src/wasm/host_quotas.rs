@@ -4,7 +4,7 @@
 //! counting a fetch's response (the bytes its reads returned) as already sent.
 
 use super::bindings::quotas;
-use super::state::GuestState;
+use super::state::{GuestState, RequestInfo};
 use crate::acl::codes;
 use crate::quota::Kind;
 use guise_guest_sdk::error::CLUSTER_AUTHORIZATION_FAILED;
@@ -72,10 +72,14 @@ impl quotas::Host for GuestState {
     }
 
     async fn throttle_ms(&mut self) -> i32 {
-        let client = self.conn.quota_client(&self.request);
+        if self.ctx.quotas.unlimited(&self.conn.tenant) {
+            return 0;
+        }
+        let Some(request) = RequestInfo::of(&self.frame) else { return 0 };
+        let client = self.conn.quota_client(&request);
         // A fetch's response is recorded once it is sent; it counts already in what it reports.
         let pending = Some((Kind::Fetch, self.fetched as f64));
-        let throttle = self.ctx.quotas.throttle_with(&client, Kind::of_api(self.request.api_key), pending);
+        let throttle = self.ctx.quotas.throttle_with(&client, Kind::of_api(request.api_key), pending);
         let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
         self.reported_throttle_ms = ms;
         ms

@@ -43,17 +43,20 @@ impl Runtime {
         api_key: Option<i16>,
         shutdown: watch::Receiver<bool>,
     ) -> Executed {
-        let quotas = self.context().quotas.clone();
-        let info = RequestInfo::of(frame).filter(|i| !UNTHROTTLED.contains(&i.api_key));
-        if let Some(info) = &info {
-            quotas.load(&conn.tenant).await;
-            if info.api_key == 0 {
-                quotas.record(&conn.quota_client(info), Kind::Produce, frame.len() as f64);
-            }
-        }
         let mut busy = Duration::ZERO;
+        if api_key.is_none_or(|k| UNTHROTTLED.contains(&k)) {
+            return self.run(conn, frame, api_key, shutdown, &mut busy).await;
+        }
+        let quotas = self.context().quotas.clone();
+        quotas.load(&conn.tenant).await;
+        // A tenant without quotas or a ceiling (the common case) measures nothing.
+        let Some(info) = RequestInfo::of(frame).filter(|_| !quotas.unlimited(&conn.tenant)) else {
+            return self.run(conn, frame, api_key, shutdown, &mut busy).await;
+        };
+        if info.api_key == 0 {
+            quotas.record(&conn.quota_client(&info), Kind::Produce, frame.len() as f64);
+        }
         let executed = self.run(conn, frame, api_key, shutdown, &mut busy).await;
-        let Some(info) = info else { return executed };
         let client = conn.quota_client(&info);
         if let Executed::Send(segments, _) = &executed
             && info.api_key == 1

@@ -13,7 +13,7 @@ use super::admission::{Admission, Permit};
 use super::bindings::{ProtocolHandler, ProtocolHandlerPre, handler_types};
 use super::engine::Compiler;
 use super::module::{Module, ModuleId, ModuleStats};
-use super::state::{BufferHandle, ConnInfo, GuestState, HostContext, Observed, RequestInfo, WakeKey};
+use super::state::{BufferHandle, ConnInfo, GuestState, HostContext, Observed, WakeKey};
 use bytes::Bytes;
 use guise_guest_sdk::error;
 use parking_lot::RwLock;
@@ -182,7 +182,7 @@ impl Runtime {
         let pre = self.linker.instantiate_pre(component).map_err(|e| WasmError::Link(format!("{e:#}")))?;
         let pre = ProtocolHandlerPre::new(pre).map_err(|e| WasmError::Link(format!("{e:#}")))?;
         let conn = ConnInfo::new(0, "public", "deploy-check");
-        let mut store = self.store(&conn, &[]);
+        let mut store = self.store(&conn, &Bytes::new());
         // Deploying is synchronous (the registry); instantiating runs no host import that
         // waits, so this completes on this thread.
         futures::executor::block_on(pre.instantiate_async(&mut store))
@@ -206,7 +206,7 @@ impl Runtime {
         &self.ctx
     }
 
-    fn store(&self, conn: &ConnInfo, frame: &[u8]) -> Store<GuestState> {
+    fn store(&self, conn: &ConnInfo, frame: &Bytes) -> Store<GuestState> {
         let state = GuestState {
             table: ResourceTable::new(),
             wasi: deny_all_wasi(conn.id),
@@ -220,7 +220,7 @@ impl Runtime {
             conn: conn.clone(),
             observed: Vec::new(),
             host_time: Duration::ZERO,
-            request: RequestInfo::of(frame).unwrap_or_default(),
+            frame: frame.clone(),
             fetched: 0,
             reported_throttle_ms: 0,
         };
@@ -251,7 +251,7 @@ impl Runtime {
         &self,
         module: &Module,
         conn: &ConnInfo,
-        frame: &[u8],
+        frame: &Bytes,
     ) -> Result<(Store<GuestState>, ProtocolHandler), GuestFailure> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         module.stats.calls.fetch_add(1, Ordering::Relaxed);

@@ -134,8 +134,9 @@ pub struct GuestState {
     /// Time spent in host calls since the deadline was last extended (handed back to the
     /// guest's CPU deadline: see `Runtime::store`).
     pub host_time: std::time::Duration,
-    /// The request's API and client id, which its quotas are measured by.
-    pub request: RequestInfo,
+    /// The request frame, whose API and client id its quotas are measured by (read only when
+    /// the tenant has quotas: see `quotas.throttle-ms`).
+    pub frame: Bytes,
     /// Record bytes this call's reads returned (a fetch response's, for its quota).
     pub fetched: u64,
     /// What `throttle-ms` last answered: the throttle the response reports.

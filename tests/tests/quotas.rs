@@ -6,7 +6,9 @@
 //! quota survives a restart; and a tenant's ceiling from the operator's config throttles all of
 //! that tenant's clients. No timing is asserted: only that the brokers said "throttled".
 
+use guise_host::admin::client::AdminClient;
 use guise_host::config::{ListenerConfig, TenantConfig};
+use guise_host::transform::BindingSpec;
 use guise_tests::TestServer;
 use guise_tests::java::{clients, tool};
 use serde_json::Value;
@@ -113,4 +115,40 @@ fn byte_rate_quotas_throttle_the_clients_they_govern() {
     );
     let gone = configs(&bootstrap, &["--describe", "--entity-type", "clients", "--entity-name", "slow-app"]);
     assert!(!gone.contains("byte_rate"), "{gone}");
+}
+
+/// A tenant transform's time is its requests' time: tenant `loopy`'s ceiling of 0.2% of a
+/// thread is far below one call of its looping transform (~100 ms, its deadline), so the Java
+/// producer's one request is answered with a throttle — the time the transform took on the
+/// host's transform threads was charged to it — while its record is still acknowledged (the
+/// transform's policy is `skip`).
+#[test]
+fn a_tenants_transform_time_counts_against_its_request_ceiling() {
+    let server = TestServer::start_with(|c| {
+        c.listeners.push(ListenerConfig {
+            addr: "127.0.0.1:0".into(),
+            tenant: "loopy".parse().unwrap(),
+            advertised_addr: None,
+            security_protocol: Default::default(),
+        });
+        let ceiling = TenantConfig { request_percentage: Some(0.2), ..Default::default() };
+        c.tenants.insert("loopy".parse().unwrap(), ceiling);
+    });
+    let chaos = std::path::Path::new(guise_test_guests::DIR).join("guise_transform_chaos.wasm");
+    let spec = BindingSpec {
+        topics: vec!["spin".into()],
+        output_topics: vec![],
+        policy: "skip".parse().unwrap(),
+        config: vec![("mode".into(), "loop".into())],
+    };
+    AdminClient::new(server.admin_addr.to_string())
+        .deploy_transform("loopy", "spin", &spec, &std::fs::read(chaos).unwrap())
+        .unwrap();
+    let loopy = server.server().tenant_addrs[0].1.to_string();
+    let out = clients(&["produce", &loopy, "spin", "1", "client.id=loop-app", "linger.ms=0"]);
+    assert_eq!(out["sent"].as_array().map(Vec::len), Some(1), "{out}");
+    assert!(out["throttle_max"].as_f64().unwrap() > 0.0, "the transform's time throttles: {out}");
+    // The same records on the default tenant, which has no ceiling, are not throttled.
+    let free = clients(&["produce", &server.bootstrap(), "spin", "1", "client.id=loop-app"]);
+    assert_eq!(free["throttle_max"].as_f64(), Some(0.0), "{free}");
 }

@@ -53,6 +53,19 @@ struct Args {
     /// Tenant A's ceiling in the second host, percent of one thread.
     #[arg(long, default_value_t = 20.0)]
     a_percent: f64,
+    /// Seconds the neighbours run before C's probe. A quota's rate is measured over 11 windows
+    /// of 1 s and counts at least 10 s from the first sample (as Kafka's does), so a ceiling
+    /// takes hold only after its tenant has run over it for a while: the probe measures the
+    /// steady state after it.
+    #[arg(long, default_value_t = 6)]
+    warmup_secs: u64,
+    /// The phases, in order: `idle`, `a` (A loops), `b` (B floods), `both`. The first is the
+    /// baseline the others are compared with.
+    #[arg(long, value_delimiter = ',', default_value = "idle,a,b,both,idle")]
+    phases: Vec<String>,
+    /// Which hosts: `none` (no ceilings), `ceilings`.
+    #[arg(long, value_delimiter = ',', default_value = "none,ceilings")]
+    hosts: Vec<String>,
 }
 
 struct Row {
@@ -73,7 +86,26 @@ fn main() -> Result<()> {
     let chaos =
         std::fs::read(modules.join("guise_transform_chaos.wasm")).context("reading the chaos transform")?;
     let mut rows = Vec::new();
-    for (name, ceilings) in [("no ceilings", false), ("with ceilings", true)] {
+    let mut phases = Vec::new();
+    for (i, p) in args.phases.iter().enumerate() {
+        phases.push(match p.as_str() {
+            "idle" if i == 0 => ("A and B idle", false, false),
+            "idle" => ("A and B idle again", false, false),
+            "a" => ("A's transform looping", true, false),
+            "b" => ("B producing flat out", false, true),
+            "both" => ("A looping and B flooding", true, true),
+            other => anyhow::bail!("unknown phase {other:?} (idle, a, b, both)"),
+        });
+    }
+    let mut hosts = Vec::new();
+    for h in &args.hosts {
+        hosts.push(match h.as_str() {
+            "none" => ("no ceilings", false),
+            "ceilings" => ("with ceilings", true),
+            other => anyhow::bail!("unknown host {other:?} (none, ceilings)"),
+        });
+    }
+    for (name, ceilings) in hosts {
         let work = tempfile::tempdir()?;
         let (kafka, admin_port, a_port, b_port) = (free_port(), free_port(), free_port(), free_port());
         // B writes flat out: small segments and a byte retention keep the disk use bounded.
@@ -101,13 +133,7 @@ fn main() -> Result<()> {
         deploy(&admin, "a", "spin", &chaos, "spin", Policy::Skip, &[("mode", "loop")])?;
         let probe = value(0, args.size);
         latency(&c, "lat", 10, "1", &probe)?; // creates the topic
-        for (what, loops, floods) in [
-            ("A and B idle", false, false),
-            ("A's transform looping", true, false),
-            ("B producing flat out", false, true),
-            ("A looping and B flooding", true, true),
-            ("A and B idle again", false, false),
-        ] {
+        for &(what, loops, floods) in &phases {
             // A's connections each keep one record in flight (every one runs into the transform's
             // deadline), so A's load is on the host, not on this client.
             let a_side = loops
@@ -141,7 +167,7 @@ fn main() -> Result<()> {
                     ensure!(started.elapsed() < Duration::from_secs(60), "the neighbours did not start");
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                std::thread::sleep(Duration::from_millis(500));
+                std::thread::sleep(Duration::from_secs(args.warmup_secs));
             }
             let b0 = b_side.as_ref().map_or(0, Neighbour::acked);
             let h0 = cpu_secs(&pid);

@@ -33,7 +33,13 @@ pub const QUOTAS_TOPIC: &str = "__client_quotas";
 pub enum QuotaError {
     #[error("reading the client quotas topic {topic}: {source}")]
     Replay { topic: String, source: StorageError },
+    #[error("the client quotas of tenant {tenant} could not be read a moment ago; trying again shortly")]
+    RecentlyFailed { tenant: String },
 }
+
+/// How long after a failed replay of a tenant's quotas the next request tries again (so a
+/// storage outage does not turn every request into a replay attempt and a log line).
+const REPLAY_RETRY: Duration = Duration::from_secs(1);
 
 /// What a quota limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -116,6 +122,8 @@ struct TenantQuotas {
     /// Held while replaying, and while a change is appended (so changes land in order).
     write: tokio::sync::Mutex<()>,
     quotas: RwLock<Quotas_>,
+    /// When the last replay failed.
+    failed: Mutex<Option<Instant>>,
 }
 
 /// The rate a throttle is measured by: Kafka's (user, client id) tags of the governing entity
@@ -183,6 +191,9 @@ impl Quotas {
         if t.loaded.load(Ordering::Acquire) {
             return Ok(t);
         }
+        if t.failed.lock().is_some_and(|at| at.elapsed() < REPLAY_RETRY) {
+            return Err(QuotaError::RecentlyFailed { tenant: name.to_string() });
+        }
         let _write = t.write.lock().await;
         if !t.loaded.load(Ordering::Acquire) {
             if let Some(log) = &self.log {
@@ -221,7 +232,10 @@ impl Quotas {
                     }
                 })
                 .await
-                .map_err(|source| QuotaError::Replay { topic: topic.to_string(), source })?;
+                .map_err(|source| {
+                    *t.failed.lock() = Some(Instant::now());
+                    QuotaError::Replay { topic: topic.to_string(), source }
+                })?;
                 if !quotas.is_empty() {
                     tracing::info!(tenant = name, entities = quotas.len(), "replayed client quotas");
                 }
@@ -235,8 +249,9 @@ impl Quotas {
     /// Read the tenant's quotas from the log if they are not in memory yet, so that
     /// [`record`](Self::record) and [`throttle`](Self::throttle) (which never wait) see them.
     pub async fn load(&self, tenant: &str) {
-        if let Err(e) = self.tenant(tenant).await {
-            tracing::error!(tenant, "client quotas unavailable, not enforcing them: {e}");
+        match self.tenant(tenant).await {
+            Ok(_) | Err(QuotaError::RecentlyFailed { .. }) => {}
+            Err(e) => tracing::error!(tenant, "client quotas unavailable, not enforcing them: {e}"),
         }
     }
 
@@ -350,18 +365,14 @@ impl Quotas {
 
     /// How long `client` is throttled now for a request throttled by `kinds`, without recording.
     pub fn throttle(&self, client: &Client<'_>, kinds: &[Kind]) -> Duration {
-        self.throttle_with(client, kinds, None)
+        self.throttle_with(client, kinds, &[])
     }
 
-    /// Like [`throttle`](Self::throttle), as if `pending` (an amount of a kind, e.g. the bytes
-    /// of a fetch response about to go out, recorded once it has) were recorded now: what the
-    /// response reports is then what the host holds the client for after it.
-    pub fn throttle_with(
-        &self,
-        client: &Client<'_>,
-        kinds: &[Kind],
-        pending: Option<(Kind, f64)>,
-    ) -> Duration {
+    /// Like [`throttle`](Self::throttle), as if `pending` (amounts of kinds, e.g. the bytes of a
+    /// fetch response about to go out, or the time a request has taken so far, recorded once it
+    /// is done) were recorded now: what the response reports is then what the host holds the
+    /// client for after it.
+    pub fn throttle_with(&self, client: &Client<'_>, kinds: &[Kind], pending: &[(Kind, f64)]) -> Duration {
         if self.unlimited(client.tenant) {
             return Duration::ZERO;
         }
@@ -372,7 +383,7 @@ impl Quotas {
             bounds.clear();
             self.bounds(client, kind, &mut bounds);
             let rates = self.rates.lock();
-            let extra = pending.filter(|(k, _)| *k == kind).map_or(0.0, |(_, amount)| amount);
+            let extra: f64 = pending.iter().filter(|(k, _)| *k == kind).map(|(_, amount)| amount).sum();
             for b in &bounds {
                 let ms = match rates.get(&b.key) {
                     Some(rate) => self.throttle_of(b, kind, rate, now, extra),

@@ -100,3 +100,70 @@ fn a_tenant_ceiling_is_shared_by_all_its_clients() {
     q.expire();
     assert_eq!(q.rates.lock().len(), 1, "a rate recorded within the horizon stays");
 }
+
+/// A log that, while `broken`, answers a replay's first question (does the topic exist?) from
+/// `inner` and its next (the topic's offsets) from `empty`, which has no such topic: the
+/// replay fails as it would on a storage error. `calls` counts the questions.
+struct Flaky {
+    inner: Arc<dyn Log>,
+    empty: Arc<dyn Log>,
+    broken: AtomicBool,
+    calls: std::sync::atomic::AtomicU32,
+}
+
+impl Flaky {
+    fn inner(&self) -> &dyn Log {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        if self.broken.load(Ordering::Relaxed) && n % 2 == 1 { &*self.empty } else { &*self.inner }
+    }
+}
+
+crate::storage::delegate_log!(Flaky, inner, {
+    async fn append_with(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        records: bytes::Bytes,
+        how: crate::storage::Append,
+    ) -> Result<crate::storage::AppendInfo, StorageError> {
+        self.inner().append_with(name, partition, records, how).await
+    }
+});
+
+#[test]
+fn a_failed_replay_is_retried_after_a_pause_not_on_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
+    let config = QuotaConfig { namespace: "default".into(), ..Default::default() };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let q = Quotas::new(log.clone(), config.clone());
+        let alice = set(&[part(USER, Some("alice"))], PRODUCER_BYTE_RATE, 1000.0);
+        assert!(q.alter("public", &[alice], false).await[0].is_ok());
+        let other = tempfile::tempdir().unwrap();
+        let empty: Arc<dyn Log> = Arc::new(EmbeddedLog::open(other.path(), LogDefaults::default()).unwrap());
+        let flaky =
+            Arc::new(Flaky { inner: log, empty, broken: AtomicBool::new(true), calls: Default::default() });
+        let q = Quotas::new(flaky.clone(), config);
+        let first = q.describe("public", &[], false).await.unwrap_err();
+        assert!(first.1.contains("reading the client quotas topic"), "{first:?}");
+        let tried = flaky.calls.load(Ordering::Relaxed);
+        assert_eq!(tried, 2, "the topic looked up, its offsets failed");
+        // Requests right after it do not try again.
+        for _ in 0..100 {
+            q.load("public").await;
+        }
+        let soon = q.describe("public", &[], false).await.unwrap_err();
+        assert!(soon.1.contains("a moment ago"), "{soon:?}");
+        assert_eq!(flaky.calls.load(Ordering::Relaxed), tried, "no replay within the pause");
+        assert!(q.unlimited("public"), "not enforced while unreadable");
+        // After the pause (backdated here), the next request replays, and the quota is back.
+        flaky.broken.store(false, Ordering::Relaxed);
+        let t = q.tenants.lock().get("public").cloned().unwrap();
+        *t.failed.lock() = Some(Instant::now() - REPLAY_RETRY);
+        q.load("public").await;
+        assert!(flaky.calls.load(Ordering::Relaxed) > tried, "replayed");
+        assert_eq!(q.describe("public", &[], false).await.unwrap().len(), 1);
+        assert!(!q.unlimited("public"));
+    });
+}

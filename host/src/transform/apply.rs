@@ -23,6 +23,7 @@ use crate::wasm::transform::{
 use crate::wasm::{GuestFailure, TransformModule};
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// Failures of one transform logged in full: the first, then every this many.
@@ -78,8 +79,7 @@ impl Transforms {
                 topic: topic.topic.clone(),
                 records: decoded.records.iter().map(to_guest).collect(),
             };
-            let outcome = self.call(binding, module, &call).await.and_then(|out| check_outputs(binding, out));
-            drop(call);
+            let outcome = self.call(binding, module, call).await.and_then(|out| check_outputs(binding, out));
             if let Err(TransformFailure::Guest(GuestFailure::Instantiate(why))) = &outcome {
                 // The host's trouble, not the guest's (no free instance slot): the batch is not
                 // the policy's to drop or pass untransformed; the producer retries.
@@ -162,14 +162,28 @@ impl Transforms {
     async fn call(
         &self,
         binding: &Binding,
-        module: &TransformModule,
-        batch: &InputBatch,
+        module: &Arc<TransformModule>,
+        batch: InputBatch,
     ) -> Result<Vec<Emitted>, TransformFailure> {
-        let engine = &self.shared.engine;
-        let seed = self.shared.counter.fetch_add(1, Ordering::Relaxed);
+        let shared = self.shared.clone();
+        let module = module.clone();
+        let limits = binding.limits.clone();
+        let seed = shared.counter.fetch_add(1, Ordering::Relaxed);
         // In one of the tenant's slots: a looping transform holds one of its own, not everyone's.
-        let calls = self.shared.calls(&binding.tenant);
-        calls.run(engine.call(module, &binding.limits, batch, seed)).await
+        // On the transform threads, below the host's priority; the time the call took there is
+        // the request's (its tenant's quotas and ceiling count it).
+        let calls = shared.calls(&binding.tenant);
+        let pool = shared.clone();
+        let ran = calls
+            .run(pool.pool.run(async move { shared.engine.call(&module, &limits, &batch, seed).await }))
+            .await;
+        match ran {
+            Ok((result, busy)) => {
+                crate::wasm::charge(busy);
+                result
+            }
+            Err(e) => Err(GuestFailure::Instantiate(e.to_string()).into()),
+        }
     }
 
     /// Append `records` to `tenant`'s topic `name`, each in the partition of its key (Kafka's

@@ -272,6 +272,8 @@ struct Shared {
     counter: AtomicU64,
     /// tenant → its transform-call slots.
     calls: Mutex<HashMap<String, Arc<TenantCalls>>>,
+    /// The threads the calls run on.
+    pool: Pool,
 }
 
 impl Shared {
@@ -409,6 +411,7 @@ impl Transforms {
                 outcomes: Mutex::new(HashMap::new()),
                 counter: AtomicU64::new(0),
                 calls: Mutex::new(HashMap::new()),
+                pool: Pool::default(),
             }),
             compiler: compiler.clone(),
             registries: Mutex::new(BTreeMap::new()),
@@ -613,4 +616,8 @@ use log::TransformingLog;
 
 mod calls;
 use calls::TenantCalls;
+
+mod pool;
 pub use calls::{CallsSnapshot, default_concurrency};
+pub use pool::NICENESS;
+use pool::Pool;

@@ -1,7 +1,8 @@
 //! The host side of the `quotas` WIT interface: DescribeClientQuotas needs DESCRIBE_CONFIGS on
 //! the cluster, AlterClientQuotas ALTER_CONFIGS (as in Kafka); then `crate::quota` answers, for
 //! the connection's tenant only. `throttle-ms` is what the request's client is throttled by now,
-//! counting a fetch's response (the bytes its reads returned) as already sent.
+//! counting a fetch's response (the bytes its reads returned) as already sent and the request's
+//! transform time as already recorded.
 
 use super::bindings::quotas;
 use super::state::{GuestState, RequestInfo};
@@ -77,9 +78,14 @@ impl quotas::Host for GuestState {
         }
         let Some(request) = RequestInfo::of(&self.frame) else { return 0 };
         let client = self.conn.quota_client(&request);
-        // A fetch's response is recorded once it is sent; it counts already in what it reports.
-        let pending = Some((Kind::Fetch, self.fetched as f64));
-        let throttle = self.ctx.quotas.throttle_with(&client, Kind::of_api(request.api_key), pending);
+        // A fetch's response is recorded once it is sent, and the request's time once it is
+        // done; both count already in what it reports (the time so far: what was charged to it,
+        // a transform's calls — the translator's own polls are microseconds).
+        let pending = [
+            (Kind::Fetch, self.fetched as f64),
+            (Kind::Request, crate::quota::request_percent(super::park::charged())),
+        ];
+        let throttle = self.ctx.quotas.throttle_with(&client, Kind::of_api(request.api_key), &pending);
         let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
         self.reported_throttle_ms = ms;
         ms

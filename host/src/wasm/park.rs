@@ -27,6 +27,23 @@ pub enum Executed {
     Close,
 }
 
+tokio::task_local! {
+    /// Time spent for the request being run outside the translator's polls (a tenant
+    /// transform's call on its own threads), which its quotas count as the request's.
+    static CHARGED: std::cell::Cell<Duration>;
+}
+
+/// Count `time` as the current request's (no-op outside a measured request, e.g. a Pulsar
+/// endpoint's produce, or a tenant without quotas).
+pub fn charge(time: Duration) {
+    let _ = CHARGED.try_with(|c| c.set(c.get() + time));
+}
+
+/// The time [`charge`]d to the current request so far.
+pub(super) fn charged() -> Duration {
+    CHARGED.try_with(std::cell::Cell::get).unwrap_or_default()
+}
+
 /// APIs no quota throttles: the handshake before a client can even name itself.
 const UNTHROTTLED: &[i16] = &[17, 18, 36];
 
@@ -35,7 +52,7 @@ impl Runtime {
     /// has none) to completion, parking while it waits. `shutdown` ends a park early with a
     /// final answer. The client's quotas are measured here: a produce's bytes before the guest
     /// runs (so its response reports the throttle), a fetch response's bytes and the time the
-    /// guest calls took after.
+    /// guest calls took after, with the time [`charge`]d to the request (its transform calls).
     pub async fn execute(
         &self,
         conn: &ConnInfo,
@@ -56,7 +73,13 @@ impl Runtime {
         if info.api_key == 0 {
             quotas.record(&conn.quota_client(&info), Kind::Produce, frame.len() as f64);
         }
-        let executed = self.run(conn, frame, api_key, shutdown, &mut busy).await;
+        let (executed, charged) = CHARGED
+            .scope(std::cell::Cell::new(Duration::ZERO), async {
+                let executed = self.run(conn, frame, api_key, shutdown, &mut busy).await;
+                (executed, CHARGED.with(std::cell::Cell::get))
+            })
+            .await;
+        busy += charged;
         let client = conn.quota_client(&info);
         if let Executed::Send(segments, _) = &executed
             && info.api_key == 1

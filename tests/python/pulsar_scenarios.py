@@ -411,6 +411,26 @@ def produce_values(url, topic, *values):
     return {"sent": len(values)}
 
 
+def token_refresh(url, topic, first, fresh, wait="5"):
+    """A producer whose token (`first`) expires while it runs: the client declares it can
+    refresh credentials, so the endpoint challenges it, and the supplier answers with `fresh`.
+    Sending goes on past the first token's expiry."""
+    supplied = []
+
+    def supply():
+        supplied.append(1)
+        return first if len(supplied) == 1 else fresh
+
+    c = pulsar.Client(url, authentication=pulsar.AuthenticationToken(supply), operation_timeout_seconds=15,
+                      logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn))
+    p = c.create_producer(topic, send_timeout_millis=15000)
+    p.send(b"before")
+    time.sleep(float(wait))
+    p.send(b"after")
+    c.close()
+    return {"sent": 2, "supplied": len(supplied)}
+
+
 SCENARIOS = {
     "consume_until_idle": consume_until_idle,
     "produce_values": produce_values,
@@ -422,6 +442,7 @@ SCENARIOS = {
     "reader_seek": reader_seek,
     "subscriptions": subscriptions,
     "access_modes": access_modes,
+    "token_refresh": token_refresh,
 }
 
 if __name__ == "__main__":

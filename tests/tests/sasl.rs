@@ -367,6 +367,59 @@ fn pulsar_clients_authenticate_with_tokens_and_reach_their_tenant_only() {
     assert!(log.topics("public", "default").iter().all(|t| t.name.topic != "audit"));
 }
 
+/// A Pulsar connection's token is checked again when it expires, as a Pulsar broker checks it:
+/// the Pulsar Rust client (which does not declare `supports_auth_refresh`) is disconnected, and
+/// its reconnection with the expired token is refused, so its next send fails; libpulsar (which
+/// does) is sent AUTH_CHALLENGE, answers with a fresh token from its supplier, and goes on
+/// sending.
+#[test]
+fn an_expired_pulsar_token_ends_the_connection_unless_the_client_refreshes_it() {
+    use pulsar::{Authentication, Pulsar, TokioExecutor};
+    let issuer = Issuer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = issuer.jwks(dir.path());
+    let server = TestServer::start_with_pulsar(|c| {
+        c.pulsar_token_auth = true;
+        issuer.settings(c, &jwks);
+        c.sasl_oauthbearer_clock_skew_seconds = 0;
+    });
+    let url = server.pulsar_url();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let client: Pulsar<TokioExecutor> = Pulsar::builder(url.clone(), TokioExecutor)
+            .with_operation_retry_options(pulsar::OperationRetryOptions {
+                max_retries: Some(1),
+                ..Default::default()
+            })
+            .with_connection_retry_options(pulsar::ConnectionRetryOptions {
+                max_retries: 1,
+                ..Default::default()
+            })
+            .with_auth(Authentication {
+                name: "token".into(),
+                data: issuer.token("gina", 3, "kafka").into_bytes(),
+            })
+            .build()
+            .await
+            .unwrap();
+        let mut producer =
+            client.producer().with_topic("persistent://public/default/short-lived").build().await.unwrap();
+        producer.send_non_blocking(b"in time".to_vec()).await.unwrap().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let late = async { producer.send_non_blocking(b"too late".to_vec()).await?.await };
+        let late = tokio::time::timeout(std::time::Duration::from_secs(60), late).await;
+        assert!(!matches!(late, Ok(Ok(_))), "a send after the token expired was accepted: {late:?}");
+    });
+    let refreshed = guise_tests::pulsar_py::scenario(
+        "token_refresh",
+        &url,
+        "persistent://public/default/refreshed",
+        &[&issuer.token("hana", 3, "kafka"), &issuer.token("hana", 600, "kafka"), "5"],
+    );
+    assert_eq!(refreshed["sent"], 2, "{refreshed}");
+    assert!(refreshed["supplied"].as_u64().unwrap() >= 2, "a fresh token was asked for: {refreshed}");
+}
+
 /// SCRAM users managed as Kafka's operators manage them: `kafka-configs --alter --add-config
 /// 'SCRAM-SHA-256=[...]' --entity-type users` (as alice, a users-file user) creates dave, who
 /// then logs in with the Java client; the AdminClient describes the tenant's users (not

@@ -18,11 +18,39 @@ use bytes::BytesMut;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 /// How a failed CONNECT authentication starts its reason (the log line is throttled).
 const AUTH_FAILED: &str = "authentication failed";
+/// What a broker's AUTH_CHALLENGE carries to ask for fresh credentials (Pulsar's
+/// `AuthData.REFRESH_AUTH_DATA`).
+const REFRESH_AUTH_DATA: &[u8] = b"PulsarAuthRefresh";
+/// How long a client that supports refreshing has to answer the challenge sent when its token
+/// expires, before its connection is closed.
+const REFRESH_GRACE: Duration = Duration::from_secs(10);
+
+/// A token-authenticated connection: its principal, when its token expires, whether its client
+/// can refresh it (CONNECT's `supports_auth_refresh`), and, once challenged, until when it may
+/// answer.
+struct Authenticated {
+    principal: String,
+    /// The token's `exp` plus the clock skew allowed.
+    expires: SystemTime,
+    refresh: bool,
+    challenged: Option<tokio::time::Instant>,
+}
+
+impl Authenticated {
+    /// When the connection's credentials next need attention.
+    fn deadline(&self) -> tokio::time::Instant {
+        self.challenged.unwrap_or_else(|| {
+            let left = self.expires.duration_since(SystemTime::now()).unwrap_or_default();
+            tokio::time::Instant::now() + left
+        })
+    }
+}
 /// Failed authentications' log lines, shared by every connection.
 static AUTH_FAILURES: crate::logs::Throttle = crate::logs::Throttle::new(std::time::Duration::from_secs(1));
 
@@ -41,6 +69,8 @@ struct Conn {
     connected: bool,
     /// With token authentication: the one tenant the principal's token names, if any.
     only: Option<crate::tenant::TenantId>,
+    /// With token authentication: who the token named, and what to do when it expires.
+    auth: Option<Authenticated>,
     producers: HashMap<u64, Producer>,
     consumers: HashMap<u64, Arc<Subscription>>,
 }
@@ -99,6 +129,7 @@ pub async fn serve(
         out,
         connected: false,
         only: None,
+        auth: None,
         producers: HashMap::new(),
         consumers: HashMap::new(),
     };
@@ -136,11 +167,25 @@ pub async fn serve(
                 }
             },
             r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break },
+            _ = sleep_until_some(conn.auth.as_ref().map(Authenticated::deadline)) => {
+                if let Err(why) = conn.token_expired() {
+                    tracing::info!(conn = id, %peer, "closing the Pulsar connection: {why}");
+                    break;
+                }
+            }
         }
     }
     conn.close();
     drop(conn);
     let _ = writer.await;
+}
+
+/// Sleep until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Conn {
@@ -211,6 +256,14 @@ impl Conn {
                     match checked {
                         Ok(valid) => {
                             let principal = format!("User:{}", valid.name);
+                            self.auth = Some(Authenticated {
+                                principal: principal.clone(),
+                                // As long as a CONNECT with it would be accepted.
+                                expires: valid.expires + auth.clock_skew,
+                                refresh: c.feature_flags.as_ref().and_then(|f| f.supports_auth_refresh)
+                                    == Some(true),
+                                challenged: None,
+                            });
                             // A principal that names no tenant reaches the endpoint's default one.
                             let mapped = self
                                 .ep
@@ -253,6 +306,10 @@ impl Conn {
                 self.send(Type::Pong, BaseCommand { pong: Some(CommandPong {}), ..Default::default() })
             }
             Type::Pong => {}
+            Type::AuthResponse => {
+                let r = cmd.auth_response.ok_or_else(missing)?;
+                self.refreshed(r.response.and_then(|d| d.auth_data))?;
+            }
             Type::PartitionedMetadata => {
                 let m = cmd.partition_metadata.ok_or_else(missing)?;
                 let r = match self.reaches(&m.topic) {
@@ -705,6 +762,69 @@ impl Conn {
     }
 
     /// The connection is gone: its producers and consumers leave their topics.
+    /// The connection's token expired (or its client did not answer the challenge in time).
+    /// As a Pulsar broker does: a client that can refresh is sent AUTH_CHALLENGE and has
+    /// [`REFRESH_GRACE`] to answer with a new token; any other connection is closed (Err).
+    fn token_expired(&mut self) -> Result<(), String> {
+        let Some(auth) = self.auth.as_mut() else { return Ok(()) };
+        if auth.challenged.is_some() {
+            return Err(format!(
+                "{}'s token expired and no new one came within {REFRESH_GRACE:?}",
+                auth.principal
+            ));
+        }
+        if auth.expires > SystemTime::now() {
+            return Ok(()); // woken early (the clock moved)
+        }
+        if !auth.refresh {
+            return Err(format!("{}'s token expired (the client cannot refresh it)", auth.principal));
+        }
+        auth.challenged = Some(tokio::time::Instant::now() + REFRESH_GRACE);
+        tracing::debug!(
+            conn = self.id,
+            principal = auth.principal,
+            "token expired; asking the client for a new one"
+        );
+        self.send(
+            Type::AuthChallenge,
+            BaseCommand {
+                auth_challenge: Some(CommandAuthChallenge {
+                    server_version: Some(concat!("Guise ", env!("CARGO_PKG_VERSION")).to_string()),
+                    challenge: Some(AuthData {
+                        auth_method_name: Some("token".into()),
+                        auth_data: Some(REFRESH_AUTH_DATA.to_vec()),
+                    }),
+                    protocol_version: Some(PROTOCOL_VERSION),
+                }),
+                ..Default::default()
+            },
+        );
+        Ok(())
+    }
+
+    /// AUTH_RESPONSE: a fresh token, which must be valid and name the same principal (a
+    /// connection does not change who it is); otherwise the connection is closed.
+    fn refreshed(&mut self, data: Option<Vec<u8>>) -> Result<(), String> {
+        let (Some(validator), Some(auth)) = (self.ep.cfg.auth.clone(), self.auth.as_mut()) else {
+            return Err("AUTH_RESPONSE on a connection without token authentication".into());
+        };
+        let token = data.as_deref().and_then(|d| std::str::from_utf8(d).ok()).unwrap_or("");
+        let valid = validator
+            .validate(token.strip_prefix("token:").unwrap_or(token), SystemTime::now())
+            .map_err(|why| format!("{AUTH_FAILED}: refreshing {}'s token: {why}", auth.principal))?;
+        let principal = format!("User:{}", valid.name);
+        if principal != auth.principal {
+            return Err(format!(
+                "{AUTH_FAILED}: a refreshed token names {principal}, not the connection's {}",
+                auth.principal
+            ));
+        }
+        auth.expires = valid.expires + validator.clock_skew;
+        auth.challenged = None;
+        tracing::debug!(conn = self.id, principal, "token refreshed");
+        Ok(())
+    }
+
     fn close(&mut self) {
         for (id, p) in self.producers.drain() {
             self.ep.producers.detach(&p.partition, self.id, id);

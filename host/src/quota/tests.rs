@@ -14,12 +14,18 @@ fn set(entity: &[EntityPart], key: &str, value: f64) -> Alteration {
 
 const ALICE: Client<'static> = Client { tenant: "public", user: "alice", client_id: "app" };
 
-#[test]
-fn quotas_persist_per_tenant_and_throttle_their_clients() {
+/// An embedded log in a temporary directory (kept while the first is alive), the quotas'
+/// config, and a runtime.
+fn fixture() -> (tempfile::TempDir, Arc<dyn Log>, QuotaConfig, tokio::runtime::Runtime) {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
     let config = QuotaConfig { namespace: "default".into(), ..Default::default() };
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    (dir, log, config, tokio::runtime::Runtime::new().unwrap())
+}
+
+#[test]
+fn quotas_persist_per_tenant_and_throttle_their_clients() {
+    let (_dir, log, config, rt) = fixture();
     rt.block_on(async {
         let q = Quotas::new(log.clone(), config.clone());
         q.load("public").await;
@@ -132,10 +138,7 @@ crate::storage::delegate_log!(Flaky, inner, {
 
 #[test]
 fn a_failed_replay_is_retried_after_a_pause_not_on_every_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
-    let config = QuotaConfig { namespace: "default".into(), ..Default::default() };
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_dir, log, config, rt) = fixture();
     rt.block_on(async {
         let q = Quotas::new(log.clone(), config.clone());
         let alice = set(&[part(USER, Some("alice"))], PRODUCER_BYTE_RATE, 1000.0);

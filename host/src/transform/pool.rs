@@ -12,10 +12,11 @@
 //! call goes to the thread with the fewest calls. How many of one tenant's calls run at once is
 //! still `transform_max_concurrency` (`calls.rs`).
 
+use crate::wasm::Timed;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How much lower than the host's workers the pool's threads run (a nice value: the kernel's
 /// fair scheduler weighs a thread at nice 10 at about a tenth of one at nice 0).
@@ -156,29 +157,10 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// A future that adds the time each of its polls took to `busy`.
-struct Timed<'a, F> {
-    inner: F,
-    busy: &'a mut Duration,
-}
-
-impl<F: Future + Unpin> Future for Timed<'_, F> {
-    type Output = F::Output;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let started = Instant::now();
-        let r = std::pin::Pin::new(&mut self.inner).poll(cx);
-        *self.busy += started.elapsed();
-        r
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[tokio::test]
     async fn calls_run_on_lower_priority_threads_and_report_their_time() {

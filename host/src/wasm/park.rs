@@ -228,10 +228,11 @@ impl Runtime {
     }
 }
 
-/// A future that adds the time each of its polls took to `busy`.
-struct Timed<'a, F> {
-    inner: F,
-    busy: &'a mut Duration,
+/// A future that adds the time each of its polls took to `busy` (a request's, or a transform
+/// call's, CPU time as near as a wall clock around each poll measures it).
+pub struct Timed<'a, F> {
+    pub inner: F,
+    pub busy: &'a mut Duration,
 }
 
 impl<F: std::future::Future + Unpin> std::future::Future for Timed<'_, F> {

@@ -427,6 +427,7 @@ impl Server {
                         default_partitions: config.default_partitions,
                         auth: if config.pulsar_token_auth { Some(token_validator(config)?) } else { None },
                         principals: principals.clone(),
+                        quotas: quotas.clone(),
                     },
                     front_log.clone(),
                     log.clone(),

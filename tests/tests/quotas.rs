@@ -152,3 +152,37 @@ fn a_tenants_transform_time_counts_against_its_request_ceiling() {
     let free = clients(&["produce", &server.bootstrap(), "spin", "1", "client.id=loop-app"]);
     assert_eq!(free["throttle_max"].as_f64(), Some(0.0), "{free}");
 }
+
+/// A tenant's ceiling reaches its Pulsar producers too: the Pulsar Rust client sends 1.5 MB
+/// to a tenant allowed 100 KiB/s; the endpoint stops reading the connection while it is over
+/// (Pulsar's answers have no throttle field), every message is still stored, and `/metrics`
+/// counts the held sends for the tenant.
+#[test]
+fn a_tenant_ceiling_holds_its_pulsar_producers() {
+    use pulsar::{Pulsar, TokioExecutor};
+    let server = TestServer::start_with_pulsar(|c| {
+        let ceiling = TenantConfig { producer_byte_rate: Some(RATE), ..Default::default() };
+        c.tenants.insert("public".parse().unwrap(), ceiling);
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let client: Pulsar<TokioExecutor> =
+            Pulsar::builder(server.pulsar_url(), TokioExecutor).build().await.unwrap();
+        let mut producer =
+            client.producer().with_topic("persistent://public/default/pulsar-quota").build().await.unwrap();
+        for i in 0..150u32 {
+            let mut value = vec![b'x'; 10 * 1024];
+            value[..4].copy_from_slice(&i.to_be_bytes());
+            producer.send_non_blocking(value).await.unwrap().await.unwrap();
+        }
+    });
+    let admin = AdminClient::new(server.admin_addr.to_string());
+    let metrics = admin.text("/metrics").unwrap();
+    let held = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("guise_quota_throttled_total{tenant=\"public\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(held.is_some_and(|n| n > 0), "the producer was held: {metrics}");
+    let stored = server.stored(&guise_host::storage::TopicName::new("public", "default", "pulsar-quota"), 0);
+    assert_eq!(stored.len(), 150, "every message is stored");
+}

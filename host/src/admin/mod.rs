@@ -256,6 +256,7 @@ fn metrics(state: &AdminState, role: &Role) -> String {
         // The translator's counters are every tenant's together: operators' only.
         let mut out = String::new();
         transform_metrics(&mut out, &state.transforms, Some(tenant.as_str()));
+        quota_metrics(&mut out, &state.runtime.context().quotas, Some(tenant.as_str()));
         return out;
     }
     let mut out = format!(
@@ -297,7 +298,29 @@ fn metrics(state: &AdminState, role: &Role) -> String {
         }
     }
     transform_metrics(&mut out, &state.transforms, None);
+    quota_metrics(&mut out, &runtime.context().quotas, None);
     out
+}
+
+/// Requests (Kafka requests and Pulsar sends) held for being over a client quota or their
+/// tenant's ceiling: every tenant's, or one's.
+fn quota_metrics(out: &mut String, quotas: &crate::quota::Quotas, tenant: Option<&str>) {
+    let all = quotas.throttled();
+    let mine = || all.iter().filter(|(t, ..)| tenant.is_none_or(|only| only == t));
+    let _ = writeln!(
+        out,
+        "# HELP guise_quota_throttled_total requests held for being over a quota, per tenant\n# TYPE guise_quota_throttled_total counter"
+    );
+    for (t, n, _) in mine() {
+        let _ = writeln!(out, "guise_quota_throttled_total{{tenant=\"{t}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP guise_quota_throttle_ms_total milliseconds requests were held for, per tenant\n# TYPE guise_quota_throttle_ms_total counter"
+    );
+    for (t, _, ms) in mine() {
+        let _ = writeln!(out, "guise_quota_throttle_ms_total{{tenant=\"{t}\"}} {ms}");
+    }
 }
 
 /// The transforms' counters: every tenant's, or one's.

@@ -143,6 +143,14 @@ pub struct Quotas {
     rates: Mutex<HashMap<RateKey, Rate>>,
     /// What the rates' milliseconds count from.
     epoch: Instant,
+    /// Per tenant: how many requests were throttled, and for how many milliseconds in all.
+    throttled: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+impl std::fmt::Debug for Quotas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Quotas").field("ceilings", &self.config.ceilings).finish_non_exhaustive()
+    }
 }
 
 /// No quotas, nothing persisted.
@@ -169,7 +177,14 @@ impl Quotas {
     }
 
     fn build(config: QuotaConfig, log: Option<Arc<dyn Log>>) -> Self {
-        Quotas { config, log, tenants: Mutex::default(), rates: Mutex::default(), epoch: Instant::now() }
+        Quotas {
+            config,
+            log,
+            tenants: Mutex::default(),
+            rates: Mutex::default(),
+            epoch: Instant::now(),
+            throttled: Mutex::default(),
+        }
     }
 
     fn topic(&self, tenant: &str) -> TopicName {
@@ -405,6 +420,31 @@ impl Quotas {
             (Kind::Request, RateKey::Client { .. }) => ms.min(self.config.sampling.window_ms),
             _ => ms,
         }
+    }
+
+    /// Count a request of `tenant`'s that was held for `time` (for `/metrics`).
+    pub fn note_throttled(&self, tenant: &str, time: Duration) {
+        if time.is_zero() {
+            return;
+        }
+        let ms = u64::try_from(time.as_millis()).unwrap_or(u64::MAX);
+        let mut all = self.throttled.lock();
+        match all.get_mut(tenant) {
+            Some((n, total)) => {
+                *n += 1;
+                *total = total.saturating_add(ms);
+            }
+            None => {
+                all.insert(tenant.to_string(), (1, ms));
+            }
+        }
+    }
+
+    /// Every tenant's throttled requests and their total time in milliseconds, by name.
+    pub fn throttled(&self) -> Vec<(String, u64, u64)> {
+        let mut all: Vec<_> = self.throttled.lock().iter().map(|(t, (n, ms))| (t.clone(), *n, *ms)).collect();
+        all.sort();
+        all
     }
 
     /// Drop the rates nothing was recorded in for the whole horizon (called from a timer).

@@ -96,6 +96,7 @@ impl Runtime {
         };
         let throttle = quotas.throttle(&client, Kind::of_api(info.api_key)).max(reported);
         if !throttle.is_zero() {
+            quotas.note_throttled(&conn.tenant, throttle);
             tracing::debug!(
                 conn = conn.id,
                 api_key = info.api_key,

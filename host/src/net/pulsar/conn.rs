@@ -59,6 +59,8 @@ const SCHEMA_VERSION: [u8; 8] = [0; 8];
 
 struct Producer {
     partition: PartitionKey,
+    /// The name the client gave it, if any: its client id for the quotas.
+    name: Option<String>,
 }
 
 struct Conn {
@@ -71,6 +73,8 @@ struct Conn {
     only: Option<crate::tenant::TenantId>,
     /// With token authentication: who the token named, and what to do when it expires.
     auth: Option<Authenticated>,
+    /// Over a produce quota: read nothing more from the client until then.
+    hold: Option<tokio::time::Instant>,
     producers: HashMap<u64, Producer>,
     consumers: HashMap<u64, Arc<Subscription>>,
 }
@@ -130,6 +134,7 @@ pub async fn serve(
         connected: false,
         only: None,
         auth: None,
+        hold: None,
         producers: HashMap::new(),
         consumers: HashMap::new(),
     };
@@ -138,7 +143,14 @@ pub async fn serve(
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    if let Err(why) = conn.handle(frame).await {
+                    let handled = conn.handle(frame).await;
+                    if let Some(until) = conn.hold.take() {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(until) => {}
+                            r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break 'read },
+                        }
+                    }
+                    if let Err(why) = handled {
                         // Failed logins may come by the thousand: at most a line a second.
                         if !why.starts_with(AUTH_FAILED) {
                             tracing::warn!(conn = id, %peer, "closing the Pulsar connection: {why}");
@@ -538,11 +550,11 @@ impl Conn {
         ) {
             Attach::Ready(epoch) => {
                 tracing::debug!(conn = self.id, producer = p.producer_id, topic = %partition.0, partition = partition.1, ?mode, "producer ready");
-                self.producers.insert(p.producer_id, Producer { partition });
+                self.producers.insert(p.producer_id, Producer { partition, name: p.producer_name.clone() });
                 self.send(Type::ProducerSuccess, success(true, Some(epoch)));
             }
             Attach::Waiting => {
-                self.producers.insert(p.producer_id, Producer { partition });
+                self.producers.insert(p.producer_id, Producer { partition, name: p.producer_name.clone() });
                 self.send(Type::ProducerSuccess, success(false, None));
             }
             Attach::Fenced(why) => self.error(
@@ -586,6 +598,7 @@ impl Conn {
             );
         };
         let partition = producer.partition.clone();
+        let client_id = producer.name.clone().unwrap_or_default();
         if !self.ep.producers.attached(&partition, self.id, s.producer_id) {
             return self.send_error(
                 &s,
@@ -603,6 +616,7 @@ impl Conn {
                 "the message's CRC32C does not match".into(),
             );
         }
+        self.count_produce(&partition.0.tenant, &client_id, payload.data.len());
         let max = self.ep.cfg.max_message_size as usize * 4;
         let batch = match kafka_batch_of_send(&payload.metadata, payload.data, max) {
             Ok(b) => b,
@@ -762,6 +776,35 @@ impl Conn {
     }
 
     /// The connection is gone: its producers and consumers leave their topics.
+    /// Count `bytes` sent by this connection to `tenant`'s topic against the tenant's produce
+    /// quotas (its ceiling, and a client quota on the principal or the producer's name), and
+    /// hold the connection if it is over one.
+    fn count_produce(&mut self, tenant: &str, client_id: &str, bytes: usize) {
+        let quotas = &self.ep.cfg.quotas;
+        if quotas.unlimited(tenant) {
+            return;
+        }
+        // Kafka's quota user: the principal's name, "ANONYMOUS" unauthenticated.
+        let user = self
+            .auth
+            .as_ref()
+            .map_or("ANONYMOUS", |a| a.principal.strip_prefix("User:").unwrap_or(&a.principal));
+        let client = crate::quota::Client { tenant, user, client_id };
+        let throttle = quotas.record(&client, crate::quota::Kind::Produce, bytes as f64);
+        if !throttle.is_zero() {
+            quotas.note_throttled(tenant, throttle);
+            tracing::debug!(
+                conn = self.id,
+                tenant,
+                user,
+                client_id,
+                ?throttle,
+                "Pulsar producer throttled by a quota"
+            );
+            self.hold = Some(tokio::time::Instant::now() + throttle);
+        }
+    }
+
     /// The connection's token expired (or its client did not answer the challenge in time).
     /// As a Pulsar broker does: a client that can refresh is sent AUTH_CHALLENGE and has
     /// [`REFRESH_GRACE`] to answer with a new token; any other connection is closed (Err).

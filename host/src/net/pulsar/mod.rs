@@ -109,6 +109,10 @@ pub struct EndpointConfig {
     /// its principal's tenant (`principals`) is the only one the connection reaches.
     pub auth: Option<Arc<crate::net::kafka::sasl::oauth::Validator>>,
     pub principals: Arc<crate::net::principals::TenantMap>,
+    /// The client quotas: a SEND's bytes count toward its tenant's produce rate, and a
+    /// connection over it stops being read for the throttle time (Pulsar has no throttle field
+    /// in its answers; a broker's publish rate limiter likewise stops reading).
+    pub quotas: Arc<crate::quota::Quotas>,
 }
 
 pub struct Endpoint {

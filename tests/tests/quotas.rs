@@ -148,26 +148,54 @@ fn a_tenants_transform_time_counts_against_its_request_ceiling() {
     let out = clients(&["produce", &loopy, "spin", "1", "client.id=loop-app", "linger.ms=0"]);
     assert_eq!(out["sent"].as_array().map(Vec::len), Some(1), "{out}");
     assert!(out["throttle_max"].as_f64().unwrap() > 0.0, "the transform's time throttles: {out}");
-    // The same records on the default tenant, which has no ceiling, are not throttled.
+    // The default tenant has no ceiling (and no transform on `spin`): its producer is not
+    // throttled, so the throttle above is loopy's ceiling at work.
     let free = clients(&["produce", &server.bootstrap(), "spin", "1", "client.id=loop-app"]);
     assert_eq!(free["throttle_max"].as_f64(), Some(0.0), "{free}");
 }
 
-/// A tenant's ceiling reaches its Pulsar producers too: the Pulsar Rust client sends 1.5 MB
-/// to a tenant allowed 100 KiB/s; the endpoint stops reading the connection while it is over
-/// (Pulsar's answers have no throttle field), every message is still stored, and `/metrics`
-/// counts the held sends for the tenant.
+/// A tenant's ceiling reaches its Pulsar producers too. A SEND to tenant loopy's topic whose
+/// transform loops: its ~100 ms count against loopy's 0.2 % `request_percentage`, so the
+/// endpoint holds the connection (`/metrics` counts it) and the message is still acknowledged
+/// (policy skip). Then the Pulsar Rust client sends 1.5 MB to tenant public, allowed 100 KiB/s:
+/// the endpoint stops reading the connection while it is over (Pulsar's answers have no
+/// throttle field), and every message is still stored.
 #[test]
 fn a_tenant_ceiling_holds_its_pulsar_producers() {
     use pulsar::{Pulsar, TokioExecutor};
     let server = TestServer::start_with_pulsar(|c| {
-        let ceiling = TenantConfig { producer_byte_rate: Some(RATE), ..Default::default() };
-        c.tenants.insert("public".parse().unwrap(), ceiling);
+        c.pulsar_tenants = vec!["public".parse().unwrap(), "loopy".parse().unwrap()];
+        let bytes = TenantConfig { producer_byte_rate: Some(RATE), ..Default::default() };
+        c.tenants.insert("public".parse().unwrap(), bytes);
+        let time = TenantConfig { request_percentage: Some(0.2), ..Default::default() };
+        c.tenants.insert("loopy".parse().unwrap(), time);
     });
+    let admin = AdminClient::new(server.admin_addr.to_string());
+    let chaos = std::path::Path::new(guise_test_guests::DIR).join("guise_transform_chaos.wasm");
+    let spec = BindingSpec {
+        topics: vec!["pulsar-spin".into()],
+        output_topics: vec![],
+        policy: "skip".parse().unwrap(),
+        config: vec![("mode".into(), "loop".into())],
+    };
+    admin.deploy_transform("loopy", "spin", &spec, &std::fs::read(chaos).unwrap()).unwrap();
+    let held = |tenant: &str| {
+        let metrics = admin.text("/metrics").unwrap();
+        let prefix = format!("guise_quota_throttled_total{{tenant=\"{tenant}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let client: Pulsar<TokioExecutor> =
             Pulsar::builder(server.pulsar_url(), TokioExecutor).build().await.unwrap();
+        let mut spin =
+            client.producer().with_topic("persistent://loopy/default/pulsar-spin").build().await.unwrap();
+        spin.send_non_blocking(b"looped".to_vec()).await.unwrap().await.unwrap();
+        assert!(held("loopy") > 0, "the transform's time held the producer");
         let mut producer =
             client.producer().with_topic("persistent://public/default/pulsar-quota").build().await.unwrap();
         for i in 0..150u32 {
@@ -176,13 +204,7 @@ fn a_tenant_ceiling_holds_its_pulsar_producers() {
             producer.send_non_blocking(value).await.unwrap().await.unwrap();
         }
     });
-    let admin = AdminClient::new(server.admin_addr.to_string());
-    let metrics = admin.text("/metrics").unwrap();
-    let held = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("guise_quota_throttled_total{tenant=\"public\"} "))
-        .and_then(|n| n.parse::<u64>().ok());
-    assert!(held.is_some_and(|n| n > 0), "the producer was held: {metrics}");
+    assert!(held("public") > 0, "the byte rate held the producer");
     let stored = server.stored(&guise_host::storage::TopicName::new("public", "default", "pulsar-quota"), 0);
     assert_eq!(stored.len(), 150, "every message is stored");
 }

@@ -211,6 +211,10 @@ impl Quotas {
         }
         let _write = t.write.lock().await;
         if !t.loaded.load(Ordering::Acquire) {
+            // Requests that queued on the lock behind a failing replay do not each try again.
+            if t.failed.lock().is_some_and(|at| at.elapsed() < REPLAY_RETRY) {
+                return Err(QuotaError::RecentlyFailed { tenant: name.to_string() });
+            }
             if let Some(log) = &self.log {
                 let topic = self.topic(name);
                 let mut quotas = Quotas_::new();

@@ -13,7 +13,7 @@
 //! if an append fails after routed records were stored, the producer gets an error and its retry
 //! may store those routed records again (at least once, not exactly once).
 
-use super::{Binding, Policy, Transforms};
+use super::{Binding, Policy, PoolFailure, Transforms};
 use crate::record::batch::{self, BatchHeader};
 use crate::record::records::{self, EncodeSpec, Header as LogHeader, Record as LogRecord};
 use crate::storage::{AppendInfo, IngressMark, StorageError, TopicMeta, TopicName};
@@ -170,8 +170,8 @@ impl Transforms {
         let limits = binding.limits.clone();
         let seed = shared.counter.fetch_add(1, Ordering::Relaxed);
         // In one of the tenant's slots: a looping transform holds one of its own, not everyone's.
-        // On the transform threads, below the host's priority; the time the call took there is
-        // the request's (its tenant's quotas and ceiling count it).
+        // On the transform threads; the time the call took there is the request's (its tenant's
+        // quotas and ceiling count it).
         let calls = shared.calls(&binding.tenant);
         let pool = shared.clone();
         let ran = calls
@@ -182,7 +182,10 @@ impl Transforms {
                 crate::wasm::charge(busy);
                 result
             }
-            Err(e) => Err(GuestFailure::Instantiate(e.to_string()).into()),
+            // A call that panicked is the guest's failure (its policy applies); no thread to
+            // run it on is the host's (the producer retries).
+            Err(e @ PoolFailure::Panicked(_)) => Err(GuestFailure::Trap(e.to_string()).into()),
+            Err(e @ PoolFailure::Unavailable) => Err(GuestFailure::Instantiate(e.to_string()).into()),
         }
     }
 

@@ -619,5 +619,4 @@ use calls::TenantCalls;
 
 mod pool;
 pub use calls::{CallsSnapshot, default_concurrency};
-pub use pool::NICENESS;
-use pool::Pool;
+use pool::{Pool, PoolFailure};

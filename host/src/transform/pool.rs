@@ -1,26 +1,21 @@
-//! Where transform calls run: threads of their own, at a lower CPU priority than the host's
-//! workers. A tenant's transform is that tenant's code; one that loops until its deadline (or is
-//! merely slow) spends its CPU on these threads, and the kernel's scheduler lets the host's
-//! workers — every other tenant's requests, the translator, the coordinator — run first
-//! whenever both want a core. The call's time is charged to the request that waits for it
+//! Where transform calls run: threads of their own, one single-threaded runtime per core. A
+//! tenant's transform is that tenant's code; its calls do not run on the host's workers, and
+//! the time each call's polls took on its thread is charged to the request that waits for it
 //! (`wasm::charge`), so the tenant's `request_percentage` ceiling and quotas count it.
 //!
-//! The pool starts with the first call (a host without transforms has no such threads) and has
-//! as many threads as the machine has cores, each running a single-threaded runtime of its own:
-//! a call stays on the thread it started on (a spinning guest yields at every epoch tick; with
-//! work stealing it would hop between threads, and so between cores, at each yield), and a new
-//! call goes to the thread with the fewest calls. How many of one tenant's calls run at once is
-//! still `transform_max_concurrency` (`calls.rs`).
+//! A call goes to the thread with the fewest calls and stays on it (a spinning guest yields at
+//! every epoch tick; with work stealing it would hop between threads, and so between cores, at
+//! each yield). The threads run at the host's priority: a lower one was measured to change
+//! nothing for other tenants' latency (BENCHMARKS.md, "Tenant fairness"), and would let a busy
+//! host push calls into their wall-clock deadlines. The pool starts with the first call (a host
+//! without transforms has no such threads). How many of one tenant's calls run at once is
+//! `transform_max_concurrency` (`calls.rs`).
 
 use crate::wasm::Timed;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-
-/// How much lower than the host's workers the pool's threads run (a nice value: the kernel's
-/// fair scheduler weighs a thread at nice 10 at about a tenth of one at nice 0).
-pub const NICENESS: i32 = 10;
 
 /// One transform thread: where to spawn on it, and how many calls it has.
 struct Worker {
@@ -39,9 +34,9 @@ pub struct Pool {
 pub enum PoolFailure {
     #[error("the transform threads did not start")]
     Unavailable,
-    /// The call panicked or the pool shut down under it.
-    #[error("the transform call was lost: {0}")]
-    Lost(String),
+    /// The call panicked.
+    #[error("the transform call panicked: {0}")]
+    Panicked(String),
 }
 
 impl Pool {
@@ -57,9 +52,8 @@ impl Pool {
             .0
     }
 
-    /// Run `call` on the pool; answer its output and the time its polls took there (its CPU
-    /// time, as near as a wall clock around each poll measures it). Dropping the returned
-    /// future stops the call at its next yield.
+    /// Run `call` on the pool; answer its output and the time its polls took there. Dropping
+    /// the returned future stops the call at its next yield.
     pub async fn run<F>(&self, call: F) -> Result<(F::Output, Duration), PoolFailure>
     where
         F: Future + Send + 'static,
@@ -78,37 +72,36 @@ impl Pool {
             let out = Timed { inner: std::pin::pin!(call), busy: &mut busy }.await;
             (out, busy)
         });
-        match AbortOnDrop(handle).await {
-            Ok(done) => Ok(done),
-            Err(e) => Err(PoolFailure::Lost(e.to_string())),
-        }
+        AbortOnDrop(handle).await.map_err(|e| PoolFailure::Panicked(e.to_string()))
     }
 }
 
-/// Start transform thread `i`: a single-threaded runtime at the lowered priority, running until
-/// the pool is dropped (`stopped` then ends). None (logged) if it could not start.
+/// Start transform thread `i`: it builds its single-threaded runtime, hands back where to spawn
+/// on it, and runs it until the pool is dropped (`stopped` then ends). None (logged) if it could
+/// not start. The runtime lives and dies on its own thread.
 fn start_worker(i: usize, mut stopped: tokio::sync::watch::Receiver<()>) -> Option<Worker> {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(thread = i, "cannot start a transform thread's runtime: {e}");
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let started = std::thread::Builder::new().name("guise-transform".into()).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = tx.send(Err(e.to_string()));
+                return;
+            }
+        };
+        let _ = tx.send(Ok(runtime.handle().clone()));
+        // Runs the calls spawned on it until the pool's sender goes away; dropping the runtime
+        // then drops what is left of them.
+        runtime.block_on(async move { while stopped.changed().await.is_ok() {} });
+    });
+    let handle = match started.map_err(|e| e.to_string()).and_then(|_| rx.recv().map_err(|e| e.to_string())) {
+        Ok(Ok(handle)) => handle,
+        Ok(Err(e)) | Err(e) => {
+            tracing::error!(thread = i, "cannot start a transform thread: {e}");
             return None;
         }
     };
-    let handle = runtime.handle().clone();
-    let started = std::thread::Builder::new().name("guise-transform".into()).spawn(move || {
-        lower_priority();
-        // Runs the calls spawned on it until the pool's sender goes away; dropping the runtime
-        // here, on its own thread, then drops what is left of them.
-        runtime.block_on(async move { while stopped.changed().await.is_ok() {} });
-    });
-    match started {
-        Ok(_) => Some(Worker { handle, calls: Arc::new(AtomicUsize::new(0)) }),
-        Err(e) => {
-            tracing::error!(thread = i, "cannot start a transform thread: {e}");
-            None
-        }
-    }
+    Some(Worker { handle, calls: Arc::new(AtomicUsize::new(0)) })
 }
 
 /// Counts a call off its thread when it ends (also when it is aborted).
@@ -118,22 +111,6 @@ impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Lower the calling thread's priority by [`NICENESS`] below the thread that started it (Linux:
-/// `setpriority` on a thread id affects that thread only). Raising one's own nice value needs no
-/// privilege; if it fails anyway, the calls run at the host's priority and a warning says so.
-fn lower_priority() {
-    let tid = rustix::thread::gettid();
-    let base = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), lowered(base)) {
-        tracing::warn!("cannot lower a transform thread's priority (they run at the host's): {e}");
-    }
-}
-
-/// The nice value [`NICENESS`] below `base` (19 is the lowest priority there is).
-fn lowered(base: i32) -> i32 {
-    (base + NICENESS).min(19)
 }
 
 /// The spawned call, aborted when the request waiting for it goes away (a client that
@@ -163,28 +140,24 @@ mod tests {
     use std::time::Instant;
 
     #[tokio::test]
-    async fn calls_run_on_lower_priority_threads_and_report_their_time() {
+    async fn calls_run_on_the_transform_threads_and_report_their_time() {
         let pool = Pool::default();
-        let (name, nice) = pool
+        let (name, busy) = pool
             .run(async {
-                let name = std::thread::current().name().map(str::to_string);
                 let spin = Instant::now();
                 while spin.elapsed() < Duration::from_millis(20) {
                     std::hint::spin_loop();
                 }
-                (name, rustix::process::getpriority_process(None))
+                std::thread::current().name().map(str::to_string)
             })
             .await
-            .map(|(out, busy)| {
-                assert!(busy >= Duration::from_millis(20), "{busy:?}");
-                out
-            })
             .unwrap();
         assert_eq!(name.as_deref(), Some("guise-transform"));
-        // getpriority(PRIO_PROCESS, 0) reads the calling thread's nice value on Linux; the
-        // pool's threads start from the nice value of the thread that started them (this one).
-        let here = rustix::process::getpriority_process(None).unwrap();
-        assert_eq!(nice.unwrap(), lowered(here));
+        assert!(busy >= Duration::from_millis(20), "{busy:?}");
+        // A panicking call is reported, and the thread serves the next one.
+        let panicked = pool.run(async { panic!("a bad call") }).await;
+        assert!(matches!(panicked, Err(PoolFailure::Panicked(_))), "{panicked:?}");
+        assert!(pool.run(async { 7 }).await.is_ok_and(|(n, _)| n == 7));
         // A call whose waiter goes away is stopped.
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let call = pool.run(async move {

@@ -20,7 +20,7 @@ pub mod transform;
 pub use admission::{CONTROL_APIS, CONTROL_SLOTS};
 pub use engine::Compiler;
 pub use module::{Module, ModuleId, ModuleStats, StatsSnapshot};
-pub use park::{Executed, Timed, charge};
+pub use park::{Executed, Timed, charge, charged_within};
 pub use registry::{ModuleView, Registry, RegistryConfig, RegistryError, VersionView};
 pub use runtime::{GuestFailure, GuestLimits, Handled, Runtime, WasmError};
 pub use state::{ANONYMOUS, ConnInfo, HostContext, Observed, RequestInfo, WakeKey};

@@ -39,6 +39,16 @@ pub fn charge(time: Duration) {
     let _ = CHARGED.try_with(|c| c.set(c.get() + time));
 }
 
+/// Run `fut` as a request that time may be [`charge`]d to; answer its output and that time.
+pub async fn charged_within<F: std::future::Future>(fut: F) -> (F::Output, Duration) {
+    CHARGED
+        .scope(std::cell::Cell::new(Duration::ZERO), async {
+            let out = fut.await;
+            (out, CHARGED.with(std::cell::Cell::get))
+        })
+        .await
+}
+
 /// The time [`charge`]d to the current request so far.
 pub(super) fn charged() -> Duration {
     CHARGED.try_with(std::cell::Cell::get).unwrap_or_default()
@@ -73,12 +83,7 @@ impl Runtime {
         if info.api_key == 0 {
             quotas.record(&conn.quota_client(&info), Kind::Produce, frame.len() as f64);
         }
-        let (executed, charged) = CHARGED
-            .scope(std::cell::Cell::new(Duration::ZERO), async {
-                let executed = self.run(conn, frame, api_key, shutdown, &mut busy).await;
-                (executed, CHARGED.with(std::cell::Cell::get))
-            })
-            .await;
+        let (executed, charged) = charged_within(self.run(conn, frame, api_key, shutdown, &mut busy)).await;
         busy += charged;
         let client = conn.quota_client(&info);
         if let Executed::Send(segments, _) = &executed

@@ -30,6 +30,9 @@ const REFRESH_AUTH_DATA: &[u8] = b"PulsarAuthRefresh";
 /// How long a client that supports refreshing has to answer the challenge sent when its token
 /// expires, before its connection is closed.
 const REFRESH_GRACE: Duration = Duration::from_secs(10);
+/// The longest a producer over its quota holds its connection at once (Pulsar's own publish
+/// rate limiter works in ticks of a second).
+const MAX_HOLD: Duration = Duration::from_secs(1);
 
 /// A token-authenticated connection: its principal, when its token expires, whether its client
 /// can refresh it (CONNECT's `supports_auth_refresh`), and, once challenged, until when it may
@@ -616,7 +619,8 @@ impl Conn {
                 "the message's CRC32C does not match".into(),
             );
         }
-        self.count_produce(&partition.0.tenant, &client_id, payload.data.len());
+        let tenant = partition.0.tenant.clone();
+        let bytes = payload.data.len();
         let max = self.ep.cfg.max_message_size as usize * 4;
         let batch = match kafka_batch_of_send(&payload.metadata, payload.data, max) {
             Ok(b) => b,
@@ -629,7 +633,17 @@ impl Conn {
             }
         };
         let (topic, p) = (&partition.0, partition.1);
-        let appended: Result<AppendInfo, StorageError> = self.ep.log.append(topic, p, batch.into()).await;
+        // A tenant with quotas (read from its topic on first use) has its transform's time
+        // charged to the SEND, as a Kafka produce's is.
+        self.ep.cfg.quotas.load(&tenant).await;
+        let appended: Result<AppendInfo, StorageError> = if self.ep.cfg.quotas.unlimited(&tenant) {
+            self.ep.log.append(topic, p, batch.into()).await
+        } else {
+            let (appended, took) =
+                crate::wasm::charged_within(self.ep.log.append(topic, p, batch.into())).await;
+            self.count_produce(&tenant, &client_id, bytes, took);
+            appended
+        };
         match appended {
             Ok(info) => self.send(
                 Type::SendReceipt,
@@ -775,22 +789,26 @@ impl Conn {
         }
     }
 
-    /// The connection is gone: its producers and consumers leave their topics.
-    /// Count `bytes` sent by this connection to `tenant`'s topic against the tenant's produce
-    /// quotas (its ceiling, and a client quota on the principal or the producer's name), and
-    /// hold the connection if it is over one.
-    fn count_produce(&mut self, tenant: &str, client_id: &str, bytes: usize) {
+    /// Count a SEND of `bytes` to `tenant`'s topic, whose transform took `took`, against the
+    /// tenant's quotas (its ceiling, and a client quota on the principal or the name the client
+    /// gave its producer): the bytes as produce bytes, the time as request time. Hold the
+    /// connection if it is over one, for at most [`MAX_HOLD`] at a time (a client's pings and
+    /// its consumers on this connection are read between holds; a SEND still over the quota
+    /// then holds it again).
+    fn count_produce(&mut self, tenant: &str, client_id: &str, bytes: usize, took: Duration) {
         let quotas = &self.ep.cfg.quotas;
-        if quotas.unlimited(tenant) {
-            return;
-        }
         // Kafka's quota user: the principal's name, "ANONYMOUS" unauthenticated.
         let user = self
             .auth
             .as_ref()
             .map_or("ANONYMOUS", |a| a.principal.strip_prefix("User:").unwrap_or(&a.principal));
         let client = crate::quota::Client { tenant, user, client_id };
-        let throttle = quotas.record(&client, crate::quota::Kind::Produce, bytes as f64);
+        let throttle = quotas.record(&client, crate::quota::Kind::Produce, bytes as f64).max(quotas.record(
+            &client,
+            crate::quota::Kind::Request,
+            crate::quota::request_percent(took),
+        ));
+        let throttle = throttle.min(MAX_HOLD);
         if !throttle.is_zero() {
             quotas.note_throttled(tenant, throttle);
             tracing::debug!(
@@ -868,6 +886,7 @@ impl Conn {
         Ok(())
     }
 
+    /// The connection is gone: its producers and consumers leave their topics.
     fn close(&mut self) {
         for (id, p) in self.producers.drain() {
             self.ep.producers.detach(&p.partition, self.id, id);

@@ -34,6 +34,19 @@ fn produce(bootstrap: &str, topic: &str, client_id: &str) -> Value {
     out
 }
 
+/// Bind the test-only `chaos` transform in its looping mode (policy skip: every call runs into
+/// the deadline and the batch is acknowledged, dropped) to `tenant`'s `topic`.
+fn deploy_looping(admin: &AdminClient, tenant: &str, topic: &str) {
+    let chaos = std::path::Path::new(guise_test_guests::DIR).join("guise_transform_chaos.wasm");
+    let spec = BindingSpec {
+        topics: vec![topic.into()],
+        output_topics: vec![],
+        policy: "skip".parse().unwrap(),
+        config: vec![("mode".into(), "loop".into())],
+    };
+    admin.deploy_transform(tenant, "spin", &spec, &std::fs::read(chaos).unwrap()).unwrap();
+}
+
 fn configs(bootstrap: &str, args: &[&str]) -> String {
     let mut all = vec!["--bootstrap-server", bootstrap];
     all.extend_from_slice(args);
@@ -134,16 +147,7 @@ fn a_tenants_transform_time_counts_against_its_request_ceiling() {
         let ceiling = TenantConfig { request_percentage: Some(0.2), ..Default::default() };
         c.tenants.insert("loopy".parse().unwrap(), ceiling);
     });
-    let chaos = std::path::Path::new(guise_test_guests::DIR).join("guise_transform_chaos.wasm");
-    let spec = BindingSpec {
-        topics: vec!["spin".into()],
-        output_topics: vec![],
-        policy: "skip".parse().unwrap(),
-        config: vec![("mode".into(), "loop".into())],
-    };
-    AdminClient::new(server.admin_addr.to_string())
-        .deploy_transform("loopy", "spin", &spec, &std::fs::read(chaos).unwrap())
-        .unwrap();
+    deploy_looping(&AdminClient::new(server.admin_addr.to_string()), "loopy", "spin");
     let loopy = server.server().tenant_addrs[0].1.to_string();
     let out = clients(&["produce", &loopy, "spin", "1", "client.id=loop-app", "linger.ms=0"]);
     assert_eq!(out["sent"].as_array().map(Vec::len), Some(1), "{out}");
@@ -171,14 +175,7 @@ fn a_tenant_ceiling_holds_its_pulsar_producers() {
         c.tenants.insert("loopy".parse().unwrap(), time);
     });
     let admin = AdminClient::new(server.admin_addr.to_string());
-    let chaos = std::path::Path::new(guise_test_guests::DIR).join("guise_transform_chaos.wasm");
-    let spec = BindingSpec {
-        topics: vec!["pulsar-spin".into()],
-        output_topics: vec![],
-        policy: "skip".parse().unwrap(),
-        config: vec![("mode".into(), "loop".into())],
-    };
-    admin.deploy_transform("loopy", "spin", &spec, &std::fs::read(chaos).unwrap()).unwrap();
+    deploy_looping(&admin, "loopy", "pulsar-spin");
     let held = |tenant: &str| {
         let metrics = admin.text("/metrics").unwrap();
         let prefix = format!("guise_quota_throttled_total{{tenant=\"{tenant}\"}} ");

@@ -370,8 +370,9 @@ fn pulsar_clients_authenticate_with_tokens_and_reach_their_tenant_only() {
 /// A Pulsar connection's token is checked again when it expires, as a Pulsar broker checks it:
 /// the Pulsar Rust client (which does not declare `supports_auth_refresh`) is disconnected, and
 /// its reconnection with the expired token is refused, so its next send fails; libpulsar (which
-/// does) is sent AUTH_CHALLENGE, answers with a fresh token from its supplier, and goes on
-/// sending.
+/// does, and is sent AUTH_CHALLENGE) gets a fresh token from its supplier and goes on sending.
+/// The client cannot tell us whether that token came in an AUTH_RESPONSE or a reconnection's
+/// CONNECT: this half checks only that a refreshing client keeps working.
 #[test]
 fn an_expired_pulsar_token_ends_the_connection_unless_the_client_refreshes_it() {
     use pulsar::{Authentication, Pulsar, TokioExecutor};

@@ -459,6 +459,12 @@ impl Quotas {
     }
 }
 
+/// Kafka's quota user of `principal`: its name without `User:` ("ANONYMOUS" for
+/// "User:ANONYMOUS").
+pub fn user_of(principal: &str) -> &str {
+    principal.strip_prefix("User:").unwrap_or(principal)
+}
+
 /// Kafka's request-time measure: the time as a percentage of one second (recorded per request;
 /// the rate is then a percentage of one thread).
 pub fn request_percent(time: Duration) -> f64 {

@@ -168,7 +168,7 @@ impl ConnInfo {
     /// The user quotas know the connection by: its principal's name without `User:`
     /// ("ANONYMOUS" unauthenticated), as Kafka names quota users.
     pub fn quota_user(&self) -> &str {
-        self.principal.strip_prefix("User:").unwrap_or(&self.principal)
+        crate::quota::user_of(&self.principal)
     }
 
     /// The quota client of a request with `info` on this connection.

@@ -601,7 +601,6 @@ impl Conn {
             );
         };
         let partition = producer.partition.clone();
-        let client_id = producer.name.clone().unwrap_or_default();
         if !self.ep.producers.attached(&partition, self.id, s.producer_id) {
             return self.send_error(
                 &s,
@@ -619,7 +618,6 @@ impl Conn {
                 "the message's CRC32C does not match".into(),
             );
         }
-        let tenant = partition.0.tenant.clone();
         let bytes = payload.data.len();
         let max = self.ep.cfg.max_message_size as usize * 4;
         let batch = match kafka_batch_of_send(&payload.metadata, payload.data, max) {
@@ -635,13 +633,15 @@ impl Conn {
         let (topic, p) = (&partition.0, partition.1);
         // A tenant with quotas (read from its topic on first use) has its transform's time
         // charged to the SEND, as a Kafka produce's is.
-        self.ep.cfg.quotas.load(&tenant).await;
-        let appended: Result<AppendInfo, StorageError> = if self.ep.cfg.quotas.unlimited(&tenant) {
+        let tenant = &topic.tenant;
+        self.ep.cfg.quotas.load(tenant).await;
+        let appended: Result<AppendInfo, StorageError> = if self.ep.cfg.quotas.unlimited(tenant) {
             self.ep.log.append(topic, p, batch.into()).await
         } else {
             let (appended, took) =
                 crate::wasm::charged_within(self.ep.log.append(topic, p, batch.into())).await;
-            self.count_produce(&tenant, &client_id, bytes, took);
+            let name = self.producers.get(&s.producer_id).and_then(|p| p.name.as_deref());
+            self.hold = self.count_produce(tenant, name.unwrap_or(""), bytes, took);
             appended
         };
         match appended {
@@ -791,17 +791,20 @@ impl Conn {
 
     /// Count a SEND of `bytes` to `tenant`'s topic, whose transform took `took`, against the
     /// tenant's quotas (its ceiling, and a client quota on the principal or the name the client
-    /// gave its producer): the bytes as produce bytes, the time as request time. Hold the
-    /// connection if it is over one, for at most [`MAX_HOLD`] at a time (a client's pings and
-    /// its consumers on this connection are read between holds; a SEND still over the quota
-    /// then holds it again).
-    fn count_produce(&mut self, tenant: &str, client_id: &str, bytes: usize, took: Duration) {
+    /// gave its producer): the bytes as produce bytes, the time as request time. Answer until
+    /// when to hold the connection if it is over one: at most [`MAX_HOLD`] at a time (a
+    /// client's pings and its consumers on this connection are read between holds; a SEND
+    /// still over the quota then holds it again).
+    fn count_produce(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        bytes: usize,
+        took: Duration,
+    ) -> Option<tokio::time::Instant> {
         let quotas = &self.ep.cfg.quotas;
-        // Kafka's quota user: the principal's name, "ANONYMOUS" unauthenticated.
-        let user = self
-            .auth
-            .as_ref()
-            .map_or("ANONYMOUS", |a| a.principal.strip_prefix("User:").unwrap_or(&a.principal));
+        let principal = self.auth.as_ref().map_or(crate::wasm::ANONYMOUS, |a| a.principal.as_str());
+        let user = crate::quota::user_of(principal);
         let client = crate::quota::Client { tenant, user, client_id };
         let throttle = quotas.record(&client, crate::quota::Kind::Produce, bytes as f64).max(quotas.record(
             &client,
@@ -819,8 +822,9 @@ impl Conn {
                 ?throttle,
                 "Pulsar producer throttled by a quota"
             );
-            self.hold = Some(tokio::time::Instant::now() + throttle);
+            return Some(tokio::time::Instant::now() + throttle);
         }
+        None
     }
 
     /// The connection's token expired (or its client did not answer the challenge in time).

@@ -91,6 +91,22 @@ pub trait Services {
         tp: &TopicPartition,
         timestamp: i64,
     ) -> Result<Option<OffsetAndTimestamp>, ErrorCode>;
+    /// [`read`](Self::read) at isolation level read_committed: batches below the last stable
+    /// offset only, and the aborted transactions among them.
+    fn read_committed(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: u32,
+        min_one: bool,
+    ) -> Result<(Fetched<Self::Buffer>, Vec<AbortedTransaction>), ErrorCode>;
+    /// [`list_offset`](Self::list_offset) at isolation level read_committed: latest is the last
+    /// stable offset, and lookups find only offsets below it.
+    fn list_offset_committed(
+        &self,
+        tp: &TopicPartition,
+        timestamp: i64,
+    ) -> Result<Option<OffsetAndTimestamp>, ErrorCode>;
 
     /// DeleteRecords: move the partition's log start up to `offset` (-1: the high watermark);
     /// the new log start.
@@ -160,6 +176,54 @@ pub trait Services {
         transactional_id: Option<&str>,
         current: Option<ProducerIdAndEpoch>,
     ) -> Result<ProducerIdAndEpoch, ErrorCode>;
+
+    // --- transactions (the tenant's transaction coordinator; transaction version 1) ---
+    /// InitProducerId with a transactional id.
+    fn init_transactional(
+        &self,
+        transactional_id: &str,
+        timeout_ms: i32,
+        current: Option<ProducerIdAndEpoch>,
+    ) -> Result<ProducerIdAndEpoch, ErrorCode>;
+    /// AddPartitionsToTxn: one error code per partition, in order.
+    fn add_partitions_to_txn(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        partitions: &[TopicPartition],
+    ) -> Vec<ErrorCode>;
+    /// AddOffsetsToTxn.
+    fn add_offsets_to_txn(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        group_id: &str,
+    ) -> ErrorCode;
+    /// TxnOffsetCommit: one error code per offset, in order.
+    #[allow(clippy::too_many_arguments)] // the request's fields
+    fn txn_commit_offsets(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        offsets: &[OffsetCommit],
+    ) -> Vec<ErrorCode>;
+    /// EndTxn.
+    fn end_txn(&self, transactional_id: &str, producer: ProducerIdAndEpoch, commit: bool) -> ErrorCode;
+    /// Whether each of the group's partitions has offsets of a transaction not yet complete.
+    fn pending_txn_offsets(&self, group_id: &str, partitions: &[TopicPartition]) -> Vec<bool>;
+    /// DescribeTransactions, in order.
+    fn describe_transactions(&self, transactional_ids: &[String]) -> Vec<TxnDescription>;
+    /// ListTransactions with its filters (empty: any; `min_duration_ms` -1: any).
+    fn list_transactions(
+        &self,
+        states: &[String],
+        producer_ids: &[i64],
+        min_duration_ms: i64,
+    ) -> Vec<TxnListing>;
 
     // --- ACLs (of the connection's tenant, for its principal) ---
     /// Whether the principal may do `operation` (an `acl::` code) on the named resource (the

@@ -28,12 +28,12 @@
 
 use crate::groups::{self, Group, GroupConfig, GroupState, JoinStep, SyncStep};
 use crate::{
-    AclBinding, AclFilter, AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp, ErrorCode, Fetched,
-    GroupDescription, GroupListing, GroupMember, HostBuffer, JoinOutcome, JoinRequest, JoinResult,
-    LeaveResult, Leaving, Level, LogDir, MemberDescription, OffsetAndTimestamp, OffsetCommit,
+    AbortedTransaction, AclBinding, AclFilter, AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp,
+    ErrorCode, Fetched, GroupDescription, GroupListing, GroupMember, HostBuffer, JoinOutcome, JoinRequest,
+    JoinResult, LeaveResult, Leaving, Level, LogDir, MemberDescription, OffsetAndTimestamp, OffsetCommit,
     PartitionReport, ProducerIdAndEpoch, ProducerState, ScramCredentialInfo, ScramDeletion, ScramUpsertion,
-    Services, Settings, SyncOutcome, SyncRequest, SyncResult, TopicInfo, TopicPartition,
-    UserScramCredentials, acl, error, scram,
+    Services, Settings, SyncOutcome, SyncRequest, SyncResult, TopicInfo, TopicPartition, TxnDescription,
+    TxnListing, UserScramCredentials, acl, error, scram,
 };
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
@@ -538,6 +538,25 @@ impl Services for StubServices {
                 records_len: len,
             })
         })
+    }
+
+    /// The stub has no transactions: everything is stable, nothing aborted.
+    fn read_committed(
+        &self,
+        tp: &TopicPartition,
+        offset: i64,
+        max_bytes: u32,
+        min_one: bool,
+    ) -> Result<(Fetched<StubBuffer>, Vec<AbortedTransaction>), ErrorCode> {
+        self.read(tp, offset, max_bytes, min_one).map(|f| (f, Vec::new()))
+    }
+
+    fn list_offset_committed(
+        &self,
+        tp: &TopicPartition,
+        timestamp: i64,
+    ) -> Result<Option<OffsetAndTimestamp>, ErrorCode> {
+        self.list_offset(tp, timestamp)
     }
 
     fn list_offset(
@@ -1078,6 +1097,74 @@ impl Services for StubServices {
 
     fn throttle_ms(&self) -> i32 {
         self.throttle_ms.get()
+    }
+
+    // The stub runs no transaction coordinator (the host's is tested end to end): every
+    // transactional call answers COORDINATOR_NOT_AVAILABLE, which clients retry.
+    fn init_transactional(
+        &self,
+        _transactional_id: &str,
+        _timeout_ms: i32,
+        _current: Option<ProducerIdAndEpoch>,
+    ) -> Result<ProducerIdAndEpoch, ErrorCode> {
+        Err(error::COORDINATOR_NOT_AVAILABLE)
+    }
+    fn add_partitions_to_txn(
+        &self,
+        _transactional_id: &str,
+        _producer: ProducerIdAndEpoch,
+        partitions: &[TopicPartition],
+    ) -> Vec<ErrorCode> {
+        vec![error::COORDINATOR_NOT_AVAILABLE; partitions.len()]
+    }
+    fn add_offsets_to_txn(
+        &self,
+        _transactional_id: &str,
+        _producer: ProducerIdAndEpoch,
+        _group_id: &str,
+    ) -> ErrorCode {
+        error::COORDINATOR_NOT_AVAILABLE
+    }
+    fn txn_commit_offsets(
+        &self,
+        _transactional_id: &str,
+        _producer: ProducerIdAndEpoch,
+        _group_id: &str,
+        _generation_id: i32,
+        _member_id: &str,
+        _group_instance_id: Option<&str>,
+        offsets: &[OffsetCommit],
+    ) -> Vec<ErrorCode> {
+        vec![error::COORDINATOR_NOT_AVAILABLE; offsets.len()]
+    }
+    fn end_txn(&self, _transactional_id: &str, _producer: ProducerIdAndEpoch, _commit: bool) -> ErrorCode {
+        error::COORDINATOR_NOT_AVAILABLE
+    }
+    fn pending_txn_offsets(&self, _group_id: &str, partitions: &[TopicPartition]) -> Vec<bool> {
+        vec![false; partitions.len()]
+    }
+    fn describe_transactions(&self, transactional_ids: &[String]) -> Vec<TxnDescription> {
+        transactional_ids
+            .iter()
+            .map(|id| TxnDescription {
+                transactional_id: id.clone(),
+                error: error::TRANSACTIONAL_ID_NOT_FOUND,
+                state: String::new(),
+                timeout_ms: 0,
+                start_ms: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                partitions: Vec::new(),
+            })
+            .collect()
+    }
+    fn list_transactions(
+        &self,
+        _states: &[String],
+        _producer_ids: &[i64],
+        _min_duration_ms: i64,
+    ) -> Vec<TxnListing> {
+        Vec::new()
     }
 }
 

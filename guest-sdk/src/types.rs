@@ -49,8 +49,12 @@ pub mod error {
     pub const DUPLICATE_SEQUENCE_NUMBER: ErrorCode = 46;
     pub const INVALID_PRODUCER_EPOCH: ErrorCode = 47;
     pub const INVALID_TXN_STATE: ErrorCode = 48;
+    pub const INVALID_PRODUCER_ID_MAPPING: ErrorCode = 49;
+    pub const INVALID_TRANSACTION_TIMEOUT: ErrorCode = 50;
+    pub const CONCURRENT_TRANSACTIONS: ErrorCode = 51;
     pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: ErrorCode = 53;
     pub const SECURITY_DISABLED: ErrorCode = 54;
+    pub const OPERATION_NOT_ATTEMPTED: ErrorCode = 55;
     pub const KAFKA_STORAGE_ERROR: ErrorCode = 56;
     pub const SASL_AUTHENTICATION_FAILED: ErrorCode = 58;
     pub const UNKNOWN_PRODUCER_ID: ErrorCode = 59;
@@ -64,11 +68,14 @@ pub mod error {
     pub const FENCED_INSTANCE_ID: ErrorCode = 82;
     pub const GROUP_SUBSCRIBED_TO_TOPIC: ErrorCode = 86;
     pub const INVALID_RECORD: ErrorCode = 87;
+    pub const UNSTABLE_OFFSET_COMMIT: ErrorCode = 88;
+    pub const PRODUCER_FENCED: ErrorCode = 90;
     pub const RESOURCE_NOT_FOUND: ErrorCode = 91;
     pub const DUPLICATE_RESOURCE: ErrorCode = 92;
     pub const UNACCEPTABLE_CREDENTIAL: ErrorCode = 93;
     pub const UNKNOWN_TOPIC_ID: ErrorCode = 100;
     pub const INCONSISTENT_TOPIC_ID: ErrorCode = 103;
+    pub const TRANSACTIONAL_ID_NOT_FOUND: ErrorCode = 105;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -369,6 +376,39 @@ pub struct CommittedOffset {
 pub struct ProducerIdAndEpoch {
     pub producer_id: i64,
     pub producer_epoch: i16,
+}
+
+// --- transactions ---
+
+/// An aborted transaction within a read_committed read (Fetch's aborted_transactions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTransaction {
+    pub producer_id: i64,
+    pub first_offset: i64,
+}
+
+/// One transactional id as DescribeTransactions reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnDescription {
+    pub transactional_id: String,
+    pub error: ErrorCode,
+    /// Kafka's state names: Empty, Ongoing, PrepareCommit, PrepareAbort, CompleteCommit,
+    /// CompleteAbort.
+    pub state: String,
+    pub timeout_ms: i32,
+    /// When the open transaction started (ms since the epoch), -1 when none is open.
+    pub start_ms: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub partitions: Vec<TopicPartition>,
+}
+
+/// One transactional id as ListTransactions reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnListing {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub state: String,
 }
 
 // --- ACLs ---

@@ -2,12 +2,12 @@
 //! that [`crate::export_protocol_handler!`] expands to.
 
 use crate::{
-    AclBinding, AclFilter, AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp, ErrorCode, Fetched,
-    GroupDescription, GroupListing, GroupMember, Handler, HostBuffer, JoinOutcome, JoinRequest, JoinResult,
-    LeaveResult, Leaving, Level, LogDir, MemberDescription, OffsetAndTimestamp, OffsetCommit, Outcome,
-    PartitionReport, ProducerIdAndEpoch, ProducerState, Request, ScramCredentialInfo, ScramDeletion,
-    ScramUpsertion, Segment, Services, Settings, SyncOutcome, SyncRequest, SyncResult, TopicInfo,
-    TopicPartition, UserScramCredentials, WakeSource,
+    AbortedTransaction, AclBinding, AclFilter, AppendInfo, Broker, CommittedOffset, ConfigEntry, ConfigOp,
+    ErrorCode, Fetched, GroupDescription, GroupListing, GroupMember, Handler, HostBuffer, JoinOutcome,
+    JoinRequest, JoinResult, LeaveResult, Leaving, Level, LogDir, MemberDescription, OffsetAndTimestamp,
+    OffsetCommit, Outcome, PartitionReport, ProducerIdAndEpoch, ProducerState, Request, ScramCredentialInfo,
+    ScramDeletion, ScramUpsertion, Segment, Services, Settings, SyncOutcome, SyncRequest, SyncResult,
+    TopicInfo, TopicPartition, TxnDescription, TxnListing, UserScramCredentials, WakeSource,
 };
 use bytes::Bytes;
 
@@ -23,7 +23,8 @@ pub mod bindings {
 }
 
 use bindings::guise::runtime::{
-    acls, cluster, connection, groups, handler_types as ht, log, logging, producers, quotas, scram, types,
+    acls, cluster, connection, groups, handler_types as ht, log, logging, producers, quotas, scram,
+    transactions, types,
 };
 
 impl HostBuffer for types::Buffer {
@@ -43,6 +44,20 @@ pub struct WasmServices;
 
 fn tp(t: &TopicPartition) -> types::TopicPartition {
     types::TopicPartition { topic: t.topic.clone(), partition: t.partition }
+}
+
+fn offset_commit(o: &OffsetCommit) -> groups::OffsetCommit {
+    groups::OffsetCommit {
+        topic: o.topic.clone(),
+        partition: o.partition,
+        offset: o.offset,
+        leader_epoch: o.leader_epoch,
+        metadata: o.metadata.clone(),
+    }
+}
+
+fn txn_producer(p: ProducerIdAndEpoch) -> producers::ProducerIdAndEpoch {
+    producers::ProducerIdAndEpoch { producer_id: p.producer_id, producer_epoch: p.producer_epoch }
 }
 
 fn topic_info(t: log::TopicInfo) -> TopicInfo {
@@ -147,6 +162,38 @@ impl Services for WasmServices {
         timestamp: i64,
     ) -> Result<Option<OffsetAndTimestamp>, ErrorCode> {
         log::list_offset(&tp(t), timestamp)
+            .map(|o| o.map(|o| OffsetAndTimestamp { offset: o.offset, timestamp: o.timestamp }))
+    }
+    fn read_committed(
+        &self,
+        t: &TopicPartition,
+        offset: i64,
+        max_bytes: u32,
+        min_one: bool,
+    ) -> Result<(Fetched<Self::Buffer>, Vec<AbortedTransaction>), ErrorCode> {
+        log::read_committed(&tp(t), offset, max_bytes, min_one).map(|c| {
+            let f = c.fetched;
+            let fetched = Fetched {
+                high_watermark: f.high_watermark,
+                last_stable_offset: f.last_stable_offset,
+                log_start_offset: f.log_start_offset,
+                records: f.records,
+                records_len: f.records_len,
+            };
+            let aborted = c
+                .aborted
+                .into_iter()
+                .map(|a| AbortedTransaction { producer_id: a.producer_id, first_offset: a.first_offset })
+                .collect();
+            (fetched, aborted)
+        })
+    }
+    fn list_offset_committed(
+        &self,
+        t: &TopicPartition,
+        timestamp: i64,
+    ) -> Result<Option<OffsetAndTimestamp>, ErrorCode> {
+        log::list_offset_committed(&tp(t), timestamp)
             .map(|o| o.map(|o| OffsetAndTimestamp { offset: o.offset, timestamp: o.timestamp }))
     }
     fn delete_records(&self, t: &TopicPartition, offset: i64) -> Result<i64, ErrorCode> {
@@ -331,16 +378,7 @@ impl Services for WasmServices {
         group_instance_id: Option<&str>,
         offsets: &[OffsetCommit],
     ) -> Vec<ErrorCode> {
-        let offsets: Vec<groups::OffsetCommit> = offsets
-            .iter()
-            .map(|o| groups::OffsetCommit {
-                topic: o.topic.clone(),
-                partition: o.partition,
-                offset: o.offset,
-                leader_epoch: o.leader_epoch,
-                metadata: o.metadata.clone(),
-            })
-            .collect();
+        let offsets: Vec<groups::OffsetCommit> = offsets.iter().map(offset_commit).collect();
         groups::commit_offsets(group_id, generation_id, member_id, group_instance_id, &offsets)
     }
     fn fetch_offsets(
@@ -383,6 +421,95 @@ impl Services for WasmServices {
         });
         producers::init_producer_id(transactional_id, current)
             .map(|p| ProducerIdAndEpoch { producer_id: p.producer_id, producer_epoch: p.producer_epoch })
+    }
+
+    fn init_transactional(
+        &self,
+        transactional_id: &str,
+        timeout_ms: i32,
+        current: Option<ProducerIdAndEpoch>,
+    ) -> Result<ProducerIdAndEpoch, ErrorCode> {
+        transactions::init_producer_id(transactional_id, timeout_ms, current.map(txn_producer))
+            .map(|p| ProducerIdAndEpoch { producer_id: p.producer_id, producer_epoch: p.producer_epoch })
+    }
+    fn add_partitions_to_txn(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        partitions: &[TopicPartition],
+    ) -> Vec<ErrorCode> {
+        let partitions: Vec<types::TopicPartition> = partitions.iter().map(tp).collect();
+        transactions::add_partitions(transactional_id, txn_producer(producer), &partitions)
+    }
+    fn add_offsets_to_txn(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        group_id: &str,
+    ) -> ErrorCode {
+        transactions::add_offsets(transactional_id, txn_producer(producer), group_id)
+    }
+    fn txn_commit_offsets(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        offsets: &[OffsetCommit],
+    ) -> Vec<ErrorCode> {
+        let offsets: Vec<groups::OffsetCommit> = offsets.iter().map(offset_commit).collect();
+        transactions::commit_offsets(
+            transactional_id,
+            txn_producer(producer),
+            group_id,
+            generation_id,
+            member_id,
+            group_instance_id,
+            &offsets,
+        )
+    }
+    fn end_txn(&self, transactional_id: &str, producer: ProducerIdAndEpoch, commit: bool) -> ErrorCode {
+        transactions::end(transactional_id, txn_producer(producer), commit)
+    }
+    fn pending_txn_offsets(&self, group_id: &str, partitions: &[TopicPartition]) -> Vec<bool> {
+        let partitions: Vec<types::TopicPartition> = partitions.iter().map(tp).collect();
+        transactions::pending_offsets(group_id, &partitions)
+    }
+    fn describe_transactions(&self, transactional_ids: &[String]) -> Vec<TxnDescription> {
+        transactions::describe(transactional_ids)
+            .into_iter()
+            .map(|d| TxnDescription {
+                transactional_id: d.transactional_id,
+                error: d.error,
+                state: d.state,
+                timeout_ms: d.timeout_ms,
+                start_ms: d.start_ms,
+                producer_id: d.producer_id,
+                producer_epoch: d.producer_epoch,
+                partitions: d
+                    .partitions
+                    .into_iter()
+                    .map(|p| TopicPartition { topic: p.topic, partition: p.partition })
+                    .collect(),
+            })
+            .collect()
+    }
+    fn list_transactions(
+        &self,
+        states: &[String],
+        producer_ids: &[i64],
+        min_duration_ms: i64,
+    ) -> Vec<TxnListing> {
+        transactions::list(states, producer_ids, min_duration_ms)
+            .into_iter()
+            .map(|l| TxnListing {
+                transactional_id: l.transactional_id,
+                producer_id: l.producer_id,
+                state: l.state,
+            })
+            .collect()
     }
 
     fn authorize(&self, resource_type: i8, name: &str, operation: i8) -> bool {

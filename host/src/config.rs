@@ -143,6 +143,9 @@ pub struct Config {
     pub group_max_session_timeout_ms: i32,
     /// Kafka's offset.metadata.max.bytes: longer commit metadata gets OFFSET_METADATA_TOO_LARGE.
     pub offset_metadata_max_bytes: usize,
+    /// Kafka's transaction.max.timeout.ms: a transactional producer asking for a longer
+    /// transaction timeout gets INVALID_TRANSACTION_TIMEOUT.
+    pub transaction_max_timeout_ms: i32,
     /// Limits of one tenant-transform call (one produced batch): linear memory, CPU deadline, and
     /// the bytes of records it may return. `[tenants.NAME]` overrides them per tenant.
     pub transform_memory_bytes: u64,
@@ -399,6 +402,7 @@ impl Default for Config {
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
+            transaction_max_timeout_ms: 900_000,
             offset_metadata_max_bytes: 4096,
             transform_memory_bytes: 16 << 20,
             transform_timeout_ms: 100,
@@ -559,6 +563,9 @@ impl Config {
         if self.group_min_session_timeout_ms < 1 {
             return invalid("group_min_session_timeout_ms", "must be positive");
         }
+        if self.transaction_max_timeout_ms <= 0 {
+            return invalid("transaction_max_timeout_ms", "must be positive");
+        }
         if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms {
             return invalid("group_max_session_timeout_ms", "must be at least group_min_session_timeout_ms");
         }
@@ -700,6 +707,13 @@ impl Config {
             namespace: self.namespace.clone(),
             sampling: Default::default(),
             ceilings,
+        }
+    }
+
+    pub fn txn_config(&self) -> crate::txn::TxnConfig {
+        crate::txn::TxnConfig {
+            namespace: self.namespace.clone(),
+            max_timeout_ms: self.transaction_max_timeout_ms,
         }
     }
 

@@ -19,4 +19,5 @@ pub mod server;
 pub mod storage;
 pub mod tenant;
 pub mod transform;
+pub mod txn;
 pub mod wasm;

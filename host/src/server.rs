@@ -41,6 +41,8 @@ pub enum ServerError {
     Advertised(String),
     #[error("starting the group coordinator: {0}")]
     Coord(#[from] crate::coord::CoordError),
+    #[error("starting the transaction coordinator: {0}")]
+    Txn(#[from] crate::txn::TxnError),
     #[error("starting the tenant transforms: {0}")]
     Transforms(#[from] crate::transform::TransformError),
     #[error(transparent)]
@@ -99,6 +101,10 @@ const PULSAR_MAX_MESSAGE: u32 = 5 * 1024 * 1024;
 /// Room for the records' framing when a Pulsar message becomes a Kafka batch, so that a message
 /// Pulsar clients are allowed to send still fits message.max.bytes.
 const PULSAR_HEADROOM: u32 = 16 * 1024;
+
+/// How often open transactions are checked against their timeouts (Kafka's
+/// `transaction.abort.timed.out.transaction.cleanup.interval.ms` is 10 s).
+const TXN_TICK: Duration = Duration::from_secs(1);
 
 /// How often the group coordinator's timer runs (session expiry, rebalance deadlines).
 const GROUP_TICK: Duration = Duration::from_millis(100);
@@ -240,6 +246,7 @@ impl Server {
         // The tenant room's registry of internal topics, filled by the services that own them.
         let mut internal = InternalTopics::new();
         Coordinator::register_internal(&mut internal, &config.namespace);
+        crate::txn::Coordinator::register_internal(&mut internal, &config.namespace);
         crate::acl::Authorizer::register_internal(&mut internal, &config.namespace);
         crate::quota::Quotas::register_internal(&mut internal, &config.namespace);
         crate::net::pulsar::cursors::register_internal(&mut internal);
@@ -283,6 +290,11 @@ impl Server {
         // Groups and committed offsets of the listener's tenant are replayed now; other tenants'
         // when first used. Internal services get the raw log.
         let coord = Arc::new(Coordinator::open(log.clone(), config.coord_config(), &tenants)?);
+        // Transactions of those tenants too: what a crash interrupted is finished now.
+        let txn = Arc::new(crate::txn::Coordinator::new(log.clone(), coord.clone(), config.txn_config()));
+        if txn.enabled() {
+            txn.open_tenants(&tenants).await?;
+        }
         let limits = GuestLimits {
             memory_bytes: usize::try_from(config.guest_memory()).unwrap_or(usize::MAX),
             call_timeout: Duration::from_millis(config.guest_timeout_ms),
@@ -328,6 +340,7 @@ impl Server {
             acl: Arc::new(crate::acl::Authorizer::new(log.clone(), config.acl_config())),
             scram,
             quotas: quotas.clone(),
+            txn: txn.clone(),
         });
         // Pulsar applications' writes to ingress topics come in through the same door.
         log.serve_ingress(Arc::downgrade(&front_log));
@@ -515,6 +528,11 @@ impl Server {
         tasks.push(tokio::spawn(every(GROUP_TICK, shutdown_rx.clone(), move || {
             let coord = coord.clone();
             async move { coord.tick(std::time::Instant::now()).await }
+        })));
+        // The transaction coordinator's timer: transactions past their timeout are aborted.
+        tasks.push(tokio::spawn(every(TXN_TICK, shutdown_rx.clone(), move || {
+            let txn = txn.clone();
+            async move { txn.tick().await }
         })));
         // Rates no client recorded in for the whole quota horizon are dropped.
         tasks.push(tokio::spawn(every(Duration::from_secs(60), shutdown_rx.clone(), move || {

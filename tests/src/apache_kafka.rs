@@ -135,6 +135,7 @@ fn start(dir: &Path, owner: u32) -> ApacheKafka {
              offsets.topic.num.partitions=1\n\
              transaction.state.log.replication.factor=1\n\
              transaction.state.log.min.isr=1\n\
+             transaction.state.log.num.partitions=1\n\
              share.coordinator.state.topic.replication.factor=1\n\
              share.coordinator.state.topic.min.isr=1\n\
              group.initial.rebalance.delay.ms=0\n",

@@ -545,3 +545,52 @@ fn idempotent_producer_through_a_dropping_transform_across_a_restart() {
 fn futures_block<F: std::future::Future>(f: F) -> F::Output {
     futures::executor::block_on(f)
 }
+
+/// A transactional producer (librdkafka) to a topic with a transform: the transformed records
+/// commit or abort with their transaction, and read_committed consumers see only committed ones.
+#[test]
+fn a_transactions_transformed_records_commit_and_abort_with_it() {
+    let server = TestServer::start();
+    admin(&server)
+        .deploy_transform("public", "mask", &spec(&["tx-cards"], &[], "reject", &[]), &wasm("mask_card"))
+        .unwrap();
+    let p: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", server.bootstrap())
+        .set("transactional.id", "tx-cards")
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(30);
+    p.init_transactions(timeout).unwrap();
+    for (n, commit) in [(0, true), (1, false), (2, true)] {
+        p.begin_transaction().unwrap();
+        let value = format!("{{\"n\":{n},\"card_number\":\"4111 1111 1111 000{n}\"}}");
+        p.send(rdkafka::producer::BaseRecord::to("tx-cards").partition(0).key("k").payload(&value)).unwrap();
+        p.flush(timeout).unwrap();
+        if commit { p.commit_transaction(timeout).unwrap() } else { p.abort_transaction(timeout).unwrap() }
+    }
+    let read = |isolation: &str, expect: usize| {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", server.bootstrap())
+            .set("group.id", "tx-cards")
+            .set("isolation.level", isolation)
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("tx-cards", 0, Offset::Beginning).unwrap();
+        c.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + timeout;
+        while out.len() < expect && Instant::now() < deadline {
+            if let Some(m) = c.poll(Duration::from_millis(200)) {
+                let m = m.unwrap();
+                out.push(String::from_utf8_lossy(m.payload().unwrap()).into_owned());
+            }
+        }
+        // Nothing more arrives.
+        assert!(c.poll(Duration::from_secs(2)).is_none(), "{isolation}: more than {expect}");
+        out
+    };
+    let masked = |n: usize| format!("{{\"card_number\":\"**** **** **** 000{n}\",\"n\":{n}}}");
+    assert_eq!(read("read_committed", 2), [masked(0), masked(2)]);
+    assert_eq!(read("read_uncommitted", 3), [masked(0), masked(1), masked(2)]);
+}

@@ -612,6 +612,67 @@ impl Coordinator {
         if let Err(code) = slot.group.check_commit(generation, member_id, instance_id, now) {
             return vec![code; n];
         }
+        self.store_offsets(tenant, group, slot, offsets).await
+    }
+
+    /// TxnOffsetCommit's group checks (KIP-447), before the offsets join the transaction: with
+    /// a generation, a member id or an instance id, those of a current member, as OffsetCommit
+    /// checks them; without (clients before KIP-447), none.
+    pub async fn check_txn_commit(
+        &self,
+        tenant: &str,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
+        if generation < 0 && member_id.is_empty() && instance_id.is_none() {
+            return NONE;
+        }
+        let now = Instant::now();
+        let mut slot = match self.lock_group(tenant, group, false, now).await {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return ILLEGAL_GENERATION,
+            Err(code) => return code,
+        };
+        let code = match slot.group.check_commit(generation, member_id, instance_id, now) {
+            Ok(()) => NONE,
+            Err(code) => code,
+        };
+        self.settle(tenant, &mut slot).await;
+        code
+    }
+
+    /// The offsets of a committed transaction, stored as committed offsets of `group` (created
+    /// when missing): no group checks, they were made when the offsets joined the transaction.
+    /// Applying the same offsets again changes nothing, so a recovery may repeat it.
+    pub async fn apply_txn_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+        offsets: &[OffsetCommit],
+    ) -> Result<(), i16> {
+        let mut slot = match self.lock_group(tenant, group, true, Instant::now()).await? {
+            Some(slot) => slot,
+            None => return Err(COORDINATOR_NOT_AVAILABLE),
+        };
+        let codes = self.store_offsets(tenant, group, &mut slot, offsets).await;
+        self.settle(tenant, &mut slot).await;
+        match codes.into_iter().find(|c| *c != NONE && *c != UNKNOWN_TOPIC_OR_PARTITION) {
+            Some(code) => Err(code),
+            None => Ok(()),
+        }
+    }
+
+    /// Store `offsets` as the group's committed offsets (the checks are the caller's).
+    async fn store_offsets(
+        &self,
+        tenant: &str,
+        group: &str,
+        slot: &mut Slot,
+        offsets: &[OffsetCommit],
+    ) -> Vec<i16> {
+        let n = offsets.len();
         let mut codes = vec![NONE; n];
         let mut records = Vec::new();
         let mut stored = Vec::new();

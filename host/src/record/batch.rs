@@ -38,8 +38,10 @@ pub const CRC_START: usize = 21;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
-const TRANSACTIONAL: i16 = 0x10;
-const CONTROL: i16 = 0x20;
+/// The batch belongs to a transaction (KIP-98).
+pub const TRANSACTIONAL: i16 = 0x10;
+/// The batch holds a control record (a transaction marker), written by the broker.
+pub const CONTROL: i16 = 0x20;
 /// KIP-534: the batch's baseTimestamp holds the delete horizon the log cleaner set (record
 /// timestamps stay baseTimestamp + delta).
 pub const DELETE_HORIZON: i16 = 0x40;
@@ -353,6 +355,101 @@ impl Iterator for RecordStamps<'_> {
     }
 }
 
+/// The type of a control batch's record (Kafka's `ControlRecordType`), as its key says. Only the
+/// two a data partition holds: the end-transaction markers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlType {
+    /// An ABORT marker (type 0).
+    Abort,
+    /// A COMMIT marker (type 1).
+    Commit,
+}
+
+/// The version of the control record key and of the end-transaction marker value Kafka writes.
+const CONTROL_VERSION: i16 = 0;
+const CONTROL_ABORT: i16 = 0;
+const CONTROL_COMMIT: i16 = 1;
+
+/// The control type of one whole control batch, from the key of its first record (version i16,
+/// type i16; Kafka's `ControlRecordType.parse`): None when `batch` is no control batch, is
+/// compressed (Kafka writes control batches uncompressed), has no readable first record, or
+/// holds another type than ABORT (0) or COMMIT (1).
+pub fn control_type(batch: &[u8]) -> Option<ControlType> {
+    let header = BatchHeader::parse(batch).ok()?;
+    if !header.is_control() || header.is_compressed() || header.records_count < 1 {
+        return None;
+    }
+    let end = header.size().min(batch.len());
+    let mut cursor = batch.get(HEADER_LEN..end)?;
+    let length = usize::try_from(read_varint(&mut cursor)?).ok()?;
+    let mut body = cursor.get(..length)?.get(1..)?; // attributes
+    read_varlong(&mut body)?; // timestampDelta
+    read_varint(&mut body)?; // offsetDelta
+    let key_len = usize::try_from(read_varint(&mut body)?).ok()?;
+    let key = body.get(..key_len)?;
+    let version = i16::from_be_bytes([*key.first()?, *key.get(1)?]);
+    let kind = i16::from_be_bytes([*key.get(2)?, *key.get(3)?]);
+    match (version >= 0, kind) {
+        (true, CONTROL_ABORT) => Some(ControlType::Abort),
+        (true, CONTROL_COMMIT) => Some(ControlType::Commit),
+        _ => None,
+    }
+}
+
+/// An end-transaction marker as Kafka's broker writes one (`MemoryRecords.withEndTransactionMarker`):
+/// a magic-2 control batch (attributes transactional | control, uncompressed, CreateTime) of
+/// `producer_id` at `producer_epoch`, base sequence -1, base offset 0 (the log assigns it),
+/// partitionLeaderEpoch -1, holding one record at offset delta 0 with timestamp `now_ms`, whose
+/// key is [version i16 = 0][type i16: 0 ABORT, 1 COMMIT] and value [version i16 = 0]
+/// [coordinator epoch i32]; the CRC-32C filled in.
+pub fn end_txn_marker(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    now_ms: i64,
+) -> Vec<u8> {
+    use super::records::put_varint;
+    let kind = if commit { CONTROL_COMMIT } else { CONTROL_ABORT };
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&CONTROL_VERSION.to_be_bytes());
+    key.extend_from_slice(&kind.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&CONTROL_VERSION.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let mut record = vec![0u8]; // attributes
+    put_varint(&mut record, 0); // timestampDelta
+    put_varint(&mut record, 0); // offsetDelta
+    put_varint(&mut record, key.len() as i64);
+    record.extend_from_slice(&key);
+    put_varint(&mut record, value.len() as i64);
+    record.extend_from_slice(&value);
+    put_varint(&mut record, 0); // no headers
+    let mut records = Vec::with_capacity(record.len() + 1);
+    put_varint(&mut records, record.len() as i64);
+    records.extend_from_slice(&record);
+
+    let batch_length = (HEADER_LEN - LOG_OVERHEAD + records.len()) as i32;
+    let mut b = Vec::with_capacity(HEADER_LEN + records.len());
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&batch_length.to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.push(MAGIC_V2 as u8);
+    b.extend_from_slice(&[0; 4]); // CRC, filled in below
+    b.extend_from_slice(&(TRANSACTIONAL | CONTROL).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes()); // lastOffsetDelta
+    b.extend_from_slice(&now_ms.to_be_bytes());
+    b.extend_from_slice(&now_ms.to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&producer_epoch.to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
+    b.extend_from_slice(&1i32.to_be_bytes()); // recordsCount
+    b.extend_from_slice(&records);
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[CRC_START - 4..CRC_START].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
 fn array<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(&buf[at..at + N]);
@@ -445,6 +542,11 @@ pub(crate) mod testing {
         b[53..57].copy_from_slice(&base_sequence.to_be_bytes());
         fix_crc(&mut b);
         b
+    }
+
+    /// An uncompressed batch of `n` records of a transactional producer (attribute 0x10).
+    pub fn transactional_batch(n: usize, producer_id: i64, epoch: i16, base_sequence: i32) -> Vec<u8> {
+        with_attributes(&idempotent_batch(n, producer_id, epoch, base_sequence), super::TRANSACTIONAL)
     }
 
     /// `b` with its attributes set to `attributes`, CRC recomputed.
@@ -568,6 +670,45 @@ mod tests {
         let mut b = batch(1, 3, 0);
         b[0..8].copy_from_slice(&12345i64.to_be_bytes());
         assert!(validate(&b, 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn an_end_txn_marker_is_the_control_batch_kafka_writes() {
+        let b = end_txn_marker(77, 3, true, 9, 1_700_000_000_123);
+        let valid = validate(&b, u32::MAX).expect("a valid batch with a matching CRC");
+        assert_eq!(valid.len(), 1);
+        let h = valid[0].header;
+        assert_eq!(h.attributes, 0x30, "transactional | control, uncompressed, CreateTime");
+        assert!(h.is_control() && h.is_transactional());
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (77, 3, -1));
+        assert_eq!((h.records_count, h.last_offset_delta), (1, 0));
+        assert_eq!((h.base_timestamp, h.max_timestamp), (1_700_000_000_123, 1_700_000_000_123));
+        assert_eq!((h.base_offset, h.partition_leader_epoch), (0, -1));
+        // One record: length 16, attributes 0, timestampDelta 0, offsetDelta 0, a key of 4 bytes
+        // (version 0, type 1 = COMMIT), a value of 6 (version 0, coordinator epoch 9), no headers.
+        let record = [0x20, 0, 0, 0, 0x08, 0, 0, 0, 1, 0x0c, 0, 0, 0, 0, 0, 9, 0];
+        assert_eq!(&b[HEADER_LEN..], &record);
+        assert_eq!(h.size(), HEADER_LEN + record.len());
+        assert_eq!(control_type(&b), Some(ControlType::Commit));
+        let abort = end_txn_marker(77, 3, false, 0, 5);
+        assert_eq!(control_type(&abort), Some(ControlType::Abort));
+        assert_eq!(abort[HEADER_LEN + 8], 0, "type 0 = ABORT");
+    }
+
+    #[test]
+    fn control_type_reads_only_control_batches() {
+        let data = batch(1, 4, 0);
+        assert_eq!(control_type(&data), None, "not a control batch");
+        let mut marker = end_txn_marker(1, 0, true, 0, 0);
+        assert_eq!(control_type(&marker[..HEADER_LEN + 5]), None, "a truncated record");
+        // Another control type (2: LEADER_CHANGE) is neither marker.
+        marker[HEADER_LEN + 8] = 2;
+        fix_crc(&mut marker);
+        assert_eq!(control_type(&marker), None);
+        // A negative key version is invalid, as in Kafka.
+        let mut marker = end_txn_marker(1, 0, true, 0, 0);
+        marker[HEADER_LEN + 5] = 0xff;
+        assert_eq!(control_type(&marker), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 use bytes::Bytes;
 
 use super::batch::{
-    BatchHeader, CRC_START, DELETE_HORIZON, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, read_uvarint,
+    BatchHeader, CRC_START, DELETE_HORIZON, HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, TRANSACTIONAL, read_uvarint,
 };
 
 const NONE: u8 = 0;
@@ -362,7 +362,7 @@ pub fn offset_deltas_fit(records: &[Record], last_offset_delta: i32) -> bool {
 /// if records is empty and offset_span is None, if offset_span < len-1, or if anything exceeds
 /// the format's i32 sizes.
 pub fn encode(records: &[Record], spec: &EncodeSpec) -> Result<Vec<u8>, RecordsError> {
-    encode_batch(records, spec, None)
+    encode_batch(records, spec, None, false)
 }
 
 /// [`encode`] for the log cleaner: with `delete_horizon`, the batch carries it as Kafka's v2
@@ -374,13 +374,27 @@ pub fn encode_with_delete_horizon(
     spec: &EncodeSpec,
     delete_horizon: Option<i64>,
 ) -> Result<Vec<u8>, RecordsError> {
-    encode_batch(records, spec, delete_horizon)
+    encode_batch(records, spec, delete_horizon, false)
+}
+
+/// [`encode_with_delete_horizon`] that keeps a stored batch's kind: with `transactional`, the
+/// batch is a transaction's (attribute 0x10 set), as the one it replaces was (the log cleaner
+/// rewriting a transactional batch, the log re-encoding one in the topic's codec). Never a
+/// control batch.
+pub fn encode_rewrite(
+    records: &[Record],
+    spec: &EncodeSpec,
+    delete_horizon: Option<i64>,
+    transactional: bool,
+) -> Result<Vec<u8>, RecordsError> {
+    encode_batch(records, spec, delete_horizon, transactional)
 }
 
 fn encode_batch(
     records: &[Record],
     spec: &EncodeSpec,
     delete_horizon: Option<i64>,
+    transactional: bool,
 ) -> Result<Vec<u8>, RecordsError> {
     if spec.compression > ZSTD {
         return Err(RecordsError::UnsupportedCodec(spec.compression));
@@ -430,7 +444,8 @@ fn encode_batch(
     let batch_length = len_i32(HEADER_LEN - LOG_OVERHEAD + payload.len())?;
     let attributes = i16::from(codec)
         | if spec.log_append_time { LOG_APPEND_TIME } else { 0 }
-        | if delete_horizon.is_some() { DELETE_HORIZON } else { 0 };
+        | if delete_horizon.is_some() { DELETE_HORIZON } else { 0 }
+        | if transactional { TRANSACTIONAL } else { 0 };
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&0i64.to_be_bytes());
     out.extend_from_slice(&batch_length.to_be_bytes());
@@ -628,6 +643,19 @@ mod tests {
         b[57..61].copy_from_slice(&count.to_be_bytes());
         fix_crc(&mut b);
         b
+    }
+
+    #[test]
+    fn a_rewrite_keeps_the_transactional_attribute() {
+        let records = sample(3);
+        let plain = encode_with_delete_horizon(&records, &spec(0), Some(5)).unwrap();
+        let txn = encode_rewrite(&records, &spec(0), Some(5), true).unwrap();
+        let (p, t) = (BatchHeader::parse(&plain).unwrap(), BatchHeader::parse(&txn).unwrap());
+        assert!(!p.is_transactional() && t.is_transactional() && !t.is_control());
+        assert_eq!(t.attributes, p.attributes | 0x10);
+        assert!(crc_matches(&txn, t.crc));
+        assert_eq!(decode(&txn, usize::MAX).unwrap().records.len(), 3);
+        assert_eq!(encode_rewrite(&records, &spec(0), Some(5), false).unwrap(), plain);
     }
 
     #[test]

@@ -13,10 +13,20 @@
 //! (lastOffsetDelta), so that offsets are never renumbered and the producer's sequence span is
 //! kept. A batch that loses every record goes, except an idempotent producer's remembered
 //! batches and the caller's `keep_empty` batches, which stay as empty batches (headers only).
+//!
+//! Transactions (KIP-98; the engine cleans nothing at or past the last stable offset, so every
+//! transaction in what it cleans is decided): control batches (the transaction markers) are
+//! kept as they are, and their keys map nothing; the records of an aborted transaction map
+//! nothing either (they must not supersede a committed value), those of a committed one do. A
+//! transactional batch is filtered like any other, keeps its transactional attribute when
+//! rewritten, and is never dropped (emptied, its header stays), so that the producer state
+//! rebuilt at open finds every transaction where it started. Not done: Kafka also removes the
+//! records of aborted transactions, and then their markers (after delete.retention.ms); here
+//! they stay until a later record of their key supersedes them.
 
 use crate::record::batch::{BatchHeader, ValidBatch};
 use crate::record::records::{self, EncodeSpec, Record, RecordsError};
-use crate::storage::{CleanStats, StorageError, TopicConfig, TopicName};
+use crate::storage::{AbortedTxn, CleanStats, StorageError, TopicConfig, TopicName};
 use std::collections::{HashMap, HashSet};
 
 /// The topic configs a pass applies: taken from the topic's configs as they are when the pass
@@ -117,10 +127,14 @@ impl OffsetMap {
         }
     }
 
-    /// Map every keyed record of one stored batch; false when its records cannot be decoded
-    /// (they then supersede nothing and are kept as they are).
-    pub fn map_batch(&mut self, bytes: &[u8], max_decompressed: usize) -> bool {
+    /// Map every keyed record of one stored batch, unless its records supersede nothing (see
+    /// [`supersedes`]; `aborted`: the partition's aborted transactions); false when its records
+    /// cannot be decoded (they then supersede nothing and are kept as they are).
+    pub fn map_batch(&mut self, bytes: &[u8], max_decompressed: usize, aborted: &AbortedRanges) -> bool {
         let Ok(header) = BatchHeader::parse(bytes) else { return false };
+        if !supersedes(&header, aborted) {
+            return true;
+        }
         let Ok(decoded) = records::decode(bytes, max_decompressed) else { return false };
         for r in &decoded.records {
             if let Some(key) = &r.key {
@@ -129,6 +143,44 @@ impl OffsetMap {
         }
         true
     }
+}
+
+/// The aborted transactions of a partition, by producer, for the cleaner: which transactional
+/// batches were aborted.
+#[derive(Debug, Default)]
+pub struct AbortedRanges {
+    /// (first offset, marker offset) of each producer's aborted transactions, sorted.
+    by_producer: HashMap<i64, Vec<(i64, i64)>>,
+}
+
+impl AbortedRanges {
+    pub fn new(aborted: &[AbortedTxn]) -> AbortedRanges {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for t in aborted {
+            by_producer.entry(t.producer_id).or_default().push((t.first_offset, t.last_offset));
+        }
+        for spans in by_producer.values_mut() {
+            spans.sort_unstable();
+        }
+        AbortedRanges { by_producer }
+    }
+
+    /// Whether the batch of `producer_id` at `offset` belongs to one of its aborted
+    /// transactions (its transactions on a partition never overlap).
+    pub fn contains(&self, producer_id: i64, offset: i64) -> bool {
+        let Some(spans) = self.by_producer.get(&producer_id) else { return false };
+        let i = spans.partition_point(|(first, _)| *first <= offset);
+        i.checked_sub(1).is_some_and(|i| offset <= spans[i].1)
+    }
+}
+
+/// Whether the records of a stored batch may supersede earlier records of their keys (the
+/// cleaner maps them): not a control batch's (its key is a transaction marker's, not a record
+/// key), not an aborted transaction's (Kafka's cleaner skips those too). Only for batches below
+/// the last stable offset, whose transactions are all decided.
+pub fn supersedes(header: &BatchHeader, aborted: &AbortedRanges) -> bool {
+    let aborted = header.is_transactional() && aborted.contains(header.producer_id, header.base_offset);
+    !header.is_control() && !aborted
 }
 
 /// What the filter does with one batch.
@@ -149,14 +201,19 @@ pub struct Filter<'a> {
 }
 
 impl Filter<'_> {
-    /// Filter one stored batch; `keep_empty`: keep it as an empty batch if all its records go.
+    /// Filter one stored batch; `keep_empty`: keep it as an empty batch if all its records go
+    /// (a transactional batch always is).
     pub fn batch(&self, bytes: &[u8], keep_empty: bool, stats: &mut CleanStats) -> Output {
         stats.bytes_read += bytes.len() as u64;
         let Ok(header) = BatchHeader::parse(bytes) else { return Output::Unchanged };
-        if header.is_control() || header.is_transactional() {
-            // Never stored here (appends refuse them); kept as they are if ever found.
+        if header.is_control() {
+            // A transaction marker: its transaction's state is rebuilt from it at open.
             return Output::Unchanged;
         }
+        // The first batch of a transaction is where it starts (its LSO, its aborted range):
+        // never dropped, so that state comes out the same. (Aborted records are not dropped
+        // either: see the module's docs.)
+        let keep_empty = keep_empty || header.is_transactional();
         let decoded = match records::decode(bytes, self.config.max_decompressed_bytes) {
             Ok(d) => d,
             Err(e) => {
@@ -197,7 +254,7 @@ impl Filter<'_> {
             horizon
         };
         let horizon = if kept.is_empty() { None } else { horizon };
-        match records::encode_with_delete_horizon(&kept, &spec, horizon) {
+        match records::encode_rewrite(&kept, &spec, horizon, header.is_transactional()) {
             Ok(mut rewritten) => {
                 // Outside the CRC: the stored base offset and the producer's leader epoch.
                 rewritten[0..8].copy_from_slice(&header.base_offset.to_be_bytes());

@@ -2,8 +2,9 @@
 //! transforms' append door, the benchmarks' delay) implement every other method by delegating
 //! with [`delegate_log!`], instead of writing the same dozen forwards each.
 
-/// `impl Log for $ty` with the methods given in braces (`append_counted`, at least) and every
-/// other one (but the provided `append` and `append_host`) forwarded to `self.$inner()`, a
+/// `impl Log for $ty` with the methods given in braces (`append_with`, at least) and every
+/// other one (but the provided `append`, `append_host`, `append_ingress` and `read`, which
+/// call the forwarded `append_with` and `read_with`) forwarded to `self.$inner()`, a
 /// `&dyn Log`. The macro writes the whole impl because `#[async_trait]` must see every method.
 macro_rules! delegate_log {
     ($ty:ty, $inner:ident, { $($own:tt)* }) => {
@@ -104,15 +105,16 @@ macro_rules! delegate_log {
             self.$inner().producer_precheck(name, partition, header).await
         }
 
-        async fn read(
+        async fn read_with(
             &self,
             name: &$crate::storage::TopicName,
             partition: i32,
             offset: i64,
             max_bytes: usize,
             min_one: bool,
+            isolation: $crate::storage::Isolation,
         ) -> Result<$crate::storage::ReadResult, $crate::storage::StorageError> {
-            self.$inner().read(name, partition, offset, max_bytes, min_one).await
+            self.$inner().read_with(name, partition, offset, max_bytes, min_one, isolation).await
         }
 
         async fn offsets(
@@ -121,6 +123,27 @@ macro_rules! delegate_log {
             partition: i32,
         ) -> Result<(i64, i64), $crate::storage::StorageError> {
             self.$inner().offsets(name, partition).await
+        }
+
+        async fn last_stable_offset(
+            &self,
+            name: &$crate::storage::TopicName,
+            partition: i32,
+        ) -> Result<i64, $crate::storage::StorageError> {
+            self.$inner().last_stable_offset(name, partition).await
+        }
+
+        async fn write_marker(
+            &self,
+            name: &$crate::storage::TopicName,
+            partition: i32,
+            marker: $crate::storage::TxnMarker,
+        ) -> Result<$crate::storage::AppendInfo, $crate::storage::StorageError> {
+            self.$inner().write_marker(name, partition, marker).await
+        }
+
+        fn supports_transactions(&self) -> bool {
+            self.$inner().supports_transactions()
         }
 
         async fn offset_for_timestamp(

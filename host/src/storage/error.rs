@@ -27,6 +27,10 @@ pub enum StorageError {
     UnknownProducerId(String),
     #[error("transactions are not supported: {0}")]
     TransactionsUnsupported(String),
+    /// A batch that does not fit the producer's transaction state on the partition (a
+    /// non-transactional batch while its transaction is open): INVALID_TXN_STATE.
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
     #[error("invalid record: {0}")]
     InvalidRecord(String),
     /// A CreateTime timestamp outside message.timestamp.before/after.max.ms.
@@ -86,7 +90,9 @@ impl StorageError {
             StorageError::InvalidConfig(_) => error::INVALID_CONFIG,
             StorageError::OutOfOrderSequence(_) => error::OUT_OF_ORDER_SEQUENCE_NUMBER,
             StorageError::InvalidProducerEpoch(_) => error::INVALID_PRODUCER_EPOCH,
-            StorageError::TransactionsUnsupported(_) => error::INVALID_TXN_STATE,
+            StorageError::TransactionsUnsupported(_) | StorageError::InvalidTxnState(_) => {
+                error::INVALID_TXN_STATE
+            }
             StorageError::Io(_) => error::KAFKA_STORAGE_ERROR,
             StorageError::UnknownProducerId(_) => error::UNKNOWN_PRODUCER_ID,
             StorageError::InvalidRecord(_) => error::INVALID_RECORD,
@@ -118,6 +124,7 @@ mod tests {
         assert_eq!(StorageError::OutOfOrderSequence(String::new()).kafka_code(), 45);
         assert_eq!(StorageError::InvalidProducerEpoch(String::new()).kafka_code(), 47);
         assert_eq!(StorageError::TransactionsUnsupported(String::new()).kafka_code(), 48);
+        assert_eq!(StorageError::InvalidTxnState(String::new()).kafka_code(), 48);
         assert_eq!(StorageError::UnknownProducerId(String::new()).kafka_code(), 59);
         assert_eq!(StorageError::InvalidRecord(String::new()).kafka_code(), 87);
         assert_eq!(StorageError::NotLeader(String::new()).kafka_code(), 6);

@@ -115,7 +115,6 @@ pub(crate) fn conform(config: &TopicConfig, records: bytes::Bytes) -> Result<byt
         let recompress = target.is_some_and(|codec| codec != header.compression())
             && header.records_count > 0
             && !header.is_control()
-            && !header.is_transactional()
             && batch::crc_matches(one, header.crc);
         if let (true, Some(codec)) = (recompress, target) {
             let buf = out.get_or_insert_with(|| records[..at].to_vec());
@@ -180,7 +179,7 @@ fn check_timestamps(
 }
 
 /// One whole, CRC-checked batch re-encoded with `codec`: the same records with their offset
-/// deltas and timestamps, the same offset span and producer fields.
+/// deltas and timestamps, the same offset span, producer fields and transactional attribute.
 fn recompressed(
     one: &[u8],
     header: &batch::BatchHeader,
@@ -190,7 +189,13 @@ fn recompressed(
     use crate::record::records::{self, EncodeSpec};
     let bad = |e: records::RecordsError| StorageError::CorruptMessage(e.to_string());
     let decoded = records::decode(one, max_decompressed(config)).map_err(bad)?;
-    records::encode(&decoded.records, &EncodeSpec::like(header, codec)).map_err(bad)
+    records::encode_rewrite(
+        &decoded.records,
+        &EncodeSpec::like(header, codec),
+        None,
+        header.is_transactional(),
+    )
+    .map_err(bad)
 }
 
 /// DeleteRecords is allowed only where records may be deleted: Kafka refuses it on a topic whose
@@ -292,10 +297,14 @@ impl CleanStats {
 pub struct ProducerSnapshot {
     pub producer_id: i64,
     pub epoch: i16,
-    /// The last sequence of its last stored batch.
+    /// The last sequence of its last stored batch (-1 when a transaction marker moved it to a
+    /// new epoch and it stored no batch since).
     pub last_sequence: i32,
-    /// The max timestamp of its last stored batch.
+    /// The max timestamp of its last stored batch or transaction marker.
     pub last_timestamp: i64,
+    /// The first offset of its open transaction on the partition, -1 when it has none
+    /// (DescribeProducers' currentTxnStartOffset).
+    pub txn_start_offset: i64,
 }
 
 /// What DescribeLogDirs and DescribeProducers report of one partition.
@@ -320,11 +329,49 @@ pub struct LogDirReport {
 /// The answer to a read: whole stored batches, as written (offsets already patched in).
 #[derive(Clone, Debug)]
 pub struct ReadResult {
-    /// `None` when there is nothing to return: the offset is the high watermark, or the first
-    /// batch does not fit in `max_bytes` and `min_one` was not set.
+    /// `None` when there is nothing to return: the offset is the high watermark (with
+    /// [`Isolation::ReadCommitted`], at or past the last stable offset), or the first batch does
+    /// not fit in `max_bytes` and `min_one` was not set.
     pub records: Option<bytes::Bytes>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    /// The partition's last stable offset (LSO): the first offset of its earliest open
+    /// transaction, or the high watermark when none is open. Always filled.
+    pub last_stable_offset: i64,
+    /// With [`Isolation::ReadCommitted`], the aborted transactions a consumer needs to skip the
+    /// aborted records among `records` (Fetch's aborted_transactions), sorted by first offset;
+    /// empty otherwise.
+    pub aborted: Vec<AbortedTxn>,
+}
+
+/// What a read returns of transactions (Fetch's isolation_level).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Every stored batch up to the high watermark.
+    #[default]
+    ReadUncommitted,
+    /// Batches below the last stable offset only, with the aborted transactions among them.
+    ReadCommitted,
+}
+
+/// An aborted transaction of one producer on one partition (Fetch's aborted_transactions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    /// The offset of the transaction's first batch on the partition.
+    pub first_offset: i64,
+    /// The offset of its abort marker.
+    pub last_offset: i64,
+}
+
+/// A transaction marker the transaction coordinator writes to a data partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxnMarker {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// COMMIT, else ABORT.
+    pub commit: bool,
+    pub coordinator_epoch: i32,
 }
 
 /// The Log port. Every call that may wait on a disk or the network is `async`: a guest's host
@@ -480,10 +527,60 @@ pub trait Log: Send + Sync + 'static {
         offset: i64,
         max_bytes: usize,
         min_one: bool,
+    ) -> Result<ReadResult, StorageError> {
+        self.read_with(name, partition, offset, max_bytes, min_one, Isolation::ReadUncommitted).await
+    }
+
+    /// [`read`](Log::read) at an isolation level. With [`Isolation::ReadCommitted`] only whole
+    /// batches whose last offset is below the last stable offset (LSO) are returned: `records:
+    /// None` when `offset` is at or past it (an offset outside [log start, high watermark] is
+    /// still OffsetOutOfRange); `aborted` lists every aborted transaction whose abort marker is
+    /// at or after `offset` and whose first offset is below the offset after the last batch
+    /// returned (the LSO when none is) — Kafka's `collectAbortedTransactions` — sorted by first
+    /// offset. `last_stable_offset` is filled at either level.
+    async fn read_with(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        isolation: Isolation,
     ) -> Result<ReadResult, StorageError>;
 
     /// (log start offset, high watermark).
     async fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError>;
+
+    /// The partition's last stable offset: the first offset of its earliest open transaction,
+    /// else the high watermark (which it is on a log without transactions).
+    async fn last_stable_offset(&self, name: &TopicName, partition: i32) -> Result<i64, StorageError> {
+        Ok(self.offsets(name, partition).await?.1)
+    }
+
+    /// Append the transaction coordinator's `marker` (a COMMIT or ABORT control batch, as Kafka
+    /// writes one) to the partition: it ends the producer's open transaction there, if any (an
+    /// ABORT of an open one is remembered for read-committed fetches). A marker at an epoch
+    /// below the producer's on the partition is InvalidProducerEpoch; one at a higher epoch moves
+    /// the producer to it. Durable and announced as any append. A log without transactions
+    /// refuses it (TransactionsUnsupported).
+    async fn write_marker(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        marker: TxnMarker,
+    ) -> Result<AppendInfo, StorageError> {
+        let _ = (name, partition);
+        Err(StorageError::TransactionsUnsupported(format!(
+            "this log stores no transactions (a marker of producer {})",
+            marker.producer_id
+        )))
+    }
+
+    /// Whether this log stores transactional batches and markers (KIP-98); one that does not
+    /// refuses them (TransactionsUnsupported), so its last stable offset is its high watermark.
+    fn supports_transactions(&self) -> bool {
+        false
+    }
 
     /// ListOffsets by timestamp: (offset, timestamp) of the first record whose timestamp is at
     /// or above `ts`, or None. Exact for uncompressed batches; for a compressed batch, its base
@@ -592,6 +689,21 @@ mod conform_tests {
             assert_eq!(conform(&config(&[("compression.type", codec)]), out.clone()).unwrap(), out);
         }
         assert_eq!(conform(&config(&[]), input.clone()).unwrap(), input, "producer: as sent");
+    }
+
+    #[test]
+    fn a_transactional_batch_is_recompressed_as_a_transactional_one() {
+        let txn = bytes::Bytes::from(batch::testing::transactional_batch(3, 42, 1, 5));
+        let out = conform(&config(&[("compression.type", "zstd")]), txn.clone()).unwrap();
+        let (before, after) = (&batches(&txn)[0], &batches(&out)[0]);
+        assert_eq!(after.header.compression(), 4);
+        assert!(after.header.is_transactional() && !after.header.is_control());
+        assert_eq!(after.records, before.records);
+        let producer = |h: &batch::BatchHeader| (h.producer_id, h.producer_epoch, h.base_sequence);
+        assert_eq!(producer(&after.header), producer(&before.header));
+        // A control batch (only the log writes them) is never re-encoded.
+        let marker = bytes::Bytes::from(batch::end_txn_marker(42, 1, true, 0, now_ms()));
+        assert_eq!(conform(&config(&[("compression.type", "zstd")]), marker.clone()).unwrap(), marker);
     }
 
     #[test]

@@ -1,9 +1,15 @@
-//! Idempotent producers: the sequence checks an append makes, as Kafka's `ProducerStateManager`
-//! and `ProducerAppendInfo` make them for non-transactional producers, and the host-wide latest
-//! epoch of each producer id. Backend-neutral: a backend keeps one [`ProducerStateTable`] per
-//! partition, checks every append against it under the partition's append lock (so the checks
-//! are atomic with offset assignment), commits the outcome only once the batches are stored, and
-//! rebuilds the table at open by replaying the stored batch headers ([`ProducerStateTable::replay`]).
+//! Idempotent and transactional producers: the sequence checks an append makes, as Kafka's
+//! `ProducerStateManager` and `ProducerAppendInfo` make them, the transactions open on a
+//! partition and the aborted ones (KIP-98), and the host-wide latest epoch of each producer id.
+//! Backend-neutral: a backend keeps one [`ProducerStateTable`] per partition, checks every
+//! append against it under the partition's append lock (so the checks are atomic with offset
+//! assignment), commits the outcome only once the batches are stored, and rebuilds the table at
+//! open by replaying the stored batches in log order ([`ProducerStateTable::replay`] for the
+//! headers of data batches, [`ProducerStateTable::replay_marker`] for transaction markers). When
+//! the log start moves past batches the state still needs (a producer's last batches, the start
+//! of a transaction still open or aborted later), the backend keeps what the state holds below
+//! it ([`ProducerStateTable::below`]) and seeds the replay with it
+//! ([`ProducerStateTable::seed`]), so a restart comes out with the same state.
 //!
 //! Rules, for a batch with producer id >= 0 (a batch with producer id -1 is not checked):
 //! * a batch with the same epoch and the same first and last sequence as one of the last
@@ -17,17 +23,28 @@
 //!   i32::MAX comes 0), else OUT_OF_ORDER_SEQUENCE_NUMBER;
 //! * a producer the partition has no state for: base sequence 0, else UNKNOWN_PRODUCER_ID (59).
 //!
-//! Transactional and control batches are refused (transactions are not supported).
+//! Transactions (attribute 0x10), once those checks pass: the first transactional batch of a
+//! producer with no open transaction on the partition opens one at its base offset (Kafka's
+//! `currentTxnFirstOffset`); a non-transactional batch while one is open is INVALID_TXN_STATE
+//! (48). Only the transaction coordinator ends a transaction, with a marker
+//! ([`ProducerStateTable::check_marker`]): a COMMIT or ABORT control batch at the producer's
+//! epoch or a newer one (an older one is INVALID_PRODUCER_EPOCH; a newer one moves the producer
+//! to it, so its next batch starts at sequence 0 and a zombie's batches are fenced). An ABORT of
+//! an open transaction is remembered ([`AbortedTxn`]) for read-committed fetches. Control
+//! batches from clients are refused (INVALID_RECORD). The last stable offset (LSO) is the first
+//! offset of the earliest open transaction, else the high watermark.
 //!
-//! Not done: Kafka's producer-id expiration (`producer.id.expiration.ms`). A producer's state on
-//! a partition lives until retention deletes the segments holding its batches (then it is
-//! evicted, as Kafka evicts producers below the log start offset) or until the next restart no
-//! longer finds its batches; a few dozen bytes per producer and partition.
+//! Not done: Kafka's producer-id expiration (`producer.id.expiration.ms`) and transaction
+//! timeouts (the coordinator aborts those); the coordinator epoch of a marker is not checked
+//! (Kafka refuses a lower one with TRANSACTION_COORDINATOR_FENCED). A producer's state on a
+//! partition lives until the log start passes its last batch or marker (retention, DeleteRecords:
+//! then it is evicted, with its open transaction, as Kafka evicts producers below the log start
+//! offset); a few dozen bytes per producer and partition.
 
-use crate::record::batch::BatchHeader;
-use crate::storage::StorageError;
+use crate::record::batch::{BatchHeader, ControlType};
+use crate::storage::{AbortedTxn, StorageError, TxnMarker};
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// Batches remembered per producer and partition for duplicate detection: Kafka's bound, which
 /// is also the most in-flight requests an idempotent client keeps per connection.
@@ -38,7 +55,7 @@ pub const BATCHES_REMEMBERED: usize = 5;
 pub const MAX_EPOCH: i16 = i16::MAX - 1;
 
 /// One stored batch of a producer, as remembered for duplicate detection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchMeta {
     pub first_seq: i32,
     pub last_seq: i32,
@@ -63,19 +80,30 @@ impl BatchMeta {
     }
 }
 
-/// What a partition knows of one producer: its epoch and its last batches at that epoch, oldest
-/// first (never empty).
+/// What a partition knows of one producer: its epoch, its last batches at that epoch (oldest
+/// first; none when a transaction marker moved it to a new epoch and it stored none since) and
+/// its open transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProducerEntry {
     pub epoch: i16,
     batches: VecDeque<BatchMeta>,
+    /// The first offset of its open transaction on the partition.
+    txn_first_offset: Option<i64>,
+    /// The last offset of its last stored batch or the offset of its last marker.
+    last_offset: i64,
+    /// The max timestamp of its last stored batch or marker.
+    last_timestamp: i64,
 }
 
 impl ProducerEntry {
-    fn new(epoch: i16, first: BatchMeta) -> ProducerEntry {
-        let mut batches = VecDeque::with_capacity(BATCHES_REMEMBERED);
-        batches.push_back(first);
-        ProducerEntry { epoch, batches }
+    fn new(epoch: i16) -> ProducerEntry {
+        ProducerEntry {
+            epoch,
+            batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
+            txn_first_offset: None,
+            last_offset: -1,
+            last_timestamp: -1,
+        }
     }
 
     /// The remembered batches, oldest first.
@@ -83,12 +111,14 @@ impl ProducerEntry {
         self.batches.iter()
     }
 
+    /// The last sequence of its last remembered batch; -1 when it has none at its epoch.
     pub fn last_seq(&self) -> i32 {
         self.batches.back().map_or(-1, |b| b.last_seq)
     }
 
-    fn last_offset(&self) -> i64 {
-        self.batches.back().map_or(-1, BatchMeta::last_offset)
+    /// The first offset of its open transaction on the partition, if it has one.
+    pub fn txn_first_offset(&self) -> Option<i64> {
+        self.txn_first_offset
     }
 
     fn duplicate_of(&self, epoch: i16, first_seq: i32, last_seq: i32) -> Option<BatchMeta> {
@@ -102,7 +132,16 @@ impl ProducerEntry {
         if self.batches.len() == BATCHES_REMEMBERED {
             self.batches.pop_front();
         }
+        self.last_offset = self.last_offset.max(meta.last_offset());
+        self.last_timestamp = meta.max_timestamp;
         self.batches.push_back(meta);
+    }
+
+    /// Move to a newer epoch: the batches of the older one are forgotten (its sequences start
+    /// again at 0); an open transaction stays open, as in Kafka.
+    fn bump(&mut self, epoch: i16) {
+        self.epoch = epoch;
+        self.batches.clear();
     }
 }
 
@@ -140,6 +179,8 @@ pub enum Checked {
 #[derive(Debug, Default)]
 pub struct Pending {
     entries: Vec<(i64, ProducerEntry)>,
+    /// The transaction an ABORT marker ends.
+    aborted: Option<AbortedTxn>,
 }
 
 impl Pending {
@@ -149,10 +190,43 @@ impl Pending {
     }
 }
 
-/// The producer state of one partition, keyed by producer id.
+/// What a producer's state holds of the log below an offset (the log start, once retention or
+/// DeleteRecords moved it: the batches there are gone, or no longer replayed), for a backend to
+/// keep and seed the table with before it replays the log from that offset
+/// ([`ProducerStateTable::below`], [`ProducerStateTable::seed`]): its remembered batches below
+/// the offset, and the transaction it had open at the offset, begun below it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProducerSeed {
+    pub producer_id: i64,
+    /// Its epoch, when it has batches below the offset (they are at its current epoch); -1
+    /// otherwise (the first batch or marker replayed sets it).
+    pub epoch: i16,
+    /// Its remembered batches that start below the offset, oldest first.
+    pub batches: Vec<BatchMeta>,
+    /// The first offset of its transaction open at the offset, when that began below it.
+    pub txn_first_offset: Option<i64>,
+}
+
+/// An aborted transaction as the table keeps it: with the partition's first unstable offset
+/// just after its marker (or the offset after the marker when no transaction stayed open),
+/// Kafka's `AbortedTxn.lastStableOffset`. No transaction aborted later can start below it, so a
+/// lookup stops at the first entry where it reaches the lookup's upper bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AbortedEntry {
+    txn: AbortedTxn,
+    stable_after: i64,
+}
+
+/// The producer state of one partition, keyed by producer id, with its open and aborted
+/// transactions.
 #[derive(Debug, Default)]
 pub struct ProducerStateTable {
     entries: HashMap<i64, ProducerEntry>,
+    /// (first offset, producer id) of every open transaction: the first is the first unstable
+    /// offset.
+    open: BTreeSet<(i64, i64)>,
+    /// Aborted transactions in the order of their markers (so by last offset).
+    aborted: VecDeque<AbortedEntry>,
 }
 
 impl ProducerStateTable {
@@ -181,7 +255,8 @@ impl ProducerStateTable {
                 producer_id: *pid,
                 epoch: e.epoch,
                 last_sequence: e.last_seq(),
-                last_timestamp: e.batches.back().map_or(-1, |b| b.max_timestamp),
+                last_timestamp: e.last_timestamp,
+                txn_start_offset: e.txn_first_offset.unwrap_or(-1),
             })
             .collect();
         all.sort_by_key(|p| p.producer_id);
@@ -191,6 +266,47 @@ impl ProducerStateTable {
     /// (producer id, epoch) of every producer known here.
     pub fn epochs(&self) -> impl Iterator<Item = (i64, i16)> + '_ {
         self.entries.iter().map(|(pid, e)| (*pid, e.epoch))
+    }
+
+    /// The first offset of the earliest open transaction (Kafka's first unstable offset).
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.open.first().map(|(offset, _)| *offset)
+    }
+
+    /// The last stable offset of the partition whose log spans [`log_start`,
+    /// `high_watermark`): the first unstable offset, within that span, else the high watermark.
+    pub fn last_stable_offset(&self, log_start: i64, high_watermark: i64) -> i64 {
+        last_stable_offset(self.first_unstable_offset(), log_start, high_watermark)
+    }
+
+    /// (producer id, first offset) of every open transaction, by first offset.
+    pub fn open_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.open.iter().map(|(offset, pid)| (*pid, *offset))
+    }
+
+    /// Every aborted transaction remembered (those whose marker is at or above the log start),
+    /// in the order of their markers.
+    pub fn aborted(&self) -> impl Iterator<Item = &AbortedTxn> {
+        self.aborted.iter().map(|a| &a.txn)
+    }
+
+    /// The aborted transactions a read-committed fetch from `offset` needs when it returns the
+    /// batches below `upper` (Kafka's `collectAbortedTransactions(fetchOffset,
+    /// upperBoundOffset)`): those whose marker is at or after `offset` and whose first offset is
+    /// below `upper`, sorted by first offset.
+    pub fn aborted_between(&self, offset: i64, upper: i64) -> Vec<AbortedTxn> {
+        let from = self.aborted.partition_point(|a| a.txn.last_offset < offset);
+        let mut found = Vec::new();
+        for a in self.aborted.range(from..) {
+            if a.txn.first_offset < upper {
+                found.push(a.txn);
+            }
+            if a.stable_after >= upper {
+                break;
+            }
+        }
+        found.sort_by_key(|t| (t.first_offset, t.producer_id));
+        found
     }
 
     /// Check the batches of one append, in order, each against the state as the ones before it
@@ -216,13 +332,12 @@ impl ProducerStateTable {
                     "control batches are written by the broker, not by clients".into(),
                 ));
             }
-            if h.is_transactional() {
-                return Err(StorageError::TransactionsUnsupported(format!(
-                    "transactional batch of producer {} (transactions are not supported)",
-                    h.producer_id
-                )));
-            }
             if h.producer_id < 0 {
+                if h.is_transactional() {
+                    return Err(StorageError::InvalidRecord(
+                        "a transactional batch without a producer id".into(),
+                    ));
+                }
                 new_batches += 1;
                 continue;
             }
@@ -248,14 +363,14 @@ impl ProducerStateTable {
                     "producer {pid} sent epoch {epoch}, older than its current epoch {latest}"
                 )));
             }
-            match entry {
+            let e = match entry {
                 None => {
                     if seq != 0 {
                         return Err(StorageError::UnknownProducerId(format!(
                             "no state for producer {pid} on this partition, and its batch starts at sequence {seq}, not 0"
                         )));
                     }
-                    *entry = Some(ProducerEntry::new(epoch, meta));
+                    entry.insert(ProducerEntry::new(epoch))
                 }
                 Some(e) if epoch < e.epoch => {
                     return Err(StorageError::InvalidProducerEpoch(format!(
@@ -270,7 +385,8 @@ impl ProducerStateTable {
                             e.epoch
                         )));
                     }
-                    *e = ProducerEntry::new(epoch, meta);
+                    e.bump(epoch);
+                    e
                 }
                 Some(e) => {
                     if !in_sequence(e.last_seq(), seq) {
@@ -279,8 +395,19 @@ impl ProducerStateTable {
                             increment_sequence(e.last_seq(), 1).max(0)
                         )));
                     }
-                    e.push(meta);
+                    e
                 }
+            };
+            e.push(meta);
+            match (e.txn_first_offset, h.is_transactional()) {
+                (Some(first), false) => {
+                    return Err(StorageError::InvalidTxnState(format!(
+                        "producer {pid} sent a non-transactional batch while its transaction from offset {first} \
+                         is open on this partition"
+                    )));
+                }
+                (None, true) => e.txn_first_offset = Some(h.base_offset),
+                _ => {}
             }
             new_batches += 1;
         }
@@ -297,51 +424,212 @@ impl ProducerStateTable {
             });
         }
         let entries = scratch.into_iter().filter_map(|(pid, e)| e.map(|e| (pid, e))).collect();
-        Ok(Checked::Append(Pending { entries }))
+        Ok(Checked::Append(Pending { entries, aborted: None }))
+    }
+
+    /// Check the transaction marker `marker`, to be stored at `offset` with timestamp
+    /// `timestamp` (Kafka's `ProducerAppendInfo.appendEndTxnMarker`): its epoch must not be
+    /// below the producer's on the partition (else INVALID_PRODUCER_EPOCH). Once stored, it
+    /// ends the producer's open transaction (an ABORT of one is remembered) and moves the
+    /// producer to its epoch; a producer the partition did not know is known from then on.
+    /// Nothing changes here: [`commit`](Self::commit) the result once the marker is stored.
+    pub fn check_marker(
+        &self,
+        marker: &TxnMarker,
+        offset: i64,
+        timestamp: i64,
+    ) -> Result<Pending, StorageError> {
+        let pid = marker.producer_id;
+        if pid < 0 {
+            return Err(StorageError::InvalidRecord(format!("a transaction marker of producer id {pid}")));
+        }
+        let epoch = marker.producer_epoch;
+        let mut entry = self.entries.get(&pid).cloned().unwrap_or_else(|| ProducerEntry::new(epoch));
+        if epoch < entry.epoch {
+            return Err(StorageError::InvalidProducerEpoch(format!(
+                "a transaction marker of producer {pid} at epoch {epoch}, older than its epoch {} on this partition",
+                entry.epoch
+            )));
+        }
+        if epoch > entry.epoch {
+            entry.bump(epoch);
+        }
+        let aborted = match entry.txn_first_offset.take() {
+            Some(first_offset) if !marker.commit => {
+                Some(AbortedTxn { producer_id: pid, first_offset, last_offset: offset })
+            }
+            _ => None,
+        };
+        entry.last_offset = entry.last_offset.max(offset);
+        entry.last_timestamp = timestamp;
+        Ok(Pending { entries: vec![(pid, entry)], aborted })
     }
 
     /// Keep the state an accepted append leaves behind (after its batches are stored).
     pub fn commit(&mut self, pending: Pending) {
-        self.entries.extend(pending.entries);
+        for (pid, entry) in pending.entries {
+            let before = self.entries.get(&pid).and_then(|e| e.txn_first_offset);
+            self.set_open(pid, before, entry.txn_first_offset);
+            self.entries.insert(pid, entry);
+        }
+        if let Some(txn) = pending.aborted {
+            let stable_after = self.first_unstable_offset().unwrap_or(txn.last_offset.saturating_add(1));
+            self.aborted.push_back(AbortedEntry { txn, stable_after });
+        }
     }
 
-    /// Rebuild state from a stored batch (at open, in log order), without checks: a batch at a
-    /// higher epoch than known restarts the producer's entry, one at the same epoch is added to
-    /// it, one at a lower epoch (which an append never stores) is ignored.
+    /// Move producer `pid`'s open transaction from first offset `before` to `after`.
+    fn set_open(&mut self, pid: i64, before: Option<i64>, after: Option<i64>) {
+        if before == after {
+            return;
+        }
+        if let Some(first) = before {
+            self.open.remove(&(first, pid));
+        }
+        if let Some(first) = after {
+            self.open.insert((first, pid));
+        }
+    }
+
+    /// Rebuild state from a stored data batch (at open, in log order), without checks: a batch
+    /// at a higher epoch than known restarts the producer's batches, one at the same epoch is
+    /// added to them, one at a lower epoch (which an append never stores) is ignored. A
+    /// transactional batch opens its producer's transaction if none is open. Control batches
+    /// are [`replay_marker`](Self::replay_marker)ed instead; their headers are ignored here.
     pub fn replay(&mut self, header: &BatchHeader) {
         if header.producer_id < 0 || header.is_control() {
             return;
         }
-        self.replay_meta(header.producer_id, header.producer_epoch, BatchMeta::of(header));
-    }
-
-    fn replay_meta(&mut self, producer_id: i64, epoch: i16, meta: BatchMeta) {
-        match self.entries.get_mut(&producer_id) {
-            None => {
-                self.entries.insert(producer_id, ProducerEntry::new(epoch, meta));
-            }
-            Some(e) if epoch > e.epoch => *e = ProducerEntry::new(epoch, meta),
-            Some(e) if epoch == e.epoch => e.push(meta),
-            Some(_) => {}
+        let pid = header.producer_id;
+        let epoch = header.producer_epoch;
+        let entry = self.entries.entry(pid).or_insert_with(|| ProducerEntry::new(epoch));
+        if epoch < entry.epoch {
+            return;
+        }
+        if epoch > entry.epoch {
+            entry.bump(epoch);
+        }
+        entry.push(BatchMeta::of(header));
+        if header.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(header.base_offset);
+            self.open.insert((header.base_offset, pid));
         }
     }
 
-    /// Replay the state of a later stretch of the log (the next segment's table) on top of this.
-    pub fn extend(&mut self, later: ProducerStateTable) {
-        for (pid, entry) in later.entries {
-            for meta in entry.batches {
-                self.replay_meta(pid, entry.epoch, meta);
-            }
+    /// Rebuild state from a stored transaction marker (at open, in log order): `header` is its
+    /// control batch's, `control` what its record says. As [`check_marker`](Self::check_marker)
+    /// and [`commit`](Self::commit); a marker at a lower epoch (never stored) is ignored.
+    pub fn replay_marker(&mut self, header: &BatchHeader, control: ControlType) {
+        let marker = TxnMarker {
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            commit: control == ControlType::Commit,
+            coordinator_epoch: 0,
+        };
+        if let Ok(pending) = self.check_marker(&marker, header.base_offset, header.max_timestamp) {
+            self.commit(pending);
         }
     }
 
-    /// Forget producers whose last batch is below `log_start` (retention deleted it), as Kafka
-    /// evicts them when the log start offset moves. Returns how many were forgotten.
+    /// What the state holds of the log below `log_start` (see [`ProducerSeed`]), for the
+    /// producers that [`evict_before`](Self::evict_before) keeps at that log start, by producer
+    /// id. A transaction that began below it and was committed at or after it is left out: its
+    /// marker, replayed, finds nothing open and leaves the same state.
+    pub fn below(&self, log_start: i64) -> Vec<ProducerSeed> {
+        // Aborted at or after the log start, begun below it: open at the log start.
+        let aborted_open: HashMap<i64, i64> = self
+            .aborted
+            .iter()
+            .filter(|a| a.txn.first_offset < log_start && a.txn.last_offset >= log_start)
+            .map(|a| (a.txn.producer_id, a.txn.first_offset))
+            .collect();
+        let mut seeds: Vec<ProducerSeed> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.last_offset >= log_start)
+            .filter_map(|(pid, e)| {
+                let batches: Vec<BatchMeta> =
+                    e.batches.iter().filter(|b| b.base_offset < log_start).copied().collect();
+                let txn_first_offset = e
+                    .txn_first_offset
+                    .filter(|first| *first < log_start)
+                    .or_else(|| aborted_open.get(pid).copied());
+                if batches.is_empty() && txn_first_offset.is_none() {
+                    return None;
+                }
+                let epoch = if batches.is_empty() { -1 } else { e.epoch };
+                Some(ProducerSeed { producer_id: *pid, epoch, batches, txn_first_offset })
+            })
+            .collect();
+        seeds.sort_by_key(|s| s.producer_id);
+        seeds
+    }
+
+    /// Start a replay from an offset with what the state held of the log below it (see
+    /// [`below`](Self::below)): then the log's batches and markers from that offset on are
+    /// [`replay`](Self::replay)ed, and the state comes out as it was.
+    pub fn seed(&mut self, seeds: Vec<ProducerSeed>) {
+        for s in seeds {
+            let pid = s.producer_id;
+            let mut entry = ProducerEntry::new(s.epoch);
+            for b in s.batches {
+                entry.push(b);
+            }
+            let before = self.entries.get(&pid).and_then(|e| e.txn_first_offset);
+            entry.txn_first_offset = s.txn_first_offset;
+            self.set_open(pid, before, entry.txn_first_offset);
+            self.entries.insert(pid, entry);
+        }
+    }
+
+    /// Forget producers whose last batch or marker is below `log_start` (retention or
+    /// DeleteRecords deleted it), with their open transactions, as Kafka evicts them when the
+    /// log start offset moves, and the aborted transactions whose marker is below it. Returns
+    /// how many producers were forgotten.
     pub fn evict_before(&mut self, log_start: i64) -> usize {
         let before = self.entries.len();
-        self.entries.retain(|_, e| e.last_offset() >= log_start);
+        let open = &mut self.open;
+        self.entries.retain(|pid, e| {
+            let keep = e.last_offset >= log_start;
+            if !keep && let Some(first) = e.txn_first_offset {
+                open.remove(&(first, *pid));
+            }
+            keep
+        });
+        while self.aborted.front().is_some_and(|a| a.txn.last_offset < log_start) {
+            self.aborted.pop_front();
+        }
         before - self.entries.len()
     }
+}
+
+/// The last stable offset of a partition whose log spans [`log_start`, `high_watermark`) and
+/// whose earliest open transaction starts at `first_unstable`: that offset, within the span (as
+/// Kafka's `UnifiedLog.lastStableOffset`), else the high watermark.
+pub fn last_stable_offset(first_unstable: Option<i64>, log_start: i64, high_watermark: i64) -> i64 {
+    first_unstable.map_or(high_watermark, |first| first.max(log_start).min(high_watermark))
+}
+
+/// Refuse what a log without transactions cannot store, as the shared table used to for every
+/// backend: a control batch (INVALID_RECORD: only the broker writes them) or a transactional
+/// batch (TransactionsUnsupported, INVALID_TXN_STATE), the first one found in `headers`.
+pub fn refuse_transactions<'a>(
+    headers: impl IntoIterator<Item = &'a BatchHeader>,
+) -> Result<(), StorageError> {
+    for h in headers {
+        if h.is_control() {
+            return Err(StorageError::InvalidRecord(
+                "control batches are written by the broker, not by clients".into(),
+            ));
+        }
+        if h.is_transactional() {
+            return Err(StorageError::TransactionsUnsupported(format!(
+                "transactional batch of producer {} (transactions are not supported)",
+                h.producer_id
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The latest epoch of each producer id, host-wide (in memory): raised by InitProducerId's epoch
@@ -544,37 +832,320 @@ mod tests {
     }
 
     #[test]
-    fn transactional_and_control_batches_are_refused() {
-        let t = ProducerStateTable::new();
-        let mut h = header(1, 0, 0, 1, 0);
-        h.attributes = 0x10;
-        assert_eq!(t.check(&[h], none).unwrap_err().kafka_code(), 48);
-        let b = with_attributes(&idempotent_batch(1, -1, -1, -1), 0x20);
-        let h = BatchHeader::parse(&b).unwrap();
-        assert_eq!(t.check(&[h], none).unwrap_err().kafka_code(), 87);
+    fn replay_rebuilds_the_last_batches() {
+        let mut t = ProducerStateTable::new();
+        for i in 0..4 {
+            t.replay(&header(1, 0, i, 1, i64::from(i)));
+        }
+        t.replay(&header(2, 0, 0, 1, 4));
+        for i in 4..7 {
+            t.replay(&header(1, 0, i, 1, i64::from(i) + 1));
+        }
+        t.replay(&header(2, 1, 0, 1, 8));
+        t.replay(&header(2, 0, 1, 1, 9)); // lower epoch: ignored
+        let e = t.get(1).unwrap();
+        let seqs: Vec<i32> = e.batches().map(|b| b.first_seq).collect();
+        assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
+        let e = t.get(2).unwrap();
+        assert_eq!((e.epoch, e.last_seq()), (1, 0));
+        assert_eq!(t.evict_before(8), 1);
+        assert!(t.get(1).is_none() && t.get(2).is_some());
+    }
+
+    /// A transactional batch's header.
+    fn txn(pid: i64, epoch: i16, seq: i32, n: usize, offset: i64) -> BatchHeader {
+        let mut h = header(pid, epoch, seq, n, offset);
+        h.attributes |= 0x10;
+        h
+    }
+
+    /// Check and commit a marker of `pid` at `epoch`, stored at `offset`.
+    fn end(
+        t: &mut ProducerStateTable,
+        pid: i64,
+        epoch: i16,
+        commit: bool,
+        offset: i64,
+    ) -> Result<(), StorageError> {
+        let marker = TxnMarker { producer_id: pid, producer_epoch: epoch, commit, coordinator_epoch: 0 };
+        let pending = t.check_marker(&marker, offset, 1000 + offset)?;
+        t.commit(pending);
+        Ok(())
+    }
+
+    fn aborted(pid: i64, first: i64, last: i64) -> AbortedTxn {
+        AbortedTxn { producer_id: pid, first_offset: first, last_offset: last }
     }
 
     #[test]
-    fn replay_and_extend_rebuild_the_last_batches() {
-        let mut first = ProducerStateTable::new();
-        let mut second = ProducerStateTable::new();
-        for i in 0..4 {
-            first.replay(&header(1, 0, i, 1, i64::from(i)));
+    fn a_transaction_opens_at_its_first_batch_and_its_marker_closes_it() {
+        let mut t = ProducerStateTable::new();
+        assert_eq!(t.last_stable_offset(0, 0), 0);
+        append(&mut t, header(1, 0, 0, 2, 0)).unwrap();
+        assert_eq!(t.first_unstable_offset(), None, "an idempotent batch opens nothing");
+        append(&mut t, txn(1, 0, 2, 2, 2)).unwrap();
+        append(&mut t, txn(1, 0, 4, 3, 4)).unwrap();
+        assert_eq!(t.get(1).unwrap().txn_first_offset(), Some(2), "the first batch's offset stays");
+        assert_eq!(t.last_stable_offset(0, 7), 2);
+        assert_eq!(t.snapshot()[0].txn_start_offset, 2);
+        end(&mut t, 1, 0, true, 7).unwrap();
+        assert_eq!(t.first_unstable_offset(), None);
+        assert_eq!(t.last_stable_offset(0, 8), 8, "no open transaction: the high watermark");
+        assert_eq!(t.aborted_between(0, 8), vec![], "a commit is no abort");
+        let p = t.snapshot()[0];
+        assert_eq!((p.txn_start_offset, p.last_sequence, p.last_timestamp), (-1, 6, 1007));
+        // The next transaction starts where its first batch lands.
+        append(&mut t, txn(1, 0, 7, 1, 8)).unwrap();
+        assert_eq!(t.last_stable_offset(0, 9), 8);
+        // The LSO never leaves [log start, high watermark].
+        assert_eq!(t.last_stable_offset(9, 12), 9);
+        assert_eq!(t.last_stable_offset(0, 5), 5);
+    }
+
+    #[test]
+    fn aborts_are_remembered_and_the_lso_is_the_earliest_open_transaction() {
+        let mut t = ProducerStateTable::new();
+        append(&mut t, txn(1, 0, 0, 2, 0)).unwrap(); // 0..=1
+        append(&mut t, txn(2, 0, 0, 1, 2)).unwrap(); // 2
+        append(&mut t, header(3, 0, 0, 1, 3)).unwrap(); // 3
+        assert_eq!(t.last_stable_offset(0, 4), 0);
+        let open: Vec<_> = t.open_transactions().collect();
+        assert_eq!(open, vec![(1, 0), (2, 2)]);
+        end(&mut t, 1, 0, false, 4).unwrap();
+        assert_eq!(t.last_stable_offset(0, 5), 2, "producer 2 is still open");
+        assert_eq!(t.aborted().copied().collect::<Vec<_>>(), vec![aborted(1, 0, 4)]);
+        append(&mut t, txn(1, 0, 2, 1, 5)).unwrap(); // a new transaction of producer 1 at 5
+        end(&mut t, 2, 0, false, 6).unwrap();
+        assert_eq!(t.last_stable_offset(0, 7), 5);
+        end(&mut t, 1, 0, true, 7).unwrap();
+        assert_eq!(t.last_stable_offset(0, 8), 8);
+        // A marker without an open transaction changes nothing but its producer's offsets.
+        end(&mut t, 2, 0, false, 8).unwrap();
+        end(&mut t, 9, 0, false, 9).unwrap();
+        assert_eq!(t.aborted().count(), 2, "an abort of nothing is not remembered (as in Kafka)");
+        assert_eq!(t.get(9).unwrap().epoch, 0, "an unknown producer is known from its marker on");
+        // Fetch's aborted list: marker at or after the fetch offset, first offset below the bound.
+        assert_eq!(t.aborted_between(0, 10), vec![aborted(1, 0, 4), aborted(2, 2, 6)]);
+        assert_eq!(t.aborted_between(5, 10), vec![aborted(2, 2, 6)]);
+        assert_eq!(t.aborted_between(0, 2), vec![aborted(1, 0, 4)], "producer 2's starts at 2");
+        assert_eq!(t.aborted_between(0, 1), vec![aborted(1, 0, 4)]);
+        assert_eq!(t.aborted_between(7, 10), vec![]);
+        assert_eq!(t.aborted_between(4, 3), vec![aborted(1, 0, 4), aborted(2, 2, 6)]);
+    }
+
+    #[test]
+    fn the_aborted_list_is_sorted_by_first_offset_and_its_lookup_stops_early() {
+        let mut t = ProducerStateTable::new();
+        append(&mut t, txn(1, 0, 0, 1, 0)).unwrap();
+        append(&mut t, txn(2, 0, 0, 1, 1)).unwrap();
+        end(&mut t, 2, 0, false, 2).unwrap(); // aborted (2: 1..=2), LSO after it 0
+        end(&mut t, 1, 0, false, 3).unwrap(); // aborted (1: 0..=3), LSO after it 4
+        for i in 0..5 {
+            append(&mut t, txn(1, 0, 1 + i, 1, 4 + i64::from(i) * 2)).unwrap();
+            end(&mut t, 1, 0, false, 5 + i64::from(i) * 2).unwrap();
         }
-        first.replay(&header(2, 0, 0, 1, 4));
-        for i in 4..7 {
-            second.replay(&header(1, 0, i, 1, i64::from(i) + 1));
+        assert_eq!(t.aborted_between(0, 4), vec![aborted(1, 0, 3), aborted(2, 1, 2)], "by first offset");
+        assert_eq!(
+            t.aborted_between(2, 7),
+            vec![aborted(1, 0, 3), aborted(2, 1, 2), aborted(1, 4, 5), aborted(1, 6, 7)]
+        );
+        assert_eq!(t.aborted_between(8, 14), vec![aborted(1, 8, 9), aborted(1, 10, 11), aborted(1, 12, 13)]);
+    }
+
+    #[test]
+    fn a_marker_at_a_newer_epoch_fences_the_older_one() {
+        let mut t = ProducerStateTable::new();
+        append(&mut t, txn(1, 0, 0, 3, 0)).unwrap();
+        // The coordinator aborts with a bumped epoch (KIP-360).
+        end(&mut t, 1, 1, false, 3).unwrap();
+        let e = t.get(1).unwrap();
+        assert_eq!((e.epoch, e.last_seq(), e.batches().count(), e.txn_first_offset()), (1, -1, 0, None));
+        assert_eq!(t.aborted().copied().collect::<Vec<_>>(), vec![aborted(1, 0, 3)]);
+        // The zombie at epoch 0 is fenced, its retry is no duplicate any more.
+        assert_eq!(code(append(&mut t, txn(1, 0, 3, 1, 4))), 47);
+        assert_eq!(code(append(&mut t, txn(1, 0, 0, 3, 4))), 47);
+        // At the new epoch, sequences start again at 0.
+        assert_eq!(code(append(&mut t, txn(1, 1, 3, 1, 4))), 45);
+        append(&mut t, txn(1, 1, 0, 1, 4)).unwrap();
+        assert_eq!(t.last_stable_offset(0, 5), 4);
+        // A marker of an older epoch is refused and changes nothing.
+        let stale = TxnMarker { producer_id: 1, producer_epoch: 0, commit: true, coordinator_epoch: 0 };
+        assert_eq!(t.check_marker(&stale, 5, 0).unwrap_err().kafka_code(), 47);
+        assert_eq!(t.last_stable_offset(0, 5), 4);
+        // One at the same epoch does not touch the sequences.
+        end(&mut t, 1, 1, true, 5).unwrap();
+        assert_eq!(code(append(&mut t, header(1, 1, 3, 1, 6))), 45, "a gap: not a restart");
+        append(&mut t, header(1, 1, 1, 1, 6)).unwrap();
+        let p = t.snapshot()[0];
+        assert_eq!((p.epoch, p.last_sequence, p.txn_start_offset), (1, 1, -1));
+    }
+
+    #[test]
+    fn a_non_transactional_batch_during_an_open_transaction_is_refused() {
+        let mut t = ProducerStateTable::new();
+        append(&mut t, txn(1, 0, 0, 1, 0)).unwrap();
+        let refused = append(&mut t, header(1, 0, 1, 1, 1)).unwrap_err();
+        assert!(matches!(refused, StorageError::InvalidTxnState(_)), "{refused:?}");
+        assert_eq!(refused.kafka_code(), 48);
+        // Within one append too, all or nothing.
+        assert_eq!(t.check(&[txn(1, 0, 1, 1, 1), header(1, 0, 2, 1, 2)], none).unwrap_err().kafka_code(), 48);
+        assert_eq!(t.get(1).unwrap().last_seq(), 0, "nothing of it counted");
+        // Other producers are not concerned.
+        append(&mut t, header(2, 0, 0, 1, 1)).unwrap();
+        append(&mut t, header(-1, -1, -1, 1, 2)).unwrap();
+        end(&mut t, 1, 0, true, 3).unwrap();
+        append(&mut t, header(1, 0, 1, 1, 4)).unwrap();
+        // A transactional batch needs a producer id.
+        let mut anonymous = header(-1, -1, -1, 1, 5);
+        anonymous.attributes |= 0x10;
+        assert_eq!(code(append(&mut t, anonymous)), 87);
+    }
+
+    #[test]
+    fn control_batches_from_clients_are_refused() {
+        let t = ProducerStateTable::new();
+        let b = with_attributes(&idempotent_batch(1, -1, -1, -1), 0x20);
+        let h = BatchHeader::parse(&b).unwrap();
+        assert_eq!(t.check(&[h], none).unwrap_err().kafka_code(), 87);
+        let marker = BatchHeader::parse(&crate::record::batch::end_txn_marker(1, 0, true, 0, 0)).unwrap();
+        assert_eq!(t.check(&[marker], none).unwrap_err().kafka_code(), 87, "not even a real marker");
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_log_without_transactions_refuses_them_as_before() {
+        let mut h = header(1, 0, 0, 1, 0);
+        assert!(refuse_transactions([&h]).is_ok());
+        h.attributes = 0x10;
+        let e = refuse_transactions([&h]).unwrap_err();
+        assert!(matches!(e, StorageError::TransactionsUnsupported(_)), "{e:?}");
+        assert_eq!(e.kafka_code(), 48);
+        let b = with_attributes(&idempotent_batch(1, -1, -1, -1), 0x20);
+        let control = BatchHeader::parse(&b).unwrap();
+        assert_eq!(refuse_transactions(&[header(2, 0, 0, 1, 0), control]).unwrap_err().kafka_code(), 87);
+    }
+
+    #[test]
+    fn replaying_the_log_rebuilds_open_and_aborted_transactions() {
+        // The same log, appended with checks and replayed from its stored headers.
+        let mut live = ProducerStateTable::new();
+        let mut replayed = ProducerStateTable::new();
+        let marker = |pid: i64, epoch: i16, commit: bool, offset: i64| {
+            let bytes = crate::record::batch::end_txn_marker(pid, epoch, commit, 0, 1000 + offset);
+            let mut h = BatchHeader::parse(&bytes).unwrap();
+            h.base_offset = offset;
+            h
+        };
+        for h in [txn(1, 0, 0, 2, 0), txn(2, 0, 0, 1, 2), header(3, 0, 0, 1, 3)] {
+            append(&mut live, h).unwrap();
+            replayed.replay(&h);
         }
-        second.replay(&header(2, 1, 0, 1, 8));
-        second.replay(&header(2, 0, 1, 1, 9)); // lower epoch: ignored
-        first.extend(second);
-        let e = first.get(1).unwrap();
-        let seqs: Vec<i32> = e.batches().map(|b| b.first_seq).collect();
-        assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
-        let e = first.get(2).unwrap();
-        assert_eq!((e.epoch, e.last_seq()), (1, 0));
-        assert_eq!(first.evict_before(8), 1);
-        assert!(first.get(1).is_none() && first.get(2).is_some());
+        for (pid, epoch, commit, offset) in [(1, 0, false, 4), (2, 1, true, 5)] {
+            end(&mut live, pid, epoch, commit, offset).unwrap();
+            let control = if commit { ControlType::Commit } else { ControlType::Abort };
+            replayed.replay_marker(&marker(pid, epoch, commit, offset), control);
+            replayed.replay(&marker(pid, epoch, commit, offset)); // a control header: ignored
+        }
+        let h = txn(1, 0, 2, 1, 6);
+        append(&mut live, h).unwrap();
+        replayed.replay(&h);
+        assert_eq!(replayed.snapshot(), live.snapshot());
+        assert_eq!(replayed.open_transactions().collect::<Vec<_>>(), vec![(1, 6)]);
+        assert_eq!(replayed.aborted().collect::<Vec<_>>(), live.aborted().collect::<Vec<_>>());
+        assert_eq!(replayed.aborted_between(0, 7), vec![aborted(1, 0, 4)]);
+        assert_eq!(replayed.last_stable_offset(0, 7), 6);
+    }
+
+    #[test]
+    fn seeding_what_lies_below_a_log_start_and_replaying_the_rest_gives_the_same_state() {
+        // The log: batches (headers with their offsets) and markers (producer, epoch, commit,
+        // offset). Cut at every log start, seeded and replayed, it must give what appending it
+        // and evicting below the log start gives.
+        enum Event {
+            Batch(BatchHeader),
+            Marker(i64, i16, bool, i64),
+        }
+        let events = [
+            Event::Batch(txn(1, 0, 0, 2, 0)),    // 1 opens at 0
+            Event::Batch(header(2, 0, 0, 1, 2)), // 2: idempotent
+            Event::Batch(txn(3, 0, 0, 1, 3)),    // 3 opens at 3
+            Event::Batch(header(2, 0, 1, 1, 4)),
+            Event::Marker(3, 0, true, 5),     // 3 commits
+            Event::Batch(txn(4, 0, 0, 1, 6)), // 4 opens at 6
+            Event::Batch(txn(1, 0, 2, 1, 7)),
+            Event::Marker(1, 1, false, 8), // 1 aborted at a new epoch: 0..=8
+            Event::Batch(header(2, 0, 2, 1, 9)),
+            Event::Batch(txn(3, 0, 1, 1, 10)), // 3 opens at 10
+            Event::Batch(txn(4, 0, 1, 1, 11)),
+            Event::Marker(4, 0, false, 12), // 4 aborted: 6..=12
+            Event::Batch(header(5, 0, 0, 1, 13)),
+        ];
+        for log_start in 0..=14 {
+            let mut live = ProducerStateTable::new();
+            for e in &events {
+                match e {
+                    Event::Batch(h) => {
+                        append(&mut live, *h).unwrap();
+                    }
+                    Event::Marker(pid, epoch, commit, offset) => {
+                        end(&mut live, *pid, *epoch, *commit, *offset).unwrap()
+                    }
+                }
+            }
+            let seeds = live.below(log_start);
+            live.evict_before(log_start);
+            let mut replayed = ProducerStateTable::new();
+            replayed.seed(seeds);
+            for e in &events {
+                match e {
+                    Event::Batch(h) if h.base_offset >= log_start => replayed.replay(h),
+                    Event::Marker(pid, epoch, commit, offset) if *offset >= log_start => {
+                        let bytes =
+                            crate::record::batch::end_txn_marker(*pid, *epoch, *commit, 0, 1000 + offset);
+                        let mut h = BatchHeader::parse(&bytes).unwrap();
+                        h.base_offset = *offset;
+                        let control = if *commit { ControlType::Commit } else { ControlType::Abort };
+                        replayed.replay_marker(&h, control);
+                    }
+                    _ => {}
+                }
+            }
+            replayed.evict_before(log_start);
+            assert_eq!(replayed.snapshot(), live.snapshot(), "from {log_start}");
+            for pid in 1..=5 {
+                let batches =
+                    |t: &ProducerStateTable| t.get(pid).map(|e| e.batches().copied().collect::<Vec<_>>());
+                assert_eq!(batches(&replayed), batches(&live), "producer {pid} from {log_start}");
+            }
+            assert_eq!(
+                replayed.open_transactions().collect::<Vec<_>>(),
+                live.open_transactions().collect::<Vec<_>>(),
+                "from {log_start}"
+            );
+            assert_eq!(replayed.aborted().collect::<Vec<_>>(), live.aborted().collect::<Vec<_>>());
+            for offset in log_start..=14 {
+                for upper in offset..=14 {
+                    assert_eq!(replayed.aborted_between(offset, upper), live.aborted_between(offset, upper));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn eviction_forgets_open_and_aborted_transactions_below_the_log_start() {
+        let mut t = ProducerStateTable::new();
+        append(&mut t, txn(1, 0, 0, 1, 0)).unwrap();
+        end(&mut t, 1, 0, false, 1).unwrap();
+        append(&mut t, txn(2, 0, 0, 1, 2)).unwrap();
+        append(&mut t, txn(3, 0, 0, 1, 3)).unwrap();
+        append(&mut t, txn(3, 0, 1, 1, 4)).unwrap();
+        assert_eq!(t.evict_before(1), 0, "producer 1's marker is at 1");
+        assert_eq!(t.aborted().count(), 1);
+        assert_eq!(t.evict_before(3), 2, "producers 1 and 2");
+        assert_eq!(t.aborted().count(), 0);
+        assert_eq!(t.open_transactions().collect::<Vec<_>>(), vec![(3, 3)]);
+        assert_eq!(t.evict_before(4), 0, "producer 3's last batch is at 4: its transaction stays open");
+        assert_eq!(t.last_stable_offset(4, 5), 4, "from the log start");
     }
 
     #[test]

@@ -91,6 +91,15 @@ impl Transforms {
                     for o in outputs {
                         match o.topic {
                             None => own.push(o.record),
+                            // Routed records would land outside the producer's transaction,
+                            // visible even if it aborts.
+                            Some(t) if header.is_transactional() => {
+                                return Err(StorageError::InvalidRecord(format!(
+                                    "transform {}@{} routed a record of a transaction to {t:?}: records of a transaction \
+                                     can only stay in their own topic (routing them is not supported)",
+                                    module.id.name, module.id.version
+                                )));
+                            }
                             Some(t) => routed.entry(t).or_default().push(o.record),
                         }
                     }
@@ -275,11 +284,24 @@ fn encode_input(out: &mut Vec<u8>, h: &BatchHeader, own: &[LogRecord]) -> Result
         return Ok(());
     }
     let first = own.len().min(h.records_count.max(0) as usize);
+    if h.is_transactional() && own.len() > first {
+        // Records beyond the batch's sequence span would need a batch of their own, outside
+        // the producer's transaction.
+        return Err(StorageError::InvalidRecord(format!(
+            "the transform made {} records of a transactional batch of {}: a transaction's batch may not grow",
+            own.len(),
+            h.records_count
+        )));
+    }
     // Records the transform kept in their order keep their offsets (the producer computes each
-    // record's offset from the batch's base); anything else is numbered from the base.
+    // record's offset from the batch's base); anything else is numbered from the base. A
+    // transaction's batch stays one (it commits or aborts with the transaction).
     let kept = records::offset_deltas_fit(&own[..first], h.last_offset_delta);
     let with_producer = EncodeSpec { keep_offset_deltas: kept, ..spec(true, Some(h.last_offset_delta)) };
-    out.extend(records::encode(&own[..first], &with_producer).map_err(encode_error)?);
+    out.extend(
+        records::encode_rewrite(&own[..first], &with_producer, None, h.is_transactional())
+            .map_err(encode_error)?,
+    );
     if own.len() > first {
         out.extend(records::encode(&own[first..], &spec(false, None)).map_err(encode_error)?);
     }

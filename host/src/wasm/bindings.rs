@@ -15,6 +15,7 @@ wasmtime::component::bindgen!({
         "guise:runtime/acls": async,
         "guise:runtime/scram": async,
         "guise:runtime/quotas": async,
+        "guise:runtime/transactions": async,
     },
     exports: { default: async },
     with: {
@@ -23,5 +24,6 @@ wasmtime::component::bindgen!({
 });
 
 pub use guise::runtime::{
-    acls, cluster, connection, groups, handler_types, log, logging, producers, quotas, scram, types,
+    acls, cluster, connection, groups, handler_types, log, logging, producers, quotas, scram, transactions,
+    types,
 };

@@ -26,7 +26,7 @@ impl GuestState {
 
     /// For each entry, whether the principal may do `operation` on its topic (one check per
     /// topic).
-    async fn topics_allowed<'a>(
+    pub(super) async fn topics_allowed<'a>(
         &mut self,
         topics: impl Iterator<Item = &'a str>,
         operation: i8,

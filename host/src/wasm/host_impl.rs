@@ -3,7 +3,7 @@
 use super::bindings::{cluster, connection, handler_types, log, logging, types};
 use super::state::{BufferHandle, GuestState, Observed, WakeKey};
 use crate::acl::codes as acl;
-use crate::storage::{AlterOp, ConfigChange, ConfigEntry, StorageError, TopicMeta};
+use crate::storage::{AlterOp, ConfigChange, ConfigEntry, Isolation, StorageError, TopicMeta};
 use wasmtime::component::Resource;
 
 type ErrorCode = i16;
@@ -46,6 +46,90 @@ impl GuestState {
             tracing::debug!(conn = self.conn.id, "{what}: {e}");
         }
         e.kafka_code()
+    }
+
+    /// KIP-890's server-side check: every transactional batch of a produce must belong to its
+    /// producer's open transaction on this partition, at its current epoch (the transaction
+    /// coordinator's view), so a late retry after an abort cannot open a transaction nobody
+    /// will end. Batches the log would refuse anyway are left to it.
+    async fn verify_transactional(
+        &mut self,
+        tp: &types::TopicPartition,
+        bytes: &bytes::Bytes,
+    ) -> Result<(), ErrorCode> {
+        let mut producers: Vec<crate::txn::Producer> = Vec::new();
+        let mut at = 0;
+        while let Some(h) =
+            bytes.get(at..).and_then(|rest| crate::record::batch::BatchHeader::parse(rest).ok())
+        {
+            let producer = crate::txn::Producer { id: h.producer_id, epoch: h.producer_epoch };
+            if h.is_transactional() && !h.is_control() && !producers.contains(&producer) {
+                producers.push(producer);
+            }
+            if h.size() == 0 {
+                break;
+            }
+            at += h.size();
+        }
+        if producers.is_empty() {
+            return Ok(());
+        }
+        let (txn, tenant, conn) = (self.ctx.txn.clone(), self.conn.tenant.clone(), self.conn.id);
+        for producer in producers {
+            let verified = self.awaiting(txn.verify_append(&tenant, &tp.topic, tp.partition, producer)).await;
+            if let Err(code) = verified {
+                tracing::debug!(
+                    conn,
+                    topic = %tp.topic,
+                    partition = tp.partition,
+                    producer_id = producer.id,
+                    epoch = producer.epoch,
+                    code,
+                    "refused a transactional batch outside its producer's open transaction"
+                );
+                return Err(code);
+            }
+        }
+        Ok(())
+    }
+
+    /// A read at `isolation`, its records as a buffer handle, and (read_committed) the aborted
+    /// transactions among them.
+    async fn read_isolated(
+        &mut self,
+        tp: types::TopicPartition,
+        offset: i64,
+        max_bytes: u32,
+        min_one: bool,
+        isolation: Isolation,
+    ) -> Result<(log::Fetched, Vec<crate::storage::AbortedTxn>), ErrorCode> {
+        self.topic_allowed(&tp.topic, acl::READ).await?;
+        let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
+        let log = self.log();
+        let read = log.read_with(&topic, tp.partition, offset, max_bytes as usize, min_one, isolation);
+        let r = match self.awaiting(read).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.storage_error("read", e)),
+        };
+        self.observed
+            .push(Observed { key: WakeKey::Partition(topic, tp.partition), value: r.high_watermark });
+        let (records, records_len) = match r.records {
+            Some(bytes) if !bytes.is_empty() => {
+                let len = bytes.len() as u32;
+                let handle = self.table.push(BufferHandle(bytes)).map_err(|_| CORRUPT_MESSAGE)?;
+                (Some(handle), len)
+            }
+            _ => (None, 0),
+        };
+        self.fetched += u64::from(records_len);
+        let fetched = log::Fetched {
+            high_watermark: r.high_watermark,
+            last_stable_offset: r.last_stable_offset,
+            log_start_offset: r.log_start_offset,
+            records,
+            records_len,
+        };
+        Ok((fetched, r.aborted))
     }
 
     fn topic_info(&self, meta: &TopicMeta) -> log::TopicInfo {
@@ -270,6 +354,7 @@ impl log::Host for GuestState {
         self.not_internal(&tp.topic, "produce to")?;
         self.topic_allowed(&tp.topic, acl::WRITE).await?;
         let bytes = self.buffer(&records).ok_or(CORRUPT_MESSAGE)?.0.clone();
+        self.verify_transactional(&tp, &bytes).await?;
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
         // An fsync or a tenant's transform is not the translator's CPU time.
         let log = self.log();
@@ -287,32 +372,52 @@ impl log::Host for GuestState {
         max_bytes: u32,
         min_one: bool,
     ) -> Result<log::Fetched, ErrorCode> {
-        self.topic_allowed(&tp.topic, acl::READ).await?;
+        self.read_isolated(tp, offset, max_bytes, min_one, Isolation::ReadUncommitted).await.map(|(f, _)| f)
+    }
+
+    async fn read_committed(
+        &mut self,
+        tp: types::TopicPartition,
+        offset: i64,
+        max_bytes: u32,
+        min_one: bool,
+    ) -> Result<log::CommittedFetch, ErrorCode> {
+        let (fetched, aborted) =
+            self.read_isolated(tp, offset, max_bytes, min_one, Isolation::ReadCommitted).await?;
+        let aborted = aborted
+            .into_iter()
+            .map(|a| log::AbortedTransaction { producer_id: a.producer_id, first_offset: a.first_offset })
+            .collect();
+        Ok(log::CommittedFetch { fetched, aborted })
+    }
+
+    async fn list_offset_committed(
+        &mut self,
+        tp: types::TopicPartition,
+        timestamp: i64,
+    ) -> Result<Option<log::OffsetAndTimestamp>, ErrorCode> {
+        self.topic_allowed(&tp.topic, acl::DESCRIBE).await?;
         let topic = self.ctx.topic(&self.conn.tenant, &tp.topic);
         let log = self.log();
-        let r = match self.awaiting(log.read(&topic, tp.partition, offset, max_bytes as usize, min_one)).await
-        {
-            Ok(r) => r,
-            Err(e) => return Err(self.storage_error("read", e)),
-        };
-        self.observed
-            .push(Observed { key: WakeKey::Partition(topic, tp.partition), value: r.high_watermark });
-        let (records, records_len) = match r.records {
-            Some(bytes) if !bytes.is_empty() => {
-                let len = bytes.len() as u32;
-                let handle = self.table.push(BufferHandle(bytes)).map_err(|_| CORRUPT_MESSAGE)?;
-                (Some(handle), len)
-            }
-            _ => (None, 0),
-        };
-        self.fetched += u64::from(records_len);
-        Ok(log::Fetched {
-            high_watermark: r.high_watermark,
-            last_stable_offset: r.high_watermark,
-            log_start_offset: r.log_start_offset,
-            records,
-            records_len,
-        })
+        let found = self
+            .awaiting(async {
+                let stable = log.last_stable_offset(&topic, tp.partition).await?;
+                let found = match timestamp {
+                    -1 => Some((stable, -1)),
+                    -2 => log.offsets(&topic, tp.partition).await.map(|(start, _)| Some((start, -1)))?,
+                    -3 => log.max_timestamp(&topic, tp.partition).await?,
+                    ts => log.offset_for_timestamp(&topic, tp.partition, ts).await?,
+                };
+                // Only what a read_committed consumer may read.
+                Ok::<_, crate::storage::StorageError>(
+                    found.filter(|(offset, _)| timestamp == -1 || timestamp == -2 || *offset < stable),
+                )
+            })
+            .await;
+        match found {
+            Ok(found) => Ok(found.map(|(offset, timestamp)| log::OffsetAndTimestamp { offset, timestamp })),
+            Err(e) => Err(self.storage_error("list offsets", e)),
+        }
     }
 
     async fn list_offset(

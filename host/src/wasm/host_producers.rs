@@ -8,19 +8,13 @@
 //!   a client behind the latest epoch) the client gets a new id at epoch 0, which is always safe
 //!   for a non-transactional producer (and what Kafka itself answers every non-transactional
 //!   InitProducerId with).
-//! * A transactional id: transactions are not supported. The answer is
-//!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53): every client treats it as fatal and
-//!   non-retriable for the transactional producer, names the transactional id as the problem
-//!   ("Transactional Id authorization failed"), and leaves plain and idempotent producers
-//!   alone. UNSUPPORTED_VERSION (35) would say the request's version is wrong, which it is not,
-//!   and could send a client into version negotiation; COORDINATOR_NOT_AVAILABLE (15) is
-//!   retriable and would keep the client retrying forever.
+//! * A transactional id: the transaction coordinator's InitProducerId (the `transactions`
+//!   interface, which the translator calls with the request's transaction timeout; here Kafka's
+//!   default timeout of 60 s).
 
 use super::bindings::producers;
 use super::state::GuestState;
 use crate::storage::StorageError;
-
-use guise_guest_sdk::error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
 
 impl GuestState {
     async fn new_producer(&mut self) -> Result<producers::ProducerIdAndEpoch, i16> {
@@ -45,13 +39,7 @@ impl producers::Host for GuestState {
         current: Option<producers::ProducerIdAndEpoch>,
     ) -> Result<producers::ProducerIdAndEpoch, i16> {
         if let Some(tid) = transactional_id.filter(|t| !t.is_empty()) {
-            tracing::warn!(
-                conn = self.conn.id,
-                transactional_id = %tid,
-                "InitProducerId with a transactional id refused: transactions are not supported \
-                 (answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED)"
-            );
-            return Err(TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+            return super::bindings::transactions::Host::init_producer_id(self, tid, 60_000, current).await;
         }
         // As Kafka: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
         if !self.cluster_allowed(crate::acl::codes::IDEMPOTENT_WRITE).await

@@ -10,6 +10,7 @@ mod host_impl;
 mod host_producers;
 mod host_quotas;
 mod host_scram;
+mod host_txn;
 mod module;
 mod park;
 pub mod registry;

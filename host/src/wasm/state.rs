@@ -34,6 +34,8 @@ pub struct HostContext {
     pub scram: Arc<crate::scram::Store>,
     /// Client quotas and tenant ceilings: measured on every request, throttling clients over them.
     pub quotas: Arc<crate::quota::Quotas>,
+    /// The transaction coordinator.
+    pub txn: Arc<crate::txn::Coordinator>,
 }
 
 impl HostContext {
@@ -43,7 +45,10 @@ impl HostContext {
     pub fn local(log: Arc<dyn Log>, max_frame_bytes: u32) -> Self {
         let mut internal = InternalTopics::new();
         crate::coord::Coordinator::register_internal(&mut internal, "default");
+        let coord: Arc<crate::coord::Coordinator> = Default::default();
+        let txn = Arc::new(crate::txn::Coordinator::new(log.clone(), coord.clone(), Default::default()));
         HostContext {
+            txn,
             log,
             namespace: "default".into(),
             node_id: 0,
@@ -53,7 +58,7 @@ impl HostContext {
             auto_create_topics: true,
             default_partitions: 1,
             max_frame_bytes,
-            coord: Default::default(),
+            coord,
             internal: Arc::new(internal),
             acl: Default::default(),
             scram: Arc::new(crate::scram::Store::from_file(Default::default())),

@@ -1,6 +1,10 @@
 //! ApiVersions v0–v4: advertise exactly the implemented table. A version we do not know gets a v0
 //! response with UNSUPPORTED_VERSION and our ApiVersions range (KIP-511), so the client retries.
 //! The response header is always v0, even for flexible versions.
+//!
+//! No features are advertised (KIP-584): in particular no `transaction.version`, so Kafka 4
+//! clients use transaction version 1 (KIP-98 and KIP-447, the protocol the host's coordinator
+//! serves) and not version 2 (KIP-890 part 2: AddPartitionsToTxn v5, EndTxn v5).
 
 use crate::apis::{self, SUPPORTED};
 use crate::context::{API_VERSIONS_KEY, ApiResult, Ctx};
@@ -71,6 +75,20 @@ mod tests {
         }
         // The table holds ApiVersions itself, at 0..=4.
         assert!(SUPPORTED.contains(&(API_VERSIONS_KEY, 0, 4)));
+    }
+
+    #[test]
+    fn no_features_so_no_transaction_version_2() {
+        let svc = StubServices::new();
+        for v in 3..=4 {
+            let resp: ApiVersionsResponse = call(&svc, ApiKey::ApiVersions, v, &request());
+            assert!(resp.supported_features.is_empty(), "v{v}");
+            assert!(resp.finalized_features.is_empty(), "v{v}");
+            // The transaction APIs stop before transaction version 2's.
+            for (key, max) in [(24, 3), (26, 3)] {
+                assert!(ranges(&resp).iter().any(|&(k, _, m)| k == key && m == max), "v{v}: key {key}");
+            }
+        }
     }
 
     #[test]

@@ -60,6 +60,10 @@ apis! {
     21 "DeleteRecords" 0..=2 => delete_records;
     22 "InitProducerId" 0..=4 => init_producer_id;
     23 "OffsetForLeaderEpoch" 2..=4 => offset_for_leader_epoch;
+    24 "AddPartitionsToTxn" 0..=3 => add_partitions_to_txn;
+    25 "AddOffsetsToTxn" 0..=3 => add_offsets_to_txn;
+    26 "EndTxn" 0..=3 => end_txn;
+    28 "TxnOffsetCommit" 0..=3 => txn_offset_commit;
     29 "DescribeAcls" 1..=3 => describe_acls;
     30 "CreateAcls" 1..=3 => create_acls;
     31 "DeleteAcls" 1..=3 => delete_acls;
@@ -77,6 +81,8 @@ apis! {
     51 "AlterUserScramCredentials" 0..=0 => alter_user_scram_credentials;
     60 "DescribeCluster" 0..=2 => describe_cluster;
     61 "DescribeProducers" 0..=0 => describe_producers;
+    65 "DescribeTransactions" 0..=0 => describe_transactions;
+    66 "ListTransactions" 0..=1 => list_transactions;
     75 "DescribeTopicPartitions" 0..=0 => describe_topic_partitions;
 }
 

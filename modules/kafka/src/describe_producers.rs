@@ -1,8 +1,9 @@
 //! DescribeProducers v0: the idempotent producers each partition remembers (the AdminClient's
 //! `describeProducers`, `kafka-transactions describe-producers`): producer id, epoch, the last
-//! sequence and the max timestamp of its last stored batch. Without transactions the
-//! coordinator epoch and the current transaction's start offset are -1, as Kafka reports them
-//! for an idempotent producer. A missing topic or partition is UNKNOWN_TOPIC_OR_PARTITION; a
+//! sequence and the max timestamp of its last stored batch. The host's partition report carries
+//! no transaction state, so the coordinator epoch and the current transaction's start offset are
+//! -1, as Kafka reports them for a producer with no open transaction (even when the producer has
+//! one: `kafka-transactions find-hanging` therefore finds none). A missing topic or partition is UNKNOWN_TOPIC_OR_PARTITION; a
 //! topic the principal may not READ is TOPIC_AUTHORIZATION_FAILED in each of its partitions, as
 //! Kafka's broker answers.
 

@@ -9,6 +9,8 @@
 //! advertises exactly what it serves.
 
 mod acl_common;
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_client_quotas;
 mod alter_configs;
 mod alter_user_scram_credentials;
@@ -31,7 +33,9 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
 mod describe_topic_partitions;
+mod describe_transactions;
 mod describe_user_scram_credentials;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod group_common;
@@ -42,6 +46,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -54,7 +59,11 @@ mod sasl_authenticate;
 mod sasl_handshake;
 mod sync_group;
 #[cfg(test)]
+mod test_txn;
+#[cfg(test)]
 mod test_util;
+mod txn_common;
+mod txn_offset_commit;
 
 pub use apis::SUPPORTED;
 pub use context::Ctx;

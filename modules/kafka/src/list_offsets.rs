@@ -7,9 +7,10 @@
 //! exist from v8 and v9) get UNSUPPORTED_VERSION for that partition.
 //!
 //! Every partition is led by this broker at leader epoch 0 (as Metadata says), so a found offset
-//! carries leader epoch 0 (v4+). The isolation level is ignored: without transactions the last
-//! stable offset is the high watermark. As in Kafka, a partition asked for twice in one request
-//! gets INVALID_REQUEST.
+//! carries leader epoch 0 (v4+). At isolation level read_committed (1, v2+) the lookups are the
+//! host's `list_offset_committed`: latest is the last stable offset (the first offset of the
+//! partition's earliest open transaction), and a timestamp finds only offsets below it, as in
+//! Kafka. As in Kafka, a partition asked for twice in one request gets INVALID_REQUEST.
 
 use crate::context::{ApiResult, Ctx};
 use guise_guest_sdk::{ErrorCode, Services, TopicPartition, error};
@@ -22,6 +23,8 @@ const MAX_TIMESTAMP: i64 = -3;
 /// KIP-405's EARLIEST_LOCAL_TIMESTAMP (v8+) and LATEST_TIERED_TIMESTAMP (v9+).
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
+/// The isolation level that sees only committed records (KIP-98).
+const READ_COMMITTED: i8 = 1;
 
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let req: ListOffsetsRequest = cx.decode()?;
@@ -36,6 +39,7 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let mut dups: Vec<(&str, i32)> = all.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
     dups.dedup();
     let duplicated = |topic: &str, partition: i32| dups.binary_search(&(topic, partition)).is_ok();
+    let read_committed = v >= 2 && req.isolation_level == READ_COMMITTED;
     let topics = req
         .topics
         .iter()
@@ -58,7 +62,12 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
                     if let Some(code) = refused {
                         return failed(p.partition_index, code);
                     }
-                    match cx.svc.list_offset(&tp, ts) {
+                    let found = if read_committed {
+                        cx.svc.list_offset_committed(&tp, ts)
+                    } else {
+                        cx.svc.list_offset(&tp, ts)
+                    };
+                    match found {
                         Ok(Some(found)) => {
                             let r = r.with_timestamp(found.timestamp).with_offset(found.offset);
                             // The field exists from v4; the codec refuses a non-default before.
@@ -223,6 +232,33 @@ mod tests {
                 ("nope".into(), 0, unknown, -1, -1, -1),
             ]
         );
+    }
+
+    #[test]
+    fn read_committed_looks_up_below_the_last_stable_offset() {
+        use crate::test_txn::TxnHost;
+        let host = TxnHost::new();
+        host.stub.create_topic("t", 1, &[], false).unwrap();
+        for batch in [record_batch(&[b"a"], &[1000]), record_batch(&[b"b", b"c"], &[2000])] {
+            let resp: ProduceResponse =
+                call(&host.stub, ApiKey::Produce, 9, &produce_request(-1, &[("t", 0, Some(batch))]));
+            assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+        }
+        host.last_stable.set(Some(1));
+        let req = request(&[("t", 0, -1)]);
+        for v in 2..=7 {
+            let committed = req.clone().with_isolation_level(READ_COMMITTED);
+            let resp: ListOffsetsResponse = call(&host, ApiKey::ListOffsets, v, &committed);
+            let e = if v >= 4 { 0 } else { -1 };
+            assert_eq!(rows(&resp), [("t".into(), 0, 0, -1, 1, e)], "v{v}");
+            let resp: ListOffsetsResponse = call(&host, ApiKey::ListOffsets, v, &req);
+            assert_eq!(rows(&resp), [("t".into(), 0, 0, -1, 3, e)], "v{v}");
+        }
+        assert_eq!(host.calls(), vec!["list_offset_committed t-0@-1"; 6]);
+        // v1 has no isolation level: read_uncommitted.
+        let resp: ListOffsetsResponse = call(&host, ApiKey::ListOffsets, 1, &req);
+        assert_eq!(rows(&resp), [("t".into(), 0, 0, -1, 3, -1)]);
+        assert_eq!(host.calls().len(), 6);
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! connection as in Kafka); from v2 a null list asks for every partition the group has
 //! committed, and a group-level error has its own field. From v8 (KIP-709) one request asks for
 //! several groups: one host call per group, each answered with its own error. A partition with
-//! nothing committed answers offset -1. `require_stable` (v7+) changes nothing: without
-//! transactions no offset is ever pending.
+//! nothing committed answers offset -1. With `require_stable` (v7+, KIP-447) the host's
+//! coordinator is asked which of the answered partitions have offsets of a transaction that has
+//! not completed yet (one call per group): those get UNSTABLE_OFFSET_COMMIT with offset -1, as
+//! Kafka's coordinator answers them, and the consumer retries until the transaction is done.
 
 use crate::context::{ApiResult, Ctx};
 use crate::group_common::{by_topic, opt_str_bytes, string};
@@ -33,6 +35,44 @@ fn partitions<'a>(
     })
 }
 
+/// With `require_stable`, `offsets` with the partitions that have pending transactional offsets
+/// answered UNSTABLE_OFFSET_COMMIT (offset and leader epoch -1, no metadata), as Kafka's
+/// `OffsetMetadataManager.fetchOffsets` answers them. Partitions already in error are not asked
+/// about.
+fn stable<S: Services>(
+    svc: &S,
+    group_id: &str,
+    require_stable: bool,
+    mut offsets: Vec<CommittedOffset>,
+) -> Vec<CommittedOffset> {
+    if !require_stable {
+        return offsets;
+    }
+    let asked: Vec<TopicPartition> = offsets
+        .iter()
+        .filter(|o| o.error == error::NONE)
+        .map(|o| TopicPartition { topic: o.topic.clone(), partition: o.partition })
+        .collect();
+    if asked.is_empty() {
+        return offsets;
+    }
+    let mut pending = svc.pending_txn_offsets(group_id, &asked).into_iter();
+    for o in offsets.iter_mut().filter(|o| o.error == error::NONE) {
+        // A host that answers fewer flags than partitions leaves the rest as they are.
+        if pending.next() == Some(true) {
+            *o = CommittedOffset {
+                topic: std::mem::take(&mut o.topic),
+                partition: o.partition,
+                offset: -1,
+                leader_epoch: -1,
+                metadata: None,
+                error: error::UNSTABLE_OFFSET_COMMIT,
+            };
+        }
+    }
+    offsets
+}
+
 /// Kafka answers a committed offset without metadata with "".
 fn metadata(m: Option<String>) -> Option<kafka_protocol::protocol::StrBytes> {
     opt_str_bytes(Some(m.unwrap_or_default()))
@@ -52,7 +92,10 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
                         .map(|ts| ts.iter().map(|t| (t.name.as_str(), &t.partition_indexes[..]))),
                 );
                 match cx.svc.fetch_offsets(g.group_id.as_str(), wanted.as_deref()) {
-                    Ok(offsets) => group_found(g.group_id.clone(), offsets),
+                    Ok(offsets) => {
+                        let offsets = stable(cx.svc, g.group_id.as_str(), req.require_stable, offsets);
+                        group_found(g.group_id.clone(), offsets)
+                    }
                     Err(code) => OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id.clone())
                         .with_error_code(code),
@@ -67,8 +110,12 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     if v < 2 && wanted.is_none() {
         return Err("malformed request (OffsetFetch v1): null topics".into());
     }
-    match cx.svc.fetch_offsets(&string(&req.group_id), wanted.as_deref()) {
-        Ok(offsets) => cx.respond(&OffsetFetchResponse::default().with_topics(topics(offsets))),
+    let group_id = string(&req.group_id);
+    match cx.svc.fetch_offsets(&group_id, wanted.as_deref()) {
+        Ok(offsets) => {
+            let offsets = stable(cx.svc, &group_id, v >= 7 && req.require_stable, offsets);
+            cx.respond(&OffsetFetchResponse::default().with_topics(topics(offsets)))
+        }
         Err(code) => cx.respond(&failed(v, code, wanted.unwrap_or_default())),
     }
 }
@@ -299,6 +346,74 @@ mod tests {
             ["fetch_offsets g", "fetch_offsets h", "fetch_offsets ", "fetch_offsets fresh"],
             "one host call per group"
         );
+    }
+
+    #[test]
+    fn require_stable_answers_pending_partitions_unstable() {
+        use crate::test_txn::TxnHost;
+        let host = TxnHost::with_topics();
+        for (group, parts) in [("g", &[("t", 0, 5), ("u", 0, 9)][..]), ("h", &[("t", 1, 3)][..])] {
+            let _: OffsetCommitResponse = call(&host, ApiKey::OffsetCommit, 8, &commit(group, -1, "", parts));
+        }
+        host.pending.replace(vec![("g".into(), "u".into(), 0), ("h".into(), "t".into(), 0)]);
+        let unstable = ("u".to_string(), 0, -1, "".to_string(), error::UNSTABLE_OFFSET_COMMIT);
+        let named = request("g", Some(&[("t", &[0, 1]), ("u", &[0])]));
+        for v in [7, 8] {
+            // v7: one group; v8: the same group in a batch.
+            let as_v = |req: &OffsetFetchRequest| -> OffsetFetchRequest {
+                if v < 8 {
+                    return req.clone().with_require_stable(true);
+                }
+                let topics = req.topics.as_ref().map(|ts| {
+                    ts.iter()
+                        .map(|t| {
+                            OffsetFetchRequestTopics::default()
+                                .with_name(t.name.clone())
+                                .with_partition_indexes(t.partition_indexes.clone())
+                        })
+                        .collect()
+                });
+                OffsetFetchRequest::default().with_require_stable(true).with_groups(vec![
+                    OffsetFetchRequestGroup::default()
+                        .with_group_id(req.group_id.clone())
+                        .with_topics(topics),
+                ])
+            };
+            let fetch = |req: &OffsetFetchRequest| -> Vec<(String, i32, i64, String, i16)> {
+                let resp: OffsetFetchResponse = call(&host, ApiKey::OffsetFetch, v, &as_v(req));
+                if v < 8 {
+                    return rows(&resp);
+                }
+                let g = &resp.groups[0];
+                g.topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions.iter().map(|p| {
+                            let m = p.metadata.as_ref().map(|m| m.to_string()).unwrap_or("<null>".into());
+                            (t.name.to_string(), p.partition_index, p.committed_offset, m, p.error_code)
+                        })
+                    })
+                    .collect()
+            };
+            host.calls.borrow_mut().clear();
+            assert_eq!(
+                fetch(&named),
+                [("t".into(), 0, 5, "meta-5".into(), 0), ("t".into(), 1, -1, "".into(), 0), unstable.clone()],
+                "v{v}"
+            );
+            // Every partition of the group (null topics) is checked too.
+            assert_eq!(
+                fetch(&request("g", None)),
+                [("t".into(), 0, 5, "meta-5".into(), 0), unstable.clone()],
+                "v{v}"
+            );
+            assert_eq!(host.calls(), ["pending g t-0,t-1,u-0", "pending g t-0,u-0"], "v{v}");
+        }
+        // Without require_stable nobody asks.
+        host.calls.borrow_mut().clear();
+        let resp: OffsetFetchResponse = call(&host, ApiKey::OffsetFetch, 7, &named);
+        assert_eq!(rows(&resp)[2], ("u".into(), 0, 9, "meta-9".into(), 0));
+        assert!(host.calls().is_empty());
     }
 
     #[test]

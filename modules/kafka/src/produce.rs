@@ -15,10 +15,14 @@
 //!   UNSUPPORTED_COMPRESSION_TYPE; everything else about the batch (truncation, CRC, size) is the
 //!   host's to check, and its error is passed through. An unknown topic or partition is reported
 //!   before refused records, as in Kafka.
-//! * Idempotence (producer id / sequence checks) is not done here yet: batches are appended as
-//!   they come.
+//! * Idempotence and transactions are the host's: it checks each batch's producer id, epoch and
+//!   sequence, and that a transactional batch's partition is in its producer's open transaction.
+//!   As Kafka's broker does first of all, a request with a transactional batch needs a
+//!   transactional id the principal may WRITE: else every partition gets
+//!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED and nothing is appended.
 
 use crate::context::{ApiResult, Ctx};
+use crate::txn_common::may_write;
 use bytes::Bytes;
 use guise_guest_sdk::{ErrorCode, Outcome, Services, TopicPartition, error};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -28,11 +32,8 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 /// `ProduceRequest.validateRecords` (no batch, wrong magic, more than one batch).
 pub(crate) use guise_guest_sdk::error::INVALID_RECORD;
 
-/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED. Transactions are not supported: a client only sends a
-/// transactional produce after InitProducerId with a transactional id (which this translator does
-/// not advertise), so one that does anyway is refused the way Kafka refuses a transactional id the
-/// principal may not use. The code is fatal in clients (not retried), so the application fails
-/// fast with a clear reason instead of retrying a produce that can never succeed.
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED: a transactional batch without a transactional id the
+/// principal may WRITE (Kafka's `KafkaApis.handleProduceRequest`).
 pub(crate) use guise_guest_sdk::error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
 
 /// UNSUPPORTED_COMPRESSION_TYPE: zstd in a produce before v7.
@@ -43,17 +44,22 @@ const MAGIC_AT: usize = 16;
 /// Offset of the int16 attributes (after the magic and the CRC); compression is its low 3 bits.
 const ATTRIBUTES_AT: usize = 21;
 const ZSTD: u8 = 4;
+/// The attributes' transactional bit (in their low byte).
+const TRANSACTIONAL: u8 = 0x10;
 
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let req: ProduceRequest = cx.decode()?;
     // A whole-request refusal, before anything is appended.
-    let refused = if req.transactional_id.is_some() {
-        Some(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
-    } else if !matches!(req.acks, -1..=1) {
-        Some(error::INVALID_REQUIRED_ACKS)
-    } else {
-        None
-    };
+    let transactional =
+        req.topic_data.iter().flat_map(|t| &t.partition_data).any(|p| is_transactional(p.records.as_ref()));
+    let refused =
+        if transactional && !req.transactional_id.as_ref().is_some_and(|id| may_write(cx.svc, id.as_str())) {
+            Some(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        } else if !matches!(req.acks, -1..=1) {
+            Some(error::INVALID_REQUIRED_ACKS)
+        } else {
+            None
+        };
 
     let mut auto_create: Option<(bool, i32)> = None;
     let mut first_failure: Option<(String, i32, ErrorCode)> = None;
@@ -191,6 +197,14 @@ fn topic_partitions<S: Services>(
     }
 }
 
+/// Whether `records` start with a transactional batch (Kafka's `RequestUtils.hasTransactionalRecords`
+/// looks at each partition's first batch).
+fn is_transactional(records: Option<&Bytes>) -> bool {
+    records.is_some_and(|r| {
+        r.len() > ATTRIBUTES_AT + 1 && r[MAGIC_AT] == 2 && r[ATTRIBUTES_AT + 1] & TRANSACTIONAL != 0
+    })
+}
+
 /// Kafka's `ProduceRequest.validateRecords` for v3+: exactly one record batch of magic 2, and no
 /// zstd before v7 (KIP-110). Only the batch header is looked at; a truncated batch or a bad CRC
 /// is the host's to find.
@@ -218,7 +232,7 @@ mod tests {
     use super::*;
     use crate::test_util::{at_offset, call, error_response, frame, produce_request, record_batch, run};
     use guise_guest_sdk::stub::StubServices;
-    use guise_guest_sdk::{Handler, Request};
+    use guise_guest_sdk::{Handler, Request, acl};
     use kafka_protocol::messages::{ApiKey, TransactionalId};
     use kafka_protocol::protocol::StrBytes;
 
@@ -397,15 +411,51 @@ mod tests {
         assert!(stored(&svc, "t", 0).is_empty());
     }
 
+    /// `batch` with its transactional bit set (the stub host does not check the CRC).
+    fn transactional(batch: &Bytes) -> Bytes {
+        let mut b = batch.to_vec();
+        b[ATTRIBUTES_AT + 1] |= TRANSACTIONAL;
+        Bytes::from(b)
+    }
+
+    fn with_id(req: ProduceRequest, id: &'static str) -> ProduceRequest {
+        req.with_transactional_id(Some(TransactionalId(StrBytes::from_static_str(id))))
+    }
+
     #[test]
-    fn transactional_produce_is_refused() {
-        let svc = svc_with("t", 1);
+    fn transactional_batches_are_appended_with_a_transactional_id() {
+        let svc = svc_with("t", 2);
+        let batch = transactional(&record_batch(&[b"v"], &[1]));
+        let req = with_id(
+            produce_request(-1, &[("t", 0, Some(batch.clone())), ("t", 1, Some(batch.clone()))]),
+            "tx",
+        );
+        for v in [3, 9] {
+            let resp = produce(&svc, v, &req);
+            let codes: Vec<i16> = results(&resp).iter().map(|r| r.2).collect();
+            assert_eq!(codes, [0, 0], "v{v}");
+        }
+        assert_eq!(stored(&svc, "t", 1).len(), 2 * batch.len());
+        // A transactional id with plain batches is not checked, as in Kafka.
+        svc.deny(acl::TRANSACTIONAL_ID, "secret", acl::WRITE);
+        let plain = with_id(produce_request(-1, &[("t", 0, Some(record_batch(&[b"p"], &[1])))]), "secret");
+        assert_eq!(results(&produce(&svc, 9, &plain))[0].2, 0);
+    }
+
+    #[test]
+    fn transactional_batches_need_write_on_the_transactional_id() {
+        let svc = svc_with("t", 2);
+        svc.deny(acl::TRANSACTIONAL_ID, "secret", acl::WRITE);
         let batch = record_batch(&[b"v"], &[1]);
-        let req = produce_request(-1, &[("t", 0, Some(batch))])
-            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))));
-        let resp = produce(&svc, 9, &req);
-        assert_eq!(results(&resp), vec![("t".into(), 0, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, -1, -1)]);
+        // One transactional batch is enough to refuse the whole request.
+        let parts = [("t", 0, Some(batch.clone())), ("t", 1, Some(transactional(&batch)))];
+        let e = TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        for req in [with_id(produce_request(-1, &parts), "secret"), produce_request(-1, &parts)] {
+            let resp = produce(&svc, 9, &req);
+            assert_eq!(results(&resp), vec![("t".into(), 0, e, -1, -1), ("t".into(), 1, e, -1, -1)]);
+        }
         assert!(stored(&svc, "t", 0).is_empty());
+        assert!(stored(&svc, "t", 1).is_empty());
     }
 
     #[test]

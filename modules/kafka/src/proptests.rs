@@ -124,8 +124,9 @@ fn flexible_from(key: i16) -> i16 {
         37 => 2,
         44 => 1,
         47 => i16::MAX,
-        50 | 51 | 60 | 61 | 75 => 0,
+        50 | 51 | 60 | 61 | 65 | 66 | 75 => 0,
         48 | 49 => 1,
+        24..=26 | 28 => 3,
         23 => 4,
         35 => 2,
         17 => i16::MAX,
@@ -172,6 +173,10 @@ fn codec_versions(key: i16) -> std::ops::RangeInclusive<i16> {
         29..=31 => 1..=3,
         50 | 51 => 0..=0,
         48 | 49 => 0..=1,
+        24 | 26 | 28 => 0..=5,
+        25 => 0..=4,
+        65 => 0..=0,
+        66 => 0..=2,
         _ => unreachable!("api key {key}"),
     }
 }
@@ -1006,6 +1011,105 @@ fn group_samples(key: i16, v: i16, flex: bool) -> Vec<Vec<u8>> {
                 encode(&InitProducerIdRequest::default(), v),
             ]
         }
+        24 => {
+            use add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
+            let topic = |name: &str, parts: &[i32]| {
+                AddPartitionsToTxnTopic::default()
+                    .with_name(topic_name(name))
+                    .with_partitions(parts.to_vec())
+                    .with_unknown_tagged_fields(tags())
+            };
+            let topics = || vec![topic("a", &[0, 1]), topic("missing", &[0]), topic("b", &[7])];
+            let rich = if v >= 4 {
+                AddPartitionsToTxnRequest::default().with_transactions(vec![
+                    AddPartitionsToTxnTransaction::default()
+                        .with_transactional_id(TransactionalId(str_bytes("tx")))
+                        .with_producer_id(ProducerId(1000))
+                        .with_producer_epoch(2)
+                        .with_verify_only(true)
+                        .with_topics(topics())
+                        .with_unknown_tagged_fields(tags()),
+                ])
+            } else {
+                AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(TransactionalId(str_bytes("tx")))
+                    .with_v3_and_below_producer_id(ProducerId(1000))
+                    .with_v3_and_below_producer_epoch(2)
+                    .with_v3_and_below_topics(topics())
+            };
+            let rich = rich.with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&AddPartitionsToTxnRequest::default(), v)]
+        }
+        25 => {
+            let rich = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(str_bytes("tx")))
+                .with_producer_id(ProducerId(1000))
+                .with_producer_epoch(2)
+                .with_group_id(group_id("g"))
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&AddOffsetsToTxnRequest::default(), v)]
+        }
+        26 => {
+            let rich = EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(str_bytes("tx")))
+                .with_producer_id(ProducerId(1000))
+                .with_producer_epoch(2)
+                .with_committed(true)
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&EndTxnRequest::default(), v)]
+        }
+        28 => {
+            use txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
+            let part = |i: i32, offset: i64, metadata: Option<&str>| {
+                let p = TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(i)
+                    .with_committed_offset(offset)
+                    .with_committed_metadata(metadata.map(str_bytes))
+                    .with_unknown_tagged_fields(tags());
+                when(v >= 2, p, |p| p.with_committed_leader_epoch(2))
+            };
+            let topic = |name: &str, parts| {
+                TxnOffsetCommitRequestTopic::default()
+                    .with_name(topic_name(name))
+                    .with_partitions(parts)
+                    .with_unknown_tagged_fields(tags())
+            };
+            let rich = TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(str_bytes("tx")))
+                .with_group_id(group_id("g"))
+                .with_producer_id(ProducerId(1000))
+                .with_producer_epoch(2)
+                .with_topics(vec![
+                    topic("a", vec![part(0, 1, Some("m")), part(9, 0, None)]),
+                    topic("missing", vec![part(0, 3, Some(""))]),
+                ])
+                .with_unknown_tagged_fields(tags());
+            let rich = when(v >= 3, rich, |r| {
+                r.with_generation_id(3)
+                    .with_member_id(str_bytes("m-1"))
+                    .with_group_instance_id(Some(str_bytes("i-1")))
+            });
+            vec![encode(&rich, v), encode(&TxnOffsetCommitRequest::default(), v)]
+        }
+        65 => {
+            let rich = DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![
+                    TransactionalId(str_bytes("tx")),
+                    TransactionalId(str_bytes("")),
+                    TransactionalId(str_bytes("missing")),
+                ])
+                .with_unknown_tagged_fields(tags());
+            vec![encode(&rich, v), encode(&DescribeTransactionsRequest::default(), v)]
+        }
+        66 => {
+            let rich = ListTransactionsRequest::default()
+                .with_state_filters(vec![str_bytes("Ongoing"), str_bytes("Bogus")])
+                .with_producer_id_filters(vec![ProducerId(1000), ProducerId(-1)])
+                .with_unknown_tagged_fields(tags());
+            let rich = when(v >= 1, rich, |r| r.with_duration_filter(60_000));
+            let rich = when(v >= 2, rich, |r| r.with_transactional_id_pattern(Some(str_bytes("tx.*"))));
+            vec![encode(&rich, v), encode(&ListTransactionsRequest::default(), v)]
+        }
         42 => {
             let rich = DeleteGroupsRequest::default()
                 .with_groups_names(vec![group_id("g"), group_id("missing")])
@@ -1076,6 +1180,12 @@ fn codec_decode(key: i16, v: i16, body: &[u8]) -> Option<usize> {
         51 => go::<AlterUserScramCredentialsRequest>(body, v),
         48 => go::<DescribeClientQuotasRequest>(body, v),
         49 => go::<AlterClientQuotasRequest>(body, v),
+        24 => go::<AddPartitionsToTxnRequest>(body, v),
+        25 => go::<AddOffsetsToTxnRequest>(body, v),
+        26 => go::<EndTxnRequest>(body, v),
+        28 => go::<TxnOffsetCommitRequest>(body, v),
+        65 => go::<DescribeTransactionsRequest>(body, v),
+        66 => go::<ListTransactionsRequest>(body, v),
         _ => unreachable!("api key {key}"),
     }
 }
@@ -1170,7 +1280,7 @@ fn apply(bytes: &mut Vec<u8>, from: usize, m: &Mutation) {
 fn key_and_version() -> impl Strategy<Value = (i16, i16)> {
     let mut pairs: Vec<(i16, i16)> =
         SUPPORTED.iter().flat_map(|&(k, min, max)| (min - 1..=max + 1).map(move |v| (k, v))).collect();
-    pairs.extend([(4, 0), (24, 4), (26, 1), (68, 0), (-1, 0), (i16::MAX, 3)]);
+    pairs.extend([(4, 0), (27, 1), (67, 0), (68, 0), (-1, 0), (i16::MAX, 3)]);
     proptest::sample::select(pairs)
 }
 

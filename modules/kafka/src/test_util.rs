@@ -3,8 +3,8 @@
 
 use crate::KafkaTranslator;
 use bytes::{Bytes, BytesMut};
-use guise_guest_sdk::Outcome;
 use guise_guest_sdk::stub::{self, StubBuffer, StubServices};
+use guise_guest_sdk::{Outcome, Services};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
@@ -22,14 +22,17 @@ pub fn frame<R: Encodable>(key: ApiKey, version: i16, body: &R) -> Bytes {
     buf.freeze()
 }
 
-/// Run the translator on one frame.
-pub fn run(svc: &StubServices, frame: Bytes) -> Outcome<StubBuffer> {
-    stub::run::<KafkaTranslator>(svc, frame, false)
+/// Run the translator on one frame, on the stub host or a test host built on it.
+pub fn run<S: Services<Buffer = StubBuffer>>(svc: &S, frame: Bytes) -> Outcome<StubBuffer> {
+    use guise_guest_sdk::Handler;
+    let buf = StubBuffer(frame.clone());
+    let req = guise_guest_sdk::Request { bytes: frame, frame: &buf };
+    KafkaTranslator::handle(svc, &req, false)
 }
 
 /// Run a request and decode its response (asserting it was answered with correlation id 42).
-pub fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
-    svc: &StubServices,
+pub fn call<S: Services<Buffer = StubBuffer>, Req: Encodable, Resp: Decodable + HeaderVersion>(
+    svc: &S,
     key: ApiKey,
     version: i16,
     body: &Req,
@@ -65,7 +68,11 @@ pub fn decode_response<Resp: Decodable + HeaderVersion>(key: ApiKey, version: i1
 }
 
 /// Ask the translator for its error response to one frame, flattened as the host would send it.
-pub fn error_response(svc: &StubServices, frame: Bytes, code: guise_guest_sdk::ErrorCode) -> Vec<u8> {
+pub fn error_response<S: Services<Buffer = StubBuffer>>(
+    svc: &S,
+    frame: Bytes,
+    code: guise_guest_sdk::ErrorCode,
+) -> Vec<u8> {
     use guise_guest_sdk::Handler;
     let buf = StubBuffer(frame.clone());
     let req = guise_guest_sdk::Request { bytes: frame, frame: &buf };

@@ -14,23 +14,28 @@
 //! segments of topics with `cleanup.policy=compact`: offsets are never renumbered, so batches
 //! may then have gaps between them.
 //!
-//! Idempotent producers: ids come from `<data_dir>/producer-ids` (blocks reserved durably, see
-//! `producer_ids`); each partition checks sequences on append and rebuilds its producer state
-//! from the stored batch headers at open (see `storage::producers`).
+//! Idempotent and transactional producers: ids come from `<data_dir>/producer-ids` (blocks
+//! reserved durably, see `producer_ids`); each partition checks sequences and transaction state
+//! on append, stores the transaction coordinator's markers (`write_marker`), and rebuilds its
+//! producer state — open and aborted transactions too — from the stored batches at open (see
+//! `storage::producers`). Read-committed reads stop at the last stable offset.
 
 mod cleaner;
+mod log_start;
 mod partition;
 mod producer_ids;
 mod segment;
 mod store;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;
 
 use crate::record::batch;
 use crate::storage::producers::ProducerEpochs;
 use crate::storage::{
-    AppendInfo, CleanStats, ConfigChange, FsyncPolicy, Log, LogDefaults, LogDirReport, PartitionReport,
-    ReadResult, StorageError, TopicConfig, TopicMeta, TopicName,
+    AppendInfo, CleanStats, ConfigChange, FsyncPolicy, Isolation, Log, LogDefaults, LogDirReport,
+    PartitionReport, ReadResult, StorageError, TopicConfig, TopicMeta, TopicName, TxnMarker,
 };
 use crate::tenant::names::{check_new_topic, validate_full_name, validate_growth, validate_partitions};
 use parking_lot::{Mutex, RwLock};
@@ -363,11 +368,52 @@ impl EmbeddedLog {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult, StorageError> {
-        self.partition(name, partition)?.1.read(offset, max_bytes, min_one)
+        self.read_with(name, partition, offset, max_bytes, min_one, Isolation::ReadUncommitted)
+    }
+
+    pub fn read_with(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        isolation: Isolation,
+    ) -> Result<ReadResult, StorageError> {
+        self.partition(name, partition)?.1.read(offset, max_bytes, min_one, isolation)
     }
 
     pub fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError> {
         Ok(self.partition(name, partition)?.1.offsets())
+    }
+
+    pub fn last_stable_offset(&self, name: &TopicName, partition: i32) -> Result<i64, StorageError> {
+        Ok(self.partition(name, partition)?.1.last_stable_offset())
+    }
+
+    /// [`Log::write_marker`]: the marker's control batch (see [`batch::end_txn_marker`]),
+    /// stamped now, appended as a client's batch is (the topic's timestamp type, fsync policy
+    /// and segment rolling apply; no key check: its record's key is the marker's).
+    pub fn write_marker(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        marker: TxnMarker,
+    ) -> Result<AppendInfo, StorageError> {
+        let (topic, p) = self.partition(name, partition)?;
+        let config = &topic.meta.config;
+        let bytes = batch::end_txn_marker(
+            marker.producer_id,
+            marker.producer_epoch,
+            marker.commit,
+            marker.coordinator_epoch,
+            crate::storage::now_ms(),
+        );
+        let records = crate::storage::conform(config, bytes::Bytes::from(bytes))?;
+        // A marker is 78 bytes: never over max.message.bytes, which does not apply to it.
+        let batches = batch::validate_with(&records, u32::MAX, batch::Counts::Exact)?;
+        let sync = self.defaults.fsync == FsyncPolicy::EveryBatch;
+        p.write_marker(&records, &batches, &marker, &partition_config(config), sync, &self.epochs)
     }
 
     pub fn report(&self, name: &TopicName, partition: i32) -> Result<PartitionReport, StorageError> {
@@ -593,19 +639,37 @@ impl Log for EmbeddedLog {
         EmbeddedLog::producer_precheck(self, name, partition, header)
     }
 
-    async fn read(
+    async fn read_with(
         &self,
         name: &TopicName,
         partition: i32,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
+        isolation: Isolation,
     ) -> Result<ReadResult, StorageError> {
-        EmbeddedLog::read(self, name, partition, offset, max_bytes, min_one)
+        EmbeddedLog::read_with(self, name, partition, offset, max_bytes, min_one, isolation)
     }
 
     async fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError> {
         EmbeddedLog::offsets(self, name, partition)
+    }
+
+    async fn last_stable_offset(&self, name: &TopicName, partition: i32) -> Result<i64, StorageError> {
+        EmbeddedLog::last_stable_offset(self, name, partition)
+    }
+
+    async fn write_marker(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        marker: TxnMarker,
+    ) -> Result<AppendInfo, StorageError> {
+        EmbeddedLog::write_marker(self, name, partition, marker)
+    }
+
+    fn supports_transactions(&self) -> bool {
+        true
     }
 
     async fn alter_topic_config(

@@ -7,17 +7,23 @@
 //! reads without any lock, so they never wait for a write syscall. Bytes are published (committed
 //! length, high watermark, then the watch) only after they have been written.
 //!
-//! Idempotent producers' state (see `storage::producers`) lives in the writer: an append is
-//! checked against it under the writer lock, before any byte is written, and the new state is
-//! kept only once the batches are stored. At open it is rebuilt from the headers of every
-//! segment, read by the same scan that rebuilds the index.
+//! Producers' state (idempotence and transactions, see `storage::producers`) has a lock of its
+//! own, so that reads find the last stable offset and the aborted transactions without waiting
+//! for a write: an append is checked against it under the writer lock, before any byte is
+//! written, and the new state is committed only once the batches are stored, before they are
+//! published. So a reader that takes the view and then the producers' state never sees a
+//! published batch of a transaction the state does not know (lock order: writer, then view or
+//! producers; view, then producers; never producers, then view). At open it is rebuilt from
+//! every segment in order, by the same scan that rebuilds the index: batch headers, and the
+//! record of each transaction marker.
 
 pub(super) use super::cleaner::swap::SwapStep;
 use super::cleaner::{checkpoint, swap};
+use super::log_start;
 use super::segment::{self, BatchRef, Segment, SegmentFile};
 use crate::record::batch::{self, BatchHeader, HEADER_LEN, ValidBatch};
-use crate::storage::producers::{Checked, ProducerEpochs, ProducerStateTable};
-use crate::storage::{AppendInfo, ReadResult, StorageError};
+use crate::storage::producers::{self, Checked, ProducerEpochs, ProducerStateTable};
+use crate::storage::{AbortedTxn, AppendInfo, Isolation, ReadResult, StorageError, TxnMarker};
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashSet;
@@ -49,6 +55,9 @@ pub(super) struct Partition {
     dir: PathBuf,
     view: RwLock<View>,
     writer: Mutex<Writer>,
+    /// Producers' sequence and transaction state, as of the stored batches (written under the
+    /// writer lock).
+    producers: RwLock<ProducerStateTable>,
     /// Cloned for each subscriber; the sender lives in the writer.
     hwm: watch::Receiver<i64>,
     /// The log cleaner's state of this partition.
@@ -116,6 +125,12 @@ pub(super) struct CleanSnapshot {
     /// cleaner keeps them (empty if need be), so that the state rebuilt at the next open still
     /// recognizes a retry of any of them.
     pub producer_batches: HashSet<(i64, i64)>,
+    /// The last stable offset: nothing from the first segment that reaches it on is cleaned
+    /// (its transactions may still abort).
+    pub last_stable: i64,
+    /// The aborted transactions (every transactional batch below the last stable offset is
+    /// decided: aborted if one of these spans it, else committed).
+    pub aborted: Vec<AbortedTxn>,
 }
 
 struct View {
@@ -137,8 +152,6 @@ struct Writer {
     dir_unsynced: bool,
     /// Bytes of a failed append that could not be cut off yet.
     dirty_tail: Option<DirtyTail>,
-    /// Idempotent producers' sequence state, as of the stored batches.
-    producers: ProducerStateTable,
 }
 
 /// `file` (at `path`) must be cut back to `len` before anything more is written.
@@ -151,10 +164,11 @@ struct DirtyTail {
 impl Partition {
     /// Open the partition in `dir`, creating it (with an empty first segment) if needed. The
     /// last segment is scanned with CRC checks and a torn or corrupt tail is cut off; earlier
-    /// segments get a header-only scan. The producer state is replayed from the headers of every
-    /// segment kept (all of them: one pass over the headers, bodies skipped, which the index
-    /// needs anyway). Before anything, what a crash left of a clean is finished or removed
-    /// (see `cleaner::swap`).
+    /// segments get a header-only scan. The producer state is seeded with what it held below the
+    /// log start when that last moved (see `log_start`) and replayed from every segment kept, in
+    /// order, from there on (one pass over the headers, which the index needs anyway; bodies are
+    /// skipped but a transaction marker's). Before anything, what a crash left of a clean is
+    /// finished or removed (see `cleaner::swap`).
     pub fn open(dir: &Path, config: PartitionConfig) -> io::Result<Partition> {
         std::fs::create_dir_all(dir)?;
         // A clean that a crash interrupted: finished if its swap was committed, else undone.
@@ -170,9 +184,14 @@ impl Partition {
         }
         bases.sort_unstable();
 
-        let recover = |base: i64, verify_crc: bool| -> io::Result<(Segment, ProducerStateTable)> {
+        let below = log_start::read(dir)?;
+        let replay_from = below.as_ref().map_or(i64::MIN, |b| b.log_start);
+        let mut producers = ProducerStateTable::new();
+        producers.seed(below.map(|b| b.producers).unwrap_or_default());
+        let mut recover = |base: i64, verify_crc: bool| -> io::Result<Segment> {
             let path = dir.join(Segment::file_name(base));
-            let recovered = segment::recover(&path, base, verify_crc, config.index_interval_bytes)?;
+            let interval = config.index_interval_bytes;
+            let recovered = segment::recover(&path, base, verify_crc, interval, replay_from, &mut producers)?;
             if let Some((dropped, reason)) = &recovered.truncated {
                 tracing::warn!(
                     segment = %path.display(),
@@ -181,7 +200,7 @@ impl Partition {
                     recovered.segment.next_offset
                 );
             }
-            Ok((recovered.segment, recovered.producers))
+            Ok(recovered.segment)
         };
         let mut segments = Vec::with_capacity(bases.len().max(1));
         // Whether the last segment kept had the full (CRC) scan.
@@ -189,8 +208,8 @@ impl Partition {
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
             let path = dir.join(Segment::file_name(base));
-            let (segment, producers) = recover(base, last)?;
-            let previous = segments.last().map(|(s, _): &(Segment, _)| s.next_offset);
+            let segment = recover(base, last)?;
+            let previous = segments.last().map(|s: &Segment| s.next_offset);
             if let Some(previous) = previous
                 && base < previous
                 && segment.size == 0
@@ -198,6 +217,7 @@ impl Partition {
                 // An empty segment inside the offsets of the one before: the leftover of an
                 // append that failed after creating it (and whose removal was lost in a crash).
                 // Kept, it would move the log's end back and offsets would be handed out twice.
+                // Empty, it gave the producers' state nothing.
                 tracing::warn!(
                     segment = %path.display(),
                     "removing an empty segment at offset {base}, inside the previous one (which ends at {previous})"
@@ -214,21 +234,17 @@ impl Partition {
                     "segment starts at offset {base} but the previous one ends at {previous}"
                 );
             }
-            segments.push((segment, producers));
+            segments.push(segment);
             last_verified = last;
         }
-        if !last_verified && let Some((s, _)) = segments.pop() {
-            // The active segment now: scan it again with CRC checks, as a last segment is.
-            segments.push(recover(s.base_offset, true)?);
+        if !last_verified {
+            // The segment kept last, the active one now, had the header-only scan, and the
+            // producers' state has its batches: open again, now that the leftover after it is
+            // gone, so that it gets the CRC checks of a last segment (and a torn tail of it
+            // leaves nothing in the state). Each time a file fewer: this ends.
+            drop(segments);
+            return Partition::open(dir, config);
         }
-        let mut producers = ProducerStateTable::new();
-        let mut segments: Vec<Segment> = segments
-            .into_iter()
-            .map(|(segment, later)| {
-                producers.extend(later);
-                segment
-            })
-            .collect();
         if !producers.is_empty() {
             tracing::debug!(dir = %dir.display(), producers = producers.len(), "recovered idempotent producer state");
         }
@@ -237,8 +253,13 @@ impl Partition {
             segments.push(Segment::create(dir, 0)?);
         }
         let high_watermark = segments.last().map_or(0, |s| s.next_offset);
-        // DeleteRecords may have moved the log start into the first segment.
-        let log_start = segments[0].base_offset.max(deleted_up_to.unwrap_or(0).min(high_watermark));
+        // DeleteRecords may have moved the log start into the first segment (and a crash may
+        // have come between the move and its segments' removal).
+        let moved_to = deleted_up_to.unwrap_or(0).max(replay_from);
+        let log_start = segments[0].base_offset.max(moved_to.min(high_watermark));
+        // What the log start passed was evicted when it moved (a log of an older version, whose
+        // whole first segment is replayed, may still hold some).
+        producers.evict_before(log_start);
         let (tx, rx) = watch::channel(high_watermark);
         let cleaner = CleanerState { checkpoint: Mutex::new(cleaned_up_to), ..CleanerState::default() };
         Ok(Partition {
@@ -250,8 +271,8 @@ impl Partition {
                 unsynced: Vec::new(),
                 dir_unsynced: created,
                 dirty_tail: None,
-                producers,
             }),
+            producers: RwLock::new(producers),
             hwm: rx,
             #[cfg(test)]
             faults: Mutex::new(Faults::default()),
@@ -278,6 +299,43 @@ impl Partition {
         sync: bool,
         epochs: &ProducerEpochs,
     ) -> Result<AppendInfo, StorageError> {
+        self.append_checked(records, batches, config, sync, epochs, |producers, headers| {
+            producers.check(headers, |pid| epochs.latest(pid))
+        })
+    }
+
+    /// Append the transaction coordinator's `marker`, whose control batch `records` holds
+    /// (validated, the only batch in `batches`), as [`append`](Self::append) appends: it is
+    /// checked against the producer's state on the partition (a stale epoch is refused) instead
+    /// of the sequence checks, and ends the producer's open transaction once stored.
+    pub fn write_marker(
+        &self,
+        records: &Bytes,
+        batches: &[ValidBatch],
+        marker: &TxnMarker,
+        config: &PartitionConfig,
+        sync: bool,
+        epochs: &ProducerEpochs,
+    ) -> Result<AppendInfo, StorageError> {
+        self.append_checked(records, batches, config, sync, epochs, |producers, headers| match headers {
+            [h] if h.is_control() => {
+                producers.check_marker(marker, h.base_offset, h.max_timestamp).map(Checked::Append)
+            }
+            _ => Err(StorageError::InvalidRecord("a transaction marker is one control batch".into())),
+        })
+    }
+
+    /// [`append`](Self::append) with the producers' check `check` (given the state and the
+    /// batches' headers with their assigned offsets).
+    fn append_checked(
+        &self,
+        records: &Bytes,
+        batches: &[ValidBatch],
+        config: &PartitionConfig,
+        sync: bool,
+        epochs: &ProducerEpochs,
+        check: impl FnOnce(&ProducerStateTable, &[BatchHeader]) -> Result<Checked, StorageError>,
+    ) -> Result<AppendInfo, StorageError> {
         let mut writer = self.writer.lock();
         if writer.hwm.is_none() {
             return Err(StorageError::UnknownTopicOrPartition);
@@ -302,7 +360,8 @@ impl Partition {
             next = header.next_offset();
             headers.push(header);
         }
-        let producers = match writer.producers.check(&headers, |pid| epochs.latest(pid))? {
+        let checked = check(&self.producers.read(), &headers)?;
+        let producers = match checked {
             Checked::Append(pending) => pending,
             Checked::Duplicate { base_offset, last_offset } => {
                 tracing::debug!(dir = %self.dir.display(), base_offset, last_offset, "a producer's retry of stored batches; appended nothing");
@@ -356,6 +415,11 @@ impl Partition {
             );
         }
 
+        // The producers' state first: a reader that sees the batches sees their transactions.
+        for (pid, epoch) in producers.epochs() {
+            epochs.observe(pid, epoch);
+        }
+        self.producers.write().commit(producers);
         {
             let mut view = self.view.write();
             if let Some(segment) = rolled {
@@ -372,10 +436,6 @@ impl Partition {
         if sync_dir {
             writer.dir_unsynced = false;
         }
-        for (pid, epoch) in producers.epochs() {
-            epochs.observe(pid, epoch);
-        }
-        writer.producers.commit(producers);
         if !sync && !writer.unsynced.last().is_some_and(|f| Arc::ptr_eq(f, &file)) {
             writer.unsynced.push(file);
         }
@@ -393,8 +453,10 @@ impl Partition {
         header: &BatchHeader,
         epochs: &ProducerEpochs,
     ) -> Result<Option<(i64, i64)>, StorageError> {
-        let writer = self.writer.lock();
-        match writer.producers.check(std::slice::from_ref(header), |pid| epochs.latest(pid))? {
+        // Under the writer lock: not while an append is between its check and its commit.
+        let _writer = self.writer.lock();
+        let checked = self.producers.read().check(std::slice::from_ref(header), |pid| epochs.latest(pid))?;
+        match checked {
             Checked::Duplicate { base_offset, last_offset } => Ok(Some((base_offset, last_offset))),
             Checked::Append(_) => Ok(None),
         }
@@ -499,8 +561,17 @@ impl Partition {
     }
 
     /// Whole batches from the one that holds `offset`, up to `max_bytes` (at least the first
-    /// one when `min_one`), from a single segment.
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, StorageError> {
+    /// one when `min_one`), from a single segment. With [`Isolation::ReadCommitted`], only
+    /// batches below the last stable offset, and the aborted transactions among them (see
+    /// `Log::read_with`).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        isolation: Isolation,
+    ) -> Result<ReadResult, StorageError> {
+        let committed = isolation == Isolation::ReadCommitted;
         // None on the first visit; then the next segment, when the segment that should hold
         // `offset` has no batch at or after it (the log cleaner removed its last batches, or a
         // crash left a gap): the first batch after the gap is returned instead, as Kafka does.
@@ -510,20 +581,20 @@ impl Partition {
         let mut generation = 0;
         loop {
             // The high watermark returned is taken together with the committed length the read
-            // goes up to, so no record returned is ever beyond it.
-            let (i, file, start, end, high_watermark, log_start) = {
+            // goes up to, so no record returned is ever beyond it; the last stable offset right
+            // after it (the producers' state is committed before an append is published, so it
+            // knows every transaction the view holds).
+            let (found, high_watermark, log_start, last_stable) = {
                 let view = self.view.read();
-                let nothing = ReadResult {
-                    records: None,
-                    high_watermark: view.high_watermark,
-                    log_start_offset: view.log_start,
-                };
+                let last_stable =
+                    self.producers.read().last_stable_offset(view.log_start, view.high_watermark);
+                let limit = if committed { last_stable } else { view.high_watermark };
                 if next_segment.is_some() && view.generation != generation {
                     next_segment = None;
                 }
                 generation = view.generation;
-                let i = match next_segment {
-                    Some(i) => i,
+                let at = match next_segment {
+                    Some(i) => Some((i, 0)),
                     None => {
                         if offset < view.log_start || offset > view.high_watermark {
                             return Err(StorageError::OffsetOutOfRange {
@@ -532,26 +603,61 @@ impl Partition {
                                 end: view.high_watermark,
                             });
                         }
-                        if offset == view.high_watermark {
-                            return Ok(nothing);
-                        }
-                        view.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1)
+                        let i = view.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
+                        (offset < limit)
+                            .then(|| view.segments.get(i).map(|s| (i, s.position_for_offset(offset))))
+                            .flatten()
                     }
                 };
-                let Some(s) = view.segments.get(i) else {
-                    return Ok(nothing);
-                };
-                let start = if next_segment.is_none() { s.position_for_offset(offset) } else { 0 };
-                (i, s.file.clone(), start, s.size, view.high_watermark, view.log_start)
+                let found = at
+                    .and_then(|(i, start)| view.segments.get(i).map(|s| (i, s.file.clone(), start, s.size)));
+                (found, view.high_watermark, view.log_start, last_stable)
+            };
+            let limit = if committed { last_stable } else { high_watermark };
+            let answer = |records| {
+                self.read_result(records, offset, high_watermark, log_start, last_stable, committed)
+            };
+            let Some((i, file, start, end)) = found else {
+                return Ok(answer(None));
             };
             let file = file.get()?;
             if let Some((position, first)) =
                 segment::find_batch(&file, start, end, |h| h.last_offset() >= offset)?
             {
-                let records = read_batches(&file, position, end, first.size(), max_bytes, min_one)?;
-                return Ok(ReadResult { records, high_watermark, log_start_offset: log_start });
+                if first.last_offset() >= limit {
+                    // The first batch from `offset` on is not stable yet.
+                    return Ok(answer(None));
+                }
+                let records = read_batches(&file, position, end, first.size(), max_bytes, min_one, limit)?;
+                return Ok(answer(records));
             }
             next_segment = Some(i + 1);
+        }
+    }
+
+    /// A read's answer: `records` with the offset after their last batch, the offsets, and,
+    /// when the read is `committed`, the aborted transactions a consumer needs for it.
+    fn read_result(
+        &self,
+        records: Option<(Bytes, i64)>,
+        offset: i64,
+        high_watermark: i64,
+        log_start: i64,
+        last_stable: i64,
+        committed: bool,
+    ) -> ReadResult {
+        let aborted = if committed {
+            let upper = records.as_ref().map_or(last_stable, |(_, next)| *next);
+            self.producers.read().aborted_between(offset, upper)
+        } else {
+            Vec::new()
+        };
+        ReadResult {
+            records: records.map(|(bytes, _)| bytes),
+            high_watermark,
+            log_start_offset: log_start,
+            last_stable_offset: last_stable,
+            aborted,
         }
     }
 
@@ -582,11 +688,11 @@ impl Partition {
         now_ms: i64,
     ) -> io::Result<(usize, i64)> {
         // The writer lock keeps appends and rolls out while the segment list changes.
-        let mut writer = self.writer.lock();
+        let _writer = self.writer.lock();
         // How many segments go, oldest first. The active one goes too once it breaches the
         // limits with everything before it, as in Kafka: a new, empty active segment at the
         // high watermark replaces it, so the log start moves to the high watermark.
-        let (n, segments, high_watermark) = {
+        let (n, segments, high_watermark, new_start) = {
             let view = self.view.read();
             let mut total: u64 = view.segments.iter().map(|s| s.size).sum();
             let mut n = 0;
@@ -602,11 +708,16 @@ impl Partition {
                 total -= s.size;
                 n += 1;
             }
-            (n, view.segments.len(), view.high_watermark)
+            let new_start =
+                view.segments.get(n).map_or(view.high_watermark, |s| s.base_offset).max(view.log_start);
+            (n, view.segments.len(), view.high_watermark, new_start)
         };
         if n == 0 {
             return Ok((0, self.view.read().log_start));
         }
+        // Before anything goes: what the producers' state holds below the new log start, which
+        // a restart from here on starts from.
+        log_start::write(&self.dir, new_start, self.producers.read().below(new_start))?;
         // The new segment's name is durable before the old active one's goes: a crash between
         // must not leave a partition without segments (it would restart its offsets at 0).
         let fresh = if n == segments {
@@ -626,7 +737,7 @@ impl Partition {
             view.generation += 1;
             (removed, view.log_start)
         };
-        writer.producers.evict_before(log_start);
+        self.producers.write().evict_before(log_start);
         // Readers holding a removed segment's file keep reading it; the name goes now.
         for s in &removed {
             std::fs::remove_file(&s.path)?;
@@ -647,7 +758,7 @@ impl Partition {
     /// of the segment that holds the new start. Returns the new log start.
     pub fn delete_records(&self, offset: i64) -> Result<i64, StorageError> {
         // The writer lock keeps appends, retention and the cleaner's swaps out meanwhile.
-        let mut writer = self.writer.lock();
+        let _writer = self.writer.lock();
         let (log_start, high_watermark) = self.offsets();
         let offset = if offset == -1 { high_watermark } else { offset };
         if !(0..=high_watermark).contains(&offset) {
@@ -660,6 +771,9 @@ impl Partition {
         if offset <= log_start {
             return Ok(log_start);
         }
+        // What the producers' state holds below the new log start first: a restart from here on
+        // starts from it (and from the new log start, were the next write cut short).
+        log_start::write(&self.dir, offset, self.producers.read().below(offset))?;
         checkpoint::write_offset(&self.dir, LOG_START_FILE, LOG_START_TMP, offset)?;
         let removed: Vec<Segment> = {
             let mut view = self.view.write();
@@ -673,7 +787,7 @@ impl Partition {
             }
             view.segments.drain(..n).collect()
         };
-        writer.producers.evict_before(offset);
+        self.producers.write().evict_before(offset);
         for s in &removed {
             std::fs::remove_file(&s.path)?;
         }
@@ -755,12 +869,19 @@ impl Partition {
     /// Its segments' bytes and its idempotent producers.
     pub fn report(&self) -> crate::storage::PartitionReport {
         let size_bytes = self.view.read().segments.iter().map(|s| s.size).sum();
-        crate::storage::PartitionReport { size_bytes, producers: self.writer.lock().producers.snapshot() }
+        crate::storage::PartitionReport { size_bytes, producers: self.producers.read().snapshot() }
     }
 
     /// (producer id, epoch) of every idempotent producer this partition knows.
     pub fn producer_epochs(&self) -> Vec<(i64, i16)> {
-        self.writer.lock().producers.epochs().collect()
+        self.producers.read().epochs().collect()
+    }
+
+    /// The last stable offset: the first offset of the earliest open transaction, else the
+    /// high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        let view = self.view.read();
+        self.producers.read().last_stable_offset(view.log_start, view.high_watermark)
     }
 
     /// Refuse further appends and close the watch (the topic is being deleted).
@@ -812,18 +933,21 @@ impl Partition {
     }
 
     /// What a cleaner pass starts from: the segments but the active one, the offsets, the
-    /// checkpoint and the batches idempotent producers' state depends on.
+    /// checkpoint, the batches idempotent producers' state depends on, the last stable offset
+    /// and the aborted transactions (all as of one moment: no append in between).
     pub fn clean_snapshot(&self) -> CleanSnapshot {
-        let producer_batches = {
-            let writer = self.writer.lock();
-            let table = &writer.producers;
-            table
+        let _writer = self.writer.lock();
+        let (producer_batches, first_unstable, aborted) = {
+            let table = self.producers.read();
+            let batches = table
                 .epochs()
                 .filter_map(|(pid, _)| table.get(pid).map(|e| (pid, e)))
                 .flat_map(|(pid, e)| e.batches().map(move |b| (pid, b.base_offset)))
-                .collect()
+                .collect();
+            (batches, table.first_unstable_offset(), table.aborted().copied().collect())
         };
         let view = self.view.read();
+        let last_stable = producers::last_stable_offset(first_unstable, view.log_start, view.high_watermark);
         let inactive = &view.segments[..view.segments.len() - 1];
         CleanSnapshot {
             segments: inactive
@@ -841,6 +965,8 @@ impl Partition {
             high_watermark: view.high_watermark,
             checkpoint: *self.cleaner.checkpoint.lock(),
             producer_batches,
+            last_stable,
+            aborted,
         }
     }
 
@@ -998,7 +1124,9 @@ fn with_path(e: io::Error, doing: &str, path: &Path) -> io::Error {
 }
 
 /// Read whole batches starting at `position` (where a batch of `first_size` bytes starts),
-/// stopping at `end`, before `max_bytes` is exceeded, or after the first batch when `min_one`.
+/// stopping at `end`, before `max_bytes` is exceeded, after the first batch when `min_one`, or
+/// before the first batch whose last offset is at or past `stop_at` (the last stable offset of
+/// a read-committed read). Returns them with the offset after the last one.
 fn read_batches(
     file: &File,
     position: u64,
@@ -1006,7 +1134,8 @@ fn read_batches(
     first_size: usize,
     max_bytes: usize,
     min_one: bool,
-) -> io::Result<Option<Bytes>> {
+    stop_at: i64,
+) -> io::Result<Option<(Bytes, i64)>> {
     let limit = if min_one { max_bytes.max(first_size) } else { max_bytes };
     let available = usize::try_from(end - position).unwrap_or(usize::MAX);
     let want = limit.min(available);
@@ -1016,16 +1145,18 @@ fn read_batches(
     let mut buf = BytesMut::zeroed(want);
     file.read_exact_at(&mut buf, position)?;
     let mut whole = 0;
+    let mut next = None;
     while whole + HEADER_LEN <= buf.len() {
         let header = BatchHeader::parse(&buf[whole..])
             .map_err(|e| segment::on_disk_corruption(position + whole as u64, &e.to_string()))?;
-        if whole + header.size() > buf.len() {
+        if whole + header.size() > buf.len() || header.last_offset() >= stop_at {
             break;
         }
         whole += header.size();
+        next = Some(header.next_offset());
     }
     buf.truncate(whole);
-    Ok(Some(buf.freeze()))
+    Ok(next.map(|next| (buf.freeze(), next)))
 }
 
 fn read_exact(file: &File, position: u64, len: usize) -> io::Result<Vec<u8>> {

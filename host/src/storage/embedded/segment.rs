@@ -1,7 +1,7 @@
 //! One segment file: its in-memory sparse index, header walking for reads, and the recovery
 //! scan at open.
 
-use crate::record::batch::{BatchHeader, CRC_START, HEADER_LEN};
+use crate::record::batch::{self, BatchHeader, CRC_START, ControlType, HEADER_LEN};
 use crate::storage::producers::ProducerStateTable;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};
@@ -16,6 +16,9 @@ const LOG_SUFFIX: &str = ".log";
 const WALK_CHUNK: usize = 16 * 1024;
 /// Buffer size of the sequential recovery scan.
 const SCAN_BUFFER: usize = 64 * 1024;
+/// The largest control batch whose record the recovery scan reads (a transaction marker takes
+/// 78 bytes); a larger one is no marker Guise wrote, and its header is all the scan looks at.
+const MAX_CONTROL_BATCH: u64 = 4096;
 
 /// One entry of the sparse index.
 #[derive(Clone, Copy, Debug)]
@@ -333,29 +336,32 @@ pub(super) struct Recovered {
     pub segment: Segment,
     /// Bytes cut off the end of the file (a torn or corrupt tail), with the reason.
     pub truncated: Option<(u64, String)>,
-    /// Idempotent producers' state replayed from the kept batches' headers (their last batches
-    /// in this segment).
-    pub producers: ProducerStateTable,
 }
 
 /// Open an existing segment and scan it: every header is checked (magic, length within the
 /// file, record counts, offsets rising from `base_offset`) and, with `verify_crc`, every
-/// CRC. The file is truncated after the last good batch. The headers of the kept batches are
-/// also replayed into a producer state table.
+/// CRC. The file is truncated after the last good batch. The kept batches from `replay_from`
+/// on are also replayed, in order, into `producers` (the state of the log before them): their
+/// headers, and for a transaction marker the type its record gives.
 pub(super) fn recover(
     path: &Path,
     base_offset: i64,
     verify_crc: bool,
     index_interval: u32,
+    replay_from: i64,
+    producers: &mut ProducerStateTable,
 ) -> io::Result<Recovered> {
     let file = OpenOptions::new().read(true).write(true).open(path)?;
     let len = file.metadata()?.len();
     let mut segment = Segment::empty(base_offset, path.to_path_buf(), file);
     let file = segment.file.get()?;
-    let mut producers = ProducerStateTable::new();
-    let problem = scan(&file, len, base_offset, verify_crc, |header| {
+    let problem = scan(&file, len, base_offset, verify_crc, |header, control| {
         segment.note_batch(header, index_interval);
-        producers.replay(header);
+        match control {
+            _ if header.base_offset < replay_from => {}
+            Some(control) => producers.replay_marker(header, control),
+            None => producers.replay(header),
+        }
     })
     .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     let mut truncated = None;
@@ -364,19 +370,20 @@ pub(super) fn recover(
         file.set_len(good)?;
         truncated = Some((len - good, reason));
     }
-    Ok(Recovered { segment, truncated, producers })
+    Ok(Recovered { segment, truncated })
 }
 
 /// Scan batches from the start of `file` (of length `len`), calling `found` for each good one
-/// in order. Returns why the scan stopped early, or None if it reached the end cleanly. A first
-/// batch below `base_offset` is an error, not a tail to cut: the file does not belong under its
-/// name, and nothing is thrown away.
+/// in order, with the control type of a transaction marker (whose record is read for it).
+/// Returns why the scan stopped early, or None if it reached the end cleanly. A first batch
+/// below `base_offset` is an error, not a tail to cut: the file does not belong under its name,
+/// and nothing is thrown away.
 fn scan(
     file: &File,
     len: u64,
     base_offset: i64,
     verify_crc: bool,
-    mut found: impl FnMut(&BatchHeader),
+    mut found: impl FnMut(&BatchHeader, Option<ControlType>),
 ) -> io::Result<Option<String>> {
     let mut reader = BufReader::with_capacity(SCAN_BUFFER, file);
     let mut body = if verify_crc { vec![0u8; SCAN_BUFFER] } else { Vec::new() };
@@ -419,7 +426,17 @@ fn scan(
             )));
         }
         let rest = size - HEADER_LEN as u64;
-        if verify_crc {
+        let mut control = None;
+        if header.is_control() && size <= MAX_CONTROL_BATCH {
+            // A transaction marker: COMMIT or ABORT is in its record.
+            let mut whole = header_bytes.to_vec();
+            whole.resize(HEADER_LEN + rest as usize, 0);
+            reader.read_exact(&mut whole[HEADER_LEN..])?;
+            if verify_crc && crc32c::crc32c(&whole[CRC_START..]) != header.crc {
+                return Ok(Some(format!("CRC mismatch in the batch at offset {}", header.base_offset)));
+            }
+            control = batch::control_type(&whole);
+        } else if verify_crc {
             let mut crc = crc32c::crc32c(&header_bytes[CRC_START..]);
             let mut remaining = rest;
             while remaining > 0 {
@@ -436,7 +453,7 @@ fn scan(
                 i64::try_from(rest).map_err(|_| on_disk_corruption(pos, "a batch too large to skip"))?;
             reader.seek_relative(skip)?;
         }
-        found(&header);
+        found(&header, control);
         expected = header.next_offset();
         pos += size;
     }

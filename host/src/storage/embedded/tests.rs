@@ -926,8 +926,7 @@ fn out_of_order_unknown_and_stale_producers_are_refused_and_append_nothing() {
     assert_eq!((info.base_offset, info.last_offset), (3, 5), "a retried multi-batch append");
     assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 6));
 
-    let transactional = with_attributes(&idempotent_batch(1, 1, 3, 4), 0x10);
-    assert_eq!(code(log.append(&name("t"), 0, Bytes::from(transactional))), 48);
+    // Only the transaction coordinator writes control batches (transactions: `txn_tests`).
     let control = with_attributes(&batch(1, 5, 0), 0x20);
     assert_eq!(code(log.append(&name("t"), 0, Bytes::from(control))), 87);
     assert_eq!(log.offsets(&name("t"), 0).unwrap(), (0, 6));

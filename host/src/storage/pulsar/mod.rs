@@ -644,13 +644,15 @@ impl Log for PulsarLog {
         .await
     }
 
-    async fn read(
+    /// No transactions here (their batches are refused): every isolation level reads the same.
+    async fn read_with(
         &self,
         name: &TopicName,
         partition: i32,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
+        _isolation: crate::storage::Isolation,
     ) -> Result<ReadResult, StorageError> {
         self.on_partition(name, partition, move |shared, p, _| async move {
             p.read(&shared, offset, max_bytes, min_one).await

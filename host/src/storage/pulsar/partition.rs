@@ -36,7 +36,7 @@ use crate::pulsar::mapping;
 use crate::pulsar::proto::{KeyValue, SingleMessageMetadata};
 use crate::record::batch::{self, BatchHeader, ValidBatch};
 use crate::record::records::{self, EncodeSpec};
-use crate::storage::producers::{Checked, ProducerEpochs, ProducerStateTable};
+use crate::storage::producers::{self, Checked, ProducerEpochs, ProducerStateTable};
 use crate::storage::{AppendInfo, EntryFormat, IngressMark, ReadResult, StorageError};
 use ::pulsar::consumer::InitialPosition;
 use ::pulsar::producer::Message;
@@ -165,6 +165,18 @@ struct Cursor {
     next_base: i64,
     /// A batch read but not returned (it did not fit), with its base offset.
     lookahead: Option<(i64, Bytes)>,
+}
+
+/// A read's answer: no transactions here, so the last stable offset is the high watermark and
+/// no transaction is ever aborted.
+fn read_result(records: Option<Bytes>, high_watermark: i64, log_start_offset: i64) -> ReadResult {
+    ReadResult {
+        records,
+        high_watermark,
+        log_start_offset,
+        last_stable_offset: high_watermark,
+        aborted: Vec::new(),
+    }
 }
 
 fn lost_error(why: &str) -> StorageError {
@@ -391,6 +403,8 @@ impl Partition {
                 })?;
             headers.push(header);
         }
+        // Transactions (KIP-98) are the embedded log's only.
+        producers::refuse_transactions(&headers)?;
         let pending = match w.producers.check(&headers, |pid| shared.epochs.latest(pid))? {
             Checked::Append(p) => p,
             Checked::Duplicate { base_offset, last_offset } => {
@@ -481,6 +495,7 @@ impl Partition {
         let mut guard = self.writer.lock().await;
         self.open_locked(shared, &mut guard).await?;
         let w = guard.as_ref().expect("opened");
+        producers::refuse_transactions([header])?;
         match w.producers.check(std::slice::from_ref(header), |pid| shared.epochs.latest(pid))? {
             Checked::Duplicate { base_offset, last_offset } => Ok(Some((base_offset, last_offset))),
             Checked::Append(_) => Ok(None),
@@ -633,7 +648,8 @@ impl Partition {
         Ok(None)
     }
 
-    /// See [`Log::read`](crate::storage::Log::read).
+    /// See [`Log::read`](crate::storage::Log::read). Without transactions here, every
+    /// isolation level reads the same.
     pub async fn read(
         &self,
         shared: &Shared,
@@ -648,7 +664,7 @@ impl Partition {
             if offset < start || offset > end {
                 return Err(StorageError::OffsetOutOfRange { requested: offset, start, end });
             }
-            let done = |records| Ok(ReadResult { records, high_watermark: end, log_start_offset: start });
+            let done = |records| Ok(read_result(records, end, start));
             if offset == end {
                 return done(None);
             }
@@ -688,7 +704,7 @@ impl Partition {
                     return Err(e);
                 }
             };
-        Ok(ReadResult { records, high_watermark: hwm, log_start_offset: log_start })
+        Ok(read_result(records, hwm, log_start))
     }
 
     async fn read_entries(

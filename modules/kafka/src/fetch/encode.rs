@@ -13,12 +13,13 @@
 //! body:   throttle_time_ms int32, [v7+: error_code int16, session_id int32],
 //!         responses [topic string, partitions [partition_index int32, error_code int16,
 //!           high_watermark int64, last_stable_offset int64, [v5+: log_start_offset int64],
-//!           aborted_transactions [] (empty), [v11+: preferred_read_replica int32],
+//!           aborted_transactions [producer_id int64, first_offset int64 [v12: tagged fields]]
+//!           (empty, not null, at read_uncommitted), [v11+: preferred_read_replica int32],
 //!           records bytes, [v12: tagged fields]] [v12: tagged fields]]
 //!         [v12: tagged fields]
 //! ```
 
-use guise_guest_sdk::{ErrorCode, Segment};
+use guise_guest_sdk::{AbortedTransaction, ErrorCode, Segment};
 use kafka_protocol::messages::FetchResponse;
 use kafka_protocol::protocol::HeaderVersion;
 
@@ -33,6 +34,8 @@ pub(crate) struct PartitionOut<B> {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// The aborted transactions among the records (read_committed).
+    pub aborted: Vec<AbortedTransaction>,
     /// Stored batches to splice in, with their length in bytes; `None` writes an empty (not
     /// null) records field, as Kafka's broker does.
     pub records: Option<(B, u32)>,
@@ -47,6 +50,7 @@ impl<B> PartitionOut<B> {
             high_watermark: -1,
             last_stable_offset: -1,
             log_start_offset: -1,
+            aborted: Vec::new(),
             records: None,
         }
     }
@@ -149,7 +153,11 @@ pub(crate) fn encode<B>(
     }
     let flexible = version >= FLEXIBLE;
     let spliced = topics.iter().flat_map(|t| &t.partitions).filter(|p| p.records.is_some()).count();
-    let head: usize = 32 + topics.iter().map(|t| t.name.len() + 8 + 64 * t.partitions.len()).sum::<usize>();
+    let head: usize = 32
+        + topics
+            .iter()
+            .map(|t| t.name.len() + 8 + t.partitions.iter().map(|p| 64 + 17 * p.aborted.len()).sum::<usize>())
+            .sum::<usize>();
     let mut w = Writer {
         segments: Vec::with_capacity(2 * spliced + 1),
         cur: Vec::with_capacity(if spliced == 0 { head } else { RUN_CAPACITY.max(head / (spliced + 1)) }),
@@ -179,7 +187,12 @@ pub(crate) fn encode<B>(
             if version >= 5 {
                 w.i64(p.log_start_offset);
             }
-            w.array_len(0)?; // aborted_transactions: none (no transactions), empty not null
+            w.array_len(p.aborted.len())?; // aborted_transactions: empty, not null, when none
+            for a in &p.aborted {
+                w.i64(a.producer_id);
+                w.i64(a.first_offset);
+                w.no_tagged_fields();
+            }
             if version >= 11 {
                 w.i32(-1); // preferred_read_replica: none
             }
@@ -203,12 +216,30 @@ mod tests {
     use bytes::{Bytes, BytesMut};
     use guise_guest_sdk::error;
     use guise_guest_sdk::stub::{StubBuffer, flatten};
-    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::fetch_response::{self, FetchableTopicResponse, PartitionData};
     use kafka_protocol::messages::{ResponseHeader, TopicName};
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
     /// (partition, error, high watermark, log start, records)
     type Part = (i32, i16, i64, i64, Option<Bytes>);
+
+    /// The last stable offset the samples give a partition of high watermark `hw`: below it when
+    /// the partition has some, to tell the two apart.
+    fn lso(hw: i64) -> i64 {
+        if hw > 1 { hw - 1 } else { hw }
+    }
+
+    /// The aborted transactions the samples give a partition: two for partition 3.
+    fn aborted(index: i32) -> Vec<AbortedTransaction> {
+        if index == 3 {
+            vec![
+                AbortedTransaction { producer_id: 7000, first_offset: 0 },
+                AbortedTransaction { producer_id: 0x0102_0304_0506, first_offset: 1 },
+            ]
+        } else {
+            Vec::new()
+        }
+    }
 
     fn sample() -> Vec<(&'static str, Vec<Part>)> {
         let one = Bytes::from(at_offset(&record_batch(&[b"hello", b"world"], &[1_000, 1_001]), 7));
@@ -249,9 +280,18 @@ mod tests {
                                     .with_partition_index(*index)
                                     .with_error_code(*error)
                                     .with_high_watermark(*hw)
-                                    .with_last_stable_offset(*hw)
+                                    .with_last_stable_offset(lso(*hw))
                                     .with_log_start_offset(*start)
-                                    .with_aborted_transactions(Some(vec![]))
+                                    .with_aborted_transactions(Some(
+                                        aborted(*index)
+                                            .iter()
+                                            .map(|a| {
+                                                fetch_response::AbortedTransaction::default()
+                                                    .with_producer_id(a.producer_id.into())
+                                                    .with_first_offset(a.first_offset)
+                                            })
+                                            .collect(),
+                                    ))
                                     .with_preferred_read_replica((-1).into())
                                     .with_records(Some(records.clone().unwrap_or_default()))
                             })
@@ -288,8 +328,9 @@ mod tests {
                         index: *index,
                         error_code: *error,
                         high_watermark: *hw,
-                        last_stable_offset: *hw,
+                        last_stable_offset: lso(*hw),
                         log_start_offset: *start,
+                        aborted: aborted(*index),
                         records: records.clone().map(|b| (StubBuffer(b.clone()), b.len() as u32)),
                     })
                     .collect(),

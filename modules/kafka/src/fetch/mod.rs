@@ -11,8 +11,12 @@
 //!   error, the request is parked (`Outcome::Wait`) on every requested partition until one gets
 //!   data or `max_wait_ms` passes; then it is re-run, and with `final_` answered with what there
 //!   is. Any partition error answers at once, as in Kafka.
-//! * No transactions: last_stable_offset = high watermark, aborted_transactions empty, whatever
-//!   the isolation level. No fetch sessions (KIP-227): session_id 0 in every response, which
+//! * Isolation level read_committed (1) reads with the host's `read_committed`: only batches
+//!   below the last stable offset (the first offset of the partition's earliest open
+//!   transaction), with the aborted transactions among them (producer id, first offset), which
+//!   the client skips. read_uncommitted (0) reads up to the high watermark, with no aborted
+//!   transactions (an empty list). Either way last_stable_offset is the host's.
+//! * No fetch sessions (KIP-227): session_id 0 in every response, which
 //!   tells the client to keep sending full fetches; an incremental fetch (session epoch > 0)
 //!   names a session this broker never created and gets FETCH_SESSION_ID_NOT_FOUND, as Kafka
 //!   answers for an unknown session.
@@ -29,6 +33,9 @@ use kafka_protocol::messages::FetchRequest;
 /// FETCH_SESSION_ID_NOT_FOUND (not in the SDK's list).
 pub(crate) use guise_guest_sdk::error::FETCH_SESSION_ID_NOT_FOUND;
 
+/// The isolation level that reads only committed records (KIP-98).
+pub(crate) const READ_COMMITTED: i8 = 1;
+
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let req: FetchRequest = cx.decode()?;
     // Session epoch 0 opens a session (we answer session id 0: none), -1 is a sessionless full
@@ -37,6 +44,7 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
         return respond(cx, FETCH_SESSION_ID_NOT_FOUND, Vec::new());
     }
 
+    let read_committed = req.isolation_level == READ_COMMITTED;
     let mut remaining = u32::try_from(req.max_bytes).unwrap_or(0);
     let mut total: u64 = 0;
     let mut any_error = false;
@@ -49,8 +57,13 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
             tp.partition = p.partition;
             let limit = u32::try_from(p.partition_max_bytes).unwrap_or(0).min(remaining);
             let min_one = total == 0;
-            partitions.push(match cx.svc.read(&tp, p.fetch_offset, limit, min_one) {
-                Ok(f) => {
+            let read = if read_committed {
+                cx.svc.read_committed(&tp, p.fetch_offset, limit, min_one)
+            } else {
+                cx.svc.read(&tp, p.fetch_offset, limit, min_one).map(|f| (f, Vec::new()))
+            };
+            partitions.push(match read {
+                Ok((f, aborted)) => {
                     let records = f.records.filter(|_| f.records_len > 0).map(|b| (b, f.records_len));
                     let len = records.as_ref().map_or(0, |(_, len)| *len);
                     total += u64::from(len);
@@ -59,9 +72,9 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
                         index: p.partition,
                         error_code: error::NONE,
                         high_watermark: f.high_watermark,
-                        // No transactions: everything below the high watermark is stable.
-                        last_stable_offset: f.high_watermark,
+                        last_stable_offset: f.last_stable_offset,
                         log_start_offset: f.log_start_offset,
+                        aborted,
                         records,
                     }
                 }
@@ -453,6 +466,47 @@ mod tests {
                 "v{v}"
             );
         }
+    }
+
+    #[test]
+    fn read_committed_reads_with_the_aborted_transactions() {
+        use crate::test_txn::TxnHost;
+        use guise_guest_sdk::AbortedTransaction;
+        let host = TxnHost::new();
+        host.stub.create_topic("t", 2, &[], false).unwrap();
+        let a = record_batch(&[b"a0", b"a1"], &[1]);
+        append(&host.stub, "t", 0, &a);
+        host.last_stable.set(Some(1));
+        host.aborted.replace(vec![
+            AbortedTransaction { producer_id: 9, first_offset: 0 },
+            AbortedTransaction { producer_id: 11, first_offset: 1 },
+        ]);
+        let req = fetch_request(0, 0, 1 << 20, &[("t", 0, 0, 1 << 20)]).with_isolation_level(READ_COMMITTED);
+        for v in [4, 5, 11, 12] {
+            let resp: FetchResponse = call(&host, ApiKey::Fetch, v, &req);
+            let p = &resp.responses[0].partitions[0];
+            assert_eq!((p.error_code, p.high_watermark, p.last_stable_offset), (0, 2, 1), "v{v}");
+            let aborted: Vec<(i64, i64)> = p
+                .aborted_transactions
+                .as_ref()
+                .expect("a list")
+                .iter()
+                .map(|a| (a.producer_id.0, a.first_offset))
+                .collect();
+            assert_eq!(aborted, [(9, 0), (11, 1)], "v{v}");
+            assert_eq!(p.records.as_deref(), Some(&at_offset(&a, 0)[..]), "v{v}");
+        }
+        assert_eq!(host.calls(), vec!["read_committed t-0@0"; 4]);
+        // read_uncommitted reads as before: the host's last stable offset, no aborted transactions.
+        let resp: FetchResponse = call(&host, ApiKey::Fetch, 12, &req.clone().with_isolation_level(0));
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!((p.high_watermark, p.last_stable_offset), (2, 2));
+        assert_eq!(p.aborted_transactions.as_deref(), Some(&[][..]));
+        assert_eq!(host.calls().len(), 4, "no read_committed read");
+        // An error is a partition error, as for read_uncommitted.
+        let req = fetch_request(0, 0, 1 << 20, &[("t", 9, 0, 1 << 20)]).with_isolation_level(READ_COMMITTED);
+        let resp: FetchResponse = call(&host, ApiKey::Fetch, 12, &req);
+        assert_eq!(rows(&resp), vec![row("t", 9, error::UNKNOWN_TOPIC_OR_PARTITION, -1, -1, vec![])]);
     }
 
     #[test]

@@ -60,7 +60,14 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * Clients produce BOOTSTRAP TOPIC COUNT [KEY=VALUE producer properties...]
  * Clients consume BOOTSTRAP TOPIC GROUP COUNT [KEY=VALUE consumer properties...]
  * Clients admin BOOTSTRAP OPS_JSON [KEY=VALUE admin properties...]
+ * Clients txn BOOTSTRAP TOPIC TRANSACTIONAL_ID STEPS [KEY=VALUE producer properties...]
  * </pre>
+ *
+ * {@code txn} runs a transactional producer through STEPS, comma-separated: {@code send:N} (begin a
+ * transaction if none is open, send N records, flush), {@code commit}, {@code abort}, {@code fence}
+ * (a second producer with the same transactional id initializes; the first is now a zombie and
+ * goes on with the steps that follow), {@code leave} (exit now, with the transaction open). One
+ * result per step: what it produced or the error the client saw.
  *
  * {@code admin} runs a list of operations ({@code {"op": "create", ...}}) in order and prints one
  * result per operation: {@code {"ok": ...}} or {@code {"error": "ExceptionClass", "message": ...}}.
@@ -75,6 +82,7 @@ public final class Clients {
             case "produce" -> out = produce(args[1], args[2], Integer.parseInt(args[3]), props(args, 4));
             case "consume" -> out = consume(args[1], args[2], args[3], Integer.parseInt(args[4]), props(args, 5));
             case "admin" -> out = admin(args[1], JSON.readTree(args[2]), props(args, 3));
+            case "txn" -> out = txn(args[1], args[2], args[3], args[4], props(args, 5));
             default -> throw new IllegalArgumentException("unknown scenario " + args[0]);
         }
         System.out.println(JSON.writeValueAsString(out));
@@ -128,6 +136,81 @@ public final class Clients {
             }
         }
         out.set("sent", sent);
+        return out;
+    }
+
+    static KafkaProducer<String, String> transactional(String bootstrap, String id, Properties extra) {
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, id);
+        p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "30000");
+        p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "20000");
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "30000");
+        p.putAll(extra);
+        return new KafkaProducer<>(p);
+    }
+
+    /** A transactional producer through STEPS (see the class comment). */
+    static JsonNode txn(String bootstrap, String topic, String id, String steps, Properties extra) throws Exception {
+        ArrayNode out = NODES.arrayNode();
+        KafkaProducer<String, String> producer = transactional(bootstrap, id, extra);
+        KafkaProducer<String, String> fencer = null;
+        producer.initTransactions();
+        boolean open = false;
+        int next = 0;
+        for (String step : steps.split(",")) {
+            ObjectNode r = NODES.objectNode();
+            r.put("step", step);
+            try {
+                if (step.startsWith("send:")) {
+                    if (!open) {
+                        producer.beginTransaction();
+                        open = true;
+                    }
+                    List<Future<RecordMetadata>> futures = new ArrayList<>();
+                    for (int n = Integer.parseInt(step.substring(5)); n > 0; n--, next++) {
+                        futures.add(producer.send(new ProducerRecord<>(topic, "k" + (next % 7), "v" + next)));
+                    }
+                    producer.flush();
+                    ArrayNode sent = NODES.arrayNode();
+                    for (Future<RecordMetadata> f : futures) {
+                        RecordMetadata m = f.get();
+                        sent.add(NODES.arrayNode().add(m.partition()).add(m.offset()));
+                    }
+                    r.set("sent", sent);
+                } else if (step.equals("commit")) {
+                    producer.commitTransaction();
+                    open = false;
+                    r.put("ok", true);
+                } else if (step.equals("abort")) {
+                    producer.abortTransaction();
+                    open = false;
+                    r.put("ok", true);
+                } else if (step.equals("fence")) {
+                    fencer = transactional(bootstrap, id, extra);
+                    fencer.initTransactions();
+                    r.put("ok", true);
+                } else if (step.equals("leave")) {
+                    out.add(r.put("ok", true));
+                    System.out.println(JSON.writeValueAsString(out));
+                    System.out.flush();
+                    Runtime.getRuntime().halt(0);
+                } else {
+                    throw new IllegalArgumentException("unknown step " + step);
+                }
+            } catch (ExecutionException e) {
+                r.setAll(error(e.getCause()));
+            } catch (org.apache.kafka.common.KafkaException e) {
+                r.setAll(error(e));
+            }
+            out.add(r);
+        }
+        producer.close(Duration.ofSeconds(5));
+        if (fencer != null) {
+            fencer.close(Duration.ofSeconds(5));
+        }
         return out;
     }
 

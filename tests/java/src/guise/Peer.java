@@ -25,7 +25,12 @@ public final class Peer {
         handle.get().onExit().thenRun(() -> Runtime.getRuntime().halt(0));
         int at = 1;
         if (args[at].equals("--format")) {
-            String[] format = {"format", "--ignore-formatted", "-t", args[at + 1], "-c", args[at + 2]};
+            // Transaction version 1 (KIP-98/KIP-447 without KIP-890's epoch bump per
+            // transaction): what Guise serves, so the clients take the same path on both.
+            String[] format = {
+                "format", "--ignore-formatted", "-t", args[at + 1], "-c", args[at + 2],
+                "--feature", "transaction.version=1"
+            };
             Object code = Class.forName("kafka.tools.StorageTool")
                     .getMethod("execute", String[].class, java.io.PrintStream.class)
                     .invoke(null, format, System.err);

@@ -2,7 +2,8 @@
 //!
 //! A pass over a partition ([`clean_partition`]) cleans its *cleanable* part: every segment but
 //! the active one, up to the first segment holding a record younger than
-//! min.compaction.lag.ms. It runs when the *dirty* part (from the cleaner checkpoint, see
+//! min.compaction.lag.ms or reaching the last stable offset (an open transaction's records
+//! may still be aborted: Kafka never cleans past the first unstable offset either). It runs when the *dirty* part (from the cleaner checkpoint, see
 //! [`checkpoint`], to the end of the cleanable part) is more than min.cleanable.dirty.ratio of
 //! the log's inactive bytes, or when a dirty segment's first batch is older than
 //! max.compaction.lag.ms. It maps the latest offset of every key in the dirty part
@@ -16,7 +17,9 @@
 //! segments until its budget is spent; an idempotent producer's last five batches are kept (as
 //! empty batches if need be), not only its last, because producer state is rebuilt from batch
 //! headers at open instead of snapshots; the last batch of each group (not only of the pass) is
-//! kept, so a cleaned segment still ends where the next one starts.
+//! kept, so a cleaned segment still ends where the next one starts. Transactions: see
+//! `storage::compaction` (markers kept, aborted records map nothing, transactional batches never
+//! dropped, so the partition replays to the same open and aborted transactions).
 
 pub(super) mod checkpoint;
 mod filter;
@@ -36,8 +39,9 @@ use std::time::Instant;
 pub(super) struct Plan {
     /// The checkpoint (or the log start, when it has none or it is out of range).
     pub first_dirty: i64,
-    /// The end of the cleanable part: the active segment's base offset, or the first segment
-    /// with a record younger than min.compaction.lag.ms.
+    /// The end of the cleanable part: the active segment's base offset, the first segment
+    /// with a record younger than min.compaction.lag.ms, or the first segment reaching the
+    /// last stable offset.
     pub first_uncleanable: i64,
     pub clean_bytes: u64,
     /// The bytes of the dirty part that may be cleaned now.
@@ -70,6 +74,10 @@ pub(super) fn plan(snapshot: &CleanSnapshot, config: &CleanConfig, now_ms: i64) 
     let dirty: Vec<usize> =
         (0..snapshot.segments.len()).filter(|&i| next_base(snapshot, i) > first_dirty).collect();
     let mut first_uncleanable = snapshot.active_base.min(snapshot.high_watermark);
+    // Nothing at or past the last stable offset: the segments that end before it, no more.
+    if let Some(i) = (0..snapshot.segments.len()).find(|&i| next_base(snapshot, i) > snapshot.last_stable) {
+        first_uncleanable = first_uncleanable.min(snapshot.segments[i].base_offset);
+    }
     if config.min_compaction_lag_ms > 0 {
         let young = now_ms.saturating_sub(config.min_compaction_lag_ms);
         if let Some(&i) = dirty.iter().find(|&&i| snapshot.segments[i].max_timestamp > young) {
@@ -144,7 +152,9 @@ fn clean_partition_with(
         .filter(|(s, next)| *next > plan.first_dirty && s.base_offset < plan.first_uncleanable)
         .cloned()
         .collect();
-    let (map, end, mapped_bytes) = offset_map::build(&dirty, map_budget, config.max_decompressed_bytes)?;
+    let aborted = crate::storage::compaction::AbortedRanges::new(&snapshot.aborted);
+    let (map, end, mapped_bytes) =
+        offset_map::build(&dirty, map_budget, config.max_decompressed_bytes, &aborted)?;
     let filter = crate::storage::compaction::Filter {
         map: &map,
         producer_batches: &snapshot.producer_batches,

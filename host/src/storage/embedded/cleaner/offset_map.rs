@@ -8,6 +8,7 @@ use super::super::segment::Batches;
 use crate::record::batch::BatchHeader;
 use crate::record::records;
 pub(super) use crate::storage::compaction::OffsetMap;
+use crate::storage::compaction::{AbortedRanges, supersedes};
 use std::io;
 
 /// Kafka's default log.cleaner.dedupe.buffer.size: a pass maps segments until its keys take
@@ -18,12 +19,14 @@ pub(super) const MAP_BUDGET: usize = 128 << 20;
 /// it), in order, until the map passes `budget` bytes at a segment's end (at least the first
 /// segment is mapped). Returns the map, the first offset not mapped (a segment's base offset:
 /// the pass cleans up to there) and the bytes read. Keyless records are not mapped (the cleaner
-/// removes them); a batch that cannot be decoded is skipped, so its records supersede nothing
-/// and are kept as they are.
+/// removes them), nor are control batches' and aborted transactions' (`aborted`; see
+/// [`supersedes`]); a batch that cannot be decoded is skipped, so its records supersede
+/// nothing and are kept as they are.
 pub(super) fn build(
     dirty: &[(SegmentSnapshot, i64)],
     budget: usize,
     max_decompressed: usize,
+    aborted: &AbortedRanges,
 ) -> io::Result<(OffsetMap, i64, u64)> {
     let mut map = OffsetMap::default();
     let mut read = 0u64;
@@ -44,6 +47,9 @@ pub(super) fn build(
             let (position, bytes) = batch?;
             read += bytes.len() as u64;
             let header = BatchHeader::parse(&bytes).map_err(|e| io::Error::other(e.to_string()))?;
+            if !supersedes(&header, aborted) {
+                continue;
+            }
             match records::decode(&bytes, max_decompressed) {
                 Ok(decoded) => {
                     for r in &decoded.records {

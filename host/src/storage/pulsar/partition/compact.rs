@@ -34,7 +34,7 @@ use super::super::props::{self, Kind, Props};
 use super::super::reader::Follower;
 use super::{Partition, Shared, batch_messages, message, read_entry};
 use crate::record::batch::BatchHeader;
-use crate::storage::compaction::{CleanConfig, Filter, OffsetMap, Output};
+use crate::storage::compaction::{AbortedRanges, CleanConfig, Filter, OffsetMap, Output};
 use crate::storage::{CleanStats, EntryFormat, StorageError};
 use ::pulsar::producer::Message;
 use std::collections::{HashMap, HashSet};
@@ -170,7 +170,8 @@ impl Partition {
         let mut reader = self.pass_reader(shared, &entries, first).await?;
         for e in entries[first..].iter().take_while(|e| e.base < plan.first_uncleanable) {
             let bytes = read_entry(&mut reader, e).await?;
-            if !map.map_batch(&bytes, config.max_decompressed_bytes) {
+            // No transactions here (appends refuse them): none aborted.
+            if !map.map_batch(&bytes, config.max_decompressed_bytes, &AbortedRanges::default()) {
                 tracing::warn!(topic = %self.topic, offset = e.base, "the cleaner cannot read this batch's records; they are kept as they are");
             }
         }

@@ -1,0 +1,176 @@
+//! One transactional id's state, as the transaction log stores it (JSON, one record per id) and
+//! the coordinator changes it. Pure: time is passed in.
+
+use super::{Description, Producer};
+use crate::coord::OffsetCommit;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Kafka's transaction states (`TransactionState`), without Dead and PrepareEpochFence (the
+/// coordinator fences and aborts under one lock, so nobody sees the step between).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnState {
+    Empty,
+    Ongoing,
+    PrepareCommit,
+    PrepareAbort,
+    CompleteCommit,
+    CompleteAbort,
+}
+
+impl TxnState {
+    /// Kafka's name, as DescribeTransactions and ListTransactions report it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnState::Empty => "Empty",
+            TxnState::Ongoing => "Ongoing",
+            TxnState::PrepareCommit => "PrepareCommit",
+            TxnState::PrepareAbort => "PrepareAbort",
+            TxnState::CompleteCommit => "CompleteCommit",
+            TxnState::CompleteAbort => "CompleteAbort",
+        }
+    }
+
+    /// Decided but not finished: markers (and offsets) still to write.
+    pub fn is_prepared(self) -> bool {
+        matches!(self, TxnState::PrepareCommit | TxnState::PrepareAbort)
+    }
+}
+
+/// An offset a transaction commits when it commits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingOffset {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// A transactional id's producer, its open transaction and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnMeta {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The producer before the last bump (KIP-360: a retried InitProducerId is answered again).
+    pub last_producer_id: i64,
+    pub last_epoch: i16,
+    pub timeout_ms: i32,
+    pub state: TxnState,
+    /// The data partitions of the open (or prepared) transaction.
+    pub partitions: BTreeSet<(String, i32)>,
+    /// The groups whose offsets it commits (AddOffsetsToTxn).
+    pub groups: BTreeSet<String>,
+    /// Its offsets (TxnOffsetCommit), the latest per group and partition.
+    pub offsets: Vec<PendingOffset>,
+    /// When the open transaction began (ms since the epoch), -1 when none is open.
+    pub start_ms: i64,
+    pub update_ms: i64,
+}
+
+impl TxnMeta {
+    /// A new transactional id's state: `producer_id` at epoch 0, no transaction.
+    pub fn new(producer_id: i64, timeout_ms: i32, now: i64) -> TxnMeta {
+        TxnMeta {
+            producer_id,
+            epoch: 0,
+            last_producer_id: -1,
+            last_epoch: -1,
+            timeout_ms,
+            state: TxnState::Empty,
+            partitions: BTreeSet::new(),
+            groups: BTreeSet::new(),
+            offsets: Vec::new(),
+            start_ms: -1,
+            update_ms: now,
+        }
+    }
+
+    pub fn bump_epoch(&mut self) {
+        self.last_producer_id = self.producer_id;
+        self.last_epoch = self.epoch;
+        self.epoch = self.epoch.saturating_add(1);
+    }
+
+    /// A new producer id at epoch 0 (the epoch is exhausted).
+    pub fn new_producer(&mut self, producer_id: i64) {
+        self.last_producer_id = self.producer_id;
+        self.last_epoch = self.epoch;
+        self.producer_id = producer_id;
+        self.epoch = 0;
+    }
+
+    /// A transaction is open from now on (a no-op when one is).
+    pub fn begin(&mut self, now: i64) {
+        if self.state != TxnState::Ongoing {
+            self.state = TxnState::Ongoing;
+            self.start_ms = now;
+            self.partitions.clear();
+            self.groups.clear();
+            self.offsets.clear();
+        }
+        self.update_ms = now;
+    }
+
+    /// The transaction is over: nothing open.
+    pub fn finish(&mut self, commit: bool, now: i64) {
+        self.state = if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
+        self.partitions.clear();
+        self.groups.clear();
+        self.offsets.clear();
+        self.start_ms = -1;
+        self.update_ms = now;
+    }
+
+    pub fn expired(&self, now: i64) -> bool {
+        self.start_ms >= 0 && now.saturating_sub(self.start_ms) > i64::from(self.timeout_ms)
+    }
+
+    /// Keep `o` as the group's offset of its partition in this transaction.
+    pub fn put_offset(&mut self, group: &str, o: &OffsetCommit) {
+        let entry = PendingOffset {
+            group: group.to_string(),
+            topic: o.topic.clone(),
+            partition: o.partition,
+            offset: o.offset,
+            leader_epoch: o.leader_epoch,
+            metadata: o.metadata.clone(),
+        };
+        match self
+            .offsets
+            .iter_mut()
+            .find(|p| p.group == group && p.topic == o.topic && p.partition == o.partition)
+        {
+            Some(p) => *p = entry,
+            None => self.offsets.push(entry),
+        }
+    }
+
+    /// The transaction's offsets, per group.
+    pub fn offsets_by_group(&self) -> BTreeMap<String, Vec<OffsetCommit>> {
+        let mut out: BTreeMap<String, Vec<OffsetCommit>> = BTreeMap::new();
+        for p in &self.offsets {
+            out.entry(p.group.clone()).or_default().push(OffsetCommit {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                offset: p.offset,
+                leader_epoch: p.leader_epoch,
+                metadata: p.metadata.clone(),
+            });
+        }
+        out
+    }
+
+    pub fn describe(&self, id: &str) -> Description {
+        Description {
+            transactional_id: id.to_string(),
+            error: guise_guest_sdk::error::NONE,
+            state: self.state.name(),
+            timeout_ms: self.timeout_ms,
+            start_ms: self.start_ms,
+            producer: Producer { id: self.producer_id, epoch: self.epoch },
+            partitions: self.partitions.iter().cloned().collect(),
+        }
+    }
+}

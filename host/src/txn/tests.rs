@@ -1,0 +1,316 @@
+//! The transaction coordinator over a real embedded log: the commit protocol, fencing, the
+//! timeout, transactional offsets, KIP-890's append check, and recovery from every state a
+//! crash can leave (prepare written; markers partly written; complete written).
+
+use super::*;
+use crate::coord::{CoordConfig, GroupConfig};
+use crate::record::batch::testing::transactional_batch;
+use crate::storage::embedded::EmbeddedLog;
+use crate::storage::{Isolation, LogDefaults};
+use std::path::Path;
+
+const T: &str = "public";
+
+fn open_log(dir: &Path) -> Arc<dyn Log> {
+    Arc::new(EmbeddedLog::open(dir, LogDefaults::default()).unwrap())
+}
+
+fn groups(log: &Arc<dyn Log>) -> Arc<crate::coord::Coordinator> {
+    let config = CoordConfig {
+        namespace: "default".into(),
+        group: GroupConfig {
+            initial_rebalance_delay: std::time::Duration::ZERO,
+            min_session_timeout_ms: 10,
+            max_session_timeout_ms: 100_000,
+        },
+        offset_metadata_max_bytes: 100,
+    };
+    Arc::new(crate::coord::Coordinator::open(log.clone(), config, &[T]).unwrap())
+}
+
+async fn open(log: &Arc<dyn Log>) -> (Coordinator, Arc<crate::coord::Coordinator>) {
+    let g = groups(log);
+    let c = Coordinator::new(log.clone(), g.clone(), TxnConfig::default());
+    c.open_tenants(&[T]).await.unwrap();
+    (c, g)
+}
+
+fn topic(name: &str) -> TopicName {
+    TopicName::new(T, "default", name)
+}
+
+async fn create(log: &Arc<dyn Log>, name: &str, partitions: i32) {
+    log.create_topic(&topic(name), partitions, &[], false).await.unwrap();
+}
+
+fn tp(name: &str, p: i32) -> (String, i32) {
+    (name.to_string(), p)
+}
+
+/// Append `n` transactional records of `producer` (sequence `seq`) after the coordinator's
+/// check, as the host's append path does.
+async fn send(
+    c: &Coordinator,
+    log: &Arc<dyn Log>,
+    name: &str,
+    p: i32,
+    producer: Producer,
+    seq: i32,
+    n: usize,
+) {
+    c.verify_append(T, name, p, producer).await.unwrap();
+    let batch = transactional_batch(n, producer.id, producer.epoch, seq);
+    log.append(&topic(name), p, batch.into()).await.unwrap();
+}
+
+/// (high watermark, last stable offset, aborted producer ids) of a read_committed read from 0.
+async fn committed_view(log: &Arc<dyn Log>, name: &str, p: i32) -> (i64, i64, Vec<i64>) {
+    let r = log.read_with(&topic(name), p, 0, 1 << 20, true, Isolation::ReadCommitted).await.unwrap();
+    (r.high_watermark, r.last_stable_offset, r.aborted.iter().map(|a| a.producer_id).collect())
+}
+
+#[tokio::test]
+async fn a_committed_transaction_moves_the_last_stable_offset_past_its_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "t", 2).await;
+    let (c, _) = open(&log).await;
+    let p = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+    assert_eq!(p.epoch, 0);
+    assert_eq!(c.add_partitions(T, "tx", p, &[tp("t", 0), tp("t", 1)]).await, vec![0, 0]);
+    send(&c, &log, "t", 0, p, 0, 3).await;
+    send(&c, &log, "t", 1, p, 0, 2).await;
+    assert_eq!(committed_view(&log, "t", 0).await, (3, 0, vec![]), "open: nothing stable");
+    assert_eq!(c.describe(T, &["tx".into()]).await[0].state, "Ongoing");
+    assert_eq!(c.end(T, "tx", p, true).await, codes::NONE);
+    // Records and the commit marker.
+    assert_eq!(committed_view(&log, "t", 0).await, (4, 4, vec![]));
+    assert_eq!(committed_view(&log, "t", 1).await, (3, 3, vec![]));
+    assert_eq!(c.describe(T, &["tx".into()]).await[0].state, "CompleteCommit");
+    // A retried EndTxn is answered again; the opposite outcome is refused.
+    assert_eq!(c.end(T, "tx", p, true).await, codes::NONE);
+    assert_eq!(c.end(T, "tx", p, false).await, codes::INVALID_TXN_STATE);
+    // KIP-890: after the commit, a late transactional batch does not open a new transaction.
+    assert_eq!(c.verify_append(T, "t", 0, p).await, Err(codes::INVALID_TXN_STATE));
+}
+
+#[tokio::test]
+async fn an_aborted_transaction_is_listed_for_read_committed_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "t", 1).await;
+    let (c, _) = open(&log).await;
+    let p = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+    c.add_partitions(T, "tx", p, &[tp("t", 0)]).await;
+    send(&c, &log, "t", 0, p, 0, 2).await;
+    assert_eq!(c.end(T, "tx", p, false).await, codes::NONE);
+    assert_eq!(committed_view(&log, "t", 0).await, (3, 3, vec![p.id]));
+    // The next transaction of the same producer commits.
+    c.add_partitions(T, "tx", p, &[tp("t", 0)]).await;
+    send(&c, &log, "t", 0, p, 2, 1).await;
+    assert_eq!(c.end(T, "tx", p, true).await, codes::NONE);
+    let (hw, lso, aborted) = committed_view(&log, "t", 0).await;
+    assert_eq!((hw, lso, aborted), (5, 5, vec![p.id]));
+}
+
+#[tokio::test]
+async fn a_new_instance_fences_the_old_one_and_aborts_what_it_left_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "t", 1).await;
+    let (c, _) = open(&log).await;
+    let old = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+    c.add_partitions(T, "tx", old, &[tp("t", 0)]).await;
+    send(&c, &log, "t", 0, old, 0, 2).await;
+    let new = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+    assert_eq!((new.id, new.epoch), (old.id, old.epoch + 2), "fenced (+1, the abort's) and bumped (+1)");
+    assert_eq!(committed_view(&log, "t", 0).await, (3, 3, vec![old.id]), "the open transaction was aborted");
+    // The zombie is fenced everywhere.
+    assert_eq!(c.add_partitions(T, "tx", old, &[tp("t", 0)]).await, vec![codes::PRODUCER_FENCED]);
+    assert_eq!(c.end(T, "tx", old, true).await, codes::PRODUCER_FENCED);
+    assert_eq!(c.verify_append(T, "t", 0, old).await, Err(codes::INVALID_PRODUCER_EPOCH));
+    let zombie = transactional_batch(1, old.id, old.epoch, 2);
+    let refused = log.append(&topic("t"), 0, zombie.into()).await.unwrap_err();
+    assert_eq!(
+        refused.kafka_code(),
+        codes::INVALID_PRODUCER_EPOCH,
+        "the abort marker moved the partition's epoch"
+    );
+    // KIP-360: only the current producer may bump its epoch.
+    assert_eq!(c.init_producer_id(T, "tx", 60_000, Some(old)).await, Err(codes::PRODUCER_FENCED));
+    let bumped = c.init_producer_id(T, "tx", 60_000, Some(new)).await.unwrap();
+    assert_eq!(bumped.epoch, new.epoch + 1);
+    assert_eq!(c.init_producer_id(T, "tx", 0, None).await, Err(codes::INVALID_TRANSACTION_TIMEOUT));
+    assert_eq!(c.init_producer_id(T, "tx", 900_001, None).await, Err(codes::INVALID_TRANSACTION_TIMEOUT));
+}
+
+#[tokio::test]
+async fn calls_out_of_order_get_kafkas_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "t", 1).await;
+    let (c, _) = open(&log).await;
+    let unknown = Producer { id: 7, epoch: 0 };
+    assert_eq!(c.end(T, "nobody", unknown, true).await, codes::INVALID_PRODUCER_ID_MAPPING);
+    let p = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+    assert_eq!(c.end(T, "tx", p, true).await, codes::INVALID_TXN_STATE, "nothing open");
+    let other = Producer { id: p.id + 1, epoch: 0 };
+    assert_eq!(
+        c.add_partitions(T, "tx", other, &[tp("t", 0)]).await,
+        vec![codes::INVALID_PRODUCER_ID_MAPPING]
+    );
+    assert_eq!(
+        c.add_partitions(T, "tx", p, &[tp("t", 0), tp("missing", 0), tp("t", 5)]).await,
+        vec![
+            codes::OPERATION_NOT_ATTEMPTED,
+            codes::UNKNOWN_TOPIC_OR_PARTITION,
+            codes::UNKNOWN_TOPIC_OR_PARTITION
+        ]
+    );
+    // A partition the transaction does not hold.
+    assert_eq!(c.verify_append(T, "t", 0, p).await, Err(codes::INVALID_TXN_STATE));
+    // Offsets before AddOffsetsToTxn.
+    let o = OffsetCommit { topic: "t".into(), partition: 0, offset: 1, leader_epoch: -1, metadata: None };
+    assert_eq!(
+        c.commit_offsets(T, "tx", p, "g", -1, "", None, std::slice::from_ref(&o)).await,
+        vec![codes::INVALID_TXN_STATE]
+    );
+}
+
+#[tokio::test]
+async fn transactional_offsets_become_visible_when_the_transaction_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "in", 1).await;
+    create(&log, "out", 1).await;
+    let (c, g) = open(&log).await;
+    let p = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+    let parts = [("in".to_string(), 0)];
+    let o = OffsetCommit {
+        topic: "in".into(),
+        partition: 0,
+        offset: 42,
+        leader_epoch: -1,
+        metadata: Some("m".into()),
+    };
+    for commit in [false, true] {
+        c.add_partitions(T, "tx", p, &[tp("out", 0)]).await;
+        assert_eq!(c.add_offsets(T, "tx", p, "g").await, codes::NONE);
+        assert_eq!(c.commit_offsets(T, "tx", p, "g", -1, "", None, std::slice::from_ref(&o)).await, vec![0]);
+        assert_eq!(c.pending_offsets(T, "g", &parts).await, vec![true]);
+        assert_eq!(
+            g.fetch_offsets(T, "g", Some(&parts)).await.unwrap()[0].offset,
+            -1,
+            "not before the commit"
+        );
+        assert_eq!(c.end(T, "tx", p, commit).await, codes::NONE);
+        assert_eq!(c.pending_offsets(T, "g", &parts).await, vec![false]);
+        let expected = if commit { 42 } else { -1 };
+        assert_eq!(
+            g.fetch_offsets(T, "g", Some(&parts)).await.unwrap()[0].offset,
+            expected,
+            "commit={commit}"
+        );
+    }
+    // KIP-447: a member id the group does not know.
+    c.add_offsets(T, "tx", p, "g").await;
+    let refused = c.commit_offsets(T, "tx", p, "g", 3, "stranger", None, std::slice::from_ref(&o)).await;
+    assert_eq!(refused, vec![codes::UNKNOWN_MEMBER_ID]);
+}
+
+#[tokio::test]
+async fn a_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "t", 1).await;
+    let (c, _) = open(&log).await;
+    let p = c.init_producer_id(T, "tx", 1, None).await.unwrap();
+    c.add_partitions(T, "tx", p, &[tp("t", 0)]).await;
+    send(&c, &log, "t", 0, p, 0, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    c.tick().await;
+    let d = &c.describe(T, &["tx".into()]).await[0];
+    assert_eq!((d.state, d.producer.epoch), ("CompleteAbort", p.epoch + 1));
+    assert_eq!(committed_view(&log, "t", 0).await, (2, 2, vec![p.id]));
+    assert_eq!(c.end(T, "tx", p, true).await, codes::PRODUCER_FENCED);
+}
+
+/// What a crash can leave: the prepared state stored, and markers on none, some or all of the
+/// transaction's partitions. A new coordinator over the same log finishes the transaction.
+#[tokio::test]
+async fn recovery_finishes_a_transaction_interrupted_at_any_step_of_the_commit() {
+    for markers_written in 0..=2usize {
+        for commit in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open_log(dir.path());
+            create(&log, "t", 2).await;
+            create(&log, "in", 1).await;
+            let p = {
+                let (c, _) = open(&log).await;
+                let p = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+                c.add_partitions(T, "tx", p, &[tp("t", 0), tp("t", 1)]).await;
+                c.add_offsets(T, "tx", p, "g").await;
+                let o = OffsetCommit {
+                    topic: "in".into(),
+                    partition: 0,
+                    offset: 9,
+                    leader_epoch: -1,
+                    metadata: None,
+                };
+                c.commit_offsets(T, "tx", p, "g", -1, "", None, &[o]).await;
+                send(&c, &log, "t", 0, p, 0, 2).await;
+                send(&c, &log, "t", 1, p, 0, 2).await;
+                // The crash: the prepared state is stored and some markers written, then nothing.
+                let tenant = c.tenant(T).await.unwrap();
+                let mut meta = tenant.view.lock().ids.get("tx").cloned().unwrap();
+                meta.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
+                c.store(T, &tenant, "tx", &meta).await.unwrap();
+                let marker =
+                    TxnMarker { producer_id: p.id, producer_epoch: p.epoch, commit, coordinator_epoch: 0 };
+                for part in 0..markers_written {
+                    log.write_marker(&topic("t"), part as i32, marker).await.unwrap();
+                }
+                p
+            };
+            // The restart: the log reopened, a new coordinator.
+            drop(log);
+            let log = open_log(dir.path());
+            let (c, g) = open(&log).await;
+            let case = format!("markers written: {markers_written}, commit: {commit}");
+            let d = &c.describe(T, &["tx".into()]).await[0];
+            assert_eq!(d.state, if commit { "CompleteCommit" } else { "CompleteAbort" }, "{case}");
+            for part in 0..2 {
+                let (hw, lso, aborted) = committed_view(&log, "t", part).await;
+                assert_eq!(lso, hw, "{case}: stable on partition {part}");
+                assert_eq!(aborted.is_empty(), commit, "{case}");
+            }
+            let offset = g.fetch_offsets(T, "g", Some(&[("in".to_string(), 0)])).await.unwrap()[0].offset;
+            assert_eq!(offset, if commit { 9 } else { -1 }, "{case}");
+            // The producer goes on after the restart.
+            assert_eq!(c.add_partitions(T, "tx", p, &[tp("t", 0)]).await, vec![0], "{case}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_open_transaction_survives_a_restart_and_can_still_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "t", 1).await;
+    let p = {
+        let (c, _) = open(&log).await;
+        let p = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+        c.add_partitions(T, "tx", p, &[tp("t", 0)]).await;
+        send(&c, &log, "t", 0, p, 0, 3).await;
+        p
+    };
+    drop(log);
+    let log = open_log(dir.path());
+    let (c, _) = open(&log).await;
+    assert_eq!(committed_view(&log, "t", 0).await, (3, 0, vec![]));
+    send(&c, &log, "t", 0, p, 3, 1).await;
+    assert_eq!(c.end(T, "tx", p, true).await, codes::NONE);
+    assert_eq!(committed_view(&log, "t", 0).await, (5, 5, vec![]));
+    let listed = c.list(T, &[], &[], -1).await;
+    assert_eq!(listed, vec![("tx".to_string(), p.id, "CompleteCommit")]);
+}

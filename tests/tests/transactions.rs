@@ -1,0 +1,199 @@
+//! Transactions (KIP-98, KIP-447) end to end: the Java client against Guise and against Apache
+//! Kafka 4.4 (formatted with transaction version 1, as Guise serves) running the same script,
+//! and librdkafka's transactional producer and read_committed consumer, fencing included.
+
+use guise_tests::java::clients;
+use guise_tests::{TestServer, apache_kafka};
+use rdkafka::Message;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn admin(bootstrap: &str, ops: Value) -> Vec<Value> {
+    match clients(&["admin", bootstrap, &ops.to_string()]) {
+        Value::Array(results) => results,
+        other => panic!("admin printed {other}"),
+    }
+}
+
+/// The Java client's view of one transactional script: what the producer saw at each step, and
+/// what read_committed and read_uncommitted group consumers read afterwards.
+fn java_script(bootstrap: &str, names: &str) -> Value {
+    let topic = format!("{names}-payments");
+    let created = admin(bootstrap, json!([{"op": "create", "topics": [{"name": topic, "partitions": 2}]}]));
+    assert_eq!(created[0]["ok"][&topic], "ok", "{created:?}");
+    let id = format!("{names}-tx");
+    // 5 committed, 4 aborted, 3 committed; then a second instance fences the first, which had
+    // 2 records open: they are aborted, and the zombie's next steps fail.
+    let producer = clients(&[
+        "txn",
+        bootstrap,
+        &topic,
+        &id,
+        "send:5,commit,send:4,abort,send:3,commit,send:2,fence,send:1,commit",
+    ]);
+    let committed = clients(&[
+        "consume",
+        bootstrap,
+        &topic,
+        &format!("{names}-committed"),
+        "8",
+        "isolation.level=read_committed",
+    ]);
+    let uncommitted = clients(&["consume", bootstrap, &topic, &format!("{names}-uncommitted"), "14"]);
+    let offsets = admin(
+        bootstrap,
+        json!([
+            {"op": "listOffsets", "topic": topic, "partition": 0, "spec": "latest"},
+            {"op": "listOffsets", "topic": topic, "partition": 1, "spec": "latest"},
+        ]),
+    );
+    // A sorted view: which partition a record lands in is murmur2 of its key on both, and
+    // within a partition the offsets (markers take one each) must match.
+    let sorted = |v: &Value| {
+        let mut records = v["records"].as_array().cloned().unwrap_or_default();
+        records.sort_by_key(|r| (r[0].as_i64(), r[1].as_i64()));
+        Value::Array(records)
+    };
+    // The error classes, not their messages: the Java client words the error a commit
+    // rethrows from what it saw first, which depends on timing.
+    let mut producer = producer;
+    for step in producer.as_array_mut().into_iter().flatten() {
+        if let Some(step) = step.as_object_mut() {
+            step.remove("message");
+        }
+    }
+    json!({
+        "producer": producer,
+        "read_committed": sorted(&committed),
+        "read_uncommitted": sorted(&uncommitted),
+        "latest": [offsets[0]["ok"]["offset"], offsets[1]["ok"]["offset"]],
+    })
+}
+
+#[test]
+fn java_transactional_producer_and_consumers_observe_the_same_as_on_kafka() {
+    let kafka = apache_kafka::shared();
+    let guise = TestServer::start();
+    let names = format!("java-txn-{}", std::process::id());
+    let on_kafka = java_script(&kafka.bootstrap(), &names);
+    let on_guise = java_script(&guise.bootstrap(), &names);
+    assert_eq!(on_kafka["read_committed"].as_array().map(Vec::len), Some(8), "{on_kafka}");
+    assert_eq!(on_kafka["read_uncommitted"].as_array().map(Vec::len), Some(14), "{on_kafka}");
+    assert_eq!(on_guise, on_kafka);
+}
+
+fn rd_producer(server: &TestServer, transactional_id: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", server.bootstrap())
+        .set("transactional.id", transactional_id)
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer")
+}
+
+fn rd_send(p: &BaseProducer, topic: &str, values: &[&str]) {
+    for v in values {
+        p.send(BaseRecord::to(topic).partition(0).key("k").payload(*v)).expect("queued");
+    }
+    p.flush(TIMEOUT).expect("flushed");
+}
+
+/// Every value in partition 0 of `topic` from the start, at `isolation`, until `expect` values
+/// arrived or nothing more came for a few seconds.
+fn rd_read(server: &TestServer, topic: &str, isolation: &str, expect: usize) -> Vec<String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", server.bootstrap())
+        .set("group.id", "txn-e2e")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let mut quiet = std::time::Instant::now();
+    while std::time::Instant::now() < deadline {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+                quiet = std::time::Instant::now();
+            }
+            Some(Err(e)) => panic!("consumer: {e}"),
+            None if out.len() >= expect && quiet.elapsed() > Duration::from_secs(2) => break,
+            None => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn librdkafka_commits_aborts_and_is_fenced_by_a_second_instance() {
+    let server = TestServer::start();
+    let topic = "rd-txn";
+    let p = rd_producer(&server, "rd-tx");
+    p.init_transactions(TIMEOUT).expect("init_transactions");
+    p.begin_transaction().unwrap();
+    rd_send(&p, topic, &["a", "b"]);
+    p.commit_transaction(TIMEOUT).expect("commit");
+    p.begin_transaction().unwrap();
+    rd_send(&p, topic, &["x", "y", "z"]);
+    p.abort_transaction(TIMEOUT).expect("abort");
+    p.begin_transaction().unwrap();
+    rd_send(&p, topic, &["c"]);
+    p.commit_transaction(TIMEOUT).expect("commit");
+
+    assert_eq!(rd_read(&server, topic, "read_committed", 3), ["a", "b", "c"]);
+    assert_eq!(rd_read(&server, topic, "read_uncommitted", 6), ["a", "b", "x", "y", "z", "c"]);
+
+    // A transaction left open is aborted when a second instance with the same id initializes;
+    // the first is fenced: its commit fails with a fatal error.
+    p.begin_transaction().unwrap();
+    rd_send(&p, topic, &["zombie"]);
+    let second = rd_producer(&server, "rd-tx");
+    second.init_transactions(TIMEOUT).expect("the second instance initializes");
+    let fenced = p.commit_transaction(TIMEOUT).expect_err("the first instance is fenced");
+    let rd = fenced.rdkafka_error_code();
+    assert!(
+        matches!(
+            rd,
+            Some(
+                rdkafka::types::RDKafkaErrorCode::ProducerFenced
+                    | rdkafka::types::RDKafkaErrorCode::InvalidProducerEpoch
+                    | rdkafka::types::RDKafkaErrorCode::Fenced
+            )
+        ),
+        "{fenced:?}"
+    );
+    second.begin_transaction().unwrap();
+    rd_send(&second, topic, &["d"]);
+    second.commit_transaction(TIMEOUT).expect("the second instance commits");
+    assert_eq!(rd_read(&server, topic, "read_committed", 4), ["a", "b", "c", "d"]);
+}
+
+#[test]
+fn an_open_transaction_survives_a_host_restart_and_commits() {
+    let server = TestServer::start();
+    let topic = "rd-txn-restart";
+    {
+        let p = rd_producer(&server, "restart-tx");
+        p.init_transactions(TIMEOUT).expect("init_transactions");
+        p.begin_transaction().unwrap();
+        rd_send(&p, topic, &["before"]);
+        p.commit_transaction(TIMEOUT).expect("commit");
+    }
+    let p = rd_producer(&server, "restart-tx");
+    p.init_transactions(TIMEOUT).expect("init_transactions");
+    p.begin_transaction().unwrap();
+    rd_send(&p, topic, &["across"]);
+    let server = server.restart();
+    p.commit_transaction(TIMEOUT).expect("commit after the restart");
+    assert_eq!(rd_read(&server, topic, "read_committed", 2), ["before", "across"]);
+}

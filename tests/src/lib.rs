@@ -6,6 +6,7 @@ pub mod apache_kafka;
 pub mod apache_pulsar;
 pub mod certs;
 pub mod connect;
+pub mod host_process;
 pub mod java;
 pub mod kafka_py;
 pub mod pip;
@@ -40,6 +41,22 @@ pub fn target_dir() -> std::path::PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => std::path::PathBuf::from(dir),
         None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"),
+    }
+}
+
+impl host_process::Host {
+    /// `guise serve` as a process of its own (the workspace's `guise` binary, which `cargo test
+    /// --workspace` builds for the host's own tests), so that a test can `kill -9` it. Arguments
+    /// as [`host_process::Host::start_binary`].
+    pub fn start(data: &std::path::Path, kafka: u16, admin: u16, env: &[(&str, &str)]) -> Self {
+        let bin = target_dir().join("debug").join("guise");
+        assert!(
+            bin.exists(),
+            "{} is missing: build it with `cargo build -p guise-host --bin guise` (the workspace's \
+             test command builds it)",
+            bin.display()
+        );
+        Self::start_binary(&bin, data, kafka, admin, env)
     }
 }
 

@@ -79,10 +79,11 @@ fn api_versions_at_every_version_and_kip511_fallback() {
         assert_eq!((fetch.min_version, fetch.max_version), (4, 12));
         let join = r.api_keys.iter().find(|k| k.api_key == ApiKey::JoinGroup as i16).unwrap();
         assert_eq!((join.min_version, join.max_version), (0, 9));
-        assert!(
-            r.api_keys.iter().all(|k| k.api_key != ApiKey::AddPartitionsToTxn as i16),
-            "advertises only what works: no transactions"
-        );
+        // Transactions at transaction version 1: the client versions of AddPartitionsToTxn
+        // (v4+ are broker-to-broker), and no finalized `transaction.version` feature.
+        let add = r.api_keys.iter().find(|k| k.api_key == ApiKey::AddPartitionsToTxn as i16).unwrap();
+        assert_eq!((add.min_version, add.max_version), (0, 3));
+        assert!(r.finalized_features.iter().all(|f| f.name.as_str() != "transaction.version"));
     }
     // A version newer than ours: a v0 response with UNSUPPORTED_VERSION and our range.
     let mut s = connect(&server);

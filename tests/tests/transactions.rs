@@ -197,3 +197,168 @@ fn an_open_transaction_survives_a_host_restart_and_commits() {
     p.commit_transaction(TIMEOUT).expect("commit after the restart");
     assert_eq!(rd_read(&server, topic, "read_committed", 2), ["before", "across"]);
 }
+
+/// Pulsar consumers of the endpoint read what read_committed Kafka consumers read: never a
+/// record of an aborted transaction, and an open transaction's only once it commits.
+#[test]
+fn pulsar_consumers_see_only_committed_transactions() {
+    use futures::StreamExt;
+    use pulsar::consumer::InitialPosition;
+    use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor};
+
+    let server = TestServer::start_with_pulsar(|_| {});
+    let topic = "txn-to-pulsar";
+    let p = rd_producer(&server, "pulsar-tx");
+    p.init_transactions(TIMEOUT).expect("init_transactions");
+    for (values, commit) in [(&["a", "b"][..], true), (&["x"][..], false)] {
+        p.begin_transaction().unwrap();
+        rd_send(&p, topic, values);
+        if commit { p.commit_transaction(TIMEOUT).unwrap() } else { p.abort_transaction(TIMEOUT).unwrap() }
+    }
+    p.begin_transaction().unwrap();
+    rd_send(&p, topic, &["open"]);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = server.pulsar_url();
+    let mut consumer = rt.block_on(async {
+        let client: Pulsar<TokioExecutor> = Pulsar::builder(url, TokioExecutor).build().await.unwrap();
+        let consumer: pulsar::Consumer<Vec<u8>, _> = client
+            .consumer()
+            .with_topic(format!("persistent://public/default/{topic}"))
+            .with_subscription("txn-sub")
+            .with_subscription_type(SubType::Exclusive)
+            .with_options(ConsumerOptions {
+                initial_position: InitialPosition::Earliest,
+                ..Default::default()
+            })
+            .build()
+            .await
+            .unwrap();
+        consumer
+    });
+    let mut next = |within: Duration| {
+        rt.block_on(async {
+            let m = tokio::time::timeout(within, consumer.next()).await.ok()??.ok()?;
+            consumer.ack(&m).await.unwrap();
+            Some(String::from_utf8(m.deserialize()).unwrap())
+        })
+    };
+    assert_eq!(next(TIMEOUT).as_deref(), Some("a"));
+    assert_eq!(next(TIMEOUT).as_deref(), Some("b"));
+    assert_eq!(next(Duration::from_secs(3)), None, "nothing aborted, nothing open");
+    p.commit_transaction(TIMEOUT).unwrap();
+    assert_eq!(next(TIMEOUT).as_deref(), Some("open"), "once committed");
+}
+
+fn streams(args: &[&str]) -> Value {
+    guise_tests::java::run_main("guise.StreamsApp", args)
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Kafka Streams with `exactly_once_v2` (transactions, KIP-447's offsets in them, read_committed
+/// consumers) counting words and windows while the host is killed (`kill -9`) and restarted
+/// under it, and then the Streams instance itself is killed and a new one with an empty state
+/// directory takes over: the committed output is exactly the input's counts.
+#[test]
+fn kafka_streams_exactly_once_counts_exactly_through_host_and_instance_crashes() {
+    use guise_tests::host_process::Host;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let host = Host::start(&data, 0, 0, &[]);
+    let port = host.kafka;
+    let bootstrap = format!("127.0.0.1:{port}");
+    let (input, app) = ("eos-words", "eos-app");
+    let created = admin(&bootstrap, json!([{"op": "create", "topics": [{"name": input, "partitions": 2}]}]));
+    assert_eq!(created[0]["ok"][input], "ok", "{created:?}");
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let base = (now_ms / 3_600_000 - 2) * 3_600_000;
+    streams(&["input", &bootstrap, input, &base.to_string(), "0", "60"]);
+
+    // Instance A, in the background.
+    let state = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let instance = |state_dir: String| {
+        let log =
+            std::fs::File::create(dir.path().join(format!("{}.log", state_dir.rsplit('/').next().unwrap())))
+                .unwrap();
+        Killed(
+            guise_tests::java::command(
+                "256m",
+                &["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"],
+                "guise.StreamsApp",
+            )
+            .args(["eos", &bootstrap, app, input, &state_dir, "forever"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting java"),
+        )
+    };
+    let a = instance(state("a"));
+    // Once A has committed a transaction, the host crashes under it and comes back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let offsets = admin(&bootstrap, json!([{"op": "groupOffsets", "group": app}]));
+        if offsets[0]["ok"].as_object().is_some_and(|o| !o.is_empty()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "A committed nothing: {offsets:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    host.kill9();
+    let host = Host::start(&data, port, 0, &[]);
+    streams(&["input", &bootstrap, input, &base.to_string(), "60", "60"]);
+    // A is killed mid-stream: as soon as its output shows it processed some of the new records
+    // (read_uncommitted: its transaction, 5 s long, has not committed them yet). B, with an
+    // empty state directory, finishes.
+    let first_count = (0..60).filter(|i| i % 7 == 0).count() as i64;
+    let watch: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "eos-watch")
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&format!("{input}-counts"), 0, Offset::Beginning).unwrap();
+    watch.assign(&tpl).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "A processed nothing of the new records");
+        if let Some(Ok(m)) = watch.poll(Duration::from_millis(100))
+            && m.key() == Some(b"w0".as_slice())
+            && m.payload().and_then(|v| <[u8; 8]>::try_from(v).ok()).map(i64::from_be_bytes)
+                > Some(first_count)
+        {
+            break;
+        }
+    }
+    drop(a);
+    let b = streams(&["eos", &bootstrap, app, input, &state("b")]);
+    assert!(b["processed"].as_i64().is_some(), "{b}");
+
+    let mut words = serde_json::Map::new();
+    let mut windows = serde_json::Map::new();
+    for i in 0..120i64 {
+        let word = format!("w{}", i % 7);
+        let n = words.get(&word).and_then(Value::as_i64).unwrap_or(0);
+        words.insert(word, json!(n + 1));
+        let ts = base + i * 60_000;
+        let window = format!("user-{}@{}", i % 5, ts - ts.rem_euclid(600_000));
+        let n = windows.get(&window).and_then(Value::as_i64).unwrap_or(0);
+        windows.insert(window, json!(n + 1));
+    }
+    let counts = streams(&["read", &bootstrap, &format!("{input}-counts"), "read_committed"]);
+    assert_eq!(counts, Value::Object(words), "word counts");
+    let got = streams(&["read", &bootstrap, &format!("{input}-windows"), "read_committed"]);
+    assert_eq!(got, Value::Object(windows), "windowed counts");
+    drop(host);
+}

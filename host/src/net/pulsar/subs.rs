@@ -19,7 +19,7 @@ use crate::pulsar::proto::command_ack::AckType;
 use crate::pulsar::proto::command_subscribe::SubType;
 use crate::pulsar::proto::{BaseCommand, CommandCloseConsumer, CommandMessage, MessageIdData};
 use crate::record::batch::BatchHeader;
-use crate::storage::{Log, StorageError, TopicName};
+use crate::storage::{AbortedTxn, Isolation, Log, StorageError, TopicName};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -530,7 +530,10 @@ impl Subscription {
             }
             return Step::Progress;
         }
-        let read = self.log.read(topic, *partition, read_pos, READ_BYTES, true).await;
+        // Pulsar consumers read what Kafka's read_committed consumers read: nothing of an open
+        // transaction, nothing of an aborted one.
+        let read =
+            self.log.read_with(topic, *partition, read_pos, READ_BYTES, true, Isolation::ReadCommitted).await;
         let mut st = self.state.lock();
         if st.closed {
             return Step::Closed;
@@ -561,6 +564,11 @@ impl Subscription {
             let raw = &rest[..size];
             rest = &rest[size..];
             if header.next_offset() <= st.read_pos {
+                continue;
+            }
+            if aborted(&header, &read.aborted) {
+                st.read_pos = header.next_offset();
+                progressed = true;
                 continue;
             }
             // A consumer first: without one, the batch is not converted for nothing.
@@ -605,7 +613,8 @@ impl Subscription {
 
     async fn read_one(&self, entry: i64) -> Result<Option<Delivery>, ReadOne> {
         let (topic, partition, _) = &self.key;
-        let read = match self.log.read(topic, *partition, entry, 1, true).await {
+        let read = match self.log.read_with(topic, *partition, entry, 1, true, Isolation::ReadCommitted).await
+        {
             Ok(r) => r,
             Err(StorageError::OffsetOutOfRange { .. } | StorageError::UnknownTopicOrPartition) => {
                 return Err(ReadOne::Gone);
@@ -615,6 +624,9 @@ impl Subscription {
         let Some(bytes) = read.records else { return Ok(None) };
         let header = BatchHeader::parse(&bytes).map_err(|_| ReadOne::Gone)?;
         let raw = &bytes[..header.size().min(bytes.len())];
+        if aborted(&header, &read.aborted) {
+            return Ok(None);
+        }
         // A stored batch that cannot be converted will never convert: it is skipped, as in dispatch.
         convert::delivery_of_batch(raw, MAX_BATCH_BYTES).map_err(|_| ReadOne::Gone)
     }
@@ -687,6 +699,16 @@ enum ReadOne {
     Gone,
     /// A read error that may pass.
     Failed(String),
+}
+
+/// Whether `header` is a batch of an aborted transaction, which consumers never see.
+fn aborted(header: &BatchHeader, aborted: &[AbortedTxn]) -> bool {
+    header.is_transactional()
+        && aborted.iter().any(|a| {
+            a.producer_id == header.producer_id
+                && a.first_offset <= header.base_offset
+                && header.base_offset < a.last_offset
+        })
 }
 
 #[cfg(test)]

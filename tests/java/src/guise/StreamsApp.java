@@ -39,7 +39,11 @@ import org.apache.kafka.streams.kstream.TimeWindows;
  *                                                  deletes records older than a week, on both brokers)
  * StreamsApp run BOOTSTRAP APP_ID TOPIC STATE_DIR N  run the topology until it has seen N input
  *                                                  records, then close (which commits)
- * StreamsApp read BOOTSTRAP TOPIC                   the latest value of each key (longs)
+ * StreamsApp eos BOOTSTRAP APP_ID TOPIC STATE_DIR [forever]
+ *                                                  run the topology with exactly_once_v2 until
+ *                                                  the group has committed the end of TOPIC (or
+ *                                                  until killed)
+ * StreamsApp read BOOTSTRAP TOPIC [read_committed]  the latest value of each key (longs)
  * </pre>
  *
  * The topology counts words (a repartition by value, then a count whose store is backed by a
@@ -52,7 +56,8 @@ public final class StreamsApp {
         switch (args[0]) {
             case "input" -> out.put("sent", input(args[1], args[2], Long.parseLong(args[3]), Integer.parseInt(args[4]), Integer.parseInt(args[5])));
             case "run" -> out.put("processed", run(args[1], args[2], args[3], args[4], Long.parseLong(args[5])));
-            case "read" -> read(args[1], args[2]).forEach(out::put);
+            case "eos" -> out.put("processed", eos(args[1], args[2], args[3], args[4], args.length > 5 && args[5].equals("forever")));
+            case "read" -> read(args[1], args[2], args.length > 3 ? args[3] : "read_uncommitted").forEach(out::put);
             default -> throw new IllegalArgumentException("unknown command " + args[0]);
         }
         System.out.println(Clients.JSON.writeValueAsString(out));
@@ -78,6 +83,84 @@ public final class StreamsApp {
     }
 
     static long run(String bootstrap, String appId, String topic, String stateDir, long expect) throws Exception {
+        AtomicLong seen = new AtomicLong();
+        KafkaStreams streams = streams(bootstrap, appId, topic, stateDir, seen, new Properties());
+        streams.start();
+        long deadline = System.currentTimeMillis() + 120_000;
+        while (seen.get() < expect && System.currentTimeMillis() < deadline
+                && streams.state() != KafkaStreams.State.ERROR && streams.state() != KafkaStreams.State.NOT_RUNNING) {
+            Thread.sleep(100);
+        }
+        // Let the aggregates of the last records reach their stores and the repartition topic.
+        Thread.sleep(1_000);
+        streams.close(Duration.ofSeconds(60));
+        if (seen.get() < expect) {
+            throw new IllegalStateException("saw " + seen.get() + " of " + expect + " records; state " + streams.state());
+        }
+        return seen.get();
+    }
+
+    /**
+     * The topology with {@code processing.guarantee=exactly_once_v2}, until the application's
+     * group has committed every input partition's end (its offsets commit with its
+     * transactions), or 150 s passed.
+     */
+    static long eos(String bootstrap, String appId, String topic, String stateDir, boolean forever) throws Exception {
+        AtomicLong seen = new AtomicLong();
+        Properties extra = new Properties();
+        extra.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
+        // Long transactions: an instance killed a moment after it processed records has not
+        // committed them yet (at-least-once would count them twice after a crash).
+        extra.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, "5000");
+        KafkaStreams streams = streams(bootstrap, appId, topic, stateDir, seen, extra);
+        // A broker that crashes under it is weathered: a failed stream thread is replaced.
+        streams.setUncaughtExceptionHandler(e -> {
+            e.printStackTrace();
+            return org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.REPLACE_THREAD;
+        });
+        streams.start();
+        Properties ap = new Properties();
+        ap.put(org.apache.kafka.clients.admin.AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        long deadline = System.currentTimeMillis() + 150_000;
+        while (forever) {
+            Thread.sleep(1_000);
+        }
+        try (org.apache.kafka.clients.admin.Admin admin = org.apache.kafka.clients.admin.Admin.create(ap)) {
+            while (System.currentTimeMillis() < deadline) {
+                Thread.sleep(500);
+                if (streams.state() == KafkaStreams.State.ERROR || streams.state() == KafkaStreams.State.NOT_RUNNING) {
+                    throw new IllegalStateException("streams stopped: " + streams.state());
+                }
+                try {
+                    // Every source: the input and the repartition topics (read through in a second
+                    // step, behind any transaction a dead instance left open there).
+                    var committed = admin.listConsumerGroupOffsets(appId).partitionsToOffsetAndMetadata().get();
+                    Map<TopicPartition, org.apache.kafka.clients.admin.OffsetSpec> latest = new java.util.HashMap<>();
+                    for (int part = 0; part < admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic).partitions().size(); part++) {
+                        latest.put(new TopicPartition(topic, part), org.apache.kafka.clients.admin.OffsetSpec.latest());
+                    }
+                    for (TopicPartition tp : committed.keySet()) {
+                        latest.put(tp, org.apache.kafka.clients.admin.OffsetSpec.latest());
+                    }
+                    var ends = admin.listOffsets(latest).all().get();
+                    boolean repartitioned = committed.keySet().stream().anyMatch(tp -> tp.topic().endsWith("-repartition"));
+                    boolean done = repartitioned && ends.entrySet().stream().allMatch(e -> {
+                        var c = committed.get(e.getKey());
+                        return c != null && c.offset() >= e.getValue().offset();
+                    });
+                    if (done) {
+                        break;
+                    }
+                } catch (java.util.concurrent.ExecutionException e) {
+                    // The broker restarting, say: ask again.
+                }
+            }
+        }
+        streams.close(Duration.ofSeconds(60));
+        return seen.get();
+    }
+
+    static KafkaStreams streams(String bootstrap, String appId, String topic, String stateDir, AtomicLong seen, Properties extra) {
         Properties p = new Properties();
         p.put(StreamsConfig.APPLICATION_ID_CONFIG, appId);
         p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
@@ -92,7 +175,7 @@ public final class StreamsApp {
         // the old member's session expires. Keep that short (the brokers' minimum is 6 s).
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), "6000");
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG), "1000");
-        AtomicLong seen = new AtomicLong();
+        p.putAll(extra);
         StreamsBuilder b = new StreamsBuilder();
         KStream<String, String> in = b.stream(topic);
         in.peek((k, v) -> seen.incrementAndGet())
@@ -110,24 +193,13 @@ public final class StreamsApp {
             e.printStackTrace();
             return org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
         });
-        streams.start();
-        long deadline = System.currentTimeMillis() + 120_000;
-        while (seen.get() < expect && System.currentTimeMillis() < deadline
-                && streams.state() != KafkaStreams.State.ERROR && streams.state() != KafkaStreams.State.NOT_RUNNING) {
-            Thread.sleep(100);
-        }
-        // Let the aggregates of the last records reach their stores and the repartition topic.
-        Thread.sleep(1_000);
-        streams.close(Duration.ofSeconds(60));
-        if (seen.get() < expect) {
-            throw new IllegalStateException("saw " + seen.get() + " of " + expect + " records; state " + streams.state());
-        }
-        return seen.get();
+        return streams;
     }
 
-    static Map<String, Long> read(String bootstrap, String topic) {
+    static Map<String, Long> read(String bootstrap, String topic, String isolation) {
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation);
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, LongDeserializer.class.getName());
         Map<String, Long> latest = new TreeMap<>();

@@ -9,7 +9,11 @@
 #      with its defaults), 100 B and 1 KiB records, acks=1 and acks=all;
 #   2. the librdkafka load generator (`loadgen`), 100 B and 1 KiB records, acks=1 and acks=all;
 #   3. the log cleaner (`compactbench`, Guise and Kafka only: tansu's memory engine has no cleaner):
-#      MB/s cleaned and produce latency while the cleaner runs.
+#      MB/s cleaned and produce latency while the cleaner runs;
+#   4. transactions (`txnbench`, Guise and Kafka only): transactional produce of 1, 100 and 10,000
+#      records per transaction (throughput, commit latency), then read_committed against
+#      read_uncommitted fetch. Kafka is formatted with transaction.version=1, the version Guise
+#      serves.
 # Then prints markdown tables. Usage: benches/kafka-compare.sh   (from anywhere)
 #
 # The Java side needs a JDK 17+ and Maven: the classpath comes from the tests' Maven project
@@ -20,8 +24,9 @@
 # Knobs (environment): PERF_RECORDS_100 (default 1000000), PERF_RECORDS_1K (300000) for the Kafka
 # tools; RECORDS_100 (1000000), RECORDS_1K (300000), LATENCY_RECORDS (2000) for loadgen;
 # ACKS_LIST ("1 all"); COMPACT_MB (300), COMPACT_KEYS (10000), COMPACT_SIZE (1000),
-# COMPACT_BASELINE_SECS (5); KAFKA_HEAP (1g); TOOL_TIMEOUT (180: seconds per Kafka tool run);
-# SYSTEMS ("guise kafka tansu", in that order); SKIP_PERF=1, SKIP_LOADGEN=1, SKIP_COMPACT=1,
+# COMPACT_BASELINE_SECS (5); TXN_SECS (10: seconds per transaction size), TXN_SIZES (1,100,10000);
+# KAFKA_HEAP (1g); TOOL_TIMEOUT (180: seconds per Kafka tool run);
+# SYSTEMS ("guise kafka tansu", in that order); SKIP_PERF=1, SKIP_LOADGEN=1, SKIP_COMPACT=1, SKIP_TXN=1,
 # SKIP_BUILD=1, KEEP_LOGS=1; M2_REPO (Maven local repository, default target/m2); GUISE_BIN;
 # TANSU. CARGO_TARGET_DIR is honoured.
 set -euo pipefail
@@ -41,6 +46,8 @@ COMPACT_MB=${COMPACT_MB:-300}
 COMPACT_KEYS=${COMPACT_KEYS:-10000}
 COMPACT_SIZE=${COMPACT_SIZE:-1000}
 COMPACT_BASELINE_SECS=${COMPACT_BASELINE_SECS:-5}
+TXN_SECS=${TXN_SECS:-10}
+TXN_SIZES=${TXN_SIZES:-1,100,10000}
 KAFKA_HEAP=${KAFKA_HEAP:-1g}
 SYSTEMS=${SYSTEMS:-"guise kafka tansu"}
 CLEANER_BACKOFF_MS=1000
@@ -139,12 +146,13 @@ echo "source: $GIT_REV"
 
 # ---------------------------------------------------------------- build
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    say "build (release): guise, loadgen, compactbench"
+    say "build (release): guise, loadgen, compactbench, txnbench"
     cargo build --release -p guise-host -p guise-benches
 fi
 GUISE_BIN=${GUISE_BIN:-"$TARGET/release/guise"}
 LOADGEN="$TARGET/release/loadgen"
 COMPACTBENCH="$TARGET/release/compactbench"
+TXNBENCH="$TARGET/release/txnbench"
 
 # ---------------------------------------------------------------- Java classpath
 source benches/kafka-java.sh
@@ -154,6 +162,7 @@ kafka_java_setup
 PERF_RESULTS="$WORK/perf.txt"; : >"$PERF_RESULTS"
 LOADGEN_RESULTS="$WORK/loadgen.txt"; : >"$LOADGEN_RESULTS"
 COMPACT_RESULTS="$WORK/compact.txt"; : >"$COMPACT_RESULTS"
+TXN_RESULTS="$WORK/txn.txt"; : >"$TXN_RESULTS"
 SERVER_NOTES="$WORK/notes.txt"; : >"$SERVER_NOTES"
 
 # run_perf SYSTEM BOOTSTRAP SIZE ACKS RECORDS: ProducerPerformance then ConsumerPerformance on a
@@ -269,6 +278,32 @@ run_compact() {
     fi
 }
 
+run_txn() {
+    local system=$1 bootstrap=$2 pid=$3 out="$WORK/txn-$1.log" st=0 cpu0 cpu1
+    echo "-- $system: txnbench, $TXN_SIZES records per transaction, $TXN_SECS s each"
+    cpu0=$(awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$pid/stat")
+    "$TXNBENCH" --bootstrap "$bootstrap" --system "$system" --topic txn-bench --sizes "$TXN_SIZES" \
+        --secs "$TXN_SECS" --json >"$out" 2>&1 || st=$?
+    cpu1=$(awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$pid/stat")
+    grep -v '^JSON ' "$out" | sed 's/^/   /'
+    if [[ $st == 0 ]]; then
+        grep '^JSON ' "$out" | sed 's/^JSON //' >"$WORK/t.json"
+        python3 - "$WORK/t.json" "$system" "$cpu0" "$cpu1" >>"$TXN_RESULTS" <<'PYEOF'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+system, cpu = sys.argv[2], float(sys.argv[4]) - float(sys.argv[3])
+for r in doc["results"]:
+    if "per_txn" in r:
+        print(f'{system}|produce|{r["per_txn"]}|{r["txns"]}|{r["txn_per_s"]:.0f}|{r["records_per_s"]:.0f}|{r["mb_per_s"]:.2f}|{r["commit_p50_ms"]:.2f} / {r["commit_p99_ms"]:.2f} / {r["commit_max_ms"]:.2f}|{cpu:.1f}')
+    else:
+        print(f'{system}|fetch {r["fetch"]}|-|{r["records"]}|-|{r["records_per_s"]:.0f}|{r["mb_per_s"]:.2f}|-|-')
+PYEOF
+    else
+        echo "$system|FAILED (status $st)|-|-|-|-|-|-|-" >>"$TXN_RESULTS"
+        FAILURES+=("$system txnbench: exit status $st")
+    fi
+}
+
 # measure SYSTEM BOOTSTRAP PID LOG: everything against one running broker.
 measure() {
     local system=$1 bootstrap=$2 pid=$3 log=$4 acks
@@ -286,6 +321,9 @@ measure() {
     fi
     if [[ "${SKIP_COMPACT:-0}" != 1 && "$system" != tansu ]]; then
         run_compact "$system" "$bootstrap" "$log"
+    fi
+    if [[ "${SKIP_TXN:-0}" != 1 && "$system" != tansu ]]; then
+        run_txn "$system" "$bootstrap" "$pid"
     fi
 }
 
@@ -448,6 +486,23 @@ EOF
     while IFS='|' read -r sys mb keys fmbps rd wr secs cmbps sb sd ob od; do
         echo "| $sys | $mb | $keys | $fmbps | $rd | $wr | $secs | $cmbps | $sb | $sd | $ob | $od |"
     done <"$COMPACT_RESULTS"
+fi
+
+if [[ -s "$TXN_RESULTS" ]]; then
+    cat <<EOF
+
+Transactions (txnbench, librdkafka): one partition, 100 B records, linger.ms=5; each phase runs
+transactions back to back for $TXN_SECS s (begin, N sends, commit). Commit latency is
+commit_transaction (the flush of the last records, EndTxn, the markers). Fetch: every record
+written, from the start, by an assigned consumer. CPU: the broker's user+system seconds over the
+whole txnbench run (produce and fetch).
+
+| system | phase | records/txn | txns (records) | txn/s | records/s | MB/s | commit p50 / p99 / max ms | broker CPU s |
+|---|---|---|---|---|---|---|---|---|
+EOF
+    while IFS='|' read -r sys phase n txns tps rps mbps lat cpu; do
+        echo "| $sys | $phase | $n | $txns | $tps | $rps | $mbps | $lat | $cpu |"
+    done <"$TXN_RESULTS"
 fi
 
 if ((${#FAILURES[@]})); then

@@ -362,3 +362,57 @@ fn kafka_streams_exactly_once_counts_exactly_through_host_and_instance_crashes()
     assert_eq!(got, Value::Object(windows), "windowed counts");
     drop(host);
 }
+
+/// A `kafka-transactions` table as (column → value) rows, keeping the columns that do not
+/// differ between two brokers by nature (producer ids, clocks, coordinator ids), and only the
+/// rows of `names`' transactional ids (the reference broker is shared), sorted (Kafka lists in
+/// no particular order).
+fn transactions_table(text: &str, names: &str) -> Vec<Vec<String>> {
+    const KEPT: [&str; 5] =
+        ["TransactionalId", "ProducerEpoch", "TransactionState", "TransactionTimeoutMs", "TopicPartitions"];
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    lines
+        .filter(|l| l.contains(names))
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            header
+                .iter()
+                .zip(cells)
+                .filter(|(h, _)| KEPT.contains(h))
+                .map(|(h, c)| format!("{h}={c}"))
+                .collect()
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn kafka_transactions_tool_describes_and_lists_as_on_kafka() {
+    const TOOL: &str = "org.apache.kafka.tools.TransactionsCommand";
+    let kafka = apache_kafka::shared();
+    let guise = TestServer::start();
+    let names = format!("tool-txn-{}", std::process::id());
+    let script = |bootstrap: &str| {
+        let topic = format!("{names}-t");
+        admin(bootstrap, json!([{"op": "create", "topics": [{"name": topic, "partitions": 1}]}]));
+        // One id with a committed transaction, one left open by a producer that went away.
+        clients(&["txn", bootstrap, &topic, &format!("{names}-done"), "send:2,commit"]);
+        clients(&["txn", bootstrap, &topic, &format!("{names}-open"), "send:2,leave"]);
+        let run = |args: &[&str]| {
+            let (ok, out) =
+                guise_tests::java::tool(TOOL, &[&["--bootstrap-server", bootstrap][..], args].concat());
+            json!({"ok": ok, "rows": transactions_table(&out, &names)})
+        };
+        json!({
+            "describe open": run(&["describe", "--transactional-id", &format!("{names}-open")]),
+            "describe done": run(&["describe", "--transactional-id", &format!("{names}-done")]),
+            "list": run(&["list"]),
+        })
+    };
+    let on_kafka = script(&kafka.bootstrap());
+    let on_guise = script(&guise.bootstrap());
+    assert_eq!(on_kafka["describe open"]["ok"], true, "{on_kafka:#}");
+    assert_eq!(on_guise, on_kafka, "Guise (left) and Apache Kafka (right) differ");
+}

@@ -9,7 +9,7 @@ use crate::acl::codes as acl;
 use crate::txn::Producer;
 use guise_guest_sdk::error::{
     GROUP_AUTHORIZATION_FAILED, OPERATION_NOT_ATTEMPTED, TOPIC_AUTHORIZATION_FAILED,
-    TRANSACTIONAL_ID_AUTHORIZATION_FAILED, UNSUPPORTED_VERSION,
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 };
 
 fn producer(p: producers::ProducerIdAndEpoch) -> Producer {
@@ -25,12 +25,17 @@ impl GuestState {
     /// WRITE on the transactional id, and a log that writes markers.
     async fn may_write_txn(&mut self, id: &str) -> Result<(), i16> {
         if !self.ctx.txn.enabled() {
+            // As before transactions existed: every client treats this as fatal for the
+            // transactional producer and names the transactional id as the problem; a retriable
+            // code would keep it retrying forever, UNSUPPORTED_VERSION would send it into version
+            // negotiation.
             tracing::warn!(
                 conn = self.conn.id,
                 transactional_id = id,
-                "transactions are not served on this storage backend"
+                "refused a transactional id: transactions are not served on this storage backend yet \
+                 (answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED)"
             );
-            return Err(UNSUPPORTED_VERSION);
+            return Err(TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
         }
         if self.allowed(acl::TRANSACTIONAL_ID, id, acl::WRITE).await {
             Ok(())

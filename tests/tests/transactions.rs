@@ -373,7 +373,7 @@ fn transactions_table(text: &str, names: &str) -> Vec<Vec<String>> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
     lines
-        .filter(|l| l.contains(names))
+        .filter(|l| l.contains(&format!("{names}-")))
         .map(|l| {
             let cells: Vec<&str> = l.split_whitespace().collect();
             header
@@ -399,7 +399,15 @@ fn kafka_transactions_tool_describes_and_lists_as_on_kafka() {
         admin(bootstrap, json!([{"op": "create", "topics": [{"name": topic, "partitions": 1}]}]));
         // One id with a committed transaction, one left open by a producer that went away.
         clients(&["txn", bootstrap, &topic, &format!("{names}-done"), "send:2,commit"]);
-        clients(&["txn", bootstrap, &topic, &format!("{names}-open"), "send:2,leave"]);
+        // (A long timeout: neither broker may abort it while the tools run.)
+        clients(&[
+            "txn",
+            bootstrap,
+            &topic,
+            &format!("{names}-open"),
+            "send:2,leave",
+            "transaction.timeout.ms=600000",
+        ]);
         let run = |args: &[&str]| {
             let (ok, out) =
                 guise_tests::java::tool(TOOL, &[&["--bootstrap-server", bootstrap][..], args].concat());

@@ -142,6 +142,20 @@ macro_rules! delegate_log {
             self.$inner().write_marker(name, partition, marker).await
         }
 
+        fn tenants_with(&self, namespace: &str, topic: &str) -> Vec<String> {
+            self.$inner().tenants_with(namespace, topic)
+        }
+
+        async fn register_txn(
+            &self,
+            name: &$crate::storage::TopicName,
+            partition: i32,
+            producer_id: i64,
+            epoch: i16,
+        ) -> Result<(), $crate::storage::StorageError> {
+            self.$inner().register_txn(name, partition, producer_id, epoch).await
+        }
+
         fn supports_transactions(&self) -> bool {
             self.$inner().supports_transactions()
         }

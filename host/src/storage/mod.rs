@@ -439,6 +439,13 @@ pub trait Log: Send + Sync + 'static {
 
     fn defaults(&self) -> &LogDefaults;
 
+    /// The tenants that have a topic named `topic` in `namespace` (the host's services find
+    /// their internal topics with it at start); a backend that cannot tell answers none.
+    fn tenants_with(&self, namespace: &str, topic: &str) -> Vec<String> {
+        let _ = (namespace, topic);
+        Vec::new()
+    }
+
     /// Whether topics with `cleanup.policy=compact` are compacted here (both engines do); a
     /// backend that does not compact refuses that policy.
     fn compacts(&self) -> bool {
@@ -574,6 +581,22 @@ pub trait Log: Send + Sync + 'static {
             "this log stores no transactions (a marker of producer {})",
             marker.producer_id
         )))
+    }
+
+    /// KIP-890's verification: the transaction coordinator added the partition to producer
+    /// `producer_id`'s transaction at `epoch`. From then until the producer's next marker here,
+    /// only its transactional batches at `epoch` may open a transaction on the partition; after
+    /// the marker, none until it is registered again (a late append cannot open a transaction
+    /// nobody will end). A log without transactions ignores it.
+    async fn register_txn(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<(), StorageError> {
+        let _ = (name, partition, producer_id, epoch);
+        Ok(())
     }
 
     /// Whether this log stores transactional batches and markers (KIP-98); one that does not

@@ -181,6 +181,8 @@ pub struct Pending {
     entries: Vec<(i64, ProducerEntry)>,
     /// The transaction an ABORT marker ends.
     aborted: Option<AbortedTxn>,
+    /// The producer a marker is for: its registration ends with it.
+    marker_of: Option<i64>,
 }
 
 impl Pending {
@@ -227,6 +229,14 @@ pub struct ProducerStateTable {
     open: BTreeSet<(i64, i64)>,
     /// Aborted transactions in the order of their markers (so by last offset).
     aborted: VecDeque<AbortedEntry>,
+    /// KIP-890's verification, per producer the transaction coordinator registered here: the
+    /// epoch whose transaction holds this partition, or None once a marker ended it. A
+    /// transactional batch that would open a transaction is refused for a producer registered
+    /// at another epoch or no longer registered, so a late append (one that passed the
+    /// coordinator's check before an abort) cannot open a transaction nobody will end. Producers
+    /// never registered (a log used without a coordinator) are not checked. Not persisted: the
+    /// coordinator registers its open transactions' partitions again when it loads.
+    registered: HashMap<i64, Option<i16>>,
 }
 
 impl ProducerStateTable {
@@ -406,7 +416,19 @@ impl ProducerStateTable {
                          is open on this partition"
                     )));
                 }
-                (None, true) => e.txn_first_offset = Some(h.base_offset),
+                (None, true) => {
+                    match self.registered.get(&pid) {
+                        Some(Some(registered)) if *registered == epoch => {}
+                        Some(registered) => {
+                            return Err(StorageError::InvalidTxnState(format!(
+                                "producer {pid} at epoch {epoch} has no open transaction holding this partition \
+                                 (registered: {registered:?})"
+                            )));
+                        }
+                        None => {}
+                    }
+                    e.txn_first_offset = Some(h.base_offset)
+                }
                 _ => {}
             }
             new_batches += 1;
@@ -424,7 +446,7 @@ impl ProducerStateTable {
             });
         }
         let entries = scratch.into_iter().filter_map(|(pid, e)| e.map(|e| (pid, e))).collect();
-        Ok(Checked::Append(Pending { entries, aborted: None }))
+        Ok(Checked::Append(Pending { entries, aborted: None, marker_of: None }))
     }
 
     /// Check the transaction marker `marker`, to be stored at `offset` with timestamp
@@ -462,11 +484,22 @@ impl ProducerStateTable {
         };
         entry.last_offset = entry.last_offset.max(offset);
         entry.last_timestamp = timestamp;
-        Ok(Pending { entries: vec![(pid, entry)], aborted })
+        Ok(Pending { entries: vec![(pid, entry)], aborted, marker_of: Some(pid) })
+    }
+
+    /// The transaction coordinator added this partition to producer `pid`'s transaction at
+    /// `epoch`: its transactional batches may open a transaction here (see `registered`).
+    pub fn register_txn(&mut self, pid: i64, epoch: i16) {
+        self.registered.insert(pid, Some(epoch));
     }
 
     /// Keep the state an accepted append leaves behind (after its batches are stored).
     pub fn commit(&mut self, pending: Pending) {
+        if let Some(pid) = pending.marker_of
+            && let Some(registered) = self.registered.get_mut(&pid)
+        {
+            *registered = None;
+        }
         for (pid, entry) in pending.entries {
             let before = self.entries.get(&pid).and_then(|e| e.txn_first_offset);
             self.set_open(pid, before, entry.txn_first_offset);

@@ -119,9 +119,15 @@ impl Coordinator {
         Coordinator { config, log, groups, tenants: Mutex::default() }
     }
 
-    /// Replay these tenants' transaction logs now, finishing what a crash interrupted.
+    /// Replay the transaction logs of these tenants and of every tenant that has one now,
+    /// finishing what a crash interrupted and re-arming the timeouts of open transactions
+    /// (a tenant nobody uses again must not keep a partition's last stable offset frozen).
     pub async fn open_tenants(&self, tenants: &[&str]) -> Result<(), TxnError> {
-        for tenant in tenants {
+        let mut all: Vec<String> = tenants.iter().map(|t| t.to_string()).collect();
+        all.extend(self.log.tenants_with(&self.config.namespace, TXN_TOPIC));
+        all.sort();
+        all.dedup();
+        for tenant in &all {
             self.tenant(tenant).await?;
         }
         Ok(())
@@ -178,6 +184,11 @@ impl Coordinator {
         .map_err(|source| TxnError::Replay { topic: topic.to_string(), source })?;
         let unfinished: Vec<String> =
             replayed.iter().filter(|(_, m)| m.state.is_prepared()).map(|(id, _)| id.clone()).collect();
+        // The partitions of open transactions take their producers' batches again (KIP-890's
+        // registrations live in memory).
+        for meta in replayed.values().filter(|m| m.state == TxnState::Ongoing) {
+            self.register(name, meta, meta.partitions.iter()).await;
+        }
         {
             let mut view = tenant.view.lock();
             let mut ids = tenant.ids.lock();
@@ -219,6 +230,17 @@ impl Coordinator {
         Ok((t, slot.lock_owned().await))
     }
 
+    /// Tell the partitions that `meta`'s producer may open a transaction there (see
+    /// `Log::register_txn`). A partition that is gone is skipped.
+    async fn register(&self, tenant: &str, meta: &TxnMeta, partitions: impl Iterator<Item = &(String, i32)>) {
+        for (topic, partition) in partitions {
+            let name = self.data_topic(tenant, topic);
+            if let Err(e) = self.log.register_txn(&name, *partition, meta.producer_id, meta.epoch).await {
+                tracing::debug!(tenant, topic, partition, "registering a transaction's partition: {e}");
+            }
+        }
+    }
+
     /// Persist `meta` as the id's state, then show it.
     async fn store(&self, tenant: &str, t: &Tenant, id: &str, meta: &TxnMeta) -> Result<(), StorageError> {
         let value = serde_json::to_vec(meta)
@@ -252,11 +274,8 @@ impl Coordinator {
         let now = crate::storage::now_ms();
         let mut meta = match guard.take() {
             None => {
-                if current.is_some_and(|c| c.id >= 0) {
-                    // KIP-360: a producer naming an id this coordinator does not know for the
-                    // transactional id.
-                    return Err(codes::INVALID_PRODUCER_ID_MAPPING);
-                }
+                // A producer naming itself for an id this coordinator does not know (KIP-360)
+                // gets a new producer id too, as from Kafka.
                 let producer_id = self.log.allocate_producer_id().await.map_err(|e| e.kafka_code())?;
                 let meta = TxnMeta::new(producer_id, timeout_ms, now);
                 self.store(tenant, &t, id, &meta).await.map_err(|e| store_code(&e))?;
@@ -298,13 +317,16 @@ impl Coordinator {
                 return Err(codes::PRODUCER_FENCED);
             }
         }
+        // Only a producer that named itself may retry its InitProducerId (Kafka's
+        // lastProducerEpoch): a new instance's bump must not let the old one back in.
+        let remember = current.is_some_and(|c| c.id >= 0);
         if meta.state.is_prepared() {
             self.complete(tenant, t, id, meta).await.map_err(|e| store_code(&e))?;
         }
         if meta.state == TxnState::Ongoing {
             // The previous instance left a transaction open: fence it and abort it.
             let fenced = meta.clone();
-            meta.bump_epoch();
+            meta.bump_epoch(false);
             tracing::info!(
                 tenant,
                 transactional_id = id,
@@ -313,16 +335,20 @@ impl Coordinator {
                 "InitProducerId: aborting the transaction a previous producer left open"
             );
             if let Err(e) = self.end_locked(tenant, t, id, meta, false).await {
-                *meta = fenced;
+                // Still Ongoing: nothing was stored. Prepared: the abort is decided (and
+                // stored); it is finished later, at the new epoch.
+                if meta.state == TxnState::Ongoing {
+                    *meta = fenced;
+                }
                 return Err(store_code(&e));
             }
         }
         let before = meta.clone();
         if meta.epoch >= crate::storage::producers::MAX_EPOCH {
             let producer_id = self.log.allocate_producer_id().await.map_err(|e| e.kafka_code())?;
-            meta.new_producer(producer_id);
+            meta.new_producer(producer_id, remember);
         } else {
-            meta.bump_epoch();
+            meta.bump_epoch(remember);
         }
         meta.timeout_ms = timeout_ms;
         meta.state = TxnState::Empty;
@@ -394,6 +420,7 @@ impl Coordinator {
         next.partitions.extend(partitions.iter().cloned());
         match self.store(tenant, &t, id, &next).await {
             Ok(()) => {
+                self.register(tenant, &next, partitions.iter()).await;
                 *guard = Some(next);
                 all(codes::NONE)
             }
@@ -513,7 +540,8 @@ impl Coordinator {
                     Err(e) => store_code(&e),
                 }
             }
-            (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => codes::CONCURRENT_TRANSACTIONS,
+            // The other outcome is decided already.
+            (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => codes::INVALID_TXN_STATE,
             _ => codes::INVALID_TXN_STATE,
         };
         *guard = Some(meta);
@@ -633,7 +661,7 @@ impl Coordinator {
                 } else if meta.state == TxnState::Ongoing && meta.expired(crate::storage::now_ms()) {
                     tracing::info!(tenant = %name, transactional_id = %id, producer_id = meta.producer_id, timeout_ms = meta.timeout_ms, "aborting a transaction open longer than its timeout");
                     let before = meta.clone();
-                    meta.bump_epoch();
+                    meta.bump_epoch(false);
                     let r = self.end_locked(&name, &t, &id, meta, false).await;
                     if r.is_err() && meta.state == TxnState::Ongoing {
                         *meta = before;
@@ -740,9 +768,8 @@ impl Coordinator {
             .iter()
             .filter(|(_, m)| states.is_empty() || states.iter().any(|s| s == m.state.name()))
             .filter(|(_, m)| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))
-            .filter(|(_, m)| {
-                min_duration_ms < 0 || (m.state == TxnState::Ongoing && now - m.start_ms >= min_duration_ms)
-            })
+            // Kafka's duration filter: started more than that long ago, whatever the state.
+            .filter(|(_, m)| min_duration_ms < 0 || (m.start_ms >= 0 && now - m.start_ms > min_duration_ms))
             .map(|(id, m)| (id.clone(), m.producer_id, m.state.name()))
             .collect();
         out.sort();

@@ -64,7 +64,7 @@ pub struct TxnMeta {
     pub groups: BTreeSet<String>,
     /// Its offsets (TxnOffsetCommit), the latest per group and partition.
     pub offsets: Vec<PendingOffset>,
-    /// When the open transaction began (ms since the epoch), -1 when none is open.
+    /// When the last transaction began (ms since the epoch), -1 before the first.
     pub start_ms: i64,
     pub update_ms: i64,
 }
@@ -87,18 +87,25 @@ impl TxnMeta {
         }
     }
 
-    pub fn bump_epoch(&mut self) {
-        self.last_producer_id = self.producer_id;
-        self.last_epoch = self.epoch;
+    /// The next epoch. With `remember`, the one before is kept as the one a retry of this
+    /// bump may name (only when the client named its producer: KIP-360, Kafka's
+    /// lastProducerEpoch); else none may.
+    pub fn bump_epoch(&mut self, remember: bool) {
+        self.remember(remember);
         self.epoch = self.epoch.saturating_add(1);
     }
 
-    /// A new producer id at epoch 0 (the epoch is exhausted).
-    pub fn new_producer(&mut self, producer_id: i64) {
-        self.last_producer_id = self.producer_id;
-        self.last_epoch = self.epoch;
+    /// A new producer id at epoch 0 (the epoch is exhausted); `remember` as for
+    /// [`bump_epoch`](Self::bump_epoch).
+    pub fn new_producer(&mut self, producer_id: i64, remember: bool) {
+        self.remember(remember);
         self.producer_id = producer_id;
         self.epoch = 0;
+    }
+
+    fn remember(&mut self, remember: bool) {
+        (self.last_producer_id, self.last_epoch) =
+            if remember { (self.producer_id, self.epoch) } else { (-1, -1) };
     }
 
     /// A transaction is open from now on (a no-op when one is).
@@ -113,18 +120,20 @@ impl TxnMeta {
         self.update_ms = now;
     }
 
-    /// The transaction is over: nothing open.
+    /// The transaction is over: nothing open (its start stays, as Kafka describes it).
     pub fn finish(&mut self, commit: bool, now: i64) {
         self.state = if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
         self.partitions.clear();
         self.groups.clear();
         self.offsets.clear();
-        self.start_ms = -1;
         self.update_ms = now;
     }
 
+    /// An open transaction older than its timeout.
     pub fn expired(&self, now: i64) -> bool {
-        self.start_ms >= 0 && now.saturating_sub(self.start_ms) > i64::from(self.timeout_ms)
+        self.state == TxnState::Ongoing
+            && self.start_ms >= 0
+            && now.saturating_sub(self.start_ms) > i64::from(self.timeout_ms)
     }
 
     /// Keep `o` as the group's offset of its partition in this transaction.

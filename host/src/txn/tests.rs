@@ -314,3 +314,68 @@ async fn an_open_transaction_survives_a_restart_and_can_still_commit() {
     let listed = c.list(T, &[], &[], -1).await;
     assert_eq!(listed, vec![("tx".to_string(), p.id, "CompleteCommit")]);
 }
+
+/// KIP-890: an append that passed the coordinator's check and then waited (a slow disk, a
+/// transform) cannot open a transaction after its producer's abort: the partition itself
+/// refuses it, so its last stable offset cannot freeze.
+#[tokio::test]
+async fn a_late_append_after_the_abort_cannot_open_a_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "t", 1).await;
+    let (c, _) = open(&log).await;
+    let p = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+    c.add_partitions(T, "tx", p, &[tp("t", 0)]).await;
+    send(&c, &log, "t", 0, p, 0, 1).await;
+    assert_eq!(c.end(T, "tx", p, false).await, codes::NONE);
+    // The late batch: same producer, same epoch, the next sequence.
+    let late = transactional_batch(1, p.id, p.epoch, 1);
+    let refused = log.append(&topic("t"), 0, late.into()).await.unwrap_err();
+    assert_eq!(refused.kafka_code(), codes::INVALID_TXN_STATE, "{refused}");
+    assert_eq!(committed_view(&log, "t", 0).await, (2, 2, vec![p.id]), "nothing open");
+    // The producer's next transaction registers the partition again.
+    c.add_partitions(T, "tx", p, &[tp("t", 0)]).await;
+    send(&c, &log, "t", 0, p, 1, 1).await;
+    assert_eq!(c.end(T, "tx", p, true).await, codes::NONE);
+    assert_eq!(committed_view(&log, "t", 0).await, (4, 4, vec![p.id]));
+}
+
+/// KIP-360: only the producer that named itself may retry its InitProducerId; after a new
+/// instance's bump the old one is fenced, not let back in at the new epoch.
+#[tokio::test]
+async fn an_old_instance_cannot_take_the_new_ones_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    let (c, _) = open(&log).await;
+    let a = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+    let b = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+    assert_eq!(b.epoch, a.epoch + 1);
+    assert_eq!(c.init_producer_id(T, "tx", 60_000, Some(a)).await, Err(codes::PRODUCER_FENCED));
+    // B's own bump, and a retry of it (its answer lost), get the same epoch.
+    let bumped = c.init_producer_id(T, "tx", 60_000, Some(b)).await.unwrap();
+    assert_eq!(c.init_producer_id(T, "tx", 60_000, Some(b)).await, Ok(bumped));
+}
+
+/// A tenant nobody uses after a restart still has its open transactions timed out: the host
+/// loads every tenant that has a transaction log.
+#[tokio::test]
+async fn every_tenant_with_a_transaction_log_is_loaded_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    let other = TopicName::new("other", "default", "t");
+    log.create_topic(&other, 1, &[], false).await.unwrap();
+    {
+        let (c, _) = open(&log).await;
+        let p = c.init_producer_id("other", "tx", 1, None).await.unwrap();
+        c.add_partitions("other", "tx", p, &[tp("t", 0)]).await;
+        c.verify_append("other", "t", 0, p).await.unwrap();
+        log.append(&other, 0, transactional_batch(1, p.id, p.epoch, 0).into()).await.unwrap();
+    }
+    drop(log);
+    let log = open_log(dir.path());
+    let (c, _) = open(&log).await; // opens "public" by name, "other" because it has a log
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    c.tick().await;
+    let r = log.read_with(&other, 0, 0, 1 << 20, true, Isolation::ReadCommitted).await.unwrap();
+    assert_eq!((r.high_watermark, r.last_stable_offset), (2, 2), "aborted by the timeout");
+}

@@ -611,6 +611,18 @@ impl Log for EmbeddedLog {
         EmbeddedLog::topics(self, tenant, namespace)
     }
 
+    fn tenants_with(&self, namespace: &str, topic: &str) -> Vec<String> {
+        let mut tenants: Vec<String> = self
+            .topics
+            .read()
+            .keys()
+            .filter(|n| n.namespace == namespace && n.topic == topic)
+            .map(|n| n.tenant.clone())
+            .collect();
+        tenants.dedup();
+        tenants
+    }
+
     fn defaults(&self) -> &LogDefaults {
         EmbeddedLog::defaults(self)
     }
@@ -666,6 +678,17 @@ impl Log for EmbeddedLog {
         marker: TxnMarker,
     ) -> Result<AppendInfo, StorageError> {
         EmbeddedLog::write_marker(self, name, partition, marker)
+    }
+
+    async fn register_txn(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<(), StorageError> {
+        self.partition(name, partition)?.1.register_txn(producer_id, epoch);
+        Ok(())
     }
 
     fn supports_transactions(&self) -> bool {

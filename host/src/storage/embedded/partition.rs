@@ -884,6 +884,13 @@ impl Partition {
         self.producers.read().last_stable_offset(view.log_start, view.high_watermark)
     }
 
+    /// The transaction coordinator added this partition to producer `pid`'s transaction at
+    /// `epoch` (under the writer lock, so in order with appends and markers).
+    pub fn register_txn(&self, pid: i64, epoch: i16) {
+        let _writer = self.writer.lock();
+        self.producers.write().register_txn(pid, epoch);
+    }
+
     /// Refuse further appends and close the watch (the topic is being deleted).
     pub fn close(&self) {
         self.writer.lock().hwm = None;

@@ -164,7 +164,9 @@ impl PulsarModules {
         let log = shared
             .bridge
             .run_blocking(move || async move { MetaLog::open(&client, &handle, topic).await })?;
-        let chunk_bytes = (shared.max_payload.saturating_sub(1024) / 4 * 3).clamp(1024, 1 << 20);
+        // At most 512 KiB a chunk (about 700 KB in base64): a Pulsar-protocol broker that
+        // keeps Kafka's 1 MiB message limit (Guise's own endpoint does) takes it too.
+        let chunk_bytes = (shared.max_payload.saturating_sub(1024) / 4 * 3).clamp(1024, 512 << 10);
         let modules = PulsarModules {
             shared,
             log: Arc::new(tokio::sync::Mutex::new(log)),

@@ -286,6 +286,26 @@ run_txn() {
         --secs "$TXN_SECS" --json >"$out" 2>&1 || st=$?
     cpu1=$(awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$pid/stat")
     grep -v '^JSON ' "$out" | sed 's/^/   /'
+    # The same transactions with the Java client (benches/java/guise/bench/TxnPerf.java).
+    local jout="$WORK/txn-java-$system.log" jst=0
+    echo "-- $system: TxnPerf (the Java client), $TXN_SIZES records per transaction, $TXN_SECS s each"
+    timeout -k 5 "${TOOL_TIMEOUT:-180}" java "${TOOL_JVM_OPTS[@]}" "${LOG4J[@]}" -cp "$BENCH_CLASSES:$KAFKA_CP" \
+        guise.bench.TxnPerf "$bootstrap" txn-bench-java "$TXN_SIZES" "$TXN_SECS" 100 >"$jout" 2>&1 || jst=$?
+    grep '^{' "$jout" | sed 's/^/   /' || true
+    if [[ $jst == 0 ]]; then
+        grep '^{' "$jout" >"$WORK/tj.json"
+        python3 - "$WORK/tj.json" "$system" >>"$TXN_RESULTS" <<'PYEOF'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    s = r["secs"]
+    lat = f'{r["commit_p50_ms"]:.2f} / {r["commit_p99_ms"]:.2f} / {r["commit_max_ms"]:.2f}'
+    print(f'{sys.argv[2]}|produce (Java)|{r["per_txn"]}|{r["txns"]}|{r["txns"] / s:.0f}|{r["records"] / s:.0f}|{r["records"] * 100 / 1e6 / s:.2f}|{lat}|-')
+PYEOF
+    else
+        echo "$system|produce (Java) FAILED (status $jst)|-|-|-|-|-|-|-" >>"$TXN_RESULTS"
+        FAILURES+=("$system TxnPerf: exit status $jst")
+    fi
     if [[ $st == 0 ]]; then
         grep '^JSON ' "$out" | sed 's/^JSON //' >"$WORK/t.json"
         python3 - "$WORK/t.json" "$system" "$cpu0" "$cpu1" >>"$TXN_RESULTS" <<'PYEOF'
@@ -491,9 +511,10 @@ fi
 if [[ -s "$TXN_RESULTS" ]]; then
     cat <<EOF
 
-Transactions (txnbench, librdkafka): one partition, 100 B records, linger.ms=5; each phase runs
-transactions back to back for $TXN_SECS s (begin, N sends, commit). Commit latency is
-commit_transaction (the flush of the last records, EndTxn, the markers). Fetch: every record
+Transactions: one partition, 100 B records, linger.ms=5; each phase runs transactions back to
+back for $TXN_SECS s (begin, N sends, commit) with librdkafka (txnbench) and with the Java client
+(TxnPerf, "produce (Java)"). Commit latency is commit_transaction (the flush of the last records,
+EndTxn, and what the broker does before answering). Fetch: every record
 written, from the start, by an assigned consumer. CPU: the broker's user+system seconds over the
 whole txnbench run (produce and fetch).
 

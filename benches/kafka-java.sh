@@ -33,6 +33,11 @@ kafka_java_setup() {
     if [[ ! -f "$PEER_CLASSES/guise/Peer.class" || "$ROOT/tests/java/src/guise/Peer.java" -nt "$PEER_CLASSES/guise/Peer.class" ]]; then
         javac -nowarn --release 17 -d "$PEER_CLASSES" "$ROOT/tests/java/src/guise/Peer.java"
     fi
+    # The benchmarks' own Java client scenarios (benches/java).
+    BENCH_CLASSES="$JAVA_DIR/bench-classes"
+    if [[ ! -f "$BENCH_CLASSES/guise/bench/TxnPerf.class" || "$ROOT/benches/java/guise/bench/TxnPerf.java" -nt "$BENCH_CLASSES/guise/bench/TxnPerf.class" ]]; then
+        javac -nowarn --release 17 -cp "$KAFKA_CP" -d "$BENCH_CLASSES" "$ROOT/benches/java/guise/bench/TxnPerf.java"
+    fi
     KAFKA_JAR=$(tr ':' '\n' <"$CP_FILE" | grep -m1 '/kafka_2.13-')
     echo "java: $(java -version 2>&1 | head -1); kafka: $(basename "$KAFKA_JAR")"
 

@@ -271,13 +271,12 @@ impl Coordinator {
             return Err(codes::INVALID_TRANSACTION_TIMEOUT);
         }
         let (t, mut guard) = self.lock_id(tenant, id).await?;
-        let now = crate::storage::now_ms();
         let mut meta = match guard.take() {
             None => {
                 // A producer naming itself for an id this coordinator does not know (KIP-360)
                 // gets a new producer id too, as from Kafka.
                 let producer_id = self.log.allocate_producer_id().await.map_err(|e| e.kafka_code())?;
-                let meta = TxnMeta::new(producer_id, timeout_ms, now);
+                let meta = TxnMeta::new(producer_id, timeout_ms);
                 self.store(tenant, &t, id, &meta).await.map_err(|e| store_code(&e))?;
                 *guard = Some(meta);
                 tracing::debug!(
@@ -290,7 +289,7 @@ impl Coordinator {
             }
             Some(meta) => meta,
         };
-        let outcome = self.init_existing(tenant, &t, id, &mut meta, timeout_ms, current, now).await;
+        let outcome = self.init_existing(tenant, &t, id, &mut meta, timeout_ms, current).await;
         *guard = Some(meta);
         outcome
     }
@@ -304,7 +303,6 @@ impl Coordinator {
         meta: &mut TxnMeta,
         timeout_ms: i32,
         current: Option<Producer>,
-        now: i64,
     ) -> Result<Producer, i16> {
         if let Some(c) = current.filter(|c| c.id >= 0) {
             let is_current = c.id == meta.producer_id && c.epoch == meta.epoch;
@@ -352,7 +350,6 @@ impl Coordinator {
         }
         meta.timeout_ms = timeout_ms;
         meta.state = TxnState::Empty;
-        meta.update_ms = now;
         if let Err(e) = self.store(tenant, t, id, meta).await {
             *meta = before;
             return Err(store_code(&e));
@@ -561,7 +558,6 @@ impl Coordinator {
     ) -> Result<(), StorageError> {
         let mut prepared = meta.clone();
         prepared.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
-        prepared.update_ms = crate::storage::now_ms();
         self.store(tenant, t, id, &prepared).await?;
         *meta = prepared;
         self.complete(tenant, t, id, meta).await
@@ -621,7 +617,7 @@ impl Coordinator {
             }
         }
         let mut done = meta.clone();
-        done.finish(commit, crate::storage::now_ms());
+        done.finish(commit);
         self.store(tenant, t, id, &done).await?;
         tracing::debug!(
             tenant,

@@ -66,12 +66,11 @@ pub struct TxnMeta {
     pub offsets: Vec<PendingOffset>,
     /// When the last transaction began (ms since the epoch), -1 before the first.
     pub start_ms: i64,
-    pub update_ms: i64,
 }
 
 impl TxnMeta {
     /// A new transactional id's state: `producer_id` at epoch 0, no transaction.
-    pub fn new(producer_id: i64, timeout_ms: i32, now: i64) -> TxnMeta {
+    pub fn new(producer_id: i64, timeout_ms: i32) -> TxnMeta {
         TxnMeta {
             producer_id,
             epoch: 0,
@@ -83,7 +82,6 @@ impl TxnMeta {
             groups: BTreeSet::new(),
             offsets: Vec::new(),
             start_ms: -1,
-            update_ms: now,
         }
     }
 
@@ -117,16 +115,14 @@ impl TxnMeta {
             self.groups.clear();
             self.offsets.clear();
         }
-        self.update_ms = now;
     }
 
     /// The transaction is over: nothing open (its start stays, as Kafka describes it).
-    pub fn finish(&mut self, commit: bool, now: i64) {
+    pub fn finish(&mut self, commit: bool) {
         self.state = if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
         self.partitions.clear();
         self.groups.clear();
         self.offsets.clear();
-        self.update_ms = now;
     }
 
     /// An open transaction older than its timeout.

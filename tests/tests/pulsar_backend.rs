@@ -5,6 +5,10 @@
 //! the cluster through the `pulsar` crate (storage = the cluster's URL). Every test also looks
 //! at the cluster itself, so none can pass with B keeping data itself.
 
+#[path = "support/rd_txn.rs"]
+mod rd_txn;
+
+use guise_host::record::batch::BatchHeader;
 use guise_host::record::records;
 use guise_host::storage::TopicName;
 use guise_tests::TestServer;
@@ -13,6 +17,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
@@ -607,6 +612,112 @@ fn raw_batch(value: &[u8]) -> bytes::Bytes {
         offset_delta: 0,
     }];
     bytes::Bytes::from(records::encode(&recs, &records::EncodeSpec::plain(0, 1)).unwrap())
+}
+
+/// The transaction markers (control batches) stored in the cluster for partition `p` of `topic`.
+fn stored_markers(cluster: &Cluster, topic: &str, p: i32) -> usize {
+    cluster
+        .messages(&cluster.partition_topic(topic, p))
+        .iter()
+        .filter(|m| BatchHeader::parse(&m.payload).is_ok_and(|h| h.is_control()))
+        .count()
+}
+
+on_both!(transactions_commit_abort_and_survive_a_restart, "txn");
+/// Transactions (KIP-98) on the Pulsar backend, in both entry formats: read_committed sees only
+/// committed records, and a restarted host recovers the open and the aborted transactions from
+/// the cluster alone, then lets the open one commit.
+fn transactions_commit_abort_and_survive_a_restart(cluster: &Cluster) {
+    let b = cluster.host();
+    create(&b, "tx", 1, &[]);
+    create(&b, "txp", 1, &[("guise.entry.format", "pulsar")]);
+    let mut producers = Vec::new();
+    for topic in ["tx", "txp"] {
+        let p = rd_txn::producer(&b, &format!("{topic}-id"), &[]);
+        p.init_transactions(TIMEOUT).expect("init_transactions");
+        p.begin_transaction().unwrap();
+        rd_txn::send(&p, topic, 0, &["a", "b"]);
+        p.commit_transaction(TIMEOUT).expect("commit");
+        p.begin_transaction().unwrap();
+        rd_txn::send(&p, topic, 0, &["x", "y", "z"]);
+        p.abort_transaction(TIMEOUT).expect("abort");
+        p.begin_transaction().unwrap();
+        rd_txn::send(&p, topic, 0, &["c"]);
+        p.commit_transaction(TIMEOUT).expect("commit");
+        // Left open across the restart.
+        p.begin_transaction().unwrap();
+        rd_txn::send(&p, topic, 0, &["open"]);
+        assert_eq!(rd_txn::read(&b, topic, 0, "read_committed", 3), ["a", "b", "c"], "{topic}");
+        producers.push(p);
+    }
+    assert_no_local_topics(&b);
+    let b = b.restart();
+    for (topic, p) in ["tx", "txp"].into_iter().zip(&producers) {
+        assert_eq!(rd_txn::read(&b, topic, 0, "read_committed", 3), ["a", "b", "c"], "{topic}: recovered");
+        assert_eq!(
+            rd_txn::read(&b, topic, 0, "read_uncommitted", 7),
+            ["a", "b", "x", "y", "z", "c", "open"],
+            "{topic}"
+        );
+        p.commit_transaction(TIMEOUT).expect("the open transaction commits after the restart");
+        assert_eq!(rd_txn::read(&b, topic, 0, "read_committed", 4), ["a", "b", "c", "open"], "{topic}");
+        // The markers are in the cluster (format `pulsar` stores them, and the transactional
+        // batches, as format `kafka` does): commit, abort, commit, commit.
+        assert_eq!(stored_markers(cluster, topic, 0), 4, "{topic}");
+    }
+    assert!(!cluster.messages(&cluster.partition_topic("__transaction_state", 0)).is_empty());
+}
+
+on_both!(a_replacement_host_finishes_or_aborts_what_the_old_one_left, "txn-takeover");
+/// A host that dies with a commit half done (its prepare stored, one of two markers written:
+/// the other partition was taken by another host) or with a transaction open: the host that
+/// loads the transaction log next writes the missing marker, and aborts the open transaction
+/// once its timeout passes, so read_committed consumers move on.
+fn a_replacement_host_finishes_or_aborts_what_the_old_one_left(cluster: &Cluster) {
+    // B2 starts first: the transaction log is B1's (created after both started).
+    let b2 = cluster.host();
+    let b1 = cluster.host();
+    create(&b1, "tt", 2, &[]);
+    let p = rd_txn::producer(&b1, "tt-id", &[]);
+    p.init_transactions(TIMEOUT).expect("init_transactions");
+    p.begin_transaction().unwrap();
+    rd_txn::send(&p, "tt", 0, &["p0"]);
+    rd_txn::send(&p, "tt", 1, &["p1"]);
+    // B2 takes partition 1 (it appends there): B1's marker for it fails, after the prepare.
+    let name = TopicName::new("public", &cluster.namespace, "tt");
+    let appended = guise_host::storage::wait(b2.server().log.append(&name, 1, raw_batch(b"b2"))).unwrap();
+    assert_eq!(appended.base_offset, 1);
+    let err = p.commit_transaction(Duration::from_secs(5)).expect_err("B1 cannot write the second marker");
+    eprintln!("the commit on B1: {err}");
+    drop(p);
+    drop(b1);
+    assert_eq!(stored_markers(cluster, "tt", 0), 1, "B1 wrote the first marker");
+    assert_eq!(stored_markers(cluster, "tt", 1), 0, "and not the second");
+
+    let b2 = b2.restart();
+    assert_eq!(rd_txn::read(&b2, "tt", 1, "read_committed", 2), ["p1", "b2"], "the commit is finished");
+    assert_eq!(rd_txn::read(&b2, "tt", 0, "read_committed", 1), ["p0"]);
+    assert_eq!(stored_markers(cluster, "tt", 1), 1, "by the replacement");
+    // (It writes partition 0's again: a second marker changes nothing.)
+    assert_eq!(stored_markers(cluster, "tt", 0), 2);
+
+    // A transaction left open by a host that stops: aborted after its timeout (by the next
+    // host, unless the restart takes longer than the timeout).
+    let q = rd_txn::producer(
+        &b2,
+        "tt-open",
+        &[("transaction.timeout.ms", "15000"), ("message.timeout.ms", "15000")],
+    );
+    q.init_transactions(TIMEOUT).expect("init_transactions");
+    q.begin_transaction().unwrap();
+    rd_txn::send(&q, "tt", 0, &["left"]);
+    drop(q);
+    guise_host::storage::wait(b2.server().log.append(&name, 0, raw_batch(b"after"))).unwrap();
+    let b2 = b2.restart();
+    // Below the open transaction's first offset until the abort; then up to the end.
+    assert_eq!(rd_txn::read(&b2, "tt", 0, "read_committed", 2), ["p0", "after"]);
+    assert_eq!(rd_txn::read(&b2, "tt", 0, "read_uncommitted", 3), ["p0", "left", "after"]);
+    assert_eq!(stored_markers(cluster, "tt", 0), 3, "the abort marker");
 }
 
 on_both!(a_failed_send_is_retriable_and_the_writer_takes_the_partition_back, "flaky");

@@ -17,12 +17,15 @@
 //! Transactions (KIP-98; the engine cleans nothing at or past the last stable offset, so every
 //! transaction in what it cleans is decided): control batches (the transaction markers) are
 //! kept as they are, and their keys map nothing; the records of an aborted transaction map
-//! nothing either (they must not supersede a committed value), those of a committed one do. A
-//! transactional batch is filtered like any other, keeps its transactional attribute when
-//! rewritten, and is never dropped (emptied, its header stays), so that the producer state
-//! rebuilt at open finds every transaction where it started. Not done: Kafka also removes the
-//! records of aborted transactions, and then their markers (after delete.retention.ms); here
-//! they stay until a later record of their key supersedes them.
+//! nothing either (they must not supersede a committed value), those of a committed one do. The
+//! records of an aborted transaction are removed, as Kafka's cleaner removes them. A
+//! transactional batch is otherwise filtered like any other, keeps its transactional attribute
+//! when rewritten, and is never dropped (emptied, its header stays), so that the producer state
+//! rebuilt at open finds every transaction where it started and ended. Not done: Kafka also
+//! removes a marker once its transaction's batches are gone and delete.retention.ms has passed;
+//! here the markers and the emptied headers stay (78 and 61 bytes each), because a marker may
+//! only go together with every batch of its transaction (else the rebuilt state would find the
+//! transaction open for ever), which a filter of one batch at a time cannot tell.
 
 use crate::record::batch::{BatchHeader, ValidBatch};
 use crate::record::records::{self, EncodeSpec, Record, RecordsError};
@@ -196,6 +199,8 @@ pub struct Filter<'a> {
     pub map: &'a OffsetMap,
     /// (producer id, base offset) of the batches producer state depends on.
     pub producer_batches: &'a HashSet<(i64, i64)>,
+    /// The aborted transactions: their records are removed.
+    pub aborted: &'a AbortedRanges,
     pub config: &'a CleanConfig,
     pub now_ms: i64,
 }
@@ -211,9 +216,10 @@ impl Filter<'_> {
             return Output::Unchanged;
         }
         // The first batch of a transaction is where it starts (its LSO, its aborted range):
-        // never dropped, so that state comes out the same. (Aborted records are not dropped
-        // either: see the module's docs.)
+        // never dropped, so that state comes out the same.
         let keep_empty = keep_empty || header.is_transactional();
+        let aborted =
+            header.is_transactional() && self.aborted.contains(header.producer_id, header.base_offset);
         let decoded = match records::decode(bytes, self.config.max_decompressed_bytes) {
             Ok(d) => d,
             Err(e) => {
@@ -230,6 +236,9 @@ impl Filter<'_> {
             .records
             .into_iter()
             .filter(|r| {
+                if aborted {
+                    return false;
+                }
                 let Some(key) = &r.key else { return false };
                 let offset = header.base_offset + i64::from(r.offset_delta);
                 let latest = self.map.latest(key).is_none_or(|o| offset >= o);

@@ -493,6 +493,12 @@ impl ProducerStateTable {
         self.registered.insert(pid, Some(epoch));
     }
 
+    /// Take over `old`'s registrations (see `registered`): a writer that recovers a partition
+    /// it held keeps them, as its own markers are what ended the others.
+    pub fn keep_registrations(&mut self, old: &ProducerStateTable) {
+        self.registered = old.registered.clone();
+    }
+
     /// Keep the state an accepted append leaves behind (after its batches are stored).
     pub fn commit(&mut self, pending: Pending) {
         if let Some(pid) = pending.marker_of
@@ -641,28 +647,6 @@ impl ProducerStateTable {
 /// Kafka's `UnifiedLog.lastStableOffset`), else the high watermark.
 pub fn last_stable_offset(first_unstable: Option<i64>, log_start: i64, high_watermark: i64) -> i64 {
     first_unstable.map_or(high_watermark, |first| first.max(log_start).min(high_watermark))
-}
-
-/// Refuse what a log without transactions cannot store, as the shared table used to for every
-/// backend: a control batch (INVALID_RECORD: only the broker writes them) or a transactional
-/// batch (TransactionsUnsupported, INVALID_TXN_STATE), the first one found in `headers`.
-pub fn refuse_transactions<'a>(
-    headers: impl IntoIterator<Item = &'a BatchHeader>,
-) -> Result<(), StorageError> {
-    for h in headers {
-        if h.is_control() {
-            return Err(StorageError::InvalidRecord(
-                "control batches are written by the broker, not by clients".into(),
-            ));
-        }
-        if h.is_transactional() {
-            return Err(StorageError::TransactionsUnsupported(format!(
-                "transactional batch of producer {} (transactions are not supported)",
-                h.producer_id
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The latest epoch of each producer id, host-wide (in memory): raised by InitProducerId's epoch
@@ -1043,19 +1027,6 @@ mod tests {
         let marker = BatchHeader::parse(&crate::record::batch::end_txn_marker(1, 0, true, 0, 0)).unwrap();
         assert_eq!(t.check(&[marker], none).unwrap_err().kafka_code(), 87, "not even a real marker");
         assert!(t.is_empty());
-    }
-
-    #[test]
-    fn a_log_without_transactions_refuses_them_as_before() {
-        let mut h = header(1, 0, 0, 1, 0);
-        assert!(refuse_transactions([&h]).is_ok());
-        h.attributes = 0x10;
-        let e = refuse_transactions([&h]).unwrap_err();
-        assert!(matches!(e, StorageError::TransactionsUnsupported(_)), "{e:?}");
-        assert_eq!(e.kafka_code(), 48);
-        let b = with_attributes(&idempotent_batch(1, -1, -1, -1), 0x20);
-        let control = BatchHeader::parse(&b).unwrap();
-        assert_eq!(refuse_transactions(&[header(2, 0, 0, 1, 0), control]).unwrap_err().kafka_code(), 87);
     }
 
     #[test]

@@ -583,11 +583,15 @@ impl Coordinator {
             commit,
             coordinator_epoch: 0,
         };
-        for (topic, partition) in &meta.partitions {
-            match self.log.write_marker(&self.data_topic(tenant, topic), *partition, marker).await {
-                Ok(_) => {}
-                // The topic went away with its transaction's records.
-                Err(StorageError::UnknownTopicOrPartition) => {}
+        // A partition leaves `meta` (in memory only: the stored prepare still names it) once
+        // its marker is written, so that a retry writes the missing markers only; recovery
+        // writes them all again (a second marker changes nothing).
+        while let Some((topic, partition)) = meta.partitions.first().cloned() {
+            match self.log.write_marker(&self.data_topic(tenant, &topic), partition, marker).await {
+                // Written; or the topic went away with its transaction's records.
+                Ok(_) | Err(StorageError::UnknownTopicOrPartition) => {
+                    meta.partitions.remove(&(topic, partition));
+                }
                 Err(e) => {
                     tracing::warn!(
                         tenant,
@@ -781,6 +785,9 @@ fn store_code(e: &StorageError) -> i16 {
         codes::KAFKA_STORAGE_ERROR | codes::UNKNOWN_SERVER_ERROR | codes::REQUEST_TIMED_OUT => {
             codes::COORDINATOR_NOT_AVAILABLE
         }
+        // Another host took the transaction log or a partition of the transaction (on the
+        // Pulsar backend): this host cannot finish it; the one that loads the log next does.
+        codes::NOT_LEADER_OR_FOLLOWER => codes::NOT_COORDINATOR,
         code => code,
     }
 }

@@ -375,22 +375,14 @@ fn the_cleaner_stops_at_the_lso_and_keeps_what_transactions_need() {
     let kept: Vec<(i64, &str, &str)> = records.iter().map(|(o, k, v)| (*o, k.as_str(), v.as_str())).collect();
     assert_eq!(
         kept,
-        [
-            (0, "a", "a1"),
-            (1, "a", "a2"),
-            (5, "b", "b2"),
-            (6, "c", "c1"),
-            (7, "d", "d1"),
-            (8, "d", "d2"),
-            (9, "e", "e1")
-        ],
-        "the aborted a2 supersedes no committed a; the committed b1 is superseded; nothing from the LSO on is cleaned"
+        [(0, "a", "a1"), (5, "b", "b2"), (6, "c", "c1"), (7, "d", "d1"), (8, "d", "d2"), (9, "e", "e1")],
+        "the aborted a2 is removed and supersedes no committed a; the committed b1 is superseded; nothing from the LSO on is cleaned"
     );
     assert_eq!(
         batches,
         [
             (0, false, None),
-            (1, true, None),
+            (1, true, None), // emptied, kept: its aborted transaction starts there
             (2, true, Some(ControlType::Abort)),
             (3, true, None), // emptied, kept: its transaction starts there
             (4, true, Some(ControlType::Commit)),

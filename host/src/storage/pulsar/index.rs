@@ -14,7 +14,7 @@
 //! counts only once all its messages have been read, in order; a torn batch is dropped.
 
 use super::props::{BatchInfo, Kind, Props};
-use crate::record::batch::{self, BatchHeader};
+use crate::record::batch::{self, BatchHeader, ControlType};
 use crate::storage::IngressMark;
 use crate::storage::producers::ProducerStateTable;
 
@@ -62,6 +62,43 @@ pub struct IndexEntry {
     pub max_timestamp: i64,
     pub compressed: bool,
     pub producer: Option<ProducerInfo>,
+    /// Its part in a transaction (KIP-98); always `None` in a record batch (format `pulsar`
+    /// stores transactional batches and markers as format `kafka` does, see `partition`).
+    pub txn: Txn,
+}
+
+/// A stored batch's part in a transaction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Txn {
+    #[default]
+    None,
+    /// A transactional data batch.
+    Data,
+    /// A transaction marker (a control batch), COMMIT or ABORT.
+    Marker(ControlType),
+}
+
+impl Txn {
+    /// The part of the stored batch `bytes`, whose header is `header`.
+    pub fn of(header: &BatchHeader, bytes: &[u8]) -> Txn {
+        if header.is_control() {
+            // A control batch of another type than ABORT or COMMIT is never written here.
+            batch::control_type(bytes).map_or(Txn::None, Txn::Marker)
+        } else if header.is_transactional() {
+            Txn::Data
+        } else {
+            Txn::None
+        }
+    }
+
+    /// The batch attributes that say so (for replaying the producers' state).
+    fn attributes(self) -> i16 {
+        match self {
+            Txn::None => 0,
+            Txn::Data => batch::TRANSACTIONAL,
+            Txn::Marker(_) => batch::TRANSACTIONAL | batch::CONTROL,
+        }
+    }
 }
 
 impl IndexEntry {
@@ -74,7 +111,7 @@ impl IndexEntry {
             partition_leader_epoch: -1,
             magic: batch::MAGIC_V2,
             crc: 0,
-            attributes: 0,
+            attributes: self.txn.attributes(),
             last_offset_delta: i32::try_from(self.last - self.base).unwrap_or(i32::MAX),
             base_timestamp: self.max_timestamp,
             max_timestamp: self.max_timestamp,
@@ -85,8 +122,9 @@ impl IndexEntry {
         })
     }
 
-    /// The entry for a Kafka batch as stored (base offset patched in).
-    pub fn of_batch(header: &BatchHeader, id: MsgId, epoch: u64) -> IndexEntry {
+    /// The entry for a Kafka batch as stored (base offset patched in), whose part in a
+    /// transaction is `txn`.
+    pub fn of_batch(header: &BatchHeader, id: MsgId, epoch: u64, txn: Txn) -> IndexEntry {
         IndexEntry {
             base: header.base_offset,
             last: header.last_offset(),
@@ -101,6 +139,7 @@ impl IndexEntry {
                 epoch: header.producer_epoch,
                 base_sequence: header.base_sequence,
             }),
+            txn,
         }
     }
 }
@@ -187,7 +226,7 @@ impl Track {
                 if header.base_offset != base || header.last_offset() != last {
                     return Seen::Corrupt;
                 }
-                self.push(IndexEntry::of_batch(&header, id, props.epoch))
+                self.push(IndexEntry::of_batch(&header, id, props.epoch, Txn::of(&header, payload)))
             }
             Kind::Record { offset, batch } => {
                 // A compaction's copy may have lost the batch's first records.
@@ -211,6 +250,7 @@ impl Track {
                         epoch: batch.producer_epoch,
                         base_sequence: batch.base_sequence,
                     }),
+                    txn: Txn::None,
                 };
                 if batch.messages() == 1 {
                     return self.push(entry);
@@ -408,7 +448,10 @@ impl Recovery {
         let mut producers = ProducerStateTable::new();
         for e in entries.iter_mut() {
             if let Some(h) = e.replay_header() {
-                producers.replay(&h);
+                match e.txn {
+                    Txn::Marker(control) => producers.replay_marker(&h, control),
+                    _ => producers.replay(&h),
+                }
             }
         }
         let cleaned_to = self.cleaned_to.clamp(log_start, next_offset);
@@ -679,6 +722,48 @@ mod tests {
         assert_eq!(bases(&r), [(0, 2), (3, 3)]);
         assert_eq!((r.entries[0].messages, r.entries[0].bytes, r.entries[0].id), (3, 15, id(0)));
         assert_eq!(r.next_offset, 4);
+    }
+
+    /// A stored Kafka-format message of `bytes` (a batch) at `base`.
+    fn stored(topic_id: uuid::Uuid, base: i64, mut bytes: Vec<u8>) -> (Option<Props>, Vec<u8>) {
+        bytes[..8].copy_from_slice(&base.to_be_bytes());
+        let last = BatchHeader::parse(&bytes).unwrap().last_offset();
+        (Some(Props { topic_id, epoch: 1, kind: Kind::Kafka { base, last }, copy: false }), bytes)
+    }
+
+    #[test]
+    fn open_and_aborted_transactions_are_replayed_from_the_entries() {
+        use crate::record::batch::end_txn_marker;
+        use crate::record::batch::testing::transactional_batch;
+        let t = uuid::Uuid::new_v4();
+        let (_, r) = run(
+            t,
+            &[
+                stored(t, 0, transactional_batch(2, 7, 0, 0)), // 0-1: producer 7, aborted at 3
+                stored(t, 2, batch(1, 5, 0)),                  // 2
+                stored(t, 3, end_txn_marker(7, 0, false, 0, 9)), // 3
+                stored(t, 4, transactional_batch(1, 8, 0, 0)), // 4: producer 8, committed at 6
+                stored(t, 5, transactional_batch(1, 9, 0, 0)), // 5: producer 9, open
+                stored(t, 6, end_txn_marker(8, 0, true, 0, 9)), // 6
+            ],
+        );
+        let txn: Vec<Txn> = r.entries.iter().map(|e| e.txn).collect();
+        assert_eq!(
+            txn,
+            [
+                Txn::Data,
+                Txn::None,
+                Txn::Marker(ControlType::Abort),
+                Txn::Data,
+                Txn::Data,
+                Txn::Marker(ControlType::Commit)
+            ]
+        );
+        assert_eq!(r.next_offset, 7);
+        assert_eq!(r.producers.last_stable_offset(r.log_start, r.next_offset), 5, "producer 9's is open");
+        let aborted: Vec<(i64, i64, i64)> =
+            r.producers.aborted().map(|a| (a.producer_id, a.first_offset, a.last_offset)).collect();
+        assert_eq!(aborted, [(7, 0, 3)]);
     }
 
     #[test]

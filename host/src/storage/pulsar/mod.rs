@@ -600,6 +600,19 @@ impl Log for PulsarLog {
             .collect()
     }
 
+    fn tenants_with(&self, namespace: &str, topic: &str) -> Vec<String> {
+        let mut tenants: Vec<String> = self
+            .catalog
+            .read()
+            .topics
+            .keys()
+            .filter(|n| n.namespace == namespace && n.topic == topic)
+            .map(|n| n.tenant.clone())
+            .collect();
+        tenants.dedup();
+        tenants
+    }
+
     fn defaults(&self) -> &LogDefaults {
         &self.defaults
     }
@@ -644,7 +657,7 @@ impl Log for PulsarLog {
         .await
     }
 
-    /// No transactions here (their batches are refused): every isolation level reads the same.
+    /// At read_committed, up to the last stable offset, with the aborted transactions.
     async fn read_with(
         &self,
         name: &TopicName,
@@ -652,12 +665,56 @@ impl Log for PulsarLog {
         offset: i64,
         max_bytes: usize,
         min_one: bool,
-        _isolation: crate::storage::Isolation,
+        isolation: crate::storage::Isolation,
     ) -> Result<ReadResult, StorageError> {
         self.on_partition(name, partition, move |shared, p, _| async move {
-            p.read(&shared, offset, max_bytes, min_one).await
+            p.read(&shared, offset, max_bytes, min_one, isolation).await
         })
         .await
+    }
+
+    async fn last_stable_offset(&self, name: &TopicName, partition: i32) -> Result<i64, StorageError> {
+        self.on_partition(name, partition, |shared, p, _| async move { p.last_stable_offset(&shared).await })
+            .await
+    }
+
+    async fn write_marker(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        marker: crate::storage::TxnMarker,
+    ) -> Result<AppendInfo, StorageError> {
+        self.on_partition(name, partition, move |shared, p, meta| async move {
+            let bytes = batch::end_txn_marker(
+                marker.producer_id,
+                marker.producer_epoch,
+                marker.commit,
+                marker.coordinator_epoch,
+                crate::storage::now_ms(),
+            );
+            let records = crate::storage::conform(&meta.config, bytes::Bytes::from(bytes))?;
+            // A marker is 78 bytes: never over max.message.bytes, which does not apply to it.
+            let batches = batch::validate_with(&records, u32::MAX, batch::Counts::Exact)?;
+            p.write_marker(&shared, records, batches, &marker).await
+        })
+        .await
+    }
+
+    async fn register_txn(
+        &self,
+        name: &TopicName,
+        partition: i32,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<(), StorageError> {
+        self.on_partition(name, partition, move |shared, p, _| async move {
+            p.register_txn(&shared, producer_id, epoch).await
+        })
+        .await
+    }
+
+    fn supports_transactions(&self) -> bool {
+        true
     }
 
     async fn offsets(&self, name: &TopicName, partition: i32) -> Result<(i64, i64), StorageError> {

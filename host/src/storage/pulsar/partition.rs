@@ -29,15 +29,15 @@
 mod compact;
 
 use super::client::{Bridge, OPERATION_TIMEOUT, Owned, within};
-use super::index::{self, IndexEntry, MsgId, ProducerInfo, Recovery};
+use super::index::{self, IndexEntry, MsgId, ProducerInfo, Recovery, Txn};
 use super::props::{self, BatchInfo, Kind, Props};
 use super::reader::{End, Follower, PREFETCH, Received};
 use crate::pulsar::mapping;
 use crate::pulsar::proto::{KeyValue, SingleMessageMetadata};
 use crate::record::batch::{self, BatchHeader, ValidBatch};
 use crate::record::records::{self, EncodeSpec};
-use crate::storage::producers::{self, Checked, ProducerEpochs, ProducerStateTable};
-use crate::storage::{AppendInfo, EntryFormat, IngressMark, ReadResult, StorageError};
+use crate::storage::producers::{Checked, ProducerEpochs, ProducerStateTable};
+use crate::storage::{AppendInfo, EntryFormat, IngressMark, Isolation, ReadResult, StorageError, TxnMarker};
 use ::pulsar::consumer::InitialPosition;
 use ::pulsar::producer::Message;
 use ::pulsar::{Consumer, ConsumerOptions, Producer, ProducerOptions, SubType, TokioExecutor};
@@ -112,6 +112,10 @@ struct State {
     /// The last ingress message in the log (see `ingress`).
     ingress: Option<IngressMark>,
     cache_bytes: usize,
+    /// The idempotent and transactional producers, as recovered at open and kept by this
+    /// host's appends and markers (changed under the writer lock only; read by fetches for the
+    /// last stable offset and the aborted transactions).
+    producers: ProducerStateTable,
 }
 
 struct Writer {
@@ -119,7 +123,6 @@ struct Writer {
     epoch: u64,
     /// The id of the last message this writer sent.
     last: MsgId,
-    producers: ProducerStateTable,
     retention: Option<Retention>,
 }
 
@@ -167,16 +170,18 @@ struct Cursor {
     lookahead: Option<(i64, Bytes)>,
 }
 
-/// A read's answer: no transactions here, so the last stable offset is the high watermark and
-/// no transaction is ever aborted.
-fn read_result(records: Option<Bytes>, high_watermark: i64, log_start_offset: i64) -> ReadResult {
-    ReadResult {
-        records,
-        high_watermark,
-        log_start_offset,
-        last_stable_offset: high_watermark,
-        aborted: Vec::new(),
+/// The offset after the last whole batch of `records`.
+fn offset_after(records: &[u8]) -> Option<i64> {
+    let mut rest = records;
+    let mut next = None;
+    while let Ok(h) = BatchHeader::parse(rest) {
+        if h.size() > rest.len() {
+            break;
+        }
+        next = Some(h.last_offset().saturating_add(1));
+        rest = &rest[h.size()..];
     }
+    next
 }
 
 fn lost_error(why: &str) -> StorageError {
@@ -351,9 +356,15 @@ impl Partition {
             s.cleaned_to = recovered.cleaned_to;
             s.ingress = recovered.ingress;
             s.epoch = Some(epoch);
+            let mut producers = recovered.producers;
+            if mine.is_some() {
+                // Taken back: what the coordinator registered here still holds (KIP-890).
+                producers.keep_registrations(&s.producers);
+            }
+            s.producers = producers;
         }
         self.hwm.send_replace(recovered.next_offset);
-        *writer = Some(Writer { producer, epoch, last, producers: recovered.producers, retention });
+        *writer = Some(Writer { producer, epoch, last, retention });
         Ok(())
     }
 
@@ -368,8 +379,67 @@ impl Partition {
         format: EntryFormat,
         ingress: Option<IngressMark>,
     ) -> Result<AppendInfo, StorageError> {
+        self.append_checked(shared, records, batches, format, ingress, |producers, headers| {
+            producers.check(headers, |pid| shared.epochs.latest(pid))
+        })
+        .await
+    }
+
+    /// Append the transaction coordinator's `marker`, whose control batch `records` holds
+    /// (validated, the only batch in `batches`), as [`append`](Self::append) appends: it is
+    /// checked against the producer's state on the partition (a stale epoch is refused) instead
+    /// of the sequence checks, and ends the producer's open transaction once stored.
+    pub async fn write_marker(
+        &self,
+        shared: &Shared,
+        records: Bytes,
+        batches: Vec<ValidBatch>,
+        marker: &TxnMarker,
+    ) -> Result<AppendInfo, StorageError> {
+        self.append_checked(shared, records, batches, EntryFormat::Kafka, None, |producers, headers| {
+            match headers {
+                [h] if h.is_control() => {
+                    producers.check_marker(marker, h.base_offset, h.max_timestamp).map(Checked::Append)
+                }
+                _ => Err(StorageError::InvalidRecord("a transaction marker is one control batch".into())),
+            }
+        })
+        .await
+    }
+
+    /// The transaction coordinator added this partition to producer `pid`'s transaction at
+    /// `epoch` (KIP-890; under the writer lock, so in order with appends and markers). Kept
+    /// when this host takes the partition back after a failed send; a host that takes it over
+    /// knows none until its coordinator registers its open transactions again (producers not
+    /// registered are not checked here, only by the coordinator).
+    pub async fn register_txn(&self, shared: &Shared, pid: i64, epoch: i16) -> Result<(), StorageError> {
+        let mut guard = self.writer.lock().await;
+        self.open_locked(shared, &mut guard).await?;
+        self.state.write().producers.register_txn(pid, epoch);
+        Ok(())
+    }
+
+    /// The last stable offset: the first offset of the earliest open transaction, or the high
+    /// watermark without one.
+    pub async fn last_stable_offset(&self, shared: &Shared) -> Result<i64, StorageError> {
+        self.ensure_open(shared).await?;
+        let s = self.state.read();
+        Ok(s.producers.last_stable_offset(s.log_start, s.high_watermark))
+    }
+
+    /// [`append`](Self::append) with the producers' check `check` (given the state and the
+    /// batches' headers with their assigned offsets).
+    async fn append_checked(
+        &self,
+        shared: &Shared,
+        records: Bytes,
+        batches: Vec<ValidBatch>,
+        format: EntryFormat,
+        ingress: Option<IngressMark>,
+        check: impl FnOnce(&ProducerStateTable, &[BatchHeader]) -> Result<Checked, StorageError> + Send,
+    ) -> Result<AppendInfo, StorageError> {
         // Format kafka stores each batch as one message; format pulsar checks each record.
-        for b in batches.iter().filter(|_| format == EntryFormat::Kafka) {
+        for b in batches.iter().filter(|b| stored_format(format, &b.header) == EntryFormat::Kafka) {
             if b.size() > shared.max_payload {
                 return Err(StorageError::MessageTooLarge {
                     size: b.size(),
@@ -403,9 +473,8 @@ impl Partition {
                 })?;
             headers.push(header);
         }
-        // Transactions (KIP-98) are the embedded log's only.
-        producers::refuse_transactions(&headers)?;
-        let pending = match w.producers.check(&headers, |pid| shared.epochs.latest(pid))? {
+        let checked = check(&self.state.read().producers, &headers)?;
+        let pending = match checked {
             Checked::Append(p) => p,
             Checked::Duplicate { base_offset, last_offset } => {
                 return Ok(AppendInfo { base_offset, last_offset, log_start_offset: log_start });
@@ -426,7 +495,7 @@ impl Partition {
         for (bytes, h) in stored.iter().zip(&headers) {
             let before = messages.len();
             messages.extend(batch_messages(
-                format,
+                stored_format(format, h),
                 bytes.to_vec(),
                 h,
                 self.topic_id,
@@ -449,11 +518,12 @@ impl Partition {
         for (pid, pepoch) in pending.epochs() {
             shared.epochs.observe(pid, pepoch);
         }
-        w.producers.commit(pending);
         {
             let mut s = self.state.write();
+            s.producers.commit(pending);
             for ((h, bytes), (first, count)) in headers.iter().zip(&stored).zip(per_batch) {
-                s.entries.push_back(entry_of(h, &ids, &sizes, first, count, format, w.epoch));
+                let txn = Txn::of(h, bytes);
+                s.entries.push_back(entry_of(h, txn, &ids, &sizes, first, count, format, w.epoch));
                 s.cache_bytes += bytes.len();
                 s.cache.push_back((h.base_offset, bytes.clone()));
             }
@@ -494,23 +564,23 @@ impl Partition {
     ) -> Result<Option<(i64, i64)>, StorageError> {
         let mut guard = self.writer.lock().await;
         self.open_locked(shared, &mut guard).await?;
-        let w = guard.as_ref().expect("opened");
-        producers::refuse_transactions([header])?;
-        match w.producers.check(std::slice::from_ref(header), |pid| shared.epochs.latest(pid))? {
+        let checked = self
+            .state
+            .read()
+            .producers
+            .check(std::slice::from_ref(header), |pid| shared.epochs.latest(pid))?;
+        match checked {
             Checked::Duplicate { base_offset, last_offset } => Ok(Some((base_offset, last_offset))),
             Checked::Append(_) => Ok(None),
         }
     }
 
-    /// The bytes of its stored batches above the log start, and the idempotent producers its
-    /// writer remembers (none until this host has opened it for writing).
+    /// The bytes of its stored batches above the log start, and the idempotent producers it
+    /// remembers (none until this host has opened it).
     pub async fn report(&self) -> crate::storage::PartitionReport {
-        let size_bytes = {
-            let s = self.state.read();
-            s.entries.iter().filter(|e| e.last >= s.log_start).map(|e| e.bytes).sum()
-        };
-        let producers = self.writer.lock().await.as_ref().map(|w| w.producers.snapshot()).unwrap_or_default();
-        crate::storage::PartitionReport { size_bytes, producers }
+        let s = self.state.read();
+        let size_bytes = s.entries.iter().filter(|e| e.last >= s.log_start).map(|e| e.bytes).sum();
+        crate::storage::PartitionReport { size_bytes, producers: s.producers.snapshot() }
     }
 
     pub fn offsets(&self) -> (i64, i64) {
@@ -648,29 +718,49 @@ impl Partition {
         Ok(None)
     }
 
-    /// See [`Log::read`](crate::storage::Log::read). Without transactions here, every
-    /// isolation level reads the same.
+    /// See [`Log::read_with`](crate::storage::Log::read_with): with
+    /// [`Isolation::ReadCommitted`], only batches below the last stable offset, and the aborted
+    /// transactions among them.
     pub async fn read(
         &self,
         shared: &Shared,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
+        isolation: Isolation,
     ) -> Result<ReadResult, StorageError> {
         self.ensure_open(shared).await?;
-        let (log_start, hwm, wanted, previous) = {
+        let committed = isolation == Isolation::ReadCommitted;
+        let (log_start, hwm, stable, wanted, previous, aborted) = {
             let s = self.state.read();
             let (start, end) = (s.log_start, s.high_watermark);
             if offset < start || offset > end {
                 return Err(StorageError::OffsetOutOfRange { requested: offset, start, end });
             }
-            let done = |records| Ok(read_result(records, end, start));
-            if offset == end {
+            let stable = s.producers.last_stable_offset(start, end);
+            let limit = if committed { stable } else { end };
+            let done = |records: Option<Bytes>| {
+                let aborted = if committed {
+                    let upper = records.as_deref().and_then(offset_after).unwrap_or(stable);
+                    s.producers.aborted_between(offset, upper)
+                } else {
+                    Vec::new()
+                };
+                Ok(ReadResult {
+                    records,
+                    high_watermark: end,
+                    log_start_offset: start,
+                    last_stable_offset: stable,
+                    aborted,
+                })
+            };
+            if offset >= limit {
                 return done(None);
             }
             if s.cache.front().is_some_and(|(base, _)| *base <= offset) {
                 let first = s.cache.partition_point(|(base, _)| *base <= offset) - 1;
-                let batches = s.cache.iter().skip(first).map(|(_, b)| b.clone());
+                let batches =
+                    s.cache.iter().skip(first).take_while(|(base, _)| *base < limit).map(|(_, b)| b.clone());
                 return done(take_batches(batches, max_bytes, min_one));
             }
             let Some(i) = index::find(&s.entries, offset) else {
@@ -682,7 +772,7 @@ impl Partition {
             // Entries this read may need: as many as max_bytes could take, and at least one.
             let mut wanted = Vec::new();
             let mut bytes = 0u64;
-            for e in s.entries.iter().skip(i) {
+            for e in s.entries.iter().skip(i).take_while(|e| e.base < limit) {
                 if !wanted.is_empty() && bytes.saturating_add(e.bytes) > max_bytes as u64 + 64 * 1024 {
                     break;
                 }
@@ -692,8 +782,17 @@ impl Partition {
                     break;
                 }
             }
+            // Nothing below the limit (compaction removed what lay between the offset and it).
+            let Some(last) = wanted.last() else { return done(None) };
+            // The aborted transactions the entries may hold, taken now: retention may forget
+            // them while the entries are read.
+            let aborted = if committed {
+                s.producers.aborted_between(offset, last.last.saturating_add(1))
+            } else {
+                Vec::new()
+            };
             let previous = i.checked_sub(1).map(|p| s.entries[p].id);
-            (start, end, wanted, previous)
+            (start, end, stable, wanted, previous, aborted)
         };
         let mut cursor = self.cursor.lock().await;
         let records =
@@ -704,7 +803,14 @@ impl Partition {
                     return Err(e);
                 }
             };
-        Ok(read_result(records, hwm, log_start))
+        // (Aborted transactions of entries read but not returned are harmless to clients.)
+        Ok(ReadResult {
+            records,
+            high_watermark: hwm,
+            log_start_offset: log_start,
+            last_stable_offset: stable,
+            aborted,
+        })
     }
 
     async fn read_entries(
@@ -716,7 +822,7 @@ impl Partition {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<Option<Bytes>, StorageError> {
-        let first = wanted[0];
+        let Some(&first) = wanted.first() else { return Ok(None) };
         let reusable = cursor.as_ref().is_some_and(|c| {
             c.lookahead.as_ref().map_or(c.next_base == first.base, |(base, _)| *base == first.base)
         });
@@ -759,7 +865,7 @@ impl Partition {
 
     /// The bytes of the batch starting at `base` (for timestamp lookups).
     async fn batch_at(&self, shared: &Shared, base: i64) -> Result<Option<Bytes>, StorageError> {
-        let r = self.read(shared, base, 1, true).await?;
+        let r = self.read(shared, base, 1, true, Isolation::ReadUncommitted).await?;
         Ok(r.records.and_then(|b| {
             let h = BatchHeader::parse(&b).ok()?;
             (h.base_offset == base && h.size() <= b.len()).then(|| b.slice(..h.size()))
@@ -915,8 +1021,8 @@ impl Partition {
                 let (_, old) = s.cache.pop_front().expect("non-empty");
                 s.cache_bytes -= old.len();
             }
+            s.producers.evict_before(new_start);
         }
-        w.producers.evict_before(new_start);
         if let (Some(retention), Some(last)) = (w.retention.as_mut(), last_removed) {
             retention.acknowledge_to(&self.topic, last).await;
         }
@@ -948,10 +1054,22 @@ fn batch_messages(
     }
 }
 
+/// The format a batch is stored in on a topic of entry format `format`: a transactional batch
+/// or a transaction marker always as format `kafka` (one message, the batch itself), because
+/// recovery must know it as one, and because a Pulsar application reading a topic of format
+/// `pulsar` must not take a transaction's records for plain messages: whether they count is
+/// decided by a marker it cannot read.
+fn stored_format(format: EntryFormat, header: &BatchHeader) -> EntryFormat {
+    if header.is_transactional() || header.is_control() { EntryFormat::Kafka } else { format }
+}
+
 /// The index entry of a batch sent as `count` messages from `ids[first]` (`sizes`: every sent
-/// message's payload bytes).
+/// message's payload bytes) on a topic of entry format `format`, with its part `txn` in a
+/// transaction.
+#[allow(clippy::too_many_arguments)]
 fn entry_of(
     header: &BatchHeader,
+    txn: Txn,
     ids: &[MsgId],
     sizes: &[u64],
     first: usize,
@@ -959,8 +1077,8 @@ fn entry_of(
     format: EntryFormat,
     epoch: u64,
 ) -> IndexEntry {
-    let mut entry = IndexEntry::of_batch(header, ids[first], epoch);
-    if format == EntryFormat::Pulsar {
+    let mut entry = IndexEntry::of_batch(header, ids[first], epoch, txn);
+    if stored_format(format, header) == EntryFormat::Pulsar {
         entry.messages = count as u32;
         entry.bytes = sizes[first..first + count].iter().sum();
     }

@@ -158,6 +158,7 @@ fn clean_partition_with(
     let filter = crate::storage::compaction::Filter {
         map: &map,
         producer_batches: &snapshot.producer_batches,
+        aborted: &aborted,
         config,
         now_ms,
     };

@@ -609,6 +609,7 @@ fn retention_during_a_clean_abandons_the_swap() {
     let filter = crate::storage::compaction::Filter {
         map: &map,
         producer_batches: &snapshot.producer_batches,
+        aborted: &Default::default(),
         config: &config,
         now_ms: NOW,
     };

@@ -29,13 +29,13 @@
 //! as many bytes appended as are live). Retention and DeleteRecords wait for the pass to end
 //! (they skip that round); a writer that changes meanwhile (a failed send, a takeover) ends it.
 
-use super::super::index::{IndexEntry, MsgId};
+use super::super::index::{IndexEntry, MsgId, Txn};
 use super::super::props::{self, Kind, Props};
 use super::super::reader::Follower;
-use super::{Partition, Shared, batch_messages, message, read_entry};
+use super::{Partition, Shared, batch_messages, message, read_entry, stored_format};
 use crate::record::batch::BatchHeader;
 use crate::storage::compaction::{AbortedRanges, CleanConfig, Filter, OffsetMap, Output};
-use crate::storage::{CleanStats, EntryFormat, StorageError};
+use crate::storage::{AbortedTxn, CleanStats, EntryFormat, StorageError};
 use ::pulsar::producer::Message;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -66,20 +66,21 @@ impl Plan {
     }
 }
 
-/// Whether and what to clean (Kafka's `LogCleanerManager` rules over the index).
+/// Whether and what to clean (Kafka's `LogCleanerManager` rules over the index), up to
+/// `stable` at most: the last stable offset (the high watermark without open transactions).
 pub(in crate::storage::pulsar) fn plan(
     entries: &[IndexEntry],
     cleaned_to: i64,
-    high_watermark: i64,
+    stable: i64,
     config: &CleanConfig,
     now_ms: i64,
 ) -> Option<Plan> {
     let first_dirty = cleaned_to;
-    let mut first_uncleanable = high_watermark;
+    let mut first_uncleanable = stable;
     if config.min_compaction_lag_ms > 0 {
         let young = now_ms.saturating_sub(config.min_compaction_lag_ms);
         if let Some(e) = entries.iter().find(|e| e.base >= first_dirty && e.max_timestamp > young) {
-            first_uncleanable = e.base;
+            first_uncleanable = first_uncleanable.min(e.base);
         }
     }
     let first_uncleanable = first_uncleanable.max(first_dirty);
@@ -118,8 +119,9 @@ fn producer_batches(entries: &[IndexEntry]) -> HashSet<(i64, i64)> {
 struct Chunk {
     messages: Vec<Message>,
     bytes: usize,
-    /// Per batch: its header, its first message in `messages`, how many it takes.
-    batches: Vec<(BatchHeader, usize, usize)>,
+    /// Per batch: its header, its part in a transaction, its first message in `messages`, how
+    /// many it takes.
+    batches: Vec<(BatchHeader, Txn, usize, usize)>,
 }
 
 /// Marks a pass as running (retention and DeleteRecords wait for the next round meanwhile).
@@ -144,7 +146,7 @@ impl Partition {
         if !matches!(self.check_usable(), Ok(true)) {
             return Ok(None);
         }
-        let (entries, hwm, epoch, plan) = {
+        let (entries, hwm, epoch, plan, aborted) = {
             let guard = self.writer.lock().await;
             let Some(w) = guard.as_ref() else { return Ok(None) };
             let mut s = self.state.write();
@@ -153,11 +155,14 @@ impl Partition {
             }
             let entries: Vec<IndexEntry> = s.entries.iter().copied().collect();
             let dirty_from = s.cleaned_to.max(s.log_start);
-            let Some(plan) = plan(&entries, dirty_from, s.high_watermark, config, now_ms) else {
+            // Never past the first unstable offset: what is undecided is not cleaned.
+            let stable = s.producers.last_stable_offset(s.log_start, s.high_watermark);
+            let Some(plan) = plan(&entries, dirty_from, stable, config, now_ms) else {
                 return Ok(None);
             };
             s.compacting = true;
-            (entries, s.high_watermark, w.epoch, plan)
+            let aborted: Vec<AbortedTxn> = s.producers.aborted().copied().collect();
+            (entries, s.high_watermark, w.epoch, plan, AbortedRanges::new(&aborted))
         };
         let _running = Running(self);
         let started = Instant::now();
@@ -170,14 +175,14 @@ impl Partition {
         let mut reader = self.pass_reader(shared, &entries, first).await?;
         for e in entries[first..].iter().take_while(|e| e.base < plan.first_uncleanable) {
             let bytes = read_entry(&mut reader, e).await?;
-            // No transactions here (appends refuse them): none aborted.
-            if !map.map_batch(&bytes, config.max_decompressed_bytes, &AbortedRanges::default()) {
+            // An aborted transaction's records supersede nothing.
+            if !map.map_batch(&bytes, config.max_decompressed_bytes, &aborted) {
                 tracing::warn!(topic = %self.topic, offset = e.base, "the cleaner cannot read this batch's records; they are kept as they are");
             }
         }
         drop(reader);
         let keep = producer_batches(&entries);
-        let filter = Filter { map: &map, producer_batches: &keep, config, now_ms };
+        let filter = Filter { map: &map, producer_batches: &keep, aborted: &aborted, config, now_ms };
         let mut kept: Vec<Vec<u8>> = Vec::new();
         let mut reader = self.pass_reader(shared, &entries, 0).await?;
         for (i, e) in entries.iter().enumerate() {
@@ -238,9 +243,11 @@ impl Partition {
             stats.bytes_written += bytes.len() as u64;
             let header =
                 BatchHeader::parse(&bytes).map_err(|e| StorageError::CorruptMessage(e.to_string()))?;
+            let txn = Txn::of(&header, &bytes);
+            let stored = stored_format(format, &header);
             let messages =
-                batch_messages(format, bytes, &header, self.topic_id, epoch, shared.max_payload, true)?;
-            chunk.batches.push((header, chunk.messages.len(), messages.len()));
+                batch_messages(stored, bytes, &header, self.topic_id, epoch, shared.max_payload, true)?;
+            chunk.batches.push((header, txn, chunk.messages.len(), messages.len()));
             chunk.bytes += messages.iter().map(|m| m.payload.len()).sum::<usize>();
             chunk.messages.extend(messages);
             if chunk.messages.len() >= CHUNK_MESSAGES || chunk.bytes >= CHUNK_BYTES || i + 1 == count {
@@ -324,7 +331,9 @@ impl Partition {
         Ok(chunk
             .batches
             .iter()
-            .map(|(h, first, count)| super::entry_of(h, &ids, &sizes, *first, *count, format, w.epoch))
+            .map(|(h, txn, first, count)| {
+                super::entry_of(h, *txn, &ids, &sizes, *first, *count, format, w.epoch)
+            })
             .collect())
     }
 }
@@ -345,6 +354,7 @@ mod tests {
             max_timestamp: ts,
             compressed: false,
             producer: None,
+            txn: Txn::None,
         }
     }
 

@@ -606,9 +606,23 @@ impl Services for StubServices {
                 }
                 let epoch = i16::from_be_bytes([b[51], b[52]]);
                 let last_sequence = be_i32(b, 53).wrapping_add(i32::try_from(end - base).unwrap_or(0));
+                // The stub writes no markers: a transaction, once begun, stays open.
+                let transactional = i16::from_be_bytes([b[21], b[22]]) & 0x10 != 0;
+                let txn_start = last.get(&producer_id).map_or(-1, |p| p.current_txn_start_offset);
+                let current_txn_start_offset = match (transactional, txn_start) {
+                    (true, -1) => *base,
+                    (true, start) => start,
+                    (false, _) => -1,
+                };
                 last.insert(
                     producer_id,
-                    ProducerState { producer_id, epoch, last_sequence, last_timestamp: *max_ts },
+                    ProducerState {
+                        producer_id,
+                        epoch,
+                        last_sequence,
+                        last_timestamp: *max_ts,
+                        current_txn_start_offset,
+                    },
                 );
             }
             Ok(PartitionReport {

@@ -139,6 +139,8 @@ pub struct ProducerState {
     pub last_sequence: i32,
     /// The max timestamp of its last stored batch.
     pub last_timestamp: i64,
+    /// The first offset of its open transaction on the partition, -1 when it has none.
+    pub current_txn_start_offset: i64,
 }
 
 /// One partition as DescribeLogDirs and DescribeProducers report it.

@@ -210,6 +210,7 @@ impl Services for WasmServices {
                     epoch: p.epoch,
                     last_sequence: p.last_sequence,
                     last_timestamp: p.last_timestamp,
+                    current_txn_start_offset: p.current_txn_start_offset,
                 })
                 .collect(),
         })

@@ -2,12 +2,15 @@
 //! Kafka 4.4 (formatted with transaction version 1, as Guise serves) running the same script,
 //! and librdkafka's transactional producer and read_committed consumer, fencing included.
 
+#[path = "support/rd_txn.rs"]
+mod rd_txn;
+
 use guise_tests::java::clients;
 use guise_tests::{TestServer, apache_kafka};
 use rdkafka::Message;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -88,76 +91,30 @@ fn java_transactional_producer_and_consumers_observe_the_same_as_on_kafka() {
     assert_eq!(on_guise, on_kafka);
 }
 
-fn rd_producer(server: &TestServer, transactional_id: &str) -> BaseProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", server.bootstrap())
-        .set("transactional.id", transactional_id)
-        .set("message.timeout.ms", "30000")
-        .create()
-        .expect("producer")
-}
-
-fn rd_send(p: &BaseProducer, topic: &str, values: &[&str]) {
-    for v in values {
-        p.send(BaseRecord::to(topic).partition(0).key("k").payload(*v)).expect("queued");
-    }
-    p.flush(TIMEOUT).expect("flushed");
-}
-
-/// Every value in partition 0 of `topic` from the start, at `isolation`, until `expect` values
-/// arrived or nothing more came for a few seconds.
-fn rd_read(server: &TestServer, topic: &str, isolation: &str, expect: usize) -> Vec<String> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", server.bootstrap())
-        .set("group.id", "txn-e2e")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", isolation)
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
-    c.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    let mut quiet = std::time::Instant::now();
-    while std::time::Instant::now() < deadline {
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
-                quiet = std::time::Instant::now();
-            }
-            Some(Err(e)) => panic!("consumer: {e}"),
-            None if out.len() >= expect && quiet.elapsed() > Duration::from_secs(2) => break,
-            None => {}
-        }
-    }
-    out
-}
-
 #[test]
 fn librdkafka_commits_aborts_and_is_fenced_by_a_second_instance() {
     let server = TestServer::start();
     let topic = "rd-txn";
-    let p = rd_producer(&server, "rd-tx");
+    let p = rd_txn::producer(&server, "rd-tx", &[]);
     p.init_transactions(TIMEOUT).expect("init_transactions");
     p.begin_transaction().unwrap();
-    rd_send(&p, topic, &["a", "b"]);
+    rd_txn::send(&p, topic, 0, &["a", "b"]);
     p.commit_transaction(TIMEOUT).expect("commit");
     p.begin_transaction().unwrap();
-    rd_send(&p, topic, &["x", "y", "z"]);
+    rd_txn::send(&p, topic, 0, &["x", "y", "z"]);
     p.abort_transaction(TIMEOUT).expect("abort");
     p.begin_transaction().unwrap();
-    rd_send(&p, topic, &["c"]);
+    rd_txn::send(&p, topic, 0, &["c"]);
     p.commit_transaction(TIMEOUT).expect("commit");
 
-    assert_eq!(rd_read(&server, topic, "read_committed", 3), ["a", "b", "c"]);
-    assert_eq!(rd_read(&server, topic, "read_uncommitted", 6), ["a", "b", "x", "y", "z", "c"]);
+    assert_eq!(rd_txn::read(&server, topic, 0, "read_committed", 3), ["a", "b", "c"]);
+    assert_eq!(rd_txn::read(&server, topic, 0, "read_uncommitted", 6), ["a", "b", "x", "y", "z", "c"]);
 
     // A transaction left open is aborted when a second instance with the same id initializes;
     // the first is fenced: its commit fails with a fatal error.
     p.begin_transaction().unwrap();
-    rd_send(&p, topic, &["zombie"]);
-    let second = rd_producer(&server, "rd-tx");
+    rd_txn::send(&p, topic, 0, &["zombie"]);
+    let second = rd_txn::producer(&server, "rd-tx", &[]);
     second.init_transactions(TIMEOUT).expect("the second instance initializes");
     let fenced = p.commit_transaction(TIMEOUT).expect_err("the first instance is fenced");
     let rd = fenced.rdkafka_error_code();
@@ -173,9 +130,9 @@ fn librdkafka_commits_aborts_and_is_fenced_by_a_second_instance() {
         "{fenced:?}"
     );
     second.begin_transaction().unwrap();
-    rd_send(&second, topic, &["d"]);
+    rd_txn::send(&second, topic, 0, &["d"]);
     second.commit_transaction(TIMEOUT).expect("the second instance commits");
-    assert_eq!(rd_read(&server, topic, "read_committed", 4), ["a", "b", "c", "d"]);
+    assert_eq!(rd_txn::read(&server, topic, 0, "read_committed", 4), ["a", "b", "c", "d"]);
 }
 
 #[test]
@@ -183,19 +140,19 @@ fn an_open_transaction_survives_a_host_restart_and_commits() {
     let server = TestServer::start();
     let topic = "rd-txn-restart";
     {
-        let p = rd_producer(&server, "restart-tx");
+        let p = rd_txn::producer(&server, "restart-tx", &[]);
         p.init_transactions(TIMEOUT).expect("init_transactions");
         p.begin_transaction().unwrap();
-        rd_send(&p, topic, &["before"]);
+        rd_txn::send(&p, topic, 0, &["before"]);
         p.commit_transaction(TIMEOUT).expect("commit");
     }
-    let p = rd_producer(&server, "restart-tx");
+    let p = rd_txn::producer(&server, "restart-tx", &[]);
     p.init_transactions(TIMEOUT).expect("init_transactions");
     p.begin_transaction().unwrap();
-    rd_send(&p, topic, &["across"]);
+    rd_txn::send(&p, topic, 0, &["across"]);
     let server = server.restart();
     p.commit_transaction(TIMEOUT).expect("commit after the restart");
-    assert_eq!(rd_read(&server, topic, "read_committed", 2), ["before", "across"]);
+    assert_eq!(rd_txn::read(&server, topic, 0, "read_committed", 2), ["before", "across"]);
 }
 
 /// Pulsar consumers of the endpoint read what read_committed Kafka consumers read: never a
@@ -208,15 +165,15 @@ fn pulsar_consumers_see_only_committed_transactions() {
 
     let server = TestServer::start_with_pulsar(|_| {});
     let topic = "txn-to-pulsar";
-    let p = rd_producer(&server, "pulsar-tx");
+    let p = rd_txn::producer(&server, "pulsar-tx", &[]);
     p.init_transactions(TIMEOUT).expect("init_transactions");
     for (values, commit) in [(&["a", "b"][..], true), (&["x"][..], false)] {
         p.begin_transaction().unwrap();
-        rd_send(&p, topic, values);
+        rd_txn::send(&p, topic, 0, values);
         if commit { p.commit_transaction(TIMEOUT).unwrap() } else { p.abort_transaction(TIMEOUT).unwrap() }
     }
     p.begin_transaction().unwrap();
-    rd_send(&p, topic, &["open"]);
+    rd_txn::send(&p, topic, 0, &["open"]);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let url = server.pulsar_url();
@@ -370,16 +327,22 @@ fn kafka_streams_exactly_once_counts_exactly_through_host_and_instance_crashes()
 fn transactions_table(text: &str, names: &str) -> Vec<Vec<String>> {
     const KEPT: [&str; 5] =
         ["TransactionalId", "ProducerEpoch", "TransactionState", "TransactionTimeoutMs", "TopicPartitions"];
+    table(text, &KEPT, |l| l.contains(&format!("{names}-")))
+}
+
+/// The columns `kept` of the rows `keep_row` takes of a table the tool printed, as
+/// `Column=value` cells, the rows sorted.
+fn table(text: &str, kept: &[&str], keep_row: impl Fn(&str) -> bool) -> Vec<Vec<String>> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
     lines
-        .filter(|l| l.contains(&format!("{names}-")))
+        .filter(|l| keep_row(l))
         .map(|l| {
             let cells: Vec<&str> = l.split_whitespace().collect();
             header
                 .iter()
                 .zip(cells)
-                .filter(|(h, _)| KEPT.contains(h))
+                .filter(|(h, _)| kept.contains(h))
                 .map(|(h, c)| format!("{h}={c}"))
                 .collect()
         })
@@ -413,14 +376,123 @@ fn kafka_transactions_tool_describes_and_lists_as_on_kafka() {
                 guise_tests::java::tool(TOOL, &[&["--bootstrap-server", bootstrap][..], args].concat());
             json!({"ok": ok, "rows": transactions_table(&out, &names)})
         };
+        // Each producer's epoch, last sequence and open transaction's first offset (producer
+        // ids, timestamps and the coordinator epoch Guise does not keep are left out).
+        let (ok, out) = guise_tests::java::tool(
+            TOOL,
+            &["--bootstrap-server", bootstrap, "describe-producers", "--topic", &topic, "--partition", "0"],
+        );
+        let kept = ["ProducerEpoch", "LastSequence", "CurrentTransactionStartOffset"];
         json!({
             "describe open": run(&["describe", "--transactional-id", &format!("{names}-open")]),
             "describe done": run(&["describe", "--transactional-id", &format!("{names}-done")]),
             "list": run(&["list"]),
+            "describe-producers": {"ok": ok, "rows": table(&out, &kept, |_| true)},
         })
     };
     let on_kafka = script(&kafka.bootstrap());
     let on_guise = script(&guise.bootstrap());
     assert_eq!(on_kafka["describe open"]["ok"], true, "{on_kafka:#}");
+    let open_from = json!(["ProducerEpoch=0", "LastSequence=1", "CurrentTransactionStartOffset=3"]);
+    assert!(
+        on_kafka["describe-producers"]["rows"].as_array().unwrap().contains(&open_from),
+        "the open transaction starts after the first one's two records and marker: {on_kafka:#}"
+    );
     assert_eq!(on_guise, on_kafka, "Guise (left) and Apache Kafka (right) differ");
+}
+
+/// One transactional batch of `value` from producer `pid` at `epoch`, first sequence `seq`.
+fn txn_batch(pid: i64, epoch: i16, seq: i32, value: &str) -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let record = Record {
+        transactional: true,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: pid,
+        producer_epoch: epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: seq,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(bytes::Bytes::copy_from_slice(value.as_bytes())),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, [&record], &options).expect("encodes");
+    buf.freeze()
+}
+
+/// A Produce may name a transactional id its principal may WRITE and still carry the batches of
+/// another id's producer: the host checks WRITE on the id that producer belongs to too (Kafka's
+/// broker has the coordinator check the mapping, KIP-890), so such batches cannot be slipped
+/// into a transaction the principal may not write.
+#[test]
+fn a_produce_cannot_write_into_the_transaction_of_an_id_it_may_not_write() {
+    use guise_tests::wire;
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::describe_transactions_request::DescribeTransactionsRequest;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        ApiKey, CreateAclsRequest, CreateAclsResponse, DescribeTransactionsResponse, ProduceRequest,
+        ProduceResponse, TopicName, TransactionalId,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let server = TestServer::start_with(|c| {
+        c.authorizer_enabled = true;
+        c.allow_everyone_if_no_acl_found = true;
+    });
+    let addr = server.kafka_addr;
+    let topic = "txn-acl";
+    let victim = rd_txn::producer(&server, "victim-tx", &[]);
+    victim.init_transactions(TIMEOUT).expect("init_transactions");
+    victim.begin_transaction().unwrap();
+    rd_txn::send(&victim, topic, 0, &["v"]);
+    let described: DescribeTransactionsResponse = wire::call(
+        addr,
+        ApiKey::DescribeTransactions,
+        0,
+        &DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("victim-tx"))]),
+    )
+    .expect("DescribeTransactions");
+    let state = &described.transaction_states[0];
+    let (pid, epoch) = (state.producer_id.0, state.producer_epoch);
+    let produce = |seq: i32| -> i16 {
+        let req = ProduceRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("attacker-tx"))))
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_static_str(topic)))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(txn_batch(pid, epoch, seq, "slipped"))),
+                    ]),
+            ]);
+        let resp: ProduceResponse = wire::call(addr, ApiKey::Produce, 9, &req).expect("Produce");
+        resp.responses[0].partition_responses[0].error_code
+    };
+    // Everyone may write every id: the batch joins the victim's transaction (Kafka would answer
+    // INVALID_PRODUCER_ID_MAPPING: the ids differ; see docs/kafka-protocol.md).
+    assert_eq!(produce(1), 0);
+    let deny = AclCreation::default()
+        .with_resource_type(5) // TRANSACTIONAL_ID
+        .with_resource_name(StrBytes::from_static_str("victim-tx"))
+        .with_resource_pattern_type(3) // LITERAL
+        .with_principal(StrBytes::from_static_str("User:ANONYMOUS"))
+        .with_host(StrBytes::from_static_str("*"))
+        .with_operation(4) // WRITE
+        .with_permission_type(2); // DENY
+    let created: CreateAclsResponse =
+        wire::call(addr, ApiKey::CreateAcls, 2, &CreateAclsRequest::default().with_creations(vec![deny]))
+            .expect("CreateAcls");
+    assert_eq!(created.results[0].error_code, 0, "{created:?}");
+    assert_eq!(produce(2), 53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED");
 }

@@ -679,17 +679,20 @@ impl Coordinator {
 
     /// KIP-890's check of a transactional batch before it is appended: its producer must have
     /// an open transaction holding the partition, at the batch's epoch. An older epoch is
-    /// INVALID_PRODUCER_EPOCH (the producer was fenced); anything else INVALID_TXN_STATE.
+    /// INVALID_PRODUCER_EPOCH (the producer was fenced); anything else INVALID_TXN_STATE. The
+    /// transactional id the producer belongs to, for the caller's ACL check.
     pub async fn verify_append(
         &self,
         tenant: &str,
         topic: &str,
         partition: i32,
         producer: Producer,
-    ) -> Result<(), i16> {
+    ) -> Result<String, i16> {
         let t = self.tenant(tenant).await.map_err(|_| codes::COORDINATOR_NOT_AVAILABLE)?;
         let view = t.view.lock();
-        let Some(meta) = view.by_producer.get(&producer.id).and_then(|id| view.ids.get(id)) else {
+        let Some((id, meta)) =
+            view.by_producer.get(&producer.id).and_then(|id| Some((id, view.ids.get(id)?)))
+        else {
             return Err(codes::INVALID_TXN_STATE);
         };
         if meta.producer_id != producer.id || producer.epoch < meta.epoch {
@@ -701,7 +704,7 @@ impl Coordinator {
         {
             return Err(codes::INVALID_TXN_STATE);
         }
-        Ok(())
+        Ok(id.clone())
     }
 
     /// Of the group's partitions, whether each has offsets of a transaction not complete yet.

@@ -379,3 +379,15 @@ async fn every_tenant_with_a_transaction_log_is_loaded_at_start() {
     let r = log.read_with(&other, 0, 0, 1 << 20, true, Isolation::ReadCommitted).await.unwrap();
     assert_eq!((r.high_watermark, r.last_stable_offset), (2, 2), "aborted by the timeout");
 }
+
+#[tokio::test]
+async fn the_append_check_names_the_transactional_id_of_the_batches_producer() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "t", 1).await;
+    let (c, _) = open(&log).await;
+    let owner = c.init_producer_id(T, "owner", 60_000, None).await.unwrap();
+    assert_eq!(c.add_partitions(T, "owner", owner, &[tp("t", 0)]).await, vec![0]);
+    // The host checks the principal's WRITE on this id, whatever id the Produce named.
+    assert_eq!(c.verify_append(T, "t", 0, owner).await, Ok("owner".to_string()));
+}

@@ -10,6 +10,7 @@ type ErrorCode = i16;
 
 /// UNKNOWN_TOPIC_OR_PARTITION, for a buffer handle the guest does not hold.
 use guise_guest_sdk::error::CORRUPT_MESSAGE;
+use guise_guest_sdk::error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
 
 /// INVALID_TOPIC_EXCEPTION: what Kafka answers for writes to its internal topics.
 use guise_guest_sdk::error::INVALID_TOPIC_EXCEPTION;
@@ -51,7 +52,10 @@ impl GuestState {
     /// KIP-890's server-side check: every transactional batch of a produce must belong to its
     /// producer's open transaction on this partition, at its current epoch (the transaction
     /// coordinator's view), so a late retry after an abort cannot open a transaction nobody
-    /// will end. Batches the log would refuse anyway are left to it.
+    /// will end. Batches the log would refuse anyway are left to it. The principal must also
+    /// be allowed to WRITE the transactional id that producer belongs to (the translator checked the
+    /// request's own id, which a client could name while writing another id's producer's
+    /// batches): else TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
     async fn verify_transactional(
         &mut self,
         tp: &types::TopicPartition,
@@ -77,6 +81,18 @@ impl GuestState {
         let (txn, tenant, conn) = (self.ctx.txn.clone(), self.conn.tenant.clone(), self.conn.id);
         for producer in producers {
             let verified = self.awaiting(txn.verify_append(&tenant, &tp.topic, tp.partition, producer)).await;
+            let verified = match verified {
+                Ok(id) if !self.allowed(acl::TRANSACTIONAL_ID, &id, acl::WRITE).await => {
+                    tracing::warn!(
+                        conn,
+                        principal = %self.conn.principal,
+                        producer_id = producer.id,
+                        "refused transactional batches of a producer whose transactional id the principal may not WRITE"
+                    );
+                    Err(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+                }
+                other => other.map(drop),
+            };
             if let Err(code) = verified {
                 tracing::debug!(
                     conn,
@@ -478,6 +494,7 @@ impl log::Host for GuestState {
                     epoch: p.epoch,
                     last_sequence: p.last_sequence,
                     last_timestamp: p.last_timestamp,
+                    current_txn_start_offset: p.txn_start_offset,
                 })
                 .collect(),
         })

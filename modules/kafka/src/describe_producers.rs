@@ -1,9 +1,8 @@
 //! DescribeProducers v0: the idempotent producers each partition remembers (the AdminClient's
-//! `describeProducers`, `kafka-transactions describe-producers`): producer id, epoch, the last
-//! sequence and the max timestamp of its last stored batch. The host's partition report carries
-//! no transaction state, so the coordinator epoch and the current transaction's start offset are
-//! -1, as Kafka reports them for a producer with no open transaction (even when the producer has
-//! one: `kafka-transactions find-hanging` therefore finds none). A missing topic or partition is UNKNOWN_TOPIC_OR_PARTITION; a
+//! `describeProducers`, `kafka-transactions describe-producers` and `find-hanging`): producer id,
+//! epoch, the last sequence and the max timestamp of its last stored batch, and the first offset
+//! of its open transaction on the partition (-1 without one). The coordinator epoch of its last
+//! marker is not kept: always -1. A missing topic or partition is UNKNOWN_TOPIC_OR_PARTITION; a
 //! topic the principal may not READ is TOPIC_AUTHORIZATION_FAILED in each of its partitions, as
 //! Kafka's broker answers.
 
@@ -51,7 +50,7 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
                                             .with_last_sequence(p.last_sequence)
                                             .with_last_timestamp(p.last_timestamp)
                                             .with_coordinator_epoch(-1)
-                                            .with_current_txn_start_offset(-1)
+                                            .with_current_txn_start_offset(p.current_txn_start_offset)
                                     })
                                     .collect(),
                             ),
@@ -118,7 +117,10 @@ mod tests {
         let tp = TopicPartition { topic: "a".into(), partition: 0 };
         svc.append(&tp, &producer_batch(&[b"x", b"y"], 100, 7, 1, 0)).unwrap();
         svc.append(&tp, &producer_batch(&[b"z"], 200, 7, 1, 2)).unwrap();
-        svc.append(&tp, &producer_batch(&[b"w"], 150, 9, 0, 0)).unwrap();
+        // Producer 9's batch is transactional: its transaction starts at its offset, 3.
+        let mut w = producer_batch(&[b"w"], 150, 9, 0, 0).0.to_vec();
+        w[22] |= 0x10;
+        svc.append(&tp, &StubBuffer(w.into())).unwrap();
         svc.append(&tp, &StubBuffer(record_batch(&[b"plain"], &[300]))).unwrap();
         let req = DescribeProducersRequest::default().with_topics(vec![
             TopicRequest::default().with_name(topic_name("a")).with_partition_indexes(vec![0, 1, 5]),
@@ -140,7 +142,7 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(got, [(7, 1, 2, 200, -1, -1), (9, 0, 0, 150, -1, -1)]);
+        assert_eq!(got, [(7, 1, 2, 200, -1, -1), (9, 0, 0, 150, -1, 3)]);
         assert_eq!(resp.topics[0].partitions[1].error_code, error::NONE);
         assert!(resp.topics[0].partitions[1].active_producers.is_empty());
         assert_eq!(resp.topics[0].partitions[2].error_code, error::UNKNOWN_TOPIC_OR_PARTITION);

@@ -634,16 +634,7 @@ fn transactions_commit_abort_and_survive_a_restart(cluster: &Cluster) {
     let mut producers = Vec::new();
     for topic in ["tx", "txp"] {
         let p = rd_txn::producer(&b, &format!("{topic}-id"), &[]);
-        p.init_transactions(TIMEOUT).expect("init_transactions");
-        p.begin_transaction().unwrap();
-        rd_txn::send(&p, topic, 0, &["a", "b"]);
-        p.commit_transaction(TIMEOUT).expect("commit");
-        p.begin_transaction().unwrap();
-        rd_txn::send(&p, topic, 0, &["x", "y", "z"]);
-        p.abort_transaction(TIMEOUT).expect("abort");
-        p.begin_transaction().unwrap();
-        rd_txn::send(&p, topic, 0, &["c"]);
-        p.commit_transaction(TIMEOUT).expect("commit");
+        rd_txn::commit_abort_commit(&p, topic);
         // Left open across the restart.
         p.begin_transaction().unwrap();
         rd_txn::send(&p, topic, 0, &["open"]);

@@ -96,16 +96,7 @@ fn librdkafka_commits_aborts_and_is_fenced_by_a_second_instance() {
     let server = TestServer::start();
     let topic = "rd-txn";
     let p = rd_txn::producer(&server, "rd-tx", &[]);
-    p.init_transactions(TIMEOUT).expect("init_transactions");
-    p.begin_transaction().unwrap();
-    rd_txn::send(&p, topic, 0, &["a", "b"]);
-    p.commit_transaction(TIMEOUT).expect("commit");
-    p.begin_transaction().unwrap();
-    rd_txn::send(&p, topic, 0, &["x", "y", "z"]);
-    p.abort_transaction(TIMEOUT).expect("abort");
-    p.begin_transaction().unwrap();
-    rd_txn::send(&p, topic, 0, &["c"]);
-    p.commit_transaction(TIMEOUT).expect("commit");
+    rd_txn::commit_abort_commit(&p, topic);
 
     assert_eq!(rd_txn::read(&server, topic, 0, "read_committed", 3), ["a", "b", "c"]);
     assert_eq!(rd_txn::read(&server, topic, 0, "read_uncommitted", 6), ["a", "b", "x", "y", "z", "c"]);

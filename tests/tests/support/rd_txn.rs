@@ -32,6 +32,21 @@ pub fn send(p: &BaseProducer, topic: &str, partition: i32, values: &[&str]) {
     p.flush(TIMEOUT).expect("flushed");
 }
 
+/// Initialize `p`, then in partition 0 of `topic`: commit "a", "b"; abort "x", "y", "z";
+/// commit "c".
+pub fn commit_abort_commit(p: &BaseProducer, topic: &str) {
+    p.init_transactions(TIMEOUT).expect("init_transactions");
+    p.begin_transaction().unwrap();
+    send(p, topic, 0, &["a", "b"]);
+    p.commit_transaction(TIMEOUT).expect("commit");
+    p.begin_transaction().unwrap();
+    send(p, topic, 0, &["x", "y", "z"]);
+    p.abort_transaction(TIMEOUT).expect("abort");
+    p.begin_transaction().unwrap();
+    send(p, topic, 0, &["c"]);
+    p.commit_transaction(TIMEOUT).expect("commit");
+}
+
 /// Every value in `partition` of `topic` from the start, at `isolation`, until `expect` values
 /// arrived and nothing more came for a few seconds.
 pub fn read(server: &TestServer, topic: &str, partition: i32, isolation: &str, expect: usize) -> Vec<String> {

@@ -12,11 +12,8 @@
 # client is not what limits it) produces and consumes straight on the broker: the ceiling of that
 # Pulsar. During
 # the format-`kafka` run, `perf record` samples host B (cpu-clock) for the profile.
-# Then transactions (benches/txn.sh: txnbench and the Java client's TxnPerf, 1, 100 and 10,000
-# records per transaction) on E, on B and on Kafka (formatted with transaction.version=1).
 # Usage: benches/apache-pulsar.sh. Knobs: RECORDS (default 1000000), RECORDS_PULSAR_FORMAT
-# (100000), SIZE (100), LATENCY_RECORDS (2000), PROFILE=0 to skip perf, SKIP_TXN=1, TXN_SECS (10),
-# TXN_SIZES (1,100,10000), SKIP_LOADGEN=1 (transactions only), KEEP_LOGS=1.
+# (100000), SIZE (100), LATENCY_RECORDS (2000), PROFILE=0 to skip perf, KEEP_LOGS=1.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,7 +31,7 @@ WORK=$(mktemp -d -t guise-apache-pulsar-bench.XXXXXX)
 source benches/lib.sh
 
 say "build (release)"
-cargo build --release -p guise-host -p guise-benches --bin guise --bin loadgen --bin peers --bin txnbench
+cargo build --release -p guise-host -p guise-benches --bin guise --bin loadgen --bin peers
 GUISE=target/release/guise
 LOADGEN=target/release/loadgen
 
@@ -86,8 +83,6 @@ print("| " + " | ".join(row) + " |")
 ' "$json" "$label" "$s0" "$s1" "$p0" "$p1")")
 }
 
-# (Not indented: the block holds heredocs.)
-if [[ "${SKIP_LOADGEN:-0}" != 1 ]]; then
 run "Guise, embedded log" 127.0.0.1:$E_KAFKA "$E_PID" "$RECORDS" --topic embedded
 PERF_PID=
 if [[ "$PROFILE" == 1 ]] && command -v perf >/dev/null; then
@@ -138,41 +133,15 @@ print("| pulsar-perf on the broker (Java client, batching) | %d | %.0f (%.1f MB/
 EOF
 )
 ROWS+=("$PERF_ROW")
-fi
-
-FAILURES=()
-if [[ "${SKIP_TXN:-0}" != 1 ]]; then
-    source benches/kafka-java.sh
-    kafka_java_setup
-    TXNBENCH=target/release/txnbench
-    # run_txn and print_txn_table.
-    source benches/txn.sh
-    say "transactions: $TXN_SIZES records per transaction, $TXN_SECS s each"
-    run_txn guise-embedded 127.0.0.1:$E_KAFKA "$E_PID"
-    run_txn guise-pulsar 127.0.0.1:$B_KAFKA "$B_PID"
-    run_txn kafka "$KAFKA_BOOTSTRAP" "$KAFKA_PID"
-fi
 
 say "results"
-if ((${#ROWS[@]})); then
-    echo "| run | records | produce records/s | produce latency p50 / p99 (µs, sequential) | fetch records/s | server CPU µs/record | Pulsar JVM CPU µs/record |"
-    echo "|---|---|---|---|---|---|---|"
-    printf '%s\n' "${ROWS[@]}"
-fi
+echo "| run | records | produce records/s | produce latency p50 / p99 (µs, sequential) | fetch records/s | server CPU µs/record | Pulsar JVM CPU µs/record |"
+echo "|---|---|---|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
 
 if [[ -f "$WORK/b.perf" ]]; then
     say "profile of host B during the format-kafka run (perf, cpu-clock; self time, top 25)"
     { perf report -i "$WORK/b.perf" --no-children --sort dso,sym --stdio -g none 2>/dev/null || true; } | grep -v '^#' | grep '%' | head -25 || true
     say "by shared object"
     { perf report -i "$WORK/b.perf" --no-children --sort dso --stdio -g none 2>/dev/null || true; } | grep -v '^#' | grep '%' | head -10 || true
-fi
-
-if [[ "${SKIP_TXN:-0}" != 1 ]]; then
-    print_txn_table
-    echo "(guise-pulsar: host B; its broker CPU is the Guise host's only, not the Pulsar JVM's.)"
-fi
-if ((${#FAILURES[@]})); then
-    say "failures"
-    printf '%s\n' "${FAILURES[@]}"
-    exit 1
 fi

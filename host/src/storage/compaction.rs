@@ -157,7 +157,7 @@ pub struct AbortedRanges {
 }
 
 impl AbortedRanges {
-    pub fn new(aborted: &[AbortedTxn]) -> AbortedRanges {
+    pub fn new<'a>(aborted: impl IntoIterator<Item = &'a AbortedTxn>) -> AbortedRanges {
         let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
         for t in aborted {
             by_producer.entry(t.producer_id).or_default().push((t.first_offset, t.last_offset));

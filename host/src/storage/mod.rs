@@ -85,6 +85,38 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// A COMMIT or ABORT marker's control batch for `marker`, stamped now, as a topic with `config`
+/// stores it ([`conform`]ed), and its validation.
+pub(crate) fn marker_records(
+    config: &TopicConfig,
+    marker: &TxnMarker,
+) -> Result<(bytes::Bytes, Vec<batch::ValidBatch>), StorageError> {
+    let bytes = batch::end_txn_marker(
+        marker.producer_id,
+        marker.producer_epoch,
+        marker.commit,
+        marker.coordinator_epoch,
+        now_ms(),
+    );
+    let records = conform(config, bytes::Bytes::from(bytes))?;
+    // A marker is 78 bytes: never over max.message.bytes, which does not apply to it.
+    let batches = batch::validate_with(&records, u32::MAX, batch::Counts::Exact)?;
+    Ok((records, batches))
+}
+
+/// The tenants among `names` (sorted, as a catalog keyed by [`TopicName`] holds them) with a
+/// topic `topic` in `namespace`: what both engines answer [`Log::tenants_with`] with.
+pub(crate) fn tenants_with<'a>(
+    names: impl Iterator<Item = &'a TopicName>,
+    namespace: &str,
+    topic: &str,
+) -> Vec<String> {
+    let mut tenants: Vec<String> =
+        names.filter(|n| n.namespace == namespace && n.topic == topic).map(|n| n.tenant.clone()).collect();
+    tenants.dedup();
+    tenants
+}
+
 /// `records` as the log stores them under `config`, as Kafka's broker validates and converts an
 /// append (its `LogValidator`): with message.timestamp.type CreateTime, a batch whose timestamps
 /// fall outside [now − message.timestamp.before.max.ms, now + message.timestamp.after.max.ms] is

@@ -402,16 +402,7 @@ impl EmbeddedLog {
     ) -> Result<AppendInfo, StorageError> {
         let (topic, p) = self.partition(name, partition)?;
         let config = &topic.meta.config;
-        let bytes = batch::end_txn_marker(
-            marker.producer_id,
-            marker.producer_epoch,
-            marker.commit,
-            marker.coordinator_epoch,
-            crate::storage::now_ms(),
-        );
-        let records = crate::storage::conform(config, bytes::Bytes::from(bytes))?;
-        // A marker is 78 bytes: never over max.message.bytes, which does not apply to it.
-        let batches = batch::validate_with(&records, u32::MAX, batch::Counts::Exact)?;
+        let (records, batches) = crate::storage::marker_records(config, &marker)?;
         let sync = self.defaults.fsync == FsyncPolicy::EveryBatch;
         p.write_marker(&records, &batches, &marker, &partition_config(config), sync, &self.epochs)
     }
@@ -612,15 +603,7 @@ impl Log for EmbeddedLog {
     }
 
     fn tenants_with(&self, namespace: &str, topic: &str) -> Vec<String> {
-        let mut tenants: Vec<String> = self
-            .topics
-            .read()
-            .keys()
-            .filter(|n| n.namespace == namespace && n.topic == topic)
-            .map(|n| n.tenant.clone())
-            .collect();
-        tenants.dedup();
-        tenants
+        crate::storage::tenants_with(self.topics.read().keys(), namespace, topic)
     }
 
     fn defaults(&self) -> &LogDefaults {

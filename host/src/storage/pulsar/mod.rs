@@ -601,16 +601,7 @@ impl Log for PulsarLog {
     }
 
     fn tenants_with(&self, namespace: &str, topic: &str) -> Vec<String> {
-        let mut tenants: Vec<String> = self
-            .catalog
-            .read()
-            .topics
-            .keys()
-            .filter(|n| n.namespace == namespace && n.topic == topic)
-            .map(|n| n.tenant.clone())
-            .collect();
-        tenants.dedup();
-        tenants
+        crate::storage::tenants_with(self.catalog.read().topics.keys(), namespace, topic)
     }
 
     fn defaults(&self) -> &LogDefaults {
@@ -685,16 +676,7 @@ impl Log for PulsarLog {
         marker: crate::storage::TxnMarker,
     ) -> Result<AppendInfo, StorageError> {
         self.on_partition(name, partition, move |shared, p, meta| async move {
-            let bytes = batch::end_txn_marker(
-                marker.producer_id,
-                marker.producer_epoch,
-                marker.commit,
-                marker.coordinator_epoch,
-                crate::storage::now_ms(),
-            );
-            let records = crate::storage::conform(&meta.config, bytes::Bytes::from(bytes))?;
-            // A marker is 78 bytes: never over max.message.bytes, which does not apply to it.
-            let batches = batch::validate_with(&records, u32::MAX, batch::Counts::Exact)?;
+            let (records, batches) = crate::storage::marker_records(&meta.config, &marker)?;
             p.write_marker(&shared, records, batches, &marker).await
         })
         .await

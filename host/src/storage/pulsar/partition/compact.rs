@@ -35,7 +35,7 @@ use super::super::reader::Follower;
 use super::{Partition, Shared, batch_messages, message, read_entry, stored_format};
 use crate::record::batch::BatchHeader;
 use crate::storage::compaction::{AbortedRanges, CleanConfig, Filter, OffsetMap, Output};
-use crate::storage::{AbortedTxn, CleanStats, EntryFormat, StorageError};
+use crate::storage::{CleanStats, EntryFormat, StorageError};
 use ::pulsar::producer::Message;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -161,8 +161,7 @@ impl Partition {
                 return Ok(None);
             };
             s.compacting = true;
-            let aborted: Vec<AbortedTxn> = s.producers.aborted().copied().collect();
-            (entries, s.high_watermark, w.epoch, plan, AbortedRanges::new(&aborted))
+            (entries, s.high_watermark, w.epoch, plan, AbortedRanges::new(s.producers.aborted()))
         };
         let _running = Running(self);
         let started = Instant::now();

@@ -110,6 +110,9 @@ fn cluster_id() -> String {
         );
         bytes.extend_from_slice(&h.finish().to_be_bytes());
     }
+    // An id whose text starts with '-' (base64 index 62) reads as an option to the storage
+    // tool's argument parser, and formatting fails: keep the first character a letter.
+    bytes[0] &= 0x7f;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 

@@ -214,11 +214,30 @@ impl Worker {
                 return status;
             }
             if started.elapsed() > STOP_TIMEOUT {
-                panic!("the Connect worker did not stop within {STOP_TIMEOUT:?}:\n{}", self.log_tail(60));
+                panic!(
+                    "the Connect worker did not stop within {STOP_TIMEOUT:?}:\n{}\n\
+                     its threads that run Kafka or Connect code:\n{}",
+                    self.log_tail(40),
+                    kafka_threads(&pid)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The stacks of the JVM's threads that are in Kafka's or Connect's code (`jstack`), to show
+/// what a stuck worker waits for.
+fn kafka_threads(pid: &str) -> String {
+    let dump = match Command::new("jstack").arg(pid).output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(e) => return format!("(jstack failed: {e})"),
+    };
+    dump.split("\n\n")
+        .filter(|thread| thread.contains("org.apache.kafka") || thread.contains("guise."))
+        .map(|thread| thread.lines().take(25).collect::<Vec<_>>().join("\n"))
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 impl Drop for Worker {

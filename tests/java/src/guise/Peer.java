@@ -41,10 +41,44 @@ public final class Peer {
             at += 3;
         }
         String[] rest = Arrays.copyOfRange(args, at + 1, args.length);
+        if (args[at].equals("org.apache.kafka.connect.cli.ConnectDistributed")) {
+            unhookJettyAtShutdown();
+        }
         try {
             Class.forName(args[at]).getMethod("main", String[].class).invoke(null, (Object) rest);
         } catch (InvocationTargetException e) {
             throw e.getCause();
         }
+    }
+
+    /**
+     * Connect 4.4's REST server asks Jetty to stop it at shutdown ({@code setStopAtShutdown}) while
+     * Connect's own shutdown hook stops it too: on SIGTERM both run at once, and now and then
+     * Connect's {@code RestServer.stop} waits forever in {@code Server.join} (a test run in
+     * four here; the JVM then never exits). Removing Jetty's hook once it
+     * is installed leaves the stop to Connect's hook alone, which stops the REST server and then
+     * the herder, as a SIGTERM is meant to.
+     */
+    private static void unhookJettyAtShutdown() {
+        Thread watcher = new Thread(() -> {
+            try {
+                Thread jetty = (Thread) Class.forName("org.eclipse.jetty.util.thread.ShutdownThread")
+                        .getMethod("getInstance").invoke(null);
+                // Jetty hooks itself in once, when the REST server starts; it does not hook again.
+                for (int i = 0; i < 6000; i++) {
+                    if (Runtime.getRuntime().removeShutdownHook(jetty)) {
+                        return;
+                    }
+                    Thread.sleep(50);
+                }
+                System.err.println("guise peer: Jetty's shutdown hook never appeared");
+            } catch (IllegalStateException shuttingDown) {
+                // Too late: the JVM is already shutting down.
+            } catch (ReflectiveOperationException | InterruptedException e) {
+                System.err.println("guise peer: cannot remove Jetty's shutdown hook: " + e);
+            }
+        }, "guise-unhook-jetty");
+        watcher.setDaemon(true);
+        watcher.start();
     }
 }

@@ -211,8 +211,15 @@ pub trait Services {
         group_instance_id: Option<&str>,
         offsets: &[OffsetCommit],
     ) -> Vec<ErrorCode>;
-    /// EndTxn.
-    fn end_txn(&self, transactional_id: &str, producer: ProducerIdAndEpoch, commit: bool) -> ErrorCode;
+    /// EndTxn: the producer as it goes on. With `bump_epoch` (transaction version 2) the
+    /// transaction ends at the next epoch.
+    fn end_txn(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        commit: bool,
+        bump_epoch: bool,
+    ) -> Result<ProducerIdAndEpoch, ErrorCode>;
     /// Whether each of the group's partitions has offsets of a transaction not yet complete.
     fn pending_txn_offsets(&self, group_id: &str, partitions: &[TopicPartition]) -> Vec<bool>;
     /// DescribeTransactions, in order.

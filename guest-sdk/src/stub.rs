@@ -168,6 +168,7 @@ impl Default for StubServices {
                 auto_create_topics: true,
                 default_partitions: 1,
                 max_frame_bytes: 100 * 1024 * 1024,
+                transaction_version: 2,
             },
             broker: Broker { node_id: 0, host: "127.0.0.1".into(), port: 9092, rack: None },
             groups: RefCell::default(),
@@ -1151,8 +1152,14 @@ impl Services for StubServices {
     ) -> Vec<ErrorCode> {
         vec![error::COORDINATOR_NOT_AVAILABLE; offsets.len()]
     }
-    fn end_txn(&self, _transactional_id: &str, _producer: ProducerIdAndEpoch, _commit: bool) -> ErrorCode {
-        error::COORDINATOR_NOT_AVAILABLE
+    fn end_txn(
+        &self,
+        _transactional_id: &str,
+        _producer: ProducerIdAndEpoch,
+        _commit: bool,
+        _bump_epoch: bool,
+    ) -> Result<ProducerIdAndEpoch, ErrorCode> {
+        Err(error::COORDINATOR_NOT_AVAILABLE)
     }
     fn pending_txn_offsets(&self, _group_id: &str, partitions: &[TopicPartition]) -> Vec<bool> {
         vec![false; partitions.len()]

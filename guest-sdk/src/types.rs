@@ -23,6 +23,7 @@ pub mod error {
     pub const NOT_COORDINATOR: ErrorCode = 16;
     pub const INVALID_TOPIC_EXCEPTION: ErrorCode = 17;
     pub const RECORD_LIST_TOO_LARGE: ErrorCode = 18;
+    pub const NOT_ENOUGH_REPLICAS: ErrorCode = 19;
     pub const INVALID_REQUIRED_ACKS: ErrorCode = 21;
     pub const ILLEGAL_GENERATION: ErrorCode = 22;
     pub const INCONSISTENT_GROUP_PROTOCOL: ErrorCode = 23;
@@ -180,6 +181,8 @@ pub struct Settings {
     pub auto_create_topics: bool,
     pub default_partitions: i32,
     pub max_frame_bytes: u32,
+    /// The `transaction.version` feature level ApiVersions finalizes.
+    pub transaction_version: u8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -232,6 +232,7 @@ impl Services for WasmServices {
             auto_create_topics: s.auto_create_topics,
             default_partitions: s.default_partitions,
             max_frame_bytes: s.max_frame_bytes,
+            transaction_version: s.transaction_version,
         }
     }
     fn tenant(&self) -> String {
@@ -471,8 +472,15 @@ impl Services for WasmServices {
             &offsets,
         )
     }
-    fn end_txn(&self, transactional_id: &str, producer: ProducerIdAndEpoch, commit: bool) -> ErrorCode {
-        transactions::end(transactional_id, txn_producer(producer), commit)
+    fn end_txn(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        commit: bool,
+        bump_epoch: bool,
+    ) -> Result<ProducerIdAndEpoch, ErrorCode> {
+        transactions::end(transactional_id, txn_producer(producer), commit, bump_epoch)
+            .map(|p| ProducerIdAndEpoch { producer_id: p.producer_id, producer_epoch: p.producer_epoch })
     }
     fn pending_txn_offsets(&self, group_id: &str, partitions: &[TopicPartition]) -> Vec<bool> {
         let partitions: Vec<types::TopicPartition> = partitions.iter().map(tp).collect();

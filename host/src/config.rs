@@ -146,6 +146,10 @@ pub struct Config {
     /// Kafka's transaction.max.timeout.ms: a transactional producer asking for a longer
     /// transaction timeout gets INVALID_TRANSACTION_TIMEOUT.
     pub transaction_max_timeout_ms: i32,
+    /// The `transaction.version` feature finalized in ApiVersions: 2 (Kafka 4's default: KIP-890
+    /// part 2, every transaction ends at a new epoch) or 1 (KIP-98 and KIP-447 only). A client
+    /// picks its protocol from it when it connects; both are served either way.
+    pub transaction_version: u8,
     /// Limits of one tenant-transform call (one produced batch): linear memory, CPU deadline, and
     /// the bytes of records it may return. `[tenants.NAME]` overrides them per tenant.
     pub transform_memory_bytes: u64,
@@ -403,6 +407,7 @@ impl Default for Config {
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             transaction_max_timeout_ms: 900_000,
+            transaction_version: 2,
             offset_metadata_max_bytes: 4096,
             transform_memory_bytes: 16 << 20,
             transform_timeout_ms: 100,
@@ -562,6 +567,9 @@ impl Config {
         }
         if self.group_min_session_timeout_ms < 1 {
             return invalid("group_min_session_timeout_ms", "must be positive");
+        }
+        if !(1..=2).contains(&self.transaction_version) {
+            return invalid("transaction_version", "must be 1 or 2");
         }
         if self.transaction_max_timeout_ms <= 0 {
             return invalid("transaction_max_timeout_ms", "must be positive");

@@ -335,6 +335,7 @@ impl Server {
             auto_create_topics: config.auto_create_topics,
             default_partitions: config.default_partitions,
             max_frame_bytes: config.max_frame_bytes,
+            transaction_version: config.transaction_version,
             coord: coord.clone(),
             internal: internal.clone(),
             acl: Arc::new(crate::acl::Authorizer::new(log.clone(), config.acl_config())),

@@ -79,11 +79,19 @@ fn api_versions_at_every_version_and_kip511_fallback() {
         assert_eq!((fetch.min_version, fetch.max_version), (4, 12));
         let join = r.api_keys.iter().find(|k| k.api_key == ApiKey::JoinGroup as i16).unwrap();
         assert_eq!((join.min_version, join.max_version), (0, 9));
-        // Transactions at transaction version 1: the client versions of AddPartitionsToTxn
-        // (v4+ are broker-to-broker), and no finalized `transaction.version` feature.
+        // Transactions: the client versions of AddPartitionsToTxn (v4+ are broker-to-broker),
+        // EndTxn up to v5, and (v3+) `transaction.version` finalized at 2, Kafka 4's default.
         let add = r.api_keys.iter().find(|k| k.api_key == ApiKey::AddPartitionsToTxn as i16).unwrap();
         assert_eq!((add.min_version, add.max_version), (0, 3));
-        assert!(r.finalized_features.iter().all(|f| f.name.as_str() != "transaction.version"));
+        let end = r.api_keys.iter().find(|k| k.api_key == ApiKey::EndTxn as i16).unwrap();
+        assert_eq!((end.min_version, end.max_version), (0, 5));
+        let tv: Vec<(i16, i16)> = r
+            .finalized_features
+            .iter()
+            .filter(|f| f.name.as_str() == "transaction.version")
+            .map(|f| (f.min_version_level, f.max_version_level))
+            .collect();
+        assert_eq!(tv, if v >= 3 { vec![(2, 2)] } else { vec![] }, "v{v}");
     }
     // A version newer than ours: a v0 response with UNSUPPORTED_VERSION and our range.
     let mut s = connect(&server);

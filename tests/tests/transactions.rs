@@ -1,6 +1,7 @@
-//! Transactions (KIP-98, KIP-447) end to end: the Java client against Guise and against Apache
-//! Kafka 4.4 (formatted with transaction version 1, as Guise serves) running the same script,
-//! and librdkafka's transactional producer and read_committed consumer, fencing included.
+//! Transactions (KIP-98, KIP-447, KIP-890) end to end: the Java client against Guise and against
+//! Apache Kafka 4.4 (both finalizing transaction version 2, Kafka 4's default) running the same
+//! script, the Java client against Guise at transaction version 1, and librdkafka's
+//! transactional producer and read_committed consumer, fencing included.
 
 #[path = "support/rd_txn.rs"]
 mod rd_txn;
@@ -89,6 +90,11 @@ fn java_transactional_producer_and_consumers_observe_the_same_as_on_kafka() {
     assert_eq!(on_kafka["read_committed"].as_array().map(Vec::len), Some(8), "{on_kafka}");
     assert_eq!(on_kafka["read_uncommitted"].as_array().map(Vec::len), Some(14), "{on_kafka}");
     assert_eq!(on_guise, on_kafka);
+    // Transaction version 1 finalized: the client takes KIP-98's path (AddPartitionsToTxn,
+    // AddOffsetsToTxn, the epoch kept across transactions) and observes the same, the fenced
+    // zombie's errors included.
+    let v1 = TestServer::start_with(|c| c.transaction_version = 1);
+    assert_eq!(java_script(&v1.bootstrap(), &names), on_kafka, "at transaction version 1");
 }
 
 #[test]
@@ -490,4 +496,170 @@ fn a_produce_cannot_write_into_the_transaction_of_an_id_it_may_not_write() {
             .expect("CreateAcls");
     assert_eq!(created.results[0].error_code, 0, "{created:?}");
     assert_eq!(produce(2), 53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED");
+}
+
+/// Transaction version 2 on the wire, the same requests to Guise and to Apache Kafka: EndTxn v5
+/// from each state (Kafka's table: an abort with nothing open, retries with the previous epoch,
+/// fenced and unknown producers) and Produce v12 adding its partition to the transaction, or
+/// fenced when its epoch is old. Each answer's code, and the epoch it hands out relative to the
+/// first one.
+#[test]
+fn end_txn_v5_and_produce_v12_answer_as_on_kafka() {
+    use guise_tests::wire;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        ApiKey, EndTxnRequest, EndTxnResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+        InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
+        ProduceRequest, ProduceResponse, ProducerId, TopicName, TransactionalId,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use std::net::SocketAddr;
+
+    /// Retry what a client retries: the coordinator loading or busy, the partition not ready.
+    fn retried<T>(what: &str, mut call: impl FnMut() -> (i16, T)) -> (i16, T) {
+        let started = std::time::Instant::now();
+        loop {
+            let (code, out) = call();
+            if !matches!(code, 14 | 15 | 16 | 19 | 51) || started.elapsed() > TIMEOUT {
+                return (code, out);
+            }
+            eprintln!("{what}: error {code}, retrying");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn script(bootstrap: &str, names: &str) -> Vec<Value> {
+        let addr: SocketAddr = bootstrap.parse().expect("a socket address");
+        let topic = format!("{names}-tv2");
+        let created =
+            admin(bootstrap, json!([{"op": "create", "topics": [{"name": topic, "partitions": 1}]}]));
+        assert_eq!(created[0]["ok"][&topic], "ok", "{created:?}");
+        let id = || TransactionalId(StrBytes::from_string(format!("{names}-tv2-tx")));
+        // As a client does first (on Kafka this creates the transaction log).
+        let (code, ()) = retried("FindCoordinator", || {
+            let r: FindCoordinatorResponse = wire::call(
+                addr,
+                ApiKey::FindCoordinator,
+                4,
+                &FindCoordinatorRequest::default()
+                    .with_key_type(1)
+                    .with_coordinator_keys(vec![StrBytes::from_string(format!("{names}-tv2-tx"))]),
+            )
+            .expect("FindCoordinator");
+            (r.coordinators.first().map_or(-1, |c| c.error_code), ())
+        });
+        assert_eq!(code, 0, "FindCoordinator");
+        let (code, (pid, e0)) = retried("InitProducerId", || {
+            let r: InitProducerIdResponse = wire::call(
+                addr,
+                ApiKey::InitProducerId,
+                5,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(Some(id()))
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            )
+            .expect("InitProducerId");
+            (r.error_code, (r.producer_id.0, r.producer_epoch))
+        });
+        assert_eq!(code, 0, "InitProducerId");
+        let mut rows = Vec::new();
+        let mut end = |step: &str, pid: i64, epoch: i16, commit: bool| {
+            let (code, (got_pid, got_epoch)) = retried(step, || {
+                let r: EndTxnResponse = wire::call(
+                    addr,
+                    ApiKey::EndTxn,
+                    5,
+                    &EndTxnRequest::default()
+                        .with_transactional_id(id())
+                        .with_producer_id(ProducerId(pid))
+                        .with_producer_epoch(epoch)
+                        .with_committed(commit),
+                )
+                .expect("EndTxn");
+                (r.error_code, (r.producer_id.0, r.producer_epoch))
+            });
+            let epoch = (got_pid >= 0).then(|| json!([got_pid == pid, got_epoch - e0]));
+            rows.push(json!([step, code, epoch]));
+        };
+        let produce = |epoch: i16, seq: i32| -> i16 {
+            retried("Produce", || {
+                let req = ProduceRequest::default()
+                    .with_transactional_id(Some(id()))
+                    .with_acks(-1)
+                    .with_timeout_ms(10_000)
+                    .with_topic_data(vec![
+                        TopicProduceData::default()
+                            .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                            .with_partition_data(vec![
+                                PartitionProduceData::default()
+                                    .with_index(0)
+                                    .with_records(Some(txn_batch(pid, epoch, seq, "v"))),
+                            ]),
+                    ]);
+                let r: ProduceResponse = wire::call(addr, ApiKey::Produce, 12, &req).expect("Produce");
+                (r.responses[0].partition_responses[0].error_code, ())
+            })
+            .0
+        };
+        end("commit with nothing open", pid, e0, true);
+        end("abort with nothing open", pid, e0, false);
+        end("that abort retried", pid, e0, false);
+        end("that abort retried as a commit", pid, e0, true);
+        end("commit at the new epoch with nothing open", pid, e0 + 1, true);
+        let added = produce(e0 + 1, 0);
+        end("commit after a produce added the partition", pid, e0 + 1, true);
+        // Kafka writes markers after it answers: wait until the partition is stable.
+        let stable = || {
+            let offsets = |isolation: i8| -> i64 {
+                let r: ListOffsetsResponse = wire::call(
+                    addr,
+                    ApiKey::ListOffsets,
+                    5,
+                    &ListOffsetsRequest::default()
+                        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+                        .with_isolation_level(isolation)
+                        .with_topics(vec![
+                            ListOffsetsTopic::default()
+                                .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                                .with_partitions(vec![
+                                    ListOffsetsPartition::default()
+                                        .with_partition_index(0)
+                                        .with_timestamp(-1),
+                                ]),
+                        ]),
+                )
+                .expect("ListOffsets");
+                r.topics[0].partitions[0].offset
+            };
+            offsets(1) == offsets(0)
+        };
+        let started = std::time::Instant::now();
+        while !stable() {
+            assert!(started.elapsed() < TIMEOUT, "the commit's marker never came");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let late = produce(e0 + 1, 1);
+        end("that commit retried", pid, e0 + 1, true);
+        end("that commit retried as an abort", pid, e0 + 1, false);
+        end("an epoch ahead of the coordinator's", pid, e0 + 9, true);
+        end("another producer id", pid + 1_000_000, e0 + 2, true);
+        let next = produce(e0 + 2, 0);
+        end("abort after a produce at the next epoch", pid, e0 + 2, false);
+        rows.push(json!(["produce at the new epoch", added]));
+        rows.push(json!(["produce at an old epoch after its commit", late]));
+        rows.push(json!(["produce at the next epoch", next]));
+        rows
+    }
+
+    let kafka = apache_kafka::shared();
+    let guise = TestServer::start();
+    let names = format!("tv2-{}", std::process::id());
+    let on_kafka = script(&kafka.bootstrap(), &names);
+    let on_guise = script(&guise.bootstrap(), &names);
+    eprintln!("on Apache Kafka: {}", Value::Array(on_kafka.clone()));
+    assert!(on_kafka.contains(&json!(["abort with nothing open", 0, [true, 1]])), "{on_kafka:#?}");
+    assert_eq!(on_guise, on_kafka, "Guise (left) and Apache Kafka (right) differ");
 }

@@ -1,4 +1,4 @@
-//! The transaction coordinator (KIP-98, KIP-447; Kafka's transaction version 1), a host service
+//! The transaction coordinator (KIP-98, KIP-447; Kafka's transaction versions 1 and 2), a host service
 //! beside the group coordinator. The translator decodes InitProducerId (with a transactional
 //! id), AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn, DescribeTransactions and
 //! ListTransactions, calls this, and encodes the answer.
@@ -20,6 +20,10 @@
 //!   retry after an abort cannot open a transaction nobody will end.
 //! - A transaction open longer than its timeout is aborted by [`Coordinator::tick`], with the
 //!   epoch bumped so that the producer that let it expire is fenced, as Kafka does.
+//! - Transaction version 2 (KIP-890 part 2): the translator adds partitions and groups for the
+//!   client (Produce v12+, TxnOffsetCommit v5+, through `add_partitions` and `add_offsets`), and
+//!   EndTxn v5 ends each transaction at the next epoch ([`Coordinator::end`] with
+//!   `bump_epoch`): the markers carry it, an exhausted epoch moves to a new producer id.
 //!
 //! Locking: a map of tenants, per tenant a map of transactional ids, per id one async mutex held
 //! for a whole operation (appends and markers included), so one id's operations are serialized
@@ -514,16 +518,24 @@ impl Coordinator {
         }
     }
 
-    /// EndTxn.
-    pub async fn end(&self, tenant: &str, id: &str, producer: Producer, commit: bool) -> i16 {
-        let (t, mut guard) = match self.lock_id(tenant, id).await {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
-        let mut meta = match Self::check_producer(guard.as_ref(), producer) {
-            Ok(meta) => meta.clone(),
-            Err(code) => return code,
-        };
+    /// EndTxn: the producer as it goes on (its id and epoch), or the error code. With
+    /// `bump_epoch` (EndTxn v5: transaction version 2, KIP-890 part 2) every transaction ends at
+    /// the next epoch, which its markers carry and the answer hands the client; without, the
+    /// epoch stays (transaction version 1).
+    pub async fn end(
+        &self,
+        tenant: &str,
+        id: &str,
+        producer: Producer,
+        commit: bool,
+        bump_epoch: bool,
+    ) -> Result<Producer, i16> {
+        let (t, mut guard) = self.lock_id(tenant, id).await?;
+        if bump_epoch {
+            let Some(meta) = guard.as_mut() else { return Err(codes::INVALID_PRODUCER_ID_MAPPING) };
+            return self.end_bumping(tenant, &t, id, meta, producer, commit).await;
+        }
+        let mut meta = Self::check_producer(guard.as_ref(), producer)?.clone();
         let code = match (meta.state, commit) {
             (TxnState::Ongoing, _) => match self.end_locked(tenant, &t, id, &mut meta, commit).await {
                 Ok(()) => codes::NONE,
@@ -541,8 +553,90 @@ impl Coordinator {
             (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => codes::INVALID_TXN_STATE,
             _ => codes::INVALID_TXN_STATE,
         };
+        let current = Producer { id: meta.producer_id, epoch: meta.epoch };
         *guard = Some(meta);
-        code
+        if code == codes::NONE { Ok(current) } else { Err(code) }
+    }
+
+    /// EndTxn at transaction version 2 (Kafka's `TransactionCoordinator.endTransaction` with
+    /// `TV_2`), under the id's lock. The client names the epoch it holds, E:
+    /// - the current epoch ends the open transaction, or aborts when none is open (an "empty
+    ///   abort": the client sends EndTxn whenever it produced, even if nothing got added), at
+    ///   E + 1; a commit with none open is INVALID_TXN_STATE;
+    /// - E + 1 stored (or, after a rotation, epoch 0 of the next producer id) is a retry of an
+    ///   EndTxn whose answer was lost: the same outcome is answered again (a prepared one is
+    ///   finished first), the other is INVALID_TXN_STATE;
+    /// - anything else is PRODUCER_FENCED (INVALID_PRODUCER_ID_MAPPING for another producer id).
+    ///
+    /// An exhausted epoch (`MAX_EPOCH` or more) ends at E + 1 with a new producer id decided
+    /// in the prepare, which the completed state moves to (Kafka's nextProducerId).
+    async fn end_bumping(
+        &self,
+        tenant: &str,
+        t: &Tenant,
+        id: &str,
+        meta: &mut TxnMeta,
+        producer: Producer,
+        commit: bool,
+    ) -> Result<Producer, i16> {
+        let current = producer.id == meta.producer_id && producer.epoch == meta.epoch;
+        let retry_on_bump =
+            producer.id == meta.producer_id && producer.epoch.checked_add(1) == Some(meta.epoch);
+        let retry_on_rotation = producer.id != meta.producer_id
+            && producer.id == meta.last_producer_id
+            // The rotation remembers the epoch its markers carried, E + 1.
+            && producer.epoch.checked_add(1) == Some(meta.last_epoch)
+            && meta.epoch == 0;
+        if producer.id != meta.producer_id && !retry_on_rotation {
+            return Err(codes::INVALID_PRODUCER_ID_MAPPING);
+        }
+        let retry = retry_on_bump || retry_on_rotation;
+        let valid = match meta.state {
+            TxnState::Empty | TxnState::Ongoing => current,
+            TxnState::PrepareCommit | TxnState::PrepareAbort => retry_on_bump,
+            TxnState::CompleteCommit | TxnState::CompleteAbort => retry || current,
+        };
+        if !valid {
+            return Err(codes::PRODUCER_FENCED);
+        }
+        let as_now = |m: &TxnMeta| Producer { id: m.producer_id, epoch: m.epoch };
+        match (meta.state, commit, retry) {
+            (TxnState::Ongoing, _, false) | (TxnState::Empty, false, false) => {}
+            (TxnState::CompleteCommit | TxnState::CompleteAbort, false, false) => {}
+            (TxnState::CompleteCommit, true, true) | (TxnState::CompleteAbort, false, true) => {
+                return Ok(as_now(meta));
+            }
+            (TxnState::PrepareCommit, true, true) | (TxnState::PrepareAbort, false, true) => {
+                self.complete(tenant, t, id, meta).await.map_err(|e| store_code(&e))?;
+                return Ok(as_now(meta));
+            }
+            _ => return Err(codes::INVALID_TXN_STATE),
+        }
+        let before = meta.clone();
+        let exhausted = meta.epoch >= crate::storage::producers::MAX_EPOCH;
+        let next_producer_id =
+            if exhausted { self.log.allocate_producer_id().await.map_err(|e| e.kafka_code())? } else { -1 };
+        // An empty abort is a transaction of its own, with nothing in it.
+        meta.begin(crate::storage::now_ms());
+        meta.bump_epoch(true);
+        meta.next_producer_id = next_producer_id;
+        tracing::debug!(
+            tenant,
+            transactional_id = id,
+            producer_id = meta.producer_id,
+            epoch = meta.epoch,
+            next_producer_id,
+            commit,
+            "EndTxn: ending at the next epoch"
+        );
+        if let Err(e) = self.end_locked(tenant, t, id, meta, commit).await {
+            // Nothing stored: as before. Prepared: decided, and finished later at the new epoch.
+            if meta.state == TxnState::Ongoing {
+                *meta = before;
+            }
+            return Err(store_code(&e));
+        }
+        Ok(as_now(meta))
     }
 
     /// End the open transaction in `meta` (under its lock): prepare, markers, offsets, complete.

@@ -66,6 +66,15 @@ pub struct TxnMeta {
     pub offsets: Vec<PendingOffset>,
     /// When the last transaction began (ms since the epoch), -1 before the first.
     pub start_ms: i64,
+    /// The producer id a prepared transaction's completion moves to (transaction version 2,
+    /// when ending it exhausted the epoch: Kafka's nextProducerId), -1 otherwise. Stored with
+    /// the prepare, so the next host that finishes it moves to the same one.
+    #[serde(default = "no_producer")]
+    pub next_producer_id: i64,
+}
+
+fn no_producer() -> i64 {
+    -1
 }
 
 impl TxnMeta {
@@ -82,6 +91,7 @@ impl TxnMeta {
             groups: BTreeSet::new(),
             offsets: Vec::new(),
             start_ms: -1,
+            next_producer_id: -1,
         }
     }
 
@@ -117,8 +127,14 @@ impl TxnMeta {
         }
     }
 
-    /// The transaction is over: nothing open (its start stays, as Kafka describes it).
+    /// The transaction is over: nothing open (its start stays, as Kafka describes it). A
+    /// rotation decided with it (`next_producer_id`) takes effect: the new id at epoch 0, the
+    /// old one remembered (a retry of the EndTxn that rotated names it).
     pub fn finish(&mut self, commit: bool) {
+        if self.next_producer_id >= 0 {
+            let next = std::mem::replace(&mut self.next_producer_id, -1);
+            self.new_producer(next, true);
+        }
         self.state = if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
         self.partitions.clear();
         self.groups.clear();

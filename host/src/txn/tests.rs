@@ -63,6 +63,11 @@ async fn send(
     log.append(&topic(name), p, batch.into()).await.unwrap();
 }
 
+/// EndTxn at transaction version 1: its error code.
+async fn end_v1(c: &Coordinator, id: &str, p: Producer, commit: bool) -> i16 {
+    c.end(T, id, p, commit, false).await.err().unwrap_or(codes::NONE)
+}
+
 /// (high watermark, last stable offset, aborted producer ids) of a read_committed read from 0.
 async fn committed_view(log: &Arc<dyn Log>, name: &str, p: i32) -> (i64, i64, Vec<i64>) {
     let r = log.read_with(&topic(name), p, 0, 1 << 20, true, Isolation::ReadCommitted).await.unwrap();
@@ -82,14 +87,14 @@ async fn a_committed_transaction_moves_the_last_stable_offset_past_its_marker() 
     send(&c, &log, "t", 1, p, 0, 2).await;
     assert_eq!(committed_view(&log, "t", 0).await, (3, 0, vec![]), "open: nothing stable");
     assert_eq!(c.describe(T, &["tx".into()]).await[0].state, "Ongoing");
-    assert_eq!(c.end(T, "tx", p, true).await, codes::NONE);
+    assert_eq!(end_v1(&c, "tx", p, true).await, codes::NONE);
     // Records and the commit marker.
     assert_eq!(committed_view(&log, "t", 0).await, (4, 4, vec![]));
     assert_eq!(committed_view(&log, "t", 1).await, (3, 3, vec![]));
     assert_eq!(c.describe(T, &["tx".into()]).await[0].state, "CompleteCommit");
     // A retried EndTxn is answered again; the opposite outcome is refused.
-    assert_eq!(c.end(T, "tx", p, true).await, codes::NONE);
-    assert_eq!(c.end(T, "tx", p, false).await, codes::INVALID_TXN_STATE);
+    assert_eq!(end_v1(&c, "tx", p, true).await, codes::NONE);
+    assert_eq!(end_v1(&c, "tx", p, false).await, codes::INVALID_TXN_STATE);
     // KIP-890: after the commit, a late transactional batch does not open a new transaction.
     assert_eq!(c.verify_append(T, "t", 0, p).await, Err(codes::INVALID_TXN_STATE));
 }
@@ -103,12 +108,12 @@ async fn an_aborted_transaction_is_listed_for_read_committed_readers() {
     let p = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
     c.add_partitions(T, "tx", p, &[tp("t", 0)]).await;
     send(&c, &log, "t", 0, p, 0, 2).await;
-    assert_eq!(c.end(T, "tx", p, false).await, codes::NONE);
+    assert_eq!(end_v1(&c, "tx", p, false).await, codes::NONE);
     assert_eq!(committed_view(&log, "t", 0).await, (3, 3, vec![p.id]));
     // The next transaction of the same producer commits.
     c.add_partitions(T, "tx", p, &[tp("t", 0)]).await;
     send(&c, &log, "t", 0, p, 2, 1).await;
-    assert_eq!(c.end(T, "tx", p, true).await, codes::NONE);
+    assert_eq!(end_v1(&c, "tx", p, true).await, codes::NONE);
     let (hw, lso, aborted) = committed_view(&log, "t", 0).await;
     assert_eq!((hw, lso, aborted), (5, 5, vec![p.id]));
 }
@@ -127,7 +132,7 @@ async fn a_new_instance_fences_the_old_one_and_aborts_what_it_left_open() {
     assert_eq!(committed_view(&log, "t", 0).await, (3, 3, vec![old.id]), "the open transaction was aborted");
     // The zombie is fenced everywhere.
     assert_eq!(c.add_partitions(T, "tx", old, &[tp("t", 0)]).await, vec![codes::PRODUCER_FENCED]);
-    assert_eq!(c.end(T, "tx", old, true).await, codes::PRODUCER_FENCED);
+    assert_eq!(end_v1(&c, "tx", old, true).await, codes::PRODUCER_FENCED);
     assert_eq!(c.verify_append(T, "t", 0, old).await, Err(codes::INVALID_PRODUCER_EPOCH));
     let zombie = transactional_batch(1, old.id, old.epoch, 2);
     let refused = log.append(&topic("t"), 0, zombie.into()).await.unwrap_err();
@@ -151,9 +156,9 @@ async fn calls_out_of_order_get_kafkas_errors() {
     create(&log, "t", 1).await;
     let (c, _) = open(&log).await;
     let unknown = Producer { id: 7, epoch: 0 };
-    assert_eq!(c.end(T, "nobody", unknown, true).await, codes::INVALID_PRODUCER_ID_MAPPING);
+    assert_eq!(end_v1(&c, "nobody", unknown, true).await, codes::INVALID_PRODUCER_ID_MAPPING);
     let p = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
-    assert_eq!(c.end(T, "tx", p, true).await, codes::INVALID_TXN_STATE, "nothing open");
+    assert_eq!(end_v1(&c, "tx", p, true).await, codes::INVALID_TXN_STATE, "nothing open");
     let other = Producer { id: p.id + 1, epoch: 0 };
     assert_eq!(
         c.add_partitions(T, "tx", other, &[tp("t", 0)]).await,
@@ -203,7 +208,7 @@ async fn transactional_offsets_become_visible_when_the_transaction_commits() {
             -1,
             "not before the commit"
         );
-        assert_eq!(c.end(T, "tx", p, commit).await, codes::NONE);
+        assert_eq!(end_v1(&c, "tx", p, commit).await, codes::NONE);
         assert_eq!(c.pending_offsets(T, "g", &parts).await, vec![false]);
         let expected = if commit { 42 } else { -1 };
         assert_eq!(
@@ -232,7 +237,7 @@ async fn a_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
     let d = &c.describe(T, &["tx".into()]).await[0];
     assert_eq!((d.state, d.producer.epoch), ("CompleteAbort", p.epoch + 1));
     assert_eq!(committed_view(&log, "t", 0).await, (2, 2, vec![p.id]));
-    assert_eq!(c.end(T, "tx", p, true).await, codes::PRODUCER_FENCED);
+    assert_eq!(end_v1(&c, "tx", p, true).await, codes::PRODUCER_FENCED);
 }
 
 /// What a crash can leave: the prepared state stored, and markers on none, some or all of the
@@ -309,7 +314,7 @@ async fn an_open_transaction_survives_a_restart_and_can_still_commit() {
     let (c, _) = open(&log).await;
     assert_eq!(committed_view(&log, "t", 0).await, (3, 0, vec![]));
     send(&c, &log, "t", 0, p, 3, 1).await;
-    assert_eq!(c.end(T, "tx", p, true).await, codes::NONE);
+    assert_eq!(end_v1(&c, "tx", p, true).await, codes::NONE);
     assert_eq!(committed_view(&log, "t", 0).await, (5, 5, vec![]));
     let listed = c.list(T, &[], &[], -1).await;
     assert_eq!(listed, vec![("tx".to_string(), p.id, "CompleteCommit")]);
@@ -327,7 +332,7 @@ async fn a_late_append_after_the_abort_cannot_open_a_transaction() {
     let p = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
     c.add_partitions(T, "tx", p, &[tp("t", 0)]).await;
     send(&c, &log, "t", 0, p, 0, 1).await;
-    assert_eq!(c.end(T, "tx", p, false).await, codes::NONE);
+    assert_eq!(end_v1(&c, "tx", p, false).await, codes::NONE);
     // The late batch: same producer, same epoch, the next sequence.
     let late = transactional_batch(1, p.id, p.epoch, 1);
     let refused = log.append(&topic("t"), 0, late.into()).await.unwrap_err();
@@ -336,7 +341,7 @@ async fn a_late_append_after_the_abort_cannot_open_a_transaction() {
     // The producer's next transaction registers the partition again.
     c.add_partitions(T, "tx", p, &[tp("t", 0)]).await;
     send(&c, &log, "t", 0, p, 1, 1).await;
-    assert_eq!(c.end(T, "tx", p, true).await, codes::NONE);
+    assert_eq!(end_v1(&c, "tx", p, true).await, codes::NONE);
     assert_eq!(committed_view(&log, "t", 0).await, (4, 4, vec![p.id]));
 }
 
@@ -390,4 +395,138 @@ async fn the_append_check_names_the_transactional_id_of_the_batches_producer() {
     assert_eq!(c.add_partitions(T, "owner", owner, &[tp("t", 0)]).await, vec![0]);
     // The host checks the principal's WRITE on this id, whatever id the Produce named.
     assert_eq!(c.verify_append(T, "t", 0, owner).await, Ok("owner".to_string()));
+}
+
+/// EndTxn at transaction version 2: its error code.
+async fn end_v2(c: &Coordinator, id: &str, p: Producer, commit: bool) -> Result<Producer, i16> {
+    c.end(T, id, p, commit, true).await
+}
+
+#[tokio::test]
+async fn at_transaction_version_2_each_transaction_ends_at_the_next_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "t", 1).await;
+    let (c, _) = open(&log).await;
+    let p0 = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+    assert_eq!(c.add_partitions(T, "tx", p0, &[tp("t", 0)]).await, vec![0]);
+    send(&c, &log, "t", 0, p0, 0, 2).await;
+    let p1 = end_v2(&c, "tx", p0, true).await.unwrap();
+    assert_eq!(p1, Producer { id: p0.id, epoch: p0.epoch + 1 });
+    assert_eq!(committed_view(&log, "t", 0).await, (3, 3, vec![]), "the marker closed the transaction");
+    // The answer was lost: the retry gets the same, the other outcome is refused.
+    assert_eq!(end_v2(&c, "tx", p0, true).await, Ok(p1));
+    assert_eq!(end_v2(&c, "tx", p0, false).await, Err(codes::INVALID_TXN_STATE));
+    // The old epoch is done: it can neither add nor append.
+    assert_eq!(c.add_partitions(T, "tx", p0, &[tp("t", 0)]).await, vec![codes::PRODUCER_FENCED]);
+    assert_eq!(c.verify_append(T, "t", 0, p0).await, Err(codes::INVALID_PRODUCER_EPOCH));
+    // The next transaction, at the new epoch, starts its sequence at 0 on the partition.
+    assert_eq!(c.add_partitions(T, "tx", p1, &[tp("t", 0)]).await, vec![0]);
+    send(&c, &log, "t", 0, p1, 0, 1).await;
+    let p2 = end_v2(&c, "tx", p1, false).await.unwrap();
+    assert_eq!(p2.epoch, p0.epoch + 2);
+    // (The test batches' timestamps are old: each append rolls a segment, and a read stops at
+    // the end of one; the abort's batch is at offset 3.)
+    let r = log.read_with(&topic("t"), 0, 3, 1 << 20, true, Isolation::ReadCommitted).await.unwrap();
+    let aborted: Vec<(i64, i64, i64)> =
+        r.aborted.iter().map(|a| (a.producer_id, a.first_offset, a.last_offset)).collect();
+    assert_eq!((r.last_stable_offset, aborted), (5, vec![(p0.id, 3, 4)]));
+    assert_eq!(end_v2(&c, "tx", p1, false).await, Ok(p2), "a retried abort");
+    assert_eq!(end_v2(&c, "tx", p1, true).await, Err(codes::INVALID_TXN_STATE));
+    // Older still, or newer than the coordinator's: fenced.
+    assert_eq!(end_v2(&c, "tx", p0, false).await, Err(codes::PRODUCER_FENCED));
+    let ahead = Producer { id: p2.id, epoch: p2.epoch + 1 };
+    assert_eq!(end_v2(&c, "tx", ahead, false).await, Err(codes::PRODUCER_FENCED));
+    let other = Producer { id: p2.id + 1000, epoch: p2.epoch };
+    assert_eq!(end_v2(&c, "tx", other, false).await, Err(codes::INVALID_PRODUCER_ID_MAPPING));
+    let d = &c.describe(T, &["tx".into()]).await[0];
+    assert_eq!((d.state, d.producer), ("CompleteAbort", p2));
+}
+
+#[tokio::test]
+async fn at_transaction_version_2_an_abort_with_nothing_open_bumps_and_a_commit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    let (c, _) = open(&log).await;
+    let p = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+    assert_eq!(end_v2(&c, "tx", p, true).await, Err(codes::INVALID_TXN_STATE), "commit from Empty");
+    let next = end_v2(&c, "tx", p, false).await.unwrap();
+    assert_eq!(next, Producer { id: p.id, epoch: p.epoch + 1 }, "an empty abort");
+    let d = &c.describe(T, &["tx".into()]).await[0];
+    assert_eq!((d.state, d.partitions.len()), ("CompleteAbort", 0));
+    // From CompleteAbort at the current epoch: another empty abort; a commit is refused.
+    assert_eq!(end_v2(&c, "tx", next, true).await, Err(codes::INVALID_TXN_STATE));
+    assert_eq!(end_v2(&c, "tx", next, false).await.unwrap().epoch, p.epoch + 2);
+}
+
+/// Set the stored epoch of `id` to `epoch` (as if that many transactions had ended).
+async fn set_epoch(c: &Coordinator, id: &str, epoch: i16) -> Producer {
+    let tenant = c.tenant(T).await.unwrap();
+    let slot = tenant.ids.lock().get(id).cloned().unwrap();
+    let mut guard = slot.lock().await;
+    let meta = guard.as_mut().unwrap();
+    meta.epoch = epoch;
+    c.store(T, &tenant, id, meta).await.unwrap();
+    Producer { id: meta.producer_id, epoch }
+}
+
+#[tokio::test]
+async fn at_transaction_version_2_an_exhausted_epoch_moves_to_a_new_producer_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "t", 1).await;
+    let (old, new) = {
+        let (c, _) = open(&log).await;
+        c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+        let old = set_epoch(&c, "tx", crate::storage::producers::MAX_EPOCH).await;
+        assert_eq!(c.add_partitions(T, "tx", old, &[tp("t", 0)]).await, vec![0]);
+        send(&c, &log, "t", 0, old, 0, 1).await;
+        let new = end_v2(&c, "tx", old, true).await.unwrap();
+        assert_ne!(new.id, old.id);
+        assert_eq!(new.epoch, 0);
+        // The marker carried the old id at the next epoch; the commit is visible.
+        assert_eq!(committed_view(&log, "t", 0).await, (2, 2, vec![]));
+        // A retry with the old producer is answered with the new one.
+        assert_eq!(end_v2(&c, "tx", old, true).await, Ok(new));
+        assert_eq!(end_v2(&c, "tx", old, false).await, Err(codes::INVALID_TXN_STATE));
+        (old, new)
+    };
+    // After a restart the new producer id goes on.
+    drop(log);
+    let log = open_log(dir.path());
+    let (c, _) = open(&log).await;
+    assert_eq!(end_v2(&c, "tx", old, true).await, Ok(new), "the rotation is stored");
+    assert_eq!(c.add_partitions(T, "tx", new, &[tp("t", 0)]).await, vec![0]);
+    send(&c, &log, "t", 0, new, 0, 1).await;
+    assert_eq!(end_v2(&c, "tx", new, true).await.unwrap(), Producer { id: new.id, epoch: 1 });
+}
+
+/// A crash after the prepare of a rotating EndTxn: the next coordinator writes the markers at
+/// the bumped epoch of the old producer id and moves to the id the prepare named.
+#[tokio::test]
+async fn at_transaction_version_2_recovery_finishes_a_rotation_the_prepare_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "t", 1).await;
+    let (old, next) = {
+        let (c, _) = open(&log).await;
+        c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+        let old = set_epoch(&c, "tx", crate::storage::producers::MAX_EPOCH).await;
+        c.add_partitions(T, "tx", old, &[tp("t", 0)]).await;
+        send(&c, &log, "t", 0, old, 0, 1).await;
+        let tenant = c.tenant(T).await.unwrap();
+        let mut meta = tenant.view.lock().ids.get("tx").cloned().unwrap();
+        meta.bump_epoch(true);
+        meta.next_producer_id = log.allocate_producer_id().await.unwrap();
+        meta.state = TxnState::PrepareAbort;
+        c.store(T, &tenant, "tx", &meta).await.unwrap();
+        (old, meta.next_producer_id)
+    };
+    drop(log);
+    let log = open_log(dir.path());
+    let (c, _) = open(&log).await;
+    let d = &c.describe(T, &["tx".into()]).await[0];
+    assert_eq!((d.state, d.producer), ("CompleteAbort", Producer { id: next, epoch: 0 }));
+    assert_eq!(committed_view(&log, "t", 0).await, (2, 2, vec![old.id]));
+    assert_eq!(end_v2(&c, "tx", old, false).await, Ok(Producer { id: next, epoch: 0 }));
 }

@@ -526,6 +526,7 @@ impl cluster::Host for GuestState {
             auto_create_topics: self.ctx.auto_create_topics,
             default_partitions: self.ctx.default_partitions,
             max_frame_bytes: self.ctx.max_frame_bytes,
+            transaction_version: self.ctx.transaction_version,
         }
     }
 }

@@ -159,12 +159,17 @@ impl transactions::Host for GuestState {
         out
     }
 
-    async fn end(&mut self, transactional_id: String, p: producers::ProducerIdAndEpoch, commit: bool) -> i16 {
-        if let Err(code) = self.may_write_txn(&transactional_id).await {
-            return code;
-        }
+    async fn end(
+        &mut self,
+        transactional_id: String,
+        p: producers::ProducerIdAndEpoch,
+        commit: bool,
+        bump_epoch: bool,
+    ) -> Result<producers::ProducerIdAndEpoch, i16> {
+        self.may_write_txn(&transactional_id).await?;
         let (txn, tenant) = self.txn();
-        self.awaiting(txn.end(&tenant, &transactional_id, producer(p), commit)).await
+        let p = self.awaiting(txn.end(&tenant, &transactional_id, producer(p), commit, bump_epoch)).await?;
+        Ok(producers::ProducerIdAndEpoch { producer_id: p.id, producer_epoch: p.epoch })
     }
 
     async fn pending_offsets(

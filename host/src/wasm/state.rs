@@ -25,6 +25,8 @@ pub struct HostContext {
     pub auto_create_topics: bool,
     pub default_partitions: i32,
     pub max_frame_bytes: u32,
+    /// The `transaction.version` feature finalized in ApiVersions.
+    pub transaction_version: u8,
     pub coord: Arc<crate::coord::Coordinator>,
     /// The host's internal topics: clients may read them, never write them.
     pub internal: Arc<InternalTopics>,
@@ -58,6 +60,7 @@ impl HostContext {
             auto_create_topics: true,
             default_partitions: 1,
             max_frame_bytes,
+            transaction_version: 2,
             coord,
             internal: Arc::new(internal),
             acl: Default::default(),

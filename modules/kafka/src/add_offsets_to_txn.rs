@@ -1,11 +1,12 @@
-//! AddOffsetsToTxn v0–v3: a transactional producer (a consume-transform-produce application) is
+//! AddOffsetsToTxn v0–v4: a transactional producer (a consume-transform-produce application) is
 //! about to commit a group's offsets in its open transaction; the host's transaction coordinator
 //! records the group, so the offsets take effect when the transaction commits.
 //!
 //! As in Kafka: without WRITE on the transactional id the answer is
 //! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, without READ on the group GROUP_AUTHORIZATION_FAILED;
 //! otherwise the coordinator's, with PRODUCER_FENCED as INVALID_PRODUCER_EPOCH before v2. v4
-//! (TRANSACTION_ABORTABLE, KIP-890) is not served.
+//! only tells that the client knows TRANSACTION_ABORTABLE (never answered here). At
+//! transaction version 2 clients send none: TxnOffsetCommit v5 adds the group.
 
 use crate::context::{ApiResult, Ctx};
 use crate::txn_common::{fenced_before, may_write, producer};
@@ -57,7 +58,7 @@ mod tests {
 
     #[test]
     fn adds_the_group_at_every_version() {
-        for v in 0..=3 {
+        for v in 0..=4 {
             let host = TxnHost::new();
             let resp: AddOffsetsToTxnResponse = call(&host, ApiKey::AddOffsetsToTxn, v, &request("tx", "g"));
             assert_eq!((resp.error_code, resp.throttle_time_ms), (0, 0), "v{v}");
@@ -90,7 +91,7 @@ mod tests {
     #[test]
     fn error_response_at_every_version() {
         let svc = StubServices::new();
-        for v in 0..=3 {
+        for v in 0..=4 {
             let bytes = error_response(
                 &svc,
                 frame(ApiKey::AddOffsetsToTxn, v, &request("tx", "g")),

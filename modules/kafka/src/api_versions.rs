@@ -2,15 +2,28 @@
 //! response with UNSUPPORTED_VERSION and our ApiVersions range (KIP-511), so the client retries.
 //! The response header is always v0, even for flexible versions.
 //!
-//! No features are advertised (KIP-584): in particular no `transaction.version`, so Kafka 4
-//! clients use transaction version 1 (KIP-98 and KIP-447, the protocol the host's coordinator
-//! serves) and not version 2 (KIP-890 part 2: AddPartitionsToTxn v5, EndTxn v5).
+//! Features (KIP-584, v3+): the one Guise has is `transaction.version`, supported 0–2 and
+//! finalized at the host's `transaction_version` (1 or 2). Kafka 4 clients use transaction
+//! version 2 (KIP-890 part 2: no AddPartitionsToTxn or AddOffsetsToTxn, EndTxn v5 bumping the
+//! epoch) when it is finalized at 2, else version 1 (KIP-98 and KIP-447); both are served,
+//! whichever is finalized, by request version, as Kafka does. As Kafka's
+//! `ApiVersionsResponse`: a feature whose range starts at 0 is not listed as supported to v3
+//! requests (KAFKA-17492), and a level-0 feature is not listed as finalized. The finalized
+//! features' epoch is the level itself: it rises when an operator raises the level (clients
+//! take features only from a newer epoch), and a lowered level leaves connected clients on
+//! version 2, which stays served.
 
 use crate::apis::{self, SUPPORTED};
 use crate::context::{API_VERSIONS_KEY, ApiResult, Ctx};
 use guise_guest_sdk::{ErrorCode, Outcome, Segment, Services, error};
 use kafka_protocol::messages::ApiVersionsResponse;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{ApiVersion, FinalizedFeatureKey, SupportedFeatureKey};
+use kafka_protocol::protocol::StrBytes;
+
+/// The feature KIP-890 part 2 is enabled by.
+const TRANSACTION_VERSION: &str = "transaction.version";
+/// The highest `transaction.version` served.
+const MAX_TRANSACTION_VERSION: i16 = 2;
 
 fn response(code: ErrorCode, only_self: bool) -> ApiVersionsResponse {
     let keys = SUPPORTED
@@ -23,6 +36,36 @@ fn response(code: ErrorCode, only_self: bool) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_error_code(code).with_api_keys(keys)
 }
 
+/// The features of a v3+ response: `transaction.version` supported (from v4) and finalized at
+/// `level`.
+fn with_features(resp: ApiVersionsResponse, version: i16, level: u8) -> ApiVersionsResponse {
+    let name = || StrBytes::from_static_str(TRANSACTION_VERSION);
+    let supported = if version >= 4 {
+        vec![
+            SupportedFeatureKey::default()
+                .with_name(name())
+                .with_min_version(0)
+                .with_max_version(MAX_TRANSACTION_VERSION),
+        ]
+    } else {
+        Vec::new()
+    };
+    let level = i16::from(level).min(MAX_TRANSACTION_VERSION);
+    let finalized = if level > 0 {
+        vec![
+            FinalizedFeatureKey::default()
+                .with_name(name())
+                .with_min_version_level(level)
+                .with_max_version_level(level),
+        ]
+    } else {
+        Vec::new()
+    };
+    resp.with_supported_features(supported)
+        .with_finalized_features_epoch(if level > 0 { i64::from(level) } else { -1 })
+        .with_finalized_features(finalized)
+}
+
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let (min, max) = apis::range(API_VERSIONS_KEY).expect("ApiVersions is in the table");
     if cx.version < min || cx.version > max {
@@ -33,7 +76,13 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     // The request body (client software name/version from v3) is informational; decode it to
     // reject malformed frames.
     let _req: kafka_protocol::messages::ApiVersionsRequest = cx.decode()?;
-    cx.respond(&response(error::NONE, false))
+    let resp = response(error::NONE, false);
+    let resp = if cx.version >= 3 {
+        with_features(resp, cx.version, cx.svc.settings().transaction_version)
+    } else {
+        resp
+    };
+    cx.respond(&resp)
 }
 
 pub fn error<S: Services>(cx: &Ctx<'_, S>, code: ErrorCode) -> ApiResult<S> {
@@ -78,17 +127,37 @@ mod tests {
     }
 
     #[test]
-    fn no_features_so_no_transaction_version_2() {
-        let svc = StubServices::new();
-        for v in 3..=4 {
-            let resp: ApiVersionsResponse = call(&svc, ApiKey::ApiVersions, v, &request());
-            assert!(resp.supported_features.is_empty(), "v{v}");
-            assert!(resp.finalized_features.is_empty(), "v{v}");
-            // The transaction APIs stop before transaction version 2's.
-            for (key, max) in [(24, 3), (26, 3)] {
-                assert!(ranges(&resp).iter().any(|&(k, _, m)| k == key && m == max), "v{v}: key {key}");
+    fn transaction_version_is_finalized_at_the_hosts_level() {
+        let mut svc = StubServices::new();
+        for level in [1u8, 2] {
+            svc.settings.transaction_version = level;
+            for v in 3..=4 {
+                let resp: ApiVersionsResponse = call(&svc, ApiKey::ApiVersions, v, &request());
+                let finalized: Vec<(String, i16, i16)> = resp
+                    .finalized_features
+                    .iter()
+                    .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
+                    .collect();
+                let level = i16::from(level);
+                assert_eq!(finalized, [("transaction.version".to_string(), level, level)], "v{v}");
+                assert_eq!(resp.finalized_features_epoch, i64::from(level), "v{v}");
+                let supported: Vec<(String, i16, i16)> = resp
+                    .supported_features
+                    .iter()
+                    .map(|f| (f.name.to_string(), f.min_version, f.max_version))
+                    .collect();
+                // As Kafka: a feature whose range starts at 0 is hidden from v3 requests.
+                let want = if v >= 4 { vec![("transaction.version".to_string(), 0, 2)] } else { vec![] };
+                assert_eq!(supported, want, "v{v}");
+                // Whatever the level, the versions of both transaction protocols are served.
+                for (key, max) in [(0, 12), (24, 3), (25, 4), (26, 5), (28, 5)] {
+                    assert!(ranges(&resp).iter().any(|&(k, _, m)| k == key && m == max), "v{v}: key {key}");
+                }
             }
         }
+        // v0-v2 have no features.
+        let resp: ApiVersionsResponse = call(&svc, ApiKey::ApiVersions, 2, &request());
+        assert!(resp.finalized_features.is_empty());
     }
 
     #[test]

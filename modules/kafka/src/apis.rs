@@ -40,7 +40,7 @@ macro_rules! apis {
 }
 
 apis! {
-    0 "Produce" 3..=9 => produce;
+    0 "Produce" 3..=12 => produce;
     1 "Fetch" 4..=12 => fetch;
     2 "ListOffsets" 1..=7 => list_offsets;
     3 "Metadata" 1..=12 => metadata;
@@ -58,12 +58,12 @@ apis! {
     19 "CreateTopics" 2..=7 => create_topics;
     20 "DeleteTopics" 1..=6 => delete_topics;
     21 "DeleteRecords" 0..=2 => delete_records;
-    22 "InitProducerId" 0..=4 => init_producer_id;
+    22 "InitProducerId" 0..=5 => init_producer_id;
     23 "OffsetForLeaderEpoch" 2..=4 => offset_for_leader_epoch;
     24 "AddPartitionsToTxn" 0..=3 => add_partitions_to_txn;
-    25 "AddOffsetsToTxn" 0..=3 => add_offsets_to_txn;
-    26 "EndTxn" 0..=3 => end_txn;
-    28 "TxnOffsetCommit" 0..=3 => txn_offset_commit;
+    25 "AddOffsetsToTxn" 0..=4 => add_offsets_to_txn;
+    26 "EndTxn" 0..=5 => end_txn;
+    28 "TxnOffsetCommit" 0..=5 => txn_offset_commit;
     29 "DescribeAcls" 1..=3 => describe_acls;
     30 "CreateAcls" 1..=3 => create_acls;
     31 "DeleteAcls" 1..=3 => delete_acls;

@@ -1,4 +1,4 @@
-//! InitProducerId v0–v4: a producer id and epoch, for an idempotent producer (from the host,
+//! InitProducerId v0–v5: a producer id and epoch, for an idempotent producer (from the host,
 //! which checks sequence numbers on append) or for a transactional one (from the tenant's
 //! transaction coordinator on the host).
 //!
@@ -8,7 +8,8 @@
 //! else); an empty one is an INVALID_REQUEST, as Kafka's coordinator answers. The coordinator
 //! fences the id's previous producer (aborting the transaction it left open) and answers
 //! PRODUCER_FENCED for a stale current epoch, which clients of v0–v3 get as
-//! INVALID_PRODUCER_EPOCH, as Kafka maps it. On an error the id and epoch are -1.
+//! INVALID_PRODUCER_EPOCH, as Kafka maps it. On an error the id and epoch are -1. v5 only tells
+//! that the client knows TRANSACTION_ABORTABLE (never answered here).
 
 use crate::context::{ApiResult, Ctx};
 use crate::txn_common::{fenced_before, may_write};
@@ -88,7 +89,7 @@ mod tests {
     #[test]
     fn new_producer_ids_at_every_version() {
         let svc = StubServices::new();
-        for v in 0..=4 {
+        for v in 0..=5 {
             let resp: InitProducerIdResponse = call(&svc, ApiKey::InitProducerId, v, &request());
             assert_eq!(got(&resp), (0, 1000 + v as i64, 0), "v{v}");
             assert_eq!(resp.throttle_time_ms, 0);
@@ -119,7 +120,7 @@ mod tests {
 
     #[test]
     fn transactional_ids_go_to_the_coordinator() {
-        for v in 0..=4 {
+        for v in 0..=5 {
             let host = TxnHost::new();
             let resp: InitProducerIdResponse = call(&host, ApiKey::InitProducerId, v, &tx("tx-1"));
             assert_eq!(got(&resp), (0, 7000, 3), "v{v}");
@@ -142,7 +143,7 @@ mod tests {
     fn producer_fenced_is_invalid_producer_epoch_before_v4() {
         let host = TxnHost::new();
         host.answer.set(error::PRODUCER_FENCED);
-        for v in 0..=4 {
+        for v in 0..=5 {
             let resp: InitProducerIdResponse = call(&host, ApiKey::InitProducerId, v, &tx("tx-1"));
             let want = if v >= 4 { error::PRODUCER_FENCED } else { error::INVALID_PRODUCER_EPOCH };
             assert_eq!(got(&resp), (want, -1, -1), "v{v}");

@@ -1,4 +1,4 @@
-//! Produce v3–v9: append each partition's record batch through the host.
+//! Produce v3–v12: append each partition's record batch through the host.
 //!
 //! Record bytes never round-trip through the guest: the request is decoded from `Bytes`, so each
 //! partition's `records` is a sub-slice of the frame; the guest names that slice of the host's
@@ -20,11 +20,15 @@
 //!   As Kafka's broker does first of all, a request with a transactional batch needs a
 //!   transactional id the principal may WRITE: else every partition gets
 //!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED and nothing is appended.
+//! * v10 and v11 change nothing here (v10's leader hints are optional tagged fields; v11 says
+//!   the client knows TRANSACTION_ABORTABLE, never answered). From v12 (transaction version 2)
+//!   the client sends no AddPartitionsToTxn: a transactional batch's partition is added to its
+//!   producer's transaction before the batch is appended, as Kafka's leader does.
 
 use crate::context::{ApiResult, Ctx};
 use crate::txn_common::may_write;
 use bytes::Bytes;
-use guise_guest_sdk::{ErrorCode, Outcome, Services, TopicPartition, error};
+use guise_guest_sdk::{ErrorCode, Outcome, ProducerIdAndEpoch, Services, TopicPartition, acl, error};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
@@ -46,6 +50,13 @@ const ATTRIBUTES_AT: usize = 21;
 const ZSTD: u8 = 4;
 /// The attributes' transactional bit (in their low byte).
 const TRANSACTIONAL: u8 = 0x10;
+/// Offset of the batch's int64 producer id (its int16 epoch follows).
+const PRODUCER_ID_AT: usize = 43;
+/// A record batch's header, up to its record count.
+const BATCH_HEADER_LEN: usize = 61;
+/// The first version whose transactional batches add their partition to the transaction
+/// (transaction version 2, KIP-890 part 2: the client sends no AddPartitionsToTxn).
+const ADDS_THE_PARTITION_FROM: i16 = 12;
 
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let req: ProduceRequest = cx.decode()?;
@@ -97,6 +108,17 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
                 // Kafka reports an unknown topic or partition before refused records (and does
                 // not create a topic for them).
                 (None, Err(code)) => known(false).and(Err(code)),
+                // Transaction version 2: the partition joins its producer's transaction first.
+                (None, Ok(records))
+                    if cx.version >= ADDS_THE_PARTITION_FROM && is_transactional(Some(records)) =>
+                {
+                    let id = req.transactional_id.as_ref().map_or("", |id| id.as_str());
+                    authorize_write(cx, name)
+                        .and_then(|()| known(true))
+                        .and_then(|_| add_to_transaction(cx, id, &tp, records))
+                        .and_then(|()| cx.req.host_slice(records))
+                        .and_then(|buf| cx.svc.append(&tp, &buf))
+                }
                 (None, Ok(records)) => cx.req.host_slice(records).and_then(|buf| {
                     match cx.svc.append(&tp, &buf) {
                         // Create the topic if allowed, and append again if it was just created
@@ -197,6 +219,44 @@ fn topic_partitions<S: Services>(
     }
 }
 
+/// WRITE on the topic, which Kafka checks before anything else of a partition.
+fn authorize_write<S: Services>(cx: &Ctx<'_, S>, topic: &str) -> Result<(), ErrorCode> {
+    if cx.svc.authorize(acl::TOPIC, topic, acl::WRITE) {
+        Ok(())
+    } else {
+        Err(error::TOPIC_AUTHORIZATION_FAILED)
+    }
+}
+
+/// Add `tp` to the transaction of the producer of the transactional batch `records` (Produce
+/// v12+, transaction version 2), as Kafka's partition leader asks the coordinator
+/// (AddPartitionsToTxn v5), with its mapping of the answer: a fenced producer is
+/// INVALID_PRODUCER_EPOCH, a coordinator that cannot answer now NOT_ENOUGH_REPLICAS (retriable,
+/// and no metadata refresh); CONCURRENT_TRANSACTIONS and the rest pass through.
+fn add_to_transaction<S: Services>(
+    cx: &Ctx<'_, S>,
+    transactional_id: &str,
+    tp: &TopicPartition,
+    records: &Bytes,
+) -> Result<(), ErrorCode> {
+    let header = records.get(..BATCH_HEADER_LEN).ok_or(INVALID_RECORD)?;
+    let producer = ProducerIdAndEpoch {
+        producer_id: i64::from_be_bytes(
+            header[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].try_into().expect("8 bytes"),
+        ),
+        producer_epoch: i16::from_be_bytes([header[PRODUCER_ID_AT + 8], header[PRODUCER_ID_AT + 9]]),
+    };
+    let added = cx.svc.add_partitions_to_txn(transactional_id, producer, std::slice::from_ref(tp));
+    match added.first().copied().unwrap_or(error::UNKNOWN_SERVER_ERROR) {
+        error::NONE => Ok(()),
+        error::PRODUCER_FENCED => Err(error::INVALID_PRODUCER_EPOCH),
+        error::COORDINATOR_NOT_AVAILABLE | error::NOT_COORDINATOR | error::COORDINATOR_LOAD_IN_PROGRESS => {
+            Err(error::NOT_ENOUGH_REPLICAS)
+        }
+        code => Err(code),
+    }
+}
+
 /// Whether `records` start with a transactional batch (Kafka's `RequestUtils.hasTransactionalRecords`
 /// looks at each partition's first batch).
 fn is_transactional(records: Option<&Bytes>) -> bool {
@@ -232,7 +292,7 @@ mod tests {
     use super::*;
     use crate::test_util::{at_offset, call, error_response, frame, produce_request, record_batch, run};
     use guise_guest_sdk::stub::StubServices;
-    use guise_guest_sdk::{Handler, Request, acl};
+    use guise_guest_sdk::{Handler, Request};
     use kafka_protocol::messages::{ApiKey, TransactionalId};
     use kafka_protocol::protocol::StrBytes;
 
@@ -456,6 +516,54 @@ mod tests {
         }
         assert!(stored(&svc, "t", 0).is_empty());
         assert!(stored(&svc, "t", 1).is_empty());
+    }
+
+    /// `batch`, transactional, of producer 7000 at epoch `epoch`.
+    fn of_producer(batch: &Bytes, epoch: i16) -> Bytes {
+        let mut b = transactional(batch).to_vec();
+        b[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&7000i64.to_be_bytes());
+        b[PRODUCER_ID_AT + 8..PRODUCER_ID_AT + 10].copy_from_slice(&epoch.to_be_bytes());
+        Bytes::from(b)
+    }
+
+    #[test]
+    fn from_v12_a_transactional_batch_adds_its_partition_to_the_transaction_first() {
+        let host = crate::test_txn::TxnHost::with_topics();
+        let batch = of_producer(&record_batch(&[b"v"], &[1]), 3);
+        let plain = record_batch(&[b"p"], &[1]);
+        let parts = [("t", 0, Some(batch.clone())), ("t", 1, Some(plain)), ("u", 0, Some(batch.clone()))];
+        let req = with_id(produce_request(-1, &parts), "tx");
+        for v in [11, 12] {
+            host.calls.borrow_mut().clear();
+            let resp: ProduceResponse = call(&host, ApiKey::Produce, v, &req);
+            assert!(results(&resp).iter().all(|r| r.2 == 0), "v{v}");
+            let want: &[&str] =
+                if v >= 12 { &["add_partitions tx 7000/3 t-0", "add_partitions tx 7000/3 u-0"] } else { &[] };
+            assert_eq!(host.calls(), want, "v{v}");
+        }
+        // The coordinator's refusals, as Kafka's leader maps them; nothing is appended then.
+        let before = stored(&host.stub, "t", 0).len();
+        for (answer, want) in [
+            (error::PRODUCER_FENCED, error::INVALID_PRODUCER_EPOCH),
+            (error::COORDINATOR_NOT_AVAILABLE, error::NOT_ENOUGH_REPLICAS),
+            (error::NOT_COORDINATOR, error::NOT_ENOUGH_REPLICAS),
+            (error::CONCURRENT_TRANSACTIONS, error::CONCURRENT_TRANSACTIONS),
+            (error::INVALID_TXN_STATE, error::INVALID_TXN_STATE),
+        ] {
+            host.answer.set(answer);
+            let req = with_id(produce_request(-1, &[("t", 0, Some(batch.clone()))]), "tx");
+            let resp: ProduceResponse = call(&host, ApiKey::Produce, 12, &req);
+            assert_eq!(resp.responses[0].partition_responses[0].error_code, want, "{answer}");
+        }
+        assert_eq!(stored(&host.stub, "t", 0).len(), before);
+        // A topic the principal may not write is refused before the coordinator hears of it.
+        host.answer.set(error::NONE);
+        host.calls.borrow_mut().clear();
+        host.stub.deny(acl::TOPIC, "u", acl::WRITE);
+        let req = with_id(produce_request(-1, &[("u", 0, Some(batch.clone()))]), "tx");
+        let resp: ProduceResponse = call(&host, ApiKey::Produce, 12, &req);
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, error::TOPIC_AUTHORIZATION_FAILED);
+        assert!(host.calls().is_empty());
     }
 
     #[test]

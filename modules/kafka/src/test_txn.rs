@@ -147,13 +147,26 @@ impl Services for TxnHost {
         self.answers(offsets.len())
     }
 
-    fn end_txn(&self, transactional_id: &str, producer: ProducerIdAndEpoch, commit: bool) -> ErrorCode {
+    fn end_txn(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        commit: bool,
+        bump_epoch: bool,
+    ) -> Result<ProducerIdAndEpoch, ErrorCode> {
         self.record(format!(
-            "end {transactional_id} {} {}",
+            "end {transactional_id} {} {}{}",
             pe(producer),
-            if commit { "commit" } else { "abort" }
+            if commit { "commit" } else { "abort" },
+            if bump_epoch { " bump" } else { "" }
         ));
-        self.answer.get()
+        match self.answer.get() {
+            error::NONE if bump_epoch => {
+                Ok(ProducerIdAndEpoch { producer_epoch: producer.producer_epoch + 1, ..producer })
+            }
+            error::NONE => Ok(producer),
+            code => Err(code),
+        }
     }
 
     fn pending_txn_offsets(&self, group_id: &str, partitions: &[TopicPartition]) -> Vec<bool> {

@@ -3,8 +3,9 @@
 //! transactional Produce): the authorization of a transactional id, the error mapping of request
 //! versions that predate PRODUCER_FENCED, and Kafka's names of the transaction states.
 //!
-//! The host runs the tenant's transaction coordinator (transaction version 1: KIP-98 with
-//! KIP-447's group fields, without KIP-890 part 2); the translator decides what Kafka's
+//! The host runs the tenant's transaction coordinator (transaction versions 1 and 2: KIP-98 with
+//! KIP-447's group fields, and KIP-890 part 2's epoch bump per transaction with partitions and
+//! groups added by Produce v12+ and TxnOffsetCommit v5+); the translator decides what Kafka's
 //! `KafkaApis` decides before it asks the coordinator (the ACL checks whose answer depends on the
 //! request, the partitions that cannot be added) and maps the coordinator's answers to the
 //! request's version.

@@ -1,4 +1,4 @@
-//! TxnOffsetCommit v0–v3: commit a group's offsets within the producer's open transaction; the
+//! TxnOffsetCommit v0–v5: commit a group's offsets within the producer's open transaction; the
 //! host's coordinator keeps them pending until EndTxn commits (then they are the group's committed
 //! offsets) or aborts (then they are dropped).
 //!
@@ -11,7 +11,9 @@
 //! partition UNKNOWN_TOPIC_OR_PARTITION, while the other partitions are committed. Kafka answers
 //! a stale producer epoch here with INVALID_PRODUCER_EPOCH (never PRODUCER_FENCED), and before v2
 //! COORDINATOR_LOAD_IN_PROGRESS as COORDINATOR_NOT_AVAILABLE (for 0.11–2.0 clients): so does this
-//! translator. v4 (TRANSACTION_ABORTABLE, KIP-890) is not served.
+//! translator. v4 only tells that the client knows TRANSACTION_ABORTABLE (never answered here).
+//! v5 is transaction version 2 (KIP-890 part 2): the client sends no AddOffsetsToTxn, and the
+//! group joins the transaction with the commit, as Kafka's group coordinator adds its partition.
 
 use crate::context::{ApiResult, Ctx};
 use crate::group_common::{opt_string, string};
@@ -22,6 +24,9 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use std::collections::HashMap;
+
+/// The first version at which the commit adds the group to the transaction.
+const ADDS_THE_GROUP_FROM: i16 = 5;
 
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let req: TxnOffsetCommitRequest = cx.decode()?;
@@ -69,14 +74,29 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let codes = if offsets.is_empty() {
         Vec::new()
     } else {
+        let producer = producer(req.producer_id, req.producer_epoch);
+        // Transaction version 2: the group joins the transaction here (no AddOffsetsToTxn).
+        let added = if v >= ADDS_THE_GROUP_FROM {
+            svc.add_offsets_to_txn(transactional_id, producer, group_id)
+        } else {
+            error::NONE
+        };
         let (generation_id, member_id, instance) = if v >= 3 {
             (req.generation_id, string(&req.member_id), opt_string(&req.group_instance_id))
         } else {
             (-1, String::new(), None)
         };
+        if added != error::NONE {
+            return respond(cx, &req, |topic, partition| {
+                refusal(topic, partition).unwrap_or(match added {
+                    error::PRODUCER_FENCED => error::INVALID_PRODUCER_EPOCH,
+                    code => code,
+                })
+            });
+        }
         svc.txn_commit_offsets(
             transactional_id,
-            producer(req.producer_id, req.producer_epoch),
+            producer,
             group_id,
             generation_id,
             &member_id,
@@ -180,7 +200,7 @@ mod tests {
 
     #[test]
     fn commits_within_the_transaction_at_every_version() {
-        for v in 0..=3 {
+        for v in 0..=5 {
             let host = TxnHost::with_topics();
             host.codes.replace(vec![0, error::UNKNOWN_MEMBER_ID]);
             let mut req = request(v, "tx", "g", &[("t", 1, 5), ("u", 0, 9)]);
@@ -198,7 +218,12 @@ mod tests {
                 2 => "txn_commit tx 7000/3 g -1 '' - t-1@5/4/m5,u-0@9/4/m9",
                 _ => "txn_commit tx 7000/3 g 2 'm-1' i-1 t-1@5/4/m5,u-0@9/4/m9",
             };
-            assert_eq!(host.calls(), [want], "v{v}");
+            if v >= 5 {
+                // Transaction version 2: the commit adds the group first.
+                assert_eq!(host.calls(), ["add_offsets tx 7000/3 g", want], "v{v}");
+            } else {
+                assert_eq!(host.calls(), [want], "v{v}");
+            }
         }
         let svc = StubServices::new();
         svc.create_topic("t", 1, &[], false).unwrap();
@@ -210,7 +235,7 @@ mod tests {
     #[test]
     fn error_codes_as_kafka_answers_them() {
         let host = TxnHost::with_topics();
-        for v in 0..=3 {
+        for v in 0..=5 {
             host.answer.set(error::PRODUCER_FENCED);
             let resp: TxnOffsetCommitResponse =
                 call(&host, ApiKey::TxnOffsetCommit, v, &request(v, "tx", "g", &[("t", 0, 1)]));
@@ -222,6 +247,19 @@ mod tests {
                 if v < 2 { error::COORDINATOR_NOT_AVAILABLE } else { error::COORDINATOR_LOAD_IN_PROGRESS };
             assert_eq!(rows(&resp), [row("t", 0, want)], "v{v}");
         }
+    }
+
+    #[test]
+    fn v5_stops_at_a_group_the_transaction_cannot_take() {
+        let host = TxnHost::with_topics();
+        host.answer.set(error::CONCURRENT_TRANSACTIONS);
+        let req = request(5, "tx", "g", &[("t", 0, 1), ("nope", 0, 2)]);
+        let resp: TxnOffsetCommitResponse = call(&host, ApiKey::TxnOffsetCommit, 5, &req);
+        assert_eq!(
+            rows(&resp),
+            [row("t", 0, error::CONCURRENT_TRANSACTIONS), row("nope", 0, error::UNKNOWN_TOPIC_OR_PARTITION)]
+        );
+        assert_eq!(host.calls(), ["add_offsets tx 7000/3 g"], "no commit after a failed add");
     }
 
     #[test]
@@ -268,7 +306,7 @@ mod tests {
     #[test]
     fn error_response_names_every_partition() {
         let svc = StubServices::new();
-        for v in 0..=3 {
+        for v in 0..=5 {
             let req = request(v, "tx", "g", &[("t", 0, 1), ("u", 2, 3)]);
             let bytes =
                 error_response(&svc, frame(ApiKey::TxnOffsetCommit, v, &req), error::REQUEST_TIMED_OUT);

@@ -25,11 +25,11 @@ public final class Peer {
         handle.get().onExit().thenRun(() -> Runtime.getRuntime().halt(0));
         int at = 1;
         if (args[at].equals("--format")) {
-            // Transaction version 1 (KIP-98/KIP-447 without KIP-890's epoch bump per
-            // transaction): what Guise serves, so the clients take the same path on both.
+            // Transaction version 2 (KIP-890 part 2, Kafka 4's default), as Guise finalizes
+            // it by default, so the clients take the same path on both.
             String[] format = {
                 "format", "--ignore-formatted", "-t", args[at + 1], "-c", args[at + 2],
-                "--feature", "transaction.version=1"
+                "--feature", "transaction.version=2"
             };
             Object code = Class.forName("kafka.tools.StorageTool")
                     .getMethod("execute", String[].class, java.io.PrintStream.class)

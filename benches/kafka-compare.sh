@@ -12,8 +12,8 @@
 #      MB/s cleaned and produce latency while the cleaner runs;
 #   4. transactions (`txnbench`, Guise and Kafka only): transactional produce of 1, 100 and 10,000
 #      records per transaction (throughput, commit latency), then read_committed against
-#      read_uncommitted fetch. Kafka is formatted with transaction.version=1, the version Guise
-#      serves.
+#      read_uncommitted fetch. Both finalize transaction.version=2 (KIP-890 part 2), their
+#      default; the tests' Peer formats Kafka so.
 # Then prints markdown tables. Usage: benches/kafka-compare.sh   (from anywhere)
 #
 # The Java side needs a JDK 17+ and Maven: the classpath comes from the tests' Maven project

@@ -582,10 +582,12 @@ impl Coordinator {
         let current = producer.id == meta.producer_id && producer.epoch == meta.epoch;
         let retry_on_bump =
             producer.id == meta.producer_id && producer.epoch.checked_add(1) == Some(meta.epoch);
+        // As Kafka's retryOnOverflow: the previous producer id at an exhausted epoch (its last
+        // one, or one a timeout's bump saturated), and the new id not used yet.
         let retry_on_rotation = producer.id != meta.producer_id
+            && meta.last_producer_id >= 0
             && producer.id == meta.last_producer_id
-            // The rotation remembers the epoch its markers carried, E + 1.
-            && producer.epoch.checked_add(1) == Some(meta.last_epoch)
+            && producer.epoch >= crate::storage::producers::MAX_EPOCH
             && meta.epoch == 0;
         if producer.id != meta.producer_id && !retry_on_rotation {
             return Err(codes::INVALID_PRODUCER_ID_MAPPING);
@@ -615,7 +617,7 @@ impl Coordinator {
         let before = meta.clone();
         let exhausted = meta.epoch >= crate::storage::producers::MAX_EPOCH;
         let next_producer_id =
-            if exhausted { self.log.allocate_producer_id().await.map_err(|e| e.kafka_code())? } else { -1 };
+            if exhausted { self.log.allocate_producer_id().await.map_err(|e| store_code(&e))? } else { -1 };
         // An empty abort is a transaction of its own, with nothing in it.
         meta.begin(crate::storage::now_ms());
         meta.bump_epoch(true);

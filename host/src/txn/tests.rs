@@ -530,3 +530,33 @@ async fn at_transaction_version_2_recovery_finishes_a_rotation_the_prepare_decid
     assert_eq!(committed_view(&log, "t", 0).await, (2, 2, vec![old.id]));
     assert_eq!(end_v2(&c, "tx", old, false).await, Ok(Producer { id: next, epoch: 0 }));
 }
+
+/// A timeout at the last usable epoch saturates it (as Kafka 4.0 does); the client's abort is
+/// answered with it, and its next transaction moves to a new producer id, which a retry of that
+/// EndTxn with the saturated epoch is answered with too. Only the exhausted epoch of the
+/// previous producer id counts as such a retry.
+#[tokio::test]
+async fn at_transaction_version_2_a_timeout_at_the_last_epoch_still_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "t", 1).await;
+    let (c, _) = open(&log).await;
+    c.init_producer_id(T, "tx", 1, None).await.unwrap();
+    let p = set_epoch(&c, "tx", crate::storage::producers::MAX_EPOCH).await;
+    c.add_partitions(T, "tx", p, &[tp("t", 0)]).await;
+    send(&c, &log, "t", 0, p, 0, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    c.tick().await;
+    let saturated = Producer { id: p.id, epoch: i16::MAX };
+    assert_eq!(end_v2(&c, "tx", p, false).await, Ok(saturated), "the abort the timeout did");
+    assert_eq!(c.add_partitions(T, "tx", saturated, &[tp("t", 0)]).await, vec![0]);
+    send(&c, &log, "t", 0, saturated, 0, 1).await;
+    let new = end_v2(&c, "tx", saturated, true).await.unwrap();
+    assert_ne!(new.id, p.id);
+    assert_eq!(new.epoch, 0);
+    assert_eq!(end_v2(&c, "tx", saturated, true).await, Ok(new), "a retry after the rotation");
+    let older = Producer { id: p.id, epoch: crate::storage::producers::MAX_EPOCH - 1 };
+    assert_eq!(end_v2(&c, "tx", older, true).await, Err(codes::INVALID_PRODUCER_ID_MAPPING));
+    let r = log.read_with(&topic("t"), 0, 2, 1 << 20, true, Isolation::ReadCommitted).await.unwrap();
+    assert_eq!((r.high_watermark, r.last_stable_offset), (4, 4), "both transactions are closed");
+}

@@ -60,6 +60,10 @@ fn txn_producer(p: ProducerIdAndEpoch) -> producers::ProducerIdAndEpoch {
     producers::ProducerIdAndEpoch { producer_id: p.producer_id, producer_epoch: p.producer_epoch }
 }
 
+fn from_txn_producer(p: producers::ProducerIdAndEpoch) -> ProducerIdAndEpoch {
+    ProducerIdAndEpoch { producer_id: p.producer_id, producer_epoch: p.producer_epoch }
+}
+
 fn topic_info(t: log::TopicInfo) -> TopicInfo {
     TopicInfo {
         name: t.name,
@@ -421,8 +425,7 @@ impl Services for WasmServices {
             producer_id: c.producer_id,
             producer_epoch: c.producer_epoch,
         });
-        producers::init_producer_id(transactional_id, current)
-            .map(|p| ProducerIdAndEpoch { producer_id: p.producer_id, producer_epoch: p.producer_epoch })
+        producers::init_producer_id(transactional_id, current).map(from_txn_producer)
     }
 
     fn init_transactional(
@@ -432,7 +435,7 @@ impl Services for WasmServices {
         current: Option<ProducerIdAndEpoch>,
     ) -> Result<ProducerIdAndEpoch, ErrorCode> {
         transactions::init_producer_id(transactional_id, timeout_ms, current.map(txn_producer))
-            .map(|p| ProducerIdAndEpoch { producer_id: p.producer_id, producer_epoch: p.producer_epoch })
+            .map(from_txn_producer)
     }
     fn add_partitions_to_txn(
         &self,
@@ -479,8 +482,7 @@ impl Services for WasmServices {
         commit: bool,
         bump_epoch: bool,
     ) -> Result<ProducerIdAndEpoch, ErrorCode> {
-        transactions::end(transactional_id, txn_producer(producer), commit, bump_epoch)
-            .map(|p| ProducerIdAndEpoch { producer_id: p.producer_id, producer_epoch: p.producer_epoch })
+        transactions::end(transactional_id, txn_producer(producer), commit, bump_epoch).map(from_txn_producer)
     }
     fn pending_txn_offsets(&self, group_id: &str, partitions: &[TopicPartition]) -> Vec<bool> {
         let partitions: Vec<types::TopicPartition> = partitions.iter().map(tp).collect();

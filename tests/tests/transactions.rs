@@ -94,6 +94,15 @@ fn java_transactional_producer_and_consumers_observe_the_same_as_on_kafka() {
     // AddOffsetsToTxn, the epoch kept across transactions) and observes the same, the fenced
     // zombie's errors included.
     let v1 = TestServer::start_with(|c| c.transaction_version = 1);
+    let versions: kafka_protocol::messages::ApiVersionsResponse = guise_tests::wire::call(
+        v1.kafka_addr,
+        kafka_protocol::messages::ApiKey::ApiVersions,
+        3,
+        &kafka_protocol::messages::ApiVersionsRequest::default(),
+    )
+    .expect("ApiVersions");
+    let levels: Vec<i16> = versions.finalized_features.iter().map(|f| f.max_version_level).collect();
+    assert_eq!(levels, [1], "the setting reaches ApiVersions");
     assert_eq!(java_script(&v1.bootstrap(), &names), on_kafka, "at transaction version 1");
 }
 

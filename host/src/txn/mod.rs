@@ -536,26 +536,19 @@ impl Coordinator {
             return self.end_bumping(tenant, &t, id, meta, producer, commit).await;
         }
         let mut meta = Self::check_producer(guard.as_ref(), producer)?.clone();
-        let code = match (meta.state, commit) {
-            (TxnState::Ongoing, _) => match self.end_locked(tenant, &t, id, &mut meta, commit).await {
-                Ok(()) => codes::NONE,
-                Err(e) => store_code(&e),
-            },
+        let outcome = match (meta.state, commit) {
+            (TxnState::Ongoing, _) => self.end_locked(tenant, &t, id, &mut meta, commit).await,
             // A retry of an EndTxn whose answer was lost.
-            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => codes::NONE,
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(()),
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
-                match self.complete(tenant, &t, id, &mut meta).await {
-                    Ok(()) => codes::NONE,
-                    Err(e) => store_code(&e),
-                }
+                self.complete(tenant, &t, id, &mut meta).await
             }
-            // The other outcome is decided already.
-            (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => codes::INVALID_TXN_STATE,
-            _ => codes::INVALID_TXN_STATE,
+            // Nothing open, or the other outcome is decided already.
+            _ => return Err(codes::INVALID_TXN_STATE),
         };
         let current = Producer { id: meta.producer_id, epoch: meta.epoch };
         *guard = Some(meta);
-        if code == codes::NONE { Ok(current) } else { Err(code) }
+        outcome.map(|()| current).map_err(|e| store_code(&e))
     }
 
     /// EndTxn at transaction version 2 (Kafka's `TransactionCoordinator.endTransaction` with

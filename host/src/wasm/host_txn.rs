@@ -16,6 +16,10 @@ fn producer(p: producers::ProducerIdAndEpoch) -> Producer {
     Producer { id: p.producer_id, epoch: p.producer_epoch }
 }
 
+fn wire(p: Producer) -> producers::ProducerIdAndEpoch {
+    producers::ProducerIdAndEpoch { producer_id: p.id, producer_epoch: p.epoch }
+}
+
 impl GuestState {
     /// The coordinator and this connection's tenant (clones, to await a call on).
     fn txn(&self) -> (std::sync::Arc<crate::txn::Coordinator>, String) {
@@ -58,7 +62,7 @@ impl transactions::Host for GuestState {
         let p = self
             .awaiting(txn.init_producer_id(&tenant, &transactional_id, transaction_timeout_ms, current))
             .await?;
-        Ok(producers::ProducerIdAndEpoch { producer_id: p.id, producer_epoch: p.epoch })
+        Ok(wire(p))
     }
 
     async fn add_partitions(
@@ -169,7 +173,7 @@ impl transactions::Host for GuestState {
         self.may_write_txn(&transactional_id).await?;
         let (txn, tenant) = self.txn();
         let p = self.awaiting(txn.end(&tenant, &transactional_id, producer(p), commit, bump_epoch)).await?;
-        Ok(producers::ProducerIdAndEpoch { producer_id: p.id, producer_epoch: p.epoch })
+        Ok(wire(p))
     }
 
     async fn pending_offsets(

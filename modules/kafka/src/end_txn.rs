@@ -17,7 +17,7 @@ use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
 /// The first version whose clients know PRODUCER_FENCED.
 const PRODUCER_FENCED_FROM: i16 = 2;
 /// The first version of transaction version 2: every transaction bumps the epoch.
-pub(crate) const EPOCH_BUMP_FROM: i16 = 5;
+const EPOCH_BUMP_FROM: i16 = 5;
 
 pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let req: EndTxnRequest = cx.decode()?;

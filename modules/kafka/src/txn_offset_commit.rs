@@ -87,22 +87,19 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
             (-1, String::new(), None)
         };
         if added != error::NONE {
-            return respond(cx, &req, |topic, partition| {
-                refusal(topic, partition).unwrap_or(match added {
-                    error::PRODUCER_FENCED => error::INVALID_PRODUCER_EPOCH,
-                    code => code,
-                })
-            });
+            // The group is not in the transaction: nothing is committed.
+            vec![added; offsets.len()]
+        } else {
+            svc.txn_commit_offsets(
+                transactional_id,
+                producer,
+                group_id,
+                generation_id,
+                &member_id,
+                instance.as_deref(),
+                &offsets,
+            )
         }
-        svc.txn_commit_offsets(
-            transactional_id,
-            producer,
-            group_id,
-            generation_id,
-            &member_id,
-            instance.as_deref(),
-            &offsets,
-        )
     };
     let mut codes = codes.into_iter();
     respond(cx, &req, |topic, partition| match refusal(topic, partition) {

@@ -319,8 +319,13 @@ impl Server {
         let started = std::time::Instant::now();
         // One engine for the translator and the tenant transforms.
         let compiler = Compiler::for_limits(&limits)?;
-        let transforms =
-            Arc::new(Transforms::open(config.transforms_config(), log.clone(), &compiler, internal.clone())?);
+        let transforms = Arc::new(Transforms::open(
+            config.transforms_config(),
+            log.clone(),
+            &compiler,
+            internal.clone(),
+            txn.enabled().then(|| txn.clone()),
+        )?);
         // The one append door: front ends append through the tenant transforms.
         let front_log = transforms.log();
 

@@ -20,6 +20,10 @@ use rskafka::record::Record;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+#[path = "support/rd_txn.rs"]
+#[allow(dead_code)] // this file uses the producer and the reader only
+mod rd_txn;
+
 fn wasm(name: &str) -> Vec<u8> {
     // `chaos` is test-only: the fixtures build it, not the host.
     let dir = if name == "chaos" { guise_test_guests::DIR } else { guise_host::wasm::GUEST_DIR };
@@ -593,4 +597,80 @@ fn a_transactions_transformed_records_commit_and_abort_with_it() {
     let masked = |n: usize| format!("{{\"card_number\":\"**** **** **** 000{n}\",\"n\":{n}}}");
     assert_eq!(read("read_committed", 2), [masked(0), masked(2)]);
     assert_eq!(read("read_uncommitted", 3), [masked(0), masked(1), masked(2)]);
+}
+
+/// Send each (topic, key, value) to partition 0 and wait until all are acknowledged.
+fn send_keyed(p: &rdkafka::producer::BaseProducer, records: &[(&str, &str, &str)]) {
+    for (topic, key, value) in records {
+        p.send(rdkafka::producer::BaseRecord::to(topic).partition(0).key(*key).payload(*value)).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// What a transform makes of a transactional batch belongs to the transaction: records it
+/// routes to another topic and records it adds to the batch commit and abort with it
+/// (librdkafka's transactional producer, read_committed and read_uncommitted consumers).
+#[test]
+fn records_a_transform_routes_or_adds_in_a_transaction_commit_and_abort_with_it() {
+    let server = TestServer::start();
+    let admin = admin(&server);
+    let outputs = ["tx-orders-vip"];
+    admin
+        .deploy_transform(
+            "public",
+            "route",
+            &spec(&["tx-orders"], &outputs, "reject", &[]),
+            &wasm("route_by_key"),
+        )
+        .unwrap();
+    let double = spec(&["tx-twice"], &[], "reject", &[("mode", "double")]);
+    admin.deploy_transform("public", "double", &double, &wasm("chaos")).unwrap();
+    let p = rd_txn::producer(&server, "tx-route", &[]);
+    p.init_transactions(Duration::from_secs(30)).unwrap();
+    for (n, commit) in [(0, true), (1, false), (2, true)] {
+        p.begin_transaction().unwrap();
+        let (vip, own, twice) = (format!("v{n}"), format!("k{n}"), format!("t{n}"));
+        send_keyed(&p, &[("tx-orders", "vip-1", &vip), ("tx-orders", "k", &own), ("tx-twice", "k", &twice)]);
+        let timeout = Duration::from_secs(30);
+        if commit { p.commit_transaction(timeout).unwrap() } else { p.abort_transaction(timeout).unwrap() }
+    }
+    let read = |topic, isolation, n| rd_txn::read(&server, topic, 0, isolation, n);
+    assert_eq!(read("tx-orders-vip", "read_committed", 2), ["v0", "v2"]);
+    assert_eq!(read("tx-orders", "read_committed", 2), ["k0", "k2"]);
+    assert_eq!(read("tx-twice", "read_committed", 4), ["t0", "t0", "t2", "t2"]);
+    assert_eq!(read("tx-orders-vip", "read_uncommitted", 3), ["v0", "v1", "v2"]);
+    assert_eq!(read("tx-twice", "read_uncommitted", 6), ["t0", "t0", "t1", "t1", "t2", "t2"]);
+}
+
+/// A transaction whose records were routed is left open by a producer, the host restarts, and
+/// a new instance of the producer fences the old one: the coordinator aborts the transaction
+/// on the routed partition too (else its last stable offset would stay frozen there, and
+/// read_committed consumers would see nothing after it).
+#[test]
+fn a_fenced_transactions_routed_records_are_aborted_across_a_restart() {
+    let server = TestServer::start();
+    let outputs = ["tx-fence-vip"];
+    admin(&server)
+        .deploy_transform(
+            "public",
+            "route",
+            &spec(&["tx-fence"], &outputs, "reject", &[]),
+            &wasm("route_by_key"),
+        )
+        .unwrap();
+    let timeout = Duration::from_secs(30);
+    let zombie = rd_txn::producer(&server, "tx-fence", &[]);
+    zombie.init_transactions(timeout).unwrap();
+    zombie.begin_transaction().unwrap();
+    send_keyed(&zombie, &[("tx-fence", "vip-1", "lost"), ("tx-fence", "k", "lost-own")]);
+    let server = server.restart();
+    let p = rd_txn::producer(&server, "tx-fence", &[]);
+    p.init_transactions(timeout).unwrap();
+    p.begin_transaction().unwrap();
+    send_keyed(&p, &[("tx-fence", "vip-2", "kept")]);
+    p.commit_transaction(timeout).unwrap();
+    assert_eq!(rd_txn::read(&server, "tx-fence-vip", 0, "read_committed", 1), ["kept"]);
+    assert_eq!(rd_txn::read(&server, "tx-fence-vip", 0, "read_uncommitted", 2), ["lost", "kept"]);
+    assert_eq!(rd_txn::read(&server, "tx-fence", 0, "read_committed", 0), Vec::<String>::new());
+    drop(zombie);
 }

@@ -284,11 +284,19 @@ pub struct Append {
     pub counts: batch::Counts,
     /// The last ingress message the batches were made from ([`Log::append_ingress`]).
     pub ingress: Option<IngressMark>,
+    /// Transactional batches with a producer id and no sequence (-1) are the host's own
+    /// records written into that producer's open transaction (a transform's output beyond the
+    /// producer's batch, or routed to another partition): checked against the transaction and
+    /// the epoch, not for sequences, as Kafka's coordinator-origin appends are. Off, such a
+    /// batch meets the sequence checks like any other (and fails them).
+    pub unsequenced_txn: bool,
 }
 
 impl Append {
-    pub const CLIENT: Append = Append { counts: batch::Counts::Exact, ingress: None };
-    pub const HOST: Append = Append { counts: batch::Counts::Span, ingress: None };
+    pub const CLIENT: Append = Append { counts: batch::Counts::Exact, ingress: None, unsequenced_txn: false };
+    pub const HOST: Append = Append { counts: batch::Counts::Span, ingress: None, unsequenced_txn: false };
+    /// [`HOST`](Self::HOST) with the host's unsequenced transactional batches allowed.
+    pub const HOST_TXN: Append = Append { counts: batch::Counts::Span, ingress: None, unsequenced_txn: true };
 }
 
 /// Where an append landed.
@@ -522,7 +530,7 @@ pub trait Log: Send + Sync + 'static {
         records: bytes::Bytes,
         mark: IngressMark,
     ) -> Result<AppendInfo, StorageError> {
-        let how = Append { counts: batch::Counts::Exact, ingress: Some(mark) };
+        let how = Append { ingress: Some(mark), ..Append::CLIENT };
         self.append_with(name, partition, records, how).await
     }
 

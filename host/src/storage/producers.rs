@@ -54,6 +54,9 @@ pub const BATCHES_REMEMBERED: usize = 5;
 /// `i16::MAX - 1` or more is exhausted).
 pub const MAX_EPOCH: i16 = i16::MAX - 1;
 
+/// A batch's base sequence when it has none (Kafka's `RecordBatch.NO_SEQUENCE`).
+pub const NO_SEQUENCE: i32 = -1;
+
 /// One stored batch of a producer, as remembered for duplicate detection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BatchMeta {
@@ -132,9 +135,15 @@ impl ProducerEntry {
         if self.batches.len() == BATCHES_REMEMBERED {
             self.batches.pop_front();
         }
+        self.touch(&meta);
+        self.batches.push_back(meta);
+    }
+
+    /// A stored batch of the producer that is not one of its sequenced batches (the host's,
+    /// in its transaction): only the offset and time of its last write move.
+    fn touch(&mut self, meta: &BatchMeta) {
         self.last_offset = self.last_offset.max(meta.last_offset());
         self.last_timestamp = meta.max_timestamp;
-        self.batches.push_back(meta);
     }
 
     /// Move to a newer epoch: the batches of the older one are forgotten (its sequences start
@@ -328,10 +337,18 @@ impl ProducerStateTable {
     /// that mixes duplicates with new batches (no client sends that: a retried request carries
     /// the same batches, and a failed append stores none of them) is refused with
     /// INVALID_RECORD rather than acknowledging records it would not store.
+    ///
+    /// With `unsequenced_txn`, a transactional batch with no sequence (-1) is the host's own,
+    /// in its producer's open transaction (see [`Append::unsequenced_txn`]): its epoch and the
+    /// transaction are checked as any batch's, its sequence is not, and it is not remembered
+    /// among the producer's batches (the producer's own sequences go on around it).
+    ///
+    /// [`Append::unsequenced_txn`]: crate::storage::Append::unsequenced_txn
     pub fn check(
         &self,
         headers: &[BatchHeader],
         latest_epoch: impl Fn(i64) -> Option<i16>,
+        unsequenced_txn: bool,
     ) -> Result<Checked, StorageError> {
         let mut scratch: Vec<(i64, Option<ProducerEntry>)> = Vec::new();
         let mut duplicates: Vec<BatchMeta> = Vec::new();
@@ -362,7 +379,10 @@ impl ProducerStateTable {
             let entry = &mut scratch[slot].1;
             let meta = BatchMeta::of(h);
             let (epoch, seq) = (h.producer_epoch, h.base_sequence);
-            if let Some(original) = entry.as_ref().and_then(|e| e.duplicate_of(epoch, seq, meta.last_seq)) {
+            let unsequenced = unsequenced_txn && seq == NO_SEQUENCE && h.is_transactional();
+            if !unsequenced
+                && let Some(original) = entry.as_ref().and_then(|e| e.duplicate_of(epoch, seq, meta.last_seq))
+            {
                 duplicates.push(original);
                 continue;
             }
@@ -374,6 +394,13 @@ impl ProducerStateTable {
                 )));
             }
             let e = match entry {
+                None if unsequenced => entry.insert(ProducerEntry::new(epoch)),
+                Some(e) if unsequenced && epoch >= e.epoch => {
+                    if epoch > e.epoch {
+                        e.bump(epoch);
+                    }
+                    e
+                }
                 None => {
                     if seq != 0 {
                         return Err(StorageError::UnknownProducerId(format!(
@@ -408,7 +435,11 @@ impl ProducerStateTable {
                     e
                 }
             };
-            e.push(meta);
+            if unsequenced {
+                e.touch(&meta);
+            } else {
+                e.push(meta);
+            }
             match (e.txn_first_offset, h.is_transactional()) {
                 (Some(first), false) => {
                     return Err(StorageError::InvalidTxnState(format!(
@@ -548,7 +579,12 @@ impl ProducerStateTable {
         if epoch > entry.epoch {
             entry.bump(epoch);
         }
-        entry.push(BatchMeta::of(header));
+        if header.base_sequence == NO_SEQUENCE && header.is_transactional() {
+            // The host's own batch in the producer's transaction (see `check`).
+            entry.touch(&BatchMeta::of(header));
+        } else {
+            entry.push(BatchMeta::of(header));
+        }
         if header.is_transactional() && entry.txn_first_offset.is_none() {
             entry.txn_first_offset = Some(header.base_offset);
             self.open.insert((header.base_offset, pid));
@@ -711,7 +747,7 @@ mod tests {
 
     /// Check and commit one batch; the result's base offset or error code.
     fn append(table: &mut ProducerStateTable, h: BatchHeader) -> Result<Checked, StorageError> {
-        let checked = table.check(&[h], none)?;
+        let checked = table.check(&[h], none, false)?;
         if let Checked::Append(p) = checked {
             table.commit(p);
             return Ok(Checked::Append(Pending::default()));
@@ -784,9 +820,9 @@ mod tests {
     fn the_host_wide_epoch_fences_older_epochs() {
         let t = ProducerStateTable::new();
         let latest = |pid: i64| (pid == 1).then_some(5);
-        assert_eq!(t.check(&[header(1, 4, 0, 1, 0)], latest).unwrap_err().kafka_code(), 47);
-        assert!(matches!(t.check(&[header(1, 5, 0, 1, 0)], latest), Ok(Checked::Append(_))));
-        assert!(matches!(t.check(&[header(2, 0, 0, 1, 0)], latest), Ok(Checked::Append(_))));
+        assert_eq!(t.check(&[header(1, 4, 0, 1, 0)], latest, false).unwrap_err().kafka_code(), 47);
+        assert!(matches!(t.check(&[header(1, 5, 0, 1, 0)], latest, false), Ok(Checked::Append(_))));
+        assert!(matches!(t.check(&[header(2, 0, 0, 1, 0)], latest, false), Ok(Checked::Append(_))));
     }
 
     #[test]
@@ -826,7 +862,7 @@ mod tests {
         let t = ProducerStateTable::new();
         let ok =
             [header(1, 0, 0, 2, 0), header(-1, -1, -1, 1, 2), header(1, 0, 2, 3, 3), header(2, 0, 0, 1, 6)];
-        let Checked::Append(p) = t.check(&ok, none).unwrap() else { panic!() };
+        let Checked::Append(p) = t.check(&ok, none, false).unwrap() else { panic!() };
         let mut epochs: Vec<_> = p.epochs().collect();
         epochs.sort();
         assert_eq!(epochs, vec![(1, 0), (2, 0)]);
@@ -836,13 +872,13 @@ mod tests {
 
         // The second batch has a gap: nothing of the append counts.
         let bad = [header(1, 0, 5, 1, 7), header(1, 0, 7, 1, 8)];
-        assert_eq!(t.check(&bad, none).unwrap_err().kafka_code(), 45);
+        assert_eq!(t.check(&bad, none, false).unwrap_err().kafka_code(), 45);
         assert_eq!(t.get(1).unwrap().last_seq(), 4);
         // A batch repeated within one append is a duplicate of the first: mixed, refused.
         let twice = [header(1, 0, 5, 1, 7), header(1, 0, 5, 1, 8)];
-        assert_eq!(t.check(&twice, none).unwrap_err().kafka_code(), 87);
+        assert_eq!(t.check(&twice, none, false).unwrap_err().kafka_code(), 87);
         // A retried two-batch append is a duplicate as a whole: the original offsets.
-        match t.check(&[header(1, 0, 0, 2, 50), header(1, 0, 2, 3, 52)], none).unwrap() {
+        match t.check(&[header(1, 0, 0, 2, 50), header(1, 0, 2, 3, 52)], none, false).unwrap() {
             Checked::Duplicate { base_offset, last_offset } => assert_eq!((base_offset, last_offset), (0, 5)),
             other => panic!("{other:?}"),
         }
@@ -917,6 +953,51 @@ mod tests {
         // The LSO never leaves [log start, high watermark].
         assert_eq!(t.last_stable_offset(9, 12), 9);
         assert_eq!(t.last_stable_offset(0, 5), 5);
+    }
+
+    #[test]
+    fn the_hosts_unsequenced_batches_join_the_transaction_and_leave_the_sequences_alone() {
+        let mut t = ProducerStateTable::new();
+        let host = |t: &mut ProducerStateTable, h: BatchHeader| -> Result<(), StorageError> {
+            match t.check(&[h], none, true)? {
+                Checked::Append(p) => {
+                    t.commit(p);
+                    Ok(())
+                }
+                Checked::Duplicate { .. } => panic!("an unsequenced batch is never a duplicate"),
+            }
+        };
+        // A client may not send one: the sequence checks refuse it.
+        assert_eq!(code(t.check(&[txn(1, 0, NO_SEQUENCE, 1, 0)], none, false)), 59);
+        // The host's opens the transaction on a partition the producer never wrote.
+        host(&mut t, txn(1, 0, NO_SEQUENCE, 2, 0)).unwrap();
+        assert_eq!(t.get(1).unwrap().txn_first_offset(), Some(0));
+        assert_eq!(t.get(1).unwrap().last_seq(), -1, "no sequence remembered");
+        // The producer's own batches start at 0 around the host's, which may come again.
+        append(&mut t, txn(1, 0, 0, 1, 2)).unwrap();
+        host(&mut t, txn(1, 0, NO_SEQUENCE, 1, 3)).unwrap();
+        host(&mut t, txn(1, 0, NO_SEQUENCE, 1, 4)).unwrap();
+        append(&mut t, txn(1, 0, 1, 1, 5)).unwrap();
+        assert_eq!(t.get(1).unwrap().batches().map(|b| b.first_seq).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(t.last_stable_offset(0, 6), 0);
+        // Only transactional: an idempotent batch without a sequence is refused.
+        assert_eq!(code(t.check(&[header(2, 0, NO_SEQUENCE, 1, 6)], none, true)), 59);
+        // An older epoch is fenced; once the marker closed it, a late one cannot reopen it.
+        end(&mut t, 1, 1, false, 6).unwrap();
+        assert_eq!(code(t.check(&[txn(1, 0, NO_SEQUENCE, 1, 7)], none, true)), 47);
+        t.register_txn(1, 2);
+        assert_eq!(code(t.check(&[txn(1, 1, NO_SEQUENCE, 1, 7)], none, true)), 48, "registered at 2");
+        assert_eq!(code(t.check(&[txn(1, 3, NO_SEQUENCE, 1, 7)], none, true)), 48, "not at 3");
+        host(&mut t, txn(1, 2, NO_SEQUENCE, 1, 7)).unwrap();
+        assert_eq!(t.aborted_between(0, 8), vec![aborted(1, 0, 6)]);
+        // Replayed, the log gives the same state.
+        let mut r = ProducerStateTable::new();
+        r.replay(&txn(1, 0, NO_SEQUENCE, 2, 0));
+        r.replay(&txn(1, 0, 0, 1, 2));
+        r.replay(&txn(1, 0, NO_SEQUENCE, 1, 3));
+        r.replay(&txn(1, 0, 1, 1, 5));
+        assert_eq!(r.get(1).unwrap().batches().map(|b| b.first_seq).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(r.get(1).unwrap().txn_first_offset(), Some(0));
     }
 
     #[test]
@@ -1005,7 +1086,10 @@ mod tests {
         assert!(matches!(refused, StorageError::InvalidTxnState(_)), "{refused:?}");
         assert_eq!(refused.kafka_code(), 48);
         // Within one append too, all or nothing.
-        assert_eq!(t.check(&[txn(1, 0, 1, 1, 1), header(1, 0, 2, 1, 2)], none).unwrap_err().kafka_code(), 48);
+        assert_eq!(
+            t.check(&[txn(1, 0, 1, 1, 1), header(1, 0, 2, 1, 2)], none, false).unwrap_err().kafka_code(),
+            48
+        );
         assert_eq!(t.get(1).unwrap().last_seq(), 0, "nothing of it counted");
         // Other producers are not concerned.
         append(&mut t, header(2, 0, 0, 1, 1)).unwrap();
@@ -1023,9 +1107,9 @@ mod tests {
         let t = ProducerStateTable::new();
         let b = with_attributes(&idempotent_batch(1, -1, -1, -1), 0x20);
         let h = BatchHeader::parse(&b).unwrap();
-        assert_eq!(t.check(&[h], none).unwrap_err().kafka_code(), 87);
+        assert_eq!(t.check(&[h], none, false).unwrap_err().kafka_code(), 87);
         let marker = BatchHeader::parse(&crate::record::batch::end_txn_marker(1, 0, true, 0, 0)).unwrap();
-        assert_eq!(t.check(&[marker], none).unwrap_err().kafka_code(), 87, "not even a real marker");
+        assert_eq!(t.check(&[marker], none, false).unwrap_err().kafka_code(), 87, "not even a real marker");
         assert!(t.is_empty());
     }
 

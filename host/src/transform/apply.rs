@@ -12,11 +12,24 @@
 //! following batch without a producer id. Routed and dead-letter records carry no producer id:
 //! if an append fails after routed records were stored, the producer gets an error and its retry
 //! may store those routed records again (at least once, not exactly once).
+//!
+//! Transactions: what a transform makes of a transactional batch belongs to its transaction.
+//! Records routed to other partitions are first added to the producer's open transaction
+//! (`txn::Coordinator::add_routed`, as AddPartitionsToTxn adds a partition), then stored as
+//! transactional batches of the producer with no sequence (`Append::HOST_TXN`, as Kafka's
+//! coordinator writes a transaction's offsets), so its markers commit or abort them with the
+//! rest; records beyond the batch's own count follow it in one such batch. A failure after
+//! some of them were stored is answered INVALID_RECORD, which makes the client abort the
+//! transaction, rather than a retriable code whose retry would route them again. Dead letters
+//! of a failed transactional batch are written outside the transaction (they record why it
+//! failed, whatever becomes of it).
 
 use super::{Binding, Policy, PoolFailure, Transforms};
 use crate::record::batch::{self, BatchHeader};
 use crate::record::records::{self, EncodeSpec, Header as LogHeader, Record as LogRecord};
-use crate::storage::{AppendInfo, IngressMark, StorageError, TopicMeta, TopicName};
+use crate::storage::producers::NO_SEQUENCE;
+use crate::storage::{Append, AppendInfo, IngressMark, StorageError, TopicMeta, TopicName};
+use crate::txn::Producer;
 use crate::wasm::transform::{
     Emitted, Header as GuestHeader, InputBatch, Record as GuestRecord, TransformFailure,
 };
@@ -56,12 +69,23 @@ impl Transforms {
         }
         let batches = batch::validate(&records, meta.config.max_message_bytes)?;
         let mut input = Vec::new();
-        let mut routed: BTreeMap<String, Vec<LogRecord>> = BTreeMap::new();
+        // (topic, the transaction's producer for records of a transactional batch) → records.
+        let mut routed: BTreeMap<(String, Option<Producer>), Vec<LogRecord>> = BTreeMap::new();
         let mut codec = 0;
         for b in &batches {
             let raw = &records[b.position..b.position + b.size()];
             let header = b.header;
             codec = header.compression();
+            if header.producer_id >= 0 && header.base_sequence == NO_SEQUENCE {
+                // The host writes these into transactions; a client's has a sequence.
+                return Err(StorageError::InvalidRecord(format!(
+                    "a batch of producer {} without a sequence",
+                    header.producer_id
+                )));
+            }
+            let txn = header
+                .is_transactional()
+                .then_some(Producer { id: header.producer_id, epoch: header.producer_epoch });
             // Sequence and epoch first: a batch the log would refuse is not transformed or routed.
             if header.producer_id >= 0 && log.producer_precheck(topic, partition, &header).await?.is_some() {
                 // A retry of a stored batch: the log answers it with the original offsets.
@@ -91,16 +115,7 @@ impl Transforms {
                     for o in outputs {
                         match o.topic {
                             None => own.push(o.record),
-                            // Routed records would land outside the producer's transaction,
-                            // visible even if it aborts.
-                            Some(t) if header.is_transactional() => {
-                                return Err(StorageError::InvalidRecord(format!(
-                                    "transform {}@{} routed a record of a transaction to {t:?}: records of a transaction \
-                                     can only stay in their own topic (routing them is not supported)",
-                                    module.id.name, module.id.version
-                                )));
-                            }
-                            Some(t) => routed.entry(t).or_default().push(o.record),
+                            Some(t) => routed.entry((t, txn)).or_default().push(o.record),
                         }
                     }
                     encode_input(&mut input, &header, &own)?;
@@ -137,7 +152,7 @@ impl Transforms {
                         Policy::Pass => input.extend_from_slice(raw),
                         Policy::DeadLetter(dlq) => {
                             let why = Reason { failure: &failure, module, topic: &topic.topic, partition };
-                            let letters = routed.entry(dlq.clone()).or_default();
+                            let letters = routed.entry((dlq.clone(), None)).or_default();
                             letters.extend(decoded.records.into_iter().map(|r| why.stamp(r)));
                             encode_input(&mut input, &header, &[])?;
                         }
@@ -145,17 +160,23 @@ impl Transforms {
                 }
             }
         }
-        for (name, records) in routed {
-            self.route(&topic.tenant, &name, records, codec).await.map_err(|e| match e {
-                // Not the input topic's fault, and not something a retry fixes: clients would
-                // retry these codes (and store the routed records again each time).
-                StorageError::UnknownTopicOrPartition
-                | StorageError::MessageTooLarge { .. }
-                | StorageError::InvalidTopic(_) => {
-                    StorageError::InvalidRecord(format!("routing the transform's records to {name:?}: {e}"))
-                }
-                e => e,
-            })?;
+        // Whether records of a transaction were stored already: a retry would route them again.
+        let mut in_txn = false;
+        for ((name, txn), records) in routed {
+            self.route(&topic.tenant, &name, records, codec, txn)
+                .await
+                .map_err(|e| match e {
+                    // Not the input topic's fault, and not something a retry fixes: clients would
+                    // retry these codes (and store the routed records again each time).
+                    StorageError::UnknownTopicOrPartition
+                    | StorageError::MessageTooLarge { .. }
+                    | StorageError::InvalidTopic(_) => StorageError::InvalidRecord(format!(
+                        "routing the transform's records to {name:?}: {e}"
+                    )),
+                    e => e,
+                })
+                .map_err(|e| abortable(e, in_txn))?;
+            in_txn |= txn.is_some();
         }
         if input.is_empty() {
             // Every record dropped and no producer state to keep: nothing appended, no offset.
@@ -164,8 +185,10 @@ impl Transforms {
             let (start, _) = log.offsets(topic, partition).await?;
             return Ok(AppendInfo { base_offset: -1, last_offset: -1, log_start_offset: start });
         }
-        let how = crate::storage::Append { counts: batch::Counts::Span, ingress };
-        log.append_with(topic, partition, Bytes::from(input), how).await
+        // The input's own batches keep their sequences; records a transform added to a
+        // transactional batch follow it unsequenced (see `encode_input`).
+        let how = Append { ingress, ..Append::HOST_TXN };
+        log.append_with(topic, partition, Bytes::from(input), how).await.map_err(|e| abortable(e, in_txn))
     }
 
     async fn call(
@@ -199,14 +222,16 @@ impl Transforms {
     }
 
     /// Append `records` to `tenant`'s topic `name`, each in the partition of its key (Kafka's
-    /// murmur2 partitioner) or, keyless, spread over the partitions; batches without a producer
-    /// id, in `codec`, split where a batch would exceed the topic's max.message.bytes.
+    /// murmur2 partitioner) or, keyless, spread over the partitions, in `codec`, split where a
+    /// batch would exceed the topic's max.message.bytes: batches without a producer id, or with
+    /// `txn`, in its open transaction (the partitions joined to it first).
     async fn route(
         &self,
         tenant: &str,
         name: &str,
         records: Vec<LogRecord>,
         codec: u8,
+        txn: Option<Producer>,
     ) -> Result<(), StorageError> {
         let topic = TopicName::new(tenant, self.shared.cfg.namespace.clone(), name);
         let meta = self.routed_topic(&topic).await?;
@@ -218,13 +243,56 @@ impl Transforms {
             };
             per_partition.entry(p).or_default().push(r);
         }
+        if let Some(producer) = txn {
+            let partitions: Vec<(String, i32)> =
+                per_partition.keys().map(|p| (name.to_string(), *p)).collect();
+            self.join_transaction(tenant, producer, &partitions).await?;
+        }
+        let spec = EncodeSpec {
+            producer_id: txn.map_or(-1, |t| t.id),
+            producer_epoch: txn.map_or(-1, |t| t.epoch),
+            ..EncodeSpec::plain(codec, -1)
+        };
+        let how = if txn.is_some() { Append::HOST_TXN } else { Append::HOST };
         let max = meta.config.max_message_bytes as usize;
         for (p, records) in per_partition {
             let mut out = Vec::new();
-            encode_split(&mut out, &records, codec, max)?;
-            self.shared.log.append_host(&topic, p, Bytes::from(out)).await?;
+            encode_split(&mut out, &records, &spec, txn.is_some(), max)?;
+            self.shared.log.append_with(&topic, p, Bytes::from(out), how).await?;
         }
         Ok(())
+    }
+
+    /// Add `partitions` (of `tenant`'s topics) to `producer`'s open transaction.
+    async fn join_transaction(
+        &self,
+        tenant: &str,
+        producer: Producer,
+        partitions: &[(String, i32)],
+    ) -> Result<(), StorageError> {
+        use guise_guest_sdk::error as codes;
+        let Some(txn) = &self.shared.txn else {
+            return Err(StorageError::TransactionsUnsupported(
+                "records a transform routes from a transaction need the transaction coordinator".into(),
+            ));
+        };
+        let why = |what: &str| {
+            format!(
+                "adding {partitions:?} to the transaction of producer {} at epoch {}: {what}",
+                producer.id, producer.epoch
+            )
+        };
+        txn.add_routed(tenant, producer, partitions).await.map_err(|code| match code {
+            codes::INVALID_PRODUCER_EPOCH | codes::PRODUCER_FENCED => {
+                StorageError::InvalidProducerEpoch(why("the producer was fenced"))
+            }
+            codes::INVALID_TXN_STATE
+            | codes::CONCURRENT_TRANSACTIONS
+            | codes::INVALID_PRODUCER_ID_MAPPING => {
+                StorageError::InvalidTxnState(why("its transaction is no longer open"))
+            }
+            code => StorageError::Busy(why(&format!("the coordinator answered error {code}"))),
+        })
     }
 
     /// A routed or dead-letter topic, created when missing if auto-creation is on.
@@ -284,15 +352,6 @@ fn encode_input(out: &mut Vec<u8>, h: &BatchHeader, own: &[LogRecord]) -> Result
         return Ok(());
     }
     let first = own.len().min(h.records_count.max(0) as usize);
-    if h.is_transactional() && own.len() > first {
-        // Records beyond the batch's sequence span would need a batch of their own, outside
-        // the producer's transaction.
-        return Err(StorageError::InvalidRecord(format!(
-            "the transform made {} records of a transactional batch of {}: a transaction's batch may not grow",
-            own.len(),
-            h.records_count
-        )));
-    }
     // Records the transform kept in their order keep their offsets (the producer computes each
     // record's offset from the batch's base); anything else is numbered from the base. A
     // transaction's batch stays one (it commits or aborts with the transaction).
@@ -303,23 +362,58 @@ fn encode_input(out: &mut Vec<u8>, h: &BatchHeader, own: &[LogRecord]) -> Result
             .map_err(encode_error)?,
     );
     if own.len() > first {
-        out.extend(records::encode(&own[first..], &spec(false, None)).map_err(encode_error)?);
+        // Beyond the producer's sequence span: without a producer id, or, of a transactional
+        // batch, in its transaction without a sequence.
+        let rest = match h.is_transactional() {
+            true => EncodeSpec { base_sequence: NO_SEQUENCE, ..spec(true, None) },
+            false => spec(false, None),
+        };
+        out.extend(
+            records::encode_rewrite(&own[first..], &rest, None, h.is_transactional())
+                .map_err(encode_error)?,
+        );
     }
     Ok(())
 }
 
-/// Encode `records` without a producer id into batches of at most `max` bytes where possible
-/// (halving; a single record larger than `max` is left for the log to refuse).
-fn encode_split(out: &mut Vec<u8>, records: &[LogRecord], codec: u8, max: usize) -> Result<(), StorageError> {
-    let spec = EncodeSpec::plain(codec, -1);
-    let encoded = records::encode(records, &spec).map_err(encode_error)?;
+/// Encode `records` as `spec` says (`transactional` or not) into batches of at most `max`
+/// bytes where possible (halving; a single record larger than `max` is left for the log to
+/// refuse).
+fn encode_split(
+    out: &mut Vec<u8>,
+    records: &[LogRecord],
+    spec: &EncodeSpec,
+    transactional: bool,
+    max: usize,
+) -> Result<(), StorageError> {
+    let encoded = records::encode_rewrite(records, spec, None, transactional).map_err(encode_error)?;
     if encoded.len() <= max || records.len() == 1 {
         out.extend(encoded);
         return Ok(());
     }
     let (a, b) = records.split_at(records.len() / 2);
-    encode_split(out, a, codec, max)?;
-    encode_split(out, b, codec, max)
+    encode_split(out, a, spec, transactional, max)?;
+    encode_split(out, b, spec, transactional, max)
+}
+
+/// The error of a produce that failed after records of its transaction were routed and stored
+/// (`stored`): a code the client retries would route them again, so anything retriable becomes
+/// INVALID_RECORD, and the client aborts the transaction (with those records).
+fn abortable(e: StorageError, stored: bool) -> StorageError {
+    match e {
+        StorageError::Busy(_)
+        | StorageError::Io(_)
+        | StorageError::NotLeader(_)
+        | StorageError::Unavailable(_)
+            if stored =>
+        {
+            StorageError::InvalidRecord(format!(
+                "records the transform routed in this transaction were stored, then the batch failed ({e}); \
+                 abort the transaction"
+            ))
+        }
+        e => e,
+    }
 }
 
 fn encode_error(e: records::RecordsError) -> StorageError {

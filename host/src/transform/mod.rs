@@ -274,6 +274,9 @@ struct Shared {
     calls: Mutex<HashMap<String, Arc<TenantCalls>>>,
     /// The threads the calls run on.
     pool: Pool,
+    /// The transaction coordinator, which routed records of a transaction join (none: such
+    /// records are refused).
+    txn: Option<Arc<crate::txn::Coordinator>>,
 }
 
 impl Shared {
@@ -393,12 +396,14 @@ impl Transforms {
     /// internal topics (no binding may name one). Every tenant's registry under the directory
     /// is opened and each transform's active version activated. A version that cannot be
     /// loaded is logged and its topics fail closed until it is rolled back, redeployed or
-    /// deleted.
+    /// deleted. Records a transform routes from a transactional batch join the producer's
+    /// transaction through `txn`.
     pub fn open(
         cfg: TransformsConfig,
         log: Arc<dyn Log>,
         compiler: &Compiler,
         internal: Arc<InternalTopics>,
+        txn: Option<Arc<crate::txn::Coordinator>>,
     ) -> Result<Self, TransformError> {
         let engine = TransformEngine::new(compiler.engine().clone()).map_err(RegistryError::Refused)?;
         let transforms = Transforms {
@@ -412,6 +417,7 @@ impl Transforms {
                 counter: AtomicU64::new(0),
                 calls: Mutex::new(HashMap::new()),
                 pool: Pool::default(),
+                txn,
             }),
             compiler: compiler.clone(),
             registries: Mutex::new(BTreeMap::new()),

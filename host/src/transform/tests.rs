@@ -40,7 +40,7 @@ impl Fixture {
             TransformsConfig { dir: Some(dir.path().join("transforms")), ..TransformsConfig::disabled() };
         let mut internal = InternalTopics::new();
         crate::coord::Coordinator::register_internal(&mut internal, "default");
-        let transforms = Transforms::open(cfg, log.clone(), &compiler, Arc::new(internal)).unwrap();
+        let transforms = Transforms::open(cfg, log.clone(), &compiler, Arc::new(internal), None).unwrap();
         Fixture { dir, log, compiler, transforms }
     }
 

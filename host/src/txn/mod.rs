@@ -72,7 +72,7 @@ impl Default for TxnConfig {
 }
 
 /// A producer id and epoch, as the requests carry them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Producer {
     pub id: i64,
     pub epoch: i16,
@@ -389,6 +389,36 @@ impl Coordinator {
         producer: Producer,
         partitions: &[(String, i32)],
     ) -> Vec<i16> {
+        self.add_partitions_to(tenant, id, producer, partitions, false).await
+    }
+
+    /// A tenant transform routed records of `producer`'s transactional batch (which passed
+    /// [`verify_append`](Self::verify_append)) to these partitions of the tenant's topics: add
+    /// them to the producer's open transaction, so that its markers end them there too. Only
+    /// an open transaction is joined: if it ended meanwhile, INVALID_TXN_STATE (a late batch
+    /// must not begin the producer's next one).
+    pub async fn add_routed(
+        &self,
+        tenant: &str,
+        producer: Producer,
+        partitions: &[(String, i32)],
+    ) -> Result<(), i16> {
+        let t = self.tenant(tenant).await.map_err(|_| codes::COORDINATOR_NOT_AVAILABLE)?;
+        let id = t.view.lock().by_producer.get(&producer.id).cloned().ok_or(codes::INVALID_TXN_STATE)?;
+        let answers = self.add_partitions_to(tenant, &id, producer, partitions, true).await;
+        answers.into_iter().find(|c| *c != codes::NONE).map_or(Ok(()), Err)
+    }
+
+    /// [`add_partitions`](Self::add_partitions); with `ongoing_only`, to the open transaction
+    /// only (INVALID_TXN_STATE when none is).
+    async fn add_partitions_to(
+        &self,
+        tenant: &str,
+        id: &str,
+        producer: Producer,
+        partitions: &[(String, i32)],
+        ongoing_only: bool,
+    ) -> Vec<i16> {
         let all = |code| vec![code; partitions.len()];
         let (t, mut guard) = match self.lock_id(tenant, id).await {
             Ok(x) => x,
@@ -400,6 +430,9 @@ impl Coordinator {
         };
         if meta.state.is_prepared() {
             return all(codes::CONCURRENT_TRANSACTIONS);
+        }
+        if ongoing_only && meta.state != TxnState::Ongoing {
+            return all(codes::INVALID_TXN_STATE);
         }
         let unknown: Vec<bool> = partitions
             .iter()

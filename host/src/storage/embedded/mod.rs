@@ -322,7 +322,7 @@ impl EmbeddedLog {
         partition: i32,
         records: bytes::Bytes,
     ) -> Result<AppendInfo, StorageError> {
-        self.append_counted(name, partition, records, batch::Counts::Exact)
+        self.append_counted(name, partition, records, crate::storage::Append::CLIENT)
     }
 
     pub fn append_counted(
@@ -330,12 +330,12 @@ impl EmbeddedLog {
         name: &TopicName,
         partition: i32,
         records: bytes::Bytes,
-        counts: batch::Counts,
+        how: crate::storage::Append,
     ) -> Result<AppendInfo, StorageError> {
         let (topic, p) = self.partition(name, partition)?;
         let config = &topic.meta.config;
         let records = crate::storage::conform(config, records)?;
-        let batches = batch::validate_with(&records, config.max_message_bytes, counts)?;
+        let batches = batch::validate_with(&records, config.max_message_bytes, how.counts)?;
         if config.cleanup_policy.compact {
             cleaner::check_keys(
                 &records,
@@ -348,7 +348,7 @@ impl EmbeddedLog {
         // With every-batch, fsynced before the append returns (hence before the produce is
         // acknowledged) and before readers see it; a failed fsync fails the append as a whole.
         let sync = self.defaults.fsync == FsyncPolicy::EveryBatch;
-        p.append(&records, &batches, &partition_config(config), sync, &self.epochs)
+        p.append(&records, &batches, &partition_config(config), sync, &self.epochs, how.unsequenced_txn)
     }
 
     pub fn producer_precheck(
@@ -622,7 +622,7 @@ impl Log for EmbeddedLog {
         records: bytes::Bytes,
         how: crate::storage::Append,
     ) -> Result<AppendInfo, StorageError> {
-        EmbeddedLog::append_counted(self, name, partition, records, how.counts)
+        EmbeddedLog::append_counted(self, name, partition, records, how)
     }
 
     async fn producer_precheck(

@@ -298,9 +298,10 @@ impl Partition {
         config: &PartitionConfig,
         sync: bool,
         epochs: &ProducerEpochs,
+        unsequenced_txn: bool,
     ) -> Result<AppendInfo, StorageError> {
         self.append_checked(records, batches, config, sync, epochs, |producers, headers| {
-            producers.check(headers, |pid| epochs.latest(pid))
+            producers.check(headers, |pid| epochs.latest(pid), unsequenced_txn)
         })
     }
 
@@ -455,7 +456,8 @@ impl Partition {
     ) -> Result<Option<(i64, i64)>, StorageError> {
         // Under the writer lock: not while an append is between its check and its commit.
         let _writer = self.writer.lock();
-        let checked = self.producers.read().check(std::slice::from_ref(header), |pid| epochs.latest(pid))?;
+        let checked =
+            self.producers.read().check(std::slice::from_ref(header), |pid| epochs.latest(pid), false)?;
         match checked {
             Checked::Duplicate { base_offset, last_offset } => Ok(Some((base_offset, last_offset))),
             Checked::Append(_) => Ok(None),

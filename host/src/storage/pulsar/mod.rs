@@ -628,7 +628,7 @@ impl Log for PulsarLog {
                 let max = crate::storage::max_decompressed(&meta.config);
                 crate::storage::compaction::check_keys(&records, &batches, &meta.name, partition, max)?;
             }
-            p.append(&shared, records, batches, meta.config.entry_format, how.ingress).await
+            p.append(&shared, records, batches, meta.config.entry_format, how).await
         })
         .await
     }

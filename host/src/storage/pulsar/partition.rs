@@ -369,7 +369,7 @@ impl Partition {
     }
 
     /// See [`Log::append`](crate::storage::Log::append): `batches` are validated already.
-    /// `ingress`: the last ingress message they were made from (see
+    /// `how.ingress`: the last ingress message they were made from (see
     /// [`Log::append_ingress`](crate::storage::Log::append_ingress)).
     pub async fn append(
         &self,
@@ -377,10 +377,10 @@ impl Partition {
         records: Bytes,
         batches: Vec<ValidBatch>,
         format: EntryFormat,
-        ingress: Option<IngressMark>,
+        how: crate::storage::Append,
     ) -> Result<AppendInfo, StorageError> {
-        self.append_checked(shared, records, batches, format, ingress, |producers, headers| {
-            producers.check(headers, |pid| shared.epochs.latest(pid))
+        self.append_checked(shared, records, batches, format, how.ingress, |producers, headers| {
+            producers.check(headers, |pid| shared.epochs.latest(pid), how.unsequenced_txn)
         })
         .await
     }
@@ -564,11 +564,11 @@ impl Partition {
     ) -> Result<Option<(i64, i64)>, StorageError> {
         let mut guard = self.writer.lock().await;
         self.open_locked(shared, &mut guard).await?;
-        let checked = self
-            .state
-            .read()
-            .producers
-            .check(std::slice::from_ref(header), |pid| shared.epochs.latest(pid))?;
+        let checked = self.state.read().producers.check(
+            std::slice::from_ref(header),
+            |pid| shared.epochs.latest(pid),
+            false,
+        )?;
         match checked {
             Checked::Duplicate { base_offset, last_offset } => Ok(Some((base_offset, last_offset))),
             Checked::Append(_) => Ok(None),

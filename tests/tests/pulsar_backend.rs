@@ -631,6 +631,36 @@ fn transactions_commit_abort_and_survive_a_restart(cluster: &Cluster) {
     let b = cluster.host();
     create(&b, "tx", 1, &[]);
     create(&b, "txp", 1, &[("guise.entry.format", "pulsar")]);
+    // A transform routes records of a transaction to another topic: they join it.
+    create(&b, "txr", 1, &[]);
+    create(&b, "txr-vip", 1, &[("guise.entry.format", "pulsar")]);
+    let route = guise_host::transform::BindingSpec {
+        topics: vec!["txr".into()],
+        output_topics: vec!["txr-vip".into()],
+        policy: "reject".parse().unwrap(),
+        config: vec![],
+    };
+    let module =
+        std::fs::read(format!("{}/guise_transform_route_by_key.wasm", guise_host::wasm::GUEST_DIR)).unwrap();
+    guise_host::admin::client::AdminClient::new(b.admin_addr.to_string())
+        .deploy_transform("public", "route", &route, &module)
+        .unwrap();
+    let routing = rd_txn::producer(&b, "txr-id", &[]);
+    let send_vip = |value: &str| {
+        routing
+            .send(rdkafka::producer::BaseRecord::to("txr").partition(0).key("vip-1").payload(value))
+            .unwrap();
+        routing.flush(TIMEOUT).unwrap();
+    };
+    routing.init_transactions(TIMEOUT).unwrap();
+    for (value, commit) in [("r1", true), ("r2", false)] {
+        routing.begin_transaction().unwrap();
+        send_vip(value);
+        if commit { routing.commit_transaction(TIMEOUT) } else { routing.abort_transaction(TIMEOUT) }
+            .unwrap();
+    }
+    routing.begin_transaction().unwrap();
+    send_vip("r3"); // left open across the restart
     let mut producers = Vec::new();
     for topic in ["tx", "txp"] {
         let p = rd_txn::producer(&b, &format!("{topic}-id"), &[]);
@@ -657,6 +687,11 @@ fn transactions_commit_abort_and_survive_a_restart(cluster: &Cluster) {
         assert_eq!(stored_markers(cluster, topic, 0), 4, "{topic}");
     }
     assert!(!cluster.messages(&cluster.partition_topic("__transaction_state", 0)).is_empty());
+    assert_eq!(rd_txn::read(&b, "txr-vip", 0, "read_committed", 1), ["r1"], "routed, recovered");
+    routing.commit_transaction(TIMEOUT).expect("the routed transaction commits after the restart");
+    assert_eq!(rd_txn::read(&b, "txr-vip", 0, "read_committed", 2), ["r1", "r3"]);
+    assert_eq!(rd_txn::read(&b, "txr-vip", 0, "read_uncommitted", 3), ["r1", "r2", "r3"]);
+    assert_eq!(stored_markers(cluster, "txr-vip", 0), 3, "commit, abort, commit on the routed partition");
 }
 
 on_both!(a_replacement_host_finishes_or_aborts_what_the_old_one_left, "txn-takeover");

@@ -21,11 +21,22 @@
 //! records of an aborted transaction are removed, as Kafka's cleaner removes them. A
 //! transactional batch is otherwise filtered like any other, keeps its transactional attribute
 //! when rewritten, and is never dropped (emptied, its header stays), so that the producer state
-//! rebuilt at open finds every transaction where it started and ended. Not done: Kafka also
-//! removes a marker once its transaction's batches are gone and delete.retention.ms has passed;
-//! here the markers and the emptied headers stay (78 and 61 bytes each), because a marker may
-//! only go together with every batch of its transaction (else the rebuilt state would find the
-//! transaction open for ever), which a filter of one batch at a time cannot tell.
+//! rebuilt at open finds every transaction where it started and ended.
+//!
+//! A marker goes once its transaction's records are gone, delete.retention.ms later (Kafka's
+//! `CleanedTransactionMetadata` with KIP-534's delete horizon), and it goes together with the
+//! emptied batches of its transaction: one without the other would leave the rebuilt state with
+//! a transaction open for ever. The engine therefore plans every pass's markers ahead over the
+//! batches' headers ([`MarkerPlanner`]): the first pass that finds a transaction's batches all
+//! empty (an earlier pass removed their records) stamps its marker with a delete horizon (now +
+//! delete.retention.ms, as Kafka stamps the control batch), and the first pass after the horizon
+//! drops the marker and those batches. An aborted transaction whose marker goes is forgotten by
+//! the partition first (`ProducerStateTable::forget_aborted`): listed without its marker, it
+//! would make read-committed consumers skip the producer's later batches. Always kept, as the state rebuilt at open needs them: a
+//! producer's first and last transaction in the cleaned part (the first may have begun below
+//! the log start; the last holds the producer's epoch), a transaction with a batch the
+//! producer's sequence state remembers, and one whose marker or a batch must stay for the
+//! engine's own reason (a group's last batch).
 
 use crate::record::batch::{BatchHeader, ValidBatch};
 use crate::record::records::{self, EncodeSpec, Record, RecordsError};
@@ -186,6 +197,168 @@ pub fn supersedes(header: &BatchHeader, aborted: &AbortedRanges) -> bool {
     !header.is_control() && !aborted
 }
 
+/// One stored batch as the [`MarkerPlanner`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct TxnView {
+    pub base_offset: i64,
+    pub producer_id: i64,
+    pub transactional: bool,
+    pub control: bool,
+    /// It holds no record (an earlier pass, or the filter, removed them).
+    pub empty: bool,
+    pub delete_horizon: Option<i64>,
+    /// It stays, whatever the plan (the engine's or the producer state's reason).
+    pub keep: bool,
+}
+
+impl TxnView {
+    /// The view of a stored batch with `header`.
+    pub fn of(header: &BatchHeader, keep: bool) -> TxnView {
+        TxnView {
+            base_offset: header.base_offset,
+            producer_id: header.producer_id,
+            transactional: header.is_transactional() && header.producer_id >= 0,
+            control: header.is_control(),
+            empty: header.records_count == 0,
+            delete_horizon: header.delete_horizon(),
+            keep,
+        }
+    }
+}
+
+/// Plans which transaction markers a pass stamps with a delete horizon and which it drops, with
+/// their transactions' batches (see the module docs): fed every batch of the part a pass
+/// cleans, in offset order.
+#[derive(Debug)]
+pub struct MarkerPlanner {
+    now_ms: i64,
+    plan: MarkerPlan,
+    /// Per producer, the batches of its transaction since its last marker, and whether they
+    /// are all gone (no record, nothing that must stay).
+    open: HashMap<i64, (Vec<i64>, bool)>,
+    /// Producers whose marker was seen: a transaction after it began in the cleaned part.
+    ended: HashSet<i64>,
+    /// Per producer, its last transaction that may go (marker and batches): it goes once a
+    /// later marker of the producer shows it was not the last.
+    expired: HashMap<i64, Vec<i64>>,
+}
+
+/// What [`MarkerPlanner`] decided.
+#[derive(Debug, Default)]
+pub struct MarkerPlan {
+    /// Base offsets of the batches and markers to drop.
+    drop: HashSet<i64>,
+    /// Base offsets of the markers to stamp with `horizon`.
+    stamp: HashSet<i64>,
+    horizon: i64,
+}
+
+impl MarkerPlanner {
+    pub fn new(now_ms: i64, delete_retention_ms: i64) -> MarkerPlanner {
+        MarkerPlanner {
+            now_ms,
+            plan: MarkerPlan {
+                horizon: now_ms.saturating_add(delete_retention_ms.max(0)),
+                ..MarkerPlan::default()
+            },
+            open: HashMap::new(),
+            ended: HashSet::new(),
+            expired: HashMap::new(),
+        }
+    }
+
+    pub fn see(&mut self, v: TxnView) {
+        if !v.transactional {
+            return;
+        }
+        let pid = v.producer_id;
+        if !v.control {
+            let (batches, gone) = self.open.entry(pid).or_insert_with(|| (Vec::new(), true));
+            batches.push(v.base_offset);
+            *gone &= v.empty && !v.keep;
+            return;
+        }
+        // A later marker: the producer's transaction before may go.
+        if let Some(gone) = self.expired.remove(&pid) {
+            self.plan.drop.extend(gone);
+        }
+        let txn = self.open.remove(&pid);
+        let began_here = !self.ended.insert(pid);
+        let Some((mut batches, true)) = txn else { return };
+        if !began_here || v.keep {
+            return;
+        }
+        match v.delete_horizon {
+            None => {
+                self.plan.stamp.insert(v.base_offset);
+            }
+            Some(h) if self.now_ms >= h => {
+                batches.push(v.base_offset);
+                self.expired.insert(pid, batches);
+            }
+            Some(_) => {}
+        }
+    }
+
+    pub fn finish(self) -> MarkerPlan {
+        self.plan
+    }
+}
+
+impl MarkerPlan {
+    /// Whether the plan drops the batch at `offset`.
+    pub fn drops(&self, offset: i64) -> bool {
+        self.drop.contains(&offset)
+    }
+
+    /// Whether the plan changes anything.
+    pub fn is_empty(&self) -> bool {
+        self.drop.is_empty() && self.stamp.is_empty()
+    }
+
+    /// What the plan does with the stored batch `bytes`; None: nothing (the filter decides).
+    pub fn apply(&self, bytes: &[u8], stats: &mut CleanStats) -> Option<Output> {
+        if self.is_empty() {
+            return None;
+        }
+        let header = BatchHeader::parse(bytes).ok()?;
+        if self.drop.contains(&header.base_offset) {
+            let records = u64::try_from(header.records_count).unwrap_or(0);
+            stats.records_read += records;
+            stats.records_removed += records;
+            stats.bytes_read += bytes.len() as u64;
+            return Some(Output::Dropped);
+        }
+        if header.is_control() && self.stamp.contains(&header.base_offset) {
+            stats.bytes_read += bytes.len() as u64;
+            return Some(match stamp_marker(bytes, &header, self.horizon) {
+                Ok(stamped) => Output::Rewritten(stamped),
+                Err(e) => {
+                    tracing::warn!(offset = header.base_offset, error = %e, "the cleaner cannot stamp this marker; it is kept as it is");
+                    Output::Unchanged
+                }
+            });
+        }
+        None
+    }
+}
+
+/// The marker `bytes` (a control batch) again, with delete horizon `horizon` (KIP-534: the
+/// attribute bit and the base timestamp; its record keeps its timestamp).
+fn stamp_marker(bytes: &[u8], header: &BatchHeader, horizon: i64) -> Result<Vec<u8>, RecordsError> {
+    let decoded = records::decode(bytes, bytes.len().max(1 << 10))?;
+    let mut out =
+        records::encode_rewrite(&decoded.records, &EncodeSpec::like(header, 0), Some(horizon), true)?;
+    let attributes = i16::from_be_bytes([out[21], out[22]]) | crate::record::batch::CONTROL;
+    out[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&out[crate::record::batch::CRC_START..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    // Outside the CRC: the stored base offset and the producer's leader epoch.
+    out[0..8].copy_from_slice(&header.base_offset.to_be_bytes());
+    out[12..16].copy_from_slice(&header.partition_leader_epoch.to_be_bytes());
+    Ok(out)
+}
+
 /// What the filter does with one batch.
 pub enum Output {
     /// Copied as it is.
@@ -203,12 +376,17 @@ pub struct Filter<'a> {
     pub aborted: &'a AbortedRanges,
     pub config: &'a CleanConfig,
     pub now_ms: i64,
+    /// The markers this pass stamps or drops, with their transactions' batches.
+    pub markers: &'a MarkerPlan,
 }
 
 impl Filter<'_> {
     /// Filter one stored batch; `keep_empty`: keep it as an empty batch if all its records go
-    /// (a transactional batch always is).
+    /// (a transactional batch always is, unless the marker plan drops it).
     pub fn batch(&self, bytes: &[u8], keep_empty: bool, stats: &mut CleanStats) -> Output {
+        if let Some(output) = self.markers.apply(bytes, stats) {
+            return output;
+        }
         stats.bytes_read += bytes.len() as u64;
         let Ok(header) = BatchHeader::parse(bytes) else { return Output::Unchanged };
         if header.is_control() {

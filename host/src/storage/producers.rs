@@ -246,9 +246,17 @@ pub struct ProducerStateTable {
     /// never registered (a log used without a coordinator) are not checked. Not persisted: the
     /// coordinator registers its open transactions' partitions again when it loads.
     registered: HashMap<i64, Option<i16>>,
+    /// Whether the partition has held a transaction (a transactional batch or a marker).
+    transactional: bool,
 }
 
 impl ProducerStateTable {
+    /// Whether the partition has held a transaction since its state was built (its log
+    /// replayed): the cleaner plans markers only then.
+    pub fn has_transactions(&self) -> bool {
+        self.transactional
+    }
+
     pub fn new() -> ProducerStateTable {
         ProducerStateTable::default()
     }
@@ -307,6 +315,16 @@ impl ProducerStateTable {
     /// in the order of their markers.
     pub fn aborted(&self) -> impl Iterator<Item = &AbortedTxn> {
         self.aborted.iter().map(|a| &a.txn)
+    }
+
+    /// Forget the aborted transactions whose marker the cleaner drops (`dropped`, by the
+    /// marker's offset), before it does: their batches are empty already, and an aborted
+    /// transaction listed without its marker would make read-committed consumers skip the
+    /// producer's later batches. Returns how many were forgotten.
+    pub fn forget_aborted(&mut self, dropped: impl Fn(i64) -> bool) -> usize {
+        let before = self.aborted.len();
+        self.aborted.retain(|a| !dropped(a.txn.last_offset));
+        before - self.aborted.len()
     }
 
     /// The aborted transactions a read-committed fetch from `offset` needs when it returns the
@@ -532,6 +550,8 @@ impl ProducerStateTable {
 
     /// Keep the state an accepted append leaves behind (after its batches are stored).
     pub fn commit(&mut self, pending: Pending) {
+        self.transactional |=
+            pending.marker_of.is_some() || pending.entries.iter().any(|(_, e)| e.txn_first_offset.is_some());
         if let Some(pid) = pending.marker_of
             && let Some(registered) = self.registered.get_mut(&pid)
         {
@@ -585,6 +605,7 @@ impl ProducerStateTable {
         } else {
             entry.push(BatchMeta::of(header));
         }
+        self.transactional |= header.is_transactional();
         if header.is_transactional() && entry.txn_first_offset.is_none() {
             entry.txn_first_offset = Some(header.base_offset);
             self.open.insert((header.base_offset, pid));
@@ -652,6 +673,7 @@ impl ProducerStateTable {
             }
             let before = self.entries.get(&pid).and_then(|e| e.txn_first_offset);
             entry.txn_first_offset = s.txn_first_offset;
+            self.transactional |= s.txn_first_offset.is_some();
             self.set_open(pid, before, entry.txn_first_offset);
             self.entries.insert(pid, entry);
         }

@@ -131,6 +131,8 @@ pub(super) struct CleanSnapshot {
     /// The aborted transactions (every transactional batch below the last stable offset is
     /// decided: aborted if one of these spans it, else committed).
     pub aborted: Vec<AbortedTxn>,
+    /// Whether the partition has held a transaction (else there are no markers to plan).
+    pub transactional: bool,
 }
 
 struct View {
@@ -946,14 +948,19 @@ impl Partition {
     /// and the aborted transactions (all as of one moment: no append in between).
     pub fn clean_snapshot(&self) -> CleanSnapshot {
         let _writer = self.writer.lock();
-        let (producer_batches, first_unstable, aborted) = {
+        let (producer_batches, first_unstable, aborted, transactional) = {
             let table = self.producers.read();
             let batches = table
                 .epochs()
                 .filter_map(|(pid, _)| table.get(pid).map(|e| (pid, e)))
                 .flat_map(|(pid, e)| e.batches().map(move |b| (pid, b.base_offset)))
                 .collect();
-            (batches, table.first_unstable_offset(), table.aborted().copied().collect())
+            (
+                batches,
+                table.first_unstable_offset(),
+                table.aborted().copied().collect(),
+                table.has_transactions(),
+            )
         };
         let view = self.view.read();
         let last_stable = producers::last_stable_offset(first_unstable, view.log_start, view.high_watermark);
@@ -976,7 +983,14 @@ impl Partition {
             producer_batches,
             last_stable,
             aborted,
+            transactional,
         }
+    }
+
+    /// See `ProducerStateTable::forget_aborted` (the cleaner, before it drops markers).
+    pub fn forget_aborted(&self, dropped: impl Fn(i64) -> bool) {
+        let _writer = self.writer.lock();
+        self.producers.write().forget_aborted(dropped);
     }
 
     /// Persist the cleaner's checkpoint (the first offset not cleaned yet). Under the writer

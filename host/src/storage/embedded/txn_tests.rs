@@ -410,6 +410,90 @@ fn the_cleaner_stops_at_the_lso_and_keeps_what_transactions_need() {
     assert_eq!(log.last_stable_offset(&name("c"), 0).unwrap(), 12);
 }
 
+/// The batch at `offset` of topic "c" (its header, and whether it is still there).
+fn batch_at(log: &EmbeddedLog, offset: i64) -> Option<batch::BatchHeader> {
+    let bytes = log.read(&name("c"), 0, offset, 1 << 20, true).ok()?.records?;
+    let first = validate_with(&bytes, u32::MAX, Counts::Span).unwrap().remove(0);
+    (first.header.base_offset == offset).then_some(first.header)
+}
+
+#[test]
+fn markers_go_with_their_emptied_transactions_after_delete_retention() {
+    // Segments of 1000 bytes: the transactions under test share the first (the cleaner keeps a
+    // cleaned group's last batch whatever it is); each filler fills one.
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), 1000);
+    let config: Vec<(String, String)> =
+        [("cleanup.policy", "compact"), ("min.cleanable.dirty.ratio", "0.01"), ("delete.retention.ms", "0")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    log.create_topic(&name("c"), 1, &config, false).unwrap();
+    let c = |log: &EmbeddedLog, bytes| append(log, "c", bytes).unwrap();
+    let mut seq = 0;
+    let mut txn = |key: &str, value: &str, commit: bool| {
+        c(&log, keyed(&[(key, value)], 5, seq));
+        seq += 1;
+        end(&log, "c", 5, 0, commit).unwrap()
+    };
+    assert_eq!(txn("x", "x1", true), 1); // 0..=1: the producer's first transaction, kept
+    assert_eq!(txn("a", "a1", true), 3); // 2..=3: committed, superseded at 8
+    assert_eq!(txn("a", "a2", false), 5); // 4..=5: aborted
+    assert_eq!(txn("b", "b1", true), 7); // 6..=7
+    c(&log, keyed(&[("a", "a3")], -1, 0)); // 8
+    // 9..=18: five more, which hold the batches the producer's sequence state remembers.
+    for i in 0..5 {
+        assert_eq!(txn(&format!("c{i}"), "c", true), 10 + 2 * i);
+    }
+    let mut filler = 0;
+    let mut clean = |log: &EmbeddedLog| {
+        // New dirty bytes, so that the cleaner runs again (and rolls a segment).
+        c(log, keyed(&[("z", &format!("z{filler}{}", ".".repeat(900)))], -1, 0));
+        filler += 1;
+        log.clean(crate::storage::now_ms()).unwrap();
+    };
+    let offsets = |log: &EmbeddedLog| (0..=18).filter(|o| batch_at(log, *o).is_some()).collect::<Vec<i64>>();
+
+    // Pass 1 empties the aborted and the superseded transactions.
+    clean(&log);
+    assert_eq!(offsets(&log), (0..=18).collect::<Vec<_>>());
+    assert_eq!(batch_at(&log, 2).unwrap().records_count, 0);
+    assert_eq!(batch_at(&log, 4).unwrap().records_count, 0);
+    assert!(batch_at(&log, 5).unwrap().delete_horizon().is_none(), "not empty yet when planned");
+    // Pass 2 stamps their markers with their delete horizon.
+    clean(&log);
+    assert_eq!(offsets(&log), (0..=18).collect::<Vec<_>>());
+    assert!(batch_at(&log, 3).unwrap().delete_horizon().is_some());
+    assert!(batch_at(&log, 5).unwrap().delete_horizon().is_some());
+    assert!(batch_at(&log, 7).unwrap().delete_horizon().is_none(), "b1 stays");
+    let read_abort = log.read(&name("c"), 0, 5, 1 << 20, true).unwrap().records.unwrap();
+    assert_eq!(batch::control_type(&read_abort), Some(ControlType::Abort), "a stamped marker stays a marker");
+    assert_eq!(read(&log, "c", 0, Isolation::ReadCommitted).aborted, [aborted(5, 4, 5)]);
+    // Pass 3, past the horizon, drops them with their batches, and the aborted transaction
+    // is no longer listed. The first transaction and the last ones stay.
+    clean(&log);
+    assert_eq!(offsets(&log), (0..=18).filter(|o| !(2..=5).contains(o)).collect::<Vec<_>>());
+    assert!(read(&log, "c", 0, Isolation::ReadCommitted).aborted.is_empty());
+    let (records, _) = contents(&log);
+    let values: Vec<&str> =
+        records.iter().map(|(_, _, v)| v.as_str()).filter(|v| !v.starts_with('z')).collect();
+    assert_eq!(values, ["x1", "b1", "a3", "c", "c", "c", "c", "c"]);
+
+    // Nothing is left open, before and after a restart (as after kill -9: not flushed).
+    let hwm = log.offsets(&name("c"), 0).unwrap().1;
+    assert_eq!(log.last_stable_offset(&name("c"), 0).unwrap(), hwm);
+    let state = txn_state(&log, "c");
+    drop(log);
+    let log = open(dir.path(), 1000);
+    assert_eq!(log.last_stable_offset(&name("c"), 0).unwrap(), hwm);
+    let after = txn_state(&log, "c");
+    assert_eq!((after.0, &after.2), (state.0, &state.2), "the same LSO and producers");
+    assert!(read(&log, "c", 0, Isolation::ReadCommitted).aborted.is_empty());
+    // The producer goes on at its next sequence.
+    c(&log, keyed(&[("d", "d1")], 5, seq));
+    end(&log, "c", 5, 0, true).unwrap();
+}
+
 // The property test: random transactional appends, markers, plain appends, DeleteRecords and
 // restarts against a model of the LSO and of the aborted transactions a read-committed read must
 // list (and of the producers' sequences: every append the model expects to succeed must).

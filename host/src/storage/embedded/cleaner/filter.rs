@@ -8,10 +8,41 @@ use super::super::segment::{Batches, Segment};
 use super::swap;
 use crate::record::batch::BatchHeader;
 use crate::storage::CleanStats;
-use crate::storage::compaction::{Filter, Output};
+use crate::storage::compaction::{CleanConfig, Filter, MarkerPlan, MarkerPlanner, Output, TxnView};
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+/// Plan the pass's markers (`storage::compaction::MarkerPlanner`) over the headers of every
+/// batch of `groups`; a group's last batch and the producers' remembered batches stay.
+pub(super) fn plan_markers(
+    groups: &[(Vec<SegmentSnapshot>, i64)],
+    producer_batches: &HashSet<(i64, i64)>,
+    config: &CleanConfig,
+    now_ms: i64,
+) -> io::Result<MarkerPlan> {
+    let mut planner = MarkerPlanner::new(now_ms, config.delete_retention_ms);
+    let view = |h: &BatchHeader, last: bool| {
+        let keep = last || (h.producer_id >= 0 && producer_batches.contains(&(h.producer_id, h.base_offset)));
+        TxnView::of(h, keep)
+    };
+    for (group, _) in groups {
+        let files = group.iter().map(|s| s.file.get()).collect::<io::Result<Vec<_>>>()?;
+        let mut previous: Option<BatchHeader> = None;
+        for batch in group.iter().zip(&files).flat_map(|(s, f)| Batches::new(f, 0, s.size)) {
+            let (_, bytes) = batch?;
+            let header = BatchHeader::parse(&bytes).map_err(|e| io::Error::other(e.to_string()))?;
+            if let Some(h) = previous.replace(header) {
+                planner.see(view(&h, false));
+            }
+        }
+        if let Some(h) = previous {
+            planner.see(view(&h, true));
+        }
+    }
+    Ok(planner.finish())
+}
 
 /// What cleaning a group produced.
 pub(super) struct GroupOutcome {

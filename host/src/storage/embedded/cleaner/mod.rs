@@ -18,8 +18,10 @@
 //! empty batches if need be), not only its last, because producer state is rebuilt from batch
 //! headers at open instead of snapshots; the last batch of each group (not only of the pass) is
 //! kept, so a cleaned segment still ends where the next one starts. Transactions: see
-//! `storage::compaction` (markers kept, aborted records map nothing, transactional batches never
-//! dropped, so the partition replays to the same open and aborted transactions).
+//! `storage::compaction` (aborted records map nothing; a transaction's batches stay, emptied,
+//! as long as its marker, so the partition replays to the same open and aborted transactions);
+//! a partition that has held transactions is read once more per pass, headers only, to plan
+//! which markers go ([`filter::plan_markers`]).
 
 pub(super) mod checkpoint;
 mod filter;
@@ -30,6 +32,7 @@ mod tests;
 
 use super::partition::{CleanSnapshot, Partition, SegmentSnapshot};
 use crate::storage::CleanStats;
+use crate::storage::compaction::MarkerPlan;
 pub(super) use crate::storage::compaction::{CleanConfig, check_keys};
 use std::io;
 use std::time::Instant;
@@ -155,18 +158,28 @@ fn clean_partition_with(
     let aborted = crate::storage::compaction::AbortedRanges::new(&snapshot.aborted);
     let (map, end, mapped_bytes) =
         offset_map::build(&dirty, map_budget, config.max_decompressed_bytes, &aborted)?;
+    let to_clean: Vec<(SegmentSnapshot, i64)> =
+        with_next.into_iter().filter(|(s, _)| s.base_offset < end).collect();
+    let groups = groups(&to_clean, config.segment_bytes);
+    let markers = if snapshot.transactional {
+        filter::plan_markers(&groups, &snapshot.producer_batches, config, now_ms)?
+    } else {
+        MarkerPlan::default()
+    };
+    if !markers.is_empty() {
+        p.forget_aborted(|offset| markers.drops(offset));
+    }
     let filter = crate::storage::compaction::Filter {
         map: &map,
         producer_batches: &snapshot.producer_batches,
         aborted: &aborted,
         config,
         now_ms,
+        markers: &markers,
     };
     let mut stats = CleanStats { partitions: 1, ..CleanStats::default() };
     let mut swapped = 0usize;
-    let to_clean: Vec<(SegmentSnapshot, i64)> =
-        with_next.into_iter().filter(|(s, _)| s.base_offset < end).collect();
-    for (group, group_end) in groups(&to_clean, config.segment_bytes) {
+    for (group, group_end) in groups {
         let outcome = filter::clean_group(p.dir(), &group, &filter)?;
         stats.add(CleanStats { partitions: 0, ..outcome.stats });
         let Some((segment, path)) = outcome.cleaned else { continue };

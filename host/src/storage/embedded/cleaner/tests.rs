@@ -612,6 +612,7 @@ fn retention_during_a_clean_abandons_the_swap() {
         aborted: &Default::default(),
         config: &config,
         now_ms: NOW,
+        markers: &Default::default(),
     };
     let outcome = super::filter::clean_group(p.dir(), &group, &filter).unwrap();
     let (segment, path) = outcome.cleaned.unwrap();

@@ -34,7 +34,9 @@ use super::super::props::{self, Kind, Props};
 use super::super::reader::Follower;
 use super::{Partition, Shared, batch_messages, message, read_entry, stored_format};
 use crate::record::batch::BatchHeader;
-use crate::storage::compaction::{AbortedRanges, CleanConfig, Filter, OffsetMap, Output};
+use crate::storage::compaction::{
+    AbortedRanges, CleanConfig, Filter, MarkerPlan, MarkerPlanner, OffsetMap, Output, TxnView,
+};
 use crate::storage::{CleanStats, EntryFormat, StorageError};
 use ::pulsar::producer::Message;
 use std::collections::{HashMap, HashSet};
@@ -114,6 +116,46 @@ fn producer_batches(entries: &[IndexEntry]) -> HashSet<(i64, i64)> {
     last.into_iter().flat_map(|(pid, bases)| bases.into_iter().map(move |b| (pid, b))).collect()
 }
 
+/// The markers of `kept` (the filtered batches, in offset order) below `end` that the pass
+/// stamps or drops, with their transactions' batches (`storage::compaction::MarkerPlanner`,
+/// here after the filter: what it emptied is empty already); the last batch and the
+/// producers' remembered ones (`producer_batches`) stay. Also the plan, whose dropped markers'
+/// aborted transactions the partition forgets.
+fn drop_markers(
+    kept: Vec<Vec<u8>>,
+    end: i64,
+    producer_batches: &HashSet<(i64, i64)>,
+    config: &CleanConfig,
+    now_ms: i64,
+    stats: &mut CleanStats,
+) -> (Vec<Vec<u8>>, MarkerPlan) {
+    let mut planner = MarkerPlanner::new(now_ms, config.delete_retention_ms);
+    for (i, bytes) in kept.iter().enumerate() {
+        let Ok(h) = BatchHeader::parse(bytes) else { continue };
+        if h.base_offset >= end {
+            break;
+        }
+        let keep = i + 1 == kept.len() || producer_batches.contains(&(h.producer_id, h.base_offset));
+        planner.see(TxnView::of(&h, keep));
+    }
+    let plan = planner.finish();
+    if plan.is_empty() {
+        return (kept, plan);
+    }
+    let mut counted = CleanStats::default();
+    let out = kept
+        .into_iter()
+        .filter_map(|bytes| match plan.apply(&bytes, &mut counted) {
+            Some(Output::Dropped) => None,
+            Some(Output::Rewritten(b)) => Some(b),
+            _ => Some(bytes),
+        })
+        .collect();
+    // Read and counted once already, by the filter.
+    stats.records_removed += counted.records_removed;
+    (out, plan)
+}
+
 /// The copies not sent yet, with the entries they make.
 #[derive(Default)]
 struct Chunk {
@@ -181,7 +223,9 @@ impl Partition {
         }
         drop(reader);
         let keep = producer_batches(&entries);
-        let filter = Filter { map: &map, producer_batches: &keep, aborted: &aborted, config, now_ms };
+        let none = MarkerPlan::default();
+        let filter =
+            Filter { map: &map, producer_batches: &keep, aborted: &aborted, config, now_ms, markers: &none };
         let mut kept: Vec<Vec<u8>> = Vec::new();
         let mut reader = self.pass_reader(shared, &entries, 0).await?;
         for (i, e) in entries.iter().enumerate() {
@@ -200,6 +244,12 @@ impl Partition {
             }
         }
         drop(reader);
+        let (mut kept, markers) =
+            drop_markers(kept, plan.first_uncleanable, &keep, config, now_ms, &mut stats);
+        if !markers.is_empty() {
+            // Their batches are empty already: reads of the old messages lose nothing.
+            self.state.write().producers.forget_aborted(|offset| markers.drops(offset));
+        }
 
         // Under the writer lock: what was appended meanwhile, unchanged, after the rest; then the
         // fence, the copies and the commit, with nothing between them.
@@ -409,5 +459,71 @@ mod tests {
         seven.sort();
         assert_eq!(seven, [3, 4, 5, 6, 7]);
         assert!(kept.contains(&(8, 0)));
+    }
+
+    /// A batch as stored at `offset`: `bytes` with its base offset set.
+    fn at(offset: i64, mut bytes: Vec<u8>) -> Vec<u8> {
+        bytes[0..8].copy_from_slice(&offset.to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn markers_go_with_their_emptied_transactions_after_delete_retention() {
+        use crate::record::batch::{self, ControlType};
+        use crate::record::records::{self, EncodeSpec};
+        let c = config(&[("cleanup.policy", "compact"), ("delete.retention.ms", "1000")]);
+        // Transactions of producer 5 as the filter leaves them: the records of the second gone.
+        let data = |offset: i64, empty: bool| {
+            let spec = EncodeSpec {
+                producer_id: 5,
+                producer_epoch: 0,
+                base_sequence: offset as i32,
+                offset_span: Some(0),
+                ..EncodeSpec::plain(0, 1)
+            };
+            let record = records::Record {
+                key: Some(bytes::Bytes::from_static(b"k")),
+                value: None,
+                headers: vec![],
+                timestamp: 1,
+                offset_delta: 0,
+            };
+            let kept = if empty { vec![] } else { vec![record] };
+            at(offset, records::encode_rewrite(&kept, &spec, None, true).unwrap())
+        };
+        let marker = |offset: i64, commit: bool| at(offset, batch::end_txn_marker(5, 0, commit, 0, 1));
+        let kept = vec![
+            data(0, false),
+            marker(1, true),
+            data(2, true),
+            marker(3, false),
+            data(4, false),
+            marker(5, true),
+            data(6, false),
+        ];
+        let none = HashSet::new();
+        let offsets = |kept: &[Vec<u8>]| -> Vec<i64> {
+            kept.iter().map(|b| BatchHeader::parse(b).unwrap().base_offset).collect()
+        };
+        let mut stats = CleanStats::default();
+        // Stamped first; before its horizon, it stays.
+        let (kept, _) = drop_markers(kept, 7, &none, &c, 10_000, &mut stats);
+        assert_eq!(offsets(&kept), [0, 1, 2, 3, 4, 5, 6]);
+        let stamped = &kept[3];
+        assert_eq!(BatchHeader::parse(stamped).unwrap().delete_horizon(), Some(11_000));
+        assert_eq!(batch::control_type(stamped), Some(ControlType::Abort));
+        assert!(batch::validate_with(stamped, u32::MAX, batch::Counts::Exact).is_ok(), "its CRC holds");
+        let (kept, _) = drop_markers(kept, 7, &none, &c, 10_999, &mut stats);
+        assert_eq!(offsets(&kept), [0, 1, 2, 3, 4, 5, 6]);
+        // Past it, the marker goes with its batch; not beyond the cleaned part, and not when
+        // the producer's state remembers the batch.
+        let remembered = HashSet::from([(5, 2)]);
+        let (same, _) = drop_markers(kept.clone(), 7, &remembered, &c, 11_000, &mut stats);
+        assert_eq!(offsets(&same), [0, 1, 2, 3, 4, 5, 6]);
+        let (same, _) = drop_markers(kept.clone(), 5, &none, &c, 11_000, &mut stats);
+        assert_eq!(offsets(&same), [0, 1, 2, 3, 4, 5, 6], "its later marker is not cleaned");
+        let (kept, plan) = drop_markers(kept, 7, &none, &c, 11_000, &mut stats);
+        assert_eq!(offsets(&kept), [0, 1, 4, 5, 6]);
+        assert!(plan.drops(3) && plan.drops(2) && !plan.drops(5));
     }
 }

@@ -645,18 +645,28 @@ impl Coordinator {
 
     /// The offsets of a committed transaction, stored as committed offsets of `group` (created
     /// when missing): no group checks, they were made when the offsets joined the transaction.
-    /// Applying the same offsets again changes nothing, so a recovery may repeat it.
+    /// Each comes with when it joined it: a partition whose offset the group committed after
+    /// that keeps it (Kafka keeps the later record of `__consumer_offsets`). Applying the same
+    /// offsets again therefore changes nothing, so a recovery may repeat it.
     pub async fn apply_txn_offsets(
         &self,
         tenant: &str,
         group: &str,
-        offsets: &[OffsetCommit],
+        offsets: &[(OffsetCommit, Option<i64>)],
     ) -> Result<(), i16> {
         let mut slot = match self.lock_group(tenant, group, true, Instant::now()).await? {
             Some(slot) => slot,
             None => return Err(COORDINATOR_NOT_AVAILABLE),
         };
-        let codes = self.store_offsets(tenant, group, &mut slot, offsets).await;
+        let offsets: Vec<OffsetCommit> = offsets
+            .iter()
+            .filter(|(o, joined)| {
+                let later = |c: &Committed| joined.is_some_and(|at| c.commit_timestamp > at);
+                !slot.offsets.get(&o.topic, o.partition).is_some_and(later)
+            })
+            .map(|(o, _)| o.clone())
+            .collect();
+        let codes = self.store_offsets(tenant, group, &mut slot, &offsets).await;
         self.settle(tenant, &mut slot).await;
         match codes.into_iter().find(|c| *c != NONE && *c != UNKNOWN_TOPIC_OR_PARTITION) {
             Some(code) => Err(code),

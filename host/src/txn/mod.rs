@@ -523,6 +523,7 @@ impl Coordinator {
         }
         let mut next = meta.clone();
         let mut out = Vec::with_capacity(offsets.len());
+        let now = crate::storage::now_ms();
         for o in offsets {
             let exists = self
                 .log
@@ -536,7 +537,7 @@ impl Coordinator {
                 out.push(codes::OFFSET_METADATA_TOO_LARGE);
                 continue;
             }
-            next.put_offset(group, o);
+            next.put_offset(group, o, now);
             out.push(codes::NONE);
         }
         if next == *meta {

@@ -46,6 +46,12 @@ pub struct PendingOffset {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: Option<String>,
+    /// When TxnOffsetCommit gave it (ms since the epoch; None in state stored before this was
+    /// kept): an offset the group committed later is not overwritten when the transaction
+    /// commits (Kafka keeps the later record of `__consumer_offsets`), also when recovery
+    /// applies the offsets again.
+    #[serde(default)]
+    pub committed_ms: Option<i64>,
 }
 
 /// A transactional id's producer, its open transaction and what it holds.
@@ -149,7 +155,7 @@ impl TxnMeta {
     }
 
     /// Keep `o` as the group's offset of its partition in this transaction.
-    pub fn put_offset(&mut self, group: &str, o: &OffsetCommit) {
+    pub fn put_offset(&mut self, group: &str, o: &OffsetCommit, now_ms: i64) {
         let entry = PendingOffset {
             group: group.to_string(),
             topic: o.topic.clone(),
@@ -157,6 +163,7 @@ impl TxnMeta {
             offset: o.offset,
             leader_epoch: o.leader_epoch,
             metadata: o.metadata.clone(),
+            committed_ms: Some(now_ms),
         };
         match self
             .offsets
@@ -169,16 +176,17 @@ impl TxnMeta {
     }
 
     /// The transaction's offsets, per group.
-    pub fn offsets_by_group(&self) -> BTreeMap<String, Vec<OffsetCommit>> {
-        let mut out: BTreeMap<String, Vec<OffsetCommit>> = BTreeMap::new();
+    pub fn offsets_by_group(&self) -> BTreeMap<String, Vec<(OffsetCommit, Option<i64>)>> {
+        let mut out: BTreeMap<String, Vec<(OffsetCommit, Option<i64>)>> = BTreeMap::new();
         for p in &self.offsets {
-            out.entry(p.group.clone()).or_default().push(OffsetCommit {
+            let o = OffsetCommit {
                 topic: p.topic.clone(),
                 partition: p.partition,
                 offset: p.offset,
                 leader_epoch: p.leader_epoch,
                 metadata: p.metadata.clone(),
-            });
+            };
+            out.entry(p.group.clone()).or_default().push((o, p.committed_ms));
         }
         out
     }

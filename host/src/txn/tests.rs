@@ -297,6 +297,40 @@ async fn recovery_finishes_a_transaction_interrupted_at_any_step_of_the_commit()
     }
 }
 
+/// A crash after a commit applied its offsets and before it was complete: the group committed
+/// a later offset meanwhile, which recovery, applying the transaction's offsets again, keeps.
+#[tokio::test]
+async fn recovery_does_not_move_an_offset_committed_after_the_transactions_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    create(&log, "in", 1).await;
+    let commit =
+        |offset| OffsetCommit { topic: "in".into(), partition: 0, offset, leader_epoch: -1, metadata: None };
+    {
+        let (c, g) = open(&log).await;
+        let p = c.init_producer_id(T, "tx", 60_000, None).await.unwrap();
+        c.add_offsets(T, "tx", p, "g").await;
+        c.commit_offsets(T, "tx", p, "g", -1, "", None, &[commit(9)]).await;
+        let tenant = c.tenant(T).await.unwrap();
+        let mut meta = tenant.view.lock().ids.get("tx").cloned().unwrap();
+        meta.state = TxnState::PrepareCommit;
+        c.store(T, &tenant, "tx", &meta).await.unwrap();
+        for (group, offsets) in meta.offsets_by_group() {
+            g.apply_txn_offsets(T, &group, &offsets).await.unwrap();
+        }
+        // Later (a clock tick at least), outside the transaction.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let codes = g.commit_offsets(T, "g", -1, "", None, &[commit(20)], std::time::Instant::now()).await;
+        assert_eq!(codes, [codes::NONE]);
+    }
+    drop(log);
+    let log = open_log(dir.path());
+    let (c, g) = open(&log).await;
+    assert_eq!(c.describe(T, &["tx".into()]).await[0].state, "CompleteCommit");
+    let offset = g.fetch_offsets(T, "g", Some(&[("in".to_string(), 0)])).await.unwrap()[0].offset;
+    assert_eq!(offset, 20, "the later commit stays");
+}
+
 #[tokio::test]
 async fn an_open_transaction_survives_a_restart_and_can_still_commit() {
     let dir = tempfile::tempdir().unwrap();

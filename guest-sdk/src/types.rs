@@ -77,6 +77,7 @@ pub mod error {
     pub const UNKNOWN_TOPIC_ID: ErrorCode = 100;
     pub const INCONSISTENT_TOPIC_ID: ErrorCode = 103;
     pub const TRANSACTIONAL_ID_NOT_FOUND: ErrorCode = 105;
+    pub const INVALID_REGULAR_EXPRESSION: ErrorCode = 128;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -397,6 +397,10 @@ fn kafka_transactions_tool_describes_and_lists_as_on_kafka() {
             "describe open": run(&["describe", "--transactional-id", &format!("{names}-open")]),
             "describe done": run(&["describe", "--transactional-id", &format!("{names}-done")]),
             "list": run(&["list"]),
+            // KIP-1152: ListTransactions v2's pattern, matched against the whole id.
+            "list pattern": run(&["list", "--transactional-id-pattern", &format!("{names}-d.*")]),
+            "list prefix only": run(&["list", "--transactional-id-pattern", &format!("{names}-d")]),
+            "list bad pattern": run(&["list", "--transactional-id-pattern", "tool-(("]),
             "describe-producers": {"ok": ok, "rows": table(&out, &kept, |_| true)},
         })
     };
@@ -408,6 +412,9 @@ fn kafka_transactions_tool_describes_and_lists_as_on_kafka() {
         on_kafka["describe-producers"]["rows"].as_array().unwrap().contains(&open_from),
         "the open transaction starts after the first one's two records and marker: {on_kafka:#}"
     );
+    let rows = |key: &str| on_kafka[key]["rows"].as_array().unwrap().len();
+    assert_eq!((rows("list"), rows("list pattern"), rows("list prefix only")), (2, 1, 0), "{on_kafka:#}");
+    assert_eq!(on_kafka["list bad pattern"]["ok"], false, "{on_kafka:#}");
     assert_eq!(on_guise, on_kafka, "Guise (left) and Apache Kafka (right) differ");
 }
 

@@ -82,7 +82,7 @@ apis! {
     60 "DescribeCluster" 0..=2 => describe_cluster;
     61 "DescribeProducers" 0..=0 => describe_producers;
     65 "DescribeTransactions" 0..=0 => describe_transactions;
-    66 "ListTransactions" 0..=1 => list_transactions;
+    66 "ListTransactions" 0..=2 => list_transactions;
     75 "DescribeTopicPartitions" 0..=0 => describe_topic_partitions;
 }
 

@@ -1,8 +1,10 @@
-//! ListTransactions v0–v1: the transactional ids the host's transaction coordinator knows, with
+//! ListTransactions v0–v2: the transactional ids the host's transaction coordinator knows, with
 //! their producer id and state (the AdminClient's `listTransactions`, `kafka-transactions list`),
-//! filtered by state names and producer ids (empty: any) and, from v1, by how long the open
-//! transaction has run (`duration_filter`; -1: any). v2 (a transactional-id pattern, KIP-1152)
-//! is not served.
+//! filtered by state names and producer ids (empty: any), from v1 by how long the open
+//! transaction has run (`duration_filter`; -1: any), and from v2 by a regular expression the
+//! whole id must match (`transactional_id_pattern`, KIP-1152; null or empty: any). Kafka
+//! compiles it with RE2/J, whose syntax `regex-lite` shares (without Unicode classes); one that does not compile is
+//! INVALID_REGULAR_EXPRESSION.
 //!
 //! As in Kafka: a state filter that is not one of Kafka's state names is reported in
 //! `unknown_state_filters` (and matches nothing), and only the ids the principal may DESCRIBE are
@@ -24,9 +26,19 @@ pub fn handle<S: Services>(cx: &Ctx<'_, S>) -> ApiResult<S> {
     let unknown = req.state_filters.iter().filter(|s| !STATES.contains(&s.as_str())).cloned().collect();
     let producer_ids: Vec<i64> = req.producer_id_filters.iter().map(|p| p.0).collect();
     let min_duration_ms = if cx.version >= 1 { req.duration_filter } else { -1 };
+    let pattern = match req.transactional_id_pattern.as_deref().filter(|p| cx.version >= 2 && !p.is_empty()) {
+        None => None,
+        // Matches the whole id, as Java's `Matcher.matches`. Kafka's regular expressions are
+        // limited in size; so is this one (and it runs in linear time).
+        Some(p) => match regex_lite::RegexBuilder::new(&format!("^(?:{p})$")).size_limit(1 << 20).build() {
+            Ok(re) => Some(re),
+            Err(_) => return error(cx, error::INVALID_REGULAR_EXPRESSION),
+        },
+    };
     let listed = svc
         .list_transactions(&states, &producer_ids, min_duration_ms)
         .into_iter()
+        .filter(|t| pattern.as_ref().is_none_or(|re| re.is_match(&t.transactional_id)))
         .filter(|t| svc.authorize(acl::TRANSACTIONAL_ID, &t.transactional_id, acl::DESCRIBE))
         .map(|t| {
             TransactionState::default()
@@ -108,7 +120,7 @@ mod tests {
     #[test]
     fn no_filters_list_everything() {
         let svc = StubServices::new();
-        for v in 0..=1 {
+        for v in 0..=2 {
             let resp: ListTransactionsResponse =
                 call(&svc, ApiKey::ListTransactions, v, &ListTransactionsRequest::default());
             assert_eq!(
@@ -123,9 +135,34 @@ mod tests {
     }
 
     #[test]
+    fn from_v2_a_pattern_must_match_the_whole_id() {
+        let host = TxnHost::new();
+        host.listings.replace(vec![
+            listing("app-1", 1, "Ongoing"),
+            listing("app-22", 2, "Empty"),
+            listing("my-app-3", 3, "Empty"),
+            listing("secret-app-4", 4, "Empty"),
+        ]);
+        host.stub.deny(acl::TRANSACTIONAL_ID, "secret-app-4", acl::DESCRIBE);
+        let list = |v: i16, pattern: Option<&str>| -> ListTransactionsResponse {
+            let req =
+                ListTransactionsRequest::default().with_transactional_id_pattern(pattern.map(str_bytes));
+            call(&host, ApiKey::ListTransactions, v, &req)
+        };
+        let ids = |r: &ListTransactionsResponse| rows(r).into_iter().map(|(id, _, _)| id).collect::<Vec<_>>();
+        assert_eq!(ids(&list(2, Some("app-\\d"))), ["app-1"], "not a prefix or a substring: the whole id");
+        assert_eq!(ids(&list(2, Some(".*app-\\d+"))), ["app-1", "app-22", "my-app-3"]);
+        assert_eq!(ids(&list(2, Some("app-1|app-22"))), ["app-1", "app-22"], "the alternation is grouped");
+        assert_eq!(ids(&list(2, Some(""))).len(), 3, "empty: any");
+        assert_eq!(ids(&list(2, None)).len(), 3, "null: any");
+        let bad = list(2, Some("app-("));
+        assert_eq!((bad.error_code, bad.transaction_states.len()), (error::INVALID_REGULAR_EXPRESSION, 0));
+    }
+
+    #[test]
     fn error_response_at_every_version() {
         let svc = StubServices::new();
-        for v in 0..=1 {
+        for v in 0..=2 {
             let bytes = error_response(
                 &svc,
                 frame(ApiKey::ListTransactions, v, &ListTransactionsRequest::default()),

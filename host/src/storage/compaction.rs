@@ -282,10 +282,11 @@ impl MarkerPlanner {
         if let Some(gone) = self.expired.remove(&pid) {
             self.plan.drop.extend(gone);
         }
-        let txn = self.open.remove(&pid);
+        // No batch since the producer's last marker: a marker of nothing (its partition was
+        // added and never written, or a recovery wrote it again), which may go as well.
+        let (mut batches, gone) = self.open.remove(&pid).unwrap_or((Vec::new(), true));
         let began_here = !self.ended.insert(pid);
-        let Some((mut batches, true)) = txn else { return };
-        if !began_here || v.keep {
+        if !gone || !began_here || v.keep {
             return;
         }
         match v.delete_horizon {

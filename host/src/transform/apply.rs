@@ -4,7 +4,8 @@
 //! producer is acknowledged only after both are stored.
 //!
 //! Idempotent producers: a retry of a batch already stored is recognized before the transform
-//! runs (it is not transformed or routed again). The batch stored for the input partition keeps
+//! runs (it is not transformed or routed again); a produce holds its producer's lock stripe
+//! from that check to its append, so a retry sent while the original still runs waits for it. The batch stored for the input partition keeps
 //! the producer id, epoch and base sequence of the original and spans its record count even when
 //! the transform dropped records (fewer records, or none, over the same offsets, as Kafka's
 //! batches after compaction), so the producer's next sequence is accepted, also after a restart.
@@ -36,6 +37,7 @@ use crate::wasm::transform::{
 use crate::wasm::{GuestFailure, TransformModule};
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -68,6 +70,22 @@ impl Transforms {
             return Err(StorageError::UnknownTopicOrPartition);
         }
         let batches = batch::validate(&records, meta.config.max_message_bytes)?;
+        // The producers' stripes, in order (a request rarely carries more than one producer).
+        let mut stripes: Vec<usize> = batches
+            .iter()
+            .filter(|b| b.header.producer_id >= 0)
+            .map(|b| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (topic, partition, b.header.producer_id).hash(&mut h);
+                (h.finish() % self.shared.producer_locks.len() as u64) as usize
+            })
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut _held = Vec::with_capacity(stripes.len());
+        for i in stripes {
+            _held.push(self.shared.producer_locks[i].lock().await);
+        }
         let mut input = Vec::new();
         // (topic, the transaction's producer for records of a transactional batch) → records.
         let mut routed: BTreeMap<(String, Option<Producer>), Vec<LogRecord>> = BTreeMap::new();
@@ -160,9 +178,12 @@ impl Transforms {
                 }
             }
         }
-        // Whether records of a transaction were stored already: a retry would route them again.
+        // Whether records of a transaction may have been stored: a retry would route them again.
+        // Set before a route, which may store some partitions before it fails (or store one in
+        // doubt: a send that timed out).
         let mut in_txn = false;
         for ((name, txn), records) in routed {
+            in_txn |= txn.is_some();
             self.route(&topic.tenant, &name, records, codec, txn)
                 .await
                 .map_err(|e| match e {
@@ -176,7 +197,6 @@ impl Transforms {
                     e => e,
                 })
                 .map_err(|e| abortable(e, in_txn))?;
-            in_txn |= txn.is_some();
         }
         if input.is_empty() {
             // Every record dropped and no producer state to keep: nothing appended, no offset.
@@ -290,6 +310,10 @@ impl Transforms {
             | codes::CONCURRENT_TRANSACTIONS
             | codes::INVALID_PRODUCER_ID_MAPPING => {
                 StorageError::InvalidTxnState(why("its transaction is no longer open"))
+            }
+            // (The routed topic went away meanwhile.)
+            codes::UNKNOWN_TOPIC_OR_PARTITION | codes::OPERATION_NOT_ATTEMPTED => {
+                StorageError::UnknownTopicOrPartition
             }
             code => StorageError::Busy(why(&format!("the coordinator answered error {code}"))),
         })

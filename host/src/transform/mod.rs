@@ -277,7 +277,14 @@ struct Shared {
     /// The transaction coordinator, which routed records of a transaction join (none: such
     /// records are refused).
     txn: Option<Arc<crate::txn::Coordinator>>,
+    /// Striped by (topic, partition, producer id): a produce of a producer's batches holds its
+    /// stripe from the retry check to the append, so a retry sent while the original is still
+    /// running waits for it, finds it stored, and does not run the transform (and route) again.
+    producer_locks: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Stripes of `Shared::producer_locks`.
+const PRODUCER_LOCKS: usize = 64;
 
 impl Shared {
     fn limits(&self, tenant: &str) -> TransformLimits {
@@ -418,6 +425,7 @@ impl Transforms {
                 calls: Mutex::new(HashMap::new()),
                 pool: Pool::default(),
                 txn,
+                producer_locks: (0..PRODUCER_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
             }),
             compiler: compiler.clone(),
             registries: Mutex::new(BTreeMap::new()),

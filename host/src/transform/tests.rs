@@ -212,3 +212,36 @@ fn an_unloadable_transform_fails_closed() {
     fx.transforms.delete("public", "one").unwrap();
     assert!(fx.transforms.binding("public", "a").is_none());
 }
+
+/// Retries of an idempotent producer's batch sent while the original still runs (a client's
+/// request timeout): each waits for the one before, finds the batch stored, and routes nothing
+/// again, so the routed topic holds its records once.
+#[test]
+fn concurrent_retries_of_a_batch_route_it_once() {
+    let fx = Fixture::new();
+    let topic = TopicName::new("public", "default", "in");
+    let out = TopicName::new("public", "default", "out");
+    wait(fx.log.create_topic(&topic, 1, &[], false)).unwrap();
+    wait(fx.log.create_topic(&out, 1, &[], false)).unwrap();
+    let spec = BindingSpec {
+        topics: vec!["in".into()],
+        output_topics: vec!["out".into()],
+        policy: "reject".parse().unwrap(),
+        config: vec![("mode".into(), "route".into()), ("topic".into(), "out".into())],
+    };
+    fx.transforms.deploy("public", "route", &chaos(), spec).unwrap();
+    let binding = fx.transforms.binding("public", "in").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+    let answers = rt.block_on(async {
+        let tries = (0..8).map(|_| {
+            let (t, b, topic) = (&fx.transforms, binding.clone(), topic.clone());
+            async move { t.apply(&b, &topic, 0, idempotent_batch(3, 11, 0, 0).into(), None).await }
+        });
+        futures::future::join_all(tries).await
+    });
+    for a in answers {
+        let a = a.unwrap();
+        assert_eq!((a.base_offset, a.last_offset), (0, 2), "every try gets the original offsets");
+    }
+    assert_eq!(wait(fx.log.offsets(&out, 0)).unwrap().1, 3, "the routed records, once");
+}

@@ -105,7 +105,12 @@ pub(in crate::storage::pulsar) fn plan(
 fn producer_batches(entries: &[IndexEntry]) -> HashSet<(i64, i64)> {
     let mut last: HashMap<i64, Vec<i64>> = HashMap::new();
     for e in entries {
-        if let Some(p) = e.producer {
+        // The batches the producer state remembers: sequenced ones (not markers, not the
+        // host's unsequenced batches in a transaction).
+        if matches!(e.txn, Txn::Marker(_)) {
+            continue;
+        }
+        if let Some(p) = e.producer.filter(|p| p.base_sequence >= 0) {
             let bases = last.entry(p.id).or_default();
             bases.push(e.base);
             if bases.len() > PRODUCER_BATCHES {
@@ -499,7 +504,10 @@ mod tests {
             marker(3, false),
             data(4, false),
             marker(5, true),
-            data(6, false),
+            marker(6, false), // of nothing (a partition added and never written)
+            data(7, false),
+            marker(8, true),
+            data(9, false),
         ];
         let none = HashSet::new();
         let offsets = |kept: &[Vec<u8>]| -> Vec<i64> {
@@ -507,23 +515,28 @@ mod tests {
         };
         let mut stats = CleanStats::default();
         // Stamped first; before its horizon, it stays.
-        let (kept, _) = drop_markers(kept, 7, &none, &c, 10_000, &mut stats);
-        assert_eq!(offsets(&kept), [0, 1, 2, 3, 4, 5, 6]);
+        let all: Vec<i64> = (0..10).collect();
+        let (kept, _) = drop_markers(kept, 10, &none, &c, 10_000, &mut stats);
+        assert_eq!(offsets(&kept), all);
+        assert!(
+            BatchHeader::parse(&kept[6]).unwrap().delete_horizon().is_some(),
+            "the marker of nothing too"
+        );
         let stamped = &kept[3];
         assert_eq!(BatchHeader::parse(stamped).unwrap().delete_horizon(), Some(11_000));
         assert_eq!(batch::control_type(stamped), Some(ControlType::Abort));
         assert!(batch::validate_with(stamped, u32::MAX, batch::Counts::Exact).is_ok(), "its CRC holds");
-        let (kept, _) = drop_markers(kept, 7, &none, &c, 10_999, &mut stats);
-        assert_eq!(offsets(&kept), [0, 1, 2, 3, 4, 5, 6]);
+        let (kept, _) = drop_markers(kept, 10, &none, &c, 10_999, &mut stats);
+        assert_eq!(offsets(&kept), all);
         // Past it, the marker goes with its batch; not beyond the cleaned part, and not when
         // the producer's state remembers the batch.
         let remembered = HashSet::from([(5, 2)]);
-        let (same, _) = drop_markers(kept.clone(), 7, &remembered, &c, 11_000, &mut stats);
-        assert_eq!(offsets(&same), [0, 1, 2, 3, 4, 5, 6]);
+        let (same, _) = drop_markers(kept.clone(), 10, &remembered, &c, 11_000, &mut stats);
+        assert_eq!(offsets(&same), [0, 1, 2, 3, 4, 5, 7, 8, 9], "a remembered batch keeps its transaction");
         let (same, _) = drop_markers(kept.clone(), 5, &none, &c, 11_000, &mut stats);
-        assert_eq!(offsets(&same), [0, 1, 2, 3, 4, 5, 6], "its later marker is not cleaned");
-        let (kept, plan) = drop_markers(kept, 7, &none, &c, 11_000, &mut stats);
-        assert_eq!(offsets(&kept), [0, 1, 4, 5, 6]);
-        assert!(plan.drops(3) && plan.drops(2) && !plan.drops(5));
+        assert_eq!(offsets(&same), all, "its later marker is not cleaned");
+        let (kept, plan) = drop_markers(kept, 10, &none, &c, 11_000, &mut stats);
+        assert_eq!(offsets(&kept), [0, 1, 4, 5, 7, 8, 9]);
+        assert!(plan.drops(3) && plan.drops(2) && plan.drops(6) && !plan.drops(5));
     }
 }

@@ -62,9 +62,19 @@ pub struct Config {
     /// With `pulsar+ssl://` storage: a PEM file of the CA certificates the brokers' certificate
     /// must chain to (default: the system's roots, as `webpki-roots` ships them).
     pub pulsar_tls_trust_certs_file: Option<std::path::PathBuf>,
-    /// This broker's node id in Metadata.
+    /// This broker's node id in Metadata; with `cluster`, unique among the hosts.
     pub node_id: i32,
     pub cluster_id: String,
+    /// Several hosts on one Pulsar (`pulsar://` storage only): this host takes the lease of
+    /// its `node_id` and heartbeats, and keeps a view of the live hosts (`GET /cluster`).
+    /// Ownership and routing are not built yet: each host still serves every partition.
+    pub cluster: bool,
+    /// With `cluster`: how often this host's heartbeat is appended.
+    pub cluster_heartbeat_ms: u64,
+    /// With `cluster`: a host not heard from for this long is dead to the others.
+    pub cluster_session_timeout_ms: u64,
+    /// This host's rack (Metadata's broker rack, for clients' `client.rack`).
+    pub rack: Option<String>,
     /// The tenant and namespace of the Kafka listener's connections (as in Pulsar/KoP). A
     /// tenant is 1 to 64 characters of a-z, 0-9, '-' and '_' (checked as the config loads).
     pub tenant: TenantId,
@@ -374,6 +384,10 @@ impl Default for Config {
             pulsar_token_auth: false,
             node_id: 0,
             cluster_id: "guise-cluster".into(),
+            cluster: false,
+            cluster_heartbeat_ms: 1000,
+            cluster_session_timeout_ms: 6000,
+            rack: None,
             tenant: TenantId::new("public").expect("a valid tenant"),
             namespace: "default".into(),
             auto_create_topics: true,
@@ -493,6 +507,25 @@ impl Config {
         let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.to_string() });
         if self.default_partitions < 1 {
             return invalid("default_partitions", "must be at least 1");
+        }
+        if self.cluster {
+            if !matches!(self.storage, StorageKind::Pulsar(_)) {
+                return invalid(
+                    "cluster",
+                    "several hosts share a Pulsar cluster: it needs `storage = pulsar://...`",
+                );
+            }
+            if self.node_id < 0 {
+                return invalid("node_id", "must be 0 or more");
+            }
+            if self.cluster_heartbeat_ms < 100
+                || self.cluster_session_timeout_ms < 3 * self.cluster_heartbeat_ms
+            {
+                return invalid(
+                    "cluster_session_timeout_ms",
+                    "must be at least three heartbeats (cluster_heartbeat_ms, at least 100)",
+                );
+            }
         }
         if self.max_frame_bytes < 1024 || self.max_frame_bytes > i32::MAX as u32 {
             return invalid("max_frame_bytes", "must be between 1 KiB and 2 GiB");

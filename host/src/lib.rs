@@ -7,6 +7,7 @@
 
 pub mod acl;
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod coord;
 pub mod logs;

@@ -528,20 +528,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let server = Server::start(&config).await?;
-        wait_for_signal().await?;
+        let lost = server.members.as_ref().map(|m| m.lost());
+        let why = wait_for_signal(lost).await?;
         tracing::info!("shutting down: answering parked requests and flushing the log");
         server.shutdown().await;
-        anyhow::Ok(())
+        match why {
+            Some(lost) => Err(anyhow::anyhow!(lost)),
+            None => anyhow::Ok(()),
+        }
     })
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// SIGTERM or SIGINT (None), or this host's node lease taken by another (why).
+async fn wait_for_signal(
+    lost: Option<tokio::sync::watch::Receiver<Option<String>>>,
+) -> anyhow::Result<Option<String>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let lease = async {
+        match lost {
+            Some(mut rx) => match rx.wait_for(Option::is_some).await {
+                Ok(why) => why.clone(),
+                Err(_) => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+        _ = term.recv() => Ok(None),
+        _ = int.recv() => Ok(None),
+        why = lease => Ok(why),
     }
-    Ok(())
 }

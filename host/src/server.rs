@@ -51,6 +51,8 @@ pub enum ServerError {
     Scram(#[from] crate::scram::ScramError),
     #[error(transparent)]
     AdminAuth(crate::admin::auth::AuthError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// What SASL listeners authenticate with: the users file (PLAIN, SCRAM) and the JWKS file
@@ -121,6 +123,8 @@ pub struct Server {
     pub runtime: Arc<Runtime>,
     pub registry: Arc<Registry>,
     pub transforms: Arc<Transforms>,
+    /// With `cluster`: this host's membership (`GET /cluster`).
+    pub members: Option<Arc<crate::cluster::Members>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -227,6 +231,25 @@ impl Server {
         })?;
         let (advertised_host, advertised_port) =
             advertised(config.advertised_kafka_addr.as_deref(), kafka_addr, "advertised_kafka_addr")?;
+        // Several hosts: this node's lease and heartbeats (before anything is served, so that
+        // a second host with this node id stops here).
+        let members = match (&config.storage, config.cluster) {
+            (crate::config::StorageKind::Pulsar(url), true) => Some(
+                crate::cluster::Members::start(crate::cluster::ClusterConfig {
+                    url: url.clone(),
+                    token: config.pulsar_auth_token.clone(),
+                    trust: config.pulsar_tls_trust_certs_file.clone(),
+                    metadata_namespace: config.pulsar_metadata_namespace.clone(),
+                    node_id: config.node_id,
+                    kafka_addr: format!("{advertised_host}:{advertised_port}"),
+                    rack: config.rack.clone(),
+                    heartbeat: Duration::from_millis(config.cluster_heartbeat_ms),
+                    session_timeout: Duration::from_millis(config.cluster_session_timeout_ms),
+                })
+                .await?,
+            ),
+            _ => None,
+        };
         // One more listener per extra tenant: the listener decides a connection's tenant.
         let mut extra = Vec::new();
         for l in &config.listeners {
@@ -511,6 +534,7 @@ impl Server {
             transforms: transforms.clone(),
             auth,
             failure_delay: Duration::from_millis(config.connection_failed_authentication_delay_ms),
+            members: members.clone(),
         };
         let admin_state = Arc::new(admin_state);
         // Each admin connection may buffer an upload (module_max_bytes): few of them.
@@ -567,6 +591,7 @@ impl Server {
             runtime,
             registry,
             transforms,
+            members,
             shutdown,
             tasks,
         })
@@ -574,6 +599,9 @@ impl Server {
 
     /// Stop accepting, answer parked requests, close connections, and flush the log.
     pub async fn shutdown(self) {
+        if let Some(members) = &self.members {
+            members.leave().await;
+        }
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;

@@ -1526,3 +1526,72 @@ fn check_ingressed(got: &[Vec<(i64, Record)>], sent: &[(&str, usize)]) {
         sent.iter().flat_map(|(p, n)| (0..*n).map(move |i| ((p.to_string(), i), 1))).collect();
     assert_eq!(seen, expected);
 }
+
+/// Several hosts, step 1 (issue 17): each host takes its node's lease and heartbeats, and every
+/// host sees the others live; one that stops leaves at once, one killed with SIGKILL is dead to
+/// the others after the session timeout, and a second process with a node id already held takes
+/// the lease: the first one's binary exits with an error naming the clash.
+#[test]
+fn hosts_see_each_other_and_a_dead_or_duplicate_one_goes() {
+    let cluster = Cluster::apache("members");
+    let (beat, timeout) = (200u64, 2000u64);
+    let host = |id: i32| {
+        cluster.host_with(|c| {
+            c.cluster = true;
+            c.node_id = id;
+            c.cluster_heartbeat_ms = beat;
+            c.cluster_session_timeout_ms = timeout;
+        })
+    };
+    let live = |h: &TestServer| -> Vec<i32> {
+        h.server().members.as_ref().unwrap().live().iter().map(|m| m.node_id).collect()
+    };
+    let until = |what: &str, hosts: &[&TestServer], want: &[i32]| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while hosts.iter().any(|h| live(h) != want) {
+            let views: Vec<Vec<i32>> = hosts.iter().map(|h| live(h)).collect();
+            assert!(Instant::now() < deadline, "{what}: the hosts see {views:?}, not {want:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let (a, b, c) = (host(1), host(2), host(3));
+    until("three hosts", &[&a, &b, &c], &[1, 2, 3]);
+    // A clean stop leaves (the others do not wait for the timeout).
+    drop(c.stop());
+    until("one stopped", &[&a, &b], &[1, 2]);
+
+    // A separate process, killed: gone after the session timeout.
+    let env_url = cluster.url.clone();
+    let env = [
+        ("GUISE_STORAGE", env_url.as_str()),
+        ("GUISE_NAMESPACE", cluster.namespace.as_str()),
+        ("GUISE_PULSAR_METADATA_NAMESPACE", cluster.metadata.as_str()),
+        ("GUISE_CLUSTER", "true"),
+        ("GUISE_NODE_ID", "4"),
+        ("GUISE_CLUSTER_HEARTBEAT_MS", "200"),
+        ("GUISE_CLUSTER_SESSION_TIMEOUT_MS", "2000"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let four = guise_tests::host_process::Host::start(&dir.path().join("four"), 0, 0, &env);
+    until("a fourth process", &[&a, &b], &[1, 2, 4]);
+    four.kill9();
+    until("the fourth killed", &[&a, &b], &[1, 2]);
+
+    // Node id 4 again; then a host started with it too: the process's lease is taken and it exits.
+    let mut four = guise_tests::host_process::Host::start(&dir.path().join("four-again"), 0, 0, &env);
+    until("the fourth back", &[&a, &b], &[1, 2, 4]);
+    let clash = host(4);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = four.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the process whose node id was taken still runs");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success(), "it exits with an error");
+    let log = std::fs::read_to_string(&four.log).unwrap();
+    assert!(log.contains("node id 4 was taken by another host"), "{log}");
+    until("the new node 4", &[&a, &b, &clash], &[1, 2, 4]);
+    assert!(a.server().members.as_ref().unwrap().live().iter().all(|m| !m.kafka_addr.is_empty()));
+}

@@ -53,6 +53,8 @@ pub struct AdminState {
     /// A request with a credential that is not valid is answered this late (Kafka's
     /// connection.failed.authentication.delay.ms).
     pub failure_delay: Duration,
+    /// With `cluster`: the live hosts (`GET /cluster`).
+    pub members: Option<Arc<crate::cluster::Members>>,
 }
 
 /// Serve one admin connection (one request, then close): accepted by
@@ -123,6 +125,13 @@ async fn route(state: &Arc<AdminState>, request: Request, role: &Role) -> Respon
         ("GET", ["health"]) => Response::text(200, "ok\n"),
         ("GET", ["metrics"]) => Response::text(200, metrics(state, role)),
         ("GET", ["modules"]) => Response::json(200, &registry.list()),
+        ("GET", ["cluster"]) if *role != Role::Operator => {
+            Response::error(403, "the cluster's hosts are shown to operators only")
+        }
+        ("GET", ["cluster"]) => match &state.members {
+            Some(m) => Response::json(200, &serde_json::json!({ "node_id": m.node_id(), "live": m.live() })),
+            None => Response::error(404, "this host runs alone (`cluster` is off)"),
+        },
         ("GET", ["groups"]) => {
             let mut groups = coord.groups_overview().await;
             groups.retain(|g| role.reaches(&g.tenant));
@@ -142,9 +151,12 @@ async fn route(state: &Arc<AdminState>, request: Request, role: &Role) -> Respon
             let (registry, name) = (registry.clone(), name.to_string());
             blocking(move || registry.rollback(&name, to), 200).await
         }
-        (_, ["health" | "metrics" | "modules" | "groups"] | ["modules", _] | ["modules", _, "rollback"]) => {
-            Response::error(405, format!("{} is not allowed on {}", request.method, request.path))
-        }
+        (
+            _,
+            ["health" | "metrics" | "modules" | "groups" | "cluster"]
+            | ["modules", _]
+            | ["modules", _, "rollback"],
+        ) => Response::error(405, format!("{} is not allowed on {}", request.method, request.path)),
         _ => Response::error(404, format!("no such endpoint {}", request.path)),
     }
 }

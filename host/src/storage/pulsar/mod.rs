@@ -39,7 +39,7 @@
 //! * the index holds one small entry per stored batch in memory.
 
 mod admin;
-mod client;
+pub(crate) mod client;
 mod index;
 mod ingress;
 mod meta;

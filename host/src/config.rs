@@ -902,6 +902,29 @@ mod tests {
     }
 
     #[test]
+    fn cluster_needs_pulsar_and_a_session_of_three_heartbeats() {
+        let load = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> =
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Config::load(None, vars)
+        };
+        let e = load(&[("GUISE_CLUSTER", "true")]).unwrap_err().to_string();
+        assert!(e.contains("cluster") && e.contains("pulsar://"), "{e}");
+        let pulsar = ("GUISE_STORAGE", "pulsar://127.0.0.1:6650");
+        let c = load(&[pulsar, ("GUISE_CLUSTER", "true"), ("GUISE_NODE_ID", "3")]).unwrap();
+        assert_eq!(
+            (c.cluster, c.node_id, c.cluster_heartbeat_ms, c.cluster_session_timeout_ms),
+            (true, 3, 1000, 6000)
+        );
+        let e = load(&[pulsar, ("GUISE_CLUSTER", "true"), ("GUISE_CLUSTER_SESSION_TIMEOUT_MS", "2000")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster_session_timeout_ms"), "{e}");
+        let e = load(&[pulsar, ("GUISE_CLUSTER", "true"), ("GUISE_NODE_ID", "-1")]).unwrap_err().to_string();
+        assert!(e.contains("node_id"), "{e}");
+    }
+
+    #[test]
     fn an_invalid_tenant_fails_at_load() {
         for (text, key) in [
             ("tenant = \"Acme\"", "Acme"),

@@ -231,8 +231,8 @@ impl Server {
         })?;
         let (advertised_host, advertised_port) =
             advertised(config.advertised_kafka_addr.as_deref(), kafka_addr, "advertised_kafka_addr")?;
-        // Several hosts: this node's lease and heartbeats (before anything is served, so that
-        // a second host with this node id stops here).
+        // Several hosts: this node's lease and heartbeats, before anything is served (taking
+        // the lease fences this node id's previous run, or another process given it).
         let members = match (&config.storage, config.cluster) {
             (crate::config::StorageKind::Pulsar(url), true) => Some(
                 crate::cluster::Members::start(crate::cluster::ClusterConfig {

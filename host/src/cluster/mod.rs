@@ -19,7 +19,9 @@ mod view;
 pub use view::{Change, Heartbeat, Member, View};
 
 use crate::storage::StorageError;
-use crate::storage::pulsar::client::{Bridge, Client, OPERATION_TIMEOUT, Owned, within};
+use crate::storage::pulsar::client::{
+    Bridge, Client, EXCLUSIVE, EXCLUSIVE_WITH_FENCING, OPERATION_TIMEOUT, Owned, is_fenced, within,
+};
 use ::pulsar::consumer::InitialPosition;
 use ::pulsar::producer::Message;
 use ::pulsar::reader::Reader;
@@ -57,9 +59,6 @@ pub struct ClusterConfig {
     pub session_timeout: Duration,
 }
 
-/// Pulsar's producer access modes.
-const EXCLUSIVE: i32 = 1;
-const EXCLUSIVE_WITH_FENCING: i32 = 3;
 /// Heartbeats between two writes to the node lease.
 const LEASE_EVERY: u64 = 3;
 
@@ -331,12 +330,6 @@ fn log_change(change: &Change) {
         Change::Left(id) => tracing::info!(node_id = id, "a host left the cluster"),
         Change::TimedOut(id) => tracing::warn!(node_id = id, "a host went silent: dead to this host"),
     }
-}
-
-/// Whether `e` says a producer was fenced or refused because another holds the topic.
-fn is_fenced(e: &StorageError) -> bool {
-    let text = e.to_string();
-    text.contains("ProducerBusy") || text.contains("Fenced")
 }
 
 async fn producer(client: &Client, topic: &str, mode: i32) -> Result<Producer<TokioExecutor>, StorageError> {

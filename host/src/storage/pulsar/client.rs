@@ -18,6 +18,17 @@ pub type Client = Pulsar<TokioExecutor>;
 /// How long one backend operation may take before the caller gets a retriable error.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Pulsar's producer access modes (`ProducerAccessMode`).
+pub const EXCLUSIVE: i32 = 1;
+pub const EXCLUSIVE_WITH_FENCING: i32 = 3;
+
+/// Whether a Pulsar error says another producer holds or took the topic (ProducerBusy,
+/// ProducerFenced): the crate gives the broker's reason as text only.
+pub fn is_fenced(e: &StorageError) -> bool {
+    let text = e.to_string();
+    text.contains("ProducerBusy") || text.contains("Fenced")
+}
+
 pub struct Bridge {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,

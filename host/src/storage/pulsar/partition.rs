@@ -28,7 +28,7 @@
 
 mod compact;
 
-use super::client::{Bridge, OPERATION_TIMEOUT, Owned, within};
+use super::client::{Bridge, EXCLUSIVE, EXCLUSIVE_WITH_FENCING, OPERATION_TIMEOUT, Owned, within};
 use super::index::{self, IndexEntry, MsgId, ProducerInfo, Recovery, Txn};
 use super::props::{self, BatchInfo, Kind, Props};
 use super::reader::{End, Follower, PREFETCH, Received};
@@ -70,9 +70,6 @@ const FENCE_CHECK_AFTER: Duration = Duration::from_secs(1);
 const FENCE_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// The largest decompressed records section decoded for format `pulsar`.
 const MAX_DECODED: usize = 256 << 20;
-
-const EXCLUSIVE: i32 = 1;
-const EXCLUSIVE_WITH_FENCING: i32 = 3;
 
 /// What every partition needs from the backend.
 pub struct Shared {
@@ -193,8 +190,7 @@ fn is_ownership_error(e: &StorageError) -> bool {
     if matches!(e, StorageError::NotLeader(_)) {
         return true;
     }
-    let text = e.to_string();
-    text.contains("ProducerBusy") || text.contains("ProducerFenced") || text.contains("Fenced")
+    super::client::is_fenced(e)
 }
 
 /// Whether `next` is the message right after `prev` (same ledger, next entry). A ledger roll is

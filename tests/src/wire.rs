@@ -60,7 +60,8 @@ pub fn sized(frame: &[u8]) -> Vec<u8> {
     out
 }
 
-/// One uncompressed v2 record batch: a record per value, keys `k0`, `k1`, …
+/// One uncompressed v2 record batch (one batch, as a Produce v3+ must carry): a record per
+/// value, keys `k0`, `k1`, …
 pub fn record_batch(values: &[&[u8]]) -> Bytes {
     let records: Vec<Record> = values
         .iter()
@@ -74,7 +75,9 @@ pub fn record_batch(values: &[&[u8]]) -> Bytes {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder starts a new batch where `offset - sequence` changes: this keeps it
+            // constant (one batch) while the batch's base sequence stays -1 (no producer id).
+            sequence: i as i32 - 1,
             timestamp: 1_700_000_000_000,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::copy_from_slice(v)),

@@ -2,9 +2,12 @@
 //!
 //! `cargo bench -p guise-benches --bench wasm_boundary`
 //!
-//! Each group measures the same request three ways in one run:
-//! - `wasm`: the host's real path — a fresh translator instance from the pre-instantiated
-//!   component (pooling allocator), the guest call, host calls into the embedded log;
+//! Each group measures the same request four ways in one run:
+//! - `wasm-warm`: the host's real path — a warm translator instance kept from the previous
+//!   request of the same tenant (`guest_warm_instances`, on by default), the guest call, host
+//!   calls into the embedded log;
+//! - `wasm-fresh`: the same with a fresh instance from the pre-instantiated component (pooling
+//!   allocator) for every request (`guest_warm_instances = 0`);
 //! - `native`: the same translator code compiled natively against the SDK's in-memory stub
 //!   (no Wasm, no instantiation) — the translator's own work;
 //! - `host-only` (produce, fetch): just the embedded log's append or read of the same bytes.
@@ -66,22 +69,34 @@ fn boundary(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir.path(), LogDefaults::default()).unwrap());
     let ctx = Arc::new(HostContext::local(log.clone(), 100 << 20));
-    let limits = GuestLimits {
+    let conn = ConnInfo::new(1, "public", "bench");
+    let limits = |warm_instances| GuestLimits {
         memory_bytes: (100 << 20) + (64 << 20),
         call_timeout: Duration::from_secs(1),
         max_instances: 16,
         max_response_bytes: 100 << 20,
+        warm_instances,
     };
-    let runtime = Runtime::new(DEFAULT_TRANSLATOR, ctx, limits).unwrap();
-    let module = runtime.translator().unwrap();
-    let conn = ConnInfo::new(1, "public", "bench");
+    let fresh = Runtime::new(DEFAULT_TRANSLATOR, ctx.clone(), limits(0)).unwrap();
+    let fresh_module = fresh.translator().unwrap();
+    let warm = Runtime::new(DEFAULT_TRANSLATOR, ctx, limits(4)).unwrap();
+    let warm_module = warm.translator().unwrap();
+    let wasm = |g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, req: &Bytes| {
+        for (name, runtime, module) in
+            [("wasm-warm", &warm, &warm_module), ("wasm-fresh", &fresh, &fresh_module)]
+        {
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    black_box(guise_host::storage::wait(runtime.handle(module, &conn, req, false)).unwrap())
+                })
+            });
+        }
+    };
     let topic = |t: &str| TopicName { tenant: "public".into(), namespace: "default".into(), topic: t.into() };
 
     let mut g = c.benchmark_group("api_versions");
     let req = frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
-    g.bench_function("wasm", |b| {
-        b.iter(|| black_box(guise_host::storage::wait(runtime.handle(&module, &conn, &req, false)).unwrap()))
-    });
+    wasm(&mut g, &req);
     let svc = StubServices::new();
     g.bench_function("native", |b| {
         b.iter(|| black_box(stub::run::<KafkaTranslator>(&svc, req.clone(), false)))
@@ -93,14 +108,19 @@ fn boundary(c: &mut Criterion) {
         let req = produce(name, records.clone());
         guise_host::storage::wait(log.create_topic(&topic(name), 1, &[], false)).unwrap();
         let svc = StubServices::new();
+        // Both wasm paths really append: `count` records a call.
+        for (runtime, module) in [(&warm, &warm_module), (&fresh, &fresh_module)] {
+            let end = || guise_host::storage::wait(log.offsets(&topic(name), 0)).unwrap().1;
+            let before = end();
+            for _ in 0..3 {
+                guise_host::storage::wait(runtime.handle(module, &conn, &req, false)).unwrap();
+            }
+            assert_eq!(end() - before, 3 * count as i64, "{name}: the produce did not append");
+        }
         let mut g = c.benchmark_group(name);
         g.throughput(Throughput::Bytes(records.len() as u64));
         g.measurement_time(Duration::from_secs(3));
-        g.bench_function("wasm", |b| {
-            b.iter(|| {
-                black_box(guise_host::storage::wait(runtime.handle(&module, &conn, &req, false)).unwrap())
-            })
-        });
+        wasm(&mut g, &req);
         g.bench_function("native", |b| {
             b.iter(|| black_box(stub::run::<KafkaTranslator>(&svc, req.clone(), false)))
         });
@@ -121,9 +141,7 @@ fn boundary(c: &mut Criterion) {
     let req = fetch(name);
     let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Bytes(records.len() as u64));
-    g.bench_function("wasm", |b| {
-        b.iter(|| black_box(guise_host::storage::wait(runtime.handle(&module, &conn, &req, false)).unwrap()))
-    });
+    wasm(&mut g, &req);
     g.bench_function("native", |b| {
         b.iter(|| black_box(stub::run::<KafkaTranslator>(&svc, req.clone(), false)))
     });

@@ -116,6 +116,9 @@ pub struct Config {
     pub guest_timeout_ms: u64,
     /// Linear-memory cap of a translator instance (default: max_frame_bytes + 64 MiB).
     pub guest_memory_bytes: Option<u64>,
+    /// Translator instances kept warm between requests, over all tenants (0: a fresh instance
+    /// for every request).
+    pub guest_warm_instances: u32,
     /// Requests read ahead of the one executing, per connection.
     pub read_ahead: usize,
     /// Request bytes one connection may hold in memory (at least max_frame_bytes).
@@ -407,6 +410,7 @@ impl Default for Config {
             module_keep_versions: 10,
             guest_timeout_ms: 1000,
             guest_memory_bytes: None,
+            guest_warm_instances: 16,
             read_ahead: 16,
             max_inflight_bytes: 100 * 1024 * 1024,
             max_connections: 10_000,

@@ -323,6 +323,7 @@ impl Server {
             call_timeout: Duration::from_millis(config.guest_timeout_ms),
             max_instances: 128,
             max_response_bytes: config.max_frame_bytes as usize,
+            warm_instances: config.guest_warm_instances,
         };
         let (wasm, source) = match &config.translator {
             Some(path) => (

@@ -101,4 +101,8 @@ fn trapping_looping_and_memory_hungry_guests_are_contained() {
     }
     let failures = server.server().runtime.failures.load(Ordering::Relaxed) - failures_before;
     assert_eq!(failures, 3, "each failure is counted once");
+    // Warm instances are on by default: the requests above ran on instances earlier ones left
+    // (the failures too), and no failed instance served again (the answers above).
+    let warm = server.server().runtime.warm_calls.load(Ordering::Relaxed);
+    assert!(warm >= 3, "requests ran on warm instances ({warm})");
 }

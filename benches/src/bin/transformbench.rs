@@ -97,6 +97,7 @@ fn wasm_calls(modules: &Path, size: usize, budget: Duration) -> Result<Vec<CallR
         call_timeout: Duration::from_secs(1),
         max_instances: 128,
         max_response_bytes: 100 << 20,
+        warm_instances: 0,
     };
     let runtime = Runtime::empty(ctx, limits)?;
     let engine = TransformEngine::new(runtime.compiler().engine().clone())?;

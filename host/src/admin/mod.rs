@@ -272,9 +272,11 @@ fn metrics(state: &AdminState, role: &Role) -> String {
         return out;
     }
     let mut out = format!(
-        "# TYPE guise_guest_calls_total counter\nguise_guest_calls_total {}\n# TYPE guise_guest_failures_total counter\nguise_guest_failures_total {}\n",
+        "# TYPE guise_guest_calls_total counter\nguise_guest_calls_total {}\n# TYPE guise_guest_failures_total counter\nguise_guest_failures_total {}\n# TYPE guise_guest_warm_calls_total counter\nguise_guest_warm_calls_total {}\n# TYPE guise_guest_warm_instances gauge\nguise_guest_warm_instances {}\n",
         runtime.calls.load(Ordering::Relaxed),
-        runtime.failures.load(Ordering::Relaxed)
+        runtime.failures.load(Ordering::Relaxed),
+        runtime.warm_calls.load(Ordering::Relaxed),
+        runtime.warm_instances(),
     );
     let modules = registry.list();
     for (metric, help) in [

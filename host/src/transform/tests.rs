@@ -34,6 +34,7 @@ impl Fixture {
             call_timeout: Duration::from_secs(1),
             max_instances: 16,
             max_response_bytes: 1 << 20,
+            warm_instances: 0,
         };
         let compiler = Compiler::for_limits(&limits).unwrap();
         let cfg =

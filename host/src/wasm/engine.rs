@@ -36,11 +36,12 @@ impl Compiler {
     pub fn for_limits(limits: &GuestLimits) -> Result<Self, WasmError> {
         let mut pool = PoolingAllocationConfig::default();
         // Twice the translator's slots: an append may run a tenant transform's instance while its
-        // translator instance is live. Every call runs on a fiber whose stack comes from the pool:
-        // one per instance.
-        let slots = limits.max_instances * 2;
+        // translator instance is live; and the warm translator instances waiting between calls.
+        // Every call runs on a fiber whose stack comes from the pool: one per running instance.
+        let running = limits.max_instances * 2;
+        let slots = running + limits.warm_instances;
         pool.total_component_instances(slots)
-            .total_stacks(slots)
+            .total_stacks(running)
             .total_core_instances(slots * 16)
             .total_memories(slots * 2)
             .total_tables(slots * 16)

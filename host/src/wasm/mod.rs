@@ -17,6 +17,7 @@ pub mod registry;
 mod runtime;
 mod state;
 pub mod transform;
+mod warm;
 
 pub use admission::{CONTROL_APIS, CONTROL_SLOTS};
 pub use engine::Compiler;

@@ -1,19 +1,24 @@
 //! Engine, the active translator, and one guest call per request under limits.
 //!
-//! Every request runs on a fresh instance (instantiation from an `InstancePre` with the pooling
-//! allocator costs microseconds), so a trap never poisons a later request, and a parked request
-//! holds no instance at all: the guest returns a `wait`, and the host re-runs the request later.
+//! A request runs on a warm instance of the active translator kept from an earlier request of
+//! the same tenant (`warm`), or on a fresh one (instantiation from an `InstancePre` with the
+//! pooling allocator costs tens of microseconds). An instance whose call trapped, ran past its
+//! deadline or failed is never used again, so a trap never poisons a later request; a parked
+//! request holds no instance at all: the guest returns a `wait`, and the host re-runs the
+//! request later.
 //!
 //! The active translator is an `Arc<Module>` behind a lock that is held only to clone the `Arc`:
 //! a request takes the current module when it starts (and again each time a parked request is
-//! re-run), so a swap is atomic between requests, a request in flight finishes on the version it
-//! started with, and no instance outlives its request (nothing warm of an old version is reused).
+//! re-run), so a swap is atomic between requests and a request in flight finishes on the version
+//! it started with. A swap drops the warm instances of the old version, and one that finishes
+//! after the swap is not kept: nothing warm of an old version is reused.
 
 use super::admission::{Admission, Permit};
 use super::bindings::{ProtocolHandler, ProtocolHandlerPre, handler_types};
 use super::engine::Compiler;
 use super::module::{Module, ModuleId, ModuleStats};
-use super::state::{BufferHandle, ConnInfo, GuestState, HostContext, Observed, WakeKey};
+use super::state::{BufferHandle, ConnInfo, GuestLimiter, GuestState, HostContext, Observed, WakeKey};
+use super::warm::{Instance, WarmPool};
 use bytes::Bytes;
 use guise_guest_sdk::error;
 use parking_lot::RwLock;
@@ -22,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime::UpdateDeadline;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
@@ -81,6 +86,9 @@ pub struct GuestLimits {
     pub max_instances: u32,
     /// Cap on the bytes a guest may return in one response (its own bytes, not host buffers).
     pub max_response_bytes: usize,
+    /// Translator instances kept warm between requests, over all tenants (0: a fresh instance
+    /// for every call). They take pool slots beside `max_instances` (see `engine`).
+    pub warm_instances: u32,
 }
 
 /// What a request came to.
@@ -109,9 +117,13 @@ pub struct Runtime {
     admission: Admission,
     /// The translator new requests run on.
     translator: RwLock<Option<Arc<Module>>>,
+    /// Instances of the active translator whose last call succeeded, for the next request.
+    warm: WarmPool,
     /// Guest calls made, and failed (trap, deadline, memory), over all versions.
     pub calls: AtomicU64,
     pub failures: AtomicU64,
+    /// Calls that ran on a warm instance.
+    pub warm_calls: AtomicU64,
 }
 
 impl Runtime {
@@ -146,10 +158,12 @@ impl Runtime {
             linker,
             ctx,
             admission: Admission::new(limits.max_instances),
+            warm: WarmPool::new(limits.warm_instances),
             limits,
             translator: RwLock::new(None),
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            warm_calls: AtomicU64::new(0),
         })
     }
 
@@ -194,7 +208,14 @@ impl Runtime {
     /// already running on it finish there).
     pub fn activate(&self, module: Arc<Module>) -> Option<Arc<Module>> {
         tracing::info!(module = %module.id.name, version = module.id.version, hash = %module.id.short_hash(), "translator activated");
-        self.translator.write().replace(module)
+        let previous = self.translator.write().replace(module.clone());
+        self.warm.retain(&module);
+        previous
+    }
+
+    /// Warm instances waiting now.
+    pub fn warm_instances(&self) -> usize {
+        self.warm.len()
     }
 
     /// The translator a request starting now runs on.
@@ -210,12 +231,14 @@ impl Runtime {
         let state = GuestState {
             table: ResourceTable::new(),
             wasi: deny_all_wasi(conn.id),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_bytes)
-                .instances(64)
-                .tables(64)
-                .memories(4)
-                .build(),
+            limits: GuestLimiter::new(
+                StoreLimitsBuilder::new()
+                    .memory_size(self.limits.memory_bytes)
+                    .instances(64)
+                    .tables(64)
+                    .memories(4)
+                    .build(),
+            ),
             ctx: self.ctx.clone(),
             conn: conn.clone(),
             observed: Vec::new(),
@@ -226,10 +249,15 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        // The deadline is for the guest's own CPU: time spent awaiting host calls (an append
-        // that runs a tenant transform or waits on storage) is handed back.
-        arm_deadline(&mut store, self.limits.call_timeout, |s| std::mem::take(&mut s.host_time));
+        self.arm(&mut store);
         store
+    }
+
+    /// Give the store's next call its CPU deadline. The deadline is for the guest's own CPU:
+    /// time spent awaiting host calls (an append that runs a tenant transform or waits on
+    /// storage) is handed back.
+    fn arm(&self, store: &mut Store<GuestState>) {
+        arm_deadline(store, self.limits.call_timeout, |s| std::mem::take(&mut s.host_time));
     }
 
     /// Count a failed call, on the host and on the module version.
@@ -264,6 +292,40 @@ impl Runtime {
         Ok((store, bindings))
     }
 
+    /// An instance of `module` for a request of `conn` with `frame`: a warm one of the
+    /// connection's tenant, its state set for this request and its deadline armed afresh, or
+    /// else a fresh one.
+    async fn instance(
+        &self,
+        module: &Module,
+        conn: &ConnInfo,
+        frame: &Bytes,
+    ) -> Result<Instance, GuestFailure> {
+        let Some(mut warm) = self.warm.take(module, &conn.tenant) else {
+            let (store, bindings) = self.instantiate(module, conn, frame).await?;
+            return Ok(Instance { store, bindings, served: 0 });
+        };
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.warm_calls.fetch_add(1, Ordering::Relaxed);
+        module.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let state = warm.store.data_mut();
+        state.conn.clone_from(conn);
+        state.frame = frame.clone();
+        state.observed.clear();
+        state.host_time = Duration::ZERO;
+        state.fetched = 0;
+        state.reported_throttle_ms = 0;
+        self.arm(&mut warm.store);
+        Ok(warm)
+    }
+
+    /// Keep `instance`, whose call on `module` succeeded, warm for the tenant's next request.
+    fn release(&self, module: &Module, conn: &ConnInfo, mut instance: Instance) {
+        instance.served = instance.served.saturating_add(1);
+        let active = || self.translator.read().as_deref().is_some_and(|m| std::ptr::eq(m, module));
+        self.warm.offer(module, &conn.tenant, instance, active);
+    }
+
     /// Run `module` on one request frame (without its size prefix), on a fiber: the call
     /// suspends (holding its instance and fiber stack, no thread) while a host call awaits
     /// storage, and yields its thread every epoch tick.
@@ -274,19 +336,35 @@ impl Runtime {
         frame: &Bytes,
         final_: bool,
     ) -> Result<Handled, GuestFailure> {
-        let (mut store, bindings) = self.instantiate(module, conn, frame).await?;
-        let frame_res = store
-            .data_mut()
-            .table
-            .push(BufferHandle(frame.clone()))
-            .map_err(|e| GuestFailure::Instantiate(e.to_string()))?;
+        let mut instance = self.instance(module, conn, frame).await?;
+        let Instance { store, bindings, .. } = &mut instance;
+        let frame_res = lend(store, frame)?;
+        let lent = frame_res.rep();
         let outcome =
-            bindings.call_handle(&mut store, frame_res, final_).await.map_err(|e| self.trap(module, e))?;
+            bindings.call_handle(&mut *store, frame_res, final_).await.map_err(|e| self.trap(module, e))?;
+        // The guest only borrowed the frame: its entry goes, so that the table is empty again
+        // (an instance whose table is not is not kept warm).
+        let _ = store.data_mut().table.delete(Resource::<BufferHandle>::new_own(lent));
+        let handled = self.outcome(module, conn, store, outcome);
+        if handled.is_ok() {
+            self.release(module, conn, instance);
+        }
+        handled
+    }
+
+    /// What a successful call's `outcome` comes to.
+    fn outcome(
+        &self,
+        module: &Module,
+        conn: &ConnInfo,
+        store: &mut Store<GuestState>,
+        outcome: handler_types::Outcome,
+    ) -> Result<Handled, GuestFailure> {
         match outcome {
-            handler_types::Outcome::Respond(None) => Ok(Handled::Respond(None, reported(&store))),
+            handler_types::Outcome::Respond(None) => Ok(Handled::Respond(None, reported(store))),
             handler_types::Outcome::Respond(Some(segments)) => {
-                let throttle = reported(&store);
-                Ok(Handled::Respond(Some(self.segments(module, &mut store, segments)?), throttle))
+                let throttle = reported(store);
+                Ok(Handled::Respond(Some(self.segments(module, store, segments)?), throttle))
             }
             handler_types::Outcome::Close(reason) => Ok(Handled::Close(reason)),
             handler_types::Outcome::Wait(w) => {
@@ -310,7 +388,7 @@ impl Runtime {
     }
 
     /// Ask a fresh instance of `module` for the error response to `frame` (after a failed call
-    /// on it).
+    /// on it; the instance is not kept).
     pub async fn error_response(
         &self,
         module: &Module,
@@ -319,11 +397,7 @@ impl Runtime {
         code: i16,
     ) -> Result<Option<Vec<Bytes>>, GuestFailure> {
         let (mut store, bindings) = self.instantiate(module, conn, frame).await?;
-        let frame_res = store
-            .data_mut()
-            .table
-            .push(BufferHandle(frame.clone()))
-            .map_err(|e| GuestFailure::Instantiate(e.to_string()))?;
+        let frame_res = lend(&mut store, frame)?;
         let segments = bindings
             .call_error_response(&mut store, frame_res, code)
             .await
@@ -367,6 +441,15 @@ impl Runtime {
         }
         Ok(out)
     }
+}
+
+/// Put `frame` in `store`'s table, for a call to borrow.
+fn lend(store: &mut Store<GuestState>, frame: &Bytes) -> Result<Resource<BufferHandle>, GuestFailure> {
+    store
+        .data_mut()
+        .table
+        .push(BufferHandle(frame.clone()))
+        .map_err(|e| GuestFailure::Instantiate(e.to_string()))
 }
 
 /// Give `store`'s guest `budget` of CPU time, counted in epoch ticks: at every tick the guest

@@ -135,7 +135,7 @@ pub struct Observed {
 pub struct GuestState {
     pub table: ResourceTable,
     pub wasi: WasiCtx,
-    pub limits: StoreLimits,
+    pub limits: GuestLimiter,
     pub ctx: Arc<HostContext>,
     pub conn: ConnInfo,
     pub observed: Vec<Observed>,
@@ -149,6 +149,65 @@ pub struct GuestState {
     pub fetched: u64,
     /// What `throttle-ms` last answered: the throttle the response reports.
     pub reported_throttle_ms: i32,
+}
+
+/// A store's limits ([`StoreLimits`]), counting the bytes its memories grew to: a warm instance
+/// whose memory grew past a bound is not kept (`super::warm`).
+pub struct GuestLimiter {
+    pub limits: StoreLimits,
+    /// The bytes of linear memory the store's instances hold (their initial sizes and every
+    /// growth allowed since).
+    pub memory_bytes: usize,
+}
+
+impl GuestLimiter {
+    pub fn new(limits: StoreLimits) -> Self {
+        GuestLimiter { limits, memory_bytes: 0 }
+    }
+}
+
+impl wasmtime::ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes = self.memory_bytes.saturating_add(desired.saturating_sub(current));
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 /// What the host reads of a request's header itself: its API key and client id (for quotas).

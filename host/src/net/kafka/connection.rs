@@ -385,6 +385,7 @@ mod budget_tests {
             call_timeout: Duration::from_secs(5),
             max_instances: 8,
             max_response_bytes: 1 << 20,
+            warm_instances: 0,
         };
         Arc::new(Runtime::new(DEFAULT_TRANSLATOR, ctx, limits).unwrap())
     }

@@ -58,6 +58,7 @@ fn runtime(log: Arc<dyn Log>) -> Arc<Runtime> {
         call_timeout: Duration::from_secs(5),
         max_instances: 8,
         max_response_bytes: 1 << 20,
+        warm_instances: 4,
     };
     Arc::new(Runtime::empty(ctx, limits).unwrap())
 }

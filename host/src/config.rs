@@ -439,6 +439,9 @@ impl Default for Config {
 
 const ENV_PREFIX: &str = "GUISE_";
 
+/// Translator calls that may run at once (instance slots of the pool, see `wasm::engine`).
+pub const TRANSLATOR_SLOTS: u32 = 128;
+
 impl Config {
     /// Defaults, overlaid by `file` (if any) and by `GUISE_*` variables from `env`.
     pub fn load(
@@ -579,6 +582,12 @@ impl Config {
         }
         if self.guest_timeout_ms == 0 {
             return invalid("guest_timeout_ms", "must be positive");
+        }
+        if self.guest_warm_instances > TRANSLATOR_SLOTS {
+            return invalid(
+                "guest_warm_instances",
+                &format!("must be at most {TRANSLATOR_SLOTS} (the translator calls that may run at once)"),
+            );
         }
         if self.guest_memory_bytes.is_some_and(|m| m < u64::from(self.max_frame_bytes)) {
             return invalid(
@@ -903,6 +912,17 @@ mod tests {
         assert!(e.contains("--storage") && e.contains("embedded"), "{e}");
         let e = Config::load(None, vec![("GUISE_FSYNC".into(), "sometimes".into())]).unwrap_err().to_string();
         assert!(e.contains("GUISE_FSYNC") && e.contains("every-batch"), "{e}");
+    }
+
+    #[test]
+    fn warm_instances_default_to_16_and_never_outnumber_the_translator_slots() {
+        let load =
+            |v: &str| Config::load(None, vec![("GUISE_GUEST_WARM_INSTANCES".to_string(), v.to_string())]);
+        assert_eq!(Config::load(None, Vec::new()).unwrap().guest_warm_instances, 16);
+        assert_eq!(load("0").unwrap().guest_warm_instances, 0);
+        assert_eq!(load("128").unwrap().guest_warm_instances, 128);
+        let e = load("129").unwrap_err().to_string();
+        assert!(e.contains("guest_warm_instances") && e.contains("128"), "{e}");
     }
 
     #[test]

@@ -321,7 +321,7 @@ impl Server {
         let limits = GuestLimits {
             memory_bytes: usize::try_from(config.guest_memory()).unwrap_or(usize::MAX),
             call_timeout: Duration::from_millis(config.guest_timeout_ms),
-            max_instances: 128,
+            max_instances: crate::config::TRANSLATOR_SLOTS,
             max_response_bytes: config.max_frame_bytes as usize,
             warm_instances: config.guest_warm_instances,
         };

@@ -37,11 +37,11 @@ impl Compiler {
         let mut pool = PoolingAllocationConfig::default();
         // Twice the translator's slots: an append may run a tenant transform's instance while its
         // translator instance is live; and the warm translator instances waiting between calls.
-        // Every call runs on a fiber whose stack comes from the pool: one per running instance.
-        let running = limits.max_instances * 2;
-        let slots = running + limits.warm_instances;
+        // Every call runs on a fiber whose stack comes from the pool, and a store keeps its last
+        // stack until it is dropped: one per instance, warm ones too.
+        let slots = limits.max_instances * 2 + limits.warm_instances;
         pool.total_component_instances(slots)
-            .total_stacks(running)
+            .total_stacks(slots)
             .total_core_instances(slots * 16)
             .total_memories(slots * 2)
             .total_tables(slots * 16)

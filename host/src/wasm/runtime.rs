@@ -338,15 +338,21 @@ impl Runtime {
     ) -> Result<Handled, GuestFailure> {
         let mut instance = self.instance(module, conn, frame).await?;
         let Instance { store, bindings, .. } = &mut instance;
-        let frame_res = lend(store, frame)?;
-        let lent = frame_res.rep();
-        let outcome =
-            bindings.call_handle(&mut *store, frame_res, final_).await.map_err(|e| self.trap(module, e))?;
-        // The guest only borrowed the frame: its entry goes, so that the table is empty again
-        // (an instance whose table is not is not kept warm).
+        let lent = lend(store, frame)?.rep();
+        // Lent as a borrow: wasmtime passes it through without an entry of its own in the store
+        // (an owned handle would leave one behind per call on a warm instance).
+        let outcome = bindings
+            .call_handle(&mut *store, Resource::new_borrow(lent), final_)
+            .await
+            .map_err(|e| self.trap(module, e))?;
+        // The guest only borrowed the frame (a borrow still held would have trapped): its entry
+        // goes, so that the table is empty again (an instance whose table is not is not kept).
         let _ = store.data_mut().table.delete(Resource::<BufferHandle>::new_own(lent));
         let handled = self.outcome(module, conn, store, outcome);
-        if handled.is_ok() {
+        // A wait on a run that must answer is the translator's mistake (the connection closes):
+        // that instance is not kept either.
+        let misbehaved = final_ && matches!(handled, Ok(Handled::Wait { .. }));
+        if handled.is_ok() && !misbehaved {
             self.release(module, conn, instance);
         }
         handled
@@ -397,9 +403,9 @@ impl Runtime {
         code: i16,
     ) -> Result<Option<Vec<Bytes>>, GuestFailure> {
         let (mut store, bindings) = self.instantiate(module, conn, frame).await?;
-        let frame_res = lend(&mut store, frame)?;
+        let lent = lend(&mut store, frame)?.rep();
         let segments = bindings
-            .call_error_response(&mut store, frame_res, code)
+            .call_error_response(&mut store, Resource::new_borrow(lent), code)
             .await
             .map_err(|e| self.trap(module, e))?;
         match segments {

@@ -247,6 +247,7 @@ impl Runtime {
             fetched: 0,
             reported_throttle_ms: 0,
         };
+        // (`GuestState::begin` sets the same per-request fields on a warm instance.)
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         self.arm(&mut store);
@@ -281,8 +282,7 @@ impl Runtime {
         conn: &ConnInfo,
         frame: &Bytes,
     ) -> Result<(Store<GuestState>, ProtocolHandler), GuestFailure> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        module.stats.calls.fetch_add(1, Ordering::Relaxed);
+        self.count_call(module);
         let mut store = self.store(conn, frame);
         let bindings = module
             .pre
@@ -305,18 +305,17 @@ impl Runtime {
             let (store, bindings) = self.instantiate(module, conn, frame).await?;
             return Ok(Instance { store, bindings, served: 0 });
         };
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.count_call(module);
         self.warm_calls.fetch_add(1, Ordering::Relaxed);
-        module.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let state = warm.store.data_mut();
-        state.conn.clone_from(conn);
-        state.frame = frame.clone();
-        state.observed.clear();
-        state.host_time = Duration::ZERO;
-        state.fetched = 0;
-        state.reported_throttle_ms = 0;
+        warm.store.data_mut().begin(conn, frame);
         self.arm(&mut warm.store);
         Ok(warm)
+    }
+
+    /// Count a guest call, on the host and on the module version.
+    fn count_call(&self, module: &Module) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        module.stats.calls.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Keep `instance`, whose call on `module` succeeded, warm for the tenant's next request.

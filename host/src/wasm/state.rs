@@ -245,6 +245,19 @@ impl ConnInfo {
 }
 
 impl GuestState {
+    /// Set every per-request field for a request of `conn` with `frame`, on an instance that
+    /// served an earlier request (`Runtime::store` sets the same ones on a new store). A field
+    /// added to this struct that belongs to one request must be reset here, or it would carry
+    /// over to the next request of the tenant.
+    pub fn begin(&mut self, conn: &ConnInfo, frame: &Bytes) {
+        self.conn.clone_from(conn);
+        self.frame = frame.clone();
+        self.observed.clear();
+        self.host_time = std::time::Duration::ZERO;
+        self.fetched = 0;
+        self.reported_throttle_ms = 0;
+    }
+
     /// Await `fut`, a call into storage or the group coordinator (it may wait on a disk, a slow
     /// store or, with the Pulsar backend, the network), and hand the time it took back to the guest's CPU deadline. The
     /// guest's fiber is suspended meanwhile: it holds no thread.

@@ -86,12 +86,12 @@ impl WarmPool {
     /// activated (so that no offer that saw the old one active comes after it).
     pub fn retain(&self, active: &Module) {
         let active = identity(active);
-        let dropped: Vec<_> = {
+        let dropped = {
             let mut idle = self.idle.lock();
-            let (keep, drop): (VecDeque<_>, VecDeque<_>) =
-                idle.drain(..).partition(|(k, _)| k.module == active);
+            let (keep, dropped): (VecDeque<_>, VecDeque<_>) =
+                std::mem::take(&mut *idle).into_iter().partition(|(k, _)| k.module == active);
             *idle = keep;
-            drop.into_iter().collect()
+            dropped
         };
         drop(dropped);
     }

@@ -76,6 +76,7 @@ fn boundary(c: &mut Criterion) {
         max_instances: 16,
         max_response_bytes: 100 << 20,
         warm_instances,
+        warm_transforms: 0,
     };
     let fresh = Runtime::new(DEFAULT_TRANSLATOR, ctx.clone(), limits(0)).unwrap();
     let fresh_module = fresh.translator().unwrap();

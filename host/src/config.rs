@@ -171,6 +171,9 @@ pub struct Config {
     /// Transform calls one tenant may run at once; more wait for a slot (`0`: half the cores,
     /// at least one). `[tenants.NAME]` overrides it.
     pub transform_max_concurrency: usize,
+    /// Transform instances kept warm between batches, over all tenants (0: a fresh instance for
+    /// every batch).
+    pub transform_warm_instances: u32,
     /// The host's TLS certificate chain and private key (PEM), for the listeners that use TLS
     /// (`kafka_security_protocol = "SSL"`, `pulsar_tls`, `admin_tls`, SSL `[[listeners]]`).
     /// Changed files are used from the next handshake on.
@@ -431,6 +434,7 @@ impl Default for Config {
             transform_timeout_ms: 100,
             transform_max_output_bytes: 16 << 20,
             transform_max_concurrency: 0,
+            transform_warm_instances: 16,
             listeners: Vec::new(),
             tenants: Default::default(),
         }
@@ -587,6 +591,12 @@ impl Config {
             return invalid(
                 "guest_warm_instances",
                 &format!("must be at most {TRANSLATOR_SLOTS} (the translator calls that may run at once)"),
+            );
+        }
+        if self.transform_warm_instances > TRANSLATOR_SLOTS {
+            return invalid(
+                "transform_warm_instances",
+                &format!("must be at most {TRANSLATOR_SLOTS} (the transform calls the engine is sized for)"),
             );
         }
         if self.guest_memory_bytes.is_some_and(|m| m < u64::from(self.max_frame_bytes)) {
@@ -923,6 +933,12 @@ mod tests {
         assert_eq!(load("128").unwrap().guest_warm_instances, 128);
         let e = load("129").unwrap_err().to_string();
         assert!(e.contains("guest_warm_instances") && e.contains("128"), "{e}");
+        let load =
+            |v: &str| Config::load(None, vec![("GUISE_TRANSFORM_WARM_INSTANCES".to_string(), v.to_string())]);
+        assert_eq!(Config::load(None, Vec::new()).unwrap().transform_warm_instances, 16);
+        assert_eq!(load("0").unwrap().transform_warm_instances, 0);
+        let e = load("129").unwrap_err().to_string();
+        assert!(e.contains("transform_warm_instances") && e.contains("128"), "{e}");
     }
 
     #[test]

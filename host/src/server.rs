@@ -324,6 +324,7 @@ impl Server {
             max_instances: crate::config::TRANSLATOR_SLOTS,
             max_response_bytes: config.max_frame_bytes as usize,
             warm_instances: config.guest_warm_instances,
+            warm_transforms: config.transform_warm_instances,
         };
         let (wasm, source) = match &config.translator {
             Some(path) => (

@@ -466,11 +466,25 @@ fn hot_swap_of_a_transform_under_load() {
         by_batch.entry(*batch).or_default().push(header(r, "guise.tag").expect("tagged"));
     }
     let mut tags = std::collections::BTreeSet::new();
+    let mut newest = 0;
     for (batch, t) in &by_batch {
         assert!(t.iter().all(|x| *x == t[0]), "batch {batch} was processed by one version: {t:?}");
         tags.insert(t[0]);
+        // One connection's batches are appended in order, each by the version active when it
+        // started: no batch after a swap runs on a (warm) instance of an older version.
+        let version: u32 = t[0].trim_start_matches('v').parse().unwrap();
+        assert!(version >= newest, "batch {batch} ran on v{version} after one ran on v{newest}");
+        newest = version;
     }
     assert!(tags.len() >= 5, "batches of many versions: {tags:?}");
+    // Most batches ran on an instance an earlier batch of their version left.
+    let metrics = admin.text("/metrics").unwrap();
+    let warm: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("guise_transform_warm_calls_total "))
+        .and_then(|n| n.parse().ok())
+        .expect("guise_transform_warm_calls_total in /metrics");
+    assert!(warm * 2 > by_batch.len() as u64, "{warm} warm calls for {} batches", by_batch.len());
 }
 
 /// An idempotent producer on a topic whose transform drops records: sequence checks use the

@@ -80,6 +80,9 @@ const TENANT: &str = "acme";
 // ---------------------------------------------------------------- 1. the Wasm call in process
 
 struct CallRow {
+    /// "warm" (an instance kept from the call before, as on the produce path by default) or
+    /// "fresh" (`transform_warm_instances = 0`).
+    instances: &'static str,
     transform: &'static str,
     records: usize,
     calls: usize,
@@ -98,64 +101,68 @@ fn wasm_calls(modules: &Path, size: usize, budget: Duration) -> Result<Vec<CallR
         max_instances: 128,
         max_response_bytes: 100 << 20,
         warm_instances: 0,
+        warm_transforms: 4,
     };
     let runtime = Runtime::empty(ctx, limits)?;
-    let engine = TransformEngine::new(runtime.compiler().engine().clone())?;
     let limits = TransformLimits::default();
     let mut rows = Vec::new();
-    for (name, file, config) in [
-        ("chaos mode=pass", "guise_transform_chaos.wasm", vec![("mode".to_string(), "pass".to_string())]),
-        ("mask_card", "guise_transform_mask_card.wasm", vec![]),
-    ] {
-        let wasm = std::fs::read(modules.join(file)).with_context(|| format!("reading {file}"))?;
-        let component = runtime.compiler().compile(&wasm)?;
-        let id = ModuleId::unregistered(name, &wasm);
-        let module = engine.prepare(&component, id, Arc::default(), "bench", config, &limits)?;
-        for n in [0usize, 1, 10, 100, 1000] {
-            let batch = InputBatch {
-                topic: "bench".into(),
-                records: (0..n as u64)
-                    .map(|i| Record {
-                        key: Some(i.to_be_bytes().to_vec()),
-                        value: Some(value(i, size)),
-                        headers: Vec::new(),
-                        timestamp: 1_764_000_000_000 + i as i64,
-                        offset_delta: i as i32,
-                    })
-                    .collect(),
-            };
-            let out = guise_host::storage::wait(engine.call(&module, &limits, &batch, 0))?;
-            ensure!(out.len() == n, "{name}: {} records out of {n}", out.len());
-            if name == "mask_card" && n > 0 {
-                let v = String::from_utf8_lossy(out[0].record.value.as_deref().unwrap_or_default());
-                ensure!(v.contains("**** **** **** 0000"), "mask_card did not mask: {v}");
+    for (instances, warm) in [("warm", 4), ("fresh", 0)] {
+        let engine = TransformEngine::new(runtime.compiler().engine().clone(), warm)?;
+        for (name, file, config) in [
+            ("chaos mode=pass", "guise_transform_chaos.wasm", vec![("mode".to_string(), "pass".to_string())]),
+            ("mask_card", "guise_transform_mask_card.wasm", vec![]),
+        ] {
+            let wasm = std::fs::read(modules.join(file)).with_context(|| format!("reading {file}"))?;
+            let component = runtime.compiler().compile(&wasm)?;
+            let id = ModuleId::unregistered(name, &wasm);
+            let module = engine.prepare(&component, id, Arc::default(), "bench", config, &limits)?;
+            for n in [0usize, 1, 10, 100, 1000] {
+                let batch = InputBatch {
+                    topic: "bench".into(),
+                    records: (0..n as u64)
+                        .map(|i| Record {
+                            key: Some(i.to_be_bytes().to_vec()),
+                            value: Some(value(i, size)),
+                            headers: Vec::new(),
+                            timestamp: 1_764_000_000_000 + i as i64,
+                            offset_delta: i as i32,
+                        })
+                        .collect(),
+                };
+                let out = guise_host::storage::wait(engine.call(&module, &limits, &batch, 0))?;
+                ensure!(out.len() == n, "{name}: {} records out of {n}", out.len());
+                if name == "mask_card" && n > 0 {
+                    let v = String::from_utf8_lossy(out[0].record.value.as_deref().unwrap_or_default());
+                    ensure!(v.contains("**** **** **** 0000"), "mask_card did not mask: {v}");
+                }
+                for seed in 0..10 {
+                    guise_host::storage::wait(engine.call(&module, &limits, &batch, seed))?;
+                }
+                let mut times = Vec::new();
+                let started = Instant::now();
+                while started.elapsed() < budget || times.len() < 20 {
+                    let t = Instant::now();
+                    std::hint::black_box(guise_host::storage::wait(engine.call(
+                        &module,
+                        &limits,
+                        &batch,
+                        times.len() as u64,
+                    ))?);
+                    times.push(t.elapsed());
+                }
+                let total: Duration = times.iter().sum();
+                let mean = total / times.len() as u32;
+                times.sort();
+                rows.push(CallRow {
+                    instances,
+                    transform: name,
+                    records: n,
+                    calls: times.len(),
+                    median: times[times.len() / 2],
+                    mean,
+                });
+                eprintln!("call {name} x{n} ({instances}): median {:?}", times[times.len() / 2]);
             }
-            for seed in 0..10 {
-                guise_host::storage::wait(engine.call(&module, &limits, &batch, seed))?;
-            }
-            let mut times = Vec::new();
-            let started = Instant::now();
-            while started.elapsed() < budget || times.len() < 20 {
-                let t = Instant::now();
-                std::hint::black_box(guise_host::storage::wait(engine.call(
-                    &module,
-                    &limits,
-                    &batch,
-                    times.len() as u64,
-                ))?);
-                times.push(t.elapsed());
-            }
-            let total: Duration = times.iter().sum();
-            let mean = total / times.len() as u32;
-            times.sort();
-            rows.push(CallRow {
-                transform: name,
-                records: n,
-                calls: times.len(),
-                median: times[times.len() / 2],
-                mean,
-            });
-            eprintln!("call {name} x{n}: median {:?}", times[times.len() / 2]);
         }
     }
     Ok(rows)
@@ -403,13 +410,13 @@ fn main() -> Result<()> {
     // ---------------------------------------------------------------- report
     let mb = args.size as f64 / 1e6;
     println!(
-        "\nWasm call in process ({} B JSON values; fresh instance per call, as on the produce path):\n",
+        "\nWasm call in process ({} B JSON values; warm: the instance the call before left, as on the produce path; fresh: a new instance per call):\n",
         args.size
     );
     println!(
-        "| transform | records per call | calls | median µs per call | mean µs per call | ns per record (median) |"
+        "| instances | transform | records per call | calls | median µs per call | mean µs per call | ns per record (median) |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for r in &calls {
         let per = if r.records > 0 {
             format!("{:.0}", r.median.as_nanos() as f64 / r.records as f64)
@@ -417,7 +424,8 @@ fn main() -> Result<()> {
             "—".into()
         };
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} | {per} |",
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {per} |",
+            r.instances,
             r.transform,
             r.records,
             r.calls,
@@ -425,10 +433,11 @@ fn main() -> Result<()> {
             r.mean.as_secs_f64() * 1e6
         );
     }
-    for t in ["chaos mode=pass", "mask_card"] {
-        let at = |n| calls.iter().find(|r| r.transform == t && r.records == n).unwrap().median;
+    for (i, t) in ["warm", "fresh"].into_iter().flat_map(|i| [(i, "chaos mode=pass"), (i, "mask_card")]) {
+        let at =
+            |n| calls.iter().find(|r| r.instances == i && r.transform == t && r.records == n).unwrap().median;
         println!(
-            "{t}: fixed cost (empty batch) {:.1} µs; marginal cost per record (100 → 1000 records) {:.0} ns",
+            "{t} ({i}): fixed cost (empty batch) {:.1} µs; marginal cost per record (100 → 1000 records) {:.0} ns",
             at(0).as_secs_f64() * 1e6,
             (at(1000).as_secs_f64() - at(100).as_secs_f64()) * 1e9 / 900.0
         );

@@ -311,6 +311,11 @@ fn metrics(state: &AdminState, role: &Role) -> String {
             let _ = writeln!(out, "guise_module_active_version{{module=\"{}\"}} {active}", m.name);
         }
     }
+    let (warm_calls, warm) = state.transforms.warm();
+    let _ = write!(
+        out,
+        "# TYPE guise_transform_warm_calls_total counter\nguise_transform_warm_calls_total {warm_calls}\n# TYPE guise_transform_warm_instances gauge\nguise_transform_warm_instances {warm}\n"
+    );
     transform_metrics(&mut out, &state.transforms, None);
     quota_metrics(&mut out, &runtime.context().quotas, None);
     out

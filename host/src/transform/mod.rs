@@ -412,7 +412,8 @@ impl Transforms {
         internal: Arc<InternalTopics>,
         txn: Option<Arc<crate::txn::Coordinator>>,
     ) -> Result<Self, TransformError> {
-        let engine = TransformEngine::new(compiler.engine().clone()).map_err(RegistryError::Refused)?;
+        let engine = TransformEngine::new(compiler.engine().clone(), compiler.warm_transforms())
+            .map_err(RegistryError::Refused)?;
         let transforms = Transforms {
             shared: Arc::new(Shared {
                 cfg,
@@ -598,6 +599,13 @@ impl Transforms {
                 .unwrap_or(self.shared.cfg.concurrency),
             ..CallsSnapshot::default()
         })
+    }
+
+    /// Transform calls that ran on a warm instance, and the instances waiting now (over all
+    /// tenants).
+    pub fn warm(&self) -> (u64, usize) {
+        let engine = &self.shared.engine;
+        (engine.warm_calls.load(Ordering::Relaxed), engine.warm_instances())
     }
 
     /// The transform bound to `tenant`'s `topic`, if any (the produce path's one lookup).

@@ -35,6 +35,7 @@ impl Fixture {
             max_instances: 16,
             max_response_bytes: 1 << 20,
             warm_instances: 0,
+            warm_transforms: 4,
         };
         let compiler = Compiler::for_limits(&limits).unwrap();
         let cfg =
@@ -245,4 +246,56 @@ fn concurrent_retries_of_a_batch_route_it_once() {
         assert_eq!((a.base_offset, a.last_offset), (0, 2), "every try gets the original offsets");
     }
     assert_eq!(wait(fx.log.offsets(&out, 0)).unwrap().1, 3, "the routed records, once");
+}
+
+/// A transform version's batches run on the instance its earlier batch left (warm instances):
+/// never on another tenant's, never after a trap; a new version starts fresh and the old
+/// version's instances go with it, as they do at a rollback or a delete.
+#[test]
+fn batches_reuse_their_versions_warm_instance_and_nothing_else() {
+    let fx = Fixture::new();
+    let topic = |tenant: &str| TopicName::new(tenant, "default", "a");
+    let spec = |policy: &str, mode: &str| BindingSpec {
+        topics: vec!["a".into()],
+        output_topics: Vec::new(),
+        policy: policy.parse().unwrap(),
+        config: vec![("mode".into(), mode.into())],
+    };
+    let apply = |tenant: &str| {
+        let binding = fx.transforms.binding(tenant, "a").unwrap();
+        wait(fx.transforms.apply(&binding, &topic(tenant), 0, idempotent_batch(2, -1, -1, -1).into(), None))
+    };
+    for tenant in ["public", "acme"] {
+        wait(fx.log.create_topic(&topic(tenant), 1, &[], false)).unwrap();
+        fx.transforms.deploy(tenant, "one", &chaos(), spec("reject", "pass")).unwrap();
+    }
+    assert_eq!(fx.transforms.warm(), (0, 0), "deploying keeps no instance");
+    for _ in 0..3 {
+        apply("public").unwrap();
+    }
+    assert_eq!(fx.transforms.warm(), (2, 1), "the first batch's instance served the next two");
+    // The other tenant's deployment of the same code is another version: its own instance.
+    apply("acme").unwrap();
+    assert_eq!(fx.transforms.warm(), (2, 2));
+    apply("acme").unwrap();
+    assert_eq!(fx.transforms.warm(), (3, 2));
+
+    // A new version: the old one's instance goes; trapping calls leave none behind.
+    fx.transforms.deploy("public", "one", &chaos(), spec("skip", "trap")).unwrap();
+    assert_eq!(fx.transforms.warm(), (3, 1));
+    apply("public").unwrap();
+    apply("public").unwrap();
+    assert_eq!(fx.transforms.warm(), (3, 1), "a trapped instance is never kept");
+    let v2 = fx.transforms.show("public", "one").unwrap();
+    assert_eq!(v2.module.versions.iter().map(|v| v.stats.traps).sum::<u64>(), 2);
+    assert_eq!(wait(fx.log.offsets(&topic("public"), 0)).unwrap().1, 6, "skipped: 3 batches of 2");
+
+    // Rolled back, the first version runs afresh, then warm again; a delete drops its instances.
+    fx.transforms.rollback("public", "one", None).unwrap();
+    apply("public").unwrap();
+    apply("public").unwrap();
+    assert_eq!(fx.transforms.warm(), (4, 2));
+    fx.transforms.delete("acme", "one").unwrap();
+    assert_eq!(fx.transforms.warm(), (4, 1));
+    assert_eq!(wait(fx.log.offsets(&topic("public"), 0)).unwrap().1, 10);
 }

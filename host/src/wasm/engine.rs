@@ -22,12 +22,14 @@ impl Drop for Ticker {
 pub struct Compiler {
     engine: Engine,
     _ticker: Option<Arc<Ticker>>,
+    /// The warm transform instances the engine's pool has slots for.
+    warm_transforms: u32,
 }
 
 impl Compiler {
     /// A compiler for an engine whose epochs someone else advances (or nobody: tests).
     pub fn new(engine: Engine) -> Self {
-        Compiler { engine, _ticker: None }
+        Compiler { engine, _ticker: None, warm_transforms: 0 }
     }
 
     /// The host's one engine, sized for `limits` (pooling allocator slots, memory per
@@ -37,9 +39,10 @@ impl Compiler {
         let mut pool = PoolingAllocationConfig::default();
         // Twice the translator's slots: an append may run a tenant transform's instance while its
         // translator instance is live; and the warm translator instances waiting between calls.
-        // Every call runs on a fiber whose stack comes from the pool, and a store keeps its last
-        // stack until it is dropped: one per instance, warm ones too.
-        let slots = limits.max_instances * 2 + limits.warm_instances;
+        // And the warm transform instances. Every call runs on a fiber whose stack comes from
+        // the pool, and a store keeps its last stack until it is dropped: one per instance,
+        // warm ones too.
+        let slots = limits.max_instances * 2 + limits.warm_instances + limits.warm_transforms;
         pool.total_component_instances(slots)
             .total_stacks(slots)
             .total_core_instances(slots * 16)
@@ -66,7 +69,17 @@ impl Compiler {
                 })
                 .map_err(|e| WasmError::Engine(format!("starting the epoch ticker: {e}")))?;
         }
-        Ok(Compiler { engine, _ticker: Some(Arc::new(Ticker(stop))) })
+        Ok(Compiler {
+            engine,
+            _ticker: Some(Arc::new(Ticker(stop))),
+            warm_transforms: limits.warm_transforms,
+        })
+    }
+
+    /// Transform instances that may wait warm on this engine (pool slots were set aside for
+    /// them).
+    pub fn warm_transforms(&self) -> u32 {
+        self.warm_transforms
     }
 
     pub fn engine(&self) -> &Engine {

@@ -18,7 +18,7 @@ use super::bindings::{ProtocolHandler, ProtocolHandlerPre, handler_types};
 use super::engine::Compiler;
 use super::module::{Module, ModuleId, ModuleStats};
 use super::state::{BufferHandle, ConnInfo, GuestLimiter, GuestState, HostContext, Observed, WakeKey};
-use super::warm::{Instance, WarmPool};
+use super::warm::{Instance, Key, WarmPool};
 use bytes::Bytes;
 use guise_guest_sdk::error;
 use parking_lot::RwLock;
@@ -89,6 +89,9 @@ pub struct GuestLimits {
     /// Translator instances kept warm between requests, over all tenants (0: a fresh instance
     /// for every call). They take pool slots beside `max_instances` (see `engine`).
     pub warm_instances: u32,
+    /// Tenant-transform instances kept warm between batches, over all tenants: pool slots of
+    /// their own too ([`TransformEngine::new`](super::TransformEngine::new)).
+    pub warm_transforms: u32,
 }
 
 /// What a request came to.
@@ -118,7 +121,7 @@ pub struct Runtime {
     /// The translator new requests run on.
     translator: RwLock<Option<Arc<Module>>>,
     /// Instances of the active translator whose last call succeeded, for the next request.
-    warm: WarmPool,
+    warm: WarmPool<Key, Instance>,
     /// Guest calls made, and failed (trap, deadline, memory), over all versions.
     pub calls: AtomicU64,
     pub failures: AtomicU64,
@@ -209,7 +212,7 @@ impl Runtime {
     pub fn activate(&self, module: Arc<Module>) -> Option<Arc<Module>> {
         tracing::info!(module = %module.id.name, version = module.id.version, hash = %module.id.short_hash(), "translator activated");
         let previous = self.translator.write().replace(module.clone());
-        self.warm.retain(&module);
+        self.warm.retain(|k| k.of(&module));
         previous
     }
 
@@ -301,7 +304,7 @@ impl Runtime {
         conn: &ConnInfo,
         frame: &Bytes,
     ) -> Result<Instance, GuestFailure> {
-        let Some(mut warm) = self.warm.take(module, &conn.tenant) else {
+        let Some(mut warm) = self.warm.take(|k| k.is(module, &conn.tenant)) else {
             let (store, bindings) = self.instantiate(module, conn, frame).await?;
             return Ok(Instance { store, bindings, served: 0 });
         };
@@ -322,7 +325,7 @@ impl Runtime {
     fn release(&self, module: &Module, conn: &ConnInfo, mut instance: Instance) {
         instance.served = instance.served.saturating_add(1);
         let active = || self.translator.read().as_deref().is_some_and(|m| std::ptr::eq(m, module));
-        self.warm.offer(module, &conn.tenant, instance, active);
+        self.warm.offer(Key::new(module, &conn.tenant), instance, active);
     }
 
     /// Run `module` on one request frame (without its size prefix), on a fiber: the call

@@ -1,15 +1,22 @@
 //! Tenant message transforms: the `transform` world's bindings, a loaded transform version, and
 //! one guest call per produced batch under the tenant's limits (memory, CPU deadline, output
-//! size). Each call gets a fresh instance, so a trap or a deadline never poisons a later batch,
-//! and the instance is dropped with the call.
+//! size). A call runs on a warm instance of the same version kept from an earlier batch
+//! (`super::warm`: a version belongs to one tenant, so no instance crosses tenants), or on a
+//! fresh one. An instance whose call trapped, ran past its deadline, or failed in any way is
+//! dropped with the call, so it never poisons a later batch; one whose call ended normally
+//! (the transform's own refusal of a batch included) is kept, with its deadline armed afresh
+//! for the next. The instances of a version are dropped when the version is (a deploy, a
+//! rollback or a delete drops the binding that held it).
 
 use super::module::{ModuleId, ModuleStats};
 use super::runtime::{GuestFailure, WasmError, deny_all_wasi};
+use super::state::GuestLimiter;
+use super::warm::{Reusable, WarmPool};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 mod bindings {
@@ -80,7 +87,7 @@ impl TransformFailure {
 pub struct TransformState {
     table: ResourceTable,
     wasi: WasiCtx,
-    limits: StoreLimits,
+    limits: GuestLimiter,
     config: Arc<Vec<(String, String)>>,
     /// For log lines: `tenant/name@version`.
     who: Arc<str>,
@@ -119,30 +126,78 @@ impl transform_config::Host for TransformState {
 
 impl transform_types::Host for TransformState {}
 
-/// A transform version ready to run: each batch instantiates it afresh.
+/// A transform version of one tenant, ready to run. Its warm instances go when it does.
 pub struct TransformModule {
     pub id: ModuleId,
     pre: TransformPre<TransformState>,
     pub stats: Arc<ModuleStats>,
     config: Arc<Vec<(String, String)>>,
     who: Arc<str>,
+    /// Names this module's instances in the warm pool (unique for the engine's lifetime).
+    serial: u64,
+    warm: Arc<Warm>,
 }
 
-/// The transforms' side of the engine: its own linker (the transform world's imports only).
+impl Drop for TransformModule {
+    fn drop(&mut self) {
+        // No call holds the module any more, so none can offer an instance of it after this.
+        let serial = self.serial;
+        self.warm.retain(|k| k.0 != serial);
+    }
+}
+
+/// A transform instance with its store, and the calls it has served.
+pub struct TransformInstance {
+    store: Store<TransformState>,
+    bindings: bindings::Transform,
+    served: u32,
+}
+
+impl Reusable for TransformInstance {
+    fn usage(&self) -> (u32, &GuestLimiter, &ResourceTable) {
+        let state = self.store.data();
+        (self.served, &state.limits, &state.table)
+    }
+}
+
+/// Warm transform instances, keyed by their module's serial and the memory cap their store was
+/// made with (a binding's limits are fixed with its module; callers outside one may vary them).
+type Warm = WarmPool<(u64, usize), TransformInstance>;
+
+/// The transforms' side of the engine: its own linker (the transform world's imports only), and
+/// the instances kept warm between batches.
 pub struct TransformEngine {
     engine: Engine,
     linker: Linker<TransformState>,
+    warm: Arc<Warm>,
+    serials: AtomicU64,
+    /// Calls that ran on a warm instance.
+    pub warm_calls: AtomicU64,
 }
 
 impl TransformEngine {
-    /// `engine` is the translator runtime's (its epoch ticker drives the deadlines here too).
-    pub fn new(engine: Engine) -> Result<Self, WasmError> {
+    /// `engine` is the translator runtime's (its epoch ticker drives the deadlines here too);
+    /// `warm` instances are kept between batches, over all tenants (0: a fresh one for every
+    /// call). They hold pool slots: the engine must have been sized for them
+    /// ([`Compiler::warm_transforms`](super::Compiler::warm_transforms)).
+    pub fn new(engine: Engine, warm: u32) -> Result<Self, WasmError> {
         let mut linker = Linker::<TransformState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
         bindings::Transform::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
-        Ok(TransformEngine { engine, linker })
+        Ok(TransformEngine {
+            engine,
+            linker,
+            warm: Arc::new(WarmPool::new(warm)),
+            serials: AtomicU64::new(0),
+            warm_calls: AtomicU64::new(0),
+        })
+    }
+
+    /// Warm instances waiting now.
+    pub fn warm_instances(&self) -> usize {
+        self.warm.len()
     }
 
     /// Check that `component` is a transform this host can run: every import is one the host
@@ -161,7 +216,16 @@ impl TransformEngine {
             self.linker.instantiate_pre(component).map_err(|e| WasmError::LinkTransform(format!("{e:#}")))?;
         let pre = TransformPre::new(pre).map_err(|e| WasmError::LinkTransform(format!("{e:#}")))?;
         let who: Arc<str> = format!("{tenant}/{}@{}", id.name, id.version).into();
-        let module = TransformModule { id, pre, stats, config: Arc::new(config), who };
+        let serial = self.serials.fetch_add(1, Ordering::Relaxed);
+        let module = TransformModule {
+            id,
+            pre,
+            stats,
+            config: Arc::new(config),
+            who,
+            serial,
+            warm: self.warm.clone(),
+        };
         let mut store = self.store(&module, limits, 0);
         // Deploying is synchronous (the registry); the instance's start runs no host import
         // that waits, so this completes on this thread.
@@ -174,12 +238,14 @@ impl TransformEngine {
         let state = TransformState {
             table: ResourceTable::new(),
             wasi: deny_all_wasi(seed),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(64)
-                .tables(64)
-                .memories(4)
-                .build(),
+            limits: GuestLimiter::new(
+                StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .instances(64)
+                    .tables(64)
+                    .memories(4)
+                    .build(),
+            ),
             config: module.config.clone(),
             who: module.who.clone(),
         };
@@ -216,6 +282,27 @@ impl TransformEngine {
         result
     }
 
+    /// An instance of `module`: a warm one with its deadline armed afresh, or a fresh one.
+    async fn instance(
+        &self,
+        module: &TransformModule,
+        limits: &TransformLimits,
+        seed: u64,
+    ) -> Result<TransformInstance, GuestFailure> {
+        if let Some(mut warm) = self.warm.take(|k| *k == (module.serial, limits.memory_bytes)) {
+            self.warm_calls.fetch_add(1, Ordering::Relaxed);
+            super::runtime::arm_deadline(&mut warm.store, limits.timeout, |_| Duration::ZERO);
+            return Ok(warm);
+        }
+        let mut store = self.store(module, limits, seed);
+        let bindings = module
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| GuestFailure::Instantiate(format!("{e:#}")))?;
+        Ok(TransformInstance { store, bindings, served: 0 })
+    }
+
     async fn call_inner(
         &self,
         module: &TransformModule,
@@ -223,30 +310,34 @@ impl TransformEngine {
         batch: &InputBatch,
         seed: u64,
     ) -> Result<Vec<Emitted>, TransformFailure> {
-        let mut store = self.store(module, limits, seed);
-        let bindings = module
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| GuestFailure::Instantiate(format!("{e:#}")))?;
+        let mut instance = self.instance(module, limits, seed).await?;
+        let TransformInstance { store, bindings, .. } = &mut instance;
         let outcome =
-            bindings.call_transform(&mut store, batch).await.map_err(|e| match e.downcast_ref() {
+            bindings.call_transform(&mut *store, batch).await.map_err(|e| match e.downcast_ref() {
                 Some(wasmtime::Trap::Interrupt) => GuestFailure::Deadline(limits.timeout),
                 _ => GuestFailure::Trap(format!("{e:#}")),
             })?;
-        let encoded = outcome.map_err(TransformFailure::Refused)?;
-        // The result is one byte list (see wit/guise.wit): lifting it cost exactly its length,
-        // which the guest's memory cap bounds.
-        if encoded.len() > limits.max_output_bytes {
-            return Err(GuestFailure::Invalid(format!(
-                "the transform returned {} bytes of records, over the limit of {}",
-                encoded.len(),
-                limits.max_output_bytes
-            ))
-            .into());
-        }
-        decode_outputs(Bytes::from(encoded)).map_err(|e| GuestFailure::Invalid(e).into())
+        let emitted = checked(outcome.map_err(TransformFailure::Refused)?, limits)?;
+        // Only an instance whose call succeeded serves the version's next batch (the module is
+        // alive, so its instances have not been dropped: see its `Drop`).
+        instance.served = instance.served.saturating_add(1);
+        self.warm.offer((module.serial, limits.memory_bytes), instance, || true);
+        Ok(emitted)
     }
+}
+
+/// The records a call returned (`encoded`), if they are within `limits` and well formed.
+fn checked(encoded: Vec<u8>, limits: &TransformLimits) -> Result<Vec<Emitted>, GuestFailure> {
+    // The result is one byte list (see wit/guise.wit): lifting it cost exactly its length,
+    // which the guest's memory cap bounds.
+    if encoded.len() > limits.max_output_bytes {
+        return Err(GuestFailure::Invalid(format!(
+            "the transform returned {} bytes of records, over the limit of {}",
+            encoded.len(),
+            limits.max_output_bytes
+        )));
+    }
+    decode_outputs(Bytes::from(encoded)).map_err(GuestFailure::Invalid)
 }
 
 /// One record a transform returned, and where it goes (None: the input topic).

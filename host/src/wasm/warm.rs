@@ -1,78 +1,110 @@
-//! Warm translator instances: an instance whose call ended normally is kept for the next
-//! request of the same module version and the same tenant, instead of being torn down and a
-//! fresh one set up (which is most of a request's cost at the boundary: BENCHMARKS.md, "Wasm
-//! boundary").
+//! Warm instances: an instance whose call ended normally is kept for the next call of the same
+//! module version and the same tenant, instead of being torn down and a fresh one set up (which
+//! is most of a call's cost at the boundary: BENCHMARKS.md, "Wasm boundary"). The translator's
+//! runtime keeps one pool (keyed by version and tenant), the tenant transforms another (keyed by
+//! the transform version, which belongs to one tenant).
 //!
 //! An instance is never kept after a trap, a deadline, a failed call or an invalid response
-//! (the caller only offers the ones whose call succeeded), nor while it still holds a resource
+//! (the callers only offer the ones whose call succeeded), nor while it still holds a resource
 //! handle, nor once it has served [`MAX_CALLS`] calls or its memory has grown past
-//! [`MAX_MEMORY`] (then the next request of its key gets a fresh one). At most `cap` instances
-//! wait at once, over all keys; the oldest goes first. When a translator is activated, the
-//! instances of every other version are dropped, and one offered after that is not kept, so no
-//! request ever runs on a version that was not active when it started.
+//! [`MAX_MEMORY`] (then the next call of its key gets a fresh one). At most `cap` instances
+//! wait at once, over all keys; the oldest goes first. When a version stops being the one new
+//! calls run on, its instances are dropped, and one offered after that is not kept, so no call
+//! ever runs on a version that was not active when it started.
 
 use super::bindings::ProtocolHandler;
 use super::module::Module;
-use super::state::GuestState;
+use super::state::{GuestLimiter, GuestState};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use wasmtime::Store;
+use wasmtime::component::ResourceTable;
 
 /// Calls an instance serves before it is recycled.
 pub const MAX_CALLS: u32 = 10_000;
 /// Linear memory an instance may hold and still be kept.
 pub const MAX_MEMORY: usize = 16 << 20;
 
-/// An instance with its store, and the calls it has served.
+/// What the pool needs to know of an instance whose call succeeded: whether it may serve again.
+pub(super) trait Reusable {
+    /// Calls served, the store's memory, and its resource table.
+    fn usage(&self) -> (u32, &GuestLimiter, &ResourceTable);
+
+    fn reusable(&self) -> bool {
+        let (served, limits, table) = self.usage();
+        served < MAX_CALLS && limits.memory_bytes <= MAX_MEMORY && table.is_empty()
+    }
+}
+
+/// A translator instance with its store, and the calls it has served.
 pub(super) struct Instance {
     pub store: Store<GuestState>,
     pub bindings: ProtocolHandler,
     pub served: u32,
 }
 
-/// Which module version (by identity: see [`WarmPool::offer`]) and tenant an instance serves.
+impl Reusable for Instance {
+    fn usage(&self) -> (u32, &GuestLimiter, &ResourceTable) {
+        let state = self.store.data();
+        (self.served, &state.limits, &state.table)
+    }
+}
+
+/// Which translator version (by identity: see [`WarmPool::offer`]) and tenant an instance serves.
 #[derive(PartialEq, Eq)]
-struct Key {
+pub(super) struct Key {
     module: usize,
     tenant: String,
 }
 
+impl Key {
+    pub fn new(module: &Module, tenant: &str) -> Self {
+        Key { module: identity(module), tenant: tenant.to_string() }
+    }
+
+    pub fn is(&self, module: &Module, tenant: &str) -> bool {
+        self.module == identity(module) && self.tenant == tenant
+    }
+
+    pub fn of(&self, module: &Module) -> bool {
+        self.module == identity(module)
+    }
+}
+
+/// A module's address identifies it only while it is alive: it is (the runtime holds the active
+/// one), and an instance of it is only kept while it is active.
 fn identity(module: &Module) -> usize {
     std::ptr::from_ref(module) as usize
 }
 
-pub(super) struct WarmPool {
+pub(super) struct WarmPool<K, I> {
     cap: usize,
     /// Oldest first.
-    idle: Mutex<VecDeque<(Key, Instance)>>,
+    idle: Mutex<VecDeque<(K, I)>>,
 }
 
-impl WarmPool {
+impl<K, I: Reusable> WarmPool<K, I> {
     pub fn new(cap: u32) -> Self {
         WarmPool { cap: cap as usize, idle: Mutex::new(VecDeque::new()) }
     }
 
-    /// The most recently kept instance of `module` for `tenant`, if one waits.
-    pub fn take(&self, module: &Module, tenant: &str) -> Option<Instance> {
-        let module = identity(module);
+    /// The most recently kept instance whose key `fits`, if one waits.
+    pub fn take(&self, fits: impl Fn(&K) -> bool) -> Option<I> {
         let mut idle = self.idle.lock();
-        let at = idle.iter().rposition(|(k, _)| k.module == module && k.tenant == tenant)?;
+        let at = idle.iter().rposition(|(k, _)| fits(k))?;
         idle.remove(at).map(|(_, i)| i)
     }
 
-    /// Keep `instance`, whose call on `module` for `tenant` succeeded, if `module` is the
-    /// translator active now (`is_active`, asked under this pool's lock: see
-    /// [`retain`](Self::retain)) and the instance may serve again. Dropping an instance resets
-    /// its memory, so whatever is not kept is dropped after the lock is released.
-    pub fn offer(&self, module: &Module, tenant: &str, instance: Instance, is_active: impl FnOnce() -> bool) {
-        if self.cap == 0 || !reusable(&instance) {
+    /// Keep `instance`, whose call succeeded, under `key`, if its version is the one active now
+    /// (`is_active`, asked under this pool's lock: see [`retain`](Self::retain)) and the
+    /// instance may serve again. Dropping an instance resets its memory, so whatever is not kept
+    /// is dropped after the lock is released.
+    pub fn offer(&self, key: K, instance: I, is_active: impl FnOnce() -> bool) {
+        if self.cap == 0 || !instance.reusable() {
             return;
         }
-        let key = Key { module: identity(module), tenant: tenant.to_string() };
         let evicted = {
             let mut idle = self.idle.lock();
-            // The module's address identifies it only while it is alive: it is (the runtime
-            // holds the active one), and an instance of it is only kept while it is active.
             if !is_active() {
                 return;
             }
@@ -82,15 +114,14 @@ impl WarmPool {
         drop(evicted);
     }
 
-    /// Drop every instance whose module is not `active`: called after a translator is
-    /// activated (so that no offer that saw the old one active comes after it).
-    pub fn retain(&self, active: &Module) {
-        let active = identity(active);
+    /// Drop every instance whose key is not one to `keep`: called once a version stops being
+    /// active (so that no offer that saw it active comes after it).
+    pub fn retain(&self, keep: impl Fn(&K) -> bool) {
         let dropped = {
             let mut idle = self.idle.lock();
-            let (keep, dropped): (VecDeque<_>, VecDeque<_>) =
-                std::mem::take(&mut *idle).into_iter().partition(|(k, _)| k.module == active);
-            *idle = keep;
+            let (kept, dropped): (VecDeque<_>, VecDeque<_>) =
+                std::mem::take(&mut *idle).into_iter().partition(|(k, _)| keep(k));
+            *idle = kept;
             dropped
         };
         drop(dropped);
@@ -100,12 +131,6 @@ impl WarmPool {
     pub fn len(&self) -> usize {
         self.idle.lock().len()
     }
-}
-
-/// Whether an instance whose call succeeded may serve another request.
-fn reusable(instance: &Instance) -> bool {
-    let state = instance.store.data();
-    instance.served < MAX_CALLS && state.limits.memory_bytes <= MAX_MEMORY && state.table.is_empty()
 }
 
 #[cfg(test)]
@@ -131,6 +156,7 @@ mod tests {
             max_instances: 4,
             max_response_bytes: 1 << 20,
             warm_instances: warm,
+            warm_transforms: 0,
         };
         Runtime::new(wasm, ctx, limits).unwrap()
     }

@@ -386,6 +386,7 @@ mod budget_tests {
             max_instances: 8,
             max_response_bytes: 1 << 20,
             warm_instances: 0,
+            warm_transforms: 0,
         };
         Arc::new(Runtime::new(DEFAULT_TRANSLATOR, ctx, limits).unwrap())
     }

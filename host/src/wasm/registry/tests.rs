@@ -59,6 +59,7 @@ fn runtime(log: Arc<dyn Log>) -> Arc<Runtime> {
         max_instances: 8,
         max_response_bytes: 1 << 20,
         warm_instances: 4,
+        warm_transforms: 0,
     };
     Arc::new(Runtime::empty(ctx, limits).unwrap())
 }

@@ -129,14 +129,14 @@ fn wasm_calls(modules: &Path, size: usize, budget: Duration) -> Result<Vec<CallR
                         })
                         .collect(),
                 };
-                let out = guise_host::storage::wait(engine.call(&module, &limits, &batch, 0))?;
+                let out = guise_host::storage::wait(engine.call(&module, &limits, &[], &batch, 0))?;
                 ensure!(out.len() == n, "{name}: {} records out of {n}", out.len());
                 if name == "mask_card" && n > 0 {
                     let v = String::from_utf8_lossy(out[0].record.value.as_deref().unwrap_or_default());
                     ensure!(v.contains("**** **** **** 0000"), "mask_card did not mask: {v}");
                 }
                 for seed in 0..10 {
-                    guise_host::storage::wait(engine.call(&module, &limits, &batch, seed))?;
+                    guise_host::storage::wait(engine.call(&module, &limits, &[], &batch, seed))?;
                 }
                 let mut times = Vec::new();
                 let started = Instant::now();
@@ -145,6 +145,7 @@ fn wasm_calls(modules: &Path, size: usize, budget: Duration) -> Result<Vec<CallR
                     std::hint::black_box(guise_host::storage::wait(engine.call(
                         &module,
                         &limits,
+                        &[],
                         &batch,
                         times.len() as u64,
                     ))?);

@@ -121,7 +121,7 @@ impl Transforms {
                 topic: topic.topic.clone(),
                 records: decoded.records.iter().map(to_guest).collect(),
             };
-            let outcome = self.call(binding, module, call).await.and_then(|out| check_outputs(binding, out));
+            let outcome = self.call(binding, module, call).await;
             if let Err(TransformFailure::Guest(GuestFailure::Instantiate(why))) = &outcome {
                 // The host's trouble, not the guest's (no free instance slot): the batch is not
                 // the policy's to drop or pass untransformed; the producer retries.
@@ -220,6 +220,7 @@ impl Transforms {
         let shared = self.shared.clone();
         let module = module.clone();
         let limits = binding.limits.clone();
+        let outputs = binding.spec.output_topics.clone();
         let seed = shared.counter.fetch_add(1, Ordering::Relaxed);
         // In one of the tenant's slots: a looping transform holds one of its own, not everyone's.
         // On the transform threads; the time the call took there is the request's (its tenant's
@@ -227,7 +228,10 @@ impl Transforms {
         let calls = shared.calls(&binding.tenant);
         let pool = shared.clone();
         let ran = calls
-            .run(pool.pool.run(async move { shared.engine.call(&module, &limits, &batch, seed).await }))
+            .run(
+                pool.pool
+                    .run(async move { shared.engine.call(&module, &limits, &outputs, &batch, seed).await }),
+            )
             .await;
         match ran {
             Ok((result, busy)) => {
@@ -342,20 +346,6 @@ impl Transforms {
 }
 
 /// A call's outputs may only name the binding's output topics.
-fn check_outputs(binding: &Binding, outputs: Vec<Emitted>) -> Result<Vec<Emitted>, TransformFailure> {
-    for o in &outputs {
-        if let Some(t) = &o.topic
-            && !binding.spec.output_topics.contains(t)
-        {
-            return Err(TransformFailure::Guest(GuestFailure::Invalid(format!(
-                "the transform routed a record to {t:?}, which is not one of its output topics {:?}",
-                binding.spec.output_topics
-            ))));
-        }
-    }
-    Ok(outputs)
-}
-
 /// The input partition's share of one produced batch: `own` re-encoded with the batch's codec,
 /// keeping the producer's sequence span (see the module docs).
 fn encode_input(out: &mut Vec<u8>, h: &BatchHeader, own: &[LogRecord]) -> Result<(), StorageError> {

@@ -358,12 +358,16 @@ impl Slot for TenantSlot {
         });
         let (shared, tenant) = (self.shared.clone(), self.tenant.clone());
         Ok(Box::new(move || {
-            let mut bindings = shared.bindings.write();
-            let topics = bindings.entry(tenant.clone()).or_default();
-            topics.retain(|_, b| b.name != name);
-            for topic in &binding.spec.topics {
-                topics.insert(topic.clone(), binding.clone());
-            }
+            let unbound = {
+                let mut bindings = shared.bindings.write();
+                let topics = bindings.entry(tenant.clone()).or_default();
+                let unbound = unbind(topics, &name);
+                for topic in &binding.spec.topics {
+                    topics.insert(topic.clone(), binding.clone());
+                }
+                unbound
+            };
+            drop(unbound);
             tracing::info!(
                 tenant = %tenant,
                 transform = %name,
@@ -380,14 +384,25 @@ impl Slot for TenantSlot {
     }
 
     fn remove(&self, name: &str) {
-        let mut bindings = self.shared.bindings.write();
-        if let Some(topics) = bindings.get_mut(&self.tenant) {
-            topics.retain(|_, b| b.name != name);
+        let unbound = {
+            let mut bindings = self.shared.bindings.write();
+            let Some(topics) = bindings.get_mut(&self.tenant) else { return };
+            let unbound = unbind(topics, name);
             if topics.is_empty() {
                 bindings.remove(&self.tenant);
             }
-        }
+            unbound
+        };
+        drop(unbound);
     }
+}
+
+/// Take transform `name`'s bindings out of one tenant's `topics`. The caller drops them after
+/// releasing the bindings' lock: the last reference to a version drops its warm instances, and
+/// resetting their memory should not hold up every produce's binding lookup.
+fn unbind(topics: &mut HashMap<String, Arc<Binding>>, name: &str) -> Vec<Arc<Binding>> {
+    let gone: Vec<String> = topics.iter().filter(|(_, b)| b.name == name).map(|(t, _)| t.clone()).collect();
+    gone.iter().filter_map(|t| topics.remove(t)).collect()
 }
 
 /// The transforms service: bindings for the produce path, and the per-tenant registries.

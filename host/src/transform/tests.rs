@@ -298,4 +298,28 @@ fn batches_reuse_their_versions_warm_instance_and_nothing_else() {
     fx.transforms.delete("acme", "one").unwrap();
     assert_eq!(fx.transforms.warm(), (4, 1));
     assert_eq!(wait(fx.log.offsets(&topic("public"), 0)).unwrap().1, 10);
+
+    // Nor is an instance kept that ran past its deadline, or that routed records to a topic that
+    // is not one of its outputs (the call returned, but the batch failed).
+    for (name, config) in
+        [("spin", vec![("mode", "loop")]), ("stray", vec![("mode", "route"), ("topic", "x")])]
+    {
+        wait(fx.log.create_topic(&TopicName::new("acme", "default", name), 1, &[], false)).unwrap();
+        let spec = BindingSpec {
+            topics: vec![name.into()],
+            output_topics: Vec::new(),
+            policy: Policy::Skip,
+            config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        fx.transforms.deploy("acme", name, &chaos(), spec).unwrap();
+        let binding = fx.transforms.binding("acme", name).unwrap();
+        for _ in 0..2 {
+            let batch = idempotent_batch(2, -1, -1, -1).into();
+            wait(fx.transforms.apply(&binding, &TopicName::new("acme", "default", name), 0, batch, None))
+                .unwrap();
+        }
+        let failed = fx.transforms.show("acme", name).unwrap().module.versions[0].stats;
+        assert_eq!((failed.calls, failed.errors), (2, 2), "{name}");
+        assert_eq!(fx.transforms.warm(), (4, 1), "{name}: no instance kept");
+    }
 }

@@ -2,11 +2,12 @@
 //! one guest call per produced batch under the tenant's limits (memory, CPU deadline, output
 //! size). A call runs on a warm instance of the same version kept from an earlier batch
 //! (`super::warm`: a version belongs to one tenant, so no instance crosses tenants), or on a
-//! fresh one. An instance whose call trapped, ran past its deadline, or failed in any way is
-//! dropped with the call, so it never poisons a later batch; one whose call ended normally
-//! (the transform's own refusal of a batch included) is kept, with its deadline armed afresh
-//! for the next. The instances of a version are dropped when the version is (a deploy, a
-//! rollback or a delete drops the binding that held it).
+//! fresh one. An instance whose call trapped, ran past its deadline, refused the batch or
+//! returned records it may not (over the output limit, malformed, or routed to a topic that is
+//! not one of its outputs) is dropped with the call, so it never poisons a later batch; only
+//! one whose call succeeded is kept, with its deadline armed afresh for the next. The instances
+//! of a version are dropped when the version is (a deploy, a rollback or a delete drops the
+//! binding that held it, and the last batch that started on it ends).
 
 use super::module::{ModuleId, ModuleStats};
 use super::runtime::{GuestFailure, WasmError, deny_all_wasi};
@@ -255,12 +256,14 @@ impl TransformEngine {
         store
     }
 
-    /// Run `module` on one batch. Counts the call, its records in and out, its time and its
-    /// failure on the version's stats.
+    /// Run `module` on one batch; the records it returns may go to `outputs` (besides the
+    /// input topic). Counts the call, its records in and out, its time and its failure on the
+    /// version's stats.
     pub async fn call(
         &self,
         module: &TransformModule,
         limits: &TransformLimits,
+        outputs: &[String],
         batch: &InputBatch,
         seed: u64,
     ) -> Result<Vec<Emitted>, TransformFailure> {
@@ -268,7 +271,7 @@ impl TransformEngine {
         let stats = &module.stats;
         stats.calls.fetch_add(1, Ordering::Relaxed);
         stats.records_in.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
-        let result = self.call_inner(module, limits, batch, seed).await;
+        let result = self.call_inner(module, limits, outputs, batch, seed).await;
         stats.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         match &result {
             Ok(out) => {
@@ -307,6 +310,7 @@ impl TransformEngine {
         &self,
         module: &TransformModule,
         limits: &TransformLimits,
+        outputs: &[String],
         batch: &InputBatch,
         seed: u64,
     ) -> Result<Vec<Emitted>, TransformFailure> {
@@ -317,7 +321,7 @@ impl TransformEngine {
                 Some(wasmtime::Trap::Interrupt) => GuestFailure::Deadline(limits.timeout),
                 _ => GuestFailure::Trap(format!("{e:#}")),
             })?;
-        let emitted = checked(outcome.map_err(TransformFailure::Refused)?, limits)?;
+        let emitted = checked(outcome.map_err(TransformFailure::Refused)?, limits, outputs)?;
         // Only an instance whose call succeeded serves the version's next batch (the module is
         // alive, so its instances have not been dropped: see its `Drop`).
         instance.served = instance.served.saturating_add(1);
@@ -326,8 +330,13 @@ impl TransformEngine {
     }
 }
 
-/// The records a call returned (`encoded`), if they are within `limits` and well formed.
-fn checked(encoded: Vec<u8>, limits: &TransformLimits) -> Result<Vec<Emitted>, GuestFailure> {
+/// The records a call returned (`encoded`), if they are within `limits`, well formed, and
+/// routed to none but `outputs`.
+fn checked(
+    encoded: Vec<u8>,
+    limits: &TransformLimits,
+    outputs: &[String],
+) -> Result<Vec<Emitted>, GuestFailure> {
     // The result is one byte list (see wit/guise.wit): lifting it cost exactly its length,
     // which the guest's memory cap bounds.
     if encoded.len() > limits.max_output_bytes {
@@ -337,7 +346,13 @@ fn checked(encoded: Vec<u8>, limits: &TransformLimits) -> Result<Vec<Emitted>, G
             limits.max_output_bytes
         )));
     }
-    decode_outputs(Bytes::from(encoded)).map_err(GuestFailure::Invalid)
+    let emitted = decode_outputs(Bytes::from(encoded)).map_err(GuestFailure::Invalid)?;
+    if let Some(t) = emitted.iter().find_map(|e| e.topic.as_ref().filter(|t| !outputs.contains(t))) {
+        return Err(GuestFailure::Invalid(format!(
+            "the transform routed a record to {t:?}, which is not one of its output topics {outputs:?}"
+        )));
+    }
+    Ok(emitted)
 }
 
 /// One record a transform returned, and where it goes (None: the input topic).

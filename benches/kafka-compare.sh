@@ -13,7 +13,10 @@
 #   4. transactions (`txnbench`, Guise and Kafka only): transactional produce of 1, 100 and 10,000
 #      records per transaction (throughput, commit latency), then read_committed against
 #      read_uncommitted fetch. Both finalize transaction.version=2 (KIP-890 part 2), their
-#      default; the tests' Peer formats Kafka so.
+#      default; the tests' Peer formats Kafka so;
+#   5. request-bound produce (`reqbench`): 1, 16 and 256 connections, each a librdkafka producer
+#      sending one 100 B record per Produce request (linger.ms=0, batch.num.messages=1) and
+#      awaiting it before the next: requests/s, latency, broker CPU per request.
 # Then prints markdown tables. Usage: benches/kafka-compare.sh   (from anywhere)
 #
 # The Java side needs a JDK 17+ and Maven: the classpath comes from the tests' Maven project
@@ -27,6 +30,7 @@
 # COMPACT_BASELINE_SECS (5); TXN_SECS (10: seconds per transaction size), TXN_SIZES (1,100,10000);
 # KAFKA_HEAP (1g); TOOL_TIMEOUT (180: seconds per Kafka tool run);
 # SYSTEMS ("guise kafka tansu", in that order); SKIP_PERF=1, SKIP_LOADGEN=1, SKIP_COMPACT=1, SKIP_TXN=1,
+# REQ_CONNECTIONS (1,16,256), REQ_SECS (10), REQ_ACKS (1); SKIP_REQ=1;
 # SKIP_BUILD=1, KEEP_LOGS=1; M2_REPO (Maven local repository, default target/m2); GUISE_BIN;
 # TANSU. CARGO_TARGET_DIR is honoured.
 set -euo pipefail
@@ -48,6 +52,9 @@ COMPACT_SIZE=${COMPACT_SIZE:-1000}
 COMPACT_BASELINE_SECS=${COMPACT_BASELINE_SECS:-5}
 TXN_SECS=${TXN_SECS:-10}
 TXN_SIZES=${TXN_SIZES:-1,100,10000}
+REQ_CONNECTIONS=${REQ_CONNECTIONS:-1,16,256}
+REQ_SECS=${REQ_SECS:-10}
+REQ_ACKS=${REQ_ACKS:-1}
 KAFKA_HEAP=${KAFKA_HEAP:-1g}
 SYSTEMS=${SYSTEMS:-"guise kafka tansu"}
 CLEANER_BACKOFF_MS=1000
@@ -153,6 +160,7 @@ GUISE_BIN=${GUISE_BIN:-"$TARGET/release/guise"}
 LOADGEN="$TARGET/release/loadgen"
 COMPACTBENCH="$TARGET/release/compactbench"
 TXNBENCH="$TARGET/release/txnbench"
+REQBENCH="$TARGET/release/reqbench"
 
 # ---------------------------------------------------------------- Java classpath
 source benches/kafka-java.sh
@@ -163,6 +171,7 @@ PERF_RESULTS="$WORK/perf.txt"; : >"$PERF_RESULTS"
 LOADGEN_RESULTS="$WORK/loadgen.txt"; : >"$LOADGEN_RESULTS"
 COMPACT_RESULTS="$WORK/compact.txt"; : >"$COMPACT_RESULTS"
 TXN_RESULTS="$WORK/txn.txt"; : >"$TXN_RESULTS"
+REQ_RESULTS="$WORK/req.txt"; : >"$REQ_RESULTS"
 SERVER_NOTES="$WORK/notes.txt"; : >"$SERVER_NOTES"
 
 # run_perf SYSTEM BOOTSTRAP SIZE ACKS RECORDS: ProducerPerformance then ConsumerPerformance on a
@@ -324,6 +333,21 @@ PYEOF
     fi
 }
 
+# run_req SYSTEM BOOTSTRAP PID: request-bound produce at each of REQ_CONNECTIONS.
+run_req() {
+    local system=$1 bootstrap=$2 pid=$3 out="$WORK/req-$1.log" st=0
+    echo "-- $system: reqbench, $REQ_CONNECTIONS connections, $REQ_SECS s each, acks=$REQ_ACKS"
+    "$REQBENCH" --bootstrap "$bootstrap" --system "$system" --connections "$REQ_CONNECTIONS" \
+        --secs "$REQ_SECS" --acks "$REQ_ACKS" --server-pid "$pid" >"$out" 2>&1 || st=$?
+    grep '^| ' "$out" | sed 's/^/   /' || true
+    if [[ $st == 0 ]]; then
+        grep '^| [a-z]' "$out" | grep -v '^| system' >>"$REQ_RESULTS"
+    else
+        echo "| $system | FAILED (status $st) | - | - | - | - | - | - |" >>"$REQ_RESULTS"
+        FAILURES+=("$system reqbench: exit status $st")
+    fi
+}
+
 # measure SYSTEM BOOTSTRAP PID LOG: everything against one running broker.
 measure() {
     local system=$1 bootstrap=$2 pid=$3 log=$4 acks
@@ -344,6 +368,9 @@ measure() {
     fi
     if [[ "${SKIP_TXN:-0}" != 1 && "$system" != tansu ]]; then
         run_txn "$system" "$bootstrap" "$pid"
+    fi
+    if [[ "${SKIP_REQ:-0}" != 1 ]]; then
+        run_req "$system" "$bootstrap" "$pid"
     fi
 }
 
@@ -524,6 +551,21 @@ EOF
     while IFS='|' read -r sys phase n txns tps rps mbps lat cpu; do
         echo "| $sys | $phase | $n | $txns | $tps | $rps | $mbps | $lat | $cpu |"
     done <"$TXN_RESULTS"
+fi
+
+if [[ -s "$REQ_RESULTS" ]]; then
+    cat <<EOF
+
+Request-bound produce (reqbench): N connections, each a librdkafka producer sending one 100 B
+record per Produce request (linger.ms=0, batch.num.messages=1, acks=$REQ_ACKS) and awaiting its
+acknowledgement before the next, to a 16-partition topic (connection i writes partition i mod 16),
+$REQ_SECS s per row after a warm-up. CPU per request: user+system time over the window / requests.
+The client runs on the same cores: at 256 connections it uses more CPU than the broker.
+
+| system | connections | requests/s | p50 µs | p99 µs | max µs | broker CPU µs per request | client CPU µs per request |
+|---|---|---|---|---|---|---|---|
+EOF
+    cat "$REQ_RESULTS"
 fi
 
 if ((${#FAILURES[@]})); then

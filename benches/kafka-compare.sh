@@ -16,7 +16,9 @@
 #      default; the tests' Peer formats Kafka so;
 #   5. request-bound produce (`reqbench`): 1, 16 and 256 connections, each a librdkafka producer
 #      sending one 100 B record per Produce request (linger.ms=0, batch.num.messages=1) and
-#      awaiting it before the next: requests/s, latency, broker CPU per request.
+#      awaiting it before the next: requests/s, latency, broker CPU per request;
+#   6. idle connections (`connbench`): the broker's RSS with CONN_COUNT (10000) connections open,
+#      each having asked ApiVersions once.
 # Then prints markdown tables. Usage: benches/kafka-compare.sh   (from anywhere)
 #
 # The Java side needs a JDK 17+ and Maven: the classpath comes from the tests' Maven project
@@ -30,7 +32,7 @@
 # COMPACT_BASELINE_SECS (5); TXN_SECS (10: seconds per transaction size), TXN_SIZES (1,100,10000);
 # KAFKA_HEAP (1g); TOOL_TIMEOUT (180: seconds per Kafka tool run);
 # SYSTEMS ("guise kafka tansu", in that order); SKIP_PERF=1, SKIP_LOADGEN=1, SKIP_COMPACT=1, SKIP_TXN=1,
-# REQ_CONNECTIONS (1,16,256), REQ_SECS (10), REQ_ACKS (1); SKIP_REQ=1;
+# REQ_CONNECTIONS (1,16,256), REQ_SECS (10), REQ_ACKS (1); SKIP_REQ=1; CONN_COUNT (10000); SKIP_CONN=1;
 # SKIP_BUILD=1, KEEP_LOGS=1; M2_REPO (Maven local repository, default target/m2); GUISE_BIN;
 # TANSU. CARGO_TARGET_DIR is honoured.
 set -euo pipefail
@@ -55,6 +57,7 @@ TXN_SIZES=${TXN_SIZES:-1,100,10000}
 REQ_CONNECTIONS=${REQ_CONNECTIONS:-1,16,256}
 REQ_SECS=${REQ_SECS:-10}
 REQ_ACKS=${REQ_ACKS:-1}
+CONN_COUNT=${CONN_COUNT:-10000}
 KAFKA_HEAP=${KAFKA_HEAP:-1g}
 SYSTEMS=${SYSTEMS:-"guise kafka tansu"}
 CLEANER_BACKOFF_MS=1000
@@ -161,6 +164,7 @@ LOADGEN="$TARGET/release/loadgen"
 COMPACTBENCH="$TARGET/release/compactbench"
 TXNBENCH="$TARGET/release/txnbench"
 REQBENCH="$TARGET/release/reqbench"
+CONNBENCH="$TARGET/release/connbench"
 
 # ---------------------------------------------------------------- Java classpath
 source benches/kafka-java.sh
@@ -172,6 +176,7 @@ LOADGEN_RESULTS="$WORK/loadgen.txt"; : >"$LOADGEN_RESULTS"
 COMPACT_RESULTS="$WORK/compact.txt"; : >"$COMPACT_RESULTS"
 TXN_RESULTS="$WORK/txn.txt"; : >"$TXN_RESULTS"
 REQ_RESULTS="$WORK/req.txt"; : >"$REQ_RESULTS"
+CONN_RESULTS="$WORK/conn.txt"; : >"$CONN_RESULTS"
 SERVER_NOTES="$WORK/notes.txt"; : >"$SERVER_NOTES"
 
 # run_perf SYSTEM BOOTSTRAP SIZE ACKS RECORDS: ProducerPerformance then ConsumerPerformance on a
@@ -348,6 +353,23 @@ run_req() {
     fi
 }
 
+# run_conn SYSTEM BOOTSTRAP PID: the broker's memory with CONN_COUNT idle connections.
+run_conn() {
+    local system=$1 bootstrap=$2 pid=$3 out="$WORK/conn-$1.log" st=0
+    echo "-- $system: connbench, $CONN_COUNT idle connections"
+    (ulimit -n "$((CONN_COUNT + 1000))" 2>/dev/null || true
+     "$CONNBENCH" --bootstrap "$bootstrap" --system "$system" --connections "$CONN_COUNT" \
+        --server-pid "$pid") >"$out" 2>&1 || st=$?
+    grep '^| ' "$out" | sed 's/^/   /' || true
+    if [[ $st == 0 ]]; then
+        grep '^| [a-z]' "$out" | grep -v '^| system' >>"$CONN_RESULTS"
+    else
+        tail -3 "$out" | sed 's/^/   /'
+        echo "| $system | FAILED (status $st) | - | - | - | - |" >>"$CONN_RESULTS"
+        FAILURES+=("$system connbench: exit status $st")
+    fi
+}
+
 # measure SYSTEM BOOTSTRAP PID LOG: everything against one running broker.
 measure() {
     local system=$1 bootstrap=$2 pid=$3 log=$4 acks
@@ -371,6 +393,9 @@ measure() {
     fi
     if [[ "${SKIP_REQ:-0}" != 1 ]]; then
         run_req "$system" "$bootstrap" "$pid"
+    fi
+    if [[ "${SKIP_CONN:-0}" != 1 ]]; then
+        run_conn "$system" "$bootstrap" "$pid"
     fi
 }
 
@@ -428,7 +453,12 @@ group.initial.rebalance.delay.ms=0
 log.cleaner.backoff.ms=$CLEANER_BACKOFF_MS
 EOF
     local cluster_id log="$dir/broker.log"
-    cluster_id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # A random UUID in Kafka's base64 form; not one starting with '-', which the format tool would
+    # take for an option.
+    cluster_id=-
+    while [[ $cluster_id == -* ]]; do
+        cluster_id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     # guise.Peer formats the storage, then runs kafka.Kafka in the same JVM, and halts when this
     # script's process ($$) exits, however it exits.
     java "${KAFKA_JVM_OPTS[@]}" "${LOG4J[@]}" -cp "$PEER_CLASSES:$KAFKA_CP" guise.Peer $$ \
@@ -566,6 +596,18 @@ The client runs on the same cores: at 256 connections it uses more CPU than the 
 |---|---|---|---|---|---|---|---|
 EOF
     cat "$REQ_RESULTS"
+fi
+
+if [[ -s "$CONN_RESULTS" ]]; then
+    cat <<EOF
+
+Idle connections (connbench): $CONN_COUNT TCP connections, opened 200 at a time, each asking
+ApiVersions v0 once, then all idle for 5 s; the broker's VmRSS before the first and after.
+
+| system | connections | opened in s | broker RSS before MiB | with the connections MiB | KiB per connection |
+|---|---|---|---|---|---|
+EOF
+    cat "$CONN_RESULTS"
 fi
 
 if ((${#FAILURES[@]})); then

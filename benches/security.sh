@@ -132,7 +132,12 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 PROPS
-    cluster_id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # A random UUID in Kafka's base64 form; not one starting with '-', which the format tool would
+    # take for an option.
+    cluster_id=-
+    while [[ $cluster_id == -* ]]; do
+        cluster_id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     java "${KAFKA_JVM_OPTS[@]}" "${LOG4J[@]}" -cp "$PEER_CLASSES:$KAFKA_CP" guise.Peer $$ \
         --format "$cluster_id" "$WORK/kafka/server.properties" kafka.Kafka "$WORK/kafka/server.properties" \
         >"$WORK/kafka/broker.log" 2>&1 &

@@ -133,7 +133,9 @@ pub async fn serve<S>(
             }
         }
         let header = FrameHeader::parse(&frame);
-        match runtime.execute(&conn, &frame, header.map(|h| h.api_key), shutdown.clone()).await {
+        // Boxed: the request's state (the guest call's future, ~10 KiB) exists while it runs, not
+        // in every idle connection's task.
+        match Box::pin(runtime.execute(&conn, &frame, header.map(|h| h.api_key), shutdown.clone())).await {
             Executed::Send(segments, throttle) => {
                 if let Err(e) = write_response(&mut wr, segments).await {
                     tracing::debug!(conn = conn.id, "write failed, closing: {e}");
@@ -495,5 +497,59 @@ mod budget_tests {
         assert!(written <= (256 + 1024 + 2 * 32) * 1024, "read {written} bytes ahead");
         // And it did read up to the budget, not less (the bound above is not vacuous).
         assert!(written >= 256 * 1024, "only {written} bytes were read");
+    }
+}
+
+#[cfg(test)]
+mod idle_size {
+    use super::*;
+    use crate::storage::embedded::EmbeddedLog;
+    use crate::wasm::{DEFAULT_TRANSLATOR, GuestLimits, HostContext};
+
+    /// An idle connection holds its two tasks' futures: they stay small (a request's state, the
+    /// guest call's, is boxed while the request runs), so that 10,000 idle connections do not
+    /// cost 10,000 copies of it (BENCHMARKS.md, "Idle connections").
+    #[test]
+    fn an_idle_connections_tasks_are_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn crate::storage::Log> =
+            Arc::new(EmbeddedLog::open(dir.path(), Default::default()).unwrap());
+        let ctx = Arc::new(HostContext::local(log, 8 << 20));
+        let limits = GuestLimits {
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(5),
+            max_instances: 8,
+            max_response_bytes: 1 << 20,
+            warm_instances: 0,
+            warm_transforms: 0,
+        };
+        let runtime = Arc::new(Runtime::new(DEFAULT_TRANSLATOR, ctx, limits).unwrap());
+        let (_stop_tx, stop) = watch::channel(false);
+        let cfg = ConnConfig {
+            max_frame_bytes: 8 << 20,
+            read_ahead: 16,
+            max_inflight_bytes: 64 << 20,
+            idle: None,
+            frame_timeout: None,
+            partial: None,
+            sasl: None,
+            principals: Default::default(),
+        };
+        let serving = serve(tokio::io::duplex(16).1, runtime, ConnInfo::new(1, "public", "x"), cfg, stop);
+        let (tx, _rx) = mpsc::channel(1);
+        let reading = Reading {
+            tx,
+            budget: Arc::new(Semaphore::new(1)),
+            budget_bytes: 1,
+            decoder: FrameDecoder::new(1 << 20),
+            conn: 1,
+            activity: Arc::new(Activity { opened: Instant::now(), last_ms: AtomicU64::new(0) }),
+            idle: None,
+            frame_timeout: None,
+            partial: None,
+        };
+        let reader = read_frames(tokio::io::duplex(16).0, reading);
+        let sizes = (std::mem::size_of_val(&serving), std::mem::size_of_val(&reader));
+        assert!(sizes.0 < 4096 && sizes.1 < 4096, "the connection's futures take {sizes:?} bytes");
     }
 }

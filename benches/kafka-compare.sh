@@ -345,9 +345,10 @@ run_req() {
     "$REQBENCH" --bootstrap "$bootstrap" --system "$system" --connections "$REQ_CONNECTIONS" \
         --secs "$REQ_SECS" --acks "$REQ_ACKS" --server-pid "$pid" >"$out" 2>&1 || st=$?
     grep '^| ' "$out" | sed 's/^/   /' || true
-    if [[ $st == 0 ]]; then
-        grep '^| [a-z]' "$out" | grep -v '^| system' >>"$REQ_RESULTS"
-    else
+    # The rows measured before a failure are kept.
+    { grep '^| [a-z]' "$out" | grep -v '^| system' || true; } >>"$REQ_RESULTS"
+    if [[ $st != 0 ]]; then
+        tail -3 "$out" | sed 's/^/   /'
         echo "| $system | FAILED (status $st) | - | - | - | - | - | - |" >>"$REQ_RESULTS"
         FAILURES+=("$system reqbench: exit status $st")
     fi
@@ -357,12 +358,15 @@ run_req() {
 run_conn() {
     local system=$1 bootstrap=$2 pid=$3 out="$WORK/conn-$1.log" st=0
     echo "-- $system: connbench, $CONN_COUNT idle connections"
+    if (($(ulimit -Hn) < CONN_COUNT + 1000)); then
+        echo "   warning: the open-file limit ($(ulimit -Hn)) is below CONN_COUNT + 1000; connbench may fail"
+    fi
     (ulimit -n "$((CONN_COUNT + 1000))" 2>/dev/null || true
      "$CONNBENCH" --bootstrap "$bootstrap" --system "$system" --connections "$CONN_COUNT" \
         --server-pid "$pid") >"$out" 2>&1 || st=$?
     grep '^| ' "$out" | sed 's/^/   /' || true
     if [[ $st == 0 ]]; then
-        grep '^| [a-z]' "$out" | grep -v '^| system' >>"$CONN_RESULTS"
+        { grep '^| [a-z]' "$out" | grep -v '^| system' || true; } >>"$CONN_RESULTS"
     else
         tail -3 "$out" | sed 's/^/   /'
         echo "| $system | FAILED (status $st) | - | - | - | - |" >>"$CONN_RESULTS"

@@ -95,7 +95,8 @@ fn main() -> Result<()> {
     std::thread::sleep(Duration::from_secs(args.hold_secs));
     let after = rss_kib(args.server_pid)?;
     let n = streams.len();
-    let per = (after.saturating_sub(before)) as f64 / n as f64;
+    // Signed: a broker whose memory shrank meanwhile (a collection) shows it.
+    let per = (after as f64 - before as f64) / n as f64;
     println!(
         "| system | connections | opened in s | broker RSS before MiB | with the connections MiB | KiB per connection |"
     );

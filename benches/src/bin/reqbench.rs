@@ -150,24 +150,31 @@ async fn measure(args: &Args, topic: &str, n: usize) -> Result<Run> {
                 .context("producer")
         })
         .collect::<Result<Vec<_>>>()?;
-    // Every connection warms up, then all wait for the same start.
+    // Every connection warms up, then all wait for the same start; the window is the same for
+    // all (it starts when the last one is ready), and only what completes inside it counts.
     let start = Arc::new(tokio::sync::Barrier::new(n + 1));
+    let (window_tx, window_rx) = tokio::sync::watch::channel(None::<Instant>);
     let window = Duration::from_secs(args.secs);
     let mut tasks = Vec::new();
     for (i, producer) in producers.into_iter().enumerate() {
         let (start, value, topic) = (start.clone(), value.clone(), topic.to_string());
+        let mut window_rx = window_rx.clone();
         let partition = (i as i32) % args.partitions;
         tasks.push(tokio::spawn(async move {
             for _ in 0..WARMUP {
                 send(&producer, &topic, &value, partition).await?;
             }
             start.wait().await;
-            let began = Instant::now();
+            let end = window_rx.wait_for(Option::is_some).await?.expect("set") + window;
             let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-            while began.elapsed() < window {
+            loop {
                 let t = Instant::now();
                 send(&producer, &topic, &value, partition).await?;
-                h.record((t.elapsed().as_micros() as u64).max(1))?;
+                let done = Instant::now();
+                if done > end {
+                    break;
+                }
+                h.record((done - t).as_micros().max(1) as u64)?;
             }
             Ok::<_, anyhow::Error>(h)
         }));
@@ -175,12 +182,14 @@ async fn measure(args: &Args, topic: &str, n: usize) -> Result<Run> {
     start.wait().await;
     let pid = args.server_pid.map(|p| p.to_string());
     let (s0, c0, began) = (pid.as_deref().map(cpu_secs), cpu_secs("self"), Instant::now());
+    window_tx.send_replace(Some(began));
+    tokio::time::sleep_until((began + window).into()).await;
+    let (s1, c1) = (pid.as_deref().map(cpu_secs), cpu_secs("self"));
+    let secs = began.elapsed().as_secs_f64();
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     for t in tasks {
         latency.add(t.await??)?;
     }
-    let secs = began.elapsed().as_secs_f64();
-    let (s1, c1) = (pid.as_deref().map(cpu_secs), cpu_secs("self"));
     Ok(Run {
         requests: latency.len(),
         secs,

@@ -379,7 +379,7 @@ mod budget_tests {
     use crate::storage::{Log, LogDefaults};
     use crate::wasm::{DEFAULT_TRANSLATOR, GuestLimits, HostContext};
 
-    fn test_runtime(dir: &std::path::Path) -> Arc<Runtime> {
+    pub(super) fn test_runtime(dir: &std::path::Path) -> Arc<Runtime> {
         let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(dir, LogDefaults::default()).unwrap());
         let ctx = Arc::new(HostContext::local(log, 8 << 20));
         let limits = GuestLimits {
@@ -503,8 +503,6 @@ mod budget_tests {
 #[cfg(test)]
 mod idle_size {
     use super::*;
-    use crate::storage::embedded::EmbeddedLog;
-    use crate::wasm::{DEFAULT_TRANSLATOR, GuestLimits, HostContext};
 
     /// An idle connection holds its two tasks' futures: they stay small (a request's state, the
     /// guest call's, is boxed while the request runs), so that 10,000 idle connections do not
@@ -512,18 +510,7 @@ mod idle_size {
     #[test]
     fn an_idle_connections_tasks_are_small() {
         let dir = tempfile::tempdir().unwrap();
-        let log: Arc<dyn crate::storage::Log> =
-            Arc::new(EmbeddedLog::open(dir.path(), Default::default()).unwrap());
-        let ctx = Arc::new(HostContext::local(log, 8 << 20));
-        let limits = GuestLimits {
-            memory_bytes: 64 << 20,
-            call_timeout: Duration::from_secs(5),
-            max_instances: 8,
-            max_response_bytes: 1 << 20,
-            warm_instances: 0,
-            warm_transforms: 0,
-        };
-        let runtime = Arc::new(Runtime::new(DEFAULT_TRANSLATOR, ctx, limits).unwrap());
+        let runtime = super::budget_tests::test_runtime(dir.path());
         let (_stop_tx, stop) = watch::channel(false);
         let cfg = ConnConfig {
             max_frame_bytes: 8 << 20,

@@ -11,6 +11,8 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use guise_tests::wire::{request_frame, sized};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -50,15 +52,8 @@ fn rss_kib(pid: u32) -> Result<u64> {
 /// One connection: ApiVersions v0 asked and answered, then kept.
 async fn open(addr: &str, id: i32) -> Result<TcpStream> {
     let mut stream = TcpStream::connect(addr).await.context("connect")?;
-    let client = b"connbench";
-    let mut frame = Vec::with_capacity(32);
-    frame.extend_from_slice(&(10 + client.len() as i32).to_be_bytes());
-    frame.extend_from_slice(&18i16.to_be_bytes()); // ApiVersions
-    frame.extend_from_slice(&0i16.to_be_bytes()); // v0
-    frame.extend_from_slice(&id.to_be_bytes());
-    frame.extend_from_slice(&(client.len() as i16).to_be_bytes());
-    frame.extend_from_slice(client);
-    stream.write_all(&frame).await?;
+    let frame = request_frame(ApiKey::ApiVersions, 0, 0, id, "connbench", &ApiVersionsRequest::default());
+    stream.write_all(&sized(&frame)).await?;
     let size = stream.read_i32().await.context("reading the answer")?;
     if !(4..1 << 20).contains(&size) {
         bail!("an answer of {size} bytes");

@@ -345,7 +345,6 @@ impl Transforms {
     }
 }
 
-/// A call's outputs may only name the binding's output topics.
 /// The input partition's share of one produced batch: `own` re-encoded with the batch's codec,
 /// keeping the producer's sequence span (see the module docs).
 fn encode_input(out: &mut Vec<u8>, h: &BatchHeader, own: &[LogRecord]) -> Result<(), StorageError> {

@@ -401,8 +401,7 @@ impl Slot for TenantSlot {
 /// releasing the bindings' lock: the last reference to a version drops its warm instances, and
 /// resetting their memory should not hold up every produce's binding lookup.
 fn unbind(topics: &mut HashMap<String, Arc<Binding>>, name: &str) -> Vec<Arc<Binding>> {
-    let gone: Vec<String> = topics.iter().filter(|(_, b)| b.name == name).map(|(t, _)| t.clone()).collect();
-    gone.iter().filter_map(|t| topics.remove(t)).collect()
+    topics.extract_if(|_, b| b.name == name).map(|(_, b)| b).collect()
 }
 
 /// The transforms service: bindings for the produce path, and the per-tenant registries.

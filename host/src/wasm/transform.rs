@@ -148,7 +148,7 @@ impl Drop for TransformModule {
 }
 
 /// A transform instance with its store, and the calls it has served.
-pub struct TransformInstance {
+struct TransformInstance {
     store: Store<TransformState>,
     bindings: bindings::Transform,
     served: u32,
@@ -271,7 +271,22 @@ impl TransformEngine {
         let stats = &module.stats;
         stats.calls.fetch_add(1, Ordering::Relaxed);
         stats.records_in.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
-        let result = self.call_inner(module, limits, outputs, batch, seed).await;
+        let result = async {
+            let mut instance = self.instance(module, limits, seed).await?;
+            let TransformInstance { store, bindings, .. } = &mut instance;
+            let outcome =
+                bindings.call_transform(&mut *store, batch).await.map_err(|e| match e.downcast_ref() {
+                    Some(wasmtime::Trap::Interrupt) => GuestFailure::Deadline(limits.timeout),
+                    _ => GuestFailure::Trap(format!("{e:#}")),
+                })?;
+            let emitted = checked(outcome.map_err(TransformFailure::Refused)?, limits, outputs)?;
+            // Only an instance whose call succeeded serves the version's next batch (the module
+            // is alive, so its instances have not been dropped: see its `Drop`).
+            instance.served = instance.served.saturating_add(1);
+            self.warm.offer((module.serial, limits.memory_bytes), instance, || true);
+            Ok::<_, TransformFailure>(emitted)
+        }
+        .await;
         stats.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         match &result {
             Ok(out) => {
@@ -304,29 +319,6 @@ impl TransformEngine {
             .await
             .map_err(|e| GuestFailure::Instantiate(format!("{e:#}")))?;
         Ok(TransformInstance { store, bindings, served: 0 })
-    }
-
-    async fn call_inner(
-        &self,
-        module: &TransformModule,
-        limits: &TransformLimits,
-        outputs: &[String],
-        batch: &InputBatch,
-        seed: u64,
-    ) -> Result<Vec<Emitted>, TransformFailure> {
-        let mut instance = self.instance(module, limits, seed).await?;
-        let TransformInstance { store, bindings, .. } = &mut instance;
-        let outcome =
-            bindings.call_transform(&mut *store, batch).await.map_err(|e| match e.downcast_ref() {
-                Some(wasmtime::Trap::Interrupt) => GuestFailure::Deadline(limits.timeout),
-                _ => GuestFailure::Trap(format!("{e:#}")),
-            })?;
-        let emitted = checked(outcome.map_err(TransformFailure::Refused)?, limits, outputs)?;
-        // Only an instance whose call succeeded serves the version's next batch (the module is
-        // alive, so its instances have not been dropped: see its `Drop`).
-        instance.served = instance.served.saturating_add(1);
-        self.warm.offer((module.serial, limits.memory_bytes), instance, || true);
-        Ok(emitted)
     }
 }
 
